@@ -1,0 +1,145 @@
+//! Domain errors: a status class plus a stable reason code that clients can
+//! match on, and a human message that they should only display.
+
+use std::fmt;
+
+/// The class of a failure; maps one-to-one onto gRPC status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed; retrying it unchanged cannot succeed.
+    InvalidArgument,
+    /// No valid credentials were presented.
+    Unauthenticated,
+    /// The caller is known but lacks the permission.
+    PermissionDenied,
+    /// The named entity does not exist (or the caller may not know it does).
+    NotFound,
+    /// An entity with the same unique key exists.
+    AlreadyExists,
+    /// The system is not in a state that allows the operation.
+    FailedPrecondition,
+    /// A concurrent change won; re-read and retry.
+    Aborted,
+    /// Too many attempts; wait before retrying.
+    ResourceExhausted,
+    /// The operation exists in the API but is not served yet.
+    Unimplemented,
+    /// A server-side failure, not the caller's fault.
+    Internal,
+    /// A dependency (database, peer service) is unreachable.
+    Unavailable,
+}
+
+/// Stable reason codes carried in `google.rpc.ErrorInfo.reason`.
+pub mod reason {
+    /// A string field exceeds its maximum length.
+    pub const FIELD_TOO_LONG: &str = "FIELD_TOO_LONG";
+    /// A required field is empty.
+    pub const FIELD_REQUIRED: &str = "FIELD_REQUIRED";
+    /// A field holds a value outside its allowed set or shape.
+    pub const INVALID_FIELD: &str = "INVALID_FIELD";
+    /// An identifier is not a UUID.
+    pub const INVALID_ID: &str = "INVALID_ID";
+    /// A page token was not issued by this server for this query.
+    pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    /// `page_size` is negative or above the maximum.
+    pub const INVALID_PAGE_SIZE: &str = "INVALID_PAGE_SIZE";
+    /// An `update_mask` names a path the resource does not have.
+    pub const INVALID_UPDATE_MASK: &str = "INVALID_UPDATE_MASK";
+    /// No or unusable credentials.
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// The session token expired after idle time.
+    pub const SESSION_EXPIRED: &str = "SESSION_EXPIRED";
+    /// Username or password wrong (deliberately not saying which).
+    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
+    /// Too many failed logins.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The caller lacks the permission for the RPC.
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+    /// The RPC is not mapped to a permission, so it is never served.
+    pub const RPC_NOT_MAPPED: &str = "RPC_NOT_MAPPED";
+    /// The user does not exist.
+    pub const USER_NOT_FOUND: &str = "USER_NOT_FOUND";
+    /// The username is taken.
+    pub const USERNAME_TAKEN: &str = "USERNAME_TAKEN";
+    /// The role does not exist.
+    pub const ROLE_NOT_FOUND: &str = "ROLE_NOT_FOUND";
+    /// The role name is taken.
+    pub const ROLE_NAME_TAKEN: &str = "ROLE_NAME_TAKEN";
+    /// Built-in roles cannot be changed or deleted.
+    pub const ROLE_BUILTIN: &str = "ROLE_BUILTIN";
+    /// The role is still bound to members.
+    pub const ROLE_IN_USE: &str = "ROLE_IN_USE";
+    /// A permission name is not one the server knows.
+    pub const UNKNOWN_PERMISSION: &str = "UNKNOWN_PERMISSION";
+    /// The project does not exist.
+    pub const PROJECT_NOT_FOUND: &str = "PROJECT_NOT_FOUND";
+    /// An admin may not remove their own admin flag or account.
+    pub const LAST_ADMIN: &str = "LAST_ADMIN";
+    /// The password is too weak.
+    pub const WEAK_PASSWORD: &str = "WEAK_PASSWORD";
+    /// The service behind this RPC has not been built yet.
+    pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+    /// An unexpected server failure.
+    pub const INTERNAL: &str = "INTERNAL";
+    /// The storage backend is unreachable.
+    pub const STORAGE_UNAVAILABLE: &str = "STORAGE_UNAVAILABLE";
+}
+
+/// A failure with a stable reason code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DomainError {
+    /// The status class.
+    pub code: ErrorCode,
+    /// The stable reason, one of [`reason`].
+    pub reason: &'static str,
+    /// Human-readable detail; never parse it.
+    pub message: String,
+}
+
+impl fmt::Display for DomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason)
+    }
+}
+
+impl DomainError {
+    /// Builds an error of any class.
+    pub fn new(code: ErrorCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `INVALID_ARGUMENT` with the given reason.
+    pub fn invalid_argument(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, reason, message)
+    }
+
+    /// `NOT_FOUND` with the given reason.
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, reason, message)
+    }
+
+    /// `PERMISSION_DENIED`.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, reason::PERMISSION_DENIED, message)
+    }
+
+    /// `UNAUTHENTICATED` with the given reason.
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, reason, message)
+    }
+
+    /// `FAILED_PRECONDITION` with the given reason.
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::FailedPrecondition, reason, message)
+    }
+
+    /// `INTERNAL`; the message is for logs, clients see a generic text.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, reason::INTERNAL, message)
+    }
+}

@@ -1,0 +1,16 @@
+//! The domain core of Anima: identifiers, permissions and default roles,
+//! domain errors with stable reason codes, and the API conventions (page
+//! tokens, field masks, input limits) every service shares.
+//!
+//! Nothing here does I/O; the server, storage and clients build on it.
+
+pub mod error;
+pub mod id;
+pub mod model;
+pub mod paging;
+pub mod permission;
+pub mod update_mask;
+pub mod validate;
+
+pub use error::{DomainError, ErrorCode};
+pub use permission::{Permission, RoleTemplate};

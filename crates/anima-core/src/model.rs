@@ -1,0 +1,141 @@
+//! Records of the foundation domain as storage returns them. Times are
+//! microseconds since the Unix epoch (UTC), identical on every backend.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::Permission;
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A human account, without its password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// UUIDv7.
+    pub id: String,
+    /// Unique login name.
+    pub username: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Contact address; may be empty.
+    pub email: String,
+    /// Server-wide admin: manages users and roles.
+    pub is_admin: bool,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Free-form preferences (notification settings and the like).
+    pub preferences: std::collections::BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// What creating a user needs; the password arrives already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Unique login name.
+    pub username: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Contact address.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Server-wide admin flag.
+    pub is_admin: bool,
+}
+
+/// A partial change of a user; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New email.
+    pub email: Option<String>,
+    /// New admin flag.
+    pub is_admin: Option<bool>,
+    /// New disabled flag.
+    pub disabled: Option<bool>,
+    /// New argon2id hash; also revokes the user's sessions.
+    pub password_hash: Option<String>,
+    /// New preferences (replacing the old ones).
+    pub preferences: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// UUID; built-in roles have fixed ids.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// What the role is for.
+    pub description: String,
+    /// Granted permissions, sorted.
+    pub permissions: Vec<Permission>,
+    /// Built-in roles are read-only.
+    pub builtin: bool,
+}
+
+/// A partial change of a role.
+#[derive(Debug, Clone, Default)]
+pub struct RoleChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New permission set.
+    pub permissions: Option<Vec<Permission>>,
+}
+
+/// A project, as far as the foundation needs it (bindings point at it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// UUIDv7.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// `active` or `archived`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// A login session; the token itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSession {
+    /// SHA-256 of the bearer token, hex.
+    pub token_hash: String,
+    /// The user it authenticates.
+    pub user_id: String,
+    /// When it was created.
+    pub created_at: i64,
+    /// Last request that used it.
+    pub last_used_at: i64,
+}
+
+/// One row of the outbox: a state change, in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Monotonic position; a reader resumes after the last one it saw.
+    pub id: i64,
+    /// What happened, e.g. `user.created`.
+    pub kind: String,
+    /// The project the change belongs to, if any (for RBAC filtering).
+    pub project_id: Option<String>,
+    /// The entity changed.
+    pub entity_id: String,
+    /// JSON describing the change.
+    pub payload: String,
+    /// When it was written.
+    pub created_at: i64,
+}

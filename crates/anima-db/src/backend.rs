@@ -1,0 +1,728 @@
+//! The two backends. Their SQL is the same text: both speak `$n` parameters,
+//! `RETURNING` and `ON CONFLICT`, and the schema uses only types that map to
+//! the same Rust types on both (TEXT, BIGINT, BOOLEAN). So the
+//! implementation is written once, in [`sql_store!`], and instantiated per
+//! backend; only the few dialect differences are passed in.
+
+use std::{collections::BTreeMap, str::FromStr, time::Duration};
+
+use anima_core::{
+    DomainError, ErrorCode, Permission,
+    error::reason,
+    id::new_id,
+    model::{AuthSession, Event, NewUser, Project, Role, RoleChanges, User, UserChanges, now_micros},
+    paging::PageRequest,
+    permission::DEFAULT_ROLES,
+};
+use async_trait::async_trait;
+use sqlx::{
+    PgPool, Row, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::{Credentials, Page, Store, migrations};
+
+/// How long to wait for a pooled connection before reporting the database
+/// unavailable, instead of hanging a request.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key of the advisory lock that orders outbox writers on PostgreSQL.
+const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
+
+/// Maps a driver error onto a domain error; unique violations become
+/// `ALREADY_EXISTS` with the reason the caller expects.
+fn db_error(err: sqlx::Error, unique_reason: &'static str) -> DomainError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            DomainError::new(ErrorCode::AlreadyExists, unique_reason, "the name is already taken")
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => DomainError::new(
+            ErrorCode::Unavailable,
+            reason::STORAGE_UNAVAILABLE,
+            format!("database unavailable: {err}"),
+        ),
+        _ => DomainError::internal(format!("database error: {err}")),
+    }
+}
+
+fn internal(err: sqlx::Error) -> DomainError {
+    db_error(err, reason::INTERNAL)
+}
+
+fn user_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))
+}
+
+fn role_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::ROLE_NOT_FOUND, format!("no role with id {id}"))
+}
+
+fn parse_preferences(json: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+fn preferences_json(preferences: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(preferences).unwrap_or_else(|_| "{}".into())
+}
+
+/// Permission names stored in rows that this build no longer knows are
+/// skipped rather than failing every check of the role.
+fn known_permissions(names: Vec<String>) -> Vec<Permission> {
+    let mut permissions: Vec<Permission> = names
+        .iter()
+        .filter_map(|name| Permission::from_str(name).ok())
+        .collect();
+    permissions.sort();
+    permissions
+}
+
+macro_rules! sql_store {
+    (
+        $store:ident, $db:ty, $backend:literal,
+        lock_outbox: $lock_outbox:expr,
+        begin_write: $begin_write:literal
+    ) => {
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn create_user(&self, user: NewUser) -> Result<User, DomainError> {
+                let now = now_micros();
+                let id = new_id();
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO users (id, username, display_name, email, password_hash, \
+                     is_admin, disabled, preferences, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, FALSE, '{}', $7, $7)",
+                )
+                .bind(&id)
+                .bind(&user.username)
+                .bind(&user.display_name)
+                .bind(&user.email)
+                .bind(&user.password_hash)
+                .bind(user.is_admin)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::USERNAME_TAKEN))?;
+                Self::record(&mut tx, "user.created", None, &id, serde_json::json!({
+                    "username": user.username,
+                })).await?;
+                let created = Self::user_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(created)
+            }
+
+            async fn get_user(&self, id: &str) -> Result<User, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::user_in(&mut conn, id).await
+            }
+
+            async fn find_credentials(&self, username: &str) -> Result<Option<Credentials>, DomainError> {
+                let row = sqlx::query(
+                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
+                     created_at, updated_at, password_hash FROM users WHERE username = $1",
+                )
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?;
+                row.map(|row| {
+                    Ok(Credentials {
+                        password_hash: row.try_get("password_hash").map_err(internal)?,
+                        user: Self::user_row(&row)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
+                     created_at, updated_at FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::user_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |user| user.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let current = Self::user_in(&mut tx, id).await?;
+                let preferences = changes.preferences.as_ref().unwrap_or(&current.preferences);
+                let result = sqlx::query(
+                    "UPDATE users SET display_name = $2, email = $3, is_admin = $4, disabled = $5, \
+                     preferences = $6, password_hash = COALESCE($7, password_hash), updated_at = $8 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(changes.display_name.as_ref().unwrap_or(&current.display_name))
+                .bind(changes.email.as_ref().unwrap_or(&current.email))
+                .bind(changes.is_admin.unwrap_or(current.is_admin))
+                .bind(changes.disabled.unwrap_or(current.disabled))
+                .bind(preferences_json(preferences))
+                .bind(changes.password_hash.as_deref())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                if result.rows_affected() == 0 {
+                    return Err(user_not_found(id));
+                }
+                if changes.password_hash.is_some() || changes.disabled == Some(true) {
+                    sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
+                Self::record(&mut tx, "user.updated", None, id, serde_json::json!({})).await?;
+                let updated = Self::user_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(updated)
+            }
+
+            async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let result = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                if result.rows_affected() == 0 {
+                    return Err(user_not_found(id));
+                }
+                Self::record(&mut tx, "user.deleted", None, id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn count_users(&self) -> Result<i64, DomainError> {
+                sqlx::query("SELECT COUNT(*) AS n FROM users")
+                    .fetch_one(&self.pool)
+                    .await
+                    .and_then(|row| row.try_get("n"))
+                    .map_err(internal)
+            }
+
+            async fn count_active_admins(&self) -> Result<i64, DomainError> {
+                sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin AND NOT disabled")
+                    .fetch_one(&self.pool)
+                    .await
+                    .and_then(|row| row.try_get("n"))
+                    .map_err(internal)
+            }
+
+            async fn create_session(&self, session: AuthSession) -> Result<(), DomainError> {
+                sqlx::query(
+                    "INSERT INTO auth_sessions (token_hash, user_id, created_at, last_used_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&session.token_hash)
+                .bind(&session.user_id)
+                .bind(session.created_at)
+                .bind(session.last_used_at)
+                .execute(&self.pool)
+                .await
+                .map_err(internal)?;
+                Ok(())
+            }
+
+            async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError> {
+                let row = sqlx::query(
+                    "SELECT token_hash, user_id, created_at, last_used_at FROM auth_sessions \
+                     WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?;
+                row.map(|row| {
+                    Ok(AuthSession {
+                        token_hash: row.try_get("token_hash").map_err(internal)?,
+                        user_id: row.try_get("user_id").map_err(internal)?,
+                        created_at: row.try_get("created_at").map_err(internal)?,
+                        last_used_at: row.try_get("last_used_at").map_err(internal)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), DomainError> {
+                sqlx::query("UPDATE auth_sessions SET last_used_at = $2 WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(internal)?;
+                Ok(())
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError> {
+                let result = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(internal)?;
+                Ok(result.rows_affected() > 0)
+            }
+
+            async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<u64, DomainError> {
+                let result = sqlx::query(
+                    "DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2",
+                )
+                .bind(user_id)
+                .bind(keep.unwrap_or(""))
+                .execute(&self.pool)
+                .await
+                .map_err(internal)?;
+                Ok(result.rows_affected())
+            }
+
+            async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                let ids: Vec<String> = sqlx::query(
+                    "SELECT id FROM roles WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                let mut items = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    items.push(Self::role_in(&mut conn, id).await?);
+                }
+                let next_page_token = page.finish(&mut items, |role| role.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn get_role(&self, id: &str) -> Result<Role, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::role_in(&mut conn, id).await
+            }
+
+            async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> Result<Role, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO roles (id, name, description, builtin, created_at, updated_at) \
+                     VALUES ($1, $2, $3, FALSE, $4, $4)",
+                )
+                .bind(&id)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::ROLE_NAME_TAKEN))?;
+                Self::set_permissions(&mut tx, &id, permissions).await?;
+                Self::record(&mut tx, "role.created", None, &id, serde_json::json!({ "name": name })).await?;
+                let role = Self::role_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(role)
+            }
+
+            async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let current = Self::role_in(&mut tx, id).await?;
+                if current.builtin {
+                    return Err(DomainError::failed_precondition(
+                        reason::ROLE_BUILTIN,
+                        format!("the built-in role {} cannot be changed; copy it into a custom role", current.name),
+                    ));
+                }
+                sqlx::query("UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(changes.name.as_ref().unwrap_or(&current.name))
+                    .bind(changes.description.as_ref().unwrap_or(&current.description))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, reason::ROLE_NAME_TAKEN))?;
+                if let Some(permissions) = &changes.permissions {
+                    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                    Self::set_permissions(&mut tx, id, permissions).await?;
+                }
+                Self::record(&mut tx, "role.updated", None, id, serde_json::json!({})).await?;
+                let role = Self::role_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(role)
+            }
+
+            async fn delete_role(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let role = Self::role_in(&mut tx, id).await?;
+                if role.builtin {
+                    return Err(DomainError::failed_precondition(
+                        reason::ROLE_BUILTIN,
+                        format!("the built-in role {} cannot be deleted", role.name),
+                    ));
+                }
+                let holders: i64 = sqlx::query("SELECT COUNT(*) AS n FROM role_bindings WHERE role_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get("n"))
+                    .map_err(internal)?;
+                if holders > 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::ROLE_IN_USE,
+                        format!("role {} is held by {holders} member(s); rebind them first", role.name),
+                    ));
+                }
+                sqlx::query("DELETE FROM roles WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "role.deleted", None, id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> Result<Project, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'active', $4, $4)",
+                )
+                .bind(&id)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(owner_id)
+                .bind(&id)
+                .bind(DEFAULT_ROLES[0].id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(Project {
+                    id,
+                    name: name.to_owned(),
+                    description: description.to_owned(),
+                    status: "active".into(),
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            async fn bind_role(&self, user_id: &str, project_id: &str, role_id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                Self::role_in(&mut tx, role_id).await?;
+                Self::user_in(&mut tx, user_id).await?;
+                let project = sqlx::query("SELECT id FROM projects WHERE id = $1")
+                    .bind(project_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                if project.is_none() {
+                    return Err(DomainError::not_found(
+                        reason::PROJECT_NOT_FOUND,
+                        format!("no project with id {project_id}"),
+                    ));
+                }
+                sqlx::query(
+                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, project_id) DO UPDATE SET role_id = EXCLUDED.role_id",
+                )
+                .bind(user_id)
+                .bind(project_id)
+                .bind(role_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record(&mut tx, "member.bound", Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
+                let names: Vec<String> = sqlx::query(
+                    "SELECT rp.permission FROM role_bindings rb \
+                     JOIN role_permissions rp ON rp.role_id = rb.role_id \
+                     WHERE rb.user_id = $1 AND rb.project_id = $2",
+                )
+                .bind(user_id)
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("permission"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                Ok(known_permissions(names))
+            }
+
+            async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT id, kind, project_id, entity_id, payload, created_at FROM events \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Event {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            project_id: row.try_get("project_id")?,
+                            entity_id: row.try_get("entity_id")?,
+                            payload: row.try_get("payload")?,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(internal)
+            }
+        }
+
+        impl $store {
+            /// Writes the outbox row of a change inside its transaction.
+            async fn record(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                kind: &str,
+                project_id: Option<&str>,
+                entity_id: &str,
+                payload: serde_json::Value,
+            ) -> Result<(), DomainError> {
+                let lock_outbox: Option<&'static str> = $lock_outbox;
+                if let Some(lock) = lock_outbox {
+                    sqlx::query(lock)
+                        .bind(OUTBOX_LOCK_KEY)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(internal)?;
+                }
+                sqlx::query(
+                    "INSERT INTO events (kind, project_id, entity_id, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(kind)
+                .bind(project_id)
+                .bind(entity_id)
+                .bind(payload.to_string())
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Ok(())
+            }
+
+            fn user_row(row: &<$db as sqlx::Database>::Row) -> Result<User, DomainError> {
+                let preferences: String = row.try_get("preferences").map_err(internal)?;
+                Ok(User {
+                    id: row.try_get("id").map_err(internal)?,
+                    username: row.try_get("username").map_err(internal)?,
+                    display_name: row.try_get("display_name").map_err(internal)?,
+                    email: row.try_get("email").map_err(internal)?,
+                    is_admin: row.try_get("is_admin").map_err(internal)?,
+                    disabled: row.try_get("disabled").map_err(internal)?,
+                    preferences: parse_preferences(&preferences),
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn user_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<User, DomainError> {
+                let row = sqlx::query(
+                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
+                     created_at, updated_at FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| user_not_found(id))?;
+                Self::user_row(&row)
+            }
+
+            async fn role_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Role, DomainError> {
+                let row = sqlx::query("SELECT id, name, description, builtin FROM roles WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| role_not_found(id))?;
+                let names: Vec<String> = sqlx::query(
+                    "SELECT permission FROM role_permissions WHERE role_id = $1",
+                )
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("permission"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                Ok(Role {
+                    id: row.try_get("id").map_err(internal)?,
+                    name: row.try_get("name").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    builtin: row.try_get("builtin").map_err(internal)?,
+                    permissions: known_permissions(names),
+                })
+            }
+
+            async fn set_permissions(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                role_id: &str,
+                permissions: &[Permission],
+            ) -> Result<(), DomainError> {
+                for permission in permissions {
+                    sqlx::query(
+                        "INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(role_id)
+                    .bind(permission.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                }
+                Ok(())
+            }
+
+            /// Makes the built-in roles match this build's definitions, so a
+            /// permission added in code reaches existing databases.
+            async fn seed_roles(&self) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let now = now_micros();
+                for template in DEFAULT_ROLES {
+                    sqlx::query(
+                        "INSERT INTO roles (id, name, description, builtin, created_at, updated_at) \
+                         VALUES ($1, $2, $3, TRUE, $4, $4) \
+                         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+                         description = EXCLUDED.description, builtin = TRUE",
+                    )
+                    .bind(template.id)
+                    .bind(template.name)
+                    .bind(template.description)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
+                        .bind(template.id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                    Self::set_permissions(&mut tx, template.id, template.permissions).await?;
+                }
+                tx.commit().await.map_err(internal)
+            }
+        }
+    };
+}
+
+/// PostgreSQL backend: the production store, shared by several servers.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects, migrates and seeds the built-in roles.
+    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(internal)?;
+        migrations::postgres()
+            .run(&pool)
+            .await
+            .map_err(|e| DomainError::internal(format!("migrating PostgreSQL failed: {e}")))?;
+        let store = Self { pool };
+        store.seed_roles().await?;
+        Ok(store)
+    }
+}
+
+sql_store!(
+    PostgresStore, sqlx::Postgres, "postgres",
+    // Held until commit: the next writer takes its event id only after this
+    // one is visible, so a reader never sees id n+1 before id n.
+    lock_outbox: Some("SELECT pg_advisory_xact_lock($1)"),
+    begin_write: "BEGIN"
+);
+
+/// Embedded SQLite backend: the default of `anima up`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing), migrates and seeds the built-in roles.
+    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                DomainError::invalid_argument(reason::INVALID_FIELD, format!("bad SQLite URL: {e}"))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(internal)?;
+        migrations::sqlite()
+            .run(&pool)
+            .await
+            .map_err(|e| DomainError::internal(format!("migrating SQLite failed: {e}")))?;
+        let store = Self { pool };
+        store.seed_roles().await?;
+        Ok(store)
+    }
+}
+
+sql_store!(
+    SqliteStore, sqlx::Sqlite, "sqlite",
+    // SQLite serialises writers already.
+    lock_outbox: None,
+    // Take the write lock up front: a deferred transaction that later
+    // upgrades to writing fails with SQLITE_BUSY instead of waiting.
+    begin_write: "BEGIN IMMEDIATE"
+);

@@ -1,0 +1,310 @@
+//! The conformance suite: one set of behaviours every [`Store`] backend must
+//! show, run unchanged against PostgreSQL and SQLite.
+//!
+//! Each case is a plain async function taking a fresh, empty store;
+//! [`conformance_suite!`](crate::conformance_suite) turns them into tests.
+
+use anima_core::{
+    ErrorCode, Permission,
+    error::reason,
+    model::{AuthSession, NewUser, RoleChanges, UserChanges, now_micros},
+    paging::PageRequest,
+    permission::DEFAULT_ROLES,
+};
+
+use crate::Store;
+
+fn new_user(username: &str) -> NewUser {
+    NewUser {
+        username: username.into(),
+        display_name: format!("{username} display"),
+        email: format!("{username}@example.org"),
+        password_hash: "$argon2id$test".into(),
+        is_admin: false,
+    }
+}
+
+async fn last_event_id(store: &dyn Store) -> i64 {
+    store
+        .events_after(0, 1_000_000)
+        .await
+        .expect("events")
+        .last()
+        .map_or(0, |event| event.id)
+}
+
+/// Users are created, read, updated and deleted; text is stored verbatim.
+pub async fn users_round_trip(store: &dyn Store) {
+    let mut input = new_user("ada");
+    input.display_name = "Ada \"the 'first'\" Lovelace 100% 🚀 \\ ; DROP TABLE users; --".into();
+    let created = store.create_user(input.clone()).await.expect("create");
+    assert_eq!(created.display_name, input.display_name);
+    assert!(!created.is_admin && !created.disabled);
+
+    let fetched = store.get_user(&created.id).await.expect("get");
+    assert_eq!(fetched, created);
+
+    let credentials = store
+        .find_credentials("ada")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(credentials.password_hash, "$argon2id$test");
+    assert!(store.find_credentials("nobody").await.expect("find").is_none());
+
+    let updated = store
+        .update_user(
+            &created.id,
+            UserChanges {
+                email: Some("new@example.org".into()),
+                is_admin: Some(true),
+                preferences: Some([("theme".to_string(), "violet".to_string())].into()),
+                ..UserChanges::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.email, "new@example.org");
+    assert_eq!(updated.display_name, input.display_name);
+    assert!(updated.is_admin);
+    assert_eq!(updated.preferences.get("theme").map(String::as_str), Some("violet"));
+    assert_eq!(store.count_active_admins().await.expect("count"), 1);
+
+    store.delete_user(&created.id).await.expect("delete");
+    let err = store.get_user(&created.id).await.expect_err("gone");
+    assert_eq!((err.code, err.reason), (ErrorCode::NotFound, reason::USER_NOT_FOUND));
+    let err = store.delete_user(&created.id).await.expect_err("gone twice");
+    assert_eq!(err.reason, reason::USER_NOT_FOUND);
+}
+
+/// A taken username is refused and the failed write leaves no trace.
+pub async fn duplicate_username_changes_nothing(store: &dyn Store) {
+    store.create_user(new_user("grace")).await.expect("create");
+    let users_before = store.count_users().await.expect("count");
+    let events_before = last_event_id(store).await;
+    let err = store.create_user(new_user("grace")).await.expect_err("duplicate");
+    assert_eq!((err.code, err.reason), (ErrorCode::AlreadyExists, reason::USERNAME_TAKEN));
+    assert_eq!(store.count_users().await.expect("count"), users_before);
+    assert_eq!(last_event_id(store).await, events_before);
+}
+
+/// Pages cover every row once, in order, even with inserts in between.
+pub async fn user_pages_are_stable(store: &dyn Store) {
+    for n in 0..7 {
+        store.create_user(new_user(&format!("user{n}"))).await.expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = PageRequest::parse(3, &token, "users").expect("page");
+        let result = store.list_users(&page).await.expect("list");
+        assert!(result.items.len() <= 3);
+        seen.extend(result.items.iter().map(|user| user.username.clone()));
+        pages += 1;
+        if pages == 1 {
+            // A row inserted mid-listing sorts last and is picked up once.
+            store.create_user(new_user("late")).await.expect("create");
+        }
+        if result.next_page_token.is_empty() {
+            break;
+        }
+        token = result.next_page_token;
+    }
+    let mut expected: Vec<String> = (0..7).map(|n| format!("user{n}")).collect();
+    expected.push("late".into());
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+}
+
+/// Sessions are stored by hash, touched, and revoked singly or per user; a
+/// password change or disabling the user revokes them all.
+pub async fn sessions_are_revocable(store: &dyn Store) {
+    let user = store.create_user(new_user("linus")).await.expect("create");
+    let now = now_micros();
+    for hash in ["h1", "h2", "h3"] {
+        store
+            .create_session(AuthSession {
+                token_hash: hash.into(),
+                user_id: user.id.clone(),
+                created_at: now,
+                last_used_at: now,
+            })
+            .await
+            .expect("session");
+    }
+    store.touch_session("h1", now + 5).await.expect("touch");
+    let session = store.get_session("h1").await.expect("get").expect("exists");
+    assert_eq!(session.last_used_at, now + 5);
+
+    assert!(store.delete_session("h1").await.expect("delete"));
+    assert!(!store.delete_session("h1").await.expect("delete twice"));
+    assert!(store.get_session("h1").await.expect("get").is_none());
+
+    assert_eq!(store.delete_user_sessions(&user.id, Some("h2")).await.expect("others"), 1);
+    assert!(store.get_session("h2").await.expect("get").is_some());
+
+    store
+        .update_user(&user.id, UserChanges { password_hash: Some("new".into()), ..Default::default() })
+        .await
+        .expect("password");
+    assert!(store.get_session("h2").await.expect("get").is_none());
+    let credentials = store.find_credentials("linus").await.expect("find").expect("exists");
+    assert_eq!(credentials.password_hash, "new");
+}
+
+/// Built-in roles are seeded from code and read-only; custom roles live and
+/// die as rows, but not while someone holds them.
+pub async fn roles_are_rows(store: &dyn Store) {
+    let page = PageRequest::parse(0, "", "roles").expect("page");
+    let roles = store.list_roles(&page).await.expect("list").items;
+    for template in DEFAULT_ROLES {
+        let role = roles.iter().find(|r| r.id == template.id).expect("seeded");
+        assert_eq!(role.name, template.name);
+        assert!(role.builtin);
+        let mut expected = template.permissions.to_vec();
+        expected.sort();
+        assert_eq!(role.permissions, expected);
+    }
+
+    let err = store
+        .update_role(DEFAULT_ROLES[3].id, RoleChanges { name: Some("Reader".into()), ..Default::default() })
+        .await
+        .expect_err("builtin");
+    assert_eq!(err.reason, reason::ROLE_BUILTIN);
+    let err = store.delete_role(DEFAULT_ROLES[3].id).await.expect_err("builtin");
+    assert_eq!(err.reason, reason::ROLE_BUILTIN);
+
+    let auditor = store
+        .create_role("Auditor", "reads threads", &[Permission::ThreadRead, Permission::ProjectRead])
+        .await
+        .expect("create");
+    assert!(!auditor.builtin);
+    assert_eq!(auditor.permissions, vec![Permission::ProjectRead, Permission::ThreadRead]);
+    let err = store.create_role("Auditor", "", &[]).await.expect_err("duplicate");
+    assert_eq!(err.reason, reason::ROLE_NAME_TAKEN);
+    let err = store.create_role("Owner", "", &[]).await.expect_err("duplicate builtin");
+    assert_eq!(err.reason, reason::ROLE_NAME_TAKEN);
+
+    let changed = store
+        .update_role(&auditor.id, RoleChanges { permissions: Some(vec![Permission::DocumentRead]), ..Default::default() })
+        .await
+        .expect("update");
+    assert_eq!(changed.permissions, vec![Permission::DocumentRead]);
+    assert_eq!(changed.name, "Auditor");
+
+    let user = store.create_user(new_user("eve")).await.expect("user");
+    let project = store.create_project("P", "", &user.id).await.expect("project");
+    let other = store.create_user(new_user("mallory")).await.expect("user");
+    store.bind_role(&other.id, &project.id, &auditor.id).await.expect("bind");
+    let err = store.delete_role(&auditor.id).await.expect_err("in use");
+    assert_eq!(err.reason, reason::ROLE_IN_USE);
+    store.bind_role(&other.id, &project.id, DEFAULT_ROLES[3].id).await.expect("rebind");
+    store.delete_role(&auditor.id).await.expect("delete");
+    let err = store.get_role(&auditor.id).await.expect_err("gone");
+    assert_eq!(err.reason, reason::ROLE_NOT_FOUND);
+}
+
+/// Bindings decide a user's permissions per project.
+pub async fn bindings_grant_project_permissions(store: &dyn Store) {
+    let owner = store.create_user(new_user("owner")).await.expect("user");
+    let viewer = store.create_user(new_user("viewer")).await.expect("user");
+    let stranger = store.create_user(new_user("stranger")).await.expect("user");
+    let project = store.create_project("Anima", "the product", &owner.id).await.expect("project");
+
+    let mut all = Permission::ALL.to_vec();
+    all.sort();
+    assert_eq!(store.project_permissions(&owner.id, &project.id).await.expect("perms"), all);
+
+    store.bind_role(&viewer.id, &project.id, DEFAULT_ROLES[3].id).await.expect("bind");
+    let perms = store.project_permissions(&viewer.id, &project.id).await.expect("perms");
+    assert!(perms.contains(&Permission::WorkItemRead));
+    assert!(!perms.contains(&Permission::WorkItemCreate));
+    assert!(store.project_permissions(&stranger.id, &project.id).await.expect("perms").is_empty());
+
+    let err = store
+        .bind_role(&viewer.id, "00000000-0000-7000-8000-00000000dead", DEFAULT_ROLES[3].id)
+        .await
+        .expect_err("no project");
+    assert_eq!(err.reason, reason::PROJECT_NOT_FOUND);
+    let err = store.bind_role(&viewer.id, &project.id, "no-such-role").await.expect_err("no role");
+    assert_eq!(err.reason, reason::ROLE_NOT_FOUND);
+
+    store.delete_user(&viewer.id).await.expect("delete");
+    assert!(store.project_permissions(&viewer.id, &project.id).await.expect("perms").is_empty());
+}
+
+/// Every change writes one outbox event, in order, readable from a cursor.
+pub async fn changes_write_events(store: &dyn Store) {
+    let start = last_event_id(store).await;
+    let user = store.create_user(new_user("events")).await.expect("user");
+    store
+        .update_user(&user.id, UserChanges { email: Some("e@x".into()), ..Default::default() })
+        .await
+        .expect("update");
+    let project = store.create_project("P", "", &user.id).await.expect("project");
+    store.delete_user(&user.id).await.expect("delete");
+
+    let events = store.events_after(start, 100).await.expect("events");
+    let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+    assert_eq!(kinds, ["user.created", "user.updated", "project.created", "user.deleted"]);
+    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert_eq!(events[0].entity_id, user.id);
+    assert_eq!(events[2].project_id.as_deref(), Some(project.id.as_str()));
+
+    let tail = store.events_after(events[1].id, 100).await.expect("tail");
+    assert_eq!(tail, events[2..]);
+    assert_eq!(store.events_after(start, 2).await.expect("limited").len(), 2);
+}
+
+/// Concurrent writers each get their event, and ids never repeat.
+pub async fn concurrent_writes_all_land(store: std::sync::Arc<dyn Store>) {
+    let start = last_event_id(&*store).await;
+    let mut tasks = Vec::new();
+    for n in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_user(new_user(&format!("c{n}"))).await.map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("create");
+    }
+    let events = store.events_after(start, 100).await.expect("events");
+    assert_eq!(events.len(), 24);
+    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert_eq!(store.count_users().await.expect("count"), 24);
+}
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an async
+/// expression yielding `(Arc<dyn Store>, guard)`; the guard lives as long as
+/// the test (e.g. a temporary database that it drops afterwards).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            users_round_trip,
+            duplicate_username_changes_nothing,
+            user_pages_are_stable,
+            sessions_are_revocable,
+            roles_are_rows,
+            bindings_grant_project_permissions,
+            changes_write_events
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_writes_all_land() {
+            let (store, _guard) = $make.await;
+            $crate::conformance::concurrent_writes_all_land(store).await;
+        }
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::$case(&*store).await;
+            }
+        )*
+    };
+}

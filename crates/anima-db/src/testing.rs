@@ -1,0 +1,88 @@
+//! Throw-away databases for tests: a fresh SQLite file, or a fresh database
+//! on the PostgreSQL server named by `ANIMA_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each is dropped when its
+//! guard is.
+
+use std::{path::PathBuf, sync::Arc};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::Store;
+
+/// URL of the PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("ANIMA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for as long as this guard does.
+#[derive(Debug)]
+pub struct TempDatabase {
+    /// URL a store (or an `anima` process) can open.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TempDatabase {
+    /// A new, empty SQLite database file in a temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path: PathBuf = dir.path().join("anima.db");
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// A new, empty database on the test PostgreSQL server.
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("anima_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for this test: {e}"));
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            cleanup: Cleanup::Postgres { admin_url, name },
+        }
+    }
+
+    /// Opens the store on this database.
+    pub async fn open(&self) -> Arc<dyn Store> {
+        crate::open(&self.url).await.expect("open test store")
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop may run inside a runtime, which must not block on another;
+        // a scoped thread with its own runtime avoids that.
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                    }
+                });
+            });
+        });
+    }
+}

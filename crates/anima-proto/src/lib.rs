@@ -1,0 +1,12 @@
+//! Generated protobuf messages, tonic clients and servers for the Anima API
+//! (`proto/anima/v1`). No hand-written logic lives here.
+
+/// Version 1 of the Anima API.
+pub mod v1 {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("anima.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every Anima proto file, for gRPC
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/anima_descriptor.bin"));
