@@ -61,8 +61,11 @@ pub struct UserChanges {
     pub is_admin: Option<bool>,
     /// New disabled flag.
     pub disabled: Option<bool>,
-    /// New argon2id hash; also revokes the user's sessions.
+    /// New argon2id hash; also revokes the user's sessions but `keep_session`.
     pub password_hash: Option<String>,
+    /// Token hash of a session that survives a password change (the one
+    /// that made it).
+    pub keep_session: Option<String>,
     /// New preferences (replacing the old ones).
     pub preferences: Option<std::collections::BTreeMap<String, String>>,
 }

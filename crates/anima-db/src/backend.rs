@@ -178,8 +178,9 @@ macro_rules! sql_store {
                     return Err(user_not_found(id));
                 }
                 if changes.password_hash.is_some() || changes.disabled == Some(true) {
-                    sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
+                    sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2")
                         .bind(id)
+                        .bind(changes.keep_session.as_deref().unwrap_or(""))
                         .execute(&mut *tx)
                         .await
                         .map_err(internal)?;

@@ -1,1 +1,22 @@
-//! placeholder
+//! anima-server: the gRPC API of Anima, its authentication and RBAC, served
+//! on one listener together with `/healthz`, gRPC health and reflection.
+//!
+//! The path of a request: [`middleware::authorize`] finds the RPC's rule in
+//! [`rbac::ACCESS`] and authenticates the caller → the service in
+//! [`services`] validates input with `anima_core` rules and, for
+//! project-scoped RPCs, calls [`authz::require_project`] → the
+//! [`anima_db::Store`] applies the change and writes its outbox event in the
+//! same transaction.
+
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod middleware;
+pub mod rbac;
+pub mod services;
+
+pub use app::{Bootstrap, bootstrap_admin, router, serve};
+pub use config::ServerConfig;

@@ -1,0 +1,129 @@
+//! Assembling and running the server.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anima_core::{DomainError, model::NewUser};
+use anima_db::Store;
+use anima_proto::v1::{
+    agent_session_service_server::AgentSessionServiceServer, akh_service_server::AkhServiceServer,
+    auth_service_server::AuthServiceServer, dashboard_service_server::DashboardServiceServer,
+    document_service_server::DocumentServiceServer, mailbox_service_server::MailboxServiceServer,
+    plan_service_server::PlanServiceServer, project_service_server::ProjectServiceServer,
+    repository_service_server::RepositoryServiceServer, team_service_server::TeamServiceServer,
+    thread_service_server::ThreadServiceServer, work_item_service_server::WorkItemServiceServer,
+    workflow_service_server::WorkflowServiceServer,
+};
+use axum::{Router, routing::get};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::{
+    auth::{Authenticator, LoginLimiter, hash_password, new_token},
+    config::ServerConfig,
+    middleware::authorize,
+    services::{auth::AuthApi, team::TeamApi, unimplemented::NotYetImplemented},
+};
+
+/// Builds the whole HTTP router: every API service behind the auth
+/// middleware, gRPC health and reflection, `/healthz`. `internal` adds
+/// services hosted in the same process (anima-ai, anima-agent under
+/// `anima up`); they pass the same middleware.
+pub async fn router(
+    store: Arc<dyn Store>,
+    config: &ServerConfig,
+    internal: Option<Routes>,
+) -> anyhow::Result<Router> {
+    let authenticator = Authenticator::new(store.clone(), config);
+    let limiter = LoginLimiter::new(config);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), limiter));
+    let team = TeamServiceServer::new(TeamApi::new(store.clone()));
+    health_reporter.set_serving::<AuthServiceServer<AuthApi>>().await;
+    health_reporter.set_serving::<TeamServiceServer<TeamApi>>().await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(anima_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let mut routes = internal.unwrap_or_default();
+    routes = routes
+        .add_service(auth)
+        .add_service(team)
+        .add_service(ProjectServiceServer::new(NotYetImplemented))
+        .add_service(PlanServiceServer::new(NotYetImplemented))
+        .add_service(WorkItemServiceServer::new(NotYetImplemented))
+        .add_service(WorkflowServiceServer::new(NotYetImplemented))
+        .add_service(ThreadServiceServer::new(NotYetImplemented))
+        .add_service(AgentSessionServiceServer::new(NotYetImplemented))
+        .add_service(RepositoryServiceServer::new(NotYetImplemented))
+        .add_service(MailboxServiceServer::new(NotYetImplemented))
+        .add_service(DocumentServiceServer::new(NotYetImplemented))
+        .add_service(AkhServiceServer::new(NotYetImplemented))
+        .add_service(DashboardServiceServer::new(NotYetImplemented))
+        .add_service(health)
+        .add_service(reflection);
+
+    let grpc = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(authenticator, authorize));
+    let backend = store.backend();
+    let http = Router::new().route("/healthz", get(move || async move { format!("ok {backend}\n") }));
+    Ok(grpc.merge(http))
+}
+
+/// Serves the router on a bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The administrator created on first start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// Login name.
+    pub username: String,
+    /// The password, to show once; `None` when it came from the environment.
+    pub generated_password: Option<String>,
+}
+
+/// On an empty database, creates the `admin` account: with `password` if
+/// given (e.g. `ANIMA_ADMIN_PASSWORD`), else with a random one that the
+/// caller prints once. Returns `None` when users already exist.
+pub async fn bootstrap_admin(
+    store: &Arc<dyn Store>,
+    password: Option<String>,
+) -> Result<Option<Bootstrap>, DomainError> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(given) => {
+            anima_core::validate::password(&given)?;
+            (given, false)
+        }
+        None => {
+            let random = new_token();
+            (random.clone(), true)
+        }
+    };
+    store
+        .create_user(NewUser {
+            username: "admin".into(),
+            display_name: "Administrator".into(),
+            email: String::new(),
+            password_hash: hash_password(password.clone()).await?,
+            is_admin: true,
+        })
+        .await?;
+    Ok(Some(Bootstrap {
+        username: "admin".into(),
+        generated_password: generated.then_some(password),
+    }))
+}

@@ -1,0 +1,71 @@
+//! Authorization inside handlers. The middleware has authenticated the
+//! caller and checked everything that needs no project; handlers of
+//! project-scoped RPCs finish the check once they know the project.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anima_core::{DomainError, error::reason};
+use anima_db::Store;
+use axum::extract::ConnectInfo;
+use tonic::Request;
+
+use crate::{auth::Caller, rbac::Access};
+
+/// What the middleware learnt about a request, attached to its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The authenticated caller; `None` only on public RPCs.
+    pub caller: Option<Caller>,
+    /// The access rule of the RPC.
+    pub access: Access,
+}
+
+/// The context the middleware attached. Its absence means the service was
+/// reached without the middleware, which must never serve a request.
+pub fn context<T>(request: &Request<T>) -> Result<&RequestContext, DomainError> {
+    request
+        .extensions()
+        .get::<RequestContext>()
+        .ok_or_else(|| DomainError::internal("request reached a service without the auth middleware"))
+}
+
+/// The authenticated caller of a non-public RPC.
+pub fn caller<T>(request: &Request<T>) -> Result<&Caller, DomainError> {
+    context(request)?.caller.as_ref().ok_or_else(|| {
+        DomainError::unauthenticated(reason::UNAUTHENTICATED, "this call needs authorization")
+    })
+}
+
+/// The peer address of the connection, when known.
+pub fn peer<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// Requires the RPC's project permission of the caller in `project_id`.
+/// Services act across projects; users need a binding whose role grants it.
+pub async fn require_project(
+    store: &Arc<dyn Store>,
+    context: &RequestContext,
+    project_id: &str,
+) -> Result<(), DomainError> {
+    let Access::Project(permission) = context.access else {
+        return Ok(());
+    };
+    match &context.caller {
+        Some(Caller::Service { .. }) => Ok(()),
+        Some(Caller::User { user, .. }) => {
+            let granted = store.project_permissions(&user.id, project_id).await?;
+            if granted.contains(&permission) {
+                Ok(())
+            } else {
+                Err(DomainError::permission_denied(format!(
+                    "you need {permission} in this project"
+                )))
+            }
+        }
+        None => Err(DomainError::unauthenticated(reason::UNAUTHENTICATED, "this call needs authorization")),
+    }
+}

@@ -1,0 +1,138 @@
+//! Server configuration: one TOML file plus `ANIMA_*` environment variables,
+//! with defaults that work for `anima up`.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the one listener (gRPC, `/healthz`).
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite in `data_dir`.
+    pub database_url: String,
+    /// Where the embedded database lives when `database_url` is empty.
+    pub data_dir: String,
+    /// A session expires after this many seconds without a request.
+    pub session_idle_timeout_secs: u64,
+    /// Failed logins allowed per username within the window.
+    pub login_failures_per_user: u32,
+    /// Failed logins allowed per peer address within the window.
+    pub login_failures_per_peer: u32,
+    /// Length of the failed-login window, in seconds.
+    pub login_failure_window_secs: u64,
+    /// Tokens that internal services (anima-mail, anima-ai, anima-agent)
+    /// present. Several may be valid at once, which is how they rotate:
+    /// add the new token, move the services over, remove the old one.
+    pub service_tokens: Vec<ServiceToken>,
+}
+
+/// A pre-shared token identifying an internal service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceToken {
+    /// Service name, e.g. `anima-mail`.
+    pub name: String,
+    /// The secret itself.
+    pub token: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7433)),
+            database_url: String::new(),
+            data_dir: String::new(),
+            session_idle_timeout_secs: 8 * 60 * 60,
+            login_failures_per_user: 5,
+            login_failures_per_peer: 20,
+            login_failure_window_secs: 5 * 60,
+            service_tokens: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads the TOML file (if given) and applies `ANIMA_*` overrides.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(listen) = var("ANIMA_LISTEN") {
+            self.listen = listen.parse().with_context(|| format!("ANIMA_LISTEN={listen:?}"))?;
+        }
+        if let Some(url) = var("ANIMA_DATABASE_URL") {
+            self.database_url = url;
+        }
+        if let Some(dir) = var("ANIMA_DATA_DIR") {
+            self.data_dir = dir;
+        }
+        if let Some(secs) = var("ANIMA_SESSION_IDLE_TIMEOUT_SECS") {
+            self.session_idle_timeout_secs = secs
+                .parse()
+                .with_context(|| format!("ANIMA_SESSION_IDLE_TIMEOUT_SECS={secs:?}"))?;
+        }
+        // `name=token,name=token`
+        if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {
+            self.service_tokens = tokens
+                .split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| {
+                    let (name, token) = entry
+                        .split_once('=')
+                        .context("ANIMA_SERVICE_TOKENS entries look like name=token")?;
+                    Ok(ServiceToken {
+                        name: name.trim().into(),
+                        token: token.trim().into(),
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        Ok(())
+    }
+
+    /// Idle time after which a session expires.
+    pub fn session_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut config: ServerConfig =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nsession_idle_timeout_secs = 60\n").expect("toml");
+        config
+            .apply_env(|name| match name {
+                "ANIMA_LISTEN" => Some("127.0.0.1:9001".into()),
+                "ANIMA_SERVICE_TOKENS" => Some("anima-mail=old, anima-mail=new".into()),
+                _ => None,
+            })
+            .expect("env");
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.session_idle_timeout_secs, 60);
+        assert_eq!(config.service_tokens.len(), 2);
+        assert_eq!(config.service_tokens[1].token, "new");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<ServerConfig>("lisen = \"x\"").is_err());
+    }
+}

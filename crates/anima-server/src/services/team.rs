@@ -1,0 +1,244 @@
+//! TeamService: users, roles and the permission catalogue.
+
+use std::sync::Arc;
+
+use anima_core::{
+    DomainError, Permission,
+    error::reason,
+    id::parse_id,
+    model::{NewUser, RoleChanges, UserChanges},
+    paging::PageRequest,
+    permission::parse_permissions,
+    update_mask, validate,
+};
+use anima_db::Store;
+use anima_proto::v1::{self as pb, team_service_server::TeamService};
+use tonic::{Request, Response, Status};
+
+use crate::{auth::hash_password, convert, error::IntoStatus};
+
+/// The TeamService implementation.
+#[derive(Clone)]
+pub struct TeamApi {
+    store: Arc<dyn Store>,
+}
+
+const USER_PATHS: &[&str] = &["display_name", "email", "is_admin", "disabled", "password", "preferences"];
+const ROLE_PATHS: &[&str] = &["name", "description", "permissions"];
+const MAX_PREFERENCES: usize = 100;
+
+impl TeamApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn create_user(&self, request: pb::CreateUserRequest) -> Result<pb::User, DomainError> {
+        validate::username(&request.username)?;
+        validate::max_chars("display_name", &request.display_name, validate::MAX_NAME_CHARS)?;
+        validate::max_chars("email", &request.email, validate::MAX_NAME_CHARS)?;
+        validate::password(&request.password)?;
+        let display_name = if request.display_name.trim().is_empty() {
+            request.username.clone()
+        } else {
+            request.display_name
+        };
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: request.username,
+                display_name,
+                email: request.email,
+                password_hash: hash_password(request.password).await?,
+                is_admin: request.is_admin,
+            })
+            .await?;
+        Ok(convert::user(user))
+    }
+
+    async fn update_user(&self, request: pb::UpdateUserRequest) -> Result<pb::User, DomainError> {
+        let user = request.user.unwrap_or_default();
+        let id = parse_id(&user.id, "user.id")?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = update_mask::validate(&paths, USER_PATHS)?;
+        let mut changes = UserChanges::default();
+        for path in paths {
+            match path {
+                "display_name" => {
+                    validate::name("display_name", &user.display_name)?;
+                    changes.display_name = Some(user.display_name.clone());
+                }
+                "email" => {
+                    validate::max_chars("email", &user.email, validate::MAX_NAME_CHARS)?;
+                    changes.email = Some(user.email.clone());
+                }
+                "is_admin" => changes.is_admin = Some(user.is_admin),
+                "disabled" => changes.disabled = Some(user.disabled),
+                "password" => {
+                    validate::password(&request.password)?;
+                    changes.password_hash = Some(hash_password(request.password.clone()).await?);
+                }
+                "preferences" => {
+                    if user.preferences.len() > MAX_PREFERENCES {
+                        return Err(DomainError::invalid_argument(
+                            reason::FIELD_TOO_LONG,
+                            format!("at most {MAX_PREFERENCES} preferences"),
+                        ));
+                    }
+                    for (key, value) in &user.preferences {
+                        validate::name("preference key", key)?;
+                        validate::max_chars("preference value", value, validate::MAX_NAME_CHARS)?;
+                    }
+                    changes.preferences = Some(user.preferences.clone().into_iter().collect());
+                }
+                _ => unreachable!("update_mask::validate admits only USER_PATHS"),
+            }
+        }
+        let current = self.store.get_user(&id).await?;
+        let loses_admin = current.is_admin
+            && !current.disabled
+            && (changes.is_admin == Some(false) || changes.disabled == Some(true));
+        if loses_admin {
+            self.keep_an_admin().await?;
+        }
+        Ok(convert::user(self.store.update_user(&id, changes).await?))
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
+        let id = parse_id(id, "id")?;
+        let user = self.store.get_user(&id).await?;
+        if user.is_admin && !user.disabled {
+            self.keep_an_admin().await?;
+        }
+        self.store.delete_user(&id).await
+    }
+
+    /// Refuses a change that would leave the server without an active admin.
+    async fn keep_an_admin(&self) -> Result<(), DomainError> {
+        if self.store.count_active_admins().await? <= 1 {
+            return Err(DomainError::failed_precondition(
+                reason::LAST_ADMIN,
+                "this is the last active administrator; make another one first",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn create_role(&self, request: pb::CreateRoleRequest) -> Result<pb::Role, DomainError> {
+        validate::name("name", &request.name)?;
+        validate::max_chars("description", &request.description, validate::MAX_NAME_CHARS * 10)?;
+        let permissions = parse_permissions(&request.permissions)?;
+        let role = self
+            .store
+            .create_role(&request.name, &request.description, &permissions)
+            .await?;
+        Ok(convert::role(role))
+    }
+
+    async fn update_role(&self, request: pb::UpdateRoleRequest) -> Result<pb::Role, DomainError> {
+        let role = request.role.unwrap_or_default();
+        let id = parse_id(&role.id, "role.id")?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let mut changes = RoleChanges::default();
+        for path in update_mask::validate(&paths, ROLE_PATHS)? {
+            match path {
+                "name" => {
+                    validate::name("name", &role.name)?;
+                    changes.name = Some(role.name.clone());
+                }
+                "description" => {
+                    validate::max_chars("description", &role.description, validate::MAX_NAME_CHARS * 10)?;
+                    changes.description = Some(role.description.clone());
+                }
+                "permissions" => changes.permissions = Some(parse_permissions(&role.permissions)?),
+                _ => unreachable!("update_mask::validate admits only ROLE_PATHS"),
+            }
+        }
+        Ok(convert::role(self.store.update_role(&id, changes).await?))
+    }
+}
+
+#[tonic::async_trait]
+impl TeamService for TeamApi {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let request = request.into_inner();
+        let page = PageRequest::parse(request.page_size, &request.page_token, "users").into_status()?;
+        let page = self.store.list_users(&page).await.into_status()?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: page.items.into_iter().map(convert::user).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
+        let id = parse_id(&request.get_ref().id, "id").into_status()?;
+        let user = self.store.get_user(&id).await.into_status()?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
+        TeamApi::create_user(self, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
+        TeamApi::update_user(self, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        TeamApi::delete_user(self, &request.get_ref().id)
+            .await
+            .into_status()
+            .map(|()| Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        let request = request.into_inner();
+        let page = PageRequest::parse(request.page_size, &request.page_token, "roles").into_status()?;
+        let page = self.store.list_roles(&page).await.into_status()?;
+        Ok(Response::new(pb::ListRolesResponse {
+            roles: page.items.into_iter().map(convert::role).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn create_role(&self, request: Request<pb::CreateRoleRequest>) -> Result<Response<pb::Role>, Status> {
+        TeamApi::create_role(self, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn update_role(&self, request: Request<pb::UpdateRoleRequest>) -> Result<Response<pb::Role>, Status> {
+        TeamApi::update_role(self, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn delete_role(
+        &self,
+        request: Request<pb::DeleteRoleRequest>,
+    ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
+        let id = parse_id(&request.get_ref().id, "id").into_status()?;
+        self.store.delete_role(&id).await.into_status()?;
+        Ok(Response::new(pb::DeleteRoleResponse {}))
+    }
+
+    async fn list_permissions(
+        &self,
+        _request: Request<pb::ListPermissionsRequest>,
+    ) -> Result<Response<pb::ListPermissionsResponse>, Status> {
+        Ok(Response::new(pb::ListPermissionsResponse {
+            permissions: Permission::ALL
+                .iter()
+                .map(|permission| pb::PermissionInfo {
+                    name: permission.as_str().into(),
+                    description: permission.description().into(),
+                })
+                .collect(),
+        }))
+    }
+}
