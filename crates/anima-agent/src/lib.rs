@@ -1,1 +1,17 @@
-//! placeholder
+//! anima-agent: the internal AgentProviderService that provisions a sandbox
+//! per agent session. Its issue has not landed: the service is served so
+//! that callers and reflection see it, and every RPC answers
+//! `UNIMPLEMENTED`.
+
+use anima_proto::v1::agent_provider_service_server::{AgentProviderService, AgentProviderServiceServer};
+
+/// The provider service as it stands: every RPC unimplemented.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderService;
+
+impl AgentProviderService for ProviderService {}
+
+/// The tonic service to mount on a server.
+pub fn service() -> AgentProviderServiceServer<ProviderService> {
+    AgentProviderServiceServer::new(ProviderService)
+}

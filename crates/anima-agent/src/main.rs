@@ -1,0 +1,23 @@
+//! The `anima-agent` binary: AgentProviderService on its own listener.
+
+use clap::Parser;
+
+/// Runs the internal agent provider service.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Listen address.
+    #[arg(long, env = "ANIMA_AGENT_LISTEN", default_value = "127.0.0.1:7435")]
+    listen: std::net::SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!("anima-agent listening on {}", args.listen);
+    tonic::transport::Server::builder()
+        .add_service(anima_agent::service())
+        .serve(args.listen)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! The command-line client: login state and the commands that call the API.
+
+use std::{io::Read, path::PathBuf};
+
+use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tonic::{Request, transport::Channel};
+
+use crate::output;
+
+/// Options every client command takes.
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// Server URL [default: the one logged in to, else http://127.0.0.1:7433].
+    #[arg(long, env = "ANIMA_SERVER", global = true)]
+    server: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Options of `anima login`.
+#[derive(Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Account to log in as.
+    #[arg(long, short)]
+    username: String,
+    /// Read the password from standard input instead of prompting (or
+    /// from ANIMA_PASSWORD when set).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// `anima user …`
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// List users.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Rows per page; all pages are fetched.
+        #[arg(long, default_value_t = 100)]
+        page_size: i32,
+    },
+    /// Show one user.
+    Get {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// User id.
+        id: String,
+    },
+    /// Create a user. The password comes from --password-stdin or
+    /// ANIMA_NEW_PASSWORD; without either a random one is generated and shown.
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Login name (no spaces).
+        username: String,
+        /// Name shown to others [default: the username].
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Contact address.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Make the user a server administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user; only the fields given are touched.
+    Update {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// User id.
+        id: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// true or false.
+        #[arg(long)]
+        admin: Option<bool>,
+        /// true or false; disabling revokes the user's sessions.
+        #[arg(long)]
+        disabled: Option<bool>,
+    },
+    /// Delete a user.
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// User id.
+        id: String,
+    },
+}
+
+/// `anima role …`
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// List roles and their permissions.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+    },
+}
+
+/// What `anima login` stores.
+#[derive(Serialize, Deserialize)]
+struct Credentials {
+    server: String,
+    username: String,
+    token: String,
+}
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:7433";
+
+fn credentials_path() -> anyhow::Result<PathBuf> {
+    Ok(crate::config_dir()?.join("credentials.json"))
+}
+
+fn load_credentials() -> anyhow::Result<Option<Credentials>> {
+    let path = credentials_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
+    let path = credentials_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(credentials)?;
+    write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes a file only its owner can read: it holds a bearer token.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+async fn connect(server: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(server.to_owned())
+        .with_context(|| format!("bad server URL {server:?}"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {server}; is `anima up` running?"))
+}
+
+/// A connected session: the channel and the token to send.
+struct Session {
+    channel: Channel,
+    token: String,
+}
+
+impl Session {
+    async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let stored = load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
+        let server = global.server.clone().unwrap_or(stored.server);
+        Ok(Self {
+            channel: connect(&server).await?,
+            token: stored.token,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse()?);
+        Ok(request)
+    }
+
+    fn team(&self) -> TeamServiceClient<Channel> {
+        TeamServiceClient::new(self.channel.clone())
+    }
+}
+
+fn read_stdin_line() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `anima login`
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let password = if args.password_stdin {
+        read_stdin_line()?
+    } else if let Ok(password) = std::env::var("ANIMA_PASSWORD") {
+        password
+    } else {
+        rpassword::prompt_password(format!("password for {}: ", args.username))?
+    };
+    let server = args.global.server.unwrap_or_else(|| DEFAULT_SERVER.into());
+    let mut auth = AuthServiceClient::new(connect(&server).await?);
+    let response = auth
+        .login(pb::LoginRequest {
+            username: args.username.clone(),
+            password,
+        })
+        .await?
+        .into_inner();
+    let path = save_credentials(&Credentials {
+        server: server.clone(),
+        username: args.username.clone(),
+        token: response.token,
+    })?;
+    println!("logged in to {server} as {} (session kept in {})", args.username, path.display());
+    Ok(())
+}
+
+/// `anima logout`
+pub async fn logout(global: GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(&global).await?;
+    let result = AuthServiceClient::new(session.channel.clone())
+        .logout(session.request(pb::LogoutRequest {})?)
+        .await;
+    std::fs::remove_file(credentials_path()?)?;
+    match result {
+        Ok(_) => println!("logged out"),
+        Err(status) => println!("forgot the local session; the server said: {}", status.message()),
+    }
+    Ok(())
+}
+
+/// `anima whoami`
+pub async fn whoami(global: GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(&global).await?;
+    let me = AuthServiceClient::new(session.channel.clone())
+        .who_am_i(session.request(pb::WhoAmIRequest {})?)
+        .await?
+        .into_inner();
+    match (me.user, global.json) {
+        (Some(user), true) => output::json(&user_json(&user)),
+        (Some(user), false) => println!(
+            "{} ({}){}",
+            user.username,
+            user.display_name,
+            if user.is_admin { ", administrator" } else { "" }
+        ),
+        (None, _) => println!("service {}", me.service),
+    }
+    Ok(())
+}
+
+fn user_json(user: &pb::User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "email": user.email,
+        "is_admin": user.is_admin,
+        "disabled": user.disabled,
+        "created": user.create_time.as_ref().map(|t| t.to_string()),
+    })
+}
+
+fn user_row(user: &pb::User) -> Vec<String> {
+    vec![
+        user.id.clone(),
+        user.username.clone(),
+        user.display_name.clone(),
+        user.email.clone(),
+        if user.is_admin { "yes" } else { "" }.into(),
+        if user.disabled { "yes" } else { "" }.into(),
+    ]
+}
+
+const USER_HEADER: &[&str] = &["ID", "USERNAME", "NAME", "EMAIL", "ADMIN", "DISABLED"];
+
+fn print_user(user: &pb::User, json: bool) {
+    if json {
+        output::json(&user_json(user));
+    } else {
+        output::table(USER_HEADER, &[user_row(user)]);
+    }
+}
+
+/// `anima user …`
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::List { global, page_size } => {
+            let session = Session::open(&global).await?;
+            let mut users = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = session
+                    .team()
+                    .list_users(session.request(pb::ListUsersRequest { page_size, page_token })?)
+                    .await?
+                    .into_inner();
+                users.extend(page.users);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if global.json {
+                output::json(&serde_json::Value::Array(users.iter().map(user_json).collect()));
+            } else {
+                output::table(USER_HEADER, &users.iter().map(user_row).collect::<Vec<_>>());
+            }
+        }
+        UserCommand::Get { global, id } => {
+            let session = Session::open(&global).await?;
+            let user = session.team().get_user(session.request(pb::GetUserRequest { id })?).await?.into_inner();
+            print_user(&user, global.json);
+        }
+        UserCommand::Create { global, username, display_name, email, admin, password_stdin } => {
+            let session = Session::open(&global).await?;
+            let (password, generated) = if password_stdin {
+                (read_stdin_line()?, false)
+            } else if let Ok(password) = std::env::var("ANIMA_NEW_PASSWORD") {
+                (password, false)
+            } else {
+                (anima_server::auth::new_token(), true)
+            };
+            let user = session
+                .team()
+                .create_user(session.request(pb::CreateUserRequest {
+                    username,
+                    display_name,
+                    email,
+                    password: password.clone(),
+                    is_admin: admin,
+                })?)
+                .await?
+                .into_inner();
+            print_user(&user, global.json);
+            if generated {
+                eprintln!("password: {password}  (shown only now)");
+            }
+        }
+        UserCommand::Update { global, id, display_name, email, admin, disabled } => {
+            let session = Session::open(&global).await?;
+            let mut paths = Vec::new();
+            let mut user = pb::User { id, ..Default::default() };
+            if let Some(value) = display_name {
+                user.display_name = value;
+                paths.push("display_name".to_string());
+            }
+            if let Some(value) = email {
+                user.email = value;
+                paths.push("email".to_string());
+            }
+            if let Some(value) = admin {
+                user.is_admin = value;
+                paths.push("is_admin".to_string());
+            }
+            if let Some(value) = disabled {
+                user.disabled = value;
+                paths.push("disabled".to_string());
+            }
+            anyhow::ensure!(!paths.is_empty(), "nothing to change; pass --display-name, --email, --admin or --disabled");
+            let user = session
+                .team()
+                .update_user(session.request(pb::UpdateUserRequest {
+                    user: Some(user),
+                    update_mask: Some(prost_types::FieldMask { paths }),
+                    password: String::new(),
+                })?)
+                .await?
+                .into_inner();
+            print_user(&user, global.json);
+        }
+        UserCommand::Delete { global, id } => {
+            let session = Session::open(&global).await?;
+            session.team().delete_user(session.request(pb::DeleteUserRequest { id: id.clone() })?).await?;
+            println!("deleted user {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `anima role …`
+pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
+    let RoleCommand::List { global } = command;
+    let session = Session::open(&global).await?;
+    let mut roles = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = session
+            .team()
+            .list_roles(session.request(pb::ListRolesRequest { page_size: 500, page_token })?)
+            .await?
+            .into_inner();
+        roles.extend(page.roles);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if global.json {
+        output::json(&serde_json::Value::Array(
+            roles
+                .iter()
+                .map(|role| json!({"id": role.id, "name": role.name, "builtin": role.builtin, "permissions": role.permissions}))
+                .collect(),
+        ));
+    } else {
+        let rows: Vec<Vec<String>> = roles
+            .iter()
+            .map(|role| {
+                vec![
+                    role.id.clone(),
+                    role.name.clone(),
+                    if role.builtin { "yes" } else { "" }.into(),
+                    role.permissions.join(" "),
+                ]
+            })
+            .collect();
+        output::table(&["ID", "NAME", "BUILTIN", "PERMISSIONS"], &rows);
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `anima up`: anima-server with anima-ai and anima-agent hosted in the same
+//! process and on the same listener, on an embedded SQLite database unless
+//! told otherwise.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use tonic::service::Routes;
+
+/// Options of `anima up`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "ANIMA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded database [default: the platform data dir,
+    /// e.g. ~/.local/share/anima].
+    #[arg(long, env = "ANIMA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use this database instead of the embedded one (postgres://…).
+    #[arg(long, env = "ANIMA_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Listen address; port 0 picks a free one [default: 127.0.0.1:7433].
+    #[arg(long, env = "ANIMA_LISTEN")]
+    listen: Option<SocketAddr>,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,anima_server=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = anima_server::ServerConfig::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(url) = args.database_url {
+        config.database_url = url;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir.display().to_string();
+    }
+    if config.database_url.is_empty() {
+        let dir = if config.data_dir.is_empty() {
+            dirs::data_dir()
+                .map(|dir| dir.join("anima"))
+                .context("no data directory; pass --data-dir")?
+        } else {
+            PathBuf::from(&config.data_dir)
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        config.database_url = format!("sqlite://{}", dir.join("anima.db").display());
+    }
+
+    let store = anima_db::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening {}", config.database_url))?;
+    let admin = anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
+    let internal = Routes::new(anima_ai::service()).add_service(anima_agent::service());
+    let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+
+    println!("anima is up at http://{address} (database: {})", store.backend());
+    if let Some(admin) = admin {
+        match admin.generated_password {
+            Some(password) => {
+                println!("first start: created administrator {:?}", admin.username);
+                println!("admin password: {password}");
+                println!("(shown only now; log in with `anima login --server http://{address} --username admin`)");
+            }
+            None => println!(
+                "first start: created administrator {:?} with ANIMA_ADMIN_PASSWORD",
+                admin.username
+            ),
+        }
+    }
+    anima_server::serve(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
