@@ -1,0 +1,145 @@
+//! An in-process server on a loopback port, over a throw-away database, and
+//! helpers to call it as different users.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anima_core::model::NewUser;
+use anima_db::{Store, testing::TempDatabase};
+use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient};
+use anima_server::ServerConfig;
+use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
+
+/// Password of every user the helpers create.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub channel: Channel,
+    _db: TempDatabase,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, ServerConfig::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, mut config: ServerConfig) -> Self {
+        let db = match backend {
+            Backend::Sqlite => TempDatabase::sqlite(),
+            Backend::Postgres => TempDatabase::postgres().await,
+        };
+        let store = db.open().await;
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        let router = anima_server::router(store.clone(), &config, None).await.expect("router");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = anima_server::serve(listener, router, std::future::pending()).await;
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        Self { addr, store, channel, _db: db, _server: server }
+    }
+
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    pub fn team(&self) -> TeamServiceClient<Channel> {
+        TeamServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates a user directly in the store (fast: hashes once per test
+    /// run) and returns its id.
+    pub async fn user(&self, username: &str, is_admin: bool) -> String {
+        let hash = password_hash().await;
+        self.store
+            .create_user(NewUser {
+                username: username.into(),
+                display_name: username.into(),
+                email: String::new(),
+                password_hash: hash,
+                is_admin,
+            })
+            .await
+            .expect("create user")
+            .id
+    }
+
+    /// Logs in through the API and returns the token.
+    pub async fn login(&self, username: &str) -> String {
+        self.auth()
+            .login(pb::LoginRequest { username: username.into(), password: PASSWORD.into() })
+            .await
+            .expect("login")
+            .into_inner()
+            .token
+    }
+}
+
+async fn password_hash() -> String {
+    static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    HASH.get_or_init(|| async {
+        anima_server::auth::hash_password(PASSWORD.into()).await.expect("hash")
+    })
+    .await
+    .clone()
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request
+}
+
+/// The code and ErrorInfo reason of a failed call.
+pub fn failure<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) {
+    let status = result.expect_err("the call must fail");
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default();
+    (status.code(), reason)
+}
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
