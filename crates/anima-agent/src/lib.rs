@@ -3,7 +3,9 @@
 //! that callers and reflection see it, and every RPC answers
 //! `UNIMPLEMENTED`.
 
-use anima_proto::v1::agent_provider_service_server::{AgentProviderService, AgentProviderServiceServer};
+use anima_proto::v1::agent_provider_service_server::{
+    AgentProviderService, AgentProviderServiceServer,
+};
 
 /// The provider service as it stands: every RPC unimplemented.
 #[derive(Debug, Clone, Copy, Default)]

@@ -125,7 +125,11 @@ impl DomainError {
 
     /// `PERMISSION_DENIED`.
     pub fn permission_denied(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::PermissionDenied, reason::PERMISSION_DENIED, message)
+        Self::new(
+            ErrorCode::PermissionDenied,
+            reason::PERMISSION_DENIED,
+            message,
+        )
     }
 
     /// `UNAUTHENTICATED` with the given reason.

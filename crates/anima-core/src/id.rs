@@ -12,14 +12,12 @@ pub fn new_id() -> String {
 
 /// Parses an identifier that came from a client; `what` names it in the error.
 pub fn parse_id(raw: &str, what: &str) -> Result<String, DomainError> {
-    Uuid::parse_str(raw)
-        .map(|id| id.to_string())
-        .map_err(|_| {
-            DomainError::invalid_argument(
-                reason::INVALID_ID,
-                format!("{what} {raw:?} is not a valid id"),
-            )
-        })
+    Uuid::parse_str(raw).map(|id| id.to_string()).map_err(|_| {
+        DomainError::invalid_argument(
+            reason::INVALID_ID,
+            format!("{what} {raw:?} is not a valid id"),
+        )
+    })
 }
 
 #[cfg(test)]

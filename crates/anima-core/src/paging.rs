@@ -100,9 +100,7 @@ fn encode(body: &TokenBody) -> String {
 }
 
 fn decode(token: &str, query: u64) -> Result<String, DomainError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid_token())?;
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid_token())?;
     let body: TokenBody = serde_json::from_slice(&bytes).map_err(|_| invalid_token())?;
     if body.v != 1 || body.q != query || body.k.is_empty() {
         return Err(invalid_token());
@@ -125,7 +123,10 @@ mod tests {
     #[test]
     fn zero_means_default_and_bounds_are_enforced() {
         assert_eq!(PageRequest::parse(0, "", "users").map(|p| p.size), Ok(50));
-        assert_eq!(PageRequest::parse(500, "", "users").map(|p| p.size), Ok(500));
+        assert_eq!(
+            PageRequest::parse(500, "", "users").map(|p| p.size),
+            Ok(500)
+        );
         for bad in [-1, 501, i32::MAX, i32::MIN] {
             let err = PageRequest::parse(bad, "", "users").expect_err("bad size");
             assert_eq!(err.reason, reason::INVALID_PAGE_SIZE);

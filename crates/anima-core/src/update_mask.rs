@@ -44,7 +44,11 @@ mod tests {
             validate(&["name".into(), "name".into()], &allowed),
             Ok(vec!["name"])
         );
-        for bad in [vec![], vec!["id".to_string()], vec!["name".into(), "nme".into()]] {
+        for bad in [
+            vec![],
+            vec!["id".to_string()],
+            vec!["name".into(), "nme".into()],
+        ] {
             let err = validate(&bad, &allowed).expect_err("bad mask");
             assert_eq!(err.reason, reason::INVALID_UPDATE_MASK);
         }

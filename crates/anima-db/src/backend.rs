@@ -10,7 +10,9 @@ use anima_core::{
     DomainError, ErrorCode, Permission,
     error::reason,
     id::new_id,
-    model::{AuthSession, Event, NewUser, Project, Role, RoleChanges, User, UserChanges, now_micros},
+    model::{
+        AuthSession, Event, NewUser, Project, Role, RoleChanges, User, UserChanges, now_micros,
+    },
     paging::PageRequest,
     permission::DEFAULT_ROLES,
 };
@@ -34,14 +36,18 @@ const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
 /// `ALREADY_EXISTS` with the reason the caller expects.
 fn db_error(err: sqlx::Error, unique_reason: &'static str) -> DomainError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            DomainError::new(ErrorCode::AlreadyExists, unique_reason, "the name is already taken")
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => DomainError::new(
-            ErrorCode::Unavailable,
-            reason::STORAGE_UNAVAILABLE,
-            format!("database unavailable: {err}"),
+        sqlx::Error::Database(db) if db.is_unique_violation() => DomainError::new(
+            ErrorCode::AlreadyExists,
+            unique_reason,
+            "the name is already taken",
         ),
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            DomainError::new(
+                ErrorCode::Unavailable,
+                reason::STORAGE_UNAVAILABLE,
+                format!("database unavailable: {err}"),
+            )
+        }
         _ => DomainError::internal(format!("database error: {err}")),
     }
 }

@@ -50,7 +50,13 @@ pub async fn users_round_trip(store: &dyn Store) {
         .expect("find")
         .expect("exists");
     assert_eq!(credentials.password_hash, "$argon2id$test");
-    assert!(store.find_credentials("nobody").await.expect("find").is_none());
+    assert!(
+        store
+            .find_credentials("nobody")
+            .await
+            .expect("find")
+            .is_none()
+    );
 
     let updated = store
         .update_user(
@@ -67,13 +73,22 @@ pub async fn users_round_trip(store: &dyn Store) {
     assert_eq!(updated.email, "new@example.org");
     assert_eq!(updated.display_name, input.display_name);
     assert!(updated.is_admin);
-    assert_eq!(updated.preferences.get("theme").map(String::as_str), Some("violet"));
+    assert_eq!(
+        updated.preferences.get("theme").map(String::as_str),
+        Some("violet")
+    );
     assert_eq!(store.count_active_admins().await.expect("count"), 1);
 
     store.delete_user(&created.id).await.expect("delete");
     let err = store.get_user(&created.id).await.expect_err("gone");
-    assert_eq!((err.code, err.reason), (ErrorCode::NotFound, reason::USER_NOT_FOUND));
-    let err = store.delete_user(&created.id).await.expect_err("gone twice");
+    assert_eq!(
+        (err.code, err.reason),
+        (ErrorCode::NotFound, reason::USER_NOT_FOUND)
+    );
+    let err = store
+        .delete_user(&created.id)
+        .await
+        .expect_err("gone twice");
     assert_eq!(err.reason, reason::USER_NOT_FOUND);
 }
 
@@ -82,8 +97,14 @@ pub async fn duplicate_username_changes_nothing(store: &dyn Store) {
     store.create_user(new_user("grace")).await.expect("create");
     let users_before = store.count_users().await.expect("count");
     let events_before = last_event_id(store).await;
-    let err = store.create_user(new_user("grace")).await.expect_err("duplicate");
-    assert_eq!((err.code, err.reason), (ErrorCode::AlreadyExists, reason::USERNAME_TAKEN));
+    let err = store
+        .create_user(new_user("grace"))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(
+        (err.code, err.reason),
+        (ErrorCode::AlreadyExists, reason::USERNAME_TAKEN)
+    );
     assert_eq!(store.count_users().await.expect("count"), users_before);
     assert_eq!(last_event_id(store).await, events_before);
 }
@@ -91,7 +112,10 @@ pub async fn duplicate_username_changes_nothing(store: &dyn Store) {
 /// Pages cover every row once, in order, even with inserts in between.
 pub async fn user_pages_are_stable(store: &dyn Store) {
     for n in 0..7 {
-        store.create_user(new_user(&format!("user{n}"))).await.expect("create");
+        store
+            .create_user(new_user(&format!("user{n}")))
+            .await
+            .expect("create");
     }
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -141,15 +165,31 @@ pub async fn sessions_are_revocable(store: &dyn Store) {
     assert!(!store.delete_session("h1").await.expect("delete twice"));
     assert!(store.get_session("h1").await.expect("get").is_none());
 
-    assert_eq!(store.delete_user_sessions(&user.id, Some("h2")).await.expect("others"), 1);
+    assert_eq!(
+        store
+            .delete_user_sessions(&user.id, Some("h2"))
+            .await
+            .expect("others"),
+        1
+    );
     assert!(store.get_session("h2").await.expect("get").is_some());
 
     store
-        .update_user(&user.id, UserChanges { password_hash: Some("new".into()), ..Default::default() })
+        .update_user(
+            &user.id,
+            UserChanges {
+                password_hash: Some("new".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("password");
     assert!(store.get_session("h2").await.expect("get").is_none());
-    let credentials = store.find_credentials("linus").await.expect("find").expect("exists");
+    let credentials = store
+        .find_credentials("linus")
+        .await
+        .expect("find")
+        .expect("exists");
     assert_eq!(credentials.password_hash, "new");
 }
 
@@ -168,38 +208,75 @@ pub async fn roles_are_rows(store: &dyn Store) {
     }
 
     let err = store
-        .update_role(DEFAULT_ROLES[3].id, RoleChanges { name: Some("Reader".into()), ..Default::default() })
+        .update_role(
+            DEFAULT_ROLES[3].id,
+            RoleChanges {
+                name: Some("Reader".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect_err("builtin");
     assert_eq!(err.reason, reason::ROLE_BUILTIN);
-    let err = store.delete_role(DEFAULT_ROLES[3].id).await.expect_err("builtin");
+    let err = store
+        .delete_role(DEFAULT_ROLES[3].id)
+        .await
+        .expect_err("builtin");
     assert_eq!(err.reason, reason::ROLE_BUILTIN);
 
     let auditor = store
-        .create_role("Auditor", "reads threads", &[Permission::ThreadRead, Permission::ProjectRead])
+        .create_role(
+            "Auditor",
+            "reads threads",
+            &[Permission::ThreadRead, Permission::ProjectRead],
+        )
         .await
         .expect("create");
     assert!(!auditor.builtin);
-    assert_eq!(auditor.permissions, vec![Permission::ProjectRead, Permission::ThreadRead]);
-    let err = store.create_role("Auditor", "", &[]).await.expect_err("duplicate");
+    assert_eq!(
+        auditor.permissions,
+        vec![Permission::ProjectRead, Permission::ThreadRead]
+    );
+    let err = store
+        .create_role("Auditor", "", &[])
+        .await
+        .expect_err("duplicate");
     assert_eq!(err.reason, reason::ROLE_NAME_TAKEN);
-    let err = store.create_role("Owner", "", &[]).await.expect_err("duplicate builtin");
+    let err = store
+        .create_role("Owner", "", &[])
+        .await
+        .expect_err("duplicate builtin");
     assert_eq!(err.reason, reason::ROLE_NAME_TAKEN);
 
     let changed = store
-        .update_role(&auditor.id, RoleChanges { permissions: Some(vec![Permission::DocumentRead]), ..Default::default() })
+        .update_role(
+            &auditor.id,
+            RoleChanges {
+                permissions: Some(vec![Permission::DocumentRead]),
+                ..Default::default()
+            },
+        )
         .await
         .expect("update");
     assert_eq!(changed.permissions, vec![Permission::DocumentRead]);
     assert_eq!(changed.name, "Auditor");
 
     let user = store.create_user(new_user("eve")).await.expect("user");
-    let project = store.create_project("P", "", &user.id).await.expect("project");
+    let project = store
+        .create_project("P", "", &user.id)
+        .await
+        .expect("project");
     let other = store.create_user(new_user("mallory")).await.expect("user");
-    store.bind_role(&other.id, &project.id, &auditor.id).await.expect("bind");
+    store
+        .bind_role(&other.id, &project.id, &auditor.id)
+        .await
+        .expect("bind");
     let err = store.delete_role(&auditor.id).await.expect_err("in use");
     assert_eq!(err.reason, reason::ROLE_IN_USE);
-    store.bind_role(&other.id, &project.id, DEFAULT_ROLES[3].id).await.expect("rebind");
+    store
+        .bind_role(&other.id, &project.id, DEFAULT_ROLES[3].id)
+        .await
+        .expect("rebind");
     store.delete_role(&auditor.id).await.expect("delete");
     let err = store.get_role(&auditor.id).await.expect_err("gone");
     assert_eq!(err.reason, reason::ROLE_NOT_FOUND);
@@ -210,28 +287,62 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
     let owner = store.create_user(new_user("owner")).await.expect("user");
     let viewer = store.create_user(new_user("viewer")).await.expect("user");
     let stranger = store.create_user(new_user("stranger")).await.expect("user");
-    let project = store.create_project("Anima", "the product", &owner.id).await.expect("project");
+    let project = store
+        .create_project("Anima", "the product", &owner.id)
+        .await
+        .expect("project");
 
     let mut all = Permission::ALL.to_vec();
     all.sort();
-    assert_eq!(store.project_permissions(&owner.id, &project.id).await.expect("perms"), all);
+    assert_eq!(
+        store
+            .project_permissions(&owner.id, &project.id)
+            .await
+            .expect("perms"),
+        all
+    );
 
-    store.bind_role(&viewer.id, &project.id, DEFAULT_ROLES[3].id).await.expect("bind");
-    let perms = store.project_permissions(&viewer.id, &project.id).await.expect("perms");
+    store
+        .bind_role(&viewer.id, &project.id, DEFAULT_ROLES[3].id)
+        .await
+        .expect("bind");
+    let perms = store
+        .project_permissions(&viewer.id, &project.id)
+        .await
+        .expect("perms");
     assert!(perms.contains(&Permission::WorkItemRead));
     assert!(!perms.contains(&Permission::WorkItemCreate));
-    assert!(store.project_permissions(&stranger.id, &project.id).await.expect("perms").is_empty());
+    assert!(
+        store
+            .project_permissions(&stranger.id, &project.id)
+            .await
+            .expect("perms")
+            .is_empty()
+    );
 
     let err = store
-        .bind_role(&viewer.id, "00000000-0000-7000-8000-00000000dead", DEFAULT_ROLES[3].id)
+        .bind_role(
+            &viewer.id,
+            "00000000-0000-7000-8000-00000000dead",
+            DEFAULT_ROLES[3].id,
+        )
         .await
         .expect_err("no project");
     assert_eq!(err.reason, reason::PROJECT_NOT_FOUND);
-    let err = store.bind_role(&viewer.id, &project.id, "no-such-role").await.expect_err("no role");
+    let err = store
+        .bind_role(&viewer.id, &project.id, "no-such-role")
+        .await
+        .expect_err("no role");
     assert_eq!(err.reason, reason::ROLE_NOT_FOUND);
 
     store.delete_user(&viewer.id).await.expect("delete");
-    assert!(store.project_permissions(&viewer.id, &project.id).await.expect("perms").is_empty());
+    assert!(
+        store
+            .project_permissions(&viewer.id, &project.id)
+            .await
+            .expect("perms")
+            .is_empty()
+    );
 }
 
 /// Every change writes one outbox event, in order, readable from a cursor.
@@ -239,22 +350,42 @@ pub async fn changes_write_events(store: &dyn Store) {
     let start = last_event_id(store).await;
     let user = store.create_user(new_user("events")).await.expect("user");
     store
-        .update_user(&user.id, UserChanges { email: Some("e@x".into()), ..Default::default() })
+        .update_user(
+            &user.id,
+            UserChanges {
+                email: Some("e@x".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("update");
-    let project = store.create_project("P", "", &user.id).await.expect("project");
+    let project = store
+        .create_project("P", "", &user.id)
+        .await
+        .expect("project");
     store.delete_user(&user.id).await.expect("delete");
 
     let events = store.events_after(start, 100).await.expect("events");
     let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
-    assert_eq!(kinds, ["user.created", "user.updated", "project.created", "user.deleted"]);
+    assert_eq!(
+        kinds,
+        [
+            "user.created",
+            "user.updated",
+            "project.created",
+            "user.deleted"
+        ]
+    );
     assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
     assert_eq!(events[0].entity_id, user.id);
     assert_eq!(events[2].project_id.as_deref(), Some(project.id.as_str()));
 
     let tail = store.events_after(events[1].id, 100).await.expect("tail");
     assert_eq!(tail, events[2..]);
-    assert_eq!(store.events_after(start, 2).await.expect("limited").len(), 2);
+    assert_eq!(
+        store.events_after(start, 2).await.expect("limited").len(),
+        2
+    );
 }
 
 /// Concurrent writers each get their event, and ids never repeat.
@@ -264,7 +395,10 @@ pub async fn concurrent_writes_all_land(store: std::sync::Arc<dyn Store>) {
     for n in 0..24 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.create_user(new_user(&format!("c{n}"))).await.map(|_| ())
+            store
+                .create_user(new_user(&format!("c{n}")))
+                .await
+                .map(|_| ())
         }));
     }
     for task in tasks {

@@ -74,25 +74,48 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one session; true when it existed.
     async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError>;
     /// Revokes every session of a user but `keep` (a token hash), if given.
-    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<u64, DomainError>;
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, DomainError>;
 
     /// Roles by name order of creation (built-ins first).
     async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, DomainError>;
     /// A role by id.
     async fn get_role(&self, id: &str) -> Result<Role, DomainError>;
     /// Creates a custom role.
-    async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> Result<Role, DomainError>;
+    async fn create_role(
+        &self,
+        name: &str,
+        description: &str,
+        permissions: &[Permission],
+    ) -> Result<Role, DomainError>;
     /// Changes a custom role; built-ins are `FAILED_PRECONDITION`/`ROLE_BUILTIN`.
     async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError>;
     /// Deletes a custom role that nobody holds.
     async fn delete_role(&self, id: &str) -> Result<(), DomainError>;
 
     /// Creates a project and makes `owner_id` its Owner.
-    async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> Result<Project, DomainError>;
+    async fn create_project(
+        &self,
+        name: &str,
+        description: &str,
+        owner_id: &str,
+    ) -> Result<Project, DomainError>;
     /// Binds a user to a project with a role (replacing an earlier binding).
-    async fn bind_role(&self, user_id: &str, project_id: &str, role_id: &str) -> Result<(), DomainError>;
+    async fn bind_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role_id: &str,
+    ) -> Result<(), DomainError>;
     /// The permissions a user holds in a project (empty for non-members).
-    async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError>;
+    async fn project_permissions(
+        &self,
+        user_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<Permission>, DomainError>;
 
     /// Outbox events with id greater than `after`, oldest first.
     async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;

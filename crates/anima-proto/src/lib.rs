@@ -9,4 +9,5 @@ pub mod v1 {
 
 /// The encoded `FileDescriptorSet` of every Anima proto file, for gRPC
 /// reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/anima_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/anima_descriptor.bin"));

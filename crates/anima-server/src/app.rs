@@ -39,8 +39,12 @@ pub async fn router(
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), limiter));
     let team = TeamServiceServer::new(TeamApi::new(store.clone()));
-    health_reporter.set_serving::<AuthServiceServer<AuthApi>>().await;
-    health_reporter.set_serving::<TeamServiceServer<TeamApi>>().await;
+    health_reporter
+        .set_serving::<AuthServiceServer<AuthApi>>()
+        .await;
+    health_reporter
+        .set_serving::<TeamServiceServer<TeamApi>>()
+        .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(anima_proto::FILE_DESCRIPTOR_SET)
@@ -67,9 +71,15 @@ pub async fn router(
 
     let grpc = routes
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(authenticator, authorize));
+        .layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            authorize,
+        ));
     let backend = store.backend();
-    let http = Router::new().route("/healthz", get(move || async move { format!("ok {backend}\n") }));
+    let http = Router::new().route(
+        "/healthz",
+        get(move || async move { format!("ok {backend}\n") }),
+    );
     Ok(grpc.merge(http))
 }
 
@@ -79,9 +89,12 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The administrator created on first start.

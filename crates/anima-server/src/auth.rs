@@ -44,7 +44,11 @@ pub async fn hash_password(password: String) -> Result<String, DomainError> {
 pub async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -104,7 +108,8 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> Self {
         Self {
             store,
-            idle_timeout_micros: i64::try_from(config.session_idle_timeout().as_micros()).unwrap_or(i64::MAX),
+            idle_timeout_micros: i64::try_from(config.session_idle_timeout().as_micros())
+                .unwrap_or(i64::MAX),
             service_tokens: Arc::new(service_token_table(&config.service_tokens)),
         }
     }
@@ -117,7 +122,10 @@ impl Authenticator {
     /// Resolves an `authorization` header value.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, DomainError> {
         let header = header.ok_or_else(|| {
-            DomainError::unauthenticated(reason::UNAUTHENTICATED, "missing authorization: Bearer <token>")
+            DomainError::unauthenticated(
+                reason::UNAUTHENTICATED,
+                "missing authorization: Bearer <token>",
+            )
         })?;
         let token = header
             .strip_prefix("Bearer ")
@@ -134,7 +142,10 @@ impl Authenticator {
             return Ok(Caller::Service { name: name.clone() });
         }
         let invalid = || {
-            DomainError::unauthenticated(reason::UNAUTHENTICATED, "the token is not valid; log in again")
+            DomainError::unauthenticated(
+                reason::UNAUTHENTICATED,
+                "the token is not valid; log in again",
+            )
         };
         let session = self.store.get_session(&hash).await?.ok_or_else(invalid)?;
         let now = now_micros();
@@ -210,16 +221,29 @@ impl LoginLimiter {
     fn keys(username: &str, peer: Option<IpAddr>) -> [(String, bool); 2] {
         [
             (format!("user:{username}"), true),
-            (format!("peer:{}", peer.map_or_else(|| "unknown".into(), |ip| ip.to_string())), false),
+            (
+                format!(
+                    "peer:{}",
+                    peer.map_or_else(|| "unknown".into(), |ip| ip.to_string())
+                ),
+                false,
+            ),
         ]
     }
 
     /// Refuses the attempt when the user or the peer used up its failures.
     pub fn check(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (key, is_user) in Self::keys(username, peer) {
-            let limit = if is_user { self.per_user } else { self.per_peer };
+            let limit = if is_user {
+                self.per_user
+            } else {
+                self.per_peer
+            };
             if let Some(times) = failures.get_mut(&key) {
                 times.retain(|at| now.duration_since(*at) < self.window);
                 if times.len() >= limit {
@@ -240,7 +264,10 @@ impl LoginLimiter {
     /// Records a failed attempt against the user and the peer.
     pub fn failed(&self, username: &str, peer: Option<IpAddr>) {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (key, _) in Self::keys(username, peer) {
             failures.entry(key).or_default().push(now);
         }
@@ -248,7 +275,10 @@ impl LoginLimiter {
 
     /// Forgets the user's failures after a successful login.
     pub fn succeeded(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         failures.remove(&format!("user:{username}"));
     }
 }
@@ -286,7 +316,9 @@ mod tests {
         let err = limiter.check("ada", peer).expect_err("sixth");
         assert_eq!(err.reason, reason::RATE_LIMITED);
         // Another user from another peer is unaffected.
-        limiter.check("bob", Some(IpAddr::from([10, 0, 0, 2]))).expect("other");
+        limiter
+            .check("bob", Some(IpAddr::from([10, 0, 0, 2])))
+            .expect("other");
         // One peer guessing many usernames hits the peer limit.
         for n in 0..20 {
             let name = format!("u{n}");

@@ -23,10 +23,9 @@ pub struct RequestContext {
 /// The context the middleware attached. Its absence means the service was
 /// reached without the middleware, which must never serve a request.
 pub fn context<T>(request: &Request<T>) -> Result<&RequestContext, DomainError> {
-    request
-        .extensions()
-        .get::<RequestContext>()
-        .ok_or_else(|| DomainError::internal("request reached a service without the auth middleware"))
+    request.extensions().get::<RequestContext>().ok_or_else(|| {
+        DomainError::internal("request reached a service without the auth middleware")
+    })
 }
 
 /// The authenticated caller of a non-public RPC.
@@ -66,6 +65,9 @@ pub async fn require_project(
                 )))
             }
         }
-        None => Err(DomainError::unauthenticated(reason::UNAUTHENTICATED, "this call needs authorization")),
+        None => Err(DomainError::unauthenticated(
+            reason::UNAUTHENTICATED,
+            "this call needs authorization",
+        )),
     }
 }

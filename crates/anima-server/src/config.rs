@@ -62,7 +62,8 @@ impl ServerConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
             }
             None => Self::default(),
         };
@@ -72,7 +73,9 @@ impl ServerConfig {
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(listen) = var("ANIMA_LISTEN") {
-            self.listen = listen.parse().with_context(|| format!("ANIMA_LISTEN={listen:?}"))?;
+            self.listen = listen
+                .parse()
+                .with_context(|| format!("ANIMA_LISTEN={listen:?}"))?;
         }
         if let Some(url) = var("ANIMA_DATABASE_URL") {
             self.database_url = url;
@@ -117,7 +120,8 @@ mod tests {
     #[test]
     fn env_overrides_file_values() {
         let mut config: ServerConfig =
-            toml::from_str("listen = \"127.0.0.1:9000\"\nsession_idle_timeout_secs = 60\n").expect("toml");
+            toml::from_str("listen = \"127.0.0.1:9000\"\nsession_idle_timeout_secs = 60\n")
+                .expect("toml");
         config
             .apply_env(|name| match name {
                 "ANIMA_LISTEN" => Some("127.0.0.1:9001".into()),

@@ -33,7 +33,11 @@ pub fn role(role: Role) -> pb::Role {
         id: role.id,
         name: role.name,
         description: role.description,
-        permissions: role.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+        permissions: role
+            .permissions
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
         builtin: role.builtin,
     }
 }

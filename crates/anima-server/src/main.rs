@@ -24,7 +24,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let mut config = anima_server::ServerConfig::load(args.config.as_deref())?;
@@ -38,11 +40,21 @@ async fn main() -> anyhow::Result<()> {
         !config.database_url.is_empty(),
         "anima-server needs --database-url (or ANIMA_DATABASE_URL); use `anima up` for the embedded database"
     );
-    let store = anima_db::open(&config.database_url).await.context("opening the database")?;
-    if let Some(admin) = anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await? {
+    let store = anima_db::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    if let Some(admin) =
+        anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?
+    {
         match admin.generated_password {
-            Some(password) => println!("created administrator {:?} with password {password}", admin.username),
-            None => println!("created administrator {:?} with ANIMA_ADMIN_PASSWORD", admin.username),
+            Some(password) => println!(
+                "created administrator {:?} with password {password}",
+                admin.username
+            ),
+            None => println!(
+                "created administrator {:?} with ANIMA_ADMIN_PASSWORD",
+                admin.username
+            ),
         }
     }
     let router = anima_server::router(store, &config, None).await?;

@@ -17,7 +17,11 @@ use crate::{
 };
 
 /// Axum middleware; see the module documentation.
-pub async fn authorize(State(authenticator): State<Authenticator>, mut request: Request, next: Next) -> Response {
+pub async fn authorize(
+    State(authenticator): State<Authenticator>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_owned();
     let Some(access) = rbac::access_for(&path) else {
         tracing::warn!(%path, "refused an RPC that has no access rule");
@@ -44,10 +48,14 @@ pub async fn authorize(State(authenticator): State<Authenticator>, mut request: 
     if let Err(err) = rbac::check_caller(access, caller.as_ref()) {
         return refuse(err);
     }
-    request.extensions_mut().insert(RequestContext { caller, access });
+    request
+        .extensions_mut()
+        .insert(RequestContext { caller, access });
     next.run(request).await
 }
 
 fn refuse(err: DomainError) -> Response {
-    to_status(err).into_http::<axum::body::Body>().into_response()
+    to_status(err)
+        .into_http::<axum::body::Body>()
+        .into_response()
 }

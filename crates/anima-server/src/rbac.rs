@@ -166,11 +166,17 @@ access_table! {
 
 /// gRPC infrastructure served beside the API, open to anyone so that
 /// `grpcurl` and load balancers work without credentials.
-const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
+const PUBLIC_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+];
 
 /// The access an RPC path needs; `None` means the path is not served.
 pub fn access_for(path: &str) -> Option<Access> {
-    if PUBLIC_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+    if PUBLIC_PREFIXES
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+    {
         return Some(Access::Public);
     }
     ACCESS
@@ -215,17 +221,17 @@ mod tests {
     /// names an RPC that exists.
     #[test]
     fn every_rpc_is_mapped_exactly_once() {
-        let set = prost_types::FileDescriptorSet::decode(anima_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let set = prost_types::FileDescriptorSet::decode(anima_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptors");
         let declared: BTreeSet<String> = set
             .file
             .iter()
             .filter(|file| file.package() == "anima.v1")
             .flat_map(|file| {
                 file.service.iter().flat_map(|service| {
-                    service
-                        .method
-                        .iter()
-                        .map(move |method| format!("/anima.v1.{}/{}", service.name(), method.name()))
+                    service.method.iter().map(move |method| {
+                        format!("/anima.v1.{}/{}", service.name(), method.name())
+                    })
                 })
             })
             .collect();
@@ -239,6 +245,9 @@ mod tests {
     fn unknown_paths_are_not_served() {
         assert_eq!(access_for("/anima.v1.TeamService/Nope"), None);
         assert_eq!(access_for("/other.Service/Login"), None);
-        assert_eq!(access_for("/anima.v1.AuthService/Login"), Some(Access::Public));
+        assert_eq!(
+            access_for("/anima.v1.AuthService/Login"),
+            Some(Access::Public)
+        );
     }
 }

@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anima_core::paging::PageRequest;
-use anima_proto::v1::{
-    self as pb, project_service_client::ProjectServiceClient,
-};
+use anima_proto::v1::{self as pb, project_service_client::ProjectServiceClient};
 use anima_server::{ServerConfig, config::ServiceToken};
 use common::{Backend, PASSWORD, TestServer, authed, failure};
 use prost_types::FieldMask;
@@ -38,36 +36,74 @@ async fn missing_malformed_unknown_and_revoked_tokens_are_unauthenticated(backen
     let mut team = server.team();
 
     let missing = team.list_users(pb::ListUsersRequest::default()).await;
-    assert_eq!(failure(missing), (Code::Unauthenticated, "UNAUTHENTICATED".into()));
+    assert_eq!(
+        failure(missing),
+        (Code::Unauthenticated, "UNAUTHENTICATED".into())
+    );
 
     for header in ["Basic YWRhOnB3", "Bearer", "Bearer    ", "token"] {
         let mut request = Request::new(pb::ListUsersRequest::default());
-        request.metadata_mut().insert("authorization", header.parse().expect("header"));
-        assert_eq!(failure(team.list_users(request).await).0, Code::Unauthenticated, "{header}");
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().expect("header"));
+        assert_eq!(
+            failure(team.list_users(request).await).0,
+            Code::Unauthenticated,
+            "{header}"
+        );
     }
-    let unknown = team.list_users(authed("not-a-real-token", pb::ListUsersRequest::default())).await;
+    let unknown = team
+        .list_users(authed("not-a-real-token", pb::ListUsersRequest::default()))
+        .await;
     assert_eq!(failure(unknown).0, Code::Unauthenticated);
 
     let token = server.login("ada").await;
-    team.list_users(authed(&token, pb::ListUsersRequest::default())).await.expect("valid token");
-    server.auth().logout(authed(&token, pb::LogoutRequest {})).await.expect("logout");
-    let revoked = team.list_users(authed(&token, pb::ListUsersRequest::default())).await;
-    assert_eq!(failure(revoked), (Code::Unauthenticated, "UNAUTHENTICATED".into()));
+    team.list_users(authed(&token, pb::ListUsersRequest::default()))
+        .await
+        .expect("valid token");
+    server
+        .auth()
+        .logout(authed(&token, pb::LogoutRequest {}))
+        .await
+        .expect("logout");
+    let revoked = team
+        .list_users(authed(&token, pb::ListUsersRequest::default()))
+        .await;
+    assert_eq!(
+        failure(revoked),
+        (Code::Unauthenticated, "UNAUTHENTICATED".into())
+    );
 }
 
 async fn idle_sessions_expire(backend: Backend) {
-    let config = ServerConfig { session_idle_timeout_secs: 1, ..ServerConfig::default() };
+    let config = ServerConfig {
+        session_idle_timeout_secs: 1,
+        ..ServerConfig::default()
+    };
     let server = TestServer::start_with(backend, config).await;
     server.user("ada", false).await;
     let token = server.login("ada").await;
     // Idle for longer than the timeout (not a timing assertion: any delay
     // beyond one second must expire the session).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired = server.auth().who_am_i(authed(&token, pb::WhoAmIRequest {})).await;
-    assert_eq!(failure(expired), (Code::Unauthenticated, "SESSION_EXPIRED".into()));
+    let expired = server
+        .auth()
+        .who_am_i(authed(&token, pb::WhoAmIRequest {}))
+        .await;
+    assert_eq!(
+        failure(expired),
+        (Code::Unauthenticated, "SESSION_EXPIRED".into())
+    );
     // And it is gone for good, not merely refused.
     let hash = anima_server::auth::token_hash(&token);
-    assert!(server.store.get_session(&hash).await.expect("get").is_none());
+    assert!(
+        server
+            .store
+            .get_session(&hash)
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 async fn wrong_password_does_not_reveal_whether_the_user_exists(backend: Backend) {
@@ -75,18 +111,33 @@ async fn wrong_password_does_not_reveal_whether_the_user_exists(backend: Backend
     server.user("ada", false).await;
     let mut auth = server.auth();
     let wrong_password = auth
-        .login(pb::LoginRequest { username: "ada".into(), password: "wrong".into() })
+        .login(pb::LoginRequest {
+            username: "ada".into(),
+            password: "wrong".into(),
+        })
         .await
         .expect_err("wrong password");
     let unknown_user = auth
-        .login(pb::LoginRequest { username: "nobody".into(), password: "wrong".into() })
+        .login(pb::LoginRequest {
+            username: "nobody".into(),
+            password: "wrong".into(),
+        })
         .await
         .expect_err("unknown user");
     assert_eq!(wrong_password.code(), Code::Unauthenticated);
     assert_eq!(wrong_password.code(), unknown_user.code());
     assert_eq!(wrong_password.message(), unknown_user.message());
     assert_eq!(failure::<()>(Err(wrong_password)).1, "INVALID_CREDENTIALS");
-    assert_eq!(server.store.events_after(0, 100).await.expect("events").len(), 1, "no writes");
+    assert_eq!(
+        server
+            .store
+            .events_after(0, 100)
+            .await
+            .expect("events")
+            .len(),
+        1,
+        "no writes"
+    );
 }
 
 async fn sixth_rapid_failed_login_is_rate_limited(backend: Backend) {
@@ -94,13 +145,30 @@ async fn sixth_rapid_failed_login_is_rate_limited(backend: Backend) {
     server.user("ada", false).await;
     let mut auth = server.auth();
     for attempt in 1..=5 {
-        let result = auth.login(pb::LoginRequest { username: "ada".into(), password: "guess".into() }).await;
-        assert_eq!(failure(result).1, "INVALID_CREDENTIALS", "attempt {attempt}");
+        let result = auth
+            .login(pb::LoginRequest {
+                username: "ada".into(),
+                password: "guess".into(),
+            })
+            .await;
+        assert_eq!(
+            failure(result).1,
+            "INVALID_CREDENTIALS",
+            "attempt {attempt}"
+        );
     }
     // The sixth is refused before the password is even looked at: the
     // right one does not get through either.
-    let sixth = auth.login(pb::LoginRequest { username: "ada".into(), password: PASSWORD.into() }).await;
-    assert_eq!(failure(sixth), (Code::ResourceExhausted, "RATE_LIMITED".into()));
+    let sixth = auth
+        .login(pb::LoginRequest {
+            username: "ada".into(),
+            password: PASSWORD.into(),
+        })
+        .await;
+    assert_eq!(
+        failure(sixth),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
+    );
 }
 
 async fn non_admins_cannot_manage_users_and_nothing_changes(backend: Backend) {
@@ -110,20 +178,35 @@ async fn non_admins_cannot_manage_users_and_nothing_changes(backend: Backend) {
     let mut team = server.team();
     let before = server.store.count_users().await.expect("count");
     let create = team
-        .create_user(authed(&token, pb::CreateUserRequest {
-            username: "eve".into(),
-            password: PASSWORD.into(),
-            is_admin: true,
-            ..Default::default()
-        }))
+        .create_user(authed(
+            &token,
+            pb::CreateUserRequest {
+                username: "eve".into(),
+                password: PASSWORD.into(),
+                is_admin: true,
+                ..Default::default()
+            },
+        ))
         .await;
-    assert_eq!(failure(create), (Code::PermissionDenied, "PERMISSION_DENIED".into()));
+    assert_eq!(
+        failure(create),
+        (Code::PermissionDenied, "PERMISSION_DENIED".into())
+    );
     let promote = team
-        .update_user(authed(&token, pb::UpdateUserRequest {
-            user: Some(pb::User { id: bob.clone(), is_admin: true, ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["is_admin".into()] }),
-            password: String::new(),
-        }))
+        .update_user(authed(
+            &token,
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: bob.clone(),
+                    is_admin: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["is_admin".into()],
+                }),
+                password: String::new(),
+            },
+        ))
         .await;
     assert_eq!(failure(promote).0, Code::PermissionDenied);
     assert_eq!(server.store.count_users().await.expect("count"), before);
@@ -136,31 +219,61 @@ async fn unknown_update_mask_path_is_refused_and_nothing_changes(backend: Backen
     let bob = server.user("bob", false).await;
     let token = server.login("root").await;
     let before = server.store.get_user(&bob).await.expect("bob");
-    for paths in [vec!["display_name".to_string(), "username".into()], vec!["nonsense".into()], vec![]] {
+    for paths in [
+        vec!["display_name".to_string(), "username".into()],
+        vec!["nonsense".into()],
+        vec![],
+    ] {
         let result = server
             .team()
-            .update_user(authed(&token, pb::UpdateUserRequest {
-                user: Some(pb::User { id: bob.clone(), display_name: "Changed".into(), ..Default::default() }),
-                update_mask: Some(FieldMask { paths: paths.clone() }),
-                password: String::new(),
-            }))
+            .update_user(authed(
+                &token,
+                pb::UpdateUserRequest {
+                    user: Some(pb::User {
+                        id: bob.clone(),
+                        display_name: "Changed".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: paths.clone(),
+                    }),
+                    password: String::new(),
+                },
+            ))
             .await;
-        assert_eq!(failure(result), (Code::InvalidArgument, "INVALID_UPDATE_MASK".into()), "{paths:?}");
+        assert_eq!(
+            failure(result),
+            (Code::InvalidArgument, "INVALID_UPDATE_MASK".into()),
+            "{paths:?}"
+        );
     }
     assert_eq!(server.store.get_user(&bob).await.expect("bob"), before);
 
     let updated = server
         .team()
-        .update_user(authed(&token, pb::UpdateUserRequest {
-            user: Some(pb::User { id: bob.clone(), display_name: "Bobby".into(), email: "ignored@x".into(), ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
-            password: String::new(),
-        }))
+        .update_user(authed(
+            &token,
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: bob.clone(),
+                    display_name: "Bobby".into(),
+                    email: "ignored@x".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+                password: String::new(),
+            },
+        ))
         .await
         .expect("update")
         .into_inner();
     assert_eq!(updated.display_name, "Bobby");
-    assert_eq!(updated.email, before.email, "fields outside the mask are untouched");
+    assert_eq!(
+        updated.email, before.email,
+        "fields outside the mask are untouched"
+    );
 }
 
 async fn page_size_and_page_token_are_validated(backend: Backend) {
@@ -173,7 +286,13 @@ async fn page_size_and_page_token_are_validated(backend: Backend) {
     let mut team = server.team();
 
     let default = team
-        .list_users(authed(&token, pb::ListUsersRequest { page_size: 0, page_token: String::new() }))
+        .list_users(authed(
+            &token,
+            pb::ListUsersRequest {
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
         .await
         .expect("default size")
         .into_inner();
@@ -181,21 +300,54 @@ async fn page_size_and_page_token_are_validated(backend: Backend) {
     assert!(!default.next_page_token.is_empty());
 
     for size in [-1, 501, i32::MAX] {
-        let result = team.list_users(authed(&token, pb::ListUsersRequest { page_size: size, page_token: String::new() })).await;
-        assert_eq!(failure(result), (Code::InvalidArgument, "INVALID_PAGE_SIZE".into()), "{size}");
+        let result = team
+            .list_users(authed(
+                &token,
+                pb::ListUsersRequest {
+                    page_size: size,
+                    page_token: String::new(),
+                },
+            ))
+            .await;
+        assert_eq!(
+            failure(result),
+            (Code::InvalidArgument, "INVALID_PAGE_SIZE".into()),
+            "{size}"
+        );
     }
     let roles_token = server
         .team()
-        .list_roles(authed(&token, pb::ListRolesRequest { page_size: 1, page_token: String::new() }))
+        .list_roles(authed(
+            &token,
+            pb::ListRolesRequest {
+                page_size: 1,
+                page_token: String::new(),
+            },
+        ))
         .await
         .expect("roles")
         .into_inner()
         .next_page_token;
-    for garbage in ["garbage", "eyJ2IjoxLCJxIjoxLCJrIjoieCJ9", "%%%", roles_token.as_str()] {
+    for garbage in [
+        "garbage",
+        "eyJ2IjoxLCJxIjoxLCJrIjoieCJ9",
+        "%%%",
+        roles_token.as_str(),
+    ] {
         let result = team
-            .list_users(authed(&token, pb::ListUsersRequest { page_size: 10, page_token: garbage.into() }))
+            .list_users(authed(
+                &token,
+                pb::ListUsersRequest {
+                    page_size: 10,
+                    page_token: garbage.into(),
+                },
+            ))
             .await;
-        assert_eq!(failure(result), (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into()), "{garbage}");
+        assert_eq!(
+            failure(result),
+            (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into()),
+            "{garbage}"
+        );
     }
 }
 
@@ -211,7 +363,13 @@ async fn pages_walk_every_user_once(backend: Backend) {
     loop {
         let page = server
             .team()
-            .list_users(authed(&token, pb::ListUsersRequest { page_size: 5, page_token }))
+            .list_users(authed(
+                &token,
+                pb::ListUsersRequest {
+                    page_size: 5,
+                    page_token,
+                },
+            ))
             .await
             .expect("page")
             .into_inner();
@@ -240,25 +398,67 @@ async fn duplicate_usernames_and_long_strings_are_refused(backend: Backend) {
         password: PASSWORD.into(),
         ..Default::default()
     };
-    team.create_user(authed(&token, create("carol".into(), String::new()))).await.expect("first");
+    team.create_user(authed(&token, create("carol".into(), String::new())))
+        .await
+        .expect("first");
     let count = server.store.count_users().await.expect("count");
 
-    let duplicate = team.create_user(authed(&token, create("carol".into(), String::new()))).await;
-    assert_eq!(failure(duplicate), (Code::AlreadyExists, "USERNAME_TAKEN".into()));
-    let long_name = team.create_user(authed(&token, create("x".repeat(201), String::new()))).await;
-    assert_eq!(failure(long_name), (Code::InvalidArgument, "FIELD_TOO_LONG".into()));
-    let long_display = team.create_user(authed(&token, create("dave".into(), "y".repeat(201)))).await;
-    assert_eq!(failure(long_display), (Code::InvalidArgument, "FIELD_TOO_LONG".into()));
-    let blank = team.create_user(authed(&token, create("  ".into(), String::new()))).await;
-    assert_eq!(failure(blank), (Code::InvalidArgument, "FIELD_REQUIRED".into()));
-    let spaced = team.create_user(authed(&token, create("da ve".into(), String::new()))).await;
-    assert_eq!(failure(spaced), (Code::InvalidArgument, "INVALID_FIELD".into()));
-    let weak = team
-        .create_user(authed(&token, pb::CreateUserRequest { username: "erin".into(), password: "short".into(), ..Default::default() }))
+    let duplicate = team
+        .create_user(authed(&token, create("carol".into(), String::new())))
         .await;
-    assert_eq!(failure(weak), (Code::InvalidArgument, "WEAK_PASSWORD".into()));
-    let bad_id = team.get_user(authed(&token, pb::GetUserRequest { id: "42".into() })).await;
-    assert_eq!(failure(bad_id), (Code::InvalidArgument, "INVALID_ID".into()));
+    assert_eq!(
+        failure(duplicate),
+        (Code::AlreadyExists, "USERNAME_TAKEN".into())
+    );
+    let long_name = team
+        .create_user(authed(&token, create("x".repeat(201), String::new())))
+        .await;
+    assert_eq!(
+        failure(long_name),
+        (Code::InvalidArgument, "FIELD_TOO_LONG".into())
+    );
+    let long_display = team
+        .create_user(authed(&token, create("dave".into(), "y".repeat(201))))
+        .await;
+    assert_eq!(
+        failure(long_display),
+        (Code::InvalidArgument, "FIELD_TOO_LONG".into())
+    );
+    let blank = team
+        .create_user(authed(&token, create("  ".into(), String::new())))
+        .await;
+    assert_eq!(
+        failure(blank),
+        (Code::InvalidArgument, "FIELD_REQUIRED".into())
+    );
+    let spaced = team
+        .create_user(authed(&token, create("da ve".into(), String::new())))
+        .await;
+    assert_eq!(
+        failure(spaced),
+        (Code::InvalidArgument, "INVALID_FIELD".into())
+    );
+    let weak = team
+        .create_user(authed(
+            &token,
+            pb::CreateUserRequest {
+                username: "erin".into(),
+                password: "short".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(
+        failure(weak),
+        (Code::InvalidArgument, "WEAK_PASSWORD".into())
+    );
+    let bad_id = team
+        .get_user(authed(&token, pb::GetUserRequest { id: "42".into() }))
+        .await;
+    assert_eq!(
+        failure(bad_id),
+        (Code::InvalidArgument, "INVALID_ID".into())
+    );
     assert_eq!(server.store.count_users().await.expect("count"), count);
 }
 
@@ -269,19 +469,27 @@ async fn strings_are_stored_verbatim(backend: Backend) {
     let display_name = "O'Brien \"Bob\" 100% 🚀 \\n; DROP TABLE users; --";
     let created = server
         .team()
-        .create_user(authed(&token, pb::CreateUserRequest {
-            username: "o'brien%🚀".into(),
-            display_name: display_name.into(),
-            email: "o'brien+%@example.org".into(),
-            password: PASSWORD.into(),
-            is_admin: false,
-        }))
+        .create_user(authed(
+            &token,
+            pb::CreateUserRequest {
+                username: "o'brien%🚀".into(),
+                display_name: display_name.into(),
+                email: "o'brien+%@example.org".into(),
+                password: PASSWORD.into(),
+                is_admin: false,
+            },
+        ))
         .await
         .expect("create")
         .into_inner();
     let fetched = server
         .team()
-        .get_user(authed(&token, pb::GetUserRequest { id: created.id.clone() }))
+        .get_user(authed(
+            &token,
+            pb::GetUserRequest {
+                id: created.id.clone(),
+            },
+        ))
         .await
         .expect("get")
         .into_inner();
@@ -298,29 +506,54 @@ async fn change_password_keeps_this_session_and_revokes_others(backend: Backend)
     let other = server.login("ada").await;
     let mut auth = server.auth();
     let wrong = auth
-        .change_password(authed(&this, pb::ChangePasswordRequest {
-            current_password: "nope".into(),
-            new_password: "a much better password".into(),
-        }))
+        .change_password(authed(
+            &this,
+            pb::ChangePasswordRequest {
+                current_password: "nope".into(),
+                new_password: "a much better password".into(),
+            },
+        ))
         .await;
-    assert_eq!(failure(wrong), (Code::PermissionDenied, "INVALID_CREDENTIALS".into()));
+    assert_eq!(
+        failure(wrong),
+        (Code::PermissionDenied, "INVALID_CREDENTIALS".into())
+    );
     let weak = auth
-        .change_password(authed(&this, pb::ChangePasswordRequest { current_password: PASSWORD.into(), new_password: "short".into() }))
+        .change_password(authed(
+            &this,
+            pb::ChangePasswordRequest {
+                current_password: PASSWORD.into(),
+                new_password: "short".into(),
+            },
+        ))
         .await;
     assert_eq!(failure(weak).1, "WEAK_PASSWORD");
-    auth.who_am_i(authed(&other, pb::WhoAmIRequest {})).await.expect("failed changes revoke nothing");
+    auth.who_am_i(authed(&other, pb::WhoAmIRequest {}))
+        .await
+        .expect("failed changes revoke nothing");
 
-    auth.change_password(authed(&this, pb::ChangePasswordRequest {
-        current_password: PASSWORD.into(),
-        new_password: "a much better password".into(),
-    }))
+    auth.change_password(authed(
+        &this,
+        pb::ChangePasswordRequest {
+            current_password: PASSWORD.into(),
+            new_password: "a much better password".into(),
+        },
+    ))
     .await
     .expect("change");
-    auth.who_am_i(authed(&this, pb::WhoAmIRequest {})).await.expect("this session survives");
-    assert_eq!(failure(auth.who_am_i(authed(&other, pb::WhoAmIRequest {})).await).0, Code::Unauthenticated);
-    auth.login(pb::LoginRequest { username: "ada".into(), password: "a much better password".into() })
+    auth.who_am_i(authed(&this, pb::WhoAmIRequest {}))
         .await
-        .expect("new password works");
+        .expect("this session survives");
+    assert_eq!(
+        failure(auth.who_am_i(authed(&other, pb::WhoAmIRequest {})).await).0,
+        Code::Unauthenticated
+    );
+    auth.login(pb::LoginRequest {
+        username: "ada".into(),
+        password: "a much better password".into(),
+    })
+    .await
+    .expect("new password works");
 }
 
 async fn the_last_admin_stays(backend: Backend) {
@@ -329,41 +562,87 @@ async fn the_last_admin_stays(backend: Backend) {
     let token = server.login("root").await;
     let mut team = server.team();
     let demote = team
-        .update_user(authed(&token, pb::UpdateUserRequest {
-            user: Some(pb::User { id: root.clone(), is_admin: false, ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["is_admin".into()] }),
-            password: String::new(),
-        }))
+        .update_user(authed(
+            &token,
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: root.clone(),
+                    is_admin: false,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["is_admin".into()],
+                }),
+                password: String::new(),
+            },
+        ))
         .await;
-    assert_eq!(failure(demote), (Code::FailedPrecondition, "LAST_ADMIN".into()));
-    let delete = team.delete_user(authed(&token, pb::DeleteUserRequest { id: root.clone() })).await;
-    assert_eq!(failure(delete), (Code::FailedPrecondition, "LAST_ADMIN".into()));
+    assert_eq!(
+        failure(demote),
+        (Code::FailedPrecondition, "LAST_ADMIN".into())
+    );
+    let delete = team
+        .delete_user(authed(&token, pb::DeleteUserRequest { id: root.clone() }))
+        .await;
+    assert_eq!(
+        failure(delete),
+        (Code::FailedPrecondition, "LAST_ADMIN".into())
+    );
     assert!(server.store.get_user(&root).await.expect("root").is_admin);
 
     let second = server.user("second", true).await;
-    team.delete_user(authed(&token, pb::DeleteUserRequest { id: second })).await.expect("not the last");
+    team.delete_user(authed(&token, pb::DeleteUserRequest { id: second }))
+        .await
+        .expect("not the last");
 }
 
 async fn service_tokens_authenticate_services(backend: Backend) {
     let config = ServerConfig {
         service_tokens: vec![
-            ServiceToken { name: "anima-mail".into(), token: "old-secret".into() },
-            ServiceToken { name: "anima-mail".into(), token: "new-secret".into() },
+            ServiceToken {
+                name: "anima-mail".into(),
+                token: "old-secret".into(),
+            },
+            ServiceToken {
+                name: "anima-mail".into(),
+                token: "new-secret".into(),
+            },
         ],
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(backend, config).await;
     for token in ["old-secret", "new-secret"] {
-        let me = server.auth().who_am_i(authed(token, pb::WhoAmIRequest {})).await.expect("service").into_inner();
+        let me = server
+            .auth()
+            .who_am_i(authed(token, pb::WhoAmIRequest {}))
+            .await
+            .expect("service")
+            .into_inner();
         assert_eq!(me.service, "anima-mail");
         assert!(me.user.is_none());
     }
     let admin_only = server
         .team()
-        .create_user(authed("new-secret", pb::CreateUserRequest { username: "x".into(), password: PASSWORD.into(), ..Default::default() }))
+        .create_user(authed(
+            "new-secret",
+            pb::CreateUserRequest {
+                username: "x".into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
         .await;
     assert_eq!(failure(admin_only).0, Code::PermissionDenied);
-    assert_eq!(failure(server.auth().who_am_i(authed("retired-secret", pb::WhoAmIRequest {})).await).0, Code::Unauthenticated);
+    assert_eq!(
+        failure(
+            server
+                .auth()
+                .who_am_i(authed("retired-secret", pb::WhoAmIRequest {}))
+                .await
+        )
+        .0,
+        Code::Unauthenticated
+    );
 }
 
 async fn roles_are_managed_by_admins(backend: Backend) {
@@ -372,41 +651,93 @@ async fn roles_are_managed_by_admins(backend: Backend) {
     let token = server.login("root").await;
     let mut team = server.team();
     let role = team
-        .create_role(authed(&token, pb::CreateRoleRequest {
-            name: "Auditor".into(),
-            description: "reads".into(),
-            permissions: vec!["thread.read".into(), "project.read".into()],
-        }))
+        .create_role(authed(
+            &token,
+            pb::CreateRoleRequest {
+                name: "Auditor".into(),
+                description: "reads".into(),
+                permissions: vec!["thread.read".into(), "project.read".into()],
+            },
+        ))
         .await
         .expect("create")
         .into_inner();
     assert_eq!(role.permissions, ["project.read", "thread.read"]);
     let unknown = team
-        .create_role(authed(&token, pb::CreateRoleRequest { name: "Bad".into(), description: String::new(), permissions: vec!["root.everything".into()] }))
+        .create_role(authed(
+            &token,
+            pb::CreateRoleRequest {
+                name: "Bad".into(),
+                description: String::new(),
+                permissions: vec!["root.everything".into()],
+            },
+        ))
         .await;
-    assert_eq!(failure(unknown), (Code::InvalidArgument, "UNKNOWN_PERMISSION".into()));
+    assert_eq!(
+        failure(unknown),
+        (Code::InvalidArgument, "UNKNOWN_PERMISSION".into())
+    );
     let builtin = team
-        .update_role(authed(&token, pb::UpdateRoleRequest {
-            role: Some(pb::Role { id: "00000000-0000-7000-8000-000000000004".into(), name: "Reader".into(), ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["name".into()] }),
-        }))
+        .update_role(authed(
+            &token,
+            pb::UpdateRoleRequest {
+                role: Some(pb::Role {
+                    id: "00000000-0000-7000-8000-000000000004".into(),
+                    name: "Reader".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+        ))
         .await;
-    assert_eq!(failure(builtin), (Code::FailedPrecondition, "ROLE_BUILTIN".into()));
+    assert_eq!(
+        failure(builtin),
+        (Code::FailedPrecondition, "ROLE_BUILTIN".into())
+    );
     let renamed = team
-        .update_role(authed(&token, pb::UpdateRoleRequest {
-            role: Some(pb::Role { id: role.id.clone(), name: "Auditors".into(), ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["name".into()] }),
-        }))
+        .update_role(authed(
+            &token,
+            pb::UpdateRoleRequest {
+                role: Some(pb::Role {
+                    id: role.id.clone(),
+                    name: "Auditors".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+        ))
         .await
         .expect("rename")
         .into_inner();
     assert_eq!(renamed.name, "Auditors");
     assert_eq!(renamed.permissions, role.permissions);
-    team.delete_role(authed(&token, pb::DeleteRoleRequest { id: role.id.clone() })).await.expect("delete");
-    let gone = team.delete_role(authed(&token, pb::DeleteRoleRequest { id: role.id })).await;
+    team.delete_role(authed(
+        &token,
+        pb::DeleteRoleRequest {
+            id: role.id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    let gone = team
+        .delete_role(authed(&token, pb::DeleteRoleRequest { id: role.id }))
+        .await;
     assert_eq!(failure(gone), (Code::NotFound, "ROLE_NOT_FOUND".into()));
-    let catalogue = team.list_permissions(authed(&token, pb::ListPermissionsRequest {})).await.expect("perms").into_inner();
-    assert!(catalogue.permissions.iter().any(|p| p.name == "agent.login" && !p.description.is_empty()));
+    let catalogue = team
+        .list_permissions(authed(&token, pb::ListPermissionsRequest {}))
+        .await
+        .expect("perms")
+        .into_inner();
+    assert!(
+        catalogue
+            .permissions
+            .iter()
+            .any(|p| p.name == "agent.login" && !p.description.is_empty())
+    );
 }
 
 async fn services_not_built_yet_answer_unimplemented_behind_auth(backend: Backend) {
@@ -414,7 +745,9 @@ async fn services_not_built_yet_answer_unimplemented_behind_auth(backend: Backen
     server.user("ada", false).await;
     let token = server.login("ada").await;
     let mut projects = ProjectServiceClient::new(server.channel.clone());
-    let anonymous = projects.list_projects(pb::ListProjectsRequest::default()).await;
+    let anonymous = projects
+        .list_projects(pb::ListProjectsRequest::default())
+        .await;
     assert_eq!(failure(anonymous).0, Code::Unauthenticated);
     let status = projects
         .list_projects(authed(&token, pb::ListProjectsRequest::default()))

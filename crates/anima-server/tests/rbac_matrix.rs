@@ -15,11 +15,22 @@ use common::{Backend, PASSWORD, TestServer, authed};
 use prost_types::FieldMask;
 use tonic::Code;
 
-on_both_backends!(implemented_rpcs_by_caller, project_rpcs_by_role_and_membership);
+on_both_backends!(
+    implemented_rpcs_by_caller,
+    project_rpcs_by_role_and_membership
+);
 
 /// Callers of the implemented RPCs. Project roles are held in a project;
 /// they grant nothing server-wide.
-const CALLERS: [&str; 7] = ["anonymous", "server_admin", "owner", "admin", "member", "viewer", "non_member"];
+const CALLERS: [&str; 7] = [
+    "anonymous",
+    "server_admin",
+    "owner",
+    "admin",
+    "member",
+    "viewer",
+    "non_member",
+];
 
 /// RPC → expected outcome per caller in `CALLERS` order: `A` allowed, `D` denied.
 const IMPLEMENTED: &[(&str, &str)] = &[
@@ -45,11 +56,33 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
         server.user(caller, *caller == "server_admin").await;
         tokens.push(server.login(caller).await);
     }
-    let owner_id = server.store.find_credentials("owner").await.expect("find").expect("owner").user.id;
-    let project = server.store.create_project("P", "", &owner_id).await.expect("project");
+    let owner_id = server
+        .store
+        .find_credentials("owner")
+        .await
+        .expect("find")
+        .expect("owner")
+        .user
+        .id;
+    let project = server
+        .store
+        .create_project("P", "", &owner_id)
+        .await
+        .expect("project");
     for (caller, role) in [("admin", 1), ("member", 2), ("viewer", 3)] {
-        let id = server.store.find_credentials(caller).await.expect("find").expect("user").user.id;
-        server.store.bind_role(&id, &project.id, DEFAULT_ROLES[role].id).await.expect("bind");
+        let id = server
+            .store
+            .find_credentials(caller)
+            .await
+            .expect("find")
+            .expect("user")
+            .user
+            .id;
+        server
+            .store
+            .bind_role(&id, &project.id, DEFAULT_ROLES[role].id)
+            .await
+            .expect("bind");
     }
 
     for (rpc, expected) in IMPLEMENTED {
@@ -64,15 +97,22 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
             let allowed = expected.as_bytes()[index] == b'A';
             match (allowed, outcome) {
                 (true, Ok(())) => {}
-                (false, Err(code)) if index == 0 => assert_eq!(code, Code::Unauthenticated, "{rpc} as {caller}"),
+                (false, Err(code)) if index == 0 => {
+                    assert_eq!(code, Code::Unauthenticated, "{rpc} as {caller}")
+                }
                 (false, Err(code)) => assert_eq!(code, Code::PermissionDenied, "{rpc} as {caller}"),
-                (allowed, outcome) => panic!("{rpc} as {caller}: expected allowed={allowed}, got {outcome:?}"),
+                (allowed, outcome) => {
+                    panic!("{rpc} as {caller}: expected allowed={allowed}, got {outcome:?}")
+                }
             }
         }
     }
     assert_eq!(
         IMPLEMENTED.len() + 1, // + Login, public
-        ACCESS.iter().filter(|(path, _)| path.contains("AuthService") || path.contains("TeamService")).count(),
+        ACCESS
+            .iter()
+            .filter(|(path, _)| path.contains("AuthService") || path.contains("TeamService"))
+            .count(),
         "every implemented RPC is in the matrix"
     );
 }
@@ -85,57 +125,117 @@ async fn call(server: &TestServer, rpc: &str, token: &str, caller: &str) -> Resu
     let target_name = format!("{fresh}-target");
     let target = async { server.user(&target_name, false).await };
     let result = match rpc {
-        "Logout" => auth.logout(authed(token, pb::LogoutRequest {})).await.map(drop),
-        "WhoAmI" => auth.who_am_i(authed(token, pb::WhoAmIRequest {})).await.map(drop),
-        "ChangePassword" => auth
-            .change_password(authed(token, pb::ChangePasswordRequest {
-                current_password: PASSWORD.into(),
-                new_password: PASSWORD.into(),
-            }))
+        "Logout" => auth
+            .logout(authed(token, pb::LogoutRequest {}))
             .await
             .map(drop),
-        "ListUsers" => team.list_users(authed(token, pb::ListUsersRequest::default())).await.map(drop),
+        "WhoAmI" => auth
+            .who_am_i(authed(token, pb::WhoAmIRequest {}))
+            .await
+            .map(drop),
+        "ChangePassword" => auth
+            .change_password(authed(
+                token,
+                pb::ChangePasswordRequest {
+                    current_password: PASSWORD.into(),
+                    new_password: PASSWORD.into(),
+                },
+            ))
+            .await
+            .map(drop),
+        "ListUsers" => team
+            .list_users(authed(token, pb::ListUsersRequest::default()))
+            .await
+            .map(drop),
         "GetUser" => {
             let id = target.await;
-            team.get_user(authed(token, pb::GetUserRequest { id })).await.map(drop)
+            team.get_user(authed(token, pb::GetUserRequest { id }))
+                .await
+                .map(drop)
         }
         "CreateUser" => team
-            .create_user(authed(token, pb::CreateUserRequest { username: fresh, password: PASSWORD.into(), ..Default::default() }))
+            .create_user(authed(
+                token,
+                pb::CreateUserRequest {
+                    username: fresh,
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .map(drop),
         "UpdateUser" => {
             let id = target.await;
-            team.update_user(authed(token, pb::UpdateUserRequest {
-                user: Some(pb::User { id, display_name: "Renamed".into(), ..Default::default() }),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
-                password: String::new(),
-            }))
+            team.update_user(authed(
+                token,
+                pb::UpdateUserRequest {
+                    user: Some(pb::User {
+                        id,
+                        display_name: "Renamed".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                    password: String::new(),
+                },
+            ))
             .await
             .map(drop)
         }
         "DeleteUser" => {
             let id = target.await;
-            team.delete_user(authed(token, pb::DeleteUserRequest { id })).await.map(drop)
+            team.delete_user(authed(token, pb::DeleteUserRequest { id }))
+                .await
+                .map(drop)
         }
-        "ListRoles" => team.list_roles(authed(token, pb::ListRolesRequest::default())).await.map(drop),
+        "ListRoles" => team
+            .list_roles(authed(token, pb::ListRolesRequest::default()))
+            .await
+            .map(drop),
         "CreateRole" => team
-            .create_role(authed(token, pb::CreateRoleRequest { name: fresh, description: String::new(), permissions: vec![] }))
+            .create_role(authed(
+                token,
+                pb::CreateRoleRequest {
+                    name: fresh,
+                    description: String::new(),
+                    permissions: vec![],
+                },
+            ))
             .await
             .map(drop),
         "UpdateRole" | "DeleteRole" => {
-            let role = server.store.create_role(&fresh, "", &[]).await.expect("role");
+            let role = server
+                .store
+                .create_role(&fresh, "", &[])
+                .await
+                .expect("role");
             if rpc == "UpdateRole" {
-                team.update_role(authed(token, pb::UpdateRoleRequest {
-                    role: Some(pb::Role { id: role.id, description: "changed".into(), ..Default::default() }),
-                    update_mask: Some(FieldMask { paths: vec!["description".into()] }),
-                }))
+                team.update_role(authed(
+                    token,
+                    pb::UpdateRoleRequest {
+                        role: Some(pb::Role {
+                            id: role.id,
+                            description: "changed".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(FieldMask {
+                            paths: vec!["description".into()],
+                        }),
+                    },
+                ))
                 .await
                 .map(drop)
             } else {
-                team.delete_role(authed(token, pb::DeleteRoleRequest { id: role.id })).await.map(drop)
+                team.delete_role(authed(token, pb::DeleteRoleRequest { id: role.id }))
+                    .await
+                    .map(drop)
             }
         }
-        "ListPermissions" => team.list_permissions(authed(token, pb::ListPermissionsRequest {})).await.map(drop),
+        "ListPermissions" => team
+            .list_permissions(authed(token, pb::ListPermissionsRequest {}))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     };
     result.map_err(|status| status.code())
@@ -205,12 +305,24 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
 async fn project_rpcs_by_role_and_membership(backend: Backend) {
     let server = TestServer::start(backend).await;
     let owner = server.user("owner", false).await;
-    let project = server.store.create_project("P", "", &owner).await.expect("project");
-    let elsewhere = server.store.create_project("Q", "", &owner).await.expect("project");
+    let project = server
+        .store
+        .create_project("P", "", &owner)
+        .await
+        .expect("project");
+    let elsewhere = server
+        .store
+        .create_project("Q", "", &owner)
+        .await
+        .expect("project");
     let mut members = vec![owner];
     for (name, role) in [("admin", 1), ("member", 2), ("viewer", 3)] {
         let id = server.user(name, false).await;
-        server.store.bind_role(&id, &project.id, DEFAULT_ROLES[role].id).await.expect("bind");
+        server
+            .store
+            .bind_role(&id, &project.id, DEFAULT_ROLES[role].id)
+            .await
+            .expect("bind");
         members.push(id);
     }
     let stranger = server.user("stranger", false).await;
@@ -218,7 +330,10 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
     for (rpc, expected) in PROJECT_RPCS {
         let path = format!("/anima.v1.{rpc}");
         let access = access_for(&path).unwrap_or_else(|| panic!("{path} unmapped"));
-        assert!(matches!(access, Access::Project(_)), "{path} is project-scoped");
+        assert!(
+            matches!(access, Access::Project(_)),
+            "{path} is project-scoped"
+        );
         for (index, user_id) in members.iter().chain([&stranger]).enumerate() {
             let context = RequestContext {
                 caller: Some(Caller::User {
@@ -228,7 +343,10 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
                 }),
                 access,
             };
-            let allowed = expected.as_bytes().get(index).is_some_and(|letter| *letter != b'-');
+            let allowed = expected
+                .as_bytes()
+                .get(index)
+                .is_some_and(|letter| *letter != b'-');
             let outcome = require_project(&server.store, &context, &project.id).await;
             assert_eq!(outcome.is_ok(), allowed, "{rpc} as caller #{index}");
             if let Err(err) = outcome {
@@ -237,10 +355,22 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
             // Membership of one project grants nothing in another (the
             // owner owns both, so only the others are checked).
             if index > 0 {
-                assert!(require_project(&server.store, &context, &elsewhere.id).await.is_err(), "{rpc} elsewhere");
+                assert!(
+                    require_project(&server.store, &context, &elsewhere.id)
+                        .await
+                        .is_err(),
+                    "{rpc} elsewhere"
+                );
             }
         }
     }
-    let project_scoped = ACCESS.iter().filter(|(_, access)| matches!(access, Access::Project(_))).count();
-    assert_eq!(PROJECT_RPCS.len(), project_scoped, "every project-scoped RPC is in the matrix");
+    let project_scoped = ACCESS
+        .iter()
+        .filter(|(_, access)| matches!(access, Access::Project(_)))
+        .count();
+    assert_eq!(
+        PROJECT_RPCS.len(),
+        project_scoped,
+        "every project-scoped RPC is in the matrix"
+    );
 }

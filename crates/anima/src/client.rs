@@ -2,7 +2,9 @@
 
 use std::{io::Read, path::PathBuf};
 
-use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient};
+use anima_proto::v1::{
+    self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient,
+};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -173,7 +175,8 @@ struct Session {
 
 impl Session {
     async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let stored = load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
+        let stored =
+            load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
         let server = global.server.clone().unwrap_or(stored.server);
         Ok(Self {
             channel: connect(&server).await?,
@@ -223,7 +226,11 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         username: args.username.clone(),
         token: response.token,
     })?;
-    println!("logged in to {server} as {} (session kept in {})", args.username, path.display());
+    println!(
+        "logged in to {server} as {} (session kept in {})",
+        args.username,
+        path.display()
+    );
     Ok(())
 }
 
@@ -236,7 +243,10 @@ pub async fn logout(global: GlobalArgs) -> anyhow::Result<()> {
     std::fs::remove_file(credentials_path()?)?;
     match result {
         Ok(_) => println!("logged out"),
-        Err(status) => println!("forgot the local session; the server said: {}", status.message()),
+        Err(status) => println!(
+            "forgot the local session; the server said: {}",
+            status.message()
+        ),
     }
     Ok(())
 }
@@ -304,7 +314,10 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             loop {
                 let page = session
                     .team()
-                    .list_users(session.request(pb::ListUsersRequest { page_size, page_token })?)
+                    .list_users(session.request(pb::ListUsersRequest {
+                        page_size,
+                        page_token,
+                    })?)
                     .await?
                     .into_inner();
                 users.extend(page.users);
@@ -314,17 +327,30 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 page_token = page.next_page_token;
             }
             if global.json {
-                output::json(&serde_json::Value::Array(users.iter().map(user_json).collect()));
+                output::json(&serde_json::Value::Array(
+                    users.iter().map(user_json).collect(),
+                ));
             } else {
                 output::table(USER_HEADER, &users.iter().map(user_row).collect::<Vec<_>>());
             }
         }
         UserCommand::Get { global, id } => {
             let session = Session::open(&global).await?;
-            let user = session.team().get_user(session.request(pb::GetUserRequest { id })?).await?.into_inner();
+            let user = session
+                .team()
+                .get_user(session.request(pb::GetUserRequest { id })?)
+                .await?
+                .into_inner();
             print_user(&user, global.json);
         }
-        UserCommand::Create { global, username, display_name, email, admin, password_stdin } => {
+        UserCommand::Create {
+            global,
+            username,
+            display_name,
+            email,
+            admin,
+            password_stdin,
+        } => {
             let session = Session::open(&global).await?;
             let (password, generated) = if password_stdin {
                 (read_stdin_line()?, false)
@@ -349,10 +375,20 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 eprintln!("password: {password}  (shown only now)");
             }
         }
-        UserCommand::Update { global, id, display_name, email, admin, disabled } => {
+        UserCommand::Update {
+            global,
+            id,
+            display_name,
+            email,
+            admin,
+            disabled,
+        } => {
             let session = Session::open(&global).await?;
             let mut paths = Vec::new();
-            let mut user = pb::User { id, ..Default::default() };
+            let mut user = pb::User {
+                id,
+                ..Default::default()
+            };
             if let Some(value) = display_name {
                 user.display_name = value;
                 paths.push("display_name".to_string());
@@ -369,7 +405,10 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 user.disabled = value;
                 paths.push("disabled".to_string());
             }
-            anyhow::ensure!(!paths.is_empty(), "nothing to change; pass --display-name, --email, --admin or --disabled");
+            anyhow::ensure!(
+                !paths.is_empty(),
+                "nothing to change; pass --display-name, --email, --admin or --disabled"
+            );
             let user = session
                 .team()
                 .update_user(session.request(pb::UpdateUserRequest {
@@ -383,7 +422,10 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Delete { global, id } => {
             let session = Session::open(&global).await?;
-            session.team().delete_user(session.request(pb::DeleteUserRequest { id: id.clone() })?).await?;
+            session
+                .team()
+                .delete_user(session.request(pb::DeleteUserRequest { id: id.clone() })?)
+                .await?;
             println!("deleted user {id}");
         }
     }
@@ -399,7 +441,10 @@ pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
     loop {
         let page = session
             .team()
-            .list_roles(session.request(pb::ListRolesRequest { page_size: 500, page_token })?)
+            .list_roles(session.request(pb::ListRolesRequest {
+                page_size: 500,
+                page_token,
+            })?)
             .await?
             .into_inner();
         roles.extend(page.roles);

@@ -26,7 +26,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Prints a JSON value, pretty.
 pub fn json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// Describes an error for a human: a gRPC status shows its message and the

@@ -29,7 +29,8 @@ pub struct UpArgs {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,anima_server=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,anima_server=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -58,7 +59,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = anima_db::open(&config.database_url)
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
-    let admin = anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
+    let admin =
+        anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
     let internal = Routes::new(anima_ai::service()).add_service(anima_agent::service());
     let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -66,13 +68,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
 
-    println!("anima is up at http://{address} (database: {})", store.backend());
+    println!(
+        "anima is up at http://{address} (database: {})",
+        store.backend()
+    );
     if let Some(admin) = admin {
         match admin.generated_password {
             Some(password) => {
                 println!("first start: created administrator {:?}", admin.username);
                 println!("admin password: {password}");
-                println!("(shown only now; log in with `anima login --server http://{address} --username admin`)");
+                println!(
+                    "(shown only now; log in with `anima login --server http://{address} --username admin`)"
+                );
             }
             None => println!(
                 "first start: created administrator {:?} with ANIMA_ADMIN_PASSWORD",

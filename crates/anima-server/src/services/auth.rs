@@ -9,8 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     auth::{Authenticator, Caller, LoginLimiter, hash_password, verify_password},
-    authz,
-    convert,
+    authz, convert,
     error::IntoStatus,
 };
 
@@ -36,13 +35,19 @@ impl AuthApi {
         }
     }
 
-    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<pb::LoginResponse, DomainError> {
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<pb::LoginResponse, DomainError> {
         let peer = authz::peer(&request);
         let pb::LoginRequest { username, password } = request.into_inner();
         let invalid = || {
             DomainError::unauthenticated(reason::INVALID_CREDENTIALS, "wrong username or password")
         };
-        if username.is_empty() || password.is_empty() || password.len() > validate::MAX_PASSWORD_CHARS * 4 {
+        if username.is_empty()
+            || password.is_empty()
+            || password.len() > validate::MAX_PASSWORD_CHARS * 4
+        {
             return Err(invalid());
         }
         self.limiter.check(&username, peer)?;
@@ -76,22 +81,33 @@ impl AuthApi {
         })
     }
 
-    async fn change_password(&self, request: Request<pb::ChangePasswordRequest>) -> Result<(), DomainError> {
-        let Caller::User { user, token_hash, .. } = authz::caller(&request)?.clone() else {
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<(), DomainError> {
+        let Caller::User {
+            user, token_hash, ..
+        } = authz::caller(&request)?.clone()
+        else {
             return Err(DomainError::failed_precondition(
                 reason::INVALID_FIELD,
                 "services have no password",
             ));
         };
         let peer = authz::peer(&request);
-        let pb::ChangePasswordRequest { current_password, new_password } = request.into_inner();
+        let pb::ChangePasswordRequest {
+            current_password,
+            new_password,
+        } = request.into_inner();
         validate::password(&new_password)?;
         self.limiter.check(&user.username, peer)?;
         let stored = self
             .store
             .find_credentials(&user.username)
             .await?
-            .ok_or_else(|| DomainError::not_found(reason::USER_NOT_FOUND, "the account no longer exists"))?;
+            .ok_or_else(|| {
+                DomainError::not_found(reason::USER_NOT_FOUND, "the account no longer exists")
+            })?;
         if !verify_password(current_password, stored.password_hash).await {
             self.limiter.failed(&user.username, peer);
             return Err(DomainError::new(
@@ -117,20 +133,36 @@ impl AuthApi {
 
 #[tonic::async_trait]
 impl AuthService for AuthApi {
-    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        AuthApi::login(self, request).await.into_status().map(Response::new)
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        AuthApi::login(self, request)
+            .await
+            .into_status()
+            .map(Response::new)
     }
 
-    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
         if let Caller::User { token_hash, .. } = authz::caller(&request).into_status()? {
             self.store.delete_session(token_hash).await.into_status()?;
         }
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
-    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let response = match authz::caller(&request).into_status()? {
-            Caller::User { user, session_created_at, .. } => pb::WhoAmIResponse {
+            Caller::User {
+                user,
+                session_created_at,
+                ..
+            } => pb::WhoAmIResponse {
                 user: Some(convert::user(user.clone())),
                 service: String::new(),
                 session_created: convert::timestamp(*session_created_at),

@@ -23,7 +23,14 @@ pub struct TeamApi {
     store: Arc<dyn Store>,
 }
 
-const USER_PATHS: &[&str] = &["display_name", "email", "is_admin", "disabled", "password", "preferences"];
+const USER_PATHS: &[&str] = &[
+    "display_name",
+    "email",
+    "is_admin",
+    "disabled",
+    "password",
+    "preferences",
+];
 const ROLE_PATHS: &[&str] = &["name", "description", "permissions"];
 const MAX_PREFERENCES: usize = 100;
 
@@ -35,7 +42,11 @@ impl TeamApi {
 
     async fn create_user(&self, request: pb::CreateUserRequest) -> Result<pb::User, DomainError> {
         validate::username(&request.username)?;
-        validate::max_chars("display_name", &request.display_name, validate::MAX_NAME_CHARS)?;
+        validate::max_chars(
+            "display_name",
+            &request.display_name,
+            validate::MAX_NAME_CHARS,
+        )?;
         validate::max_chars("email", &request.email, validate::MAX_NAME_CHARS)?;
         validate::password(&request.password)?;
         let display_name = if request.display_name.trim().is_empty() {
@@ -59,7 +70,10 @@ impl TeamApi {
     async fn update_user(&self, request: pb::UpdateUserRequest) -> Result<pb::User, DomainError> {
         let user = request.user.unwrap_or_default();
         let id = parse_id(&user.id, "user.id")?;
-        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
         let paths = update_mask::validate(&paths, USER_PATHS)?;
         let mut changes = UserChanges::default();
         for path in paths {
@@ -126,7 +140,11 @@ impl TeamApi {
 
     async fn create_role(&self, request: pb::CreateRoleRequest) -> Result<pb::Role, DomainError> {
         validate::name("name", &request.name)?;
-        validate::max_chars("description", &request.description, validate::MAX_NAME_CHARS * 10)?;
+        validate::max_chars(
+            "description",
+            &request.description,
+            validate::MAX_NAME_CHARS * 10,
+        )?;
         let permissions = parse_permissions(&request.permissions)?;
         let role = self
             .store
@@ -138,7 +156,10 @@ impl TeamApi {
     async fn update_role(&self, request: pb::UpdateRoleRequest) -> Result<pb::Role, DomainError> {
         let role = request.role.unwrap_or_default();
         let id = parse_id(&role.id, "role.id")?;
-        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
         let mut changes = RoleChanges::default();
         for path in update_mask::validate(&paths, ROLE_PATHS)? {
             match path {
@@ -147,7 +168,11 @@ impl TeamApi {
                     changes.name = Some(role.name.clone());
                 }
                 "description" => {
-                    validate::max_chars("description", &role.description, validate::MAX_NAME_CHARS * 10)?;
+                    validate::max_chars(
+                        "description",
+                        &role.description,
+                        validate::MAX_NAME_CHARS * 10,
+                    )?;
                     changes.description = Some(role.description.clone());
                 }
                 "permissions" => changes.permissions = Some(parse_permissions(&role.permissions)?),
@@ -165,7 +190,8 @@ impl TeamService for TeamApi {
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let request = request.into_inner();
-        let page = PageRequest::parse(request.page_size, &request.page_token, "users").into_status()?;
+        let page =
+            PageRequest::parse(request.page_size, &request.page_token, "users").into_status()?;
         let page = self.store.list_users(&page).await.into_status()?;
         Ok(Response::new(pb::ListUsersResponse {
             users: page.items.into_iter().map(convert::user).collect(),
@@ -173,18 +199,33 @@ impl TeamService for TeamApi {
         }))
     }
 
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
         let id = parse_id(&request.get_ref().id, "id").into_status()?;
         let user = self.store.get_user(&id).await.into_status()?;
         Ok(Response::new(convert::user(user)))
     }
 
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
-        TeamApi::create_user(self, request.into_inner()).await.into_status().map(Response::new)
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        TeamApi::create_user(self, request.into_inner())
+            .await
+            .into_status()
+            .map(Response::new)
     }
 
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
-        TeamApi::update_user(self, request.into_inner()).await.into_status().map(Response::new)
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        TeamApi::update_user(self, request.into_inner())
+            .await
+            .into_status()
+            .map(Response::new)
     }
 
     async fn delete_user(
@@ -202,7 +243,8 @@ impl TeamService for TeamApi {
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
         let request = request.into_inner();
-        let page = PageRequest::parse(request.page_size, &request.page_token, "roles").into_status()?;
+        let page =
+            PageRequest::parse(request.page_size, &request.page_token, "roles").into_status()?;
         let page = self.store.list_roles(&page).await.into_status()?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: page.items.into_iter().map(convert::role).collect(),
@@ -210,12 +252,24 @@ impl TeamService for TeamApi {
         }))
     }
 
-    async fn create_role(&self, request: Request<pb::CreateRoleRequest>) -> Result<Response<pb::Role>, Status> {
-        TeamApi::create_role(self, request.into_inner()).await.into_status().map(Response::new)
+    async fn create_role(
+        &self,
+        request: Request<pb::CreateRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        TeamApi::create_role(self, request.into_inner())
+            .await
+            .into_status()
+            .map(Response::new)
     }
 
-    async fn update_role(&self, request: Request<pb::UpdateRoleRequest>) -> Result<Response<pb::Role>, Status> {
-        TeamApi::update_role(self, request.into_inner()).await.into_status().map(Response::new)
+    async fn update_role(
+        &self,
+        request: Request<pb::UpdateRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        TeamApi::update_role(self, request.into_inner())
+            .await
+            .into_status()
+            .map(Response::new)
     }
 
     async fn delete_role(

@@ -7,7 +7,9 @@ use std::{net::SocketAddr, sync::Arc};
 
 use anima_core::model::NewUser;
 use anima_db::{Store, testing::TempDatabase};
-use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient};
+use anima_proto::v1::{
+    self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient,
+};
 use anima_server::ServerConfig;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
@@ -42,8 +44,12 @@ impl TestServer {
         };
         let store = db.open().await;
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let router = anima_server::router(store.clone(), &config, None).await.expect("router");
-        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
+        let router = anima_server::router(store.clone(), &config, None)
+            .await
+            .expect("router");
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let _ = anima_server::serve(listener, router, std::future::pending()).await;
@@ -53,7 +59,13 @@ impl TestServer {
             .connect()
             .await
             .expect("connect");
-        Self { addr, store, channel, _db: db, _server: server }
+        Self {
+            addr,
+            store,
+            channel,
+            _db: db,
+            _server: server,
+        }
     }
 
     pub fn auth(&self) -> AuthServiceClient<Channel> {
@@ -84,7 +96,10 @@ impl TestServer {
     /// Logs in through the API and returns the token.
     pub async fn login(&self, username: &str) -> String {
         self.auth()
-            .login(pb::LoginRequest { username: username.into(), password: PASSWORD.into() })
+            .login(pb::LoginRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
             .await
             .expect("login")
             .into_inner()
@@ -95,7 +110,9 @@ impl TestServer {
 async fn password_hash() -> String {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     HASH.get_or_init(|| async {
-        anima_server::auth::hash_password(PASSWORD.into()).await.expect("hash")
+        anima_server::auth::hash_password(PASSWORD.into())
+            .await
+            .expect("hash")
     })
     .await
     .clone()
@@ -104,9 +121,10 @@ async fn password_hash() -> String {
 /// A request carrying `authorization: Bearer <token>`.
 pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     request
 }
 
