@@ -68,23 +68,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
 
-    println!(
+    say(format!(
         "anima is up at http://{address} (database: {})",
         store.backend()
-    );
+    ));
     if let Some(admin) = admin {
         match admin.generated_password {
             Some(password) => {
-                println!("first start: created administrator {:?}", admin.username);
-                println!("admin password: {password}");
-                println!(
+                say(format!(
+                    "first start: created administrator {:?}",
+                    admin.username
+                ));
+                say(format!("admin password: {password}"));
+                say(format!(
                     "(shown only now; log in with `anima login --server http://{address} --username admin`)"
-                );
+                ));
             }
-            None => println!(
+            None => say(format!(
                 "first start: created administrator {:?} with ANIMA_ADMIN_PASSWORD",
                 admin.username
-            ),
+            )),
         }
     }
     anima_server::serve(listener, router, async {
@@ -92,4 +95,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Prints a line for the operator. A closed stdout (the terminal went away,
+/// a pipe reader stopped) must not take the server down, as `println!`
+/// would by panicking.
+fn say(line: String) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }

@@ -40,7 +40,8 @@ impl Up {
         let stdout = child.stdout.take().expect("stdout");
         let mut address = None;
         let mut admin_password = None;
-        for line in BufReader::new(stdout).lines() {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let line = line.expect("read stdout");
             if let Some(rest) = line.strip_prefix("anima is up at ") {
                 address = rest.split_whitespace().next().map(str::to_owned);
@@ -50,6 +51,8 @@ impl Up {
                 break;
             }
         }
+        // Keep draining what it prints later, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
         Self {
             child,
             address: address.expect("anima up printed its address"),
