@@ -36,11 +36,14 @@ const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
 /// `ALREADY_EXISTS` with the reason the caller expects.
 fn db_error(err: sqlx::Error, unique_reason: &'static str) -> DomainError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => DomainError::new(
-            ErrorCode::AlreadyExists,
-            unique_reason,
-            "the name is already taken",
-        ),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let what = match unique_reason {
+                reason::USERNAME_TAKEN => "a user with this username already exists",
+                reason::ROLE_NAME_TAKEN => "a role with this name already exists",
+                _ => "an entry with this key already exists",
+            };
+            DomainError::new(ErrorCode::AlreadyExists, unique_reason, what)
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             DomainError::new(
                 ErrorCode::Unavailable,

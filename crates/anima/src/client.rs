@@ -197,6 +197,24 @@ impl Session {
     }
 }
 
+/// Follows `next_page_token` until the last page and returns every row.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
+{
+    let mut rows = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (page, next) = fetch(page_token).await?;
+        rows.extend(page);
+        if next.is_empty() {
+            return Ok(rows);
+        }
+        page_token = next;
+    }
+}
+
 fn read_stdin_line() -> anyhow::Result<String> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
@@ -309,9 +327,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List { global, page_size } => {
             let session = Session::open(&global).await?;
-            let mut users = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let users = all_pages(|page_token| async {
                 let page = session
                     .team()
                     .list_users(session.request(pb::ListUsersRequest {
@@ -320,12 +336,9 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                     })?)
                     .await?
                     .into_inner();
-                users.extend(page.users);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                Ok((page.users, page.next_page_token))
+            })
+            .await?;
             if global.json {
                 output::json(&serde_json::Value::Array(
                     users.iter().map(user_json).collect(),
@@ -436,9 +449,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::List { global } = command;
     let session = Session::open(&global).await?;
-    let mut roles = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let roles = all_pages(|page_token| async {
         let page = session
             .team()
             .list_roles(session.request(pb::ListRolesRequest {
@@ -447,12 +458,9 @@ pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
             })?)
             .await?
             .into_inner();
-        roles.extend(page.roles);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+        Ok((page.roles, page.next_page_token))
+    })
+    .await?;
     if global.json {
         output::json(&serde_json::Value::Array(
             roles
