@@ -231,6 +231,7 @@ macro_rules! sql_store {
             }
 
             async fn create_session(&self, session: AuthSession) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
                 sqlx::query(
                     "INSERT INTO auth_sessions (token_hash, user_id, created_at, last_used_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -239,10 +240,11 @@ macro_rules! sql_store {
                 .bind(&session.user_id)
                 .bind(session.created_at)
                 .bind(session.last_used_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(internal)?;
-                Ok(())
+                Self::record(&mut tx, "session.opened", None, &session.user_id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
             }
 
             async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError> {
@@ -276,24 +278,37 @@ macro_rules! sql_store {
             }
 
             async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError> {
-                let result = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let row = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1 RETURNING user_id")
                     .bind(token_hash)
-                    .execute(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(internal)?;
-                Ok(result.rows_affected() > 0)
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let user_id: String = row.try_get("user_id").map_err(internal)?;
+                Self::record(&mut tx, "session.closed", None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(true)
             }
 
             async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<u64, DomainError> {
-                let result = sqlx::query(
+                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let closed = sqlx::query(
                     "DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2",
                 )
                 .bind(user_id)
                 .bind(keep.unwrap_or(""))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(internal)?;
-                Ok(result.rows_affected())
+                .map_err(internal)?
+                .rows_affected();
+                if closed > 0 {
+                    Self::record(&mut tx, "session.closed", None, user_id, serde_json::json!({ "sessions": closed })).await?;
+                }
+                tx.commit().await.map_err(internal)?;
+                Ok(closed)
             }
 
             async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, DomainError> {

@@ -161,7 +161,14 @@ pub async fn sessions_are_revocable(store: &dyn Store) {
     let session = store.get_session("h1").await.expect("get").expect("exists");
     assert_eq!(session.last_used_at, now + 5);
 
+    let before = last_event_id(store).await;
     assert!(store.delete_session("h1").await.expect("delete"));
+    let closed = store.events_after(before, 10).await.expect("events");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        (closed[0].kind.as_str(), closed[0].entity_id.as_str()),
+        ("session.closed", user.id.as_str())
+    );
     assert!(!store.delete_session("h1").await.expect("delete twice"));
     assert!(store.get_session("h1").await.expect("get").is_none());
 

@@ -43,6 +43,8 @@ pub struct Credentials {
 
 /// Everything anima-server persists. Implementations must make each method
 /// atomic and write the outbox event of a change in the same transaction.
+/// The one exception is [`Store::touch_session`]: recording that a session
+/// was used is bookkeeping, not a change anyone subscribes to.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and diagnostics.
