@@ -76,6 +76,7 @@ impl TeamApi {
             .unwrap_or_default();
         let paths = update_mask::validate(&paths, USER_PATHS)?;
         let mut changes = UserChanges::default();
+        let mut new_password = None;
         for path in paths {
             match path {
                 "display_name" => {
@@ -90,7 +91,7 @@ impl TeamApi {
                 "disabled" => changes.disabled = Some(user.disabled),
                 "password" => {
                     validate::password(&request.password)?;
-                    changes.password_hash = Some(hash_password(request.password.clone()).await?);
+                    new_password = Some(request.password.clone());
                 }
                 "preferences" => {
                     if user.preferences.len() > MAX_PREFERENCES {
@@ -114,6 +115,11 @@ impl TeamApi {
             && (changes.is_admin == Some(false) || changes.disabled == Some(true));
         if loses_admin {
             self.keep_an_admin().await?;
+        }
+        // Hashing is the expensive step: only once the change is known to
+        // be allowed and its user to exist.
+        if let Some(password) = new_password {
+            changes.password_hash = Some(hash_password(password).await?);
         }
         Ok(convert::user(self.store.update_user(&id, changes).await?))
     }
