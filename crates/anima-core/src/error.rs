@@ -78,6 +78,38 @@ pub mod reason {
     pub const LAST_ADMIN: &str = "LAST_ADMIN";
     /// The password is too weak.
     pub const WEAK_PASSWORD: &str = "WEAK_PASSWORD";
+    /// The project is archived: it can be read but not changed.
+    pub const PROJECT_ARCHIVED: &str = "PROJECT_ARCHIVED";
+    /// The last Owner of a project cannot leave or be demoted.
+    pub const LAST_OWNER: &str = "LAST_OWNER";
+    /// The user is not a member of the project.
+    pub const MEMBER_NOT_FOUND: &str = "MEMBER_NOT_FOUND";
+    /// The plan does not exist (in this project).
+    pub const PLAN_NOT_FOUND: &str = "PLAN_NOT_FOUND";
+    /// The work item does not exist (in this project).
+    pub const WORK_ITEM_NOT_FOUND: &str = "WORK_ITEM_NOT_FOUND";
+    /// A work item key is not of the form `WI-<n>`.
+    pub const INVALID_KEY: &str = "INVALID_KEY";
+    /// The description revision does not exist for this work item.
+    pub const REVISION_NOT_FOUND: &str = "REVISION_NOT_FOUND";
+    /// The edit was based on a description revision that is no longer current.
+    pub const STALE_REVISION: &str = "STALE_REVISION";
+    /// The phase is not one of the work item's workflow.
+    pub const PHASE_NOT_IN_WORKFLOW: &str = "PHASE_NOT_IN_WORKFLOW";
+    /// The workflow does not exist.
+    pub const WORKFLOW_NOT_FOUND: &str = "WORKFLOW_NOT_FOUND";
+    /// Built-in workflows are read-only.
+    pub const WORKFLOW_BUILTIN: &str = "WORKFLOW_BUILTIN";
+    /// The workflow (or one of its phases) is still used by plans or work items.
+    pub const WORKFLOW_IN_USE: &str = "WORKFLOW_IN_USE";
+    /// The workflow name is taken.
+    pub const WORKFLOW_NAME_TAKEN: &str = "WORKFLOW_NAME_TAKEN";
+    /// The Akh does not exist.
+    pub const AKH_NOT_FOUND: &str = "AKH_NOT_FOUND";
+    /// The Akh name is taken.
+    pub const AKH_NAME_TAKEN: &str = "AKH_NAME_TAKEN";
+    /// A capability is malformed.
+    pub const INVALID_CAPABILITY: &str = "INVALID_CAPABILITY";
     /// The service behind this RPC has not been built yet.
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     /// An unexpected server failure.
@@ -140,6 +172,11 @@ impl DomainError {
     /// `FAILED_PRECONDITION` with the given reason.
     pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorCode::FailedPrecondition, reason, message)
+    }
+
+    /// `ABORTED` with the given reason: a concurrent change won.
+    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Aborted, reason, message)
     }
 
     /// `INTERNAL`; the message is for logs, clients see a generic text.

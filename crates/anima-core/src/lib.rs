@@ -4,13 +4,16 @@
 //!
 //! Nothing here does I/O; the server, storage and clients build on it.
 
+pub mod capability;
 pub mod error;
 pub mod id;
 pub mod model;
 pub mod paging;
 pub mod permission;
+pub mod planning;
 pub mod update_mask;
 pub mod validate;
+pub mod workflow;
 
 pub use error::{DomainError, ErrorCode};
 pub use permission::{Permission, RoleTemplate};

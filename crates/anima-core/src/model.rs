@@ -1,4 +1,5 @@
-//! Records of the foundation domain as storage returns them. Times are
+//! Records of accounts and events as storage returns them (the planning
+//! domain is in [`crate::planning`]). Times are
 //! microseconds since the Unix epoch (UTC), identical on every backend.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -96,23 +97,6 @@ pub struct RoleChanges {
     pub description: Option<String>,
     /// New permission set.
     pub permissions: Option<Vec<Permission>>,
-}
-
-/// A project, as far as the foundation needs it (bindings point at it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
-    /// UUIDv7.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// `active` or `archived`.
-    pub status: String,
-    /// Creation time.
-    pub created_at: i64,
-    /// Last change.
-    pub updated_at: i64,
 }
 
 /// A login session; the token itself is never stored, only its hash.

@@ -16,8 +16,15 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, Permission,
-    model::{AuthSession, Event, NewUser, Project, Role, RoleChanges, User, UserChanges},
+    capability::Capability,
+    model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
+    planning::{
+        Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, Plan,
+        PlanChanges, Project, ProjectChanges, ProjectStatus, WorkItem, WorkItemChanges,
+        WorkItemKey, WorkItemStatus,
+    },
+    workflow::{Phase, Workflow, WorkflowChanges},
 };
 use async_trait::async_trait;
 
@@ -41,15 +48,26 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
-/// Everything anima-server persists. Implementations must make each method
-/// atomic and write the outbox event of a change in the same transaction.
-/// The one exception is [`Store::touch_session`]: recording that a session
-/// was used is bookkeeping, not a change anyone subscribes to.
+/// Everything anima-server persists: the root of the storage traits. Each
+/// part is its own trait so its methods read as one domain; every backend
+/// implements them all, and `dyn Store` reaches all of them.
+///
+/// Implementations must make each method atomic and write the outbox event
+/// of a change in the same transaction. The one exception is
+/// [`AccountStore::touch_session`]: recording that a session was used is
+/// bookkeeping, not a change anyone subscribes to.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + PlanningStore + Send + Sync + 'static {
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
 
+    /// Outbox events with id greater than `after`, oldest first.
+    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;
+}
+
+/// Users, login sessions and roles.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     /// Creates a user; a taken username is `ALREADY_EXISTS`/`USERNAME_TAKEN`.
     async fn create_user(&self, user: NewUser) -> Result<User, DomainError>;
     /// A user by id.
@@ -97,7 +115,32 @@ pub trait Store: Send + Sync + 'static {
     async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError>;
     /// Deletes a custom role that nobody holds.
     async fn delete_role(&self, id: &str) -> Result<(), DomainError>;
+}
 
+/// Which projects [`PlanningStore::list_projects`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    /// Only projects this user is a member of; `None` for all (services).
+    pub member: Option<String>,
+    /// Only projects in this status.
+    pub status: Option<ProjectStatus>,
+}
+
+/// Which work items [`PlanningStore::list_work_items`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct WorkItemFilter {
+    /// Only items of this plan.
+    pub plan_id: Option<String>,
+    /// Only items in this status.
+    pub status: Option<WorkItemStatus>,
+}
+
+/// Projects and their members, plans, work items with their description
+/// history and capabilities, and the global catalogues of workflows and
+/// Akhs. Writes into an archived project fail with
+/// `FAILED_PRECONDITION`/`PROJECT_ARCHIVED`.
+#[async_trait]
+pub trait PlanningStore: Send + Sync {
     /// Creates a project and makes `owner_id` its Owner.
     async fn create_project(
         &self,
@@ -105,13 +148,39 @@ pub trait Store: Send + Sync + 'static {
         description: &str,
         owner_id: &str,
     ) -> Result<Project, DomainError>;
-    /// Binds a user to a project with a role (replacing an earlier binding).
-    async fn bind_role(
+    /// A project by id, with its stats.
+    async fn get_project(&self, id: &str) -> Result<Project, DomainError>;
+    /// Projects in creation order.
+    async fn list_projects(
         &self,
-        user_id: &str,
+        filter: &ProjectFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Project>, DomainError>;
+    /// Renames or re-describes a project.
+    async fn update_project(
+        &self,
+        id: &str,
+        changes: ProjectChanges,
+    ) -> Result<Project, DomainError>;
+    /// Makes a project read-only; archiving an archived project is a no-op.
+    async fn archive_project(&self, id: &str) -> Result<Project, DomainError>;
+
+    /// Members of a project by user id.
+    async fn list_members(
+        &self,
         project_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Member>, DomainError>;
+    /// Binds a user to a project with a role, replacing an earlier role;
+    /// demoting the last Owner is `FAILED_PRECONDITION`/`LAST_OWNER`.
+    async fn add_member(
+        &self,
+        project_id: &str,
+        user_id: &str,
         role_id: &str,
-    ) -> Result<(), DomainError>;
+    ) -> Result<Member, DomainError>;
+    /// Removes a member; the last Owner stays (`LAST_OWNER`).
+    async fn remove_member(&self, project_id: &str, user_id: &str) -> Result<(), DomainError>;
     /// The permissions a user holds in a project (empty for non-members).
     async fn project_permissions(
         &self,
@@ -119,8 +188,109 @@ pub trait Store: Send + Sync + 'static {
         project_id: &str,
     ) -> Result<Vec<Permission>, DomainError>;
 
-    /// Outbox events with id greater than `after`, oldest first.
-    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;
+    /// Creates a plan.
+    async fn create_plan(&self, plan: NewPlan) -> Result<Plan, DomainError>;
+    /// A plan with its derived progress.
+    async fn get_plan(&self, id: &str) -> Result<Plan, DomainError>;
+    /// Plans of a project in creation order.
+    async fn list_plans(
+        &self,
+        project_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Plan>, DomainError>;
+    /// Changes a plan.
+    async fn update_plan(&self, id: &str, changes: PlanChanges) -> Result<Plan, DomainError>;
+    /// Deletes a plan; its work items stay, detached from it.
+    async fn delete_plan(&self, id: &str) -> Result<(), DomainError>;
+
+    /// Creates a work item with the next free key of its project and its
+    /// first description revision.
+    async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError>;
+    /// A work item by id.
+    async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError>;
+    /// A work item by its key within a project.
+    async fn find_work_item(
+        &self,
+        project_id: &str,
+        key: WorkItemKey,
+    ) -> Result<WorkItem, DomainError>;
+    /// Work items of a project in key order.
+    async fn list_work_items(
+        &self,
+        project_id: &str,
+        filter: &WorkItemFilter,
+        page: &PageRequest,
+    ) -> Result<Page<WorkItem>, DomainError>;
+    /// Applies a partial change. A description change writes a revision and
+    /// is refused with `ABORTED`/`STALE_REVISION` unless based on the
+    /// current one; a phase change is checked against the workflow and
+    /// records `actor` and the time.
+    async fn update_work_item(
+        &self,
+        id: &str,
+        changes: WorkItemChanges,
+        actor: &Actor,
+    ) -> Result<WorkItem, DomainError>;
+    /// Deletes a work item with its history.
+    async fn delete_work_item(&self, id: &str) -> Result<(), DomainError>;
+    /// Description revisions of a work item, oldest first.
+    async fn list_revisions(
+        &self,
+        work_item_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<DescriptionRevision>, DomainError>;
+    /// Writes a new revision equal to `revision_id` (of the same item). With
+    /// `base_revision_id`, refuses a stale base like an edit does.
+    async fn revert_description(
+        &self,
+        work_item_id: &str,
+        revision_id: &str,
+        base_revision_id: Option<&str>,
+        actor: &Actor,
+    ) -> Result<WorkItem, DomainError>;
+    /// Replaces the capabilities of a work item (already validated).
+    async fn set_capabilities(
+        &self,
+        work_item_id: &str,
+        capabilities: Vec<Capability>,
+    ) -> Result<Vec<Capability>, DomainError>;
+
+    /// Workflows, built-ins first, then custom ones in creation order.
+    async fn list_workflows(&self, page: &PageRequest) -> Result<Page<Workflow>, DomainError>;
+    /// A workflow by id.
+    async fn get_workflow(&self, id: &str) -> Result<Workflow, DomainError>;
+    /// Creates a custom workflow (phases already validated).
+    async fn create_workflow(
+        &self,
+        name: &str,
+        description: &str,
+        phases: Vec<Phase>,
+    ) -> Result<Workflow, DomainError>;
+    /// Changes a custom workflow; built-ins are `WORKFLOW_BUILTIN`, and
+    /// dropping a phase that work items are in is `WORKFLOW_IN_USE`.
+    async fn update_workflow(
+        &self,
+        id: &str,
+        changes: WorkflowChanges,
+    ) -> Result<Workflow, DomainError>;
+    /// Deletes a custom workflow no plan or work item uses.
+    async fn delete_workflow(&self, id: &str) -> Result<(), DomainError>;
+
+    /// Akhs in creation order.
+    async fn list_akhs(&self, page: &PageRequest) -> Result<Page<Akh>, DomainError>;
+    /// An Akh by id.
+    async fn get_akh(&self, id: &str) -> Result<Akh, DomainError>;
+    /// Creates an Akh (colour already validated).
+    async fn create_akh(
+        &self,
+        name: &str,
+        description: &str,
+        avatar_color: &str,
+    ) -> Result<Akh, DomainError>;
+    /// Changes an Akh.
+    async fn update_akh(&self, id: &str, changes: AkhChanges) -> Result<Akh, DomainError>;
+    /// Deletes an Akh.
+    async fn delete_akh(&self, id: &str) -> Result<(), DomainError>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the

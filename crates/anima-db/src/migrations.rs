@@ -26,18 +26,32 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 
 /// Migrations of the PostgreSQL backend.
 pub(crate) fn postgres() -> Migrator {
-    migrator(&[(
-        1,
-        "foundation",
-        include_str!("../migrations/postgres/0001_foundation.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "foundation",
+            include_str!("../migrations/postgres/0001_foundation.sql"),
+        ),
+        (
+            2,
+            "planning",
+            include_str!("../migrations/postgres/0002_planning.sql"),
+        ),
+    ])
 }
 
 /// Migrations of the SQLite backend.
 pub(crate) fn sqlite() -> Migrator {
-    migrator(&[(
-        1,
-        "foundation",
-        include_str!("../migrations/sqlite/0001_foundation.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "foundation",
+            include_str!("../migrations/sqlite/0001_foundation.sql"),
+        ),
+        (
+            2,
+            "planning",
+            include_str!("../migrations/sqlite/0002_planning.sql"),
+        ),
+    ])
 }

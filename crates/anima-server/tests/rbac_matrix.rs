@@ -80,7 +80,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
             .id;
         server
             .store
-            .bind_role(&id, &project.id, DEFAULT_ROLES[role].id)
+            .add_member(&project.id, &id, DEFAULT_ROLES[role].id)
             .await
             .expect("bind");
     }
@@ -320,7 +320,7 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
         let id = server.user(name, false).await;
         server
             .store
-            .bind_role(&id, &project.id, DEFAULT_ROLES[role].id)
+            .add_member(&project.id, &id, DEFAULT_ROLES[role].id)
             .await
             .expect("bind");
         members.push(id);

@@ -14,6 +14,9 @@ use anima_core::{
 
 use crate::Store;
 
+mod planning;
+pub use planning::*;
+
 fn new_user(username: &str) -> NewUser {
     NewUser {
         username: username.into(),
@@ -275,13 +278,13 @@ pub async fn roles_are_rows(store: &dyn Store) {
         .expect("project");
     let other = store.create_user(new_user("mallory")).await.expect("user");
     store
-        .bind_role(&other.id, &project.id, &auditor.id)
+        .add_member(&project.id, &other.id, &auditor.id)
         .await
         .expect("bind");
     let err = store.delete_role(&auditor.id).await.expect_err("in use");
     assert_eq!(err.reason, reason::ROLE_IN_USE);
     store
-        .bind_role(&other.id, &project.id, DEFAULT_ROLES[3].id)
+        .add_member(&project.id, &other.id, DEFAULT_ROLES[3].id)
         .await
         .expect("rebind");
     store.delete_role(&auditor.id).await.expect("delete");
@@ -310,7 +313,7 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
     );
 
     store
-        .bind_role(&viewer.id, &project.id, DEFAULT_ROLES[3].id)
+        .add_member(&project.id, &viewer.id, DEFAULT_ROLES[3].id)
         .await
         .expect("bind");
     let perms = store
@@ -328,16 +331,16 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
     );
 
     let err = store
-        .bind_role(
-            &viewer.id,
+        .add_member(
             "00000000-0000-7000-8000-00000000dead",
+            &viewer.id,
             DEFAULT_ROLES[3].id,
         )
         .await
         .expect_err("no project");
     assert_eq!(err.reason, reason::PROJECT_NOT_FOUND);
     let err = store
-        .bind_role(&viewer.id, &project.id, "no-such-role")
+        .add_member(&project.id, &viewer.id, "no-such-role")
         .await
         .expect_err("no role");
     assert_eq!(err.reason, reason::ROLE_NOT_FOUND);
@@ -430,13 +433,26 @@ macro_rules! conformance_suite {
             sessions_are_revocable,
             roles_are_rows,
             bindings_grant_project_permissions,
-            changes_write_events
+            changes_write_events,
+            projects_members_and_archiving,
+            work_item_keys_and_lists,
+            description_revisions,
+            plans_derive_progress_from_phases,
+            capabilities_are_replaced,
+            workflows_builtin_and_custom,
+            akhs_round_trip
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writes_all_land() {
             let (store, _guard) = $make.await;
             $crate::conformance::concurrent_writes_all_land(store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_keys_have_no_gaps() {
+            let (store, _guard) = $make.await;
+            $crate::conformance::concurrent_keys_have_no_gaps(store).await;
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -1,71 +1,20 @@
-//! The two backends. Their SQL is the same text: both speak `$n` parameters,
-//! `RETURNING` and `ON CONFLICT`, and the schema uses only types that map to
-//! the same Rust types on both (TEXT, BIGINT, BOOLEAN). So the
-//! implementation is written once, in [`sql_store!`], and instantiated per
-//! backend; only the few dialect differences are passed in.
+//! Accounts: users, login sessions and roles.
 
-use std::{collections::BTreeMap, str::FromStr, time::Duration};
+use std::collections::BTreeMap;
 
 use anima_core::{
-    DomainError, ErrorCode, Permission,
+    DomainError, Permission,
     error::reason,
     id::new_id,
-    model::{
-        AuthSession, Event, NewUser, Project, Role, RoleChanges, User, UserChanges, now_micros,
-    },
+    model::{AuthSession, NewUser, Role, RoleChanges, User, UserChanges, now_micros},
     paging::PageRequest,
     permission::DEFAULT_ROLES,
 };
 use async_trait::async_trait;
-use sqlx::{
-    PgPool, Row, SqlitePool,
-    postgres::PgPoolOptions,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-};
+use sqlx::Row;
 
-use crate::{Credentials, Page, Store, migrations};
-
-/// How long to wait for a pooled connection before reporting the database
-/// unavailable, instead of hanging a request.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Key of the advisory lock that orders outbox writers on PostgreSQL.
-const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
-
-/// Maps a driver error onto a domain error; unique violations become
-/// `ALREADY_EXISTS` with the reason the caller expects.
-fn db_error(err: sqlx::Error, unique_reason: &'static str) -> DomainError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let what = match unique_reason {
-                reason::USERNAME_TAKEN => "a user with this username already exists",
-                reason::ROLE_NAME_TAKEN => "a role with this name already exists",
-                _ => "an entry with this key already exists",
-            };
-            DomainError::new(ErrorCode::AlreadyExists, unique_reason, what)
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            DomainError::new(
-                ErrorCode::Unavailable,
-                reason::STORAGE_UNAVAILABLE,
-                format!("database unavailable: {err}"),
-            )
-        }
-        _ => DomainError::internal(format!("database error: {err}")),
-    }
-}
-
-fn internal(err: sqlx::Error) -> DomainError {
-    db_error(err, reason::INTERNAL)
-}
-
-fn user_not_found(id: &str) -> DomainError {
-    DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))
-}
-
-fn role_not_found(id: &str) -> DomainError {
-    DomainError::not_found(reason::ROLE_NOT_FOUND, format!("no role with id {id}"))
-}
+use super::{PostgresStore, SqliteStore, db_error, internal, user_not_found};
+use crate::{AccountStore, Credentials, Page};
 
 fn parse_preferences(json: &str) -> BTreeMap<String, String> {
     serde_json::from_str(json).unwrap_or_default()
@@ -75,33 +24,14 @@ fn preferences_json(preferences: &BTreeMap<String, String>) -> String {
     serde_json::to_string(preferences).unwrap_or_else(|_| "{}".into())
 }
 
-/// Permission names stored in rows that this build no longer knows are
-/// skipped rather than failing every check of the role.
-fn known_permissions(names: Vec<String>) -> Vec<Permission> {
-    let mut permissions: Vec<Permission> = names
-        .iter()
-        .filter_map(|name| Permission::from_str(name).ok())
-        .collect();
-    permissions.sort();
-    permissions
-}
-
-macro_rules! sql_store {
-    (
-        $store:ident, $db:ty, $backend:literal,
-        lock_outbox: $lock_outbox:expr,
-        begin_write: $begin_write:literal
-    ) => {
+macro_rules! accounts_sql {
+    ($store:ident, $db:ty) => {
         #[async_trait]
-        impl Store for $store {
-            fn backend(&self) -> &'static str {
-                $backend
-            }
-
+        impl AccountStore for $store {
             async fn create_user(&self, user: NewUser) -> Result<User, DomainError> {
                 let now = now_micros();
                 let id = new_id();
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 sqlx::query(
                     "INSERT INTO users (id, username, display_name, email, password_hash, \
                      is_admin, disabled, preferences, created_at, updated_at) \
@@ -164,7 +94,7 @@ macro_rules! sql_store {
             }
 
             async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let current = Self::user_in(&mut tx, id).await?;
                 let preferences = changes.preferences.as_ref().unwrap_or(&current.preferences);
                 let result = sqlx::query(
@@ -201,7 +131,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let result = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -231,7 +161,7 @@ macro_rules! sql_store {
             }
 
             async fn create_session(&self, session: AuthSession) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 sqlx::query(
                     "INSERT INTO auth_sessions (token_hash, user_id, created_at, last_used_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -278,7 +208,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let row = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1 RETURNING user_id")
                     .bind(token_hash)
                     .fetch_optional(&mut *tx)
@@ -294,7 +224,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<u64, DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let closed = sqlx::query(
                     "DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2",
                 )
@@ -341,7 +271,7 @@ macro_rules! sql_store {
             async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> Result<Role, DomainError> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 sqlx::query(
                     "INSERT INTO roles (id, name, description, builtin, created_at, updated_at) \
                      VALUES ($1, $2, $3, FALSE, $4, $4)",
@@ -361,7 +291,7 @@ macro_rules! sql_store {
             }
 
             async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let current = Self::role_in(&mut tx, id).await?;
                 if current.builtin {
                     return Err(DomainError::failed_precondition(
@@ -392,7 +322,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_role(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let role = Self::role_in(&mut tx, id).await?;
                 if role.builtin {
                     return Err(DomainError::failed_precondition(
@@ -420,151 +350,10 @@ macro_rules! sql_store {
                 Self::record(&mut tx, "role.deleted", None, id, serde_json::json!({})).await?;
                 tx.commit().await.map_err(internal)
             }
-
-            async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> Result<Project, DomainError> {
-                let id = new_id();
-                let now = now_micros();
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
-                sqlx::query(
-                    "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'active', $4, $4)",
-                )
-                .bind(&id)
-                .bind(name)
-                .bind(description)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-                sqlx::query(
-                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(owner_id)
-                .bind(&id)
-                .bind(DEFAULT_ROLES[0].id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-                Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
-                tx.commit().await.map_err(internal)?;
-                Ok(Project {
-                    id,
-                    name: name.to_owned(),
-                    description: description.to_owned(),
-                    status: "active".into(),
-                    created_at: now,
-                    updated_at: now,
-                })
-            }
-
-            async fn bind_role(&self, user_id: &str, project_id: &str, role_id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
-                Self::role_in(&mut tx, role_id).await?;
-                Self::user_in(&mut tx, user_id).await?;
-                let project = sqlx::query("SELECT id FROM projects WHERE id = $1")
-                    .bind(project_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-                if project.is_none() {
-                    return Err(DomainError::not_found(
-                        reason::PROJECT_NOT_FOUND,
-                        format!("no project with id {project_id}"),
-                    ));
-                }
-                sqlx::query(
-                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_id, project_id) DO UPDATE SET role_id = EXCLUDED.role_id",
-                )
-                .bind(user_id)
-                .bind(project_id)
-                .bind(role_id)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-                Self::record(&mut tx, "member.bound", Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
-                tx.commit().await.map_err(internal)
-            }
-
-            async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
-                let names: Vec<String> = sqlx::query(
-                    "SELECT rp.permission FROM role_bindings rb \
-                     JOIN role_permissions rp ON rp.role_id = rb.role_id \
-                     WHERE rb.user_id = $1 AND rb.project_id = $2",
-                )
-                .bind(user_id)
-                .bind(project_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?
-                .iter()
-                .map(|row| row.try_get("permission"))
-                .collect::<Result<_, _>>()
-                .map_err(internal)?;
-                Ok(known_permissions(names))
-            }
-
-            async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError> {
-                let rows = sqlx::query(
-                    "SELECT id, kind, project_id, entity_id, payload, created_at FROM events \
-                     WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(Event {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("kind")?,
-                            project_id: row.try_get("project_id")?,
-                            entity_id: row.try_get("entity_id")?,
-                            payload: row.try_get("payload")?,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(internal)
-            }
         }
 
         impl $store {
-            /// Writes the outbox row of a change inside its transaction.
-            async fn record(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                kind: &str,
-                project_id: Option<&str>,
-                entity_id: &str,
-                payload: serde_json::Value,
-            ) -> Result<(), DomainError> {
-                let lock_outbox: Option<&'static str> = $lock_outbox;
-                if let Some(lock) = lock_outbox {
-                    sqlx::query(lock)
-                        .bind(OUTBOX_LOCK_KEY)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(internal)?;
-                }
-                sqlx::query(
-                    "INSERT INTO events (kind, project_id, entity_id, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(kind)
-                .bind(project_id)
-                .bind(entity_id)
-                .bind(payload.to_string())
-                .bind(now_micros())
-                .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
-                Ok(())
-            }
-
-            fn user_row(row: &<$db as sqlx::Database>::Row) -> Result<User, DomainError> {
+            pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> Result<User, DomainError> {
                 let preferences: String = row.try_get("preferences").map_err(internal)?;
                 Ok(User {
                     id: row.try_get("id").map_err(internal)?,
@@ -576,52 +365,6 @@ macro_rules! sql_store {
                     preferences: parse_preferences(&preferences),
                     created_at: row.try_get("created_at").map_err(internal)?,
                     updated_at: row.try_get("updated_at").map_err(internal)?,
-                })
-            }
-
-            async fn user_in(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                id: &str,
-            ) -> Result<User, DomainError> {
-                let row = sqlx::query(
-                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
-                     created_at, updated_at FROM users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| user_not_found(id))?;
-                Self::user_row(&row)
-            }
-
-            async fn role_in(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                id: &str,
-            ) -> Result<Role, DomainError> {
-                let row = sqlx::query("SELECT id, name, description, builtin FROM roles WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| role_not_found(id))?;
-                let names: Vec<String> = sqlx::query(
-                    "SELECT permission FROM role_permissions WHERE role_id = $1",
-                )
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
-                .iter()
-                .map(|row| row.try_get("permission"))
-                .collect::<Result<_, _>>()
-                .map_err(internal)?;
-                Ok(Role {
-                    id: row.try_get("id").map_err(internal)?,
-                    name: row.try_get("name").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
-                    builtin: row.try_get("builtin").map_err(internal)?,
-                    permissions: known_permissions(names),
                 })
             }
 
@@ -646,8 +389,8 @@ macro_rules! sql_store {
 
             /// Makes the built-in roles match this build's definitions, so a
             /// permission added in code reaches existing databases.
-            async fn seed_roles(&self) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with($begin_write).await.map_err(internal)?;
+            pub(super) async fn seed_roles(&self) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let now = now_micros();
                 for template in DEFAULT_ROLES {
                     sqlx::query(
@@ -676,78 +419,5 @@ macro_rules! sql_store {
     };
 }
 
-/// PostgreSQL backend: the production store, shared by several servers.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
-
-impl PostgresStore {
-    /// Connects, migrates and seeds the built-in roles.
-    pub async fn connect(url: &str) -> Result<Self, DomainError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(internal)?;
-        migrations::postgres()
-            .run(&pool)
-            .await
-            .map_err(|e| DomainError::internal(format!("migrating PostgreSQL failed: {e}")))?;
-        let store = Self { pool };
-        store.seed_roles().await?;
-        Ok(store)
-    }
-}
-
-sql_store!(
-    PostgresStore, sqlx::Postgres, "postgres",
-    // Held until commit: the next writer takes its event id only after this
-    // one is visible, so a reader never sees id n+1 before id n.
-    lock_outbox: Some("SELECT pg_advisory_xact_lock($1)"),
-    begin_write: "BEGIN"
-);
-
-/// Embedded SQLite backend: the default of `anima up`.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
-
-impl SqliteStore {
-    /// Opens (creating if missing), migrates and seeds the built-in roles.
-    pub async fn connect(url: &str) -> Result<Self, DomainError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| {
-                DomainError::invalid_argument(reason::INVALID_FIELD, format!("bad SQLite URL: {e}"))
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(internal)?;
-        migrations::sqlite()
-            .run(&pool)
-            .await
-            .map_err(|e| DomainError::internal(format!("migrating SQLite failed: {e}")))?;
-        let store = Self { pool };
-        store.seed_roles().await?;
-        Ok(store)
-    }
-}
-
-sql_store!(
-    SqliteStore, sqlx::Sqlite, "sqlite",
-    // SQLite serialises writers already.
-    lock_outbox: None,
-    // Take the write lock up front: a deferred transaction that later
-    // upgrades to writing fails with SQLITE_BUSY instead of waiting.
-    begin_write: "BEGIN IMMEDIATE"
-);
+accounts_sql!(PostgresStore, sqlx::Postgres);
+accounts_sql!(SqliteStore, sqlx::Sqlite);

@@ -1,0 +1,288 @@
+//! The two backends. Their SQL is the same text: both speak `$n` parameters,
+//! `RETURNING` and `ON CONFLICT`, and the schema uses only types that map to
+//! the same Rust types on both (TEXT, BIGINT, BOOLEAN). So each part of the
+//! store is written once, as a macro in its module, and instantiated for
+//! both backends; the few dialect differences are associated constants of
+//! the store types.
+
+mod accounts;
+mod planning;
+
+use std::{str::FromStr, time::Duration};
+
+use anima_core::{
+    DomainError, ErrorCode, Permission,
+    error::reason,
+    model::{Event, Role, User, now_micros},
+};
+use async_trait::async_trait;
+use sqlx::{
+    PgPool, Row, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::{Store, migrations};
+
+/// How long to wait for a pooled connection before reporting the database
+/// unavailable, instead of hanging a request.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key of the advisory lock that orders outbox writers on PostgreSQL.
+const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
+
+/// Maps a driver error onto a domain error: unique violations become
+/// `ALREADY_EXISTS` and foreign-key violations `FAILED_PRECONDITION`, both
+/// with the reason the caller expects.
+fn db_error(err: sqlx::Error, conflict_reason: &'static str) -> DomainError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let what = match conflict_reason {
+                reason::USERNAME_TAKEN => "a user with this username already exists",
+                reason::ROLE_NAME_TAKEN => "a role with this name already exists",
+                reason::WORKFLOW_NAME_TAKEN => "a workflow with this name already exists",
+                reason::AKH_NAME_TAKEN => "an Akh with this name already exists",
+                _ => "an entry with this key already exists",
+            };
+            DomainError::new(ErrorCode::AlreadyExists, conflict_reason, what)
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            DomainError::failed_precondition(
+                conflict_reason,
+                "the entry is referenced by, or refers to, something that changed meanwhile; retry",
+            )
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            DomainError::new(
+                ErrorCode::Unavailable,
+                reason::STORAGE_UNAVAILABLE,
+                format!("database unavailable: {err}"),
+            )
+        }
+        _ => DomainError::internal(format!("database error: {err}")),
+    }
+}
+
+fn internal(err: sqlx::Error) -> DomainError {
+    db_error(err, reason::INTERNAL)
+}
+
+fn user_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))
+}
+
+fn role_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::ROLE_NOT_FOUND, format!("no role with id {id}"))
+}
+
+/// Permission names stored in rows that this build no longer knows are
+/// skipped rather than failing every check of the role.
+fn known_permissions(names: Vec<String>) -> Vec<Permission> {
+    let mut permissions: Vec<Permission> = names
+        .iter()
+        .filter_map(|name| Permission::from_str(name).ok())
+        .collect();
+    permissions.sort();
+    permissions
+}
+
+/// Helpers every part of the store shares, and the [`Store`] root.
+macro_rules! common_sql {
+    ($store:ident, $db:ty, $backend:literal) => {
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn events_after(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<Event>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT id, kind, project_id, entity_id, payload, created_at FROM events \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Event {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            project_id: row.try_get("project_id")?,
+                            entity_id: row.try_get("entity_id")?,
+                            payload: row.try_get("payload")?,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(internal)
+            }
+        }
+        impl $store {
+            /// Writes the outbox row of a change inside its transaction.
+            async fn record(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                kind: &str,
+                project_id: Option<&str>,
+                entity_id: &str,
+                payload: serde_json::Value,
+            ) -> Result<(), DomainError> {
+                if let Some(lock) = Self::LOCK_OUTBOX {
+                    sqlx::query(lock)
+                        .bind(OUTBOX_LOCK_KEY)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(internal)?;
+                }
+                sqlx::query(
+                    "INSERT INTO events (kind, project_id, entity_id, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(kind)
+                .bind(project_id)
+                .bind(entity_id)
+                .bind(payload.to_string())
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Ok(())
+            }
+
+            async fn user_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<User, DomainError> {
+                let row = sqlx::query(
+                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
+                     created_at, updated_at FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| user_not_found(id))?;
+                Self::user_row(&row)
+            }
+
+            async fn role_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Role, DomainError> {
+                let row =
+                    sqlx::query("SELECT id, name, description, builtin FROM roles WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(internal)?
+                        .ok_or_else(|| role_not_found(id))?;
+                let names: Vec<String> =
+                    sqlx::query("SELECT permission FROM role_permissions WHERE role_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(internal)?
+                        .iter()
+                        .map(|row| row.try_get("permission"))
+                        .collect::<Result<_, _>>()
+                        .map_err(internal)?;
+                Ok(Role {
+                    id: row.try_get("id").map_err(internal)?,
+                    name: row.try_get("name").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    builtin: row.try_get("builtin").map_err(internal)?,
+                    permissions: known_permissions(names),
+                })
+            }
+        }
+    };
+}
+
+/// PostgreSQL backend: the production store, shared by several servers.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Opens a write transaction.
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Held until commit: the next writer takes its event id only after this
+    /// one is visible, so a reader never sees id n+1 before id n.
+    const LOCK_OUTBOX: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
+    /// Locks a project row for the rest of the transaction, so writes into
+    /// one project (key numbering, archiving, owner checks) are serialised.
+    const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1 FOR UPDATE";
+
+    /// Connects, migrates and seeds the built-in roles and workflows.
+    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(internal)?;
+        migrations::postgres()
+            .run(&pool)
+            .await
+            .map_err(|e| DomainError::internal(format!("migrating PostgreSQL failed: {e}")))?;
+        let store = Self { pool };
+        store.seed_roles().await?;
+        store.seed_workflows().await?;
+        Ok(store)
+    }
+}
+
+common_sql!(PostgresStore, sqlx::Postgres, "postgres");
+
+/// Embedded SQLite backend: the default of `anima up`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Takes the write lock up front: a deferred transaction that later
+    /// upgrades to writing fails with SQLITE_BUSY instead of waiting.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// SQLite serialises writers already.
+    const LOCK_OUTBOX: Option<&'static str> = None;
+    /// Writers are serialised already; reading the status is enough.
+    const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
+
+    /// Opens (creating if missing), migrates and seeds the built-in roles
+    /// and workflows.
+    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                DomainError::invalid_argument(reason::INVALID_FIELD, format!("bad SQLite URL: {e}"))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(internal)?;
+        migrations::sqlite()
+            .run(&pool)
+            .await
+            .map_err(|e| DomainError::internal(format!("migrating SQLite failed: {e}")))?;
+        let store = Self { pool };
+        store.seed_roles().await?;
+        store.seed_workflows().await?;
+        Ok(store)
+    }
+}
+
+common_sql!(SqliteStore, sqlx::Sqlite, "sqlite");

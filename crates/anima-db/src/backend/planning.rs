@@ -1,0 +1,1272 @@
+//! Planning: projects and members, plans, work items with their description
+//! history and capabilities, workflows and Akhs.
+//!
+//! Every write into a project first takes the project's row
+//! ([`PostgresStore::LOCK_PROJECT`]), which serialises writers of one
+//! project: key numbering, the stale-revision check, the last-Owner check
+//! and the archived check all read a state nobody else can change before
+//! the transaction commits.
+
+use std::str::FromStr;
+
+use anima_core::{
+    DomainError, Permission,
+    capability::Capability,
+    error::reason,
+    id::new_id,
+    model::now_micros,
+    paging::PageRequest,
+    permission::DEFAULT_ROLES,
+    planning::{
+        Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, PhaseProgress,
+        Plan, PlanChanges, PlanProgress, Project, ProjectChanges, ProjectStats, ProjectStatus,
+        RevisionCause, WorkItem, WorkItemChanges, WorkItemKey, WorkItemStatus,
+    },
+    workflow::{Phase, STANDARD_WORKFLOW_ID, Workflow, WorkflowChanges, builtin_workflows},
+};
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{PostgresStore, SqliteStore, db_error, internal, known_permissions};
+use crate::{Page, PlanningStore, ProjectFilter, WorkItemFilter};
+
+/// Reads an enum stored as text; a value this build does not know is a
+/// server fault, not the caller's.
+fn stored<T: FromStr<Err = DomainError>>(text: &str) -> Result<T, DomainError> {
+    text.parse()
+        .map_err(|err: DomainError| DomainError::internal(format!("stored value: {}", err.message)))
+}
+
+fn stored_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, DomainError> {
+    serde_json::from_str(json)
+        .map_err(|e| DomainError::internal(format!("stored JSON {json:?} is unreadable: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data with string keys serialises without fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn project_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::PROJECT_NOT_FOUND,
+        format!("no project with id {id}"),
+    )
+}
+
+fn plan_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::PLAN_NOT_FOUND,
+        format!("no plan with id {id} in this project"),
+    )
+}
+
+fn work_item_not_found(what: &str) -> DomainError {
+    DomainError::not_found(reason::WORK_ITEM_NOT_FOUND, format!("no work item {what}"))
+}
+
+fn workflow_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::WORKFLOW_NOT_FOUND,
+        format!("no workflow with id {id}"),
+    )
+}
+
+fn akh_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::AKH_NOT_FOUND, format!("no Akh with id {id}"))
+}
+
+fn builtin_workflow(workflow: &Workflow) -> DomainError {
+    DomainError::failed_precondition(
+        reason::WORKFLOW_BUILTIN,
+        format!(
+            "the built-in workflow {:?} is read-only; create a copy with copy_from_id",
+            workflow.name
+        ),
+    )
+}
+
+/// The key of a keyset page over numbers (work item keys, revisions).
+fn number_after(page: &PageRequest) -> Result<i64, DomainError> {
+    page.after.as_deref().map_or(Ok(0), |after| {
+        after.parse().map_err(|_| {
+            DomainError::invalid_argument(
+                reason::INVALID_PAGE_TOKEN,
+                "page_token is not one this list issued; start again without it",
+            )
+        })
+    })
+}
+
+macro_rules! project_select {
+    () => {
+        "SELECT p.id, p.name, p.description, p.status, p.created_at, p.updated_at, \
+         (SELECT COUNT(*) FROM plans x WHERE x.project_id = p.id) AS plan_count, \
+         (SELECT COUNT(*) FROM work_items w WHERE w.project_id = p.id) AS item_count, \
+         (SELECT COUNT(*) FROM work_items w WHERE w.project_id = p.id \
+            AND w.status NOT IN ('done', 'cancelled')) AS open_count \
+         FROM projects p"
+    };
+}
+
+macro_rules! work_item_select {
+    () => {
+        "SELECT w.id, w.project_id, w.plan_id, w.number, w.title, r.text AS description, \
+         w.description_revision_id, w.status, w.priority, w.workflow_id, w.phase_id, \
+         w.phase_changed_by, w.phase_changed_at, w.capabilities, w.created_at, w.updated_at \
+         FROM work_items w JOIN description_revisions r ON r.id = w.description_revision_id"
+    };
+}
+
+macro_rules! member_select {
+    () => {
+        "SELECT b.project_id, b.user_id, u.username, b.role_id, r.name AS role_name \
+         FROM role_bindings b JOIN users u ON u.id = b.user_id JOIN roles r ON r.id = b.role_id"
+    };
+}
+
+/// The Owner role: a project always keeps at least one holder.
+const OWNER_ROLE_ID: &str = DEFAULT_ROLES[0].id;
+
+macro_rules! planning_sql {
+    ($store:ident, $db:ty) => {
+        #[async_trait]
+        impl PlanningStore for $store {
+            async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> Result<Project, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::user_in(&mut tx, owner_id).await?;
+                sqlx::query(
+                    "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'active', $4, $4)",
+                )
+                .bind(&id)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(owner_id)
+                .bind(&id)
+                .bind(OWNER_ROLE_ID)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
+                let project = Self::project_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(project)
+            }
+
+            async fn get_project(&self, id: &str) -> Result<Project, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::project_in(&mut conn, id).await
+            }
+
+            async fn list_projects(&self, filter: &ProjectFilter, page: &PageRequest) -> Result<Page<Project>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    project_select!(),
+                    " WHERE ($1 = '' OR EXISTS (SELECT 1 FROM role_bindings b \
+                       WHERE b.project_id = p.id AND b.user_id = $1)) \
+                     AND ($2 = '' OR p.status = $2) AND p.id > $3 ORDER BY p.id LIMIT $4"
+                ))
+                .bind(filter.member.as_deref().unwrap_or(""))
+                .bind(filter.status.map_or("", ProjectStatus::as_str))
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::project_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |project| project.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn update_project(&self, id: &str, changes: ProjectChanges) -> Result<Project, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, id).await?;
+                let current = Self::project_in(&mut tx, id).await?;
+                sqlx::query("UPDATE projects SET name = $2, description = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(changes.name.as_ref().unwrap_or(&current.name))
+                    .bind(changes.description.as_ref().unwrap_or(&current.description))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "project.updated", Some(id), id, serde_json::json!({})).await?;
+                let project = Self::project_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(project)
+            }
+
+            async fn archive_project(&self, id: &str) -> Result<Project, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                if Self::lock_project(&mut tx, id).await? == ProjectStatus::Active {
+                    sqlx::query("UPDATE projects SET status = 'archived', updated_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                    Self::record(&mut tx, "project.archived", Some(id), id, serde_json::json!({})).await?;
+                }
+                let project = Self::project_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(project)
+            }
+
+            async fn list_members(&self, project_id: &str, page: &PageRequest) -> Result<Page<Member>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::project_exists(&mut conn, project_id).await?;
+                let rows = sqlx::query(concat!(
+                    member_select!(),
+                    " WHERE b.project_id = $1 AND b.user_id > $2 ORDER BY b.user_id LIMIT $3"
+                ))
+                .bind(project_id)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::member_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |member| member.user_id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str) -> Result<Member, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, project_id).await?;
+                Self::role_in(&mut tx, role_id).await?;
+                Self::user_in(&mut tx, user_id).await?;
+                if let Some(current) = Self::member_in(&mut tx, project_id, user_id).await? {
+                    if current.role_id == OWNER_ROLE_ID && role_id != OWNER_ROLE_ID {
+                        Self::keep_an_owner(&mut tx, project_id).await?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, project_id) DO UPDATE SET role_id = EXCLUDED.role_id",
+                )
+                .bind(user_id)
+                .bind(project_id)
+                .bind(role_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record(&mut tx, "member.added", Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
+                let member = Self::member_in(&mut tx, project_id, user_id)
+                    .await?
+                    .ok_or_else(|| DomainError::internal("binding vanished inside its transaction"))?;
+                tx.commit().await.map_err(internal)?;
+                Ok(member)
+            }
+
+            async fn remove_member(&self, project_id: &str, user_id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, project_id).await?;
+                let member = Self::member_in(&mut tx, project_id, user_id).await?.ok_or_else(|| {
+                    DomainError::not_found(
+                        reason::MEMBER_NOT_FOUND,
+                        format!("user {user_id} is not a member of this project"),
+                    )
+                })?;
+                if member.role_id == OWNER_ROLE_ID {
+                    Self::keep_an_owner(&mut tx, project_id).await?;
+                }
+                sqlx::query("DELETE FROM role_bindings WHERE project_id = $1 AND user_id = $2")
+                    .bind(project_id)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "member.removed", Some(project_id), user_id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
+                let names: Vec<String> = sqlx::query(
+                    "SELECT rp.permission FROM role_bindings rb \
+                     JOIN role_permissions rp ON rp.role_id = rb.role_id \
+                     WHERE rb.user_id = $1 AND rb.project_id = $2",
+                )
+                .bind(user_id)
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("permission"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                Ok(known_permissions(names))
+            }
+
+            async fn create_plan(&self, plan: NewPlan) -> Result<Plan, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, &plan.project_id).await?;
+                Self::workflow_in(&mut tx, &plan.workflow_id).await?;
+                sqlx::query(
+                    "INSERT INTO plans (id, project_id, title, description, workflow_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(&id)
+                .bind(&plan.project_id)
+                .bind(&plan.title)
+                .bind(&plan.description)
+                .bind(&plan.workflow_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
+                Self::record(&mut tx, "plan.created", Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
+                let created = Self::plan_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(created)
+            }
+
+            async fn get_plan(&self, id: &str) -> Result<Plan, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::plan_in(&mut conn, id).await
+            }
+
+            async fn list_plans(&self, project_id: &str, page: &PageRequest) -> Result<Page<Plan>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::project_exists(&mut conn, project_id).await?;
+                let ids: Vec<String> = sqlx::query(
+                    "SELECT id FROM plans WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(project_id)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                let mut items = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    items.push(Self::plan_in(&mut conn, id).await?);
+                }
+                let next_page_token = page.finish(&mut items, |plan| plan.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn update_plan(&self, id: &str, changes: PlanChanges) -> Result<Plan, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::plan_project(&mut tx, id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                let current = Self::plan_in(&mut tx, id).await?;
+                if let Some(workflow_id) = &changes.workflow_id {
+                    Self::workflow_in(&mut tx, workflow_id).await?;
+                }
+                sqlx::query(
+                    "UPDATE plans SET title = $2, description = $3, workflow_id = $4, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(changes.title.as_ref().unwrap_or(&current.title))
+                .bind(changes.description.as_ref().unwrap_or(&current.description))
+                .bind(changes.workflow_id.as_ref().unwrap_or(&current.workflow_id))
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
+                Self::record(&mut tx, "plan.updated", Some(&project_id), id, serde_json::json!({})).await?;
+                let plan = Self::plan_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(plan)
+            }
+
+            async fn delete_plan(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::plan_project(&mut tx, id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                sqlx::query("DELETE FROM plans WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "plan.deleted", Some(&project_id), id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError> {
+                let id = new_id();
+                let revision_id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, &item.project_id).await?;
+                let plan_workflow = match &item.plan_id {
+                    Some(plan_id) => {
+                        let plan = Self::plan_in(&mut tx, plan_id).await?;
+                        if plan.project_id != item.project_id {
+                            return Err(plan_not_found(plan_id));
+                        }
+                        Some(plan.workflow_id)
+                    }
+                    None => None,
+                };
+                let workflow_id = item
+                    .workflow_id
+                    .clone()
+                    .or(plan_workflow)
+                    .unwrap_or_else(|| STANDARD_WORKFLOW_ID.to_owned());
+                let workflow = Self::workflow_in(&mut tx, &workflow_id).await?;
+                let first_phase = workflow
+                    .phases
+                    .first()
+                    .ok_or_else(|| DomainError::internal(format!("workflow {workflow_id} has no phases")))?;
+                let number: i64 = sqlx::query(
+                    "UPDATE projects SET work_item_seq = work_item_seq + 1 WHERE id = $1 RETURNING work_item_seq",
+                )
+                .bind(&item.project_id)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get("work_item_seq"))
+                .map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO work_items (id, project_id, plan_id, number, title, description_revision_id, \
+                     status, priority, workflow_id, phase_id, phase_changed_by, phase_changed_at, capabilities, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11, '[]', $11, $11)",
+                )
+                .bind(&id)
+                .bind(&item.project_id)
+                .bind(item.plan_id.as_deref())
+                .bind(number)
+                .bind(&item.title)
+                .bind(&revision_id)
+                .bind(item.priority.as_str())
+                .bind(&workflow_id)
+                .bind(&first_phase.id)
+                .bind(item.author.to_json())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::insert_revision(&mut tx, &revision_id, &id, &item.description, &item.author, RevisionCause::Create, None, None).await?;
+                Self::record(
+                    &mut tx,
+                    "work_item.created",
+                    Some(&item.project_id),
+                    &id,
+                    serde_json::json!({ "key": WorkItemKey(number).to_string() }),
+                )
+                .await?;
+                let created = Self::work_item_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(created)
+            }
+
+            async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::work_item_in(&mut conn, id).await
+            }
+
+            async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> Result<WorkItem, DomainError> {
+                let row = sqlx::query(concat!(work_item_select!(), " WHERE w.project_id = $1 AND w.number = $2"))
+                    .bind(project_id)
+                    .bind(key.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| work_item_not_found(&format!("{key} in this project")))?;
+                Self::work_item_row(&row)
+            }
+
+            async fn list_work_items(
+                &self,
+                project_id: &str,
+                filter: &WorkItemFilter,
+                page: &PageRequest,
+            ) -> Result<Page<WorkItem>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::project_exists(&mut conn, project_id).await?;
+                let rows = sqlx::query(concat!(
+                    work_item_select!(),
+                    " WHERE w.project_id = $1 AND w.number > $2 \
+                     AND ($3 = '' OR w.plan_id = $3) AND ($4 = '' OR w.status = $4) \
+                     ORDER BY w.number LIMIT $5"
+                ))
+                .bind(project_id)
+                .bind(number_after(page)?)
+                .bind(filter.plan_id.as_deref().unwrap_or(""))
+                .bind(filter.status.map_or("", WorkItemStatus::as_str))
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::work_item_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |item| item.key.0.to_string());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> Result<WorkItem, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                let current = Self::work_item_in(&mut tx, id).await?;
+                let now = now_micros();
+
+                let plan_id = match &changes.plan_id {
+                    Some(Some(plan_id)) => {
+                        if Self::plan_project(&mut tx, plan_id).await? != project_id {
+                            return Err(plan_not_found(plan_id));
+                        }
+                        Some(plan_id.clone())
+                    }
+                    Some(None) => None,
+                    None => current.plan_id.clone(),
+                };
+                let (phase_id, phase_changed_by, phase_changed_at) = match &changes.phase_id {
+                    Some(phase_id) if *phase_id != current.phase_id => {
+                        let workflow = Self::workflow_in(&mut tx, &current.workflow_id).await?;
+                        workflow.require_phase(phase_id)?;
+                        (phase_id.clone(), actor.clone(), now)
+                    }
+                    _ => (current.phase_id.clone(), current.phase_changed_by.clone(), current.phase_changed_at),
+                };
+                if let Some(edit) = &changes.description {
+                    if edit.base_revision_id != current.description_revision_id {
+                        return Err(stale_revision(&edit.base_revision_id, &current));
+                    }
+                }
+                sqlx::query(
+                    "UPDATE work_items SET title = $2, status = $3, priority = $4, plan_id = $5, phase_id = $6, \
+                     phase_changed_by = $7, phase_changed_at = $8, updated_at = $9 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(changes.title.as_ref().unwrap_or(&current.title))
+                .bind(changes.status.unwrap_or(current.status).as_str())
+                .bind(changes.priority.unwrap_or(current.priority).as_str())
+                .bind(plan_id.as_deref())
+                .bind(&phase_id)
+                .bind(phase_changed_by.to_json())
+                .bind(phase_changed_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::PLAN_NOT_FOUND))?;
+                // Saving an unchanged text is not a change: no new revision.
+                if let Some(edit) = changes.description.filter(|edit| edit.text != current.description) {
+                    Self::insert_revision(
+                        &mut tx,
+                        &new_id(),
+                        id,
+                        &edit.text,
+                        actor,
+                        edit.cause,
+                        None,
+                        edit.source_message_id.as_deref(),
+                    )
+                    .await?;
+                }
+                Self::record(&mut tx, "work_item.updated", Some(&project_id), id, serde_json::json!({
+                    "key": current.key.to_string(),
+                })).await?;
+                let updated = Self::work_item_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(updated)
+            }
+
+            async fn delete_work_item(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                sqlx::query("DELETE FROM work_items WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "work_item.deleted", Some(&project_id), id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn list_revisions(&self, work_item_id: &str, page: &PageRequest) -> Result<Page<DescriptionRevision>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::work_item_project(&mut conn, work_item_id).await?;
+                let rows = sqlx::query(concat!(
+                    "SELECT id, work_item_id, number, text, author, cause, reverted_from, source_message_id, \
+                     created_at FROM description_revisions",
+                    " WHERE work_item_id = $1 AND number > $2 ORDER BY number LIMIT $3"
+                ))
+                .bind(work_item_id)
+                .bind(number_after(page)?)
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::revision_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |revision| revision.number.to_string());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn revert_description(
+                &self,
+                work_item_id: &str,
+                revision_id: &str,
+                base_revision_id: Option<&str>,
+                actor: &Actor,
+            ) -> Result<WorkItem, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                let current = Self::work_item_in(&mut tx, work_item_id).await?;
+                if let Some(base) = base_revision_id {
+                    if base != current.description_revision_id {
+                        return Err(stale_revision(base, &current));
+                    }
+                }
+                let row = sqlx::query(concat!(
+                    "SELECT id, work_item_id, number, text, author, cause, reverted_from, source_message_id, \
+                     created_at FROM description_revisions",
+                    " WHERE id = $1 AND work_item_id = $2"
+                ))
+                .bind(revision_id)
+                .bind(work_item_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    DomainError::not_found(
+                        reason::REVISION_NOT_FOUND,
+                        format!("{} has no description revision {revision_id}", current.key),
+                    )
+                })?;
+                let target = Self::revision_row(&row)?;
+                Self::insert_revision(
+                    &mut tx,
+                    &new_id(),
+                    work_item_id,
+                    &target.text,
+                    actor,
+                    RevisionCause::Revert,
+                    Some(&target.id),
+                    None,
+                )
+                .await?;
+                sqlx::query("UPDATE work_items SET updated_at = $2 WHERE id = $1")
+                    .bind(work_item_id)
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "work_item.reverted", Some(&project_id), work_item_id, serde_json::json!({
+                    "key": current.key.to_string(),
+                    "revision": target.number,
+                })).await?;
+                let updated = Self::work_item_in(&mut tx, work_item_id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(updated)
+            }
+
+            async fn set_capabilities(&self, work_item_id: &str, capabilities: Vec<Capability>) -> Result<Vec<Capability>, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                sqlx::query("UPDATE work_items SET capabilities = $2, updated_at = $3 WHERE id = $1")
+                    .bind(work_item_id)
+                    .bind(to_json(&capabilities))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "work_item.capabilities_changed", Some(&project_id), work_item_id, serde_json::json!({
+                    "count": capabilities.len(),
+                })).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(capabilities)
+            }
+
+            async fn list_workflows(&self, page: &PageRequest) -> Result<Page<Workflow>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
+                    " WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::workflow_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |workflow| workflow.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn get_workflow(&self, id: &str) -> Result<Workflow, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::workflow_in(&mut conn, id).await
+            }
+
+            async fn create_workflow(&self, name: &str, description: &str, phases: Vec<Phase>) -> Result<Workflow, DomainError> {
+                let id = new_id();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO workflows (id, name, description, phases, builtin, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
+                )
+                .bind(&id)
+                .bind(name)
+                .bind(description)
+                .bind(to_json(&phases))
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
+                Self::record(&mut tx, "workflow.created", None, &id, serde_json::json!({ "name": name })).await?;
+                let workflow = Self::workflow_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(workflow)
+            }
+
+            async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> Result<Workflow, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::workflow_in(&mut tx, id).await?;
+                if current.builtin {
+                    return Err(builtin_workflow(&current));
+                }
+                if let Some(phases) = &changes.phases {
+                    let used: Vec<String> = sqlx::query("SELECT DISTINCT phase_id FROM work_items WHERE workflow_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(internal)?
+                        .iter()
+                        .map(|row| row.try_get("phase_id"))
+                        .collect::<Result<_, _>>()
+                        .map_err(internal)?;
+                    if let Some(dropped) = used.iter().find(|used| !phases.iter().any(|phase| phase.id == **used)) {
+                        return Err(DomainError::failed_precondition(
+                            reason::WORKFLOW_IN_USE,
+                            format!("work items are in phase {dropped:?}; move them before removing it"),
+                        ));
+                    }
+                }
+                sqlx::query("UPDATE workflows SET name = $2, description = $3, phases = $4, updated_at = $5 WHERE id = $1")
+                    .bind(id)
+                    .bind(changes.name.as_ref().unwrap_or(&current.name))
+                    .bind(changes.description.as_ref().unwrap_or(&current.description))
+                    .bind(to_json(changes.phases.as_ref().unwrap_or(&current.phases)))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
+                Self::record(&mut tx, "workflow.updated", None, id, serde_json::json!({})).await?;
+                let workflow = Self::workflow_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(workflow)
+            }
+
+            async fn delete_workflow(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let workflow = Self::workflow_in(&mut tx, id).await?;
+                if workflow.builtin {
+                    return Err(builtin_workflow(&workflow));
+                }
+                let users: i64 = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM plans WHERE workflow_id = $1) \
+                     + (SELECT COUNT(*) FROM work_items WHERE workflow_id = $1) AS n",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get("n"))
+                .map_err(internal)?;
+                if users > 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::WORKFLOW_IN_USE,
+                        format!("workflow {:?} is used by {users} plan(s) and work item(s)", workflow.name),
+                    ));
+                }
+                sqlx::query("DELETE FROM workflows WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, reason::WORKFLOW_IN_USE))?;
+                Self::record(&mut tx, "workflow.deleted", None, id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn list_akhs(&self, page: &PageRequest) -> Result<Page<Akh>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
+                    " WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::akh_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |akh| akh.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn get_akh(&self, id: &str) -> Result<Akh, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::akh_in(&mut conn, id).await
+            }
+
+            async fn create_akh(&self, name: &str, description: &str, avatar_color: &str) -> Result<Akh, DomainError> {
+                let id = new_id();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO akhs (id, name, description, avatar_color, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(&id)
+                .bind(name)
+                .bind(description)
+                .bind(avatar_color)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
+                Self::record(&mut tx, "akh.created", None, &id, serde_json::json!({ "name": name })).await?;
+                let akh = Self::akh_in(&mut tx, &id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(akh)
+            }
+
+            async fn update_akh(&self, id: &str, changes: AkhChanges) -> Result<Akh, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::akh_in(&mut tx, id).await?;
+                sqlx::query("UPDATE akhs SET name = $2, description = $3, avatar_color = $4, updated_at = $5 WHERE id = $1")
+                    .bind(id)
+                    .bind(changes.name.as_ref().unwrap_or(&current.name))
+                    .bind(changes.description.as_ref().unwrap_or(&current.description))
+                    .bind(changes.avatar_color.as_ref().unwrap_or(&current.avatar_color))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
+                Self::record(&mut tx, "akh.updated", None, id, serde_json::json!({})).await?;
+                let akh = Self::akh_in(&mut tx, id).await?;
+                tx.commit().await.map_err(internal)?;
+                Ok(akh)
+            }
+
+            async fn delete_akh(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::akh_in(&mut tx, id).await?;
+                sqlx::query("DELETE FROM akhs WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record(&mut tx, "akh.deleted", None, id, serde_json::json!({})).await?;
+                tx.commit().await.map_err(internal)
+            }
+        }
+
+        impl $store {
+            /// Takes the project's row for the rest of the transaction and
+            /// returns its status.
+            async fn lock_project(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<ProjectStatus, DomainError> {
+                let status: String = sqlx::query(Self::LOCK_PROJECT)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| project_not_found(id))?
+                    .try_get("status")
+                    .map_err(internal)?;
+                stored(&status)
+            }
+
+            /// Fails unless the project exists; for reads, which take no lock.
+            async fn project_exists(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<(), DomainError> {
+                sqlx::query("SELECT id FROM projects WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .map(drop)
+                    .ok_or_else(|| project_not_found(id))
+            }
+
+            /// Locks a project that must accept writes.
+            async fn writable_project(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<(), DomainError> {
+                match Self::lock_project(conn, id).await? {
+                    ProjectStatus::Active => Ok(()),
+                    ProjectStatus::Archived => Err(DomainError::failed_precondition(
+                        reason::PROJECT_ARCHIVED,
+                        "the project is archived; it can be read but not changed",
+                    )),
+                }
+            }
+
+            fn project_row(row: &<$db as sqlx::Database>::Row) -> Result<Project, DomainError> {
+                let status: String = row.try_get("status").map_err(internal)?;
+                Ok(Project {
+                    id: row.try_get("id").map_err(internal)?,
+                    name: row.try_get("name").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    status: stored(&status)?,
+                    stats: ProjectStats {
+                        plans: row.try_get("plan_count").map_err(internal)?,
+                        work_items: row.try_get("item_count").map_err(internal)?,
+                        open_work_items: row.try_get("open_count").map_err(internal)?,
+                    },
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn project_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Project, DomainError> {
+                let row = sqlx::query(concat!(project_select!(), " WHERE p.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| project_not_found(id))?;
+                Self::project_row(&row)
+            }
+
+            fn member_row(row: &<$db as sqlx::Database>::Row) -> Result<Member, DomainError> {
+                Ok(Member {
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    user_id: row.try_get("user_id").map_err(internal)?,
+                    username: row.try_get("username").map_err(internal)?,
+                    role_id: row.try_get("role_id").map_err(internal)?,
+                    role_name: row.try_get("role_name").map_err(internal)?,
+                })
+            }
+
+            async fn member_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                project_id: &str,
+                user_id: &str,
+            ) -> Result<Option<Member>, DomainError> {
+                sqlx::query(concat!(member_select!(), " WHERE b.project_id = $1 AND b.user_id = $2"))
+                    .bind(project_id)
+                    .bind(user_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .map(|row| Self::member_row(&row))
+                    .transpose()
+            }
+
+            /// Refuses to take the Owner role from its last holder.
+            async fn keep_an_owner(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                project_id: &str,
+            ) -> Result<(), DomainError> {
+                let owners: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM role_bindings WHERE project_id = $1 AND role_id = $2",
+                )
+                .bind(project_id)
+                .bind(OWNER_ROLE_ID)
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get("n"))
+                .map_err(internal)?;
+                if owners <= 1 {
+                    return Err(DomainError::failed_precondition(
+                        reason::LAST_OWNER,
+                        "this is the project's last Owner; make someone else Owner first",
+                    ));
+                }
+                Ok(())
+            }
+
+            async fn plan_project(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<String, DomainError> {
+                sqlx::query("SELECT project_id FROM plans WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| plan_not_found(id))?
+                    .try_get("project_id")
+                    .map_err(internal)
+            }
+
+            async fn plan_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Plan, DomainError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, project_id, title, description, workflow_id, created_at, updated_at FROM plans",
+                    " WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| plan_not_found(id))?;
+                let workflow_id: String = row.try_get("workflow_id").map_err(internal)?;
+                let workflow = Self::workflow_in(&mut *conn, &workflow_id).await?;
+                let counts = sqlx::query(
+                    "SELECT phase_id, status, COUNT(*) AS n FROM work_items \
+                     WHERE plan_id = $1 AND status <> 'cancelled' GROUP BY phase_id, status",
+                )
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut progress = PlanProgress {
+                    total: 0,
+                    done: 0,
+                    phases: workflow
+                        .phases
+                        .iter()
+                        .map(|phase| PhaseProgress {
+                            phase_id: phase.id.clone(),
+                            phase_name: phase.name.clone(),
+                            total: 0,
+                            done: 0,
+                        })
+                        .collect(),
+                };
+                for count in &counts {
+                    let phase_id: String = count.try_get("phase_id").map_err(internal)?;
+                    let status: String = count.try_get("status").map_err(internal)?;
+                    let n: i64 = count.try_get("n").map_err(internal)?;
+                    let done = if status == WorkItemStatus::Done.as_str() { n } else { 0 };
+                    progress.total += n;
+                    progress.done += done;
+                    if let Some(phase) = progress.phases.iter_mut().find(|p| p.phase_id == phase_id) {
+                        phase.total += n;
+                        phase.done += done;
+                    }
+                }
+                Ok(Plan {
+                    id: row.try_get("id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    title: row.try_get("title").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    workflow_id,
+                    progress,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn work_item_project(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<String, DomainError> {
+                sqlx::query("SELECT project_id FROM work_items WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?
+                    .try_get("project_id")
+                    .map_err(internal)
+            }
+
+            fn work_item_row(row: &<$db as sqlx::Database>::Row) -> Result<WorkItem, DomainError> {
+                let status: String = row.try_get("status").map_err(internal)?;
+                let priority: String = row.try_get("priority").map_err(internal)?;
+                let phase_changed_by: String = row.try_get("phase_changed_by").map_err(internal)?;
+                let capabilities: String = row.try_get("capabilities").map_err(internal)?;
+                Ok(WorkItem {
+                    id: row.try_get("id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    plan_id: row.try_get("plan_id").map_err(internal)?,
+                    key: WorkItemKey(row.try_get("number").map_err(internal)?),
+                    title: row.try_get("title").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    description_revision_id: row.try_get("description_revision_id").map_err(internal)?,
+                    status: stored(&status)?,
+                    priority: stored(&priority)?,
+                    workflow_id: row.try_get("workflow_id").map_err(internal)?,
+                    phase_id: row.try_get("phase_id").map_err(internal)?,
+                    phase_changed_by: Actor::from_json(&phase_changed_by)?,
+                    phase_changed_at: row.try_get("phase_changed_at").map_err(internal)?,
+                    capabilities: stored_json(&capabilities)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn work_item_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<WorkItem, DomainError> {
+                let row = sqlx::query(concat!(work_item_select!(), " WHERE w.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
+                Self::work_item_row(&row)
+            }
+
+            /// Appends a revision and makes it the item's current one.
+            #[allow(clippy::too_many_arguments)]
+            async fn insert_revision(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+                work_item_id: &str,
+                text: &str,
+                author: &Actor,
+                cause: RevisionCause,
+                reverted_from: Option<&str>,
+                source_message_id: Option<&str>,
+            ) -> Result<(), DomainError> {
+                sqlx::query(
+                    "INSERT INTO description_revisions (id, work_item_id, number, text, author, cause, \
+                     reverted_from, source_message_id, created_at) \
+                     SELECT $1, $2, COALESCE(MAX(number), 0) + 1, $3, $4, $5, $6, $7, $8 \
+                     FROM description_revisions WHERE work_item_id = $2",
+                )
+                .bind(id)
+                .bind(work_item_id)
+                .bind(text)
+                .bind(author.to_json())
+                .bind(cause.as_str())
+                .bind(reverted_from)
+                .bind(source_message_id)
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                sqlx::query("UPDATE work_items SET description_revision_id = $2 WHERE id = $1")
+                    .bind(work_item_id)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                Ok(())
+            }
+
+            fn revision_row(row: &<$db as sqlx::Database>::Row) -> Result<DescriptionRevision, DomainError> {
+                let author: String = row.try_get("author").map_err(internal)?;
+                let cause: String = row.try_get("cause").map_err(internal)?;
+                Ok(DescriptionRevision {
+                    id: row.try_get("id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    number: row.try_get("number").map_err(internal)?,
+                    text: row.try_get("text").map_err(internal)?,
+                    author: Actor::from_json(&author)?,
+                    cause: stored(&cause)?,
+                    reverted_from: row.try_get("reverted_from").map_err(internal)?,
+                    source_message_id: row.try_get("source_message_id").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                })
+            }
+
+            fn workflow_row(row: &<$db as sqlx::Database>::Row) -> Result<Workflow, DomainError> {
+                let phases: String = row.try_get("phases").map_err(internal)?;
+                Ok(Workflow {
+                    id: row.try_get("id").map_err(internal)?,
+                    name: row.try_get("name").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    phases: stored_json(&phases)?,
+                    builtin: row.try_get("builtin").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn workflow_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Workflow, DomainError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
+                    " WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| workflow_not_found(id))?;
+                Self::workflow_row(&row)
+            }
+
+            fn akh_row(row: &<$db as sqlx::Database>::Row) -> Result<Akh, DomainError> {
+                Ok(Akh {
+                    id: row.try_get("id").map_err(internal)?,
+                    name: row.try_get("name").map_err(internal)?,
+                    description: row.try_get("description").map_err(internal)?,
+                    avatar_color: row.try_get("avatar_color").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn akh_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Akh, DomainError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
+                    " WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| akh_not_found(id))?;
+                Self::akh_row(&row)
+            }
+
+            /// Makes the built-in workflows match this build's definitions.
+            pub(super) async fn seed_workflows(&self) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let now = now_micros();
+                for workflow in builtin_workflows() {
+                    sqlx::query(
+                        "INSERT INTO workflows (id, name, description, phases, builtin, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, TRUE, $5, $5) \
+                         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+                         description = EXCLUDED.description, phases = EXCLUDED.phases, builtin = TRUE",
+                    )
+                    .bind(&workflow.id)
+                    .bind(&workflow.name)
+                    .bind(&workflow.description)
+                    .bind(to_json(&workflow.phases))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                }
+                tx.commit().await.map_err(internal)
+            }
+        }
+    };
+}
+
+fn stale_revision(base: &str, current: &WorkItem) -> DomainError {
+    DomainError::aborted(
+        reason::STALE_REVISION,
+        format!(
+            "{} changed meanwhile: the edit was based on revision {base}, the current one is {}; \
+             re-read the description and apply the edit again",
+            current.key, current.description_revision_id
+        ),
+    )
+}
+
+planning_sql!(PostgresStore, sqlx::Postgres);
+planning_sql!(SqliteStore, sqlx::Sqlite);
