@@ -21,7 +21,10 @@ use crate::{
     auth::{Authenticator, LoginLimiter, hash_password, new_token},
     config::ServerConfig,
     middleware::authorize,
-    services::{auth::AuthApi, team::TeamApi, unimplemented::NotYetImplemented},
+    services::{
+        akh::AkhApi, auth::AuthApi, plan::PlanApi, project::ProjectApi, team::TeamApi,
+        unimplemented::NotYetImplemented, work_item::WorkItemApi, workflow::WorkflowApi,
+    },
 };
 
 /// Builds the whole HTTP router: every API service behind the auth
@@ -55,16 +58,16 @@ pub async fn router(
     routes = routes
         .add_service(auth)
         .add_service(team)
-        .add_service(ProjectServiceServer::new(NotYetImplemented))
-        .add_service(PlanServiceServer::new(NotYetImplemented))
-        .add_service(WorkItemServiceServer::new(NotYetImplemented))
-        .add_service(WorkflowServiceServer::new(NotYetImplemented))
+        .add_service(ProjectServiceServer::new(ProjectApi::new(store.clone())))
+        .add_service(PlanServiceServer::new(PlanApi::new(store.clone())))
+        .add_service(WorkItemServiceServer::new(WorkItemApi::new(store.clone())))
+        .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
         .add_service(ThreadServiceServer::new(NotYetImplemented))
         .add_service(AgentSessionServiceServer::new(NotYetImplemented))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(NotYetImplemented))
         .add_service(DocumentServiceServer::new(NotYetImplemented))
-        .add_service(AkhServiceServer::new(NotYetImplemented))
+        .add_service(AkhServiceServer::new(AkhApi::new(store.clone())))
         .add_service(DashboardServiceServer::new(NotYetImplemented))
         .add_service(health)
         .add_service(reflection);

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anima_core::paging::PageRequest;
-use anima_proto::v1::{self as pb, project_service_client::ProjectServiceClient};
+use anima_proto::v1::{self as pb, repository_service_client::RepositoryServiceClient};
 use anima_server::{ServerConfig, config::ServiceToken};
 use common::{Backend, PASSWORD, TestServer, authed, failure};
 use prost_types::FieldMask;
@@ -744,13 +744,13 @@ async fn services_not_built_yet_answer_unimplemented_behind_auth(backend: Backen
     let server = TestServer::start(backend).await;
     server.user("ada", false).await;
     let token = server.login("ada").await;
-    let mut projects = ProjectServiceClient::new(server.channel.clone());
-    let anonymous = projects
-        .list_projects(pb::ListProjectsRequest::default())
+    let mut repositories = RepositoryServiceClient::new(server.channel.clone());
+    let anonymous = repositories
+        .list_repositories(pb::ListRepositoriesRequest::default())
         .await;
     assert_eq!(failure(anonymous).0, Code::Unauthenticated);
-    let status = projects
-        .list_projects(authed(&token, pb::ListProjectsRequest::default()))
+    let status = repositories
+        .list_repositories(authed(&token, pb::ListRepositoriesRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

@@ -1,5 +1,81 @@
 //! gRPC service implementations, one module per service of the API.
+//!
+//! Handlers of the planning services are inherent methods taking the
+//! [`RequestContext`](crate::authz::RequestContext) and the request message
+//! and returning a domain result; [`grpc_service!`] wires them to the
+//! generated tonic trait, so the conversion of errors into statuses and the
+//! extraction of the context happen in one place.
 
+pub mod akh;
 pub mod auth;
+pub mod plan;
+pub mod project;
 pub mod team;
 pub mod unimplemented;
+pub mod work_item;
+pub mod workflow;
+
+use anima_core::{DomainError, planning::Actor, update_mask};
+use prost_types::FieldMask;
+
+use crate::auth::Caller;
+
+/// Implements a generated service trait by calling the inherent handler
+/// of the same name with the request's context and message.
+macro_rules! grpc_service {
+    ($api:ty: $service:path { $($method:ident($request:ty) -> $response:ty;)* }) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    let context = crate::authz::context(&request)
+                        .map_err(crate::error::to_status)?
+                        .clone();
+                    <$api>::$method(self, &context, request.into_inner())
+                        .await
+                        .map(tonic::Response::new)
+                        .map_err(crate::error::to_status)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use grpc_service;
+
+/// Who a caller acts as when they author something.
+pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {
+    match caller {
+        Some(Caller::User { user, .. }) => Ok(Actor::User {
+            id: user.id.clone(),
+        }),
+        Some(Caller::Service { name }) => Ok(Actor::Service { name: name.clone() }),
+        None => Err(DomainError::unauthenticated(
+            anima_core::error::reason::UNAUTHENTICATED,
+            "this call needs authorization",
+        )),
+    }
+}
+
+/// The paths of an update mask, checked against what a resource allows.
+pub(crate) fn mask_paths(
+    mask: Option<FieldMask>,
+    allowed: &[&str],
+) -> Result<Vec<String>, DomainError> {
+    let paths = mask.map(|mask| mask.paths).unwrap_or_default();
+    Ok(update_mask::validate(&paths, allowed)?
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// An optional id: empty is `None`, anything else must parse.
+pub(crate) fn optional_id(raw: &str, what: &str) -> Result<Option<String>, DomainError> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        anima_core::id::parse_id(raw, what).map(Some)
+    }
+}

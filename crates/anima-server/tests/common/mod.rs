@@ -8,7 +8,10 @@ use std::{net::SocketAddr, sync::Arc};
 use anima_core::model::NewUser;
 use anima_db::{Store, testing::TempDatabase};
 use anima_proto::v1::{
-    self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient,
+    self as pb, akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
+    plan_service_client::PlanServiceClient, project_service_client::ProjectServiceClient,
+    team_service_client::TeamServiceClient, work_item_service_client::WorkItemServiceClient,
+    workflow_service_client::WorkflowServiceClient,
 };
 use anima_server::ServerConfig;
 use tonic::{Code, Request, Status, transport::Channel};
@@ -74,6 +77,36 @@ impl TestServer {
 
     pub fn team(&self) -> TeamServiceClient<Channel> {
         TeamServiceClient::new(self.channel.clone())
+    }
+
+    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
+    }
+
+    pub fn plans(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.channel.clone())
+    }
+
+    pub fn work_items(&self) -> WorkItemServiceClient<Channel> {
+        WorkItemServiceClient::new(self.channel.clone())
+    }
+
+    pub fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel.clone())
+    }
+
+    pub fn akhs(&self) -> AkhServiceClient<Channel> {
+        AkhServiceClient::new(self.channel.clone())
+    }
+
+    /// Id of the newest outbox event: unchanged means nothing changed.
+    pub async fn last_event_id(&self) -> i64 {
+        self.store
+            .events_after(0, i64::MAX)
+            .await
+            .expect("events")
+            .last()
+            .map_or(0, |event| event.id)
     }
 
     /// Creates a user directly in the store (fast: hashes once per test

@@ -1,0 +1,146 @@
+//! PlanService: plans and their derived progress.
+
+use std::sync::Arc;
+
+use anima_core::{
+    DomainError,
+    id::parse_id,
+    paging::PageRequest,
+    planning::{MAX_DESCRIPTION_CHARS, NewPlan, PlanChanges},
+    validate,
+    workflow::STANDARD_WORKFLOW_ID,
+};
+use anima_db::Store;
+use anima_proto::v1::{self as pb, plan_service_server::PlanService};
+
+use super::{grpc_service, mask_paths, optional_id};
+use crate::{
+    authz::{RequestContext, require_project},
+    convert,
+};
+
+const PLAN_PATHS: &[&str] = &["title", "description", "workflow_id"];
+
+/// The PlanService implementation.
+#[derive(Clone)]
+pub struct PlanApi {
+    store: Arc<dyn Store>,
+}
+
+impl PlanApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The plan, once the caller is allowed to act in its project.
+    async fn authorized_plan(
+        &self,
+        context: &RequestContext,
+        raw_id: &str,
+    ) -> Result<anima_core::planning::Plan, DomainError> {
+        let id = parse_id(raw_id, "id")?;
+        let plan = self.store.get_plan(&id).await?;
+        require_project(&self.store, context, &plan.project_id).await?;
+        Ok(plan)
+    }
+
+    async fn list_plans(
+        &self,
+        context: &RequestContext,
+        request: pb::ListPlansRequest,
+    ) -> Result<pb::ListPlansResponse, DomainError> {
+        let project_id = parse_id(&request.project_id, "project_id")?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("plans:{project_id}"),
+        )?;
+        require_project(&self.store, context, &project_id).await?;
+        let page = self.store.list_plans(&project_id, &page).await?;
+        Ok(pb::ListPlansResponse {
+            plans: page.items.into_iter().map(convert::plan).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn get_plan(
+        &self,
+        context: &RequestContext,
+        request: pb::GetPlanRequest,
+    ) -> Result<pb::Plan, DomainError> {
+        Ok(convert::plan(
+            self.authorized_plan(context, &request.id).await?,
+        ))
+    }
+
+    async fn create_plan(
+        &self,
+        context: &RequestContext,
+        request: pb::CreatePlanRequest,
+    ) -> Result<pb::Plan, DomainError> {
+        let project_id = parse_id(&request.project_id, "project_id")?;
+        validate::name("title", &request.title)?;
+        validate::max_chars("description", &request.description, MAX_DESCRIPTION_CHARS)?;
+        let workflow_id = optional_id(&request.workflow_id, "workflow_id")?
+            .unwrap_or_else(|| STANDARD_WORKFLOW_ID.to_owned());
+        require_project(&self.store, context, &project_id).await?;
+        let plan = self
+            .store
+            .create_plan(NewPlan {
+                project_id,
+                title: request.title,
+                description: request.description,
+                workflow_id,
+            })
+            .await?;
+        Ok(convert::plan(plan))
+    }
+
+    async fn update_plan(
+        &self,
+        context: &RequestContext,
+        request: pb::UpdatePlanRequest,
+    ) -> Result<pb::Plan, DomainError> {
+        let plan = request.plan.unwrap_or_default();
+        let mut changes = PlanChanges::default();
+        for path in mask_paths(request.update_mask, PLAN_PATHS)? {
+            match path.as_str() {
+                "title" => {
+                    validate::name("title", &plan.title)?;
+                    changes.title = Some(plan.title.clone());
+                }
+                "description" => {
+                    validate::max_chars("description", &plan.description, MAX_DESCRIPTION_CHARS)?;
+                    changes.description = Some(plan.description.clone());
+                }
+                "workflow_id" => {
+                    changes.workflow_id = Some(parse_id(&plan.workflow_id, "plan.workflow_id")?);
+                }
+                _ => unreachable!("mask_paths admits only PLAN_PATHS"),
+            }
+        }
+        let current = self.authorized_plan(context, &plan.id).await?;
+        Ok(convert::plan(
+            self.store.update_plan(&current.id, changes).await?,
+        ))
+    }
+
+    async fn delete_plan(
+        &self,
+        context: &RequestContext,
+        request: pb::DeletePlanRequest,
+    ) -> Result<pb::DeletePlanResponse, DomainError> {
+        let plan = self.authorized_plan(context, &request.id).await?;
+        self.store.delete_plan(&plan.id).await?;
+        Ok(pb::DeletePlanResponse {})
+    }
+}
+
+grpc_service!(PlanApi: PlanService {
+    list_plans(pb::ListPlansRequest) -> pb::ListPlansResponse;
+    get_plan(pb::GetPlanRequest) -> pb::Plan;
+    create_plan(pb::CreatePlanRequest) -> pb::Plan;
+    update_plan(pb::UpdatePlanRequest) -> pb::Plan;
+    delete_plan(pb::DeletePlanRequest) -> pb::DeletePlanResponse;
+});
