@@ -4,7 +4,11 @@
 
 mod common;
 
-use anima_core::permission::DEFAULT_ROLES;
+use anima_core::{
+    permission::DEFAULT_ROLES,
+    planning::{Actor, NewPlan, NewWorkItem, Priority},
+    workflow::{STANDARD_WORKFLOW_ID, builtin_workflows},
+};
 use anima_proto::v1 as pb;
 use anima_server::{
     auth::Caller,
@@ -47,6 +51,51 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("UpdateRole", "DADDDDD"),
     ("DeleteRole", "DADDDDD"),
     ("ListPermissions", "DAAAAAA"),
+    ("ListProjects", "DAAAAAA"),
+    ("CreateProject", "DAAAAAA"),
+    // Project roles; a server admin who is not a member gets nothing.
+    ("GetProject", "DDAAAAD"),
+    ("UpdateProject", "DDAADDD"),
+    ("ArchiveProject", "DDADDDD"),
+    ("ListProjectMembers", "DDAAAAD"),
+    ("AddProjectMember", "DDAADDD"),
+    ("RemoveProjectMember", "DDAADDD"),
+    ("ListPlans", "DDAAAAD"),
+    ("GetPlan", "DDAAAAD"),
+    ("CreatePlan", "DDAAADD"),
+    ("UpdatePlan", "DDAAADD"),
+    ("DeletePlan", "DDAADDD"),
+    ("ListWorkItems", "DDAAAAD"),
+    ("GetWorkItem", "DDAAAAD"),
+    ("CreateWorkItem", "DDAAADD"),
+    ("UpdateWorkItem", "DDAAADD"),
+    ("DeleteWorkItem", "DDAADDD"),
+    ("GetDescriptionRevisions", "DDAAAAD"),
+    ("RevertDescription", "DDAAADD"),
+    ("ListCapabilities", "DDAAAAD"),
+    ("UpdateCapabilities", "DDAADDD"),
+    // Global catalogues: everyone reads, server admins write.
+    ("ListWorkflows", "DAAAAAA"),
+    ("GetWorkflow", "DAAAAAA"),
+    ("CreateWorkflow", "DADDDDD"),
+    ("UpdateWorkflow", "DADDDDD"),
+    ("DeleteWorkflow", "DADDDDD"),
+    ("ListAkhs", "DAAAAAA"),
+    ("GetAkh", "DAAAAAA"),
+    ("CreateAkh", "DADDDDD"),
+    ("UpdateAkh", "DADDDDD"),
+    ("DeleteAkh", "DADDDDD"),
+];
+
+/// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
+const IMPLEMENTED_SERVICES: &[&str] = &[
+    "AuthService",
+    "TeamService",
+    "ProjectService",
+    "PlanService",
+    "WorkItemService",
+    "WorkflowService",
+    "AkhService",
 ];
 
 async fn implemented_rpcs_by_caller(backend: Backend) {
@@ -56,35 +105,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
         server.user(caller, *caller == "server_admin").await;
         tokens.push(server.login(caller).await);
     }
-    let owner_id = server
-        .store
-        .find_credentials("owner")
-        .await
-        .expect("find")
-        .expect("owner")
-        .user
-        .id;
-    let project = server
-        .store
-        .create_project("P", "", &owner_id)
-        .await
-        .expect("project");
-    for (caller, role) in [("admin", 1), ("member", 2), ("viewer", 3)] {
-        let id = server
-            .store
-            .find_credentials(caller)
-            .await
-            .expect("find")
-            .expect("user")
-            .user
-            .id;
-        server
-            .store
-            .add_member(&project.id, &id, DEFAULT_ROLES[role].id)
-            .await
-            .expect("bind");
-    }
-
+    let project = Fixture::project(&server).await;
     for (rpc, expected) in IMPLEMENTED {
         for (index, caller) in CALLERS.iter().enumerate() {
             // Logout would end the session the rest of the matrix needs.
@@ -93,7 +114,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
             } else {
                 tokens[index].clone()
             };
-            let outcome = call(&server, rpc, &token, caller).await;
+            let outcome = call(&server, &project, rpc, &token, caller).await;
             let allowed = expected.as_bytes()[index] == b'A';
             match (allowed, outcome) {
                 (true, Ok(())) => {}
@@ -111,14 +132,91 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
         IMPLEMENTED.len() + 1, // + Login, public
         ACCESS
             .iter()
-            .filter(|(path, _)| path.contains("AuthService") || path.contains("TeamService"))
+            .filter(|(path, _)| IMPLEMENTED_SERVICES
+                .iter()
+                .any(|service| path.starts_with(&format!("/anima.v1.{service}/"))))
             .count(),
         "every implemented RPC is in the matrix"
     );
 }
 
+/// A project where `owner` is Owner and `admin`, `member`, `viewer` hold
+/// those roles, with a plan and a work item in it.
+struct Fixture {
+    project_id: String,
+    plan_id: String,
+    item: anima_core::planning::WorkItem,
+}
+
+impl Fixture {
+    async fn project(server: &TestServer) -> Self {
+        let id_of = |name: &'static str| async move {
+            server
+                .store
+                .find_credentials(name)
+                .await
+                .expect("find")
+                .expect("user")
+                .user
+                .id
+        };
+        let project = server
+            .store
+            .create_project("P", "", &id_of("owner").await)
+            .await
+            .expect("project");
+        for (caller, role) in [("admin", 1), ("member", 2), ("viewer", 3)] {
+            server
+                .store
+                .add_member(&project.id, &id_of(caller).await, DEFAULT_ROLES[role].id)
+                .await
+                .expect("bind");
+        }
+        let plan = server
+            .store
+            .create_plan(NewPlan {
+                project_id: project.id.clone(),
+                title: "plan".into(),
+                description: String::new(),
+                workflow_id: STANDARD_WORKFLOW_ID.into(),
+            })
+            .await
+            .expect("plan");
+        let item = fresh_item(server, &project.id).await;
+        Self {
+            project_id: project.id,
+            plan_id: plan.id,
+            item,
+        }
+    }
+}
+
+async fn fresh_item(server: &TestServer, project_id: &str) -> anima_core::planning::WorkItem {
+    server
+        .store
+        .create_work_item(NewWorkItem {
+            project_id: project_id.into(),
+            plan_id: None,
+            title: "item".into(),
+            description: "text".into(),
+            priority: Priority::Medium,
+            workflow_id: None,
+            author: Actor::Service {
+                name: "test".into(),
+            },
+        })
+        .await
+        .expect("item")
+}
+
 /// Performs one valid call of `rpc`, setting up what it needs.
-async fn call(server: &TestServer, rpc: &str, token: &str, caller: &str) -> Result<(), Code> {
+async fn call(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    caller: &str,
+) -> Result<(), Code> {
     let mut team = server.team();
     let mut auth = server.auth();
     let fresh = format!("{rpc}-{caller}").to_lowercase();
@@ -236,6 +334,371 @@ async fn call(server: &TestServer, rpc: &str, token: &str, caller: &str) -> Resu
             .list_permissions(authed(token, pb::ListPermissionsRequest {}))
             .await
             .map(drop),
+        other => return call_planning(server, fixture, other, token, &fresh).await,
+    };
+    result.map_err(|status| status.code())
+}
+
+/// The calls of the planning services. Destructive ones act on entities
+/// made for the call, so every caller finds the same state.
+async fn call_planning(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    fresh: &str,
+) -> Result<(), Code> {
+    let mut projects = server.projects();
+    let mut plans = server.plans();
+    let mut items = server.work_items();
+    let mut workflows = server.workflows();
+    let mut akhs = server.akhs();
+    let project_id = fixture.project_id.clone();
+    let item_id = fixture.item.id.clone();
+    let mask = |path: &str| {
+        Some(FieldMask {
+            paths: vec![path.into()],
+        })
+    };
+    let result = match rpc {
+        "ListProjects" => projects
+            .list_projects(authed(token, pb::ListProjectsRequest::default()))
+            .await
+            .map(drop),
+        "CreateProject" => projects
+            .create_project(authed(
+                token,
+                pb::CreateProjectRequest {
+                    name: fresh.into(),
+                    description: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "GetProject" => projects
+            .get_project(authed(token, pb::GetProjectRequest { id: project_id }))
+            .await
+            .map(drop),
+        "UpdateProject" => projects
+            .update_project(authed(
+                token,
+                pb::UpdateProjectRequest {
+                    project: Some(pb::Project {
+                        id: project_id,
+                        description: fresh.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask("description"),
+                },
+            ))
+            .await
+            .map(drop),
+        "ArchiveProject" => {
+            let own = Fixture::project(server).await;
+            projects
+                .archive_project(authed(
+                    token,
+                    pb::ArchiveProjectRequest { id: own.project_id },
+                ))
+                .await
+                .map(drop)
+        }
+        "ListProjectMembers" => projects
+            .list_project_members(authed(
+                token,
+                pb::ListProjectMembersRequest {
+                    project_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "AddProjectMember" | "RemoveProjectMember" => {
+            let user_id = server.user(fresh, false).await;
+            if rpc == "AddProjectMember" {
+                projects
+                    .add_project_member(authed(
+                        token,
+                        pb::AddProjectMemberRequest {
+                            project_id,
+                            user_id,
+                            role_id: DEFAULT_ROLES[3].id.into(),
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            } else {
+                server
+                    .store
+                    .add_member(&project_id, &user_id, DEFAULT_ROLES[3].id)
+                    .await
+                    .expect("bind");
+                projects
+                    .remove_project_member(authed(
+                        token,
+                        pb::RemoveProjectMemberRequest {
+                            project_id,
+                            user_id,
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            }
+        }
+        "ListPlans" => plans
+            .list_plans(authed(
+                token,
+                pb::ListPlansRequest {
+                    project_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetPlan" => plans
+            .get_plan(authed(
+                token,
+                pb::GetPlanRequest {
+                    id: fixture.plan_id.clone(),
+                },
+            ))
+            .await
+            .map(drop),
+        "CreatePlan" => plans
+            .create_plan(authed(
+                token,
+                pb::CreatePlanRequest {
+                    project_id,
+                    title: fresh.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "UpdatePlan" => plans
+            .update_plan(authed(
+                token,
+                pb::UpdatePlanRequest {
+                    plan: Some(pb::Plan {
+                        id: fixture.plan_id.clone(),
+                        title: fresh.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask("title"),
+                },
+            ))
+            .await
+            .map(drop),
+        "DeletePlan" => {
+            let plan = server
+                .store
+                .create_plan(NewPlan {
+                    project_id,
+                    title: fresh.into(),
+                    description: String::new(),
+                    workflow_id: STANDARD_WORKFLOW_ID.into(),
+                })
+                .await
+                .expect("plan");
+            plans
+                .delete_plan(authed(token, pb::DeletePlanRequest { id: plan.id }))
+                .await
+                .map(drop)
+        }
+        "ListWorkItems" => items
+            .list_work_items(authed(
+                token,
+                pb::ListWorkItemsRequest {
+                    project_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetWorkItem" => items
+            .get_work_item(authed(
+                token,
+                pb::GetWorkItemRequest {
+                    id: item_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "CreateWorkItem" => items
+            .create_work_item(authed(
+                token,
+                pb::CreateWorkItemRequest {
+                    project_id,
+                    title: fresh.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "UpdateWorkItem" => items
+            .update_work_item(authed(
+                token,
+                pb::UpdateWorkItemRequest {
+                    work_item: Some(pb::WorkItem {
+                        id: item_id,
+                        title: fresh.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask("title"),
+                    base_revision_id: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "DeleteWorkItem" => {
+            let own = fresh_item(server, &project_id).await;
+            items
+                .delete_work_item(authed(token, pb::DeleteWorkItemRequest { id: own.id }))
+                .await
+                .map(drop)
+        }
+        "GetDescriptionRevisions" => items
+            .get_description_revisions(authed(
+                token,
+                pb::GetDescriptionRevisionsRequest {
+                    work_item_id: item_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "RevertDescription" => items
+            .revert_description(authed(
+                token,
+                pb::RevertDescriptionRequest {
+                    work_item_id: item_id,
+                    revision_id: fixture.item.description_revision_id.clone(),
+                    base_revision_id: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "ListCapabilities" => items
+            .list_capabilities(authed(
+                token,
+                pb::ListCapabilitiesRequest {
+                    work_item_id: item_id,
+                },
+            ))
+            .await
+            .map(drop),
+        "UpdateCapabilities" => items
+            .update_capabilities(authed(
+                token,
+                pb::UpdateCapabilitiesRequest {
+                    work_item_id: item_id,
+                    capabilities: vec![],
+                },
+            ))
+            .await
+            .map(drop),
+        "ListWorkflows" => workflows
+            .list_workflows(authed(token, pb::ListWorkflowsRequest::default()))
+            .await
+            .map(drop),
+        "GetWorkflow" => workflows
+            .get_workflow(authed(
+                token,
+                pb::GetWorkflowRequest {
+                    id: STANDARD_WORKFLOW_ID.into(),
+                },
+            ))
+            .await
+            .map(drop),
+        "CreateWorkflow" | "UpdateWorkflow" | "DeleteWorkflow" => {
+            if rpc == "CreateWorkflow" {
+                workflows
+                    .create_workflow(authed(
+                        token,
+                        pb::CreateWorkflowRequest {
+                            name: fresh.into(),
+                            copy_from_id: STANDARD_WORKFLOW_ID.into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            } else {
+                let own = server
+                    .store
+                    .create_workflow(fresh, "", builtin_workflows()[1].phases.clone())
+                    .await
+                    .expect("workflow");
+                if rpc == "UpdateWorkflow" {
+                    workflows
+                        .update_workflow(authed(
+                            token,
+                            pb::UpdateWorkflowRequest {
+                                workflow: Some(pb::Workflow {
+                                    id: own.id,
+                                    description: "changed".into(),
+                                    ..Default::default()
+                                }),
+                                update_mask: mask("description"),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                } else {
+                    workflows
+                        .delete_workflow(authed(token, pb::DeleteWorkflowRequest { id: own.id }))
+                        .await
+                        .map(drop)
+                }
+            }
+        }
+        "ListAkhs" => akhs
+            .list_akhs(authed(token, pb::ListAkhsRequest::default()))
+            .await
+            .map(drop),
+        "GetAkh" | "CreateAkh" | "UpdateAkh" | "DeleteAkh" => {
+            let own = server
+                .store
+                .create_akh(&format!("{fresh}-own"), "", "#123456")
+                .await
+                .expect("akh");
+            match rpc {
+                "GetAkh" => akhs
+                    .get_akh(authed(token, pb::GetAkhRequest { id: own.id }))
+                    .await
+                    .map(drop),
+                "CreateAkh" => akhs
+                    .create_akh(authed(
+                        token,
+                        pb::CreateAkhRequest {
+                            name: fresh.into(),
+                            description: String::new(),
+                            avatar_color: String::new(),
+                        },
+                    ))
+                    .await
+                    .map(drop),
+                "UpdateAkh" => akhs
+                    .update_akh(authed(
+                        token,
+                        pb::UpdateAkhRequest {
+                            akh: Some(pb::Akh {
+                                id: own.id,
+                                description: "changed".into(),
+                                ..Default::default()
+                            }),
+                            update_mask: mask("description"),
+                        },
+                    ))
+                    .await
+                    .map(drop),
+                _ => akhs
+                    .delete_akh(authed(token, pb::DeleteAkhRequest { id: own.id }))
+                    .await
+                    .map(drop),
+            }
+        }
         other => panic!("no call for {other}"),
     };
     result.map_err(|status| status.code())
