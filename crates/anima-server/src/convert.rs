@@ -154,7 +154,8 @@ pub fn work_item(item: WorkItem) -> pb::WorkItem {
     }
 }
 
-fn work_item_status(status: WorkItemStatus) -> pb::WorkItemStatus {
+/// A work item status on the wire.
+pub fn work_item_status(status: WorkItemStatus) -> pb::WorkItemStatus {
     match status {
         WorkItemStatus::Open => pb::WorkItemStatus::Open,
         WorkItemStatus::InProgress => pb::WorkItemStatus::InProgress,
@@ -177,7 +178,8 @@ pub fn parse_work_item_status(raw: i32) -> Result<Option<WorkItemStatus>, Domain
     }))
 }
 
-fn priority(priority: Priority) -> pb::Priority {
+/// A priority on the wire.
+pub fn priority(priority: Priority) -> pb::Priority {
     match priority {
         Priority::Low => pb::Priority::Low,
         Priority::Medium => pb::Priority::Medium,

@@ -21,7 +21,7 @@ pub struct GlobalArgs {
     server: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Options of `anima login`.
@@ -168,13 +168,14 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
 }
 
 /// A connected session: the channel and the token to send.
-struct Session {
-    channel: Channel,
+pub(crate) struct Session {
+    pub(crate) channel: Channel,
     token: String,
 }
 
 impl Session {
-    async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+    /// Connects with the stored login (or `--server`).
+    pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let stored =
             load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
         let server = global.server.clone().unwrap_or(stored.server);
@@ -184,7 +185,8 @@ impl Session {
         })
     }
 
-    fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+    /// Wraps a message with the session's bearer token.
+    pub(crate) fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
         let mut request = Request::new(message);
         request
             .metadata_mut()
@@ -192,13 +194,13 @@ impl Session {
         Ok(request)
     }
 
-    fn team(&self) -> TeamServiceClient<Channel> {
+    pub(crate) fn team(&self) -> TeamServiceClient<Channel> {
         TeamServiceClient::new(self.channel.clone())
     }
 }
 
 /// Follows `next_page_token` until the last page and returns every row.
-async fn all_pages<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,

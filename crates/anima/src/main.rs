@@ -2,6 +2,7 @@
 
 mod client;
 mod output;
+mod planning;
 mod up;
 
 use std::path::PathBuf;
@@ -33,6 +34,21 @@ enum Command {
     /// List roles and their permissions.
     #[command(subcommand)]
     Role(client::RoleCommand),
+    /// Projects and their members.
+    #[command(subcommand)]
+    Project(planning::ProjectCommand),
+    /// Plans and their progress.
+    #[command(subcommand)]
+    Plan(planning::PlanCommand),
+    /// Work items: create, edit (in $EDITOR), move, history and revert.
+    #[command(subcommand, name = "workitem", alias = "wi")]
+    WorkItem(planning::WorkItemCommand),
+    /// Workflow templates and their phases.
+    #[command(subcommand)]
+    Workflow(planning::WorkflowCommand),
+    /// Akh personas that AI contributions speak as.
+    #[command(subcommand)]
+    Akh(planning::AkhCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +68,11 @@ fn main() -> std::process::ExitCode {
             Command::Whoami(args) => client::whoami(args).await,
             Command::User(command) => client::user(command).await,
             Command::Role(command) => client::role(command).await,
+            Command::Project(command) => planning::project(command).await,
+            Command::Plan(command) => planning::plan(command).await,
+            Command::WorkItem(command) => planning::work_item_command(command).await,
+            Command::Workflow(command) => planning::workflow(command).await,
+            Command::Akh(command) => planning::akh(command).await,
         }
     });
     match result {

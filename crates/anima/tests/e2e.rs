@@ -68,13 +68,20 @@ impl Drop for Up {
     }
 }
 
-/// Runs the CLI with its own config directory and returns stdout.
-fn cli(config_dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+/// Runs the CLI with its own config directory, extra environment and stdin.
+fn run(
+    config_dir: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut child = Command::new(ANIMA)
         .args(args)
         .env("ANIMA_CONFIG_DIR", config_dir)
         .env_remove("ANIMA_SERVER")
         .env_remove("ANIMA_NEW_PASSWORD")
+        .env_remove("ANIMA_PROJECT")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,13 +93,41 @@ fn cli(config_dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let output = child.wait_with_output().expect("wait");
+    child.wait_with_output().expect("wait")
+}
+
+/// Runs the CLI, which must succeed, and returns stdout.
+fn cli(config_dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    cli_with_env(config_dir, args, stdin, &[])
+}
+
+fn cli_with_env(
+    config_dir: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> String {
+    let output = run(config_dir, args, stdin, env);
     assert!(
         output.status.success(),
         "anima {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// Runs the CLI, which must fail, and returns stderr.
+fn cli_fails(config_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = run(config_dir, args, "", &[]);
+    assert!(
+        !output.status.success(),
+        "anima {args:?} should have failed"
+    );
+    String::from_utf8(output.stderr).expect("utf-8")
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 async fn listed_services(address: &str) -> Vec<String> {
@@ -204,6 +239,221 @@ async fn first_start_login_create_user_and_reflection(database_url: Option<&str>
             "{service} missing from {services:?}"
         );
     }
+}
+
+/// Through the CLI: a project, a plan and a work item; the description
+/// edited twice (with --description, then in $EDITOR), three revisions
+/// listed, the first restored and read back; then archived.
+fn planning_through_the_cli(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), database_url);
+    let config = dir.path().join("config");
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        &up.admin_password,
+    );
+
+    let project = json(&cli(
+        &config,
+        &[
+            "project",
+            "create",
+            "Demo",
+            "--description",
+            "an end-to-end test",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(project["status"], "active");
+    let plan = json(&cli(
+        &config,
+        &[
+            "plan",
+            "create",
+            "--project",
+            "Demo",
+            "Launch",
+            "--workflow",
+            "bugfix",
+            "--json",
+        ],
+        "",
+    ));
+    let plan_id = plan["id"].as_str().expect("plan id");
+    let item = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Demo",
+            "Write the docs",
+            "--description",
+            "version one",
+            "--plan",
+            plan_id,
+            "--priority",
+            "high",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(item["key"], "WI-1");
+    assert_eq!(item["phase"], "triage");
+    assert_eq!(item["priority"], "high");
+
+    let edited = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "edit",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--description",
+            "version two",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(edited["description"], "version two");
+    // The second edit goes through $EDITOR, as a person would make it.
+    let edited = json(&cli_with_env(
+        &config,
+        &["workitem", "edit", "wi-1", "--project", "Demo", "--json"],
+        "",
+        &[("VISUAL", "sed -i s/two/three/"), ("EDITOR", "false")],
+    ));
+    assert_eq!(edited["description"], "version three");
+
+    let revisions = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "revisions",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--json",
+        ],
+        "",
+    ));
+    let texts: Vec<&str> = revisions
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|revision| revision["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["version one", "version two", "version three"]);
+    let table = cli(
+        &config,
+        &["workitem", "revisions", "WI-1", "--project", "Demo"],
+        "",
+    );
+    assert!(
+        table.contains("*3"),
+        "the current revision is marked: {table}"
+    );
+
+    cli(
+        &config,
+        &["workitem", "revert", "WI-1", "1", "--project", "Demo"],
+        "",
+    );
+    let reverted = json(&cli(
+        &config,
+        &["workitem", "show", "WI-1", "--project", "Demo", "--json"],
+        "",
+    ));
+    assert_eq!(reverted["description"], "version one");
+    let revisions = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "revisions",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(revisions.as_array().expect("array").len(), 4);
+    assert_eq!(revisions[3]["cause"], "revert");
+
+    let moved = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "move",
+            "WI-1",
+            "fix",
+            "--project",
+            "Demo",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(moved["phase"], "fix");
+    let plan = json(&cli(&config, &["plan", "show", plan_id, "--json"], ""));
+    assert_eq!(plan["phases"][1]["total"], 1);
+
+    let err = cli_fails(&config, &["workitem", "show", "WI-9", "--project", "Demo"]);
+    assert!(err.contains("WORK_ITEM_NOT_FOUND"), "{err}");
+    let err = cli_fails(
+        &config,
+        &["workitem", "move", "WI-1", "deploy", "--project", "Demo"],
+    );
+    assert!(err.contains("PHASE_NOT_IN_WORKFLOW"), "{err}");
+
+    let listed = cli(&config, &["workitem", "list", "--project", "Demo"], "");
+    assert!(
+        listed.contains("WI-1") && listed.contains("Write the docs"),
+        "{listed}"
+    );
+    let members = cli(&config, &["project", "members", "list", "Demo"], "");
+    assert!(
+        members.contains("admin") && members.contains("Owner"),
+        "{members}"
+    );
+    let workflows = cli(&config, &["workflow", "list"], "");
+    assert!(
+        workflows.contains("Analysis → Implementation → Review & Audit"),
+        "{workflows}"
+    );
+
+    cli(&config, &["project", "archive", "Demo"], "");
+    let err = cli_fails(
+        &config,
+        &["workitem", "create", "--project", "Demo", "Too late"],
+    );
+    assert!(err.contains("PROJECT_ARCHIVED"), "{err}");
+    let archived = json(&cli(&config, &["project", "show", "Demo", "--json"], ""));
+    assert_eq!(archived["status"], "archived");
+    assert_eq!(archived["work_items"], 1);
+}
+
+#[test]
+fn planning_cli_on_sqlite() {
+    planning_through_the_cli(None);
+}
+
+#[tokio::test]
+async fn planning_cli_on_postgres() {
+    let db = TempDatabase::postgres().await;
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || planning_through_the_cli(Some(&url)))
+        .await
+        .expect("planning through the CLI");
 }
 
 #[tokio::test]
