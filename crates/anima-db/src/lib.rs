@@ -78,7 +78,8 @@ pub trait AccountStore: Send + Sync {
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, DomainError>;
     /// Applies a partial change; a password change revokes every session.
     async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError>;
-    /// Deletes a user with their sessions and bindings.
+    /// Deletes a user with their sessions and bindings; the last Owner of
+    /// a project is `FAILED_PRECONDITION`/`LAST_OWNER`.
     async fn delete_user(&self, id: &str) -> Result<(), DomainError>;
     /// How many users exist (to know whether to bootstrap an admin).
     async fn count_users(&self) -> Result<i64, DomainError>;

@@ -132,6 +132,27 @@ macro_rules! accounts_sql {
 
             async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                // A project must keep an Owner, so its last one cannot go.
+                let orphaned: Option<String> = sqlx::query(
+                    "SELECT p.name FROM role_bindings b JOIN projects p ON p.id = b.project_id \
+                     WHERE b.user_id = $1 AND b.role_id = $2 AND (SELECT COUNT(*) FROM role_bindings o \
+                       WHERE o.project_id = b.project_id AND o.role_id = $2) = 1 \
+                     ORDER BY p.id LIMIT 1",
+                )
+                .bind(id)
+                .bind(DEFAULT_ROLES[0].id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(internal)?
+                .map(|row| row.try_get("name"))
+                .transpose()
+                .map_err(internal)?;
+                if let Some(project) = orphaned {
+                    return Err(DomainError::failed_precondition(
+                        reason::LAST_OWNER,
+                        format!("the user is the last Owner of project {project:?}; make someone else Owner first"),
+                    ));
+                }
                 let result = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)

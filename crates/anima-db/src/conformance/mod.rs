@@ -373,7 +373,7 @@ pub async fn changes_write_events(store: &dyn Store) {
         .create_project("P", "", &user.id)
         .await
         .expect("project");
-    store.delete_user(&user.id).await.expect("delete");
+    store.archive_project(&project.id).await.expect("archive");
 
     let events = store.events_after(start, 100).await.expect("events");
     let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
@@ -383,7 +383,7 @@ pub async fn changes_write_events(store: &dyn Store) {
             "user.created",
             "user.updated",
             "project.created",
-            "user.deleted"
+            "project.archived"
         ]
     );
     assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));

@@ -109,7 +109,10 @@ pub async fn projects_members_and_archiving(store: &dyn Store) {
         ("First!", "one")
     );
 
-    // Members: the last Owner can neither leave nor be demoted.
+    // Members: the last Owner can neither leave, nor be demoted, nor be
+    // deleted with their account.
+    let err = store.delete_user(&owner.id).await.expect_err("last owner");
+    assert_eq!(err.reason, reason::LAST_OWNER);
     let err = store
         .remove_member(&first.id, &owner.id)
         .await
