@@ -1,0 +1,175 @@
+//! `anima akh …`: Akh personas.
+
+use anima_proto::v1 as pb;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::mask;
+
+/// `anima akh …`
+#[derive(Subcommand)]
+pub enum AkhCommand {
+    /// List the Akh personas.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+    },
+    /// Create an Akh (server administrators).
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Unique name.
+        name: String,
+        /// Its voice: how it writes.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Avatar colour as #rrggbb.
+        #[arg(long, default_value = "")]
+        color: String,
+    },
+    /// Change an Akh (server administrators).
+    Update {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Akh id.
+        akh: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        color: Option<String>,
+    },
+    /// Delete an Akh (server administrators).
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Akh id.
+        akh: String,
+    },
+}
+
+fn akh_json(akh: &pb::Akh) -> Value {
+    json!({
+        "id": akh.id,
+        "name": akh.name,
+        "description": akh.description,
+        "avatar_color": akh.avatar_color,
+    })
+}
+
+fn akh_row(akh: &pb::Akh) -> Vec<String> {
+    vec![
+        akh.id.clone(),
+        akh.name.clone(),
+        akh.avatar_color.clone(),
+        akh.description.lines().next().unwrap_or_default().into(),
+    ]
+}
+
+const AKH_HEADER: &[&str] = &["ID", "NAME", "COLOR", "VOICE"];
+
+fn print_akh(akh: &pb::Akh, json: bool) {
+    if json {
+        output::json(&akh_json(akh));
+    } else {
+        output::table(AKH_HEADER, &[akh_row(akh)]);
+    }
+}
+
+/// `anima akh …`
+pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
+    match command {
+        AkhCommand::List { global } => {
+            let session = Session::open(&global).await?;
+            let akhs = all_pages(|page_token| async {
+                let page = session
+                    .akhs()
+                    .list_akhs(session.request(pb::ListAkhsRequest {
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.akhs, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(akhs.iter().map(akh_json).collect()));
+            } else {
+                output::table(AKH_HEADER, &akhs.iter().map(akh_row).collect::<Vec<_>>());
+            }
+        }
+        AkhCommand::Create {
+            global,
+            name,
+            description,
+            color,
+        } => {
+            let session = Session::open(&global).await?;
+            let akh = session
+                .akhs()
+                .create_akh(session.request(pb::CreateAkhRequest {
+                    name,
+                    description,
+                    avatar_color: color,
+                })?)
+                .await?
+                .into_inner();
+            print_akh(&akh, global.json);
+        }
+        AkhCommand::Update {
+            global,
+            akh,
+            name,
+            description,
+            color,
+        } => {
+            let session = Session::open(&global).await?;
+            let mut wanted = pb::Akh {
+                id: akh,
+                ..Default::default()
+            };
+            let mut paths = Vec::new();
+            if let Some(name) = name {
+                wanted.name = name;
+                paths.push("name");
+            }
+            if let Some(description) = description {
+                wanted.description = description;
+                paths.push("description");
+            }
+            if let Some(color) = color {
+                wanted.avatar_color = color;
+                paths.push("avatar_color");
+            }
+            anyhow::ensure!(
+                !paths.is_empty(),
+                "nothing to change; pass --name, --description or --color"
+            );
+            let akh = session
+                .akhs()
+                .update_akh(session.request(pb::UpdateAkhRequest {
+                    akh: Some(wanted),
+                    update_mask: mask(paths),
+                })?)
+                .await?
+                .into_inner();
+            print_akh(&akh, global.json);
+        }
+        AkhCommand::Delete { global, akh } => {
+            let session = Session::open(&global).await?;
+            session
+                .akhs()
+                .delete_akh(session.request(pb::DeleteAkhRequest { id: akh.clone() })?)
+                .await?;
+            println!("deleted Akh {akh}");
+        }
+    }
+    Ok(())
+}

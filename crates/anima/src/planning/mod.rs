@@ -1,0 +1,257 @@
+//! CLI commands of the planning domain: projects and members, plans, work
+//! items (with `$EDITOR` editing and description history), workflows and
+//! Akhs. Projects, users, roles and workflows may be named by id or name;
+//! work items by id or by key (`WI-12`) with `--project`.
+
+use std::collections::HashMap;
+
+use anima_core::{
+    id::parse_id,
+    planning::{Priority, WorkItemKey, WorkItemStatus},
+};
+use anima_proto::v1::{
+    self as pb, akh_service_client::AkhServiceClient, plan_service_client::PlanServiceClient,
+    project_service_client::ProjectServiceClient, work_item_service_client::WorkItemServiceClient,
+    workflow_service_client::WorkflowServiceClient,
+};
+use anima_server::convert;
+use anyhow::{Context, bail};
+use prost_types::{FieldMask, Timestamp};
+use tonic::transport::Channel;
+
+mod akh;
+mod plan;
+mod project;
+mod work_item;
+mod workflow;
+
+pub use akh::{AkhCommand, akh};
+pub use plan::{PlanCommand, plan};
+pub use project::{ProjectCommand, project};
+pub use work_item::{WorkItemCommand, work_item_command};
+pub use workflow::{WorkflowCommand, workflow};
+
+use crate::client::{Session, all_pages};
+
+impl Session {
+    fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
+    }
+
+    fn plans(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.channel.clone())
+    }
+
+    fn work_items(&self) -> WorkItemServiceClient<Channel> {
+        WorkItemServiceClient::new(self.channel.clone())
+    }
+
+    fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel.clone())
+    }
+
+    fn akhs(&self) -> AkhServiceClient<Channel> {
+        AkhServiceClient::new(self.channel.clone())
+    }
+}
+
+fn mask(paths: Vec<&str>) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.into_iter().map(str::to_owned).collect(),
+    })
+}
+
+fn time(timestamp: &Option<Timestamp>) -> String {
+    timestamp
+        .as_ref()
+        .map(Timestamp::to_string)
+        .unwrap_or_default()
+}
+
+fn is_id(raw: &str) -> bool {
+    parse_id(raw, "id").is_ok()
+}
+
+/// The id of a project named by id or by its exact name.
+async fn project_id(session: &Session, project: &str) -> anyhow::Result<String> {
+    if is_id(project) {
+        return Ok(project.to_owned());
+    }
+    let projects = all_pages(|page_token| async {
+        let page = session
+            .projects()
+            .list_projects(session.request(pb::ListProjectsRequest {
+                page_size: 500,
+                page_token,
+                status: 0,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.projects, page.next_page_token))
+    })
+    .await?;
+    let matching: Vec<&pb::Project> = projects.iter().filter(|p| p.name == project).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => bail!("none of your projects is named {project:?}; `anima project list` shows them"),
+        several => bail!(
+            "several projects are named {project:?}; use an id: {}",
+            several
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A work item named by id, or by key within `--project`.
+async fn work_item(
+    session: &Session,
+    reference: &str,
+    project: Option<&str>,
+) -> anyhow::Result<pb::WorkItem> {
+    let request = if is_id(reference) {
+        pb::GetWorkItemRequest {
+            id: reference.to_owned(),
+            ..Default::default()
+        }
+    } else {
+        let key: WorkItemKey = reference.parse()?;
+        let project =
+            project.with_context(|| format!("{key} is a key; say which project with --project"))?;
+        pb::GetWorkItemRequest {
+            id: String::new(),
+            project_id: project_id(session, project).await?,
+            key: key.to_string(),
+        }
+    };
+    Ok(session
+        .work_items()
+        .get_work_item(session.request(request)?)
+        .await?
+        .into_inner())
+}
+
+/// A user id from an id or a username.
+async fn user_id(session: &Session, user: &str) -> anyhow::Result<String> {
+    if is_id(user) {
+        return Ok(user.to_owned());
+    }
+    usernames(session)
+        .await?
+        .into_iter()
+        .find(|(_, username)| username == user)
+        .map(|(id, _)| id)
+        .with_context(|| format!("no user named {user:?}"))
+}
+
+/// A role id from an id or a name (any case).
+async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
+    if is_id(role) {
+        return Ok(role.to_owned());
+    }
+    let roles = all_pages(|page_token| async {
+        let page = session
+            .team()
+            .list_roles(session.request(pb::ListRolesRequest {
+                page_size: 500,
+                page_token,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.roles, page.next_page_token))
+    })
+    .await?;
+    roles
+        .into_iter()
+        .find(|candidate| candidate.name.eq_ignore_ascii_case(role))
+        .map(|found| found.id)
+        .with_context(|| format!("no role named {role:?}; `anima role list` shows them"))
+}
+
+async fn all_workflows(session: &Session) -> anyhow::Result<Vec<pb::Workflow>> {
+    all_pages(|page_token| async {
+        let page = session
+            .workflows()
+            .list_workflows(session.request(pb::ListWorkflowsRequest {
+                page_size: 500,
+                page_token,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.workflows, page.next_page_token))
+    })
+    .await
+}
+
+/// A workflow id from an id or a name (any case).
+async fn workflow_id(session: &Session, workflow: &str) -> anyhow::Result<String> {
+    if is_id(workflow) {
+        return Ok(workflow.to_owned());
+    }
+    all_workflows(session)
+        .await?
+        .into_iter()
+        .find(|candidate| candidate.name.eq_ignore_ascii_case(workflow))
+        .map(|found| found.id)
+        .with_context(|| {
+            format!("no workflow named {workflow:?}; `anima workflow list` shows them")
+        })
+}
+
+fn status_name(raw: i32) -> &'static str {
+    convert::parse_work_item_status(raw)
+        .ok()
+        .flatten()
+        .map_or("?", WorkItemStatus::as_str)
+}
+
+fn priority_name(raw: i32) -> &'static str {
+    convert::parse_priority(raw)
+        .ok()
+        .flatten()
+        .map_or("?", Priority::as_str)
+}
+
+fn project_status_name(raw: i32) -> &'static str {
+    match pb::ProjectStatus::try_from(raw) {
+        Ok(pb::ProjectStatus::Active) => "active",
+        Ok(pb::ProjectStatus::Archived) => "archived",
+        _ => "?",
+    }
+}
+
+/// Usernames by user id, to show authors by name.
+async fn usernames(session: &Session) -> anyhow::Result<HashMap<String, String>> {
+    let users = all_pages(|page_token| async {
+        let page = session
+            .team()
+            .list_users(session.request(pb::ListUsersRequest {
+                page_size: 500,
+                page_token,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.users, page.next_page_token))
+    })
+    .await?;
+    Ok(users
+        .into_iter()
+        .map(|user| (user.id, user.username))
+        .collect())
+}
+
+fn actor_name(actor: &Option<pb::Actor>, usernames: &HashMap<String, String>) -> String {
+    use pb::actor::Kind;
+    match actor.as_ref().and_then(|actor| actor.kind.as_ref()) {
+        Some(Kind::UserId(id)) => usernames
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("user {id}")),
+        Some(Kind::Akh(akh)) => format!("akh {}", akh.akh_id),
+        Some(Kind::Service(name)) => format!("service {name}"),
+        Some(Kind::Email(address)) => address.clone(),
+        None => String::new(),
+    }
+}

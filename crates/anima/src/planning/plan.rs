@@ -1,0 +1,239 @@
+//! `anima plan …`: plans and their progress.
+
+use anima_proto::v1 as pb;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::{mask, project_id, time, workflow_id};
+
+/// `anima plan …`
+#[derive(Subcommand)]
+pub enum PlanCommand {
+    /// List the plans of a project with their progress.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: String,
+    },
+    /// Create a plan.
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: String,
+        /// Plan title.
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Workflow id or name whose phases break down the progress
+        /// [default: Standard].
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Show a plan and its progress per phase.
+    Show {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Plan id.
+        plan: String,
+    },
+    /// Change a plan.
+    Update {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Plan id.
+        plan: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Workflow id or name.
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Delete a plan; its work items stay, without a plan.
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Plan id.
+        plan: String,
+    },
+}
+
+fn plan_json(plan: &pb::Plan) -> Value {
+    let progress = plan.progress.clone().unwrap_or_default();
+    json!({
+        "id": plan.id,
+        "project_id": plan.project_id,
+        "title": plan.title,
+        "description": plan.description,
+        "workflow_id": plan.workflow_id,
+        "total": progress.total,
+        "done": progress.done,
+        "share_done": progress.share_done,
+        "phases": progress.phases.iter().map(|phase| json!({
+            "id": phase.phase_id,
+            "name": phase.phase_name,
+            "total": phase.total,
+            "done": phase.done,
+        })).collect::<Vec<_>>(),
+        "created": time(&plan.create_time),
+    })
+}
+
+fn plan_row(plan: &pb::Plan) -> Vec<String> {
+    let progress = plan.progress.clone().unwrap_or_default();
+    vec![
+        plan.id.clone(),
+        plan.title.clone(),
+        format!("{}/{}", progress.done, progress.total),
+        format!("{:.0}%", progress.share_done * 100.0),
+    ]
+}
+
+const PLAN_HEADER: &[&str] = &["ID", "TITLE", "DONE", "SHARE"];
+
+fn print_plan(plan: &pb::Plan, json: bool) {
+    if json {
+        output::json(&plan_json(plan));
+        return;
+    }
+    output::table(PLAN_HEADER, &[plan_row(plan)]);
+    let phases = plan.progress.clone().unwrap_or_default().phases;
+    if !phases.is_empty() {
+        println!();
+        output::table(
+            &["PHASE", "DONE", "ITEMS"],
+            &phases
+                .iter()
+                .map(|phase| {
+                    vec![
+                        phase.phase_name.clone(),
+                        phase.done.to_string(),
+                        phase.total.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    if !plan.description.is_empty() {
+        println!("\n{}", plan.description);
+    }
+}
+
+/// `anima plan …`
+pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
+    match command {
+        PlanCommand::List { global, project } => {
+            let session = Session::open(&global).await?;
+            let project_id = project_id(&session, &project).await?;
+            let plans = all_pages(|page_token| async {
+                let page = session
+                    .plans()
+                    .list_plans(session.request(pb::ListPlansRequest {
+                        project_id: project_id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.plans, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(plans.iter().map(plan_json).collect()));
+            } else {
+                output::table(PLAN_HEADER, &plans.iter().map(plan_row).collect::<Vec<_>>());
+            }
+        }
+        PlanCommand::Create {
+            global,
+            project,
+            title,
+            description,
+            workflow,
+        } => {
+            let session = Session::open(&global).await?;
+            let workflow_id = match workflow {
+                Some(workflow) => workflow_id(&session, &workflow).await?,
+                None => String::new(),
+            };
+            let plan = session
+                .plans()
+                .create_plan(session.request(pb::CreatePlanRequest {
+                    project_id: project_id(&session, &project).await?,
+                    title,
+                    description,
+                    workflow_id,
+                })?)
+                .await?
+                .into_inner();
+            print_plan(&plan, global.json);
+        }
+        PlanCommand::Show { global, plan } => {
+            let session = Session::open(&global).await?;
+            let plan = session
+                .plans()
+                .get_plan(session.request(pb::GetPlanRequest { id: plan })?)
+                .await?
+                .into_inner();
+            print_plan(&plan, global.json);
+        }
+        PlanCommand::Update {
+            global,
+            plan,
+            title,
+            description,
+            workflow,
+        } => {
+            let session = Session::open(&global).await?;
+            let mut wanted = pb::Plan {
+                id: plan,
+                ..Default::default()
+            };
+            let mut paths = Vec::new();
+            if let Some(title) = title {
+                wanted.title = title;
+                paths.push("title");
+            }
+            if let Some(description) = description {
+                wanted.description = description;
+                paths.push("description");
+            }
+            if let Some(workflow) = workflow {
+                wanted.workflow_id = workflow_id(&session, &workflow).await?;
+                paths.push("workflow_id");
+            }
+            anyhow::ensure!(
+                !paths.is_empty(),
+                "nothing to change; pass --title, --description or --workflow"
+            );
+            let plan = session
+                .plans()
+                .update_plan(session.request(pb::UpdatePlanRequest {
+                    plan: Some(wanted),
+                    update_mask: mask(paths),
+                })?)
+                .await?
+                .into_inner();
+            print_plan(&plan, global.json);
+        }
+        PlanCommand::Delete { global, plan } => {
+            let session = Session::open(&global).await?;
+            session
+                .plans()
+                .delete_plan(session.request(pb::DeletePlanRequest { id: plan.clone() })?)
+                .await?;
+            println!("deleted plan {plan}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! `anima project …`: projects and their members.
+
+use anima_proto::v1 as pb;
+use anyhow::bail;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::{mask, project_id, project_status_name, role_id, time, user_id};
+
+/// `anima project …`
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// List the projects you are a member of.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Only projects in this status: active or archived.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Create a project; you become its Owner.
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project name.
+        name: String,
+        /// What the project is about.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Show a project and its numbers.
+    Show {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+    },
+    /// Rename or re-describe a project.
+    Update {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Archive a project: it stays readable but accepts no changes.
+    Archive {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+    },
+    /// List, add and remove members.
+    #[command(subcommand)]
+    Members(MembersCommand),
+}
+
+/// `anima project members …`
+#[derive(Subcommand)]
+pub enum MembersCommand {
+    /// List the members of a project and their roles.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+    },
+    /// Add a member, or change the role of one.
+    Add {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+        /// User id or username.
+        user: String,
+        /// Role id or name (Owner, Admin, Member, Viewer or a custom one).
+        #[arg(long, default_value = "Member")]
+        role: String,
+    },
+    /// Remove a member (the last Owner stays).
+    Remove {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        project: String,
+        /// User id or username.
+        user: String,
+    },
+}
+
+fn project_json(project: &pb::Project) -> Value {
+    let stats = project.stats.unwrap_or_default();
+    json!({
+        "id": project.id,
+        "name": project.name,
+        "description": project.description,
+        "status": project_status_name(project.status),
+        "plans": stats.plans,
+        "work_items": stats.work_items,
+        "open_work_items": stats.open_work_items,
+        "created": time(&project.create_time),
+        "updated": time(&project.update_time),
+    })
+}
+
+fn project_row(project: &pb::Project) -> Vec<String> {
+    let stats = project.stats.unwrap_or_default();
+    vec![
+        project.id.clone(),
+        project.name.clone(),
+        project_status_name(project.status).into(),
+        stats.plans.to_string(),
+        format!("{}/{}", stats.open_work_items, stats.work_items),
+    ]
+}
+
+const PROJECT_HEADER: &[&str] = &["ID", "NAME", "STATUS", "PLANS", "OPEN/ITEMS"];
+
+fn print_project(project: &pb::Project, json: bool) {
+    if json {
+        output::json(&project_json(project));
+    } else {
+        output::table(PROJECT_HEADER, &[project_row(project)]);
+        if !project.description.is_empty() {
+            println!("\n{}", project.description);
+        }
+    }
+}
+
+/// `anima project …`
+pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::List { global, status } => {
+            let session = Session::open(&global).await?;
+            let status = match status.as_deref() {
+                None => pb::ProjectStatus::Unspecified,
+                Some("active") => pb::ProjectStatus::Active,
+                Some("archived") => pb::ProjectStatus::Archived,
+                Some(other) => bail!("--status must be active or archived, not {other:?}"),
+            } as i32;
+            let projects = all_pages(|page_token| async {
+                let page = session
+                    .projects()
+                    .list_projects(session.request(pb::ListProjectsRequest {
+                        page_size: 500,
+                        page_token,
+                        status,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.projects, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(projects.iter().map(project_json).collect()));
+            } else {
+                output::table(
+                    PROJECT_HEADER,
+                    &projects.iter().map(project_row).collect::<Vec<_>>(),
+                );
+            }
+        }
+        ProjectCommand::Create {
+            global,
+            name,
+            description,
+        } => {
+            let session = Session::open(&global).await?;
+            let project = session
+                .projects()
+                .create_project(session.request(pb::CreateProjectRequest { name, description })?)
+                .await?
+                .into_inner();
+            print_project(&project, global.json);
+        }
+        ProjectCommand::Show { global, project } => {
+            let session = Session::open(&global).await?;
+            let id = project_id(&session, &project).await?;
+            let project = session
+                .projects()
+                .get_project(session.request(pb::GetProjectRequest { id })?)
+                .await?
+                .into_inner();
+            print_project(&project, global.json);
+        }
+        ProjectCommand::Update {
+            global,
+            project,
+            name,
+            description,
+        } => {
+            let session = Session::open(&global).await?;
+            let mut wanted = pb::Project {
+                id: project_id(&session, &project).await?,
+                ..Default::default()
+            };
+            let mut paths = Vec::new();
+            if let Some(name) = name {
+                wanted.name = name;
+                paths.push("name");
+            }
+            if let Some(description) = description {
+                wanted.description = description;
+                paths.push("description");
+            }
+            anyhow::ensure!(
+                !paths.is_empty(),
+                "nothing to change; pass --name or --description"
+            );
+            let project = session
+                .projects()
+                .update_project(session.request(pb::UpdateProjectRequest {
+                    project: Some(wanted),
+                    update_mask: mask(paths),
+                })?)
+                .await?
+                .into_inner();
+            print_project(&project, global.json);
+        }
+        ProjectCommand::Archive { global, project } => {
+            let session = Session::open(&global).await?;
+            let id = project_id(&session, &project).await?;
+            let project = session
+                .projects()
+                .archive_project(session.request(pb::ArchiveProjectRequest { id })?)
+                .await?
+                .into_inner();
+            print_project(&project, global.json);
+        }
+        ProjectCommand::Members(command) => members(command).await?,
+    }
+    Ok(())
+}
+
+async fn members(command: MembersCommand) -> anyhow::Result<()> {
+    let header = &["USER ID", "USERNAME", "ROLE"];
+    let row = |member: &pb::ProjectMember| {
+        vec![
+            member.user_id.clone(),
+            member.username.clone(),
+            member.role_name.clone(),
+        ]
+    };
+    let to_json = |member: &pb::ProjectMember| {
+        json!({
+            "project_id": member.project_id,
+            "user_id": member.user_id,
+            "username": member.username,
+            "role_id": member.role_id,
+            "role": member.role_name,
+        })
+    };
+    match command {
+        MembersCommand::List { global, project } => {
+            let session = Session::open(&global).await?;
+            let project_id = project_id(&session, &project).await?;
+            let members = all_pages(|page_token| async {
+                let page = session
+                    .projects()
+                    .list_project_members(session.request(pb::ListProjectMembersRequest {
+                        project_id: project_id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.members, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(members.iter().map(to_json).collect()));
+            } else {
+                output::table(header, &members.iter().map(row).collect::<Vec<_>>());
+            }
+        }
+        MembersCommand::Add {
+            global,
+            project,
+            user,
+            role,
+        } => {
+            let session = Session::open(&global).await?;
+            let member = session
+                .projects()
+                .add_project_member(session.request(pb::AddProjectMemberRequest {
+                    project_id: project_id(&session, &project).await?,
+                    user_id: user_id(&session, &user).await?,
+                    role_id: role_id(&session, &role).await?,
+                })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&to_json(&member));
+            } else {
+                output::table(header, &[row(&member)]);
+            }
+        }
+        MembersCommand::Remove {
+            global,
+            project,
+            user,
+        } => {
+            let session = Session::open(&global).await?;
+            session
+                .projects()
+                .remove_project_member(session.request(pb::RemoveProjectMemberRequest {
+                    project_id: project_id(&session, &project).await?,
+                    user_id: user_id(&session, &user).await?,
+                })?)
+                .await?;
+            println!("removed {user} from {project}");
+        }
+    }
+    Ok(())
+}

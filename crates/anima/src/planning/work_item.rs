@@ -1,0 +1,478 @@
+//! `anima workitem …`: work items, `$EDITOR` editing, history and revert.
+
+use std::{collections::HashMap, io::Write, process::Command, str::FromStr};
+
+use anima_core::planning::{Priority, WorkItemStatus};
+use anima_proto::v1 as pb;
+use anima_server::convert;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::{
+    actor_name, is_id, mask, priority_name, project_id, status_name, time, usernames, work_item,
+    workflow_id,
+};
+
+/// How a work item is named on the command line.
+#[derive(Args, Clone)]
+pub struct ItemRef {
+    /// Work item id, or key such as WI-12 (with --project).
+    item: String,
+    /// Project id or name, for keys.
+    #[arg(long, short, env = "ANIMA_PROJECT")]
+    project: Option<String>,
+}
+
+/// `anima workitem …`
+#[derive(Subcommand)]
+pub enum WorkItemCommand {
+    /// List the work items of a project in key order.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: String,
+        /// Only items of this plan (id).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Only items in this status: open, in_progress, blocked, done, cancelled.
+        #[arg(long, value_parser = WorkItemStatus::from_str)]
+        status: Option<WorkItemStatus>,
+    },
+    /// Create a work item; it gets the project's next key.
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: String,
+        /// Title.
+        title: String,
+        /// First description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Plan id.
+        #[arg(long)]
+        plan: Option<String>,
+        /// low, medium, high or urgent [default: medium].
+        #[arg(long, value_parser = Priority::from_str)]
+        priority: Option<Priority>,
+        /// Workflow id or name [default: the plan's, else Standard].
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Show a work item with its description.
+    Show {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+    },
+    /// Change a work item, or edit its description in $EDITOR.
+    ///
+    /// Without any option, opens the description in $VISUAL or $EDITOR
+    /// like `git commit` does; saving it unchanged changes nothing. If
+    /// someone else changed the description meanwhile, the edit is refused
+    /// with STALE_REVISION instead of overwriting theirs.
+    Edit {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// New description, instead of opening an editor.
+        #[arg(long)]
+        description: Option<String>,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// open, in_progress, blocked, done or cancelled.
+        #[arg(long, value_parser = WorkItemStatus::from_str)]
+        status: Option<WorkItemStatus>,
+        /// low, medium, high or urgent.
+        #[arg(long, value_parser = Priority::from_str)]
+        priority: Option<Priority>,
+    },
+    /// Move a work item to another phase of its workflow.
+    Move {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// Phase id, e.g. implementation.
+        phase: String,
+    },
+    /// List the description revisions, oldest first.
+    Revisions {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+    },
+    /// Restore an earlier description as a new revision.
+    Revert {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// Revision number (as `revisions` lists it) or id.
+        revision: String,
+    },
+    /// Delete a work item and its history.
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+    },
+}
+
+fn work_item_json(item: &pb::WorkItem) -> Value {
+    json!({
+        "id": item.id,
+        "key": item.key,
+        "project_id": item.project_id,
+        "plan_id": item.plan_id,
+        "title": item.title,
+        "status": status_name(item.status),
+        "priority": priority_name(item.priority),
+        "workflow_id": item.workflow_id,
+        "phase": item.phase_id,
+        "phase_changed_by": actor_name(&item.phase_changed_by, &HashMap::new()),
+        "phase_changed": time(&item.phase_change_time),
+        "description": item.description,
+        "description_revision_id": item.description_revision_id,
+        "capabilities": item.capabilities.len(),
+        "created": time(&item.create_time),
+        "updated": time(&item.update_time),
+    })
+}
+
+fn work_item_row(item: &pb::WorkItem) -> Vec<String> {
+    vec![
+        item.key.clone(),
+        item.title.clone(),
+        status_name(item.status).into(),
+        priority_name(item.priority).into(),
+        item.phase_id.clone(),
+    ]
+}
+
+const WORK_ITEM_HEADER: &[&str] = &["KEY", "TITLE", "STATUS", "PRIORITY", "PHASE"];
+
+fn print_work_item(item: &pb::WorkItem, json: bool) {
+    if json {
+        output::json(&work_item_json(item));
+        return;
+    }
+    output::table(WORK_ITEM_HEADER, &[work_item_row(item)]);
+    println!("\nid: {}", item.id);
+    if !item.description.is_empty() {
+        println!("\n{}", item.description);
+    }
+}
+
+/// Opens `text` in the user's editor and returns what they saved. The
+/// editor runs through `sh` like git runs it, so `EDITOR="code --wait"`
+/// works.
+fn edit_in_editor(text: &str) -> anyhow::Result<String> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut file = tempfile::Builder::new()
+        .prefix("anima-description-")
+        .suffix(".md")
+        .tempfile()
+        .context("creating a file for the editor")?;
+    file.write_all(text.as_bytes())?;
+    file.flush()?;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(file.path())
+        .status()
+        .with_context(|| format!("running the editor {editor:?}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "the editor {editor:?} failed ({status}); nothing changed"
+    );
+    let mut edited = std::fs::read_to_string(file.path()).context("reading the edited file")?;
+    // Editors end files with a newline; that alone is not an edit.
+    if !text.ends_with('\n') && edited.ends_with('\n') {
+        edited.pop();
+    }
+    Ok(edited)
+}
+
+/// `anima workitem …`
+pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
+    match command {
+        WorkItemCommand::List {
+            global,
+            project,
+            plan,
+            status,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_id = project_id(&session, &project).await?;
+            let status = status.map_or(0, |s| convert::work_item_status(s) as i32);
+            let items = all_pages(|page_token| async {
+                let page = session
+                    .work_items()
+                    .list_work_items(session.request(pb::ListWorkItemsRequest {
+                        project_id: project_id.clone(),
+                        page_size: 500,
+                        page_token,
+                        plan_id: plan.clone().unwrap_or_default(),
+                        status,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.work_items, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(items.iter().map(work_item_json).collect()));
+            } else {
+                output::table(
+                    WORK_ITEM_HEADER,
+                    &items.iter().map(work_item_row).collect::<Vec<_>>(),
+                );
+            }
+        }
+        WorkItemCommand::Create {
+            global,
+            project,
+            title,
+            description,
+            plan,
+            priority,
+            workflow,
+        } => {
+            let session = Session::open(&global).await?;
+            let workflow_id = match workflow {
+                Some(workflow) => workflow_id(&session, &workflow).await?,
+                None => String::new(),
+            };
+            let item = session
+                .work_items()
+                .create_work_item(session.request(pb::CreateWorkItemRequest {
+                    project_id: project_id(&session, &project).await?,
+                    plan_id: plan.unwrap_or_default(),
+                    title,
+                    description,
+                    priority: priority.map_or(0, |p| convert::priority(p) as i32),
+                    workflow_id,
+                })?)
+                .await?
+                .into_inner();
+            print_work_item(&item, global.json);
+        }
+        WorkItemCommand::Show { global, item } => {
+            let session = Session::open(&global).await?;
+            let item = work_item(&session, &item.item, item.project.as_deref()).await?;
+            print_work_item(&item, global.json);
+        }
+        WorkItemCommand::Edit {
+            global,
+            item,
+            description,
+            title,
+            status,
+            priority,
+        } => {
+            let session = Session::open(&global).await?;
+            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let use_editor =
+                description.is_none() && title.is_none() && status.is_none() && priority.is_none();
+            let description = if use_editor {
+                let edited = edit_in_editor(&current.description)?;
+                if edited == current.description {
+                    println!("{}: description unchanged", current.key);
+                    return Ok(());
+                }
+                Some(edited)
+            } else {
+                description
+            };
+            let mut wanted = pb::WorkItem {
+                id: current.id.clone(),
+                ..Default::default()
+            };
+            let mut paths = Vec::new();
+            if let Some(description) = description {
+                wanted.description = description;
+                paths.push("description");
+            }
+            if let Some(title) = title {
+                wanted.title = title;
+                paths.push("title");
+            }
+            if let Some(status) = status {
+                wanted.status = convert::work_item_status(status) as i32;
+                paths.push("status");
+            }
+            if let Some(priority) = priority {
+                wanted.priority = convert::priority(priority) as i32;
+                paths.push("priority");
+            }
+            let item = session
+                .work_items()
+                .update_work_item(session.request(pb::UpdateWorkItemRequest {
+                    work_item: Some(wanted),
+                    update_mask: mask(paths),
+                    // The revision shown to the editor: if someone saved
+                    // meanwhile, the server refuses with STALE_REVISION.
+                    base_revision_id: current.description_revision_id,
+                })?)
+                .await?
+                .into_inner();
+            print_work_item(&item, global.json);
+        }
+        WorkItemCommand::Move {
+            global,
+            item,
+            phase,
+        } => {
+            let session = Session::open(&global).await?;
+            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let item = session
+                .work_items()
+                .update_work_item(session.request(pb::UpdateWorkItemRequest {
+                    work_item: Some(pb::WorkItem {
+                        id: current.id,
+                        phase_id: phase,
+                        ..Default::default()
+                    }),
+                    update_mask: mask(vec!["phase_id"]),
+                    base_revision_id: String::new(),
+                })?)
+                .await?
+                .into_inner();
+            print_work_item(&item, global.json);
+        }
+        WorkItemCommand::Revisions { global, item } => {
+            let session = Session::open(&global).await?;
+            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let revisions = all_revisions(&session, &current.id).await?;
+            let usernames = usernames(&session).await?;
+            if global.json {
+                output::json(&Value::Array(
+                    revisions
+                        .iter()
+                        .map(|revision| {
+                            json!({
+                                "id": revision.id,
+                                "number": revision.number,
+                                "cause": cause_name(revision.cause),
+                                "author": actor_name(&revision.author, &usernames),
+                                "created": time(&revision.create_time),
+                                "reverted_from": revision.reverted_from_revision_id,
+                                "current": revision.id == current.description_revision_id,
+                                "text": revision.text,
+                            })
+                        })
+                        .collect(),
+                ));
+            } else {
+                let rows: Vec<Vec<String>> = revisions
+                    .iter()
+                    .map(|revision| {
+                        let first_line = revision.text.lines().next().unwrap_or_default();
+                        vec![
+                            if revision.id == current.description_revision_id {
+                                format!("*{}", revision.number)
+                            } else {
+                                revision.number.to_string()
+                            },
+                            cause_name(revision.cause).into(),
+                            actor_name(&revision.author, &usernames),
+                            time(&revision.create_time),
+                            first_line.chars().take(60).collect(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["REV", "CAUSE", "AUTHOR", "TIME", "TEXT"], &rows);
+            }
+        }
+        WorkItemCommand::Revert {
+            global,
+            item,
+            revision,
+        } => {
+            let session = Session::open(&global).await?;
+            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let revision_id = if is_id(&revision) {
+                revision
+            } else {
+                let number: i64 = revision.parse().with_context(|| {
+                    format!("{revision:?} is neither a revision number nor an id")
+                })?;
+                all_revisions(&session, &current.id)
+                    .await?
+                    .into_iter()
+                    .find(|candidate| candidate.number == number)
+                    .map(|found| found.id)
+                    .with_context(|| format!("{} has no revision {number}", current.key))?
+            };
+            let item = session
+                .work_items()
+                .revert_description(session.request(pb::RevertDescriptionRequest {
+                    work_item_id: current.id,
+                    revision_id,
+                    base_revision_id: current.description_revision_id,
+                })?)
+                .await?
+                .into_inner();
+            print_work_item(&item, global.json);
+        }
+        WorkItemCommand::Delete { global, item } => {
+            let session = Session::open(&global).await?;
+            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            session
+                .work_items()
+                .delete_work_item(session.request(pb::DeleteWorkItemRequest {
+                    id: current.id.clone(),
+                })?)
+                .await?;
+            println!("deleted {} ({})", current.key, current.id);
+        }
+    }
+    Ok(())
+}
+
+fn cause_name(raw: i32) -> &'static str {
+    match pb::RevisionCause::try_from(raw) {
+        Ok(pb::RevisionCause::Create) => "create",
+        Ok(pb::RevisionCause::Edit) => "edit",
+        Ok(pb::RevisionCause::Revert) => "revert",
+        Ok(pb::RevisionCause::AiPromotion) => "ai_promotion",
+        _ => "?",
+    }
+}
+
+async fn all_revisions(
+    session: &Session,
+    work_item_id: &str,
+) -> anyhow::Result<Vec<pb::DescriptionRevision>> {
+    all_pages(|page_token| async {
+        let page = session
+            .work_items()
+            .get_description_revisions(session.request(pb::GetDescriptionRevisionsRequest {
+                work_item_id: work_item_id.to_owned(),
+                page_size: 500,
+                page_token,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.revisions, page.next_page_token))
+    })
+    .await
+}
