@@ -64,6 +64,14 @@ impl PageRequest {
         Ok(Self { size, after, query })
     }
 
+    /// The previous page's last key as a number, for lists ordered by a
+    /// number (work item keys, revisions); 0 on the first page.
+    pub fn after_number(&self) -> Result<i64, DomainError> {
+        self.after
+            .as_deref()
+            .map_or(Ok(0), |after| after.parse().map_err(|_| invalid_token()))
+    }
+
     /// Rows to fetch: one more than the page, to learn whether another follows.
     pub fn fetch_limit(&self) -> i64 {
         i64::from(self.size) + 1
@@ -143,6 +151,21 @@ mod tests {
         assert_eq!(next.after.as_deref(), Some("b"));
         let err = PageRequest::parse(2, &token, "roles").expect_err("other query");
         assert_eq!(err.reason, reason::INVALID_PAGE_TOKEN);
+    }
+
+    #[test]
+    fn numeric_keys_parse_or_are_refused() {
+        let page = PageRequest::parse(1, "", "keys").expect("valid");
+        assert_eq!(page.after_number(), Ok(0));
+        let token = page.finish(&mut vec![7, 8], |n| n.to_string());
+        let next = PageRequest::parse(1, &token, "keys").expect("valid");
+        assert_eq!(next.after_number(), Ok(7));
+        let token = page.finish(&mut vec!["x", "y"], |s| s.to_string());
+        let next = PageRequest::parse(1, &token, "keys").expect("valid");
+        assert_eq!(
+            next.after_number().map_err(|e| e.reason),
+            Err(reason::INVALID_PAGE_TOKEN)
+        );
     }
 
     #[test]

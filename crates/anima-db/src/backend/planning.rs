@@ -86,18 +86,6 @@ fn builtin_workflow(workflow: &Workflow) -> DomainError {
     )
 }
 
-/// The key of a keyset page over numbers (work item keys, revisions).
-fn number_after(page: &PageRequest) -> Result<i64, DomainError> {
-    page.after.as_deref().map_or(Ok(0), |after| {
-        after.parse().map_err(|_| {
-            DomainError::invalid_argument(
-                reason::INVALID_PAGE_TOKEN,
-                "page_token is not one this list issued; start again without it",
-            )
-        })
-    })
-}
-
 macro_rules! project_select {
     () => {
         "SELECT p.id, p.name, p.description, p.status, p.created_at, p.updated_at, \
@@ -409,11 +397,18 @@ macro_rules! planning_sql {
                 Self::writable_project(&mut tx, &item.project_id).await?;
                 let plan_workflow = match &item.plan_id {
                     Some(plan_id) => {
-                        let plan = Self::plan_in(&mut tx, plan_id).await?;
-                        if plan.project_id != item.project_id {
-                            return Err(plan_not_found(plan_id));
-                        }
-                        Some(plan.workflow_id)
+                        let workflow_id: String = sqlx::query(
+                            "SELECT workflow_id FROM plans WHERE id = $1 AND project_id = $2",
+                        )
+                        .bind(plan_id)
+                        .bind(&item.project_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(internal)?
+                        .ok_or_else(|| plan_not_found(plan_id))?
+                        .try_get("workflow_id")
+                        .map_err(internal)?;
+                        Some(workflow_id)
                     }
                     None => None,
                 };
@@ -500,7 +495,7 @@ macro_rules! planning_sql {
                      ORDER BY w.number LIMIT $5"
                 ))
                 .bind(project_id)
-                .bind(number_after(page)?)
+                .bind(page.after_number()?)
                 .bind(filter.plan_id.as_deref().unwrap_or(""))
                 .bind(filter.status.map_or("", WorkItemStatus::as_str))
                 .bind(page.fetch_limit())
@@ -602,7 +597,7 @@ macro_rules! planning_sql {
                     " WHERE work_item_id = $1 AND number > $2 ORDER BY number LIMIT $3"
                 ))
                 .bind(work_item_id)
-                .bind(number_after(page)?)
+                .bind(page.after_number()?)
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await
