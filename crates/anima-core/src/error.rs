@@ -110,6 +110,22 @@ pub mod reason {
     pub const AKH_NAME_TAKEN: &str = "AKH_NAME_TAKEN";
     /// A capability is malformed.
     pub const INVALID_CAPABILITY: &str = "INVALID_CAPABILITY";
+    /// The message does not exist.
+    pub const MESSAGE_NOT_FOUND: &str = "MESSAGE_NOT_FOUND";
+    /// Only Akh (AI) messages can become description revisions.
+    pub const NOT_PROMOTABLE: &str = "NOT_PROMOTABLE";
+    /// This caller may not post this kind of message.
+    pub const MESSAGE_KIND_NOT_ALLOWED: &str = "MESSAGE_KIND_NOT_ALLOWED";
+    /// The decision does not exist.
+    pub const DECISION_NOT_FOUND: &str = "DECISION_NOT_FOUND";
+    /// The decision was already resolved or cancelled.
+    pub const DECISION_NOT_OPEN: &str = "DECISION_NOT_OPEN";
+    /// The answer is not one of the decision's choices.
+    pub const ANSWER_NOT_A_CHOICE: &str = "ANSWER_NOT_A_CHOICE";
+    /// A stream cursor is negative or beyond the newest event.
+    pub const INVALID_CURSOR: &str = "INVALID_CURSOR";
+    /// A stream consumer fell too far behind; resume from its last event id.
+    pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
     /// The service behind this RPC has not been built yet.
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     /// An unexpected server failure.

@@ -11,6 +11,7 @@ pub mod model;
 pub mod paging;
 pub mod permission;
 pub mod planning;
+pub mod thread;
 pub mod update_mask;
 pub mod validate;
 pub mod workflow;

@@ -123,6 +123,9 @@ pub struct Event {
     pub project_id: Option<String>,
     /// The entity changed.
     pub entity_id: String,
+    /// The work item the change concerns, if any (its thread's stream
+    /// picks these out).
+    pub work_item_id: Option<String>,
     /// JSON describing the change.
     pub payload: String,
     /// When it was written.

@@ -24,9 +24,11 @@ use anima_core::{
         PlanChanges, Project, ProjectChanges, ProjectStatus, WorkItem, WorkItemChanges,
         WorkItemKey, WorkItemStatus,
     },
+    thread::{Decision, DecisionState, Message, NewDecision, NewMessage},
     workflow::{Phase, Workflow, WorkflowChanges},
 };
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 pub use backend::{PostgresStore, SqliteStore};
 
@@ -57,12 +59,20 @@ pub struct Credentials {
 /// [`AccountStore::touch_session`]: recording that a session was used is
 /// bookkeeping, not a change anyone subscribes to.
 #[async_trait]
-pub trait Store: AccountStore + PlanningStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PlanningStore + ThreadStore + Send + Sync + 'static {
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
 
     /// Outbox events with id greater than `after`, oldest first.
     async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;
+
+    /// The newest event id (0 before the first event).
+    async fn last_event_id(&self) -> Result<i64, DomainError>;
+
+    /// A signal that changes after every commit that may have written
+    /// events — this process's, and on PostgreSQL other instances' too
+    /// (LISTEN/NOTIFY). Readers re-read the outbox when it changes.
+    fn commits(&self) -> watch::Receiver<u64>;
 }
 
 /// Users, login sessions and roles.
@@ -292,6 +302,94 @@ pub trait PlanningStore: Send + Sync {
     async fn update_akh(&self, id: &str, changes: AkhChanges) -> Result<Akh, DomainError>;
     /// Deletes an Akh.
     async fn delete_akh(&self, id: &str) -> Result<(), DomainError>;
+}
+
+/// Which way a page of a thread reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadPage {
+    /// Messages with a greater sequence, oldest first.
+    After(i64),
+    /// Messages with a smaller sequence, newest first.
+    Before(i64),
+}
+
+/// Which decisions [`ThreadStore::list_decisions`] returns; every set
+/// field must match.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    /// Only this project's.
+    pub project_id: Option<String>,
+    /// Only those assigned to this user.
+    pub assignee: Option<String>,
+    /// Only those in projects where this user may read threads.
+    pub reader: Option<String>,
+    /// Only those in this state.
+    pub state: Option<DecisionState>,
+}
+
+/// How many work items of a project are in one status and phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItemCount {
+    /// The status.
+    pub status: WorkItemStatus,
+    /// The phase id.
+    pub phase_id: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Threads of work items, the outbound mail queue, human decisions, and the
+/// read models of the dashboard.
+#[async_trait]
+pub trait ThreadStore: Send + Sync {
+    /// Appends a message to its work item's thread with the next sequence
+    /// and records `message.posted` (whose payload is the message).
+    /// Outbound email is queued for the mail worker in the same
+    /// transaction. A repeated idempotency key returns the first message.
+    async fn post_message(&self, message: NewMessage) -> Result<Message, DomainError>;
+    /// A message by id.
+    async fn get_message(&self, id: &str) -> Result<Message, DomainError>;
+    /// Up to `limit` messages of a thread from a position.
+    async fn list_messages(
+        &self,
+        work_item_id: &str,
+        page: ThreadPage,
+        limit: i64,
+    ) -> Result<Vec<Message>, DomainError>;
+    /// Outbound email waiting to be sent, oldest first.
+    async fn queued_outbound_mail(&self, limit: i64) -> Result<Vec<Message>, DomainError>;
+
+    /// Records that a work item needs a human.
+    async fn request_decision(&self, decision: NewDecision) -> Result<Decision, DomainError>;
+    /// A decision by id.
+    async fn get_decision(&self, id: &str) -> Result<Decision, DomainError>;
+    /// Decisions oldest first.
+    async fn list_decisions(
+        &self,
+        filter: &DecisionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Decision>, DomainError>;
+    /// Answers an open decision and posts the answer into the thread;
+    /// answering twice is `FAILED_PRECONDITION`/`DECISION_NOT_OPEN`.
+    async fn resolve_decision(
+        &self,
+        id: &str,
+        answer: &str,
+        user_id: &str,
+    ) -> Result<Decision, DomainError>;
+    /// Withdraws an open decision and says so in the thread.
+    async fn cancel_decision(
+        &self,
+        id: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<Decision, DomainError>;
+
+    /// Work items of a project counted by status and phase.
+    async fn work_item_counts(&self, project_id: &str) -> Result<Vec<WorkItemCount>, DomainError>;
+    /// The newest events of the projects whose dashboard `reader` may see,
+    /// newest first.
+    async fn recent_events(&self, reader: &str, limit: i64) -> Result<Vec<Event>, DomainError>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the

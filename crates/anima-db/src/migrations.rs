@@ -37,6 +37,11 @@ pub(crate) fn postgres() -> Migrator {
             "planning",
             include_str!("../migrations/postgres/0002_planning.sql"),
         ),
+        (
+            3,
+            "threads",
+            include_str!("../migrations/postgres/0003_threads.sql"),
+        ),
     ])
 }
 
@@ -52,6 +57,11 @@ pub(crate) fn sqlite() -> Migrator {
             2,
             "planning",
             include_str!("../migrations/sqlite/0002_planning.sql"),
+        ),
+        (
+            3,
+            "threads",
+            include_str!("../migrations/sqlite/0003_threads.sql"),
         ),
     ])
 }

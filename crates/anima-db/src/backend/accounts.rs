@@ -51,7 +51,7 @@ macro_rules! accounts_sql {
                     "username": user.username,
                 })).await?;
                 let created = Self::user_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(created)
             }
 
@@ -126,7 +126,7 @@ macro_rules! accounts_sql {
                 }
                 Self::record(&mut tx, "user.updated", None, id, serde_json::json!({})).await?;
                 let updated = Self::user_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(updated)
             }
 
@@ -162,7 +162,7 @@ macro_rules! accounts_sql {
                     return Err(user_not_found(id));
                 }
                 Self::record(&mut tx, "user.deleted", None, id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
 
             async fn count_users(&self) -> Result<i64, DomainError> {
@@ -195,7 +195,7 @@ macro_rules! accounts_sql {
                 .await
                 .map_err(internal)?;
                 Self::record(&mut tx, "session.opened", None, &session.user_id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
 
             async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError> {
@@ -240,7 +240,7 @@ macro_rules! accounts_sql {
                 };
                 let user_id: String = row.try_get("user_id").map_err(internal)?;
                 Self::record(&mut tx, "session.closed", None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(true)
             }
 
@@ -258,7 +258,7 @@ macro_rules! accounts_sql {
                 if closed > 0 {
                     Self::record(&mut tx, "session.closed", None, user_id, serde_json::json!({ "sessions": closed })).await?;
                 }
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(closed)
             }
 
@@ -307,7 +307,7 @@ macro_rules! accounts_sql {
                 Self::set_permissions(&mut tx, &id, permissions).await?;
                 Self::record(&mut tx, "role.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let role = Self::role_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(role)
             }
 
@@ -338,7 +338,7 @@ macro_rules! accounts_sql {
                 }
                 Self::record(&mut tx, "role.updated", None, id, serde_json::json!({})).await?;
                 let role = Self::role_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(role)
             }
 
@@ -369,7 +369,7 @@ macro_rules! accounts_sql {
                     .await
                     .map_err(internal)?;
                 Self::record(&mut tx, "role.deleted", None, id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
         }
 
@@ -434,7 +434,7 @@ macro_rules! accounts_sql {
                         .map_err(internal)?;
                     Self::set_permissions(&mut tx, template.id, template.permissions).await?;
                 }
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
         }
     };

@@ -7,8 +7,13 @@
 
 mod accounts;
 mod planning;
+mod thread;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{Arc, Once},
+    time::Duration,
+};
 
 use anima_core::{
     DomainError, ErrorCode, Permission,
@@ -18,9 +23,11 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::{
     PgPool, Row, SqlitePool,
-    postgres::PgPoolOptions,
+    postgres::{PgListener, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
+
+use tokio::sync::watch;
 
 use crate::{Store, migrations};
 
@@ -30,6 +37,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Key of the advisory lock that orders outbox writers on PostgreSQL.
 const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
+
+/// PostgreSQL channel on which writers announce new events to the other
+/// server instances.
+const EVENTS_CHANNEL: &str = "anima_events";
 
 /// Maps a driver error onto a domain error: unique violations become
 /// `ALREADY_EXISTS` and foreign-key violations `FAILED_PRECONDITION`, both
@@ -101,8 +112,8 @@ macro_rules! common_sql {
                 limit: i64,
             ) -> Result<Vec<Event>, DomainError> {
                 let rows = sqlx::query(
-                    "SELECT id, kind, project_id, entity_id, payload, created_at FROM events \
-                     WHERE id > $1 ORDER BY id LIMIT $2",
+                    "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
+                     FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(after)
                 .bind(limit)
@@ -116,12 +127,26 @@ macro_rules! common_sql {
                             kind: row.try_get("kind")?,
                             project_id: row.try_get("project_id")?,
                             entity_id: row.try_get("entity_id")?,
+                            work_item_id: row.try_get("work_item_id")?,
                             payload: row.try_get("payload")?,
                             created_at: row.try_get("created_at")?,
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(internal)
+            }
+
+            async fn last_event_id(&self) -> Result<i64, DomainError> {
+                sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events")
+                    .fetch_one(&self.pool)
+                    .await
+                    .and_then(|row| row.try_get("id"))
+                    .map_err(internal)
+            }
+
+            fn commits(&self) -> watch::Receiver<u64> {
+                self.listen_for_other_writers();
+                self.commits.subscribe()
             }
         }
         impl $store {
@@ -133,6 +158,18 @@ macro_rules! common_sql {
                 entity_id: &str,
                 payload: serde_json::Value,
             ) -> Result<(), DomainError> {
+                Self::record_for(conn, kind, project_id, None, entity_id, payload).await
+            }
+
+            /// Writes the outbox row of a change that concerns a work item.
+            async fn record_for(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                kind: &str,
+                project_id: Option<&str>,
+                work_item_id: Option<&str>,
+                entity_id: &str,
+                payload: serde_json::Value,
+            ) -> Result<(), DomainError> {
                 if let Some(lock) = Self::LOCK_OUTBOX {
                     sqlx::query(lock)
                         .bind(OUTBOX_LOCK_KEY)
@@ -141,17 +178,32 @@ macro_rules! common_sql {
                         .map_err(internal)?;
                 }
                 sqlx::query(
-                    "INSERT INTO events (kind, project_id, entity_id, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO events (kind, project_id, entity_id, work_item_id, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(kind)
                 .bind(project_id)
                 .bind(entity_id)
+                .bind(work_item_id)
                 .bind(payload.to_string())
                 .bind(now_micros())
                 .execute(&mut *conn)
                 .await
                 .map_err(internal)?;
+                if let Some(notify) = Self::NOTIFY_OTHERS {
+                    sqlx::query(notify)
+                        .bind(EVENTS_CHANNEL)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(internal)?;
+                }
+                Ok(())
+            }
+
+            /// Commits a write and wakes this process's event readers.
+            async fn commit(&self, tx: sqlx::Transaction<'_, $db>) -> Result<(), DomainError> {
+                tx.commit().await.map_err(internal)?;
+                self.commits.send_modify(|count| *count = count.wrapping_add(1));
                 Ok(())
             }
 
@@ -208,6 +260,8 @@ macro_rules! common_sql {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    commits: Arc<watch::Sender<u64>>,
+    listening: Arc<Once>,
 }
 
 impl PostgresStore {
@@ -219,6 +273,8 @@ impl PostgresStore {
     /// Locks a project row for the rest of the transaction, so writes into
     /// one project (key numbering, archiving, owner checks) are serialised.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1 FOR UPDATE";
+    /// Delivered at commit to every instance listening on the channel.
+    const NOTIFY_OTHERS: Option<&'static str> = Some("SELECT pg_notify($1, '')");
 
     /// Connects, migrates and seeds the built-in roles and workflows.
     pub async fn connect(url: &str) -> Result<Self, DomainError> {
@@ -232,10 +288,68 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| DomainError::internal(format!("migrating PostgreSQL failed: {e}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            commits: Arc::new(watch::channel(0).0),
+            listening: Arc::new(Once::new()),
+        };
         store.seed_roles().await?;
         store.seed_workflows().await?;
         Ok(store)
+    }
+
+    /// Relays other instances' commits (PostgreSQL NOTIFY) into the commit
+    /// signal, once per store. The task ends when the store is dropped.
+    fn listen_for_other_writers(&self) {
+        self.listening.call_once(|| {
+            let pool = self.pool.clone();
+            let commits = Arc::downgrade(&self.commits);
+            tokio::spawn(async move {
+                let mut listener = None;
+                loop {
+                    let Some(signal) = commits.upgrade() else {
+                        return;
+                    };
+                    if listener.is_none() {
+                        match PgListener::connect_with(&pool).await {
+                            Ok(mut connected) => match connected.listen(EVENTS_CHANNEL).await {
+                                Ok(()) => listener = Some(connected),
+                                Err(err) => tracing::warn!(%err, "cannot LISTEN for events"),
+                            },
+                            Err(err) => tracing::warn!(%err, "cannot connect to LISTEN for events"),
+                        }
+                        // Whatever was announced while we were not
+                        // listening: readers look again.
+                        signal.send_modify(|count| *count = count.wrapping_add(1));
+                    }
+                    drop(signal);
+                    let Some(connected) = listener.as_mut() else {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    };
+                    // Wake up now and then to notice a dropped store.
+                    match tokio::time::timeout(Duration::from_secs(5), connected.try_recv()).await {
+                        Ok(Ok(Some(_))) => {
+                            if let Some(signal) = commits.upgrade() {
+                                signal.send_modify(|count| *count = count.wrapping_add(1));
+                            }
+                        }
+                        Ok(Ok(None)) => {
+                            // The connection dropped; the next call
+                            // reconnects. Readers look again meanwhile.
+                            if let Some(signal) = commits.upgrade() {
+                                signal.send_modify(|count| *count = count.wrapping_add(1));
+                            }
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(%err, "lost the LISTEN connection; reconnecting");
+                            listener = None;
+                        }
+                        Err(_elapsed) => {}
+                    }
+                }
+            });
+        });
     }
 }
 
@@ -245,6 +359,7 @@ common_sql!(PostgresStore, sqlx::Postgres, "postgres");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    commits: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -255,6 +370,8 @@ impl SqliteStore {
     const LOCK_OUTBOX: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
+    /// One process owns the file: the commit signal reaches every reader.
+    const NOTIFY_OTHERS: Option<&'static str> = None;
 
     /// Opens (creating if missing), migrates and seeds the built-in roles
     /// and workflows.
@@ -278,11 +395,17 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| DomainError::internal(format!("migrating SQLite failed: {e}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            commits: Arc::new(watch::channel(0).0),
+        };
         store.seed_roles().await?;
         store.seed_workflows().await?;
         Ok(store)
     }
+
+    /// One process owns the database file: local commits are all there is.
+    fn listen_for_other_writers(&self) {}
 }
 
 common_sql!(SqliteStore, sqlx::Sqlite, "sqlite");

@@ -32,17 +32,17 @@ use crate::{Page, PlanningStore, ProjectFilter, WorkItemFilter};
 
 /// Reads an enum stored as text; a value this build does not know is a
 /// server fault, not the caller's.
-fn stored<T: FromStr<Err = DomainError>>(text: &str) -> Result<T, DomainError> {
+pub(super) fn stored<T: FromStr<Err = DomainError>>(text: &str) -> Result<T, DomainError> {
     text.parse()
         .map_err(|err: DomainError| DomainError::internal(format!("stored value: {}", err.message)))
 }
 
-fn stored_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, DomainError> {
+pub(super) fn stored_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, DomainError> {
     serde_json::from_str(json)
         .map_err(|e| DomainError::internal(format!("stored JSON {json:?} is unreadable: {e}")))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Plain data with string keys serialises without fail.
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -148,7 +148,7 @@ macro_rules! planning_sql {
                 .map_err(internal)?;
                 Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
                 let project = Self::project_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(project)
             }
 
@@ -190,7 +190,7 @@ macro_rules! planning_sql {
                     .map_err(internal)?;
                 Self::record(&mut tx, "project.updated", Some(id), id, serde_json::json!({})).await?;
                 let project = Self::project_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(project)
             }
 
@@ -206,7 +206,7 @@ macro_rules! planning_sql {
                     Self::record(&mut tx, "project.archived", Some(id), id, serde_json::json!({})).await?;
                 }
                 let project = Self::project_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(project)
             }
 
@@ -253,7 +253,7 @@ macro_rules! planning_sql {
                 let member = Self::member_in(&mut tx, project_id, user_id)
                     .await?
                     .ok_or_else(|| DomainError::internal("binding vanished inside its transaction"))?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(member)
             }
 
@@ -276,7 +276,7 @@ macro_rules! planning_sql {
                     .await
                     .map_err(internal)?;
                 Self::record(&mut tx, "member.removed", Some(project_id), user_id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
 
             async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
@@ -318,7 +318,7 @@ macro_rules! planning_sql {
                 .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
                 Self::record(&mut tx, "plan.created", Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
                 let created = Self::plan_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(created)
             }
 
@@ -372,7 +372,7 @@ macro_rules! planning_sql {
                 .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
                 Self::record(&mut tx, "plan.updated", Some(&project_id), id, serde_json::json!({})).await?;
                 let plan = Self::plan_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(plan)
             }
 
@@ -386,7 +386,7 @@ macro_rules! planning_sql {
                     .await
                     .map_err(internal)?;
                 Self::record(&mut tx, "plan.deleted", Some(&project_id), id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
 
             async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError> {
@@ -451,16 +451,17 @@ macro_rules! planning_sql {
                 .await
                 .map_err(internal)?;
                 Self::insert_revision(&mut tx, &revision_id, &id, &item.description, &item.author, RevisionCause::Create, None, None).await?;
-                Self::record(
+                Self::record_for(
                     &mut tx,
                     "work_item.created",
                     Some(&item.project_id),
+                    Some(&id),
                     &id,
                     serde_json::json!({ "key": WorkItemKey(number).to_string() }),
                 )
                 .await?;
                 let created = Self::work_item_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(created)
             }
 
@@ -567,11 +568,11 @@ macro_rules! planning_sql {
                     )
                     .await?;
                 }
-                Self::record(&mut tx, "work_item.updated", Some(&project_id), id, serde_json::json!({
+                Self::record_for(&mut tx, "work_item.updated", Some(&project_id), Some(id), id, serde_json::json!({
                     "key": current.key.to_string(),
                 })).await?;
                 let updated = Self::work_item_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(updated)
             }
 
@@ -584,8 +585,8 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
-                Self::record(&mut tx, "work_item.deleted", Some(&project_id), id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                Self::record_for(&mut tx, "work_item.deleted", Some(&project_id), Some(id), id, serde_json::json!({})).await?;
+                self.commit(tx).await
             }
 
             async fn list_revisions(&self, work_item_id: &str, page: &PageRequest) -> Result<Page<DescriptionRevision>, DomainError> {
@@ -657,12 +658,12 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
-                Self::record(&mut tx, "work_item.reverted", Some(&project_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, "work_item.reverted", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "key": current.key.to_string(),
                     "revision": target.number,
                 })).await?;
                 let updated = Self::work_item_in(&mut tx, work_item_id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(updated)
             }
 
@@ -677,10 +678,10 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
-                Self::record(&mut tx, "work_item.capabilities_changed", Some(&project_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, "work_item.capabilities_changed", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "count": capabilities.len(),
                 })).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(capabilities)
             }
 
@@ -721,7 +722,7 @@ macro_rules! planning_sql {
                 .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
                 Self::record(&mut tx, "workflow.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let workflow = Self::workflow_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(workflow)
             }
 
@@ -759,7 +760,7 @@ macro_rules! planning_sql {
                     .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
                 Self::record(&mut tx, "workflow.updated", None, id, serde_json::json!({})).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(workflow)
             }
 
@@ -790,7 +791,7 @@ macro_rules! planning_sql {
                     .await
                     .map_err(|e| db_error(e, reason::WORKFLOW_IN_USE))?;
                 Self::record(&mut tx, "workflow.deleted", None, id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
 
             async fn list_akhs(&self, page: &PageRequest) -> Result<Page<Akh>, DomainError> {
@@ -830,7 +831,7 @@ macro_rules! planning_sql {
                 .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
                 Self::record(&mut tx, "akh.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let akh = Self::akh_in(&mut tx, &id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(akh)
             }
 
@@ -848,7 +849,7 @@ macro_rules! planning_sql {
                     .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
                 Self::record(&mut tx, "akh.updated", None, id, serde_json::json!({})).await?;
                 let akh = Self::akh_in(&mut tx, id).await?;
-                tx.commit().await.map_err(internal)?;
+                self.commit(tx).await?;
                 Ok(akh)
             }
 
@@ -861,7 +862,7 @@ macro_rules! planning_sql {
                     .await
                     .map_err(internal)?;
                 Self::record(&mut tx, "akh.deleted", None, id, serde_json::json!({})).await?;
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
         }
 
@@ -898,7 +899,7 @@ macro_rules! planning_sql {
             }
 
             /// Locks a project that must accept writes.
-            async fn writable_project(
+            pub(super) async fn writable_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<(), DomainError> {
@@ -1064,7 +1065,7 @@ macro_rules! planning_sql {
                 })
             }
 
-            async fn work_item_project(
+            pub(super) async fn work_item_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<String, DomainError> {
@@ -1103,7 +1104,7 @@ macro_rules! planning_sql {
                 })
             }
 
-            async fn work_item_in(
+            pub(super) async fn work_item_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<WorkItem, DomainError> {
@@ -1246,7 +1247,7 @@ macro_rules! planning_sql {
                     .await
                     .map_err(internal)?;
                 }
-                tx.commit().await.map_err(internal)
+                self.commit(tx).await
             }
         }
     };

@@ -15,7 +15,9 @@ use anima_core::{
 use crate::Store;
 
 mod planning;
+mod thread;
 pub use planning::*;
+pub use thread::*;
 
 fn new_user(username: &str) -> NewUser {
     NewUser {
@@ -440,7 +442,10 @@ macro_rules! conformance_suite {
             plans_derive_progress_from_phases,
             capabilities_are_replaced,
             workflows_builtin_and_custom,
-            akhs_round_trip
+            akhs_round_trip,
+            thread_messages_and_mail_queue,
+            decisions_are_answered_once,
+            commits_signal_and_dashboard_reads
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

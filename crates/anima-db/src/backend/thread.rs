@@ -1,0 +1,500 @@
+//! Threads, the outbound mail queue, human decisions, and the read models
+//! of the dashboard. Writes lock the work item's project like every planning
+//! write, so message sequences have no gaps and a decision is answered once.
+
+use anima_core::{
+    DomainError,
+    error::reason,
+    id::new_id,
+    model::{Event, now_micros},
+    paging::PageRequest,
+    planning::{Actor, WorkItemStatus},
+    thread::{
+        AttachmentRef, Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind,
+        NewDecision, NewMessage,
+    },
+};
+use async_trait::async_trait;
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::Row;
+
+use super::{
+    PostgresStore, SqliteStore, internal,
+    planning::{stored, stored_json, to_json},
+};
+use crate::{DecisionFilter, Page, ThreadPage, ThreadStore, WorkItemCount};
+
+/// The snake_case name serde gives a unit enum variant.
+fn enum_text<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+fn enum_from<T: DeserializeOwned>(text: &str) -> Result<T, DomainError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|e| DomainError::internal(format!("stored value {text:?}: {e}")))
+}
+
+fn message_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::MESSAGE_NOT_FOUND,
+        format!("no message with id {id}"),
+    )
+}
+
+fn decision_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::DECISION_NOT_FOUND,
+        format!("no decision with id {id}"),
+    )
+}
+
+macro_rules! message_select {
+    () => {
+        "SELECT id, work_item_id, project_id, sequence, kind, author, body, email, attachments, \
+         delivery_state, delivery_error, created_at FROM messages"
+    };
+}
+
+macro_rules! decision_select {
+    () => {
+        "SELECT id, work_item_id, project_id, question, input_label, choices, asked_by, \
+         assignee_user_id, state, answer, answered_by, created_at, resolved_at FROM decisions"
+    };
+}
+
+macro_rules! thread_sql {
+    ($store:ident, $db:ty) => {
+        #[async_trait]
+        impl ThreadStore for $store {
+            async fn post_message(&self, message: NewMessage) -> Result<Message, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, &message.work_item_id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                if let Some(key) = &message.idempotency_key {
+                    let earlier = sqlx::query(concat!(message_select!(), " WHERE work_item_id = $1 AND idempotency_key = $2"))
+                        .bind(&message.work_item_id)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                    if let Some(row) = earlier {
+                        // A retry of a post that landed: same answer, no second message.
+                        return Self::message_row(&row);
+                    }
+                }
+                let posted = Self::insert_message(&mut tx, &project_id, message).await?;
+                self.commit(tx).await?;
+                Ok(posted)
+            }
+
+            async fn get_message(&self, id: &str) -> Result<Message, DomainError> {
+                let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| message_not_found(id))?;
+                Self::message_row(&row)
+            }
+
+            async fn list_messages(&self, work_item_id: &str, page: ThreadPage, limit: i64) -> Result<Vec<Message>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::work_item_project(&mut conn, work_item_id).await?;
+                let (query, sequence) = match page {
+                    ThreadPage::After(sequence) => (
+                        concat!(message_select!(), " WHERE work_item_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3"),
+                        sequence,
+                    ),
+                    ThreadPage::Before(sequence) => (
+                        concat!(message_select!(), " WHERE work_item_id = $1 AND sequence < $2 ORDER BY sequence DESC LIMIT $3"),
+                        sequence,
+                    ),
+                };
+                let rows = sqlx::query(query)
+                .bind(work_item_id)
+                .bind(sequence)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                rows.iter().map(Self::message_row).collect()
+            }
+
+            async fn queued_outbound_mail(&self, limit: i64) -> Result<Vec<Message>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    message_select!(),
+                    " WHERE id IN (SELECT message_id FROM outbound_mail WHERE state = 'queued' \
+                       ORDER BY next_attempt_at LIMIT $1) ORDER BY created_at"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter().map(Self::message_row).collect()
+            }
+
+            async fn request_decision(&self, decision: NewDecision) -> Result<Decision, DomainError> {
+                let id = new_id();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, &decision.work_item_id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                if let Some(assignee) = &decision.assignee_user_id {
+                    Self::user_in(&mut tx, assignee).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO decisions (id, work_item_id, project_id, question, input_label, choices, \
+                     asked_by, assignee_user_id, state, answer, answered_by, created_at, resolved_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', '', NULL, $9, NULL)",
+                )
+                .bind(&id)
+                .bind(&decision.work_item_id)
+                .bind(&project_id)
+                .bind(&decision.question)
+                .bind(&decision.input_label)
+                .bind(to_json(&decision.choices))
+                .bind(decision.asked_by.to_json())
+                .bind(decision.assignee_user_id.as_deref())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                let created = Self::decision_in(&mut tx, &id).await?;
+                Self::record_for(
+                    &mut tx,
+                    "decision.requested",
+                    Some(&project_id),
+                    Some(&decision.work_item_id),
+                    &id,
+                    serde_json::to_value(&created).unwrap_or_default(),
+                )
+                .await?;
+                self.commit(tx).await?;
+                Ok(created)
+            }
+
+            async fn get_decision(&self, id: &str) -> Result<Decision, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::decision_in(&mut conn, id).await
+            }
+
+            async fn list_decisions(&self, filter: &DecisionFilter, page: &PageRequest) -> Result<Page<Decision>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    decision_select!(),
+                    " d WHERE ($1 = '' OR d.project_id = $1) \
+                     AND ($2 = '' OR d.assignee_user_id = $2) \
+                     AND ($3 = '' OR EXISTS (SELECT 1 FROM role_bindings b \
+                         JOIN role_permissions rp ON rp.role_id = b.role_id \
+                         WHERE b.project_id = d.project_id AND b.user_id = $3 \
+                         AND rp.permission = 'thread.read')) \
+                     AND ($4 = '' OR d.state = $4) AND d.id > $5 ORDER BY d.id LIMIT $6"
+                ))
+                .bind(filter.project_id.as_deref().unwrap_or(""))
+                .bind(filter.assignee.as_deref().unwrap_or(""))
+                .bind(filter.reader.as_deref().unwrap_or(""))
+                .bind(filter.state.map_or("", DecisionState::as_str))
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::decision_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |decision| decision.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> Result<Decision, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::open_decision(&mut tx, id).await?;
+                if !current.choices.is_empty() && !current.choices.iter().any(|choice| choice == answer) {
+                    return Err(DomainError::invalid_argument(
+                        reason::ANSWER_NOT_A_CHOICE,
+                        format!("the answer must be one of: {}", current.choices.join(", ")),
+                    ));
+                }
+                let closed = Self::close_decision(&mut tx, &current, DecisionState::Resolved, answer, Some(user_id)).await?;
+                Self::insert_message(&mut tx, &current.project_id, NewMessage {
+                    work_item_id: current.work_item_id.clone(),
+                    kind: MessageKind::System,
+                    author: Actor::User { id: user_id.to_owned() },
+                    body: format!("Decision answered — {}\n{}: {answer}", current.question, current.input_label),
+                    email: None,
+                    attachments: Vec::new(),
+                    idempotency_key: None,
+                })
+                .await?;
+                Self::record_for(
+                    &mut tx,
+                    "decision.resolved",
+                    Some(&current.project_id),
+                    Some(&current.work_item_id),
+                    id,
+                    serde_json::to_value(&closed).unwrap_or_default(),
+                )
+                .await?;
+                self.commit(tx).await?;
+                Ok(closed)
+            }
+
+            async fn cancel_decision(&self, id: &str, why: &str, actor: &Actor) -> Result<Decision, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::open_decision(&mut tx, id).await?;
+                let user_id = match actor {
+                    Actor::User { id } => Some(id.as_str()),
+                    _ => None,
+                };
+                let closed = Self::close_decision(&mut tx, &current, DecisionState::Cancelled, why, user_id).await?;
+                Self::insert_message(&mut tx, &current.project_id, NewMessage {
+                    work_item_id: current.work_item_id.clone(),
+                    kind: MessageKind::System,
+                    author: actor.clone(),
+                    body: if why.is_empty() {
+                        format!("Decision withdrawn — {}", current.question)
+                    } else {
+                        format!("Decision withdrawn — {}\n{why}", current.question)
+                    },
+                    email: None,
+                    attachments: Vec::new(),
+                    idempotency_key: None,
+                })
+                .await?;
+                Self::record_for(
+                    &mut tx,
+                    "decision.cancelled",
+                    Some(&current.project_id),
+                    Some(&current.work_item_id),
+                    id,
+                    serde_json::to_value(&closed).unwrap_or_default(),
+                )
+                .await?;
+                self.commit(tx).await?;
+                Ok(closed)
+            }
+
+            async fn work_item_counts(&self, project_id: &str) -> Result<Vec<WorkItemCount>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT status, phase_id, COUNT(*) AS n FROM work_items WHERE project_id = $1 \
+                     GROUP BY status, phase_id ORDER BY status, phase_id",
+                )
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter()
+                    .map(|row| {
+                        let status: String = row.try_get("status").map_err(internal)?;
+                        Ok(WorkItemCount {
+                            status: stored::<WorkItemStatus>(&status)?,
+                            phase_id: row.try_get("phase_id").map_err(internal)?,
+                            count: row.try_get("n").map_err(internal)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn recent_events(&self, reader: &str, limit: i64) -> Result<Vec<Event>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT e.id, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
+                     FROM events e WHERE e.project_id IN (SELECT b.project_id FROM role_bindings b \
+                       JOIN role_permissions rp ON rp.role_id = b.role_id \
+                       WHERE b.user_id = $1 AND rp.permission = 'dashboard.read') \
+                     ORDER BY e.id DESC LIMIT $2",
+                )
+                .bind(reader)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Event {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            project_id: row.try_get("project_id")?,
+                            entity_id: row.try_get("entity_id")?,
+                            work_item_id: row.try_get("work_item_id")?,
+                            payload: row.try_get("payload")?,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(internal)
+            }
+        }
+
+        impl $store {
+            /// Appends a message to its thread (the project is locked
+            /// already) and records its event, whose payload is the message.
+            async fn insert_message(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                project_id: &str,
+                message: NewMessage,
+            ) -> Result<Message, DomainError> {
+                let sequence: i64 = sqlx::query(
+                    "UPDATE work_items SET message_seq = message_seq + 1 WHERE id = $1 RETURNING message_seq",
+                )
+                .bind(&message.work_item_id)
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get("message_seq"))
+                .map_err(internal)?;
+                let delivery_state = (message.kind == MessageKind::OutboundEmail).then_some(DeliveryState::Queued);
+                let posted = Message {
+                    id: new_id(),
+                    work_item_id: message.work_item_id,
+                    project_id: project_id.to_owned(),
+                    sequence,
+                    kind: message.kind,
+                    author: message.author,
+                    body: message.body,
+                    email: message.email,
+                    attachments: message.attachments,
+                    delivery_state,
+                    delivery_error: String::new(),
+                    created_at: now_micros(),
+                };
+                sqlx::query(
+                    "INSERT INTO messages (id, work_item_id, project_id, sequence, kind, author, body, email, \
+                     attachments, delivery_state, delivery_error, idempotency_key, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $11, $12)",
+                )
+                .bind(&posted.id)
+                .bind(&posted.work_item_id)
+                .bind(project_id)
+                .bind(sequence)
+                .bind(enum_text(&posted.kind))
+                .bind(posted.author.to_json())
+                .bind(&posted.body)
+                .bind(posted.email.as_ref().map(to_json))
+                .bind(to_json(&posted.attachments))
+                .bind(delivery_state.map(|state| enum_text(&state)))
+                .bind(message.idempotency_key.as_deref())
+                .bind(posted.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                if delivery_state.is_some() {
+                    sqlx::query(
+                        "INSERT INTO outbound_mail (message_id, state, attempts, next_attempt_at, last_error, created_at) \
+                         VALUES ($1, 'queued', 0, $2, '', $2)",
+                    )
+                    .bind(&posted.id)
+                    .bind(posted.created_at)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                }
+                Self::record_for(
+                    conn,
+                    "message.posted",
+                    Some(project_id),
+                    Some(&posted.work_item_id),
+                    &posted.id,
+                    serde_json::to_value(&posted).unwrap_or_default(),
+                )
+                .await?;
+                Ok(posted)
+            }
+
+            fn message_row(row: &<$db as sqlx::Database>::Row) -> Result<Message, DomainError> {
+                let kind: String = row.try_get("kind").map_err(internal)?;
+                let author: String = row.try_get("author").map_err(internal)?;
+                let email: Option<String> = row.try_get("email").map_err(internal)?;
+                let attachments: String = row.try_get("attachments").map_err(internal)?;
+                let delivery_state: Option<String> = row.try_get("delivery_state").map_err(internal)?;
+                Ok(Message {
+                    id: row.try_get("id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    sequence: row.try_get("sequence").map_err(internal)?,
+                    kind: enum_from(&kind)?,
+                    author: Actor::from_json(&author)?,
+                    body: row.try_get("body").map_err(internal)?,
+                    email: email.as_deref().map(stored_json::<EmailHeaders>).transpose()?,
+                    attachments: stored_json::<Vec<AttachmentRef>>(&attachments)?,
+                    delivery_state: delivery_state.as_deref().map(enum_from).transpose()?,
+                    delivery_error: row.try_get("delivery_error").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                })
+            }
+
+            fn decision_row(row: &<$db as sqlx::Database>::Row) -> Result<Decision, DomainError> {
+                let choices: String = row.try_get("choices").map_err(internal)?;
+                let asked_by: String = row.try_get("asked_by").map_err(internal)?;
+                let state: String = row.try_get("state").map_err(internal)?;
+                Ok(Decision {
+                    id: row.try_get("id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    question: row.try_get("question").map_err(internal)?,
+                    input_label: row.try_get("input_label").map_err(internal)?,
+                    choices: stored_json(&choices)?,
+                    asked_by: Actor::from_json(&asked_by)?,
+                    assignee_user_id: row.try_get("assignee_user_id").map_err(internal)?,
+                    state: enum_from(&state)?,
+                    answer: row.try_get("answer").map_err(internal)?,
+                    answered_by: row.try_get("answered_by").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    resolved_at: row.try_get("resolved_at").map_err(internal)?,
+                })
+            }
+
+            async fn decision_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Decision, DomainError> {
+                let row = sqlx::query(concat!(decision_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| decision_not_found(id))?;
+                Self::decision_row(&row)
+            }
+
+            /// The decision, with its project locked, if it is still open.
+            async fn open_decision(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Decision, DomainError> {
+                let project_id = Self::decision_in(&mut *conn, id).await?.project_id;
+                Self::writable_project(&mut *conn, &project_id).await?;
+                // Read again under the lock: a concurrent answer has committed.
+                let current = Self::decision_in(&mut *conn, id).await?;
+                if current.state != DecisionState::Open {
+                    return Err(DomainError::failed_precondition(
+                        reason::DECISION_NOT_OPEN,
+                        format!("the decision is already {}", current.state.as_str()),
+                    ));
+                }
+                Ok(current)
+            }
+
+            async fn close_decision(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                current: &Decision,
+                state: DecisionState,
+                answer: &str,
+                user_id: Option<&str>,
+            ) -> Result<Decision, DomainError> {
+                sqlx::query(
+                    "UPDATE decisions SET state = $2, answer = $3, answered_by = $4, resolved_at = $5 WHERE id = $1",
+                )
+                .bind(&current.id)
+                .bind(state.as_str())
+                .bind(answer)
+                .bind(user_id)
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Self::decision_in(conn, &current.id).await
+            }
+        }
+    };
+}
+
+thread_sql!(PostgresStore, sqlx::Postgres);
+thread_sql!(SqliteStore, sqlx::Sqlite);
