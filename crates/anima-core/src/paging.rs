@@ -77,6 +77,16 @@ impl PageRequest {
         i64::from(self.size) + 1
     }
 
+    /// A token that continues this list after `key`, for lists that page
+    /// in more than one direction.
+    pub fn token_for(&self, key: String) -> String {
+        encode(&TokenBody {
+            v: 1,
+            q: self.query,
+            k: key,
+        })
+    }
+
     /// Cuts a fetched batch (of up to `fetch_limit` rows) to the page and
     /// returns the token for the next page (empty when this page is the last).
     pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> String) -> String {
@@ -84,13 +94,8 @@ impl PageRequest {
             return String::new();
         }
         rows.truncate(self.size as usize);
-        rows.last().map_or_else(String::new, |last| {
-            encode(&TokenBody {
-                v: 1,
-                q: self.query,
-                k: key(last),
-            })
-        })
+        rows.last()
+            .map_or_else(String::new, |last| self.token_for(key(last)))
     }
 }
 

@@ -20,10 +20,12 @@ use tonic::service::Routes;
 use crate::{
     auth::{Authenticator, LoginLimiter, hash_password, new_token},
     config::ServerConfig,
+    events::EventHub,
     middleware::authorize,
     services::{
-        akh::AkhApi, auth::AuthApi, plan::PlanApi, project::ProjectApi, team::TeamApi,
-        unimplemented::NotYetImplemented, work_item::WorkItemApi, workflow::WorkflowApi,
+        akh::AkhApi, auth::AuthApi, dashboard::DashboardApi, plan::PlanApi, project::ProjectApi,
+        team::TeamApi, thread::ThreadApi, unimplemented::NotYetImplemented, work_item::WorkItemApi,
+        workflow::WorkflowApi,
     },
 };
 
@@ -37,6 +39,11 @@ pub async fn router(
     internal: Option<Routes>,
 ) -> anyhow::Result<Router> {
     let authenticator = Authenticator::new(store.clone(), config);
+    let hub = EventHub::start(
+        store.clone(),
+        config.stream_lag_limit,
+        config.stream_heartbeat(),
+    );
     let limiter = LoginLimiter::new(config);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -62,13 +69,19 @@ pub async fn router(
         .add_service(PlanServiceServer::new(PlanApi::new(store.clone())))
         .add_service(WorkItemServiceServer::new(WorkItemApi::new(store.clone())))
         .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
-        .add_service(ThreadServiceServer::new(NotYetImplemented))
+        .add_service(ThreadServiceServer::new(ThreadApi::new(
+            store.clone(),
+            hub.clone(),
+        )))
         .add_service(AgentSessionServiceServer::new(NotYetImplemented))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(NotYetImplemented))
         .add_service(DocumentServiceServer::new(NotYetImplemented))
         .add_service(AkhServiceServer::new(AkhApi::new(store.clone())))
-        .add_service(DashboardServiceServer::new(NotYetImplemented))
+        .add_service(DashboardServiceServer::new(DashboardApi::new(
+            store.clone(),
+            hub,
+        )))
         .add_service(health)
         .add_service(reflection);
 

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use anima_core::{DomainError, error::reason};
+use anima_core::{DomainError, Permission, error::reason};
 use anima_db::Store;
 use axum::extract::ConnectInfo;
 use tonic::Request;
@@ -53,7 +53,18 @@ pub async fn require_project(
     let Access::Project(permission) = context.access else {
         return Ok(());
     };
-    match &context.caller {
+    require_permission(store, context.caller.as_ref(), project_id, permission).await
+}
+
+/// Requires a given permission of the caller in `project_id`, for RPCs
+/// whose rule is not one project permission (e.g. lists across projects).
+pub async fn require_permission(
+    store: &Arc<dyn Store>,
+    caller: Option<&Caller>,
+    project_id: &str,
+    permission: Permission,
+) -> Result<(), DomainError> {
+    match caller {
         Some(Caller::Service { .. }) => Ok(()),
         Some(Caller::User { user, .. }) => {
             let granted = store.project_permissions(&user.id, project_id).await?;

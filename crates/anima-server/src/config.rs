@@ -28,6 +28,12 @@ pub struct ServerConfig {
     /// present. Several may be valid at once, which is how they rotate:
     /// add the new token, move the services over, remove the old one.
     pub service_tokens: Vec<ServiceToken>,
+    /// A live stream that delivered nothing for this many seconds sends a
+    /// heartbeat, so proxies keep it open.
+    pub stream_heartbeat_secs: u64,
+    /// How many events a stream consumer may fall behind the newest before
+    /// it is cut off with a cursor to resume from.
+    pub stream_lag_limit: usize,
 }
 
 /// A pre-shared token identifying an internal service.
@@ -51,6 +57,8 @@ impl Default for ServerConfig {
             login_failures_per_peer: 20,
             login_failure_window_secs: 5 * 60,
             service_tokens: Vec::new(),
+            stream_heartbeat_secs: 15,
+            stream_lag_limit: 1024,
         }
     }
 }
@@ -88,6 +96,11 @@ impl ServerConfig {
                 .parse()
                 .with_context(|| format!("ANIMA_SESSION_IDLE_TIMEOUT_SECS={secs:?}"))?;
         }
+        if let Some(secs) = var("ANIMA_STREAM_HEARTBEAT_SECS") {
+            self.stream_heartbeat_secs = secs
+                .parse()
+                .with_context(|| format!("ANIMA_STREAM_HEARTBEAT_SECS={secs:?}"))?;
+        }
         // `name=token,name=token`
         if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {
             self.service_tokens = tokens
@@ -105,6 +118,11 @@ impl ServerConfig {
                 .collect::<anyhow::Result<_>>()?;
         }
         Ok(())
+    }
+
+    /// Silence after which a live stream sends a heartbeat (at least 1 s).
+    pub fn stream_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.stream_heartbeat_secs.max(1))
     }
 
     /// Idle time after which a session expires.

@@ -5,10 +5,13 @@ use anima_core::{
     DomainError,
     capability::{Capability, CapabilityKind},
     error::reason,
-    model::{Role, User},
+    model::{Event, Role, User},
     planning::{
         Actor, Akh, DescriptionRevision, Member, Plan, Priority, Project, ProjectStatus,
         RevisionCause, WorkItem, WorkItemStatus,
+    },
+    thread::{
+        AttachmentRef, Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind,
     },
     workflow::{Phase, SkillRef, Workflow},
 };
@@ -377,6 +380,153 @@ pub fn akh(akh: Akh) -> pb::Akh {
         avatar_color: akh.avatar_color,
         create_time: timestamp(akh.created_at),
         update_time: timestamp(akh.updated_at),
+    }
+}
+
+/// An outbox event on the wire.
+pub fn event(event: &Event) -> pb::Event {
+    pb::Event {
+        id: event.id,
+        kind: event.kind.clone(),
+        project_id: event.project_id.clone().unwrap_or_default(),
+        entity_id: event.entity_id.clone(),
+        time: timestamp(event.created_at),
+        payload_json: event.payload.clone(),
+    }
+}
+
+/// A heartbeat on the wire.
+pub fn heartbeat(last_event_id: i64) -> pb::Heartbeat {
+    pb::Heartbeat {
+        last_event_id,
+        time: timestamp(anima_core::model::now_micros()),
+    }
+}
+
+/// A message kind from the wire; unspecified is refused.
+pub fn parse_message_kind(raw: i32) -> Result<MessageKind, DomainError> {
+    match pb::MessageKind::try_from(raw) {
+        Ok(pb::MessageKind::Human) => Ok(MessageKind::Human),
+        Ok(pb::MessageKind::Akh) => Ok(MessageKind::Akh),
+        Ok(pb::MessageKind::InboundEmail) => Ok(MessageKind::InboundEmail),
+        Ok(pb::MessageKind::OutboundEmail) => Ok(MessageKind::OutboundEmail),
+        Ok(pb::MessageKind::System) => Ok(MessageKind::System),
+        Ok(pb::MessageKind::Unspecified) => Err(DomainError::invalid_argument(
+            reason::FIELD_REQUIRED,
+            "kind must be set: human, akh, inbound_email or outbound_email",
+        )),
+        Err(_) => Err(unknown_enum("kind", raw)),
+    }
+}
+
+fn message_kind(kind: MessageKind) -> pb::MessageKind {
+    match kind {
+        MessageKind::Human => pb::MessageKind::Human,
+        MessageKind::Akh => pb::MessageKind::Akh,
+        MessageKind::InboundEmail => pb::MessageKind::InboundEmail,
+        MessageKind::OutboundEmail => pb::MessageKind::OutboundEmail,
+        MessageKind::System => pb::MessageKind::System,
+    }
+}
+
+/// Email headers from the wire.
+pub fn parse_email(email: pb::EmailHeaders) -> EmailHeaders {
+    EmailHeaders {
+        from: email.from,
+        to: email.to,
+        cc: email.cc,
+        subject: email.subject,
+        message_id: email.message_id,
+        in_reply_to: email.in_reply_to,
+        references: email.references,
+    }
+}
+
+/// Attachment references from the wire, not yet validated.
+pub fn parse_attachments(attachments: Vec<pb::AttachmentRef>) -> Vec<AttachmentRef> {
+    attachments
+        .into_iter()
+        .map(|attachment| AttachmentRef {
+            document_id: attachment.document_id,
+            file_name: attachment.file_name,
+            media_type: attachment.media_type,
+            size_bytes: attachment.size_bytes,
+        })
+        .collect()
+}
+
+/// A thread message on the wire. The thread id is the work item's.
+pub fn message(message: Message) -> pb::Message {
+    pb::Message {
+        id: message.id,
+        thread_id: message.work_item_id.clone(),
+        work_item_id: message.work_item_id,
+        kind: message_kind(message.kind) as i32,
+        author: Some(actor(message.author)),
+        body: message.body,
+        email: message.email.map(|email| pb::EmailHeaders {
+            from: email.from,
+            to: email.to,
+            cc: email.cc,
+            subject: email.subject,
+            message_id: email.message_id,
+            in_reply_to: email.in_reply_to,
+            references: email.references,
+        }),
+        attachments: message
+            .attachments
+            .into_iter()
+            .map(|attachment| pb::AttachmentRef {
+                document_id: attachment.document_id,
+                file_name: attachment.file_name,
+                media_type: attachment.media_type,
+                size_bytes: attachment.size_bytes,
+            })
+            .collect(),
+        delivery_state: match message.delivery_state {
+            None => pb::DeliveryState::Unspecified,
+            Some(DeliveryState::Queued) => pb::DeliveryState::Queued,
+            Some(DeliveryState::Sending) => pb::DeliveryState::Sending,
+            Some(DeliveryState::Sent) => pb::DeliveryState::Sent,
+            Some(DeliveryState::Failed) => pb::DeliveryState::Failed,
+        } as i32,
+        delivery_error: message.delivery_error,
+        create_time: timestamp(message.created_at),
+        sequence: message.sequence,
+    }
+}
+
+/// A decision on the wire.
+pub fn decision(decision: Decision) -> pb::Decision {
+    pb::Decision {
+        id: decision.id,
+        work_item_id: decision.work_item_id,
+        project_id: decision.project_id,
+        question: decision.question,
+        input_label: decision.input_label,
+        choices: decision.choices,
+        asked_by: Some(actor(decision.asked_by)),
+        assignee_user_id: decision.assignee_user_id.unwrap_or_default(),
+        state: match decision.state {
+            DecisionState::Open => pb::DecisionState::Open,
+            DecisionState::Resolved => pb::DecisionState::Resolved,
+            DecisionState::Cancelled => pb::DecisionState::Cancelled,
+        } as i32,
+        answer: decision.answer,
+        answered_by_user_id: decision.answered_by.unwrap_or_default(),
+        create_time: timestamp(decision.created_at),
+        resolve_time: decision.resolved_at.and_then(timestamp),
+    }
+}
+
+/// A decision state filter from the wire; unspecified means any.
+pub fn parse_decision_state(raw: i32) -> Result<Option<DecisionState>, DomainError> {
+    match pb::DecisionState::try_from(raw) {
+        Ok(pb::DecisionState::Unspecified) => Ok(None),
+        Ok(pb::DecisionState::Open) => Ok(Some(DecisionState::Open)),
+        Ok(pb::DecisionState::Resolved) => Ok(Some(DecisionState::Resolved)),
+        Ok(pb::DecisionState::Cancelled) => Ok(Some(DecisionState::Cancelled)),
+        Err(_) => Err(unknown_enum("state", raw)),
     }
 }
 

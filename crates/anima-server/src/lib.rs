@@ -14,6 +14,7 @@ pub mod authz;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod middleware;
 pub mod rbac;
 pub mod services;

@@ -61,7 +61,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "anima-server listening");
+    // On stdout, for scripts and tests that start it on port 0.
+    println!(
+        "anima-server listening on http://{}",
+        listener.local_addr()?
+    );
     anima_server::serve(listener, router, async {
         let _ = tokio::signal::ctrl_c().await;
     })

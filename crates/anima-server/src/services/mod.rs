@@ -8,9 +8,11 @@
 
 pub mod akh;
 pub mod auth;
+pub mod dashboard;
 pub mod plan;
 pub mod project;
 pub mod team;
+pub mod thread;
 pub mod unimplemented;
 pub mod work_item;
 pub mod workflow;
@@ -44,6 +46,9 @@ macro_rules! grpc_service {
     };
 }
 pub(crate) use grpc_service;
+
+/// A server-streaming response: what the streaming handlers return.
+pub type ResponseStream<T> = tonic::codegen::BoxStream<T>;
 
 /// Who a caller acts as when they author something.
 pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {

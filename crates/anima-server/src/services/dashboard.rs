@@ -1,0 +1,235 @@
+//! DashboardService: the caller's morning view across every project whose
+//! dashboard they may read, and a live stream of what changes in them.
+
+use std::{collections::HashMap, sync::Arc};
+
+use anima_core::{
+    DomainError, Permission, model::Event, paging::PageRequest, planning::WorkItemStatus,
+    thread::DecisionState,
+};
+use anima_db::{DecisionFilter, Page, ProjectFilter, Store};
+use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
+
+use super::{ResponseStream, grpc_service};
+use crate::{
+    auth::Caller,
+    authz::RequestContext,
+    convert,
+    error::to_status,
+    events::{EventHub, StreamItem},
+};
+
+/// Events shown as recent activity.
+const RECENT_EVENTS: i64 = 20;
+/// Plans shown per project.
+const PLANS_PER_PROJECT: i32 = 50;
+
+/// The DashboardService implementation.
+#[derive(Clone)]
+pub struct DashboardApi {
+    store: Arc<dyn Store>,
+    hub: Arc<EventHub>,
+}
+
+/// Reads every page of a list.
+async fn all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, DomainError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page<T>, DomainError>>,
+{
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = fetch(PageRequest::parse(500, &token, "dashboard")?).await?;
+        rows.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return Ok(rows);
+        }
+        token = page.next_page_token;
+    }
+}
+
+impl DashboardApi {
+    /// Builds the service on the process's event hub.
+    pub fn new(store: Arc<dyn Store>, hub: Arc<EventHub>) -> Self {
+        Self { store, hub }
+    }
+
+    /// Projects whose dashboard the caller may read (all, for services).
+    async fn readable_projects(
+        &self,
+        caller: Option<&Caller>,
+    ) -> Result<Vec<anima_core::planning::Project>, DomainError> {
+        let member = match caller {
+            Some(Caller::User { user, .. }) => Some(user.id.clone()),
+            _ => None,
+        };
+        let filter = ProjectFilter {
+            member: member.clone(),
+            status: None,
+        };
+        let projects = all(|page| {
+            let filter = filter.clone();
+            async move { self.store.list_projects(&filter, &page).await }
+        })
+        .await?;
+        let Some(user_id) = member else {
+            return Ok(projects);
+        };
+        let mut readable = Vec::with_capacity(projects.len());
+        for project in projects {
+            let permissions = self
+                .store
+                .project_permissions(&user_id, &project.id)
+                .await?;
+            if permissions.contains(&Permission::DashboardRead) {
+                readable.push(project);
+            }
+        }
+        Ok(readable)
+    }
+
+    async fn get_dashboard(
+        &self,
+        context: &RequestContext,
+        _request: pb::GetDashboardRequest,
+    ) -> Result<pb::Dashboard, DomainError> {
+        // Read the position first: everything the snapshot shows is at or
+        // after it, so a stream from here misses nothing.
+        let as_of_event_id = self.store.last_event_id().await?;
+        let mut open_decisions = Vec::new();
+        let mut projects = Vec::new();
+        for project in self.readable_projects(context.caller.as_ref()).await? {
+            let counts = self.store.work_item_counts(&project.id).await?;
+            let total = |status: WorkItemStatus| {
+                counts
+                    .iter()
+                    .filter(|count| count.status == status)
+                    .map(|count| count.count)
+                    .sum::<i64>()
+            };
+            let decisions = all(|page| {
+                let filter = DecisionFilter {
+                    project_id: Some(project.id.clone()),
+                    state: Some(DecisionState::Open),
+                    ..Default::default()
+                };
+                async move { self.store.list_decisions(&filter, &page).await }
+            })
+            .await?;
+            let plans = self
+                .store
+                .list_plans(
+                    &project.id,
+                    &PageRequest::parse(PLANS_PER_PROJECT, "", "dashboard-plans")?,
+                )
+                .await?
+                .items;
+            projects.push(pb::ProjectSummary {
+                project_id: project.id.clone(),
+                name: project.name.clone(),
+                open_work_items: total(WorkItemStatus::Open),
+                in_progress_work_items: total(WorkItemStatus::InProgress),
+                blocked_work_items: total(WorkItemStatus::Blocked),
+                done_work_items: total(WorkItemStatus::Done),
+                // Agent sessions arrive with anima-agent.
+                active_sessions: 0,
+                open_decisions: decisions.len() as i64,
+                counts: counts
+                    .iter()
+                    .map(|count| pb::WorkItemCount {
+                        status: convert::work_item_status(count.status) as i32,
+                        phase_id: count.phase_id.clone(),
+                        count: count.count,
+                    })
+                    .collect(),
+                plans: plans.into_iter().map(convert::plan).collect(),
+            });
+            open_decisions.extend(decisions);
+        }
+        // Oldest first: the longest-waiting human input leads.
+        open_decisions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let recent_activity = match &context.caller {
+            Some(Caller::User { user, .. }) => {
+                self.store.recent_events(&user.id, RECENT_EVENTS).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(pb::Dashboard {
+            open_decisions: open_decisions.into_iter().map(convert::decision).collect(),
+            active_sessions: Vec::new(),
+            projects,
+            as_of_event_id,
+            recent_activity: recent_activity.iter().map(convert::event).collect(),
+        })
+    }
+
+    /// Events of every project whose dashboard the caller may read. Access
+    /// is decided per project when its first event passes and again when
+    /// the caller's membership changes.
+    async fn stream_dashboard_updates(
+        &self,
+        context: &RequestContext,
+        request: pb::StreamDashboardUpdatesRequest,
+    ) -> Result<ResponseStream<pb::DashboardUpdate>, DomainError> {
+        self.hub.check_cursor(request.after_event_id).await?;
+        let reader = match &context.caller {
+            Some(Caller::User { user, .. }) => Some(user.id.clone()),
+            _ => None,
+        };
+        let store = self.store.clone();
+        let access: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+        let keep = move |event: Arc<Event>| {
+            let store = store.clone();
+            let reader = reader.clone();
+            let access = access.clone();
+            async move {
+                let Some(project_id) = event.project_id.clone() else {
+                    return Ok(false);
+                };
+                let Some(reader) = reader else {
+                    return Ok(true);
+                };
+                let mut access = access.lock().await;
+                if event.kind.starts_with("member.") && event.entity_id == reader {
+                    access.remove(&project_id);
+                }
+                if let Some(allowed) = access.get(&project_id) {
+                    return Ok(*allowed);
+                }
+                let allowed = store
+                    .project_permissions(&reader, &project_id)
+                    .await?
+                    .contains(&Permission::DashboardRead);
+                access.insert(project_id, allowed);
+                Ok(allowed)
+            }
+        };
+        let stream = self
+            .hub
+            .follow(request.after_event_id, keep)
+            .map(|item| item.map(dashboard_update).map_err(to_status));
+        Ok(Box::pin(stream))
+    }
+}
+
+fn dashboard_update(item: StreamItem) -> pb::DashboardUpdate {
+    use pb::dashboard_update::Kind;
+    match item {
+        StreamItem::Event(event) => pb::DashboardUpdate {
+            event_id: event.id,
+            kind: Some(Kind::Event(convert::event(&event))),
+        },
+        StreamItem::Heartbeat { last_event_id } => pb::DashboardUpdate {
+            event_id: last_event_id,
+            kind: Some(Kind::Heartbeat(convert::heartbeat(last_event_id))),
+        },
+    }
+}
+
+grpc_service!(DashboardApi: DashboardService {
+    get_dashboard(pb::GetDashboardRequest) -> pb::Dashboard;
+    stream_dashboard_updates(pb::StreamDashboardUpdatesRequest) -> ResponseStream<pb::DashboardUpdate>;
+});
