@@ -1,0 +1,222 @@
+//! Two real `anima-server` processes on one PostgreSQL database: a thread
+//! stream on B delivers exactly the messages posted through A, in order;
+//! a subscriber whose connection dies mid-stream resumes from its last
+//! event id and, between both connections, sees every message once.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anima_db::testing::TempDatabase;
+use anima_proto::v1::{
+    self as pb, auth_service_client::AuthServiceClient,
+    project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
+};
+use tokio_stream::StreamExt;
+use tonic::{Request, Streaming, transport::Channel};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_anima-server");
+const ADMIN_PASSWORD: &str = "multi-instance admin password";
+const MESSAGES: usize = 1_000;
+const WRITERS: usize = 4;
+
+/// An `anima-server` process; killed on drop.
+struct Instance {
+    child: Child,
+    url: String,
+}
+
+impl Instance {
+    fn start(database_url: &str) -> Self {
+        let mut child = Command::new(SERVER)
+            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start anima-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix("anima-server listening on ")
+                    .map(str::to_owned)
+            })
+            .expect("anima-server printed its address");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+async fn subscribe(
+    channel: Channel,
+    token: &str,
+    work_item_id: &str,
+    after_event_id: i64,
+) -> Streaming<pb::ThreadEvent> {
+    ThreadServiceClient::new(channel)
+        .stream_thread(authed(
+            token,
+            pb::StreamThreadRequest {
+                work_item_id: work_item_id.into(),
+                after_event_id,
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner()
+}
+
+/// Reads until `count` messages arrived; returns them with the event id of
+/// the last one.
+async fn take_messages(
+    stream: &mut Streaming<pb::ThreadEvent>,
+    count: usize,
+) -> (Vec<pb::Message>, i64) {
+    let mut messages = Vec::with_capacity(count);
+    let mut last_event_id = 0;
+    while messages.len() < count {
+        let item = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("the stream keeps delivering")
+            .expect("the stream is open")
+            .expect("no error");
+        assert!(item.event_id >= last_event_id, "event ids never go back");
+        if let Some(pb::thread_event::Kind::Message(message)) = item.kind {
+            last_event_id = item.event_id;
+            messages.push(message);
+        }
+    }
+    (messages, last_event_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_deliver_each_others_events_and_resume_without_gaps() {
+    let db = TempDatabase::postgres().await;
+    let a = Instance::start(&db.url);
+    let b = Instance::start(&db.url);
+    let store = db.open().await;
+
+    let token = AuthServiceClient::new(a.channel().await)
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("login on A")
+        .into_inner()
+        .token;
+    let project = ProjectServiceClient::new(a.channel().await)
+        .create_project(authed(
+            &token,
+            pb::CreateProjectRequest {
+                name: "Shared".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+    let item = WorkItemServiceClient::new(a.channel().await)
+        .create_work_item(authed(
+            &token,
+            pb::CreateWorkItemRequest {
+                project_id: project.id,
+                title: "Busy thread".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner();
+    let cursor = store.last_event_id().await.expect("cursor");
+
+    // Two subscribers on B before anything is posted through A.
+    let mut steady = subscribe(b.channel().await, &token, &item.id, cursor).await;
+    let mut flaky = subscribe(b.channel().await, &token, &item.id, cursor).await;
+
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let channel = a.channel().await;
+        let token = token.clone();
+        let work_item_id = item.id.clone();
+        writers.push(tokio::spawn(async move {
+            let mut threads = ThreadServiceClient::new(channel);
+            for n in 0..MESSAGES / WRITERS {
+                threads
+                    .post_message(authed(
+                        &token,
+                        pb::PostMessageRequest {
+                            work_item_id: work_item_id.clone(),
+                            kind: pb::MessageKind::Human as i32,
+                            body: format!("{writer}/{n}"),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .expect("post through A");
+            }
+        }));
+    }
+
+    // The flaky subscriber's connection dies after 400 messages.
+    let (first_part, resume_after) = take_messages(&mut flaky, 400).await;
+    drop(flaky);
+
+    let (all, _) = take_messages(&mut steady, MESSAGES).await;
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let sequences: Vec<i64> = all.iter().map(|m| m.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=MESSAGES as i64).collect::<Vec<_>>(),
+        "B delivered exactly the 1,000 messages, in order"
+    );
+    let bodies: BTreeSet<&str> = all.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies.len(), MESSAGES);
+
+    let mut resumed = subscribe(b.channel().await, &token, &item.id, resume_after).await;
+    let (second_part, _) = take_messages(&mut resumed, MESSAGES - first_part.len()).await;
+    let union: Vec<i64> = first_part
+        .iter()
+        .chain(&second_part)
+        .map(|m| m.sequence)
+        .collect();
+    assert_eq!(
+        union,
+        (1..=MESSAGES as i64).collect::<Vec<_>>(),
+        "no gap and no duplicate across the reconnect"
+    );
+}
