@@ -456,6 +456,160 @@ async fn planning_cli_on_postgres() {
         .expect("planning through the CLI");
 }
 
+/// `anima up` on SQLite: a thread stream replays and follows 1,000 messages
+/// posted by several clients; a subscriber whose connection dies resumes
+/// from its last event id with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thread_stream_replays_across_a_reconnect_on_sqlite() {
+    use anima_proto::v1::{
+        self as pb, auth_service_client::AuthServiceClient,
+        project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
+        work_item_service_client::WorkItemServiceClient,
+    };
+    use tonic::{Request, transport::Channel};
+
+    const MESSAGES: usize = 1_000;
+    const WRITERS: usize = 4;
+    fn authed<T>(token: &str, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        request
+    }
+    async fn channel(address: &str) -> Channel {
+        Channel::from_shared(address.to_owned())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+    async fn take(
+        stream: &mut tonic::Streaming<pb::ThreadEvent>,
+        count: usize,
+    ) -> (Vec<i64>, i64) {
+        let mut sequences = Vec::new();
+        let mut last = 0;
+        while sequences.len() < count {
+            let item = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
+                .await
+                .expect("delivering")
+                .expect("open")
+                .expect("ok");
+            if let Some(pb::thread_event::Kind::Message(message)) = item.kind {
+                last = item.event_id;
+                sequences.push(message.sequence);
+            }
+        }
+        (sequences, last)
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), None);
+    let token = AuthServiceClient::new(channel(&up.address).await)
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: up.admin_password.clone(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let project = ProjectServiceClient::new(channel(&up.address).await)
+        .create_project(authed(
+            &token,
+            pb::CreateProjectRequest {
+                name: "Replay".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+    let item = WorkItemServiceClient::new(channel(&up.address).await)
+        .create_work_item(authed(
+            &token,
+            pb::CreateWorkItemRequest {
+                project_id: project.id,
+                title: "Busy".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner();
+    // The newest event so far: the work item's creation.
+    let cursor = ThreadServiceClient::new(channel(&up.address).await)
+        .stream_thread(authed(
+            &token,
+            pb::StreamThreadRequest {
+                work_item_id: item.id.clone(),
+                after_event_id: 0,
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner()
+        .next()
+        .await
+        .expect("an event")
+        .expect("ok")
+        .event_id;
+
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let channel = channel(&up.address).await;
+        let token = token.clone();
+        let work_item_id = item.id.clone();
+        writers.push(tokio::spawn(async move {
+            let mut threads = ThreadServiceClient::new(channel);
+            for n in 0..MESSAGES / WRITERS {
+                threads
+                    .post_message(authed(
+                        &token,
+                        pb::PostMessageRequest {
+                            work_item_id: work_item_id.clone(),
+                            kind: pb::MessageKind::Human as i32,
+                            body: format!("{writer}/{n}"),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .expect("post");
+            }
+        }));
+    }
+    let subscribe = |after_event_id: i64| {
+        let address = up.address.clone();
+        let token = token.clone();
+        let work_item_id = item.id.clone();
+        async move {
+            ThreadServiceClient::new(channel(&address).await)
+                .stream_thread(authed(
+                    &token,
+                    pb::StreamThreadRequest {
+                        work_item_id,
+                        after_event_id,
+                    },
+                ))
+                .await
+                .expect("stream")
+                .into_inner()
+        }
+    };
+    let mut flaky = subscribe(cursor).await;
+    let (first, resume_after) = take(&mut flaky, 300).await;
+    drop(flaky);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let mut resumed = subscribe(resume_after).await;
+    let (rest, _) = take(&mut resumed, MESSAGES - first.len()).await;
+    let union: Vec<i64> = first.into_iter().chain(rest).collect();
+    assert_eq!(union, (1..=MESSAGES as i64).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn anima_up_on_sqlite() {
     first_start_login_create_user_and_reflection(None).await;
