@@ -1,8 +1,8 @@
 //! `anima`: run the whole product (`anima up`) or talk to a running server.
 
 mod client;
+mod commands;
 mod output;
-mod planning;
 mod up;
 
 use std::path::PathBuf;
@@ -36,19 +36,30 @@ enum Command {
     Role(client::RoleCommand),
     /// Projects and their members.
     #[command(subcommand)]
-    Project(planning::ProjectCommand),
+    Project(commands::ProjectCommand),
     /// Plans and their progress.
     #[command(subcommand)]
-    Plan(planning::PlanCommand),
+    Plan(commands::PlanCommand),
     /// Work items: create, edit (in $EDITOR), move, history and revert.
     #[command(subcommand, name = "workitem", alias = "wi")]
-    WorkItem(planning::WorkItemCommand),
+    WorkItem(commands::WorkItemCommand),
     /// Workflow templates and their phases.
     #[command(subcommand)]
-    Workflow(planning::WorkflowCommand),
+    Workflow(commands::WorkflowCommand),
     /// Akh personas that AI contributions speak as.
     #[command(subcommand)]
-    Akh(planning::AkhCommand),
+    Akh(commands::AkhCommand),
+    /// A work item's discussion: show, post, follow live.
+    #[command(subcommand)]
+    Thread(commands::ThreadCommand),
+    /// Ask for a human decision on a work item.
+    Ask(commands::AskArgs),
+    /// List the decisions waiting for a human.
+    Decisions(commands::DecisionsArgs),
+    /// Answer (or withdraw) a decision.
+    Decide(commands::DecideArgs),
+    /// Your projects at a glance: counts, decisions, recent activity.
+    Dashboard(client::GlobalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,11 +79,16 @@ fn main() -> std::process::ExitCode {
             Command::Whoami(args) => client::whoami(args).await,
             Command::User(command) => client::user(command).await,
             Command::Role(command) => client::role(command).await,
-            Command::Project(command) => planning::project(command).await,
-            Command::Plan(command) => planning::plan(command).await,
-            Command::WorkItem(command) => planning::work_item_command(command).await,
-            Command::Workflow(command) => planning::workflow(command).await,
-            Command::Akh(command) => planning::akh(command).await,
+            Command::Project(command) => commands::project(command).await,
+            Command::Plan(command) => commands::plan(command).await,
+            Command::WorkItem(command) => commands::work_item_command(command).await,
+            Command::Workflow(command) => commands::workflow(command).await,
+            Command::Akh(command) => commands::akh(command).await,
+            Command::Thread(command) => commands::thread(command).await,
+            Command::Ask(args) => commands::ask(args).await,
+            Command::Decisions(args) => commands::decisions(args).await,
+            Command::Decide(args) => commands::decide(args).await,
+            Command::Dashboard(global) => commands::dashboard(global).await,
         }
     });
     match result {

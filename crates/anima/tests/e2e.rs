@@ -442,6 +442,126 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     assert_eq!(archived["work_items"], 1);
 }
 
+/// Through the CLI: a thread followed live by one process while another
+/// posts; a decision asked, listed, refused with a wrong answer, answered,
+/// and shown on the dashboard.
+#[test]
+fn threads_and_decisions_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), None);
+    let config = dir.path().join("config");
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        &up.admin_password,
+    );
+    cli(&config, &["project", "create", "Talk"], "");
+    cli(
+        &config,
+        &["workitem", "create", "--project", "Talk", "Discuss"],
+        "",
+    );
+
+    let mut follower = Command::new(ANIMA)
+        .args([
+            "thread",
+            "follow",
+            "WI-1",
+            "--project",
+            "Talk",
+            "--after",
+            "0",
+            "--json",
+        ])
+        .env("ANIMA_CONFIG_DIR", &config)
+        .env_remove("ANIMA_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (lines, followed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let posted = json(&cli(
+        &config,
+        &[
+            "thread",
+            "post",
+            "WI-1",
+            "--project",
+            "Talk",
+            "Hello from the CLI",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(posted["sequence"], 1);
+    let seen = json(
+        &followed
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the follower printed the message"),
+    );
+    assert_eq!(seen["body"], "Hello from the CLI");
+    assert_eq!(seen["author"], "admin");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let asked = json(&cli(
+        &config,
+        &[
+            "ask",
+            "WI-1",
+            "--project",
+            "Talk",
+            "Ship it?",
+            "--input",
+            "Go or no",
+            "--choice",
+            "yes",
+            "--choice",
+            "no",
+            "--json",
+        ],
+        "",
+    ));
+    let id = asked[0]["id"].as_str().expect("id").to_owned();
+    let waiting = json(&cli(&config, &["decisions", "--json"], ""));
+    assert_eq!(waiting[0]["id"], id.as_str());
+    assert_eq!(waiting[0]["work_item"], "WI-1");
+    let dashboard = json(&cli(&config, &["dashboard", "--json"], ""));
+    assert_eq!(dashboard["projects"][0]["open_decisions"], 1);
+    assert_eq!(dashboard["open_decisions"][0]["input"], "Go or no");
+
+    let err = cli_fails(&config, &["decide", &id, "maybe"]);
+    assert!(err.contains("ANSWER_NOT_A_CHOICE"), "{err}");
+    cli(&config, &["decide", &id, "yes"], "");
+    let err = cli_fails(&config, &["decide", &id, "no"]);
+    assert!(err.contains("DECISION_NOT_OPEN"), "{err}");
+    let thread = json(&cli(
+        &config,
+        &["thread", "show", "WI-1", "--project", "Talk", "--json"],
+        "",
+    ));
+    assert_eq!(thread[1]["kind"], "system");
+    assert!(thread[1]["body"].as_str().expect("body").contains("yes"));
+    let waiting = json(&cli(&config, &["decisions", "--json"], ""));
+    assert_eq!(waiting, serde_json::json!([]));
+}
+
 #[test]
 fn planning_cli_on_sqlite() {
     planning_through_the_cli(None);
@@ -485,10 +605,7 @@ async fn thread_stream_replays_across_a_reconnect_on_sqlite() {
             .await
             .expect("connect")
     }
-    async fn take(
-        stream: &mut tonic::Streaming<pb::ThreadEvent>,
-        count: usize,
-    ) -> (Vec<i64>, i64) {
+    async fn take(stream: &mut tonic::Streaming<pb::ThreadEvent>, count: usize) -> (Vec<i64>, i64) {
         let mut sequences = Vec::new();
         let mut last = 0;
         while sequences.len() < count {

@@ -1,4 +1,4 @@
-//! CLI commands of the planning domain: projects and members, plans, work
+//! CLI commands that talk to the API: projects and members, plans, work
 //! items (with `$EDITOR` editing and description history), workflows and
 //! Akhs. Projects, users, roles and workflows may be named by id or name;
 //! work items by id or by key (`WI-12`) with `--project`.
@@ -16,18 +16,23 @@ use anima_proto::v1::{
 };
 use anima_server::convert;
 use anyhow::{Context, bail};
+use clap::Args;
 use prost_types::{FieldMask, Timestamp};
 use tonic::transport::Channel;
 
 mod akh;
 mod plan;
 mod project;
+mod thread;
 mod work_item;
 mod workflow;
 
 pub use akh::{AkhCommand, akh};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};
+pub use thread::{
+    AskArgs, DecideArgs, DecisionsArgs, ThreadCommand, ask, dashboard, decide, decisions, thread,
+};
 pub use work_item::{WorkItemCommand, work_item_command};
 pub use workflow::{WorkflowCommand, workflow};
 
@@ -131,6 +136,23 @@ async fn work_item(
         .get_work_item(session.request(request)?)
         .await?
         .into_inner())
+}
+
+/// How a work item is named on the command line.
+#[derive(Args, Clone)]
+pub struct ItemRef {
+    /// Work item id, or key such as WI-12 (with --project).
+    item: String,
+    /// Project id or name, for keys.
+    #[arg(long, short, env = "ANIMA_PROJECT")]
+    project: Option<String>,
+}
+
+impl ItemRef {
+    /// The work item this names.
+    async fn fetch(&self, session: &Session) -> anyhow::Result<pb::WorkItem> {
+        work_item(session, &self.item, self.project.as_deref()).await
+    }
 }
 
 /// A user id from an id or a username.

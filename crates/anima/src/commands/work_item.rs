@@ -6,7 +6,7 @@ use anima_core::planning::{Priority, WorkItemStatus};
 use anima_proto::v1 as pb;
 use anima_server::convert;
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
@@ -15,19 +15,9 @@ use crate::{
 };
 
 use super::{
-    actor_name, is_id, mask, priority_name, project_id, status_name, time, usernames, work_item,
+    ItemRef, actor_name, is_id, mask, priority_name, project_id, status_name, time, usernames,
     workflow_id,
 };
-
-/// How a work item is named on the command line.
-#[derive(Args, Clone)]
-pub struct ItemRef {
-    /// Work item id, or key such as WI-12 (with --project).
-    item: String,
-    /// Project id or name, for keys.
-    #[arg(long, short, env = "ANIMA_PROJECT")]
-    project: Option<String>,
-}
 
 /// `anima workitem …`
 #[derive(Subcommand)]
@@ -277,7 +267,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
         }
         WorkItemCommand::Show { global, item } => {
             let session = Session::open(&global).await?;
-            let item = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let item = item.fetch(&session).await?;
             print_work_item(&item, global.json);
         }
         WorkItemCommand::Edit {
@@ -289,7 +279,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             priority,
         } => {
             let session = Session::open(&global).await?;
-            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let current = item.fetch(&session).await?;
             let use_editor =
                 description.is_none() && title.is_none() && status.is_none() && priority.is_none();
             let description = if use_editor {
@@ -342,7 +332,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             phase,
         } => {
             let session = Session::open(&global).await?;
-            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let current = item.fetch(&session).await?;
             let item = session
                 .work_items()
                 .update_work_item(session.request(pb::UpdateWorkItemRequest {
@@ -360,7 +350,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
         }
         WorkItemCommand::Revisions { global, item } => {
             let session = Session::open(&global).await?;
-            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let current = item.fetch(&session).await?;
             let revisions = all_revisions(&session, &current.id).await?;
             let usernames = usernames(&session).await?;
             if global.json {
@@ -408,7 +398,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             revision,
         } => {
             let session = Session::open(&global).await?;
-            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let current = item.fetch(&session).await?;
             let revision_id = if is_id(&revision) {
                 revision
             } else {
@@ -435,7 +425,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
         }
         WorkItemCommand::Delete { global, item } => {
             let session = Session::open(&global).await?;
-            let current = work_item(&session, &item.item, item.project.as_deref()).await?;
+            let current = item.fetch(&session).await?;
             session
                 .work_items()
                 .delete_work_item(session.request(pb::DeleteWorkItemRequest {
