@@ -7,9 +7,13 @@ mod common;
 use anima_core::{
     permission::DEFAULT_ROLES,
     planning::{Actor, NewPlan, NewWorkItem, Priority},
+    thread::{MessageKind, NewDecision, NewMessage},
     workflow::{STANDARD_WORKFLOW_ID, builtin_workflows},
 };
-use anima_proto::v1 as pb;
+use anima_proto::v1::{
+    self as pb, dashboard_service_client::DashboardServiceClient,
+    thread_service_client::ThreadServiceClient,
+};
 use anima_server::{
     auth::Caller,
     authz::{RequestContext, require_project},
@@ -85,6 +89,18 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("CreateAkh", "DADDDDD"),
     ("UpdateAkh", "DADDDDD"),
     ("DeleteAkh", "DADDDDD"),
+    // Threads and decisions.
+    ("GetThread", "DDAAAAD"),
+    ("PostMessage", "DDAAADD"),
+    ("PromoteMessage", "DDAAADD"),
+    ("StreamThread", "DDAAAAD"),
+    ("RequestDecision", "DDAAADD"),
+    ("ListDecisions", "DAAAAAA"),
+    ("ResolveDecision", "DDAAADD"),
+    ("CancelDecision", "DDAAADD"),
+    // Dashboards cover whatever projects the caller can read.
+    ("GetDashboard", "DAAAAAA"),
+    ("StreamDashboardUpdates", "DAAAAAA"),
 ];
 
 /// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
@@ -96,6 +112,8 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
     "WorkItemService",
     "WorkflowService",
     "AkhService",
+    "ThreadService",
+    "DashboardService",
 ];
 
 async fn implemented_rpcs_by_caller(backend: Backend) {
@@ -699,6 +717,158 @@ async fn call_planning(
                     .map(drop),
             }
         }
+        other => return call_thread(server, fixture, other, token, fresh).await,
+    };
+    result.map_err(|status| status.code())
+}
+
+/// The calls of the thread and dashboard services.
+async fn call_thread(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    fresh: &str,
+) -> Result<(), Code> {
+    let mut threads = ThreadServiceClient::new(server.channel.clone());
+    let mut dashboards = DashboardServiceClient::new(server.channel.clone());
+    let work_item_id = fixture.item.id.clone();
+    let decision = || async {
+        server
+            .store
+            .request_decision(NewDecision {
+                work_item_id: fixture.item.id.clone(),
+                question: fresh.into(),
+                input_label: "input".into(),
+                choices: Vec::new(),
+                asked_by: Actor::Service {
+                    name: "test".into(),
+                },
+                assignee_user_id: None,
+            })
+            .await
+            .expect("decision")
+    };
+    let result = match rpc {
+        "GetThread" => threads
+            .get_thread(authed(
+                token,
+                pb::GetThreadRequest {
+                    work_item_id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "PostMessage" => threads
+            .post_message(authed(
+                token,
+                pb::PostMessageRequest {
+                    work_item_id,
+                    kind: pb::MessageKind::Human as i32,
+                    body: fresh.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "PromoteMessage" => {
+            let akh = server
+                .store
+                .create_akh(fresh, "", "#123456")
+                .await
+                .expect("akh");
+            let message = server
+                .store
+                .post_message(NewMessage {
+                    work_item_id,
+                    kind: MessageKind::Akh,
+                    author: Actor::Akh {
+                        akh_id: akh.id,
+                        session_id: String::new(),
+                        service: "test".into(),
+                    },
+                    body: format!("proposal {fresh}"),
+                    email: None,
+                    attachments: Vec::new(),
+                    idempotency_key: None,
+                })
+                .await
+                .expect("akh message");
+            threads
+                .promote_message(authed(
+                    token,
+                    pb::PromoteMessageRequest {
+                        message_id: message.id,
+                        base_revision_id: String::new(),
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        "StreamThread" => threads
+            .stream_thread(authed(
+                token,
+                pb::StreamThreadRequest {
+                    work_item_id,
+                    after_event_id: 0,
+                },
+            ))
+            .await
+            .map(drop),
+        "RequestDecision" => threads
+            .request_decision(authed(
+                token,
+                pb::RequestDecisionRequest {
+                    work_item_id,
+                    question: fresh.into(),
+                    input_label: "input".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "ListDecisions" => threads
+            .list_decisions(authed(token, pb::ListDecisionsRequest::default()))
+            .await
+            .map(drop),
+        "ResolveDecision" => {
+            let id = decision().await.id;
+            threads
+                .resolve_decision(authed(
+                    token,
+                    pb::ResolveDecisionRequest {
+                        id,
+                        answer: "yes".into(),
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        "CancelDecision" => {
+            let id = decision().await.id;
+            threads
+                .cancel_decision(authed(
+                    token,
+                    pb::CancelDecisionRequest {
+                        id,
+                        reason: String::new(),
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        "GetDashboard" => dashboards
+            .get_dashboard(authed(token, pb::GetDashboardRequest {}))
+            .await
+            .map(drop),
+        "StreamDashboardUpdates" => dashboards
+            .stream_dashboard_updates(authed(
+                token,
+                pb::StreamDashboardUpdatesRequest { after_event_id: 0 },
+            ))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     };
     result.map_err(|status| status.code())
