@@ -13,7 +13,7 @@ use anima_proto::v1::{
     thread_service_server::ThreadServiceServer, work_item_service_server::WorkItemServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
-use axum::{Router, routing::get};
+use axum::{Router, routing::get, serve::ListenerExt};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -105,6 +105,13 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Streams push small frames; without TCP_NODELAY, Nagle's algorithm
+    // holds them back until the peer's delayed ACK (~40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,0 +1,148 @@
+//! Shared pieces of the Anima benchmarks: a real server process on a
+//! throw-away database, clients logged in to it, and latency statistics.
+//!
+//! The server runs as its own process (`anima-bench-server`) so that its
+//! resident memory can be read from `/proc` apart from the clients'.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anima_db::testing::TempDatabase;
+use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
+use anyhow::Context;
+use tonic::{Request, transport::Channel};
+
+/// Password of the benchmark's administrator.
+pub const ADMIN_PASSWORD: &str = "benchmark administrator password";
+
+/// Which database the server under test uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// The embedded default.
+    Sqlite,
+    /// The production store.
+    Postgres,
+}
+
+impl Backend {
+    /// Its name in benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A server process on a fresh database; both go away on drop.
+pub struct ServerUnderTest {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _database: TempDatabase,
+}
+
+impl ServerUnderTest {
+    /// Starts `server_binary` (the `anima-bench-server` this crate builds)
+    /// on a new database of the given backend.
+    pub async fn start(server_binary: &str, backend: Backend) -> anyhow::Result<Self> {
+        let database = match backend {
+            Backend::Sqlite => TempDatabase::sqlite(),
+            Backend::Postgres => TempDatabase::postgres().await,
+        };
+        let mut child = Command::new(server_binary)
+            .arg(&database.url)
+            .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {server_binary}"))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
+            .context("the server did not say where it listens")?;
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self {
+            child,
+            url,
+            _database: database,
+        })
+    }
+
+    /// A new HTTP/2 connection to the server.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+    }
+
+    /// A session token of the administrator.
+    pub async fn admin_token(&self) -> anyhow::Result<String> {
+        Ok(AuthServiceClient::new(self.channel().await?)
+            .login(pb::LoginRequest {
+                username: "admin".into(),
+                password: ADMIN_PASSWORD.into(),
+            })
+            .await?
+            .into_inner()
+            .token)
+    }
+
+    /// The server's resident memory now and at its peak, in KiB, from
+    /// `/proc/PID/status` (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .with_context(|| format!("{name} missing from /proc status"))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// The `q`-quantile (0..=1) of durations, by nearest rank.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&values, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&values, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}
