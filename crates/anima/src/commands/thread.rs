@@ -378,15 +378,14 @@ async fn keys(
         if keys.contains_key(&decision.work_item_id) {
             continue;
         }
-        let item = anima_proto::v1::work_item_service_client::WorkItemServiceClient::new(
-            session.channel.clone(),
-        )
-        .get_work_item(session.request(pb::GetWorkItemRequest {
-            id: decision.work_item_id.clone(),
-            ..Default::default()
-        })?)
-        .await?
-        .into_inner();
+        let item = session
+            .work_items()
+            .get_work_item(session.request(pb::GetWorkItemRequest {
+                id: decision.work_item_id.clone(),
+                ..Default::default()
+            })?)
+            .await?
+            .into_inner();
         keys.insert(decision.work_item_id.clone(), item.key);
     }
     Ok(keys)
