@@ -126,6 +126,18 @@ pub mod reason {
     pub const INVALID_CURSOR: &str = "INVALID_CURSOR";
     /// A stream consumer fell too far behind; resume from its last event id.
     pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
+    /// The agent session does not exist.
+    pub const SESSION_NOT_FOUND: &str = "SESSION_NOT_FOUND";
+    /// The agent session has completed or failed.
+    pub const SESSION_ENDED: &str = "SESSION_ENDED";
+    /// The task does not exist.
+    pub const TASK_NOT_FOUND: &str = "TASK_NOT_FOUND";
+    /// No agent provider is configured, so sessions cannot start.
+    pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
+    /// The agent provider failed to set up or tear down a sandbox.
+    pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
+    /// An MCP token asked for a work item other than its own.
+    pub const OUT_OF_SCOPE: &str = "OUT_OF_SCOPE";
     /// The service behind this RPC has not been built yet.
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     /// An unexpected server failure.

@@ -4,6 +4,7 @@
 //!
 //! Nothing here does I/O; the server, storage and clients build on it.
 
+pub mod agent;
 pub mod capability;
 pub mod error;
 pub mod id;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, Permission,
+    agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
     capability::Capability,
     model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
@@ -59,7 +60,9 @@ pub struct Credentials {
 /// [`AccountStore::touch_session`]: recording that a session was used is
 /// bookkeeping, not a change anyone subscribes to.
 #[async_trait]
-pub trait Store: AccountStore + PlanningStore + ThreadStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + PlanningStore + ThreadStore + AgentStore + Send + Sync + 'static
+{
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
 
@@ -390,6 +393,66 @@ pub trait ThreadStore: Send + Sync {
     /// The newest events of the projects whose dashboard `reader` may see,
     /// newest first.
     async fn recent_events(&self, reader: &str, limit: i64) -> Result<Vec<Event>, DomainError>;
+}
+
+/// Which sessions [`AgentStore::list_agent_sessions`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only this work item's.
+    pub work_item_id: Option<String>,
+    /// Only this project's.
+    pub project_id: Option<String>,
+    /// Only those not yet completed or failed.
+    pub active_only: bool,
+}
+
+/// Agent sessions, their tasks, and the MCP tokens they reach back with.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Records a session on a work item in `provisioning`, with the item's
+    /// capabilities and its current phase's skills copied in, and the hash
+    /// of its MCP token.
+    async fn create_agent_session(&self, session: NewSession) -> Result<AgentSession, DomainError>;
+    /// A session by id.
+    async fn get_agent_session(&self, id: &str) -> Result<AgentSession, DomainError>;
+    /// Sessions in start order.
+    async fn list_agent_sessions(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AgentSession>, DomainError>;
+    /// Moves a session on. A final status (completed, failed) revokes its
+    /// MCP tokens in the same transaction; an ended session does not move.
+    async fn set_agent_session_status(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        vm_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<AgentSession, DomainError>;
+    /// Revokes a session's MCP tokens at once; returns how many there were.
+    async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError>;
+    /// What an MCP token (by hash) may do, if it is valid: issued, not
+    /// revoked, its session not ended.
+    async fn mcp_scope(&self, token_hash: &str) -> Result<Option<McpScope>, DomainError>;
+
+    /// Adds a task to a live session.
+    async fn create_task(&self, session_id: &str, title: &str) -> Result<Task, DomainError>;
+    /// A task by id.
+    async fn get_task(&self, id: &str) -> Result<Task, DomainError>;
+    /// A session's tasks in creation order.
+    async fn list_tasks(
+        &self,
+        session_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, DomainError>;
+    /// Changes a task of a live session.
+    async fn update_task_status(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        note: &str,
+    ) -> Result<Task, DomainError>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the

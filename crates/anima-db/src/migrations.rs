@@ -42,6 +42,11 @@ pub(crate) fn postgres() -> Migrator {
             "threads",
             include_str!("../migrations/postgres/0003_threads.sql"),
         ),
+        (
+            4,
+            "agents",
+            include_str!("../migrations/postgres/0004_agents.sql"),
+        ),
     ])
 }
 
@@ -62,6 +67,11 @@ pub(crate) fn sqlite() -> Migrator {
             3,
             "threads",
             include_str!("../migrations/sqlite/0003_threads.sql"),
+        ),
+        (
+            4,
+            "agents",
+            include_str!("../migrations/sqlite/0004_agents.sql"),
         ),
     ])
 }

@@ -6,6 +6,7 @@
 //! the store types.
 
 mod accounts;
+mod agent;
 mod planning;
 mod thread;
 

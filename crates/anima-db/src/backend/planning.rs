@@ -869,7 +869,7 @@ macro_rules! planning_sql {
         impl $store {
             /// Takes the project's row for the rest of the transaction and
             /// returns its status.
-            async fn lock_project(
+            pub(super) async fn lock_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<ProjectStatus, DomainError> {
@@ -1184,7 +1184,7 @@ macro_rules! planning_sql {
                 })
             }
 
-            async fn workflow_in(
+            pub(super) async fn workflow_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<Workflow, DomainError> {
@@ -1211,7 +1211,7 @@ macro_rules! planning_sql {
                 })
             }
 
-            async fn akh_in(
+            pub(super) async fn akh_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<Akh, DomainError> {

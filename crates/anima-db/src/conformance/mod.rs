@@ -14,8 +14,10 @@ use anima_core::{
 
 use crate::Store;
 
+mod agent;
 mod planning;
 mod thread;
+pub use agent::*;
 pub use planning::*;
 pub use thread::*;
 
@@ -445,7 +447,8 @@ macro_rules! conformance_suite {
             akhs_round_trip,
             thread_messages_and_mail_queue,
             decisions_are_answered_once,
-            commits_signal_and_dashboard_reads
+            commits_signal_and_dashboard_reads,
+            agent_sessions_and_tokens
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,222 @@
+//! Agent sessions, their tasks, and the scope of the MCP token each session
+//! gets. A session works on one work item: it inherits the item's
+//! capabilities, speaks as an Akh, carries the skills of the item's current
+//! phase, and reaches back over MCP with a token limited to that item.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Permission,
+    capability::Capability,
+    error::{DomainError, reason},
+    workflow::SkillRef,
+};
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// The stable name stored in rows.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            /// Reads a stored name.
+            pub fn parse(text: &str) -> Result<Self, DomainError> {
+                match text {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(DomainError::invalid_argument(
+                        reason::INVALID_FIELD,
+                        format!(
+                            concat!(stringify!($name), " {:?} is not one of: {}"),
+                            text,
+                            [$($text),*].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where an agent session is in its life.
+    SessionStatus {
+        /// The sandbox is being set up.
+        Provisioning = "provisioning",
+        /// The agent works.
+        Running = "running",
+        /// Held; the sandbox stays.
+        Paused = "paused",
+        /// Finished or stopped; its token is revoked.
+        Completed = "completed",
+        /// Broke; its token is revoked.
+        Failed = "failed",
+    }
+);
+
+impl SessionStatus {
+    /// Completed and failed sessions are over: no token, no writes.
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionStatus::Completed | SessionStatus::Failed)
+    }
+}
+
+text_enum!(
+    /// Where a task of a session stands.
+    TaskStatus {
+        /// Not started.
+        Pending = "pending",
+        /// Being worked on.
+        InProgress = "in_progress",
+        /// Finished.
+        Done = "done",
+        /// Given up.
+        Failed = "failed",
+    }
+);
+
+/// What an MCP token allows when the session starts without a narrower set.
+pub const DEFAULT_MCP_PERMISSIONS: &[Permission] = &[
+    Permission::WorkItemRead,
+    Permission::ThreadRead,
+    Permission::ThreadPost,
+    Permission::TaskUpdate,
+    Permission::DecisionRequest,
+    Permission::DocumentRead,
+];
+
+/// Heavy work on a work item, in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSession {
+    /// UUIDv7.
+    pub id: String,
+    /// The work item it works on.
+    pub work_item_id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The persona it writes as.
+    pub akh_id: String,
+    /// Where it is in its life.
+    pub status: SessionStatus,
+    /// Copied from the work item when the session started.
+    pub capabilities: Vec<Capability>,
+    /// Skills of the phase the work item was in when it started.
+    pub skills: Vec<SkillRef>,
+    /// That phase.
+    pub phase_id: String,
+    /// The provider's id for the sandbox, once provisioned.
+    pub vm_id: String,
+    /// Why it failed, if it did.
+    pub error: String,
+    /// Keep the sandbox after the session ends (for debugging).
+    pub keep_after_stop: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// What starting a session needs.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The work item.
+    pub work_item_id: String,
+    /// The Akh it speaks as.
+    pub akh_id: String,
+    /// Keep the sandbox after the session ends.
+    pub keep_after_stop: bool,
+    /// SHA-256 of its MCP token.
+    pub token_hash: String,
+    /// What the token allows.
+    pub permissions: Vec<Permission>,
+}
+
+/// A unit of work within a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// UUIDv7.
+    pub id: String,
+    /// The session it belongs to.
+    pub session_id: String,
+    /// The session's work item.
+    pub work_item_id: String,
+    /// What it is.
+    pub title: String,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// A short note on the last change.
+    pub note: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// What a valid MCP token stands for, looked up on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpScope {
+    /// The session the token was issued to.
+    pub session_id: String,
+    /// The only work item it may touch.
+    pub work_item_id: String,
+    /// That item's project.
+    pub project_id: String,
+    /// The Akh its writes are attributed to.
+    pub akh_id: String,
+    /// What it may do there.
+    pub permissions: Vec<Permission>,
+}
+
+impl McpScope {
+    /// Refuses an action the token does not allow.
+    pub fn require(&self, permission: Permission) -> Result<(), DomainError> {
+        if self.permissions.contains(&permission) {
+            Ok(())
+        } else {
+            Err(DomainError::permission_denied(format!(
+                "this session's token does not allow {permission}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_end() {
+        for status in [
+            SessionStatus::Provisioning,
+            SessionStatus::Running,
+            SessionStatus::Paused,
+            SessionStatus::Completed,
+            SessionStatus::Failed,
+        ] {
+            assert_eq!(SessionStatus::parse(status.as_str()), Ok(status));
+        }
+        assert!(SessionStatus::Completed.is_final());
+        assert!(!SessionStatus::Paused.is_final());
+        assert!(TaskStatus::parse("finished").is_err());
+    }
+
+    #[test]
+    fn scopes_refuse_what_they_do_not_grant() {
+        let scope = McpScope {
+            session_id: String::new(),
+            work_item_id: String::new(),
+            project_id: String::new(),
+            akh_id: String::new(),
+            permissions: DEFAULT_MCP_PERMISSIONS.to_vec(),
+        };
+        assert!(scope.require(Permission::ThreadPost).is_ok());
+        assert!(scope.require(Permission::WorkItemDelete).is_err());
+    }
+}

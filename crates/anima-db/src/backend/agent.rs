@@ -1,0 +1,395 @@
+//! Agent sessions, tasks and MCP tokens. A session's final status revokes
+//! its tokens in the same transaction, so the very next MCP request fails.
+
+use std::str::FromStr;
+
+use anima_core::{
+    DomainError, Permission,
+    agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
+    capability::Capability,
+    error::reason,
+    id::new_id,
+    model::now_micros,
+    paging::PageRequest,
+    workflow::SkillRef,
+};
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{
+    PostgresStore, SqliteStore, internal,
+    planning::{stored_json, to_json},
+};
+use crate::{AgentStore, Page, SessionFilter};
+
+fn session_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::SESSION_NOT_FOUND,
+        format!("no agent session with id {id}"),
+    )
+}
+
+fn task_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::TASK_NOT_FOUND, format!("no task with id {id}"))
+}
+
+fn session_ended(session: &AgentSession) -> DomainError {
+    DomainError::failed_precondition(
+        reason::SESSION_ENDED,
+        format!("the agent session has {}", session.status.as_str()),
+    )
+}
+
+macro_rules! session_select {
+    () => {
+        "SELECT id, work_item_id, project_id, akh_id, status, capabilities, skills, phase_id, vm_id, \
+         error, keep_after_stop, created_at, updated_at FROM agent_sessions"
+    };
+}
+
+macro_rules! task_select {
+    () => {
+        "SELECT id, session_id, work_item_id, title, status, note, created_at, updated_at FROM tasks"
+    };
+}
+
+macro_rules! agent_sql {
+    ($store:ident, $db:ty) => {
+        #[async_trait]
+        impl AgentStore for $store {
+            async fn create_agent_session(&self, session: NewSession) -> Result<AgentSession, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let project_id = Self::work_item_project(&mut tx, &session.work_item_id).await?;
+                Self::writable_project(&mut tx, &project_id).await?;
+                let item = Self::work_item_in(&mut tx, &session.work_item_id).await?;
+                let workflow = Self::workflow_in(&mut tx, &item.workflow_id).await?;
+                let skills: Vec<SkillRef> = workflow
+                    .phase(&item.phase_id)
+                    .map(|phase| phase.required_skills.clone())
+                    .unwrap_or_default();
+                Self::akh_in(&mut tx, &session.akh_id).await?;
+                sqlx::query(
+                    "INSERT INTO agent_sessions (id, work_item_id, project_id, akh_id, status, capabilities, \
+                     skills, phase_id, vm_id, error, keep_after_stop, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, '', '', $8, $9, $9)",
+                )
+                .bind(&id)
+                .bind(&session.work_item_id)
+                .bind(&project_id)
+                .bind(&session.akh_id)
+                .bind(to_json(&item.capabilities))
+                .bind(to_json(&skills))
+                .bind(&item.phase_id)
+                .bind(session.keep_after_stop)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                let permissions: Vec<&str> = session.permissions.iter().map(|p| p.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO mcp_tokens (token_hash, session_id, permissions, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&session.token_hash)
+                .bind(&id)
+                .bind(to_json(&permissions))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record_for(
+                    &mut tx,
+                    "session.started",
+                    Some(&project_id),
+                    Some(&session.work_item_id),
+                    &id,
+                    serde_json::json!({ "status": "provisioning", "akh_id": session.akh_id }),
+                )
+                .await?;
+                let created = Self::session_in(&mut tx, &id).await?;
+                self.commit(tx).await?;
+                Ok(created)
+            }
+
+            async fn get_agent_session(&self, id: &str) -> Result<AgentSession, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::session_in(&mut conn, id).await
+            }
+
+            async fn list_agent_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> Result<Page<AgentSession>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    session_select!(),
+                    " WHERE ($1 = '' OR work_item_id = $1) AND ($2 = '' OR project_id = $2) \
+                     AND ($3 = FALSE OR status IN ('provisioning', 'running', 'paused')) \
+                     AND id > $4 ORDER BY id LIMIT $5"
+                ))
+                .bind(filter.work_item_id.as_deref().unwrap_or(""))
+                .bind(filter.project_id.as_deref().unwrap_or(""))
+                .bind(filter.active_only)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::session_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |session| session.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn set_agent_session_status(
+                &self,
+                id: &str,
+                status: SessionStatus,
+                vm_id: Option<&str>,
+                error: Option<&str>,
+            ) -> Result<AgentSession, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::session_in(&mut tx, id).await?;
+                // Ending a session is allowed in an archived project too.
+                Self::lock_project(&mut tx, &current.project_id).await?;
+                let current = Self::session_in(&mut tx, id).await?;
+                if current.status.is_final() {
+                    return Err(session_ended(&current));
+                }
+                sqlx::query(
+                    "UPDATE agent_sessions SET status = $2, vm_id = COALESCE($3, vm_id), \
+                     error = COALESCE($4, error), updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(status.as_str())
+                .bind(vm_id)
+                .bind(error)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                if status.is_final() {
+                    sqlx::query("DELETE FROM mcp_tokens WHERE session_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
+                Self::record_for(
+                    &mut tx,
+                    "session.status",
+                    Some(&current.project_id),
+                    Some(&current.work_item_id),
+                    id,
+                    serde_json::json!({ "status": status.as_str() }),
+                )
+                .await?;
+                let updated = Self::session_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(updated)
+            }
+
+            async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let session = Self::session_in(&mut tx, session_id).await?;
+                let revoked = sqlx::query("DELETE FROM mcp_tokens WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .rows_affected();
+                Self::record_for(
+                    &mut tx,
+                    "session.token_revoked",
+                    Some(&session.project_id),
+                    Some(&session.work_item_id),
+                    session_id,
+                    serde_json::json!({ "tokens": revoked }),
+                )
+                .await?;
+                self.commit(tx).await?;
+                Ok(revoked)
+            }
+
+            async fn mcp_scope(&self, token_hash: &str) -> Result<Option<McpScope>, DomainError> {
+                let row = sqlx::query(
+                    "SELECT t.permissions, s.id, s.work_item_id, s.project_id, s.akh_id \
+                     FROM mcp_tokens t JOIN agent_sessions s ON s.id = t.session_id \
+                     WHERE t.token_hash = $1 AND s.status IN ('provisioning', 'running', 'paused')",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?;
+                let Some(row) = row else { return Ok(None) };
+                let permissions: String = row.try_get("permissions").map_err(internal)?;
+                let names: Vec<String> = stored_json(&permissions)?;
+                Ok(Some(McpScope {
+                    session_id: row.try_get("id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    akh_id: row.try_get("akh_id").map_err(internal)?,
+                    permissions: names
+                        .iter()
+                        .filter_map(|name| Permission::from_str(name).ok())
+                        .collect(),
+                }))
+            }
+
+            async fn create_task(&self, session_id: &str, title: &str) -> Result<Task, DomainError> {
+                let id = new_id();
+                let now = now_micros();
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let session = Self::live_session(&mut tx, session_id).await?;
+                sqlx::query(
+                    "INSERT INTO tasks (id, session_id, work_item_id, title, status, note, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', '', $5, $5)",
+                )
+                .bind(&id)
+                .bind(session_id)
+                .bind(&session.work_item_id)
+                .bind(title)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record_for(
+                    &mut tx,
+                    "task.created",
+                    Some(&session.project_id),
+                    Some(&session.work_item_id),
+                    &id,
+                    serde_json::json!({ "session_id": session_id, "title": title }),
+                )
+                .await?;
+                let task = Self::task_in(&mut tx, &id).await?;
+                self.commit(tx).await?;
+                Ok(task)
+            }
+
+            async fn get_task(&self, id: &str) -> Result<Task, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::task_in(&mut conn, id).await
+            }
+
+            async fn list_tasks(&self, session_id: &str, page: &PageRequest) -> Result<Page<Task>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::session_in(&mut conn, session_id).await?;
+                let rows = sqlx::query(concat!(task_select!(), " WHERE session_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
+                    .bind(session_id)
+                    .bind(page.after.as_deref().unwrap_or(""))
+                    .bind(page.fetch_limit())
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                let mut items = rows.iter().map(Self::task_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |task| task.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn update_task_status(&self, id: &str, status: TaskStatus, note: &str) -> Result<Task, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let task = Self::task_in(&mut tx, id).await?;
+                let session = Self::live_session(&mut tx, &task.session_id).await?;
+                sqlx::query("UPDATE tasks SET status = $2, note = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(status.as_str())
+                    .bind(note)
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record_for(
+                    &mut tx,
+                    "task.updated",
+                    Some(&session.project_id),
+                    Some(&session.work_item_id),
+                    id,
+                    serde_json::json!({ "session_id": task.session_id, "status": status.as_str() }),
+                )
+                .await?;
+                let updated = Self::task_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(updated)
+            }
+        }
+
+        impl $store {
+            fn session_row(row: &<$db as sqlx::Database>::Row) -> Result<AgentSession, DomainError> {
+                let status: String = row.try_get("status").map_err(internal)?;
+                let capabilities: String = row.try_get("capabilities").map_err(internal)?;
+                let skills: String = row.try_get("skills").map_err(internal)?;
+                Ok(AgentSession {
+                    id: row.try_get("id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    akh_id: row.try_get("akh_id").map_err(internal)?,
+                    status: SessionStatus::parse(&status)
+                        .map_err(|e| DomainError::internal(e.message))?,
+                    capabilities: stored_json::<Vec<Capability>>(&capabilities)?,
+                    skills: stored_json::<Vec<SkillRef>>(&skills)?,
+                    phase_id: row.try_get("phase_id").map_err(internal)?,
+                    vm_id: row.try_get("vm_id").map_err(internal)?,
+                    error: row.try_get("error").map_err(internal)?,
+                    keep_after_stop: row.try_get("keep_after_stop").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn session_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<AgentSession, DomainError> {
+                let row = sqlx::query(concat!(session_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| session_not_found(id))?;
+                Self::session_row(&row)
+            }
+
+            /// The session, with its project locked for writing, if it has
+            /// not ended.
+            async fn live_session(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<AgentSession, DomainError> {
+                let project_id = Self::session_in(&mut *conn, id).await?.project_id;
+                Self::writable_project(&mut *conn, &project_id).await?;
+                let session = Self::session_in(&mut *conn, id).await?;
+                if session.status.is_final() {
+                    return Err(session_ended(&session));
+                }
+                Ok(session)
+            }
+
+            fn task_row(row: &<$db as sqlx::Database>::Row) -> Result<Task, DomainError> {
+                let status: String = row.try_get("status").map_err(internal)?;
+                Ok(Task {
+                    id: row.try_get("id").map_err(internal)?,
+                    session_id: row.try_get("session_id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    title: row.try_get("title").map_err(internal)?,
+                    status: TaskStatus::parse(&status).map_err(|e| DomainError::internal(e.message))?,
+                    note: row.try_get("note").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                })
+            }
+
+            async fn task_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Task, DomainError> {
+                let row = sqlx::query(concat!(task_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| task_not_found(id))?;
+                Self::task_row(&row)
+            }
+        }
+    };
+}
+
+agent_sql!(PostgresStore, sqlx::Postgres);
+agent_sql!(SqliteStore, sqlx::Sqlite);
