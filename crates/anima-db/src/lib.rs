@@ -406,6 +406,19 @@ pub struct SessionFilter {
     pub active_only: bool,
 }
 
+/// What an MCP token is worth, looked up on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenState {
+    /// Issued and live: what it may do.
+    Valid(McpScope),
+    /// Never issued (or mistyped).
+    Unknown,
+    /// Revoked by an administrator.
+    Revoked,
+    /// Its session completed or failed.
+    SessionEnded,
+}
+
 /// Agent sessions, their tasks, and the MCP tokens they reach back with.
 #[async_trait]
 pub trait AgentStore: Send + Sync {
@@ -432,9 +445,8 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<AgentSession, DomainError>;
     /// Revokes a session's MCP tokens at once; returns how many there were.
     async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError>;
-    /// What an MCP token (by hash) may do, if it is valid: issued, not
-    /// revoked, its session not ended.
-    async fn mcp_scope(&self, token_hash: &str) -> Result<Option<McpScope>, DomainError>;
+    /// What an MCP token (by hash) may do, or why it may do nothing.
+    async fn mcp_token(&self, token_hash: &str) -> Result<TokenState, DomainError>;
 
     /// Adds a task to a live session.
     async fn create_task(&self, session_id: &str, title: &str) -> Result<Task, DomainError>;

@@ -33,12 +33,14 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_session ON tasks (session_id, id);
 
 -- One row per issued token; only the SHA-256 of the token is kept. A token
--- is valid while its row exists and its session has not ended.
+-- is valid while it is not revoked and its session has not ended; revoked
+-- rows stay so that a refusal can say why.
 CREATE TABLE mcp_tokens (
     token_hash  TEXT PRIMARY KEY,
     session_id  TEXT NOT NULL REFERENCES agent_sessions (id) ON DELETE CASCADE,
     -- JSON array of permission names.
     permissions TEXT NOT NULL,
-    created_at  BIGINT NOT NULL
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
 );
 CREATE INDEX mcp_tokens_session ON mcp_tokens (session_id);

@@ -20,7 +20,7 @@ use super::{
     PostgresStore, SqliteStore, internal,
     planning::{stored_json, to_json},
 };
-use crate::{AgentStore, Page, SessionFilter};
+use crate::{AgentStore, Page, SessionFilter, TokenState};
 
 fn session_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -165,11 +165,7 @@ macro_rules! agent_sql {
                 .await
                 .map_err(internal)?;
                 if status.is_final() {
-                    sqlx::query("DELETE FROM mcp_tokens WHERE session_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                    Self::revoke_tokens(&mut tx, id).await?;
                 }
                 Self::record_for(
                     &mut tx,
@@ -188,12 +184,7 @@ macro_rules! agent_sql {
             async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let session = Self::session_in(&mut tx, session_id).await?;
-                let revoked = sqlx::query("DELETE FROM mcp_tokens WHERE session_id = $1")
-                    .bind(session_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?
-                    .rows_affected();
+                let revoked = Self::revoke_tokens(&mut tx, session_id).await?;
                 Self::record_for(
                     &mut tx,
                     "session.token_revoked",
@@ -207,20 +198,27 @@ macro_rules! agent_sql {
                 Ok(revoked)
             }
 
-            async fn mcp_scope(&self, token_hash: &str) -> Result<Option<McpScope>, DomainError> {
+            async fn mcp_token(&self, token_hash: &str) -> Result<TokenState, DomainError> {
                 let row = sqlx::query(
-                    "SELECT t.permissions, s.id, s.work_item_id, s.project_id, s.akh_id \
-                     FROM mcp_tokens t JOIN agent_sessions s ON s.id = t.session_id \
-                     WHERE t.token_hash = $1 AND s.status IN ('provisioning', 'running', 'paused')",
+                    "SELECT t.permissions, t.revoked_at, s.id, s.work_item_id, s.project_id, s.akh_id, s.status \
+                     FROM mcp_tokens t JOIN agent_sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(internal)?;
-                let Some(row) = row else { return Ok(None) };
+                let Some(row) = row else { return Ok(TokenState::Unknown) };
+                let status: String = row.try_get("status").map_err(internal)?;
+                if SessionStatus::parse(&status).is_ok_and(SessionStatus::is_final) {
+                    return Ok(TokenState::SessionEnded);
+                }
+                let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(internal)?;
+                if revoked_at.is_some() {
+                    return Ok(TokenState::Revoked);
+                }
                 let permissions: String = row.try_get("permissions").map_err(internal)?;
                 let names: Vec<String> = stored_json(&permissions)?;
-                Ok(Some(McpScope {
+                Ok(TokenState::Valid(McpScope {
                     session_id: row.try_get("id").map_err(internal)?,
                     work_item_id: row.try_get("work_item_id").map_err(internal)?,
                     project_id: row.try_get("project_id").map_err(internal)?,
@@ -311,6 +309,22 @@ macro_rules! agent_sql {
         }
 
         impl $store {
+            /// Marks a session's live tokens revoked; returns how many.
+            async fn revoke_tokens(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                session_id: &str,
+            ) -> Result<u64, DomainError> {
+                Ok(sqlx::query(
+                    "UPDATE mcp_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(session_id)
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?
+                .rows_affected())
+            }
+
             fn session_row(row: &<$db as sqlx::Database>::Row) -> Result<AgentSession, DomainError> {
                 let status: String = row.try_get("status").map_err(internal)?;
                 let capabilities: String = row.try_get("capabilities").map_err(internal)?;

@@ -8,7 +8,7 @@ use anima_core::{
 };
 
 use super::new_user;
-use crate::{SessionFilter, Store};
+use crate::{SessionFilter, Store, TokenState};
 
 /// Sessions inherit their work item's phase skills; tokens work until the
 /// session ends or they are revoked; ended sessions take no more writes.
@@ -49,15 +49,16 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
     let skills: Vec<&str> = session.skills.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(skills, ["code-reading", "requirements-analysis"]);
 
-    let scope = store
-        .mcp_scope("hash-1")
-        .await
-        .expect("scope")
-        .expect("valid");
+    let TokenState::Valid(scope) = store.mcp_token("hash-1").await.expect("scope") else {
+        panic!("a fresh token is valid");
+    };
     assert_eq!(scope.work_item_id, item.id);
     assert_eq!(scope.akh_id, akh.id);
     assert_eq!(scope.permissions, DEFAULT_MCP_PERMISSIONS);
-    assert!(store.mcp_scope("nope").await.expect("scope").is_none());
+    assert_eq!(
+        store.mcp_token("nope").await.expect("scope"),
+        TokenState::Unknown
+    );
 
     let running = store
         .set_agent_session_status(&session.id, SessionStatus::Running, Some("vm-7"), None)
@@ -94,15 +95,19 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
         store.revoke_agent_tokens(&other.id).await.expect("revoke"),
         1
     );
-    assert!(store.mcp_scope("hash-2").await.expect("scope").is_none());
+    assert_eq!(
+        store.mcp_token("hash-2").await.expect("scope"),
+        TokenState::Revoked
+    );
 
     store
         .set_agent_session_status(&session.id, SessionStatus::Completed, None, None)
         .await
         .expect("complete");
-    assert!(
-        store.mcp_scope("hash-1").await.expect("scope").is_none(),
-        "ending a session revokes its token"
+    assert_eq!(
+        store.mcp_token("hash-1").await.expect("scope"),
+        TokenState::SessionEnded,
+        "ending a session ends its token"
     );
     let err = store
         .create_task(&session.id, "too late")
