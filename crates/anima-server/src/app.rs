@@ -18,14 +18,16 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::{
+    agents::{self, AgentProvider},
     auth::{Authenticator, LoginLimiter, hash_password, new_token},
     config::ServerConfig,
     events::EventHub,
+    mcp,
     middleware::authorize,
     services::{
-        akh::AkhApi, auth::AuthApi, dashboard::DashboardApi, plan::PlanApi, project::ProjectApi,
-        team::TeamApi, thread::ThreadApi, unimplemented::NotYetImplemented, work_item::WorkItemApi,
-        workflow::WorkflowApi,
+        agent::AgentSessionApi, akh::AkhApi, auth::AuthApi, dashboard::DashboardApi, plan::PlanApi,
+        project::ProjectApi, team::TeamApi, thread::ThreadApi, unimplemented::NotYetImplemented,
+        work_item::WorkItemApi, workflow::WorkflowApi,
     },
 };
 
@@ -37,6 +39,18 @@ pub async fn router(
     store: Arc<dyn Store>,
     config: &ServerConfig,
     internal: Option<Routes>,
+) -> anyhow::Result<Router> {
+    let provider = agents::from_config(&config.agent_provider)?;
+    router_with_provider(store, config, internal, provider).await
+}
+
+/// [`router`] with an explicit agent provider instead of the configured one
+/// (tests pass a double that records what it is asked).
+pub async fn router_with_provider(
+    store: Arc<dyn Store>,
+    config: &ServerConfig,
+    internal: Option<Routes>,
+    provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Router> {
     let authenticator = Authenticator::new(store.clone(), config);
     let hub = EventHub::start(
@@ -73,7 +87,11 @@ pub async fn router(
             store.clone(),
             hub.clone(),
         )))
-        .add_service(AgentSessionServiceServer::new(NotYetImplemented))
+        .add_service(AgentSessionServiceServer::new(AgentSessionApi::new(
+            store.clone(),
+            hub.clone(),
+            provider,
+        )))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(NotYetImplemented))
         .add_service(DocumentServiceServer::new(NotYetImplemented))
@@ -96,7 +114,7 @@ pub async fn router(
         "/healthz",
         get(move || async move { format!("ok {backend}\n") }),
     );
-    Ok(grpc.merge(http))
+    Ok(grpc.merge(http).merge(mcp::router(store)))
 }
 
 /// Serves the router on a bound listener until `shutdown` completes.

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// How many events a stream consumer may fall behind the newest before
     /// it is cut off with a cursor to resume from.
     pub stream_lag_limit: usize,
+    /// What starts agent sessions: empty for nothing (StartSession is
+    /// refused), or `manual:DIR` to write each session's MCP credentials
+    /// into DIR for an agent run by hand.
+    pub agent_provider: String,
 }
 
 /// A pre-shared token identifying an internal service.
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             service_tokens: Vec::new(),
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,
+            agent_provider: String::new(),
         }
     }
 }
@@ -100,6 +105,9 @@ impl ServerConfig {
             self.stream_heartbeat_secs = secs
                 .parse()
                 .with_context(|| format!("ANIMA_STREAM_HEARTBEAT_SECS={secs:?}"))?;
+        }
+        if let Some(provider) = var("ANIMA_AGENT_PROVIDER") {
+            self.agent_provider = provider;
         }
         // `name=token,name=token`
         if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {

@@ -3,6 +3,7 @@
 
 use anima_core::{
     DomainError,
+    agent::{AgentSession, SessionStatus, Task, TaskStatus},
     capability::{Capability, CapabilityKind},
     error::reason,
     model::{Event, Role, User},
@@ -527,6 +528,77 @@ pub fn parse_decision_state(raw: i32) -> Result<Option<DecisionState>, DomainErr
         Ok(pb::DecisionState::Resolved) => Ok(Some(DecisionState::Resolved)),
         Ok(pb::DecisionState::Cancelled) => Ok(Some(DecisionState::Cancelled)),
         Err(_) => Err(unknown_enum("state", raw)),
+    }
+}
+
+/// An agent session on the wire.
+pub fn agent_session(session: AgentSession) -> pb::AgentSession {
+    pb::AgentSession {
+        id: session.id,
+        work_item_id: session.work_item_id,
+        project_id: session.project_id,
+        akh_id: session.akh_id,
+        status: match session.status {
+            SessionStatus::Provisioning => pb::SessionStatus::Provisioning,
+            SessionStatus::Running => pb::SessionStatus::Running,
+            SessionStatus::Paused => pb::SessionStatus::Paused,
+            SessionStatus::Completed => pb::SessionStatus::Completed,
+            SessionStatus::Failed => pb::SessionStatus::Failed,
+        } as i32,
+        capabilities: session.capabilities.into_iter().map(capability).collect(),
+        skills: session
+            .skills
+            .into_iter()
+            .map(|skill| pb::SkillRef {
+                name: skill.name,
+                version: skill.version,
+            })
+            .collect(),
+        phase_id: session.phase_id,
+        vm_id: session.vm_id,
+        exit_code: 0,
+        last_output_lines: if session.error.is_empty() {
+            Vec::new()
+        } else {
+            vec![session.error]
+        },
+        keep_after_stop: session.keep_after_stop,
+        create_time: timestamp(session.created_at),
+        update_time: timestamp(session.updated_at),
+    }
+}
+
+fn task_status(status: TaskStatus) -> pb::TaskStatus {
+    match status {
+        TaskStatus::Pending => pb::TaskStatus::Pending,
+        TaskStatus::InProgress => pb::TaskStatus::InProgress,
+        TaskStatus::Done => pb::TaskStatus::Done,
+        TaskStatus::Failed => pb::TaskStatus::Failed,
+    }
+}
+
+/// A task status from the wire; unspecified is `None`.
+pub fn parse_task_status(raw: i32) -> Result<Option<TaskStatus>, DomainError> {
+    Ok(Some(match pb::TaskStatus::try_from(raw) {
+        Ok(pb::TaskStatus::Unspecified) => return Ok(None),
+        Ok(pb::TaskStatus::Pending) => TaskStatus::Pending,
+        Ok(pb::TaskStatus::InProgress) => TaskStatus::InProgress,
+        Ok(pb::TaskStatus::Done) => TaskStatus::Done,
+        Ok(pb::TaskStatus::Failed) => TaskStatus::Failed,
+        Err(_) => return Err(unknown_enum("status", raw)),
+    }))
+}
+
+/// A task on the wire.
+pub fn task(task: Task) -> pb::Task {
+    pb::Task {
+        id: task.id,
+        session_id: task.session_id,
+        title: task.title,
+        status: task_status(task.status) as i32,
+        note: task.note,
+        create_time: timestamp(task.created_at),
+        update_time: timestamp(task.updated_at),
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`anima_db::Store`] applies the change and writes its outbox event in the
 //! same transaction.
 
+pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod authz;
@@ -15,9 +16,10 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod mcp;
 pub mod middleware;
 pub mod rbac;
 pub mod services;
 
-pub use app::{Bootstrap, bootstrap_admin, router, serve};
+pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider, serve};
 pub use config::ServerConfig;

@@ -6,6 +6,7 @@
 //! generated tonic trait, so the conversion of errors into statuses and the
 //! extraction of the context happen in one place.
 
+pub mod agent;
 pub mod akh;
 pub mod auth;
 pub mod dashboard;

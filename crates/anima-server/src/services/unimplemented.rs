@@ -3,15 +3,14 @@
 //! first, so even these calls need valid credentials.
 
 use anima_proto::v1::{
-    agent_session_service_server::AgentSessionService, document_service_server::DocumentService,
-    mailbox_service_server::MailboxService, repository_service_server::RepositoryService,
+    document_service_server::DocumentService, mailbox_service_server::MailboxService,
+    repository_service_server::RepositoryService,
 };
 
 /// Stands in for every service that is not built yet.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotYetImplemented;
 
-impl AgentSessionService for NotYetImplemented {}
 impl RepositoryService for NotYetImplemented {}
 impl MailboxService for NotYetImplemented {}
 impl DocumentService for NotYetImplemented {}

@@ -13,7 +13,10 @@ use anima_proto::v1::{
     team_service_client::TeamServiceClient, work_item_service_client::WorkItemServiceClient,
     workflow_service_client::WorkflowServiceClient,
 };
-use anima_server::ServerConfig;
+use anima_server::{
+    ServerConfig,
+    agents::{AgentProvider, ProvisionRequest},
+};
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -40,14 +43,22 @@ impl TestServer {
         Self::start_with(backend, ServerConfig::default()).await
     }
 
-    pub async fn start_with(backend: Backend, mut config: ServerConfig) -> Self {
+    pub async fn start_with(backend: Backend, config: ServerConfig) -> Self {
+        Self::start_with_provider(backend, config, None).await
+    }
+
+    pub async fn start_with_provider(
+        backend: Backend,
+        mut config: ServerConfig,
+        provider: Option<Arc<dyn AgentProvider>>,
+    ) -> Self {
         let db = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
             Backend::Postgres => TempDatabase::postgres().await,
         };
         let store = db.open().await;
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let router = anima_server::router(store.clone(), &config, None)
+        let router = anima_server::router_with_provider(store.clone(), &config, None, provider)
             .await
             .expect("router");
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -170,6 +181,50 @@ pub fn failure<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) 
         .map(|info| info.reason.clone())
         .unwrap_or_default();
     (status.code(), reason)
+}
+
+/// Test double of an agent provider: provisions nothing and records what
+/// it was asked, including each session's MCP token.
+#[derive(Default)]
+pub struct RecordingProvider {
+    pub provisioned: std::sync::Mutex<Vec<ProvisionRequest>>,
+    pub destroyed: std::sync::Mutex<Vec<String>>,
+}
+
+impl RecordingProvider {
+    /// The MCP token handed over for a session.
+    pub fn token_of(&self, session_id: &str) -> String {
+        self.provisioned
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|request| request.session.id == session_id)
+            .map(|request| request.mcp_token.clone())
+            .expect("the session was provisioned")
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentProvider for RecordingProvider {
+    async fn provision(
+        &self,
+        request: ProvisionRequest,
+    ) -> Result<String, anima_core::DomainError> {
+        let vm_id = format!("recorded-{}", request.session.id);
+        self.provisioned.lock().expect("lock").push(request);
+        Ok(vm_id)
+    }
+
+    async fn destroy(
+        &self,
+        session: &anima_core::agent::AgentSession,
+    ) -> Result<(), anima_core::DomainError> {
+        self.destroyed
+            .lock()
+            .expect("lock")
+            .push(session.id.clone());
+        Ok(())
+    }
 }
 
 /// Generates one test per backend from `async fn name(backend: Backend)`.

@@ -1,0 +1,330 @@
+//! AgentSessionService, the server half: sessions and tasks, started and
+//! stopped through an [`AgentProvider`], and their live status stream.
+
+use std::sync::Arc;
+
+use anima_core::{
+    DomainError,
+    agent::{AgentSession, DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus, Task},
+    error::reason,
+    id::parse_id,
+    model::Event,
+    paging::PageRequest,
+    validate,
+};
+use anima_db::{SessionFilter, Store};
+use anima_proto::v1::{self as pb, agent_session_service_server::AgentSessionService};
+use tokio_stream::StreamExt;
+
+use super::{ResponseStream, grpc_service, optional_id};
+use crate::{
+    agents::{AgentProvider, ProvisionRequest},
+    auth::{new_token, token_hash},
+    authz::{RequestContext, require_project},
+    convert,
+    error::to_status,
+    events::{EventHub, StreamItem},
+};
+
+/// The AgentSessionService implementation.
+#[derive(Clone)]
+pub struct AgentSessionApi {
+    store: Arc<dyn Store>,
+    hub: Arc<EventHub>,
+    provider: Option<Arc<dyn AgentProvider>>,
+}
+
+impl AgentSessionApi {
+    /// Builds the service; without a provider, sessions cannot start.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<EventHub>,
+        provider: Option<Arc<dyn AgentProvider>>,
+    ) -> Self {
+        Self {
+            store,
+            hub,
+            provider,
+        }
+    }
+
+    async fn authorized_session(
+        &self,
+        context: &RequestContext,
+        raw_id: &str,
+    ) -> Result<AgentSession, DomainError> {
+        let id = parse_id(raw_id, "session id")?;
+        let session = self.store.get_agent_session(&id).await?;
+        require_project(&self.store, context, &session.project_id).await?;
+        Ok(session)
+    }
+
+    async fn list_sessions(
+        &self,
+        context: &RequestContext,
+        request: pb::ListSessionsRequest,
+    ) -> Result<pb::ListSessionsResponse, DomainError> {
+        let work_item_id = optional_id(&request.work_item_id, "work_item_id")?;
+        let project_id = match (
+            &work_item_id,
+            optional_id(&request.project_id, "project_id")?,
+        ) {
+            (Some(item), _) => self.store.get_work_item(item).await?.project_id,
+            (None, Some(project)) => project,
+            (None, None) => {
+                return Err(DomainError::invalid_argument(
+                    reason::FIELD_REQUIRED,
+                    "name a work_item_id or a project_id",
+                ));
+            }
+        };
+        require_project(&self.store, context, &project_id).await?;
+        let filter = SessionFilter {
+            work_item_id,
+            project_id: Some(project_id),
+            active_only: false,
+        };
+        let query = format!(
+            "sessions:{}:{}",
+            filter.work_item_id.as_deref().unwrap_or("*"),
+            filter.project_id.as_deref().unwrap_or("*")
+        );
+        let page = PageRequest::parse(request.page_size, &request.page_token, &query)?;
+        let page = self.store.list_agent_sessions(&filter, &page).await?;
+        Ok(pb::ListSessionsResponse {
+            sessions: page.items.into_iter().map(convert::agent_session).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn get_session(
+        &self,
+        context: &RequestContext,
+        request: pb::GetSessionRequest,
+    ) -> Result<pb::AgentSession, DomainError> {
+        Ok(convert::agent_session(
+            self.authorized_session(context, &request.id).await?,
+        ))
+    }
+
+    /// Records the session with a fresh MCP token, hands both to the
+    /// provider, and moves the session to running (or failed).
+    async fn start_session(
+        &self,
+        context: &RequestContext,
+        request: pb::StartSessionRequest,
+    ) -> Result<pb::AgentSession, DomainError> {
+        let work_item_id = parse_id(&request.work_item_id, "work_item_id")?;
+        let akh_id = parse_id(&request.akh_id, "akh_id")?;
+        let item = self.store.get_work_item(&work_item_id).await?;
+        require_project(&self.store, context, &item.project_id).await?;
+        let Some(provider) = &self.provider else {
+            return Err(DomainError::failed_precondition(
+                reason::NO_AGENT_PROVIDER,
+                "no agent provider is configured on this server (set agent_provider)",
+            ));
+        };
+        let mcp_token = new_token();
+        let session = self
+            .store
+            .create_agent_session(NewSession {
+                work_item_id,
+                akh_id,
+                keep_after_stop: request.keep_after_stop,
+                token_hash: token_hash(&mcp_token),
+                permissions: DEFAULT_MCP_PERMISSIONS.to_vec(),
+            })
+            .await?;
+        let provisioned = provider
+            .provision(ProvisionRequest {
+                session: session.clone(),
+                mcp_token,
+            })
+            .await;
+        match provisioned {
+            Ok(vm_id) => Ok(convert::agent_session(
+                self.store
+                    .set_agent_session_status(
+                        &session.id,
+                        SessionStatus::Running,
+                        Some(&vm_id),
+                        None,
+                    )
+                    .await?,
+            )),
+            Err(err) => {
+                self.store
+                    .set_agent_session_status(
+                        &session.id,
+                        SessionStatus::Failed,
+                        None,
+                        Some(&err.message),
+                    )
+                    .await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Ends a session: its token stops working at once; its sandbox is
+    /// destroyed unless it was started with `keep_after_stop`.
+    async fn stop_session(
+        &self,
+        context: &RequestContext,
+        request: pb::StopSessionRequest,
+    ) -> Result<pb::AgentSession, DomainError> {
+        let session = self.authorized_session(context, &request.id).await?;
+        if session.status.is_final() {
+            return Err(DomainError::failed_precondition(
+                reason::SESSION_ENDED,
+                format!("the agent session has {}", session.status.as_str()),
+            ));
+        }
+        let stopped = self
+            .store
+            .set_agent_session_status(&session.id, SessionStatus::Completed, None, None)
+            .await?;
+        if let (Some(provider), false) = (&self.provider, session.keep_after_stop)
+            && let Err(err) = provider.destroy(&stopped).await
+        {
+            // The session is over either way; the sandbox is the
+            // provider's to clean up.
+            tracing::warn!(session = %stopped.id, %err, "destroying the sandbox failed");
+        }
+        Ok(convert::agent_session(stopped))
+    }
+
+    async fn list_tasks(
+        &self,
+        context: &RequestContext,
+        request: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, DomainError> {
+        let session = self
+            .authorized_session(context, &request.session_id)
+            .await?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("tasks:{}", session.id),
+        )?;
+        let page = self.store.list_tasks(&session.id, &page).await?;
+        Ok(pb::ListTasksResponse {
+            tasks: page.items.into_iter().map(convert::task).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn authorized_task(
+        &self,
+        context: &RequestContext,
+        raw_id: &str,
+    ) -> Result<Task, DomainError> {
+        let id = parse_id(raw_id, "task id")?;
+        let task = self.store.get_task(&id).await?;
+        self.authorized_session(context, &task.session_id).await?;
+        Ok(task)
+    }
+
+    async fn get_task(
+        &self,
+        context: &RequestContext,
+        request: pb::GetTaskRequest,
+    ) -> Result<pb::Task, DomainError> {
+        Ok(convert::task(
+            self.authorized_task(context, &request.id).await?,
+        ))
+    }
+
+    async fn update_task_status(
+        &self,
+        context: &RequestContext,
+        request: pb::UpdateTaskStatusRequest,
+    ) -> Result<pb::Task, DomainError> {
+        let status = convert::parse_task_status(request.status)?.ok_or_else(|| {
+            DomainError::invalid_argument(reason::FIELD_REQUIRED, "status must be set")
+        })?;
+        validate::max_chars("note", &request.note, validate::MAX_NAME_CHARS * 10)?;
+        let task = self.authorized_task(context, &request.id).await?;
+        Ok(convert::task(
+            self.store
+                .update_task_status(&task.id, status, &request.note)
+                .await?,
+        ))
+    }
+
+    /// The session's status changes and task changes, replayed from the
+    /// cursor and then live.
+    async fn stream_session_status(
+        &self,
+        context: &RequestContext,
+        request: pb::StreamSessionStatusRequest,
+    ) -> Result<ResponseStream<pb::SessionStatusEvent>, DomainError> {
+        let session = self
+            .authorized_session(context, &request.session_id)
+            .await?;
+        self.hub.check_cursor(request.after_event_id).await?;
+        let session_id = session.id;
+        let keep = {
+            let session_id = session_id.clone();
+            move |event: Arc<Event>| {
+                let concerns = concerns_session(&event, &session_id);
+                async move { Ok(concerns) }
+            }
+        };
+        let store = self.store.clone();
+        let stream = self
+            .hub
+            .follow(request.after_event_id, keep)
+            .then(move |item| {
+                let store = store.clone();
+                async move { session_event(&store, item?).await }
+            })
+            .map(|item| item.map_err(to_status));
+        Ok(Box::pin(stream))
+    }
+}
+
+/// Whether an event is about a session or one of its tasks.
+fn concerns_session(event: &Event, session_id: &str) -> bool {
+    if event.kind.starts_with("session.") {
+        return event.entity_id == session_id;
+    }
+    event.kind.starts_with("task.")
+        && serde_json::from_str::<serde_json::Value>(&event.payload)
+            .is_ok_and(|payload| payload["session_id"] == session_id)
+}
+
+/// A stream item on the wire, with the session or task as it is now.
+async fn session_event(
+    store: &Arc<dyn Store>,
+    item: StreamItem,
+) -> Result<pb::SessionStatusEvent, DomainError> {
+    use pb::session_status_event::Kind;
+    Ok(match item {
+        StreamItem::Event(event) => pb::SessionStatusEvent {
+            event_id: event.id,
+            kind: Some(if event.kind.starts_with("task.") {
+                Kind::Task(convert::task(store.get_task(&event.entity_id).await?))
+            } else {
+                Kind::Session(convert::agent_session(
+                    store.get_agent_session(&event.entity_id).await?,
+                ))
+            }),
+        },
+        StreamItem::Heartbeat { last_event_id } => pb::SessionStatusEvent {
+            event_id: last_event_id,
+            kind: Some(Kind::Heartbeat(convert::heartbeat(last_event_id))),
+        },
+    })
+}
+
+grpc_service!(AgentSessionApi: AgentSessionService {
+    list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse;
+    get_session(pb::GetSessionRequest) -> pb::AgentSession;
+    start_session(pb::StartSessionRequest) -> pb::AgentSession;
+    stop_session(pb::StopSessionRequest) -> pb::AgentSession;
+    list_tasks(pb::ListTasksRequest) -> pb::ListTasksResponse;
+    get_task(pb::GetTaskRequest) -> pb::Task;
+    update_task_status(pb::UpdateTaskStatusRequest) -> pb::Task;
+    stream_session_status(pb::StreamSessionStatusRequest) -> ResponseStream<pb::SessionStatusEvent>;
+});

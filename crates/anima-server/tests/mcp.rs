@@ -1,0 +1,525 @@
+//! Agent sessions over gRPC and the `/mcp` endpoint driven by the `rmcp`
+//! client, on both backends. The agent provider is a test double
+//! ([`common::RecordingProvider`]) that hands the session's token to the
+//! test instead of a sandbox.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use anima_proto::v1::{
+    self as pb, agent_session_service_client::AgentSessionServiceClient,
+    thread_service_client::ThreadServiceClient,
+};
+use common::{Backend, RecordingProvider, TestServer, authed, failure};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+on_both_backends!(
+    every_tool_acts_on_the_sessions_own_work_item,
+    tokens_stop_working_at_once,
+    two_sessions_see_only_their_own,
+    sessions_need_a_provider,
+);
+
+struct Setup {
+    server: TestServer,
+    provider: Arc<RecordingProvider>,
+    token: String,
+    akh_id: String,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    let provider = Arc::new(RecordingProvider::default());
+    let server = TestServer::start_with_provider(
+        backend,
+        anima_server::ServerConfig::default(),
+        Some(provider.clone()),
+    )
+    .await;
+    server.user("lead", false).await;
+    let token = server.login("lead").await;
+    let akh_id = server
+        .store
+        .create_akh("Thoth", "careful", "#112233")
+        .await
+        .expect("akh")
+        .id;
+    Setup {
+        server,
+        provider,
+        token,
+        akh_id,
+    }
+}
+
+async fn work_item(setup: &Setup, project: &str, title: &str) -> pb::WorkItem {
+    let project = setup
+        .server
+        .projects()
+        .create_project(authed(
+            &setup.token,
+            pb::CreateProjectRequest {
+                name: project.into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+    setup
+        .server
+        .work_items()
+        .create_work_item(authed(
+            &setup.token,
+            pb::CreateWorkItemRequest {
+                project_id: project.id,
+                title: title.into(),
+                description: format!("{title}: the plan"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner()
+}
+
+/// Starts a session on a work item; returns it and its MCP token.
+async fn start(setup: &Setup, item: &pb::WorkItem) -> (pb::AgentSession, String) {
+    let session = AgentSessionServiceClient::new(setup.server.channel.clone())
+        .start_session(authed(
+            &setup.token,
+            pb::StartSessionRequest {
+                work_item_id: item.id.clone(),
+                akh_id: setup.akh_id.clone(),
+                keep_after_stop: false,
+            },
+        ))
+        .await
+        .expect("start")
+        .into_inner();
+    let token = setup.provider.token_of(&session.id);
+    (session, token)
+}
+
+async fn connect(
+    server: &TestServer,
+    token: &str,
+) -> Result<RunningService<RoleClient, ()>, String> {
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", server.addr))
+            .auth_header(token.to_owned());
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .map_err(|err| err.to_string())
+}
+
+/// The reason `/mcp` gives for refusing a request with this token, read
+/// from a plain HTTP exchange.
+async fn refusal(server: &TestServer, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{authorization}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let value: Value = serde_json::from_str(json).unwrap_or_default();
+    value["error"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    arguments: Value,
+) -> Result<Value, String> {
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let result: CallToolResult = client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .await
+        .map_err(|err| err.to_string())?;
+    let text = result
+        .content
+        .first()
+        .and_then(|content| content.as_text())
+        .map(|text| text.text.clone())
+        .unwrap_or_default();
+    if result.is_error == Some(true) {
+        return Err(text);
+    }
+    serde_json::from_str(&text).map_err(|err| format!("not JSON ({err}): {text}"))
+}
+
+async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
+    let setup = setup(backend).await;
+    let item = work_item(&setup, "Agents", "Port the parser").await;
+    // A neighbour in the same project (WI-2) and one in another (also WI-1
+    // there, which names the session's own key, so it is not tried).
+    let neighbour = setup
+        .server
+        .work_items()
+        .create_work_item(authed(
+            &setup.token,
+            pb::CreateWorkItemRequest {
+                project_id: item.project_id.clone(),
+                title: "Secret work".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("neighbour")
+        .into_inner();
+    let other = work_item(&setup, "Elsewhere", "Other secret work").await;
+    let (session, token) = start(&setup, &item).await;
+    assert_eq!(session.status, pb::SessionStatus::Running as i32);
+    assert_eq!(session.phase_id, "analysis");
+    assert!(!session.skills.is_empty());
+
+    let mut thread_stream = ThreadServiceClient::new(setup.server.channel.clone())
+        .stream_thread(authed(
+            &setup.token,
+            pb::StreamThreadRequest {
+                work_item_id: item.id.clone(),
+                after_event_id: setup.server.last_event_id().await,
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner();
+
+    let client = connect(&setup.server, &token).await.expect("initialize");
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools")
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
+    for expected in [
+        "get_work_item",
+        "get_thread",
+        "get_workflow_phase",
+        "post_message",
+        "list_tasks",
+        "create_task",
+        "update_task_status",
+        "request_human_decision",
+    ] {
+        assert!(
+            tools.iter().any(|tool| tool == expected),
+            "{expected} in {tools:?}"
+        );
+    }
+
+    let read = call(&client, "get_work_item", json!({}))
+        .await
+        .expect("read");
+    assert_eq!(read["key"], "WI-1");
+    assert_eq!(read["description"], "Port the parser: the plan");
+    let by_key = call(&client, "get_work_item", json!({ "work_item": "wi-1" }))
+        .await
+        .expect("own key");
+    assert_eq!(by_key["id"], item.id.as_str());
+
+    let phase = call(&client, "get_workflow_phase", json!({}))
+        .await
+        .expect("phase");
+    assert_eq!(phase["phase"]["id"], "analysis");
+    assert_eq!(phase["next_phase"]["id"], "implementation");
+
+    let posted = call(
+        &client,
+        "post_message",
+        json!({ "body": "I read the parser." }),
+    )
+    .await
+    .expect("post");
+    assert_eq!(posted["sequence"], 1);
+    // The post is live on StreamThread, attributed to the Akh and session.
+    let message = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), thread_stream.next())
+            .await
+            .expect("live")
+            .expect("open")
+            .expect("ok");
+        if let Some(pb::thread_event::Kind::Message(message)) = event.kind {
+            break message;
+        }
+    };
+    match message.author.and_then(|author| author.kind) {
+        Some(pb::actor::Kind::Akh(akh)) => {
+            assert_eq!(akh.akh_id, setup.akh_id);
+            assert_eq!(akh.session_id, session.id);
+        }
+        other => panic!("unexpected author {other:?}"),
+    }
+    let thread = call(&client, "get_thread", json!({ "page_size": 10 }))
+        .await
+        .expect("thread");
+    assert_eq!(thread["messages"][0]["body"], "I read the parser.");
+
+    let task = call(&client, "create_task", json!({ "title": "Write tests" }))
+        .await
+        .expect("task");
+    let task_id = task["id"].as_str().expect("id").to_owned();
+    let updated = call(
+        &client,
+        "update_task_status",
+        json!({ "task_id": task_id, "status": "in_progress", "note": "halfway" }),
+    )
+    .await
+    .expect("update");
+    assert_eq!(updated["status"], "in_progress");
+    let tasks = call(&client, "list_tasks", json!({})).await.expect("tasks");
+    assert_eq!(tasks["tasks"][0]["note"], "halfway");
+
+    let decision = call(
+        &client,
+        "request_human_decision",
+        json!({ "question": "Keep the old API?", "input_label": "Yes or no", "choices": ["yes", "no"] }),
+    )
+    .await
+    .expect("decision");
+    assert_eq!(decision["state"], "open");
+
+    // Another work item, by key or id, is refused the same way.
+    let before = setup.server.last_event_id().await;
+    for named in [
+        neighbour.key.as_str(),
+        neighbour.id.as_str(),
+        other.id.as_str(),
+        "WI-999",
+    ] {
+        let err = call(&client, "get_work_item", json!({ "work_item": named }))
+            .await
+            .expect_err("out of scope");
+        assert!(err.contains("OUT_OF_SCOPE"), "{err}");
+        assert!(!err.contains("Secret"), "{err}");
+    }
+    let err = call(
+        &client,
+        "post_message",
+        json!({ "body": "hi", "work_item": other.id }),
+    )
+    .await
+    .expect_err("out of scope");
+    assert!(err.contains("OUT_OF_SCOPE"), "{err}");
+
+    // Arguments of the wrong type, size or shape.
+    for (tool, arguments) in [
+        ("get_thread", json!({ "page_size": "many" })),
+        ("get_thread", json!({ "page_size": 10_000 })),
+        (
+            "post_message",
+            json!({ "body": "x".repeat(256 * 1024 + 1) }),
+        ),
+        ("post_message", json!({ "body": "" })),
+        ("post_message", json!({ "body": "hi", "as_user": "admin" })),
+        (
+            "update_task_status",
+            json!({ "task_id": task_id, "status": "finished" }),
+        ),
+        ("create_task", json!({ "title": 42 })),
+    ] {
+        let err = call(&client, tool, arguments.clone())
+            .await
+            .expect_err("bad argument");
+        assert!(!err.is_empty(), "{tool} {arguments}");
+    }
+    assert_eq!(
+        setup.server.last_event_id().await,
+        before,
+        "nothing changed"
+    );
+}
+
+async fn tokens_stop_working_at_once(backend: Backend) {
+    let setup = setup(backend).await;
+    let item = work_item(&setup, "Agents", "Short job").await;
+    let (session, token) = start(&setup, &item).await;
+
+    assert!(connect(&setup.server, "").await.is_err(), "no token");
+    assert!(
+        connect(&setup.server, "not-a-token").await.is_err(),
+        "unknown token"
+    );
+
+    let client = connect(&setup.server, &token).await.expect("initialize");
+    call(&client, "get_work_item", json!({}))
+        .await
+        .expect("works");
+
+    // An administrator revokes the token: the very next call fails.
+    setup
+        .server
+        .store
+        .revoke_agent_tokens(&session.id)
+        .await
+        .expect("revoke");
+    call(&client, "get_work_item", json!({}))
+        .await
+        .expect_err("revoked");
+    assert_eq!(
+        refusal(&setup.server, Some(&token)).await,
+        "MCP_TOKEN_REVOKED"
+    );
+
+    // A second session is stopped: its token ends with it.
+    let (second, token) = start(&setup, &item).await;
+    let client = connect(&setup.server, &token).await.expect("initialize");
+    call(&client, "list_tasks", json!({})).await.expect("works");
+    AgentSessionServiceClient::new(setup.server.channel.clone())
+        .stop_session(authed(
+            &setup.token,
+            pb::StopSessionRequest {
+                id: second.id.clone(),
+            },
+        ))
+        .await
+        .expect("stop");
+    assert!(
+        call(&client, "create_task", json!({ "title": "after the end" }))
+            .await
+            .is_err(),
+        "calls after the session completed fail"
+    );
+    assert_eq!(refusal(&setup.server, Some(&token)).await, "SESSION_ENDED");
+    assert_eq!(
+        setup.provider.destroyed.lock().expect("lock").as_slice(),
+        std::slice::from_ref(&second.id)
+    );
+    let again = AgentSessionServiceClient::new(setup.server.channel.clone())
+        .stop_session(authed(
+            &setup.token,
+            pb::StopSessionRequest { id: second.id },
+        ))
+        .await;
+    assert_eq!(
+        failure(again),
+        (Code::FailedPrecondition, "SESSION_ENDED".into())
+    );
+}
+
+async fn two_sessions_see_only_their_own(backend: Backend) {
+    let setup = setup(backend).await;
+    let first = work_item(&setup, "One", "First job").await;
+    let second = work_item(&setup, "Two", "Second job").await;
+    let (_, first_token) = start(&setup, &first).await;
+    let (_, second_token) = start(&setup, &second).await;
+    let (a, b) = tokio::join!(
+        async {
+            let client = connect(&setup.server, &first_token).await.expect("a");
+            for n in 0..10 {
+                call(&client, "post_message", json!({ "body": format!("a{n}") }))
+                    .await
+                    .expect("post a");
+            }
+            call(&client, "get_thread", json!({ "page_size": 50 }))
+                .await
+                .expect("thread a")
+        },
+        async {
+            let client = connect(&setup.server, &second_token).await.expect("b");
+            for n in 0..10 {
+                call(&client, "post_message", json!({ "body": format!("b{n}") }))
+                    .await
+                    .expect("post b");
+            }
+            call(&client, "get_thread", json!({ "page_size": 50 }))
+                .await
+                .expect("thread b")
+        }
+    );
+    let bodies = |thread: &Value| -> Vec<String> {
+        thread["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(bodies(&a).iter().all(|body| body.starts_with('a')));
+    assert!(bodies(&b).iter().all(|body| body.starts_with('b')));
+    assert_eq!((bodies(&a).len(), bodies(&b).len()), (10, 10));
+}
+
+async fn sessions_need_a_provider(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.user("lead", false).await;
+    let token = server.login("lead").await;
+    let akh = server
+        .store
+        .create_akh("Thoth", "", "#112233")
+        .await
+        .expect("akh");
+    let project = server
+        .store
+        .create_project(
+            "P",
+            "",
+            &server
+                .store
+                .find_credentials("lead")
+                .await
+                .expect("find")
+                .expect("lead")
+                .user
+                .id,
+        )
+        .await
+        .expect("project");
+    let item = server
+        .work_items()
+        .create_work_item(authed(
+            &token,
+            pb::CreateWorkItemRequest {
+                project_id: project.id,
+                title: "t".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner();
+    let before = server.last_event_id().await;
+    let refused = AgentSessionServiceClient::new(server.channel.clone())
+        .start_session(authed(
+            &token,
+            pb::StartSessionRequest {
+                work_item_id: item.id,
+                akh_id: akh.id,
+                keep_after_stop: false,
+            },
+        ))
+        .await;
+    assert_eq!(
+        failure(refused),
+        (Code::FailedPrecondition, "NO_AGENT_PROVIDER".into())
+    );
+    assert_eq!(server.last_event_id().await, before);
+}
