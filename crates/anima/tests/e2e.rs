@@ -25,7 +25,16 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        Self::start_with_env(data_dir, database_url, &[])
+    }
+
+    fn start_with_env(
+        data_dir: &std::path::Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(ANIMA);
+        command.envs(env.iter().copied());
         command
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -560,6 +569,142 @@ fn threads_and_decisions_through_the_cli() {
     assert!(thread[1]["body"].as_str().expect("body").contains("yes"));
     let waiting = json(&cli(&config, &["decisions", "--json"], ""));
     assert_eq!(waiting, serde_json::json!([]));
+}
+
+/// The official MCP Python SDK against a real `anima up`: every tool, a
+/// refused read of another work item, and a stopped session's token
+/// refused on the very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_with_the_python_sdk() {
+    use anima_proto::v1::{
+        self as pb, agent_session_service_client::AgentSessionServiceClient,
+        auth_service_client::AuthServiceClient,
+    };
+    let python = std::env::var("ANIMA_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/anima-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "no Python with the MCP SDK at {python}; run scripts/setup-debian --with-test-clients"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credentials = dir.path().join("agents");
+    let provider = format!("manual:{}", credentials.display());
+    let up = Up::start_with_env(
+        &dir.path().join("data"),
+        None,
+        &[("ANIMA_AGENT_PROVIDER", provider.as_str())],
+    );
+    let config = dir.path().join("config");
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        &up.admin_password,
+    );
+    cli(&config, &["project", "create", "Agents"], "");
+    let item = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Agents",
+            "Fix the bug",
+            "--json",
+        ],
+        "",
+    ));
+    cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Agents",
+            "Someone else's",
+        ],
+        "",
+    );
+    let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
+
+    let channel = tonic::transport::Channel::from_shared(up.address.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: up.admin_password.clone(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let mut sessions = AgentSessionServiceClient::new(channel);
+    let mut start = tonic::Request::new(pb::StartSessionRequest {
+        work_item_id: item["id"].as_str().expect("id").into(),
+        akh_id: akh["id"].as_str().expect("id").into(),
+        keep_after_stop: false,
+    });
+    start.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let session = sessions
+        .start_session(start)
+        .await
+        .expect("start")
+        .into_inner();
+    let written = std::fs::read_to_string(credentials.join(format!("{}.json", session.id)))
+        .expect("the manual provider wrote the credentials");
+    let mcp_token = json(&written)["mcp_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let url = format!("{}/mcp", up.address);
+
+    let run = |args: &[&str]| {
+        let output = Command::new(&python)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run the Python client");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "python {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let out = run(&["tools", &url, &mcp_token, "WI-2"]);
+    assert!(out.contains("ok: reading WI-2 is refused"), "{out}");
+
+    let mut stop = tonic::Request::new(pb::StopSessionRequest {
+        id: session.id.clone(),
+    });
+    stop.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    sessions.stop_session(stop).await.expect("stop");
+    let out = run(&["refused", &url, &mcp_token, "SESSION_ENDED"]);
+    assert!(out.contains("ok: the refusal says SESSION_ENDED"), "{out}");
+    let out = run(&["refused", &url, "never-issued", "MCP_TOKEN_UNKNOWN"]);
+    assert!(out.contains("ok: the SDK cannot use the token"), "{out}");
 }
 
 #[test]
