@@ -283,9 +283,32 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
         .expect("thread");
     assert_eq!(thread["messages"][0]["body"], "I read the parser.");
 
+    let mut status_stream = AgentSessionServiceClient::new(setup.server.channel.clone())
+        .stream_session_status(authed(
+            &setup.token,
+            pb::StreamSessionStatusRequest {
+                session_id: session.id.clone(),
+                after_event_id: setup.server.last_event_id().await,
+            },
+        ))
+        .await
+        .expect("status stream")
+        .into_inner();
     let task = call(&client, "create_task", json!({ "title": "Write tests" }))
         .await
         .expect("task");
+    // The task shows up live on the session's status stream.
+    let streamed = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), status_stream.next())
+            .await
+            .expect("live")
+            .expect("open")
+            .expect("ok");
+        if let Some(pb::session_status_event::Kind::Task(task)) = event.kind {
+            break task;
+        }
+    };
+    assert_eq!(streamed.title, "Write tests");
     let task_id = task["id"].as_str().expect("id").to_owned();
     let updated = call(
         &client,

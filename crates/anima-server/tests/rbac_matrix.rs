@@ -5,21 +5,22 @@
 mod common;
 
 use anima_core::{
+    agent::{DEFAULT_MCP_PERMISSIONS, NewSession},
     permission::DEFAULT_ROLES,
     planning::{Actor, NewPlan, NewWorkItem, Priority},
     thread::{MessageKind, NewDecision, NewMessage},
     workflow::{STANDARD_WORKFLOW_ID, builtin_workflows},
 };
 use anima_proto::v1::{
-    self as pb, dashboard_service_client::DashboardServiceClient,
-    thread_service_client::ThreadServiceClient,
+    self as pb, agent_session_service_client::AgentSessionServiceClient,
+    dashboard_service_client::DashboardServiceClient, thread_service_client::ThreadServiceClient,
 };
 use anima_server::{
     auth::Caller,
     authz::{RequestContext, require_project},
     rbac::{ACCESS, Access, access_for},
 };
-use common::{Backend, PASSWORD, TestServer, authed};
+use common::{Backend, PASSWORD, RecordingProvider, TestServer, authed};
 use prost_types::FieldMask;
 use tonic::Code;
 
@@ -101,7 +102,20 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     // Dashboards cover whatever projects the caller can read.
     ("GetDashboard", "DAAAAAA"),
     ("StreamDashboardUpdates", "DAAAAAA"),
+    // Agent sessions and tasks.
+    ("ListSessions", "DDAAAAD"),
+    ("GetSession", "DDAAAAD"),
+    ("StartSession", "DDAAADD"),
+    ("StopSession", "DDAAADD"),
+    ("ListTasks", "DDAAAAD"),
+    ("GetTask", "DDAAAAD"),
+    ("UpdateTaskStatus", "DDAAADD"),
+    ("StreamSessionStatus", "DDAAAAD"),
 ];
+
+/// RPCs of implemented services that still answer UNIMPLEMENTED (their
+/// issue has not landed), so the matrix cannot call them yet.
+const NOT_YET_SERVED: &[&str] = &["/anima.v1.AgentSessionService/LoginSession"];
 
 /// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
 const IMPLEMENTED_SERVICES: &[&str] = &[
@@ -114,10 +128,16 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
     "AkhService",
     "ThreadService",
     "DashboardService",
+    "AgentSessionService",
 ];
 
 async fn implemented_rpcs_by_caller(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with_provider(
+        backend,
+        anima_server::ServerConfig::default(),
+        Some(std::sync::Arc::new(RecordingProvider::default())),
+    )
+    .await;
     let mut tokens = vec![String::new()];
     for caller in CALLERS.iter().skip(1) {
         server.user(caller, *caller == "server_admin").await;
@@ -152,7 +172,8 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
             .iter()
             .filter(|(path, _)| IMPLEMENTED_SERVICES
                 .iter()
-                .any(|service| path.starts_with(&format!("/anima.v1.{service}/"))))
+                .any(|service| path.starts_with(&format!("/anima.v1.{service}/")))
+                && !NOT_YET_SERVED.contains(path))
             .count(),
         "every implemented RPC is in the matrix"
     );
@@ -866,6 +887,106 @@ async fn call_thread(
             .stream_dashboard_updates(authed(
                 token,
                 pb::StreamDashboardUpdatesRequest { after_event_id: 0 },
+            ))
+            .await
+            .map(drop),
+        other => return call_agent(server, fixture, other, token, fresh).await,
+    };
+    result.map_err(|status| status.code())
+}
+
+/// The calls of the agent session service, each on a session of its own.
+async fn call_agent(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    fresh: &str,
+) -> Result<(), Code> {
+    let mut sessions = AgentSessionServiceClient::new(server.channel.clone());
+    let akh = server
+        .store
+        .create_akh(&format!("{fresh}-akh"), "", "#123456")
+        .await
+        .expect("akh");
+    let session = server
+        .store
+        .create_agent_session(NewSession {
+            work_item_id: fixture.item.id.clone(),
+            akh_id: akh.id.clone(),
+            keep_after_stop: false,
+            token_hash: format!("{fresh}-token"),
+            permissions: DEFAULT_MCP_PERMISSIONS.to_vec(),
+        })
+        .await
+        .expect("session");
+    let task = server
+        .store
+        .create_task(&session.id, fresh)
+        .await
+        .expect("task");
+    let result = match rpc {
+        "ListSessions" => sessions
+            .list_sessions(authed(
+                token,
+                pb::ListSessionsRequest {
+                    work_item_id: fixture.item.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetSession" => sessions
+            .get_session(authed(token, pb::GetSessionRequest { id: session.id }))
+            .await
+            .map(drop),
+        "StartSession" => sessions
+            .start_session(authed(
+                token,
+                pb::StartSessionRequest {
+                    work_item_id: fixture.item.id.clone(),
+                    akh_id: akh.id,
+                    keep_after_stop: false,
+                },
+            ))
+            .await
+            .map(drop),
+        "StopSession" => sessions
+            .stop_session(authed(token, pb::StopSessionRequest { id: session.id }))
+            .await
+            .map(drop),
+        "ListTasks" => sessions
+            .list_tasks(authed(
+                token,
+                pb::ListTasksRequest {
+                    session_id: session.id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetTask" => sessions
+            .get_task(authed(token, pb::GetTaskRequest { id: task.id }))
+            .await
+            .map(drop),
+        "UpdateTaskStatus" => sessions
+            .update_task_status(authed(
+                token,
+                pb::UpdateTaskStatusRequest {
+                    id: task.id,
+                    status: pb::TaskStatus::Done as i32,
+                    note: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "StreamSessionStatus" => sessions
+            .stream_session_status(authed(
+                token,
+                pb::StreamSessionStatusRequest {
+                    session_id: session.id,
+                    after_event_id: 0,
+                },
             ))
             .await
             .map(drop),
