@@ -26,9 +26,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use rmcp::{
-    ErrorData, ServerHandler,
+    ErrorData, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters},
-    model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig},
+    model::{
+        CallToolResult, ContentBlock, ListResourcesResult, PaginatedRequestParams,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, ServerCapabilities, ServerConfig,
+    },
+    service::RequestContext,
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -556,12 +561,76 @@ impl AgentTools {
     }
 }
 
+/// The URI of a work item's description as an MCP resource.
+fn description_uri(work_item_id: &str) -> String {
+    format!("anima://work-items/{work_item_id}/description")
+}
+
+/// The scope attached to the HTTP request a handler serves.
+fn scope_in(context: &RequestContext<RoleServer>) -> Result<McpScope, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("request without HTTP parts", None))
+        .and_then(scope_of)
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for AgentTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_instructions(
             "Anima: read your work item, its thread and workflow phase; post as your Akh; \
              track tasks; ask a human when you need a decision.",
+        )
+    }
+
+    /// The one resource a session sees: its work item's description.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let scope = scope_in(&context)?;
+        scope.require(Permission::WorkItemRead).map_err(mcp_error)?;
+        let item = self
+            .store
+            .get_work_item(&scope.work_item_id)
+            .await
+            .map_err(mcp_error)?;
+        Ok(ListResourcesResult::with_all_items(vec![
+            Resource::new(
+                description_uri(&item.id),
+                format!("{} description", item.key),
+            )
+            .with_description(item.title)
+            .with_mime_type("text/markdown"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let scope = scope_in(&context)?;
+        scope.require(Permission::WorkItemRead).map_err(mcp_error)?;
+        if request.uri != description_uri(&scope.work_item_id) {
+            return Err(mcp_error(out_of_scope()));
+        }
+        let item = self
+            .store
+            .get_work_item(&scope.work_item_id)
+            .await
+            .map_err(mcp_error)?;
+        Ok(
+            ReadResourceResult::new(vec![ResourceContents::text(item.description, request.uri)])
+                .into(),
         )
     }
 }

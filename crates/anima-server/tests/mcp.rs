@@ -14,7 +14,7 @@ use anima_proto::v1::{
 use common::{Backend, RecordingProvider, TestServer, authed, failure};
 use rmcp::{
     RoleClient, ServiceExt,
-    model::{CallToolRequestParams, CallToolResult},
+    model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams},
     service::RunningService,
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
@@ -245,6 +245,28 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
         .await
         .expect("own key");
     assert_eq!(by_key["id"], item.id.as_str());
+
+    // The description is also a resource; only this item's can be read.
+    let resources = client.list_resources(None).await.expect("resources");
+    assert_eq!(resources.resources.len(), 1);
+    let uri = resources.resources[0].uri.clone();
+    let contents = client
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await
+        .expect("read resource")
+        .contents;
+    assert!(
+        format!("{contents:?}").contains("Port the parser: the plan"),
+        "{contents:?}"
+    );
+    let foreign = format!("anima://work-items/{}/description", other.id);
+    assert!(
+        client
+            .read_resource(ReadResourceRequestParams::new(foreign))
+            .await
+            .is_err(),
+        "another item's description is out of scope"
+    );
 
     let phase = call(&client, "get_workflow_phase", json!({}))
         .await

@@ -622,6 +622,8 @@ async fn mcp_with_the_python_sdk() {
             "--project",
             "Agents",
             "Fix the bug",
+            "--description",
+            "first draft",
             "--json",
         ],
         "",

@@ -62,6 +62,11 @@ async def tools(url, token, other_key):
 
                 item, _ = await call(session, "get_work_item", {})
                 check(item and item["key"] == "WI-1", "get_work_item reads the session's work item")
+                resources = (await session.list_resources()).resources
+                check(len(resources) == 1, "list_resources offers the work item's description")
+                read = await session.read_resource(resources[0].uri)
+                check("first draft" in read.contents[0].text, "read_resource returns the description")
+
                 phase, _ = await call(session, "get_workflow_phase", {})
                 check(phase and phase["phase"]["required_skills"], "get_workflow_phase lists required skills")
                 posted, _ = await call(session, "post_message", {"body": "Hello from the Python SDK"})
