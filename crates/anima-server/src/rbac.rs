@@ -105,6 +105,7 @@ access_table! {
         "GetSession": Project(AgentRead),
         "StartSession": Project(AgentStart),
         "StopSession": Project(AgentStop),
+        "RevokeSessionToken": Project(AgentStop),
         "LoginSession": Project(AgentLogin),
         "ListTasks": Project(AgentRead),
         "GetTask": Project(AgentRead),

@@ -420,12 +420,17 @@ async fn tokens_stop_working_at_once(backend: Backend) {
         .expect("works");
 
     // An administrator revokes the token: the very next call fails.
-    setup
-        .server
-        .store
-        .revoke_agent_tokens(&session.id)
+    let revoked = AgentSessionServiceClient::new(setup.server.channel.clone())
+        .revoke_session_token(authed(
+            &setup.token,
+            pb::RevokeSessionTokenRequest {
+                id: session.id.clone(),
+            },
+        ))
         .await
-        .expect("revoke");
+        .expect("revoke")
+        .into_inner();
+    assert_eq!(revoked.revoked, 1);
     call(&client, "get_work_item", json!({}))
         .await
         .expect_err("revoked");

@@ -107,6 +107,7 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GetSession", "DDAAAAD"),
     ("StartSession", "DDAAADD"),
     ("StopSession", "DDAAADD"),
+    ("RevokeSessionToken", "DDAAADD"),
     ("ListTasks", "DDAAAAD"),
     ("GetTask", "DDAAAAD"),
     ("UpdateTaskStatus", "DDAAADD"),
@@ -955,6 +956,13 @@ async fn call_agent(
             .stop_session(authed(token, pb::StopSessionRequest { id: session.id }))
             .await
             .map(drop),
+        "RevokeSessionToken" => sessions
+            .revoke_session_token(authed(
+                token,
+                pb::RevokeSessionTokenRequest { id: session.id },
+            ))
+            .await
+            .map(drop),
         "ListTasks" => sessions
             .list_tasks(authed(
                 token,
@@ -1029,6 +1037,7 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("AgentSessionService/GetSession", "OAMV"),
     ("AgentSessionService/StartSession", "OAM-"),
     ("AgentSessionService/StopSession", "OAM-"),
+    ("AgentSessionService/RevokeSessionToken", "OAM-"),
     ("AgentSessionService/LoginSession", "OA--"),
     ("AgentSessionService/ListTasks", "OAMV"),
     ("AgentSessionService/GetTask", "OAMV"),

@@ -194,6 +194,19 @@ impl AgentSessionApi {
         Ok(convert::agent_session(stopped))
     }
 
+    /// Revokes the session's MCP token; the next MCP request fails.
+    async fn revoke_session_token(
+        &self,
+        context: &RequestContext,
+        request: pb::RevokeSessionTokenRequest,
+    ) -> Result<pb::RevokeSessionTokenResponse, DomainError> {
+        let session = self.authorized_session(context, &request.id).await?;
+        let revoked = self.store.revoke_agent_tokens(&session.id).await?;
+        Ok(pb::RevokeSessionTokenResponse {
+            revoked: i64::try_from(revoked).unwrap_or(i64::MAX),
+        })
+    }
+
     async fn list_tasks(
         &self,
         context: &RequestContext,
@@ -323,6 +336,7 @@ grpc_service!(AgentSessionApi: AgentSessionService {
     get_session(pb::GetSessionRequest) -> pb::AgentSession;
     start_session(pb::StartSessionRequest) -> pb::AgentSession;
     stop_session(pb::StopSessionRequest) -> pb::AgentSession;
+    revoke_session_token(pb::RevokeSessionTokenRequest) -> pb::RevokeSessionTokenResponse;
     list_tasks(pb::ListTasksRequest) -> pb::ListTasksResponse;
     get_task(pb::GetTaskRequest) -> pb::Task;
     update_task_status(pb::UpdateTaskStatusRequest) -> pb::Task;
