@@ -1,8 +1,13 @@
 //! Shared pieces of the Anima benchmarks: a real server process on a
-//! throw-away database, clients logged in to it, and latency statistics.
+//! throw-away database, clients logged in to it, a load generator with HDR
+//! histograms, and latency statistics.
 //!
-//! The server runs as its own process (`anima-bench-server`) so that its
-//! resident memory can be read from `/proc` apart from the clients'.
+//! The server runs as its own process (`anima-bench serve …`, the same
+//! composition as `anima up`) so that its resident memory can be read from
+//! `/proc` apart from the clients'.
+
+pub mod load;
+pub mod serve;
 
 use std::{
     io::{BufRead, BufReader},
@@ -37,29 +42,39 @@ impl Backend {
     }
 }
 
-/// A server process on a fresh database; both go away on drop.
+/// A server process, on a fresh database it owns or on a shared one; all
+/// go away on drop.
 pub struct ServerUnderTest {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    _database: TempDatabase,
+    _database: Option<TempDatabase>,
 }
 
 impl ServerUnderTest {
-    /// Starts `server_binary` (the `anima-bench-server` this crate builds)
-    /// on a new database of the given backend.
-    pub async fn start(server_binary: &str, backend: Backend) -> anyhow::Result<Self> {
+    /// Starts `bench_binary serve` (this crate's `anima-bench`) on a new
+    /// database of the given backend.
+    pub async fn start(bench_binary: &str, backend: Backend) -> anyhow::Result<Self> {
         let database = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
             Backend::Postgres => TempDatabase::postgres().await,
         };
-        let mut child = Command::new(server_binary)
-            .arg(&database.url)
+        let mut server = Self::spawn(bench_binary, &["--database-url", &database.url])?;
+        server._database = Some(database);
+        Ok(server)
+    }
+
+    /// Starts `bench_binary serve` with these arguments (e.g. on the
+    /// database of another server, or as the echo baseline).
+    pub fn spawn(bench_binary: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(bench_binary)
+            .arg("serve")
+            .args(args)
             .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {server_binary}"))?;
+            .with_context(|| format!("starting {bench_binary} serve"))?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = lines
@@ -71,8 +86,20 @@ impl ServerUnderTest {
         Ok(Self {
             child,
             url,
-            _database: database,
+            _database: None,
         })
+    }
+
+    /// The database URL of a server started with [`ServerUnderTest::start`].
+    pub fn database_url(&self) -> Option<&str> {
+        self._database
+            .as_ref()
+            .map(|database| database.url.as_str())
+    }
+
+    /// The server's process id (for profilers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A new HTTP/2 connection to the server.

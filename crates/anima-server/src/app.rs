@@ -23,7 +23,7 @@ use crate::{
     config::ServerConfig,
     events::EventHub,
     mcp,
-    middleware::authorize,
+    middleware::{authorize, trust_every_caller},
     services::{
         agent::AgentSessionApi, akh::AkhApi, auth::AuthApi, dashboard::DashboardApi, plan::PlanApi,
         project::ProjectApi, team::TeamApi, thread::ThreadApi, unimplemented::NotYetImplemented,
@@ -52,6 +52,58 @@ pub async fn router_with_provider(
     internal: Option<Routes>,
     provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Router> {
+    Ok(api(store, config, internal, provider).await?.into_router())
+}
+
+/// The API's services before any caller is checked; [`Api::into_router`]
+/// puts them behind the auth middleware.
+pub struct Api {
+    routes: Routes,
+    authenticator: Authenticator,
+    store: Arc<dyn Store>,
+}
+
+impl Api {
+    /// Every service behind [`authorize`], plus `/healthz` and `/mcp`.
+    pub fn into_router(self) -> Router {
+        let grpc = self
+            .routes
+            .into_axum_router()
+            .layer(axum::middleware::from_fn_with_state(
+                self.authenticator,
+                authorize,
+            ));
+        Self::with_http(grpc, self.store)
+    }
+
+    /// The same services behind [`trust_every_caller`] instead: for
+    /// benchmarks that measure what authentication and RBAC cost. Never
+    /// serve this router to a network.
+    pub fn into_router_trusting_every_caller(self) -> Router {
+        let grpc = self
+            .routes
+            .into_axum_router()
+            .layer(axum::middleware::from_fn(trust_every_caller));
+        Self::with_http(grpc, self.store)
+    }
+
+    fn with_http(grpc: Router, store: Arc<dyn Store>) -> Router {
+        let backend = store.backend();
+        let http = Router::new().route(
+            "/healthz",
+            get(move || async move { format!("ok {backend}\n") }),
+        );
+        grpc.merge(http).merge(mcp::router(store))
+    }
+}
+
+/// Builds every service of the API (see [`Api`]).
+pub async fn api(
+    store: Arc<dyn Store>,
+    config: &ServerConfig,
+    internal: Option<Routes>,
+    provider: Option<Arc<dyn AgentProvider>>,
+) -> anyhow::Result<Api> {
     let authenticator = Authenticator::new(store.clone(), config);
     let hub = EventHub::start(
         store.clone(),
@@ -102,19 +154,11 @@ pub async fn router_with_provider(
         )))
         .add_service(health)
         .add_service(reflection);
-
-    let grpc = routes
-        .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(
-            authenticator,
-            authorize,
-        ));
-    let backend = store.backend();
-    let http = Router::new().route(
-        "/healthz",
-        get(move || async move { format!("ok {backend}\n") }),
-    );
-    Ok(grpc.merge(http).merge(mcp::router(store)))
+    Ok(Api {
+        routes,
+        authenticator,
+        store,
+    })
 }
 
 /// Serves the router on a bound listener until `shutdown` completes.

@@ -54,6 +54,27 @@ pub async fn authorize(
     next.run(request).await
 }
 
+/// Benchmark-only stand-in for [`authorize`]: treats every request as coming
+/// from an internal service, so no session is looked up and no project
+/// permission is checked. It exists to measure what [`authorize`] costs;
+/// a router using it must never face a network.
+pub async fn trust_every_caller(mut request: Request, next: Next) -> Response {
+    let Some(access) = rbac::access_for(request.uri().path()) else {
+        return refuse(DomainError::new(
+            ErrorCode::Unimplemented,
+            reason::RPC_NOT_MAPPED,
+            "not served",
+        ));
+    };
+    request.extensions_mut().insert(RequestContext {
+        caller: Some(crate::auth::Caller::Service {
+            name: "benchmark".into(),
+        }),
+        access,
+    });
+    next.run(request).await
+}
+
 fn refuse(err: DomainError) -> Response {
     to_status(err)
         .into_http::<axum::body::Body>()

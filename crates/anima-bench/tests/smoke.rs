@@ -1,0 +1,41 @@
+//! A small run of every scenario: it finishes and reports every ratio. It
+//! asserts nothing about speed; `docs/benchmarks.md` holds the figures.
+
+use std::process::Command;
+
+#[test]
+fn every_scenario_runs_and_reports_its_ratio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_anima-bench"))
+        .args(["all", "--quick", "--duration", "1", "--clients", "2"])
+        .args(["--page-items", "500", "--report"])
+        .arg(&report)
+        .output()
+        .expect("run anima-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "anima-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches("ratio:").count(), 5, "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let scenarios: Vec<&str> = report["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .filter_map(|s| s["scenario"].as_str())
+        .collect();
+    assert_eq!(
+        scenarios,
+        ["write", "read", "auth", "page-depth", "footprint"]
+    );
+    for scenario in report["scenarios"].as_array().expect("scenarios") {
+        assert!(scenario["ratio"]["value"].as_f64().is_some(), "{scenario}");
+        for stats in scenario["stats"].as_array().expect("stats") {
+            assert!(stats["operations"].as_u64() > Some(0), "{stats}");
+        }
+    }
+}
