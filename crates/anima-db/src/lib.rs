@@ -103,6 +103,12 @@ pub trait AccountStore: Send + Sync {
     async fn create_session(&self, session: AuthSession) -> Result<(), DomainError>;
     /// A session by token hash.
     async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError>;
+    /// A session by token hash with its user, in one read (every
+    /// authenticated request needs both).
+    async fn session_with_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(AuthSession, User)>, DomainError>;
     /// Records use of a session.
     async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), DomainError>;
     /// Revokes one session; true when it existed.

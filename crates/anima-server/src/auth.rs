@@ -147,7 +147,11 @@ impl Authenticator {
                 "the token is not valid; log in again",
             )
         };
-        let session = self.store.get_session(&hash).await?.ok_or_else(invalid)?;
+        let (session, user) = self
+            .store
+            .session_with_user(&hash)
+            .await?
+            .ok_or_else(invalid)?;
         let now = now_micros();
         if now - session.last_used_at > self.idle_timeout_micros {
             self.store.delete_session(&hash).await?;
@@ -156,12 +160,9 @@ impl Authenticator {
                 "the session expired after being idle; log in again",
             ));
         }
-        let user = match self.store.get_user(&session.user_id).await {
-            Ok(user) if !user.disabled => user,
-            Ok(_) => return Err(invalid()),
-            Err(err) if err.code == ErrorCode::NotFound => return Err(invalid()),
-            Err(err) => return Err(err),
-        };
+        if user.disabled {
+            return Err(invalid());
+        }
         if now - session.last_used_at > TOUCH_INTERVAL_MICROS {
             self.store.touch_session(&hash, now).await?;
         }

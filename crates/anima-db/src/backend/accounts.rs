@@ -218,6 +218,31 @@ macro_rules! accounts_sql {
                 .transpose()
             }
 
+            async fn session_with_user(&self, token_hash: &str) -> Result<Option<(AuthSession, User)>, DomainError> {
+                let row = sqlx::query(
+                    "SELECT s.token_hash, s.user_id, s.created_at AS session_created_at, s.last_used_at, \
+                     u.id, u.username, u.display_name, u.email, u.is_admin, u.disabled, u.preferences, \
+                     u.created_at, u.updated_at \
+                     FROM auth_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?;
+                row.map(|row| {
+                    Ok((
+                        AuthSession {
+                            token_hash: row.try_get("token_hash").map_err(internal)?,
+                            user_id: row.try_get("user_id").map_err(internal)?,
+                            created_at: row.try_get("session_created_at").map_err(internal)?,
+                            last_used_at: row.try_get("last_used_at").map_err(internal)?,
+                        },
+                        Self::user_row(&row)?,
+                    ))
+                })
+                .transpose()
+            }
+
             async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), DomainError> {
                 sqlx::query("UPDATE auth_sessions SET last_used_at = $2 WHERE token_hash = $1")
                     .bind(token_hash)

@@ -450,7 +450,20 @@ macro_rules! planning_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(internal)?;
-                Self::insert_revision(&mut tx, &revision_id, &id, &item.description, &item.author, RevisionCause::Create, None, None).await?;
+                // The first revision: number 1, and the item already points
+                // at it, so none of insert_revision's extra work is needed.
+                sqlx::query(
+                    "INSERT INTO description_revisions (id, work_item_id, number, text, author, cause, \
+                     reverted_from, source_message_id, created_at) VALUES ($1, $2, 1, $3, $4, 'create', NULL, NULL, $5)",
+                )
+                .bind(&revision_id)
+                .bind(&id)
+                .bind(&item.description)
+                .bind(item.author.to_json())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
                 Self::record_for(
                     &mut tx,
                     "work_item.created",
@@ -460,9 +473,27 @@ macro_rules! planning_sql {
                     serde_json::json!({ "key": WorkItemKey(number).to_string() }),
                 )
                 .await?;
-                let created = Self::work_item_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
-                Ok(created)
+                // Everything it holds was just written; reading it back
+                // inside the project lock would only hold writers longer.
+                Ok(WorkItem {
+                    id,
+                    project_id: item.project_id,
+                    plan_id: item.plan_id,
+                    key: WorkItemKey(number),
+                    title: item.title,
+                    description: item.description,
+                    description_revision_id: revision_id,
+                    status: WorkItemStatus::Open,
+                    priority: item.priority,
+                    workflow_id,
+                    phase_id: first_phase.id.clone(),
+                    phase_changed_by: item.author,
+                    phase_changed_at: now,
+                    capabilities: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                })
             }
 
             async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError> {

@@ -166,6 +166,13 @@ pub async fn sessions_are_revocable(store: &dyn Store) {
     }
     store.touch_session("h1", now + 5).await.expect("touch");
     let session = store.get_session("h1").await.expect("get").expect("exists");
+    let (joined, owner) = store
+        .session_with_user("h1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(joined, session);
+    assert_eq!(owner.id, session.user_id);
     assert_eq!(session.last_used_at, now + 5);
 
     let before = last_event_id(store).await;
