@@ -178,33 +178,25 @@ macro_rules! common_sql {
                         .await
                         .map_err(internal)?;
                 }
-                sqlx::query(
-                    "INSERT INTO events (kind, project_id, entity_id, work_item_id, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(kind)
-                .bind(project_id)
-                .bind(entity_id)
-                .bind(work_item_id)
-                .bind(payload.to_string())
-                .bind(now_micros())
-                .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
-                if let Some(notify) = Self::NOTIFY_OTHERS {
-                    sqlx::query(notify)
-                        .bind(EVENTS_CHANNEL)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(internal)?;
-                }
+                sqlx::query(Self::INSERT_EVENT)
+                    .bind(kind)
+                    .bind(project_id)
+                    .bind(entity_id)
+                    .bind(work_item_id)
+                    .bind(payload.to_string())
+                    .bind(now_micros())
+                    .bind(EVENTS_CHANNEL)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
                 Ok(())
             }
 
             /// Commits a write and wakes this process's event readers.
             async fn commit(&self, tx: sqlx::Transaction<'_, $db>) -> Result<(), DomainError> {
                 tx.commit().await.map_err(internal)?;
-                self.commits.send_modify(|count| *count = count.wrapping_add(1));
+                self.commits
+                    .send_modify(|count| *count = count.wrapping_add(1));
                 Ok(())
             }
 
@@ -274,8 +266,12 @@ impl PostgresStore {
     /// Locks a project row for the rest of the transaction, so writes into
     /// one project (key numbering, archiving, owner checks) are serialised.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1 FOR UPDATE";
-    /// Delivered at commit to every instance listening on the channel.
-    const NOTIFY_OTHERS: Option<&'static str> = Some("SELECT pg_notify($1, '')");
+    /// Inserts an outbox row and, in the same round trip, announces it on
+    /// the channel (`$7`); PostgreSQL delivers the notification at commit
+    /// to every instance listening.
+    const INSERT_EVENT: &'static str = "WITH event AS (INSERT INTO events \
+         (kind, project_id, entity_id, work_item_id, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) SELECT pg_notify($7, '') FROM event";
 
     /// Connects, migrates and seeds the built-in roles and workflows.
     pub async fn connect(url: &str) -> Result<Self, DomainError> {
@@ -371,8 +367,11 @@ impl SqliteStore {
     const LOCK_OUTBOX: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
-    /// One process owns the file: the commit signal reaches every reader.
-    const NOTIFY_OTHERS: Option<&'static str> = None;
+    /// Inserts an outbox row. One process owns the file, so the commit
+    /// signal reaches every reader; `$7` (the channel) goes unused.
+    const INSERT_EVENT: &'static str = "INSERT INTO events \
+         (kind, project_id, entity_id, work_item_id, payload, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6 WHERE $7 IS NOT NULL";
 
     /// Opens (creating if missing), migrates and seeds the built-in roles
     /// and workflows.
