@@ -69,6 +69,15 @@ pub trait Store:
     /// Outbox events with id greater than `after`, oldest first.
     async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;
 
+    /// Outbox events of one work item with id greater than `after`, oldest
+    /// first.
+    async fn work_item_events_after(
+        &self,
+        work_item_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, DomainError>;
+
     /// The newest event id (0 before the first event).
     async fn last_event_id(&self) -> Result<i64, DomainError>;
 

@@ -47,6 +47,11 @@ pub(crate) fn postgres() -> Migrator {
             "agents",
             include_str!("../migrations/postgres/0004_agents.sql"),
         ),
+        (
+            5,
+            "event index",
+            include_str!("../migrations/postgres/0005_event_index.sql"),
+        ),
     ])
 }
 
@@ -72,6 +77,11 @@ pub(crate) fn sqlite() -> Migrator {
             4,
             "agents",
             include_str!("../migrations/sqlite/0004_agents.sql"),
+        ),
+        (
+            5,
+            "event index",
+            include_str!("../migrations/sqlite/0005_event_index.sql"),
         ),
     ])
 }

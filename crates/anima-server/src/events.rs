@@ -41,6 +41,16 @@ pub enum StreamItem {
     },
 }
 
+/// Which outbox rows a stream replays before it follows live.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// Every event (dashboards, anything filtering by project).
+    All,
+    /// Only the events of one work item, read by index: a thread stream
+    /// resuming after a long absence does not scan everyone's events.
+    WorkItem(String),
+}
+
 /// The process's source of live events.
 pub struct EventHub {
     store: Arc<dyn Store>,
@@ -98,6 +108,7 @@ impl EventHub {
     pub fn follow<F, Fut>(
         self: &Arc<Self>,
         after: i64,
+        replay: Replay,
         mut keep: F,
     ) -> impl Stream<Item = Result<StreamItem, DomainError>> + Send + 'static
     where
@@ -112,7 +123,12 @@ impl EventHub {
             let mut cursor = after;
             let mut last_sent = Instant::now();
             loop {
-                let batch = hub.store.events_after(cursor, REPLAY_BATCH).await?;
+                let batch = match &replay {
+                    Replay::All => hub.store.events_after(cursor, REPLAY_BATCH).await?,
+                    Replay::WorkItem(id) => {
+                        hub.store.work_item_events_after(id, cursor, REPLAY_BATCH).await?
+                    }
+                };
                 let complete = (batch.len() as i64) < REPLAY_BATCH;
                 for event in batch {
                     cursor = event.id;

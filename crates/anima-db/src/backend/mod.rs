@@ -121,20 +121,26 @@ macro_rules! common_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(internal)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(Event {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("kind")?,
-                            project_id: row.try_get("project_id")?,
-                            entity_id: row.try_get("entity_id")?,
-                            work_item_id: row.try_get("work_item_id")?,
-                            payload: row.try_get("payload")?,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(internal)
+                rows.iter().map(Self::event_row).collect()
+            }
+
+            async fn work_item_events_after(
+                &self,
+                work_item_id: &str,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<Event>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
+                     FROM events WHERE work_item_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(work_item_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter().map(Self::event_row).collect()
             }
 
             async fn last_event_id(&self) -> Result<i64, DomainError> {
@@ -151,6 +157,18 @@ macro_rules! common_sql {
             }
         }
         impl $store {
+            fn event_row(row: &<$db as sqlx::Database>::Row) -> Result<Event, DomainError> {
+                Ok(Event {
+                    id: row.try_get("id").map_err(internal)?,
+                    kind: row.try_get("kind").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    entity_id: row.try_get("entity_id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    payload: row.try_get("payload").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                })
+            }
+
             /// Writes the outbox row of a change inside its transaction.
             async fn record(
                 conn: &mut <$db as sqlx::Database>::Connection,

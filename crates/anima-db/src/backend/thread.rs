@@ -307,20 +307,7 @@ macro_rules! thread_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(internal)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(Event {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("kind")?,
-                            project_id: row.try_get("project_id")?,
-                            entity_id: row.try_get("entity_id")?,
-                            work_item_id: row.try_get("work_item_id")?,
-                            payload: row.try_get("payload")?,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(internal)
+                rows.iter().map(Self::event_row).collect()
             }
         }
 

@@ -79,6 +79,18 @@ pub async fn thread_messages_and_mail_queue(store: &dyn Store) {
                 && e.work_item_id.as_deref() == Some(item.id.as_str()))
     );
     let carried: Message = serde_json::from_str(&events[0].payload).expect("payload");
+    let by_item = store
+        .work_item_events_after(&item.id, start, 100)
+        .await
+        .expect("item events");
+    assert_eq!(by_item, events);
+    assert!(
+        store
+            .work_item_events_after(&item.id, events[4].id, 100)
+            .await
+            .expect("item events")
+            .is_empty()
+    );
     assert_eq!(carried, posted[0]);
 
     let inbound = NewMessage {

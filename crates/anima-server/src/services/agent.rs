@@ -23,7 +23,7 @@ use crate::{
     authz::{RequestContext, require_project},
     convert,
     error::to_status,
-    events::{EventHub, StreamItem},
+    events::{EventHub, Replay, StreamItem},
 };
 
 /// The AgentSessionService implementation.
@@ -277,6 +277,8 @@ impl AgentSessionApi {
             .await?;
         self.hub.check_cursor(request.after_event_id).await?;
         let session_id = session.id;
+        // Session and task events all name the session's work item.
+        let replay = Replay::WorkItem(session.work_item_id);
         let keep = {
             let session_id = session_id.clone();
             move |event: Arc<Event>| {
@@ -287,7 +289,7 @@ impl AgentSessionApi {
         let store = self.store.clone();
         let stream = self
             .hub
-            .follow(request.after_event_id, keep)
+            .follow(request.after_event_id, replay, keep)
             .then(move |item| {
                 let store = store.clone();
                 async move { session_event(&store, item?).await }

@@ -18,7 +18,7 @@ use crate::{
     authz::RequestContext,
     convert,
     error::to_status,
-    events::{EventHub, StreamItem},
+    events::{EventHub, Replay, StreamItem},
 };
 
 /// Events shown as recent activity.
@@ -209,7 +209,7 @@ impl DashboardApi {
         };
         let stream = self
             .hub
-            .follow(request.after_event_id, keep)
+            .follow(request.after_event_id, Replay::All, keep)
             .map(|item| item.map(dashboard_update).map_err(to_status));
         Ok(Box::pin(stream))
     }

@@ -24,7 +24,7 @@ use crate::{
     authz::{RequestContext, require_permission, require_project},
     convert,
     error::to_status,
-    events::{EventHub, StreamItem},
+    events::{EventHub, Replay, StreamItem},
 };
 
 const MAX_QUESTION_CHARS: usize = 2_000;
@@ -241,6 +241,7 @@ impl ThreadApi {
             _ => None,
         };
         let work_item_id = item.id;
+        let work_item_id_for_replay = work_item_id.clone();
         let project_id = item.project_id;
         let keep = move |event: Arc<anima_core::model::Event>| {
             let store = store.clone();
@@ -266,7 +267,11 @@ impl ThreadApi {
         };
         let stream = self
             .hub
-            .follow(request.after_event_id, keep)
+            .follow(
+                request.after_event_id,
+                Replay::WorkItem(work_item_id_for_replay),
+                keep,
+            )
             .map(|item| item.map(thread_event).map_err(to_status));
         Ok(Box::pin(stream))
     }
