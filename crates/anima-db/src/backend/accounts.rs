@@ -133,6 +133,23 @@ macro_rules! accounts_sql {
             async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 // A project must keep an Owner, so its last one cannot go.
+                // Lock the projects the user owns first, as removing a
+                // member does, so a concurrent demotion cannot race this.
+                let owned: Vec<String> = sqlx::query(
+                    "SELECT project_id FROM role_bindings WHERE user_id = $1 AND role_id = $2 ORDER BY project_id",
+                )
+                .bind(id)
+                .bind(DEFAULT_ROLES[0].id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("project_id"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                for project_id in &owned {
+                    Self::lock_project(&mut tx, project_id).await?;
+                }
                 let orphaned: Option<String> = sqlx::query(
                     "SELECT p.name FROM role_bindings b JOIN projects p ON p.id = b.project_id \
                      WHERE b.user_id = $1 AND b.role_id = $2 AND (SELECT COUNT(*) FROM role_bindings o \
