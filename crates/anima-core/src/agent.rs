@@ -3,51 +3,11 @@
 //! capabilities, speaks as an Akh, carries the skills of the item's current
 //! phase, and reaches back over MCP with a token limited to that item.
 
-use serde::{Deserialize, Serialize};
+use crate::{Permission, capability::Capability, error::DomainError, workflow::SkillRef};
 
-use crate::{
-    Permission,
-    capability::Capability,
-    error::{DomainError, reason},
-    workflow::SkillRef,
-};
-
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)*
-        }
-
-        impl $name {
-            /// The stable name stored in rows.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-
-            /// Reads a stored name.
-            pub fn parse(text: &str) -> Result<Self, DomainError> {
-                match text {
-                    $($text => Ok($name::$variant),)*
-                    _ => Err(DomainError::invalid_argument(
-                        reason::INVALID_FIELD,
-                        format!(
-                            concat!(stringify!($name), " {:?} is not one of: {}"),
-                            text,
-                            [$($text),*].join(", ")
-                        ),
-                    )),
-                }
-            }
-        }
-    };
-}
-
-text_enum!(
+named_enum!(
     /// Where an agent session is in its life.
-    SessionStatus {
+    SessionStatus, "session status" {
         /// The sandbox is being set up.
         Provisioning = "provisioning",
         /// The agent works.
@@ -68,9 +28,9 @@ impl SessionStatus {
     }
 }
 
-text_enum!(
+named_enum!(
     /// Where a task of a session stands.
-    TaskStatus {
+    TaskStatus, "task status" {
         /// Not started.
         Pending = "pending",
         /// Being worked on.
@@ -200,11 +160,11 @@ mod tests {
             SessionStatus::Completed,
             SessionStatus::Failed,
         ] {
-            assert_eq!(SessionStatus::parse(status.as_str()), Ok(status));
+            assert_eq!(status.as_str().parse::<SessionStatus>(), Ok(status));
         }
         assert!(SessionStatus::Completed.is_final());
         assert!(!SessionStatus::Paused.is_final());
-        assert!(TaskStatus::parse("finished").is_err());
+        assert!("finished".parse::<TaskStatus>().is_err());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //!
 //! Nothing here does I/O; the server, storage and clients build on it.
 
+#[macro_use]
+mod named_enum;
+
 pub mod agent;
 pub mod capability;
 pub mod error;

@@ -14,51 +14,6 @@ use crate::{
 /// Longest description of a project, plan or work item, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 100_000;
 
-/// Declares a string-backed enum with stable storage names.
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)*
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-
-            /// The stable name stored in rows and shown by the CLI.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = DomainError;
-
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                match text {
-                    $($text => Ok($name::$variant),)*
-                    _ => Err(DomainError::invalid_argument(
-                        reason::INVALID_FIELD,
-                        format!(
-                            concat!("unknown ", $what, " {:?}; one of: {}"),
-                            text,
-                            [$($text),*].join(", ")
-                        ),
-                    )),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 named_enum!(
     /// Whether a project accepts changes.
     ProjectStatus, "project status" {

@@ -20,21 +20,21 @@ pub const MAX_RECIPIENTS: usize = 100;
 /// Most choices a decision may offer.
 pub const MAX_CHOICES: usize = 20;
 
-/// Who wrote a message, by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    /// A person, through a client.
-    Human,
-    /// An AI persona speaking for an agent session or a service.
-    Akh,
-    /// Mail that arrived for the work item.
-    InboundEmail,
-    /// Mail sent from the thread; queued for the mail worker.
-    OutboundEmail,
-    /// Written by the server itself (e.g. a decision's answer).
-    System,
-}
+named_enum!(
+    /// Who wrote a message, by kind.
+    MessageKind, "message kind" {
+        /// A person, through a client.
+        Human = "human",
+        /// An AI persona speaking for an agent session or a service.
+        Akh = "akh",
+        /// Mail that arrived for the work item.
+        InboundEmail = "inbound_email",
+        /// Mail sent from the thread; queued for the mail worker.
+        OutboundEmail = "outbound_email",
+        /// Written by the server itself (e.g. a decision's answer).
+        System = "system",
+    }
+);
 
 impl MessageKind {
     /// Only AI contributions may become description revisions.
@@ -43,19 +43,19 @@ impl MessageKind {
     }
 }
 
-/// Where an outbound email stands; `None` for other messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Waiting in the outbound queue.
-    Queued,
-    /// Claimed by the mail worker.
-    Sending,
-    /// Accepted by the mail server.
-    Sent,
-    /// Given up; see the error.
-    Failed,
-}
+named_enum!(
+    /// Where an outbound email stands; `None` for other messages.
+    DeliveryState, "delivery state" {
+        /// Waiting in the outbound queue.
+        Queued = "queued",
+        /// Claimed by the mail worker.
+        Sending = "sending",
+        /// Accepted by the mail server.
+        Sent = "sent",
+        /// Given up; see the error.
+        Failed = "failed",
+    }
+);
 
 /// Structured headers of an email message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,28 +240,17 @@ pub fn attachments(attachments: &[AttachmentRef]) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Where a decision stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DecisionState {
-    /// Waiting for a human.
-    Open,
-    /// Answered.
-    Resolved,
-    /// Withdrawn.
-    Cancelled,
-}
-
-impl DecisionState {
-    /// The stable name stored in rows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecisionState::Open => "open",
-            DecisionState::Resolved => "resolved",
-            DecisionState::Cancelled => "cancelled",
-        }
+named_enum!(
+    /// Where a decision stands.
+    DecisionState, "decision state" {
+        /// Waiting for a human.
+        Open = "open",
+        /// Answered.
+        Resolved = "resolved",
+        /// Withdrawn.
+        Cancelled = "cancelled",
     }
-}
+);
 
 /// "This work item needs a human."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

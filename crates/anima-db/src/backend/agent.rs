@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use super::{
     PostgresStore, SqliteStore, internal,
-    planning::{stored_json, to_json},
+    planning::{stored, stored_json, to_json},
 };
 use crate::{AgentStore, Page, SessionFilter, TokenState};
 
@@ -209,7 +209,7 @@ macro_rules! agent_sql {
                 .map_err(internal)?;
                 let Some(row) = row else { return Ok(TokenState::Unknown) };
                 let status: String = row.try_get("status").map_err(internal)?;
-                if SessionStatus::parse(&status).is_ok_and(SessionStatus::is_final) {
+                if stored::<SessionStatus>(&status)?.is_final() {
                     return Ok(TokenState::SessionEnded);
                 }
                 let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(internal)?;
@@ -334,8 +334,7 @@ macro_rules! agent_sql {
                     work_item_id: row.try_get("work_item_id").map_err(internal)?,
                     project_id: row.try_get("project_id").map_err(internal)?,
                     akh_id: row.try_get("akh_id").map_err(internal)?,
-                    status: SessionStatus::parse(&status)
-                        .map_err(|e| DomainError::internal(e.message))?,
+                    status: stored(&status)?,
                     capabilities: stored_json::<Vec<Capability>>(&capabilities)?,
                     skills: stored_json::<Vec<SkillRef>>(&skills)?,
                     phase_id: row.try_get("phase_id").map_err(internal)?,
@@ -382,7 +381,7 @@ macro_rules! agent_sql {
                     session_id: row.try_get("session_id").map_err(internal)?,
                     work_item_id: row.try_get("work_item_id").map_err(internal)?,
                     title: row.try_get("title").map_err(internal)?,
-                    status: TaskStatus::parse(&status).map_err(|e| DomainError::internal(e.message))?,
+                    status: stored(&status)?,
                     note: row.try_get("note").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                     updated_at: row.try_get("updated_at").map_err(internal)?,

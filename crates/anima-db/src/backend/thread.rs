@@ -15,7 +15,6 @@ use anima_core::{
     },
 };
 use async_trait::async_trait;
-use serde::{Serialize, de::DeserializeOwned};
 use sqlx::Row;
 
 use super::{
@@ -23,19 +22,6 @@ use super::{
     planning::{stored, stored_json, to_json},
 };
 use crate::{DecisionFilter, Page, ThreadPage, ThreadStore, WorkItemCount};
-
-/// The snake_case name serde gives a unit enum variant.
-fn enum_text<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(text)) => text,
-        _ => String::new(),
-    }
-}
-
-fn enum_from<T: DeserializeOwned>(text: &str) -> Result<T, DomainError> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|e| DomainError::internal(format!("stored value {text:?}: {e}")))
-}
 
 fn message_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -351,12 +337,12 @@ macro_rules! thread_sql {
                 .bind(&posted.work_item_id)
                 .bind(project_id)
                 .bind(sequence)
-                .bind(enum_text(&posted.kind))
+                .bind(posted.kind.as_str())
                 .bind(posted.author.to_json())
                 .bind(&posted.body)
                 .bind(posted.email.as_ref().map(to_json))
                 .bind(to_json(&posted.attachments))
-                .bind(delivery_state.map(|state| enum_text(&state)))
+                .bind(delivery_state.map(DeliveryState::as_str))
                 .bind(message.idempotency_key.as_deref())
                 .bind(posted.created_at)
                 .execute(&mut *conn)
@@ -396,12 +382,12 @@ macro_rules! thread_sql {
                     work_item_id: row.try_get("work_item_id").map_err(internal)?,
                     project_id: row.try_get("project_id").map_err(internal)?,
                     sequence: row.try_get("sequence").map_err(internal)?,
-                    kind: enum_from(&kind)?,
+                    kind: stored(&kind)?,
                     author: Actor::from_json(&author)?,
                     body: row.try_get("body").map_err(internal)?,
                     email: email.as_deref().map(stored_json::<EmailHeaders>).transpose()?,
                     attachments: stored_json::<Vec<AttachmentRef>>(&attachments)?,
-                    delivery_state: delivery_state.as_deref().map(enum_from).transpose()?,
+                    delivery_state: delivery_state.as_deref().map(stored).transpose()?,
                     delivery_error: row.try_get("delivery_error").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                 })
@@ -420,7 +406,7 @@ macro_rules! thread_sql {
                     choices: stored_json(&choices)?,
                     asked_by: Actor::from_json(&asked_by)?,
                     assignee_user_id: row.try_get("assignee_user_id").map_err(internal)?,
-                    state: enum_from(&state)?,
+                    state: stored(&state)?,
                     answer: row.try_get("answer").map_err(internal)?,
                     answered_by: row.try_get("answered_by").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
