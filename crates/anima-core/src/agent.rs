@@ -42,6 +42,9 @@ named_enum!(
     }
 );
 
+/// Longest note on a task change, in characters.
+pub const MAX_TASK_NOTE_CHARS: usize = 2_000;
+
 /// What an MCP token allows when the session starts without a narrower set.
 pub const DEFAULT_MCP_PERMISSIONS: &[Permission] = &[
     Permission::WorkItemRead,

@@ -19,6 +19,10 @@ pub const MAX_ATTACHMENTS: usize = 50;
 pub const MAX_RECIPIENTS: usize = 100;
 /// Most choices a decision may offer.
 pub const MAX_CHOICES: usize = 20;
+/// Longest decision question (and reason for withdrawing one), in characters.
+pub const MAX_QUESTION_CHARS: usize = 2_000;
+/// Longest answer to a decision, in characters.
+pub const MAX_ANSWER_CHARS: usize = 10_000;
 
 named_enum!(
     /// Who wrote a message, by kind.
@@ -298,6 +302,24 @@ pub struct NewDecision {
     pub asked_by: Actor,
     /// Who should answer.
     pub assignee_user_id: Option<String>,
+}
+
+/// Checks what asking for a decision needs, from any client: a question,
+/// the label of the single input needed, and distinct choices.
+pub fn decision_request(
+    question: &str,
+    input_label: &str,
+    choices: &[String],
+) -> Result<(), DomainError> {
+    if question.trim().is_empty() {
+        return Err(DomainError::invalid_argument(
+            reason::FIELD_REQUIRED,
+            "question must not be empty",
+        ));
+    }
+    validate::max_chars("question", question, MAX_QUESTION_CHARS)?;
+    validate::name("input_label", input_label)?;
+    self::choices(choices)
 }
 
 /// Checks the choices of a decision: few, named, distinct.

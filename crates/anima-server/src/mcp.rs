@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, ErrorCode, Permission,
-    agent::{McpScope, TaskStatus},
+    agent::{MAX_TASK_NOTE_CHARS, McpScope, TaskStatus},
     error::reason,
     planning::Actor,
     thread::{self as rules, MessageKind, NewDecision, NewMessage},
@@ -495,7 +495,7 @@ impl AgentTools {
         let result: Result<Value, DomainError> = async {
             scope.require(Permission::TaskUpdate)?;
             let note = args.note.unwrap_or_default();
-            validate::max_chars("note", &note, 2_000)?;
+            validate::max_chars("note", &note, MAX_TASK_NOTE_CHARS)?;
             let task_id = anima_core::id::parse_id(&args.task_id, "task_id")?;
             let task = self.store.get_task(&task_id).await?;
             if task.session_id != scope.session_id {
@@ -533,16 +533,8 @@ impl AgentTools {
         let scope = scope_of(&parts)?;
         let result: Result<Value, DomainError> = async {
             scope.require(Permission::DecisionRequest)?;
-            if args.question.trim().is_empty() {
-                return Err(DomainError::invalid_argument(
-                    reason::FIELD_REQUIRED,
-                    "question must not be empty",
-                ));
-            }
-            validate::max_chars("question", &args.question, 2_000)?;
-            validate::name("input_label", &args.input_label)?;
             let choices = args.choices.unwrap_or_default();
-            rules::choices(&choices)?;
+            rules::decision_request(&args.question, &args.input_label, &choices)?;
             let decision = self
                 .store
                 .request_decision(NewDecision {

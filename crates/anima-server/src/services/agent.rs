@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
-    agent::{AgentSession, DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus, Task},
+    agent::{
+        AgentSession, DEFAULT_MCP_PERMISSIONS, MAX_TASK_NOTE_CHARS, NewSession, SessionStatus, Task,
+    },
     error::reason,
     id::parse_id,
     model::Event,
@@ -256,7 +258,7 @@ impl AgentSessionApi {
         let status = convert::parse_task_status(request.status)?.ok_or_else(|| {
             DomainError::invalid_argument(reason::FIELD_REQUIRED, "status must be set")
         })?;
-        validate::max_chars("note", &request.note, validate::MAX_NAME_CHARS * 10)?;
+        validate::max_chars("note", &request.note, MAX_TASK_NOTE_CHARS)?;
         let task = self.authorized_task(context, &request.id).await?;
         Ok(convert::task(
             self.store

@@ -27,9 +27,6 @@ use crate::{
     events::{EventHub, Replay, StreamItem},
 };
 
-const MAX_QUESTION_CHARS: usize = 2_000;
-const MAX_ANSWER_CHARS: usize = 10_000;
-
 /// The ThreadService implementation.
 #[derive(Clone)]
 pub struct ThreadApi {
@@ -281,15 +278,7 @@ impl ThreadApi {
         context: &RequestContext,
         request: pb::RequestDecisionRequest,
     ) -> Result<pb::Decision, DomainError> {
-        validate::name("input_label", &request.input_label)?;
-        if request.question.trim().is_empty() {
-            return Err(DomainError::invalid_argument(
-                reason::FIELD_REQUIRED,
-                "question must not be empty",
-            ));
-        }
-        validate::max_chars("question", &request.question, MAX_QUESTION_CHARS)?;
-        rules::choices(&request.choices)?;
+        rules::decision_request(&request.question, &request.input_label, &request.choices)?;
         let assignee_user_id = optional_id(&request.assignee_user_id, "assignee_user_id")?;
         let item = self.authorized_item(context, &request.work_item_id).await?;
         let decision = self
@@ -380,7 +369,7 @@ impl ThreadApi {
                 "answer must not be empty",
             ));
         }
-        validate::max_chars("answer", &request.answer, MAX_ANSWER_CHARS)?;
+        validate::max_chars("answer", &request.answer, rules::MAX_ANSWER_CHARS)?;
         let Some(Caller::User { user, .. }) = &context.caller else {
             return Err(DomainError::permission_denied(
                 "a human decision is answered by a human",
@@ -399,7 +388,7 @@ impl ThreadApi {
         context: &RequestContext,
         request: pb::CancelDecisionRequest,
     ) -> Result<pb::Decision, DomainError> {
-        validate::max_chars("reason", &request.reason, MAX_QUESTION_CHARS)?;
+        validate::max_chars("reason", &request.reason, rules::MAX_QUESTION_CHARS)?;
         let decision = self.authorized_decision(context, &request.id).await?;
         let actor = actor_of(context.caller.as_ref())?;
         let cancelled = self
