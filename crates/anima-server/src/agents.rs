@@ -7,6 +7,8 @@ use std::{path::PathBuf, sync::Arc};
 use anima_core::{DomainError, ErrorCode, agent::AgentSession, error::reason};
 use async_trait::async_trait;
 
+use crate::auth::write_private_file;
+
 /// What a provider is told when a session starts.
 #[derive(Debug, Clone)]
 pub struct ProvisionRequest {
@@ -64,7 +66,7 @@ impl AgentProvider for ManualProvider {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            write_private(&path, credentials.to_string().as_bytes())
+            write_private_file(&path, credentials.to_string().as_bytes())
         })
         .await
         .map_err(provider_failed)?
@@ -80,18 +82,6 @@ impl AgentProvider for ManualProvider {
             Err(err) => Err(provider_failed(err)),
         }
     }
-}
-
-/// Writes a file only its owner can read: it holds a bearer token.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path)?.write_all(bytes)
 }
 
 /// The provider a configuration names: `""` for none, `manual:DIR`.

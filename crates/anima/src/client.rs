@@ -143,20 +143,9 @@ fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(credentials)?;
-    write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    anima_server::auth::write_private_file(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-/// Writes a file only its owner can read: it holds a bearer token.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path)?.write_all(bytes)
 }
 
 async fn connect(server: &str) -> anyhow::Result<Channel> {
