@@ -150,10 +150,15 @@ fn out_of_scope() -> DomainError {
     )
 }
 
-fn json_result(value: Value) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(
-        serde_json::to_string_pretty(&value).unwrap_or_default(),
-    )])
+/// A tool's outcome on the wire: its JSON as text, or an MCP error.
+fn reply(result: Result<Value, DomainError>) -> Result<CallToolResult, ErrorData> {
+    result
+        .map(|value| {
+            CallToolResult::success(vec![ContentBlock::text(
+                serde_json::to_string_pretty(&value).unwrap_or_default(),
+            )])
+        })
+        .map_err(mcp_error)
 }
 
 /// Arguments naming the work item; optional, since a token has exactly one.
@@ -316,7 +321,7 @@ impl AgentTools {
             }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// Messages of the work item's thread, oldest first.
@@ -368,7 +373,7 @@ impl AgentTools {
             }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// The current phase, its skills, and the next phase.
@@ -407,7 +412,7 @@ impl AgentTools {
             }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// Posts to the thread as the session's Akh.
@@ -439,7 +444,7 @@ impl AgentTools {
             Ok(json!({ "id": message.id, "sequence": message.sequence }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// The session's tasks.
@@ -460,7 +465,7 @@ impl AgentTools {
             }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// Adds a task to the session.
@@ -481,7 +486,7 @@ impl AgentTools {
             Ok(json!({ "id": task.id, "title": task.title, "status": task.status.as_str() }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// Changes a task of the session.
@@ -518,7 +523,7 @@ impl AgentTools {
             Ok(json!({ "id": task.id, "status": task.status.as_str(), "note": task.note }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 
     /// Asks a human to decide.
@@ -549,7 +554,7 @@ impl AgentTools {
             Ok(json!({ "id": decision.id, "state": decision.state.as_str() }))
         }
         .await;
-        result.map(json_result).map_err(mcp_error)
+        reply(result)
     }
 }
 
