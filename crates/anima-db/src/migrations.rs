@@ -1,16 +1,44 @@
 //! Schema migrations, embedded in the binary so an installed `anima` needs
-//! no files beside it. Each backend has its own directory because the SQL
-//! dialects differ in small ways (serial keys).
+//! no files beside it. The foundation differs per dialect (serial keys), so
+//! each backend has its own first migration; later ones use only types and
+//! statements both speak and live once, in `migrations/common`.
 
 use sqlx::{
     SqlSafeStr,
     migrate::{Migration, MigrationType, Migrator},
 };
 
-fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
+/// A migration: version, description, SQL.
+type Step = (i64, &'static str, &'static str);
+
+/// The migrations after the foundation, the same on both backends.
+const COMMON: &[Step] = &[
+    (
+        2,
+        "planning",
+        include_str!("../migrations/common/0002_planning.sql"),
+    ),
+    (
+        3,
+        "threads",
+        include_str!("../migrations/common/0003_threads.sql"),
+    ),
+    (
+        4,
+        "agents",
+        include_str!("../migrations/common/0004_agents.sql"),
+    ),
+    (
+        5,
+        "event index",
+        include_str!("../migrations/common/0005_event_index.sql"),
+    ),
+];
+
+fn migrator(foundation: Step) -> Migrator {
     Migrator::with_migrations(
-        files
-            .iter()
+        std::iter::once(&foundation)
+            .chain(COMMON)
             .map(|(version, description, sql)| {
                 Migration::new(
                     *version,
@@ -26,62 +54,18 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 
 /// Migrations of the PostgreSQL backend.
 pub(crate) fn postgres() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "foundation",
-            include_str!("../migrations/postgres/0001_foundation.sql"),
-        ),
-        (
-            2,
-            "planning",
-            include_str!("../migrations/postgres/0002_planning.sql"),
-        ),
-        (
-            3,
-            "threads",
-            include_str!("../migrations/postgres/0003_threads.sql"),
-        ),
-        (
-            4,
-            "agents",
-            include_str!("../migrations/postgres/0004_agents.sql"),
-        ),
-        (
-            5,
-            "event index",
-            include_str!("../migrations/postgres/0005_event_index.sql"),
-        ),
-    ])
+    migrator((
+        1,
+        "foundation",
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ))
 }
 
 /// Migrations of the SQLite backend.
 pub(crate) fn sqlite() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "foundation",
-            include_str!("../migrations/sqlite/0001_foundation.sql"),
-        ),
-        (
-            2,
-            "planning",
-            include_str!("../migrations/sqlite/0002_planning.sql"),
-        ),
-        (
-            3,
-            "threads",
-            include_str!("../migrations/sqlite/0003_threads.sql"),
-        ),
-        (
-            4,
-            "agents",
-            include_str!("../migrations/sqlite/0004_agents.sql"),
-        ),
-        (
-            5,
-            "event index",
-            include_str!("../migrations/sqlite/0005_event_index.sql"),
-        ),
-    ])
+    migrator((
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ))
 }
