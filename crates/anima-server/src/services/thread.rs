@@ -240,26 +240,30 @@ impl ThreadApi {
         let work_item_id = item.id;
         let work_item_id_for_replay = work_item_id.clone();
         let project_id = item.project_id;
+        // Runs for every event this subscriber sees: decide without
+        // allocating, and clone only for the rare membership recheck.
         let keep = move |event: Arc<anima_core::model::Event>| {
-            let store = store.clone();
-            let reader = reader.clone();
-            let work_item_id = work_item_id.clone();
-            let project_id = project_id.clone();
+            let concerns_item = event.work_item_id.as_deref() == Some(work_item_id.as_str());
+            // A change of the reader's membership is checked again: losing
+            // the right to read ends the stream.
+            let recheck = reader
+                .as_ref()
+                .filter(|reader| {
+                    event.kind.starts_with("member.")
+                        && event.project_id.as_deref() == Some(project_id.as_str())
+                        && event.entity_id == **reader
+                })
+                .map(|reader| (store.clone(), reader.clone(), project_id.clone()));
             async move {
-                // A change of the reader's membership is checked again:
-                // losing the right to read ends the stream.
-                let membership_changed = event.kind.starts_with("member.")
-                    && event.project_id.as_deref() == Some(project_id.as_str())
-                    && reader.as_deref() == Some(event.entity_id.as_str());
-                if let (true, Some(reader)) = (membership_changed, &reader) {
-                    let permissions = store.project_permissions(reader, &project_id).await?;
+                if let Some((store, reader, project_id)) = recheck {
+                    let permissions = store.project_permissions(&reader, &project_id).await?;
                     if !permissions.contains(&Permission::ThreadRead) {
                         return Err(DomainError::permission_denied(
                             "you can no longer read this thread",
                         ));
                     }
                 }
-                Ok(event.work_item_id.as_deref() == Some(work_item_id.as_str()))
+                Ok(concerns_item)
             }
         };
         let stream = self
