@@ -42,10 +42,10 @@ impl Backend {
     }
 }
 
-/// A server process, on a fresh database it owns or on a shared one; all
-/// go away on drop.
+/// A server process, on a fresh database it owns or on a shared one (all
+/// go away on drop), or a server running elsewhere.
 pub struct ServerUnderTest {
-    child: Child,
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     _database: Option<TempDatabase>,
@@ -84,10 +84,25 @@ impl ServerUnderTest {
             .context("the server did not say where it listens")?;
         std::thread::spawn(move || lines.for_each(drop));
         Ok(Self {
-            child,
+            child: Some(child),
             url,
             _database: None,
         })
+    }
+
+    /// A server the benchmark did not start, at `url`.
+    pub fn remote(url: &str) -> Self {
+        Self {
+            child: None,
+            url: url.trim_end_matches('/').to_owned(),
+            _database: None,
+        }
+    }
+
+    fn own_child(&self) -> anyhow::Result<&Child> {
+        self.child
+            .as_ref()
+            .context("this needs a server the benchmark started itself, not --server")
     }
 
     /// The database URL of a server started with [`ServerUnderTest::start`].
@@ -98,8 +113,8 @@ impl ServerUnderTest {
     }
 
     /// The server's process id (for profilers).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        Ok(self.own_child()?.id())
     }
 
     /// A new HTTP/2 connection to the server.
@@ -122,7 +137,7 @@ impl ServerUnderTest {
     /// The server's resident memory now and at its peak, in KiB, from
     /// `/proc/PID/status` (`VmRSS`, `VmHWM`).
     pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
         let field = |name: &str| {
             status
                 .lines()
@@ -137,8 +152,10 @@ impl ServerUnderTest {
 
 impl Drop for ServerUnderTest {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

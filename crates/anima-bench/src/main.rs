@@ -70,6 +70,15 @@ struct Options {
     /// Where to write the JSON report [default: $CARGO_TARGET_DIR/anima-bench/report.json].
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Measure a running server (e.g. `http://10.0.0.5:7070`) instead of
+    /// starting one. Only the write and read scenarios can (the others need
+    /// the server's process or database); their pgbench baselines run on
+    /// the local PostgreSQL. Needs --token.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// Session token for --server, of a user who may create projects.
+    #[arg(long, env = "ANIMA_BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,6 +128,22 @@ fn main() -> anyhow::Result<()> {
             Command::PageDepth(o) => (o, vec!["page-depth"]),
             Command::Footprint(o) => (o, vec!["footprint"]),
         };
+        let scenarios = match &options.server {
+            None => scenarios,
+            Some(url) => {
+                let (remote, local): (Vec<&str>, Vec<&str>) = scenarios
+                    .into_iter()
+                    .partition(|scenario| matches!(*scenario, "write" | "read"));
+                if !local.is_empty() {
+                    eprintln!(
+                        "skipping {} against {url}: they need a server the benchmark starts",
+                        local.join(", ")
+                    );
+                }
+                anyhow::ensure!(!remote.is_empty(), "no scenario can run against --server");
+                remote
+            }
+        };
         let mut outcomes = Vec::new();
         for scenario in scenarios {
             eprintln!("== {scenario}");
@@ -148,9 +173,16 @@ struct Fixture {
     item: pb::WorkItem,
 }
 
-async fn fixture(backend: Backend) -> anyhow::Result<Fixture> {
-    let server = ServerUnderTest::start(&bench_binary()?, backend).await?;
-    let token = server.admin_token().await?;
+/// With `--server`, the fixture is a new project on that server.
+async fn fixture(options: &Options, backend: Backend) -> anyhow::Result<Fixture> {
+    let (server, token) = match (&options.server, &options.token) {
+        (Some(url), Some(token)) => (ServerUnderTest::remote(url), token.clone()),
+        _ => {
+            let server = ServerUnderTest::start(&bench_binary()?, backend).await?;
+            let token = server.admin_token().await?;
+            (server, token)
+        }
+    };
     let project = ProjectServiceClient::new(server.channel().await?)
         .create_project(authed(
             &token,
@@ -224,7 +256,7 @@ async fn get_work_items(
 }
 
 async fn read(options: &Options) -> anyhow::Result<Outcome> {
-    let fixture = fixture(options.backend()).await?;
+    let fixture = fixture(options, options.backend()).await?;
     let bytes = fixture.item.encoded_len();
     let anima = get_work_items(
         "GetWorkItem (anima)",
@@ -234,6 +266,25 @@ async fn read(options: &Options) -> anyhow::Result<Outcome> {
         options,
     )
     .await?;
+    // The floor of a read that asks the database at all: pgbench sending
+    // only the item's query, when this run owns a PostgreSQL database.
+    let item_query = match fixture.server.database_url() {
+        Some(url) if url.starts_with("postgres") => Some(
+            pgbench(
+                options,
+                "pgbench, the item's SELECT alone",
+                url,
+                &format!(
+                    "SELECT w.*, r.text FROM work_items w \
+                     JOIN description_revisions r ON r.id = w.description_revision_id \
+                     WHERE w.id = '{}';\n",
+                    fixture.item.id
+                ),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let echo_server =
         ServerUnderTest::spawn(&bench_binary()?, &["--echo-bytes", &bytes.to_string()])?;
     let echo = get_work_items(
@@ -251,16 +302,24 @@ async fn read(options: &Options) -> anyhow::Result<Outcome> {
             anima.throughput / echo.throughput,
             "≥ 0.6",
         )),
-        notes: vec![format!(
+        notes: std::iter::once(format!(
             "payload {bytes} bytes, {} clients",
             options.clients
-        )],
-        stats: vec![anima, echo],
+        ))
+        .chain(item_query.as_ref().map(|query| {
+            format!(
+                "one query alone allows {:.2} of the echo; anima / that query = {:.2}",
+                query.throughput / echo.throughput,
+                anima.throughput / query.throughput
+            )
+        }))
+        .collect(),
+        stats: [anima, echo].into_iter().chain(item_query).collect(),
     })
 }
 
 async fn auth(options: &Options) -> anyhow::Result<Outcome> {
-    let fixture = fixture(options.backend()).await?;
+    let fixture = fixture(options, options.backend()).await?;
     let database_url = fixture
         .server
         .database_url()
@@ -331,9 +390,19 @@ async fn create_work_items(
     .await
 }
 
-/// pgbench's custom script: the rows CreateWorkItem writes (work item,
-/// first revision, outbox event), in one transaction.
-const PGBENCH_SCRIPT: &str = "\
+/// Tables of the write baselines: the rows CreateWorkItem writes, and the
+/// per-project counter its keys come from.
+const PGBENCH_TABLES: &[&str] = &[
+    "CREATE TABLE bench_items (id BIGSERIAL PRIMARY KEY, project_id TEXT NOT NULL, title TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE bench_revisions (id BIGSERIAL PRIMARY KEY, item_id BIGINT NOT NULL, text TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE bench_events (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, entity_id BIGINT NOT NULL, payload TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE bench_projects (id TEXT PRIMARY KEY, work_item_seq BIGINT NOT NULL)",
+    "INSERT INTO bench_projects VALUES ('p', 0)",
+];
+
+/// The baseline of the issue: the three inserts CreateWorkItem makes (work
+/// item, first revision, outbox event), in one transaction.
+const PGBENCH_INSERTS: &str = "\
 BEGIN;
 INSERT INTO bench_items (project_id, title, created_at) VALUES ('p', 'Benchmark write', now());
 INSERT INTO bench_revisions (item_id, text, created_at) VALUES (currval('bench_items_id_seq'), 'A new work item with a short description.', now());
@@ -341,23 +410,37 @@ INSERT INTO bench_events (kind, entity_id, payload, created_at) VALUES ('work_it
 COMMIT;
 ";
 
-async fn pgbench(options: &Options) -> anyhow::Result<Stats> {
-    let database = anima_db::testing::TempDatabase::postgres().await;
-    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url).await?;
-    for statement in [
-        "CREATE TABLE bench_items (id BIGSERIAL PRIMARY KEY, project_id TEXT NOT NULL, title TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
-        "CREATE TABLE bench_revisions (id BIGSERIAL PRIMARY KEY, item_id BIGINT NOT NULL, text TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
-        "CREATE TABLE bench_events (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, entity_id BIGINT NOT NULL, payload TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
-    ] {
-        sqlx::query(statement).execute(&mut connection).await?;
-    }
-    let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(script.path(), PGBENCH_SCRIPT)?;
+/// The same inserts under every ordering guarantee CreateWorkItem keeps:
+/// the project's key counter (`WI-<n>` unique, in commit order), the
+/// outbox lock (events committed in id order, so tailing by id misses
+/// none) and the NOTIFY that wakes other instances. No design that keeps
+/// these guarantees can beat it on this server.
+const PGBENCH_ORDERED_INSERTS: &str = "\
+BEGIN;
+UPDATE bench_projects SET work_item_seq = work_item_seq + 1 WHERE id = 'p';
+INSERT INTO bench_items (project_id, title, created_at) VALUES ('p', 'Benchmark write', now());
+INSERT INTO bench_revisions (item_id, text, created_at) VALUES (currval('bench_items_id_seq'), 'A new work item with a short description.', now());
+SELECT pg_advisory_xact_lock(1);
+INSERT INTO bench_events (kind, entity_id, payload, created_at) VALUES ('work_item.created', currval('bench_items_id_seq'), '{}', now());
+SELECT pg_notify('bench_events', currval('bench_events_id_seq')::text);
+COMMIT;
+";
+
+/// Runs pgbench with `script` on `database_url` with the benchmark's
+/// clients and duration.
+async fn pgbench(
+    options: &Options,
+    label: &str,
+    database_url: &str,
+    script: &str,
+) -> anyhow::Result<Stats> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), script)?;
     let output = tokio::process::Command::new("pgbench")
         .args(["-n", "-c", &options.clients.to_string(), "-j", "2"])
         .args(["-T", &options.duration().as_secs().to_string(), "-f"])
-        .arg(script.path())
-        .arg(&database.url)
+        .arg(file.path())
+        .arg(database_url)
         .output()
         .await
         .context("running pgbench (Debian package postgresql-client)")?;
@@ -377,7 +460,7 @@ async fn pgbench(options: &Options) -> anyhow::Result<Stats> {
     let latency_ms = number("latency average = ").unwrap_or_default();
     let transactions = number("number of transactions actually processed: ").unwrap_or_default();
     Ok(Stats {
-        label: "pgbench, same 3 inserts".into(),
+        label: label.into(),
         operations: transactions as u64,
         errors: 0,
         throughput: tps,
@@ -389,10 +472,28 @@ async fn pgbench(options: &Options) -> anyhow::Result<Stats> {
 }
 
 async fn write(options: &Options) -> anyhow::Result<Outcome> {
-    let fixture = fixture(Backend::Postgres).await?;
+    let fixture = fixture(options, Backend::Postgres).await?;
     let anima = create_work_items("CreateWorkItem (anima)", &fixture, options).await?;
     drop(fixture);
-    let baseline = pgbench(options).await?;
+    let database = anima_db::testing::TempDatabase::postgres().await;
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url).await?;
+    for &statement in PGBENCH_TABLES {
+        sqlx::query(statement).execute(&mut connection).await?;
+    }
+    let baseline = pgbench(
+        options,
+        "pgbench, same 3 inserts",
+        &database.url,
+        PGBENCH_INSERTS,
+    )
+    .await?;
+    let ceiling = pgbench(
+        options,
+        "pgbench, same inserts + counter, outbox lock, NOTIFY",
+        &database.url,
+        PGBENCH_ORDERED_INSERTS,
+    )
+    .await?;
     Ok(Outcome {
         scenario: "write",
         ratio: Some((
@@ -403,8 +504,13 @@ async fn write(options: &Options) -> anyhow::Result<Outcome> {
         notes: vec![
             "pgbench reports a mean latency only (shown as p50)".into(),
             "all writes go to one project, as a busy project's would".into(),
+            format!(
+                "anima / pgbench with the same ordering guarantees = {:.2}; those guarantees alone allow {:.2} of the plain inserts",
+                anima.throughput / ceiling.throughput,
+                ceiling.throughput / baseline.throughput
+            ),
         ],
-        stats: vec![anima, baseline],
+        stats: vec![anima, baseline, ceiling],
     })
 }
 
@@ -447,7 +553,7 @@ async fn seed_work_items(database_url: &str, project_id: &str, count: i64) -> an
 }
 
 async fn page_depth(options: &Options) -> anyhow::Result<Outcome> {
-    let fixture = fixture(Backend::Postgres).await?;
+    let fixture = fixture(options, Backend::Postgres).await?;
     let items = options.page_items();
     let database_url = fixture
         .server
@@ -509,7 +615,7 @@ async fn page_depth(options: &Options) -> anyhow::Result<Outcome> {
 }
 
 async fn footprint(options: &Options) -> anyhow::Result<Outcome> {
-    let fixture = fixture(Backend::Sqlite).await?;
+    let fixture = fixture(options, Backend::Sqlite).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle, _) = fixture.server.memory_kib()?;
     let load = create_work_items("CreateWorkItem (SQLite, for memory)", &fixture, options).await?;

@@ -237,6 +237,14 @@ pub trait PlanningStore: Send + Sync {
     async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError>;
     /// A work item by id.
     async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError>;
+    /// A work item by id and whether `user_id` holds `permission` in its
+    /// project, in one query: the read path of every work-item RPC.
+    async fn get_work_item_for_user(
+        &self,
+        id: &str,
+        user_id: &str,
+        permission: Permission,
+    ) -> Result<(WorkItem, bool), DomainError>;
     /// A work item by its key within a project.
     async fn find_work_item(
         &self,

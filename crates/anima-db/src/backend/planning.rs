@@ -54,6 +54,13 @@ fn project_not_found(id: &str) -> DomainError {
     )
 }
 
+fn archived() -> DomainError {
+    DomainError::failed_precondition(
+        reason::PROJECT_ARCHIVED,
+        "the project is archived; it can be read but not changed",
+    )
+}
+
 fn plan_not_found(id: &str) -> DomainError {
     DomainError::not_found(
         reason::PLAN_NOT_FOUND,
@@ -97,12 +104,19 @@ macro_rules! project_select {
     };
 }
 
+/// The columns `work_item_row` reads, with optional extra columns.
 macro_rules! work_item_select {
     () => {
-        "SELECT w.id, w.project_id, w.plan_id, w.number, w.title, r.text AS description, \
-         w.description_revision_id, w.status, w.priority, w.workflow_id, w.phase_id, \
-         w.phase_changed_by, w.phase_changed_at, w.capabilities, w.created_at, w.updated_at \
-         FROM work_items w JOIN description_revisions r ON r.id = w.description_revision_id"
+        work_item_select!("")
+    };
+    ($extra:literal) => {
+        concat!(
+            "SELECT w.id, w.project_id, w.plan_id, w.number, w.title, r.text AS description, \
+             w.description_revision_id, w.status, w.priority, w.workflow_id, w.phase_id, \
+             w.phase_changed_by, w.phase_changed_at, w.capabilities, w.created_at, w.updated_at",
+            $extra,
+            " FROM work_items w JOIN description_revisions r ON r.id = w.description_revision_id"
+        )
     };
 }
 
@@ -394,42 +408,41 @@ macro_rules! planning_sql {
                 let revision_id = new_id();
                 let now = now_micros();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
-                Self::writable_project(&mut tx, &item.project_id).await?;
-                let plan_workflow = match &item.plan_id {
-                    Some(plan_id) => {
-                        let workflow_id: String = sqlx::query(
-                            "SELECT workflow_id FROM plans WHERE id = $1 AND project_id = $2",
-                        )
-                        .bind(plan_id)
-                        .bind(&item.project_id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(internal)?
-                        .ok_or_else(|| plan_not_found(plan_id))?
-                        .try_get("workflow_id")
-                        .map_err(internal)?;
-                        Some(workflow_id)
-                    }
+                // Workflows change without the project lock, so one named
+                // outright is read before the lock, which then holds only
+                // the writes. A plan's workflow must be read under it.
+                let named_workflow = match (&item.workflow_id, &item.plan_id) {
+                    (Some(id), _) => Some(Self::workflow_in(&mut tx, id).await?),
+                    (None, None) => Some(Self::workflow_in(&mut tx, STANDARD_WORKFLOW_ID).await?),
+                    (None, Some(_)) => None,
+                };
+                let number = Self::next_work_item_number(&mut tx, &item.project_id).await?;
+                let plan_workflow_id: Option<String> = match &item.plan_id {
+                    Some(plan_id) => Some(
+                        sqlx::query("SELECT workflow_id FROM plans WHERE id = $1 AND project_id = $2")
+                            .bind(plan_id)
+                            .bind(&item.project_id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(internal)?
+                            .ok_or_else(|| plan_not_found(plan_id))?
+                            .try_get("workflow_id")
+                            .map_err(internal)?,
+                    ),
                     None => None,
                 };
-                let workflow_id = item
-                    .workflow_id
-                    .clone()
-                    .or(plan_workflow)
-                    .unwrap_or_else(|| STANDARD_WORKFLOW_ID.to_owned());
-                let workflow = Self::workflow_in(&mut tx, &workflow_id).await?;
+                let workflow = match named_workflow {
+                    Some(workflow) => workflow,
+                    None => {
+                        let id = plan_workflow_id.as_deref().unwrap_or(STANDARD_WORKFLOW_ID);
+                        Self::workflow_in(&mut tx, id).await?
+                    }
+                };
+                let workflow_id = workflow.id.clone();
                 let first_phase = workflow
                     .phases
                     .first()
                     .ok_or_else(|| DomainError::internal(format!("workflow {workflow_id} has no phases")))?;
-                let number: i64 = sqlx::query(
-                    "UPDATE projects SET work_item_seq = work_item_seq + 1 WHERE id = $1 RETURNING work_item_seq",
-                )
-                .bind(&item.project_id)
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|row| row.try_get("work_item_seq"))
-                .map_err(internal)?;
                 sqlx::query(
                     "INSERT INTO work_items (id, project_id, plan_id, number, title, description_revision_id, \
                      status, priority, workflow_id, phase_id, phase_changed_by, phase_changed_at, capabilities, \
@@ -499,6 +512,31 @@ macro_rules! planning_sql {
             async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError> {
                 let mut conn = self.pool.acquire().await.map_err(internal)?;
                 Self::work_item_in(&mut conn, id).await
+            }
+
+            async fn get_work_item_for_user(
+                &self,
+                id: &str,
+                user_id: &str,
+                permission: Permission,
+            ) -> Result<(WorkItem, bool), DomainError> {
+                let row = sqlx::query(concat!(
+                    work_item_select!(
+                        ", EXISTS (SELECT 1 FROM role_bindings rb \
+                         JOIN role_permissions rp ON rp.role_id = rb.role_id \
+                         WHERE rb.user_id = $2 AND rb.project_id = w.project_id \
+                         AND rp.permission = $3) AS permitted"
+                    ),
+                    " WHERE w.id = $1"
+                ))
+                .bind(id)
+                .bind(user_id)
+                .bind(permission.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
+                Ok((Self::work_item_row(&row)?, row.try_get("permitted").map_err(internal)?))
             }
 
             async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> Result<WorkItem, DomainError> {
@@ -915,6 +953,30 @@ macro_rules! planning_sql {
                 stored(&status)
             }
 
+            /// Locks a project that must accept writes and takes the next
+            /// work item number from its counter, in one round trip: the
+            /// lock is held until commit, so every statement saved inside
+            /// it is throughput for every writer of the project.
+            async fn next_work_item_number(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                project_id: &str,
+            ) -> Result<i64, DomainError> {
+                let row = sqlx::query(
+                    "UPDATE projects SET work_item_seq = work_item_seq + 1 WHERE id = $1 \
+                     RETURNING status, work_item_seq",
+                )
+                .bind(project_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| project_not_found(project_id))?;
+                let status: String = row.try_get("status").map_err(internal)?;
+                if stored::<ProjectStatus>(&status)? == ProjectStatus::Archived {
+                    return Err(archived());
+                }
+                row.try_get("work_item_seq").map_err(internal)
+            }
+
             /// Fails unless the project exists; for reads, which take no lock.
             async fn project_exists(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -936,10 +998,7 @@ macro_rules! planning_sql {
             ) -> Result<(), DomainError> {
                 match Self::lock_project(conn, id).await? {
                     ProjectStatus::Active => Ok(()),
-                    ProjectStatus::Archived => Err(DomainError::failed_precondition(
-                        reason::PROJECT_ARCHIVED,
-                        "the project is archived; it can be read but not changed",
-                    )),
+                    ProjectStatus::Archived => Err(archived()),
                 }
             }
 

@@ -8,7 +8,7 @@ use anima_core::{
     error::reason,
     id::parse_id,
     paging::PageRequest,
-    planning::{DescriptionEdit, RevisionCause, WorkItem, WorkItemChanges},
+    planning::{DescriptionEdit, RevisionCause, WorkItemChanges},
     thread::{
         self as rules, Decision, DecisionState, Message, MessageKind, NewDecision, NewMessage,
     },
@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
     auth::Caller,
-    authz::{RequestContext, require_permission, require_project},
+    authz::{RequestContext, authorized_work_item, require_permission, require_project},
     convert,
     error::to_status,
     events::{EventHub, Replay, StreamItem},
@@ -40,19 +40,6 @@ impl ThreadApi {
         Self { store, hub }
     }
 
-    /// The work item, once the caller holds the RPC's permission in its
-    /// project.
-    async fn authorized_item(
-        &self,
-        context: &RequestContext,
-        raw_id: &str,
-    ) -> Result<WorkItem, DomainError> {
-        let id = parse_id(raw_id, "work_item_id")?;
-        let item = self.store.get_work_item(&id).await?;
-        require_project(&self.store, context, &item.project_id).await?;
-        Ok(item)
-    }
-
     /// Messages in sequence order, either way: tokens name a direction and
     /// a sequence (`a:<n>` after n ascending, `b:<n>` before n descending).
     async fn get_thread(
@@ -60,7 +47,9 @@ impl ThreadApi {
         context: &RequestContext,
         request: pb::GetThreadRequest,
     ) -> Result<pb::GetThreadResponse, DomainError> {
-        let item = self.authorized_item(context, &request.work_item_id).await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let page = PageRequest::parse(
             request.page_size,
             &request.page_token,
@@ -166,7 +155,9 @@ impl ThreadApi {
                 ));
             }
         };
-        let item = self.authorized_item(context, &request.work_item_id).await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let message = self
             .store
             .post_message(NewMessage {
@@ -230,7 +221,9 @@ impl ThreadApi {
         context: &RequestContext,
         request: pb::StreamThreadRequest,
     ) -> Result<ResponseStream<pb::ThreadEvent>, DomainError> {
-        let item = self.authorized_item(context, &request.work_item_id).await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         self.hub.check_cursor(request.after_event_id).await?;
         let store = self.store.clone();
         let reader = match &context.caller {
@@ -284,7 +277,9 @@ impl ThreadApi {
     ) -> Result<pb::Decision, DomainError> {
         rules::decision_request(&request.question, &request.input_label, &request.choices)?;
         let assignee_user_id = optional_id(&request.assignee_user_id, "assignee_user_id")?;
-        let item = self.authorized_item(context, &request.work_item_id).await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let decision = self
             .store
             .request_decision(NewDecision {

@@ -8,7 +8,7 @@ use anima_core::{
     id::parse_id,
     paging::PageRequest,
     planning::{
-        DescriptionEdit, MAX_DESCRIPTION_CHARS, NewWorkItem, Priority, RevisionCause, WorkItem,
+        DescriptionEdit, MAX_DESCRIPTION_CHARS, NewWorkItem, Priority, RevisionCause,
         WorkItemChanges, WorkItemKey,
     },
     validate,
@@ -18,7 +18,7 @@ use anima_proto::v1::{self as pb, work_item_service_server::WorkItemService};
 
 use super::{actor_of, grpc_service, mask_paths, optional_id};
 use crate::{
-    authz::{RequestContext, require_project},
+    authz::{RequestContext, authorized_work_item, require_project},
     convert,
 };
 
@@ -41,19 +41,6 @@ impl WorkItemApi {
     /// Builds the service.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
-    }
-
-    /// The work item, once the caller is allowed to act in its project.
-    async fn authorized_item(
-        &self,
-        context: &RequestContext,
-        raw_id: &str,
-        what: &str,
-    ) -> Result<WorkItem, DomainError> {
-        let id = parse_id(raw_id, what)?;
-        let item = self.store.get_work_item(&id).await?;
-        require_project(&self.store, context, &item.project_id).await?;
-        Ok(item)
     }
 
     async fn list_work_items(
@@ -90,7 +77,7 @@ impl WorkItemApi {
         request: pb::GetWorkItemRequest,
     ) -> Result<pb::WorkItem, DomainError> {
         if !request.id.is_empty() {
-            let item = self.authorized_item(context, &request.id, "id").await?;
+            let item = authorized_work_item(&self.store, context, &request.id, "id").await?;
             return Ok(convert::work_item(item));
         }
         if request.key.is_empty() {
@@ -189,9 +176,7 @@ impl WorkItemApi {
                 _ => unreachable!("mask_paths admits only WORK_ITEM_PATHS"),
             }
         }
-        let item = self
-            .authorized_item(context, &wanted.id, "work_item.id")
-            .await?;
+        let item = authorized_work_item(&self.store, context, &wanted.id, "work_item.id").await?;
         let actor = actor_of(context.caller.as_ref())?;
         Ok(convert::work_item(
             self.store
@@ -205,7 +190,7 @@ impl WorkItemApi {
         context: &RequestContext,
         request: pb::DeleteWorkItemRequest,
     ) -> Result<pb::DeleteWorkItemResponse, DomainError> {
-        let item = self.authorized_item(context, &request.id, "id").await?;
+        let item = authorized_work_item(&self.store, context, &request.id, "id").await?;
         self.store.delete_work_item(&item.id).await?;
         Ok(pb::DeleteWorkItemResponse {})
     }
@@ -215,9 +200,9 @@ impl WorkItemApi {
         context: &RequestContext,
         request: pb::GetDescriptionRevisionsRequest,
     ) -> Result<pb::GetDescriptionRevisionsResponse, DomainError> {
-        let item = self
-            .authorized_item(context, &request.work_item_id, "work_item_id")
-            .await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let page = PageRequest::parse(
             request.page_size,
             &request.page_token,
@@ -237,9 +222,9 @@ impl WorkItemApi {
     ) -> Result<pb::WorkItem, DomainError> {
         let revision_id = parse_id(&request.revision_id, "revision_id")?;
         let base = optional_id(&request.base_revision_id, "base_revision_id")?;
-        let item = self
-            .authorized_item(context, &request.work_item_id, "work_item_id")
-            .await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let actor = actor_of(context.caller.as_ref())?;
         Ok(convert::work_item(
             self.store
@@ -253,9 +238,9 @@ impl WorkItemApi {
         context: &RequestContext,
         request: pb::ListCapabilitiesRequest,
     ) -> Result<pb::ListCapabilitiesResponse, DomainError> {
-        let item = self
-            .authorized_item(context, &request.work_item_id, "work_item_id")
-            .await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         Ok(pb::ListCapabilitiesResponse {
             capabilities: item
                 .capabilities
@@ -277,9 +262,9 @@ impl WorkItemApi {
             .map(|(index, raw)| convert::parse_capability(index, raw))
             .collect::<Result<Vec<_>, _>>()?;
         let capabilities = capability::validate(parsed)?;
-        let item = self
-            .authorized_item(context, &request.work_item_id, "work_item_id")
-            .await?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let stored = self.store.set_capabilities(&item.id, capabilities).await?;
         Ok(pb::ListCapabilitiesResponse {
             capabilities: stored.into_iter().map(convert::capability).collect(),
