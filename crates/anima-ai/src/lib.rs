@@ -1,17 +1,19 @@
-//! anima-ai: the internal AnimaAiService (summaries, classification, gap
-//! analysis) behind model tiers. Its issue has not landed: the service is
-//! served so that callers and reflection see it, and every RPC answers
-//! `UNIMPLEMENTED`.
+//! anima-ai: the internal AnimaAiService. Callers name a model tier
+//! (minimal, standard, reasoning), never a model; configuration maps tiers
+//! to models ([`config`]). The embedded local provider ([`local`], on the
+//! sentence vectors of [`embed`]) is the default and needs no network.
+//! Stateless: everything a request needs comes in the request.
 
-use anima_proto::v1::anima_ai_service_server::{AnimaAiService, AnimaAiServiceServer};
+pub mod config;
+pub mod embed;
+pub mod local;
+mod service;
 
-/// The AI service as it stands: every RPC unimplemented.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AiService;
-
-impl AnimaAiService for AiService {}
+use anima_proto::v1::anima_ai_service_server::AnimaAiServiceServer;
+pub use config::AiConfig;
+pub use service::{AiService, MAX_CANDIDATES, MAX_EMBED_TEXTS, MAX_INPUT_CHARS, MAX_SENTENCES};
 
 /// The tonic service to mount on a server.
-pub fn service() -> AnimaAiServiceServer<AiService> {
-    AnimaAiServiceServer::new(AiService)
+pub fn service(config: AiConfig) -> AnimaAiServiceServer<AiService> {
+    AnimaAiServiceServer::new(AiService::new(config))
 }

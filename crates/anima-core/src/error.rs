@@ -136,6 +136,12 @@ pub mod reason {
     pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
     /// The agent provider failed to set up or tear down a sandbox.
     pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
+    /// The request names a model tier that does not exist.
+    pub const UNKNOWN_TIER: &str = "UNKNOWN_TIER";
+    /// No configured model can answer this tier's request.
+    pub const NO_MODEL_FOR_TIER: &str = "NO_MODEL_FOR_TIER";
+    /// Every model configured for the tier failed or timed out.
+    pub const MODEL_UNAVAILABLE: &str = "MODEL_UNAVAILABLE";
     /// An MCP token asked for a work item other than its own.
     pub const OUT_OF_SCOPE: &str = "OUT_OF_SCOPE";
     /// The service behind this RPC has not been built yet.

@@ -1,5 +1,8 @@
 //! Generated protobuf messages, tonic clients and servers for the Anima API
-//! (`proto/anima/v1`). No hand-written logic lives here.
+//! (`proto/anima/v1`), and how a domain error travels on the wire
+//! ([`status`]), which every service shares.
+
+pub mod status;
 
 /// Version 1 of the Anima API.
 pub mod v1 {
