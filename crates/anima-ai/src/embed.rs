@@ -1,7 +1,11 @@
 //! Sentence vectors: all-MiniLM-L6-v2 run by candle from local files, or a
 //! lexical stand-in when the files are not there.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
@@ -19,6 +23,11 @@ const MAX_TOKENS: usize = 256;
 
 /// Texts per forward pass: bounds the memory of one batch.
 const BATCH: usize = 32;
+
+/// Vectors kept for texts seen before. ClassifyMail compares every mail
+/// with the same candidates' titles and messages, so without a cache each
+/// mail would pay for embedding them all again. About 1.6 KiB each.
+const CACHE_ENTRIES: usize = 8192;
 
 /// The files of a sentence-transformers model directory.
 const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -70,13 +79,7 @@ impl Embedder {
     /// One vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
         match self {
-            Embedder::Model(model) => texts
-                .chunks(BATCH)
-                .map(|batch| model.embed_batch(batch))
-                .try_fold(Vec::with_capacity(texts.len()), |mut all, batch| {
-                    all.extend(batch?);
-                    Ok(all)
-                }),
+            Embedder::Model(model) => model.embed(texts),
             Embedder::Lexical => Ok(texts.iter().map(|text| lexical_vector(text)).collect()),
         }
     }
@@ -88,6 +91,7 @@ pub struct SentenceModel {
     dimensions: usize,
     model: BertModel,
     tokenizer: Tokenizer,
+    cache: Mutex<HashMap<String, Vec<f32>>>,
 }
 
 impl SentenceModel {
@@ -123,7 +127,52 @@ impl SentenceModel {
             dimensions: config.hidden_size,
             model,
             tokenizer,
+            cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Vectors from the cache where it has them; the rest computed in
+    /// batches and remembered.
+    fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let cached: Vec<Option<Vec<f32>>> = {
+            let cache = self
+                .cache
+                .lock()
+                .map_err(|_| anyhow::anyhow!("embedding cache poisoned"))?;
+            texts.iter().map(|text| cache.get(*text).cloned()).collect()
+        };
+        let missing: Vec<&str> = texts
+            .iter()
+            .zip(&cached)
+            .filter(|(_, vector)| vector.is_none())
+            .map(|(text, _)| *text)
+            .collect();
+        let mut computed = Vec::with_capacity(missing.len());
+        for batch in missing.chunks(BATCH) {
+            computed.extend(self.embed_batch(batch)?);
+        }
+        {
+            let mut cache = self
+                .cache
+                .lock()
+                .map_err(|_| anyhow::anyhow!("embedding cache poisoned"))?;
+            if cache.len() + computed.len() > CACHE_ENTRIES {
+                cache.clear();
+            }
+            for (text, vector) in missing.iter().zip(&computed) {
+                cache.insert((*text).to_owned(), vector.clone());
+            }
+        }
+        let mut computed = computed.into_iter();
+        cached
+            .into_iter()
+            .map(|vector| match vector {
+                Some(vector) => Ok(vector),
+                None => computed
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("fewer vectors than texts")),
+            })
+            .collect()
     }
 
     fn embed_batch(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod embed;
+pub mod eval;
 pub mod local;
 mod service;
 

@@ -58,7 +58,9 @@ pub struct Classification {
 }
 
 /// Tuning of the classifier. The defaults were calibrated on the labelled
-/// mail set in `tests/data/mails.json` (see docs/benchmarks.md).
+/// mail set (`tests/data/mails.json`, see [`crate::eval`]): with the model
+/// every answered mail of it is right and only mail about none of the
+/// items is "unknown"; docs/benchmarks.md has the figures.
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifierSettings {
     /// Softmax temperature over candidate similarities: lower is sharper.
@@ -73,8 +75,8 @@ pub struct ClassifierSettings {
 impl Default for ClassifierSettings {
     fn default() -> Self {
         Self {
-            temperature: 0.03,
-            threshold: 0.55,
+            temperature: 0.05,
+            threshold: 0.5,
             min_similarity: 0.15,
         }
     }
@@ -88,11 +90,22 @@ pub fn classify(
     body: &str,
     candidates: &[Candidate<'_>],
 ) -> anyhow::Result<Classification> {
-    let mail = format!("{subject}\n{}", without_quotes(body));
-    // One vector for the item's own words, one per recent message; the
-    // item's score is its best match, so a reply that echoes the thread
-    // scores well even when it shares no words with the title.
-    let mut texts: Vec<String> = vec![mail];
+    let scores = similarities(embedder, subject, body, candidates)?;
+    Ok(decide(&scores, settings, |index| candidates[index].id))
+}
+
+/// Each candidate's similarity to the mail: the best of its own words
+/// (title and description) and each of its recent messages, so a reply
+/// that echoes the thread scores well even when it shares no words with
+/// the title. Quoted history is left out of the mail: a reply is judged by
+/// what it adds.
+pub fn similarities(
+    embedder: &Embedder,
+    subject: &str,
+    body: &str,
+    candidates: &[Candidate<'_>],
+) -> anyhow::Result<Vec<f64>> {
+    let mut texts: Vec<String> = vec![format!("{subject}\n{}", without_quotes(body))];
     let mut owners = Vec::new();
     for (index, candidate) in candidates.iter().enumerate() {
         texts.push(format!("{}\n{}", candidate.title, candidate.description));
@@ -109,26 +122,36 @@ pub fn classify(
         .ok_or_else(|| anyhow::anyhow!("no vector for the mail"))?;
     let mut scores = vec![f64::MIN; candidates.len()];
     for (vector, &owner) in rest.iter().zip(&owners) {
-        let similarity = f64::from(cosine(mail_vector, vector));
-        scores[owner] = scores[owner].max(similarity);
+        scores[owner] = scores[owner].max(f64::from(cosine(mail_vector, vector)));
     }
+    Ok(scores)
+}
+
+/// The answer for these similarities: the best candidate, with its
+/// softmax probability as the confidence, or "unknown" when it is not
+/// sure enough or not similar enough.
+pub fn decide<'a>(
+    scores: &[f64],
+    settings: ClassifierSettings,
+    id_of: impl Fn(usize) -> &'a str,
+) -> Classification {
     let Some((best, &best_score)) = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))
     else {
-        return Ok(Classification {
+        return Classification {
             work_item_id: None,
             confidence: 0.0,
-        });
+        };
     };
     let denominator: f64 = scores
         .iter()
         .map(|score| ((score - best_score) / settings.temperature).exp())
         .sum();
     let confidence = 1.0 / denominator;
-    Ok(Classification {
-        work_item_id: (confidence >= settings.threshold && best_score >= settings.min_similarity)
-            .then(|| candidates[best].id.to_owned()),
+    let sure = confidence >= settings.threshold && best_score >= settings.min_similarity;
+    Classification {
+        work_item_id: sure.then(|| id_of(best).to_owned()),
         confidence,
-    })
+    }
 }
 
 /// The `max_sentences` most central sentences of the sources (TextRank

@@ -5,6 +5,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+mod ai;
+
 use anima_bench::{
     Backend, ServerUnderTest, authed,
     load::{Stats, measure},
@@ -44,6 +46,9 @@ enum Command {
     PageDepth(Options),
     /// Resident memory of the server idle and after the write load.
     Footprint(Options),
+    /// anima-ai's local model: ClassifyMail accuracy on the labelled mail
+    /// set, and Embed and ClassifyMail throughput over gRPC.
+    Ai(Options),
     /// Runs a server to measure (used by the other commands).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -121,12 +126,16 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let (options, scenarios): (Options, Vec<&str>) = match cli.command {
             Command::Serve(args) => return serve::run(args).await,
-            Command::All(o) => (o, vec!["write", "read", "auth", "page-depth", "footprint"]),
+            Command::All(o) => (
+                o,
+                vec!["write", "read", "auth", "page-depth", "footprint", "ai"],
+            ),
             Command::Write(o) => (o, vec!["write"]),
             Command::Read(o) => (o, vec!["read"]),
             Command::Auth(o) => (o, vec!["auth"]),
             Command::PageDepth(o) => (o, vec!["page-depth"]),
             Command::Footprint(o) => (o, vec!["footprint"]),
+            Command::Ai(o) => (o, vec!["ai"]),
         };
         let scenarios = match &options.server {
             None => scenarios,
@@ -152,7 +161,8 @@ fn main() -> anyhow::Result<()> {
                 "read" => read(&options).await,
                 "auth" => auth(&options).await,
                 "page-depth" => page_depth(&options).await,
-                _ => footprint(&options).await,
+                "footprint" => footprint(&options).await,
+                _ => ai::scenario(&options).await,
             }
             .with_context(|| format!("scenario {scenario}"))?;
             outcomes.push(outcome);

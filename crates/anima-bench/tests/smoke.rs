@@ -19,7 +19,7 @@ fn every_scenario_runs_and_reports_its_ratio() {
         "anima-bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.matches("ratio:").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("ratio:").count(), 6, "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let scenarios: Vec<&str> = report["scenarios"]
@@ -30,7 +30,7 @@ fn every_scenario_runs_and_reports_its_ratio() {
         .collect();
     assert_eq!(
         scenarios,
-        ["write", "read", "auth", "page-depth", "footprint"]
+        ["write", "read", "auth", "page-depth", "footprint", "ai"]
     );
     for scenario in report["scenarios"].as_array().expect("scenarios") {
         assert!(scenario["ratio"]["value"].as_f64().is_some(), "{scenario}");

@@ -1,7 +1,9 @@
 //! Generated protobuf messages, tonic clients and servers for the Anima API
 //! (`proto/anima/v1`), and how a domain error travels on the wire
-//! ([`status`]), which every service shares.
+//! ([`status`]) and a capability ([`capability`]), which every service
+//! shares.
 
+pub mod capability;
 pub mod status;
 
 /// Version 1 of the Anima API.
