@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let config = AiConfig::from_env()?;
     println!("anima-ai listening on {}", args.listen);
     tonic::transport::Server::builder()
-        .add_service(anima_ai::service(config))
+        .add_service(anima_ai::service(config)?)
         .serve(args.listen)
         .await?;
     Ok(())

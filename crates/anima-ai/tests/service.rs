@@ -14,7 +14,7 @@ async fn client(config: AiConfig) -> AnimaAiServiceClient<Channel> {
     let address = listener.local_addr().expect("address");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(anima_ai::service(config))
+            .add_service(anima_ai::service(config).expect("service"))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     AnimaAiServiceClient::connect(format!("http://{address}"))

@@ -162,7 +162,7 @@ async fn serve(config: AiConfig) -> anyhow::Result<std::net::SocketAddr> {
     let address = listener.local_addr()?;
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(anima_ai::service(config))
+            .add_service(anima_ai::service(config)?)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     Ok(address)

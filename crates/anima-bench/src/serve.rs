@@ -49,7 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 session_idle_timeout_secs: 24 * 60 * 60,
                 ..Default::default()
             };
-            let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?))
+            let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
                 .add_service(anima_agent::service());
             let api = anima_server::app::api(store, &config, Some(internal), None).await?;
             if args.trust_every_caller {

@@ -142,6 +142,8 @@ pub mod reason {
     pub const NO_MODEL_FOR_TIER: &str = "NO_MODEL_FOR_TIER";
     /// Every model configured for the tier failed or timed out.
     pub const MODEL_UNAVAILABLE: &str = "MODEL_UNAVAILABLE";
+    /// The model answered, twice, with something other than what was asked.
+    pub const MALFORMED_MODEL_REPLY: &str = "MALFORMED_MODEL_REPLY";
     /// An MCP token asked for a work item other than its own.
     pub const OUT_OF_SCOPE: &str = "OUT_OF_SCOPE";
     /// The service behind this RPC has not been built yet.

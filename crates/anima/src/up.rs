@@ -61,7 +61,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", config.database_url))?;
     let admin =
         anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
-    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?))
+    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
         .add_service(anima_agent::service());
     let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
