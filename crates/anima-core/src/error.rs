@@ -136,6 +136,10 @@ pub mod reason {
     pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
     /// The agent provider failed to set up or tear down a sandbox.
     pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
+    /// This server has no anima-ai to ask (`ai_url` is not set).
+    pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
+    /// anima-ai failed in a way it did not name.
+    pub const AI_SERVICE_FAILED: &str = "AI_SERVICE_FAILED";
     /// The request names a model tier that does not exist.
     pub const UNKNOWN_TIER: &str = "UNKNOWN_TIER";
     /// No configured model can answer this tier's request.

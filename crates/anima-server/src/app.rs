@@ -19,6 +19,7 @@ use tonic::service::Routes;
 
 use crate::{
     agents::{self, AgentProvider},
+    ai::Ai,
     auth::{Authenticator, LoginLimiter, hash_password, new_token},
     config::ServerConfig,
     events::EventHub,
@@ -111,6 +112,7 @@ pub async fn api(
         config.stream_heartbeat(),
     );
     let limiter = LoginLimiter::new(config);
+    let ai = Ai::from_config(config)?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), limiter));
@@ -132,12 +134,19 @@ pub async fn api(
         .add_service(auth)
         .add_service(team)
         .add_service(ProjectServiceServer::new(ProjectApi::new(store.clone())))
-        .add_service(PlanServiceServer::new(PlanApi::new(store.clone())))
-        .add_service(WorkItemServiceServer::new(WorkItemApi::new(store.clone())))
+        .add_service(PlanServiceServer::new(PlanApi::new(
+            store.clone(),
+            ai.clone(),
+        )))
+        .add_service(WorkItemServiceServer::new(WorkItemApi::new(
+            store.clone(),
+            ai.clone(),
+        )))
         .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
         .add_service(ThreadServiceServer::new(ThreadApi::new(
             store.clone(),
             hub.clone(),
+            ai,
         )))
         .add_service(AgentSessionServiceServer::new(AgentSessionApi::new(
             store.clone(),

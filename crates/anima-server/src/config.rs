@@ -38,6 +38,12 @@ pub struct ServerConfig {
     /// refused), or `manual:DIR` to write each session's MCP credentials
     /// into DIR for an agent run by hand.
     pub agent_provider: String,
+    /// Where anima-ai answers (`http://host:port`); empty turns the AI
+    /// features off (they answer `FAILED_PRECONDITION`/`NO_AI_SERVICE`).
+    /// `anima up` points it at its own listener.
+    pub ai_url: String,
+    /// The service token anima-server presents to anima-ai.
+    pub ai_token: String,
 }
 
 /// A pre-shared token identifying an internal service.
@@ -64,6 +70,8 @@ impl Default for ServerConfig {
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,
             agent_provider: String::new(),
+            ai_url: String::new(),
+            ai_token: String::new(),
         }
     }
 }
@@ -108,6 +116,12 @@ impl ServerConfig {
         }
         if let Some(provider) = var("ANIMA_AGENT_PROVIDER") {
             self.agent_provider = provider;
+        }
+        if let Some(url) = var("ANIMA_AI_URL") {
+            self.ai_url = url;
+        }
+        if let Some(token) = var("ANIMA_AI_TOKEN") {
+            self.ai_token = token;
         }
         // `name=token,name=token`
         if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {

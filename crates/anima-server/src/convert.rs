@@ -252,6 +252,17 @@ pub fn revision(revision: DescriptionRevision) -> pb::DescriptionRevision {
 
 pub use anima_proto::capability::{capability, parse_capability};
 
+/// A model tier's name for humans, e.g. `standard`.
+pub fn tier_name(tier: i32) -> String {
+    pb::ModelTier::try_from(tier)
+        .map(|tier| {
+            tier.as_str_name()
+                .trim_start_matches("MODEL_TIER_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| format!("tier {tier}"))
+}
+
 /// A workflow on the wire.
 pub fn workflow(workflow: Workflow) -> pb::Workflow {
     pb::Workflow {

@@ -9,6 +9,7 @@
 //! same transaction.
 
 pub mod agents;
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod authz;

@@ -71,6 +71,7 @@ access_table! {
         "CreatePlan": Project(PlanCreate),
         "UpdatePlan": Project(PlanUpdate),
         "DeletePlan": Project(PlanDelete),
+        "AnalyzePlanGap": Project(PlanRead),
     }
     "WorkItemService" => {
         "ListWorkItems": Project(WorkItemRead),
@@ -82,6 +83,11 @@ access_table! {
         "RevertDescription": Project(WorkItemUpdate),
         "ListCapabilities": Project(WorkItemRead),
         "UpdateCapabilities": Project(CapabilityUpdate),
+        // Drafts and proposals change nothing, but cost model time: only
+        // those who could apply them may ask.
+        "DraftDescription": Project(WorkItemUpdate),
+        "ProposeCapabilities": Project(CapabilityUpdate),
+        "DecideReview": Project(WorkItemRead),
     }
     "WorkflowService" => {
         "ListWorkflows": Authenticated,
@@ -99,6 +105,7 @@ access_table! {
         "ListDecisions": Authenticated,
         "ResolveDecision": Project(DecisionResolve),
         "CancelDecision": Project(DecisionResolve),
+        "SummarizeThread": Project(ThreadPost),
     }
     "AgentSessionService" => {
         "ListSessions": Project(AgentRead),

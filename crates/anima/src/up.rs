@@ -61,13 +61,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", config.database_url))?;
     let admin =
         anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
-    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
-        .add_service(anima_agent::service());
-    let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    // anima-ai runs on this same listener; the server reaches it there with
+    // a token minted for this process, unless configured elsewhere.
+    if config.ai_url.is_empty() {
+        let token = anima_server::auth::new_token();
+        config
+            .service_tokens
+            .push(anima_server::config::ServiceToken {
+                name: "anima-up".into(),
+                token: token.clone(),
+            });
+        let mut reachable = address;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        config.ai_url = format!("http://{reachable}");
+        config.ai_token = token;
+    }
+    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
+        .add_service(anima_agent::service());
+    let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
 
     say(format!(
         "anima is up at http://{address} (database: {})",

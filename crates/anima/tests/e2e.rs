@@ -574,6 +574,147 @@ fn threads_and_decisions_through_the_cli() {
 /// The official MCP Python SDK against a real `anima up`: every tool, a
 /// refused read of another work item, and a stopped session's token
 /// refused on the very next request.
+/// The AI features of `anima up`, served by its own anima-ai on the local
+/// model: a thread summary posted as a promotable Akh message and a
+/// description draft, each naming the model and tier; the reasoning-tier
+/// features refuse clearly because no reasoning model is configured.
+#[test]
+fn ai_features_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), None);
+    let config = dir.path().join("config");
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        &up.admin_password,
+    );
+    cli(&config, &["project", "create", "Shop"], "");
+    cli(
+        &config,
+        &["akh", "create", "Scribe", "--description", "Keeps notes"],
+        "",
+    );
+    let plan = json(&cli(
+        &config,
+        &["plan", "create", "--project", "Shop", "Export", "--json"],
+        "",
+    ));
+    let plan_id = plan["id"].as_str().expect("plan id");
+    cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Shop",
+            "Stream the CSV export",
+            "--description",
+            "The export runs out of memory on large projects.",
+        ],
+        "",
+    );
+    for body in [
+        "The nightly export crashed again at two gigabytes.",
+        "Streaming rows from a cursor into the CSV writer keeps memory flat.",
+        "Lunch is at noon today.",
+        "Agreed: stream the rows, and add a test with a million rows.",
+    ] {
+        cli(
+            &config,
+            &["thread", "post", "WI-1", "--project", "Shop", body],
+            "",
+        );
+    }
+
+    let summary = json(&cli(
+        &config,
+        &[
+            "thread",
+            "summarize",
+            "WI-1",
+            "--project",
+            "Shop",
+            "--akh",
+            "Scribe",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(summary["kind"], "akh");
+    assert_eq!(summary["author"], "Scribe (AI)");
+    let model = summary["model"].as_str().expect("model");
+    assert!(model.starts_with("local:"), "{model}");
+    if std::env::var("ANIMA_TEST_REQUIRE_MODEL").as_deref() == Ok("1") {
+        assert_eq!(model, "local:all-MiniLM-L6-v2");
+    }
+    let body = summary["body"].as_str().expect("body");
+    assert!(
+        body.contains(&format!(
+            "— Summary of the last 4 messages by {model} (standard tier)"
+        )),
+        "{body}"
+    );
+    assert!(
+        !body.contains("Lunch"),
+        "the off-topic message is left out: {body}"
+    );
+    // It is an Akh message like any other: it shows in the thread.
+    let thread = cli(
+        &config,
+        &["thread", "show", "WI-1", "--project", "Shop"],
+        "",
+    );
+    assert!(thread.contains("Scribe (AI)"), "{thread}");
+
+    let draft = json(&cli(
+        &config,
+        &["workitem", "draft", "WI-1", "--project", "Shop", "--json"],
+        "",
+    ));
+    let text = draft["description"].as_str().expect("draft");
+    assert!(
+        text.starts_with("## Goal\n\nStream the CSV export"),
+        "{text}"
+    );
+    assert!(
+        draft["model"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("local:"))
+    );
+    assert!(!draft["sources"].as_array().expect("sources").is_empty());
+
+    for args in [
+        vec!["workitem", "propose", "WI-1", "--project", "Shop"],
+        vec!["plan", "gap", plan_id],
+    ] {
+        let err = cli_fails(&config, &args);
+        assert!(err.contains("NO_MODEL_FOR_TIER"), "{args:?}: {err}");
+    }
+    let output = run(
+        &config,
+        &[
+            "workitem",
+            "review",
+            "WI-1",
+            "--project",
+            "Shop",
+            "--changes",
+            "-",
+        ],
+        "diff --git a/export.rs b/export.rs",
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NO_MODEL_FOR_TIER"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_with_the_python_sdk() {
     use anima_proto::v1::{

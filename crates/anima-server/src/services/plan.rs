@@ -10,27 +10,87 @@ use anima_core::{
     validate,
     workflow::STANDARD_WORKFLOW_ID,
 };
-use anima_db::Store;
+use anima_db::{Store, WorkItemFilter};
 use anima_proto::v1::{self as pb, plan_service_server::PlanService};
 
 use super::{grpc_service, mask_paths, optional_id};
 use crate::{
+    ai::Ai,
     authz::{RequestContext, require_project},
     convert,
 };
 
 const PLAN_PATHS: &[&str] = &["title", "description", "workflow_id"];
 
+/// Work items a gap analysis describes to the model.
+const GAP_ITEMS: i32 = 200;
+
 /// The PlanService implementation.
 #[derive(Clone)]
 pub struct PlanApi {
     store: Arc<dyn Store>,
+    ai: Ai,
 }
 
 impl PlanApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, ai: Ai) -> Self {
+        Self { store, ai }
+    }
+
+    /// anima-ai compares the plan with its work items (reasoning tier).
+    async fn analyze_plan_gap(
+        &self,
+        context: &RequestContext,
+        request: pb::AnalyzePlanGapRequest,
+    ) -> Result<pb::AnalyzePlanGapResponse, DomainError> {
+        let plan = self.authorized_plan(context, &request.plan_id).await?;
+        let filter = WorkItemFilter {
+            plan_id: Some(plan.id.clone()),
+            status: None,
+        };
+        let page = PageRequest::parse(GAP_ITEMS, "", &format!("gap:{}", plan.id))?;
+        let items = self
+            .store
+            .list_work_items(&plan.project_id, &filter, &page)
+            .await?
+            .items;
+        let plan_json = serde_json::json!({
+            "title": plan.title,
+            "description": plan.description,
+            "progress": { "total": plan.progress.total, "done": plan.progress.done },
+        })
+        .to_string();
+        let implementation_state = items
+            .iter()
+            .map(|item| {
+                format!(
+                    "- {} [{}; phase {}] {}\n  {}\n",
+                    item.key,
+                    item.status.as_str(),
+                    item.phase_id,
+                    item.title,
+                    item.description.lines().next().unwrap_or_default()
+                )
+            })
+            .collect::<String>();
+        let implementation_state = if implementation_state.is_empty() {
+            "No work items yet.".to_owned()
+        } else {
+            implementation_state
+        };
+        let report = self
+            .ai
+            .analyze_gap(pb::AnalyzeGapRequest {
+                plan_json,
+                implementation_state,
+            })
+            .await?;
+        Ok(pb::AnalyzePlanGapResponse {
+            gap_report: report.gap_report,
+            tier: pb::ModelTier::Reasoning as i32,
+            model: report.model,
+        })
     }
 
     /// The plan, once the caller is allowed to act in its project.
@@ -143,4 +203,5 @@ grpc_service!(PlanApi: PlanService {
     create_plan(pb::CreatePlanRequest) -> pb::Plan;
     update_plan(pb::UpdatePlanRequest) -> pb::Plan;
     delete_plan(pb::DeletePlanRequest) -> pb::DeletePlanResponse;
+    analyze_plan_gap(pb::AnalyzePlanGapRequest) -> pb::AnalyzePlanGapResponse;
 });

@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 
 use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
+    ai::Ai,
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_permission, require_project},
     convert,
@@ -27,17 +28,116 @@ use crate::{
     events::{EventHub, Replay, StreamItem},
 };
 
+/// Messages a thread summary reads by default, and at most.
+const SUMMARY_MESSAGES: (i32, i32) = (50, 200);
+
 /// The ThreadService implementation.
 #[derive(Clone)]
 pub struct ThreadApi {
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
+    ai: Ai,
 }
 
 impl ThreadApi {
     /// Builds the service on the process's event hub.
-    pub fn new(store: Arc<dyn Store>, hub: Arc<EventHub>) -> Self {
-        Self { store, hub }
+    pub fn new(store: Arc<dyn Store>, hub: Arc<EventHub>, ai: Ai) -> Self {
+        Self { store, hub, ai }
+    }
+
+    /// Summarises the thread's latest messages with anima-ai and posts the
+    /// summary as a message of the chosen Akh, which names the model and
+    /// tier that wrote it and the messages it cites. It can be promoted
+    /// into the description like any Akh message.
+    async fn summarize_thread(
+        &self,
+        context: &RequestContext,
+        request: pb::SummarizeThreadRequest,
+    ) -> Result<pb::SummarizeThreadResponse, DomainError> {
+        let (default, max) = SUMMARY_MESSAGES;
+        let count = match request.max_messages {
+            0 => default,
+            n if (1..=max).contains(&n) => n,
+            n => {
+                return Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("max_messages must be 1..={max} (0 for {default}), not {n}"),
+                ));
+            }
+        };
+        let akh_id = parse_id(&request.akh_id, "akh_id")?;
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
+        let akh = self.store.get_akh(&akh_id).await?;
+        let mut messages = self
+            .store
+            .list_messages(&item.id, ThreadPage::Before(i64::MAX), i64::from(count))
+            .await?;
+        messages.reverse();
+        if messages.is_empty() {
+            return Err(DomainError::failed_precondition(
+                reason::FIELD_REQUIRED,
+                "the thread has no messages to summarise",
+            ));
+        }
+        let sources = messages
+            .iter()
+            .map(|message| pb::TextSource {
+                id: message.id.clone(),
+                text: message.body.clone(),
+            })
+            .collect();
+        let tier = super::work_item::default_tier(request.tier);
+        let summary = self
+            .ai
+            .summarize(pb::SummarizeRequest {
+                tier,
+                sources,
+                max_sentences: 0,
+            })
+            .await?;
+        let cited: Vec<String> = summary
+            .citations
+            .iter()
+            .filter_map(|citation| messages.iter().find(|m| m.id == citation.source_id))
+            .map(|message| format!("#{}", message.sequence))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let tier_name = convert::tier_name(tier);
+        let body = format!(
+            "{}\n\n— Summary of the last {} messages by {} ({tier_name} tier){}.",
+            summary.summary,
+            messages.len(),
+            summary.model,
+            if cited.is_empty() {
+                String::new()
+            } else {
+                format!(", citing {}", cited.join(", "))
+            }
+        );
+        let message = self
+            .store
+            .post_message(NewMessage {
+                work_item_id: item.id,
+                kind: MessageKind::Akh,
+                author: anima_core::planning::Actor::Akh {
+                    akh_id: akh.id,
+                    session_id: String::new(),
+                    service: "anima-ai".into(),
+                },
+                body,
+                email: None,
+                attachments: Vec::new(),
+                idempotency_key: None,
+            })
+            .await?;
+        Ok(pb::SummarizeThreadResponse {
+            message: Some(convert::message(message)),
+            tier,
+            model: summary.model,
+        })
     }
 
     /// Messages in sequence order, either way: tokens name a direction and
@@ -447,4 +547,5 @@ grpc_service!(ThreadApi: ThreadService {
     list_decisions(pb::ListDecisionsRequest) -> pb::ListDecisionsResponse;
     resolve_decision(pb::ResolveDecisionRequest) -> pb::Decision;
     cancel_decision(pb::CancelDecisionRequest) -> pb::Decision;
+    summarize_thread(pb::SummarizeThreadRequest) -> pb::SummarizeThreadResponse;
 });

@@ -13,11 +13,12 @@ use anima_core::{
     },
     validate,
 };
-use anima_db::{Store, WorkItemFilter};
+use anima_db::{Store, ThreadPage, WorkItemFilter};
 use anima_proto::v1::{self as pb, work_item_service_server::WorkItemService};
 
 use super::{actor_of, grpc_service, mask_paths, optional_id};
 use crate::{
+    ai::Ai,
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
 };
@@ -31,16 +32,127 @@ const WORK_ITEM_PATHS: &[&str] = &[
     "phase_id",
 ];
 
+/// Thread messages a description draft reads, newest back.
+const DRAFT_MESSAGES: i64 = 50;
+
 /// The WorkItemService implementation.
 #[derive(Clone)]
 pub struct WorkItemApi {
     store: Arc<dyn Store>,
+    ai: Ai,
 }
 
 impl WorkItemApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, ai: Ai) -> Self {
+        Self { store, ai }
+    }
+
+    /// A draft description from anima-ai, drawn from the title, the current
+    /// description and the latest thread messages. Saves nothing.
+    async fn draft_description(
+        &self,
+        context: &RequestContext,
+        request: pb::DraftDescriptionRequest,
+    ) -> Result<pb::DraftDescriptionResponse, DomainError> {
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
+        let mut messages = self
+            .store
+            .list_messages(&item.id, ThreadPage::Before(i64::MAX), DRAFT_MESSAGES)
+            .await?;
+        messages.reverse();
+        let context = std::iter::once(pb::TextSource {
+            id: "description".into(),
+            text: item.description.clone(),
+        })
+        .filter(|source| !source.text.trim().is_empty())
+        .chain(messages.into_iter().map(|message| pb::TextSource {
+            id: message.id,
+            text: message.body,
+        }))
+        .collect::<Vec<_>>();
+        if context.is_empty() {
+            return Err(DomainError::failed_precondition(
+                reason::FIELD_REQUIRED,
+                "nothing to draft from: the work item has no description and no messages",
+            ));
+        }
+        let tier = default_tier(request.tier);
+        let draft = self
+            .ai
+            .generate_description(pb::GenerateDescriptionRequest {
+                tier,
+                title: item.title,
+                context,
+            })
+            .await?;
+        let mut source_ids: Vec<String> = draft
+            .citations
+            .into_iter()
+            .map(|citation| citation.source_id)
+            .collect();
+        source_ids.dedup();
+        Ok(pb::DraftDescriptionResponse {
+            description: draft.description,
+            source_ids,
+            tier,
+            model: draft.model,
+        })
+    }
+
+    /// Capabilities anima-ai proposes for the item (reasoning tier). Saves
+    /// nothing: a human accepts them with UpdateCapabilities.
+    async fn propose_capabilities(
+        &self,
+        context: &RequestContext,
+        request: pb::ProposeCapabilitiesRequest,
+    ) -> Result<pb::ProposeCapabilitiesResponse, DomainError> {
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
+        let proposal = self
+            .ai
+            .derive_capabilities(pb::DeriveCapabilitiesRequest {
+                work_item_json: work_item_json(&item),
+            })
+            .await?;
+        Ok(pb::ProposeCapabilitiesResponse {
+            capabilities: proposal.capabilities,
+            tier: pb::ModelTier::Reasoning as i32,
+            model: proposal.model,
+        })
+    }
+
+    /// Whether `changes` to the item need a human review (reasoning tier).
+    async fn decide_review(
+        &self,
+        context: &RequestContext,
+        request: pb::DecideReviewRequest,
+    ) -> Result<pb::DecideReviewResponse, DomainError> {
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
+        if request.changes.trim().is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "changes are required (e.g. a diff)",
+            ));
+        }
+        let decision = self
+            .ai
+            .should_review(pb::ShouldReviewRequest {
+                work_item_json: work_item_json(&item),
+                changes: request.changes,
+            })
+            .await?;
+        Ok(pb::DecideReviewResponse {
+            review: decision.review,
+            reason: decision.reason,
+            tier: pb::ModelTier::Reasoning as i32,
+            model: decision.model,
+        })
     }
 
     async fn list_work_items(
@@ -282,4 +394,29 @@ grpc_service!(WorkItemApi: WorkItemService {
     revert_description(pb::RevertDescriptionRequest) -> pb::WorkItem;
     list_capabilities(pb::ListCapabilitiesRequest) -> pb::ListCapabilitiesResponse;
     update_capabilities(pb::UpdateCapabilitiesRequest) -> pb::ListCapabilitiesResponse;
+    draft_description(pb::DraftDescriptionRequest) -> pb::DraftDescriptionResponse;
+    propose_capabilities(pb::ProposeCapabilitiesRequest) -> pb::ProposeCapabilitiesResponse;
+    decide_review(pb::DecideReviewRequest) -> pb::DecideReviewResponse;
 });
+
+/// The tier a request names, standard when it names none.
+pub(crate) fn default_tier(tier: i32) -> i32 {
+    match tier {
+        0 => pb::ModelTier::Standard as i32,
+        tier => tier,
+    }
+}
+
+/// What a model is told about a work item.
+fn work_item_json(item: &anima_core::planning::WorkItem) -> String {
+    serde_json::json!({
+        "key": item.key.to_string(),
+        "title": item.title,
+        "description": item.description,
+        "status": item.status.as_str(),
+        "priority": item.priority.as_str(),
+        "phase": item.phase_id,
+        "capabilities": item.capabilities,
+    })
+    .to_string()
+}

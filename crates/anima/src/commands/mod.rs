@@ -277,3 +277,36 @@ fn actor_name(actor: &Option<pb::Actor>, usernames: &HashMap<String, String>) ->
         None => String::new(),
     }
 }
+
+/// A model tier, as anima-ai's callers name it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Tier {
+    /// Smallest and cheapest.
+    Minimal,
+    /// Mid-range, good at text.
+    Standard,
+    /// Stronger reasoning, higher cost.
+    Reasoning,
+}
+
+impl Tier {
+    fn wire(self) -> i32 {
+        (match self {
+            Tier::Minimal => pb::ModelTier::Minimal,
+            Tier::Standard => pb::ModelTier::Standard,
+            Tier::Reasoning => pb::ModelTier::Reasoning,
+        }) as i32
+    }
+}
+
+/// "by MODEL (TIER tier)", for lines that say who answered.
+fn answered_by(model: &str, tier: i32) -> String {
+    let tier = pb::ModelTier::try_from(tier)
+        .map(|tier| {
+            tier.as_str_name()
+                .trim_start_matches("MODEL_TIER_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    format!("by {model} ({tier} tier)")
+}

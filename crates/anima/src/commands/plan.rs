@@ -45,6 +45,13 @@ pub enum PlanCommand {
         /// Plan id.
         plan: String,
     },
+    /// Have anima-ai compare the plan with its work items (reasoning tier).
+    Gap {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Plan id.
+        plan: String,
+    },
     /// Change a plan.
     Update {
         #[command(flatten)]
@@ -186,6 +193,27 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print_plan(&plan, global.json);
+        }
+        PlanCommand::Gap { global, plan } => {
+            let session = Session::open(&global).await?;
+            let report = session
+                .plans()
+                .analyze_plan_gap(session.request(pb::AnalyzePlanGapRequest { plan_id: plan })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&serde_json::json!({
+                    "gap_report": report.gap_report,
+                    "model": report.model,
+                    "tier": report.tier,
+                }));
+            } else {
+                println!("{}", report.gap_report.trim_end());
+                println!(
+                    "\n(analysed {})",
+                    super::answered_by(&report.model, report.tier)
+                );
+            }
         }
         PlanCommand::Update {
             global,

@@ -14,7 +14,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use super::{ItemRef, actor_name, project_id, time, usernames};
+use super::{ItemRef, Tier, actor_name, answered_by, project_id, time, usernames};
 use crate::{
     client::{GlobalArgs, Session, all_pages},
     output,
@@ -65,6 +65,34 @@ pub enum ThreadCommand {
         #[arg(long)]
         after: Option<i64>,
     },
+    /// Have anima-ai summarise the latest messages; the summary is posted
+    /// as an Akh message that can be promoted into the description.
+    Summarize {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// The Akh (name or id) the summary speaks as.
+        #[arg(long)]
+        akh: String,
+        /// How many of the latest messages to read [default: 50, at most 200].
+        #[arg(long)]
+        messages: Option<i32>,
+        /// Model tier [default: standard].
+        #[arg(long, value_enum)]
+        tier: Option<Tier>,
+    },
+}
+
+/// The Akh named by id or name.
+async fn akh_id(session: &Session, akh: &str) -> anyhow::Result<String> {
+    let names = Names::load(session).await?;
+    names
+        .akhs
+        .iter()
+        .find(|(id, name)| *id == akh || *name == akh)
+        .map(|(id, _)| id.clone())
+        .with_context(|| format!("no Akh named {akh:?} (see `anima akh list`)"))
 }
 
 /// `anima ask …`: a human decision.
@@ -269,6 +297,38 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 .into_inner();
             let names = Names::load(&session).await?;
             print_message(&message, &names, global.json);
+        }
+        ThreadCommand::Summarize {
+            global,
+            item,
+            akh,
+            messages,
+            tier,
+        } => {
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let akh_id = akh_id(&session, &akh).await?;
+            let reply = session
+                .threads()
+                .summarize_thread(session.request(pb::SummarizeThreadRequest {
+                    work_item_id: item.id,
+                    akh_id,
+                    max_messages: messages.unwrap_or_default(),
+                    tier: tier.map_or(0, Tier::wire),
+                })?)
+                .await?
+                .into_inner();
+            let message = reply.message.context("the server returned no message")?;
+            let names = Names::load(&session).await?;
+            if global.json {
+                let mut value = message_json(&message, &names);
+                value["model"] = json!(reply.model);
+                value["tier"] = json!(reply.tier);
+                output::json(&value);
+            } else {
+                print_message(&message, &names, false);
+                println!("(summarised {})", answered_by(&reply.model, reply.tier));
+            }
         }
         ThreadCommand::Follow {
             global,

@@ -15,8 +15,8 @@ use crate::{
 };
 
 use super::{
-    ItemRef, actor_name, is_id, mask, priority_name, project_id, status_name, time, usernames,
-    workflow_id,
+    ItemRef, Tier, actor_name, answered_by, is_id, mask, priority_name, project_id, status_name,
+    time, usernames, workflow_id,
 };
 
 /// `anima workitem …`
@@ -104,6 +104,39 @@ pub enum WorkItemCommand {
         global: GlobalArgs,
         #[command(flatten)]
         item: ItemRef,
+    },
+    /// Have anima-ai draft a description from the title, the current
+    /// description and the thread. Prints the draft; saves nothing (save it
+    /// with `edit`).
+    Draft {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// Model tier [default: standard].
+        #[arg(long, value_enum)]
+        tier: Option<Tier>,
+    },
+    /// Have anima-ai propose the capabilities an agent needs for the item
+    /// (reasoning tier). Prints them; --accept adds them to the item's.
+    Propose {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// Add the proposed capabilities to the item's current ones.
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Ask anima-ai whether changes need a human review (reasoning tier).
+    Review {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// File with the changes, e.g. a diff; `-` reads standard input.
+        #[arg(long)]
+        changes: std::path::PathBuf,
     },
     /// Restore an earlier description as a new revision.
     Revert {
@@ -348,6 +381,133 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                 .into_inner();
             print_work_item(&item, global.json);
         }
+        WorkItemCommand::Draft { global, item, tier } => {
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let draft = session
+                .work_items()
+                .draft_description(session.request(pb::DraftDescriptionRequest {
+                    work_item_id: item.id,
+                    tier: tier.map_or(0, Tier::wire),
+                })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&json!({
+                    "description": draft.description,
+                    "sources": draft.source_ids,
+                    "model": draft.model,
+                    "tier": draft.tier,
+                }));
+            } else {
+                println!("{}", draft.description.trim_end());
+                println!(
+                    "\n(draft {}, from {}; not saved: use `anima workitem edit {}`)",
+                    answered_by(&draft.model, draft.tier),
+                    draft.source_ids.join(", "),
+                    item.key
+                );
+            }
+        }
+        WorkItemCommand::Propose {
+            global,
+            item,
+            accept,
+        } => {
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let proposal = session
+                .work_items()
+                .propose_capabilities(session.request(pb::ProposeCapabilitiesRequest {
+                    work_item_id: item.id.clone(),
+                })?)
+                .await?
+                .into_inner();
+            if accept {
+                let mut capabilities = session
+                    .work_items()
+                    .list_capabilities(session.request(pb::ListCapabilitiesRequest {
+                        work_item_id: item.id.clone(),
+                    })?)
+                    .await?
+                    .into_inner()
+                    .capabilities;
+                capabilities.extend(proposal.capabilities.iter().cloned());
+                session
+                    .work_items()
+                    .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
+                        work_item_id: item.id,
+                        capabilities,
+                    })?)
+                    .await?;
+            }
+            if global.json {
+                output::json(&json!({
+                    "capabilities": proposal.capabilities.iter().map(capability_line).collect::<Vec<_>>(),
+                    "accepted": accept,
+                    "model": proposal.model,
+                    "tier": proposal.tier,
+                }));
+            } else {
+                for capability in &proposal.capabilities {
+                    println!("{}", capability_line(capability));
+                }
+                println!(
+                    "(proposed {}; {})",
+                    answered_by(&proposal.model, proposal.tier),
+                    if accept {
+                        "added to the work item".to_owned()
+                    } else {
+                        format!(
+                            "not saved: `anima workitem propose {} --accept` adds them",
+                            item.key
+                        )
+                    }
+                );
+            }
+        }
+        WorkItemCommand::Review {
+            global,
+            item,
+            changes,
+        } => {
+            let changes = if changes.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .context("reading the changes from stdin")?
+            } else {
+                std::fs::read_to_string(&changes)
+                    .with_context(|| format!("reading {}", changes.display()))?
+            };
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let decision = session
+                .work_items()
+                .decide_review(session.request(pb::DecideReviewRequest {
+                    work_item_id: item.id,
+                    changes,
+                })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&json!({
+                    "review": decision.review,
+                    "reason": decision.reason,
+                    "model": decision.model,
+                    "tier": decision.tier,
+                }));
+            } else {
+                println!(
+                    "{}: {}\n(decided {})",
+                    if decision.review {
+                        "review needed"
+                    } else {
+                        "no review needed"
+                    },
+                    decision.reason,
+                    answered_by(&decision.model, decision.tier)
+                );
+            }
+        }
         WorkItemCommand::Revisions { global, item } => {
             let session = Session::open(&global).await?;
             let current = item.fetch(&session).await?;
@@ -465,4 +625,34 @@ async fn all_revisions(
         Ok((page.revisions, page.next_page_token))
     })
     .await
+}
+
+/// One capability on one line, e.g. `network_zone stripe: api.stripe.com:443`.
+fn capability_line(capability: &pb::Capability) -> String {
+    use pb::capability::Kind;
+    match &capability.kind {
+        Some(Kind::RepoAccess(repo)) => format!(
+            "repo_access {}{}",
+            repo.repository_id,
+            if repo.write { " (write)" } else { "" }
+        ),
+        Some(Kind::Secret(secret)) => format!(
+            "secret {}: {} as {}",
+            secret.name, secret.reference, secret.mount_as
+        ),
+        Some(Kind::NetworkZone(zone)) => {
+            format!("network_zone {}: {}", zone.name, zone.hosts.join(", "))
+        }
+        Some(Kind::Custom(custom)) => format!(
+            "custom {}: {}",
+            custom.r#type,
+            custom
+                .attributes
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "(empty)".into(),
+    }
 }

@@ -1,0 +1,131 @@
+//! anima-server's side of anima-ai: a gRPC client that presents the
+//! server's service token and turns anima-ai's errors back into domain
+//! errors with the same reason, so callers see why (no model for the tier,
+//! model down, malformed replies).
+
+use std::time::Duration;
+
+use anima_core::{DomainError, ErrorCode, error::reason};
+use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+
+use crate::config::ServerConfig;
+
+/// Longest a model call may take, retries included, before the caller is
+/// told anima-ai is unavailable.
+const AI_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Reasons anima-ai answers with that mean the same here.
+const PASSED_THROUGH: &[&str] = &[
+    reason::NO_MODEL_FOR_TIER,
+    reason::MODEL_UNAVAILABLE,
+    reason::MALFORMED_MODEL_REPLY,
+    reason::UNKNOWN_TIER,
+    reason::FIELD_REQUIRED,
+    reason::FIELD_TOO_LONG,
+    reason::INVALID_FIELD,
+    reason::INVALID_CAPABILITY,
+];
+
+/// A handle on anima-ai, or on its absence. Cheap to clone.
+#[derive(Clone)]
+pub struct Ai {
+    remote: Option<(AnimaAiServiceClient<Channel>, String)>,
+}
+
+macro_rules! forward {
+    ($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: $request) -> Result<$response, DomainError> {
+            let (mut client, request) = self.prepare(request)?;
+            client
+                .$name(request)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(from_status)
+        }
+    };
+}
+
+impl Ai {
+    /// From `ai_url` and `ai_token`; connects on first use.
+    pub fn from_config(config: &ServerConfig) -> anyhow::Result<Self> {
+        if config.ai_url.is_empty() {
+            return Ok(Self { remote: None });
+        }
+        let channel = Channel::from_shared(config.ai_url.clone())?.connect_lazy();
+        Ok(Self {
+            remote: Some((AnimaAiServiceClient::new(channel), config.ai_token.clone())),
+        })
+    }
+
+    fn prepare<T>(
+        &self,
+        message: T,
+    ) -> Result<(AnimaAiServiceClient<Channel>, tonic::Request<T>), DomainError> {
+        let (client, token) = self.remote.as_ref().ok_or_else(|| {
+            DomainError::failed_precondition(
+                reason::NO_AI_SERVICE,
+                "this server has no anima-ai configured (ai_url / ANIMA_AI_URL)",
+            )
+        })?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(AI_DEADLINE);
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            DomainError::internal("the configured ai_token is not a valid header value")
+        })?;
+        request.metadata_mut().insert("authorization", value);
+        Ok((client.clone(), request))
+    }
+
+    forward!(
+        /// An extractive or model-written summary with citations.
+        summarize(pb::SummarizeRequest) -> pb::SummarizeResponse
+    );
+    forward!(
+        /// A description draft.
+        generate_description(pb::GenerateDescriptionRequest) -> pb::GenerateDescriptionResponse
+    );
+    forward!(
+        /// Proposed capabilities (reasoning tier).
+        derive_capabilities(pb::DeriveCapabilitiesRequest) -> pb::DeriveCapabilitiesResponse
+    );
+    forward!(
+        /// Whether changes need a human review (reasoning tier).
+        should_review(pb::ShouldReviewRequest) -> pb::ShouldReviewResponse
+    );
+    forward!(
+        /// A plan against its implementation (reasoning tier).
+        analyze_gap(pb::AnalyzeGapRequest) -> pb::AnalyzeGapResponse
+    );
+}
+
+/// anima-ai's status as a domain error: its reason when it is one callers
+/// can act on, else a generic one; its refusing our token is our
+/// misconfiguration, reported as internal.
+fn from_status(status: Status) -> DomainError {
+    let wire_reason = status.get_details_error_info().map(|info| info.reason);
+    let reason = wire_reason
+        .as_deref()
+        .and_then(|wire| PASSED_THROUGH.iter().find(|known| **known == wire))
+        .copied()
+        .unwrap_or(reason::AI_SERVICE_FAILED);
+    let code = match status.code() {
+        Code::InvalidArgument => ErrorCode::InvalidArgument,
+        Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+        Code::Unavailable | Code::DeadlineExceeded => ErrorCode::Unavailable,
+        Code::Unauthenticated | Code::PermissionDenied => {
+            return DomainError::internal(format!(
+                "anima-ai refused this server's token (check ai_token): {}",
+                status.message()
+            ));
+        }
+        _ => ErrorCode::Internal,
+    };
+    let message = match (status.code(), wire_reason) {
+        (Code::Unavailable, None) => format!("anima-ai is unreachable: {}", status.message()),
+        _ => status.message().to_owned(),
+    };
+    DomainError::new(code, reason, message)
+}
