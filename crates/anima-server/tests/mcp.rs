@@ -115,6 +115,9 @@ async fn connect(
     server: &TestServer,
     token: &str,
 ) -> Result<RunningService<RoleClient, ()>, String> {
+    // The workspace builds reqwest without a TLS provider of its own (see
+    // anima-ai); rmcp's client builds one, so the process needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config =
         StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", server.addr))
             .auth_header(token.to_owned());
