@@ -65,6 +65,16 @@ pub enum ThreadCommand {
         #[arg(long)]
         after: Option<i64>,
     },
+    /// Make an Akh message (e.g. a summary) the work item's description, as
+    /// a new revision. Refused if the description changed since you looked.
+    Promote {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// The message's number in the thread (`#N` in `thread show`).
+        sequence: i64,
+    },
     /// Have anima-ai summarise the latest messages; the summary is posted
     /// as an Akh message that can be promoted into the description.
     Summarize {
@@ -297,6 +307,56 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 .into_inner();
             let names = Names::load(&session).await?;
             print_message(&message, &names, global.json);
+        }
+        ThreadCommand::Promote {
+            global,
+            item,
+            sequence,
+        } => {
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            // The thread is read newest first: a promoted message is usually recent.
+            let mut page_token = String::new();
+            let message = loop {
+                let page = session
+                    .threads()
+                    .get_thread(session.request(pb::GetThreadRequest {
+                        work_item_id: item.id.clone(),
+                        page_size: 200,
+                        page_token,
+                        reverse: true,
+                    })?)
+                    .await?
+                    .into_inner();
+                if let Some(found) = page.messages.into_iter().find(|m| m.sequence == sequence) {
+                    break found;
+                }
+                anyhow::ensure!(
+                    !page.next_page_token.is_empty(),
+                    "{} has no message #{sequence}",
+                    item.key
+                );
+                page_token = page.next_page_token;
+            };
+            let promoted = session
+                .threads()
+                .promote_message(session.request(pb::PromoteMessageRequest {
+                    message_id: message.id,
+                    base_revision_id: item.description_revision_id,
+                })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&json!({
+                    "work_item_id": promoted.work_item_id,
+                    "revision_id": promoted.revision_id,
+                }));
+            } else {
+                println!(
+                    "message #{sequence} is now the description of {} (revision {})",
+                    item.key, promoted.revision_id
+                );
+            }
         }
         ThreadCommand::Summarize {
             global,
