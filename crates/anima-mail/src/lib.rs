@@ -1,3 +1,9 @@
 //! anima-mail: the JMAP worker that routes inbound mail into work-item
-//! threads and sends outbound mail. Its issue has not landed; this crate is
-//! the place it will live, and holds no behaviour yet.
+//! threads and sends outbound mail. So far: the JMAP client it follows
+//! mailboxes with ([`jmap`]) and, for tests, a private Cyrus server
+//! (`testing` feature). Routing, outbound mail and mailbox administration
+//! are still to come.
+
+pub mod jmap;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,393 @@
+//! The part of JMAP (RFC 8620, RFC 8621) anima-mail needs: the session,
+//! `Email/changes` from a saved state (so a restart resumes exactly where
+//! it stopped), and each new message's raw bytes for parsing.
+//!
+//! Why not the `jmap-client` crate: version 0.4 posts to the session's
+//! `apiUrl` as given, and Cyrus sends it relative (`/jmap/`), which
+//! reqwest refuses; it also brings a second TLS stack (aws-lc). This module
+//! resolves the session's URLs against the server's and reuses the
+//! workspace's reqwest.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const CORE: &str = "urn:ietf:params:jmap:core";
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+
+/// Ids per `Email/query` page.
+const QUERY_PAGE: usize = 500;
+
+/// Changes asked for per `Email/changes` call.
+const CHANGES_PER_CALL: u32 = 256;
+
+/// Why a JMAP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JmapError {
+    /// The server is down, slow or failing; retry later.
+    #[error("JMAP server unavailable: {0}")]
+    Unavailable(String),
+    /// Wrong credentials.
+    #[error("JMAP login refused for {0}")]
+    Unauthorized(String),
+    /// The saved state is too old for the server to compute changes from;
+    /// the caller must resynchronise from a full listing.
+    #[error("the server cannot calculate changes from state {0}")]
+    CannotCalculateChanges(String),
+    /// An answer that does not follow the protocol.
+    #[error("JMAP protocol error: {0}")]
+    Protocol(String),
+}
+
+impl From<reqwest::Error> for JmapError {
+    fn from(err: reqwest::Error) -> Self {
+        JmapError::Unavailable(err.to_string())
+    }
+}
+
+/// What changed since a state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmailChanges {
+    /// Ids of new messages, oldest change first.
+    pub created: Vec<String>,
+    /// Ids whose flags or mailboxes changed.
+    pub updated: Vec<String>,
+    /// Ids that are gone.
+    pub destroyed: Vec<String>,
+    /// The state to save and resume from.
+    pub new_state: String,
+}
+
+/// A message's handle: enough to download and identify it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailRef {
+    /// JMAP id.
+    pub id: String,
+    /// Blob of the raw RFC 5322 message.
+    pub blob_id: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the server received it (RFC 3339).
+    pub received_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Session {
+    api_url: String,
+    download_url: String,
+    #[serde(default)]
+    event_source_url: Option<String>,
+    primary_accounts: std::collections::HashMap<String, String>,
+}
+
+/// A logged-in JMAP mail account.
+pub struct JmapClient {
+    http: reqwest::Client,
+    username: String,
+    password: String,
+    api_url: Url,
+    download_url: String,
+    event_source_url: Option<String>,
+    account_id: String,
+}
+
+impl JmapClient {
+    /// Fetches the session at `BASE/.well-known/jmap` with Basic auth.
+    pub async fn connect(
+        base_url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, JmapError> {
+        let base = Url::parse(base_url)
+            .map_err(|err| JmapError::Protocol(format!("{base_url}: {err}")))?;
+        // reqwest is built without a TLS crypto provider of its own, so the
+        // process needs one before the first client; ring is the one linked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let session_url = base
+            .join("/.well-known/jmap")
+            .map_err(|err| JmapError::Protocol(err.to_string()))?;
+        let response = http
+            .get(session_url)
+            .basic_auth(username, Some(password))
+            .send()
+            .await?;
+        let session: Session = match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(JmapError::Unauthorized(username.to_owned()));
+            }
+            status if status.is_success() => response
+                .json()
+                .await
+                .map_err(|err| JmapError::Protocol(format!("session: {err}")))?,
+            status => return Err(JmapError::Unavailable(format!("session: HTTP {status}"))),
+        };
+        let account_id = session
+            .primary_accounts
+            .get(MAIL)
+            .cloned()
+            .ok_or_else(|| JmapError::Protocol("the session has no mail account".into()))?;
+        let api_url = base
+            .join(&session.api_url)
+            .map_err(|err| JmapError::Protocol(format!("{}: {err}", session.api_url)))?;
+        Ok(Self {
+            api_url,
+            download_url: absolute(&base, &session.download_url),
+            event_source_url: session
+                .event_source_url
+                .map(|template| absolute(&base, &template)),
+            http,
+            username: username.to_owned(),
+            password: password.to_owned(),
+            account_id,
+        })
+    }
+
+    /// The mail account's id.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The server's EventSource push URL template, when it offers push.
+    pub fn event_source_url(&self) -> Option<&str> {
+        self.event_source_url.as_deref()
+    }
+
+    /// Makes one method call and returns its arguments; a JMAP `error`
+    /// response becomes an error.
+    async fn call(&self, method: &str, arguments: Value) -> Result<Value, JmapError> {
+        let request = json!({
+            "using": [CORE, MAIL],
+            "methodCalls": [[method, arguments, "0"]],
+        });
+        let response = self
+            .http
+            .post(self.api_url.clone())
+            .basic_auth(&self.username, Some(&self.password))
+            .json(&request)
+            .send()
+            .await?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(JmapError::Unauthorized(self.username.clone()));
+            }
+            status if status.is_server_error() => {
+                return Err(JmapError::Unavailable(format!("{method}: HTTP {status}")));
+            }
+            status if !status.is_success() => {
+                let text = response.text().await.unwrap_or_default();
+                return Err(JmapError::Protocol(format!(
+                    "{method}: HTTP {status}: {text}"
+                )));
+            }
+            _ => {}
+        }
+        let mut body: Value = response
+            .json()
+            .await
+            .map_err(|err| JmapError::Protocol(format!("{method}: {err}")))?;
+        let answer = body["methodResponses"][0].take();
+        let (Some(name), arguments) = (answer[0].as_str(), answer[1].clone()) else {
+            return Err(JmapError::Protocol(format!("{method}: no method response")));
+        };
+        if name == "error" {
+            let kind = arguments["type"].as_str().unwrap_or("unknown").to_owned();
+            return Err(match kind.as_str() {
+                "cannotCalculateChanges" => JmapError::CannotCalculateChanges(
+                    arguments["sinceState"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                "serverUnavailable" | "serverFail" => {
+                    JmapError::Unavailable(format!("{method}: {kind}"))
+                }
+                _ => JmapError::Protocol(format!("{method}: {kind}: {}", arguments["description"])),
+            });
+        }
+        Ok(arguments)
+    }
+
+    /// The account's current Email state, to start following from.
+    pub async fn email_state(&self) -> Result<String, JmapError> {
+        let answer = self
+            .call(
+                "Email/get",
+                json!({ "accountId": self.account_id, "ids": [] }),
+            )
+            .await?;
+        string(&answer, "state")
+    }
+
+    /// Every message id in the account (for a first run or a resync),
+    /// oldest first, with the state the listing belongs to.
+    pub async fn all_email_ids(&self) -> Result<(Vec<String>, String), JmapError> {
+        // The state first: a message arriving during the listing then
+        // shows up again in the next changes, and is deduplicated there,
+        // rather than being missed.
+        let state = self.email_state().await?;
+        let mut ids = Vec::new();
+        loop {
+            let answer = self
+                .call(
+                    "Email/query",
+                    json!({
+                        "accountId": self.account_id,
+                        "sort": [{ "property": "receivedAt", "isAscending": true }],
+                        "position": ids.len(),
+                        "limit": QUERY_PAGE,
+                    }),
+                )
+                .await?;
+            let page: Vec<String> = serde_json::from_value(answer["ids"].clone())
+                .map_err(|err| JmapError::Protocol(format!("Email/query ids: {err}")))?;
+            let last = page.len() < QUERY_PAGE;
+            ids.extend(page);
+            if last {
+                break;
+            }
+        }
+        Ok((ids, state))
+    }
+
+    /// Everything that changed since `state`, following `hasMoreChanges`.
+    pub async fn email_changes(&self, state: &str) -> Result<EmailChanges, JmapError> {
+        let mut changes = EmailChanges {
+            new_state: state.to_owned(),
+            ..Default::default()
+        };
+        loop {
+            let answer = self
+                .call(
+                    "Email/changes",
+                    json!({
+                        "accountId": self.account_id,
+                        "sinceState": changes.new_state,
+                        "maxChanges": CHANGES_PER_CALL,
+                    }),
+                )
+                .await?;
+            for (field, list) in [
+                ("created", &mut changes.created),
+                ("updated", &mut changes.updated),
+                ("destroyed", &mut changes.destroyed),
+            ] {
+                let ids: Vec<String> = serde_json::from_value(answer[field].clone())
+                    .map_err(|err| JmapError::Protocol(format!("Email/changes {field}: {err}")))?;
+                list.extend(ids);
+            }
+            changes.new_state = string(&answer, "newState")?;
+            if !answer["hasMoreChanges"].as_bool().unwrap_or(false) {
+                return Ok(changes);
+            }
+        }
+    }
+
+    /// Blob ids and sizes of messages; ids the server no longer has are
+    /// left out.
+    pub async fn email_refs(&self, ids: &[String]) -> Result<Vec<EmailRef>, JmapError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answer = self
+            .call(
+                "Email/get",
+                json!({
+                    "accountId": self.account_id,
+                    "ids": ids,
+                    "properties": ["id", "blobId", "size", "receivedAt"],
+                }),
+            )
+            .await?;
+        serde_json::from_value(answer["list"].clone())
+            .map_err(|err| JmapError::Protocol(format!("Email/get list: {err}")))
+    }
+
+    /// The raw bytes of a blob.
+    pub async fn download(&self, blob_id: &str) -> Result<Vec<u8>, JmapError> {
+        let url = self
+            .download_url
+            .replace("{accountId}", &encode(&self.account_id))
+            .replace("{blobId}", &encode(blob_id))
+            .replace("{name}", "message.eml")
+            .replace("{type}", "message/rfc822");
+        let response = self
+            .http
+            .get(&url)
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(response.bytes().await?.to_vec()),
+            status if status.is_server_error() => Err(JmapError::Unavailable(format!(
+                "download {blob_id}: HTTP {status}"
+            ))),
+            status => Err(JmapError::Protocol(format!(
+                "download {blob_id}: HTTP {status}"
+            ))),
+        }
+    }
+}
+
+/// A URL template of the session made absolute. Templates are not URLs
+/// yet (`Url::join` would escape their `{…}`), so this joins text.
+fn absolute(base: &Url, template: &str) -> String {
+    if template.starts_with("http://") || template.starts_with("https://") {
+        template.to_owned()
+    } else if template.starts_with('/') {
+        format!("{}{template}", base.origin().ascii_serialization())
+    } else {
+        format!("{}/{template}", base.as_str().trim_end_matches('/'))
+    }
+}
+
+fn string(value: &Value, field: &str) -> Result<String, JmapError> {
+    value[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| JmapError::Protocol(format!("no {field} in the answer")))
+}
+
+/// Percent-encodes a URL template value (RFC 6570 simple expansion).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Url, absolute, encode};
+
+    #[test]
+    fn session_templates_are_made_absolute_without_escaping() {
+        let base = Url::parse("http://127.0.0.1:8008/").expect("url");
+        assert_eq!(
+            absolute(&base, "/jmap/download/{accountId}/{blobId}/{name}"),
+            "http://127.0.0.1:8008/jmap/download/{accountId}/{blobId}/{name}"
+        );
+        assert_eq!(
+            absolute(&base, "https://mail.example/{x}"),
+            "https://mail.example/{x}"
+        );
+    }
+
+    #[test]
+    fn template_values_are_percent_encoded() {
+        assert_eq!(encode("alice@anima.test"), "alice%40anima.test");
+        assert_eq!(encode("G1a2-b_c.d~"), "G1a2-b_c.d~");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+}
