@@ -11,6 +11,7 @@ pub mod agent;
 pub mod capability;
 pub mod error;
 pub mod id;
+pub mod mail;
 pub mod model;
 pub mod paging;
 pub mod permission;

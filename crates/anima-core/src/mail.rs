@@ -1,0 +1,158 @@
+//! Mail addresses of work items: a mailbox `box@domain` gives every work
+//! item the plus-address `box+WI-12@domain`. Inbound mail names its work
+//! item by that address; outbound mail sets it as `Reply-To` so that
+//! answers come back to the same thread.
+
+use crate::planning::WorkItemKey;
+
+/// An address split at `@` and at the first `+` of its local part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The local part before any `+`, lower-cased.
+    pub local: String,
+    /// What follows the `+`, as written.
+    pub tag: Option<String>,
+    /// The domain, lower-cased.
+    pub domain: String,
+}
+
+impl Address {
+    /// Parses `local[+tag]@domain`, with or without a display name and
+    /// angle brackets (`Support <support+WI-3@x.org>`). `None` for text
+    /// that is not one address.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let bare = match (text.rfind('<'), text.rfind('>')) {
+            (Some(open), Some(close)) if open < close => &text[open + 1..close],
+            _ => text,
+        };
+        let (local, domain) = bare.trim().rsplit_once('@')?;
+        if local.is_empty()
+            || domain.is_empty()
+            || (!domain.contains('.') && domain != "localhost")
+            || bare
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','))
+        {
+            return None;
+        }
+        let (base, tag) = match local.split_once('+') {
+            Some((base, tag)) => (base, Some(tag.to_owned())),
+            None => (local, None),
+        };
+        if base.is_empty() {
+            return None;
+        }
+        Some(Self {
+            local: base.to_lowercase(),
+            tag,
+            domain: domain.to_lowercase(),
+        })
+    }
+
+    /// Whether this is `mailbox` itself or one of its plus-addresses.
+    pub fn belongs_to(&self, mailbox: &Address) -> bool {
+        self.local == mailbox.local && self.domain == mailbox.domain
+    }
+
+    /// The work item this address names, if its tag is a key (`WI-12`).
+    pub fn work_item(&self) -> Option<WorkItemKey> {
+        self.tag.as_deref().and_then(|tag| tag.parse().ok())
+    }
+}
+
+/// The plus-address of a work item in a mailbox: `box+WI-12@domain`.
+pub fn work_item_address(mailbox: &Address, key: WorkItemKey) -> String {
+    format!("{}+{key}@{}", mailbox.local, mailbox.domain)
+}
+
+/// The work item that mail to `mailbox` names by plus-address, looking at
+/// every recipient (To, Cc, Delivered-To, envelope). `None` when no
+/// recipient names one; the first that does wins, and recipients naming
+/// different items are ambiguous (`None` as well, for a human to sort).
+pub fn addressed_work_item<'a>(
+    mailbox: &Address,
+    recipients: impl IntoIterator<Item = &'a str>,
+) -> Option<WorkItemKey> {
+    let mut found = None;
+    for address in recipients.into_iter().filter_map(Address::parse) {
+        if !address.belongs_to(mailbox) {
+            continue;
+        }
+        match (address.work_item(), found) {
+            (Some(key), None) => found = Some(key),
+            (Some(key), Some(first)) if key != first => return None,
+            _ => {}
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox() -> Address {
+        Address::parse("support@shop.example").expect("mailbox")
+    }
+
+    #[test]
+    fn addresses_parse_with_names_tags_and_case() {
+        let address = Address::parse("Support Team <Support+WI-12@Shop.Example>").expect("parse");
+        assert_eq!(address.local, "support");
+        assert_eq!(address.tag.as_deref(), Some("WI-12"));
+        assert_eq!(address.domain, "shop.example");
+        assert_eq!(address.work_item(), Some(WorkItemKey(12)));
+        assert!(address.belongs_to(&mailbox()));
+        for bad in [
+            "",
+            "nobody",
+            "@shop.example",
+            "a b@shop.example",
+            "+x@shop.example",
+            "x@y",
+        ] {
+            assert_eq!(Address::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            Address::parse("support+newsletter@shop.example").and_then(|a| a.work_item()),
+            None
+        );
+    }
+
+    #[test]
+    fn the_work_item_comes_from_any_recipient_of_the_mailbox() {
+        let key = addressed_work_item(
+            &mailbox(),
+            ["alice@other.example", "support+wi-7@shop.example"],
+        );
+        assert_eq!(key, Some(WorkItemKey(7)));
+        assert_eq!(
+            addressed_work_item(&mailbox(), ["sales+WI-7@shop.example"]),
+            None,
+            "another mailbox's address names nothing here"
+        );
+        assert_eq!(
+            addressed_work_item(
+                &mailbox(),
+                ["support+WI-7@shop.example", "support+WI-8@shop.example"]
+            ),
+            None,
+            "two items: ambiguous"
+        );
+        assert_eq!(
+            addressed_work_item(
+                &mailbox(),
+                [
+                    "support+WI-7@shop.example",
+                    "Support <support+WI-7@shop.example>"
+                ]
+            ),
+            Some(WorkItemKey(7))
+        );
+        assert_eq!(
+            work_item_address(&mailbox(), WorkItemKey(42)),
+            "support+WI-42@shop.example"
+        );
+    }
+}
