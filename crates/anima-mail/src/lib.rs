@@ -1,9 +1,10 @@
 //! anima-mail: the JMAP worker that routes inbound mail into work-item
 //! threads and sends outbound mail. So far: the JMAP client it follows
-//! mailboxes with ([`jmap`]) and, for tests, a private Cyrus server
-//! (`testing` feature). Routing, outbound mail and mailbox administration
+//! mailboxes with ([`jmap`]), inbound parsing ([`parse`]) and, for tests,
+//! a private Cyrus server (`testing` feature). Routing, outbound mail and mailbox administration
 //! are still to come.
 
 pub mod jmap;
+pub mod parse;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -2,8 +2,13 @@
 //! through `Email/changes` from a saved state, exactly once, and its raw
 //! bytes come back intact.
 
+use anima_core::{
+    mail::{Address, addressed_work_item},
+    planning::WorkItemKey,
+};
 use anima_mail::{
     jmap::{JmapClient, JmapError},
+    parse::parse,
     testing::CyrusServer,
 };
 
@@ -83,6 +88,15 @@ async fn changes_resume_from_a_saved_state() {
         "plus-address kept: {text}"
     );
     assert_eq!(refs[0].size as usize, raw.len());
+
+    // What routing will use: the parsed mail names WI-12 by plus-address.
+    let mail = parse(&raw);
+    assert_eq!(mail.message_id, "report-2@example.org");
+    let mailbox = Address::parse(&login).expect("mailbox address");
+    assert_eq!(
+        addressed_work_item(&mailbox, mail.recipients()),
+        Some(WorkItemKey(12))
+    );
 }
 
 #[tokio::test]
