@@ -46,6 +46,9 @@ pub struct InboundMail {
     pub attachments: Vec<Attachment>,
     /// Size of the raw mail in bytes.
     pub size: usize,
+    /// The `X-Anima-WorkItem` header: set on mail Anima sent, so its
+    /// presence on inbound mail means our own mail came back (a loop).
+    pub anima_work_item: Option<String>,
 }
 
 impl InboundMail {
@@ -85,6 +88,7 @@ pub fn parse(raw: &[u8]) -> InboundMail {
             body: String::from_utf8_lossy(raw).into_owned(),
             attachments: Vec::new(),
             size: raw.len(),
+            anima_work_item: None,
         };
     };
     let addresses = |address: Option<&mail_parser::Address<'_>>| -> Vec<String> {
@@ -153,6 +157,10 @@ pub fn parse(raw: &[u8]) -> InboundMail {
         body,
         attachments,
         size: raw.len(),
+        anima_work_item: message
+            .header(crate::compose::WORK_ITEM_HEADER)
+            .and_then(|value| value.as_text())
+            .map(|text| text.trim().to_owned()),
     }
 }
 
