@@ -1,12 +1,14 @@
 //! anima-mail: the JMAP worker that routes inbound mail into work-item
 //! threads and sends outbound mail. So far: the JMAP client it follows
 //! mailboxes with ([`jmap`]), inbound parsing ([`parse`]), outbound
-//! composition ([`compose`]) and, for tests,
-//! a private Cyrus server (`testing` feature). Routing, outbound mail and mailbox administration
-//! are still to come.
+//! composition ([`compose`]), the routing decision ([`route`]) and, for
+//! tests, a private Cyrus server (`testing` feature). Still to come: the
+//! worker loop, the routing context backed by anima-server, sending, and
+//! mailbox administration.
 
 pub mod compose;
 pub mod jmap;
 pub mod parse;
+pub mod route;
 #[cfg(feature = "testing")]
 pub mod testing;

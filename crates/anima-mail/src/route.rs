@@ -1,0 +1,414 @@
+//! Where an inbound mail goes: into a work item's thread, held for review,
+//! or into triage for a human to assign. Every mail gets exactly one of
+//! these answers, with a reason; nothing is dropped.
+//!
+//! The order of the checks:
+//! 1. size limit, then our own mail coming back (a loop), then the
+//!    mailbox's deny and allow rules;
+//! 2. the plus-address (`box+WI-12@domain`) names the work item;
+//! 3. otherwise In-Reply-To / References match a message already in a
+//!    thread;
+//! 4. otherwise a mailbox serving one project asks anima-ai to classify;
+//!    a gather mailbox (several projects) needs one of the above.
+//!
+//! Mail about a work item from a sender who is neither a project member
+//! nor already in that thread is held, not posted.
+
+use anima_core::mail::{Address, addressed_work_item};
+
+use crate::parse::InboundMail;
+
+/// A work item as routing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemInfo {
+    /// Its id.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// Whether its project accepts writes (not archived).
+    pub writable: bool,
+}
+
+/// Why a mail is held for review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldReason {
+    /// Bigger than the mailbox's limit.
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Our own outbound mail came back.
+    Loop,
+    /// The sender or its domain is denied, or not on the allow list.
+    Screened,
+    /// Neither a project member nor already in the thread.
+    UnknownSender,
+}
+
+/// Why a mail waits in triage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriageReason {
+    /// Recipients name different work items.
+    Ambiguous,
+    /// The plus-address names no work item of the mailbox's projects.
+    UnknownWorkItem,
+    /// The work item's project is archived.
+    Archived,
+    /// A gather mailbox got mail with no plus-address and no known thread.
+    NoAddress,
+    /// Classification was not sure enough; its best guess, if any.
+    Unsure {
+        /// The best candidate and its confidence.
+        suggestion: Option<(String, f64)>,
+    },
+}
+
+/// The answer for one mail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Post into this work item's thread.
+    Post(ItemInfo),
+    /// Hold for review; `item` is the work item it was meant for, if known.
+    Held {
+        /// The work item, if known.
+        item: Option<ItemInfo>,
+        /// Why.
+        reason: HoldReason,
+    },
+    /// Wait in triage for a human to assign.
+    Triage(TriageReason),
+}
+
+/// A mailbox's screening rules (addresses and domains, lower-case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Always refused.
+    pub deny: Vec<String>,
+    /// When not empty, only these are accepted.
+    pub allow: Vec<String>,
+}
+
+impl Rules {
+    /// Whether `sender` passes: not denied, and allowed when there is an
+    /// allow list. Entries are full addresses or bare domains.
+    pub fn admits(&self, sender: &str) -> bool {
+        let sender = sender.to_lowercase();
+        let domain = sender.rsplit_once('@').map_or("", |(_, domain)| domain);
+        let matches = |entry: &String| *entry == sender || *entry == domain;
+        !self.deny.iter().any(matches) && (self.allow.is_empty() || self.allow.iter().any(matches))
+    }
+}
+
+/// A mailbox as routing sees it.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    /// Its address.
+    pub address: Address,
+    /// The projects it serves (at least one; several make a gather box).
+    pub projects: Vec<String>,
+    /// Screening rules.
+    pub rules: Rules,
+    /// Largest mail accepted, in bytes.
+    pub max_size: usize,
+}
+
+/// What routing needs to know from anima-server and anima-ai.
+#[async_trait::async_trait]
+pub trait RoutingContext: Send + Sync {
+    /// The work item with this key in one of `projects`.
+    async fn work_item(
+        &self,
+        projects: &[String],
+        key: anima_core::planning::WorkItemKey,
+    ) -> anyhow::Result<Option<ItemInfo>>;
+    /// The work item whose thread holds a mail with one of these ids.
+    async fn work_item_of_messages(&self, message_ids: &[&str])
+    -> anyhow::Result<Option<ItemInfo>>;
+    /// Whether `sender` is a member of the item's project or already
+    /// wrote in its thread.
+    async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool>;
+    /// anima-ai's classification among the project's open work items:
+    /// the item if it is sure, else its best guess.
+    async fn classify(&self, project_id: &str, mail: &InboundMail) -> anyhow::Result<Classified>;
+}
+
+/// What classification found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classified {
+    /// Sure enough to post.
+    Item(ItemInfo),
+    /// Not sure; the best candidate id and confidence, if any.
+    Unsure(Option<(String, f64)>),
+}
+
+/// Routes one mail; see the module documentation for the order.
+pub async fn route(
+    mailbox: &Mailbox,
+    mail: &InboundMail,
+    context: &dyn RoutingContext,
+) -> anyhow::Result<Route> {
+    let held = |item: Option<ItemInfo>, reason| Route::Held { item, reason };
+    if mail.size > mailbox.max_size {
+        return Ok(held(
+            None,
+            HoldReason::TooLarge {
+                size: mail.size,
+                limit: mailbox.max_size,
+            },
+        ));
+    }
+    if mail.anima_work_item.is_some() {
+        return Ok(held(None, HoldReason::Loop));
+    }
+    if !mailbox.rules.admits(&mail.from) {
+        return Ok(held(None, HoldReason::Screened));
+    }
+    let addressed: Vec<_> = mail
+        .recipients()
+        .filter_map(Address::parse)
+        .filter(|address| address.belongs_to(&mailbox.address) && address.tag.is_some())
+        .collect();
+    let item = if addressed
+        .iter()
+        .any(|address| address.work_item().is_some())
+    {
+        let Some(key) = addressed_work_item(&mailbox.address, mail.recipients()) else {
+            return Ok(Route::Triage(TriageReason::Ambiguous));
+        };
+        match context.work_item(&mailbox.projects, key).await? {
+            Some(item) => item,
+            None => return Ok(Route::Triage(TriageReason::UnknownWorkItem)),
+        }
+    } else {
+        let referenced: Vec<&str> = mail.referenced_ids().collect();
+        let replied = if referenced.is_empty() {
+            None
+        } else {
+            context.work_item_of_messages(&referenced).await?
+        };
+        match (replied, mailbox.projects.as_slice()) {
+            (Some(item), _) => item,
+            (None, [project]) => match context.classify(project, mail).await? {
+                Classified::Item(item) => item,
+                Classified::Unsure(suggestion) => {
+                    return Ok(Route::Triage(TriageReason::Unsure { suggestion }));
+                }
+            },
+            (None, _) => return Ok(Route::Triage(TriageReason::NoAddress)),
+        }
+    };
+    if !item.writable {
+        return Ok(Route::Triage(TriageReason::Archived));
+    }
+    if !context.knows_sender(&item, &mail.from).await? {
+        return Ok(held(Some(item), HoldReason::UnknownSender));
+    }
+    Ok(Route::Post(item))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use anima_core::planning::WorkItemKey;
+
+    use super::*;
+    use crate::parse::parse;
+
+    /// Two projects' items, who is known where, and a classifier answer.
+    struct Fake {
+        items: HashMap<(String, i64), ItemInfo>,
+        threads: HashMap<String, ItemInfo>,
+        known: Vec<(String, String)>,
+        classified: Classified,
+    }
+
+    #[async_trait::async_trait]
+    impl RoutingContext for Fake {
+        async fn work_item(
+            &self,
+            projects: &[String],
+            key: WorkItemKey,
+        ) -> anyhow::Result<Option<ItemInfo>> {
+            Ok(projects
+                .iter()
+                .find_map(|project| self.items.get(&(project.clone(), key.0)).cloned()))
+        }
+        async fn work_item_of_messages(&self, ids: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
+            Ok(ids.iter().find_map(|id| self.threads.get(*id).cloned()))
+        }
+        async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
+            Ok(self
+                .known
+                .iter()
+                .any(|(id, who)| *id == item.id && who == sender))
+        }
+        async fn classify(&self, _: &str, _: &InboundMail) -> anyhow::Result<Classified> {
+            Ok(self.classified.clone())
+        }
+    }
+
+    fn item(id: &str, project: &str, writable: bool) -> ItemInfo {
+        ItemInfo {
+            id: id.into(),
+            project_id: project.into(),
+            writable,
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            items: HashMap::from([
+                (("p1".into(), 12), item("wi-12", "p1", true)),
+                (("p1".into(), 13), item("wi-13", "p1", false)),
+            ]),
+            threads: HashMap::from([("anima-1@shop.example".into(), item("wi-12", "p1", true))]),
+            known: vec![("wi-12".into(), "ann@example.org".into())],
+            classified: Classified::Unsure(Some(("wi-12".into(), 0.4))),
+        }
+    }
+
+    fn mailbox(projects: &[&str]) -> Mailbox {
+        Mailbox {
+            address: Address::parse("support@shop.example").expect("address"),
+            projects: projects.iter().map(|p| (*p).to_owned()).collect(),
+            rules: Rules {
+                deny: vec!["spam.example".into()],
+                allow: Vec::new(),
+            },
+            max_size: 10_000,
+        }
+    }
+
+    fn mail(from: &str, to: &str, extra: &str) -> InboundMail {
+        parse(format!("From: {from}\r\nTo: {to}\r\nSubject: s\r\n{extra}\r\nbody\r\n").as_bytes())
+    }
+
+    async fn routed(mailbox: &Mailbox, mail: &InboundMail) -> Route {
+        route(mailbox, mail, &fake()).await.expect("route")
+    }
+
+    #[tokio::test]
+    async fn every_mail_gets_one_answer_with_a_reason() {
+        let single = mailbox(&["p1"]);
+        let to_item = "support+WI-12@shop.example";
+        assert_eq!(
+            routed(&single, &mail("ann@example.org", to_item, "")).await,
+            Route::Post(item("wi-12", "p1", true))
+        );
+        assert_eq!(
+            routed(&single, &mail("eve@example.org", to_item, "")).await,
+            Route::Held {
+                item: Some(item("wi-12", "p1", true)),
+                reason: HoldReason::UnknownSender
+            }
+        );
+        assert_eq!(
+            routed(
+                &single,
+                &mail("ann@example.org", "support+WI-99@shop.example", "")
+            )
+            .await,
+            Route::Triage(TriageReason::UnknownWorkItem)
+        );
+        assert_eq!(
+            routed(
+                &single,
+                &mail("ann@example.org", "support+WI-13@shop.example", "")
+            )
+            .await,
+            Route::Triage(TriageReason::Archived)
+        );
+        assert_eq!(
+            routed(
+                &single,
+                &mail(
+                    "ann@example.org",
+                    "support+WI-12@shop.example, support+WI-13@shop.example",
+                    ""
+                )
+            )
+            .await,
+            Route::Triage(TriageReason::Ambiguous)
+        );
+        assert!(matches!(
+            routed(&single, &mail("bot@spam.example", to_item, "")).await,
+            Route::Held {
+                reason: HoldReason::Screened,
+                ..
+            }
+        ));
+        assert!(matches!(
+            routed(
+                &single,
+                &mail("ann@example.org", to_item, "X-Anima-WorkItem: WI-12\r\n")
+            )
+            .await,
+            Route::Held {
+                reason: HoldReason::Loop,
+                ..
+            }
+        ));
+        let mut small = single.clone();
+        small.max_size = 10;
+        assert!(matches!(
+            routed(&small, &mail("ann@example.org", to_item, "")).await,
+            Route::Held {
+                reason: HoldReason::TooLarge { limit: 10, .. },
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn replies_thread_back_and_the_rest_is_classified_or_triaged() {
+        let reply = mail(
+            "ann@example.org",
+            "support@shop.example",
+            "In-Reply-To: <anima-1@shop.example>\r\n",
+        );
+        assert_eq!(
+            routed(&mailbox(&["p1"]), &reply).await,
+            Route::Post(item("wi-12", "p1", true))
+        );
+        assert_eq!(
+            routed(&mailbox(&["p1", "p2"]), &reply).await,
+            Route::Post(item("wi-12", "p1", true)),
+            "a gather box routes a known reply too"
+        );
+        let plain = mail("ann@example.org", "support@shop.example", "");
+        assert_eq!(
+            routed(&mailbox(&["p1"]), &plain).await,
+            Route::Triage(TriageReason::Unsure {
+                suggestion: Some(("wi-12".into(), 0.4))
+            })
+        );
+        assert_eq!(
+            routed(&mailbox(&["p1", "p2"]), &plain).await,
+            Route::Triage(TriageReason::NoAddress)
+        );
+        let mut sure = fake();
+        sure.classified = Classified::Item(item("wi-12", "p1", true));
+        assert_eq!(
+            route(&mailbox(&["p1"]), &plain, &sure)
+                .await
+                .expect("route"),
+            Route::Post(item("wi-12", "p1", true))
+        );
+    }
+
+    #[test]
+    fn rules_deny_first_then_allow_lists() {
+        let rules = Rules {
+            deny: vec!["mallory@partner.example".into()],
+            allow: vec!["partner.example".into(), "ann@example.org".into()],
+        };
+        assert!(rules.admits("Bob@Partner.example"));
+        assert!(rules.admits("ann@example.org"));
+        assert!(!rules.admits("mallory@partner.example"));
+        assert!(!rules.admits("eve@example.org"));
+        assert!(Rules::default().admits("anyone@anywhere.example"));
+    }
+}
