@@ -124,3 +124,187 @@ async fn wrong_passwords_and_bad_states_are_told_apart() {
         "{err}"
     );
 }
+
+mod pass {
+    use std::{collections::HashMap, sync::Mutex};
+
+    use anima_core::{mail::Address, planning::WorkItemKey};
+    use anima_mail::{
+        jmap::JmapClient,
+        parse::InboundMail,
+        route::{
+            Classified, HoldReason, ItemInfo, Mailbox, Route, RoutingContext, Rules, TriageReason,
+        },
+        sync::{FollowedMailbox, Sink, StateStore, sync_once},
+        testing::{CyrusServer, DOMAIN},
+    };
+
+    /// Items WI-1..WI-3 of project p1; only bob is known.
+    struct Context;
+
+    #[async_trait::async_trait]
+    impl RoutingContext for Context {
+        async fn work_item(
+            &self,
+            _: &[String],
+            key: WorkItemKey,
+        ) -> anyhow::Result<Option<ItemInfo>> {
+            Ok((1..=3).contains(&key.0).then(|| ItemInfo {
+                id: format!("wi-{}", key.0),
+                project_id: "p1".into(),
+                writable: true,
+            }))
+        }
+        async fn work_item_of_messages(&self, _: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
+            Ok(None)
+        }
+        async fn knows_sender(&self, _: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
+            Ok(sender == "bob@example.org")
+        }
+        async fn classify(&self, _: &str, _: &InboundMail) -> anyhow::Result<Classified> {
+            Ok(Classified::Unsure(None))
+        }
+    }
+
+    /// Keeps routed mail by (mailbox, Message-ID); can fail once after a
+    /// number of new deliveries, as a crash would.
+    #[derive(Default)]
+    struct MemorySink {
+        mails: Mutex<HashMap<(String, String), Route>>,
+        crash_after: Mutex<Option<usize>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for MemorySink {
+        async fn deliver(
+            &self,
+            mailbox: &str,
+            mail: &InboundMail,
+            route: &Route,
+        ) -> anyhow::Result<bool> {
+            let mut mails = self.mails.lock().expect("lock");
+            let key = (mailbox.to_owned(), mail.message_id.clone());
+            if mails.contains_key(&key) {
+                return Ok(false);
+            }
+            let mut crash = self.crash_after.lock().expect("lock");
+            if let Some(left) = crash.as_mut() {
+                if *left == 0 {
+                    *crash = None;
+                    anyhow::bail!("simulated crash");
+                }
+                *left -= 1;
+            }
+            mails.insert(key, route.clone());
+            Ok(true)
+        }
+    }
+
+    #[derive(Default)]
+    struct MemoryStates(Mutex<HashMap<String, String>>);
+
+    #[async_trait::async_trait]
+    impl StateStore for MemoryStates {
+        async fn load(&self, mailbox: &str) -> anyhow::Result<Option<String>> {
+            Ok(self.0.lock().expect("lock").get(mailbox).cloned())
+        }
+        async fn save(&self, mailbox: &str, state: &str) -> anyhow::Result<()> {
+            self.0
+                .lock()
+                .expect("lock")
+                .insert(mailbox.into(), state.into());
+            Ok(())
+        }
+    }
+
+    fn deliver_mixed(cyrus: &CyrusServer, login: &str, from: usize, count: usize) {
+        for n in from..from + count {
+            let (sender, to) = match n % 4 {
+                0 => (
+                    "eve@example.org".to_owned(),
+                    format!("support+WI-1@{DOMAIN}"),
+                ),
+                1 => ("bob@example.org".to_owned(), format!("support@{DOMAIN}")),
+                _ => (
+                    "bob@example.org".to_owned(),
+                    format!("support+WI-{}@{DOMAIN}", n % 3 + 1),
+                ),
+            };
+            let raw = format!(
+                "From: {sender}\r\nTo: {to}\r\nSubject: mail {n}\r\nMessage-ID: <mail-{n}@example.org>\r\n\r\nbody {n}\r\n"
+            );
+            cyrus
+                .deliver(login, &sender, raw.as_bytes())
+                .expect("deliver");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_mail_lands_exactly_once_across_a_crash() {
+        let Some(cyrus) = super::server() else { return };
+        let login = cyrus.add_user("support", "pw").expect("user");
+        deliver_mixed(&cyrus, &login, 0, 20);
+        let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
+            .await
+            .expect("session");
+        let mailbox = Mailbox {
+            address: Address::parse(&login).expect("address"),
+            projects: vec!["p1".into()],
+            rules: Rules::default(),
+            max_size: 1 << 20,
+        };
+        let followed = FollowedMailbox {
+            id: "mb1",
+            mailbox: &mailbox,
+            client: &client,
+        };
+        let (sink, states) = (MemorySink::default(), MemoryStates::default());
+
+        *sink.crash_after.lock().expect("lock") = Some(7);
+        sync_once(&followed, &Context, &sink, &states)
+            .await
+            .expect_err("crashed mid-pass");
+        assert_eq!(
+            states.load("mb1").await.expect("load"),
+            None,
+            "no state saved"
+        );
+
+        let pass = sync_once(&followed, &Context, &sink, &states)
+            .await
+            .expect("pass");
+        assert_eq!((pass.fetched, pass.delivered, pass.repeated), (20, 13, 7));
+
+        deliver_mixed(&cyrus, &login, 20, 5);
+        let pass = sync_once(&followed, &Context, &sink, &states)
+            .await
+            .expect("pass");
+        assert_eq!((pass.fetched, pass.delivered, pass.repeated), (5, 5, 0));
+        let pass = sync_once(&followed, &Context, &sink, &states)
+            .await
+            .expect("pass");
+        assert_eq!(pass.fetched, 0);
+
+        let mails = sink.mails.lock().expect("lock");
+        assert_eq!(mails.len(), 25, "each mail once");
+        let count =
+            |wanted: fn(&Route) -> bool| mails.values().filter(|route| wanted(route)).count();
+        // n % 4: 0 from a stranger (held), 1 without a plus-address
+        // (classifier unsure: triage), 2 and 3 from bob to WI-1..3 (posted).
+        assert_eq!(count(|r| matches!(r, Route::Post(_))), 12);
+        assert_eq!(
+            count(|r| matches!(
+                r,
+                Route::Held {
+                    reason: HoldReason::UnknownSender,
+                    ..
+                }
+            )),
+            7
+        );
+        assert_eq!(
+            count(|r| matches!(r, Route::Triage(TriageReason::Unsure { .. }))),
+            6
+        );
+    }
+}

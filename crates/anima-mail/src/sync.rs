@@ -1,0 +1,102 @@
+//! One synchronisation pass of a mailbox: what arrived since the saved
+//! JMAP state is downloaded, parsed, routed and handed to a [`Sink`]; the
+//! new state is saved only after every mail of the pass was handed over.
+//!
+//! Exactly once: a crash between fetch and save repeats the pass, and the
+//! sink recognises a mail it already has by mailbox and Message-ID, so the
+//! repeat changes nothing. A mail fetched twice (listed again after a
+//! resync) is recognised the same way.
+
+use crate::{
+    jmap::{JmapClient, JmapError},
+    parse::{InboundMail, parse},
+    route::{Mailbox, Route, RoutingContext, route},
+};
+
+/// Messages downloaded per `Email/get`.
+const BATCH: usize = 50;
+
+/// Where routed mail goes (anima-server, through its service token).
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// Records `mail` as `route` says. Returns `false` when this mailbox
+    /// already had a mail with this Message-ID, which is then left as it was.
+    async fn deliver(
+        &self,
+        mailbox_id: &str,
+        mail: &InboundMail,
+        route: &Route,
+    ) -> anyhow::Result<bool>;
+}
+
+/// Where each mailbox's JMAP state is kept between passes and restarts.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync {
+    /// The saved state, if any.
+    async fn load(&self, mailbox_id: &str) -> anyhow::Result<Option<String>>;
+    /// Saves the state to resume from.
+    async fn save(&self, mailbox_id: &str, state: &str) -> anyhow::Result<()>;
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// New messages the server listed.
+    pub fetched: usize,
+    /// Handed to the sink for the first time.
+    pub delivered: usize,
+    /// Already known to the sink (a repeat after a crash or a resync).
+    pub repeated: usize,
+}
+
+/// The mailbox's identity and routing rules, with its JMAP login.
+pub struct FollowedMailbox<'a> {
+    /// Its id in anima-server.
+    pub id: &'a str,
+    /// Routing rules and projects.
+    pub mailbox: &'a Mailbox,
+    /// Logged-in JMAP account.
+    pub client: &'a JmapClient,
+}
+
+/// Runs one pass; see the module documentation.
+pub async fn sync_once(
+    followed: &FollowedMailbox<'_>,
+    context: &dyn RoutingContext,
+    sink: &dyn Sink,
+    states: &dyn StateStore,
+) -> anyhow::Result<Pass> {
+    let client = followed.client;
+    let (ids, new_state) = match states.load(followed.id).await? {
+        Some(state) => match client.email_changes(&state).await {
+            Ok(changes) => (changes.created, changes.new_state),
+            Err(JmapError::CannotCalculateChanges(_)) => {
+                tracing::warn!(
+                    mailbox = followed.id,
+                    "saved JMAP state too old; resynchronising"
+                );
+                client.all_email_ids().await?
+            }
+            Err(err) => return Err(err.into()),
+        },
+        None => client.all_email_ids().await?,
+    };
+    let mut pass = Pass {
+        fetched: ids.len(),
+        ..Pass::default()
+    };
+    for chunk in ids.chunks(BATCH) {
+        for email in client.email_refs(chunk).await? {
+            let raw = client.download(&email.blob_id).await?;
+            let mail = parse(&raw);
+            let route = route(followed.mailbox, &mail, context).await?;
+            if sink.deliver(followed.id, &mail, &route).await? {
+                pass.delivered += 1;
+            } else {
+                pass.repeated += 1;
+            }
+        }
+    }
+    states.save(followed.id, &new_state).await?;
+    Ok(pass)
+}
