@@ -1,11 +1,11 @@
 //! anima-mail: the JMAP worker that routes inbound mail into work-item
 //! threads and sends outbound mail. So far: the JMAP client it follows
 //! mailboxes with ([`jmap`]), inbound parsing ([`parse`]), outbound
-//! composition ([`compose`]), the routing decision ([`route`]), one
-//! exactly-once synchronisation pass ([`sync`]) and, for tests, a private
-//! Cyrus server (`testing` feature). Still to come: the long-running
-//! worker (push, polling, backoff), the routing context and sink backed
-//! by anima-server, sending, and mailbox administration.
+//! composition ([`compose`]), the routing decision ([`route`]),
+//! exactly-once synchronisation passes and a polling follower ([`sync`])
+//! and, for tests, a private Cyrus server (`testing` feature). Still to
+//! come: push, the routing context and sink backed by anima-server,
+//! sending, and mailbox administration.
 
 pub mod compose;
 pub mod jmap;

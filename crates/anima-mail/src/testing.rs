@@ -104,20 +104,7 @@ impl CyrusServer {
         saslpasswd(root, "cyrus", ADMIN_PASSWORD)?;
         // The services run as cyrus:mail and must own their directories.
         run(Command::new("chown").args(["-R", "cyrus:mail"]).arg(root))?;
-        let master = Command::new(CYRMASTER)
-            .arg("-C")
-            .arg(&config)
-            .arg("-M")
-            .arg(root.join("cyrus.conf"))
-            .arg("-p")
-            .arg(root.join("master.pid"))
-            // In the foreground, so that it is our child and dies with us.
-            .arg("-D")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting cyrmaster")?;
+        let master = spawn_master(root)?;
         let server = Self {
             master,
             dir,
@@ -127,6 +114,25 @@ impl CyrusServer {
         server.wait_for_port(http_port)?;
         server.wait_for_port(imap_port)?;
         Ok(server)
+    }
+
+    /// Stops the server, keeping its data, as an outage would.
+    pub fn stop(&mut self) {
+        stop_master(&mut self.master);
+    }
+
+    /// Starts the server again on the same data and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        stop_master(&mut self.master);
+        self.master = spawn_master(self.dir.path())?;
+        let http_port = self
+            .http_url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .context("the HTTP port")?;
+        self.wait_for_port(http_port)?;
+        self.wait_for_port(self.imap_port)
     }
 
     fn wait_for_port(&self, port: u16) -> anyhow::Result<()> {
@@ -217,20 +223,42 @@ impl CyrusServer {
 
 impl Drop for CyrusServer {
     fn drop(&mut self) {
-        // SIGTERM lets cyrmaster stop its children; kill() would leave them.
-        let _ = Command::new("kill")
-            .arg(self.master.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.master.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.master.kill();
-        let _ = self.master.wait();
+        stop_master(&mut self.master);
     }
+}
+
+fn spawn_master(root: &Path) -> anyhow::Result<Child> {
+    Command::new(CYRMASTER)
+        .arg("-C")
+        .arg(root.join("imapd.conf"))
+        .arg("-M")
+        .arg(root.join("cyrus.conf"))
+        .arg("-p")
+        .arg(root.join("master.pid"))
+        // In the foreground, so that it is our child and dies with us.
+        .arg("-D")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting cyrmaster")
+}
+
+/// SIGTERM lets cyrmaster stop its children; SIGKILL would orphan them.
+fn stop_master(master: &mut Child) {
+    if let Ok(Some(_)) = master.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill").arg(master.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = master.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = master.kill();
+    let _ = master.wait();
 }
 
 fn saslpasswd(root: &Path, login: &str, password: &str) -> anyhow::Result<()> {

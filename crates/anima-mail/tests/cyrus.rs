@@ -135,7 +135,7 @@ mod pass {
         route::{
             Classified, HoldReason, ItemInfo, Mailbox, Route, RoutingContext, Rules, TriageReason,
         },
-        sync::{FollowedMailbox, Sink, StateStore, sync_once},
+        sync::{FollowedMailbox, Pacing, Services, Sink, StateStore, follow, sync_once},
         testing::{CyrusServer, DOMAIN},
     };
 
@@ -259,9 +259,14 @@ mod pass {
             client: &client,
         };
         let (sink, states) = (MemorySink::default(), MemoryStates::default());
+        let services = Services {
+            context: &Context,
+            sink: &sink,
+            states: &states,
+        };
 
         *sink.crash_after.lock().expect("lock") = Some(7);
-        sync_once(&followed, &Context, &sink, &states)
+        sync_once(&followed, services)
             .await
             .expect_err("crashed mid-pass");
         assert_eq!(
@@ -270,19 +275,13 @@ mod pass {
             "no state saved"
         );
 
-        let pass = sync_once(&followed, &Context, &sink, &states)
-            .await
-            .expect("pass");
+        let pass = sync_once(&followed, services).await.expect("pass");
         assert_eq!((pass.fetched, pass.delivered, pass.repeated), (20, 13, 7));
 
         deliver_mixed(&cyrus, &login, 20, 5);
-        let pass = sync_once(&followed, &Context, &sink, &states)
-            .await
-            .expect("pass");
+        let pass = sync_once(&followed, services).await.expect("pass");
         assert_eq!((pass.fetched, pass.delivered, pass.repeated), (5, 5, 0));
-        let pass = sync_once(&followed, &Context, &sink, &states)
-            .await
-            .expect("pass");
+        let pass = sync_once(&followed, services).await.expect("pass");
         assert_eq!(pass.fetched, 0);
 
         let mails = sink.mails.lock().expect("lock");
@@ -306,5 +305,69 @@ mod pass {
             count(|r| matches!(r, Route::Triage(TriageReason::Unsure { .. }))),
             6
         );
+    }
+
+    /// Waits (up to a generous bound, not a speed requirement) until the
+    /// sink holds `count` mails.
+    async fn until_routed(sink: &MemorySink, count: usize) {
+        for _ in 0..600 {
+            if sink.mails.lock().expect("lock").len() >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "only {} of {count} mails were routed",
+            sink.mails.lock().expect("lock").len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_follower_rides_out_a_server_restart() {
+        let Some(mut cyrus) = super::server() else {
+            return;
+        };
+        let login = cyrus.add_user("support", "pw").expect("user");
+        let mailbox = Mailbox {
+            address: Address::parse(&login).expect("address"),
+            projects: vec!["p1".into()],
+            rules: Rules::default(),
+            max_size: 1 << 20,
+        };
+        let (sink, states) = (MemorySink::default(), MemoryStates::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let url = cyrus.http_url.clone();
+        let pacing = Pacing {
+            poll_interval: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_millis(800),
+        };
+        let follower = follow(
+            async || JmapClient::connect(&url, &login, "pw").await,
+            "mb1",
+            &mailbox,
+            Services {
+                context: &Context,
+                sink: &sink,
+                states: &states,
+            },
+            pacing,
+            async {
+                let _ = stop_rx.await;
+            },
+        );
+        let scenario = async {
+            deliver_mixed(&cyrus, &login, 0, 10);
+            until_routed(&sink, 10).await;
+            cyrus.stop();
+            // The follower fails and backs off while the server is down.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            cyrus.restart().expect("restart");
+            deliver_mixed(&cyrus, &login, 10, 10);
+            until_routed(&sink, 20).await;
+            let _ = stop_tx.send(());
+        };
+        tokio::join!(follower, scenario);
+        let mails = sink.mails.lock().expect("lock");
+        assert_eq!(mails.len(), 20, "each of the 20 mails once");
     }
 }
