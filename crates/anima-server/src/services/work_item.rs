@@ -131,15 +131,15 @@ impl WorkItemApi {
         context: &RequestContext,
         request: pb::DecideReviewRequest,
     ) -> Result<pb::DecideReviewResponse, DomainError> {
-        let item =
-            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
-                .await?;
         if request.changes.trim().is_empty() {
             return Err(DomainError::invalid_argument(
                 reason::FIELD_REQUIRED,
                 "changes are required (e.g. a diff)",
             ));
         }
+        let item =
+            authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
+                .await?;
         let decision = self
             .ai
             .should_review(pb::ShouldReviewRequest {
