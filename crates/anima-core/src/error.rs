@@ -136,6 +136,10 @@ pub mod reason {
     pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
     /// The agent provider failed to set up or tear down a sandbox.
     pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
+    /// Another mailbox has this address.
+    pub const MAILBOX_EXISTS: &str = "MAILBOX_EXISTS";
+    /// No mailbox has this id.
+    pub const MAILBOX_NOT_FOUND: &str = "MAILBOX_NOT_FOUND";
     /// This server has no anima-ai to ask (`ai_url` is not set).
     pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
     /// anima-ai failed in a way it did not name.

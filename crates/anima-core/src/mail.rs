@@ -3,6 +3,8 @@
 //! item by that address; outbound mail sets it as `Reply-To` so that
 //! answers come back to the same thread.
 
+use serde::{Deserialize, Serialize};
+
 use crate::planning::WorkItemKey;
 
 /// An address split at `@` and at the first `+` of its local part.
@@ -88,6 +90,118 @@ pub fn addressed_work_item<'a>(
     found
 }
 
+/// Which senders a mailbox accepts: addresses or bare domains, lower-case.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreeningRules {
+    /// Always refused.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// When not empty, only these are accepted.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl ScreeningRules {
+    /// Whether `sender` passes: not denied, and allowed when there is an
+    /// allow list.
+    pub fn admits(&self, sender: &str) -> bool {
+        let sender = sender.to_lowercase();
+        let domain = sender.rsplit_once('@').map_or("", |(_, domain)| domain);
+        let matches = |entry: &String| *entry == sender || *entry == domain;
+        !self.deny.iter().any(matches) && (self.allow.is_empty() || self.allow.iter().any(matches))
+    }
+}
+
+/// A mailbox of the mail server that anima-mail follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// UUIDv7.
+    pub id: String,
+    /// Its address, lower-case.
+    pub address: String,
+    /// Display name on outbound mail.
+    pub display_name: String,
+    /// The projects it serves: at least one; several make a gather box.
+    pub project_ids: Vec<String>,
+    /// Which senders it accepts.
+    pub rules: ScreeningRules,
+    /// Largest mail accepted, in bytes.
+    pub max_size: i64,
+    /// The JMAP state synchronisation resumes from.
+    pub jmap_state: Option<String>,
+    /// Creation time, µs.
+    pub created_at: i64,
+}
+
+/// A mailbox to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMailbox {
+    /// Its address.
+    pub address: String,
+    /// Display name.
+    pub display_name: String,
+    /// The projects it serves (at least one).
+    pub project_ids: Vec<String>,
+    /// Screening rules.
+    pub rules: ScreeningRules,
+    /// Largest mail accepted, in bytes.
+    pub max_size: i64,
+}
+
+named_enum!(
+    /// Where a fetched mail ended up.
+    InboundState, "inbound mail state" {
+        /// In a work item's thread.
+        Posted = "posted",
+        /// Held for review (unknown sender, screened, too large, a loop).
+        Held = "held",
+        /// Waiting for a human to assign it.
+        Triage = "triage",
+    }
+);
+
+/// A fetched mail and where it went; one per mailbox and Message-ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    /// UUIDv7.
+    pub id: String,
+    /// The mailbox it came through.
+    pub mailbox_id: String,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Where it went.
+    pub state: InboundState,
+    /// Why, for held and triaged mail.
+    pub reason: String,
+    /// The work item it was posted to or meant for.
+    pub work_item_id: Option<String>,
+    /// Sender address.
+    pub sender: String,
+    /// Subject.
+    pub subject: String,
+    /// When it was recorded, µs.
+    pub created_at: i64,
+}
+
+/// A fetched mail to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInbound {
+    /// The mailbox it came through.
+    pub mailbox_id: String,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Where it went.
+    pub state: InboundState,
+    /// Why.
+    pub reason: String,
+    /// The work item, if known.
+    pub work_item_id: Option<String>,
+    /// Sender address.
+    pub sender: String,
+    /// Subject.
+    pub subject: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +268,18 @@ mod tests {
             work_item_address(&mailbox(), WorkItemKey(42)),
             "support+WI-42@shop.example"
         );
+    }
+
+    #[test]
+    fn rules_deny_first_then_allow_lists() {
+        let rules = ScreeningRules {
+            deny: vec!["mallory@partner.example".into()],
+            allow: vec!["partner.example".into(), "ann@example.org".into()],
+        };
+        assert!(rules.admits("Bob@Partner.example"));
+        assert!(rules.admits("ann@example.org"));
+        assert!(!rules.admits("mallory@partner.example"));
+        assert!(!rules.admits("eve@example.org"));
+        assert!(ScreeningRules::default().admits("anyone@anywhere.example"));
     }
 }

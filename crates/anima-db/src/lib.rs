@@ -18,6 +18,7 @@ use anima_core::{
     DomainError, Permission,
     agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
     capability::Capability,
+    mail::{InboundRecord, InboundState, Mailbox, NewInbound, NewMailbox},
     model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
     planning::{
@@ -61,7 +62,7 @@ pub struct Credentials {
 /// bookkeeping, not a change anyone subscribes to.
 #[async_trait]
 pub trait Store:
-    AccountStore + PlanningStore + ThreadStore + AgentStore + Send + Sync + 'static
+    AccountStore + PlanningStore + ThreadStore + AgentStore + MailStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
@@ -440,6 +441,40 @@ pub enum TokenState {
     Revoked,
     /// Its session completed or failed.
     SessionEnded,
+}
+
+/// Which inbound mail [`MailStore::list_inbound`] returns; every set field
+/// must match.
+#[derive(Debug, Clone, Default)]
+pub struct InboundFilter {
+    /// Only mail of this mailbox.
+    pub mailbox_id: Option<String>,
+    /// Only mail in this state.
+    pub state: Option<InboundState>,
+}
+
+/// Mailboxes anima-mail follows and the mail it fetched from them.
+#[async_trait]
+pub trait MailStore: Send + Sync {
+    /// Creates a mailbox serving the given projects (at least one, each
+    /// existing); its address is unique (`ALREADY_EXISTS`/`MAILBOX_EXISTS`).
+    async fn create_mailbox(&self, mailbox: NewMailbox) -> Result<Mailbox, DomainError>;
+    /// A mailbox by id.
+    async fn get_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
+    /// Mailboxes in creation order.
+    async fn list_mailboxes(&self, page: &PageRequest) -> Result<Page<Mailbox>, DomainError>;
+    /// Saves the JMAP state the mailbox's synchronisation resumes from.
+    async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> Result<(), DomainError>;
+    /// Records a fetched mail. Returns it and `true`, or, when the mailbox
+    /// already has a mail with that Message-ID, the first record and
+    /// `false`, changing nothing.
+    async fn record_inbound(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError>;
+    /// Fetched mail, oldest first.
+    async fn list_inbound(
+        &self,
+        filter: &InboundFilter,
+        page: &PageRequest,
+    ) -> Result<Page<InboundRecord>, DomainError>;
 }
 
 /// Agent sessions, their tasks, and the MCP tokens they reach back with.

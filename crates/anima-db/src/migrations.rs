@@ -33,6 +33,11 @@ const COMMON: &[Step] = &[
         "event index",
         include_str!("../migrations/common/0005_event_index.sql"),
     ),
+    (
+        6,
+        "mail",
+        include_str!("../migrations/common/0006_mail.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -14,7 +14,7 @@
 //! Mail about a work item from a sender who is neither a project member
 //! nor already in that thread is held, not posted.
 
-use anima_core::mail::{Address, addressed_work_item};
+use anima_core::mail::{Address, ScreeningRules, addressed_work_item};
 
 use crate::parse::InboundMail;
 
@@ -81,26 +81,6 @@ pub enum Route {
     Triage(TriageReason),
 }
 
-/// A mailbox's screening rules (addresses and domains, lower-case).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rules {
-    /// Always refused.
-    pub deny: Vec<String>,
-    /// When not empty, only these are accepted.
-    pub allow: Vec<String>,
-}
-
-impl Rules {
-    /// Whether `sender` passes: not denied, and allowed when there is an
-    /// allow list. Entries are full addresses or bare domains.
-    pub fn admits(&self, sender: &str) -> bool {
-        let sender = sender.to_lowercase();
-        let domain = sender.rsplit_once('@').map_or("", |(_, domain)| domain);
-        let matches = |entry: &String| *entry == sender || *entry == domain;
-        !self.deny.iter().any(matches) && (self.allow.is_empty() || self.allow.iter().any(matches))
-    }
-}
-
 /// A mailbox as routing sees it.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
@@ -109,7 +89,7 @@ pub struct Mailbox {
     /// The projects it serves (at least one; several make a gather box).
     pub projects: Vec<String>,
     /// Screening rules.
-    pub rules: Rules,
+    pub rules: ScreeningRules,
     /// Largest mail accepted, in bytes.
     pub max_size: usize,
 }
@@ -274,7 +254,7 @@ mod tests {
         Mailbox {
             address: Address::parse("support@shop.example").expect("address"),
             projects: projects.iter().map(|p| (*p).to_owned()).collect(),
-            rules: Rules {
+            rules: ScreeningRules {
                 deny: vec!["spam.example".into()],
                 allow: Vec::new(),
             },
@@ -397,18 +377,5 @@ mod tests {
                 .expect("route"),
             Route::Post(item("wi-12", "p1", true))
         );
-    }
-
-    #[test]
-    fn rules_deny_first_then_allow_lists() {
-        let rules = Rules {
-            deny: vec!["mallory@partner.example".into()],
-            allow: vec!["partner.example".into(), "ann@example.org".into()],
-        };
-        assert!(rules.admits("Bob@Partner.example"));
-        assert!(rules.admits("ann@example.org"));
-        assert!(!rules.admits("mallory@partner.example"));
-        assert!(!rules.admits("eve@example.org"));
-        assert!(Rules::default().admits("anyone@anywhere.example"));
     }
 }

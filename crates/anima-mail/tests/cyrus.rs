@@ -132,9 +132,7 @@ mod pass {
     use anima_mail::{
         jmap::JmapClient,
         parse::InboundMail,
-        route::{
-            Classified, HoldReason, ItemInfo, Mailbox, Route, RoutingContext, Rules, TriageReason,
-        },
+        route::{Classified, HoldReason, ItemInfo, Mailbox, Route, RoutingContext, TriageReason},
         sync::{FollowedMailbox, Pacing, Services, Sink, StateStore, follow, sync_once},
         testing::{CyrusServer, DOMAIN},
     };
@@ -250,7 +248,7 @@ mod pass {
         let mailbox = Mailbox {
             address: Address::parse(&login).expect("address"),
             projects: vec!["p1".into()],
-            rules: Rules::default(),
+            rules: anima_core::mail::ScreeningRules::default(),
             max_size: 1 << 20,
         };
         let followed = FollowedMailbox {
@@ -331,7 +329,7 @@ mod pass {
         let mailbox = Mailbox {
             address: Address::parse(&login).expect("address"),
             projects: vec!["p1".into()],
-            rules: Rules::default(),
+            rules: anima_core::mail::ScreeningRules::default(),
             max_size: 1 << 20,
         };
         let (sink, states) = (MemorySink::default(), MemoryStates::default());

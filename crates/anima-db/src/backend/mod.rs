@@ -7,6 +7,7 @@
 
 mod accounts;
 mod agent;
+mod mail;
 mod planning;
 mod thread;
 
@@ -54,6 +55,7 @@ fn db_error(err: sqlx::Error, conflict_reason: &'static str) -> DomainError {
                 reason::ROLE_NAME_TAKEN => "a role with this name already exists",
                 reason::WORKFLOW_NAME_TAKEN => "a workflow with this name already exists",
                 reason::AKH_NAME_TAKEN => "an Akh with this name already exists",
+                reason::MAILBOX_EXISTS => "a mailbox with this address already exists",
                 _ => "an entry with this key already exists",
             };
             DomainError::new(ErrorCode::AlreadyExists, conflict_reason, what)

@@ -978,7 +978,7 @@ macro_rules! planning_sql {
             }
 
             /// Fails unless the project exists; for reads, which take no lock.
-            async fn project_exists(
+            pub(super) async fn project_exists(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<(), DomainError> {

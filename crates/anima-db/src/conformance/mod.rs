@@ -15,9 +15,11 @@ use anima_core::{
 use crate::Store;
 
 mod agent;
+mod mail;
 mod planning;
 mod thread;
 pub use agent::*;
+pub use mail::*;
 pub use planning::*;
 pub use thread::*;
 
@@ -455,7 +457,8 @@ macro_rules! conformance_suite {
             thread_messages_and_mail_queue,
             decisions_are_answered_once,
             commits_signal_and_dashboard_reads,
-            agent_sessions_and_tokens
+            agent_sessions_and_tokens,
+            mailboxes_and_inbound_mail_once
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
