@@ -68,14 +68,6 @@ impl Embedder {
         }
     }
 
-    /// Length of the vectors it makes.
-    pub fn dimensions(&self) -> usize {
-        match self {
-            Embedder::Model(model) => model.dimensions,
-            Embedder::Lexical => LEXICAL_DIMENSIONS,
-        }
-    }
-
     /// One vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
         match self {
@@ -88,7 +80,6 @@ impl Embedder {
 /// A loaded sentence-transformers BERT model and its tokenizer.
 pub struct SentenceModel {
     name: String,
-    dimensions: usize,
     model: BertModel,
     tokenizer: Tokenizer,
     cache: Mutex<HashMap<String, Vec<f32>>>,
@@ -124,7 +115,6 @@ impl SentenceModel {
         tracing::info!(model = %name, dir = %dir.display(), "sentence model loaded");
         Ok(Self {
             name,
-            dimensions: config.hidden_size,
             model,
             tokenizer,
             cache: Mutex::new(HashMap::new()),
@@ -289,7 +279,7 @@ mod tests {
             vectors[3].iter().all(|v| *v == 0.0),
             "empty text, zero vector"
         );
-        assert_eq!(vectors[0].len(), embedder.dimensions());
+        assert_eq!(vectors[0].len(), LEXICAL_DIMENSIONS);
     }
 
     #[test]
