@@ -68,6 +68,22 @@ impl Up {
             admin_password: admin_password.expect("anima up printed the admin password"),
         }
     }
+
+    /// Logs the CLI with config directory `config` in as the administrator.
+    fn login_admin(&self, config: &std::path::Path) {
+        cli(
+            config,
+            &[
+                "login",
+                "--server",
+                &self.address,
+                "-u",
+                "admin",
+                "--password-stdin",
+            ],
+            &self.admin_password,
+        );
+    }
 }
 
 impl Drop for Up {
@@ -257,18 +273,7 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start(&dir.path().join("data"), database_url);
     let config = dir.path().join("config");
-    cli(
-        &config,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "admin",
-            "--password-stdin",
-        ],
-        &up.admin_password,
-    );
+    up.login_admin(&config);
 
     let project = json(&cli(
         &config,
@@ -459,18 +464,7 @@ fn threads_and_decisions_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start(&dir.path().join("data"), None);
     let config = dir.path().join("config");
-    cli(
-        &config,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "admin",
-            "--password-stdin",
-        ],
-        &up.admin_password,
-    );
+    up.login_admin(&config);
     cli(&config, &["project", "create", "Talk"], "");
     cli(
         &config,
@@ -583,18 +577,7 @@ fn ai_features_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start(&dir.path().join("data"), None);
     let config = dir.path().join("config");
-    cli(
-        &config,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "admin",
-            "--password-stdin",
-        ],
-        &up.admin_password,
-    );
+    up.login_admin(&config);
     cli(&config, &["project", "create", "Shop"], "");
     cli(
         &config,
@@ -742,18 +725,7 @@ async fn mcp_with_the_python_sdk() {
         &[("ANIMA_AGENT_PROVIDER", provider.as_str())],
     );
     let config = dir.path().join("config");
-    cli(
-        &config,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "admin",
-            "--password-stdin",
-        ],
-        &up.admin_password,
-    );
+    up.login_admin(&config);
     cli(&config, &["project", "create", "Agents"], "");
     let item = json(&cli(
         &config,
