@@ -12,6 +12,19 @@ pub mod v1 {
     tonic::include_proto!("anima.v1");
 }
 
+impl v1::ModelTier {
+    /// The tier as configuration and messages spell it: `minimal`,
+    /// `standard`, `reasoning` (`unspecified` for the zero value).
+    pub fn name(self) -> &'static str {
+        match self {
+            v1::ModelTier::Unspecified => "unspecified",
+            v1::ModelTier::Minimal => "minimal",
+            v1::ModelTier::Standard => "standard",
+            v1::ModelTier::Reasoning => "reasoning",
+        }
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every Anima proto file, for gRPC
 /// reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

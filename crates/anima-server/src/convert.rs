@@ -255,11 +255,7 @@ pub use anima_proto::capability::{capability, parse_capability};
 /// A model tier's name for humans, e.g. `standard`.
 pub fn tier_name(tier: i32) -> String {
     pb::ModelTier::try_from(tier)
-        .map(|tier| {
-            tier.as_str_name()
-                .trim_start_matches("MODEL_TIER_")
-                .to_lowercase()
-        })
+        .map(|tier| tier.name().to_owned())
         .unwrap_or_else(|_| format!("tier {tier}"))
 }
 

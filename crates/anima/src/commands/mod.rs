@@ -301,12 +301,6 @@ impl Tier {
 
 /// "by MODEL (TIER tier)", for lines that say who answered.
 fn answered_by(model: &str, tier: i32) -> String {
-    let tier = pb::ModelTier::try_from(tier)
-        .map(|tier| {
-            tier.as_str_name()
-                .trim_start_matches("MODEL_TIER_")
-                .to_lowercase()
-        })
-        .unwrap_or_default();
+    let tier = pb::ModelTier::try_from(tier).map_or("", pb::ModelTier::name);
     format!("by {model} ({tier} tier)")
 }
