@@ -126,15 +126,16 @@ impl OpenAiProvider {
         })
     }
 
-    /// Asks `model` for a JSON object and parses it as `T`, which `check`
-    /// must accept; a reply that fails either is asked for once more.
-    pub async fn chat_json<T: DeserializeOwned>(
+    /// Asks `model` for a JSON object, parses it as `T` and hands it to
+    /// `accept`, which checks it and makes the answer; a reply that fails
+    /// either is asked for once more.
+    pub async fn chat_json<T: DeserializeOwned, U>(
         &self,
         model: &str,
         system: &str,
         user: &str,
-        check: impl Fn(&T) -> Result<(), String>,
-    ) -> Result<T, ProviderError> {
+        accept: impl Fn(T) -> Result<U, String>,
+    ) -> Result<U, ProviderError> {
         let body = json!({
             "model": model,
             "messages": [
@@ -156,7 +157,7 @@ impl OpenAiProvider {
                 .unwrap_or_default();
             match serde_json::from_str::<T>(strip_fences(&content))
                 .map_err(|err| format!("not the JSON asked for: {err}"))
-                .and_then(|value| check(&value).map(|()| value))
+                .and_then(&accept)
             {
                 Ok(value) => return Ok(value),
                 Err(problem) => {

@@ -175,10 +175,8 @@ fn no_model(tier: ModelTier) -> DomainError {
         reason::NO_MODEL_FOR_TIER,
         format!(
             "no model is configured for the {} tier (ANIMA_AI_TIER_{})",
-            tier.as_str_name()
-                .trim_start_matches("MODEL_TIER_")
-                .to_lowercase(),
-            tier.as_str_name().trim_start_matches("MODEL_TIER_"),
+            tier.name(),
+            tier.name().to_uppercase(),
         ),
     )
 }
@@ -296,7 +294,7 @@ fn sources_block(sources: &[pb::TextSource]) -> String {
 }
 
 /// Remote text answers cite whole sources, by the ids the model names.
-fn check_remote_text(answer: &RemoteText, sources: &[pb::TextSource]) -> Result<(), String> {
+fn check_remote_text(answer: RemoteText, sources: &[pb::TextSource]) -> Result<RemoteText, String> {
     if answer.text.trim().is_empty() {
         return Err("empty text".into());
     }
@@ -306,7 +304,7 @@ fn check_remote_text(answer: &RemoteText, sources: &[pb::TextSource]) -> Result<
         .find(|id| !sources.iter().any(|source| &source.id == *id))
     {
         Some(id) => Err(format!("cites unknown source {id:?}")),
-        None => Ok(()),
+        None => Ok(answer),
     }
 }
 
@@ -610,12 +608,12 @@ impl AnimaAiService for AiService {
 }
 
 /// Proposed capabilities: no ids yet, validation assigns them.
-fn proposed(kinds: &[CapabilityKind]) -> Vec<Capability> {
+fn proposed(kinds: Vec<CapabilityKind>) -> Vec<Capability> {
     kinds
-        .iter()
+        .into_iter()
         .map(|kind| Capability {
             id: String::new(),
-            kind: kind.clone(),
+            kind,
         })
         .collect()
 }
@@ -644,7 +642,7 @@ async fn remote_classify(
         "You route an email to the work item it is about. Give {{\"work_item_id\": the id, or null if it is about none of them, \"confidence\": 0..1}}. {JSON_ONLY}"
     );
     let answer: RemoteClassification = provider
-        .chat_json(&model, &system, &user, |answer: &RemoteClassification| {
+        .chat_json(&model, &system, &user, |answer: RemoteClassification| {
             if !(0.0..=1.0).contains(&answer.confidence) {
                 return Err(format!("confidence {} outside 0..1", answer.confidence));
             }
@@ -652,7 +650,7 @@ async fn remote_classify(
                 Some(id) if !request.candidates.iter().any(|c| &c.work_item_id == id) => {
                     Err(format!("unknown work item {id:?}"))
                 }
-                _ => Ok(()),
+                _ => Ok(answer),
             }
         })
         .await?;
@@ -719,11 +717,11 @@ async fn remote_gap(
         request.plan_json, request.implementation_state
     );
     let answer: RemoteGap = provider
-        .chat_json(&model, &system, &user, |answer: &RemoteGap| {
+        .chat_json(&model, &system, &user, |answer: RemoteGap| {
             if answer.gap_report.trim().is_empty() {
                 Err("empty report".into())
             } else {
-                Ok(())
+                Ok(answer)
             }
         })
         .await?;
@@ -743,11 +741,11 @@ async fn remote_review(
         request.work_item_json, request.changes
     );
     provider
-        .chat_json(&model, &system, &user, |answer: &RemoteReview| {
+        .chat_json(&model, &system, &user, |answer: RemoteReview| {
             if answer.reason.trim().is_empty() {
                 Err("no reason given".into())
             } else {
-                Ok(())
+                Ok(answer)
             }
         })
         .await
@@ -760,23 +758,19 @@ async fn remote_capabilities(
 ) -> Result<Vec<Capability>, ProviderError> {
     let system = format!(
         "List what an agent sandbox needs to do this work item: repositories, secrets by reference, network zones. \
-                     Give {{\"capabilities\": [objects, each one of {{\"type\": \"repo_access\", \"repository_id\", \"write\"}}, \
-                     {{\"type\": \"secret\", \"name\", \"reference\" (scheme://path), \"mount_as\"}}, \
-                     {{\"type\": \"network_zone\", \"name\", \"hosts\": [..]}}, \
-                     {{\"type\": \"custom\", \"type_name\", \"attributes\": {{..}}}}]}}. {JSON_ONLY}"
+         Give {{\"capabilities\": [objects, each one of {{\"type\": \"repo_access\", \"repository_id\", \"write\"}}, \
+         {{\"type\": \"secret\", \"name\", \"reference\" (scheme://path), \"mount_as\"}}, \
+         {{\"type\": \"network_zone\", \"name\", \"hosts\": [..]}}, \
+         {{\"type\": \"custom\", \"type_name\", \"attributes\": {{..}}}}]}}. {JSON_ONLY}"
     );
-    let answer: RemoteCapabilities = provider
+    provider
         .chat_json(
             &model,
             &system,
             &request.work_item_json,
-            |answer: &RemoteCapabilities| {
-                capability::validate(proposed(&answer.capabilities))
-                    .map(drop)
-                    .map_err(|err| err.message)
+            |answer: RemoteCapabilities| {
+                capability::validate(proposed(answer.capabilities)).map_err(|err| err.message)
             },
         )
-        .await?;
-    capability::validate(proposed(&answer.capabilities))
-        .map_err(|err| ProviderError::Malformed(err.message))
+        .await
 }
