@@ -68,22 +68,33 @@ pub fn work_item_address(mailbox: &Address, key: WorkItemKey) -> String {
     format!("{}+{key}@{}", mailbox.local, mailbox.domain)
 }
 
+/// What the recipients of a mail to a mailbox say about its work item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressed {
+    /// No recipient is a work-item address of the mailbox.
+    Nothing,
+    /// Every such recipient names this work item.
+    WorkItem(WorkItemKey),
+    /// Recipients name different work items, for a human to sort.
+    Ambiguous,
+}
+
 /// The work item that mail to `mailbox` names by plus-address, looking at
-/// every recipient (To, Cc, Delivered-To, envelope). `None` when no
-/// recipient names one; the first that does wins, and recipients naming
-/// different items are ambiguous (`None` as well, for a human to sort).
+/// every recipient (To, Cc, Delivered-To, envelope).
 pub fn addressed_work_item<'a>(
     mailbox: &Address,
     recipients: impl IntoIterator<Item = &'a str>,
-) -> Option<WorkItemKey> {
-    let mut found = None;
+) -> Addressed {
+    let mut found = Addressed::Nothing;
     for address in recipients.into_iter().filter_map(Address::parse) {
         if !address.belongs_to(mailbox) {
             continue;
         }
         match (address.work_item(), found) {
-            (Some(key), None) => found = Some(key),
-            (Some(key), Some(first)) if key != first => return None,
+            (Some(key), Addressed::Nothing) => found = Addressed::WorkItem(key),
+            (Some(key), Addressed::WorkItem(first)) if key != first => {
+                return Addressed::Ambiguous;
+            }
             _ => {}
         }
     }
@@ -240,10 +251,10 @@ mod tests {
             &mailbox(),
             ["alice@other.example", "support+wi-7@shop.example"],
         );
-        assert_eq!(key, Some(WorkItemKey(7)));
+        assert_eq!(key, Addressed::WorkItem(WorkItemKey(7)));
         assert_eq!(
             addressed_work_item(&mailbox(), ["sales+WI-7@shop.example"]),
-            None,
+            Addressed::Nothing,
             "another mailbox's address names nothing here"
         );
         assert_eq!(
@@ -251,7 +262,7 @@ mod tests {
                 &mailbox(),
                 ["support+WI-7@shop.example", "support+WI-8@shop.example"]
             ),
-            None,
+            Addressed::Ambiguous,
             "two items: ambiguous"
         );
         assert_eq!(
@@ -262,7 +273,7 @@ mod tests {
                     "Support <support+WI-7@shop.example>"
                 ]
             ),
-            Some(WorkItemKey(7))
+            Addressed::WorkItem(WorkItemKey(7))
         );
         assert_eq!(
             work_item_address(&mailbox(), WorkItemKey(42)),

@@ -14,7 +14,7 @@
 //! Mail about a work item from a sender who is neither a project member
 //! nor already in that thread is held, not posted.
 
-use anima_core::mail::{Address, ScreeningRules, addressed_work_item};
+use anima_core::mail::{Address, Addressed, ScreeningRules, addressed_work_item};
 
 use crate::parse::InboundMail;
 
@@ -145,38 +145,29 @@ pub async fn route(
     if !mailbox.rules.admits(&mail.from) {
         return Ok(held(None, HoldReason::Screened));
     }
-    let addressed: Vec<_> = mail
-        .recipients()
-        .filter_map(Address::parse)
-        .filter(|address| address.belongs_to(&mailbox.address) && address.tag.is_some())
-        .collect();
-    let item = if addressed
-        .iter()
-        .any(|address| address.work_item().is_some())
-    {
-        let Some(key) = addressed_work_item(&mailbox.address, mail.recipients()) else {
-            return Ok(Route::Triage(TriageReason::Ambiguous));
-        };
-        match context.work_item(&mailbox.projects, key).await? {
+    let item = match addressed_work_item(&mailbox.address, mail.recipients()) {
+        Addressed::Ambiguous => return Ok(Route::Triage(TriageReason::Ambiguous)),
+        Addressed::WorkItem(key) => match context.work_item(&mailbox.projects, key).await? {
             Some(item) => item,
             None => return Ok(Route::Triage(TriageReason::UnknownWorkItem)),
-        }
-    } else {
-        let referenced: Vec<&str> = mail.referenced_ids().collect();
-        let replied = if referenced.is_empty() {
-            None
-        } else {
-            context.work_item_of_messages(&referenced).await?
-        };
-        match (replied, mailbox.projects.as_slice()) {
-            (Some(item), _) => item,
-            (None, [project]) => match context.classify(project, mail).await? {
-                Classified::Item(item) => item,
-                Classified::Unsure(suggestion) => {
-                    return Ok(Route::Triage(TriageReason::Unsure { suggestion }));
-                }
-            },
-            (None, _) => return Ok(Route::Triage(TriageReason::NoAddress)),
+        },
+        Addressed::Nothing => {
+            let referenced: Vec<&str> = mail.referenced_ids().collect();
+            let replied = if referenced.is_empty() {
+                None
+            } else {
+                context.work_item_of_messages(&referenced).await?
+            };
+            match (replied, mailbox.projects.as_slice()) {
+                (Some(item), _) => item,
+                (None, [project]) => match context.classify(project, mail).await? {
+                    Classified::Item(item) => item,
+                    Classified::Unsure(suggestion) => {
+                        return Ok(Route::Triage(TriageReason::Unsure { suggestion }));
+                    }
+                },
+                (None, _) => return Ok(Route::Triage(TriageReason::NoAddress)),
+            }
         }
     };
     if !item.writable {

@@ -3,7 +3,7 @@
 //! bytes come back intact.
 
 use anima_core::{
-    mail::{Address, addressed_work_item},
+    mail::{Address, Addressed, addressed_work_item},
     planning::WorkItemKey,
 };
 use anima_mail::{
@@ -95,7 +95,7 @@ async fn changes_resume_from_a_saved_state() {
     let mailbox = Address::parse(&login).expect("mailbox address");
     assert_eq!(
         addressed_work_item(&mailbox, mail.recipients()),
-        Some(WorkItemKey(12))
+        Addressed::WorkItem(WorkItemKey(12))
     );
 }
 
