@@ -94,17 +94,6 @@ pub enum ThreadCommand {
     },
 }
 
-/// The Akh named by id or name.
-async fn akh_id(session: &Session, akh: &str) -> anyhow::Result<String> {
-    let names = Names::load(session).await?;
-    names
-        .akhs
-        .iter()
-        .find(|(id, name)| *id == akh || *name == akh)
-        .map(|(id, _)| id.clone())
-        .with_context(|| format!("no Akh named {akh:?} (see `anima akh list`)"))
-}
-
 /// `anima ask …`: a human decision.
 #[derive(Args)]
 pub struct AskArgs {
@@ -177,6 +166,15 @@ impl Names {
             users: usernames(session).await?,
             akhs: akhs.into_iter().map(|akh| (akh.id, akh.name)).collect(),
         })
+    }
+
+    /// The id of the Akh named by id or name.
+    fn akh_id(&self, akh: &str) -> anyhow::Result<String> {
+        self.akhs
+            .iter()
+            .find(|(id, name)| *id == akh || *name == akh)
+            .map(|(id, _)| id.clone())
+            .with_context(|| format!("no Akh named {akh:?} (see `anima akh list`)"))
     }
 
     fn author(&self, author: &Option<pb::Actor>) -> String {
@@ -367,7 +365,8 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
         } => {
             let session = Session::open(&global).await?;
             let item = item.fetch(&session).await?;
-            let akh_id = akh_id(&session, &akh).await?;
+            let names = Names::load(&session).await?;
+            let akh_id = names.akh_id(&akh)?;
             let reply = session
                 .threads()
                 .summarize_thread(session.request(pb::SummarizeThreadRequest {
@@ -379,7 +378,6 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let message = reply.message.context("the server returned no message")?;
-            let names = Names::load(&session).await?;
             if global.json {
                 let mut value = message_json(&message, &names);
                 value["model"] = json!(reply.model);
