@@ -140,6 +140,18 @@ pub mod reason {
     pub const MAILBOX_EXISTS: &str = "MAILBOX_EXISTS";
     /// No mailbox has this id.
     pub const MAILBOX_NOT_FOUND: &str = "MAILBOX_NOT_FOUND";
+    /// A mailbox must keep serving at least one project.
+    pub const MAILBOX_NEEDS_PROJECT: &str = "MAILBOX_NEEDS_PROJECT";
+    /// The mailbox was deleted or rotated away and is being dropped.
+    pub const MAILBOX_DROPPING: &str = "MAILBOX_DROPPING";
+    /// Only a dropping mailbox can be removed.
+    pub const MAILBOX_NOT_DROPPING: &str = "MAILBOX_NOT_DROPPING";
+    /// No fetched mail has this id.
+    pub const INBOUND_MAIL_NOT_FOUND: &str = "INBOUND_MAIL_NOT_FOUND";
+    /// The mail was posted or dismissed already.
+    pub const INBOUND_MAIL_SETTLED: &str = "INBOUND_MAIL_SETTLED";
+    /// The work item is not in one of the mailbox's projects.
+    pub const WORK_ITEM_NOT_IN_MAILBOX: &str = "WORK_ITEM_NOT_IN_MAILBOX";
     /// This server has no anima-ai to ask (`ai_url` is not set).
     pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
     /// anima-ai failed in a way it did not name.

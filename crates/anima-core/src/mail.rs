@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::planning::WorkItemKey;
+use crate::{
+    planning::{Actor, WorkItemKey},
+    thread::{AttachmentRef, EmailHeaders},
+};
 
 /// An address split at `@` and at the first `+` of its local part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,17 @@ impl ScreeningRules {
     }
 }
 
+named_enum!(
+    /// Where a mailbox is in its life.
+    MailboxState, "mailbox state" {
+        /// Followed: its mail is fetched and routed.
+        Active = "active",
+        /// Deleted or rotated away: anima-mail removes its account from the
+        /// mail server, then the mailbox is gone.
+        Dropping = "dropping",
+    }
+);
+
 /// A mailbox of the mail server that anima-mail follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -138,10 +152,20 @@ pub struct Mailbox {
     pub rules: ScreeningRules,
     /// Largest mail accepted, in bytes.
     pub max_size: i64,
+    /// Where it is in its life.
+    pub state: MailboxState,
     /// The JMAP state synchronisation resumes from.
     pub jmap_state: Option<String>,
     /// Creation time, µs.
     pub created_at: i64,
+}
+
+impl Mailbox {
+    /// A gather mailbox serves several projects and routes only by
+    /// plus-address or reply references.
+    pub fn is_gather(&self) -> bool {
+        self.project_ids.len() > 1
+    }
 }
 
 /// A mailbox to create.
@@ -159,6 +183,39 @@ pub struct NewMailbox {
     pub max_size: i64,
 }
 
+/// Changes to a mailbox's settings; `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxChanges {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New screening rules.
+    pub rules: Option<ScreeningRules>,
+    /// New size limit.
+    pub max_size: Option<i64>,
+}
+
+/// Default size limit of a mailbox: 25 MiB.
+pub const DEFAULT_MAX_SIZE: i64 = 25 * 1024 * 1024;
+
+/// Checks a mailbox address: `local@domain`, without a `+` tag (the tags
+/// are the work items'). Returns it lower-case.
+pub fn mailbox_address(raw: &str) -> Result<String, crate::DomainError> {
+    let invalid = |why: &str| {
+        crate::DomainError::invalid_argument(
+            crate::error::reason::INVALID_FIELD,
+            format!("address {raw:?} {why}"),
+        )
+    };
+    if raw.trim().contains(['<', '>', ' ']) {
+        return Err(invalid("must be a bare address"));
+    }
+    let address = Address::parse(raw).ok_or_else(|| invalid("is not local@domain"))?;
+    if address.tag.is_some() {
+        return Err(invalid("must not carry a +tag"));
+    }
+    Ok(format!("{}@{}", address.local, address.domain))
+}
+
 named_enum!(
     /// Where a fetched mail ended up.
     InboundState, "inbound mail state" {
@@ -168,11 +225,35 @@ named_enum!(
         Held = "held",
         /// Waiting for a human to assign it.
         Triage = "triage",
+        /// Held or triaged mail a human decided not to post.
+        Dismissed = "dismissed",
     }
 );
 
+/// What a fetched mail says, kept so that mail posted later (assigned
+/// from triage, released from hold) is the very mail that came in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailContent {
+    /// Its headers.
+    pub email: EmailHeaders,
+    /// Plain-text body (HTML converted).
+    pub body: String,
+    /// Its attachments.
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// Classification's best guess for mail it was not sure about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// The work item.
+    pub work_item_id: String,
+    /// How sure, 0–1.
+    pub confidence: f64,
+}
+
 /// A fetched mail and where it went; one per mailbox and Message-ID.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InboundRecord {
     /// UUIDv7.
     pub id: String,
@@ -190,27 +271,35 @@ pub struct InboundRecord {
     pub sender: String,
     /// Subject.
     pub subject: String,
+    /// What it says.
+    pub content: MailContent,
+    /// Classification's guess, for triaged mail.
+    pub suggestion: Option<Suggestion>,
+    /// The thread message it became, once posted.
+    pub posted_message_id: Option<String>,
+    /// Who assigned, released or dismissed it; `None` when routing did.
+    pub settled_by: Option<Actor>,
     /// When it was recorded, µs.
     pub created_at: i64,
 }
 
 /// A fetched mail to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewInbound {
     /// The mailbox it came through.
     pub mailbox_id: String,
     /// Its Message-ID.
     pub message_id: String,
-    /// Where it went.
+    /// Where it goes.
     pub state: InboundState,
     /// Why.
     pub reason: String,
-    /// The work item, if known.
+    /// The work item, if known (required to post).
     pub work_item_id: Option<String>,
-    /// Sender address.
-    pub sender: String,
-    /// Subject.
-    pub subject: String,
+    /// What it says.
+    pub content: MailContent,
+    /// Classification's guess, for triaged mail.
+    pub suggestion: Option<Suggestion>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use anima_core::{
     DomainError, Permission,
     agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
     capability::Capability,
-    mail::{InboundRecord, InboundState, Mailbox, NewInbound, NewMailbox},
+    mail::{
+        InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
+    },
     model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
     planning::{
@@ -443,6 +445,16 @@ pub enum TokenState {
     SessionEnded,
 }
 
+/// Which mailboxes [`MailStore::list_mailboxes`] returns; every set field
+/// must match.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxFilter {
+    /// Only mailboxes serving this project.
+    pub project_id: Option<String>,
+    /// Only mailboxes in this state.
+    pub state: Option<MailboxState>,
+}
+
 /// Which inbound mail [`MailStore::list_inbound`] returns; every set field
 /// must match.
 #[derive(Debug, Clone, Default)]
@@ -453,7 +465,8 @@ pub struct InboundFilter {
     pub state: Option<InboundState>,
 }
 
-/// Mailboxes anima-mail follows and the mail it fetched from them.
+/// Mailboxes anima-mail follows, the mail it fetched from them, and the
+/// thread lookups routing needs.
 #[async_trait]
 pub trait MailStore: Send + Sync {
     /// Creates a mailbox serving the given projects (at least one, each
@@ -462,19 +475,69 @@ pub trait MailStore: Send + Sync {
     /// A mailbox by id.
     async fn get_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
     /// Mailboxes in creation order.
-    async fn list_mailboxes(&self, page: &PageRequest) -> Result<Page<Mailbox>, DomainError>;
+    async fn list_mailboxes(
+        &self,
+        filter: &MailboxFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Mailbox>, DomainError>;
+    /// Changes an active mailbox's settings.
+    async fn update_mailbox(
+        &self,
+        id: &str,
+        changes: MailboxChanges,
+    ) -> Result<Mailbox, DomainError>;
+    /// Adds projects (each existing) to an active mailbox.
+    async fn link_projects(&self, id: &str, project_ids: &[String])
+    -> Result<Mailbox, DomainError>;
+    /// Removes projects from an active mailbox; it must keep one
+    /// (`MAILBOX_NEEDS_PROJECT`).
+    async fn unlink_projects(
+        &self,
+        id: &str,
+        project_ids: &[String],
+    ) -> Result<Mailbox, DomainError>;
+    /// Marks a mailbox `dropping`: it is no longer followed, and anima-mail
+    /// removes its account, then calls [`MailStore::remove_mailbox`].
+    async fn drop_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
+    /// Replaces a mailbox by one at `new_address` with the same projects and
+    /// settings; the old one is dropping, and its held and triaged mail
+    /// moves to the new one. Returns the new mailbox.
+    async fn rotate_mailbox(&self, id: &str, new_address: &str) -> Result<Mailbox, DomainError>;
+    /// Deletes a dropping mailbox and its mail records (the posted
+    /// messages stay in their threads).
+    async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError>;
     /// Saves the JMAP state the mailbox's synchronisation resumes from.
     async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> Result<(), DomainError>;
-    /// Records a fetched mail. Returns it and `true`, or, when the mailbox
-    /// already has a mail with that Message-ID, the first record and
-    /// `false`, changing nothing.
-    async fn record_inbound(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError>;
+    /// Records a fetched mail and, when its state is `posted`, posts it as
+    /// an inbound-email message into its work item's thread, in one
+    /// transaction. Returns it and `true`; or, when the mailbox already has
+    /// a mail with that Message-ID, the first record and `false`, changing
+    /// nothing.
+    async fn receive_mail(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError>;
+    /// Posts a held or triaged mail into `work_item_id`'s thread (which must
+    /// belong to one of the mailbox's projects) on behalf of `by`.
+    async fn post_inbound(
+        &self,
+        id: &str,
+        work_item_id: &str,
+        by: &Actor,
+    ) -> Result<InboundRecord, DomainError>;
+    /// Sets a held or triaged mail aside without posting it.
+    async fn dismiss_inbound(&self, id: &str, by: &Actor) -> Result<InboundRecord, DomainError>;
+    /// A fetched mail by id.
+    async fn get_inbound(&self, id: &str) -> Result<InboundRecord, DomainError>;
     /// Fetched mail, oldest first.
     async fn list_inbound(
         &self,
         filter: &InboundFilter,
         page: &PageRequest,
     ) -> Result<Page<InboundRecord>, DomainError>;
+    /// The work item whose thread holds a mail with one of these
+    /// Message-IDs (inbound or outbound), the newest match first.
+    async fn thread_of_mail(&self, message_ids: &[String]) -> Result<Option<String>, DomainError>;
+    /// Whether `address` is a member of the work item's project (by account
+    /// email) or already wrote or was written to in its thread.
+    async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError>;
 }
 
 /// Agent sessions, their tasks, and the MCP tokens they reach back with.

@@ -38,6 +38,11 @@ const COMMON: &[Step] = &[
         "mail",
         include_str!("../migrations/common/0006_mail.sql"),
     ),
+    (
+        7,
+        "mail routing",
+        include_str!("../migrations/common/0007_mail_routing.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -1,22 +1,30 @@
-//! Mailboxes, their projects and JMAP states, and the inbound mail record
-//! that makes routing exactly-once: one row per mailbox and Message-ID.
+//! Mailboxes, their projects and JMAP states; the inbound mail record that
+//! makes routing exactly-once (one row per mailbox and Message-ID, written
+//! in the same transaction as the thread message it becomes); the thread
+//! lookups routing asks for.
 
 use anima_core::{
     DomainError,
     error::reason,
     id::new_id,
-    mail::{InboundRecord, Mailbox, NewInbound, NewMailbox},
+    mail::{
+        InboundRecord, InboundState, MailContent, Mailbox, MailboxChanges, MailboxState,
+        NewInbound, NewMailbox,
+    },
     model::now_micros,
     paging::PageRequest,
+    planning::{Actor, ProjectStatus},
+    thread::{MessageKind, NewMessage},
 };
 use async_trait::async_trait;
+use serde_json::json;
 use sqlx::Row;
 
 use super::{
     PostgresStore, SqliteStore, db_error, internal,
     planning::{stored, stored_json, to_json},
 };
-use crate::{InboundFilter, MailStore, Page};
+use crate::{InboundFilter, MailStore, MailboxFilter, Page};
 
 fn mailbox_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -25,10 +33,52 @@ fn mailbox_not_found(id: &str) -> DomainError {
     )
 }
 
+fn inbound_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::INBOUND_MAIL_NOT_FOUND,
+        format!("no fetched mail with id {id}"),
+    )
+}
+
+fn require_active(mailbox: &Mailbox) -> Result<(), DomainError> {
+    match mailbox.state {
+        MailboxState::Active => Ok(()),
+        MailboxState::Dropping => Err(DomainError::failed_precondition(
+            reason::MAILBOX_DROPPING,
+            format!("mailbox {} is being dropped", mailbox.address),
+        )),
+    }
+}
+
+/// The idempotency key of the thread message a fetched mail becomes.
+fn posting_key(mailbox_id: &str, message_id: &str) -> String {
+    format!("mail:{mailbox_id}:{message_id}")
+}
+
+/// The inbound-email message a fetched mail becomes.
+fn inbound_message(
+    work_item_id: &str,
+    mailbox_id: &str,
+    message_id: &str,
+    content: MailContent,
+) -> NewMessage {
+    NewMessage {
+        work_item_id: work_item_id.to_owned(),
+        kind: MessageKind::InboundEmail,
+        author: Actor::Email {
+            address: content.email.from.clone(),
+        },
+        body: content.body,
+        email: Some(content.email),
+        attachments: content.attachments,
+        idempotency_key: Some(posting_key(mailbox_id, message_id)),
+    }
+}
+
 macro_rules! inbound_select {
     () => {
-        "SELECT id, mailbox_id, message_id, state, reason, work_item_id, sender, subject, created_at \
-         FROM inbound_mail"
+        "SELECT id, mailbox_id, message_id, state, reason, work_item_id, sender, subject, content, \
+         suggestion, posted_message_id, settled_by, created_at FROM inbound_mail"
     };
 }
 
@@ -43,37 +93,8 @@ macro_rules! mail_sql {
                         "a mailbox serves at least one project",
                     ));
                 }
-                let id = new_id();
-                let address = mailbox.address.trim().to_lowercase();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
-                for project_id in &mailbox.project_ids {
-                    Self::project_exists(&mut tx, project_id).await?;
-                }
-                sqlx::query(
-                    "INSERT INTO mailboxes (id, address, display_name, rules, max_size, jmap_state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, NULL, $6)",
-                )
-                .bind(&id)
-                .bind(&address)
-                .bind(&mailbox.display_name)
-                .bind(to_json(&mailbox.rules))
-                .bind(mailbox.max_size)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| db_error(err, reason::MAILBOX_EXISTS))?;
-                for project_id in &mailbox.project_ids {
-                    sqlx::query(
-                        "INSERT INTO mailbox_projects (mailbox_id, project_id) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&id)
-                    .bind(project_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-                }
-                let created = Self::mailbox_in(&mut tx, &id).await?;
+                let created = Self::insert_mailbox(&mut tx, &mailbox).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
@@ -83,24 +104,147 @@ macro_rules! mail_sql {
                 Self::mailbox_in(&mut conn, id).await
             }
 
-            async fn list_mailboxes(&self, page: &PageRequest) -> Result<Page<Mailbox>, DomainError> {
+            async fn list_mailboxes(
+                &self,
+                filter: &MailboxFilter,
+                page: &PageRequest,
+            ) -> Result<Page<Mailbox>, DomainError> {
                 let mut conn = self.pool.acquire().await.map_err(internal)?;
-                let ids: Vec<String> = sqlx::query("SELECT id FROM mailboxes WHERE id > $1 ORDER BY id LIMIT $2")
-                    .bind(page.after.as_deref().unwrap_or(""))
-                    .bind(page.fetch_limit())
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(internal)?
-                    .iter()
-                    .map(|row| row.try_get("id"))
-                    .collect::<Result<_, _>>()
-                    .map_err(internal)?;
+                let ids: Vec<String> = sqlx::query(
+                    "SELECT id FROM mailboxes m WHERE id > $1 AND ($2 IS NULL OR state = $2) \
+                     AND ($3 IS NULL OR EXISTS (SELECT 1 FROM mailbox_projects p \
+                       WHERE p.mailbox_id = m.id AND p.project_id = $3)) \
+                     ORDER BY id LIMIT $4",
+                )
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(filter.state.map(|state| state.as_str()))
+                .bind(filter.project_id.as_deref())
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
                 let mut items = Vec::with_capacity(ids.len());
                 for id in &ids {
                     items.push(Self::mailbox_in(&mut conn, id).await?);
                 }
                 let next_page_token = page.finish(&mut items, |mailbox| mailbox.id.clone());
                 Ok(Page { items, next_page_token })
+            }
+
+            async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::mailbox_in(&mut tx, id).await?;
+                require_active(&current)?;
+                sqlx::query("UPDATE mailboxes SET display_name = $2, rules = $3, max_size = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(changes.display_name.as_ref().unwrap_or(&current.display_name))
+                    .bind(to_json(changes.rules.as_ref().unwrap_or(&current.rules)))
+                    .bind(changes.max_size.unwrap_or(current.max_size))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                let updated = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.updated", &updated).await?;
+                self.commit(tx).await?;
+                Ok(updated)
+            }
+
+            async fn link_projects(&self, id: &str, project_ids: &[String]) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                require_active(&Self::mailbox_in(&mut tx, id).await?)?;
+                Self::add_projects(&mut tx, id, project_ids).await?;
+                let linked = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.updated", &linked).await?;
+                self.commit(tx).await?;
+                Ok(linked)
+            }
+
+            async fn unlink_projects(&self, id: &str, project_ids: &[String]) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::mailbox_in(&mut tx, id).await?;
+                require_active(&current)?;
+                if current.project_ids.iter().all(|project| project_ids.contains(project)) {
+                    return Err(DomainError::failed_precondition(
+                        reason::MAILBOX_NEEDS_PROJECT,
+                        "a mailbox must keep serving at least one project; delete it instead",
+                    ));
+                }
+                for project_id in project_ids {
+                    sqlx::query("DELETE FROM mailbox_projects WHERE mailbox_id = $1 AND project_id = $2")
+                        .bind(id)
+                        .bind(project_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
+                let unlinked = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.updated", &unlinked).await?;
+                self.commit(tx).await?;
+                Ok(unlinked)
+            }
+
+            async fn drop_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                require_active(&Self::mailbox_in(&mut tx, id).await?)?;
+                Self::set_dropping(&mut tx, id).await?;
+                let dropping = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
+                self.commit(tx).await?;
+                Ok(dropping)
+            }
+
+            async fn rotate_mailbox(&self, id: &str, new_address: &str) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let old = Self::mailbox_in(&mut tx, id).await?;
+                require_active(&old)?;
+                let new = Self::insert_mailbox(
+                    &mut tx,
+                    &NewMailbox {
+                        address: new_address.to_owned(),
+                        display_name: old.display_name.clone(),
+                        project_ids: old.project_ids.clone(),
+                        rules: old.rules.clone(),
+                        max_size: old.max_size,
+                    },
+                )
+                .await?;
+                Self::set_dropping(&mut tx, id).await?;
+                // Mail waiting for a human stays reachable through the new
+                // mailbox; posted records go with the old account.
+                sqlx::query(
+                    "UPDATE inbound_mail SET mailbox_id = $2 WHERE mailbox_id = $1 AND state IN ('held', 'triage')",
+                )
+                .bind(id)
+                .bind(&new.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                let dropping = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
+                self.commit(tx).await?;
+                Ok(new)
+            }
+
+            async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mailbox = Self::mailbox_in(&mut tx, id).await?;
+                if mailbox.state != MailboxState::Dropping {
+                    return Err(DomainError::failed_precondition(
+                        reason::MAILBOX_NOT_DROPPING,
+                        format!("mailbox {} is active; delete it first", mailbox.address),
+                    ));
+                }
+                sqlx::query("DELETE FROM mailboxes WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record_mailbox(&mut tx, "mailbox.removed", &mailbox).await?;
+                self.commit(tx).await
             }
 
             async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> Result<(), DomainError> {
@@ -117,34 +261,133 @@ macro_rules! mail_sql {
                 Ok(())
             }
 
-            async fn record_inbound(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
-                Self::mailbox_in(&mut conn, &mail.mailbox_id).await?;
+            async fn receive_mail(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mailbox = Self::mailbox_in(&mut tx, &mail.mailbox_id).await?;
+                let (mut state, mut why) = (mail.state, mail.reason.clone());
+                let mut project_id = None;
+                if let Some(work_item_id) = &mail.work_item_id {
+                    let project = Self::work_item_project(&mut tx, work_item_id).await?;
+                    if state == InboundState::Posted
+                        && Self::lock_project(&mut tx, &project).await? == ProjectStatus::Archived
+                    {
+                        // Archived between routing and now: a human decides.
+                        state = InboundState::Triage;
+                        why = "its work item's project is archived".into();
+                    }
+                    project_id = Some(project);
+                } else if state == InboundState::Posted {
+                    return Err(DomainError::invalid_argument(
+                        reason::FIELD_REQUIRED,
+                        "posted mail needs its work item",
+                    ));
+                }
+                let id = new_id();
                 let inserted = sqlx::query(
                     "INSERT INTO inbound_mail (id, mailbox_id, message_id, state, reason, work_item_id, \
-                     sender, subject, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     sender, subject, content, suggestion, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (mailbox_id, message_id) DO NOTHING RETURNING id",
                 )
-                .bind(new_id())
+                .bind(&id)
                 .bind(&mail.mailbox_id)
                 .bind(&mail.message_id)
-                .bind(mail.state.as_str())
-                .bind(&mail.reason)
+                .bind(state.as_str())
+                .bind(&why)
                 .bind(mail.work_item_id.as_deref())
-                .bind(&mail.sender)
-                .bind(&mail.subject)
+                .bind(&mail.content.email.from)
+                .bind(&mail.content.email.subject)
+                .bind(to_json(&mail.content))
+                .bind(mail.suggestion.as_ref().map(to_json))
                 .bind(now_micros())
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(internal)?
                 .is_some();
-                let row = sqlx::query(concat!(inbound_select!(), " WHERE mailbox_id = $1 AND message_id = $2"))
-                    .bind(&mail.mailbox_id)
-                    .bind(&mail.message_id)
-                    .fetch_one(&mut *conn)
+                if !inserted {
+                    let first = Self::inbound_by_key(&mut tx, &mail.mailbox_id, &mail.message_id).await?;
+                    return Ok((first, false));
+                }
+                match (state, &mail.work_item_id, &project_id) {
+                    (InboundState::Posted, Some(work_item_id), Some(project_id)) => {
+                        let message = inbound_message(work_item_id, &mail.mailbox_id, &mail.message_id, mail.content);
+                        let posted = Self::insert_message(&mut tx, project_id, message).await?;
+                        sqlx::query("UPDATE inbound_mail SET posted_message_id = $2 WHERE id = $1")
+                            .bind(&id)
+                            .bind(&posted.id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(internal)?;
+                    }
+                    _ => {
+                        let project = project_id.as_deref().or(mailbox.project_ids.first().map(String::as_str));
+                        Self::record_for(
+                            &mut tx,
+                            "mail.received",
+                            project,
+                            mail.work_item_id.as_deref(),
+                            &id,
+                            json!({"mailbox_id": mail.mailbox_id, "state": state.as_str(), "reason": why}),
+                        )
+                        .await?;
+                    }
+                }
+                let record = Self::inbound_in(&mut tx, &id).await?;
+                self.commit(tx).await?;
+                Ok((record, true))
+            }
+
+            async fn post_inbound(
+                &self,
+                id: &str,
+                work_item_id: &str,
+                by: &Actor,
+            ) -> Result<InboundRecord, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let record = Self::settle(&mut tx, id, InboundState::Posted, Some(work_item_id), by).await?;
+                let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
+                let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
+                if !mailbox.project_ids.contains(&project_id) {
+                    return Err(DomainError::failed_precondition(
+                        reason::WORK_ITEM_NOT_IN_MAILBOX,
+                        format!("the work item is not in a project that {} serves", mailbox.address),
+                    ));
+                }
+                Self::writable_project(&mut tx, &project_id).await?;
+                let message = inbound_message(work_item_id, &record.mailbox_id, &record.message_id, record.content);
+                let posted = Self::insert_message(&mut tx, &project_id, message).await?;
+                sqlx::query("UPDATE inbound_mail SET posted_message_id = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(&posted.id)
+                    .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
-                Ok((Self::inbound_row(&row)?, inserted))
+                let settled = Self::inbound_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(settled)
+            }
+
+            async fn dismiss_inbound(&self, id: &str, by: &Actor) -> Result<InboundRecord, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let record = Self::settle(&mut tx, id, InboundState::Dismissed, None, by).await?;
+                let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
+                Self::record_for(
+                    &mut tx,
+                    "mail.dismissed",
+                    mailbox.project_ids.first().map(String::as_str),
+                    record.work_item_id.as_deref(),
+                    id,
+                    json!({"mailbox_id": record.mailbox_id, "by": by.to_json()}),
+                )
+                .await?;
+                let settled = Self::inbound_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(settled)
+            }
+
+            async fn get_inbound(&self, id: &str) -> Result<InboundRecord, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::inbound_in(&mut conn, id).await
             }
 
             async fn list_inbound(
@@ -168,15 +411,157 @@ macro_rules! mail_sql {
                 let next_page_token = page.finish(&mut items, |record| record.id.clone());
                 Ok(Page { items, next_page_token })
             }
+
+            async fn thread_of_mail(&self, message_ids: &[String]) -> Result<Option<String>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                // Newest reference first: References lists oldest first, and
+                // the latest message is the most specific thread.
+                for message_id in message_ids.iter().rev() {
+                    let found = sqlx::query(
+                        "SELECT work_item_id FROM thread_mail_ids WHERE message_id = $1 ORDER BY work_item_id LIMIT 1",
+                    )
+                    .bind(message_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                    if let Some(row) = found {
+                        return row.try_get("work_item_id").map(Some).map_err(internal);
+                    }
+                }
+                Ok(None)
+            }
+
+            async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError> {
+                let address = address.trim().to_lowercase();
+                let known = sqlx::query(
+                    "SELECT 1 FROM thread_contacts WHERE work_item_id = $1 AND address = $2 \
+                     UNION ALL SELECT 1 FROM role_bindings b JOIN users u ON u.id = b.user_id \
+                       JOIN work_items w ON w.project_id = b.project_id \
+                       WHERE w.id = $1 AND lower(u.email) = $2",
+                )
+                .bind(work_item_id)
+                .bind(&address)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?;
+                Ok(known.is_some())
+            }
         }
 
         impl $store {
+            async fn insert_mailbox(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                mailbox: &NewMailbox,
+            ) -> Result<Mailbox, DomainError> {
+                let id = new_id();
+                sqlx::query(
+                    "INSERT INTO mailboxes (id, address, display_name, rules, max_size, jmap_state, state, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6)",
+                )
+                .bind(&id)
+                .bind(mailbox.address.trim().to_lowercase())
+                .bind(&mailbox.display_name)
+                .bind(to_json(&mailbox.rules))
+                .bind(mailbox.max_size)
+                .bind(now_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(|err| db_error(err, reason::MAILBOX_EXISTS))?;
+                Self::add_projects(conn, &id, &mailbox.project_ids).await?;
+                let created = Self::mailbox_in(conn, &id).await?;
+                Self::record_mailbox(conn, "mailbox.created", &created).await?;
+                Ok(created)
+            }
+
+            async fn add_projects(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+                project_ids: &[String],
+            ) -> Result<(), DomainError> {
+                for project_id in project_ids {
+                    Self::project_exists(conn, project_id).await?;
+                    sqlx::query(
+                        "INSERT INTO mailbox_projects (mailbox_id, project_id) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(project_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                }
+                Ok(())
+            }
+
+            async fn set_dropping(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<(), DomainError> {
+                sqlx::query("UPDATE mailboxes SET state = 'dropping' WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                Ok(())
+            }
+
+            /// One event per project the mailbox serves, so every project's
+            /// dashboard sees it.
+            async fn record_mailbox(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                kind: &str,
+                mailbox: &Mailbox,
+            ) -> Result<(), DomainError> {
+                let payload = json!({
+                    "id": mailbox.id,
+                    "address": mailbox.address,
+                    "state": mailbox.state.as_str(),
+                    "project_ids": mailbox.project_ids,
+                });
+                for project_id in &mailbox.project_ids {
+                    Self::record(conn, kind, Some(project_id), &mailbox.id, payload.clone()).await?;
+                }
+                Ok(())
+            }
+
+            /// Moves a held or triaged mail to `state`; anything else was
+            /// settled already (`INBOUND_MAIL_SETTLED`). The conditional
+            /// update is the lock: a second settler finds no row.
+            async fn settle(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+                state: InboundState,
+                work_item_id: Option<&str>,
+                by: &Actor,
+            ) -> Result<InboundRecord, DomainError> {
+                let updated = sqlx::query(
+                    "UPDATE inbound_mail SET state = $2, work_item_id = COALESCE($3, work_item_id), settled_by = $4 \
+                     WHERE id = $1 AND state IN ('held', 'triage')",
+                )
+                .bind(id)
+                .bind(state.as_str())
+                .bind(work_item_id)
+                .bind(by.to_json())
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?
+                .rows_affected();
+                let record = Self::inbound_in(conn, id).await?;
+                if updated == 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::INBOUND_MAIL_SETTLED,
+                        format!("this mail is {} already", record.state),
+                    ));
+                }
+                Ok(record)
+            }
+
             async fn mailbox_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> Result<Mailbox, DomainError> {
                 let row = sqlx::query(
-                    "SELECT id, address, display_name, rules, max_size, jmap_state, created_at \
+                    "SELECT id, address, display_name, rules, max_size, state, jmap_state, created_at \
                      FROM mailboxes WHERE id = $1",
                 )
                 .bind(id)
@@ -196,6 +581,7 @@ macro_rules! mail_sql {
                 .collect::<Result<_, _>>()
                 .map_err(internal)?;
                 let rules: String = row.try_get("rules").map_err(internal)?;
+                let state: String = row.try_get("state").map_err(internal)?;
                 Ok(Mailbox {
                     id: row.try_get("id").map_err(internal)?,
                     address: row.try_get("address").map_err(internal)?,
@@ -203,13 +589,44 @@ macro_rules! mail_sql {
                     project_ids,
                     rules: stored_json(&rules)?,
                     max_size: row.try_get("max_size").map_err(internal)?,
+                    state: stored(&state)?,
                     jmap_state: row.try_get("jmap_state").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                 })
             }
 
+            async fn inbound_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<InboundRecord, DomainError> {
+                let row = sqlx::query(concat!(inbound_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| inbound_not_found(id))?;
+                Self::inbound_row(&row)
+            }
+
+            async fn inbound_by_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                mailbox_id: &str,
+                message_id: &str,
+            ) -> Result<InboundRecord, DomainError> {
+                let row = sqlx::query(concat!(inbound_select!(), " WHERE mailbox_id = $1 AND message_id = $2"))
+                    .bind(mailbox_id)
+                    .bind(message_id)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                Self::inbound_row(&row)
+            }
+
             fn inbound_row(row: &<$db as sqlx::Database>::Row) -> Result<InboundRecord, DomainError> {
                 let state: String = row.try_get("state").map_err(internal)?;
+                let content: String = row.try_get("content").map_err(internal)?;
+                let suggestion: Option<String> = row.try_get("suggestion").map_err(internal)?;
+                let settled_by: Option<String> = row.try_get("settled_by").map_err(internal)?;
                 Ok(InboundRecord {
                     id: row.try_get("id").map_err(internal)?,
                     mailbox_id: row.try_get("mailbox_id").map_err(internal)?,
@@ -219,6 +636,10 @@ macro_rules! mail_sql {
                     work_item_id: row.try_get("work_item_id").map_err(internal)?,
                     sender: row.try_get("sender").map_err(internal)?,
                     subject: row.try_get("subject").map_err(internal)?,
+                    content: stored_json(&content)?,
+                    suggestion: suggestion.as_deref().map(stored_json).transpose()?,
+                    posted_message_id: row.try_get("posted_message_id").map_err(internal)?,
+                    settled_by: settled_by.as_deref().map(Actor::from_json).transpose()?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                 })
             }

@@ -300,7 +300,7 @@ macro_rules! thread_sql {
         impl $store {
             /// Appends a message to its thread (the project is locked
             /// already) and records its event, whose payload is the message.
-            async fn insert_message(
+            pub(super) async fn insert_message(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
                 message: NewMessage,
@@ -314,15 +314,22 @@ macro_rules! thread_sql {
                 .and_then(|row| row.try_get("message_seq"))
                 .map_err(internal)?;
                 let delivery_state = (message.kind == MessageKind::OutboundEmail).then_some(DeliveryState::Queued);
+                let id = new_id();
+                let mut email = message.email;
+                if let Some(headers) = email.as_mut().filter(|headers| headers.message_id.is_empty()) {
+                    // Outbound mail gets its Message-ID now, so a reply that
+                    // names it in References finds this thread.
+                    headers.message_id = format!("{id}@anima");
+                }
                 let posted = Message {
-                    id: new_id(),
+                    id,
                     work_item_id: message.work_item_id,
                     project_id: project_id.to_owned(),
                     sequence,
                     kind: message.kind,
                     author: message.author,
                     body: message.body,
-                    email: message.email,
+                    email,
                     attachments: message.attachments,
                     delivery_state,
                     delivery_error: String::new(),
@@ -359,6 +366,9 @@ macro_rules! thread_sql {
                     .await
                     .map_err(internal)?;
                 }
+                if let Some(headers) = &posted.email {
+                    Self::remember_mail(conn, &posted.work_item_id, posted.kind, headers).await?;
+                }
                 Self::record_for(
                     conn,
                     "message.posted",
@@ -369,6 +379,39 @@ macro_rules! thread_sql {
                 )
                 .await?;
                 Ok(posted)
+            }
+
+            /// Notes an email message's Message-ID (replies find the thread
+            /// by it) and the addresses taking part (screening knows them).
+            async fn remember_mail(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                work_item_id: &str,
+                kind: MessageKind,
+                headers: &EmailHeaders,
+            ) -> Result<(), DomainError> {
+                sqlx::query(
+                    "INSERT INTO thread_mail_ids (message_id, work_item_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(&headers.message_id)
+                .bind(work_item_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let contacts = match kind {
+                    MessageKind::InboundEmail => vec![&headers.from],
+                    _ => headers.to.iter().chain(&headers.cc).collect(),
+                };
+                for address in contacts {
+                    sqlx::query(
+                        "INSERT INTO thread_contacts (work_item_id, address) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(work_item_id)
+                    .bind(address.trim().to_lowercase())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                }
+                Ok(())
             }
 
             fn message_row(row: &<$db as sqlx::Database>::Row) -> Result<Message, DomainError> {

@@ -458,7 +458,9 @@ macro_rules! conformance_suite {
             decisions_are_answered_once,
             commits_signal_and_dashboard_reads,
             agent_sessions_and_tokens,
-            mailboxes_and_inbound_mail_once
+            mailboxes_and_inbound_mail_once,
+            received_mail_posts_once,
+            mailbox_lifecycle
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
