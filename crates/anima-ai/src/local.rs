@@ -55,6 +55,8 @@ pub struct Classification {
     pub work_item_id: Option<String>,
     /// Calibrated confidence of the best candidate, 0..=1.
     pub confidence: f64,
+    /// The best candidate, chosen or not; `None` without candidates.
+    pub best: Option<String>,
 }
 
 /// Tuning of the classifier. The defaults were calibrated on the labelled
@@ -140,6 +142,7 @@ pub fn decide<'a>(
         return Classification {
             work_item_id: None,
             confidence: 0.0,
+            best: None,
         };
     };
     let denominator: f64 = scores
@@ -148,9 +151,11 @@ pub fn decide<'a>(
         .sum();
     let confidence = 1.0 / denominator;
     let sure = confidence >= settings.threshold && best_score >= settings.min_similarity;
+    let best = id_of(best).to_owned();
     Classification {
-        work_item_id: sure.then(|| id_of(best).to_owned()),
+        work_item_id: sure.then(|| best.clone()),
         confidence,
+        best: Some(best),
     }
 }
 

@@ -398,6 +398,7 @@ impl AnimaAiService for AiService {
             confidence: classification.confidence,
             tier: ModelTier::Minimal as i32,
             model,
+            best_work_item_id: classification.best.unwrap_or_default(),
         }))
     }
 
@@ -657,8 +658,10 @@ async fn remote_classify(
     Ok(local::Classification {
         work_item_id: answer
             .work_item_id
+            .clone()
             .filter(|_| answer.confidence >= threshold),
         confidence: answer.confidence,
+        best: answer.work_item_id,
     })
 }
 

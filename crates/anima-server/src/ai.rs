@@ -80,6 +80,10 @@ impl Ai {
     }
 
     forward!(
+        /// The work item a mail is about, among candidates (minimal tier).
+        classify_mail(pb::ClassifyMailRequest) -> pb::ClassifyMailResponse
+    );
+    forward!(
         /// An extractive or model-written summary with citations.
         summarize(pb::SummarizeRequest) -> pb::SummarizeResponse
     );

@@ -7,8 +7,10 @@ use anima_db::Store;
 use anima_proto::v1::{
     agent_session_service_server::AgentSessionServiceServer, akh_service_server::AkhServiceServer,
     auth_service_server::AuthServiceServer, dashboard_service_server::DashboardServiceServer,
-    document_service_server::DocumentServiceServer, mailbox_service_server::MailboxServiceServer,
-    plan_service_server::PlanServiceServer, project_service_server::ProjectServiceServer,
+    document_service_server::DocumentServiceServer,
+    mail_worker_service_server::MailWorkerServiceServer,
+    mailbox_service_server::MailboxServiceServer, plan_service_server::PlanServiceServer,
+    project_service_server::ProjectServiceServer,
     repository_service_server::RepositoryServiceServer, team_service_server::TeamServiceServer,
     thread_service_server::ThreadServiceServer, work_item_service_server::WorkItemServiceServer,
     workflow_service_server::WorkflowServiceServer,
@@ -26,9 +28,18 @@ use crate::{
     mcp,
     middleware::{authorize, trust_every_caller},
     services::{
-        agent::AgentSessionApi, akh::AkhApi, auth::AuthApi, dashboard::DashboardApi, plan::PlanApi,
-        project::ProjectApi, team::TeamApi, thread::ThreadApi, unimplemented::NotYetImplemented,
-        work_item::WorkItemApi, workflow::WorkflowApi,
+        agent::AgentSessionApi,
+        akh::AkhApi,
+        auth::AuthApi,
+        dashboard::DashboardApi,
+        mailbox::{MailWorkerApi, MailboxApi},
+        plan::PlanApi,
+        project::ProjectApi,
+        team::TeamApi,
+        thread::ThreadApi,
+        unimplemented::NotYetImplemented,
+        work_item::WorkItemApi,
+        workflow::WorkflowApi,
     },
 };
 
@@ -146,7 +157,7 @@ pub async fn api(
         .add_service(ThreadServiceServer::new(ThreadApi::new(
             store.clone(),
             hub.clone(),
-            ai,
+            ai.clone(),
         )))
         .add_service(AgentSessionServiceServer::new(AgentSessionApi::new(
             store.clone(),
@@ -154,7 +165,11 @@ pub async fn api(
             provider,
         )))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
-        .add_service(MailboxServiceServer::new(NotYetImplemented))
+        .add_service(MailboxServiceServer::new(MailboxApi::new(store.clone())))
+        .add_service(MailWorkerServiceServer::new(MailWorkerApi::new(
+            store.clone(),
+            ai,
+        )))
         .add_service(DocumentServiceServer::new(NotYetImplemented))
         .add_service(AkhServiceServer::new(AkhApi::new(store.clone())))
         .add_service(DashboardServiceServer::new(DashboardApi::new(

@@ -5,6 +5,7 @@ use anima_core::{
     DomainError,
     agent::{AgentSession, SessionStatus, Task, TaskStatus},
     error::reason,
+    mail::{InboundRecord, InboundState, Mailbox, MailboxState, ScreeningRules},
     model::{Event, Role, User},
     planning::{
         Actor, Akh, DescriptionRevision, Member, Plan, Priority, Project, ProjectStatus,
@@ -390,6 +391,112 @@ pub fn parse_attachments(attachments: Vec<pb::AttachmentRef>) -> Vec<AttachmentR
         .collect()
 }
 
+/// Email headers on the wire.
+pub fn email(email: EmailHeaders) -> pb::EmailHeaders {
+    pb::EmailHeaders {
+        from: email.from,
+        to: email.to,
+        cc: email.cc,
+        subject: email.subject,
+        message_id: email.message_id,
+        in_reply_to: email.in_reply_to,
+        references: email.references,
+    }
+}
+
+/// Attachment references on the wire.
+pub fn attachments(attachments: Vec<AttachmentRef>) -> Vec<pb::AttachmentRef> {
+    attachments
+        .into_iter()
+        .map(|attachment| pb::AttachmentRef {
+            document_id: attachment.document_id,
+            file_name: attachment.file_name,
+            media_type: attachment.media_type,
+            size_bytes: attachment.size_bytes,
+        })
+        .collect()
+}
+
+/// A mailbox on the wire.
+pub fn mailbox(mailbox: Mailbox) -> pb::Mailbox {
+    pb::Mailbox {
+        gather: mailbox.is_gather(),
+        id: mailbox.id,
+        address: mailbox.address,
+        display_name: mailbox.display_name,
+        project_ids: mailbox.project_ids,
+        rules: Some(pb::ScreeningRules {
+            deny: mailbox.rules.deny,
+            allow: mailbox.rules.allow,
+        }),
+        max_size_bytes: mailbox.max_size,
+        state: match mailbox.state {
+            MailboxState::Active => pb::MailboxState::Active,
+            MailboxState::Dropping => pb::MailboxState::Dropping,
+        } as i32,
+        create_time: timestamp(mailbox.created_at),
+    }
+}
+
+/// Screening rules from the wire, lower-cased and trimmed.
+pub fn parse_rules(rules: Option<pb::ScreeningRules>) -> ScreeningRules {
+    let clean = |entries: Vec<String>| {
+        entries
+            .into_iter()
+            .map(|entry| entry.trim().to_lowercase())
+            .filter(|entry| !entry.is_empty())
+            .collect()
+    };
+    let rules = rules.unwrap_or_default();
+    ScreeningRules {
+        deny: clean(rules.deny),
+        allow: clean(rules.allow),
+    }
+}
+
+/// A fetched mail on the wire.
+pub fn inbound_mail(record: InboundRecord) -> pb::InboundMail {
+    let (suggested_work_item_id, confidence) = record
+        .suggestion
+        .map_or((String::new(), 0.0), |s| (s.work_item_id, s.confidence));
+    pb::InboundMail {
+        id: record.id,
+        mailbox_id: record.mailbox_id,
+        state: inbound_state(record.state) as i32,
+        reason: record.reason,
+        work_item_id: record.work_item_id.unwrap_or_default(),
+        email: Some(email(record.content.email)),
+        body: record.content.body,
+        attachments: attachments(record.content.attachments),
+        suggested_work_item_id,
+        confidence,
+        posted_message_id: record.posted_message_id.unwrap_or_default(),
+        receive_time: timestamp(record.created_at),
+    }
+}
+
+/// An inbound mail state on the wire.
+pub fn inbound_state(state: InboundState) -> pb::InboundMailState {
+    match state {
+        InboundState::Posted => pb::InboundMailState::Posted,
+        InboundState::Held => pb::InboundMailState::Held,
+        InboundState::Triage => pb::InboundMailState::Triage,
+        InboundState::Dismissed => pb::InboundMailState::Dismissed,
+    }
+}
+
+/// An inbound mail state from the wire; unspecified is `None` (any).
+pub fn parse_inbound_state(raw: i32) -> Result<Option<InboundState>, DomainError> {
+    match pb::InboundMailState::try_from(raw) {
+        Ok(pb::InboundMailState::Unspecified) => Ok(None),
+        Ok(pb::InboundMailState::Posted) => Ok(Some(InboundState::Posted)),
+        Ok(pb::InboundMailState::Held) => Ok(Some(InboundState::Held)),
+        Ok(pb::InboundMailState::Triage) => Ok(Some(InboundState::Triage)),
+        Ok(pb::InboundMailState::Dismissed) => Ok(Some(InboundState::Dismissed)),
+        Err(_) => Err(unknown_enum("state", raw)),
+    }
+}
+
 /// A thread message on the wire. The thread id is the work item's.
 pub fn message(message: Message) -> pb::Message {
     pb::Message {
@@ -399,25 +506,8 @@ pub fn message(message: Message) -> pb::Message {
         kind: message_kind(message.kind) as i32,
         author: Some(actor(message.author)),
         body: message.body,
-        email: message.email.map(|email| pb::EmailHeaders {
-            from: email.from,
-            to: email.to,
-            cc: email.cc,
-            subject: email.subject,
-            message_id: email.message_id,
-            in_reply_to: email.in_reply_to,
-            references: email.references,
-        }),
-        attachments: message
-            .attachments
-            .into_iter()
-            .map(|attachment| pb::AttachmentRef {
-                document_id: attachment.document_id,
-                file_name: attachment.file_name,
-                media_type: attachment.media_type,
-                size_bytes: attachment.size_bytes,
-            })
-            .collect(),
+        email: message.email.map(email),
+        attachments: attachments(message.attachments),
         delivery_state: match message.delivery_state {
             None => pb::DeliveryState::Unspecified,
             Some(DeliveryState::Queued) => pb::DeliveryState::Queued,

@@ -127,13 +127,30 @@ access_table! {
         "AttachPatch": Project(RepositoryManage),
     }
     "MailboxService" => {
+        // By project; by mailbox, reading needs the permission in one of
+        // the projects it serves, changing it in all of them.
         "ListMailboxes": Project(MailboxRead),
+        "GetMailbox": Project(MailboxRead),
         "CreateMailbox": Project(MailboxManage),
+        "UpdateMailbox": Project(MailboxManage),
         "DeleteMailbox": Project(MailboxManage),
+        "RotateMailbox": Project(MailboxManage),
         "LinkProjects": Project(MailboxManage),
         "UnlinkProjects": Project(MailboxManage),
-        "ListTriage": Project(MailboxRead),
-        "AssignTriage": Project(MailboxManage),
+        "ListInboundMail": Project(MailboxRead),
+        // Also needs it in the target work item's project.
+        "AssignInboundMail": Project(MailboxManage),
+        "DismissInboundMail": Project(MailboxManage),
+    }
+    "MailWorkerService" => {
+        "ListFollowedMailboxes": Service,
+        "SaveSyncState": Service,
+        "RemoveMailbox": Service,
+        "ResolveWorkItem": Service,
+        "FindThreadOfMail": Service,
+        "KnowsSender": Service,
+        "ClassifyInbound": Service,
+        "ReceiveMail": Service,
     }
     "DocumentService" => {
         "ListDocuments": Project(DocumentRead),

@@ -6,6 +6,7 @@ mod common;
 
 use anima_core::{
     agent::{DEFAULT_MCP_PERMISSIONS, NewSession},
+    mail::{InboundState, MailContent, NewInbound, NewMailbox, ScreeningRules},
     permission::DEFAULT_ROLES,
     planning::{Actor, NewPlan, NewWorkItem, Priority},
     thread::{MessageKind, NewDecision, NewMessage},
@@ -13,7 +14,8 @@ use anima_core::{
 };
 use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
-    dashboard_service_client::DashboardServiceClient, thread_service_client::ThreadServiceClient,
+    dashboard_service_client::DashboardServiceClient, mailbox_service_client::MailboxServiceClient,
+    thread_service_client::ThreadServiceClient,
 };
 use anima_server::{
     auth::Caller,
@@ -119,6 +121,18 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GetTask", "DDAAAAD"),
     ("UpdateTaskStatus", "DDAAADD"),
     ("StreamSessionStatus", "DDAAAAD"),
+    // Mailboxes and their fetched mail.
+    ("ListMailboxes", "DDAAAAD"),
+    ("GetMailbox", "DDAAAAD"),
+    ("CreateMailbox", "DDAADDD"),
+    ("UpdateMailbox", "DDAADDD"),
+    ("DeleteMailbox", "DDAADDD"),
+    ("RotateMailbox", "DDAADDD"),
+    ("LinkProjects", "DDAADDD"),
+    ("UnlinkProjects", "DDAADDD"),
+    ("ListInboundMail", "DDAAAAD"),
+    ("AssignInboundMail", "DDAADDD"),
+    ("DismissInboundMail", "DDAADDD"),
 ];
 
 /// RPCs of implemented services that still answer UNIMPLEMENTED (their
@@ -137,6 +151,7 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
     "ThreadService",
     "DashboardService",
     "AgentSessionService",
+    "MailboxService",
 ];
 
 async fn implemented_rpcs_by_caller(backend: Backend) {
@@ -1086,6 +1101,163 @@ async fn call_agent(
             ))
             .await
             .map(drop),
+        other => return call_mailbox(server, fixture, other, token, fresh).await,
+    };
+    result.map_err(|status| status.code())
+}
+
+/// The calls of MailboxService, each on a mailbox made for it.
+async fn call_mailbox(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    fresh: &str,
+) -> Result<(), Code> {
+    let mut mailboxes = MailboxServiceClient::new(server.channel.clone());
+    let mailbox = server
+        .store
+        .create_mailbox(NewMailbox {
+            address: format!("{fresh}@shop.example"),
+            display_name: "Desk".into(),
+            project_ids: vec![fixture.project_id.clone()],
+            rules: ScreeningRules::default(),
+            max_size: 1 << 20,
+        })
+        .await
+        .expect("mailbox");
+    let (waiting, _) = server
+        .store
+        .receive_mail(NewInbound {
+            mailbox_id: mailbox.id.clone(),
+            message_id: format!("{fresh}@example.org"),
+            state: InboundState::Triage,
+            reason: "no address".into(),
+            work_item_id: None,
+            content: MailContent::default(),
+            suggestion: None,
+        })
+        .await
+        .expect("triage");
+    let id = mailbox.id.clone();
+    let result = match rpc {
+        "ListMailboxes" => mailboxes
+            .list_mailboxes(authed(
+                token,
+                pb::ListMailboxesRequest {
+                    project_id: fixture.project_id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetMailbox" => mailboxes
+            .get_mailbox(authed(token, pb::GetMailboxRequest { id }))
+            .await
+            .map(drop),
+        "CreateMailbox" => mailboxes
+            .create_mailbox(authed(
+                token,
+                pb::CreateMailboxRequest {
+                    address: format!("new-{fresh}@shop.example"),
+                    project_ids: vec![fixture.project_id.clone()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "UpdateMailbox" => mailboxes
+            .update_mailbox(authed(
+                token,
+                pb::UpdateMailboxRequest {
+                    id,
+                    mailbox: Some(pb::Mailbox {
+                        display_name: "Renamed".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                },
+            ))
+            .await
+            .map(drop),
+        "DeleteMailbox" => mailboxes
+            .delete_mailbox(authed(token, pb::DeleteMailboxRequest { id }))
+            .await
+            .map(drop),
+        "RotateMailbox" => mailboxes
+            .rotate_mailbox(authed(
+                token,
+                pb::RotateMailboxRequest {
+                    id,
+                    new_address: format!("rotated-{fresh}@shop.example"),
+                },
+            ))
+            .await
+            .map(drop),
+        "LinkProjects" | "UnlinkProjects" => {
+            if rpc == "LinkProjects" {
+                let project_ids = vec![fixture.project_id.clone()];
+                mailboxes
+                    .link_projects(authed(
+                        token,
+                        pb::LinkProjectsRequest {
+                            mailbox_id: id,
+                            project_ids,
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            } else {
+                // Unlinking a project it does not serve changes nothing
+                // but is still a managed change.
+                let owner = server.user(&format!("{fresh}-owner"), false).await;
+                let other = server
+                    .store
+                    .create_project(fresh, "", &owner)
+                    .await
+                    .expect("project");
+                let project_ids = vec![other.id];
+                mailboxes
+                    .unlink_projects(authed(
+                        token,
+                        pb::UnlinkProjectsRequest {
+                            mailbox_id: id,
+                            project_ids,
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            }
+        }
+        "ListInboundMail" => mailboxes
+            .list_inbound_mail(authed(
+                token,
+                pb::ListInboundMailRequest {
+                    mailbox_id: id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "AssignInboundMail" => mailboxes
+            .assign_inbound_mail(authed(
+                token,
+                pb::AssignInboundMailRequest {
+                    id: waiting.id,
+                    work_item_id: fixture.item.id.clone(),
+                },
+            ))
+            .await
+            .map(drop),
+        "DismissInboundMail" => mailboxes
+            .dismiss_inbound_mail(authed(
+                token,
+                pb::DismissInboundMailRequest { id: waiting.id },
+            ))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     };
     result.map_err(|status| status.code())
@@ -1157,12 +1329,16 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("RepositoryService/ListPatches", "OAMV"),
     ("RepositoryService/AttachPatch", "OA--"),
     ("MailboxService/ListMailboxes", "OAMV"),
+    ("MailboxService/GetMailbox", "OAMV"),
     ("MailboxService/CreateMailbox", "OA--"),
+    ("MailboxService/UpdateMailbox", "OA--"),
     ("MailboxService/DeleteMailbox", "OA--"),
+    ("MailboxService/RotateMailbox", "OA--"),
     ("MailboxService/LinkProjects", "OA--"),
     ("MailboxService/UnlinkProjects", "OA--"),
-    ("MailboxService/ListTriage", "OAMV"),
-    ("MailboxService/AssignTriage", "OA--"),
+    ("MailboxService/ListInboundMail", "OAMV"),
+    ("MailboxService/AssignInboundMail", "OA--"),
+    ("MailboxService/DismissInboundMail", "OA--"),
     ("DocumentService/ListDocuments", "OAMV"),
     ("DocumentService/GetDocument", "OAMV"),
     ("DocumentService/UploadDocument", "OAM-"),

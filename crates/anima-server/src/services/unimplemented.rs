@@ -3,8 +3,7 @@
 //! first, so even these calls need valid credentials.
 
 use anima_proto::v1::{
-    document_service_server::DocumentService, mailbox_service_server::MailboxService,
-    repository_service_server::RepositoryService,
+    document_service_server::DocumentService, repository_service_server::RepositoryService,
 };
 
 /// Stands in for every service that is not built yet.
@@ -12,5 +11,4 @@ use anima_proto::v1::{
 pub struct NotYetImplemented;
 
 impl RepositoryService for NotYetImplemented {}
-impl MailboxService for NotYetImplemented {}
 impl DocumentService for NotYetImplemented {}

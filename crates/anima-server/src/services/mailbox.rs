@@ -1,0 +1,568 @@
+//! MailboxService (people: mailboxes, their projects, the triage and held
+//! lists) and MailWorkerService (anima-mail: the lookups routing needs and
+//! the write that records a fetched mail with the message it becomes).
+
+use std::sync::Arc;
+
+use anima_core::{
+    DomainError,
+    error::reason,
+    id::parse_id,
+    mail::{
+        DEFAULT_MAX_SIZE, InboundState, MailContent, Mailbox, MailboxChanges, NewInbound,
+        NewMailbox, Suggestion, mailbox_address,
+    },
+    paging::PageRequest,
+    planning::{WorkItem, WorkItemKey, WorkItemStatus},
+    thread as rules, validate,
+};
+use anima_db::{InboundFilter, MailboxFilter, Store, WorkItemFilter};
+use anima_proto::v1::{
+    self as pb, mail_worker_service_server::MailWorkerService,
+    mailbox_service_server::MailboxService,
+};
+
+use super::{actor_of, grpc_service, mask_paths};
+use crate::{
+    ai::Ai,
+    authz::{RequestContext, authorized_work_item, require_project},
+    convert,
+};
+
+const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
+
+/// Largest size limit a mailbox may set: 1 GiB.
+const MAX_SIZE_LIMIT: i64 = 1 << 30;
+
+/// Most work items offered to classification (anima-ai's limit).
+const MAX_CANDIDATES: usize = 200;
+
+/// The MailboxService implementation.
+#[derive(Clone)]
+pub struct MailboxApi {
+    store: Arc<dyn Store>,
+}
+
+impl MailboxApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The mailbox, once the caller holds the RPC's permission in every
+    /// project it serves: changing a mailbox changes it for all of them.
+    async fn managed_mailbox(
+        &self,
+        context: &RequestContext,
+        raw_id: &str,
+    ) -> Result<Mailbox, DomainError> {
+        let mailbox = self.store.get_mailbox(&parse_id(raw_id, "id")?).await?;
+        for project_id in &mailbox.project_ids {
+            require_project(&self.store, context, project_id).await?;
+        }
+        Ok(mailbox)
+    }
+
+    /// The mailbox, once the caller holds the RPC's permission in one of
+    /// its projects: whoever is served by a gather mailbox sees its mail.
+    async fn served_mailbox(
+        &self,
+        context: &RequestContext,
+        id: &str,
+    ) -> Result<Mailbox, DomainError> {
+        let mailbox = self.store.get_mailbox(id).await?;
+        let mut refusal = None;
+        for project_id in &mailbox.project_ids {
+            match require_project(&self.store, context, project_id).await {
+                Ok(()) => return Ok(mailbox),
+                Err(err) => refusal = Some(err),
+            }
+        }
+        Err(refusal.unwrap_or_else(|| DomainError::permission_denied("no project of yours")))
+    }
+
+    async fn list_mailboxes(
+        &self,
+        context: &RequestContext,
+        request: pb::ListMailboxesRequest,
+    ) -> Result<pb::ListMailboxesResponse, DomainError> {
+        let project_id = parse_id(&request.project_id, "project_id")?;
+        require_project(&self.store, context, &project_id).await?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("mailboxes:{project_id}"),
+        )?;
+        let filter = MailboxFilter {
+            project_id: Some(project_id),
+            state: None,
+        };
+        let page = self.store.list_mailboxes(&filter, &page).await?;
+        Ok(pb::ListMailboxesResponse {
+            mailboxes: page.items.into_iter().map(convert::mailbox).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn get_mailbox(
+        &self,
+        context: &RequestContext,
+        request: pb::GetMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let id = parse_id(&request.id, "id")?;
+        Ok(convert::mailbox(self.served_mailbox(context, &id).await?))
+    }
+
+    async fn create_mailbox(
+        &self,
+        context: &RequestContext,
+        request: pb::CreateMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let address = mailbox_address(&request.address)?;
+        let display_name = match request.display_name.trim() {
+            "" => address.split('@').next().unwrap_or_default().to_owned(),
+            name => name.to_owned(),
+        };
+        validate::name("display_name", &display_name)?;
+        let project_ids = project_ids(&request.project_ids)?;
+        if project_ids.is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "a mailbox serves at least one project (project_ids)",
+            ));
+        }
+        for project_id in &project_ids {
+            require_project(&self.store, context, project_id).await?;
+        }
+        let mailbox = self
+            .store
+            .create_mailbox(NewMailbox {
+                address,
+                display_name,
+                project_ids,
+                rules: convert::parse_rules(request.rules),
+                max_size: max_size(request.max_size_bytes)?,
+            })
+            .await?;
+        Ok(convert::mailbox(mailbox))
+    }
+
+    async fn update_mailbox(
+        &self,
+        context: &RequestContext,
+        request: pb::UpdateMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let paths = mask_paths(request.update_mask, MAILBOX_PATHS)?;
+        let changed = request.mailbox.unwrap_or_default();
+        let mailbox = self.managed_mailbox(context, &request.id).await?;
+        let mut changes = MailboxChanges::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => {
+                    validate::name("display_name", &changed.display_name)?;
+                    changes.display_name = Some(changed.display_name.trim().to_owned());
+                }
+                "rules" => changes.rules = Some(convert::parse_rules(changed.rules.clone())),
+                _ => changes.max_size = Some(max_size(changed.max_size_bytes)?),
+            }
+        }
+        let updated = self.store.update_mailbox(&mailbox.id, changes).await?;
+        Ok(convert::mailbox(updated))
+    }
+
+    async fn delete_mailbox(
+        &self,
+        context: &RequestContext,
+        request: pb::DeleteMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let mailbox = self.managed_mailbox(context, &request.id).await?;
+        Ok(convert::mailbox(
+            self.store.drop_mailbox(&mailbox.id).await?,
+        ))
+    }
+
+    async fn rotate_mailbox(
+        &self,
+        context: &RequestContext,
+        request: pb::RotateMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let new_address = mailbox_address(&request.new_address)?;
+        let mailbox = self.managed_mailbox(context, &request.id).await?;
+        let rotated = self.store.rotate_mailbox(&mailbox.id, &new_address).await?;
+        Ok(convert::mailbox(rotated))
+    }
+
+    async fn link_projects(
+        &self,
+        context: &RequestContext,
+        request: pb::LinkProjectsRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let added = project_ids(&request.project_ids)?;
+        let mailbox = self.managed_mailbox(context, &request.mailbox_id).await?;
+        for project_id in &added {
+            require_project(&self.store, context, project_id).await?;
+        }
+        Ok(convert::mailbox(
+            self.store.link_projects(&mailbox.id, &added).await?,
+        ))
+    }
+
+    async fn unlink_projects(
+        &self,
+        context: &RequestContext,
+        request: pb::UnlinkProjectsRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let removed = project_ids(&request.project_ids)?;
+        let mailbox = self.managed_mailbox(context, &request.mailbox_id).await?;
+        Ok(convert::mailbox(
+            self.store.unlink_projects(&mailbox.id, &removed).await?,
+        ))
+    }
+
+    async fn list_inbound_mail(
+        &self,
+        context: &RequestContext,
+        request: pb::ListInboundMailRequest,
+    ) -> Result<pb::ListInboundMailResponse, DomainError> {
+        let mailbox_id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        let state = convert::parse_inbound_state(request.state)?;
+        self.served_mailbox(context, &mailbox_id).await?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("inbound:{mailbox_id}:{}", request.state),
+        )?;
+        let filter = InboundFilter {
+            mailbox_id: Some(mailbox_id),
+            state,
+        };
+        let page = self.store.list_inbound(&filter, &page).await?;
+        Ok(pb::ListInboundMailResponse {
+            mails: page.items.into_iter().map(convert::inbound_mail).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn assign_inbound_mail(
+        &self,
+        context: &RequestContext,
+        request: pb::AssignInboundMailRequest,
+    ) -> Result<pb::InboundMail, DomainError> {
+        let id = parse_id(&request.id, "id")?;
+        let record = self.store.get_inbound(&id).await?;
+        self.served_mailbox(context, &record.mailbox_id).await?;
+        let target = match (request.work_item_id.as_str(), &record.work_item_id) {
+            ("", Some(intended)) => intended.clone(),
+            ("", None) => {
+                return Err(DomainError::invalid_argument(
+                    reason::FIELD_REQUIRED,
+                    "this mail names no work item; give work_item_id",
+                ));
+            }
+            (raw, _) => raw.to_owned(),
+        };
+        let item = authorized_work_item(&self.store, context, &target, "work_item_id").await?;
+        let by = actor_of(context.caller.as_ref())?;
+        let posted = self.store.post_inbound(&id, &item.id, &by).await?;
+        Ok(convert::inbound_mail(posted))
+    }
+
+    async fn dismiss_inbound_mail(
+        &self,
+        context: &RequestContext,
+        request: pb::DismissInboundMailRequest,
+    ) -> Result<pb::InboundMail, DomainError> {
+        let id = parse_id(&request.id, "id")?;
+        let record = self.store.get_inbound(&id).await?;
+        self.served_mailbox(context, &record.mailbox_id).await?;
+        let by = actor_of(context.caller.as_ref())?;
+        Ok(convert::inbound_mail(
+            self.store.dismiss_inbound(&id, &by).await?,
+        ))
+    }
+}
+
+grpc_service!(MailboxApi: MailboxService {
+    list_mailboxes(pb::ListMailboxesRequest) -> pb::ListMailboxesResponse;
+    get_mailbox(pb::GetMailboxRequest) -> pb::Mailbox;
+    create_mailbox(pb::CreateMailboxRequest) -> pb::Mailbox;
+    update_mailbox(pb::UpdateMailboxRequest) -> pb::Mailbox;
+    delete_mailbox(pb::DeleteMailboxRequest) -> pb::Mailbox;
+    rotate_mailbox(pb::RotateMailboxRequest) -> pb::Mailbox;
+    link_projects(pb::LinkProjectsRequest) -> pb::Mailbox;
+    unlink_projects(pb::UnlinkProjectsRequest) -> pb::Mailbox;
+    list_inbound_mail(pb::ListInboundMailRequest) -> pb::ListInboundMailResponse;
+    assign_inbound_mail(pb::AssignInboundMailRequest) -> pb::InboundMail;
+    dismiss_inbound_mail(pb::DismissInboundMailRequest) -> pb::InboundMail;
+});
+
+/// Project ids from the wire, parsed, without repeats.
+fn project_ids(raw: &[String]) -> Result<Vec<String>, DomainError> {
+    let mut ids = Vec::with_capacity(raw.len());
+    for id in raw {
+        let id = parse_id(id, "project_ids")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// A size limit from the wire: 0 is the default.
+fn max_size(raw: i64) -> Result<i64, DomainError> {
+    match raw {
+        0 => Ok(DEFAULT_MAX_SIZE),
+        1..=MAX_SIZE_LIMIT => Ok(raw),
+        _ => Err(DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            format!("max_size_bytes must be between 1 and {MAX_SIZE_LIMIT}"),
+        )),
+    }
+}
+
+/// The MailWorkerService implementation.
+#[derive(Clone)]
+pub struct MailWorkerApi {
+    store: Arc<dyn Store>,
+    ai: Ai,
+}
+
+impl MailWorkerApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>, ai: Ai) -> Self {
+        Self { store, ai }
+    }
+
+    /// A work item as routing sees it.
+    async fn routed(&self, item: WorkItem) -> Result<pb::RoutedWorkItemResponse, DomainError> {
+        let project = self.store.get_project(&item.project_id).await?;
+        Ok(pb::RoutedWorkItemResponse {
+            item: Some(pb::RoutedWorkItem {
+                id: item.id,
+                project_id: item.project_id,
+                writable: project.status == anima_core::planning::ProjectStatus::Active,
+            }),
+        })
+    }
+
+    async fn list_followed_mailboxes(
+        &self,
+        _context: &RequestContext,
+        request: pb::ListFollowedMailboxesRequest,
+    ) -> Result<pb::ListFollowedMailboxesResponse, DomainError> {
+        let page = PageRequest::parse(request.page_size, &request.page_token, "followed")?;
+        let page = self
+            .store
+            .list_mailboxes(&MailboxFilter::default(), &page)
+            .await?;
+        Ok(pb::ListFollowedMailboxesResponse {
+            mailboxes: page
+                .items
+                .into_iter()
+                .map(|mailbox| pb::FollowedMailbox {
+                    jmap_state: mailbox.jmap_state.clone().unwrap_or_default(),
+                    mailbox: Some(convert::mailbox(mailbox)),
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn save_sync_state(
+        &self,
+        _context: &RequestContext,
+        request: pb::SaveSyncStateRequest,
+    ) -> Result<pb::SaveSyncStateResponse, DomainError> {
+        let id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        validate::max_chars("jmap_state", &request.jmap_state, validate::MAX_NAME_CHARS)?;
+        self.store.save_jmap_state(&id, &request.jmap_state).await?;
+        Ok(pb::SaveSyncStateResponse {})
+    }
+
+    async fn remove_mailbox(
+        &self,
+        _context: &RequestContext,
+        request: pb::RemoveMailboxRequest,
+    ) -> Result<pb::RemoveMailboxResponse, DomainError> {
+        let id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        self.store.remove_mailbox(&id).await?;
+        Ok(pb::RemoveMailboxResponse {})
+    }
+
+    async fn resolve_work_item(
+        &self,
+        _context: &RequestContext,
+        request: pb::ResolveWorkItemRequest,
+    ) -> Result<pb::RoutedWorkItemResponse, DomainError> {
+        for project_id in project_ids(&request.project_ids)? {
+            match self
+                .store
+                .find_work_item(&project_id, WorkItemKey(request.key))
+                .await
+            {
+                Ok(item) => return self.routed(item).await,
+                Err(err) if err.code == anima_core::ErrorCode::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(pb::RoutedWorkItemResponse { item: None })
+    }
+
+    async fn find_thread_of_mail(
+        &self,
+        _context: &RequestContext,
+        request: pb::FindThreadOfMailRequest,
+    ) -> Result<pb::RoutedWorkItemResponse, DomainError> {
+        if request.message_ids.len() > 100 {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_TOO_LONG,
+                "at most 100 message ids",
+            ));
+        }
+        match self.store.thread_of_mail(&request.message_ids).await? {
+            Some(id) => self.routed(self.store.get_work_item(&id).await?).await,
+            None => Ok(pb::RoutedWorkItemResponse { item: None }),
+        }
+    }
+
+    async fn knows_sender(
+        &self,
+        _context: &RequestContext,
+        request: pb::KnowsSenderRequest,
+    ) -> Result<pb::KnowsSenderResponse, DomainError> {
+        let id = parse_id(&request.work_item_id, "work_item_id")?;
+        Ok(pb::KnowsSenderResponse {
+            known: self.store.knows_address(&id, &request.sender).await?,
+        })
+    }
+
+    async fn classify_inbound(
+        &self,
+        _context: &RequestContext,
+        request: pb::ClassifyInboundRequest,
+    ) -> Result<pb::ClassifyInboundResponse, DomainError> {
+        let project_id = parse_id(&request.project_id, "project_id")?;
+        let mut candidates = Vec::new();
+        let mut page = PageRequest::parse(MAX_CANDIDATES as i32, "", "candidates")?;
+        // Every open item, newest kept when there are more than anima-ai takes.
+        loop {
+            let listed = self
+                .store
+                .list_work_items(&project_id, &WorkItemFilter::default(), &page)
+                .await?;
+            candidates.extend(
+                listed
+                    .items
+                    .into_iter()
+                    .filter(|item| {
+                        !matches!(
+                            item.status,
+                            WorkItemStatus::Done | WorkItemStatus::Cancelled
+                        )
+                    })
+                    .map(|item| pb::CandidateWorkItem {
+                        work_item_id: item.id,
+                        title: item.title,
+                        description: item.description,
+                        recent_messages: Vec::new(),
+                    }),
+            );
+            if listed.next_page_token.is_empty() {
+                break;
+            }
+            page =
+                PageRequest::parse(MAX_CANDIDATES as i32, &listed.next_page_token, "candidates")?;
+        }
+        if candidates.len() > MAX_CANDIDATES {
+            candidates.drain(..candidates.len() - MAX_CANDIDATES);
+        }
+        if candidates.is_empty() {
+            return Ok(pb::ClassifyInboundResponse::default());
+        }
+        let answer = self
+            .ai
+            .classify_mail(pb::ClassifyMailRequest {
+                from: request.from,
+                subject: request.subject,
+                body: request.body,
+                candidates,
+            })
+            .await?;
+        let item = match answer.work_item_id.as_str() {
+            "" => None,
+            id => self.routed(self.store.get_work_item(id).await?).await?.item,
+        };
+        Ok(pb::ClassifyInboundResponse {
+            item,
+            best_work_item_id: answer.best_work_item_id,
+            confidence: answer.confidence,
+            model: answer.model,
+        })
+    }
+
+    async fn receive_mail(
+        &self,
+        _context: &RequestContext,
+        request: pb::ReceiveMailRequest,
+    ) -> Result<pb::ReceiveMailResponse, DomainError> {
+        let mailbox_id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        let state = convert::parse_inbound_state(request.state)?
+            .filter(|state| *state != InboundState::Dismissed)
+            .ok_or_else(|| {
+                DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    "state must be posted, held or triage",
+                )
+            })?;
+        let email = convert::parse_email(request.email.unwrap_or_default());
+        if email.message_id.trim().is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "email.message_id is required",
+            ));
+        }
+        validate::max_chars("email.message_id", &email.message_id, 998)?;
+        rules::body(&request.body)?;
+        let attachments = convert::parse_attachments(request.attachments);
+        rules::attachments(&attachments)?;
+        let work_item_id = super::optional_id(&request.work_item_id, "work_item_id")?;
+        let suggestion =
+            super::optional_id(&request.suggested_work_item_id, "suggested_work_item_id")?.map(
+                |work_item_id| Suggestion {
+                    work_item_id,
+                    confidence: request.confidence.clamp(0.0, 1.0),
+                },
+            );
+        let (record, new) = self
+            .store
+            .receive_mail(NewInbound {
+                mailbox_id,
+                message_id: email.message_id.clone(),
+                state,
+                reason: request.reason.chars().take(1000).collect(),
+                work_item_id,
+                content: MailContent {
+                    email,
+                    body: request.body,
+                    attachments,
+                },
+                suggestion,
+            })
+            .await?;
+        Ok(pb::ReceiveMailResponse {
+            mail: Some(convert::inbound_mail(record)),
+            new,
+        })
+    }
+}
+
+grpc_service!(MailWorkerApi: MailWorkerService {
+    list_followed_mailboxes(pb::ListFollowedMailboxesRequest) -> pb::ListFollowedMailboxesResponse;
+    save_sync_state(pb::SaveSyncStateRequest) -> pb::SaveSyncStateResponse;
+    remove_mailbox(pb::RemoveMailboxRequest) -> pb::RemoveMailboxResponse;
+    resolve_work_item(pb::ResolveWorkItemRequest) -> pb::RoutedWorkItemResponse;
+    find_thread_of_mail(pb::FindThreadOfMailRequest) -> pb::RoutedWorkItemResponse;
+    knows_sender(pb::KnowsSenderRequest) -> pb::KnowsSenderResponse;
+    classify_inbound(pb::ClassifyInboundRequest) -> pb::ClassifyInboundResponse;
+    receive_mail(pb::ReceiveMailRequest) -> pb::ReceiveMailResponse;
+});
