@@ -1,16 +1,20 @@
 //! anima-mail: the JMAP worker that routes inbound mail into work-item
-//! threads and sends outbound mail. So far: the JMAP client it follows
-//! mailboxes with ([`jmap`]), inbound parsing ([`parse`]), outbound
-//! composition ([`compose`]), the routing decision ([`route`]),
-//! exactly-once synchronisation passes and a polling follower ([`sync`])
-//! and, for tests, a private Cyrus server (`testing` feature). Still to
-//! come: push, the routing context and sink backed by anima-server,
-//! sending, and mailbox administration.
+//! threads. The worker ([`worker`]) supervises one follower per mailbox
+//! anima-server knows; a follower runs exactly-once synchronisation passes
+//! ([`sync`]) over the JMAP client ([`jmap`]), parses ([`parse`]) and
+//! routes ([`route`]) each mail, and hands it to anima-server
+//! ([`server`]). Mailbox accounts are made and dropped through
+//! [`admin`]. [`compose`] builds outbound mail. For tests, a private Cyrus
+//! server (`testing` feature). Still to come: sending (JMAP
+//! EmailSubmission), push by EventSource.
 
+pub mod admin;
 pub mod compose;
 pub mod jmap;
 pub mod parse;
 pub mod route;
+pub mod server;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod worker;

@@ -81,6 +81,45 @@ pub enum Route {
     Triage(TriageReason),
 }
 
+impl Route {
+    /// Why, in words, for the triage and held lists.
+    pub fn reason(&self) -> String {
+        match self {
+            Route::Post(_) => "addressed to its work item".into(),
+            Route::Held { reason, .. } => match reason {
+                HoldReason::TooLarge { size, limit } => {
+                    format!("too large: {size} bytes, the mailbox takes {limit}")
+                }
+                HoldReason::Loop => "our own outbound mail came back (a loop)".into(),
+                HoldReason::Screened => {
+                    "the sender is denied or not allowed by the mailbox's rules".into()
+                }
+                HoldReason::UnknownSender => {
+                    "the sender is neither a project member nor in the thread".into()
+                }
+            },
+            Route::Triage(reason) => match reason {
+                TriageReason::Ambiguous => "its recipients name different work items".into(),
+                TriageReason::UnknownWorkItem => {
+                    "its plus-address names no single work item of the mailbox's projects".into()
+                }
+                TriageReason::Archived => "its work item's project is archived".into(),
+                TriageReason::NoAddress => {
+                    "a gather mailbox needs a plus-address or a reply to a known mail".into()
+                }
+                TriageReason::Unsure {
+                    suggestion: Some((_, confidence)),
+                } => {
+                    format!("classification was not sure enough ({confidence:.2})")
+                }
+                TriageReason::Unsure { suggestion: None } => {
+                    "classification found no matching work item".into()
+                }
+            },
+        }
+    }
+}
+
 /// A mailbox as routing sees it.
 #[derive(Debug, Clone)]
 pub struct Mailbox {

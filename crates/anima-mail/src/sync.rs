@@ -132,14 +132,16 @@ pub struct Pacing {
 ///
 /// Push by JMAP EventSource is not used yet: the Cyrus 3.6 used in tests
 /// answers its EventSource URL with 204, so polling is what works there.
-pub async fn follow(
-    connect: impl AsyncFn() -> Result<JmapClient, JmapError>,
+pub async fn follow<Connecting>(
+    connect: impl Fn() -> Connecting,
     id: &str,
     mailbox: &Mailbox,
     services: Services<'_>,
     pacing: Pacing,
     stop: impl std::future::Future<Output = ()>,
-) {
+) where
+    Connecting: std::future::Future<Output = Result<JmapClient, JmapError>>,
+{
     tokio::pin!(stop);
     let mut client: Option<JmapClient> = None;
     let mut wait = pacing.poll_interval;

@@ -8,7 +8,7 @@
 //! services do not inherit `cyrmaster -C` and would read `/etc/imapd.conf`.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -16,6 +16,8 @@ use std::{
 };
 
 use anyhow::Context;
+
+use crate::admin::CyrusAdmin;
 
 /// The mail domain of test accounts.
 pub const DOMAIN: &str = "anima.test";
@@ -148,12 +150,19 @@ impl CyrusServer {
     /// login (the address).
     pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<String> {
         let login = format!("{name}@{DOMAIN}");
-        saslpasswd(self.dir.path(), &login, password)?;
-        run(Command::new("chown")
-            .arg("cyrus:mail")
-            .arg(self.dir.path().join("sasldb2")))?;
-        self.imap_admin(&format!("CREATE user/{login}"))?;
+        self.admin().ensure_account_now(&login, password)?;
         Ok(login)
+    }
+
+    /// The administration of this server's accounts.
+    pub fn admin(&self) -> CyrusAdmin {
+        CyrusAdmin {
+            imap: format!("127.0.0.1:{}", self.imap_port),
+            admin_user: "cyrus".into(),
+            admin_password: ADMIN_PASSWORD.into(),
+            sasldb: self.dir.path().join("sasldb2"),
+            sasldb_owner: Some("cyrus:mail".into()),
+        }
     }
 
     /// Delivers a raw RFC 5322 message to `recipient`'s INBOX over LMTP,
@@ -180,38 +189,6 @@ impl CyrusServer {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        Ok(())
-    }
-
-    /// Sends one command as the IMAP administrator and checks it succeeded.
-    fn imap_admin(&self, command: &str) -> anyhow::Result<()> {
-        let stream = TcpStream::connect(("127.0.0.1", self.imap_port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        let mut line = String::new();
-        reader.read_line(&mut line)?; // greeting
-        for (tag, text) in [
-            ("a1", format!("LOGIN cyrus {ADMIN_PASSWORD}")),
-            ("a2", command.to_owned()),
-            ("a3", "LOGOUT".to_owned()),
-        ] {
-            writer.write_all(format!("{tag} {text}\r\n").as_bytes())?;
-            loop {
-                line.clear();
-                anyhow::ensure!(
-                    reader.read_line(&mut line)? > 0,
-                    "IMAP closed during {text}"
-                );
-                if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
-                    anyhow::ensure!(
-                        status.starts_with("OK") || tag == "a3",
-                        "IMAP {text:?} answered {status}"
-                    );
-                    break;
-                }
-            }
-        }
         Ok(())
     }
 

@@ -340,7 +340,7 @@ mod pass {
             max_backoff: std::time::Duration::from_millis(800),
         };
         let follower = follow(
-            async || JmapClient::connect(&url, &login, "pw").await,
+            || JmapClient::connect(&url, &login, "pw"),
             "mb1",
             &mailbox,
             Services {

@@ -60,6 +60,12 @@ enum Command {
     Decide(commands::DecideArgs),
     /// Your projects at a glance: counts, decisions, recent activity.
     Dashboard(client::GlobalArgs),
+    /// Mailboxes: create, link to projects, screening rules, rotate.
+    #[command(subcommand)]
+    Mailbox(commands::MailboxCommand),
+    /// Fetched mail waiting for a human: triage, held, assign, release.
+    #[command(subcommand)]
+    Mail(commands::MailCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +95,8 @@ fn main() -> std::process::ExitCode {
             Command::Decisions(args) => commands::decisions(args).await,
             Command::Decide(args) => commands::decide(args).await,
             Command::Dashboard(global) => commands::dashboard(global).await,
+            Command::Mailbox(command) => commands::mailbox(command).await,
+            Command::Mail(command) => commands::mail(command).await,
         }
     });
     match result {

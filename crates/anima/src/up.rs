@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// Listen address; port 0 picks a free one [default: 127.0.0.1:7433].
     #[arg(long, env = "ANIMA_LISTEN")]
     listen: Option<SocketAddr>,
+    /// The mail worker's TOML configuration (jmap_url, account_secret,
+    /// [admin]); without a mail server (`jmap_url`), no mail is followed.
+    #[arg(long, env = "ANIMA_MAIL_CONFIG")]
+    mail_config: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -75,12 +79,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 name: "anima-up".into(),
                 token: token.clone(),
             });
-        let mut reachable = address;
-        if reachable.ip().is_unspecified() {
-            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        config.ai_url = format!("http://{reachable}");
+        config.ai_url = format!("http://{}", reachable(address));
         config.ai_token = token;
+    }
+    let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
+    if mail.is_enabled() {
+        // The worker reaches this same listener with a token of its own.
+        let token = anima_server::auth::new_token();
+        config
+            .service_tokens
+            .push(anima_server::config::ServiceToken {
+                name: "anima-mail".into(),
+                token: token.clone(),
+            });
+        mail.server_url = format!("http://{}", reachable(address));
+        mail.service_token = token;
+        mail.check()?;
     }
     let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
         .add_service(anima_agent::service());
@@ -108,11 +122,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )),
         }
     }
-    anima_server::serve(listener, router, async {
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let worker = mail.is_enabled().then(|| {
+        say(format!("following mail at {}", mail.jmap_url));
+        let mut stopped = stopped.clone();
+        tokio::spawn(anima_mail::worker::run(mail, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    anima_server::serve(listener, router, async move {
         let _ = tokio::signal::ctrl_c().await;
+        let _ = stopping.send(true);
     })
     .await?;
+    if let Some(worker) = worker {
+        worker.await??;
+    }
     Ok(())
+}
+
+/// The address this process's own clients dial: the listener's, with an
+/// unspecified IP replaced by loopback.
+fn reachable(mut address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    address
 }
 
 /// Prints a line for the operator. A closed stdout (the terminal went away,

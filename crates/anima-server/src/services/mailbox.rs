@@ -394,18 +394,25 @@ impl MailWorkerApi {
         _context: &RequestContext,
         request: pb::ResolveWorkItemRequest,
     ) -> Result<pb::RoutedWorkItemResponse, DomainError> {
+        let mut found = None;
         for project_id in project_ids(&request.project_ids)? {
             match self
                 .store
                 .find_work_item(&project_id, WorkItemKey(request.key))
                 .await
             {
-                Ok(item) => return self.routed(item).await,
+                // The same key in two of a gather mailbox's projects names
+                // neither: the mail waits for a human.
+                Ok(_) if found.is_some() => return Ok(pb::RoutedWorkItemResponse { item: None }),
+                Ok(item) => found = Some(item),
                 Err(err) if err.code == anima_core::ErrorCode::NotFound => {}
                 Err(err) => return Err(err),
             }
         }
-        Ok(pb::RoutedWorkItemResponse { item: None })
+        match found {
+            Some(item) => self.routed(item).await,
+            None => Ok(pb::RoutedWorkItemResponse { item: None }),
+        }
     }
 
     async fn find_thread_of_mail(

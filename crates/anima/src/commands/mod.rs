@@ -1,6 +1,6 @@
 //! CLI commands that talk to the API: projects and members, plans, work
-//! items (with `$EDITOR` editing and description history), workflows and
-//! Akhs. Projects, users, roles and workflows may be named by id or name;
+//! items (with `$EDITOR` editing and description history), workflows,
+//! Akhs, threads, mailboxes and their mail. Projects, users, roles and workflows may be named by id or name;
 //! work items by id or by key (`WI-12`) with `--project`.
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use prost_types::{FieldMask, Timestamp};
 use tonic::transport::Channel;
 
 mod akh;
+mod mail;
 mod plan;
 mod project;
 mod thread;
@@ -28,6 +29,7 @@ mod work_item;
 mod workflow;
 
 pub use akh::{AkhCommand, akh};
+pub use mail::{MailCommand, MailboxCommand, mail, mailbox};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};
 pub use thread::{

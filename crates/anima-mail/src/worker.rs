@@ -1,0 +1,339 @@
+//! The worker: follows every mailbox anima-server knows. A supervisor lists
+//! the mailboxes every poll interval; each active one gets its account on
+//! the mail server ([`MailServerAdmin`]) and a follower task ([`follow`]);
+//! a mailbox whose settings changed gets a new follower; a dropping one
+//! loses its follower and its account, then anima-server forgets it.
+//!
+//! Followers are stopped by aborting them, even mid-pass: a pass is
+//! exactly-once however it ends (see [`crate::sync`]).
+
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+
+use anima_core::mail::{Address, ScreeningRules};
+use anima_proto::v1 as pb;
+use anyhow::Context;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use crate::{
+    admin::{CyrusAdmin, MailServerAdmin, StalwartAdmin, account_password},
+    jmap::JmapClient,
+    route::Mailbox,
+    server::{SavedState, ServerLink},
+    sync::{Pacing, Services, follow},
+};
+
+/// What the worker reads at start: a TOML file and `ANIMA_MAIL_*`
+/// environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// anima-server (`http://host:port`); `anima up` fills it in.
+    pub server_url: String,
+    /// The service token anima-mail presents to anima-server.
+    pub service_token: String,
+    /// The mail server's HTTP root, where `/.well-known/jmap` answers.
+    pub jmap_url: String,
+    /// The secret each mailbox account's password is derived from.
+    pub account_secret: String,
+    /// Between passes over a mailbox, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Longest wait between failed passes, in seconds.
+    pub max_backoff_secs: u64,
+    /// How mailbox accounts are created and dropped.
+    pub admin: AdminConfig,
+}
+
+/// The mail server's administration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AdminConfig {
+    /// Accounts are managed by hand: they must exist with the derived
+    /// password (`anima-mail password ADDRESS` prints it).
+    #[default]
+    Manual,
+    /// Stalwart's management API.
+    Stalwart {
+        /// Its HTTP root.
+        url: String,
+        /// An administrator.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+    /// Cyrus IMAP with a local SASL database.
+    Cyrus {
+        /// `host:port` of IMAP.
+        imap: String,
+        /// An administrator login.
+        user: String,
+        /// Its password.
+        password: String,
+        /// The sasldb2 file.
+        sasldb: String,
+        /// `user:group` to keep the sasldb owned by.
+        #[serde(default)]
+        sasldb_owner: Option<String>,
+    },
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            server_url: String::new(),
+            service_token: String::new(),
+            jmap_url: String::new(),
+            account_secret: String::new(),
+            poll_interval_ms: 2_000,
+            max_backoff_secs: 60,
+            admin: AdminConfig::Manual,
+        }
+    }
+}
+
+impl MailConfig {
+    /// Reads `path` (if given), then applies `ANIMA_MAIL_SERVER_URL`,
+    /// `ANIMA_MAIL_TOKEN`, `ANIMA_MAIL_JMAP_URL`,
+    /// `ANIMA_MAIL_ACCOUNT_SECRET` and `ANIMA_MAIL_POLL_MS`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        if let Some(url) = env("ANIMA_MAIL_SERVER_URL") {
+            config.server_url = url;
+        }
+        if let Some(token) = env("ANIMA_MAIL_TOKEN") {
+            config.service_token = token;
+        }
+        if let Some(url) = env("ANIMA_MAIL_JMAP_URL") {
+            config.jmap_url = url;
+        }
+        if let Some(secret) = env("ANIMA_MAIL_ACCOUNT_SECRET") {
+            config.account_secret = secret;
+        }
+        if let Some(ms) = env("ANIMA_MAIL_POLL_MS") {
+            config.poll_interval_ms = ms.parse().context("ANIMA_MAIL_POLL_MS")?;
+        }
+        Ok(config)
+    }
+
+    /// Whether a mail server is configured at all.
+    pub fn is_enabled(&self) -> bool {
+        !self.jmap_url.is_empty()
+    }
+
+    /// Refuses a configuration the worker cannot run with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.jmap_url.is_empty(), "no mail server: set jmap_url");
+        anyhow::ensure!(
+            !self.server_url.is_empty() && !self.service_token.is_empty(),
+            "anima-mail needs server_url and service_token to reach anima-server"
+        );
+        anyhow::ensure!(
+            self.account_secret.len() >= 16,
+            "account_secret must be at least 16 characters"
+        );
+        Ok(())
+    }
+
+    fn admin(&self) -> anyhow::Result<Option<Arc<dyn MailServerAdmin>>> {
+        Ok(match &self.admin {
+            AdminConfig::Manual => None,
+            AdminConfig::Stalwart {
+                url,
+                user,
+                password,
+            } => Some(Arc::new(StalwartAdmin::new(url, user, password)?)),
+            AdminConfig::Cyrus {
+                imap,
+                user,
+                password,
+                sasldb,
+                sasldb_owner,
+            } => Some(Arc::new(CyrusAdmin {
+                imap: imap.clone(),
+                admin_user: user.clone(),
+                admin_password: password.clone(),
+                sasldb: sasldb.into(),
+                sasldb_owner: sasldb_owner.clone(),
+            })),
+        })
+    }
+}
+
+/// A running follower and the settings it was started with.
+struct Follower {
+    settings: pb::Mailbox,
+    task: JoinHandle<()>,
+}
+
+/// Runs the worker until `stop` completes.
+pub async fn run(
+    config: MailConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.check()?;
+    let link = ServerLink::new(&config.server_url, &config.service_token)?;
+    let admin = config.admin()?;
+    let pacing = Pacing {
+        poll_interval: Duration::from_millis(config.poll_interval_ms.max(100)),
+        max_backoff: Duration::from_secs(config.max_backoff_secs.max(1)),
+    };
+    let mut followers: HashMap<String, Follower> = HashMap::new();
+    tokio::pin!(stop);
+    loop {
+        match link.mailboxes().await {
+            Ok(mailboxes) => {
+                supervise(
+                    &config,
+                    &link,
+                    admin.as_deref(),
+                    pacing,
+                    &mut followers,
+                    mailboxes,
+                )
+                .await;
+            }
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot list mailboxes"),
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(pacing.poll_interval) => {}
+        }
+    }
+    for follower in followers.into_values() {
+        follower.task.abort();
+    }
+    Ok(())
+}
+
+/// Brings the followers in line with the server's mailboxes.
+async fn supervise(
+    config: &MailConfig,
+    link: &ServerLink,
+    admin: Option<&dyn MailServerAdmin>,
+    pacing: Pacing,
+    followers: &mut HashMap<String, Follower>,
+    mailboxes: Vec<pb::FollowedMailbox>,
+) {
+    let listed: Vec<String> = mailboxes
+        .iter()
+        .filter_map(|followed| followed.mailbox.as_ref().map(|mailbox| mailbox.id.clone()))
+        .collect();
+    followers.retain(|id, follower| {
+        let keep = listed.contains(id);
+        if !keep {
+            follower.task.abort();
+        }
+        keep
+    });
+    for followed in mailboxes {
+        let Some(settings) = followed.mailbox else {
+            continue;
+        };
+        let id = settings.id.clone();
+        if settings.state == pb::MailboxState::Dropping as i32 {
+            if let Some(follower) = followers.remove(&id) {
+                follower.task.abort();
+            }
+            if let Err(err) = drop_mailbox(link, admin, &settings).await {
+                tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot drop mailbox yet");
+            }
+            continue;
+        }
+        let current = followers
+            .get(&id)
+            .is_some_and(|follower| follower.settings == settings && !follower.task.is_finished());
+        if current {
+            continue;
+        }
+        if let Some(follower) = followers.remove(&id) {
+            follower.task.abort();
+        }
+        let password = account_password(&config.account_secret, &settings.address);
+        if let Some(admin) = admin
+            && let Err(err) = admin.ensure_account(&settings.address, &password).await
+        {
+            tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot provision mailbox yet");
+            continue;
+        }
+        match start_follower(
+            config,
+            link,
+            pacing,
+            &settings,
+            followed.jmap_state,
+            password,
+        ) {
+            Ok(task) => {
+                tracing::info!(mailbox = %settings.address, "following mailbox");
+                followers.insert(id, Follower { settings, task });
+            }
+            Err(err) => {
+                tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot follow mailbox");
+            }
+        }
+    }
+}
+
+async fn drop_mailbox(
+    link: &ServerLink,
+    admin: Option<&dyn MailServerAdmin>,
+    settings: &pb::Mailbox,
+) -> anyhow::Result<()> {
+    if let Some(admin) = admin {
+        admin.drop_account(&settings.address).await?;
+    }
+    link.remove_mailbox(&settings.id).await?;
+    tracing::info!(mailbox = %settings.address, "mailbox dropped");
+    Ok(())
+}
+
+fn start_follower(
+    config: &MailConfig,
+    link: &ServerLink,
+    pacing: Pacing,
+    settings: &pb::Mailbox,
+    jmap_state: String,
+    password: String,
+) -> anyhow::Result<JoinHandle<()>> {
+    let rules = settings.rules.clone().unwrap_or_default();
+    let mailbox = Mailbox {
+        address: Address::parse(&settings.address)
+            .with_context(|| format!("mailbox address {:?}", settings.address))?,
+        projects: settings.project_ids.clone(),
+        rules: ScreeningRules {
+            deny: rules.deny,
+            allow: rules.allow,
+        },
+        max_size: usize::try_from(settings.max_size_bytes).unwrap_or(usize::MAX),
+    };
+    let link = link.clone();
+    let jmap_url = config.jmap_url.clone();
+    let (id, login) = (settings.id.clone(), settings.address.clone());
+    let saved = (!jmap_state.is_empty()).then_some(jmap_state);
+    Ok(tokio::spawn(async move {
+        let states = SavedState::new(link.clone(), saved);
+        let services = Services {
+            context: &link,
+            sink: &link,
+            states: &states,
+        };
+        let connect = || JmapClient::connect(&jmap_url, &login, &password);
+        follow(
+            connect,
+            &id,
+            &mailbox,
+            services,
+            pacing,
+            std::future::pending(),
+        )
+        .await;
+    }))
+}

@@ -1,0 +1,523 @@
+//! `anima mailbox …` (mailboxes and their projects) and `anima mail …`
+//! (fetched mail that waits for a human: triage and held).
+
+use anima_proto::v1::{self as pb, mailbox_service_client::MailboxServiceClient};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use super::{mask, project_id, time, work_item};
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+impl Session {
+    fn mailboxes(&self) -> MailboxServiceClient<Channel> {
+        MailboxServiceClient::new(self.channel.clone())
+    }
+}
+
+/// `anima mailbox …`
+#[derive(Subcommand)]
+pub enum MailboxCommand {
+    /// List a project's mailboxes.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+    },
+    /// Show one mailbox.
+    Show {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Create a mailbox serving one or more projects (several make a
+    /// gather mailbox, which routes only by plus-address or reply).
+    Create {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Its address, e.g. support@shop.example.
+        address: String,
+        /// Projects it serves (id or name; repeat for a gather mailbox).
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+        /// Display name on outbound mail [default: the local part].
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Senders or domains always held (repeatable).
+        #[arg(long)]
+        deny: Vec<String>,
+        /// When given, only these senders or domains are accepted (repeatable).
+        #[arg(long)]
+        allow: Vec<String>,
+        /// Largest mail accepted, in bytes; bigger mail is held [default: 25 MiB].
+        #[arg(long, default_value_t = 0)]
+        max_size: i64,
+    },
+    /// Change a mailbox's display name, screening rules or size limit.
+    Update {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the rules with these denied senders/domains (with --allow).
+        #[arg(long, num_args = 0..)]
+        deny: Option<Vec<String>>,
+        /// Replace the rules with these allowed senders/domains (with --deny).
+        #[arg(long, num_args = 0..)]
+        allow: Option<Vec<String>>,
+        #[arg(long)]
+        max_size: Option<i64>,
+    },
+    /// Delete a mailbox: anima-mail removes its account, then it is gone.
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Replace a compromised address: a new mailbox takes over the
+    /// projects, rules and waiting mail; the old one is dropped.
+    Rotate {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+        /// The new address.
+        new_address: String,
+    },
+    /// Let a mailbox serve more projects.
+    Link {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+        /// Projects (id or name).
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+    },
+    /// Stop a mailbox serving projects (it keeps at least one).
+    Unlink {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+        /// Projects (id or name).
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+    },
+}
+
+/// `anima mail …`
+#[derive(Subcommand)]
+pub enum MailCommand {
+    /// Mail no route could place, waiting to be assigned.
+    Triage {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Mail held for review (unknown sender, screened, too large, a loop).
+    Held {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Every fetched mail of a mailbox and where it went.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Post a triaged or held mail into a work item's thread.
+    Assign {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// The fetched mail's id (from `anima mail triage`).
+        mail: String,
+        /// Work item id, or key (WI-12) with --project.
+        work_item: String,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Post a held mail into the thread it was meant for.
+    Release {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// The fetched mail's id (from `anima mail held`).
+        mail: String,
+    },
+    /// Set a triaged or held mail aside without posting it.
+    Dismiss {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// The fetched mail's id.
+        mail: String,
+    },
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::MailboxState::try_from(state) {
+        Ok(pb::MailboxState::Active) => "active",
+        Ok(pb::MailboxState::Dropping) => "dropping",
+        _ => "unknown",
+    }
+}
+
+fn mailbox_json(mailbox: &pb::Mailbox) -> Value {
+    let rules = mailbox.rules.clone().unwrap_or_default();
+    json!({
+        "id": mailbox.id,
+        "address": mailbox.address,
+        "display_name": mailbox.display_name,
+        "project_ids": mailbox.project_ids,
+        "gather": mailbox.gather,
+        "rules": {"deny": rules.deny, "allow": rules.allow},
+        "max_size_bytes": mailbox.max_size_bytes,
+        "state": state_name(mailbox.state),
+        "create_time": time(&mailbox.create_time),
+    })
+}
+
+const MAILBOX_HEADER: &[&str] = &["ID", "ADDRESS", "STATE", "PROJECTS", "MAX SIZE"];
+
+fn mailbox_row(mailbox: &pb::Mailbox) -> Vec<String> {
+    vec![
+        mailbox.id.clone(),
+        mailbox.address.clone(),
+        state_name(mailbox.state).into(),
+        mailbox.project_ids.len().to_string(),
+        mailbox.max_size_bytes.to_string(),
+    ]
+}
+
+fn print_mailbox(mailbox: &pb::Mailbox, json: bool) {
+    if json {
+        output::json(&mailbox_json(mailbox));
+    } else {
+        output::table(MAILBOX_HEADER, &[mailbox_row(mailbox)]);
+    }
+}
+
+async fn project_ids(session: &Session, projects: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(projects.len());
+    for project in projects {
+        ids.push(project_id(session, project).await?);
+    }
+    Ok(ids)
+}
+
+/// `anima mailbox …`
+pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
+    match command {
+        MailboxCommand::List { global, project } => {
+            let session = Session::open(&global).await?;
+            let project_id = project_id(&session, &project).await?;
+            let mailboxes = all_pages(|page_token| async {
+                let page = session
+                    .mailboxes()
+                    .list_mailboxes(session.request(pb::ListMailboxesRequest {
+                        project_id: project_id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.mailboxes, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(mailboxes.iter().map(mailbox_json).collect()));
+            } else {
+                output::table(
+                    MAILBOX_HEADER,
+                    &mailboxes.iter().map(mailbox_row).collect::<Vec<_>>(),
+                );
+            }
+        }
+        MailboxCommand::Show { global, mailbox } => {
+            let session = Session::open(&global).await?;
+            let mailbox = session
+                .mailboxes()
+                .get_mailbox(session.request(pb::GetMailboxRequest { id: mailbox })?)
+                .await?
+                .into_inner();
+            print_mailbox(&mailbox, global.json);
+        }
+        MailboxCommand::Create {
+            global,
+            address,
+            projects,
+            name,
+            deny,
+            allow,
+            max_size,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_ids = project_ids(&session, &projects).await?;
+            let mailbox = session
+                .mailboxes()
+                .create_mailbox(session.request(pb::CreateMailboxRequest {
+                    address,
+                    display_name: name,
+                    project_ids,
+                    rules: Some(pb::ScreeningRules { deny, allow }),
+                    max_size_bytes: max_size,
+                })?)
+                .await?
+                .into_inner();
+            print_mailbox(&mailbox, global.json);
+        }
+        MailboxCommand::Update {
+            global,
+            mailbox,
+            name,
+            deny,
+            allow,
+            max_size,
+        } => {
+            let session = Session::open(&global).await?;
+            let mut paths = Vec::new();
+            if name.is_some() {
+                paths.push("display_name");
+            }
+            if deny.is_some() || allow.is_some() {
+                paths.push("rules");
+            }
+            if max_size.is_some() {
+                paths.push("max_size_bytes");
+            }
+            anyhow::ensure!(
+                !paths.is_empty(),
+                "nothing to change: give --name, --deny/--allow or --max-size"
+            );
+            let updated = session
+                .mailboxes()
+                .update_mailbox(session.request(pb::UpdateMailboxRequest {
+                    id: mailbox,
+                    mailbox: Some(pb::Mailbox {
+                        display_name: name.unwrap_or_default(),
+                        rules: Some(pb::ScreeningRules {
+                            deny: deny.unwrap_or_default(),
+                            allow: allow.unwrap_or_default(),
+                        }),
+                        max_size_bytes: max_size.unwrap_or_default(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(paths),
+                })?)
+                .await?
+                .into_inner();
+            print_mailbox(&updated, global.json);
+        }
+        MailboxCommand::Delete { global, mailbox } => {
+            let session = Session::open(&global).await?;
+            let dropping = session
+                .mailboxes()
+                .delete_mailbox(session.request(pb::DeleteMailboxRequest { id: mailbox })?)
+                .await?
+                .into_inner();
+            print_mailbox(&dropping, global.json);
+        }
+        MailboxCommand::Rotate {
+            global,
+            mailbox,
+            new_address,
+        } => {
+            let session = Session::open(&global).await?;
+            let rotated = session
+                .mailboxes()
+                .rotate_mailbox(session.request(pb::RotateMailboxRequest {
+                    id: mailbox,
+                    new_address,
+                })?)
+                .await?
+                .into_inner();
+            print_mailbox(&rotated, global.json);
+        }
+        MailboxCommand::Link {
+            global,
+            mailbox,
+            projects,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_ids = project_ids(&session, &projects).await?;
+            let linked = session
+                .mailboxes()
+                .link_projects(session.request(pb::LinkProjectsRequest {
+                    mailbox_id: mailbox,
+                    project_ids,
+                })?)
+                .await?
+                .into_inner();
+            print_mailbox(&linked, global.json);
+        }
+        MailboxCommand::Unlink {
+            global,
+            mailbox,
+            projects,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_ids = project_ids(&session, &projects).await?;
+            let unlinked = session
+                .mailboxes()
+                .unlink_projects(session.request(pb::UnlinkProjectsRequest {
+                    mailbox_id: mailbox,
+                    project_ids,
+                })?)
+                .await?
+                .into_inner();
+            print_mailbox(&unlinked, global.json);
+        }
+    }
+    Ok(())
+}
+
+fn inbound_state_name(state: i32) -> &'static str {
+    match pb::InboundMailState::try_from(state) {
+        Ok(pb::InboundMailState::Posted) => "posted",
+        Ok(pb::InboundMailState::Held) => "held",
+        Ok(pb::InboundMailState::Triage) => "triage",
+        Ok(pb::InboundMailState::Dismissed) => "dismissed",
+        _ => "unknown",
+    }
+}
+
+fn inbound_json(mail: &pb::InboundMail) -> Value {
+    let email = mail.email.clone().unwrap_or_default();
+    json!({
+        "id": mail.id,
+        "mailbox_id": mail.mailbox_id,
+        "state": inbound_state_name(mail.state),
+        "reason": mail.reason,
+        "work_item_id": mail.work_item_id,
+        "from": email.from,
+        "to": email.to,
+        "subject": email.subject,
+        "message_id": email.message_id,
+        "body": mail.body,
+        "suggested_work_item_id": mail.suggested_work_item_id,
+        "confidence": mail.confidence,
+        "posted_message_id": mail.posted_message_id,
+        "receive_time": time(&mail.receive_time),
+    })
+}
+
+const INBOUND_HEADER: &[&str] = &["ID", "STATE", "FROM", "SUBJECT", "WHY"];
+
+fn inbound_row(mail: &pb::InboundMail) -> Vec<String> {
+    let email = mail.email.clone().unwrap_or_default();
+    vec![
+        mail.id.clone(),
+        inbound_state_name(mail.state).into(),
+        email.from,
+        email.subject,
+        mail.reason.clone(),
+    ]
+}
+
+fn print_inbound(mail: &pb::InboundMail, json: bool) {
+    if json {
+        output::json(&inbound_json(mail));
+    } else {
+        output::table(INBOUND_HEADER, &[inbound_row(mail)]);
+    }
+}
+
+async fn list_inbound(
+    global: &GlobalArgs,
+    mailbox: String,
+    state: pb::InboundMailState,
+) -> anyhow::Result<()> {
+    let session = Session::open(global).await?;
+    let mails = all_pages(|page_token| async {
+        let page = session
+            .mailboxes()
+            .list_inbound_mail(session.request(pb::ListInboundMailRequest {
+                mailbox_id: mailbox.clone(),
+                state: state as i32,
+                page_size: 500,
+                page_token,
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.mails, page.next_page_token))
+    })
+    .await?;
+    if global.json {
+        output::json(&Value::Array(mails.iter().map(inbound_json).collect()));
+    } else {
+        output::table(
+            INBOUND_HEADER,
+            &mails.iter().map(inbound_row).collect::<Vec<_>>(),
+        );
+    }
+    Ok(())
+}
+
+/// `anima mail …`
+pub async fn mail(command: MailCommand) -> anyhow::Result<()> {
+    match command {
+        MailCommand::Triage { global, mailbox } => {
+            list_inbound(&global, mailbox, pb::InboundMailState::Triage).await
+        }
+        MailCommand::Held { global, mailbox } => {
+            list_inbound(&global, mailbox, pb::InboundMailState::Held).await
+        }
+        MailCommand::List { global, mailbox } => {
+            list_inbound(&global, mailbox, pb::InboundMailState::Unspecified).await
+        }
+        MailCommand::Assign {
+            global,
+            mail,
+            work_item: reference,
+            project,
+        } => {
+            let session = Session::open(&global).await?;
+            let item = work_item(&session, &reference, project.as_deref()).await?;
+            let posted = session
+                .mailboxes()
+                .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
+                    id: mail,
+                    work_item_id: item.id,
+                })?)
+                .await?
+                .into_inner();
+            print_inbound(&posted, global.json);
+            Ok(())
+        }
+        MailCommand::Release { global, mail } => {
+            let session = Session::open(&global).await?;
+            let posted = session
+                .mailboxes()
+                .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
+                    id: mail,
+                    work_item_id: String::new(),
+                })?)
+                .await?
+                .into_inner();
+            print_inbound(&posted, global.json);
+            Ok(())
+        }
+        MailCommand::Dismiss { global, mail } => {
+            let session = Session::open(&global).await?;
+            let dismissed = session
+                .mailboxes()
+                .dismiss_inbound_mail(session.request(pb::DismissInboundMailRequest { id: mail })?)
+                .await?
+                .into_inner();
+            print_inbound(&dismissed, global.json);
+            Ok(())
+        }
+    }
+}

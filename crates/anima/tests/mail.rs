@@ -1,0 +1,689 @@
+//! Mail end to end: a private Cyrus with JMAP, and `anima up` following it
+//! with the mail worker in-process. 200 mails of mixed kinds are delivered;
+//! `anima up` is killed (SIGKILL) in the middle of the burst and started
+//! again on the same data. Every mail must end up exactly once: posted in
+//! the right thread, held, or in triage, as its kind says. Mailbox
+//! accounts are made, rotated and dropped on the real server.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anima_mail::testing::{CyrusServer, DOMAIN};
+use anima_proto::v1::{
+    self as pb, auth_service_client::AuthServiceClient,
+    mailbox_service_client::MailboxServiceClient, project_service_client::ProjectServiceClient,
+    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
+};
+use tonic::{Request, transport::Channel};
+
+const ANIMA: &str = env!("CARGO_BIN_EXE_anima");
+const ADMIN_PASSWORD: &str = "mail-test-admin-password";
+const ITEMS: usize = 10;
+const TITLES: [&str; ITEMS] = [
+    "Export to CSV crashes on empty rows",
+    "Login page rejects valid passwords",
+    "Invoice PDF shows wrong VAT rate",
+    "Search ignores German umlauts",
+    "Nightly backup job times out",
+    "Dark mode colours unreadable in settings",
+    "Webhook retries flood the partner API",
+    "Password reset mail never arrives",
+    "Dashboard counts include archived items",
+    "Mobile upload fails for large photos",
+];
+
+/// `anima up` with the mail worker, on a data directory that survives it.
+struct Up {
+    child: Child,
+    address: String,
+}
+
+impl Up {
+    fn start(data_dir: &Path, mail_config: &Path) -> Self {
+        let mut child = Command::new(ANIMA)
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--mail-config")
+            .arg(mail_config)
+            .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env_remove("ANIMA_DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start anima up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut address = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(rest) = line.strip_prefix("anima is up at ") {
+                address = rest.split_whitespace().next().map(str::to_owned);
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            address: address.expect("anima up printed its address"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, as a crash.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Api {
+    channel: Channel,
+    token: String,
+}
+
+impl Api {
+    async fn connect(address: &str) -> Self {
+        let channel = Channel::from_shared(address.to_owned())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let token = AuthServiceClient::new(channel.clone())
+            .login(pb::LoginRequest {
+                username: "admin".into(),
+                password: ADMIN_PASSWORD.into(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .token;
+        Self { channel, token }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().expect("header"),
+        );
+        request
+    }
+
+    fn mailboxes(&self) -> MailboxServiceClient<Channel> {
+        MailboxServiceClient::new(self.channel.clone())
+    }
+
+    async fn inbound(&self, mailbox_id: &str) -> Vec<pb::InboundMail> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .mailboxes()
+                .list_inbound_mail(self.request(pb::ListInboundMailRequest {
+                    mailbox_id: mailbox_id.into(),
+                    state: 0,
+                    page_size: 500,
+                    page_token,
+                }))
+                .await
+                .expect("list inbound")
+                .into_inner();
+            all.extend(page.mails);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    async fn thread(&self, work_item_id: &str) -> Vec<pb::Message> {
+        ThreadServiceClient::new(self.channel.clone())
+            .get_thread(self.request(pb::GetThreadRequest {
+                work_item_id: work_item_id.into(),
+                page_size: 500,
+                ..Default::default()
+            }))
+            .await
+            .expect("thread")
+            .into_inner()
+            .messages
+    }
+}
+
+/// What a delivered mail must become.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Posted(usize),
+    Held,
+    Triage,
+    /// Classified: its item, or triage when the classifier is unsure.
+    PostedOrTriage(usize),
+}
+
+struct Mail {
+    mailbox: &'static str,
+    message_id: String,
+    bytes: Vec<u8>,
+    expect: Expect,
+}
+
+fn mail(from: &str, to: &str, subject: &str, message_id: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n{extra}\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// 200 mails: plus-addressed from a member, from a stranger, from a denied
+/// domain, our own mail looping back, replies without a plus-address,
+/// unknown work items, a gather mailbox with and without plus-addresses,
+/// HTML-only and encoded-word mail, and mail only classification can place.
+fn mails() -> Vec<Mail> {
+    let desk = |tag: &str| format!("desk+{tag}@{DOMAIN}");
+    let mut mails = Vec::new();
+    for i in 0..200 {
+        let item = i % ITEMS;
+        let key = format!("WI-{}", item + 1);
+        let id = format!("m{i}@example.org");
+        let (mailbox, bytes, expect) = match i % 10 {
+            0..=2 => (
+                "desk",
+                mail(
+                    "ann@example.org",
+                    &desk(&key),
+                    "Update",
+                    &id,
+                    "",
+                    "More details.",
+                ),
+                Expect::Posted(item),
+            ),
+            3 => (
+                "desk",
+                mail(
+                    "stranger@example.net",
+                    &desk(&key),
+                    "Hi",
+                    &id,
+                    "",
+                    "Who reads this?",
+                ),
+                Expect::Held,
+            ),
+            4 => {
+                // A reply to mail 4 earlier (kind 0), without a plus-address.
+                let original = format!("m{}@example.org", i - 4);
+                let extra = format!("In-Reply-To: <{original}>\r\nReferences: <{original}>\r\n");
+                (
+                    "desk",
+                    mail(
+                        "ann@example.org",
+                        &format!("desk@{DOMAIN}"),
+                        "Re: Update",
+                        &id,
+                        &extra,
+                        "Thanks.",
+                    ),
+                    Expect::Posted((i - 4) % ITEMS),
+                )
+            }
+            5 => (
+                "desk",
+                mail(
+                    "ann@example.org",
+                    &desk("WI-999"),
+                    "Lost",
+                    &id,
+                    "",
+                    "Which item?",
+                ),
+                Expect::Triage,
+            ),
+            6 => (
+                "desk",
+                mail("bot@spam.example", &desk(&key), "Win", &id, "", "Buy now."),
+                Expect::Held,
+            ),
+            7 => (
+                "desk",
+                mail(
+                    "ann@example.org",
+                    &desk(&key),
+                    "Loop",
+                    &id,
+                    &format!("X-Anima-WorkItem: {key}\r\n"),
+                    "Echo.",
+                ),
+                Expect::Held,
+            ),
+            8 => (
+                "gather",
+                mail(
+                    "ann@example.org",
+                    &format!("gather@{DOMAIN}"),
+                    "No address",
+                    &id,
+                    "",
+                    "Hello.",
+                ),
+                Expect::Triage,
+            ),
+            _ => (
+                "gather",
+                mail(
+                    "ann@example.org",
+                    &format!("gather+{key}@{DOMAIN}"),
+                    "Gathered",
+                    &id,
+                    "",
+                    "Via gather.",
+                ),
+                Expect::Posted(item),
+            ),
+        };
+        mails.push(Mail {
+            mailbox,
+            message_id: id,
+            bytes,
+            expect,
+        });
+    }
+    // Some of the above, replaced by the awkward kinds.
+    mails[10].bytes = format!(
+        "From: ann@example.org\r\nTo: {}\r\nSubject: html\r\nMessage-ID: <m10@example.org>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <html><body><p>Only <b>HTML</b> here.</p></body></html>\r\n",
+        desk("WI-1")
+    )
+    .into_bytes();
+    mails[20].bytes = mail(
+        "ann@example.org",
+        &desk("WI-1"),
+        "=?UTF-8?B?w5xiZXJzaWNodCBmw7xyIGRpZSBXb2NoZQ==?=",
+        "m20@example.org",
+        "",
+        "Encoded subject.",
+    );
+    for (slot, item) in [(15, 0), (25, 4)] {
+        mails[slot] = Mail {
+            mailbox: "desk",
+            message_id: format!("m{slot}@example.org"),
+            bytes: mail(
+                "ann@example.org",
+                &format!("desk@{DOMAIN}"),
+                TITLES[item],
+                &format!("m{slot}@example.org"),
+                "",
+                &format!("{} — it happened again this morning.", TITLES[item]),
+            ),
+            expect: Expect::PostedOrTriage(item),
+        };
+    }
+    mails
+}
+
+fn write_mail_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
+    let admin = cyrus.admin();
+    let path = dir.join("mail.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "jmap_url = \"{}\"\naccount_secret = \"a-test-secret-of-some-length\"\npoll_interval_ms = 200\n\
+             [admin]\nkind = \"cyrus\"\nimap = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\nsasldb = \"{}\"\nsasldb_owner = \"cyrus:mail\"\n",
+            cyrus.http_url,
+            admin.imap,
+            admin.admin_user,
+            admin.admin_password,
+            admin.sasldb.display()
+        ),
+    )
+    .expect("mail config");
+    path
+}
+
+/// Delivers, retrying while the worker has not yet made the account.
+fn deliver(cyrus: &CyrusServer, login: &str, sender: &str, bytes: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match cyrus.deliver(login, sender, bytes) {
+            Ok(()) => return,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(err) => panic!("deliver to {login}: {err:#}"),
+        }
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_mails_land_once_across_a_crash() {
+    if !CyrusServer::available() {
+        assert!(
+            std::env::var("ANIMA_TEST_REQUIRE_MAIL_SERVER").as_deref() != Ok("1"),
+            "Cyrus is required here but not available"
+        );
+        eprintln!("Cyrus not installed or not root; skipped");
+        return;
+    }
+    let cyrus = CyrusServer::start().expect("start Cyrus");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_mail_config(dir.path(), &cyrus);
+    let up = Up::start(dir.path(), &config);
+    let api = Api::connect(&up.address).await;
+
+    // A project with ten items and a member, ann, whose mail is known; a
+    // second, empty project so that the gather mailbox serves two.
+    let mut projects = ProjectServiceClient::new(api.channel.clone());
+    let project = projects
+        .create_project(api.request(pb::CreateProjectRequest {
+            name: "Shop".into(),
+            description: String::new(),
+        }))
+        .await
+        .expect("project")
+        .into_inner();
+    let other = projects
+        .create_project(api.request(pb::CreateProjectRequest {
+            name: "Other".into(),
+            description: String::new(),
+        }))
+        .await
+        .expect("project")
+        .into_inner();
+    let ann = TeamServiceClient::new(api.channel.clone())
+        .create_user(api.request(pb::CreateUserRequest {
+            username: "ann".into(),
+            display_name: "Ann".into(),
+            email: "ann@example.org".into(),
+            password: "ann-password-long".into(),
+            is_admin: false,
+        }))
+        .await
+        .expect("ann")
+        .into_inner();
+    projects
+        .add_project_member(api.request(pb::AddProjectMemberRequest {
+            project_id: project.id.clone(),
+            user_id: ann.id,
+            role_id: anima_core::permission::DEFAULT_ROLES[2].id.into(),
+        }))
+        .await
+        .expect("member");
+    let mut item_ids = Vec::new();
+    for title in TITLES {
+        let item = WorkItemServiceClient::new(api.channel.clone())
+            .create_work_item(api.request(pb::CreateWorkItemRequest {
+                project_id: project.id.clone(),
+                title: title.into(),
+                description: format!("{title}. Reported by customers."),
+                ..Default::default()
+            }))
+            .await
+            .expect("item")
+            .into_inner();
+        item_ids.push(item.id);
+    }
+    let mut mailboxes = api.mailboxes();
+    let desk = mailboxes
+        .create_mailbox(api.request(pb::CreateMailboxRequest {
+            address: format!("desk@{DOMAIN}"),
+            project_ids: vec![project.id.clone()],
+            rules: Some(pb::ScreeningRules {
+                deny: vec!["spam.example".into()],
+                allow: Vec::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("desk")
+        .into_inner();
+    let gather = mailboxes
+        .create_mailbox(api.request(pb::CreateMailboxRequest {
+            address: format!("gather@{DOMAIN}"),
+            project_ids: vec![project.id.clone(), other.id.clone()],
+            ..Default::default()
+        }))
+        .await
+        .expect("gather")
+        .into_inner();
+    assert!(gather.gather);
+    let mailbox_ids = HashMap::from([("desk", desk.id.clone()), ("gather", gather.id.clone())]);
+
+    // The burst; anima up dies after the first half and the rest arrives
+    // while it is down.
+    let mails = mails();
+    for mail in &mails[..100] {
+        deliver(
+            &cyrus,
+            &format!("{}@{DOMAIN}", mail.mailbox),
+            "sender@example.org",
+            &mail.bytes,
+        );
+    }
+    up.kill();
+    for mail in &mails[100..] {
+        deliver(
+            &cyrus,
+            &format!("{}@{DOMAIN}", mail.mailbox),
+            "sender@example.org",
+            &mail.bytes,
+        );
+    }
+    // The same mail once more: a duplicate Message-ID.
+    deliver(
+        &cyrus,
+        &format!("desk@{DOMAIN}"),
+        "sender@example.org",
+        &mails[0].bytes,
+    );
+    let up = Up::start(dir.path(), &config);
+    let api = Api::connect(&up.address).await;
+
+    wait_for("every mail recorded", async || {
+        api.inbound(&desk.id).await.len() + api.inbound(&gather.id).await.len() >= mails.len()
+    })
+    .await;
+    // A little longer: nothing more may appear.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut records = HashMap::new();
+    for (name, id) in &mailbox_ids {
+        for record in api.inbound(id).await {
+            let message_id = record.email.clone().unwrap_or_default().message_id;
+            assert!(
+                records
+                    .insert(message_id.clone(), (*name, record))
+                    .is_none(),
+                "{message_id} recorded twice"
+            );
+        }
+    }
+    assert_eq!(records.len(), mails.len(), "one record per mail");
+    let mut threads = HashMap::new();
+    for id in &item_ids {
+        threads.insert(id.clone(), api.thread(id).await);
+    }
+    let posts_of = |message_id: &str| -> Vec<&String> {
+        threads
+            .iter()
+            .flat_map(|(item, messages)| {
+                messages
+                    .iter()
+                    .filter(move |m| m.email.as_ref().is_some_and(|e| e.message_id == message_id))
+                    .map(move |_| item)
+            })
+            .collect()
+    };
+    let state =
+        |record: &pb::InboundMail| pb::InboundMailState::try_from(record.state).expect("state");
+    for mail in &mails {
+        let (mailbox, record) = &records[&mail.message_id];
+        assert_eq!(*mailbox, mail.mailbox, "{}", mail.message_id);
+        let posts = posts_of(&mail.message_id);
+        match mail.expect {
+            Expect::Posted(item) => {
+                assert_eq!(
+                    state(record),
+                    pb::InboundMailState::Posted,
+                    "{}: {}",
+                    mail.message_id,
+                    record.reason
+                );
+                assert_eq!(
+                    posts,
+                    [&item_ids[item]],
+                    "{} posted once, in its thread",
+                    mail.message_id
+                );
+            }
+            Expect::Held | Expect::Triage => {
+                let wanted = if mail.expect == Expect::Held {
+                    pb::InboundMailState::Held
+                } else {
+                    pb::InboundMailState::Triage
+                };
+                assert_eq!(
+                    state(record),
+                    wanted,
+                    "{}: {}",
+                    mail.message_id,
+                    record.reason
+                );
+                assert!(!record.reason.is_empty());
+                assert!(posts.is_empty(), "{} is not in a thread", mail.message_id);
+            }
+            Expect::PostedOrTriage(item) => match state(record) {
+                pb::InboundMailState::Posted => assert_eq!(posts, [&item_ids[item]]),
+                pb::InboundMailState::Triage => assert!(posts.is_empty()),
+                other => panic!("{}: {other:?}", mail.message_id),
+            },
+        }
+    }
+    let html = &records["m10@example.org"].1;
+    assert!(
+        html.body.contains("Only HTML here") || html.body.contains("Only **HTML** here"),
+        "{}",
+        html.body
+    );
+    let encoded = records["m20@example.org"]
+        .1
+        .email
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(encoded.subject, "Übersicht für die Woche");
+
+    // A human assigns a triaged mail; it lands once, and not twice.
+    let triaged = records["m5@example.org"].1.id.clone();
+    let assigned = api
+        .mailboxes()
+        .assign_inbound_mail(api.request(pb::AssignInboundMailRequest {
+            id: triaged.clone(),
+            work_item_id: item_ids[0].clone(),
+        }))
+        .await
+        .expect("assign")
+        .into_inner();
+    assert_eq!(assigned.state, pb::InboundMailState::Posted as i32);
+    let again = api
+        .mailboxes()
+        .assign_inbound_mail(api.request(pb::AssignInboundMailRequest {
+            id: triaged,
+            work_item_id: item_ids[0].clone(),
+        }))
+        .await
+        .expect_err("settled");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    let posted: Vec<_> = api
+        .thread(&item_ids[0])
+        .await
+        .into_iter()
+        .filter(|m| {
+            m.email
+                .as_ref()
+                .is_some_and(|e| e.message_id == "m5@example.org")
+        })
+        .collect();
+    assert_eq!(posted.len(), 1);
+
+    // Rotating the gather address: the old account is dropped from Cyrus
+    // and the mailbox removed; mail to the new address is followed.
+    let rotated = api
+        .mailboxes()
+        .rotate_mailbox(api.request(pb::RotateMailboxRequest {
+            id: gather.id.clone(),
+            new_address: format!("gather2@{DOMAIN}"),
+        }))
+        .await
+        .expect("rotate")
+        .into_inner();
+    wait_for("the old mailbox removed", async || {
+        api.mailboxes()
+            .get_mailbox(api.request(pb::GetMailboxRequest {
+                id: gather.id.clone(),
+            }))
+            .await
+            .is_err_and(|status| status.code() == tonic::Code::NotFound)
+    })
+    .await;
+    assert!(
+        cyrus
+            .deliver(
+                &format!("gather@{DOMAIN}"),
+                "x@example.org",
+                &mails[9].bytes
+            )
+            .is_err(),
+        "the old account is gone"
+    );
+    let late = mail(
+        "ann@example.org",
+        &format!("gather2+WI-2@{DOMAIN}"),
+        "After rotation",
+        "late@example.org",
+        "",
+        "Still here.",
+    );
+    deliver(
+        &cyrus,
+        &format!("gather2@{DOMAIN}"),
+        "ann@example.org",
+        &late,
+    );
+    wait_for("mail to the rotated address posted", async || {
+        api.thread(&item_ids[1]).await.iter().any(|m| {
+            m.email
+                .as_ref()
+                .is_some_and(|e| e.message_id == "late@example.org")
+        })
+    })
+    .await;
+    let moved = api.inbound(&rotated.id).await;
+    assert!(
+        moved.iter().any(|r| r
+            .email
+            .as_ref()
+            .is_some_and(|e| e.message_id == "m8@example.org")),
+        "waiting mail moved to the new mailbox"
+    );
+    drop(up);
+}
