@@ -6,6 +6,7 @@
 use std::{path::PathBuf, time::Duration};
 
 mod ai;
+mod mail;
 
 use anima_bench::{
     Backend, ServerUnderTest, authed,
@@ -49,6 +50,10 @@ enum Command {
     /// anima-ai's local model: ClassifyMail accuracy on the labelled mail
     /// set, and Embed and ClassifyMail throughput over gRPC.
     Ai(Options),
+    /// anima-mail's routing throughput (mails/s) on a private Cyrus: needs
+    /// `scripts/setup-debian --with-mail-server` and root, so `all` leaves
+    /// it out.
+    Mail(Options),
     /// Runs a server to measure (used by the other commands).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -136,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             Command::PageDepth(o) => (o, vec!["page-depth"]),
             Command::Footprint(o) => (o, vec!["footprint"]),
             Command::Ai(o) => (o, vec!["ai"]),
+            Command::Mail(o) => (o, vec!["mail"]),
         };
         let scenarios = match &options.server {
             None => scenarios,
@@ -162,6 +168,7 @@ fn main() -> anyhow::Result<()> {
                 "auth" => auth(&options).await,
                 "page-depth" => page_depth(&options).await,
                 "footprint" => footprint(&options).await,
+                "mail" => mail::scenario(&options).await,
                 _ => ai::scenario(&options).await,
             }
             .with_context(|| format!("scenario {scenario}"))?;

@@ -39,3 +39,29 @@ fn every_scenario_runs_and_reports_its_ratio() {
         }
     }
 }
+
+/// The mail scenario needs Cyrus and root, so it runs apart from `all`.
+#[test]
+fn mail_scenario_reports_its_rate() {
+    if !anima_mail::testing::CyrusServer::available() {
+        assert!(
+            std::env::var("ANIMA_TEST_REQUIRE_MAIL_SERVER").as_deref() != Ok("1"),
+            "Cyrus is required here but not available"
+        );
+        eprintln!("Cyrus not installed or not root; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_anima-bench"))
+        .args(["mail", "--quick", "--backend", "sqlite", "--report"])
+        .arg(dir.path().join("mail.json"))
+        .output()
+        .expect("run anima-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "anima-bench mail failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("mails routed per second"), "{stdout}");
+}

@@ -7,14 +7,21 @@
 //! repeat changes nothing. A mail fetched twice (listed again after a
 //! resync) is recognised the same way.
 
+use futures_util::StreamExt;
+
 use crate::{
     jmap::{JmapClient, JmapError},
     parse::{InboundMail, parse},
     route::{Mailbox, Route, RoutingContext, route},
 };
 
-/// Messages downloaded per `Email/get`.
+/// Messages listed per `Email/get`.
 const BATCH: usize = 50;
+
+/// Downloads in flight while earlier mail is routed: a download is a round
+/// trip to the mail server, routing a few to anima-server, and neither
+/// needs the other's turn.
+const DOWNLOADS_IN_FLIGHT: usize = 8;
 
 /// Where routed mail goes (anima-server, through its service token).
 #[async_trait::async_trait]
@@ -100,9 +107,15 @@ pub async fn sync_once(
         ..Pass::default()
     };
     for chunk in ids.chunks(BATCH) {
-        for email in client.email_refs(chunk).await? {
-            let raw = client.download(&email.blob_id).await?;
-            let mail = parse(&raw);
+        let emails = client.email_refs(chunk).await?;
+        // In order: a reply in this pass is routed after what it answers.
+        let downloads: Vec<_> = emails
+            .iter()
+            .map(|email| client.download(&email.blob_id))
+            .collect();
+        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+        while let Some(raw) = downloads.next().await {
+            let mail = parse(&raw?);
             let route = route(followed.mailbox, &mail, context).await?;
             if sink.deliver(followed.id, &mail, &route).await? {
                 pass.delivered += 1;

@@ -1,0 +1,209 @@
+//! The `mail` scenario: how many mails per second anima-mail routes, on a
+//! private Cyrus (needs Debian's cyrus-imapd and root, like the mail
+//! tests) and an anima-server with anima-ai in this process, as `anima up`
+//! runs them.
+//!
+//! Mails of mixed kinds are delivered first (not timed); then one
+//! synchronisation pass takes them all: JMAP listing and download, parsing,
+//! routing (plus-address, reply, classification, screening lookups) and the
+//! write of each record and thread message. The same mails are then routed
+//! again from memory into a second mailbox, which leaves JMAP out.
+
+use std::{sync::Arc, time::Instant};
+
+use anima_core::{
+    mail::{Address, NewMailbox, ScreeningRules},
+    model::NewUser,
+    planning::{Actor, NewWorkItem, Priority},
+};
+use anima_db::testing::TempDatabase;
+use anima_mail::{
+    jmap::JmapClient,
+    parse::parse,
+    route::{Mailbox, route},
+    server::{SavedState, ServerLink},
+    sync::{FollowedMailbox, Services, Sink, sync_once},
+    testing::{CyrusServer, DOMAIN},
+};
+use anyhow::Context;
+use tonic::service::Routes;
+
+use crate::{Options, Outcome};
+
+const ITEMS: usize = 10;
+
+/// The mails: most to a work item's plus-address from a member, some
+/// replies by reference, some only classification can place, some from
+/// strangers (held).
+fn mails(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let key = i % ITEMS + 1;
+            let (to, extra, from) = match i % 10 {
+                0 if i >= 10 => (
+                    format!("desk@{DOMAIN}"),
+                    format!("In-Reply-To: <m{}@example.org>\r\n", i - 9),
+                    "ann@example.org",
+                ),
+                1 => (format!("desk@{DOMAIN}"), String::new(), "ann@example.org"),
+                2 => (format!("desk+WI-{key}@{DOMAIN}"), String::new(), "someone@example.net"),
+                _ => (format!("desk+WI-{key}@{DOMAIN}"), String::new(), "ann@example.org"),
+            };
+            format!(
+                "From: {from}\r\nTo: {to}\r\nSubject: Item {key}: export report {i}\r\n\
+                 Message-ID: <m{i}@example.org>\r\n{extra}Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n\
+                 The export of item {key} failed again at row {i}; log attached below.\r\n"
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(
+        CyrusServer::available(),
+        "the mail scenario needs Cyrus (scripts/setup-debian --with-mail-server) and root"
+    );
+    let count = if options.quick { 300 } else { 2_000 };
+    let cyrus = CyrusServer::start()?;
+    let db = match options.backend() {
+        crate::Backend::Sqlite => TempDatabase::sqlite(),
+        crate::Backend::Postgres => TempDatabase::postgres().await,
+    };
+    let store = db.open().await;
+    let (link, _server) = serve(store.clone()).await?;
+
+    let owner = store
+        .create_user(NewUser {
+            username: "ann".into(),
+            display_name: "Ann".into(),
+            email: "ann@example.org".into(),
+            password_hash: String::new(),
+            is_admin: false,
+        })
+        .await?;
+    let project = store.create_project("Mail", "", &owner.id).await?;
+    for n in 0..ITEMS {
+        store
+            .create_work_item(NewWorkItem {
+                project_id: project.id.clone(),
+                plan_id: None,
+                title: format!("Item {}: export report", n + 1),
+                description: format!("Exports of item {} fail.", n + 1),
+                priority: Priority::Medium,
+                workflow_id: None,
+                author: Actor::User {
+                    id: owner.id.clone(),
+                },
+            })
+            .await?;
+    }
+    let new_mailbox = |address: &str| NewMailbox {
+        address: address.into(),
+        display_name: "Desk".into(),
+        project_ids: vec![project.id.clone()],
+        rules: ScreeningRules::default(),
+        max_size: 25 * 1024 * 1024,
+    };
+    let followed = store
+        .create_mailbox(new_mailbox(&format!("desk@{DOMAIN}")))
+        .await?;
+    let replayed = store
+        .create_mailbox(new_mailbox(&format!("replay@{DOMAIN}")))
+        .await?;
+    let routing = Mailbox {
+        address: Address::parse(&followed.address).context("address")?,
+        projects: vec![project.id.clone()],
+        rules: ScreeningRules::default(),
+        max_size: 25 * 1024 * 1024,
+    };
+
+    let login = cyrus.add_user("desk", "desk-password")?;
+    let mails = mails(count);
+    eprintln!("delivering {count} mails to Cyrus");
+    for mail in &mails {
+        cyrus.deliver(&login, "sender@example.org", mail)?;
+    }
+    let client = JmapClient::connect(&cyrus.http_url, &login, "desk-password").await?;
+    let states = SavedState::new(link.clone(), None);
+    let services = Services {
+        context: &link,
+        sink: &link,
+        states: &states,
+    };
+    // The first classification loads the model; that is not routing.
+    let warm = parse(&mails[1]);
+    route(&routing, &warm, &link).await?;
+
+    let started = Instant::now();
+    let pass = sync_once(
+        &FollowedMailbox {
+            id: &followed.id,
+            mailbox: &routing,
+            client: &client,
+        },
+        services,
+    )
+    .await?;
+    let end_to_end = started.elapsed();
+    anyhow::ensure!(pass.delivered == count, "routed {pass:?} of {count}");
+
+    let started = Instant::now();
+    for raw in &mails {
+        let mail = parse(raw);
+        let decision = route(&routing, &mail, &link).await?;
+        link.deliver(&replayed.id, &mail, &decision).await?;
+    }
+    let in_memory = started.elapsed();
+
+    let rate = |elapsed: std::time::Duration| count as f64 / elapsed.as_secs_f64();
+    let (end_to_end_rate, in_memory_rate) = (rate(end_to_end), rate(in_memory));
+    Ok(Outcome {
+        scenario: "mail",
+        stats: Vec::new(),
+        ratio: Some((
+            "mails routed per second, JMAP to thread".into(),
+            end_to_end_rate,
+            "≥ 200",
+        )),
+        notes: vec![
+            format!(
+                "{count} mails in one pass: {:.2} s, {end_to_end_rate:.0} mails/s (JMAP listing and download, parse, route, record and post)",
+                end_to_end.as_secs_f64()
+            ),
+            format!(
+                "the same mails from memory: {:.2} s, {in_memory_rate:.0} mails/s (parse, route, record and post)",
+                in_memory.as_secs_f64()
+            ),
+            format!("backend: {}", store.backend()),
+        ],
+    })
+}
+
+/// anima-server with anima-ai on one listener in this process, and the
+/// worker's link to it.
+async fn serve(
+    store: Arc<dyn anima_db::Store>,
+) -> anyhow::Result<(ServerLink, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let token = anima_server::auth::new_token();
+    let config = anima_server::ServerConfig {
+        service_tokens: vec![anima_server::config::ServiceToken {
+            name: "anima-mail".into(),
+            token: token.clone(),
+        }],
+        ai_url: format!("http://{address}"),
+        ai_token: token.clone(),
+        ..Default::default()
+    };
+    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?);
+    let router = anima_server::router(store, &config, Some(internal)).await?;
+    let server = tokio::spawn(async move {
+        let _ = anima_server::serve(listener, router, std::future::pending()).await;
+    });
+    Ok((
+        ServerLink::new(&format!("http://{address}"), &token)?,
+        server,
+    ))
+}
