@@ -1,6 +1,7 @@
 //! The part of JMAP (RFC 8620, RFC 8621) anima-mail needs: the session,
 //! `Email/changes` from a saved state (so a restart resumes exactly where
-//! it stopped), and each new message's raw bytes for parsing.
+//! it stopped), each new message's raw bytes for parsing, and sending a
+//! raw mail (upload, `Email/import` into Sent, `EmailSubmission/set`).
 //!
 //! Why not the `jmap-client` crate: version 0.4 posts to the session's
 //! `apiUrl` as given, and Cyrus sends it relative (`/jmap/`), which
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 
 const CORE: &str = "urn:ietf:params:jmap:core";
 const MAIL: &str = "urn:ietf:params:jmap:mail";
+const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 
 /// Ids per `Email/query` page.
 const QUERY_PAGE: usize = 500;
@@ -39,6 +41,10 @@ pub enum JmapError {
     /// An answer that does not follow the protocol.
     #[error("JMAP protocol error: {0}")]
     Protocol(String),
+    /// The server refused to send a mail (a rejected recipient, a mail it
+    /// will not take); sending it again would be refused again.
+    #[error("the mail server refused the mail: {0}")]
+    Rejected(String),
 }
 
 impl From<reqwest::Error> for JmapError {
@@ -79,6 +85,7 @@ pub struct EmailRef {
 struct Session {
     api_url: String,
     download_url: String,
+    upload_url: String,
     #[serde(default)]
     event_source_url: Option<String>,
     primary_accounts: std::collections::HashMap<String, String>,
@@ -91,6 +98,7 @@ pub struct JmapClient {
     password: String,
     api_url: Url,
     download_url: String,
+    upload_url: String,
     event_source_url: Option<String>,
     account_id: String,
 }
@@ -139,6 +147,7 @@ impl JmapClient {
         Ok(Self {
             api_url,
             download_url: absolute(&base, &session.download_url),
+            upload_url: absolute(&base, &session.upload_url),
             event_source_url: session
                 .event_source_url
                 .map(|template| absolute(&base, &template)),
@@ -162,9 +171,29 @@ impl JmapClient {
     /// Makes one method call and returns its arguments; a JMAP `error`
     /// response becomes an error.
     async fn call(&self, method: &str, arguments: Value) -> Result<Value, JmapError> {
+        let mut answers = self.request(&[MAIL], vec![(method, arguments)]).await?;
+        answers
+            .pop()
+            .ok_or_else(|| JmapError::Protocol(format!("{method}: no method response")))
+    }
+
+    /// Makes method calls in one request (later ones may refer to earlier
+    /// results) and returns each one's arguments, in order; the first JMAP
+    /// `error` response becomes an error.
+    async fn request(
+        &self,
+        capabilities: &[&str],
+        calls: Vec<(&str, Value)>,
+    ) -> Result<Vec<Value>, JmapError> {
+        let names: Vec<&str> = calls.iter().map(|(method, _)| *method).collect();
+        let method = names.join(", ");
         let request = json!({
-            "using": [CORE, MAIL],
-            "methodCalls": [[method, arguments, "0"]],
+            "using": std::iter::once(CORE).chain(capabilities.iter().copied()).collect::<Vec<_>>(),
+            "methodCalls": calls
+                .into_iter()
+                .enumerate()
+                .map(|(index, (method, arguments))| json!([method, arguments, index.to_string()]))
+                .collect::<Vec<_>>(),
         });
         let response = self
             .http
@@ -192,26 +221,174 @@ impl JmapClient {
             .json()
             .await
             .map_err(|err| JmapError::Protocol(format!("{method}: {err}")))?;
-        let answer = body["methodResponses"][0].take();
-        let (Some(name), arguments) = (answer[0].as_str(), answer[1].clone()) else {
-            return Err(JmapError::Protocol(format!("{method}: no method response")));
+        let Some(responses) = body["methodResponses"].as_array_mut() else {
+            return Err(JmapError::Protocol(format!(
+                "{method}: no method responses"
+            )));
         };
-        if name == "error" {
-            let kind = arguments["type"].as_str().unwrap_or("unknown").to_owned();
-            return Err(match kind.as_str() {
-                "cannotCalculateChanges" => JmapError::CannotCalculateChanges(
-                    arguments["sinceState"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                "serverUnavailable" | "serverFail" => {
-                    JmapError::Unavailable(format!("{method}: {kind}"))
-                }
-                _ => JmapError::Protocol(format!("{method}: {kind}: {}", arguments["description"])),
-            });
+        let mut answers = Vec::with_capacity(responses.len());
+        for answer in responses.iter_mut() {
+            let arguments = answer[1].take();
+            let Some(name) = answer[0].as_str() else {
+                return Err(JmapError::Protocol(format!("{method}: malformed response")));
+            };
+            if name == "error" {
+                let kind = arguments["type"].as_str().unwrap_or("unknown").to_owned();
+                return Err(match kind.as_str() {
+                    "cannotCalculateChanges" => JmapError::CannotCalculateChanges(
+                        arguments["sinceState"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    "serverUnavailable" | "serverFail" => {
+                        JmapError::Unavailable(format!("{method}: {kind}"))
+                    }
+                    _ => JmapError::Protocol(format!(
+                        "{method}: {kind}: {}",
+                        arguments["description"]
+                    )),
+                });
+            }
+            answers.push(arguments);
         }
-        Ok(arguments)
+        Ok(answers)
+    }
+
+    /// Sends a raw RFC 5322 mail: uploads it, files it in the account's
+    /// Sent mailbox (made on first use) and submits it with this envelope
+    /// (RFC 8621 EmailSubmission). A refusal of the submission itself, such
+    /// as a rejected recipient, is [`JmapError::Rejected`]; retrying it
+    /// would not help.
+    pub async fn send(
+        &self,
+        raw: &[u8],
+        mail_from: &str,
+        rcpt_to: &[String],
+    ) -> Result<(), JmapError> {
+        let blob_id = self.upload(raw).await?;
+        let sent = self.sent_mailbox().await?;
+        let identities = self
+            .request(
+                &[MAIL, SUBMISSION],
+                vec![("Identity/get", json!({"accountId": self.account_id}))],
+            )
+            .await?;
+        let identity = identities[0]["list"][0]["id"]
+            .as_str()
+            .ok_or_else(|| JmapError::Protocol("the account has no sending identity".into()))?
+            .to_owned();
+        let imported = self
+            .call(
+                "Email/import",
+                json!({
+                    "accountId": self.account_id,
+                    "emails": {"mail": {
+                        "blobId": blob_id,
+                        "mailboxIds": {sent: true},
+                        "keywords": {"$seen": true},
+                    }},
+                }),
+            )
+            .await?;
+        // The same mail imported before (a retry after a failed or unknown
+        // submission) is sent as that copy.
+        let email_id = imported["created"]["mail"]["id"]
+            .as_str()
+            .or_else(|| imported["notCreated"]["mail"]["existingId"].as_str())
+            .ok_or_else(|| {
+                JmapError::Rejected(format!("Email/import: {}", imported["notCreated"]["mail"]))
+            })?
+            .to_owned();
+        let submitted = self
+            .request(
+                &[MAIL, SUBMISSION],
+                vec![(
+                    "EmailSubmission/set",
+                    json!({
+                        "accountId": self.account_id,
+                        "create": {"submission": {
+                            "identityId": identity,
+                            "emailId": email_id,
+                            "envelope": {
+                                "mailFrom": {"email": mail_from},
+                                "rcptTo": rcpt_to.iter().map(|rcpt| json!({"email": rcpt})).collect::<Vec<_>>(),
+                            },
+                        }},
+                    }),
+                )],
+            )
+            .await?;
+        match submitted[0]["notCreated"].get("submission") {
+            Some(error) => Err(JmapError::Rejected(format!(
+                "{}: {}",
+                error["type"].as_str().unwrap_or("refused"),
+                error["description"].as_str().unwrap_or_default()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Uploads a blob; returns its id.
+    async fn upload(&self, bytes: &[u8]) -> Result<String, JmapError> {
+        let url = self
+            .upload_url
+            .replace("{accountId}", &encode(&self.account_id));
+        let response = self
+            .http
+            .post(&url)
+            .basic_auth(&self.username, Some(&self.password))
+            .header("content-type", "message/rfc822")
+            .body(bytes.to_vec())
+            .send()
+            .await?;
+        match response.status() {
+            status if status.is_success() => {
+                let answer: Value = response
+                    .json()
+                    .await
+                    .map_err(|err| JmapError::Protocol(format!("upload: {err}")))?;
+                string(&answer, "blobId")
+            }
+            status if status.is_server_error() => {
+                Err(JmapError::Unavailable(format!("upload: HTTP {status}")))
+            }
+            status => Err(JmapError::Protocol(format!("upload: HTTP {status}"))),
+        }
+    }
+
+    /// The id of the mailbox with role `sent`, created when missing.
+    async fn sent_mailbox(&self) -> Result<String, JmapError> {
+        let listed = self
+            .call(
+                "Mailbox/get",
+                json!({"accountId": self.account_id, "ids": null}),
+            )
+            .await?;
+        let existing = listed["list"].as_array().and_then(|mailboxes| {
+            mailboxes
+                .iter()
+                .find(|mailbox| mailbox["role"] == "sent")
+                .and_then(|mailbox| mailbox["id"].as_str())
+        });
+        if let Some(id) = existing {
+            return Ok(id.to_owned());
+        }
+        let created = self
+            .call(
+                "Mailbox/set",
+                json!({
+                    "accountId": self.account_id,
+                    "create": {"sent": {"name": "Sent", "role": "sent"}},
+                }),
+            )
+            .await?;
+        created["created"]["sent"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                JmapError::Protocol(format!("Mailbox/set Sent: {}", created["notCreated"]))
+            })
     }
 
     /// The account's current Email state, to start following from.

@@ -3,6 +3,8 @@
 //! over HTTP. Debian's `cyrus-imapd`, `cyrus-caldav` and `sasl2-bin` must
 //! be installed (`scripts/setup-debian --with-mail-server`) and the tests
 //! must run as root, because `cyrmaster` switches to the `cyrus` user.
+//! JMAP submissions go through Debian's Exim (which `cyrus-imapd` brings as
+//! its MTA) back into the same server.
 //!
 //! Every service's command line names the configuration file: Cyrus
 //! services do not inherit `cyrmaster -C` and would read `/etc/imapd.conf`.
@@ -22,6 +24,13 @@ use crate::admin::CyrusAdmin;
 /// The mail domain of test accounts.
 pub const DOMAIN: &str = "anima.test";
 
+/// The domain of accounts that stand for people outside Anima (the
+/// customer an outbound mail goes to); served by the same server.
+pub const EXTERNAL_DOMAIN: &str = "example.org";
+
+/// Debian's Exim, which Cyrus hands JMAP submissions to.
+const EXIM: &str = "/usr/sbin/exim4";
+
 /// Password of the `cyrus` administrator of the test server.
 const ADMIN_PASSWORD: &str = "cyrus-test-admin";
 
@@ -40,7 +49,10 @@ pub struct CyrusServer {
 impl CyrusServer {
     /// Whether this machine can run one (packages installed, running as root).
     pub fn available() -> bool {
-        Path::new(CYRMASTER).exists() && Path::new(DELIVER).exists() && is_root()
+        Path::new(CYRMASTER).exists()
+            && Path::new(DELIVER).exists()
+            && Path::new(EXIM).exists()
+            && is_root()
     }
 
     /// Starts a server and waits until it answers JMAP and IMAP.
@@ -73,7 +85,8 @@ impl CyrusServer {
                  conversations: 1\n\
                  conversations_db: twoskip\n\
                  virtdomains: userid\n\
-                 loginrealms: {DOMAIN}\n\
+                 loginrealms: {DOMAIN} {EXTERNAL_DOMAIN}\n\
+                 sendmail: {sendmail}\n\
                  lmtpsocket: {socket}/lmtp\n\
                  idlesocket: {socket}/idle\n\
                  notifysocket: {socket}/notify\n\
@@ -84,6 +97,7 @@ impl CyrusServer {
                 spool = path("spool"),
                 sieve = path("sieve"),
                 sasldb = path("sasldb2"),
+                sendmail = path("sendmail"),
                 socket = path("socket"),
                 proc = path("proc"),
                 lock = path("lock"),
@@ -103,6 +117,7 @@ impl CyrusServer {
                 socket = path("socket"),
             ),
         )?;
+        write_mta(root)?;
         saslpasswd(root, "cyrus", ADMIN_PASSWORD)?;
         // The services run as cyrus:mail and must own their directories.
         run(Command::new("chown").args(["-R", "cyrus:mail"]).arg(root))?;
@@ -202,6 +217,40 @@ impl Drop for CyrusServer {
     fn drop(&mut self) {
         stop_master(&mut self.master);
     }
+}
+
+/// The SMTP path of JMAP submissions: Cyrus runs its `sendmail` program
+/// with `-bs` and speaks SMTP to it; here that is Exim with its own
+/// configuration (run as the `cyrus` user, which `-C` requires), which
+/// delivers every recipient back into this Cyrus over LMTP. So sent mail
+/// really travels: JMAP, SMTP, an MTA's queue, LMTP, a mailbox.
+fn write_mta(root: &Path) -> anyhow::Result<()> {
+    let spool = root.join("exim");
+    std::fs::create_dir_all(&spool)?;
+    let config = root.join("exim.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "exim_user = cyrus\nexim_group = mail\nkeep_environment =\n\
+             primary_hostname = {DOMAIN}\n\
+             spool_directory = {spool}\nlog_file_path = {spool}/%slog\n\
+             acl_smtp_rcpt = accept_all\n\
+             begin acl\naccept_all:\n  accept\n\
+             begin routers\ncyrus:\n  driver = accept\n  transport = cyrus_lmtp\n\
+             begin transports\ncyrus_lmtp:\n  driver = lmtp\n  socket = {socket}\n",
+            spool = spool.display(),
+            socket = root.join("socket/lmtp").display(),
+        ),
+    )?;
+    let wrapper = root.join("sendmail");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n# Delivers at once (-odi), so a submission is in the recipient's\n# mailbox when it returns.\nexec {EXIM} -C {} -odi \"$@\"\n",
+            config.display()
+        ),
+    )?;
+    run(Command::new("chmod").arg("755").arg(&wrapper))
 }
 
 fn spawn_master(root: &Path) -> anyhow::Result<Child> {

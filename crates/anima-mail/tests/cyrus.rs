@@ -369,3 +369,81 @@ mod pass {
         assert_eq!(mails.len(), 20, "each of the 20 mails once");
     }
 }
+
+#[tokio::test]
+async fn a_sent_mail_travels_to_its_recipient_with_its_headers() {
+    let Some(cyrus) = server() else { return };
+    let desk = cyrus.add_user("desk", "desk-pw").expect("desk");
+    let customer = format!("customer@{}", anima_mail::testing::EXTERNAL_DOMAIN);
+    cyrus
+        .admin()
+        .ensure_account_now(&customer, "customer-pw")
+        .expect("customer");
+    let mailbox = Address::parse(&desk).expect("address");
+    let headers = anima_core::thread::EmailHeaders {
+        to: vec![customer.clone()],
+        subject: "Your export".into(),
+        message_id: "0199-outbound@anima".into(),
+        ..Default::default()
+    };
+    let compose = |headers: &anima_core::thread::EmailHeaders| {
+        anima_mail::compose::compose(&anima_mail::compose::Outbound {
+            mailbox: &mailbox,
+            sender_name: "Shop desk",
+            work_item: WorkItemKey(7),
+            project_id: "project-1",
+            headers,
+            body: "The fix is live.",
+        })
+        .expect("compose")
+    };
+    let raw = compose(&headers);
+    let second = compose(&anima_core::thread::EmailHeaders {
+        message_id: "0199-second@anima".into(),
+        ..headers.clone()
+    });
+    let sender = JmapClient::connect(&cyrus.http_url, &desk, "desk-pw")
+        .await
+        .expect("desk session");
+    sender
+        .send(&raw, &desk, std::slice::from_ref(&customer))
+        .await
+        .expect("send");
+    // Another mail reuses the Sent mailbox made by the first; the first
+    // again (a retry) is sent as the copy already in Sent, and the
+    // recipient's server keeps one of two deliveries with one Message-ID.
+    for mail in [&second, &raw] {
+        sender
+            .send(mail, &desk, std::slice::from_ref(&customer))
+            .await
+            .expect("send again");
+    }
+
+    let inbox = JmapClient::connect(&cyrus.http_url, &customer, "customer-pw")
+        .await
+        .expect("customer session");
+    let (ids, _) = inbox.all_email_ids().await.expect("listing");
+    assert_eq!(ids.len(), 2, "both mails arrived");
+    let refs = inbox.email_refs(&ids).await.expect("refs");
+    let mut email = &refs[0];
+    for candidate in &refs {
+        let arrived = parse(&inbox.download(&candidate.blob_id).await.expect("download"));
+        if arrived.message_id == "0199-outbound@anima" {
+            email = candidate;
+        }
+    }
+    let arrived = parse(&inbox.download(&email.blob_id).await.expect("download"));
+    assert_eq!(arrived.message_id, "0199-outbound@anima");
+    assert_eq!(arrived.subject, "Your export");
+    assert_eq!(arrived.anima_work_item.as_deref(), Some("WI-7"));
+    assert_eq!(arrived.from, desk);
+    let raw_text =
+        String::from_utf8_lossy(&inbox.download(&email.blob_id).await.expect("raw")).into_owned();
+    assert!(
+        raw_text.contains(&format!(
+            "Reply-To: <desk+WI-7@{}>",
+            anima_mail::testing::DOMAIN
+        )),
+        "{raw_text}"
+    );
+}
