@@ -150,6 +150,10 @@ pub mod reason {
     pub const INBOUND_MAIL_NOT_FOUND: &str = "INBOUND_MAIL_NOT_FOUND";
     /// The mail was posted or dismissed already.
     pub const INBOUND_MAIL_SETTLED: &str = "INBOUND_MAIL_SETTLED";
+    /// A delivery was reported for a mail that is not being sent.
+    pub const OUTBOUND_NOT_SENDING: &str = "OUTBOUND_NOT_SENDING";
+    /// No mailbox serves the project, so its mail cannot be sent.
+    pub const NO_MAILBOX: &str = "NO_MAILBOX";
     /// The work item is not in one of the mailbox's projects.
     pub const WORK_ITEM_NOT_IN_MAILBOX: &str = "WORK_ITEM_NOT_IN_MAILBOX";
     /// This server has no anima-ai to ask (`ai_url` is not set).

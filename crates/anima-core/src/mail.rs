@@ -302,6 +302,34 @@ pub struct NewInbound {
     pub suggestion: Option<Suggestion>,
 }
 
+/// A queued outbound mail handed to a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundClaim {
+    /// The outbound-email message.
+    pub message: crate::thread::Message,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+}
+
+/// How an attempt to send an outbound mail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundOutcome {
+    /// The mail server took it.
+    Sent,
+    /// It failed and is tried again at `at` (µs).
+    Retry {
+        /// Why it failed.
+        error: String,
+        /// When to try again, µs.
+        at: i64,
+    },
+    /// It failed for good.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use anima_core::{
     capability::Capability,
     mail::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
+        OutboundClaim, OutboundOutcome,
     },
     model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
@@ -538,6 +539,21 @@ pub trait MailStore: Send + Sync {
     /// Whether `address` is a member of the work item's project (by account
     /// email) or already wrote or was written to in its thread.
     async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError>;
+    /// Takes up to `limit` outbound mails that are due at `now` (queued, or
+    /// sending with an expired lease: a sender that died) and leases them
+    /// until `lease_until`; their messages become `sending`.
+    async fn claim_outbound(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboundClaim>, DomainError>;
+    /// Records how a claimed send ended; the message shows it.
+    async fn finish_outbound(
+        &self,
+        message_id: &str,
+        outcome: OutboundOutcome,
+    ) -> Result<Message, DomainError>;
 }
 
 /// Agent sessions, their tasks, and the MCP tokens they reach back with.

@@ -4,13 +4,14 @@
 //! ([`sync`]) over the JMAP client ([`jmap`]), parses ([`parse`]) and
 //! routes ([`route`]) each mail, and hands it to anima-server
 //! ([`server`]). Mailbox accounts are made and dropped through
-//! [`admin`]. [`compose`] builds outbound mail. For tests, a private Cyrus
-//! server (`testing` feature). Still to come: sending (JMAP
-//! EmailSubmission), push by EventSource.
+//! [`admin`]. [`outbound`] sends the threads' outbound mail, composed by
+//! [`compose`], by JMAP EmailSubmission. For tests, a private Cyrus server
+//! (`testing` feature). Still to come: push by EventSource.
 
 pub mod admin;
 pub mod compose;
 pub mod jmap;
+pub mod outbound;
 pub mod parse;
 pub mod route;
 pub mod server;

@@ -78,6 +78,33 @@ impl ServerLink {
         Ok(())
     }
 
+    /// Leases up to `limit` due outbound mails for `lease_seconds`.
+    pub async fn claim_outbound(
+        &self,
+        limit: i32,
+        lease_seconds: i32,
+    ) -> anyhow::Result<Vec<pb::OutboundMail>> {
+        Ok(self
+            .client
+            .clone()
+            .claim_outbound_mail(self.request(pb::ClaimOutboundMailRequest {
+                limit,
+                lease_seconds,
+            }))
+            .await?
+            .into_inner()
+            .mails)
+    }
+
+    /// Reports how a leased send ended.
+    pub async fn report_delivery(&self, report: pb::ReportDeliveryRequest) -> anyhow::Result<()> {
+        self.client
+            .clone()
+            .report_delivery(self.request(report))
+            .await?;
+        Ok(())
+    }
+
     /// Saves where a mailbox's synchronisation stands.
     pub async fn save_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
         self.client

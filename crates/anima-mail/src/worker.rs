@@ -1,5 +1,6 @@
-//! The worker: follows every mailbox anima-server knows. A supervisor lists
-//! the mailboxes every poll interval; each active one gets its account on
+//! The worker: follows every mailbox anima-server knows and sends the
+//! queued outbound mail ([`crate::outbound`]). A supervisor lists the
+//! mailboxes every poll interval; each active one gets its account on
 //! the mail server ([`MailServerAdmin`]) and a follower task ([`follow`]);
 //! a mailbox whose settings changed gets a new follower; a dropping one
 //! loses its follower and its account, then anima-server forgets it.
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::{
     admin::{CyrusAdmin, MailServerAdmin, StalwartAdmin, account_password},
     jmap::JmapClient,
+    outbound::{Retries, Sender},
     route::Mailbox,
     server::{SavedState, ServerLink},
     sync::{Pacing, Services, follow},
@@ -40,6 +42,10 @@ pub struct MailConfig {
     pub poll_interval_ms: u64,
     /// Longest wait between failed passes, in seconds.
     pub max_backoff_secs: u64,
+    /// Attempts to send a mail before it fails for good.
+    pub send_attempts: i64,
+    /// Wait after a failed send, in milliseconds; doubles after each.
+    pub send_retry_ms: u64,
     /// How mailbox accounts are created and dropped.
     pub admin: AdminConfig,
 }
@@ -86,6 +92,8 @@ impl Default for MailConfig {
             account_secret: String::new(),
             poll_interval_ms: 2_000,
             max_backoff_secs: 60,
+            send_attempts: 5,
+            send_retry_ms: 30_000,
             admin: AdminConfig::Manual,
         }
     }
@@ -186,6 +194,15 @@ pub async fn run(
         max_backoff: Duration::from_secs(config.max_backoff_secs.max(1)),
     };
     let mut followers: HashMap<String, Follower> = HashMap::new();
+    let mut sender = Sender::new(
+        link.clone(),
+        &config.jmap_url,
+        &config.account_secret,
+        Retries {
+            attempts: config.send_attempts.max(1),
+            first_wait: Duration::from_millis(config.send_retry_ms),
+        },
+    );
     tokio::pin!(stop);
     loop {
         match link.mailboxes().await {
@@ -201,6 +218,9 @@ pub async fn run(
                 .await;
             }
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot list mailboxes"),
+        }
+        if let Err(err) = sender.send_due().await {
+            tracing::warn!(error = %format!("{err:#}"), "cannot send queued mail");
         }
         tokio::select! {
             () = &mut stop => break,

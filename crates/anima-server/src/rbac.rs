@@ -151,6 +151,8 @@ access_table! {
         "KnowsSender": Service,
         "ClassifyInbound": Service,
         "ReceiveMail": Service,
+        "ClaimOutboundMail": Service,
+        "ReportDelivery": Service,
     }
     "DocumentService" => {
         "ListDocuments": Project(DocumentRead),

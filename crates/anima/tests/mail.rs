@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anima_mail::testing::{CyrusServer, DOMAIN};
+use anima_mail::testing::{CyrusServer, DOMAIN, EXTERNAL_DOMAIN};
 use anima_proto::v1::{
     self as pb, auth_service_client::AuthServiceClient,
     mailbox_service_client::MailboxServiceClient, project_service_client::ProjectServiceClient,
@@ -343,6 +343,7 @@ fn write_mail_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
         &path,
         format!(
             "jmap_url = \"{}\"\naccount_secret = \"a-test-secret-of-some-length\"\npoll_interval_ms = 200\n\
+             send_attempts = 20\nsend_retry_ms = 200\n\
              [admin]\nkind = \"cyrus\"\nimap = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\nsasldb = \"{}\"\nsasldb_owner = \"cyrus:mail\"\n",
             cyrus.http_url,
             admin.imap,
@@ -375,17 +376,22 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_mails_land_once_across_a_crash() {
+/// Skips (with a note) where Cyrus cannot run, unless the suite requires it.
+fn cyrus() -> Option<CyrusServer> {
     if !CyrusServer::available() {
         assert!(
             std::env::var("ANIMA_TEST_REQUIRE_MAIL_SERVER").as_deref() != Ok("1"),
             "Cyrus is required here but not available"
         );
         eprintln!("Cyrus not installed or not root; skipped");
-        return;
+        return None;
     }
-    let cyrus = CyrusServer::start().expect("start Cyrus");
+    Some(CyrusServer::start().expect("start Cyrus"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_mails_land_once_across_a_crash() {
+    let Some(cyrus) = cyrus() else { return };
     let dir = tempfile::tempdir().expect("dir");
     let config = write_mail_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
@@ -685,5 +691,166 @@ async fn two_hundred_mails_land_once_across_a_crash() {
             .is_some_and(|e| e.message_id == "m8@example.org")),
         "waiting mail moved to the new mailbox"
     );
+    drop(up);
+}
+
+async fn post_outbound(api: &Api, work_item_id: &str, to: &str, subject: &str) -> pb::Message {
+    ThreadServiceClient::new(api.channel.clone())
+        .post_message(api.request(pb::PostMessageRequest {
+            work_item_id: work_item_id.into(),
+            kind: pb::MessageKind::OutboundEmail as i32,
+            body: "The fix is live; please try the export again.".into(),
+            email: Some(pb::EmailHeaders {
+                to: vec![to.into()],
+                subject: subject.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("post outbound")
+        .into_inner()
+}
+
+async fn message_in(api: &Api, work_item_id: &str, id: &str) -> pb::Message {
+    api.thread(work_item_id)
+        .await
+        .into_iter()
+        .find(|message| message.id == id)
+        .expect("the message is in its thread")
+}
+
+/// An outbound message travels JMAP → Exim → the customer's mailbox with
+/// its headers; the customer's reply threads back to the same work item;
+/// a send while the mail server is down is retried until it goes; mail of
+/// a project no mailbox serves fails visibly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_mail_arrives_and_the_reply_threads_back() {
+    let Some(mut cyrus) = cyrus() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_mail_config(dir.path(), &cyrus);
+    let up = Up::start(dir.path(), &config);
+    let api = Api::connect(&up.address).await;
+    let mut projects = ProjectServiceClient::new(api.channel.clone());
+    let mut items = WorkItemServiceClient::new(api.channel.clone());
+    let mut item_in = async |name: &str| {
+        let project = projects
+            .create_project(api.request(pb::CreateProjectRequest {
+                name: name.into(),
+                description: String::new(),
+            }))
+            .await
+            .expect("project")
+            .into_inner();
+        let item = items
+            .create_work_item(api.request(pb::CreateWorkItemRequest {
+                project_id: project.id.clone(),
+                title: "Export crashes".into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("item")
+            .into_inner();
+        (project.id, item.id)
+    };
+    let (project_id, item_id) = item_in("Shop").await;
+    let (_, orphan_item) = item_in("No mailbox").await;
+    api.mailboxes()
+        .create_mailbox(api.request(pb::CreateMailboxRequest {
+            address: format!("desk@{DOMAIN}"),
+            display_name: "Shop desk".into(),
+            project_ids: vec![project_id.clone()],
+            ..Default::default()
+        }))
+        .await
+        .expect("desk");
+    let customer = format!("customer@{EXTERNAL_DOMAIN}");
+    cyrus
+        .admin()
+        .ensure_account_now(&customer, "customer-pw")
+        .expect("customer account");
+
+    let outbound = post_outbound(&api, &item_id, &customer, "Your export").await;
+    wait_for("the mail sent", async || {
+        message_in(&api, &item_id, &outbound.id)
+            .await
+            .delivery_state
+            == pb::DeliveryState::Sent as i32
+    })
+    .await;
+    let inbox = anima_mail::jmap::JmapClient::connect(&cyrus.http_url, &customer, "customer-pw")
+        .await
+        .expect("customer session");
+    let (ids, _) = inbox.all_email_ids().await.expect("listing");
+    assert_eq!(ids.len(), 1, "it arrived once");
+    let email = &inbox.email_refs(&ids).await.expect("refs")[0];
+    let raw = inbox.download(&email.blob_id).await.expect("download");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let message_id = outbound.email.clone().expect("headers").message_id;
+    let arrived = anima_mail::parse::parse(&raw);
+    assert_eq!(arrived.message_id, message_id);
+    assert_eq!(arrived.subject, "Your export");
+    assert_eq!(arrived.from, format!("desk@{DOMAIN}"));
+    assert_eq!(arrived.anima_work_item.as_deref(), Some("WI-1"));
+    for header in [
+        format!("Reply-To: <desk+WI-1@{DOMAIN}>"),
+        format!("X-Anima-Project: {project_id}"),
+    ] {
+        assert!(text.contains(&header), "{header} missing in:\n{text}");
+    }
+
+    // The customer answers the Reply-To address, quoting the Message-ID.
+    let reply = mail(
+        &customer,
+        &format!("desk+WI-1@{DOMAIN}"),
+        "Re: Your export",
+        "reply-1@example.org",
+        &format!("In-Reply-To: <{message_id}>\r\nReferences: <{message_id}>\r\n"),
+        "Works now, thanks!",
+    );
+    deliver(&cyrus, &format!("desk@{DOMAIN}"), &customer, &reply);
+    wait_for("the reply in the thread", async || {
+        api.thread(&item_id).await.iter().any(|m| {
+            m.kind == pb::MessageKind::InboundEmail as i32
+                && m.email
+                    .as_ref()
+                    .is_some_and(|e| e.message_id == "reply-1@example.org")
+        })
+    })
+    .await;
+
+    // No mailbox serves the other project: its mail fails, and says why.
+    let orphan = post_outbound(&api, &orphan_item, &customer, "Nowhere").await;
+    wait_for("the orphan mail failed", async || {
+        message_in(&api, &orphan_item, &orphan.id)
+            .await
+            .delivery_state
+            == pb::DeliveryState::Failed as i32
+    })
+    .await;
+    let failed = message_in(&api, &orphan_item, &orphan.id).await;
+    assert!(
+        failed.delivery_error.contains("NO_MAILBOX"),
+        "{}",
+        failed.delivery_error
+    );
+
+    // The mail server is down: the send fails, is retried, and goes once
+    // the server is back.
+    cyrus.stop();
+    let retried = post_outbound(&api, &item_id, &customer, "While down").await;
+    wait_for("a failed attempt recorded", async || {
+        let message = message_in(&api, &item_id, &retried.id).await;
+        !message.delivery_error.is_empty()
+    })
+    .await;
+    cyrus.restart().expect("restart Cyrus");
+    wait_for("the retried mail sent", async || {
+        message_in(&api, &item_id, &retried.id).await.delivery_state
+            == pb::DeliveryState::Sent as i32
+    })
+    .await;
+    let (ids, _) = inbox.all_email_ids().await.expect("listing");
+    assert_eq!(ids.len(), 2, "the customer has both mails");
     drop(up);
 }

@@ -1,7 +1,7 @@
 //! Mailboxes, their projects and JMAP states; the inbound mail record that
 //! makes routing exactly-once (one row per mailbox and Message-ID, written
 //! in the same transaction as the thread message it becomes); the thread
-//! lookups routing asks for.
+//! lookups routing asks for; the outbound mail queue its sender leases from.
 
 use anima_core::{
     DomainError,
@@ -9,12 +9,12 @@ use anima_core::{
     id::new_id,
     mail::{
         InboundRecord, InboundState, MailContent, Mailbox, MailboxChanges, MailboxState,
-        NewInbound, NewMailbox,
+        NewInbound, NewMailbox, OutboundClaim, OutboundOutcome,
     },
     model::now_micros,
     paging::PageRequest,
     planning::{Actor, ProjectStatus},
-    thread::{MessageKind, NewMessage},
+    thread::{DeliveryState, Message, MessageKind, NewMessage},
 };
 use async_trait::async_trait;
 use serde_json::json;
@@ -431,6 +431,83 @@ macro_rules! mail_sql {
                 Ok(None)
             }
 
+            async fn claim_outbound(
+                &self,
+                now: i64,
+                lease_until: i64,
+                limit: i64,
+            ) -> Result<Vec<OutboundClaim>, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let due: Vec<String> = sqlx::query(
+                    "SELECT message_id FROM outbound_mail WHERE state IN ('queued', 'sending') \
+                     AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("message_id"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                let mut claims = Vec::with_capacity(due.len());
+                for message_id in due {
+                    // Conditional, so two senders never take the same mail.
+                    let claimed = sqlx::query(
+                        "UPDATE outbound_mail SET state = 'sending', attempts = attempts + 1, next_attempt_at = $3 \
+                         WHERE message_id = $1 AND state IN ('queued', 'sending') AND next_attempt_at <= $2 \
+                         RETURNING attempts",
+                    )
+                    .bind(&message_id)
+                    .bind(now)
+                    .bind(lease_until)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                    let Some(row) = claimed else { continue };
+                    let attempt: i64 = row.try_get("attempts").map_err(internal)?;
+                    let message = Self::record_delivery(&mut tx, &message_id, DeliveryState::Sending, "").await?;
+                    claims.push(OutboundClaim { message, attempt });
+                }
+                self.commit(tx).await?;
+                Ok(claims)
+            }
+
+            async fn finish_outbound(
+                &self,
+                message_id: &str,
+                outcome: OutboundOutcome,
+            ) -> Result<Message, DomainError> {
+                let (state, delivery, error, next) = match &outcome {
+                    OutboundOutcome::Sent => ("sent", DeliveryState::Sent, "", None),
+                    OutboundOutcome::Retry { error, at } => ("queued", DeliveryState::Queued, error.as_str(), Some(*at)),
+                    OutboundOutcome::Failed { error } => ("failed", DeliveryState::Failed, error.as_str(), None),
+                };
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let updated = sqlx::query(
+                    "UPDATE outbound_mail SET state = $2, last_error = $3, \
+                     next_attempt_at = COALESCE($4, next_attempt_at) WHERE message_id = $1 AND state = 'sending'",
+                )
+                .bind(message_id)
+                .bind(state)
+                .bind(error)
+                .bind(next)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::OUTBOUND_NOT_SENDING,
+                        format!("message {message_id} is not being sent"),
+                    ));
+                }
+                let message = Self::record_delivery(&mut tx, message_id, delivery, error).await?;
+                self.commit(tx).await?;
+                Ok(message)
+            }
+
             async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError> {
                 let address = address.trim().to_lowercase();
                 let known = sqlx::query(
@@ -449,6 +526,33 @@ macro_rules! mail_sql {
         }
 
         impl $store {
+            /// Writes a delivery state onto the message and its event.
+            async fn record_delivery(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                message_id: &str,
+                state: DeliveryState,
+                error: &str,
+            ) -> Result<Message, DomainError> {
+                sqlx::query("UPDATE messages SET delivery_state = $2, delivery_error = $3 WHERE id = $1")
+                    .bind(message_id)
+                    .bind(state.as_str())
+                    .bind(error)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                let message = Self::message_in(conn, message_id).await?;
+                Self::record_for(
+                    conn,
+                    "message.delivery",
+                    Some(&message.project_id),
+                    Some(&message.work_item_id),
+                    &message.id,
+                    serde_json::to_value(&message).unwrap_or_default(),
+                )
+                .await?;
+                Ok(message)
+            }
+
             async fn insert_mailbox(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 mailbox: &NewMailbox,

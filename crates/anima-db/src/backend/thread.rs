@@ -381,6 +381,20 @@ macro_rules! thread_sql {
                 Ok(posted)
             }
 
+            /// A message by id, inside a transaction.
+            pub(super) async fn message_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Message, DomainError> {
+                let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| message_not_found(id))?;
+                Self::message_row(&row)
+            }
+
             /// Notes an email message's Message-ID (replies find the thread
             /// by it) and the addresses taking part (screening knows them).
             async fn remember_mail(

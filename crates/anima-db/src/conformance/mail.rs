@@ -467,3 +467,109 @@ pub async fn mailbox_lifecycle(store: &dyn Store) {
     let dropped = store.drop_mailbox(&rotated.id).await.expect("drop");
     assert_eq!(dropped.state, MailboxState::Dropping);
 }
+
+/// Outbound mail is leased to one sender at a time, retried when told,
+/// taken over when its sender's lease runs out, and ends sent or failed,
+/// which its message shows.
+pub async fn outbound_mail_is_leased_once(store: &dyn Store) {
+    use anima_core::{mail::OutboundOutcome, model::now_micros, thread::DeliveryState};
+    let owner = store.create_user(new_user("sender")).await.expect("user");
+    let project = store
+        .create_project("Sending", "", &owner.id)
+        .await
+        .expect("project");
+    let item = work_item(store, &project.id, &owner.id).await;
+    let outbound = |subject: &str| NewMessage {
+        work_item_id: item.id.clone(),
+        kind: MessageKind::OutboundEmail,
+        author: Actor::User {
+            id: owner.id.clone(),
+        },
+        body: "Fixed.".into(),
+        email: Some(EmailHeaders {
+            to: vec!["carol@example.org".into()],
+            subject: subject.into(),
+            ..EmailHeaders::default()
+        }),
+        attachments: Vec::new(),
+        idempotency_key: None,
+    };
+    let first = store.post_message(outbound("one")).await.expect("post");
+    let now = now_micros();
+    let lease = 60_000_000;
+    let claims = store
+        .claim_outbound(now, now + lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].attempt, 1);
+    assert_eq!(
+        claims[0].message.delivery_state,
+        Some(DeliveryState::Sending)
+    );
+    assert!(
+        store
+            .claim_outbound(now, now + lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased to the first sender"
+    );
+    let retried = store
+        .finish_outbound(
+            &first.id,
+            OutboundOutcome::Retry {
+                error: "server down".into(),
+                at: now + 5,
+            },
+        )
+        .await
+        .expect("retry");
+    assert_eq!(
+        (retried.delivery_state, retried.delivery_error.as_str()),
+        (Some(DeliveryState::Queued), "server down")
+    );
+    let again = store
+        .claim_outbound(now + 10, now + lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again[0].attempt, 2);
+    let failed = store
+        .finish_outbound(
+            &first.id,
+            OutboundOutcome::Failed {
+                error: "rejected".into(),
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(failed.delivery_state, Some(DeliveryState::Failed));
+    let err = store
+        .finish_outbound(&first.id, OutboundOutcome::Sent)
+        .await
+        .expect_err("not sending");
+    assert_eq!(err.reason, reason::OUTBOUND_NOT_SENDING);
+
+    // A sender that dies keeps its lease until it runs out.
+    let second = store.post_message(outbound("two")).await.expect("post");
+    let now = now_micros();
+    let claimed = store
+        .claim_outbound(now, now + lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let taken_over = store
+        .claim_outbound(now + lease + 1, now + 2 * lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken_over.len(), 1);
+    assert_eq!(
+        (taken_over[0].message.id.as_str(), taken_over[0].attempt),
+        (second.id.as_str(), 2)
+    );
+    let sent = store
+        .finish_outbound(&second.id, OutboundOutcome::Sent)
+        .await
+        .expect("sent");
+    assert_eq!(sent.delivery_state, Some(DeliveryState::Sent));
+}

@@ -460,7 +460,8 @@ macro_rules! conformance_suite {
             agent_sessions_and_tokens,
             mailboxes_and_inbound_mail_once,
             received_mail_posts_once,
-            mailbox_lifecycle
+            mailbox_lifecycle,
+            outbound_mail_is_leased_once
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use anima_core::{
     id::parse_id,
     mail::{
         DEFAULT_MAX_SIZE, InboundState, MailContent, Mailbox, MailboxChanges, NewInbound,
-        NewMailbox, Suggestion, mailbox_address,
+        NewMailbox, OutboundOutcome, Suggestion, mailbox_address,
     },
     paging::PageRequest,
     planning::{WorkItem, WorkItemKey, WorkItemStatus},
@@ -563,7 +563,92 @@ impl MailWorkerApi {
     }
 }
 
+impl MailWorkerApi {
+    /// The mailbox a project's mail is sent from: its first active mailbox,
+    /// one serving only this project before a gather mailbox.
+    async fn sending_mailbox(&self, project_id: &str) -> Result<Option<Mailbox>, DomainError> {
+        let page = PageRequest::parse(500, "", "sending")?;
+        let filter = MailboxFilter {
+            project_id: Some(project_id.to_owned()),
+            state: Some(anima_core::mail::MailboxState::Active),
+        };
+        let mut mailboxes = self.store.list_mailboxes(&filter, &page).await?.items;
+        mailboxes.sort_by_key(Mailbox::is_gather);
+        Ok(mailboxes.into_iter().next())
+    }
+
+    async fn claim_outbound_mail(
+        &self,
+        _context: &RequestContext,
+        request: pb::ClaimOutboundMailRequest,
+    ) -> Result<pb::ClaimOutboundMailResponse, DomainError> {
+        let limit = i64::from(request.limit.clamp(1, 100));
+        let lease = match request.lease_seconds {
+            0 => 300,
+            seconds => i64::from(seconds.clamp(1, 3600)),
+        };
+        let now = anima_core::model::now_micros();
+        let claims = self
+            .store
+            .claim_outbound(now, now + lease * 1_000_000, limit)
+            .await?;
+        let mut mails = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let item = self
+                .store
+                .get_work_item(&claim.message.work_item_id)
+                .await?;
+            let Some(mailbox) = self.sending_mailbox(&item.project_id).await? else {
+                self.store
+                    .finish_outbound(
+                        &claim.message.id,
+                        OutboundOutcome::Failed {
+                            error: format!(
+                                "{}: no mailbox serves this project; create one with `anima mailbox create`",
+                                reason::NO_MAILBOX
+                            ),
+                        },
+                    )
+                    .await?;
+                continue;
+            };
+            mails.push(pb::OutboundMail {
+                message: Some(convert::message(claim.message)),
+                attempt: claim.attempt,
+                work_item_key: item.key.to_string(),
+                from_address: mailbox.address,
+                from_name: mailbox.display_name,
+                project_id: item.project_id,
+            });
+        }
+        Ok(pb::ClaimOutboundMailResponse { mails })
+    }
+
+    async fn report_delivery(
+        &self,
+        _context: &RequestContext,
+        request: pb::ReportDeliveryRequest,
+    ) -> Result<pb::ReportDeliveryResponse, DomainError> {
+        let id = parse_id(&request.message_id, "message_id")?;
+        let error: String = request.error.chars().take(1000).collect();
+        let outcome = match (request.sent, request.retry_after_ms) {
+            (true, _) => OutboundOutcome::Sent,
+            (false, 0) => OutboundOutcome::Failed { error },
+            (false, after) => OutboundOutcome::Retry {
+                error,
+                at: anima_core::model::now_micros() + after.clamp(0, 86_400_000) * 1_000,
+            },
+        };
+        let message = self.store.finish_outbound(&id, outcome).await?;
+        Ok(pb::ReportDeliveryResponse {
+            message: Some(convert::message(message)),
+        })
+    }
+}
+
 grpc_service!(MailWorkerApi: MailWorkerService {
+    claim_outbound_mail(pb::ClaimOutboundMailRequest) -> pb::ClaimOutboundMailResponse;
+    report_delivery(pb::ReportDeliveryRequest) -> pb::ReportDeliveryResponse;
     list_followed_mailboxes(pb::ListFollowedMailboxesRequest) -> pb::ListFollowedMailboxesResponse;
     save_sync_state(pb::SaveSyncStateRequest) -> pb::SaveSyncStateResponse;
     remove_mailbox(pb::RemoveMailboxRequest) -> pb::RemoveMailboxResponse;
