@@ -318,6 +318,24 @@ fn mails() -> Vec<Mail> {
         "",
         "Encoded subject.",
     );
+    // 30 MB with its attachment: over the 25 MiB default, so held.
+    let attachment =
+        "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\r\n"
+            .repeat(30 * 1024 * 1024 / 78);
+    mails[35] = Mail {
+        mailbox: "desk",
+        message_id: "m35@example.org".into(),
+        bytes: format!(
+            "From: ann@example.org\r\nTo: {}\r\nSubject: Logs\r\nMessage-ID: <m35@example.org>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nThe logs.\r\n\
+             --b\r\nContent-Type: application/octet-stream; name=logs.bin\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{attachment}--b--\r\n",
+            desk("WI-1")
+        )
+        .into_bytes(),
+        expect: Expect::Held,
+    };
     for (slot, item) in [(15, 0), (25, 4)] {
         mails[slot] = Mail {
             mailbox: "desk",
@@ -585,6 +603,11 @@ async fn two_hundred_mails_land_once_across_a_crash() {
             },
         }
     }
+    assert!(
+        records["m35@example.org"].1.reason.contains("too large"),
+        "{}",
+        records["m35@example.org"].1.reason
+    );
     let html = &records["m10@example.org"].1;
     assert!(
         html.body.contains("Only HTML here") || html.body.contains("Only **HTML** here"),
