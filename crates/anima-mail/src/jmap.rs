@@ -358,6 +358,9 @@ impl JmapClient {
     }
 
     /// The id of the mailbox with role `sent`, created when missing.
+    /// (Right after an account is made, Cyrus 3.6 may refuse the creation
+    /// with `invalidProperties` on `parentId` for the life of the
+    /// connection: an error the sender retries on a new session.)
     async fn sent_mailbox(&self) -> Result<String, JmapError> {
         let listed = self
             .call(

@@ -162,6 +162,13 @@ pub enum Classified {
     Unsure(Option<(String, f64)>),
 }
 
+/// Whether the mail can find its work item only through its references
+/// (a reply without a plus-address of this mailbox).
+pub fn routes_by_reference(mailbox: &Mailbox, mail: &InboundMail) -> bool {
+    mail.referenced_ids().next().is_some()
+        && addressed_work_item(&mailbox.address, mail.recipients()) == Addressed::Nothing
+}
+
 /// Routes one mail; see the module documentation for the order.
 pub async fn route(
     mailbox: &Mailbox,

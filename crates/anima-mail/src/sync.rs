@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use crate::{
     jmap::{JmapClient, JmapError},
     parse::{InboundMail, parse},
-    route::{Mailbox, Route, RoutingContext, route},
+    route::{Mailbox, Route, RoutingContext, route, routes_by_reference},
 };
 
 /// Messages listed per `Email/get`.
@@ -106,26 +106,50 @@ pub async fn sync_once(
         fetched: ids.len(),
         ..Pass::default()
     };
+    // Mail that can only find its thread by reference waits until the
+    // rest of the pass is in: what it answers may be in this very pass,
+    // and the server's listing does not promise arrival order.
+    let mut replies = Vec::new();
     for chunk in ids.chunks(BATCH) {
         let emails = client.email_refs(chunk).await?;
-        // In order: a reply in this pass is routed after what it answers.
         let downloads: Vec<_> = emails
             .iter()
             .map(|email| client.download(&email.blob_id))
             .collect();
         let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+        let mut index = 0;
         while let Some(raw) = downloads.next().await {
             let mail = parse(&raw?);
-            let route = route(followed.mailbox, &mail, context).await?;
-            if sink.deliver(followed.id, &mail, &route).await? {
-                pass.delivered += 1;
+            if routes_by_reference(followed.mailbox, &mail) {
+                replies.push(emails[index].blob_id.clone());
             } else {
-                pass.repeated += 1;
+                hand_over(followed, services, &mail, &mut pass).await?;
             }
+            index += 1;
         }
+    }
+    for blob_id in replies {
+        let mail = parse(&client.download(&blob_id).await?);
+        hand_over(followed, services, &mail, &mut pass).await?;
     }
     states.save(followed.id, &new_state).await?;
     Ok(pass)
+}
+
+/// Routes one mail and hands it to the sink, counting what happened.
+async fn hand_over(
+    followed: &FollowedMailbox<'_>,
+    services: Services<'_>,
+    mail: &InboundMail,
+    pass: &mut Pass,
+) -> anyhow::Result<()> {
+    let route = route(followed.mailbox, mail, services.context).await?;
+    if services.sink.deliver(followed.id, mail, &route).await? {
+        pass.delivered += 1;
+    } else {
+        pass.repeated += 1;
+    }
+    Ok(())
 }
 
 /// How a follower paces itself.
