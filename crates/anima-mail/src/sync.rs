@@ -82,11 +82,7 @@ pub async fn sync_once(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
 ) -> anyhow::Result<Pass> {
-    let Services {
-        context,
-        sink,
-        states,
-    } = services;
+    let states = services.states;
     let client = followed.client;
     let (ids, new_state) = match states.load(followed.id).await? {
         Some(state) => match client.email_changes(&state).await {
