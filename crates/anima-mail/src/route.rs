@@ -199,10 +199,16 @@ pub async fn route(
         },
         Addressed::Nothing => {
             let referenced: Vec<&str> = mail.referenced_ids().collect();
+            // A reference into a project this mailbox does not serve is
+            // ignored: a known Message-ID must not open another project's
+            // thread to whoever writes to this address.
             let replied = if referenced.is_empty() {
                 None
             } else {
-                context.work_item_of_messages(&referenced).await?
+                context
+                    .work_item_of_messages(&referenced)
+                    .await?
+                    .filter(|item| mailbox.projects.contains(&item.project_id))
             };
             match (replied, mailbox.projects.as_slice()) {
                 (Some(item), _) => item,
@@ -405,6 +411,11 @@ mod tests {
         assert_eq!(
             routed(&mailbox(&["p1", "p2"]), &plain).await,
             Route::Triage(TriageReason::NoAddress)
+        );
+        assert_eq!(
+            routed(&mailbox(&["p2", "p3"]), &reply).await,
+            Route::Triage(TriageReason::NoAddress),
+            "a reference into another project's thread is ignored"
         );
         let mut sure = fake();
         sure.classified = Classified::Item(item("wi-12", "p1", true));
