@@ -78,6 +78,9 @@ pub struct EmailRef {
     pub size: u64,
     /// When the server received it (RFC 3339).
     pub received_at: String,
+    /// The mailboxes (folders) of the account it is in.
+    #[serde(default)]
+    pub mailbox_ids: std::collections::HashMap<String, bool>,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +360,24 @@ impl JmapClient {
         }
     }
 
+    /// The id of the account's mailbox (folder) with this role
+    /// (`inbox`, `sent` …), if it has one.
+    pub async fn mailbox_with_role(&self, role: &str) -> Result<Option<String>, JmapError> {
+        let listed = self
+            .call(
+                "Mailbox/get",
+                json!({"accountId": self.account_id, "ids": null}),
+            )
+            .await?;
+        Ok(listed["list"].as_array().and_then(|mailboxes| {
+            mailboxes
+                .iter()
+                .find(|mailbox| mailbox["role"] == role)
+                .and_then(|mailbox| mailbox["id"].as_str())
+                .map(str::to_owned)
+        }))
+    }
+
     /// The id of the mailbox with role `sent`, created when missing.
     /// (Right after an account is made, Cyrus 3.6 may refuse the creation
     /// with `invalidProperties` on `parentId` for the life of the
@@ -481,7 +502,7 @@ impl JmapClient {
                 json!({
                     "accountId": self.account_id,
                     "ids": ids,
-                    "properties": ["id", "blobId", "size", "receivedAt"],
+                    "properties": ["id", "blobId", "size", "receivedAt", "mailboxIds"],
                 }),
             )
             .await?;

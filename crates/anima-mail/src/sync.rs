@@ -106,8 +106,15 @@ pub async fn sync_once(
     // rest of the pass is in: what it answers may be in this very pass,
     // and the server's listing does not promise arrival order.
     let mut replies = Vec::new();
+    // Only what arrives in the Inbox: the account's Sent folder holds the
+    // copies of what Anima sent.
+    let inbox = client
+        .mailbox_with_role("inbox")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the account has no Inbox"))?;
     for chunk in ids.chunks(BATCH) {
-        let emails = client.email_refs(chunk).await?;
+        let mut emails = client.email_refs(chunk).await?;
+        emails.retain(|email| email.mailbox_ids.contains_key(&inbox));
         let downloads: Vec<_> = emails
             .iter()
             .map(|email| client.download(&email.blob_id))

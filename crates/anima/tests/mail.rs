@@ -394,6 +394,33 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Runs the CLI with its own config directory; it must succeed.
+fn cli(config_dir: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(ANIMA)
+        .args(args)
+        .env("ANIMA_CONFIG_DIR", config_dir)
+        .env_remove("ANIMA_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run anima");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait");
+    assert!(
+        output.status.success(),
+        "anima {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 /// Skips (with a note) where Cyrus cannot run, unless the suite requires it.
 fn cyrus() -> Option<CyrusServer> {
     if !CyrusServer::available() {
@@ -841,6 +868,39 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
         })
     })
     .await;
+
+    // The same through the CLI.
+    let cli_dir = tempfile::tempdir().expect("cli config");
+    cli(
+        cli_dir.path(),
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        ADMIN_PASSWORD,
+    );
+    let listed = cli(
+        cli_dir.path(),
+        &["mailbox", "list", "--project", "Shop", "--json"],
+        "",
+    );
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(listed[0]["address"], format!("desk@{DOMAIN}"));
+    let desk_id = listed[0]["id"].as_str().expect("id").to_owned();
+    let mails = cli(cli_dir.path(), &["mail", "list", &desk_id, "--json"], "");
+    let mails: serde_json::Value = serde_json::from_str(&mails).expect("json");
+    assert_eq!(
+        mails.as_array().map(Vec::len),
+        Some(1),
+        "only the reply: the copy in Sent is not fetched as inbound mail"
+    );
+    assert_eq!(mails[0]["message_id"], "reply-1@example.org");
+    assert_eq!(mails[0]["state"], "posted");
+    assert!(cli(cli_dir.path(), &["mail", "triage", &desk_id], "").contains("ID"));
 
     // No mailbox serves the other project: its mail fails, and says why.
     let orphan = post_outbound(&api, &orphan_item, &customer, "Nowhere").await;
