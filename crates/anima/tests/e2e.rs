@@ -3,7 +3,7 @@
 //! listing every service — on the embedded SQLite and on PostgreSQL.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
 };
 
@@ -14,7 +14,9 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-const ANIMA: &str = env!("CARGO_BIN_EXE_anima");
+mod common;
+
+use common::{ANIMA, cli, cli_fails, cli_with_env, run};
 
 /// `anima up` running in the background; killed on drop.
 struct Up {
@@ -91,64 +93,6 @@ impl Drop for Up {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs the CLI with its own config directory, extra environment and stdin.
-fn run(
-    config_dir: &std::path::Path,
-    args: &[&str],
-    stdin: &str,
-    env: &[(&str, &str)],
-) -> std::process::Output {
-    let mut child = Command::new(ANIMA)
-        .args(args)
-        .env("ANIMA_CONFIG_DIR", config_dir)
-        .env_remove("ANIMA_SERVER")
-        .env_remove("ANIMA_NEW_PASSWORD")
-        .env_remove("ANIMA_PROJECT")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run anima");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
-/// Runs the CLI, which must succeed, and returns stdout.
-fn cli(config_dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    cli_with_env(config_dir, args, stdin, &[])
-}
-
-fn cli_with_env(
-    config_dir: &std::path::Path,
-    args: &[&str],
-    stdin: &str,
-    env: &[(&str, &str)],
-) -> String {
-    let output = run(config_dir, args, stdin, env);
-    assert!(
-        output.status.success(),
-        "anima {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
-/// Runs the CLI, which must fail, and returns stderr.
-fn cli_fails(config_dir: &std::path::Path, args: &[&str]) -> String {
-    let output = run(config_dir, args, "", &[]);
-    assert!(
-        !output.status.success(),
-        "anima {args:?} should have failed"
-    );
-    String::from_utf8(output.stderr).expect("utf-8")
 }
 
 fn json(text: &str) -> serde_json::Value {

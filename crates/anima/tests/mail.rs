@@ -22,7 +22,9 @@ use anima_proto::v1::{
 };
 use tonic::{Request, transport::Channel};
 
-const ANIMA: &str = env!("CARGO_BIN_EXE_anima");
+mod common;
+
+use common::{ANIMA, cli};
 const ADMIN_PASSWORD: &str = "mail-test-admin-password";
 const ITEMS: usize = 10;
 const TITLES: [&str; ITEMS] = [
@@ -392,33 +394,6 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Runs the CLI with its own config directory; it must succeed.
-fn cli(config_dir: &Path, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(ANIMA)
-        .args(args)
-        .env("ANIMA_CONFIG_DIR", config_dir)
-        .env_remove("ANIMA_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run anima");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("wait");
-    assert!(
-        output.status.success(),
-        "anima {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
 }
 
 /// Skips (with a note) where Cyrus cannot run, unless the suite requires it.
