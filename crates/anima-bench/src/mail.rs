@@ -24,7 +24,7 @@ use anima_mail::{
     parse::parse,
     route::{Mailbox, route},
     server::{SavedState, ServerLink},
-    sync::{FollowedMailbox, Services, Sink, sync_once},
+    sync::{BATCH, DOWNLOADS_IN_FLIGHT, FollowedMailbox, Services, Sink, sync_once},
     testing::{CyrusServer, DOMAIN},
 };
 use anyhow::Context;
@@ -138,16 +138,16 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
     let warm = parse(&mails[1]);
     route(&routing, &warm, &link).await?;
 
-    // JMAP alone, as the pass fetches: listing, then downloads eight at a time.
+    // JMAP alone, as the pass fetches it: listing, then downloads in flight.
     let started = Instant::now();
     let (ids, _) = client.all_email_ids().await?;
-    for chunk in ids.chunks(50) {
+    for chunk in ids.chunks(BATCH) {
         let refs = client.email_refs(chunk).await?;
         let downloads: Vec<_> = refs
             .iter()
             .map(|email| client.download(&email.blob_id))
             .collect();
-        let mut downloads = futures_util::stream::iter(downloads).buffered(8);
+        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
         while let Some(raw) = downloads.next().await {
             raw?;
         }

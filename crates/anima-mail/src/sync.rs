@@ -16,12 +16,12 @@ use crate::{
 };
 
 /// Messages listed per `Email/get`.
-const BATCH: usize = 50;
+pub const BATCH: usize = 50;
 
 /// Downloads in flight while earlier mail is routed: a download is a round
 /// trip to the mail server, routing a few to anima-server, and neither
 /// needs the other's turn.
-const DOWNLOADS_IN_FLIGHT: usize = 8;
+pub const DOWNLOADS_IN_FLIGHT: usize = 8;
 
 /// Where routed mail goes (anima-server, through its service token).
 #[async_trait::async_trait]
@@ -120,15 +120,17 @@ pub async fn sync_once(
             .map(|email| client.download(&email.blob_id))
             .collect();
         let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
-        let mut index = 0;
-        while let Some(raw) = downloads.next().await {
+        // `buffered` yields in order, one download per email.
+        for email in &emails {
+            let Some(raw) = downloads.next().await else {
+                break;
+            };
             let mail = parse(&raw?);
             if routes_by_reference(followed.mailbox, &mail) {
-                replies.push(emails[index].blob_id.clone());
+                replies.push(email.blob_id.clone());
             } else {
                 hand_over(followed, services, &mail, &mut pass).await?;
             }
-            index += 1;
         }
     }
     for blob_id in replies {
