@@ -465,6 +465,26 @@ async fn list_inbound(
     Ok(())
 }
 
+/// Posts a held or triaged mail into `work_item_id`'s thread (empty: the
+/// one it was meant for) and prints it.
+async fn assign(
+    session: &Session,
+    global: &GlobalArgs,
+    mail: String,
+    work_item_id: String,
+) -> anyhow::Result<()> {
+    let posted = session
+        .mailboxes()
+        .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
+            id: mail,
+            work_item_id,
+        })?)
+        .await?
+        .into_inner();
+    print_inbound(&posted, global.json);
+    Ok(())
+}
+
 /// `anima mail …`
 pub async fn mail(command: MailCommand) -> anyhow::Result<()> {
     match command {
@@ -485,29 +505,12 @@ pub async fn mail(command: MailCommand) -> anyhow::Result<()> {
         } => {
             let session = Session::open(&global).await?;
             let item = work_item(&session, &reference, project.as_deref()).await?;
-            let posted = session
-                .mailboxes()
-                .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
-                    id: mail,
-                    work_item_id: item.id,
-                })?)
-                .await?
-                .into_inner();
-            print_inbound(&posted, global.json);
-            Ok(())
+            assign(&session, &global, mail, item.id).await
         }
+        // Releasing is assigning to the work item the mail was meant for.
         MailCommand::Release { global, mail } => {
             let session = Session::open(&global).await?;
-            let posted = session
-                .mailboxes()
-                .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
-                    id: mail,
-                    work_item_id: String::new(),
-                })?)
-                .await?
-                .into_inner();
-            print_inbound(&posted, global.json);
-            Ok(())
+            assign(&session, &global, mail, String::new()).await
         }
         MailCommand::Dismiss { global, mail } => {
             let session = Session::open(&global).await?;
