@@ -34,7 +34,7 @@ pub const MAX_INPUT_CHARS: usize = 200_000;
 /// Texts one Embed request may carry.
 pub const MAX_EMBED_TEXTS: usize = 256;
 /// Candidates one ClassifyMail request may carry.
-pub const MAX_CANDIDATES: usize = 200;
+pub const MAX_CANDIDATES: usize = anima_core::mail::MAX_CLASSIFY_CANDIDATES;
 /// Sentences a summary or draft may have.
 pub const MAX_SENTENCES: i32 = 20;
 

@@ -194,6 +194,10 @@ pub struct MailboxChanges {
     pub max_size: Option<i64>,
 }
 
+/// Most work items one ClassifyMail call weighs a mail against: anima-ai
+/// refuses more, and anima-server offers at most this many.
+pub const MAX_CLASSIFY_CANDIDATES: usize = 200;
+
 /// Default size limit of a mailbox: 25 MiB.
 pub const DEFAULT_MAX_SIZE: i64 = 25 * 1024 * 1024;
 

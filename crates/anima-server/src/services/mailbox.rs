@@ -9,8 +9,8 @@ use anima_core::{
     error::reason,
     id::parse_id,
     mail::{
-        DEFAULT_MAX_SIZE, InboundState, MailContent, Mailbox, MailboxChanges, NewInbound,
-        NewMailbox, OutboundOutcome, Suggestion, mailbox_address,
+        DEFAULT_MAX_SIZE, InboundState, MAX_CLASSIFY_CANDIDATES, MailContent, Mailbox,
+        MailboxChanges, NewInbound, NewMailbox, OutboundOutcome, Suggestion, mailbox_address,
     },
     paging::PageRequest,
     planning::{WorkItem, WorkItemKey, WorkItemStatus},
@@ -33,9 +33,6 @@ const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
 
 /// Largest size limit a mailbox may set: 1 GiB.
 const MAX_SIZE_LIMIT: i64 = 1 << 30;
-
-/// Most work items offered to classification (anima-ai's limit).
-const MAX_CANDIDATES: usize = 200;
 
 /// The MailboxService implementation.
 #[derive(Clone)]
@@ -450,7 +447,7 @@ impl MailWorkerApi {
     ) -> Result<pb::ClassifyInboundResponse, DomainError> {
         let project_id = parse_id(&request.project_id, "project_id")?;
         let mut candidates = Vec::new();
-        let mut page = PageRequest::parse(MAX_CANDIDATES as i32, "", "candidates")?;
+        let mut page = PageRequest::parse(MAX_CLASSIFY_CANDIDATES as i32, "", "candidates")?;
         // Every open item, newest kept when there are more than anima-ai takes.
         loop {
             let listed = self
@@ -477,11 +474,14 @@ impl MailWorkerApi {
             if listed.next_page_token.is_empty() {
                 break;
             }
-            page =
-                PageRequest::parse(MAX_CANDIDATES as i32, &listed.next_page_token, "candidates")?;
+            page = PageRequest::parse(
+                MAX_CLASSIFY_CANDIDATES as i32,
+                &listed.next_page_token,
+                "candidates",
+            )?;
         }
-        if candidates.len() > MAX_CANDIDATES {
-            candidates.drain(..candidates.len() - MAX_CANDIDATES);
+        if candidates.len() > MAX_CLASSIFY_CANDIDATES {
+            candidates.drain(..candidates.len() - MAX_CLASSIFY_CANDIDATES);
         }
         if candidates.is_empty() {
             return Ok(pb::ClassifyInboundResponse::default());
