@@ -152,6 +152,10 @@ pub mod reason {
     pub const INBOUND_MAIL_SETTLED: &str = "INBOUND_MAIL_SETTLED";
     /// A delivery was reported for a mail that is not being sent.
     pub const OUTBOUND_NOT_SENDING: &str = "OUTBOUND_NOT_SENDING";
+    /// No document has this id.
+    pub const DOCUMENT_NOT_FOUND: &str = "DOCUMENT_NOT_FOUND";
+    /// The document is bigger than the library takes.
+    pub const DOCUMENT_TOO_LARGE: &str = "DOCUMENT_TOO_LARGE";
     /// No mailbox serves the project, so its mail cannot be sent.
     pub const NO_MAILBOX: &str = "NO_MAILBOX";
     /// The work item is not in one of the mailbox's projects.

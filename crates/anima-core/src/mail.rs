@@ -304,6 +304,19 @@ pub struct NewInbound {
     pub content: MailContent,
     /// Classification's guess, for triaged mail.
     pub suggestion: Option<Suggestion>,
+    /// Its attachments, to keep in the library.
+    pub files: Vec<MailFile>,
+}
+
+/// An attachment of a fetched mail, to store as a library document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFile {
+    /// File name as sent.
+    pub file_name: String,
+    /// MIME type.
+    pub media_type: String,
+    /// The bytes.
+    pub content: Vec<u8>,
 }
 
 /// A queued outbound mail handed to a sender.

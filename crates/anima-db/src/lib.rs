@@ -18,6 +18,7 @@ use anima_core::{
     DomainError, Permission,
     agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
     capability::Capability,
+    document::{Document, DocumentHit, NewDocument},
     mail::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
         OutboundClaim, OutboundOutcome,
@@ -65,7 +66,15 @@ pub struct Credentials {
 /// bookkeeping, not a change anyone subscribes to.
 #[async_trait]
 pub trait Store:
-    AccountStore + PlanningStore + ThreadStore + AgentStore + MailStore + Send + Sync + 'static
+    AccountStore
+    + PlanningStore
+    + ThreadStore
+    + AgentStore
+    + MailStore
+    + DocumentStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
@@ -602,6 +611,44 @@ pub trait AgentStore: Send + Sync {
         status: TaskStatus,
         note: &str,
     ) -> Result<Task, DomainError>;
+}
+
+/// Which documents a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocumentFilter {
+    /// Only this project's.
+    pub project_id: Option<String>,
+    /// Only this work item's.
+    pub work_item_id: Option<String>,
+}
+
+/// The library: documents and their content.
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Stores a document in an active project (on one of its work items,
+    /// if named); content over the library's limit is
+    /// `INVALID_ARGUMENT`/`DOCUMENT_TOO_LARGE`.
+    async fn create_document(&self, document: NewDocument) -> Result<Document, DomainError>;
+    /// A document by id, without its content.
+    async fn get_document(&self, id: &str) -> Result<Document, DomainError>;
+    /// A document's content.
+    async fn document_content(&self, id: &str) -> Result<Vec<u8>, DomainError>;
+    /// Documents in creation order.
+    async fn list_documents(
+        &self,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>, DomainError>;
+    /// Deletes a document of an active project.
+    async fn delete_document(&self, id: &str, by: &Actor) -> Result<(), DomainError>;
+    /// A project's documents whose title or text contains `query`
+    /// (case-insensitive), newest first, at most `limit`.
+    async fn search_documents(
+        &self,
+        project_id: &str,
+        query: &str,
+        limit: i64,
+    ) -> Result<Vec<DocumentHit>, DomainError>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the

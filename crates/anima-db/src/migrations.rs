@@ -43,6 +43,11 @@ const COMMON: &[Step] = &[
         "mail routing",
         include_str!("../migrations/common/0007_mail_routing.sql"),
     ),
+    (
+        8,
+        "documents",
+        include_str!("../migrations/common/0008_documents.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

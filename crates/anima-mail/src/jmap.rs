@@ -94,6 +94,66 @@ struct Session {
     primary_accounts: std::collections::HashMap<String, String>,
 }
 
+/// How long one push connection may stay open before it is made anew.
+const PUSH_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An open JMAP push connection (see [`JmapClient::push`]).
+pub struct PushStream {
+    response: reqwest::Response,
+    /// Bytes of an event not yet complete.
+    pending: Vec<u8>,
+    /// How long to wait for any event, pings included, before the
+    /// connection counts as dead.
+    patience: Duration,
+}
+
+impl PushStream {
+    /// Waits for the next `state` event: something changed. An error means
+    /// the connection ended or went silent past its pings; the caller
+    /// should catch up by a pass and open a new one.
+    pub async fn changed(&mut self) -> Result<(), JmapError> {
+        loop {
+            while let Some(end) = event_end(&self.pending) {
+                let event: Vec<u8> = self.pending.drain(..end).collect();
+                if event_name(&event) == Some("state") {
+                    return Ok(());
+                }
+            }
+            let chunk = tokio::time::timeout(self.patience, self.response.chunk())
+                .await
+                .map_err(|_| JmapError::Unavailable("eventsource: no ping in time".into()))??;
+            match chunk {
+                Some(bytes) => self.pending.extend_from_slice(&bytes),
+                None => return Err(JmapError::Unavailable("eventsource: stream ended".into())),
+            }
+        }
+    }
+}
+
+/// Where the first complete event in `buffer` ends (after its blank line).
+fn event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer
+        .windows(2)
+        .position(|pair| pair == b"\n\n")
+        .map(|at| at + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|quad| quad == b"\r\n\r\n")
+        .map(|at| at + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The `event:` field of one event; `None` for an unnamed (message) event.
+fn event_name(event: &[u8]) -> Option<&str> {
+    std::str::from_utf8(event).ok()?.lines().find_map(|line| {
+        line.strip_prefix("event:")
+            .map(|name| name.trim_start_matches(' ').trim_end_matches('\r'))
+    })
+}
+
 /// A logged-in JMAP mail account.
 pub struct JmapClient {
     http: reqwest::Client,
@@ -166,9 +226,53 @@ impl JmapClient {
         &self.account_id
     }
 
-    /// The server's EventSource push URL template, when it offers push.
+    /// The server's EventSource push URL template, when it advertises push.
     pub fn event_source_url(&self) -> Option<&str> {
         self.event_source_url.as_deref()
+    }
+
+    /// Opens a JMAP push connection (RFC 8620 §7.3, EventSource) for Email
+    /// changes, with a `ping` event at least every `ping`. `None` when the
+    /// server does not push: no `eventSourceUrl`, or an answer that is not
+    /// an event stream (Debian's Cyrus, built without WebSocket support,
+    /// advertises the URL but answers it with 204 No Content).
+    pub async fn push(&self, ping: Duration) -> Result<Option<PushStream>, JmapError> {
+        let Some(template) = &self.event_source_url else {
+            return Ok(None);
+        };
+        let url = template
+            .replace("{types}", "Email")
+            .replace("{closeafter}", "no")
+            .replace("{ping}", &ping.as_secs().max(1).to_string());
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.username, Some(&self.password))
+            .header("accept", "text/event-stream")
+            // The stream lives as long as the follower; liveness is watched
+            // through its pings instead of the client's request timeout.
+            .timeout(PUSH_LIFETIME)
+            .send()
+            .await?;
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(JmapError::Unauthorized(self.username.clone()))
+            }
+            status if status.is_server_error() => Err(JmapError::Unavailable(format!(
+                "eventsource: HTTP {status}"
+            ))),
+            StatusCode::OK if is_stream => Ok(Some(PushStream {
+                response,
+                pending: Vec::new(),
+                patience: ping * 2 + Duration::from_secs(5),
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// Makes one method call and returns its arguments; a JMAP `error`
@@ -383,20 +487,8 @@ impl JmapClient {
     /// with `invalidProperties` on `parentId` for the life of the
     /// connection: an error the sender retries on a new session.)
     async fn sent_mailbox(&self) -> Result<String, JmapError> {
-        let listed = self
-            .call(
-                "Mailbox/get",
-                json!({"accountId": self.account_id, "ids": null}),
-            )
-            .await?;
-        let existing = listed["list"].as_array().and_then(|mailboxes| {
-            mailboxes
-                .iter()
-                .find(|mailbox| mailbox["role"] == "sent")
-                .and_then(|mailbox| mailbox["id"].as_str())
-        });
-        if let Some(id) = existing {
-            return Ok(id.to_owned());
+        if let Some(id) = self.mailbox_with_role("sent").await? {
+            return Ok(id);
         }
         let created = self
             .call(

@@ -6,7 +6,7 @@
 //! ([`server`]). Mailbox accounts are made and dropped through
 //! [`admin`]. [`outbound`] sends the threads' outbound mail, composed by
 //! [`compose`], by JMAP EmailSubmission. For tests, a private Cyrus server
-//! (`testing` feature). Still to come: push by EventSource.
+//! (`testing` feature).
 
 pub mod admin;
 pub mod compose;

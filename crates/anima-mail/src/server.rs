@@ -14,7 +14,7 @@ use tonic::{
 
 use crate::{
     parse::InboundMail,
-    route::{Classified, ItemInfo, Route, RoutingContext, TriageReason},
+    route::{Classified, HoldReason, ItemInfo, Route, RoutingContext, TriageReason},
     sync::{Sink, StateStore},
 };
 
@@ -227,6 +227,14 @@ impl Sink for ServerLink {
             Route::Triage(_) => (pb::InboundMailState::Triage, None, None),
         };
         let (suggested_work_item_id, confidence) = suggestion.unwrap_or_default();
+        // Mail over the mailbox's limit stays on the mail server whole.
+        let keeps_files = !matches!(
+            route,
+            Route::Held {
+                reason: HoldReason::TooLarge { .. },
+                ..
+            }
+        );
         let received = self
             .client
             .clone()
@@ -244,8 +252,19 @@ impl Sink for ServerLink {
                     in_reply_to: mail.in_reply_to.first().cloned().unwrap_or_default(),
                     references: mail.references.clone(),
                 }),
-                body: message_body(mail),
-                attachments: Vec::new(),
+                body: message_body(mail, keeps_files),
+                files: if keeps_files {
+                    mail.attachments
+                        .iter()
+                        .map(|attachment| pb::MailFile {
+                            file_name: attachment.name.clone(),
+                            media_type: attachment.content_type.clone(),
+                            content: attachment.bytes.clone(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 suggested_work_item_id,
                 confidence,
             }))
@@ -256,13 +275,13 @@ impl Sink for ServerLink {
 }
 
 /// The thread message text of a mail: its text, cut to what a message
-/// holds, with its attachments named. (Attachments are listed, not stored:
-/// the document library they belong in does not exist yet.)
-fn message_body(mail: &InboundMail) -> String {
+/// holds. Attachments travel as library documents; those not kept
+/// (`keeps_files` false) are named in the text.
+fn message_body(mail: &InboundMail, keeps_files: bool) -> String {
     let mut notes = String::new();
-    for attachment in &mail.attachments {
+    for attachment in mail.attachments.iter().filter(|_| !keeps_files) {
         notes.push_str(&format!(
-            "\n[attachment not stored: {} ({}, {} bytes)]",
+            "\n[attachment left on the mail server: {} ({}, {} bytes)]",
             attachment.name,
             attachment.content_type,
             attachment.bytes.len()
@@ -337,9 +356,9 @@ mod tests {
     #[test]
     fn bodies_fit_a_message_and_name_what_was_left_out() {
         let mut mail = crate::parse::parse(b"From: a@b.example\r\nSubject: s\r\n\r\n");
-        assert_eq!(message_body(&mail), "(no text)");
+        assert_eq!(message_body(&mail, true), "(no text)");
         mail.body = "é".repeat(MAX_BODY_BYTES);
-        let body = message_body(&mail);
+        let body = message_body(&mail, true);
         assert!(body.len() <= MAX_BODY_BYTES);
         assert!(body.contains("cut"));
         mail.body = "hello".into();
@@ -349,8 +368,13 @@ mod tests {
             bytes: vec![0; 10],
         });
         assert_eq!(
-            message_body(&mail),
-            "hello\n[attachment not stored: log.txt (text/plain, 10 bytes)]"
+            message_body(&mail, true),
+            "hello",
+            "kept files travel as documents"
+        );
+        assert_eq!(
+            message_body(&mail, false),
+            "hello\n[attachment left on the mail server: log.txt (text/plain, 10 bytes)]"
         );
     }
 }

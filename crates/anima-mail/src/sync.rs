@@ -7,7 +7,8 @@
 //! repeat changes nothing. A mail fetched twice (listed again after a
 //! resync) is recognised the same way.
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use tokio::sync::mpsc;
 
 use crate::{
     jmap::{JmapClient, JmapError},
@@ -18,10 +19,13 @@ use crate::{
 /// Messages listed per `Email/get`.
 pub const BATCH: usize = 50;
 
-/// Downloads in flight while earlier mail is routed: a download is a round
-/// trip to the mail server, routing a few to anima-server, and neither
-/// needs the other's turn.
+/// Downloads in flight: each is a round trip to the mail server.
 pub const DOWNLOADS_IN_FLIGHT: usize = 8;
+
+/// Mails routed and handed over at once: each is a few round trips to
+/// anima-server and a write there, which do not depend on one another
+/// (mail that can only find its thread by reference waits for the rest).
+pub const ROUTES_IN_FLIGHT: usize = 8;
 
 /// Where routed mail goes (anima-server, through its service token).
 #[async_trait::async_trait]
@@ -56,6 +60,16 @@ pub struct Pass {
     pub repeated: usize,
 }
 
+impl Pass {
+    fn count(&mut self, first_time: bool) {
+        if first_time {
+            self.delivered += 1;
+        } else {
+            self.repeated += 1;
+        }
+    }
+}
+
 /// What a pass talks to besides the mail server.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
@@ -78,6 +92,10 @@ pub struct FollowedMailbox<'a> {
 }
 
 /// Runs one pass; see the module documentation.
+///
+/// Downloading and routing run side by side: the listing and downloads
+/// feed a bounded queue that [`ROUTES_IN_FLIGHT`] routes drain, so
+/// neither waits for the other's round trips.
 pub async fn sync_once(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
@@ -98,82 +116,151 @@ pub async fn sync_once(
         },
         None => client.all_email_ids().await?,
     };
-    let mut pass = Pass {
-        fetched: ids.len(),
-        ..Pass::default()
-    };
-    // Mail that can only find its thread by reference waits until the
-    // rest of the pass is in: what it answers may be in this very pass,
-    // and the server's listing does not promise arrival order.
-    let mut replies = Vec::new();
     // Only what arrives in the Inbox: the account's Sent folder holds the
     // copies of what Anima sent.
     let inbox = client
         .mailbox_with_role("inbox")
         .await?
         .ok_or_else(|| anyhow::anyhow!("the account has no Inbox"))?;
-    for chunk in ids.chunks(BATCH) {
-        let mut emails = client.email_refs(chunk).await?;
-        emails.retain(|email| email.mailbox_ids.contains_key(&inbox));
-        let downloads: Vec<_> = emails
-            .iter()
-            .map(|email| client.download(&email.blob_id))
-            .collect();
-        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
-        // `buffered` yields in order, one download per email.
-        for email in &emails {
-            let Some(raw) = downloads.next().await else {
-                break;
-            };
-            let mail = parse(&raw?);
-            if routes_by_reference(followed.mailbox, &mail) {
-                replies.push(email.blob_id.clone());
-            } else {
-                hand_over(followed, services, &mail, &mut pass).await?;
-            }
-        }
-    }
-    for blob_id in replies {
-        let mail = parse(&client.download(&blob_id).await?);
-        hand_over(followed, services, &mail, &mut pass).await?;
+    let (downloaded, arrivals) = mpsc::channel(DOWNLOADS_IN_FLIGHT + ROUTES_IN_FLIGHT);
+    let fetch = fetch_into(client, &ids, &inbox, downloaded);
+    let mut pass = Pass {
+        fetched: ids.len(),
+        ..Pass::default()
+    };
+    let route = route_arrivals(followed, services, arrivals, &mut pass);
+    // A failed route drops the queue, which ends the fetch.
+    let ((), replies) = tokio::join!(fetch, route);
+    let replies = replies?;
+    // Replies one after another, in listing order: one may answer another.
+    let downloads: Vec<_> = replies
+        .into_iter()
+        .map(|blob_id| download(client, blob_id))
+        .collect();
+    let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+    while let Some(downloaded) = downloads.next().await {
+        let (_, raw) = downloaded?;
+        pass.count(hand_over(followed, services, parse(&raw)).await?);
     }
     states.save(followed.id, &new_state).await?;
     Ok(pass)
 }
 
-/// Routes one mail and hands it to the sink, counting what happened.
+/// What the fetch hands over: a mail's blob id and raw bytes.
+type Downloaded = Result<(String, Vec<u8>), JmapError>;
+
+/// Routes and hands over what arrives, [`ROUTES_IN_FLIGHT`] at a time,
+/// counting into `pass`. Mail that can only find its thread by reference
+/// waits until the rest of the pass is in (what it answers may be in this
+/// very pass, and the server's listing does not promise arrival order):
+/// their blob ids are returned, in listing order.
+async fn route_arrivals(
+    followed: &FollowedMailbox<'_>,
+    services: Services<'_>,
+    mut arrivals: mpsc::Receiver<Downloaded>,
+    pass: &mut Pass,
+) -> anyhow::Result<Vec<String>> {
+    let mut replies = Vec::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            arrival = arrivals.recv(), if open && in_flight.len() < ROUTES_IN_FLIGHT => {
+                let Some(arrival) = arrival else {
+                    open = false;
+                    continue;
+                };
+                let (blob_id, raw) = arrival?;
+                let mail = parse(&raw);
+                if routes_by_reference(followed.mailbox, &mail) {
+                    replies.push(blob_id);
+                } else {
+                    in_flight.push(hand_over(followed, services, mail));
+                }
+            }
+            Some(handed_over) = in_flight.next(), if !in_flight.is_empty() => {
+                pass.count(handed_over?);
+            }
+        }
+    }
+    Ok(replies)
+}
+
+/// Lists `ids` in batches and downloads those in the Inbox a few at a
+/// time, in order, into `downloaded`; stops at the first error, which it
+/// passes on, or when the receiving side is gone.
+async fn fetch_into(
+    client: &JmapClient,
+    ids: &[String],
+    inbox: &str,
+    downloaded: mpsc::Sender<Downloaded>,
+) {
+    for chunk in ids.chunks(BATCH) {
+        let emails = match client.email_refs(chunk).await {
+            Ok(emails) => emails,
+            Err(err) => {
+                let _ = downloaded.send(Err(err)).await;
+                return;
+            }
+        };
+        let downloads: Vec<_> = emails
+            .into_iter()
+            .filter(|email| email.mailbox_ids.contains_key(inbox))
+            .map(|email| download(client, email.blob_id))
+            .collect();
+        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+        while let Some(download) = downloads.next().await {
+            let failed = download.is_err();
+            if downloaded.send(download).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+/// One mail's raw bytes, with its blob id.
+async fn download(client: &JmapClient, blob_id: String) -> Downloaded {
+    let raw = client.download(&blob_id).await?;
+    Ok((blob_id, raw))
+}
+
+/// Routes one mail and hands it to the sink; whether it was new there.
 async fn hand_over(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
-    mail: &InboundMail,
-    pass: &mut Pass,
-) -> anyhow::Result<()> {
-    let route = route(followed.mailbox, mail, services.context).await?;
-    if services.sink.deliver(followed.id, mail, &route).await? {
-        pass.delivered += 1;
-    } else {
-        pass.repeated += 1;
-    }
-    Ok(())
+    mail: InboundMail,
+) -> anyhow::Result<bool> {
+    let route = route(followed.mailbox, &mail, services.context).await?;
+    services.sink.deliver(followed.id, &mail, &route).await
 }
 
 /// How a follower paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacing {
-    /// Between passes while all is well.
+    /// Between passes while all is well and the server does not push.
     pub poll_interval: std::time::Duration,
     /// The longest wait after repeated failures (the wait doubles from
     /// `poll_interval` up to this).
     pub max_backoff: std::time::Duration,
 }
 
-/// Follows a mailbox until `stop` resolves: a pass every `poll_interval`,
-/// backing off while the server or the sink fails, and never losing what
-/// a failed pass had fetched (its state was not saved, so the next pass
-/// fetches it again). Connects (and reconnects after failures) itself.
+/// The ping interval asked of a push connection; a connection silent for
+/// twice as long counts as dead.
+const PUSH_PING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// With push, a pass still runs this often: a lost event costs at most
+/// this much delay.
+const PUSH_SAFETY_PASS: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Follows a mailbox until `stop` resolves, backing off while the server
+/// or the sink fails, and never losing what a failed pass had fetched (its
+/// state was not saved, so the next pass fetches it again). Connects (and
+/// reconnects after failures) itself.
 ///
-/// Push by JMAP EventSource is not used yet: the Cyrus 3.6 used in tests
-/// answers its EventSource URL with 204, so polling is what works there.
+/// Where the server pushes (JMAP EventSource), a pass runs on each change
+/// it announces; otherwise one runs every `poll_interval`. The push
+/// connection is opened before the pass, so a change during the pass
+/// wakes the next one.
 pub async fn follow<Connecting>(
     connect: impl Fn() -> Connecting,
     id: &str,
@@ -186,15 +273,23 @@ pub async fn follow<Connecting>(
 {
     tokio::pin!(stop);
     let mut client: Option<JmapClient> = None;
+    let mut push = Push::Untried;
     let mut wait = pacing.poll_interval;
     loop {
         let outcome = async {
             if client.is_none() {
                 client = Some(connect().await?);
+                push = Push::Untried;
             }
             let client = client
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("not connected"))?;
+            if matches!(push, Push::Untried) {
+                push = match client.push(PUSH_PING).await? {
+                    Some(stream) => Push::Open(stream),
+                    None => Push::NotOffered,
+                };
+            }
             let followed = FollowedMailbox {
                 id,
                 mailbox,
@@ -217,9 +312,34 @@ pub async fn follow<Connecting>(
                 tracing::warn!(mailbox = id, error = %format!("{err:#}"), retry_in = ?wait, "mailbox pass failed");
             }
         }
+        let next_pass = async {
+            match &mut push {
+                Push::Open(stream) if client.is_some() => {
+                    match tokio::time::timeout(PUSH_SAFETY_PASS, stream.changed()).await {
+                        // A change, or the safety pass is due.
+                        Ok(Ok(())) | Err(_) => {}
+                        Ok(Err(err)) => {
+                            tracing::debug!(mailbox = id, error = %err, "push connection lost; catching up");
+                            push = Push::Untried;
+                        }
+                    }
+                }
+                _ => tokio::time::sleep(wait).await,
+            }
+        };
         tokio::select! {
             () = &mut stop => return,
-            () = tokio::time::sleep(wait) => {}
+            () = next_pass => {}
         }
     }
+}
+
+/// Whether the followed server pushes changes.
+enum Push {
+    /// Not asked yet on this connection.
+    Untried,
+    /// It answered without an event stream: poll.
+    NotOffered,
+    /// An open push connection.
+    Open(crate::jmap::PushStream),
 }

@@ -32,6 +32,7 @@ use crate::{
         akh::AkhApi,
         auth::AuthApi,
         dashboard::DashboardApi,
+        document::DocumentApi,
         mailbox::{MailWorkerApi, MailboxApi},
         plan::PlanApi,
         project::ProjectApi,
@@ -42,6 +43,11 @@ use crate::{
         workflow::WorkflowApi,
     },
 };
+
+/// The largest gRPC message of the services that carry files (documents,
+/// fetched mail with its attachments): the library's limit, with room for
+/// the rest of the message.
+const MAX_FILE_MESSAGE: usize = anima_core::document::MAX_DOCUMENT_SIZE + 4 * 1024 * 1024;
 
 /// Builds the whole HTTP router: every API service behind the auth
 /// middleware, gRPC health and reflection, `/healthz`. `internal` adds
@@ -166,11 +172,15 @@ pub async fn api(
         )))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(MailboxApi::new(store.clone())))
-        .add_service(MailWorkerServiceServer::new(MailWorkerApi::new(
-            store.clone(),
-            ai,
-        )))
-        .add_service(DocumentServiceServer::new(NotYetImplemented))
+        .add_service(
+            MailWorkerServiceServer::new(MailWorkerApi::new(store.clone(), ai))
+                .max_decoding_message_size(MAX_FILE_MESSAGE),
+        )
+        .add_service(
+            DocumentServiceServer::new(DocumentApi::new(store.clone()))
+                .max_decoding_message_size(MAX_FILE_MESSAGE)
+                .max_encoding_message_size(MAX_FILE_MESSAGE),
+        )
         .add_service(AkhServiceServer::new(AkhApi::new(store.clone())))
         .add_service(DashboardServiceServer::new(DashboardApi::new(
             store.clone(),

@@ -4,6 +4,7 @@
 use anima_core::{
     DomainError,
     agent::{AgentSession, SessionStatus, Task, TaskStatus},
+    document::{Document, DocumentType},
     error::reason,
     mail::{InboundRecord, InboundState, Mailbox, MailboxState, ScreeningRules},
     model::{Event, Role, User},
@@ -494,6 +495,40 @@ pub fn parse_inbound_state(raw: i32) -> Result<Option<InboundState>, DomainError
         Ok(pb::InboundMailState::Triage) => Ok(Some(InboundState::Triage)),
         Ok(pb::InboundMailState::Dismissed) => Ok(Some(InboundState::Dismissed)),
         Err(_) => Err(unknown_enum("state", raw)),
+    }
+}
+
+/// A document type from the wire; unspecified is `None`.
+pub fn parse_document_type(raw: i32) -> Result<Option<DocumentType>, DomainError> {
+    match pb::DocumentType::try_from(raw) {
+        Ok(pb::DocumentType::Unspecified) => Ok(None),
+        Ok(pb::DocumentType::Markdown) => Ok(Some(DocumentType::Markdown)),
+        Ok(pb::DocumentType::Text) => Ok(Some(DocumentType::Text)),
+        Ok(pb::DocumentType::Patch) => Ok(Some(DocumentType::Patch)),
+        Ok(pb::DocumentType::Attachment) => Ok(Some(DocumentType::Attachment)),
+        Err(_) => Err(unknown_enum("type", raw)),
+    }
+}
+
+/// A document on the wire, with `content` when it was asked for.
+pub fn document(document: Document, content: Vec<u8>) -> pb::Document {
+    let doc_type = match document.doc_type {
+        DocumentType::Markdown => pb::DocumentType::Markdown,
+        DocumentType::Text => pb::DocumentType::Text,
+        DocumentType::Patch => pb::DocumentType::Patch,
+        DocumentType::Attachment => pb::DocumentType::Attachment,
+    };
+    pb::Document {
+        id: document.id,
+        project_id: document.project_id,
+        work_item_id: document.work_item_id.unwrap_or_default(),
+        title: document.title,
+        r#type: doc_type as i32,
+        media_type: document.media_type,
+        size_bytes: document.size_bytes,
+        sha256: document.sha256,
+        content,
+        create_time: timestamp(document.created_at),
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use anima_core::{
     agent::{DEFAULT_MCP_PERMISSIONS, NewSession},
+    document::{DocumentType, NewDocument},
     mail::{InboundState, MailContent, NewInbound, NewMailbox, ScreeningRules},
     permission::DEFAULT_ROLES,
     planning::{Actor, NewPlan, NewWorkItem, Priority},
@@ -14,7 +15,8 @@ use anima_core::{
 };
 use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
-    dashboard_service_client::DashboardServiceClient, mailbox_service_client::MailboxServiceClient,
+    dashboard_service_client::DashboardServiceClient,
+    document_service_client::DocumentServiceClient, mailbox_service_client::MailboxServiceClient,
     thread_service_client::ThreadServiceClient,
 };
 use anima_server::{
@@ -133,6 +135,12 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("ListInboundMail", "DDAAAAD"),
     ("AssignInboundMail", "DDAADDD"),
     ("DismissInboundMail", "DDAADDD"),
+    // The library.
+    ("ListDocuments", "DDAAAAD"),
+    ("GetDocument", "DDAAAAD"),
+    ("UploadDocument", "DDAAADD"),
+    ("DeleteDocument", "DDAAADD"),
+    ("SearchDocuments", "DDAAAAD"),
 ];
 
 /// RPCs of implemented services that still answer UNIMPLEMENTED (their
@@ -152,6 +160,7 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
     "DashboardService",
     "AgentSessionService",
     "MailboxService",
+    "DocumentService",
 ];
 
 async fn implemented_rpcs_by_caller(backend: Backend) {
@@ -1101,6 +1110,9 @@ async fn call_agent(
             ))
             .await
             .map(drop),
+        other if other.ends_with("Document") || other.ends_with("Documents") => {
+            return call_document(server, fixture, other, token, fresh).await;
+        }
         other => return call_mailbox(server, fixture, other, token, fresh).await,
     };
     result.map_err(|status| status.code())
@@ -1136,6 +1148,7 @@ async fn call_mailbox(
             work_item_id: None,
             content: MailContent::default(),
             suggestion: None,
+            files: Vec::new(),
         })
         .await
         .expect("triage");
@@ -1255,6 +1268,84 @@ async fn call_mailbox(
             .dismiss_inbound_mail(authed(
                 token,
                 pb::DismissInboundMailRequest { id: waiting.id },
+            ))
+            .await
+            .map(drop),
+        other => panic!("no call for {other}"),
+    };
+    result.map_err(|status| status.code())
+}
+
+/// The calls of DocumentService, each on a document made for it.
+async fn call_document(
+    server: &TestServer,
+    fixture: &Fixture,
+    rpc: &str,
+    token: &str,
+    fresh: &str,
+) -> Result<(), Code> {
+    let mut documents = DocumentServiceClient::new(server.channel.clone());
+    let document = server
+        .store
+        .create_document(NewDocument {
+            project_id: fixture.project_id.clone(),
+            work_item_id: Some(fixture.item.id.clone()),
+            title: format!("{fresh}.md"),
+            doc_type: DocumentType::Markdown,
+            media_type: "text/markdown".into(),
+            content: b"# notes".to_vec(),
+            author: Actor::Service {
+                name: "matrix".into(),
+            },
+        })
+        .await
+        .expect("document");
+    let result = match rpc {
+        "ListDocuments" => documents
+            .list_documents(authed(
+                token,
+                pb::ListDocumentsRequest {
+                    work_item_id: fixture.item.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetDocument" => documents
+            .get_document(authed(
+                token,
+                pb::GetDocumentRequest {
+                    id: document.id,
+                    include_content: true,
+                },
+            ))
+            .await
+            .map(drop),
+        "UploadDocument" => documents
+            .upload_document(authed(
+                token,
+                pb::UploadDocumentRequest {
+                    project_id: fixture.project_id.clone(),
+                    title: format!("{fresh}-upload.txt"),
+                    r#type: pb::DocumentType::Text as i32,
+                    content: b"text".to_vec(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "DeleteDocument" => documents
+            .delete_document(authed(token, pb::DeleteDocumentRequest { id: document.id }))
+            .await
+            .map(drop),
+        "SearchDocuments" => documents
+            .search_documents(authed(
+                token,
+                pb::SearchDocumentsRequest {
+                    project_id: fixture.project_id.clone(),
+                    query: "notes".into(),
+                    limit: 5,
+                },
             ))
             .await
             .map(drop),

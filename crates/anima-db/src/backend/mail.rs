@@ -5,6 +5,7 @@
 
 use anima_core::{
     DomainError,
+    document::{DocumentType, NewDocument},
     error::reason,
     id::new_id,
     mail::{
@@ -14,7 +15,7 @@ use anima_core::{
     model::now_micros,
     paging::PageRequest,
     planning::{Actor, ProjectStatus},
-    thread::{DeliveryState, Message, MessageKind, NewMessage},
+    thread::{AttachmentRef, DeliveryState, Message, MessageKind, NewMessage},
 };
 use async_trait::async_trait;
 use serde_json::json;
@@ -308,6 +309,39 @@ macro_rules! mail_sql {
                     let first = Self::inbound_by_key(&mut tx, &mail.mailbox_id, &mail.message_id).await?;
                     return Ok((first, false));
                 }
+                let mut mail = mail;
+                if !mail.files.is_empty() {
+                    // Kept for review too, but on the work item only once posted.
+                    let library = project_id
+                        .clone()
+                        .or_else(|| mailbox.project_ids.first().cloned())
+                        .ok_or_else(|| DomainError::internal("a mailbox without projects"))?;
+                    let on_item = (state == InboundState::Posted).then(|| mail.work_item_id.clone()).flatten();
+                    for file in std::mem::take(&mut mail.files) {
+                        let document = Self::insert_document(&mut tx, NewDocument {
+                            project_id: library.clone(),
+                            work_item_id: on_item.clone(),
+                            title: file.file_name.clone(),
+                            doc_type: DocumentType::Attachment,
+                            media_type: file.media_type.clone(),
+                            content: file.content,
+                            author: Actor::Email { address: mail.content.email.from.clone() },
+                        })
+                        .await?;
+                        mail.content.attachments.push(AttachmentRef {
+                            document_id: document.id,
+                            file_name: file.file_name,
+                            media_type: file.media_type,
+                            size_bytes: document.size_bytes,
+                        });
+                    }
+                    sqlx::query("UPDATE inbound_mail SET content = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(to_json(&mail.content))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
                 match (state, &mail.work_item_id, &project_id) {
                     (InboundState::Posted, Some(work_item_id), Some(project_id)) => {
                         let message = inbound_message(work_item_id, &mail.mailbox_id, &mail.message_id, mail.content);
@@ -354,6 +388,15 @@ macro_rules! mail_sql {
                     ));
                 }
                 Self::writable_project(&mut tx, &project_id).await?;
+                for attachment in &record.content.attachments {
+                    sqlx::query("UPDATE documents SET work_item_id = $2, project_id = $3 WHERE id = $1")
+                        .bind(&attachment.document_id)
+                        .bind(work_item_id)
+                        .bind(&project_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
                 let message = inbound_message(work_item_id, &record.mailbox_id, &record.message_id, record.content);
                 let posted = Self::insert_message(&mut tx, &project_id, message).await?;
                 sqlx::query("UPDATE inbound_mail SET posted_message_id = $2 WHERE id = $1")
@@ -371,6 +414,14 @@ macro_rules! mail_sql {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let record = Self::settle(&mut tx, id, InboundState::Dismissed, None, by).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
+                // What a dismissed mail brought leaves the library with it.
+                for attachment in &record.content.attachments {
+                    match Self::document_in(&mut tx, &attachment.document_id).await {
+                        Ok(document) => Self::remove_document(&mut tx, &document, by).await?,
+                        Err(err) if err.reason == reason::DOCUMENT_NOT_FOUND => {}
+                        Err(err) => return Err(err),
+                    }
+                }
                 Self::record_for(
                     &mut tx,
                     "mail.dismissed",

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod agent;
+mod document;
 mod mail;
 mod planning;
 mod thread;

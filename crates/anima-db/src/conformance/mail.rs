@@ -21,7 +21,7 @@ fn page() -> PageRequest {
     PageRequest::parse(50, "", "mail").expect("page")
 }
 
-fn inbound(mailbox_id: &str, message_id: &str, state: InboundState) -> NewInbound {
+pub(super) fn inbound(mailbox_id: &str, message_id: &str, state: InboundState) -> NewInbound {
     NewInbound {
         mailbox_id: mailbox_id.into(),
         message_id: message_id.into(),
@@ -30,6 +30,7 @@ fn inbound(mailbox_id: &str, message_id: &str, state: InboundState) -> NewInboun
         work_item_id: None,
         content: content(message_id, "ann@example.org"),
         suggestion: None,
+        files: Vec::new(),
     }
 }
 
@@ -47,7 +48,7 @@ fn content(message_id: &str, from: &str) -> MailContent {
     }
 }
 
-fn new_mailbox(address: &str, projects: Vec<String>) -> NewMailbox {
+pub(super) fn new_mailbox(address: &str, projects: Vec<String>) -> NewMailbox {
     NewMailbox {
         address: address.into(),
         display_name: "Support".into(),
@@ -60,7 +61,7 @@ fn new_mailbox(address: &str, projects: Vec<String>) -> NewMailbox {
     }
 }
 
-async fn work_item(store: &dyn Store, project_id: &str, owner: &str) -> WorkItem {
+pub(super) async fn work_item(store: &dyn Store, project_id: &str, owner: &str) -> WorkItem {
     store
         .create_work_item(NewWorkItem {
             project_id: project_id.into(),
@@ -188,7 +189,7 @@ pub async fn mailboxes_and_inbound_mail_once(store: &dyn Store) {
     assert_eq!(err.reason, reason::MAILBOX_NOT_FOUND);
 }
 
-async fn thread(store: &dyn Store, item: &WorkItem) -> Vec<anima_core::thread::Message> {
+pub(super) async fn thread(store: &dyn Store, item: &WorkItem) -> Vec<anima_core::thread::Message> {
     store
         .list_messages(&item.id, ThreadPage::After(0), 100)
         .await

@@ -15,10 +15,12 @@ use anima_core::{
 use crate::Store;
 
 mod agent;
+mod document;
 mod mail;
 mod planning;
 mod thread;
 pub use agent::*;
+pub use document::*;
 pub use mail::*;
 pub use planning::*;
 pub use thread::*;
@@ -461,7 +463,9 @@ macro_rules! conformance_suite {
             mailboxes_and_inbound_mail_once,
             received_mail_posts_once,
             mailbox_lifecycle,
-            outbound_mail_is_leased_once
+            outbound_mail_is_leased_once,
+            documents_keep_content_once,
+            mail_attachments_become_documents
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
+    document::MAX_DOCUMENT_SIZE,
     error::reason,
     id::parse_id,
     mail::{
-        DEFAULT_MAX_SIZE, InboundState, MAX_CLASSIFY_CANDIDATES, MailContent, Mailbox,
+        DEFAULT_MAX_SIZE, InboundState, MAX_CLASSIFY_CANDIDATES, MailContent, MailFile, Mailbox,
         MailboxChanges, NewInbound, NewMailbox, OutboundOutcome, Suggestion, mailbox_address,
     },
     paging::PageRequest,
@@ -31,8 +32,9 @@ use crate::{
 
 const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
 
-/// Largest size limit a mailbox may set: 1 GiB.
-const MAX_SIZE_LIMIT: i64 = 1 << 30;
+/// Largest size limit a mailbox may set: what the library takes, so that
+/// every attachment of mail the mailbox accepts can be kept.
+const MAX_SIZE_LIMIT: i64 = MAX_DOCUMENT_SIZE as i64;
 
 /// The MailboxService implementation.
 #[derive(Clone)]
@@ -530,8 +532,11 @@ impl MailWorkerApi {
         }
         validate::max_chars("email.message_id", &email.message_id, 998)?;
         rules::body(&request.body)?;
-        let attachments = convert::parse_attachments(request.attachments);
-        rules::attachments(&attachments)?;
+        let files = request
+            .files
+            .into_iter()
+            .map(mail_file)
+            .collect::<Result<Vec<_>, _>>()?;
         let work_item_id = super::optional_id(&request.work_item_id, "work_item_id")?;
         let suggestion =
             super::optional_id(&request.suggested_work_item_id, "suggested_work_item_id")?.map(
@@ -551,9 +556,10 @@ impl MailWorkerApi {
                 content: MailContent {
                     email,
                     body: request.body,
-                    attachments,
+                    attachments: Vec::new(),
                 },
                 suggestion,
+                files,
             })
             .await?;
         Ok(pb::ReceiveMailResponse {
@@ -561,6 +567,25 @@ impl MailWorkerApi {
             new,
         })
     }
+}
+
+/// An attachment as the worker sends it; a missing name or type gets a
+/// neutral one rather than refusing the mail.
+fn mail_file(file: pb::MailFile) -> Result<MailFile, DomainError> {
+    let file_name = match file.file_name.trim() {
+        "" => "attachment".to_owned(),
+        name => name.chars().take(255).collect(),
+    };
+    let media_type = match file.media_type.trim() {
+        "" => "application/octet-stream".to_owned(),
+        media_type => media_type.to_owned(),
+    };
+    validate::max_chars("files.media_type", &media_type, 255)?;
+    Ok(MailFile {
+        file_name,
+        media_type,
+        content: file.content,
+    })
 }
 
 impl MailWorkerApi {

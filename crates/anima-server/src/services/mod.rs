@@ -10,6 +10,7 @@ pub mod agent;
 pub mod akh;
 pub mod auth;
 pub mod dashboard;
+pub mod document;
 pub mod mailbox;
 pub mod plan;
 pub mod project;

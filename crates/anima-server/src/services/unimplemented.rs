@@ -2,13 +2,10 @@
 //! default methods answer `UNIMPLEMENTED`; the auth middleware still runs
 //! first, so even these calls need valid credentials.
 
-use anima_proto::v1::{
-    document_service_server::DocumentService, repository_service_server::RepositoryService,
-};
+use anima_proto::v1::repository_service_server::RepositoryService;
 
 /// Stands in for every service that is not built yet.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotYetImplemented;
 
 impl RepositoryService for NotYetImplemented {}
-impl DocumentService for NotYetImplemented {}

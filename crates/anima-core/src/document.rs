@@ -1,0 +1,147 @@
+//! The library's documents: a file (markdown, text, a patch, a mail's
+//! attachment) with its title, type and size, kept in one project and
+//! optionally on one of its work items. Content is stored once per SHA-256.
+
+use serde::{Deserialize, Serialize};
+
+use crate::planning::Actor;
+
+/// The largest document the library takes: 100 MiB. A mailbox's size
+/// limit cannot exceed it, so every attachment of mail it takes fits.
+pub const MAX_DOCUMENT_SIZE: usize = 100 * 1024 * 1024;
+
+/// Characters of text kept per document for search.
+pub const MAX_SEARCH_TEXT: usize = 1024 * 1024;
+
+named_enum!(
+    /// What a document is.
+    DocumentType, "document type" {
+        /// Markdown text.
+        Markdown = "markdown",
+        /// Plain text.
+        Text = "text",
+        /// A patch (diff).
+        Patch = "patch",
+        /// A file that came with a message or mail.
+        Attachment = "attachment",
+    }
+);
+
+/// A stored document, without its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// UUIDv7.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The work item it belongs to, if any.
+    pub work_item_id: Option<String>,
+    /// Title (a file name for attachments).
+    pub title: String,
+    /// Kind.
+    pub doc_type: DocumentType,
+    /// MIME type.
+    pub media_type: String,
+    /// Content size in bytes.
+    pub size_bytes: i64,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+    /// Who added it.
+    pub created_by: Actor,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// A document to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDocument {
+    /// Its project.
+    pub project_id: String,
+    /// The work item it belongs to, if any (must be in the project).
+    pub work_item_id: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Kind.
+    pub doc_type: DocumentType,
+    /// MIME type.
+    pub media_type: String,
+    /// The bytes.
+    pub content: Vec<u8>,
+    /// Who adds it.
+    pub author: Actor,
+}
+
+/// A search hit: the document and the text around the match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentHit {
+    /// The document.
+    pub document: Document,
+    /// Text around the first match (the title when only it matched).
+    pub snippet: String,
+}
+
+/// The searchable text of content: the content itself when it is UTF-8
+/// text by type (text/*, markdown, patches), cut to [`MAX_SEARCH_TEXT`]
+/// characters; `None` for binary files.
+pub fn searchable_text(doc_type: DocumentType, media_type: &str, content: &[u8]) -> Option<String> {
+    let textual = matches!(
+        doc_type,
+        DocumentType::Markdown | DocumentType::Text | DocumentType::Patch
+    ) || media_type.starts_with("text/");
+    if !textual {
+        return None;
+    }
+    let text = std::str::from_utf8(content).ok()?;
+    Some(text.chars().take(MAX_SEARCH_TEXT).collect())
+}
+
+/// About `width` characters of `text` around the first case-insensitive
+/// occurrence of `query`, or `None` when it does not occur.
+pub fn snippet(text: &str, query: &str, width: usize) -> Option<String> {
+    let lower = text.to_lowercase();
+    let needle = query.to_lowercase();
+    let at = lower.find(&needle)?;
+    // Lower-casing can change byte lengths; count characters instead.
+    let start_char = lower[..at].chars().count().saturating_sub(width / 2);
+    Some(
+        text.chars()
+            .skip(start_char)
+            .take(width)
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_is_searchable() {
+        assert_eq!(
+            searchable_text(DocumentType::Attachment, "text/plain", b"log line").as_deref(),
+            Some("log line")
+        );
+        assert_eq!(
+            searchable_text(DocumentType::Attachment, "application/pdf", b"%PDF"),
+            None
+        );
+        assert_eq!(
+            searchable_text(DocumentType::Text, "text/plain", &[0xff, 0xfe]),
+            None
+        );
+    }
+
+    #[test]
+    fn snippets_surround_the_match() {
+        let text = "Alpha beta gamma delta epsilon zeta eta theta";
+        assert_eq!(snippet(text, "DELTA", 12).as_deref(), Some("gamma delta"));
+        assert_eq!(snippet(text, "omega", 12), None);
+        assert_eq!(
+            snippet("Äpfel und Birnen", "birnen", 40).as_deref(),
+            Some("Äpfel und Birnen")
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The library's documents and their content, stored once per SHA-256;
+//! a blob goes when its last document does. Search matches titles and the
+//! text of textual documents (case-insensitive substring).
+
+use anima_core::{
+    DomainError,
+    document::{Document, DocumentHit, MAX_DOCUMENT_SIZE, NewDocument, searchable_text, snippet},
+    error::reason,
+    id::new_id,
+    model::now_micros,
+    paging::PageRequest,
+    planning::Actor,
+};
+use async_trait::async_trait;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{
+    PostgresStore, SqliteStore, internal,
+    planning::{stored, stored_json, to_json},
+};
+use crate::{DocumentFilter, DocumentStore, Page};
+
+/// Characters of context a search hit shows.
+const SNIPPET_WIDTH: usize = 160;
+
+fn document_not_found(id: &str) -> DomainError {
+    DomainError::not_found(
+        reason::DOCUMENT_NOT_FOUND,
+        format!("no document with id {id}"),
+    )
+}
+
+fn sha256_hex(content: &[u8]) -> String {
+    Sha256::digest(content)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// `LIKE` pattern for a substring, with the wildcards in it escaped.
+fn contains_pattern(query: &str) -> String {
+    let escaped = query
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+macro_rules! document_select {
+    () => {
+        "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, sha256, \
+         created_by, created_at FROM documents"
+    };
+}
+
+macro_rules! document_sql {
+    ($store:ident, $db:ty) => {
+        #[async_trait]
+        impl DocumentStore for $store {
+            async fn create_document(&self, document: NewDocument) -> Result<Document, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::writable_project(&mut tx, &document.project_id).await?;
+                let created = Self::insert_document(&mut tx, document).await?;
+                self.commit(tx).await?;
+                Ok(created)
+            }
+
+            async fn get_document(&self, id: &str) -> Result<Document, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::document_in(&mut conn, id).await
+            }
+
+            async fn document_content(&self, id: &str) -> Result<Vec<u8>, DomainError> {
+                sqlx::query(
+                    "SELECT b.content FROM documents d JOIN blobs b ON b.sha256 = d.sha256 \
+                     WHERE d.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| document_not_found(id))?
+                .try_get("content")
+                .map_err(internal)
+            }
+
+            async fn list_documents(
+                &self,
+                filter: &DocumentFilter,
+                page: &PageRequest,
+            ) -> Result<Page<Document>, DomainError> {
+                let rows = sqlx::query(concat!(
+                    document_select!(),
+                    " WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR work_item_id = $2) \
+                     AND id > $3 ORDER BY id LIMIT $4"
+                ))
+                .bind(filter.project_id.as_deref())
+                .bind(filter.work_item_id.as_deref())
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::document_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |document| document.id.clone());
+                Ok(Page { items, next_page_token })
+            }
+
+            async fn delete_document(&self, id: &str, by: &Actor) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let document = Self::document_in(&mut tx, id).await?;
+                Self::writable_project(&mut tx, &document.project_id).await?;
+                Self::remove_document(&mut tx, &document, by).await?;
+                self.commit(tx).await
+            }
+
+            async fn search_documents(
+                &self,
+                project_id: &str,
+                query: &str,
+                limit: i64,
+            ) -> Result<Vec<DocumentHit>, DomainError> {
+                let rows = sqlx::query(
+                    "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, \
+                     sha256, created_by, created_at, text FROM documents \
+                     WHERE project_id = $1 AND (LOWER(title) LIKE $2 ESCAPE '\\' \
+                     OR LOWER(text) LIKE $2 ESCAPE '\\') ORDER BY id DESC LIMIT $3",
+                )
+                .bind(project_id)
+                .bind(contains_pattern(query))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(internal)?;
+                rows.iter()
+                    .map(|row| {
+                        let document = Self::document_row(row)?;
+                        let text: Option<String> = row.try_get("text").map_err(internal)?;
+                        let snippet = text
+                            .and_then(|text| snippet(&text, query, SNIPPET_WIDTH))
+                            .unwrap_or_else(|| document.title.clone());
+                        Ok(DocumentHit { document, snippet })
+                    })
+                    .collect()
+            }
+        }
+
+        impl $store {
+            /// Stores a document (and its content, unless a document with
+            /// the same bytes has it already) inside a write.
+            pub(super) async fn insert_document(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                document: NewDocument,
+            ) -> Result<Document, DomainError> {
+                if document.content.len() > MAX_DOCUMENT_SIZE {
+                    return Err(DomainError::invalid_argument(
+                        reason::DOCUMENT_TOO_LARGE,
+                        format!(
+                            "{} is {} bytes; the library takes up to {MAX_DOCUMENT_SIZE}",
+                            document.title,
+                            document.content.len()
+                        ),
+                    ));
+                }
+                if let Some(work_item_id) = &document.work_item_id {
+                    if Self::work_item_project(conn, work_item_id).await? != document.project_id {
+                        return Err(DomainError::invalid_argument(
+                            reason::INVALID_FIELD,
+                            "the work item is not in the document's project",
+                        ));
+                    }
+                }
+                let sha256 = sha256_hex(&document.content);
+                let size_bytes = document.content.len() as i64;
+                let text = searchable_text(document.doc_type, &document.media_type, &document.content);
+                sqlx::query(
+                    "INSERT INTO blobs (sha256, size_bytes, content) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(&sha256)
+                .bind(size_bytes)
+                .bind(document.content)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let created = Document {
+                    id: new_id(),
+                    project_id: document.project_id,
+                    work_item_id: document.work_item_id,
+                    title: document.title,
+                    doc_type: document.doc_type,
+                    media_type: document.media_type,
+                    size_bytes,
+                    sha256,
+                    created_by: document.author,
+                    created_at: now_micros(),
+                };
+                sqlx::query(
+                    "INSERT INTO documents (id, project_id, work_item_id, title, doc_type, media_type, \
+                     size_bytes, sha256, text, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&created.id)
+                .bind(&created.project_id)
+                .bind(created.work_item_id.as_deref())
+                .bind(&created.title)
+                .bind(created.doc_type.as_str())
+                .bind(&created.media_type)
+                .bind(created.size_bytes)
+                .bind(&created.sha256)
+                .bind(text)
+                .bind(to_json(&created.created_by))
+                .bind(created.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Self::record_for(
+                    conn,
+                    "document.created",
+                    Some(&created.project_id),
+                    created.work_item_id.as_deref(),
+                    &created.id,
+                    json!(created),
+                )
+                .await?;
+                Ok(created)
+            }
+
+            /// Deletes a document inside a write, and its content when no
+            /// other document has the same bytes.
+            pub(super) async fn remove_document(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                document: &Document,
+                by: &Actor,
+            ) -> Result<(), DomainError> {
+                sqlx::query("DELETE FROM documents WHERE id = $1")
+                    .bind(&document.id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                sqlx::query(
+                    "DELETE FROM blobs WHERE sha256 = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)",
+                )
+                .bind(&document.sha256)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Self::record_for(
+                    conn,
+                    "document.deleted",
+                    Some(&document.project_id),
+                    document.work_item_id.as_deref(),
+                    &document.id,
+                    json!({"id": document.id, "by": by.to_json()}),
+                )
+                .await
+            }
+
+            pub(super) async fn document_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<Document, DomainError> {
+                let row = sqlx::query(concat!(document_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| document_not_found(id))?;
+                Self::document_row(&row)
+            }
+
+            fn document_row(row: &<$db as sqlx::Database>::Row) -> Result<Document, DomainError> {
+                let doc_type: String = row.try_get("doc_type").map_err(internal)?;
+                let created_by: String = row.try_get("created_by").map_err(internal)?;
+                Ok(Document {
+                    id: row.try_get("id").map_err(internal)?,
+                    project_id: row.try_get("project_id").map_err(internal)?,
+                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
+                    title: row.try_get("title").map_err(internal)?,
+                    doc_type: stored(&doc_type)?,
+                    media_type: row.try_get("media_type").map_err(internal)?,
+                    size_bytes: row.try_get("size_bytes").map_err(internal)?,
+                    sha256: row.try_get("sha256").map_err(internal)?,
+                    created_by: stored_json(&created_by)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                })
+            }
+        }
+    };
+}
+
+document_sql!(PostgresStore, sqlx::Postgres);
+document_sql!(SqliteStore, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_a_query_match_themselves() {
+        assert_eq!(contains_pattern("50%_Off\\"), "%50\\%\\_off\\\\%");
+    }
+}

@@ -1,0 +1,301 @@
+//! Conformance cases of the library.
+
+use anima_core::{
+    ErrorCode,
+    document::{DocumentType, MAX_DOCUMENT_SIZE, NewDocument},
+    error::reason,
+    mail::{InboundState, MailFile, NewInbound},
+    paging::PageRequest,
+    planning::Actor,
+};
+
+use super::{
+    mail::{inbound, new_mailbox, thread, work_item},
+    new_user,
+};
+use crate::{DocumentFilter, Store};
+
+fn page() -> PageRequest {
+    PageRequest::parse(50, "", "documents").expect("page")
+}
+
+fn text(project_id: &str, title: &str, content: &str, by: &Actor) -> NewDocument {
+    NewDocument {
+        project_id: project_id.into(),
+        work_item_id: None,
+        title: title.into(),
+        doc_type: DocumentType::Markdown,
+        media_type: "text/markdown".into(),
+        content: content.as_bytes().to_vec(),
+        author: by.clone(),
+    }
+}
+
+/// Documents keep their bytes (once per SHA-256, until the last goes),
+/// list by project and work item, and are found by title or text.
+pub async fn documents_keep_content_once(store: &dyn Store) {
+    let owner = store
+        .create_user(new_user("librarian"))
+        .await
+        .expect("user");
+    let by = Actor::User {
+        id: owner.id.clone(),
+    };
+    let project = store
+        .create_project("Library", "", &owner.id)
+        .await
+        .expect("project");
+    let other = store
+        .create_project("Other", "", &owner.id)
+        .await
+        .expect("project");
+    let item = work_item(store, &project.id, &owner.id).await;
+
+    let guide = store
+        .create_document(NewDocument {
+            work_item_id: Some(item.id.clone()),
+            ..text(
+                &project.id,
+                "Export guide",
+                "Run the EXPORT with --full; 100% of rows.",
+                &by,
+            )
+        })
+        .await
+        .expect("create");
+    assert_eq!(guide.size_bytes, 41);
+    assert_eq!(guide.sha256.len(), 64);
+    assert_eq!(guide.created_by, by);
+    let copy = store
+        .create_document(text(
+            &project.id,
+            "Copy",
+            "Run the EXPORT with --full; 100% of rows.",
+            &by,
+        ))
+        .await
+        .expect("same bytes");
+    assert_eq!(copy.sha256, guide.sha256);
+    let binary = store
+        .create_document(NewDocument {
+            doc_type: DocumentType::Attachment,
+            media_type: "application/octet-stream".into(),
+            content: vec![0, 159, 146, 150, 255],
+            ..text(&project.id, "dump.bin", "", &by)
+        })
+        .await
+        .expect("binary");
+    assert_eq!(
+        store.document_content(&binary.id).await.expect("content"),
+        [0, 159, 146, 150, 255]
+    );
+    assert_eq!(store.get_document(&guide.id).await.expect("get"), guide);
+
+    for (bad, code, why) in [
+        (
+            NewDocument {
+                content: vec![b'x'; MAX_DOCUMENT_SIZE + 1],
+                ..text(&project.id, "huge", "", &by)
+            },
+            ErrorCode::InvalidArgument,
+            reason::DOCUMENT_TOO_LARGE,
+        ),
+        (
+            NewDocument {
+                work_item_id: Some(item.id.clone()),
+                ..text(&other.id, "elsewhere", "", &by)
+            },
+            ErrorCode::InvalidArgument,
+            reason::INVALID_FIELD,
+        ),
+        (
+            text("00000000-0000-7000-8000-00000000dead", "lost", "", &by),
+            ErrorCode::NotFound,
+            reason::PROJECT_NOT_FOUND,
+        ),
+    ] {
+        let err = store.create_document(bad).await.expect_err("refused");
+        assert_eq!((err.code, err.reason), (code, why));
+    }
+
+    let listed = |filter: DocumentFilter| async move {
+        store
+            .list_documents(&filter, &page())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|document| document.title)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(DocumentFilter {
+            project_id: Some(project.id.clone()),
+            ..DocumentFilter::default()
+        })
+        .await,
+        ["Export guide", "Copy", "dump.bin"]
+    );
+    assert_eq!(
+        listed(DocumentFilter {
+            work_item_id: Some(item.id.clone()),
+            ..DocumentFilter::default()
+        })
+        .await,
+        ["Export guide"]
+    );
+
+    let hits = store
+        .search_documents(&project.id, "100%", 10)
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 2, "the text of both copies matches");
+    assert!(
+        hits[0].snippet.contains("100% of rows"),
+        "{}",
+        hits[0].snippet
+    );
+    let hits = store
+        .search_documents(&project.id, "DUMP", 10)
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].snippet, "dump.bin", "a title match shows the title");
+    assert!(
+        store
+            .search_documents(&project.id, "_", 10)
+            .await
+            .expect("search")
+            .is_empty(),
+        "wildcards match only themselves"
+    );
+    assert!(
+        store
+            .search_documents(&other.id, "export", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+
+    store.delete_document(&guide.id, &by).await.expect("delete");
+    assert_eq!(
+        store.document_content(&copy.id).await.expect("still there"),
+        b"Run the EXPORT with --full; 100% of rows."
+    );
+    let err = store.get_document(&guide.id).await.expect_err("gone");
+    assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
+    store.delete_document(&copy.id, &by).await.expect("delete");
+    let err = store
+        .delete_document(&copy.id, &by)
+        .await
+        .expect_err("twice");
+    assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
+}
+
+/// A fetched mail's attachments become documents in the same write: on
+/// the work item when posted, kept aside while held or in triage, moved
+/// onto the item when assigned, and gone with a dismissed mail.
+pub async fn mail_attachments_become_documents(store: &dyn Store) {
+    let owner = store.create_user(new_user("attacher")).await.expect("user");
+    let by = Actor::User {
+        id: owner.id.clone(),
+    };
+    let project = store
+        .create_project("Attached", "", &owner.id)
+        .await
+        .expect("project");
+    let item = work_item(store, &project.id, &owner.id).await;
+    let mailbox = store
+        .create_mailbox(new_mailbox("files@shop.example", vec![project.id.clone()]))
+        .await
+        .expect("mailbox");
+    let files = |name: &str| {
+        vec![MailFile {
+            file_name: name.into(),
+            media_type: "text/plain".into(),
+            content: format!("contents of {name}").into_bytes(),
+        }]
+    };
+    let on_item = || async {
+        store
+            .list_documents(
+                &DocumentFilter {
+                    work_item_id: Some(item.id.clone()),
+                    ..DocumentFilter::default()
+                },
+                &page(),
+            )
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|document| document.title)
+            .collect::<Vec<_>>()
+    };
+
+    let posted = NewInbound {
+        work_item_id: Some(item.id.clone()),
+        files: files("crash.log"),
+        ..inbound(&mailbox.id, "a1@example.org", InboundState::Posted)
+    };
+    let (record, _) = store.receive_mail(posted.clone()).await.expect("post");
+    let attachment = &record.content.attachments[0];
+    assert_eq!(attachment.file_name, "crash.log");
+    assert_eq!(
+        store
+            .document_content(&attachment.document_id)
+            .await
+            .expect("content"),
+        b"contents of crash.log"
+    );
+    let document = store
+        .get_document(&attachment.document_id)
+        .await
+        .expect("document");
+    assert_eq!(document.doc_type, DocumentType::Attachment);
+    assert_eq!(
+        document.created_by,
+        Actor::Email {
+            address: "ann@example.org".into()
+        }
+    );
+    assert_eq!(
+        thread(store, &item).await[0].attachments,
+        record.content.attachments
+    );
+    let (again, new) = store.receive_mail(posted).await.expect("again");
+    assert!(!new);
+    assert_eq!(again, record);
+    assert_eq!(on_item().await, ["crash.log"], "stored once");
+
+    let (triaged, _) = store
+        .receive_mail(NewInbound {
+            files: files("screenshot.txt"),
+            ..inbound(&mailbox.id, "a2@example.org", InboundState::Triage)
+        })
+        .await
+        .expect("triage");
+    assert_eq!(
+        on_item().await,
+        ["crash.log"],
+        "not on the item while in triage"
+    );
+    store
+        .post_inbound(&triaged.id, &item.id, &by)
+        .await
+        .expect("assign");
+    assert_eq!(on_item().await, ["crash.log", "screenshot.txt"]);
+
+    let (held, _) = store
+        .receive_mail(NewInbound {
+            files: files("spam.txt"),
+            ..inbound(&mailbox.id, "a3@example.org", InboundState::Held)
+        })
+        .await
+        .expect("held");
+    let spam = held.content.attachments[0].document_id.clone();
+    store.get_document(&spam).await.expect("kept for review");
+    store.dismiss_inbound(&held.id, &by).await.expect("dismiss");
+    let err = store.get_document(&spam).await.expect_err("gone");
+    assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
+}

@@ -1,0 +1,222 @@
+//! DocumentService: the library's documents, read and written in their
+//! project's name. Mail attachments arrive here through ReceiveMail.
+
+use std::sync::Arc;
+
+use anima_core::{
+    DomainError,
+    document::{Document, DocumentType, NewDocument},
+    error::reason,
+    id::parse_id,
+    paging::PageRequest,
+    validate,
+};
+use anima_db::{DocumentFilter, Store};
+use anima_proto::v1::{self as pb, document_service_server::DocumentService};
+
+use super::{actor_of, grpc_service, optional_id};
+use crate::{
+    authz::{RequestContext, authorized_work_item, require_project},
+    convert,
+};
+
+/// Search hits when the request names no limit, and the most it may ask.
+const DEFAULT_HITS: i32 = 20;
+const MAX_HITS: i32 = 100;
+
+/// The DocumentService implementation.
+#[derive(Clone)]
+pub struct DocumentApi {
+    store: Arc<dyn Store>,
+}
+
+impl DocumentApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The document, once the caller holds the RPC's permission in its
+    /// project.
+    async fn authorized_document(
+        &self,
+        context: &RequestContext,
+        raw_id: &str,
+    ) -> Result<Document, DomainError> {
+        let document = self.store.get_document(&parse_id(raw_id, "id")?).await?;
+        require_project(&self.store, context, &document.project_id).await?;
+        Ok(document)
+    }
+
+    /// The project (and work item) a request names: a work item implies
+    /// its project, which must match a project named beside it.
+    async fn scope(
+        &self,
+        context: &RequestContext,
+        raw_project_id: &str,
+        raw_work_item_id: &str,
+    ) -> Result<(String, Option<String>), DomainError> {
+        let project_id = optional_id(raw_project_id, "project_id")?;
+        if raw_work_item_id.is_empty() {
+            let project_id = project_id.ok_or_else(|| {
+                DomainError::invalid_argument(
+                    reason::FIELD_REQUIRED,
+                    "project_id or work_item_id is required",
+                )
+            })?;
+            require_project(&self.store, context, &project_id).await?;
+            return Ok((project_id, None));
+        }
+        let item =
+            authorized_work_item(&self.store, context, raw_work_item_id, "work_item_id").await?;
+        if project_id.is_some_and(|project_id| project_id != item.project_id) {
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                "the work item is not in project_id",
+            ));
+        }
+        Ok((item.project_id, Some(item.id)))
+    }
+
+    async fn list_documents(
+        &self,
+        context: &RequestContext,
+        request: pb::ListDocumentsRequest,
+    ) -> Result<pb::ListDocumentsResponse, DomainError> {
+        let page = PageRequest::parse(request.page_size, &request.page_token, "documents")?;
+        let (project_id, work_item_id) = self
+            .scope(context, &request.project_id, &request.work_item_id)
+            .await?;
+        let filter = DocumentFilter {
+            project_id: Some(project_id),
+            work_item_id,
+        };
+        let page = self.store.list_documents(&filter, &page).await?;
+        Ok(pb::ListDocumentsResponse {
+            documents: page
+                .items
+                .into_iter()
+                .map(|document| convert::document(document, Vec::new()))
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn get_document(
+        &self,
+        context: &RequestContext,
+        request: pb::GetDocumentRequest,
+    ) -> Result<pb::Document, DomainError> {
+        let document = self.authorized_document(context, &request.id).await?;
+        let content = if request.include_content {
+            self.store.document_content(&document.id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(convert::document(document, content))
+    }
+
+    async fn upload_document(
+        &self,
+        context: &RequestContext,
+        request: pb::UploadDocumentRequest,
+    ) -> Result<pb::Document, DomainError> {
+        validate::name("title", &request.title)?;
+        let doc_type = convert::parse_document_type(request.r#type)?.ok_or_else(|| {
+            DomainError::invalid_argument(reason::FIELD_REQUIRED, "type is required")
+        })?;
+        let media_type = match request.media_type.trim() {
+            "" => default_media_type(doc_type).to_owned(),
+            media_type => media_type.to_owned(),
+        };
+        validate::max_chars("media_type", &media_type, 255)?;
+        let (project_id, work_item_id) = self
+            .scope(context, &request.project_id, &request.work_item_id)
+            .await?;
+        let document = self
+            .store
+            .create_document(NewDocument {
+                project_id,
+                work_item_id,
+                title: request.title,
+                doc_type,
+                media_type,
+                content: request.content,
+                author: actor_of(context.caller.as_ref())?,
+            })
+            .await?;
+        Ok(convert::document(document, Vec::new()))
+    }
+
+    async fn delete_document(
+        &self,
+        context: &RequestContext,
+        request: pb::DeleteDocumentRequest,
+    ) -> Result<pb::DeleteDocumentResponse, DomainError> {
+        let document = self.authorized_document(context, &request.id).await?;
+        self.store
+            .delete_document(&document.id, &actor_of(context.caller.as_ref())?)
+            .await?;
+        Ok(pb::DeleteDocumentResponse {})
+    }
+
+    async fn search_documents(
+        &self,
+        context: &RequestContext,
+        request: pb::SearchDocumentsRequest,
+    ) -> Result<pb::SearchDocumentsResponse, DomainError> {
+        let project_id = parse_id(&request.project_id, "project_id")?;
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "query is required",
+            ));
+        }
+        validate::max_chars("query", query, 500)?;
+        let limit = match request.limit {
+            0 => DEFAULT_HITS,
+            1..=MAX_HITS => request.limit,
+            _ => {
+                return Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("limit must be between 1 and {MAX_HITS}"),
+                ));
+            }
+        };
+        require_project(&self.store, context, &project_id).await?;
+        let hits = self
+            .store
+            .search_documents(&project_id, query, i64::from(limit))
+            .await?;
+        Ok(pb::SearchDocumentsResponse {
+            hits: hits
+                .into_iter()
+                .map(|hit| pb::SearchHit {
+                    document: Some(convert::document(hit.document, Vec::new())),
+                    snippet: hit.snippet,
+                    // Substring search has no graded relevance: every hit matches.
+                    score: 1.0,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The MIME type of a document uploaded without one.
+fn default_media_type(doc_type: DocumentType) -> &'static str {
+    match doc_type {
+        DocumentType::Markdown => "text/markdown",
+        DocumentType::Text => "text/plain",
+        DocumentType::Patch => "text/x-diff",
+        DocumentType::Attachment => "application/octet-stream",
+    }
+}
+
+grpc_service!(DocumentApi: DocumentService {
+    list_documents(pb::ListDocumentsRequest) -> pb::ListDocumentsResponse;
+    get_document(pb::GetDocumentRequest) -> pb::Document;
+    upload_document(pb::UploadDocumentRequest) -> pb::Document;
+    delete_document(pb::DeleteDocumentRequest) -> pb::DeleteDocumentResponse;
+    search_documents(pb::SearchDocumentsRequest) -> pb::SearchDocumentsResponse;
+});
