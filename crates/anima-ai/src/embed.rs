@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Mutex, mpsc},
 };
 
 use anyhow::Context;
@@ -77,12 +77,21 @@ impl Embedder {
     }
 }
 
-/// A loaded sentence-transformers BERT model and its tokenizer.
+/// A loaded sentence-transformers BERT model and its tokenizer, run by
+/// one thread of its own: texts that callers ask for at the same time go
+/// through the model in one forward pass, which costs little more than
+/// one text alone (one pass per caller would also contend for the same
+/// cores).
 pub struct SentenceModel {
     name: String,
-    model: BertModel,
-    tokenizer: Tokenizer,
+    jobs: mpsc::Sender<Job>,
     cache: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+/// Texts for the model thread and where their vectors go.
+struct Job {
+    texts: Vec<String>,
+    reply: mpsc::SyncSender<anyhow::Result<Vec<Vec<f32>>>>,
 }
 
 impl SentenceModel {
@@ -113,16 +122,20 @@ impl SentenceModel {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sentence-model".into());
         tracing::info!(model = %name, dir = %dir.display(), "sentence model loaded");
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("anima-embed".into())
+            .spawn(move || run_model(&model, &tokenizer, &queue))
+            .context("starting the embedding thread")?;
         Ok(Self {
             name,
-            model,
-            tokenizer,
+            jobs,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Vectors from the cache where it has them; the rest computed in
-    /// batches and remembered.
+    /// Vectors from the cache where it has them; the rest computed by the
+    /// model thread and remembered.
     fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
         let cached: Vec<Option<Vec<f32>>> = {
             let cache = self
@@ -137,10 +150,19 @@ impl SentenceModel {
             .filter(|(_, vector)| vector.is_none())
             .map(|(text, _)| *text)
             .collect();
-        let mut computed = Vec::with_capacity(missing.len());
-        for batch in missing.chunks(BATCH) {
-            computed.extend(self.embed_batch(batch)?);
-        }
+        let computed = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let (reply, answer) = mpsc::sync_channel(1);
+            let stopped = || anyhow::anyhow!("the embedding thread stopped");
+            self.jobs
+                .send(Job {
+                    texts: missing.iter().map(|text| (*text).to_owned()).collect(),
+                    reply,
+                })
+                .map_err(|_| stopped())?;
+            answer.recv().map_err(|_| stopped())??
+        };
         {
             let mut cache = self
                 .cache
@@ -164,36 +186,82 @@ impl SentenceModel {
             })
             .collect()
     }
+}
 
-    fn embed_batch(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|err| anyhow::anyhow!("tokenizing: {err}"))?;
-        let device = &self.model.device;
-        let rows = |pick: fn(&tokenizers::Encoding) -> &[u32]| -> anyhow::Result<Tensor> {
-            let rows = encodings
-                .iter()
-                .map(|encoding| Tensor::new(pick(encoding), device))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Tensor::stack(&rows, 0)?)
-        };
-        let ids = rows(|encoding| encoding.get_ids())?;
-        let type_ids = rows(|encoding| encoding.get_type_ids())?;
-        let mask = rows(|encoding| encoding.get_attention_mask())?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        // Mean over the real tokens only, as sentence-transformers pools.
-        let mask = mask.to_dtype(DTYPE)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let pooled = summed.broadcast_div(&counts)?;
-        let norms = pooled
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
+/// The model thread: takes every job waiting (up to a batch of texts),
+/// runs their texts through the model together and answers each job with
+/// its own vectors. Ends when the model is dropped.
+fn run_model(model: &BertModel, tokenizer: &Tokenizer, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut texts = first.texts.len();
+        let mut jobs = vec![first];
+        while texts < BATCH {
+            match queue.try_recv() {
+                Ok(job) => {
+                    texts += job.texts.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&str> = jobs
+            .iter()
+            .flat_map(|job| job.texts.iter().map(String::as_str))
+            .collect();
+        let vectors = all
+            .chunks(BATCH)
+            .map(|batch| embed_batch(model, tokenizer, batch))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(|batches| batches.concat());
+        match vectors {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                for job in jobs {
+                    let mine = vectors.by_ref().take(job.texts.len()).collect();
+                    // A caller that gave up has nothing to receive.
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(err) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(anyhow::anyhow!("embedding: {err:#}")));
+                }
+            }
+        }
     }
+}
+
+fn embed_batch(
+    model: &BertModel,
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let encodings = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|err| anyhow::anyhow!("tokenizing: {err}"))?;
+    let device = &model.device;
+    let rows = |pick: fn(&tokenizers::Encoding) -> &[u32]| -> anyhow::Result<Tensor> {
+        let rows = encodings
+            .iter()
+            .map(|encoding| Tensor::new(pick(encoding), device))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    };
+    let ids = rows(|encoding| encoding.get_ids())?;
+    let type_ids = rows(|encoding| encoding.get_type_ids())?;
+    let mask = rows(|encoding| encoding.get_attention_mask())?;
+    let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
+    // Mean over the real tokens only, as sentence-transformers pools.
+    let mask = mask.to_dtype(DTYPE)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    let pooled = summed.broadcast_div(&counts)?;
+    let norms = pooled
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
 }
 
 /// Lowercased word tokens (letters and digits, any script).

@@ -81,6 +81,9 @@ pub struct EmailRef {
     /// The mailboxes (folders) of the account it is in.
     #[serde(default)]
     pub mailbox_ids: std::collections::HashMap<String, bool>,
+    /// Its Message-IDs (without angle brackets), as the server read them.
+    #[serde(default)]
+    pub message_id: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -393,7 +396,8 @@ impl JmapClient {
                     "emails": {"mail": {
                         "blobId": blob_id,
                         "mailboxIds": {sent: true},
-                        "keywords": {"$seen": true},
+                        // A draft until the submission is accepted.
+                        "keywords": {"$seen": true, "$draft": true},
                     }},
                 }),
             )
@@ -422,6 +426,7 @@ impl JmapClient {
                                 "rcptTo": rcpt_to.iter().map(|rcpt| json!({"email": rcpt})).collect::<Vec<_>>(),
                             },
                         }},
+                        "onSuccessUpdateEmail": {"#submission": {"keywords/$draft": null}},
                     }),
                 )],
             )
@@ -434,6 +439,31 @@ impl JmapClient {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Whether a mail with this Message-ID (without angle brackets) was
+    /// submitted from this account already: [`send`](Self::send) files
+    /// the copy in Sent as a draft and the server clears that keyword in
+    /// the same call that accepts the submission. A sender that lost its
+    /// lease asks before sending again.
+    pub async fn was_submitted(&self, message_id: &str) -> Result<bool, JmapError> {
+        let Some(sent) = self.mailbox_with_role("sent").await? else {
+            return Ok(false);
+        };
+        let copies = self
+            .call(
+                "Email/query",
+                json!({
+                    "accountId": self.account_id,
+                    "filter": {
+                        "inMailbox": sent,
+                        "header": ["Message-ID", message_id],
+                        "notKeyword": "$draft",
+                    },
+                }),
+            )
+            .await?;
+        Ok(copies["ids"].as_array().is_some_and(|ids| !ids.is_empty()))
     }
 
     /// Uploads a blob; returns its id.
@@ -594,7 +624,7 @@ impl JmapClient {
                 json!({
                     "accountId": self.account_id,
                     "ids": ids,
-                    "properties": ["id", "blobId", "size", "receivedAt", "mailboxIds"],
+                    "properties": ["id", "blobId", "size", "receivedAt", "mailboxIds", "messageId"],
                 }),
             )
             .await?;

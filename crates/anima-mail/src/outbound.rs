@@ -4,10 +4,11 @@
 //! back to the thread message. A failed attempt is retried with doubling
 //! waits, a refusal or the last attempt fails it for good, visibly.
 //!
-//! Delivery is at least once: a sender that dies between the mail
-//! server's acceptance and its report loses its lease, and the mail is
-//! sent again (as the copy already in Sent; servers that suppress
-//! duplicate Message-IDs, as Cyrus does, deliver it once).
+//! A sender that dies between the mail server's acceptance and its report
+//! loses its lease; the next attempt first asks the mail server whether the
+//! mail was submitted (its copy in Sent stops being a draft in the same
+//! call that accepts it) and then only reports it sent. Only a server that
+//! takes the mail but dies before it marks the copy could see it twice.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -147,6 +148,10 @@ impl Sender {
             .clients
             .get(&mail.from_address)
             .context("the mailbox's session")?;
+        if mail.attempt > 1 && client.was_submitted(&headers.message_id).await? {
+            tracing::info!(message = %message.id, "already submitted by an earlier attempt");
+            return Ok(());
+        }
         client.send(&raw, &mail.from_address, &recipients).await?;
         Ok(())
     }

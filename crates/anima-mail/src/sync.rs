@@ -7,11 +7,13 @@
 //! repeat changes nothing. A mail fetched twice (listed again after a
 //! resync) is recognised the same way.
 
+use std::collections::HashSet;
+
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::mpsc;
 
 use crate::{
-    jmap::{JmapClient, JmapError},
+    jmap::{EmailRef, JmapClient, JmapError},
     parse::{InboundMail, parse},
     route::{Mailbox, Route, RoutingContext, route, routes_by_reference},
 };
@@ -122,116 +124,126 @@ pub async fn sync_once(
         .mailbox_with_role("inbox")
         .await?
         .ok_or_else(|| anyhow::anyhow!("the account has no Inbox"))?;
+    // The whole listing first: its Message-IDs tell a reply which mails of
+    // this pass it must wait for.
+    let mut emails = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
+        let mut listed = client.email_refs(chunk).await?;
+        listed.retain(|email| email.mailbox_ids.contains_key(&inbox));
+        emails.extend(listed);
+    }
+    let unrouted = emails
+        .iter()
+        .flat_map(|email| email.message_id.iter().flatten().cloned())
+        .collect();
     let (downloaded, arrivals) = mpsc::channel(DOWNLOADS_IN_FLIGHT + ROUTES_IN_FLIGHT);
-    let fetch = fetch_into(client, &ids, &inbox, downloaded);
+    let fetch = fetch_into(client, &emails, downloaded);
     let mut pass = Pass {
         fetched: ids.len(),
         ..Pass::default()
     };
-    let route = route_arrivals(followed, services, arrivals, &mut pass);
+    let route = route_arrivals(followed, services, arrivals, unrouted, &mut pass);
     // A failed route drops the queue, which ends the fetch.
-    let ((), replies) = tokio::join!(fetch, route);
-    let replies = replies?;
-    // Replies one after another, in listing order: one may answer another.
-    let downloads: Vec<_> = replies
-        .into_iter()
-        .map(|blob_id| download(client, blob_id))
-        .collect();
-    let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
-    while let Some(downloaded) = downloads.next().await {
-        let (_, raw) = downloaded?;
-        pass.count(hand_over(followed, services, parse(&raw)).await?);
-    }
+    let ((), routed) = tokio::join!(fetch, route);
+    routed?;
     states.save(followed.id, &new_state).await?;
     Ok(pass)
 }
 
-/// What the fetch hands over: a mail's blob id and raw bytes.
-type Downloaded = Result<(String, Vec<u8>), JmapError>;
+/// A downloaded mail's raw bytes.
+type Downloaded = Result<Vec<u8>, JmapError>;
 
 /// Routes and hands over what arrives, [`ROUTES_IN_FLIGHT`] at a time,
-/// counting into `pass`. Mail that can only find its thread by reference
-/// waits until the rest of the pass is in (what it answers may be in this
-/// very pass, and the server's listing does not promise arrival order):
-/// their blob ids are returned, in listing order.
+/// counting into `pass`. `unrouted` holds the Message-IDs of the pass not
+/// handed over yet: a mail that can only find its thread by reference
+/// waits while it refers to one of them (the server's listing does not
+/// promise arrival order), and is routed once they are.
 async fn route_arrivals(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
     mut arrivals: mpsc::Receiver<Downloaded>,
+    mut unrouted: HashSet<String>,
     pass: &mut Pass,
-) -> anyhow::Result<Vec<String>> {
-    let mut replies = Vec::new();
+) -> anyhow::Result<()> {
+    let waits = |mail: &InboundMail, unrouted: &HashSet<String>| {
+        routes_by_reference(followed.mailbox, mail)
+            && mail
+                .referenced_ids()
+                .any(|id| id != mail.message_id && unrouted.contains(id))
+    };
+    let mut waiting: Vec<InboundMail> = Vec::new();
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
-    while open || !in_flight.is_empty() {
+    loop {
+        if !open && in_flight.is_empty() {
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            // What it waits for cannot come (references in a circle, or a
+            // Message-ID the server read otherwise): route it as it is.
+            in_flight.push(hand_over(followed, services, waiting.remove(0)));
+        }
         tokio::select! {
             arrival = arrivals.recv(), if open && in_flight.len() < ROUTES_IN_FLIGHT => {
                 let Some(arrival) = arrival else {
                     open = false;
                     continue;
                 };
-                let (blob_id, raw) = arrival?;
-                let mail = parse(&raw);
-                if routes_by_reference(followed.mailbox, &mail) {
-                    replies.push(blob_id);
+                let mail = parse(&arrival?);
+                if waits(&mail, &unrouted) {
+                    waiting.push(mail);
                 } else {
                     in_flight.push(hand_over(followed, services, mail));
                 }
             }
             Some(handed_over) = in_flight.next(), if !in_flight.is_empty() => {
-                pass.count(handed_over?);
+                let (message_id, first_time) = handed_over?;
+                pass.count(first_time);
+                unrouted.remove(&message_id);
+                let mut index = 0;
+                while index < waiting.len() && in_flight.len() < ROUTES_IN_FLIGHT {
+                    if waits(&waiting[index], &unrouted) {
+                        index += 1;
+                    } else {
+                        in_flight.push(hand_over(followed, services, waiting.remove(index)));
+                    }
+                }
             }
         }
     }
-    Ok(replies)
 }
 
-/// Lists `ids` in batches and downloads those in the Inbox a few at a
-/// time, in order, into `downloaded`; stops at the first error, which it
-/// passes on, or when the receiving side is gone.
+/// Downloads the listed mails a few at a time, in order, into
+/// `downloaded`; stops at the first error, which it passes on, or when
+/// the receiving side is gone.
 async fn fetch_into(
     client: &JmapClient,
-    ids: &[String],
-    inbox: &str,
+    emails: &[EmailRef],
     downloaded: mpsc::Sender<Downloaded>,
 ) {
-    for chunk in ids.chunks(BATCH) {
-        let emails = match client.email_refs(chunk).await {
-            Ok(emails) => emails,
-            Err(err) => {
-                let _ = downloaded.send(Err(err)).await;
-                return;
-            }
-        };
-        let downloads: Vec<_> = emails
-            .into_iter()
-            .filter(|email| email.mailbox_ids.contains_key(inbox))
-            .map(|email| download(client, email.blob_id))
-            .collect();
-        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
-        while let Some(download) = downloads.next().await {
-            let failed = download.is_err();
-            if downloaded.send(download).await.is_err() || failed {
-                return;
-            }
+    let downloads: Vec<_> = emails
+        .iter()
+        .map(|email| client.download(&email.blob_id))
+        .collect();
+    let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+    while let Some(download) = downloads.next().await {
+        let failed = download.is_err();
+        if downloaded.send(download).await.is_err() || failed {
+            return;
         }
     }
 }
 
-/// One mail's raw bytes, with its blob id.
-async fn download(client: &JmapClient, blob_id: String) -> Downloaded {
-    let raw = client.download(&blob_id).await?;
-    Ok((blob_id, raw))
-}
-
-/// Routes one mail and hands it to the sink; whether it was new there.
+/// Routes one mail and hands it to the sink; its Message-ID, and whether
+/// it was new there.
 async fn hand_over(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
     mail: InboundMail,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(String, bool)> {
     let route = route(followed.mailbox, &mail, services.context).await?;
-    services.sink.deliver(followed.id, &mail, &route).await
+    let first_time = services.sink.deliver(followed.id, &mail, &route).await?;
+    Ok((mail.message_id, first_time))
 }
 
 /// How a follower paces itself.

@@ -315,6 +315,88 @@ mod pass {
         );
     }
 
+    /// Finds threads through what the sink has posted, and takes its time
+    /// to record mail: routes of one pass run side by side.
+    struct Threads<'a>(&'a MemorySink);
+
+    #[async_trait::async_trait]
+    impl RoutingContext for Threads<'_> {
+        async fn work_item(
+            &self,
+            projects: &[String],
+            key: WorkItemKey,
+        ) -> anyhow::Result<Option<ItemInfo>> {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Context.work_item(projects, key).await
+        }
+        async fn work_item_of_messages(&self, ids: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
+            let mails = self.0.mails.lock().expect("lock");
+            Ok(mails
+                .iter()
+                .find_map(|((_, message_id), route)| match route {
+                    Route::Post(item) if ids.contains(&message_id.as_str()) => Some(item.clone()),
+                    _ => None,
+                }))
+        }
+        async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
+            Context.knows_sender(item, sender).await
+        }
+        async fn classify(&self, project: &str, mail: &InboundMail) -> anyhow::Result<Classified> {
+            Context.classify(project, mail).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_listed_before_its_original_waits_for_it() {
+        let Some(cyrus) = super::server() else { return };
+        let login = cyrus.add_user("desk", "pw").expect("user");
+        let mails = [
+            (
+                "reply",
+                format!("To: desk@{DOMAIN}\r\nIn-Reply-To: <original@example.org>\r\n"),
+            ),
+            ("original", format!("To: desk+WI-2@{DOMAIN}\r\n")),
+            ("other", format!("To: desk+WI-3@{DOMAIN}\r\n")),
+        ];
+        for (id, headers) in &mails {
+            let raw = format!(
+                "From: bob@example.org\r\n{headers}Subject: {id}\r\nMessage-ID: <{id}@example.org>\r\n\r\n{id}\r\n"
+            );
+            cyrus
+                .deliver(&login, "bob@example.org", raw.as_bytes())
+                .expect("deliver");
+        }
+        let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
+            .await
+            .expect("session");
+        let mailbox = Mailbox {
+            address: Address::parse(&login).expect("address"),
+            projects: vec!["p1".into()],
+            rules: anima_core::mail::ScreeningRules::default(),
+            max_size: 1 << 20,
+        };
+        let (sink, states) = (MemorySink::default(), MemoryStates::default());
+        let threads = Threads(&sink);
+        let services = Services {
+            context: &threads,
+            sink: &sink,
+            states: &states,
+        };
+        let followed = FollowedMailbox {
+            id: "mb1",
+            mailbox: &mailbox,
+            client: &client,
+        };
+        let pass = sync_once(&followed, services).await.expect("pass");
+        assert_eq!(pass.delivered, 3);
+        let mails = sink.mails.lock().expect("lock");
+        let route_of = |id: &str| mails[&("mb1".to_owned(), format!("{id}@example.org"))].clone();
+        let Route::Post(item) = route_of("reply") else {
+            panic!("the reply went to {:?}", route_of("reply"));
+        };
+        assert_eq!(item.id, "wi-2", "into its original's thread");
+    }
+
     /// Waits (up to a generous bound, not a speed requirement) until the
     /// sink holds `count` mails.
     async fn until_routed(sink: &MemorySink, count: usize) {
@@ -419,10 +501,30 @@ async fn a_sent_mail_travels_to_its_recipient_with_its_headers() {
         message_id: "0199-second@anima".into(),
         ..headers.clone()
     });
+    assert!(
+        !sender
+            .was_submitted("0199-outbound@anima")
+            .await
+            .expect("asked"),
+        "nothing sent yet"
+    );
     sender
         .send(&raw, &desk, std::slice::from_ref(&customer))
         .await
         .expect("send");
+    assert!(
+        sender
+            .was_submitted("0199-outbound@anima")
+            .await
+            .expect("asked"),
+        "a sender that lost its lease finds the submission"
+    );
+    assert!(
+        !sender
+            .was_submitted("0199-second@anima")
+            .await
+            .expect("asked")
+    );
     // Another mail reuses the Sent mailbox made by the first; the first
     // again (a retry) is sent as the copy already in Sent, and the
     // recipient's server keeps one of two deliveries with one Message-ID.

@@ -66,6 +66,9 @@ enum Command {
     /// Fetched mail waiting for a human: triage, held, assign, release.
     #[command(subcommand)]
     Mail(commands::MailCommand),
+    /// The library: documents and mail attachments; list, get, upload, search.
+    #[command(subcommand, name = "doc", alias = "document")]
+    Document(commands::DocumentCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
             Command::Dashboard(global) => commands::dashboard(global).await,
             Command::Mailbox(command) => commands::mailbox(command).await,
             Command::Mail(command) => commands::mail(command).await,
+            Command::Document(command) => commands::document(command).await,
         }
     });
     match result {

@@ -356,6 +356,18 @@ fn mails() -> Vec<Mail> {
     mails
 }
 
+/// Base64 in lines of 76 characters, as mail carries it.
+fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut lines = String::with_capacity(encoded.len() + encoded.len() / 38);
+    for line in encoded.as_bytes().chunks(76) {
+        lines.push_str(std::str::from_utf8(line).unwrap_or_default());
+        lines.push_str("\r\n");
+    }
+    lines
+}
+
 fn write_mail_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
     let admin = cyrus.admin();
     let path = dir.join("mail.toml");
@@ -605,11 +617,20 @@ async fn two_hundred_mails_land_once_across_a_crash() {
             },
         }
     }
+    let too_large = &records["m35@example.org"].1;
     assert!(
-        records["m35@example.org"].1.reason.contains("too large"),
+        too_large.reason.contains("too large"),
         "{}",
-        records["m35@example.org"].1.reason
+        too_large.reason
     );
+    assert!(
+        too_large
+            .body
+            .contains("attachment left on the mail server: logs.bin"),
+        "{}",
+        too_large.body
+    );
+    assert!(too_large.attachments.is_empty(), "not kept in the library");
     let html = &records["m10@example.org"].1;
     assert!(
         html.body.contains("Only HTML here") || html.body.contains("Only **HTML** here"),
@@ -824,14 +845,27 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
         assert!(text.contains(&header), "{header} missing in:\n{text}");
     }
 
-    // The customer answers the Reply-To address, quoting the Message-ID.
+    // The customer answers the Reply-To address, quoting the Message-ID,
+    // with a 6 MB export attached: more than one default gRPC message.
+    let export: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let encoded = base64_lines(&export);
     let reply = mail(
         &customer,
         &format!("desk+WI-1@{DOMAIN}"),
         "Re: Your export",
         "reply-1@example.org",
-        &format!("In-Reply-To: <{message_id}>\r\nReferences: <{message_id}>\r\n"),
-        "Works now, thanks!",
+        &format!(
+            "In-Reply-To: <{message_id}>\r\nReferences: <{message_id}>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+        ),
+        &format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\nWorks now, thanks!\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename=export.bin\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{encoded}--b--"
+        ),
     );
     deliver(&cyrus, &format!("desk@{DOMAIN}"), &customer, &reply);
     wait_for("the reply in the thread", async || {
@@ -876,6 +910,52 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     assert_eq!(mails[0]["message_id"], "reply-1@example.org");
     assert_eq!(mails[0]["state"], "posted");
     assert!(cli(cli_dir.path(), &["mail", "triage", &desk_id], "").contains("ID"));
+
+    // The reply's attachment is a document on the work item, byte for byte.
+    let documents = cli(
+        cli_dir.path(),
+        &["doc", "list", "--work-item", &item_id, "--json"],
+        "",
+    );
+    let documents: serde_json::Value = serde_json::from_str(&documents).expect("json");
+    assert_eq!(documents.as_array().map(Vec::len), Some(1), "{documents}");
+    assert_eq!(documents[0]["title"], "export.bin");
+    assert_eq!(documents[0]["type"], "attachment");
+    assert_eq!(documents[0]["size_bytes"], export.len());
+    let saved = cli_dir.path().join("export.bin");
+    cli(
+        cli_dir.path(),
+        &[
+            "doc",
+            "get",
+            documents[0]["id"].as_str().expect("id"),
+            "--output",
+            saved.to_str().expect("path"),
+        ],
+        "",
+    );
+    assert!(
+        std::fs::read(&saved).expect("saved") == export,
+        "the same bytes"
+    );
+    let reply_message = api
+        .thread(&item_id)
+        .await
+        .into_iter()
+        .find(|m| {
+            m.email
+                .as_ref()
+                .is_some_and(|e| e.message_id == "reply-1@example.org")
+        })
+        .expect("reply");
+    assert_eq!(
+        reply_message
+            .attachments
+            .first()
+            .map(|a| a.document_id.as_str()),
+        documents[0]["id"].as_str(),
+        "the message links its attachment"
+    );
 
     // No mailbox serves the other project: its mail fails, and says why.
     let orphan = post_outbound(&api, &orphan_item, &customer, "Nowhere").await;

@@ -1,6 +1,6 @@
 //! CLI commands that talk to the API: projects and members, plans, work
 //! items (with `$EDITOR` editing and description history), workflows,
-//! Akhs, threads, mailboxes and their mail. Projects, users, roles and workflows may be named by id or name;
+//! Akhs, threads, mailboxes and their mail, the library's documents. Projects, users, roles and workflows may be named by id or name;
 //! work items by id or by key (`WI-12`) with `--project`.
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use prost_types::{FieldMask, Timestamp};
 use tonic::transport::Channel;
 
 mod akh;
+mod document;
 mod mail;
 mod plan;
 mod project;
@@ -29,6 +30,7 @@ mod work_item;
 mod workflow;
 
 pub use akh::{AkhCommand, akh};
+pub use document::{DocumentCommand, document};
 pub use mail::{MailCommand, MailboxCommand, mail, mailbox};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};

@@ -1,0 +1,339 @@
+//! `anima doc …`: the library's documents (mail attachments among them).
+
+use std::path::PathBuf;
+
+use anima_core::document::{DocumentType, MAX_DOCUMENT_SIZE};
+use anima_proto::v1::{self as pb, document_service_client::DocumentServiceClient};
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::{project_id, time, work_item};
+
+/// Room beside a document's bytes in one gRPC message.
+const MESSAGE_ROOM: usize = 4 * 1024 * 1024;
+
+impl Session {
+    fn documents(&self) -> DocumentServiceClient<Channel> {
+        DocumentServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
+            .max_encoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
+    }
+}
+
+/// `anima doc …`
+#[derive(Subcommand)]
+pub enum DocumentCommand {
+    /// List a project's documents, or one work item's.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: Option<String>,
+        /// Only this work item's (id, or key such as WI-12 with --project).
+        #[arg(long)]
+        work_item: Option<String>,
+    },
+    /// Show a document; with --output, save its content there (`-` for
+    /// standard output).
+    Get {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Document id.
+        id: String,
+        /// Where to write the content.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Add a file to the library.
+    Upload {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// The file.
+        file: PathBuf,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: Option<String>,
+        /// Put it on this work item (id, or key with --project).
+        #[arg(long)]
+        work_item: Option<String>,
+        /// Title [default: the file name].
+        #[arg(long)]
+        title: Option<String>,
+        /// markdown, text, patch or attachment [default: by extension].
+        #[arg(long = "type")]
+        doc_type: Option<String>,
+        /// MIME type [default: by type].
+        #[arg(long, default_value = "")]
+        media_type: String,
+    },
+    /// Delete a document.
+    Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Document id.
+        id: String,
+    },
+    /// Find a project's documents whose title or text contains a phrase.
+    Search {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: String,
+        /// The phrase (case-insensitive).
+        query: String,
+        /// Most hits to show (1–100).
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+}
+
+fn type_name(raw: i32) -> &'static str {
+    match pb::DocumentType::try_from(raw) {
+        Ok(pb::DocumentType::Markdown) => "markdown",
+        Ok(pb::DocumentType::Text) => "text",
+        Ok(pb::DocumentType::Patch) => "patch",
+        Ok(pb::DocumentType::Attachment) => "attachment",
+        _ => "unknown",
+    }
+}
+
+fn wire_type(doc_type: DocumentType) -> pb::DocumentType {
+    match doc_type {
+        DocumentType::Markdown => pb::DocumentType::Markdown,
+        DocumentType::Text => pb::DocumentType::Text,
+        DocumentType::Patch => pb::DocumentType::Patch,
+        DocumentType::Attachment => pb::DocumentType::Attachment,
+    }
+}
+
+/// The type a file's extension suggests.
+fn type_of(file: &std::path::Path) -> DocumentType {
+    match file.extension().and_then(|ext| ext.to_str()) {
+        Some("md" | "markdown") => DocumentType::Markdown,
+        Some("txt" | "log") => DocumentType::Text,
+        Some("patch" | "diff") => DocumentType::Patch,
+        _ => DocumentType::Attachment,
+    }
+}
+
+fn document_json(document: &pb::Document) -> Value {
+    json!({
+        "id": document.id,
+        "project_id": document.project_id,
+        "work_item_id": document.work_item_id,
+        "title": document.title,
+        "type": type_name(document.r#type),
+        "media_type": document.media_type,
+        "size_bytes": document.size_bytes,
+        "sha256": document.sha256,
+        "create_time": time(&document.create_time),
+    })
+}
+
+fn document_row(document: &pb::Document) -> Vec<String> {
+    vec![
+        document.id.clone(),
+        document.title.clone(),
+        type_name(document.r#type).into(),
+        document.media_type.clone(),
+        document.size_bytes.to_string(),
+        time(&document.create_time),
+    ]
+}
+
+const DOCUMENT_HEADER: &[&str] = &["ID", "TITLE", "TYPE", "MEDIA TYPE", "BYTES", "CREATED"];
+
+/// The project and work item ids a command names; a work item alone names
+/// its project.
+async fn scope(
+    session: &Session,
+    project: Option<&str>,
+    work_item_ref: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let project_id = match project {
+        Some(project) => project_id(session, project).await?,
+        None => String::new(),
+    };
+    let work_item_id = match work_item_ref {
+        Some(reference) => work_item(session, reference, project).await?.id,
+        None => String::new(),
+    };
+    anyhow::ensure!(
+        !project_id.is_empty() || !work_item_id.is_empty(),
+        "say which project (--project or ANIMA_PROJECT) or work item (--work-item)"
+    );
+    Ok((project_id, work_item_id))
+}
+
+/// `anima doc …`
+pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
+    match command {
+        DocumentCommand::List {
+            global,
+            project,
+            work_item,
+        } => {
+            let session = Session::open(&global).await?;
+            let (project_id, work_item_id) =
+                scope(&session, project.as_deref(), work_item.as_deref()).await?;
+            let documents = all_pages(|page_token| async {
+                let page = session
+                    .documents()
+                    .list_documents(session.request(pb::ListDocumentsRequest {
+                        project_id: project_id.clone(),
+                        work_item_id: work_item_id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.documents, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(documents.iter().map(document_json).collect()));
+            } else {
+                output::table(
+                    DOCUMENT_HEADER,
+                    &documents.iter().map(document_row).collect::<Vec<_>>(),
+                );
+            }
+        }
+        DocumentCommand::Get { global, id, output } => {
+            let session = Session::open(&global).await?;
+            let document = session
+                .documents()
+                .get_document(session.request(pb::GetDocumentRequest {
+                    id,
+                    include_content: output.is_some(),
+                })?)
+                .await?
+                .into_inner();
+            match output {
+                Some(path) if path.as_os_str() == "-" => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&document.content)?;
+                }
+                Some(path) => {
+                    std::fs::write(&path, &document.content)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "{} bytes written to {}",
+                        document.content.len(),
+                        path.display()
+                    );
+                }
+                None if global.json => output::json(&document_json(&document)),
+                None => output::table(DOCUMENT_HEADER, &[document_row(&document)]),
+            }
+        }
+        DocumentCommand::Upload {
+            global,
+            file,
+            project,
+            work_item,
+            title,
+            doc_type,
+            media_type,
+        } => {
+            let doc_type = match doc_type {
+                Some(name) => name.parse()?,
+                None => type_of(&file),
+            };
+            let content =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let title = match title {
+                Some(title) => title,
+                None => file
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .context("the file has no name; give --title")?
+                    .to_owned(),
+            };
+            let session = Session::open(&global).await?;
+            let (project_id, work_item_id) =
+                scope(&session, project.as_deref(), work_item.as_deref()).await?;
+            let document = session
+                .documents()
+                .upload_document(session.request(pb::UploadDocumentRequest {
+                    project_id,
+                    work_item_id,
+                    title,
+                    r#type: wire_type(doc_type) as i32,
+                    media_type,
+                    content,
+                })?)
+                .await?
+                .into_inner();
+            if global.json {
+                output::json(&document_json(&document));
+            } else {
+                output::table(DOCUMENT_HEADER, &[document_row(&document)]);
+            }
+        }
+        DocumentCommand::Delete { global, id } => {
+            let session = Session::open(&global).await?;
+            session
+                .documents()
+                .delete_document(session.request(pb::DeleteDocumentRequest { id: id.clone() })?)
+                .await?;
+            if global.json {
+                output::json(&json!({"deleted": id}));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        DocumentCommand::Search {
+            global,
+            project,
+            query,
+            limit,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_id = project_id(&session, &project).await?;
+            let hits = session
+                .documents()
+                .search_documents(session.request(pb::SearchDocumentsRequest {
+                    project_id,
+                    query,
+                    limit,
+                })?)
+                .await?
+                .into_inner()
+                .hits;
+            if global.json {
+                output::json(&Value::Array(
+                    hits.iter()
+                        .map(|hit| {
+                            json!({
+                                "document": hit.document.as_ref().map(document_json),
+                                "snippet": hit.snippet,
+                            })
+                        })
+                        .collect(),
+                ));
+            } else {
+                output::table(
+                    &["ID", "TITLE", "MATCH"],
+                    &hits
+                        .iter()
+                        .map(|hit| {
+                            let document = hit.document.clone().unwrap_or_default();
+                            vec![document.id, document.title, hit.snippet.clone()]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
