@@ -136,21 +136,22 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
     };
     // The first classification loads the model; that is not routing.
     let warm = parse(&mails[1]);
-    route(&routing, &warm, &link).await?;
+    route(&followed.id, &routing, &warm, &link).await?;
 
     // JMAP alone, as the pass fetches it: listing, then downloads in flight.
     let started = Instant::now();
     let (ids, _) = client.all_email_ids().await?;
+    let mut refs = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(BATCH) {
-        let refs = client.email_refs(chunk).await?;
-        let downloads: Vec<_> = refs
-            .iter()
-            .map(|email| client.download(&email.blob_id))
-            .collect();
-        let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
-        while let Some(raw) = downloads.next().await {
-            raw?;
-        }
+        refs.extend(client.email_refs(chunk).await?);
+    }
+    let downloads: Vec<_> = refs
+        .iter()
+        .map(|email| client.download(&email.blob_id))
+        .collect();
+    let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
+    while let Some(raw) = downloads.next().await {
+        raw?;
     }
     let fetching = started.elapsed();
 
@@ -170,7 +171,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     for raw in &mails {
         let mail = parse(raw);
-        let decision = route(&routing, &mail, &link).await?;
+        let decision = route(&replayed.id, &routing, &mail, &link).await?;
         link.deliver(&replayed.id, &mail, &decision).await?;
     }
     let in_memory = started.elapsed();
@@ -200,7 +201,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
                 fetching.as_secs_f64()
             ),
             "downloads and routing overlap; what the pass costs beyond JMAP is mostly first-time \
-             classification (the unaddressed mails, and replies to those it left in triage)"
+             classification of the unaddressed mails"
                 .to_owned(),
             format!("backend: {}", store.backend()),
         ],

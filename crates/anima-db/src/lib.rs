@@ -545,6 +545,14 @@ pub trait MailStore: Send + Sync {
     /// The work item whose thread holds a mail with one of these
     /// Message-IDs (inbound or outbound), the newest match first.
     async fn thread_of_mail(&self, message_ids: &[String]) -> Result<Option<String>, DomainError>;
+    /// Whether a mail of this mailbox with one of these Message-IDs waits
+    /// for a human (held or in triage), and which, the newest reference
+    /// first.
+    async fn waiting_mail(
+        &self,
+        mailbox_id: &str,
+        message_ids: &[String],
+    ) -> Result<Option<InboundState>, DomainError>;
     /// Whether `address` is a member of the work item's project (by account
     /// email) or already wrote or was written to in its thread.
     async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError>;

@@ -7,7 +7,8 @@
 //!    mailbox's deny and allow rules;
 //! 2. the plus-address (`box+WI-12@domain`) names the work item;
 //! 3. otherwise In-Reply-To / References match a message already in a
-//!    thread;
+//!    thread; a reply to mail that waits for a human (held or in triage)
+//!    waits beside it;
 //! 4. otherwise a mailbox serving one project asks anima-ai to classify;
 //!    a gather mailbox (several projects) needs one of the above.
 //!
@@ -45,6 +46,8 @@ pub enum HoldReason {
     Screened,
     /// Neither a project member nor already in the thread.
     UnknownSender,
+    /// It answers mail that is held.
+    AnswersHeld,
 }
 
 /// Why a mail waits in triage.
@@ -58,6 +61,8 @@ pub enum TriageReason {
     Archived,
     /// A gather mailbox got mail with no plus-address and no known thread.
     NoAddress,
+    /// It answers mail that waits in triage.
+    AnswersTriaged,
     /// Classification was not sure enough; its best guess, if any.
     Unsure {
         /// The best candidate and its confidence.
@@ -97,6 +102,7 @@ impl Route {
                 HoldReason::UnknownSender => {
                     "the sender is neither a project member nor in the thread".into()
                 }
+                HoldReason::AnswersHeld => "it answers mail that is held for review".into(),
             },
             Route::Triage(reason) => match reason {
                 TriageReason::Ambiguous => "its recipients name different work items".into(),
@@ -107,6 +113,7 @@ impl Route {
                 TriageReason::NoAddress => {
                     "a gather mailbox needs a plus-address or a reply to a known mail".into()
                 }
+                TriageReason::AnswersTriaged => "it answers mail that waits in triage".into(),
                 TriageReason::Unsure {
                     suggestion: Some((_, confidence)),
                 } => {
@@ -142,15 +149,32 @@ pub trait RoutingContext: Send + Sync {
         projects: &[String],
         key: anima_core::planning::WorkItemKey,
     ) -> anyhow::Result<Option<ItemInfo>>;
-    /// The work item whose thread holds a mail with one of these ids.
-    async fn work_item_of_messages(&self, message_ids: &[&str])
-    -> anyhow::Result<Option<ItemInfo>>;
+    /// What mail with one of these ids became: a thread's message, or
+    /// mail of the mailbox `mailbox_id` that waits for a human.
+    async fn referenced(
+        &self,
+        mailbox_id: &str,
+        message_ids: &[&str],
+    ) -> anyhow::Result<Referenced>;
     /// Whether `sender` is a member of the item's project or already
     /// wrote in its thread.
     async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool>;
     /// anima-ai's classification among the project's open work items:
     /// the item if it is sure, else its best guess.
     async fn classify(&self, project_id: &str, mail: &InboundMail) -> anyhow::Result<Classified>;
+}
+
+/// What the mail a reply refers to became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Referenced {
+    /// It is in this work item's thread.
+    Thread(ItemInfo),
+    /// It waits for a human, held for review.
+    Held,
+    /// It waits for a human, in triage.
+    Triage,
+    /// Nothing known.
+    Nothing,
 }
 
 /// What classification found.
@@ -171,6 +195,7 @@ pub fn routes_by_reference(mailbox: &Mailbox, mail: &InboundMail) -> bool {
 
 /// Routes one mail; see the module documentation for the order.
 pub async fn route(
+    mailbox_id: &str,
     mailbox: &Mailbox,
     mail: &InboundMail,
     context: &dyn RoutingContext,
@@ -205,10 +230,18 @@ pub async fn route(
             let replied = if referenced.is_empty() {
                 None
             } else {
-                context
-                    .work_item_of_messages(&referenced)
-                    .await?
-                    .filter(|item| mailbox.projects.contains(&item.project_id))
+                match context.referenced(mailbox_id, &referenced).await? {
+                    Referenced::Thread(item) => {
+                        Some(item).filter(|item| mailbox.projects.contains(&item.project_id))
+                    }
+                    // The conversation stays together, and waits for the
+                    // human deciding on the mail it answers.
+                    Referenced::Held => return Ok(held(None, HoldReason::AnswersHeld)),
+                    Referenced::Triage => {
+                        return Ok(Route::Triage(TriageReason::AnswersTriaged));
+                    }
+                    Referenced::Nothing => None,
+                }
             };
             match (replied, mailbox.projects.as_slice()) {
                 (Some(item), _) => item,
@@ -259,8 +292,16 @@ mod tests {
                 .iter()
                 .find_map(|project| self.items.get(&(project.clone(), key.0)).cloned()))
         }
-        async fn work_item_of_messages(&self, ids: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
-            Ok(ids.iter().find_map(|id| self.threads.get(*id).cloned()))
+        async fn referenced(&self, mailbox_id: &str, ids: &[&str]) -> anyhow::Result<Referenced> {
+            assert_eq!(mailbox_id, "mb1");
+            Ok(
+                match ids.iter().find_map(|id| self.threads.get(*id).cloned()) {
+                    Some(item) => Referenced::Thread(item),
+                    None if ids.contains(&"held@example.org") => Referenced::Held,
+                    None if ids.contains(&"triaged@example.org") => Referenced::Triage,
+                    None => Referenced::Nothing,
+                },
+            )
         }
         async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
             Ok(self
@@ -310,7 +351,7 @@ mod tests {
     }
 
     async fn routed(mailbox: &Mailbox, mail: &InboundMail) -> Route {
-        route(mailbox, mail, &fake()).await.expect("route")
+        route("mb1", mailbox, mail, &fake()).await.expect("route")
     }
 
     #[tokio::test]
@@ -417,10 +458,34 @@ mod tests {
             Route::Triage(TriageReason::NoAddress),
             "a reference into another project's thread is ignored"
         );
+        for (original, wanted) in [
+            (
+                "held@example.org",
+                Route::Held {
+                    item: None,
+                    reason: HoldReason::AnswersHeld,
+                },
+            ),
+            (
+                "triaged@example.org",
+                Route::Triage(TriageReason::AnswersTriaged),
+            ),
+        ] {
+            let answer = mail(
+                "ann@example.org",
+                "support@shop.example",
+                &format!("References: <{original}>\r\n"),
+            );
+            assert_eq!(
+                routed(&mailbox(&["p1"]), &answer).await,
+                wanted,
+                "a reply waits beside {original}"
+            );
+        }
         let mut sure = fake();
         sure.classified = Classified::Item(item("wi-12", "p1", true));
         assert_eq!(
-            route(&mailbox(&["p1"]), &plain, &sure)
+            route("mb1", &mailbox(&["p1"]), &plain, &sure)
                 .await
                 .expect("route"),
             Route::Post(item("wi-12", "p1", true))

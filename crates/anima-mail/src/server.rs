@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use anima_core::{planning::WorkItemKey, thread::MAX_BODY_BYTES};
+use anima_core::{document::MAX_DOCUMENT_SIZE, planning::WorkItemKey, thread::MAX_BODY_BYTES};
 use anima_proto::v1::{self as pb, mail_worker_service_client::MailWorkerServiceClient};
 use tonic::{
     Request,
@@ -13,8 +13,8 @@ use tonic::{
 };
 
 use crate::{
-    parse::InboundMail,
-    route::{Classified, HoldReason, ItemInfo, Route, RoutingContext, TriageReason},
+    parse::{Attachment, InboundMail},
+    route::{Classified, HoldReason, ItemInfo, Referenced, Route, RoutingContext, TriageReason},
     sync::{Sink, StateStore},
 };
 
@@ -145,10 +145,11 @@ impl RoutingContext for ServerLink {
         Ok(item_info(found.item))
     }
 
-    async fn work_item_of_messages(
+    async fn referenced(
         &self,
+        mailbox_id: &str,
         message_ids: &[&str],
-    ) -> anyhow::Result<Option<ItemInfo>> {
+    ) -> anyhow::Result<Referenced> {
         // References can be long; the newest hundred are the ones that matter.
         let start = message_ids.len().saturating_sub(100);
         let found = self
@@ -160,11 +161,18 @@ impl RoutingContext for ServerLink {
                         .iter()
                         .map(|id| (*id).to_owned())
                         .collect(),
+                    mailbox_id: mailbox_id.to_owned(),
                 }),
             )
             .await?
             .into_inner();
-        Ok(item_info(found.item))
+        let waiting = found.waiting();
+        Ok(match (item_info(found.item), waiting) {
+            (Some(item), _) => Referenced::Thread(item),
+            (None, pb::InboundMailState::Held) => Referenced::Held,
+            (None, pb::InboundMailState::Triage) => Referenced::Triage,
+            (None, _) => Referenced::Nothing,
+        })
     }
 
     async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
@@ -227,47 +235,50 @@ impl Sink for ServerLink {
             Route::Triage(_) => (pb::InboundMailState::Triage, None, None),
         };
         let (suggested_work_item_id, confidence) = suggestion.unwrap_or_default();
-        // Mail over the mailbox's limit stays on the mail server whole.
-        let keeps_files = !matches!(
+        // Mail over the mailbox's limit stays on the mail server whole, and
+        // so does a file the library would not take.
+        let too_large = matches!(
             route,
             Route::Held {
                 reason: HoldReason::TooLarge { .. },
                 ..
             }
         );
+        let (kept, left): (Vec<&Attachment>, Vec<&Attachment>) = mail
+            .attachments
+            .iter()
+            .partition(|attachment| !too_large && attachment.bytes.len() <= MAX_DOCUMENT_SIZE);
         let received = self
             .client
             .clone()
-            .receive_mail(self.request(pb::ReceiveMailRequest {
-                mailbox_id: mailbox_id.to_owned(),
-                state: state as i32,
-                reason: route.reason(),
-                work_item_id: item.map(|item| item.id.clone()).unwrap_or_default(),
-                email: Some(pb::EmailHeaders {
-                    from: mail.from.clone(),
-                    to: mail.to.clone(),
-                    cc: mail.cc.clone(),
-                    subject: mail.subject.clone(),
-                    message_id: mail.message_id.clone(),
-                    in_reply_to: mail.in_reply_to.first().cloned().unwrap_or_default(),
-                    references: mail.references.clone(),
-                }),
-                body: message_body(mail, keeps_files),
-                files: if keeps_files {
-                    mail.attachments
-                        .iter()
+            .receive_mail(
+                self.request(pb::ReceiveMailRequest {
+                    mailbox_id: mailbox_id.to_owned(),
+                    state: state as i32,
+                    reason: route.reason(),
+                    work_item_id: item.map(|item| item.id.clone()).unwrap_or_default(),
+                    email: Some(pb::EmailHeaders {
+                        from: mail.from.clone(),
+                        to: mail.to.clone(),
+                        cc: mail.cc.clone(),
+                        subject: mail.subject.clone(),
+                        message_id: mail.message_id.clone(),
+                        in_reply_to: mail.in_reply_to.first().cloned().unwrap_or_default(),
+                        references: mail.references.clone(),
+                    }),
+                    body: message_body(mail, &left),
+                    files: kept
+                        .into_iter()
                         .map(|attachment| pb::MailFile {
                             file_name: attachment.name.clone(),
                             media_type: attachment.content_type.clone(),
                             content: attachment.bytes.clone(),
                         })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                suggested_work_item_id,
-                confidence,
-            }))
+                        .collect(),
+                    suggested_work_item_id,
+                    confidence,
+                }),
+            )
             .await?
             .into_inner();
         Ok(received.new)
@@ -275,11 +286,11 @@ impl Sink for ServerLink {
 }
 
 /// The thread message text of a mail: its text, cut to what a message
-/// holds. Attachments travel as library documents; those not kept
-/// (`keeps_files` false) are named in the text.
-fn message_body(mail: &InboundMail, keeps_files: bool) -> String {
+/// holds. Attachments travel as library documents; those `left` on the
+/// mail server are named in the text.
+fn message_body(mail: &InboundMail, left: &[&Attachment]) -> String {
     let mut notes = String::new();
-    for attachment in mail.attachments.iter().filter(|_| !keeps_files) {
+    for attachment in left {
         notes.push_str(&format!(
             "\n[attachment left on the mail server: {} ({}, {} bytes)]",
             attachment.name,
@@ -356,9 +367,9 @@ mod tests {
     #[test]
     fn bodies_fit_a_message_and_name_what_was_left_out() {
         let mut mail = crate::parse::parse(b"From: a@b.example\r\nSubject: s\r\n\r\n");
-        assert_eq!(message_body(&mail, true), "(no text)");
+        assert_eq!(message_body(&mail, &[]), "(no text)");
         mail.body = "é".repeat(MAX_BODY_BYTES);
-        let body = message_body(&mail, true);
+        let body = message_body(&mail, &[]);
         assert!(body.len() <= MAX_BODY_BYTES);
         assert!(body.contains("cut"));
         mail.body = "hello".into();
@@ -368,12 +379,12 @@ mod tests {
             bytes: vec![0; 10],
         });
         assert_eq!(
-            message_body(&mail, true),
+            message_body(&mail, &[]),
             "hello",
             "kept files travel as documents"
         );
         assert_eq!(
-            message_body(&mail, false),
+            message_body(&mail, &[&mail.attachments[0]]),
             "hello\n[attachment left on the mail server: log.txt (text/plain, 10 bytes)]"
         );
     }

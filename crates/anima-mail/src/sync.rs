@@ -26,7 +26,8 @@ pub const DOWNLOADS_IN_FLIGHT: usize = 8;
 
 /// Mails routed and handed over at once: each is a few round trips to
 /// anima-server and a write there, which do not depend on one another
-/// (mail that can only find its thread by reference waits for the rest).
+/// (mail that can only find its thread by reference waits for the mails
+/// of the pass it refers to).
 pub const ROUTES_IN_FLIGHT: usize = 8;
 
 /// Where routed mail goes (anima-server, through its service token).
@@ -95,9 +96,9 @@ pub struct FollowedMailbox<'a> {
 
 /// Runs one pass; see the module documentation.
 ///
-/// Downloading and routing run side by side: the listing and downloads
-/// feed a bounded queue that [`ROUTES_IN_FLIGHT`] routes drain, so
-/// neither waits for the other's round trips.
+/// After the listing, downloading and routing run side by side: the
+/// downloads feed a bounded queue that [`ROUTES_IN_FLIGHT`] routes drain,
+/// so neither waits for the other's round trips.
 pub async fn sync_once(
     followed: &FollowedMailbox<'_>,
     services: Services<'_>,
@@ -241,7 +242,7 @@ async fn hand_over(
     services: Services<'_>,
     mail: InboundMail,
 ) -> anyhow::Result<(String, bool)> {
-    let route = route(followed.mailbox, &mail, services.context).await?;
+    let route = route(followed.id, followed.mailbox, &mail, services.context).await?;
     let first_time = services.sink.deliver(followed.id, &mail, &route).await?;
     Ok((mail.message_id, first_time))
 }
@@ -297,9 +298,14 @@ pub async fn follow<Connecting>(
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("not connected"))?;
             if matches!(push, Push::Untried) {
-                push = match client.push(PUSH_PING).await? {
-                    Some(stream) => Push::Open(stream),
-                    None => Push::NotOffered,
+                push = match client.push(PUSH_PING).await {
+                    Ok(Some(stream)) => Push::Open(stream),
+                    Ok(None) => Push::NotOffered,
+                    // Push is a shortcut; mail still comes by polling.
+                    Err(err) => {
+                        tracing::warn!(mailbox = id, error = %err, "no push connection; polling");
+                        Push::NotOffered
+                    }
                 };
             }
             let followed = FollowedMailbox {

@@ -142,7 +142,10 @@ mod pass {
     use anima_mail::{
         jmap::JmapClient,
         parse::InboundMail,
-        route::{Classified, HoldReason, ItemInfo, Mailbox, Route, RoutingContext, TriageReason},
+        route::{
+            Classified, HoldReason, ItemInfo, Mailbox, Referenced, Route, RoutingContext,
+            TriageReason,
+        },
         sync::{FollowedMailbox, Pacing, Services, Sink, StateStore, follow, sync_once},
         testing::{CyrusServer, DOMAIN},
     };
@@ -163,8 +166,8 @@ mod pass {
                 writable: true,
             }))
         }
-        async fn work_item_of_messages(&self, _: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
-            Ok(None)
+        async fn referenced(&self, _: &str, _: &[&str]) -> anyhow::Result<Referenced> {
+            Ok(Referenced::Nothing)
         }
         async fn knows_sender(&self, _: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
             Ok(sender == "bob@example.org")
@@ -329,14 +332,17 @@ mod pass {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             Context.work_item(projects, key).await
         }
-        async fn work_item_of_messages(&self, ids: &[&str]) -> anyhow::Result<Option<ItemInfo>> {
+        async fn referenced(&self, _: &str, ids: &[&str]) -> anyhow::Result<Referenced> {
             let mails = self.0.mails.lock().expect("lock");
             Ok(mails
                 .iter()
                 .find_map(|((_, message_id), route)| match route {
-                    Route::Post(item) if ids.contains(&message_id.as_str()) => Some(item.clone()),
+                    Route::Post(item) if ids.contains(&message_id.as_str()) => {
+                        Some(Referenced::Thread(item.clone()))
+                    }
                     _ => None,
-                }))
+                })
+                .unwrap_or(Referenced::Nothing))
         }
         async fn knows_sender(&self, item: &ItemInfo, sender: &str) -> anyhow::Result<bool> {
             Context.knows_sender(item, sender).await

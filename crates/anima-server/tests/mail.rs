@@ -345,6 +345,7 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
             WORKER_TOKEN,
             pb::FindThreadOfMailRequest {
                 message_ids: vec!["p1@x".into()],
+                mailbox_id: mailbox.id.clone(),
             },
         ))
         .await
@@ -387,6 +388,20 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
         .expect("triage list")
         .into_inner();
     assert_eq!(listed.mails.len(), 1);
+    // A reply to it waits beside it.
+    let waiting = worker(&server)
+        .find_thread_of_mail(authed(
+            WORKER_TOKEN,
+            pb::FindThreadOfMailRequest {
+                message_ids: vec!["unknown@x".into(), "t1@x".into()],
+                mailbox_id: mailbox.id.clone(),
+            },
+        ))
+        .await
+        .expect("find")
+        .into_inner();
+    assert_eq!(waiting.waiting(), pb::InboundMailState::Triage);
+    assert_eq!(waiting.item, None);
     let (code, reason) = failure(
         mailboxes(&server)
             .assign_inbound_mail(authed(

@@ -482,6 +482,30 @@ macro_rules! mail_sql {
                 Ok(None)
             }
 
+            async fn waiting_mail(
+                &self,
+                mailbox_id: &str,
+                message_ids: &[String],
+            ) -> Result<Option<InboundState>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                for message_id in message_ids.iter().rev() {
+                    let found = sqlx::query(
+                        "SELECT state FROM inbound_mail WHERE mailbox_id = $1 AND message_id = $2 \
+                         AND state IN ('held', 'triage')",
+                    )
+                    .bind(mailbox_id)
+                    .bind(message_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?;
+                    if let Some(row) = found {
+                        let state: String = row.try_get("state").map_err(internal)?;
+                        return stored(&state).map(Some);
+                    }
+                }
+                Ok(None)
+            }
+
             async fn claim_outbound(
                 &self,
                 now: i64,

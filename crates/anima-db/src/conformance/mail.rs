@@ -312,6 +312,25 @@ pub async fn received_mail_posts_once(store: &dyn Store) {
         .await
         .expect("triage");
     assert_eq!(triaged.suggestion.as_ref().map(|s| s.confidence), Some(0.4));
+    let waiting = |ids: &[&str]| {
+        let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        let mailbox_id = mailbox.id.clone();
+        async move {
+            store
+                .waiting_mail(&mailbox_id, &ids)
+                .await
+                .expect("waiting")
+        }
+    };
+    assert_eq!(
+        waiting(&["p1@example.org", "t1@example.org"]).await,
+        Some(InboundState::Triage)
+    );
+    assert_eq!(
+        waiting(&["p1@example.org"]).await,
+        None,
+        "posted is not waiting"
+    );
     assert_eq!(
         thread(store, &item).await.len(),
         2,
@@ -343,10 +362,16 @@ pub async fn received_mail_posts_once(store: &dyn Store) {
         .expect_err("twice");
     assert_eq!(err.reason, reason::INBOUND_MAIL_SETTLED);
 
+    assert_eq!(
+        waiting(&["t1@example.org"]).await,
+        None,
+        "assigned mail waits no more"
+    );
     let (held, _) = store
         .receive_mail(inbound(&mailbox.id, "h1@example.org", InboundState::Held))
         .await
         .expect("held");
+    assert_eq!(waiting(&["h1@example.org"]).await, Some(InboundState::Held));
     let dismissed = store.dismiss_inbound(&held.id, &by).await.expect("dismiss");
     assert_eq!(dismissed.state, InboundState::Dismissed);
     let err = store

@@ -418,17 +418,33 @@ impl MailWorkerApi {
         &self,
         _context: &RequestContext,
         request: pb::FindThreadOfMailRequest,
-    ) -> Result<pb::RoutedWorkItemResponse, DomainError> {
+    ) -> Result<pb::FindThreadOfMailResponse, DomainError> {
         if request.message_ids.len() > 100 {
             return Err(DomainError::invalid_argument(
                 reason::FIELD_TOO_LONG,
                 "at most 100 message ids",
             ));
         }
-        match self.store.thread_of_mail(&request.message_ids).await? {
-            Some(id) => self.routed(self.store.get_work_item(&id).await?).await,
-            None => Ok(pb::RoutedWorkItemResponse { item: None }),
+        if let Some(id) = self.store.thread_of_mail(&request.message_ids).await? {
+            let routed = self.routed(self.store.get_work_item(&id).await?).await?;
+            return Ok(pb::FindThreadOfMailResponse {
+                item: routed.item,
+                waiting: pb::InboundMailState::Unspecified as i32,
+            });
         }
+        let waiting = match super::optional_id(&request.mailbox_id, "mailbox_id")? {
+            Some(mailbox_id) => {
+                self.store
+                    .waiting_mail(&mailbox_id, &request.message_ids)
+                    .await?
+            }
+            None => None,
+        };
+        Ok(pb::FindThreadOfMailResponse {
+            item: None,
+            waiting: waiting.map_or(pb::InboundMailState::Unspecified, convert::inbound_state)
+                as i32,
+        })
     }
 
     async fn knows_sender(
@@ -678,7 +694,7 @@ grpc_service!(MailWorkerApi: MailWorkerService {
     save_sync_state(pb::SaveSyncStateRequest) -> pb::SaveSyncStateResponse;
     remove_mailbox(pb::RemoveMailboxRequest) -> pb::RemoveMailboxResponse;
     resolve_work_item(pb::ResolveWorkItemRequest) -> pb::RoutedWorkItemResponse;
-    find_thread_of_mail(pb::FindThreadOfMailRequest) -> pb::RoutedWorkItemResponse;
+    find_thread_of_mail(pb::FindThreadOfMailRequest) -> pb::FindThreadOfMailResponse;
     knows_sender(pb::KnowsSenderRequest) -> pb::KnowsSenderResponse;
     classify_inbound(pb::ClassifyInboundRequest) -> pb::ClassifyInboundResponse;
     receive_mail(pb::ReceiveMailRequest) -> pb::ReceiveMailResponse;
