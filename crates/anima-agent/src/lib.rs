@@ -1,7 +1,10 @@
 //! anima-agent: the internal AgentProviderService that provisions a sandbox
-//! per agent session. Its issue has not landed: the service is served so
-//! that callers and reflection see it, and every RPC answers
-//! `UNIMPLEMENTED`.
+//! per agent session. Built so far: [`sandbox`], the local provider's
+//! mechanism (a bubblewrap namespace set per session). The service itself
+//! is served so that callers and reflection see it, and every RPC still
+//! answers `UNIMPLEMENTED`.
+
+pub mod sandbox;
 
 use anima_proto::v1::agent_provider_service_server::{
     AgentProviderService, AgentProviderServiceServer,

@@ -228,6 +228,16 @@ mod pass {
         }
     }
 
+    /// The routing rules of a test account: project p1, no screening.
+    fn mailbox_of(login: &str) -> Mailbox {
+        Mailbox {
+            address: Address::parse(login).expect("address"),
+            projects: vec!["p1".into()],
+            rules: anima_core::mail::ScreeningRules::default(),
+            max_size: 1 << 20,
+        }
+    }
+
     fn deliver_mixed(cyrus: &CyrusServer, login: &str, from: usize, count: usize) {
         for n in from..from + count {
             let (sender, to) = match n % 4 {
@@ -258,12 +268,7 @@ mod pass {
         let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
             .await
             .expect("session");
-        let mailbox = Mailbox {
-            address: Address::parse(&login).expect("address"),
-            projects: vec!["p1".into()],
-            rules: anima_core::mail::ScreeningRules::default(),
-            max_size: 1 << 20,
-        };
+        let mailbox = mailbox_of(&login);
         let followed = FollowedMailbox {
             id: "mb1",
             mailbox: &mailbox,
@@ -375,12 +380,7 @@ mod pass {
         let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
             .await
             .expect("session");
-        let mailbox = Mailbox {
-            address: Address::parse(&login).expect("address"),
-            projects: vec!["p1".into()],
-            rules: anima_core::mail::ScreeningRules::default(),
-            max_size: 1 << 20,
-        };
+        let mailbox = mailbox_of(&login);
         let (sink, states) = (MemorySink::default(), MemoryStates::default());
         let threads = Threads(&sink);
         let services = Services {
@@ -424,12 +424,7 @@ mod pass {
             return;
         };
         let login = cyrus.add_user("support", "pw").expect("user");
-        let mailbox = Mailbox {
-            address: Address::parse(&login).expect("address"),
-            projects: vec!["p1".into()],
-            rules: anima_core::mail::ScreeningRules::default(),
-            max_size: 1 << 20,
-        };
+        let mailbox = mailbox_of(&login);
         let (sink, states) = (MemorySink::default(), MemoryStates::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let url = cyrus.http_url.clone();

@@ -1,0 +1,256 @@
+//! The local sandbox provider's mechanism: one bubblewrap namespace set
+//! per agent session (Debian's `bubblewrap`; run as root, as the server
+//! that starts agents is).
+//!
+//! Inside, the session sees a read-only `/usr` (and the `/bin`, `/lib`
+//! links into it), its own `/workspace` (read-write, the only place its
+//! work persists), the files it was given read-only under `/run/anima`, a
+//! private `/tmp`, `/proc` and `/dev`. Nothing else of the host exists
+//! there: not the host's home, not another session's workspace. Every
+//! namespace is unshared, so without network it has only its own
+//! loopback; `network` shares the host's. Memory and CPU time are capped
+//! by `prlimit` around it. The session's processes live in their own PID
+//! namespace under bubblewrap, which dies with its parent: killing it
+//! reaps them all.
+
+use std::{
+    collections::VecDeque,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Context;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Lines of output kept per session, for its status.
+pub const KEPT_OUTPUT_LINES: usize = 50;
+
+/// Where the given files appear inside the sandbox.
+pub const FILES_DIR: &str = "/run/anima";
+
+/// Resource caps of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space per process, in bytes.
+    pub memory_bytes: u64,
+    /// CPU time per process, in seconds.
+    pub cpu_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 4 << 30,
+            cpu_seconds: 3600,
+        }
+    }
+}
+
+/// What to run, and with what.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxSpec {
+    /// The session this sandbox belongs to (its directory's name).
+    pub session_id: String,
+    /// The program and its arguments, run in `/workspace`.
+    pub command: Vec<String>,
+    /// Environment of the command (nothing of the host's is passed).
+    pub env: Vec<(String, String)>,
+    /// Whether it shares the host's network.
+    pub network: bool,
+    /// Files it gets read-only under [`FILES_DIR`]: relative path, bytes
+    /// (secrets, the MCP client configuration).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Resource caps.
+    pub limits: Limits,
+}
+
+/// Starts sandboxes under one directory: `ROOT/SESSION/workspace` and
+/// `ROOT/SESSION/files`.
+#[derive(Debug, Clone)]
+pub struct LocalSandboxes {
+    root: PathBuf,
+}
+
+impl LocalSandboxes {
+    /// Sandboxes kept under `root` (created when needed; keep it off the
+    /// paths sandboxes see).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Whether this machine can run them (bubblewrap and prlimit found).
+    pub fn available() -> bool {
+        ["/usr/bin/bwrap", "/usr/bin/prlimit"]
+            .iter()
+            .all(|tool| Path::new(tool).is_file())
+    }
+
+    /// Sets up the session's directories and starts its command.
+    pub async fn start(&self, spec: &SandboxSpec) -> anyhow::Result<Sandbox> {
+        anyhow::ensure!(!spec.command.is_empty(), "no command to run");
+        anyhow::ensure!(
+            !spec.session_id.is_empty()
+                && spec
+                    .session_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "session id {:?} is not a plain name",
+            spec.session_id
+        );
+        let dir = self.root.join(&spec.session_id);
+        let workspace = dir.join("workspace");
+        let files = dir.join("files");
+        tokio::fs::create_dir_all(&workspace)
+            .await
+            .with_context(|| format!("creating {}", workspace.display()))?;
+        tokio::fs::create_dir_all(&files).await?;
+        for (name, bytes) in &spec.files {
+            let path = files.join(relative(name)?);
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::write(&path, bytes)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+
+        let mut command = Command::new("/usr/bin/prlimit");
+        command
+            .arg(format!("--as={}", spec.limits.memory_bytes))
+            .arg(format!("--cpu={}", spec.limits.cpu_seconds))
+            .args(["--", "/usr/bin/bwrap", "--unshare-all"]);
+        if spec.network {
+            command.arg("--share-net");
+        }
+        command
+            .args(["--die-with-parent", "--new-session", "--clearenv"])
+            .args(["--ro-bind", "/usr", "/usr"])
+            .args(["--symlink", "usr/bin", "/bin"])
+            .args(["--symlink", "usr/sbin", "/sbin"])
+            .args(["--symlink", "usr/lib", "/lib"])
+            .args(["--symlink", "usr/lib64", "/lib64"])
+            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+            // Name resolution and certificates, for sessions with network.
+            .args(["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"])
+            .args(["--ro-bind-try", "/etc/ssl", "/etc/ssl"])
+            .arg("--bind")
+            .arg(&workspace)
+            .arg("/workspace")
+            .arg("--ro-bind")
+            .arg(&files)
+            .arg(FILES_DIR)
+            .args(["--chdir", "/workspace"])
+            .args(["--setenv", "HOME", "/workspace"])
+            .args(["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]);
+        for (name, value) in &spec.env {
+            command.args(["--setenv", name, value]);
+        }
+        command
+            .arg("--")
+            .args(&spec.command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting bubblewrap")?;
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(keep_lines(stdout, output.clone()));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(keep_lines(stderr, output.clone()));
+        }
+        Ok(Sandbox { child, dir, output })
+    }
+}
+
+/// `name` as a path that stays inside the directory it is joined to.
+fn relative(name: &str) -> anyhow::Result<&Path> {
+    let path = Path::new(name);
+    anyhow::ensure!(
+        !name.is_empty()
+            && path
+                .components()
+                .all(|part| matches!(part, std::path::Component::Normal(_))),
+        "file name {name:?} must be a plain relative path"
+    );
+    Ok(path)
+}
+
+/// Keeps the last [`KEPT_OUTPUT_LINES`] lines of a stream.
+async fn keep_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    output: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(mut kept) = output.lock() else { return };
+        if kept.len() == KEPT_OUTPUT_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+    }
+}
+
+/// A running (or finished) session sandbox.
+pub struct Sandbox {
+    child: Child,
+    dir: PathBuf,
+    output: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Sandbox {
+    /// The host directory of its `/workspace`.
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+
+    /// Waits for the command to end; its exit code (`None` when a signal
+    /// ended it).
+    pub async fn wait(&mut self) -> anyhow::Result<Option<i32>> {
+        Ok(self.child.wait().await?.code())
+    }
+
+    /// The last lines it wrote (standard output and error, interleaved).
+    pub fn last_output(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Ends it: every process of the session is killed (bubblewrap's PID
+    /// namespace dies with it), and its directory is removed unless `keep`.
+    pub async fn destroy(mut self, keep: bool) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill().await.context("killing the sandbox")?;
+        }
+        if !keep {
+            match tokio::fs::remove_dir_all(&self.dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing {}", self.dir.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_files_stay_inside_their_directory() {
+        assert!(relative("mcp/config.json").is_ok());
+        for bad in ["", "/etc/passwd", "../escape", "a/../../b"] {
+            assert!(relative(bad).is_err(), "{bad:?}");
+        }
+    }
+}

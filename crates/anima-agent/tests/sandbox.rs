@@ -1,0 +1,223 @@
+//! The local sandbox on this machine's bubblewrap: what a session can and
+//! cannot reach, its exit and output, and that destroying it leaves no
+//! process behind. Skipped (with a note) where bubblewrap is missing;
+//! `scripts/setup-debian` installs it.
+
+use std::time::Duration;
+
+use anima_agent::sandbox::{Limits, LocalSandboxes, SandboxSpec};
+
+fn sandboxes() -> Option<(LocalSandboxes, tempfile::TempDir)> {
+    if !LocalSandboxes::available() {
+        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+        return None;
+    }
+    let root = tempfile::tempdir().expect("root");
+    Some((LocalSandboxes::new(root.path()), root))
+}
+
+fn shell(session: &str, script: &str) -> SandboxSpec {
+    SandboxSpec {
+        session_id: session.into(),
+        command: vec!["/bin/bash".into(), "-c".into(), script.into()],
+        ..SandboxSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn a_session_sees_its_workspace_and_files_and_nothing_else() {
+    let Some((sandboxes, root)) = sandboxes() else {
+        return;
+    };
+    // Something of the host's that must stay out of reach.
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let secret_of_the_host = tempfile::Builder::new()
+        .prefix("host-secret")
+        .tempfile_in(&home)
+        .expect("host file");
+
+    let mut first = sandboxes
+        .start(&SandboxSpec {
+            files: vec![("secrets/token".into(), b"s3cret".to_vec())],
+            ..shell(
+                "first",
+                "cat /run/anima/secrets/token > seen; echo mine > own.txt",
+            )
+        })
+        .await
+        .expect("start");
+    assert_eq!(
+        first.wait().await.expect("wait"),
+        Some(0),
+        "{:?}",
+        first.last_output()
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.workspace().join("seen")).expect("seen"),
+        "s3cret",
+        "given files are readable"
+    );
+
+    let probe = format!(
+        "test -e {host} && echo HOST; test -e {other} && echo OTHER; ls /workspace | wc -l; \
+         touch /usr/x 2>/dev/null && echo USR_WRITABLE; \
+         (echo overwrite > /run/anima/anything) 2>/dev/null && echo FILES_WRITABLE; echo done",
+        host = secret_of_the_host.path().display(),
+        other = first.workspace().display(),
+    );
+    let mut second = sandboxes
+        .start(&shell("second", &probe))
+        .await
+        .expect("start");
+    assert_eq!(second.wait().await.expect("wait"), Some(0));
+    assert_eq!(
+        second.last_output(),
+        ["0", "done"],
+        "no host home, no other workspace, an empty own workspace, read-only system and files"
+    );
+    for sandbox in [first, second] {
+        sandbox.destroy(false).await.expect("destroy");
+    }
+    assert_eq!(
+        std::fs::read_dir(root.path()).expect("root").count(),
+        0,
+        "directories removed"
+    );
+}
+
+#[tokio::test]
+async fn the_network_is_there_only_with_the_capability() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    let connect = format!(
+        "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=5)' \
+         && echo CONNECTED || echo REFUSED"
+    );
+    for (session, network, expected) in [("closed", false, "REFUSED"), ("open", true, "CONNECTED")]
+    {
+        let mut sandbox = sandboxes
+            .start(&SandboxSpec {
+                network,
+                ..shell(session, &connect)
+            })
+            .await
+            .expect("start");
+        sandbox.wait().await.expect("wait");
+        let output = sandbox.last_output();
+        assert_eq!(
+            output.last().map(String::as_str),
+            Some(expected),
+            "{output:?}"
+        );
+        sandbox.destroy(false).await.expect("destroy");
+    }
+}
+
+#[tokio::test]
+async fn exit_codes_and_output_are_kept_and_destroying_reaps_every_process() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let mut failing = sandboxes
+        .start(&shell("failing", "echo one; echo two >&2; exit 3"))
+        .await
+        .expect("start");
+    assert_eq!(failing.wait().await.expect("wait"), Some(3));
+    let mut output = failing.last_output();
+    output.sort();
+    assert_eq!(output, ["one", "two"]);
+    failing.destroy(false).await.expect("destroy");
+
+    // Background processes that outlive the shell that started them.
+    let marker = "4242.1717";
+    let lingering = sandboxes
+        .start(&shell(
+            "lingering",
+            &format!("sleep {marker} & sleep {marker} & echo started; wait"),
+        ))
+        .await
+        .expect("start");
+    let running = || {
+        std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                std::fs::read(entry.path().join("cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+            })
+            .count()
+    };
+    for _ in 0..100 {
+        if running() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running() >= 2, "the session's processes run");
+    lingering.destroy(false).await.expect("destroy");
+    for _ in 0..100 {
+        if running() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running(), 0, "no process of the session is left");
+}
+
+#[tokio::test]
+async fn bad_specs_are_refused_before_anything_runs() {
+    let Some((sandboxes, root)) = sandboxes() else {
+        return;
+    };
+    for spec in [
+        shell("../escape", "true"),
+        SandboxSpec {
+            files: vec![("../../etc/x".into(), Vec::new())],
+            ..shell("files", "true")
+        },
+        SandboxSpec {
+            command: Vec::new(),
+            ..shell("empty", "true")
+        },
+    ] {
+        assert!(sandboxes.start(&spec).await.is_err(), "{spec:?}");
+    }
+    assert!(
+        !root.path().join("empty").exists(),
+        "nothing set up for a refused spec"
+    );
+}
+
+#[tokio::test]
+async fn memory_is_capped() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let allocate = "python3 -c 'x = bytearray(512 * 1024 * 1024)' && echo ALLOCATED || echo CAPPED";
+    for (session, memory_bytes, expected) in [
+        ("small", 256 << 20, "CAPPED"),
+        ("large", 2 << 30, "ALLOCATED"),
+    ] {
+        let mut sandbox = sandboxes
+            .start(&SandboxSpec {
+                limits: Limits {
+                    memory_bytes,
+                    ..Limits::default()
+                },
+                ..shell(session, allocate)
+            })
+            .await
+            .expect("start");
+        sandbox.wait().await.expect("wait");
+        let output = sandbox.last_output();
+        assert_eq!(
+            output.last().map(String::as_str),
+            Some(expected),
+            "{output:?}"
+        );
+        sandbox.destroy(false).await.expect("destroy");
+    }
+}
