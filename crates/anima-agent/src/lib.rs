@@ -1,22 +1,23 @@
 //! anima-agent: the internal AgentProviderService that provisions a sandbox
-//! per agent session. Built so far: [`sandbox`], the local provider's
-//! mechanism (a bubblewrap namespace set per session). The service itself
-//! is served so that callers and reflection see it, and every RPC still
-//! answers `UNIMPLEMENTED`.
+//! per agent session. [`sandbox`] is the local provider's mechanism (a
+//! bubblewrap namespace set per session); [`provider`] serves it over
+//! gRPC. Still to come: login into a session over SSH, and a sandbox
+//! without network reaching the MCP endpoint.
 
+use std::path::PathBuf;
+
+use anima_proto::v1::agent_provider_service_server::AgentProviderServiceServer;
+
+pub mod provider;
 pub mod sandbox;
 
-use anima_proto::v1::agent_provider_service_server::{
-    AgentProviderService, AgentProviderServiceServer,
-};
+use provider::LocalProvider;
+use sandbox::{Limits, LocalSandboxes};
 
-/// The provider service as it stands: every RPC unimplemented.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProviderService;
-
-impl AgentProviderService for ProviderService {}
-
-/// The tonic service to mount on a server.
-pub fn service() -> AgentProviderServiceServer<ProviderService> {
-    AgentProviderServiceServer::new(ProviderService)
+/// The tonic service of a local provider keeping its sandboxes under `dir`.
+pub fn service(dir: impl Into<PathBuf>) -> AgentProviderServiceServer<LocalProvider> {
+    AgentProviderServiceServer::new(LocalProvider::new(
+        LocalSandboxes::new(dir),
+        Limits::default(),
+    ))
 }

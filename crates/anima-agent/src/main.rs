@@ -9,6 +9,13 @@ struct Args {
     /// Listen address.
     #[arg(long, env = "ANIMA_AGENT_LISTEN", default_value = "127.0.0.1:7435")]
     listen: std::net::SocketAddr,
+    /// Where session sandboxes (workspaces, given files) are kept.
+    #[arg(
+        long,
+        env = "ANIMA_AGENT_SANDBOXES",
+        default_value = "/var/lib/anima/sandboxes"
+    )]
+    sandboxes: std::path::PathBuf,
 }
 
 #[tokio::main]
@@ -16,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!("anima-agent listening on {}", args.listen);
     tonic::transport::Server::builder()
-        .add_service(anima_agent::service())
+        .add_service(anima_agent::service(args.sandboxes))
         .serve(args.listen)
         .await?;
     Ok(())

@@ -169,7 +169,7 @@ impl LocalSandboxes {
 }
 
 /// `name` as a path that stays inside the directory it is joined to.
-fn relative(name: &str) -> anyhow::Result<&Path> {
+pub fn relative(name: &str) -> anyhow::Result<&Path> {
     let path = Path::new(name);
     anyhow::ensure!(
         !name.is_empty()
@@ -213,6 +213,11 @@ impl Sandbox {
     /// ended it).
     pub async fn wait(&mut self) -> anyhow::Result<Option<i32>> {
         Ok(self.child.wait().await?.code())
+    }
+
+    /// The exit code once it has ended: `Some(None)` when a signal ended it.
+    pub fn try_exit(&mut self) -> anyhow::Result<Option<Option<i32>>> {
+        Ok(self.child.try_wait()?.map(|status| status.code()))
     }
 
     /// The last lines it wrote (standard output and error, interleaved).

@@ -50,7 +50,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
-                .add_service(anima_agent::service());
+                .add_service(anima_agent::service(
+                    std::env::temp_dir().join("anima-bench-sandboxes"),
+                ));
             let api = anima_server::app::api(store, &config, Some(internal), None).await?;
             if args.trust_every_caller {
                 api.into_router_trusting_every_caller()

@@ -136,6 +136,10 @@ pub mod reason {
     pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
     /// The agent provider failed to set up or tear down a sandbox.
     pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
+    /// A capability names a secret the agent provider cannot find.
+    pub const SECRET_NOT_FOUND: &str = "SECRET_NOT_FOUND";
+    /// No sandbox has this id (never made, or destroyed).
+    pub const VM_NOT_FOUND: &str = "VM_NOT_FOUND";
     /// Another mailbox has this address.
     pub const MAILBOX_EXISTS: &str = "MAILBOX_EXISTS";
     /// No mailbox has this id.

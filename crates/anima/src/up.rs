@@ -48,14 +48,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir.display().to_string();
     }
+    let data_dir = match config.data_dir.as_str() {
+        "" => dirs::data_dir().map(|dir| dir.join("anima")),
+        dir => Some(PathBuf::from(dir)),
+    };
     if config.database_url.is_empty() {
-        let dir = if config.data_dir.is_empty() {
-            dirs::data_dir()
-                .map(|dir| dir.join("anima"))
-                .context("no data directory; pass --data-dir")?
-        } else {
-            PathBuf::from(&config.data_dir)
-        };
+        let dir = data_dir
+            .clone()
+            .context("no data directory; pass --data-dir")?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         config.database_url = format!("sqlite://{}", dir.join("anima.db").display());
     }
@@ -96,8 +96,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         mail.service_token = token;
         mail.check()?;
     }
-    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
-        .add_service(anima_agent::service());
+    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(
+        anima_agent::service(
+            data_dir
+                .unwrap_or_else(std::env::temp_dir)
+                .join("sandboxes"),
+        ),
+    );
     let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
 
     say(format!(

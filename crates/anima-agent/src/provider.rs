@@ -1,0 +1,279 @@
+//! AgentProviderService over [`LocalSandboxes`]: a session's capabilities
+//! become its sandbox (secrets as files, a network zone as the host's
+//! network), its MCP endpoint, token and Akh identity are written where
+//! the agent finds them, and its skills into its workspace.
+//!
+//! What the local provider does not do yet: login credentials (SSH), and
+//! reaching the MCP endpoint from a sandbox without network. A network
+//! zone grants the host's whole network: bubblewrap cannot filter by host.
+
+use std::collections::HashMap;
+
+use anima_core::{DomainError, ErrorCode, error::reason};
+use anima_proto::{
+    status::to_status,
+    v1::{self as pb, agent_provider_service_server::AgentProviderService, capability::Kind},
+};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status};
+
+use crate::sandbox::{Limits, LocalSandboxes, Sandbox, SandboxSpec, relative};
+
+/// Where the MCP client configuration appears inside the sandbox.
+pub const MCP_CONFIG: &str = "/run/anima/mcp.json";
+
+/// Where skills are deployed, inside the workspace.
+pub const SKILLS_DIR: &str = ".anima/skills";
+
+/// The provider service: sandboxes by VM id (`local:SESSION`).
+pub struct LocalProvider {
+    sandboxes: LocalSandboxes,
+    limits: Limits,
+    running: Mutex<HashMap<String, Sandbox>>,
+}
+
+impl LocalProvider {
+    /// A provider keeping its sandboxes under `sandboxes`.
+    pub fn new(sandboxes: LocalSandboxes, limits: Limits) -> Self {
+        Self {
+            sandboxes,
+            limits,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> DomainError {
+    DomainError::invalid_argument(reason::INVALID_FIELD, message)
+}
+
+fn failed(err: impl std::fmt::Display) -> DomainError {
+    DomainError::new(
+        ErrorCode::Unavailable,
+        reason::AGENT_PROVIDER_FAILED,
+        format!("the sandbox failed: {err:#}"),
+    )
+}
+
+fn vm_not_found(vm_id: &str) -> DomainError {
+    DomainError::not_found(reason::VM_NOT_FOUND, format!("no sandbox {vm_id}"))
+}
+
+/// A secret's value from its reference: `file:///path` (read on the host
+/// running the provider) or `env://NAME`.
+fn resolve_secret(name: &str, reference: &str) -> Result<Vec<u8>, DomainError> {
+    let missing = |why: String| {
+        DomainError::failed_precondition(
+            reason::SECRET_NOT_FOUND,
+            format!("secret {name:?} ({reference}): {why}"),
+        )
+    };
+    if let Some(path) = reference.strip_prefix("file://") {
+        std::fs::read(path).map_err(|err| missing(err.to_string()))
+    } else if let Some(variable) = reference.strip_prefix("env://") {
+        std::env::var(variable)
+            .map(String::into_bytes)
+            .map_err(|_| missing("the variable is not set".into()))
+    } else {
+        Err(missing(
+            "the local provider reads file:// and env:// references".into(),
+        ))
+    }
+}
+
+/// The sandbox a provisioning request describes.
+fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSpec, DomainError> {
+    let command = request.agent_command.trim();
+    if command.is_empty() {
+        return Err(invalid("agent_command is required"));
+    }
+    let mut files = vec![(
+        "mcp.json".to_owned(),
+        json!({
+            "endpoint": request.mcp_endpoint,
+            "token": request.mcp_token,
+            "session_id": request.session_id,
+            "work_item_id": request.work_item_id,
+            "akh": {"id": request.akh_id, "name": request.akh_name},
+        })
+        .to_string()
+        .into_bytes(),
+    )];
+    let mut network = false;
+    for capability in &request.capabilities {
+        match &capability.kind {
+            Some(Kind::Secret(secret)) => {
+                relative(&secret.mount_as).map_err(|err| invalid(format!("{err:#}")))?;
+                files.push((
+                    format!("secrets/{}", secret.mount_as),
+                    resolve_secret(&secret.name, &secret.reference)?,
+                ));
+            }
+            Some(Kind::NetworkZone(_)) => network = true,
+            // Repositories arrive with their issue; custom entries are the
+            // agent's to read from the session.
+            Some(Kind::RepoAccess(_) | Kind::Custom(_)) | None => {}
+        }
+    }
+    Ok(SandboxSpec {
+        session_id: request.session_id.clone(),
+        command: vec!["/bin/sh".into(), "-c".into(), command.to_owned()],
+        env: vec![
+            ("ANIMA_MCP_CONFIG".into(), MCP_CONFIG.into()),
+            ("ANIMA_MCP_ENDPOINT".into(), request.mcp_endpoint.clone()),
+            ("ANIMA_SESSION_ID".into(), request.session_id.clone()),
+            ("ANIMA_WORK_ITEM_ID".into(), request.work_item_id.clone()),
+            ("ANIMA_AKH_NAME".into(), request.akh_name.clone()),
+        ],
+        network,
+        files,
+        limits,
+    })
+}
+
+impl LocalProvider {
+    async fn provision(
+        &self,
+        request: pb::ProvisionVmRequest,
+    ) -> Result<pb::ProvisionVmResponse, DomainError> {
+        let spec = spec_of(&request, self.limits)?;
+        let vm_id = format!("local:{}", request.session_id);
+        let mut running = self.running.lock().await;
+        if running.contains_key(&vm_id) {
+            return Err(DomainError::new(
+                ErrorCode::AlreadyExists,
+                reason::INVALID_FIELD,
+                format!("session {} has a sandbox already", request.session_id),
+            ));
+        }
+        let sandbox = self.sandboxes.start(&spec).await.map_err(failed)?;
+        running.insert(vm_id.clone(), sandbox);
+        Ok(pb::ProvisionVmResponse { vm_id })
+    }
+
+    async fn destroy(
+        &self,
+        request: pb::DestroyVmRequest,
+    ) -> Result<pb::DestroyVmResponse, DomainError> {
+        let sandbox = self
+            .running
+            .lock()
+            .await
+            .remove(&request.vm_id)
+            .ok_or_else(|| vm_not_found(&request.vm_id))?;
+        sandbox.destroy(request.keep).await.map_err(failed)?;
+        Ok(pb::DestroyVmResponse {})
+    }
+
+    async fn deploy(
+        &self,
+        request: pb::DeploySkillsRequest,
+    ) -> Result<pb::DeploySkillsResponse, DomainError> {
+        let running = self.running.lock().await;
+        let sandbox = running
+            .get(&request.vm_id)
+            .ok_or_else(|| vm_not_found(&request.vm_id))?;
+        let skills = sandbox.workspace().join(SKILLS_DIR);
+        // A phase change replaces the skills of the phase before.
+        match tokio::fs::remove_dir_all(&skills).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(failed(err)),
+        }
+        for bundle in &request.skills {
+            let name = bundle
+                .r#ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .unwrap_or_default();
+            let dir =
+                skills.join(relative(name).map_err(|err| invalid(format!("skill: {err:#}")))?);
+            tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
+            tokio::fs::write(dir.join("manifest.json"), &bundle.manifest_json)
+                .await
+                .map_err(failed)?;
+            for (path, content) in &bundle.files {
+                let file = dir
+                    .join(relative(path).map_err(|err| invalid(format!("skill {name}: {err:#}")))?);
+                if let Some(parent) = file.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(failed)?;
+                }
+                tokio::fs::write(file, content).await.map_err(failed)?;
+            }
+        }
+        Ok(pb::DeploySkillsResponse {})
+    }
+
+    async fn status(&self, request: pb::GetVmStatusRequest) -> Result<pb::VmStatus, DomainError> {
+        let mut running = self.running.lock().await;
+        let sandbox = running
+            .get_mut(&request.vm_id)
+            .ok_or_else(|| vm_not_found(&request.vm_id))?;
+        let (state, exit_code) = match sandbox.try_exit().map_err(failed)? {
+            None => (pb::VmState::Running, 0),
+            Some(Some(0)) => (pb::VmState::Exited, 0),
+            Some(Some(code)) => (pb::VmState::Failed, code),
+            // Ended by a signal: killed, or over its CPU time.
+            Some(None) => (pb::VmState::Failed, -1),
+        };
+        Ok(pb::VmStatus {
+            vm_id: request.vm_id,
+            state: state as i32,
+            exit_code,
+            last_output_lines: sandbox.last_output(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AgentProviderService for LocalProvider {
+    async fn provision_vm(
+        &self,
+        request: Request<pb::ProvisionVmRequest>,
+    ) -> Result<Response<pb::ProvisionVmResponse>, Status> {
+        self.provision(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn destroy_vm(
+        &self,
+        request: Request<pb::DestroyVmRequest>,
+    ) -> Result<Response<pb::DestroyVmResponse>, Status> {
+        self.destroy(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn deploy_skills(
+        &self,
+        request: Request<pb::DeploySkillsRequest>,
+    ) -> Result<Response<pb::DeploySkillsResponse>, Status> {
+        self.deploy(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn get_vm_status(
+        &self,
+        request: Request<pb::GetVmStatusRequest>,
+    ) -> Result<Response<pb::VmStatus>, Status> {
+        self.status(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn get_login_credentials(
+        &self,
+        _request: Request<pb::GetLoginCredentialsRequest>,
+    ) -> Result<Response<pb::LoginCredentials>, Status> {
+        Err(Status::unimplemented(
+            "login into a session (SSH) is not built yet",
+        ))
+    }
+}
