@@ -1,8 +1,7 @@
 //! anima-agent: the internal AgentProviderService that provisions a sandbox
 //! per agent session. [`sandbox`] is the local provider's mechanism (a
 //! bubblewrap namespace set per session); [`provider`] serves it over
-//! gRPC. Still to come: login into a session over SSH, and a sandbox
-//! without network reaching the MCP endpoint.
+//! gRPC. Still to come: login into a session over SSH.
 
 use std::path::PathBuf;
 

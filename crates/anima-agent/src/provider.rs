@@ -3,9 +3,10 @@
 //! network), its MCP endpoint, token and Akh identity are written where
 //! the agent finds them, and its skills into its workspace.
 //!
-//! What the local provider does not do yet: login credentials (SSH), and
-//! reaching the MCP endpoint from a sandbox without network. A network
-//! zone grants the host's whole network: bubblewrap cannot filter by host.
+//! A session without network reaches its MCP endpoint, and only it,
+//! through the sandbox's forwarding socket (named in `mcp.json`). What the
+//! local provider does not do yet: login credentials (SSH). A network zone
+//! grants the host's whole network: bubblewrap cannot filter by host.
 
 use std::collections::HashMap;
 
@@ -18,7 +19,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::sandbox::{Limits, LocalSandboxes, Sandbox, SandboxSpec, relative};
+use crate::sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative};
 
 /// Where the MCP client configuration appears inside the sandbox.
 pub const MCP_CONFIG: &str = "/run/anima/mcp.json";
@@ -82,6 +83,19 @@ fn resolve_secret(name: &str, reference: &str) -> Result<Vec<u8>, DomainError> {
     }
 }
 
+/// `host:port` of an `http://` endpoint URL.
+fn endpoint_address(endpoint: &str) -> Result<String, DomainError> {
+    let uri: tonic::codegen::http::Uri = endpoint
+        .parse()
+        .map_err(|err| invalid(format!("mcp_endpoint {endpoint:?}: {err}")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(host)) => Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80))),
+        _ => Err(invalid(format!(
+            "mcp_endpoint {endpoint:?} must be an http:// URL"
+        ))),
+    }
+}
+
 /// The sandbox a provisioning request describes.
 fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSpec, DomainError> {
     let command = request.agent_command.trim();
@@ -92,6 +106,8 @@ fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSp
         "mcp.json".to_owned(),
         json!({
             "endpoint": request.mcp_endpoint,
+            // Sessions without network reach the endpoint through this.
+            "socket": FORWARD_SOCKET,
             "token": request.mcp_token,
             "session_id": request.session_id,
             "work_item_id": request.work_item_id,
@@ -129,6 +145,7 @@ fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSp
         network,
         files,
         limits,
+        forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
     })
 }
 

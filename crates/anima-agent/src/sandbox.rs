@@ -12,6 +12,10 @@
 //! by `prlimit` around it. The session's processes live in their own PID
 //! namespace under bubblewrap, which dies with its parent: killing it
 //! reaps them all.
+//!
+//! One way out exists without network: the Unix socket [`FORWARD_SOCKET`],
+//! whose connections are forwarded to one TCP address (the MCP endpoint),
+//! so a session reaches the server and nothing else.
 
 use std::{
     collections::VecDeque,
@@ -23,6 +27,7 @@ use std::{
 use anyhow::Context;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
+    net::{TcpStream, UnixListener},
     process::{Child, Command},
 };
 
@@ -31,6 +36,9 @@ pub const KEPT_OUTPUT_LINES: usize = 50;
 
 /// Where the given files appear inside the sandbox.
 pub const FILES_DIR: &str = "/run/anima";
+
+/// The socket inside the sandbox that leads to [`SandboxSpec::forward_to`].
+pub const FORWARD_SOCKET: &str = "/run/forward.sock";
 
 /// Resource caps of one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +74,8 @@ pub struct SandboxSpec {
     pub files: Vec<(String, Vec<u8>)>,
     /// Resource caps.
     pub limits: Limits,
+    /// A TCP address (`host:port`) reached through [`FORWARD_SOCKET`].
+    pub forward_to: Option<String>,
 }
 
 /// Starts sandboxes under one directory: `ROOT/SESSION/workspace` and
@@ -118,6 +128,21 @@ impl LocalSandboxes {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
 
+        let forwarder = match &spec.forward_to {
+            Some(target) => {
+                let socket = dir.join("forward.sock");
+                match tokio::fs::remove_file(&socket).await {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
+                }
+                let listener = UnixListener::bind(&socket)
+                    .with_context(|| format!("binding {}", socket.display()))?;
+                Some((socket, tokio::spawn(forward(listener, target.clone()))))
+            }
+            None => None,
+        };
+
         let mut command = Command::new("/usr/bin/prlimit");
         command
             .arg(format!("--as={}", spec.limits.memory_bytes))
@@ -146,6 +171,9 @@ impl LocalSandboxes {
             .args(["--chdir", "/workspace"])
             .args(["--setenv", "HOME", "/workspace"])
             .args(["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]);
+        if let Some((socket, _)) = &forwarder {
+            command.arg("--bind").arg(socket).arg(FORWARD_SOCKET);
+        }
         for (name, value) in &spec.env {
             command.args(["--setenv", name, value]);
         }
@@ -164,7 +192,12 @@ impl LocalSandboxes {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(keep_lines(stderr, output.clone()));
         }
-        Ok(Sandbox { child, dir, output })
+        Ok(Sandbox {
+            child,
+            dir,
+            output,
+            forwarder: forwarder.map(|(_, task)| task),
+        })
     }
 }
 
@@ -179,6 +212,21 @@ pub fn relative(name: &str) -> anyhow::Result<&Path> {
         "file name {name:?} must be a plain relative path"
     );
     Ok(path)
+}
+
+/// Hands every connection on `listener` to a new TCP connection to
+/// `target`, both ways, until the listener's task is aborted.
+async fn forward(listener: UnixListener, target: String) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        tokio::spawn(async move {
+            // A refused connection closes the socket: the agent sees the
+            // endpoint down, as it would over TCP.
+            if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }
 
 /// Keeps the last [`KEPT_OUTPUT_LINES`] lines of a stream.
@@ -201,6 +249,15 @@ pub struct Sandbox {
     child: Child,
     dir: PathBuf,
     output: Arc<Mutex<VecDeque<String>>>,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.abort();
+        }
+    }
 }
 
 impl Sandbox {

@@ -244,5 +244,67 @@ async fn bad_requests_are_refused_and_start_nothing() {
         .await
         .expect_err("no command");
     assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+    let mut elsewhere = provision("s8", "true", Vec::new());
+    elsewhere.mcp_endpoint = "ftp://127.0.0.1/mcp".into();
+    let elsewhere = provider
+        .provision_vm(Request::new(elsewhere))
+        .await
+        .expect_err("not http");
+    assert_eq!(elsewhere.code(), tonic::Code::InvalidArgument);
     assert_eq!(std::fs::read_dir(root.path()).expect("root").count(), 0);
+}
+
+#[tokio::test]
+async fn without_network_the_endpoint_is_reached_through_the_socket_and_nothing_else() {
+    let Some((provider, _root)) = provider() else {
+        return;
+    };
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("endpoint");
+    let port = endpoint.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = endpoint.accept().await {
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nmcp-here\n").await;
+        }
+    });
+    let script = format!(
+        "import json, socket\n\
+         config = json.load(open('/run/anima/mcp.json'))\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect(config['socket'])\n\
+         s.sendall(b'GET /mcp HTTP/1.0\\r\\n\\r\\n')\n\
+         print(s.recv(1024).decode().splitlines()[-1])\n\
+         try:\n\
+         \x20   socket.create_connection(('127.0.0.1', {port}), timeout=5)\n\
+         \x20   print('DIRECT OPEN')\n\
+         except OSError:\n\
+         \x20   print('DIRECT REFUSED')\n"
+    );
+    let mut request = provision(
+        "s7",
+        &format!("python3 -c {}", shell_quote(&script)),
+        Vec::new(),
+    );
+    request.mcp_endpoint = format!("http://127.0.0.1:{port}/mcp");
+    let vm_id = provider
+        .provision_vm(Request::new(request))
+        .await
+        .expect("provision")
+        .into_inner()
+        .vm_id;
+    let done = ended(&provider, &vm_id).await;
+    assert_eq!(
+        done.last_output_lines,
+        ["mcp-here", "DIRECT REFUSED"],
+        "{done:?}"
+    );
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
