@@ -1,11 +1,17 @@
 //! Agent providers: what sets up and tears down the sandbox of an agent
-//! session. The real one (anima-agent) is a gRPC client behind this trait;
-//! the server only needs to know that sessions start and stop.
+//! session, and says when its agent has ended. The real one (anima-agent's
+//! AgentProviderService) is reached by gRPC ([`RemoteProvider`]).
 
 use std::{path::PathBuf, sync::Arc};
 
 use anima_core::{DomainError, ErrorCode, agent::AgentSession, error::reason};
+use anima_proto::{
+    capability::capability,
+    v1::{self as pb, agent_provider_service_client::AgentProviderServiceClient},
+};
 use async_trait::async_trait;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
 use crate::auth::write_private_file;
 
@@ -17,6 +23,24 @@ pub struct ProvisionRequest {
     /// The session's MCP token, to deploy into the sandbox. It exists only
     /// here and in the sandbox; the server keeps its hash.
     pub mcp_token: String,
+    /// The Akh's name, the identity the agent writes as.
+    pub akh_name: String,
+}
+
+/// Where a sandbox's agent stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentState {
+    /// Still running (or run by hand, where nothing says otherwise).
+    Running,
+    /// Its command ended.
+    Ended {
+        /// Whether it exited with 0.
+        success: bool,
+        /// Its exit code (-1 when a signal ended it).
+        exit_code: i32,
+        /// The last lines it wrote.
+        last_output: Vec<String>,
+    },
 }
 
 /// Sets up and tears down sandboxes for agent sessions.
@@ -26,6 +50,12 @@ pub trait AgentProvider: Send + Sync {
     async fn provision(&self, request: ProvisionRequest) -> Result<String, DomainError>;
     /// Destroys a session's sandbox.
     async fn destroy(&self, session: &AgentSession) -> Result<(), DomainError>;
+    /// Where the agent of sandbox `vm_id` stands. Providers that cannot
+    /// tell answer `Running`: the session then ends when someone stops it.
+    async fn state(&self, vm_id: &str) -> Result<AgentState, DomainError> {
+        let _ = vm_id;
+        Ok(AgentState::Running)
+    }
 }
 
 fn provider_failed(err: impl std::fmt::Display) -> DomainError {
@@ -84,11 +114,147 @@ impl AgentProvider for ManualProvider {
     }
 }
 
-/// The provider a configuration names: `""` for none, `manual:DIR`.
-pub fn from_config(spec: &str) -> anyhow::Result<Option<Arc<dyn AgentProvider>>> {
+/// anima-agent's AgentProviderService, reached with a service token; each
+/// sandbox runs `agent_command` and reaches the server's MCP endpoint.
+#[derive(Clone)]
+pub struct RemoteProvider {
+    client: AgentProviderServiceClient<Channel>,
+    token: String,
+    mcp_endpoint: String,
+    agent_command: String,
+}
+
+impl RemoteProvider {
+    /// A provider at `url` (connected on first use).
+    pub fn new(
+        url: &str,
+        token: &str,
+        mcp_endpoint: &str,
+        agent_command: &str,
+    ) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|err| anyhow::anyhow!("agent provider URL {url:?}: {err}"))?
+            .connect_lazy();
+        Ok(Self {
+            client: AgentProviderServiceClient::new(channel),
+            token: token.to_owned(),
+            mcp_endpoint: mcp_endpoint.to_owned(),
+            agent_command: agent_command.to_owned(),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, DomainError> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(provider_failed)?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+/// A provider's refusal a caller can act on keeps its reason (a missing
+/// secret stays `SECRET_NOT_FOUND`); anything else is the provider failing.
+fn from_status(status: tonic::Status) -> DomainError {
+    let wire_reason = status.get_details_error_info().map(|info| info.reason);
+    match (status.code(), wire_reason.as_deref()) {
+        (tonic::Code::FailedPrecondition, Some(reason::SECRET_NOT_FOUND)) => {
+            DomainError::failed_precondition(reason::SECRET_NOT_FOUND, status.message())
+        }
+        (tonic::Code::NotFound, _) => {
+            DomainError::not_found(reason::VM_NOT_FOUND, status.message())
+        }
+        (tonic::Code::InvalidArgument, _) => DomainError::failed_precondition(
+            reason::AGENT_PROVIDER_FAILED,
+            format!(
+                "the agent provider refused the session: {}",
+                status.message()
+            ),
+        ),
+        _ => provider_failed(status.message()),
+    }
+}
+
+#[async_trait]
+impl AgentProvider for RemoteProvider {
+    async fn provision(&self, request: ProvisionRequest) -> Result<String, DomainError> {
+        let session = request.session;
+        let provisioned = self
+            .client
+            .clone()
+            .provision_vm(self.request(pb::ProvisionVmRequest {
+                session_id: session.id,
+                work_item_id: session.work_item_id,
+                capabilities: session.capabilities.into_iter().map(capability).collect(),
+                akh_id: session.akh_id,
+                akh_name: request.akh_name,
+                mcp_endpoint: self.mcp_endpoint.clone(),
+                mcp_token: request.mcp_token,
+                agent_command: self.agent_command.clone(),
+            })?)
+            .await
+            .map_err(from_status)?;
+        Ok(provisioned.into_inner().vm_id)
+    }
+
+    async fn destroy(&self, session: &AgentSession) -> Result<(), DomainError> {
+        let destroyed = self
+            .client
+            .clone()
+            .destroy_vm(self.request(pb::DestroyVmRequest {
+                vm_id: session.vm_id.clone(),
+                keep: session.keep_after_stop,
+            })?)
+            .await;
+        match destroyed {
+            Ok(_) => Ok(()),
+            // Gone already: what destroying wants.
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(from_status(status)),
+        }
+    }
+
+    async fn state(&self, vm_id: &str) -> Result<AgentState, DomainError> {
+        let status = self
+            .client
+            .clone()
+            .get_vm_status(self.request(pb::GetVmStatusRequest {
+                vm_id: vm_id.to_owned(),
+            })?)
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok(match status.state() {
+            pb::VmState::Exited | pb::VmState::Failed | pb::VmState::Destroyed => {
+                AgentState::Ended {
+                    success: status.state() == pb::VmState::Exited,
+                    exit_code: status.exit_code,
+                    last_output: status.last_output_lines,
+                }
+            }
+            pb::VmState::Unspecified | pb::VmState::Provisioning | pb::VmState::Running => {
+                AgentState::Running
+            }
+        })
+    }
+}
+
+/// The provider a configuration names: `""` for none, `manual:DIR`, or
+/// `agent:URL` (anima-agent, with `agent_token`, running `agent_command`;
+/// sandboxes reach `mcp_endpoint`).
+pub fn from_config(
+    spec: &str,
+    agent: &crate::config::AgentConfig,
+) -> anyhow::Result<Option<Arc<dyn AgentProvider>>> {
     match spec.split_once(':') {
         None if spec.is_empty() => Ok(None),
         Some(("manual", dir)) if !dir.is_empty() => Ok(Some(Arc::new(ManualProvider::new(dir)))),
-        _ => anyhow::bail!("agent_provider must be empty or manual:DIR, not {spec:?}"),
+        Some(("agent", url)) if !url.is_empty() => Ok(Some(Arc::new(RemoteProvider::new(
+            url,
+            &agent.token,
+            &agent.mcp_endpoint,
+            &agent.command,
+        )?))),
+        _ => anyhow::bail!("agent_provider must be empty, manual:DIR or agent:URL, not {spec:?}"),
     }
 }

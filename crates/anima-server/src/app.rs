@@ -58,7 +58,7 @@ pub async fn router(
     config: &ServerConfig,
     internal: Option<Routes>,
 ) -> anyhow::Result<Router> {
-    let provider = agents::from_config(&config.agent_provider)?;
+    let provider = agents::from_config(&config.agent_provider, &config.agent)?;
     router_with_provider(store, config, internal, provider).await
 }
 

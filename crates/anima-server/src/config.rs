@@ -35,15 +35,31 @@ pub struct ServerConfig {
     /// it is cut off with a cursor to resume from.
     pub stream_lag_limit: usize,
     /// What starts agent sessions: empty for nothing (StartSession is
-    /// refused), or `manual:DIR` to write each session's MCP credentials
-    /// into DIR for an agent run by hand.
+    /// refused), `manual:DIR` to write each session's MCP credentials
+    /// into DIR for an agent run by hand, or `agent:URL` for anima-agent's
+    /// sandboxes (see `agent`).
     pub agent_provider: String,
+    /// For `agent_provider = "agent:URL"`: what the sandboxes run and reach.
+    pub agent: AgentConfig,
     /// Where anima-ai answers (`http://host:port`); empty turns the AI
     /// features off (they answer `FAILED_PRECONDITION`/`NO_AI_SERVICE`).
     /// `anima up` points it at its own listener.
     pub ai_url: String,
     /// The service token anima-server presents to anima-ai.
     pub ai_token: String,
+}
+
+/// How anima-server uses anima-agent's sandboxes.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The service token presented to anima-agent.
+    pub token: String,
+    /// The command each sandbox runs (`sh -c`), in its `/workspace`.
+    pub command: String,
+    /// This server's MCP endpoint as sandboxes reach it
+    /// (`http://host:port/mcp`).
+    pub mcp_endpoint: String,
 }
 
 /// A pre-shared token identifying an internal service.
@@ -70,6 +86,7 @@ impl Default for ServerConfig {
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,
             agent_provider: String::new(),
+            agent: AgentConfig::default(),
             ai_url: String::new(),
             ai_token: String::new(),
         }
@@ -116,6 +133,9 @@ impl ServerConfig {
         }
         if let Some(provider) = var("ANIMA_AGENT_PROVIDER") {
             self.agent_provider = provider;
+        }
+        if let Some(command) = var("ANIMA_AGENT_COMMAND") {
+            self.agent.command = command;
         }
         if let Some(url) = var("ANIMA_AI_URL") {
             self.ai_url = url;

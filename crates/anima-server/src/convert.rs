@@ -616,11 +616,8 @@ pub fn agent_session(session: AgentSession) -> pb::AgentSession {
         phase_id: session.phase_id,
         vm_id: session.vm_id,
         exit_code: 0,
-        last_output_lines: if session.error.is_empty() {
-            Vec::new()
-        } else {
-            vec![session.error]
-        },
+        // Why it failed: for an agent that exited, its exit and last lines.
+        last_output_lines: session.error.lines().map(str::to_owned).collect(),
         keep_after_stop: session.keep_after_stop,
         create_time: timestamp(session.created_at),
         update_time: timestamp(session.updated_at),

@@ -82,6 +82,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config.ai_url = format!("http://{}", reachable(address));
         config.ai_token = token;
     }
+    // With an agent command and no other provider, sessions run in this
+    // process's sandboxes (anima-agent on the same listener).
+    if config.agent_provider.is_empty() && !config.agent.command.is_empty() {
+        let token = anima_server::auth::new_token();
+        config
+            .service_tokens
+            .push(anima_server::config::ServiceToken {
+                name: "anima-agent".into(),
+                token: token.clone(),
+            });
+        config.agent_provider = format!("agent:http://{}", reachable(address));
+        config.agent.token = token;
+        if config.agent.mcp_endpoint.is_empty() {
+            config.agent.mcp_endpoint = format!("http://{}/mcp", reachable(address));
+        }
+    }
     let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
     if mail.is_enabled() {
         // The worker reaches this same listener with a token of its own.

@@ -766,6 +766,128 @@ async fn mcp_with_the_python_sdk() {
     assert!(out.contains("ok: the SDK cannot use the token"), "{out}");
 }
 
+/// `anima up` with an agent command: each session's agent runs in its own
+/// sandbox (anima-agent on the same listener); its exit ends the session,
+/// completed or failed with its last output, and the sandbox goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
+    use anima_proto::v1::{
+        self as pb, agent_session_service_client::AgentSessionServiceClient,
+        auth_service_client::AuthServiceClient,
+    };
+    if !std::path::Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let agent = "test -s /run/anima/mcp.json && echo \"$ANIMA_AKH_NAME on $ANIMA_WORK_ITEM_ID\"; \
+                 [ \"$ANIMA_AKH_NAME\" = Breaker ] && { echo 'cannot build' >&2; exit 3; }; exit 0";
+    let up = Up::start_with_env(&data, None, &[("ANIMA_AGENT_COMMAND", agent)]);
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["project", "create", "Sandboxed"], "");
+    let item = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Sandboxed",
+            "Build it",
+            "--json",
+        ],
+        "",
+    ));
+    let item_id = item["id"].as_str().expect("id").to_owned();
+
+    let channel = tonic::transport::Channel::from_shared(up.address.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: up.admin_password.clone(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let authed = |message| {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        request
+    };
+    let mut sessions = AgentSessionServiceClient::new(channel);
+    for (name, wanted) in [
+        ("Builder", pb::SessionStatus::Completed),
+        ("Breaker", pb::SessionStatus::Failed),
+    ] {
+        let akh = json(&cli(&config, &["akh", "create", name, "--json"], ""));
+        let session = sessions
+            .start_session(authed(pb::StartSessionRequest {
+                work_item_id: item_id.clone(),
+                akh_id: akh["id"].as_str().expect("id").into(),
+                keep_after_stop: false,
+            }))
+            .await
+            .expect("start")
+            .into_inner();
+        let mut ended = None;
+        for _ in 0..200 {
+            let current = sessions
+                .get_session(authed_get(&token, &session.id))
+                .await
+                .expect("get")
+                .into_inner();
+            if current.status() != pb::SessionStatus::Running {
+                ended = Some(current);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let ended = ended.expect("the agent's end ends the session");
+        assert_eq!(ended.status(), wanted, "{name}: {ended:?}");
+        if wanted == pb::SessionStatus::Failed {
+            // Standard output and error are read side by side: their
+            // lines may interleave either way.
+            let mut lines = ended.last_output_lines.clone();
+            lines.sort();
+            assert_eq!(
+                lines,
+                [
+                    format!("Breaker on {item_id}"),
+                    "cannot build".to_owned(),
+                    "the agent exited with 3:".to_owned(),
+                ],
+                "the failure keeps the agent's exit and last output"
+            );
+        }
+        let sandbox = data.join("sandboxes").join(&session.id);
+        for _ in 0..100 {
+            if !sandbox.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(!sandbox.exists(), "{name}: the sandbox is destroyed");
+    }
+}
+
+fn authed_get(token: &str, id: &str) -> tonic::Request<anima_proto::v1::GetSessionRequest> {
+    let mut request = tonic::Request::new(anima_proto::v1::GetSessionRequest { id: id.into() });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
 #[test]
 fn planning_cli_on_sqlite() {
     planning_through_the_cli(None);

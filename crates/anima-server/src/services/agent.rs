@@ -20,13 +20,71 @@ use tokio_stream::StreamExt;
 
 use super::{ResponseStream, grpc_service, optional_id};
 use crate::{
-    agents::{AgentProvider, ProvisionRequest},
+    agents::{AgentProvider, AgentState, ProvisionRequest},
     auth::{new_token, token_hash},
     authz::{RequestContext, require_project},
     convert,
     error::to_status,
     events::{EventHub, Replay, StreamItem},
 };
+
+/// How often a running session's sandbox is asked whether its agent ended.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Follows a running session until its agent ends, then ends the session:
+/// completed on exit 0, failed (with the exit code and last output)
+/// otherwise. Ending it revokes its MCP token; its sandbox is destroyed
+/// unless it is to be kept. A session someone stopped first is left as is.
+async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session: AgentSession) {
+    let ended = loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        match provider.state(&session.vm_id).await {
+            Ok(AgentState::Running) => {}
+            Ok(ended @ AgentState::Ended { .. }) => break ended,
+            Err(err) if err.reason == reason::VM_NOT_FOUND => return,
+            Err(err) => {
+                tracing::warn!(session = %session.id, %err, "cannot read the sandbox's state")
+            }
+        }
+        match store.get_agent_session(&session.id).await {
+            Ok(current) if !current.status.is_final() => {}
+            // Stopped meanwhile, or gone: nothing left to follow.
+            _ => return,
+        }
+    };
+    let AgentState::Ended {
+        success,
+        exit_code,
+        last_output,
+    } = ended
+    else {
+        return;
+    };
+    let (status, error) = if success {
+        (SessionStatus::Completed, None)
+    } else {
+        let tail = last_output.join("\n");
+        (
+            SessionStatus::Failed,
+            Some(format!("the agent exited with {exit_code}:\n{tail}")),
+        )
+    };
+    match store
+        .set_agent_session_status(&session.id, status, None, error.as_deref())
+        .await
+    {
+        Ok(ended) => {
+            if !ended.keep_after_stop
+                && let Err(err) = provider.destroy(&ended).await
+            {
+                tracing::warn!(session = %ended.id, %err, "destroying the sandbox failed");
+            }
+        }
+        // Someone stopped it first; stopping destroyed the sandbox.
+        Err(err) if err.reason == reason::SESSION_ENDED => {}
+        Err(err) => tracing::warn!(session = %session.id, %err, "cannot end the session"),
+    }
+}
 
 /// The AgentSessionService implementation.
 #[derive(Clone)]
@@ -120,6 +178,7 @@ impl AgentSessionApi {
         let akh_id = parse_id(&request.akh_id, "akh_id")?;
         let item = self.store.get_work_item(&work_item_id).await?;
         require_project(&self.store, context, &item.project_id).await?;
+        let akh = self.store.get_akh(&akh_id).await?;
         let Some(provider) = &self.provider else {
             return Err(DomainError::failed_precondition(
                 reason::NO_AGENT_PROVIDER,
@@ -141,19 +200,23 @@ impl AgentSessionApi {
             .provision(ProvisionRequest {
                 session: session.clone(),
                 mcp_token,
+                akh_name: akh.name,
             })
             .await;
         match provisioned {
-            Ok(vm_id) => Ok(convert::agent_session(
-                self.store
+            Ok(vm_id) => {
+                let running = self
+                    .store
                     .set_agent_session_status(
                         &session.id,
                         SessionStatus::Running,
                         Some(&vm_id),
                         None,
                     )
-                    .await?,
-            )),
+                    .await?;
+                tokio::spawn(watch(self.store.clone(), provider.clone(), running.clone()));
+                Ok(convert::agent_session(running))
+            }
             Err(err) => {
                 self.store
                     .set_agent_session_status(
