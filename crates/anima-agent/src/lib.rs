@@ -13,10 +13,15 @@ pub mod sandbox;
 use provider::LocalProvider;
 use sandbox::{Limits, LocalSandboxes};
 
-/// The tonic service of a local provider keeping its sandboxes under `dir`.
-pub fn service(dir: impl Into<PathBuf>) -> AgentProviderServiceServer<LocalProvider> {
+/// The tonic service of a local provider keeping its sandboxes under `dir`,
+/// each seeing the host paths `read_only`.
+pub fn service(
+    dir: impl Into<PathBuf>,
+    read_only: Vec<PathBuf>,
+) -> AgentProviderServiceServer<LocalProvider> {
     AgentProviderServiceServer::new(LocalProvider::new(
         LocalSandboxes::new(dir),
         Limits::default(),
+        read_only,
     ))
 }

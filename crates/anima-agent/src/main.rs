@@ -16,6 +16,10 @@ struct Args {
         default_value = "/var/lib/anima/sandboxes"
     )]
     sandboxes: std::path::PathBuf,
+    /// Host paths every sandbox sees read-only (tools installed outside
+    /// /usr); in the variable, separated by `:`.
+    #[arg(long, env = "ANIMA_AGENT_READ_ONLY", value_delimiter = ':')]
+    read_only: Vec<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -23,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!("anima-agent listening on {}", args.listen);
     tonic::transport::Server::builder()
-        .add_service(anima_agent::service(args.sandboxes))
+        .add_service(anima_agent::service(args.sandboxes, args.read_only))
         .serve(args.listen)
         .await?;
     Ok(())

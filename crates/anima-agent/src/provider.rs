@@ -8,7 +8,7 @@
 //! local provider does not do yet: login credentials (SSH). A network zone
 //! grants the host's whole network: bubblewrap cannot filter by host.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::PathBuf};
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anima_proto::{
@@ -31,15 +31,18 @@ pub const SKILLS_DIR: &str = ".anima/skills";
 pub struct LocalProvider {
     sandboxes: LocalSandboxes,
     limits: Limits,
+    read_only: Vec<PathBuf>,
     running: Mutex<HashMap<String, Sandbox>>,
 }
 
 impl LocalProvider {
-    /// A provider keeping its sandboxes under `sandboxes`.
-    pub fn new(sandboxes: LocalSandboxes, limits: Limits) -> Self {
+    /// A provider keeping its sandboxes under `sandboxes`; each sees the
+    /// host paths `read_only` (tools installed outside `/usr`).
+    pub fn new(sandboxes: LocalSandboxes, limits: Limits, read_only: Vec<PathBuf>) -> Self {
         Self {
             sandboxes,
             limits,
+            read_only,
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -97,7 +100,11 @@ fn endpoint_address(endpoint: &str) -> Result<String, DomainError> {
 }
 
 /// The sandbox a provisioning request describes.
-fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSpec, DomainError> {
+fn spec_of(
+    request: &pb::ProvisionVmRequest,
+    limits: Limits,
+    read_only: &[PathBuf],
+) -> Result<SandboxSpec, DomainError> {
     let command = request.agent_command.trim();
     if command.is_empty() {
         return Err(invalid("agent_command is required"));
@@ -146,6 +153,7 @@ fn spec_of(request: &pb::ProvisionVmRequest, limits: Limits) -> Result<SandboxSp
         files,
         limits,
         forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
+        read_only: read_only.to_vec(),
     })
 }
 
@@ -154,7 +162,7 @@ impl LocalProvider {
         &self,
         request: pb::ProvisionVmRequest,
     ) -> Result<pb::ProvisionVmResponse, DomainError> {
-        let spec = spec_of(&request, self.limits)?;
+        let spec = spec_of(&request, self.limits, &self.read_only)?;
         let vm_id = format!("local:{}", request.session_id);
         let mut running = self.running.lock().await;
         if running.contains_key(&vm_id) {

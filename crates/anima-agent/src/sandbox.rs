@@ -76,6 +76,9 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// A TCP address (`host:port`) reached through [`FORWARD_SOCKET`].
     pub forward_to: Option<String>,
+    /// Host paths it sees read-only at the same place (a tool's
+    /// installation outside `/usr`, such as a Python environment).
+    pub read_only: Vec<PathBuf>,
 }
 
 /// Starts sandboxes under one directory: `ROOT/SESSION/workspace` and
@@ -173,6 +176,9 @@ impl LocalSandboxes {
             .args(["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]);
         if let Some((socket, _)) = &forwarder {
             command.arg("--bind").arg(socket).arg(FORWARD_SOCKET);
+        }
+        for path in &spec.read_only {
+            command.arg("--ro-bind").arg(path).arg(path);
         }
         for (name, value) in &spec.env {
             command.args(["--setenv", name, value]);

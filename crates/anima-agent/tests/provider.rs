@@ -25,6 +25,7 @@ fn provider() -> Option<(Arc<LocalProvider>, tempfile::TempDir)> {
         Arc::new(LocalProvider::new(
             LocalSandboxes::new(root.path()),
             Limits::default(),
+            Vec::new(),
         )),
         root,
     ))

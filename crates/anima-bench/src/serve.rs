@@ -52,6 +52,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
                 .add_service(anima_agent::service(
                     std::env::temp_dir().join("anima-bench-sandboxes"),
+                    Vec::new(),
                 ));
             let api = anima_server::app::api(store, &config, Some(internal), None).await?;
             if args.trust_every_caller {

@@ -117,6 +117,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir
                 .unwrap_or_else(std::env::temp_dir)
                 .join("sandboxes"),
+            std::env::var_os("ANIMA_AGENT_READ_ONLY")
+                .map(|paths| std::env::split_paths(&paths).collect())
+                .unwrap_or_default(),
         ),
     );
     let router = anima_server::router(store.clone(), &config, Some(internal)).await?;

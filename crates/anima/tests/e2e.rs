@@ -815,14 +815,6 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
         .expect("login")
         .into_inner()
         .token;
-    let authed = |message| {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        request
-    };
     let mut sessions = AgentSessionServiceClient::new(channel);
     for (name, wanted) in [
         ("Builder", pb::SessionStatus::Completed),
@@ -830,18 +822,26 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
     ] {
         let akh = json(&cli(&config, &["akh", "create", name, "--json"], ""));
         let session = sessions
-            .start_session(authed(pb::StartSessionRequest {
-                work_item_id: item_id.clone(),
-                akh_id: akh["id"].as_str().expect("id").into(),
-                keep_after_stop: false,
-            }))
+            .start_session(with_token(
+                &token,
+                pb::StartSessionRequest {
+                    work_item_id: item_id.clone(),
+                    akh_id: akh["id"].as_str().expect("id").into(),
+                    keep_after_stop: false,
+                },
+            ))
             .await
             .expect("start")
             .into_inner();
         let mut ended = None;
         for _ in 0..200 {
             let current = sessions
-                .get_session(authed_get(&token, &session.id))
+                .get_session(with_token(
+                    &token,
+                    pb::GetSessionRequest {
+                        id: session.id.clone(),
+                    },
+                ))
                 .await
                 .expect("get")
                 .into_inner();
@@ -879,8 +879,181 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
     }
 }
 
-fn authed_get(token: &str, id: &str) -> tonic::Request<anima_proto::v1::GetSessionRequest> {
-    let mut request = tonic::Request::new(anima_proto::v1::GetSessionRequest { id: id.into() });
+/// The end-to-end case: an agent in a sandbox without network
+/// uses the official MCP SDK with its session's token to read its work
+/// item, create a task, post as its Akh and complete the task; the thread
+/// and the task list show it, the session completes, its token is dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_agent_works_through_mcp() {
+    use anima_proto::v1::{
+        self as pb, agent_session_service_client::AgentSessionServiceClient,
+        auth_service_client::AuthServiceClient, thread_service_client::ThreadServiceClient,
+    };
+    if !std::path::Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+        return;
+    }
+    let venv = format!(
+        "{}/.cache/anima-venv",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    assert!(
+        std::path::Path::new(&venv).join("bin/python").exists(),
+        "no Python with the MCP SDK in {venv}; run scripts/setup-debian --with-test-clients"
+    );
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let agent = format!("{venv}/bin/python {tests}/sandbox_agent.py");
+    // The environment's interpreter may live outside /usr (pyenv): the
+    // sandbox needs its installation too, named by pyvenv.cfg's `home`.
+    let pyvenv = std::fs::read_to_string(format!("{venv}/pyvenv.cfg")).expect("pyvenv.cfg");
+    let interpreter = pyvenv
+        .lines()
+        .find_map(|line| line.strip_prefix("home = "))
+        .and_then(|home| std::path::Path::new(home.trim()).parent())
+        .expect("the interpreter's installation")
+        .display()
+        .to_string();
+    let read_only = format!("{venv}:{tests}:{interpreter}");
+    let up = Up::start_with_env(
+        &data,
+        None,
+        &[
+            ("ANIMA_AGENT_COMMAND", agent.as_str()),
+            ("ANIMA_AGENT_READ_ONLY", read_only.as_str()),
+        ],
+    );
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["project", "create", "Sandboxed"], "");
+    let item = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Sandboxed",
+            "Ship it",
+            "--json",
+        ],
+        "",
+    ));
+    let item_id = item["id"].as_str().expect("id").to_owned();
+    let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
+
+    let channel = tonic::transport::Channel::from_shared(up.address.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: up.admin_password.clone(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let mut sessions = AgentSessionServiceClient::new(channel.clone());
+    let session = sessions
+        .start_session(with_token(
+            &token,
+            pb::StartSessionRequest {
+                work_item_id: item_id.clone(),
+                akh_id: akh["id"].as_str().expect("id").into(),
+                // Kept, so the test can try the token the agent was given.
+                keep_after_stop: true,
+            },
+        ))
+        .await
+        .expect("start")
+        .into_inner();
+    let mut ended = None;
+    for _ in 0..300 {
+        let current = sessions
+            .get_session(with_token(
+                &token,
+                pb::GetSessionRequest {
+                    id: session.id.clone(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner();
+        if current.status() != pb::SessionStatus::Running {
+            ended = Some(current);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ended = ended.expect("the agent finished");
+    assert_eq!(ended.status(), pb::SessionStatus::Completed, "{ended:?}");
+
+    let thread = ThreadServiceClient::new(channel)
+        .get_thread(with_token(
+            &token,
+            pb::GetThreadRequest {
+                work_item_id: item_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("thread")
+        .into_inner();
+    let posted = thread
+        .messages
+        .iter()
+        .find(|message| message.body == "Thoth is on WI-1")
+        .expect("the agent's post is in the thread");
+    assert_eq!(posted.kind(), pb::MessageKind::Akh);
+    let tasks = sessions
+        .list_tasks(with_token(
+            &token,
+            pb::ListTasksRequest {
+                session_id: session.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("tasks")
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].title, "Work on WI-1");
+    assert_eq!(tasks[0].status(), pb::TaskStatus::Done);
+    // The session's end killed the token the agent was given.
+    let given: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            data.join("sandboxes")
+                .join(&session.id)
+                .join("files/mcp.json"),
+        )
+        .expect("the kept sandbox's MCP configuration"),
+    )
+    .expect("json");
+    let refused = std::process::Command::new(format!("{venv}/bin/python"))
+        .arg(format!("{tests}/mcp_client.py"))
+        .args([
+            "refused",
+            &format!("{}/mcp", up.address),
+            given["token"].as_str().expect("token"),
+            "SESSION_ENDED",
+        ])
+        .output()
+        .expect("run the Python client");
+    assert!(
+        refused.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// A request with the bearer token of a login.
+fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {token}").parse().expect("header"),
