@@ -192,16 +192,18 @@ impl LocalSandboxes {
             .kill_on_drop(true);
         let mut child = command.spawn().context("starting bubblewrap")?;
         let output = Arc::new(Mutex::new(VecDeque::new()));
+        let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(keep_lines(stdout, output.clone()));
+            readers.push(tokio::spawn(keep_lines(stdout, output.clone())));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(keep_lines(stderr, output.clone()));
+            readers.push(tokio::spawn(keep_lines(stderr, output.clone())));
         }
         Ok(Sandbox {
             child,
             dir,
             output,
+            readers,
             forwarder: forwarder.map(|(_, task)| task),
         })
     }
@@ -255,6 +257,8 @@ pub struct Sandbox {
     child: Child,
     dir: PathBuf,
     output: Arc<Mutex<VecDeque<String>>>,
+    /// The tasks keeping its output; done once every process is gone.
+    readers: Vec<tokio::task::JoinHandle<()>>,
     forwarder: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -275,12 +279,25 @@ impl Sandbox {
     /// Waits for the command to end; its exit code (`None` when a signal
     /// ended it).
     pub async fn wait(&mut self) -> anyhow::Result<Option<i32>> {
-        Ok(self.child.wait().await?.code())
+        let code = self.child.wait().await?.code();
+        // Its last lines may still be in the pipes.
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
+        }
+        Ok(code)
     }
 
-    /// The exit code once it has ended: `Some(None)` when a signal ended it.
+    /// The exit code once it has ended and its output is all read:
+    /// `Some(None)` when a signal ended it.
     pub fn try_exit(&mut self) -> anyhow::Result<Option<Option<i32>>> {
-        Ok(self.child.try_wait()?.map(|status| status.code()))
+        let read = self
+            .readers
+            .iter()
+            .all(tokio::task::JoinHandle::is_finished);
+        Ok(match self.child.try_wait()? {
+            Some(status) if read => Some(status.code()),
+            _ => None,
+        })
     }
 
     /// The last lines it wrote (standard output and error, interleaved).

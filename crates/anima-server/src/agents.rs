@@ -30,7 +30,10 @@ pub struct ProvisionRequest {
 /// Where a sandbox's agent stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentState {
-    /// Still running (or run by hand, where nothing says otherwise).
+    /// The provider cannot tell (an agent run by hand): the session ends
+    /// when someone stops it.
+    Unknown,
+    /// Still running.
     Running,
     /// Its command ended.
     Ended {
@@ -50,11 +53,11 @@ pub trait AgentProvider: Send + Sync {
     async fn provision(&self, request: ProvisionRequest) -> Result<String, DomainError>;
     /// Destroys a session's sandbox.
     async fn destroy(&self, session: &AgentSession) -> Result<(), DomainError>;
-    /// Where the agent of sandbox `vm_id` stands. Providers that cannot
-    /// tell answer `Running`: the session then ends when someone stops it.
+    /// Where the agent of sandbox `vm_id` stands; a sandbox the provider
+    /// no longer has is `NOT_FOUND`/`VM_NOT_FOUND`.
     async fn state(&self, vm_id: &str) -> Result<AgentState, DomainError> {
         let _ = vm_id;
-        Ok(AgentState::Running)
+        Ok(AgentState::Unknown)
     }
 }
 

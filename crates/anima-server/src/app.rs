@@ -130,6 +130,12 @@ pub async fn api(
     );
     let limiter = LoginLimiter::new(config);
     let ai = Ai::from_config(config)?;
+    if let Some(provider) = &provider {
+        let resumed = crate::services::agent::resume_watching(&store, provider).await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "following the agent sessions that were running");
+        }
+    }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), limiter));

@@ -29,6 +29,7 @@ on_both_backends!(
     tokens_stop_working_at_once,
     two_sessions_see_only_their_own,
     sessions_need_a_provider,
+    a_lost_sandbox_fails_its_session,
 );
 
 struct Setup {
@@ -575,4 +576,56 @@ async fn sessions_need_a_provider(backend: Backend) {
         (Code::FailedPrecondition, "NO_AGENT_PROVIDER".into())
     );
     assert_eq!(server.last_event_id().await, before);
+}
+
+/// A provider that lost a sandbox (restarted) fails its session, whether
+/// the session's watcher sees it or a restarted server resumes watching.
+async fn a_lost_sandbox_fails_its_session(backend: Backend) {
+    let setup = setup(backend).await;
+    let item = work_item(&setup, "Lost", "sandbox gone").await;
+    let (session, token) = start(&setup, &item).await;
+    let get = || async {
+        AgentSessionServiceClient::new(setup.server.channel.clone())
+            .get_session(authed(
+                &setup.token,
+                pb::GetSessionRequest {
+                    id: session.id.clone(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner()
+    };
+    assert_eq!(get().await.status(), pb::SessionStatus::Running);
+    setup
+        .provider
+        .lost
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let provider: Arc<dyn anima_server::agents::AgentProvider> = setup.provider.clone();
+    let resumed = anima_server::services::agent::resume_watching(&setup.server.store, &provider)
+        .await
+        .expect("resume");
+    assert_eq!(resumed, 1);
+    let mut failed = None;
+    for _ in 0..100 {
+        let current = get().await;
+        if current.status() == pb::SessionStatus::Failed {
+            failed = Some(current);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let failed = failed.expect("the session fails");
+    assert!(
+        failed
+            .last_output_lines
+            .join(" ")
+            .contains("the sandbox is gone"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        refusal(&setup.server, Some(&token)).await,
+        "SESSION_ENDED",
+        "its token dies with it"
+    );
 }

@@ -36,12 +36,30 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 /// otherwise. Ending it revokes its MCP token; its sandbox is destroyed
 /// unless it is to be kept. A session someone stopped first is left as is.
 async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session: AgentSession) {
-    let ended = loop {
+    let (status, error) = loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
         match provider.state(&session.vm_id).await {
+            Ok(AgentState::Unknown) => return,
             Ok(AgentState::Running) => {}
-            Ok(ended @ AgentState::Ended { .. }) => break ended,
-            Err(err) if err.reason == reason::VM_NOT_FOUND => return,
+            Ok(AgentState::Ended { success: true, .. }) => break (SessionStatus::Completed, None),
+            Ok(AgentState::Ended {
+                exit_code,
+                last_output,
+                ..
+            }) => {
+                let tail = last_output.join("\n");
+                break (
+                    SessionStatus::Failed,
+                    Some(format!("the agent exited with {exit_code}:\n{tail}")),
+                );
+            }
+            // The provider restarted or lost it: its processes died with it.
+            Err(err) if err.reason == reason::VM_NOT_FOUND => {
+                break (
+                    SessionStatus::Failed,
+                    Some("the sandbox is gone: the agent provider lost it (restarted?)".to_owned()),
+                );
+            }
             Err(err) => {
                 tracing::warn!(session = %session.id, %err, "cannot read the sandbox's state")
             }
@@ -51,23 +69,6 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
             // Stopped meanwhile, or gone: nothing left to follow.
             _ => return,
         }
-    };
-    let AgentState::Ended {
-        success,
-        exit_code,
-        last_output,
-    } = ended
-    else {
-        return;
-    };
-    let (status, error) = if success {
-        (SessionStatus::Completed, None)
-    } else {
-        let tail = last_output.join("\n");
-        (
-            SessionStatus::Failed,
-            Some(format!("the agent exited with {exit_code}:\n{tail}")),
-        )
     };
     match store
         .set_agent_session_status(&session.id, status, None, error.as_deref())
@@ -83,6 +84,33 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
         // Someone stopped it first; stopping destroyed the sandbox.
         Err(err) if err.reason == reason::SESSION_ENDED => {}
         Err(err) => tracing::warn!(session = %session.id, %err, "cannot end the session"),
+    }
+}
+
+/// Follows again every session that was running when this server started
+/// (a restart ends the watchers with the process).
+pub async fn resume_watching(
+    store: &Arc<dyn Store>,
+    provider: &Arc<dyn AgentProvider>,
+) -> Result<usize, DomainError> {
+    let filter = SessionFilter {
+        active_only: true,
+        ..SessionFilter::default()
+    };
+    let mut page = PageRequest::parse(500, "", "sessions")?;
+    let mut resumed = 0;
+    loop {
+        let listed = store.list_agent_sessions(&filter, &page).await?;
+        for session in listed.items {
+            if session.status == SessionStatus::Running && !session.vm_id.is_empty() {
+                tokio::spawn(watch(store.clone(), provider.clone(), session));
+                resumed += 1;
+            }
+        }
+        if listed.next_page_token.is_empty() {
+            return Ok(resumed);
+        }
+        page = PageRequest::parse(500, &listed.next_page_token, "sessions")?;
     }
 }
 

@@ -189,6 +189,8 @@ pub fn failure<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) 
 pub struct RecordingProvider {
     pub provisioned: std::sync::Mutex<Vec<ProvisionRequest>>,
     pub destroyed: std::sync::Mutex<Vec<String>>,
+    /// When set, it has lost every sandbox (as a restarted provider has).
+    pub lost: std::sync::atomic::AtomicBool,
 }
 
 impl RecordingProvider {
@@ -224,6 +226,20 @@ impl AgentProvider for RecordingProvider {
             .expect("lock")
             .push(session.id.clone());
         Ok(())
+    }
+
+    async fn state(
+        &self,
+        vm_id: &str,
+    ) -> Result<anima_server::agents::AgentState, anima_core::DomainError> {
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(anima_core::DomainError::not_found(
+                anima_core::error::reason::VM_NOT_FOUND,
+                format!("no sandbox {vm_id}"),
+            ))
+        } else {
+            Ok(anima_server::agents::AgentState::Unknown)
+        }
     }
 }
 
