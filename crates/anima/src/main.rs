@@ -66,6 +66,9 @@ enum Command {
     /// Fetched mail waiting for a human: triage, held, assign, release.
     #[command(subcommand)]
     Mail(commands::MailCommand),
+    /// Agent sessions on work items: start, stop, list, status.
+    #[command(subcommand)]
+    Session(commands::SessionCommand),
     /// The library: documents and mail attachments; list, get, upload, search.
     #[command(subcommand, name = "doc", alias = "document")]
     Document(commands::DocumentCommand),
@@ -101,6 +104,7 @@ fn main() -> std::process::ExitCode {
             Command::Mailbox(command) => commands::mailbox(command).await,
             Command::Mail(command) => commands::mail(command).await,
             Command::Document(command) => commands::document(command).await,
+            Command::Session(command) => commands::session(command).await,
         }
     });
     match result {

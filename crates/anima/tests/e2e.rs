@@ -877,6 +877,45 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
         }
         assert!(!sandbox.exists(), "{name}: the sandbox is destroyed");
     }
+
+    // The same through the CLI.
+    let listed = json(&cli(
+        &config,
+        &["session", "list", "--project", "Sandboxed", "--json"],
+        "",
+    ));
+    let mut statuses: Vec<&str> = listed
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|session| session["status"].as_str().expect("status"))
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["completed", "failed"]);
+    let started = json(&cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "WI-1",
+            "--project",
+            "Sandboxed",
+            "--akh",
+            "Builder",
+            "--json",
+        ],
+        "",
+    ));
+    let id = started["id"].as_str().expect("id").to_owned();
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..200 {
+        shown = json(&cli(&config, &["session", "status", &id, "--json"], ""));
+        if shown["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["status"], "completed", "{shown}");
 }
 
 /// The end-to-end case: an agent in a sandbox without network

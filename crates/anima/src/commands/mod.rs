@@ -25,6 +25,7 @@ mod document;
 mod mail;
 mod plan;
 mod project;
+mod session;
 mod thread;
 mod work_item;
 mod workflow;
@@ -34,6 +35,7 @@ pub use document::{DocumentCommand, document};
 pub use mail::{MailCommand, MailboxCommand, mail, mailbox};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};
+pub use session::{SessionCommand, session};
 pub use thread::{
     AskArgs, DecideArgs, DecisionsArgs, ThreadCommand, ask, dashboard, decide, decisions, thread,
 };

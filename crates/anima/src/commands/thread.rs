@@ -143,13 +143,13 @@ pub struct DecideArgs {
 }
 
 /// Names of authors: users by username, Akhs by name.
-struct Names {
+pub(super) struct Names {
     users: HashMap<String, String>,
     akhs: HashMap<String, String>,
 }
 
 impl Names {
-    async fn load(session: &Session) -> anyhow::Result<Self> {
+    pub(super) async fn load(session: &Session) -> anyhow::Result<Self> {
         let akhs = all_pages(|page_token| async {
             let page =
                 anima_proto::v1::akh_service_client::AkhServiceClient::new(session.channel.clone())
@@ -169,7 +169,7 @@ impl Names {
     }
 
     /// The id of the Akh named by id or name.
-    fn akh_id(&self, akh: &str) -> anyhow::Result<String> {
+    pub(super) fn akh_id(&self, akh: &str) -> anyhow::Result<String> {
         self.akhs
             .iter()
             .find(|(id, name)| *id == akh || *name == akh)

@@ -1,0 +1,198 @@
+//! `anima session …`: agent sessions on work items.
+
+use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::{
+    client::{GlobalArgs, Session, all_pages},
+    output,
+};
+
+use super::{ItemRef, project_id, thread::Names, time, work_item};
+
+impl Session {
+    fn sessions(&self) -> AgentSessionServiceClient<Channel> {
+        AgentSessionServiceClient::new(self.channel.clone())
+    }
+}
+
+/// `anima session …`
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// Start an agent session on a work item: the server's agent provider
+    /// runs the agent, which works through MCP as the Akh.
+    Start {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// The Akh it writes as (id or name).
+        #[arg(long)]
+        akh: String,
+        /// Keep the sandbox after the session ends (for a look inside).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Stop a session; its MCP token stops working at once.
+    Stop {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Session id.
+        id: String,
+    },
+    /// List a project's sessions, or one work item's.
+    List {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Project id or name.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: Option<String>,
+        /// Only this work item's (id, or key such as WI-12 with --project).
+        #[arg(long)]
+        work_item: Option<String>,
+    },
+    /// Show a session: where it stands, its sandbox, why it failed.
+    Status {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Session id.
+        id: String,
+    },
+}
+
+fn status_name(raw: i32) -> &'static str {
+    match pb::SessionStatus::try_from(raw) {
+        Ok(pb::SessionStatus::Provisioning) => "provisioning",
+        Ok(pb::SessionStatus::Running) => "running",
+        Ok(pb::SessionStatus::Paused) => "paused",
+        Ok(pb::SessionStatus::Completed) => "completed",
+        Ok(pb::SessionStatus::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn session_json(session: &pb::AgentSession) -> Value {
+    json!({
+        "id": session.id,
+        "work_item_id": session.work_item_id,
+        "project_id": session.project_id,
+        "akh_id": session.akh_id,
+        "status": status_name(session.status),
+        "vm_id": session.vm_id,
+        "keep_after_stop": session.keep_after_stop,
+        "last_output_lines": session.last_output_lines,
+        "create_time": time(&session.create_time),
+        "update_time": time(&session.update_time),
+    })
+}
+
+fn session_row(session: &pb::AgentSession) -> Vec<String> {
+    vec![
+        session.id.clone(),
+        status_name(session.status).into(),
+        session.work_item_id.clone(),
+        session.vm_id.clone(),
+        time(&session.update_time),
+    ]
+}
+
+const SESSION_HEADER: &[&str] = &["ID", "STATUS", "WORK ITEM", "SANDBOX", "UPDATED"];
+
+fn print_session(session: &pb::AgentSession, json: bool) {
+    if json {
+        output::json(&session_json(session));
+    } else {
+        output::table(SESSION_HEADER, &[session_row(session)]);
+        for line in &session.last_output_lines {
+            println!("  {line}");
+        }
+    }
+}
+
+/// `anima session …`
+pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
+    match command {
+        SessionCommand::Start {
+            global,
+            item,
+            akh,
+            keep,
+        } => {
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let akh_id = Names::load(&session).await?.akh_id(&akh)?;
+            let started = session
+                .sessions()
+                .start_session(session.request(pb::StartSessionRequest {
+                    work_item_id: item.id,
+                    akh_id,
+                    keep_after_stop: keep,
+                })?)
+                .await?
+                .into_inner();
+            print_session(&started, global.json);
+        }
+        SessionCommand::Stop { global, id } => {
+            let session = Session::open(&global).await?;
+            let stopped = session
+                .sessions()
+                .stop_session(session.request(pb::StopSessionRequest { id })?)
+                .await?
+                .into_inner();
+            print_session(&stopped, global.json);
+        }
+        SessionCommand::List {
+            global,
+            project,
+            work_item: work_item_ref,
+        } => {
+            let session = Session::open(&global).await?;
+            let project_id = match &project {
+                Some(project) => project_id(&session, project).await?,
+                None => String::new(),
+            };
+            let work_item_id = match &work_item_ref {
+                Some(reference) => work_item(&session, reference, project.as_deref()).await?.id,
+                None => String::new(),
+            };
+            anyhow::ensure!(
+                !project_id.is_empty() || !work_item_id.is_empty(),
+                "say which project (--project or ANIMA_PROJECT) or work item (--work-item)"
+            );
+            let sessions = all_pages(|page_token| async {
+                let page = session
+                    .sessions()
+                    .list_sessions(session.request(pb::ListSessionsRequest {
+                        work_item_id: work_item_id.clone(),
+                        project_id: project_id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.sessions, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(sessions.iter().map(session_json).collect()));
+            } else {
+                output::table(
+                    SESSION_HEADER,
+                    &sessions.iter().map(session_row).collect::<Vec<_>>(),
+                );
+            }
+        }
+        SessionCommand::Status { global, id } => {
+            let session = Session::open(&global).await?;
+            let found = session
+                .sessions()
+                .get_session(session.request(pb::GetSessionRequest { id })?)
+                .await?
+                .into_inner();
+            print_session(&found, global.json);
+        }
+    }
+    Ok(())
+}
