@@ -10,7 +10,10 @@ use anima_proto::{
     v1::{self as pb, agent_provider_service_client::AgentProviderServiceClient},
 };
 use async_trait::async_trait;
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
 use tonic_types::StatusExt;
 
 use crate::auth::write_private_file;
@@ -122,7 +125,8 @@ impl AgentProvider for ManualProvider {
 #[derive(Clone)]
 pub struct RemoteProvider {
     client: AgentProviderServiceClient<Channel>,
-    token: String,
+    /// `Bearer TOKEN`, checked once when the provider is made.
+    authorization: MetadataValue<Ascii>,
     mcp_endpoint: String,
     agent_command: String,
 }
@@ -138,21 +142,23 @@ impl RemoteProvider {
         let channel = Channel::from_shared(url.to_owned())
             .map_err(|err| anyhow::anyhow!("agent provider URL {url:?}: {err}"))?
             .connect_lazy();
+        let authorization = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the agent token is not a valid header value"))?;
         Ok(Self {
             client: AgentProviderServiceClient::new(channel),
-            token: token.to_owned(),
+            authorization,
             mcp_endpoint: mcp_endpoint.to_owned(),
             agent_command: agent_command.to_owned(),
         })
     }
 
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, DomainError> {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(provider_failed)?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
     }
 }
 
@@ -194,7 +200,7 @@ impl AgentProvider for RemoteProvider {
                 mcp_endpoint: self.mcp_endpoint.clone(),
                 mcp_token: request.mcp_token,
                 agent_command: self.agent_command.clone(),
-            })?)
+            }))
             .await
             .map_err(from_status)?;
         Ok(provisioned.into_inner().vm_id)
@@ -207,7 +213,7 @@ impl AgentProvider for RemoteProvider {
             .destroy_vm(self.request(pb::DestroyVmRequest {
                 vm_id: session.vm_id.clone(),
                 keep: session.keep_after_stop,
-            })?)
+            }))
             .await;
         match destroyed {
             Ok(_) => Ok(()),
@@ -223,7 +229,7 @@ impl AgentProvider for RemoteProvider {
             .clone()
             .get_vm_status(self.request(pb::GetVmStatusRequest {
                 vm_id: vm_id.to_owned(),
-            })?)
+            }))
             .await
             .map_err(from_status)?
             .into_inner();
