@@ -59,6 +59,16 @@ fn secret(reference: &str) -> pb::Capability {
     }
 }
 
+/// Provisions a sandbox that must start; its VM id.
+async fn provisioned(provider: &Arc<LocalProvider>, request: pb::ProvisionVmRequest) -> String {
+    provider
+        .provision_vm(Request::new(request))
+        .await
+        .expect("provision")
+        .into_inner()
+        .vm_id
+}
+
 async fn status(provider: &Arc<LocalProvider>, vm_id: &str) -> Result<pb::VmStatus, tonic::Status> {
     provider
         .get_vm_status(Request::new(pb::GetVmStatusRequest {
@@ -96,16 +106,15 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
     std::fs::write(key.path(), "ssh-ed25519 AAAA").expect("key");
     let command = "cp \"$ANIMA_MCP_CONFIG\" mcp.json && cp /run/anima/secrets/deploy_key key \
                    && echo \"I am $ANIMA_AKH_NAME on $ANIMA_WORK_ITEM_ID\"";
-    let vm_id = provider
-        .provision_vm(Request::new(provision(
+    let vm_id = provisioned(
+        &provider,
+        provision(
             "s1",
             command,
             vec![secret(&format!("file://{}", key.path().display()))],
-        )))
-        .await
-        .expect("provision")
-        .into_inner()
-        .vm_id;
+        ),
+    )
+    .await;
     let done = ended(&provider, &vm_id).await;
     assert_eq!(done.state(), pb::VmState::Exited, "{done:?}");
     assert_eq!(done.last_output_lines, ["I am Thoth on wi-1"]);
@@ -138,16 +147,15 @@ async fn a_failing_agent_is_failed_with_its_last_output() {
     let Some((provider, _root)) = provider() else {
         return;
     };
-    let vm_id = provider
-        .provision_vm(Request::new(provision(
+    let vm_id = provisioned(
+        &provider,
+        provision(
             "s2",
             "echo compiling; echo 'error: no such file' >&2; exit 4",
             Vec::new(),
-        )))
-        .await
-        .expect("provision")
-        .into_inner()
-        .vm_id;
+        ),
+    )
+    .await;
     let done = ended(&provider, &vm_id).await;
     assert_eq!(
         (done.state(), done.exit_code),
@@ -164,12 +172,7 @@ async fn skills_are_deployed_into_the_workspace_and_replaced_on_a_phase_change()
     let Some((provider, root)) = provider() else {
         return;
     };
-    let vm_id = provider
-        .provision_vm(Request::new(provision("s3", "sleep 30", Vec::new())))
-        .await
-        .expect("provision")
-        .into_inner()
-        .vm_id;
+    let vm_id = provisioned(&provider, provision("s3", "sleep 30", Vec::new())).await;
     let bundle = |name: &str, file: &str| pb::SkillBundle {
         r#ref: Some(pb::SkillRef {
             name: name.into(),
@@ -291,12 +294,7 @@ async fn without_network_the_endpoint_is_reached_through_the_socket_and_nothing_
         Vec::new(),
     );
     request.mcp_endpoint = format!("http://127.0.0.1:{port}/mcp");
-    let vm_id = provider
-        .provision_vm(Request::new(request))
-        .await
-        .expect("provision")
-        .into_inner()
-        .vm_id;
+    let vm_id = provisioned(&provider, request).await;
     let done = ended(&provider, &vm_id).await;
     assert_eq!(
         done.last_output_lines,

@@ -24,6 +24,15 @@ fn shell(session: &str, script: &str) -> SandboxSpec {
     }
 }
 
+/// Runs a sandbox to its end; its output, then it is destroyed.
+async fn run(sandboxes: &LocalSandboxes, spec: &SandboxSpec) -> Vec<String> {
+    let mut sandbox = sandboxes.start(spec).await.expect("start");
+    sandbox.wait().await.expect("wait");
+    let output = sandbox.last_output();
+    sandbox.destroy(false).await.expect("destroy");
+    output
+}
+
 #[tokio::test]
 async fn a_session_sees_its_workspace_and_files_and_nothing_else() {
     let Some((sandboxes, root)) = sandboxes() else {
@@ -98,21 +107,19 @@ async fn the_network_is_there_only_with_the_capability() {
     );
     for (session, network, expected) in [("closed", false, "REFUSED"), ("open", true, "CONNECTED")]
     {
-        let mut sandbox = sandboxes
-            .start(&SandboxSpec {
+        let output = run(
+            &sandboxes,
+            &SandboxSpec {
                 network,
                 ..shell(session, &connect)
-            })
-            .await
-            .expect("start");
-        sandbox.wait().await.expect("wait");
-        let output = sandbox.last_output();
+            },
+        )
+        .await;
         assert_eq!(
             output.last().map(String::as_str),
             Some(expected),
             "{output:?}"
         );
-        sandbox.destroy(false).await.expect("destroy");
     }
 }
 
@@ -201,23 +208,21 @@ async fn memory_is_capped() {
         ("small", 256 << 20, "CAPPED"),
         ("large", 2 << 30, "ALLOCATED"),
     ] {
-        let mut sandbox = sandboxes
-            .start(&SandboxSpec {
+        let output = run(
+            &sandboxes,
+            &SandboxSpec {
                 limits: Limits {
                     memory_bytes,
                     ..Limits::default()
                 },
                 ..shell(session, allocate)
-            })
-            .await
-            .expect("start");
-        sandbox.wait().await.expect("wait");
-        let output = sandbox.last_output();
+            },
+        )
+        .await;
         assert_eq!(
             output.last().map(String::as_str),
             Some(expected),
             "{output:?}"
         );
-        sandbox.destroy(false).await.expect("destroy");
     }
 }

@@ -26,6 +26,26 @@ struct Up {
 }
 
 impl Up {
+    /// A gRPC channel to it and the admin's session token.
+    async fn admin_channel(&self) -> (tonic::transport::Channel, String) {
+        use anima_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
+        let channel = tonic::transport::Channel::from_shared(self.address.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let token = AuthServiceClient::new(channel.clone())
+            .login(LoginRequest {
+                username: "admin".into(),
+                password: self.admin_password.clone(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .token;
+        (channel, token)
+    }
+
     fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
         Self::start_with_env(data_dir, database_url, &[])
     }
@@ -644,10 +664,7 @@ fn ai_features_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_with_the_python_sdk() {
-    use anima_proto::v1::{
-        self as pb, agent_session_service_client::AgentSessionServiceClient,
-        auth_service_client::AuthServiceClient,
-    };
+    use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
     let python = std::env::var("ANIMA_TEST_PYTHON").unwrap_or_else(|_| {
         format!(
             "{}/.cache/anima-venv/bin/python",
@@ -698,20 +715,7 @@ async fn mcp_with_the_python_sdk() {
     );
     let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
 
-    let channel = tonic::transport::Channel::from_shared(up.address.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "admin".into(),
-            password: up.admin_password.clone(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .token;
+    let (channel, token) = up.admin_channel().await;
     let mut sessions = AgentSessionServiceClient::new(channel);
     let mut start = tonic::Request::new(pb::StartSessionRequest {
         work_item_id: item["id"].as_str().expect("id").into(),
@@ -771,12 +775,8 @@ async fn mcp_with_the_python_sdk() {
 /// completed or failed with its last output, and the sandbox goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
-    use anima_proto::v1::{
-        self as pb, agent_session_service_client::AgentSessionServiceClient,
-        auth_service_client::AuthServiceClient,
-    };
-    if !std::path::Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+    use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
+    if !bubblewrap_installed() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -801,20 +801,7 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
     ));
     let item_id = item["id"].as_str().expect("id").to_owned();
 
-    let channel = tonic::transport::Channel::from_shared(up.address.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "admin".into(),
-            password: up.admin_password.clone(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .token;
+    let (channel, token) = up.admin_channel().await;
     let mut sessions = AgentSessionServiceClient::new(channel);
     for (name, wanted) in [
         ("Builder", pb::SessionStatus::Completed),
@@ -833,25 +820,9 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
             .await
             .expect("start")
             .into_inner();
-        let mut ended = None;
-        for _ in 0..200 {
-            let current = sessions
-                .get_session(with_token(
-                    &token,
-                    pb::GetSessionRequest {
-                        id: session.id.clone(),
-                    },
-                ))
-                .await
-                .expect("get")
-                .into_inner();
-            if current.status() != pb::SessionStatus::Running {
-                ended = Some(current);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let ended = ended.expect("the agent's end ends the session");
+        let ended = session_end(&mut sessions, &token, &session.id, 200)
+            .await
+            .expect("the agent's end ends the session");
         assert_eq!(ended.status(), wanted, "{name}: {ended:?}");
         if wanted == pb::SessionStatus::Failed {
             // Standard output and error are read side by side: their
@@ -926,10 +897,9 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
 async fn a_sandboxed_agent_works_through_mcp() {
     use anima_proto::v1::{
         self as pb, agent_session_service_client::AgentSessionServiceClient,
-        auth_service_client::AuthServiceClient, thread_service_client::ThreadServiceClient,
+        thread_service_client::ThreadServiceClient,
     };
-    if !std::path::Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+    if !bubblewrap_installed() {
         return;
     }
     let venv = format!(
@@ -981,20 +951,7 @@ async fn a_sandboxed_agent_works_through_mcp() {
     let item_id = item["id"].as_str().expect("id").to_owned();
     let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
 
-    let channel = tonic::transport::Channel::from_shared(up.address.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "admin".into(),
-            password: up.admin_password.clone(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .token;
+    let (channel, token) = up.admin_channel().await;
     let mut sessions = AgentSessionServiceClient::new(channel.clone());
     let session = sessions
         .start_session(with_token(
@@ -1009,25 +966,9 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .await
         .expect("start")
         .into_inner();
-    let mut ended = None;
-    for _ in 0..300 {
-        let current = sessions
-            .get_session(with_token(
-                &token,
-                pb::GetSessionRequest {
-                    id: session.id.clone(),
-                },
-            ))
-            .await
-            .expect("get")
-            .into_inner();
-        if current.status() != pb::SessionStatus::Running {
-            ended = Some(current);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let ended = ended.expect("the agent finished");
+    let ended = session_end(&mut sessions, &token, &session.id, 300)
+        .await
+        .expect("the agent finished");
     assert_eq!(ended.status(), pb::SessionStatus::Completed, "{ended:?}");
 
     let thread = ThreadServiceClient::new(channel)
@@ -1088,6 +1029,42 @@ async fn a_sandboxed_agent_works_through_mcp() {
         String::from_utf8_lossy(&refused.stdout),
         String::from_utf8_lossy(&refused.stderr)
     );
+}
+
+/// Whether the sandbox tool is here; says so when it is not.
+fn bubblewrap_installed() -> bool {
+    let installed = std::path::Path::new("/usr/bin/bwrap").exists();
+    if !installed {
+        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+    }
+    installed
+}
+
+/// The session once it is no longer running, asked every 100 ms up to
+/// `tries` times (a bound, not a speed requirement); `None` if it still runs.
+async fn session_end(
+    sessions: &mut anima_proto::v1::agent_session_service_client::AgentSessionServiceClient<
+        tonic::transport::Channel,
+    >,
+    token: &str,
+    id: &str,
+    tries: usize,
+) -> Option<anima_proto::v1::AgentSession> {
+    for _ in 0..tries {
+        let current = sessions
+            .get_session(with_token(
+                token,
+                anima_proto::v1::GetSessionRequest { id: id.into() },
+            ))
+            .await
+            .expect("get")
+            .into_inner();
+        if current.status() != anima_proto::v1::SessionStatus::Running {
+            return Some(current);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// A request with the bearer token of a login.

@@ -14,7 +14,7 @@ use crate::{
     output,
 };
 
-use super::{project_id, time, work_item};
+use super::{project_id, scope, time};
 
 /// Room beside a document's bytes in one gRPC message.
 const MESSAGE_ROOM: usize = 4 * 1024 * 1024;
@@ -151,28 +151,6 @@ fn document_row(document: &pb::Document) -> Vec<String> {
 }
 
 const DOCUMENT_HEADER: &[&str] = &["ID", "TITLE", "TYPE", "MEDIA TYPE", "BYTES", "CREATED"];
-
-/// The project and work item ids a command names; a work item alone names
-/// its project.
-async fn scope(
-    session: &Session,
-    project: Option<&str>,
-    work_item_ref: Option<&str>,
-) -> anyhow::Result<(String, String)> {
-    let project_id = match project {
-        Some(project) => project_id(session, project).await?,
-        None => String::new(),
-    };
-    let work_item_id = match work_item_ref {
-        Some(reference) => work_item(session, reference, project).await?.id,
-        None => String::new(),
-    };
-    anyhow::ensure!(
-        !project_id.is_empty() || !work_item_id.is_empty(),
-        "say which project (--project or ANIMA_PROJECT) or work item (--work-item)"
-    );
-    Ok((project_id, work_item_id))
-}
 
 /// `anima doc …`
 pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {

@@ -144,6 +144,28 @@ async fn work_item(
         .into_inner())
 }
 
+/// The project and work item ids a command names; a work item alone names
+/// its project.
+async fn scope(
+    session: &Session,
+    project: Option<&str>,
+    work_item_ref: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let project_id = match project {
+        Some(project) => project_id(session, project).await?,
+        None => String::new(),
+    };
+    let work_item_id = match work_item_ref {
+        Some(reference) => work_item(session, reference, project).await?.id,
+        None => String::new(),
+    };
+    anyhow::ensure!(
+        !project_id.is_empty() || !work_item_id.is_empty(),
+        "say which project (--project or ANIMA_PROJECT) or work item (--work-item)"
+    );
+    Ok((project_id, work_item_id))
+}
+
 /// How a work item is named on the command line.
 #[derive(Args, Clone)]
 pub struct ItemRef {

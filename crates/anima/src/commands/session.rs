@@ -10,7 +10,7 @@ use crate::{
     output,
 };
 
-use super::{ItemRef, project_id, thread::Names, time, work_item};
+use super::{ItemRef, scope, thread::Names, time};
 
 impl Session {
     fn sessions(&self) -> AgentSessionServiceClient<Channel> {
@@ -149,18 +149,8 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             work_item: work_item_ref,
         } => {
             let session = Session::open(&global).await?;
-            let project_id = match &project {
-                Some(project) => project_id(&session, project).await?,
-                None => String::new(),
-            };
-            let work_item_id = match &work_item_ref {
-                Some(reference) => work_item(&session, reference, project.as_deref()).await?.id,
-                None => String::new(),
-            };
-            anyhow::ensure!(
-                !project_id.is_empty() || !work_item_id.is_empty(),
-                "say which project (--project or ANIMA_PROJECT) or work item (--work-item)"
-            );
+            let (project_id, work_item_id) =
+                scope(&session, project.as_deref(), work_item_ref.as_deref()).await?;
             let sessions = all_pages(|page_token| async {
                 let page = session
                     .sessions()
