@@ -1,27 +1,60 @@
 //! anima-agent: the internal AgentProviderService that provisions a sandbox
 //! per agent session. [`sandbox`] is the local provider's mechanism (a
 //! bubblewrap namespace set per session); [`provider`] serves it over
-//! gRPC. Still to come: login into a session over SSH.
+//! gRPC; [`login`] is its SSH server for audited admin shells.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use anima_proto::v1::agent_provider_service_server::AgentProviderServiceServer;
 
+pub mod login;
 pub mod provider;
 pub mod sandbox;
 
-use provider::LocalProvider;
+use login::{AuditSink, LoginOptions, Logins};
+use provider::{LocalProvider, Running};
 use sandbox::{Limits, LocalSandboxes};
 
-/// The tonic service of a local provider keeping its sandboxes under `dir`,
-/// each seeing the host paths `read_only`.
-pub fn service(
-    dir: impl Into<PathBuf>,
-    read_only: Vec<PathBuf>,
-) -> AgentProviderServiceServer<LocalProvider> {
-    AgentProviderServiceServer::new(LocalProvider::new(
-        LocalSandboxes::new(dir),
+/// How a local provider runs.
+pub struct AgentOptions {
+    /// Where sandboxes (and the SSH host key) are kept.
+    pub sandboxes: PathBuf,
+    /// Host paths every sandbox sees read-only.
+    pub read_only: Vec<PathBuf>,
+    /// The SSH server for logins and where they are reported; none: no
+    /// logins.
+    pub login: Option<(LoginOptions, Arc<dyn AuditSink>)>,
+}
+
+/// The tonic service of a local provider, with its SSH server started.
+pub async fn service(
+    options: AgentOptions,
+) -> anyhow::Result<AgentProviderServiceServer<LocalProvider>> {
+    Ok(AgentProviderServiceServer::new(
+        local_provider(options).await?,
+    ))
+}
+
+/// A local provider, with its SSH server started.
+pub async fn local_provider(options: AgentOptions) -> anyhow::Result<LocalProvider> {
+    let running = Running::default();
+    let logins = match options.login {
+        Some((login, audit)) => Some(
+            Logins::start(
+                login,
+                &options.sandboxes.join("ssh_host_ed25519_key"),
+                audit,
+                running.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(LocalProvider::new(
+        LocalSandboxes::new(options.sandboxes),
         Limits::default(),
-        read_only,
+        options.read_only,
+        running,
+        logins,
     ))
 }

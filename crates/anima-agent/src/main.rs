@@ -1,6 +1,14 @@
-//! The `anima-agent` binary: AgentProviderService on its own listener.
+//! The `anima-agent` binary: AgentProviderService on its own listener, and
+//! the SSH server for logins into sandboxes.
 
+use std::sync::Arc;
+
+use anima_agent::{
+    AgentOptions,
+    login::{LoginOptions, ServerAudit},
+};
 use clap::Parser;
+use tonic::{Request, Status, metadata::MetadataValue};
 
 /// Runs the internal agent provider service.
 #[derive(Parser)]
@@ -9,6 +17,9 @@ struct Args {
     /// Listen address.
     #[arg(long, env = "ANIMA_AGENT_LISTEN", default_value = "127.0.0.1:7435")]
     listen: std::net::SocketAddr,
+    /// The service token anima-server presents (its `[agent] token`).
+    #[arg(long, env = "ANIMA_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
     /// Where session sandboxes (workspaces, given files) are kept.
     #[arg(
         long,
@@ -20,14 +31,69 @@ struct Args {
     /// /usr); in the variable, separated by `:`.
     #[arg(long, env = "ANIMA_AGENT_READ_ONLY", value_delimiter = ':')]
     read_only: Vec<std::path::PathBuf>,
+    /// anima-server's address, where logins are reported for its audit
+    /// log; without it, logins into sandboxes are refused.
+    #[arg(long, env = "ANIMA_AGENT_SERVER")]
+    server: Option<String>,
+    /// The service token this provider presents to anima-server.
+    #[arg(
+        long,
+        env = "ANIMA_AGENT_SERVER_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    server_token: Option<String>,
+    /// The SSH server's listen address for logins.
+    #[arg(long, env = "ANIMA_AGENT_SSH_LISTEN", default_value = "127.0.0.1:7436")]
+    ssh_listen: std::net::SocketAddr,
+    /// The host name login credentials name (default: the SSH listen IP).
+    #[arg(long, env = "ANIMA_AGENT_SSH_HOST")]
+    ssh_host: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let args = Args::parse();
+    let login = match (&args.server, &args.server_token) {
+        (Some(server), Some(token)) => Some((
+            LoginOptions {
+                listen: args.ssh_listen,
+                host: args.ssh_host.clone(),
+            },
+            Arc::new(ServerAudit::new(server, token)?) as Arc<dyn anima_agent::login::AuditSink>,
+        )),
+        (Some(_), None) => anyhow::bail!("--server needs --server-token"),
+        _ => {
+            eprintln!("no --server: logins into sandboxes are refused");
+            None
+        }
+    };
+    let expected: MetadataValue<_> = format!("Bearer {}", args.token)
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?;
+    let check = move |request: Request<()>| {
+        if request.metadata().get("authorization") == Some(&expected) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("a valid service token is required"))
+        }
+    };
+    let service = anima_agent::service(AgentOptions {
+        sandboxes: args.sandboxes,
+        read_only: args.read_only,
+        login,
+    })
+    .await?;
     println!("anima-agent listening on {}", args.listen);
     tonic::transport::Server::builder()
-        .add_service(anima_agent::service(args.sandboxes, args.read_only))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            service, check,
+        ))
         .serve(args.listen)
         .await?;
     Ok(())

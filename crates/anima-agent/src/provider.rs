@@ -4,11 +4,11 @@
 //! the agent finds them, and its skills into its workspace.
 //!
 //! A session without network reaches its MCP endpoint, and only it,
-//! through the sandbox's forwarding socket (named in `mcp.json`). What the
-//! local provider does not do yet: login credentials (SSH). A network zone
-//! grants the host's whole network: bubblewrap cannot filter by host.
+//! through the sandbox's forwarding socket (named in `mcp.json`). A
+//! network zone grants the host's whole network: bubblewrap cannot filter
+//! by host. Login credentials come from [`Logins`] when it runs.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anima_proto::{
@@ -19,7 +19,13 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative};
+use crate::{
+    login::Logins,
+    sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative},
+};
+
+/// The provider's sandboxes by VM id, shared with its SSH server.
+pub type Running = Arc<Mutex<HashMap<String, Sandbox>>>;
 
 /// Where the MCP client configuration appears inside the sandbox.
 pub const MCP_CONFIG: &str = "/run/anima/mcp.json";
@@ -32,18 +38,27 @@ pub struct LocalProvider {
     sandboxes: LocalSandboxes,
     limits: Limits,
     read_only: Vec<PathBuf>,
-    running: Mutex<HashMap<String, Sandbox>>,
+    running: Running,
+    logins: Option<Arc<Logins>>,
 }
 
 impl LocalProvider {
     /// A provider keeping its sandboxes under `sandboxes`; each sees the
-    /// host paths `read_only` (tools installed outside `/usr`).
-    pub fn new(sandboxes: LocalSandboxes, limits: Limits, read_only: Vec<PathBuf>) -> Self {
+    /// host paths `read_only` (tools installed outside `/usr`). Without
+    /// logins, GetLoginCredentials is refused.
+    pub fn new(
+        sandboxes: LocalSandboxes,
+        limits: Limits,
+        read_only: Vec<PathBuf>,
+        running: Running,
+        logins: Option<Arc<Logins>>,
+    ) -> Self {
         Self {
             sandboxes,
             limits,
             read_only,
-            running: Mutex::new(HashMap::new()),
+            running,
+            logins,
         }
     }
 }
@@ -187,6 +202,9 @@ impl LocalProvider {
             .await
             .remove(&request.vm_id)
             .ok_or_else(|| vm_not_found(&request.vm_id))?;
+        if let Some(logins) = &self.logins {
+            logins.revoke(&request.vm_id);
+        }
         sandbox.destroy(request.keep).await.map_err(failed)?;
         Ok(pb::DestroyVmResponse {})
     }
@@ -249,6 +267,30 @@ impl LocalProvider {
             last_output_lines: sandbox.last_output(),
         })
     }
+
+    async fn login_credentials(
+        &self,
+        request: pb::GetLoginCredentialsRequest,
+    ) -> Result<pb::LoginCredentials, DomainError> {
+        let Some(logins) = &self.logins else {
+            return Err(DomainError::failed_precondition(
+                reason::LOGIN_UNAVAILABLE,
+                "this anima-agent runs no SSH server (it needs --ssh-listen and the server's \
+                 address to keep the audit log)",
+            ));
+        };
+        if !self.running.lock().await.contains_key(&request.vm_id) {
+            return Err(vm_not_found(&request.vm_id));
+        }
+        let credentials = logins.issue(&request.vm_id).map_err(failed)?;
+        tracing::info!(
+            vm = %request.vm_id,
+            user = %request.requested_by_user_id,
+            login = %credentials.username,
+            "issued login credentials"
+        );
+        Ok(credentials)
+    }
 }
 
 #[tonic::async_trait]
@@ -295,10 +337,11 @@ impl AgentProviderService for LocalProvider {
 
     async fn get_login_credentials(
         &self,
-        _request: Request<pb::GetLoginCredentialsRequest>,
+        request: Request<pb::GetLoginCredentialsRequest>,
     ) -> Result<Response<pb::LoginCredentials>, Status> {
-        Err(Status::unimplemented(
-            "login into a session (SSH) is not built yet",
-        ))
+        self.login_credentials(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
     }
 }

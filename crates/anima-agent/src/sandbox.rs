@@ -19,6 +19,7 @@
 
 use std::{
     collections::VecDeque,
+    ffi::OsString,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -29,10 +30,14 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     net::{TcpStream, UnixListener},
     process::{Child, Command},
+    sync::watch,
 };
 
 /// Lines of output kept per session, for its status.
 pub const KEPT_OUTPUT_LINES: usize = 50;
+
+/// Where `prlimit` is: everything in a sandbox runs under its caps.
+pub const PRLIMIT: &str = "/usr/bin/prlimit";
 
 /// Where the given files appear inside the sandbox.
 pub const FILES_DIR: &str = "/run/anima";
@@ -97,7 +102,7 @@ impl LocalSandboxes {
 
     /// Whether this machine can run them (bubblewrap and prlimit found).
     pub fn available() -> bool {
-        ["/usr/bin/bwrap", "/usr/bin/prlimit"]
+        ["/usr/bin/bwrap", PRLIMIT, "/usr/bin/nsenter"]
             .iter()
             .all(|tool| Path::new(tool).is_file())
     }
@@ -146,46 +151,16 @@ impl LocalSandboxes {
             None => None,
         };
 
-        let mut command = Command::new("/usr/bin/prlimit");
+        let forward_socket = forwarder.as_ref().map(|(socket, _)| socket.clone());
+        let mut command = Command::new(PRLIMIT);
         command
-            .arg(format!("--as={}", spec.limits.memory_bytes))
-            .arg(format!("--cpu={}", spec.limits.cpu_seconds))
-            .args(["--", "/usr/bin/bwrap", "--unshare-all"]);
-        if spec.network {
-            command.arg("--share-net");
-        }
-        command
-            .args(["--die-with-parent", "--new-session", "--clearenv"])
-            .args(["--ro-bind", "/usr", "/usr"])
-            .args(["--symlink", "usr/bin", "/bin"])
-            .args(["--symlink", "usr/sbin", "/sbin"])
-            .args(["--symlink", "usr/lib", "/lib"])
-            .args(["--symlink", "usr/lib64", "/lib64"])
-            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-            // Name resolution and certificates, for sessions with network.
-            .args(["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"])
-            .args(["--ro-bind-try", "/etc/ssl", "/etc/ssl"])
-            .arg("--bind")
-            .arg(&workspace)
-            .arg("/workspace")
-            .arg("--ro-bind")
-            .arg(&files)
-            .arg(FILES_DIR)
-            .args(["--chdir", "/workspace"])
-            .args(["--setenv", "HOME", "/workspace"])
-            .args(["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]);
-        if let Some((socket, _)) = &forwarder {
-            command.arg("--bind").arg(socket).arg(FORWARD_SOCKET);
-        }
-        for path in &spec.read_only {
-            command.arg("--ro-bind").arg(path).arg(path);
-        }
-        for (name, value) in &spec.env {
-            command.args(["--setenv", name, value]);
-        }
-        command
-            .arg("--")
-            .args(&spec.command)
+            .args(bwrap_args(
+                spec,
+                &dir,
+                forward_socket.as_deref(),
+                BwrapSession::New,
+                &spec.command,
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -205,8 +180,104 @@ impl LocalSandboxes {
             output,
             readers,
             forwarder: forwarder.map(|(_, task)| task),
+            forward_socket,
+            spec: spec.clone(),
+            alive: watch::channel(()).0,
         })
     }
+}
+
+/// Whether bubblewrap puts the command in a session of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BwrapSession {
+    /// Its own session, so it cannot push input into a terminal it
+    /// inherited (TIOCSTI): for agents.
+    New,
+    /// The caller's, whose terminal it needs: for login shells, whose
+    /// terminal is a PTY of their own.
+    Inherited,
+}
+
+/// `prlimit`'s arguments that run `command` in the sandbox of `spec` kept
+/// under `dir`.
+fn bwrap_args(
+    spec: &SandboxSpec,
+    dir: &Path,
+    forward_socket: Option<&Path>,
+    session: BwrapSession,
+    command: &[String],
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = limit_args(spec.limits);
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["/usr/bin/bwrap", "--unshare-all"]);
+    if spec.network {
+        push(&["--share-net"]);
+    }
+    push(&["--die-with-parent", "--clearenv"]);
+    if session == BwrapSession::New {
+        push(&["--new-session"]);
+    }
+    push(&["--ro-bind", "/usr", "/usr"]);
+    push(&["--symlink", "usr/bin", "/bin"]);
+    push(&["--symlink", "usr/sbin", "/sbin"]);
+    push(&["--symlink", "usr/lib", "/lib"]);
+    push(&["--symlink", "usr/lib64", "/lib64"]);
+    push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    // Name resolution and certificates, for sessions with network.
+    push(&["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]);
+    push(&["--ro-bind-try", "/etc/ssl", "/etc/ssl"]);
+    push(&["--chdir", "/workspace"]);
+    args.extend([
+        "--bind".into(),
+        dir.join("workspace").into_os_string(),
+        "/workspace".into(),
+        "--ro-bind".into(),
+        dir.join("files").into_os_string(),
+        FILES_DIR.into(),
+    ]);
+    if let Some(socket) = forward_socket {
+        args.extend(["--bind".into(), socket.into(), FORWARD_SOCKET.into()]);
+    }
+    for path in &spec.read_only {
+        args.extend(["--ro-bind".into(), path.into(), path.into()]);
+    }
+    for (name, value) in base_env(spec) {
+        args.extend(["--setenv".into(), name.into(), value.into()]);
+    }
+    args.push("--".into());
+    args.extend(command.iter().map(OsString::from));
+    args
+}
+
+/// `prlimit`'s caps, up to the `--` before the capped program.
+fn limit_args(limits: Limits) -> Vec<OsString> {
+    vec![
+        format!("--as={}", limits.memory_bytes).into(),
+        format!("--cpu={}", limits.cpu_seconds).into(),
+        "--".into(),
+    ]
+}
+
+/// The environment of everything run in a sandbox: the spec's, with a
+/// home and a path.
+fn base_env(spec: &SandboxSpec) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("HOME".to_owned(), "/workspace".to_owned()),
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+    ];
+    env.extend(spec.env.iter().cloned());
+    env
+}
+
+/// The process that is PID 1 of the namespaces bubblewrap `pid` made.
+fn namespace_init(pid: u32) -> anyhow::Result<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .context("reading the sandbox's processes")?;
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|child| child.parse().ok())
+        .context("the sandbox has no process left")
 }
 
 /// `name` as a path that stays inside the directory it is joined to.
@@ -260,6 +331,10 @@ pub struct Sandbox {
     /// The tasks keeping its output; done once every process is gone.
     readers: Vec<tokio::task::JoinHandle<()>>,
     forwarder: Option<tokio::task::JoinHandle<()>>,
+    forward_socket: Option<PathBuf>,
+    spec: SandboxSpec,
+    /// Dropped with the sandbox: what runs beside it (login shells) ends.
+    alive: watch::Sender<()>,
 }
 
 impl Drop for Sandbox {
@@ -298,6 +373,65 @@ impl Sandbox {
             Some(status) if read => Some(status.code()),
             _ => None,
         })
+    }
+
+    /// The argv (for `prlimit`'s path, [`PRLIMIT`]) of a login shell, or of
+    /// `command` run by one, inside this sandbox with terminal type `term`.
+    /// While the agent runs, the shell joins its namespaces (it sees the
+    /// agent's processes); once the agent has ended, it gets a new sandbox
+    /// over the same workspace and files.
+    pub fn shell_command(
+        &mut self,
+        command: Option<&str>,
+        term: &str,
+    ) -> anyhow::Result<Vec<OsString>> {
+        let mut shell: Vec<String> = match command {
+            Some(command) => vec!["/bin/sh".into(), "-c".into(), command.into()],
+            // Without job control: the terminal's process groups are outside
+            // the sandbox's PID namespace, so it could not hand them back.
+            None => vec!["/bin/sh".into(), "-i".into(), "+m".into()],
+        };
+        let mut argv: Vec<OsString> = vec![PRLIMIT.into()];
+        if self.child.try_wait()?.is_none() {
+            let bwrap = self.child.id().context("the sandbox has no process")?;
+            let init = namespace_init(bwrap)?;
+            argv.extend(limit_args(self.spec.limits));
+            argv.extend(
+                [
+                    "/usr/bin/nsenter",
+                    "--target",
+                    &init.to_string(),
+                    "--all",
+                    "--wd",
+                    "--root",
+                    "/usr/bin/env",
+                    "-i",
+                ]
+                .map(OsString::from),
+            );
+            let mut env = base_env(&self.spec);
+            env.push(("TERM".into(), term.into()));
+            argv.extend(
+                env.into_iter()
+                    .map(|(name, value)| format!("{name}={value}").into()),
+            );
+            argv.extend(shell.into_iter().map(OsString::from));
+        } else {
+            shell.splice(0..0, ["/usr/bin/env".to_owned(), format!("TERM={term}")]);
+            argv.extend(bwrap_args(
+                &self.spec,
+                &self.dir,
+                self.forward_socket.as_deref(),
+                BwrapSession::Inherited,
+                &shell,
+            ));
+        }
+        Ok(argv)
+    }
+
+    /// Ends (with an error) when the sandbox is destroyed.
+    pub fn destroyed(&self) -> watch::Receiver<()> {
+        self.alive.subscribe()
     }
 
     /// The last lines it wrote (standard output and error, interleaved).

@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anima_agent::{
-    provider::LocalProvider,
+    provider::{LocalProvider, Running},
     sandbox::{Limits, LocalSandboxes},
 };
 use anima_proto::v1::{
@@ -26,6 +26,8 @@ fn provider() -> Option<(Arc<LocalProvider>, tempfile::TempDir)> {
             LocalSandboxes::new(root.path()),
             Limits::default(),
             Vec::new(),
+            Running::default(),
+            None,
         )),
         root,
     ))

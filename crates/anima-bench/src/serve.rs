@@ -50,10 +50,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
-                .add_service(anima_agent::service(
-                    std::env::temp_dir().join("anima-bench-sandboxes"),
-                    Vec::new(),
-                ));
+                .add_service(
+                    anima_agent::service(anima_agent::AgentOptions {
+                        sandboxes: std::env::temp_dir().join("anima-bench-sandboxes"),
+                        read_only: Vec::new(),
+                        login: None,
+                    })
+                    .await?,
+                );
             let api = anima_server::app::api(store, &config, Some(internal), None).await?;
             if args.trust_every_caller {
                 api.into_router_trusting_every_caller()

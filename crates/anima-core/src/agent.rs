@@ -122,6 +122,78 @@ pub struct Task {
     pub updated_at: i64,
 }
 
+/// Longest reason given for a login, in characters.
+pub const MAX_LOGIN_REASON_CHARS: usize = 1_000;
+
+/// One login into a session's sandbox, for the audit log: who asked and
+/// why (recorded when the credentials are issued), then what happened in
+/// the shell (reported by the provider).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLogin {
+    /// The username of its one-time credentials.
+    pub id: String,
+    /// The session logged into.
+    pub session_id: String,
+    /// The user the credentials were issued to.
+    pub user_id: String,
+    /// Why, as they said.
+    pub reason: String,
+    /// When the credentials were issued.
+    pub created_at: i64,
+    /// Until when they could be used.
+    pub expires_at: i64,
+    /// When they were used, if they were.
+    pub started_at: Option<i64>,
+    /// When the shell ended, if it has.
+    pub ended_at: Option<i64>,
+    /// Every command line typed, in order.
+    pub commands: Vec<String>,
+    /// Bytes the user sent.
+    pub bytes_in: i64,
+    /// Bytes the shell sent back.
+    pub bytes_out: i64,
+    /// The shell's exit status (-1: a signal), once it ended.
+    pub exit_status: Option<i32>,
+    /// The client's address.
+    pub peer: String,
+}
+
+/// The issue of login credentials, as recorded.
+#[derive(Debug, Clone)]
+pub struct NewSessionLogin {
+    /// The credentials' username.
+    pub id: String,
+    /// The session.
+    pub session_id: String,
+    /// Who they are for.
+    pub user_id: String,
+    /// Why.
+    pub reason: String,
+    /// Until when they are valid.
+    pub expires_at: i64,
+}
+
+/// What a provider reports of a login's shell: the whole record so far.
+#[derive(Debug, Clone, Default)]
+pub struct LoginReport {
+    /// The login.
+    pub id: String,
+    /// When the credentials were used.
+    pub started_at: i64,
+    /// When the shell ended, once it has.
+    pub ended_at: Option<i64>,
+    /// Every command line typed so far.
+    pub commands: Vec<String>,
+    /// Bytes in so far.
+    pub bytes_in: i64,
+    /// Bytes out so far.
+    pub bytes_out: i64,
+    /// The exit status, once it ended.
+    pub exit_status: Option<i32>,
+    /// The client's address.
+    pub peer: String,
+}
+
 /// What a valid MCP token stands for, looked up on every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpScope {

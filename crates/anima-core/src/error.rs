@@ -140,6 +140,12 @@ pub mod reason {
     pub const SECRET_NOT_FOUND: &str = "SECRET_NOT_FOUND";
     /// No sandbox has this id (never made, or destroyed).
     pub const VM_NOT_FOUND: &str = "VM_NOT_FOUND";
+    /// No login into a session has this id.
+    pub const LOGIN_NOT_FOUND: &str = "LOGIN_NOT_FOUND";
+    /// The login has ended; its record no longer changes.
+    pub const LOGIN_ENDED: &str = "LOGIN_ENDED";
+    /// The agent provider cannot open shells (no SSH server, or no audit).
+    pub const LOGIN_UNAVAILABLE: &str = "LOGIN_UNAVAILABLE";
     /// Another mailbox has this address.
     pub const MAILBOX_EXISTS: &str = "MAILBOX_EXISTS";
     /// No mailbox has this id.

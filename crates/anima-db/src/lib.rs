@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, Permission,
-    agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
+    agent::{
+        AgentSession, LoginReport, McpScope, NewSession, NewSessionLogin, SessionLogin,
+        SessionStatus, Task, TaskStatus,
+    },
     capability::Capability,
     document::{Document, DocumentHit, NewDocument},
     mail::{
@@ -619,6 +622,22 @@ pub trait AgentStore: Send + Sync {
         status: TaskStatus,
         note: &str,
     ) -> Result<Task, DomainError>;
+
+    /// Records that login credentials into a session were issued.
+    async fn create_session_login(
+        &self,
+        login: NewSessionLogin,
+    ) -> Result<SessionLogin, DomainError>;
+    /// Stores a provider's report of a login's shell. An unknown login is
+    /// `NOT_FOUND`/`LOGIN_NOT_FOUND`; one that has ended no longer changes
+    /// (`FAILED_PRECONDITION`/`LOGIN_ENDED`).
+    async fn report_session_login(&self, report: LoginReport) -> Result<SessionLogin, DomainError>;
+    /// A session's logins, oldest first.
+    async fn list_session_logins(
+        &self,
+        session_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<SessionLogin>, DomainError>;
 }
 
 /// Which documents a listing returns.

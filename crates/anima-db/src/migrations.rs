@@ -48,6 +48,11 @@ const COMMON: &[Step] = &[
         "documents",
         include_str!("../migrations/common/0008_documents.sql"),
     ),
+    (
+        9,
+        "session logins",
+        include_str!("../migrations/common/0009_session_logins.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -62,6 +62,18 @@ pub trait AgentProvider: Send + Sync {
         let _ = vm_id;
         Ok(AgentState::Unknown)
     }
+    /// One-time SSH credentials into sandbox `vm_id`, for `user_id` alone.
+    async fn login_credentials(
+        &self,
+        vm_id: &str,
+        user_id: &str,
+    ) -> Result<pb::LoginCredentials, DomainError> {
+        let _ = (vm_id, user_id);
+        Err(DomainError::failed_precondition(
+            reason::LOGIN_UNAVAILABLE,
+            "this agent provider cannot open shells into sessions",
+        ))
+    }
 }
 
 fn provider_failed(err: impl std::fmt::Display) -> DomainError {
@@ -170,6 +182,9 @@ fn from_status(status: tonic::Status) -> DomainError {
         (tonic::Code::FailedPrecondition, Some(reason::SECRET_NOT_FOUND)) => {
             DomainError::failed_precondition(reason::SECRET_NOT_FOUND, status.message())
         }
+        (tonic::Code::FailedPrecondition, Some(reason::LOGIN_UNAVAILABLE)) => {
+            DomainError::failed_precondition(reason::LOGIN_UNAVAILABLE, status.message())
+        }
         (tonic::Code::NotFound, _) => {
             DomainError::not_found(reason::VM_NOT_FOUND, status.message())
         }
@@ -245,6 +260,23 @@ impl AgentProvider for RemoteProvider {
                 AgentState::Running
             }
         })
+    }
+
+    async fn login_credentials(
+        &self,
+        vm_id: &str,
+        user_id: &str,
+    ) -> Result<pb::LoginCredentials, DomainError> {
+        Ok(self
+            .client
+            .clone()
+            .get_login_credentials(self.request(pb::GetLoginCredentialsRequest {
+                vm_id: vm_id.to_owned(),
+                requested_by_user_id: user_id.to_owned(),
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner())
     }
 }
 

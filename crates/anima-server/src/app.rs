@@ -5,6 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use anima_core::{DomainError, model::NewUser};
 use anima_db::Store;
 use anima_proto::v1::{
+    agent_audit_service_server::AgentAuditServiceServer,
     agent_session_service_server::AgentSessionServiceServer, akh_service_server::AkhServiceServer,
     auth_service_server::AuthServiceServer, dashboard_service_server::DashboardServiceServer,
     document_service_server::DocumentServiceServer,
@@ -28,7 +29,7 @@ use crate::{
     mcp,
     middleware::{authorize, trust_every_caller},
     services::{
-        agent::AgentSessionApi,
+        agent::{AgentAuditApi, AgentSessionApi},
         akh::AkhApi,
         auth::AuthApi,
         dashboard::DashboardApi,
@@ -175,6 +176,9 @@ pub async fn api(
             store.clone(),
             hub.clone(),
             provider,
+        )))
+        .add_service(AgentAuditServiceServer::new(AgentAuditApi::new(
+            store.clone(),
         )))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(MailboxApi::new(store.clone())))

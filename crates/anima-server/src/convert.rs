@@ -3,7 +3,7 @@
 
 use anima_core::{
     DomainError,
-    agent::{AgentSession, SessionStatus, Task, TaskStatus},
+    agent::{AgentSession, SessionLogin, SessionStatus, Task, TaskStatus},
     document::{Document, DocumentType},
     error::reason,
     mail::{InboundRecord, InboundState, Mailbox, MailboxState, ScreeningRules},
@@ -656,6 +656,33 @@ pub fn task(task: Task) -> pb::Task {
         create_time: timestamp(task.created_at),
         update_time: timestamp(task.updated_at),
     }
+}
+
+/// A login's audit record on the wire.
+pub fn session_login(login: SessionLogin) -> pb::SessionLogin {
+    pb::SessionLogin {
+        id: login.id,
+        session_id: login.session_id,
+        user_id: login.user_id,
+        reason: login.reason,
+        create_time: timestamp(login.created_at),
+        expire_time: timestamp(login.expires_at),
+        start_time: login.started_at.and_then(timestamp),
+        end_time: login.ended_at.and_then(timestamp),
+        commands: login.commands,
+        bytes_in: login.bytes_in,
+        bytes_out: login.bytes_out,
+        exit_status: login.exit_status,
+        peer: login.peer,
+    }
+}
+
+/// Microseconds since the epoch of a wire timestamp.
+pub fn micros(timestamp: &Timestamp) -> i64 {
+    timestamp
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(timestamp.nanos / 1_000))
 }
 
 #[cfg(test)]

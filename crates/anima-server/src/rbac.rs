@@ -114,6 +114,7 @@ access_table! {
         "StopSession": Project(AgentStop),
         "RevokeSessionToken": Project(AgentStop),
         "LoginSession": Project(AgentLogin),
+        "ListSessionLogins": Project(AgentLogin),
         "ListTasks": Project(AgentRead),
         "GetTask": Project(AgentRead),
         "UpdateTaskStatus": Project(TaskUpdate),
@@ -181,6 +182,9 @@ access_table! {
         "ShouldReview": Service,
         "DeriveCapabilities": Service,
         "Embed": Service,
+    }
+    "AgentAuditService" => {
+        "ReportLogin": Service,
     }
     "AgentProviderService" => {
         "ProvisionVM": Service,

@@ -5,7 +5,7 @@
 mod common;
 
 use anima_core::{
-    agent::{DEFAULT_MCP_PERMISSIONS, NewSession},
+    agent::{DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus},
     document::{DocumentType, NewDocument},
     mail::{InboundState, MailContent, NewInbound, NewMailbox, ScreeningRules},
     permission::DEFAULT_ROLES,
@@ -119,6 +119,8 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("StartSession", "DDAAADD"),
     ("StopSession", "DDAAADD"),
     ("RevokeSessionToken", "DDAAADD"),
+    ("LoginSession", "DDAADDD"),
+    ("ListSessionLogins", "DDAADDD"),
     ("ListTasks", "DDAAAAD"),
     ("GetTask", "DDAAAAD"),
     ("UpdateTaskStatus", "DDAAADD"),
@@ -142,10 +144,6 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("DeleteDocument", "DDAAADD"),
     ("SearchDocuments", "DDAAAAD"),
 ];
-
-/// RPCs of implemented services that still answer UNIMPLEMENTED (their
-/// issue has not landed), so the matrix cannot call them yet.
-const NOT_YET_SERVED: &[&str] = &["/anima.v1.AgentSessionService/LoginSession"];
 
 /// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
 const IMPLEMENTED_SERVICES: &[&str] = &[
@@ -204,8 +202,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
             .iter()
             .filter(|(path, _)| IMPLEMENTED_SERVICES
                 .iter()
-                .any(|service| path.starts_with(&format!("/anima.v1.{service}/")))
-                && !NOT_YET_SERVED.contains(path))
+                .any(|service| path.starts_with(&format!("/anima.v1.{service}/"))))
             .count(),
         "every implemented RPC is in the matrix"
     );
@@ -1033,6 +1030,16 @@ async fn call_agent(
         })
         .await
         .expect("session");
+    let session = server
+        .store
+        .set_agent_session_status(
+            &session.id,
+            SessionStatus::Running,
+            Some(&format!("recorded-{}", session.id)),
+            None,
+        )
+        .await
+        .expect("running");
     let task = server
         .store
         .create_task(&session.id, fresh)
@@ -1072,6 +1079,26 @@ async fn call_agent(
             .revoke_session_token(authed(
                 token,
                 pb::RevokeSessionTokenRequest { id: session.id },
+            ))
+            .await
+            .map(drop),
+        "LoginSession" => sessions
+            .login_session(authed(
+                token,
+                pb::LoginSessionRequest {
+                    id: session.id,
+                    reason: "matrix".into(),
+                },
+            ))
+            .await
+            .map(drop),
+        "ListSessionLogins" => sessions
+            .list_session_logins(authed(
+                token,
+                pb::ListSessionLoginsRequest {
+                    session_id: session.id,
+                    ..Default::default()
+                },
             ))
             .await
             .map(drop),
@@ -1410,6 +1437,7 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("AgentSessionService/StopSession", "OAM-"),
     ("AgentSessionService/RevokeSessionToken", "OAM-"),
     ("AgentSessionService/LoginSession", "OA--"),
+    ("AgentSessionService/ListSessionLogins", "OA--"),
     ("AgentSessionService/ListTasks", "OAMV"),
     ("AgentSessionService/GetTask", "OAMV"),
     ("AgentSessionService/UpdateTaskStatus", "OAM-"),

@@ -2,7 +2,7 @@
 //! process and on the same listener, on an embedded SQLite database unless
 //! told otherwise.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Args;
@@ -28,6 +28,10 @@ pub struct UpArgs {
     /// [admin]); without a mail server (`jmap_url`), no mail is followed.
     #[arg(long, env = "ANIMA_MAIL_CONFIG")]
     mail_config: Option<PathBuf>,
+    /// Where the SSH server for logins into agent sandboxes listens; port 0
+    /// picks a free one (credentials name it).
+    #[arg(long, env = "ANIMA_SSH_LISTEN", default_value = "127.0.0.1:0")]
+    ssh_listen: SocketAddr,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -84,7 +88,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     // With an agent command and no other provider, sessions run in this
     // process's sandboxes (anima-agent on the same listener).
-    if config.agent_provider.is_empty() && !config.agent.command.is_empty() {
+    let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
+    if local_agent {
         let token = anima_server::auth::new_token();
         config
             .service_tokens
@@ -112,16 +117,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         mail.service_token = token;
         mail.check()?;
     }
-    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(
-        anima_agent::service(
-            data_dir
-                .unwrap_or_else(std::env::temp_dir)
-                .join("sandboxes"),
-            std::env::var_os("ANIMA_AGENT_READ_ONLY")
-                .map(|paths| std::env::split_paths(&paths).collect())
-                .unwrap_or_default(),
-        ),
-    );
+    // Logins into this process's sandboxes are reported to this same
+    // listener, with the token the server presents to its provider.
+    let login = if local_agent {
+        let audit = anima_agent::login::ServerAudit::new(
+            &format!("http://{}", reachable(address)),
+            &config.agent.token,
+        )?;
+        Some((
+            anima_agent::login::LoginOptions {
+                listen: args.ssh_listen,
+                host: None,
+            },
+            Arc::new(audit) as Arc<dyn anima_agent::login::AuditSink>,
+        ))
+    } else {
+        None
+    };
+    let agent = anima_agent::service(anima_agent::AgentOptions {
+        sandboxes: data_dir
+            .unwrap_or_else(std::env::temp_dir)
+            .join("sandboxes"),
+        read_only: std::env::var_os("ANIMA_AGENT_READ_ONLY")
+            .map(|paths| std::env::split_paths(&paths).collect())
+            .unwrap_or_default(),
+        login,
+    })
+    .await?;
+    let internal =
+        Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(agent);
     let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
 
     say(format!(

@@ -889,6 +889,189 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
     assert_eq!(shown["status"], "completed", "{shown}");
 }
 
+/// The login case: an admin opens a shell in a running session's
+/// sandbox over SSH with one-time credentials (`anima session login`), runs
+/// commands there, and finds every line in the session's audit log; the
+/// credentials do not work twice, and a member without agent.login gets
+/// none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_log_into_sandboxes_and_every_command_is_audited() {
+    use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
+    if !bubblewrap_installed() || Command::new("ssh").arg("-V").output().is_err() {
+        eprintln!("bubblewrap or ssh not installed (scripts/setup-debian); skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let up = Up::start_with_env(
+        &data,
+        None,
+        &[(
+            "ANIMA_AGENT_COMMAND",
+            "echo agent-was-here > marker; sleep 600",
+        )],
+    );
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["project", "create", "Debugged"], "");
+    cli(
+        &config,
+        &["workitem", "create", "--project", "Debugged", "Slow build"],
+        "",
+    );
+    cli(&config, &["akh", "create", "Watcher"], "");
+    let started = json(&cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "WI-1",
+            "--project",
+            "Debugged",
+            "--akh",
+            "Watcher",
+            "--json",
+        ],
+        "",
+    ));
+    let id = started["id"].as_str().expect("id").to_owned();
+    let marker = data.join("sandboxes").join(&id).join("workspace/marker");
+    for _ in 0..100 {
+        if marker.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // An interactive shell, by work item key, typed into.
+    let shown = cli(
+        &config,
+        &[
+            "session",
+            "login",
+            "WI-1",
+            "--project",
+            "Debugged",
+            "--reason",
+            "why is it slow",
+        ],
+        "cat marker\necho sum-$((20+22))\nexit\n",
+    );
+    assert!(shown.contains("agent-was-here"), "{shown}");
+    assert!(shown.contains("sum-42"), "{shown}");
+    // One command, by session id.
+    let shown = cli(
+        &config,
+        &["session", "login", &id, "--", "cat", "/workspace/marker"],
+        "",
+    );
+    assert!(shown.contains("agent-was-here"), "{shown}");
+
+    let mut logins = serde_json::Value::Null;
+    for _ in 0..100 {
+        logins = json(&cli(&config, &["session", "logins", &id, "--json"], ""));
+        let ended = logins
+            .as_array()
+            .expect("logins")
+            .iter()
+            .all(|login| login["end_time"] != "");
+        if ended {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logins = logins.as_array().expect("logins");
+    assert_eq!(logins.len(), 2, "{logins:?}");
+    let admin = json(&cli(&config, &["whoami", "--json"], ""));
+    assert_eq!(logins[0]["user_id"], admin["id"]);
+    assert_eq!(logins[0]["reason"], "why is it slow");
+    assert_eq!(
+        logins[0]["commands"],
+        serde_json::json!(["cat marker", "echo sum-$((20+22))", "exit"])
+    );
+    assert_eq!(logins[0]["exit_status"], 0);
+    assert!(logins[0]["bytes_out"].as_i64() > logins[0]["bytes_in"].as_i64());
+    assert_eq!(
+        logins[1]["commands"],
+        serde_json::json!(["cat /workspace/marker"])
+    );
+    let shown = cli(&config, &["session", "logins", &id], "");
+    assert!(shown.contains("$ echo sum-$((20+22))"), "{shown}");
+
+    // Credentials work once.
+    let (channel, token) = up.admin_channel().await;
+    let mut sessions = AgentSessionServiceClient::new(channel);
+    let credentials = sessions
+        .login_session(with_token(
+            &token,
+            pb::LoginSessionRequest {
+                id: id.clone(),
+                reason: "twice".into(),
+            },
+        ))
+        .await
+        .expect("credentials")
+        .into_inner();
+    for attempt in 0..2 {
+        let keys = tempfile::tempdir().expect("keys");
+        let output = anima_agent::login::openssh_client(
+            keys.path(),
+            &anima_agent::login::ClientCredentials {
+                host: &credentials.host,
+                port: credentials.port,
+                username: &credentials.username,
+                private_key_pem: &credentials.private_key_pem,
+                host_public_key: &credentials.host_public_key,
+            },
+        )
+        .expect("client")
+        .arg("echo in-$((1+1))")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh");
+        let shown = String::from_utf8_lossy(&output.stdout);
+        if attempt == 0 {
+            assert!(shown.contains("in-2"), "{shown}");
+        } else {
+            assert_eq!(output.status.code(), Some(255), "reused: {shown}");
+        }
+    }
+
+    // A member without agent.login gets no credentials.
+    cli(
+        &config,
+        &["user", "create", "mallory", "--password-stdin"],
+        "a long enough password",
+    );
+    cli(
+        &config,
+        &[
+            "project", "members", "add", "Debugged", "mallory", "--role", "Member",
+        ],
+        "",
+    );
+    let member = dir.path().join("member-config");
+    cli(
+        &member,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "mallory",
+            "--password-stdin",
+        ],
+        "a long enough password",
+    );
+    let refused = cli_fails(&member, &["session", "login", &id]);
+    assert!(refused.contains("agent.login"), "{refused}");
+
+    // Stopping the session ends its sandbox; the audit log stays.
+    cli(&config, &["session", "stop", &id], "");
+    let kept = json(&cli(&config, &["session", "logins", &id, "--json"], ""));
+    assert_eq!(kept.as_array().expect("logins").len(), 3);
+}
+
 /// The end-to-end case: an agent in a sandbox without network
 /// uses the official MCP SDK with its session's token to read its work
 /// item, create a task, post as its Akh and complete the task; the thread

@@ -5,7 +5,10 @@ use std::str::FromStr;
 
 use anima_core::{
     DomainError, Permission,
-    agent::{AgentSession, McpScope, NewSession, SessionStatus, Task, TaskStatus},
+    agent::{
+        AgentSession, LoginReport, McpScope, NewSession, NewSessionLogin, SessionLogin,
+        SessionStatus, Task, TaskStatus,
+    },
     capability::Capability,
     error::reason,
     id::new_id,
@@ -33,6 +36,10 @@ fn task_not_found(id: &str) -> DomainError {
     DomainError::not_found(reason::TASK_NOT_FOUND, format!("no task with id {id}"))
 }
 
+fn login_not_found(id: &str) -> DomainError {
+    DomainError::not_found(reason::LOGIN_NOT_FOUND, format!("no login with id {id}"))
+}
+
 fn session_ended(session: &AgentSession) -> DomainError {
     DomainError::failed_precondition(
         reason::SESSION_ENDED,
@@ -50,6 +57,13 @@ macro_rules! session_select {
 macro_rules! task_select {
     () => {
         "SELECT id, session_id, work_item_id, title, status, note, created_at, updated_at FROM tasks"
+    };
+}
+
+macro_rules! login_select {
+    () => {
+        "SELECT id, session_id, user_id, reason, created_at, expires_at, started_at, ended_at, \
+         commands, bytes_in, bytes_out, exit_status, peer FROM session_logins"
     };
 }
 
@@ -306,9 +320,144 @@ macro_rules! agent_sql {
                 self.commit(tx).await?;
                 Ok(updated)
             }
+
+            async fn create_session_login(&self, login: NewSessionLogin) -> Result<SessionLogin, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let session = Self::session_in(&mut tx, &login.session_id).await?;
+                sqlx::query(
+                    "INSERT INTO session_logins (id, session_id, user_id, reason, created_at, expires_at, \
+                     commands, bytes_in, bytes_out, peer) VALUES ($1, $2, $3, $4, $5, $6, '[]', 0, 0, '')",
+                )
+                .bind(&login.id)
+                .bind(&login.session_id)
+                .bind(&login.user_id)
+                .bind(&login.reason)
+                .bind(now_micros())
+                .bind(login.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                Self::record_for(
+                    &mut tx,
+                    "session.login_issued",
+                    Some(&session.project_id),
+                    Some(&session.work_item_id),
+                    &session.id,
+                    serde_json::json!({ "login_id": login.id, "user_id": login.user_id }),
+                )
+                .await?;
+                let created = Self::login_in(&mut tx, &login.id).await?;
+                self.commit(tx).await?;
+                Ok(created)
+            }
+
+            async fn report_session_login(&self, report: LoginReport) -> Result<SessionLogin, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let current = Self::login_in(&mut tx, &report.id).await?;
+                if current.ended_at.is_some() {
+                    return Err(DomainError::failed_precondition(
+                        reason::LOGIN_ENDED,
+                        format!("login {} has ended", report.id),
+                    ));
+                }
+                sqlx::query(
+                    "UPDATE session_logins SET started_at = $2, ended_at = $3, commands = $4, bytes_in = $5, \
+                     bytes_out = $6, exit_status = $7, peer = $8 WHERE id = $1",
+                )
+                .bind(&report.id)
+                .bind(report.started_at)
+                .bind(report.ended_at)
+                .bind(to_json(&report.commands))
+                .bind(report.bytes_in)
+                .bind(report.bytes_out)
+                .bind(report.exit_status)
+                .bind(&report.peer)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+                // The audit trail marks when a shell opens and closes; the
+                // lines in between are in the record.
+                let kind = match (current.started_at, report.ended_at) {
+                    (_, Some(_)) => Some("session.login_ended"),
+                    (None, None) => Some("session.login_started"),
+                    (Some(_), None) => None,
+                };
+                if let Some(kind) = kind {
+                    let session = Self::session_in(&mut tx, &current.session_id).await?;
+                    Self::record_for(
+                        &mut tx,
+                        kind,
+                        Some(&session.project_id),
+                        Some(&session.work_item_id),
+                        &session.id,
+                        serde_json::json!({ "login_id": report.id, "user_id": current.user_id }),
+                    )
+                    .await?;
+                }
+                let updated = Self::login_in(&mut tx, &report.id).await?;
+                self.commit(tx).await?;
+                Ok(updated)
+            }
+
+            async fn list_session_logins(&self, session_id: &str, page: &PageRequest) -> Result<Page<SessionLogin>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::session_in(&mut conn, session_id).await?;
+                // Login ids are random, so pages follow the issue time.
+                let after = match page.after.as_deref() {
+                    Some(id) => Self::login_in(&mut conn, id).await?.created_at,
+                    None => i64::MIN,
+                };
+                let rows = sqlx::query(concat!(
+                    login_select!(),
+                    " WHERE session_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+                     ORDER BY created_at, id LIMIT $4"
+                ))
+                .bind(session_id)
+                .bind(after)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut items = rows.iter().map(Self::login_row).collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = page.finish(&mut items, |login| login.id.clone());
+                Ok(Page { items, next_page_token })
+            }
         }
 
         impl $store {
+            fn login_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionLogin, DomainError> {
+                let commands: String = row.try_get("commands").map_err(internal)?;
+                Ok(SessionLogin {
+                    id: row.try_get("id").map_err(internal)?,
+                    session_id: row.try_get("session_id").map_err(internal)?,
+                    user_id: row.try_get("user_id").map_err(internal)?,
+                    reason: row.try_get("reason").map_err(internal)?,
+                    created_at: row.try_get("created_at").map_err(internal)?,
+                    expires_at: row.try_get("expires_at").map_err(internal)?,
+                    started_at: row.try_get("started_at").map_err(internal)?,
+                    ended_at: row.try_get("ended_at").map_err(internal)?,
+                    commands: stored_json(&commands)?,
+                    bytes_in: row.try_get("bytes_in").map_err(internal)?,
+                    bytes_out: row.try_get("bytes_out").map_err(internal)?,
+                    exit_status: row.try_get("exit_status").map_err(internal)?,
+                    peer: row.try_get("peer").map_err(internal)?,
+                })
+            }
+
+            async fn login_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> Result<SessionLogin, DomainError> {
+                let row = sqlx::query(concat!(login_select!(), " WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| login_not_found(id))?;
+                Self::login_row(&row)
+            }
+
             /// Marks a session's live tokens revoked; returns how many.
             async fn revoke_tokens(
                 conn: &mut <$db as sqlx::Database>::Connection,

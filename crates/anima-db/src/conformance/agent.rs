@@ -1,7 +1,10 @@
 //! Conformance cases of agent sessions, tasks and MCP tokens.
 
 use anima_core::{
-    agent::{DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus, TaskStatus},
+    agent::{
+        DEFAULT_MCP_PERMISSIONS, LoginReport, NewSession, NewSessionLogin, SessionStatus,
+        TaskStatus,
+    },
     error::reason,
     paging::PageRequest,
     planning::{Actor, NewWorkItem, Priority},
@@ -133,4 +136,115 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
         .expect("list");
     assert_eq!(active.items.len(), 1);
     assert_eq!(active.items[0].id, other.id);
+}
+
+/// A login is recorded when its credentials are issued, follows the
+/// provider's reports of its shell, and no longer changes once it ended.
+pub async fn session_logins_are_audited(store: &dyn Store) {
+    let owner = store.create_user(new_user("auditor")).await.expect("user");
+    let project = store
+        .create_project("P", "", &owner.id)
+        .await
+        .expect("project");
+    let item = store
+        .create_work_item(NewWorkItem {
+            project_id: project.id.clone(),
+            plan_id: None,
+            title: "debug me".into(),
+            description: String::new(),
+            priority: Priority::Medium,
+            workflow_id: None,
+            author: Actor::User {
+                id: owner.id.clone(),
+            },
+        })
+        .await
+        .expect("item");
+    let akh = store.create_akh("Ptah", "", "#445566").await.expect("akh");
+    let session = store
+        .create_agent_session(NewSession {
+            work_item_id: item.id.clone(),
+            akh_id: akh.id.clone(),
+            keep_after_stop: true,
+            token_hash: "login-hash".into(),
+            permissions: DEFAULT_MCP_PERMISSIONS.to_vec(),
+        })
+        .await
+        .expect("session");
+    let issue = |id: &str| NewSessionLogin {
+        id: id.into(),
+        session_id: session.id.clone(),
+        user_id: owner.id.clone(),
+        reason: "why did it fail".into(),
+        expires_at: 1_000,
+    };
+    let first = store
+        .create_session_login(issue("login-b"))
+        .await
+        .expect("issue");
+    // Issued later, listed later, whatever their ids.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert_eq!(
+        (first.started_at, first.ended_at, first.commands.len()),
+        (None, None, 0)
+    );
+    store
+        .create_session_login(issue("login-a"))
+        .await
+        .expect("second issue");
+
+    let report = LoginReport {
+        id: "login-b".into(),
+        started_at: 10,
+        commands: vec!["ls".into()],
+        bytes_in: 3,
+        bytes_out: 40,
+        peer: "127.0.0.1:5555".into(),
+        ..LoginReport::default()
+    };
+    let open = store
+        .report_session_login(report.clone())
+        .await
+        .expect("open");
+    assert_eq!(open.started_at, Some(10));
+    let ended = store
+        .report_session_login(LoginReport {
+            ended_at: Some(20),
+            commands: vec!["ls".into(), "exit".into()],
+            exit_status: Some(0),
+            ..report.clone()
+        })
+        .await
+        .expect("end");
+    assert_eq!(ended.commands, ["ls", "exit"]);
+    assert_eq!((ended.ended_at, ended.exit_status), (Some(20), Some(0)));
+    let err = store
+        .report_session_login(report)
+        .await
+        .expect_err("ended logins stay as they ended");
+    assert_eq!(err.reason, reason::LOGIN_ENDED);
+    let err = store
+        .report_session_login(LoginReport {
+            id: "never-issued".into(),
+            ..LoginReport::default()
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.reason, reason::LOGIN_NOT_FOUND);
+
+    // Oldest first, one per page.
+    let mut page = PageRequest::parse(1, "", "logins").expect("page");
+    let mut seen = Vec::new();
+    loop {
+        let listed = store
+            .list_session_logins(&session.id, &page)
+            .await
+            .expect("list");
+        seen.extend(listed.items.into_iter().map(|login| login.id));
+        if listed.next_page_token.is_empty() {
+            break;
+        }
+        page = PageRequest::parse(1, &listed.next_page_token, "logins").expect("next");
+    }
+    assert_eq!(seen, ["login-b", "login-a"]);
 }

@@ -460,6 +460,7 @@ macro_rules! conformance_suite {
             decisions_are_answered_once,
             commits_signal_and_dashboard_reads,
             agent_sessions_and_tokens,
+            session_logins_are_audited,
             mailboxes_and_inbound_mail_once,
             received_mail_posts_once,
             mailbox_lifecycle,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anima_core::{
     DomainError,
     agent::{
-        AgentSession, DEFAULT_MCP_PERMISSIONS, MAX_TASK_NOTE_CHARS, NewSession, SessionStatus, Task,
+        AgentSession, DEFAULT_MCP_PERMISSIONS, LoginReport, MAX_LOGIN_REASON_CHARS,
+        MAX_TASK_NOTE_CHARS, NewSession, NewSessionLogin, SessionStatus, Task,
     },
     error::reason,
     id::parse_id,
@@ -15,13 +16,16 @@ use anima_core::{
     validate,
 };
 use anima_db::{SessionFilter, Store};
-use anima_proto::v1::{self as pb, agent_session_service_server::AgentSessionService};
+use anima_proto::v1::{
+    self as pb, agent_audit_service_server::AgentAuditService,
+    agent_session_service_server::AgentSessionService,
+};
 use tokio_stream::StreamExt;
 
 use super::{ResponseStream, grpc_service, optional_id};
 use crate::{
     agents::{AgentProvider, AgentState, ProvisionRequest},
-    auth::{new_token, token_hash},
+    auth::{Caller, new_token, token_hash},
     authz::{RequestContext, require_project},
     convert,
     error::to_status,
@@ -300,6 +304,81 @@ impl AgentSessionApi {
         })
     }
 
+    /// One-time SSH credentials into the session's sandbox for the caller,
+    /// recorded (who, why, until when) before they are handed out.
+    async fn login_session(
+        &self,
+        context: &RequestContext,
+        request: pb::LoginSessionRequest,
+    ) -> Result<pb::LoginSessionResponse, DomainError> {
+        let session = self.authorized_session(context, &request.id).await?;
+        validate::max_chars("reason", &request.reason, MAX_LOGIN_REASON_CHARS)?;
+        let user_id = match &context.caller {
+            Some(Caller::User { user, .. }) => user.id.clone(),
+            Some(Caller::Service { name }) => format!("service:{name}"),
+            None => {
+                return Err(DomainError::unauthenticated(
+                    reason::UNAUTHENTICATED,
+                    "this call needs authorization",
+                ));
+            }
+        };
+        let Some(provider) = &self.provider else {
+            return Err(DomainError::failed_precondition(
+                reason::NO_AGENT_PROVIDER,
+                "no agent provider is configured on this server (set agent_provider)",
+            ));
+        };
+        if session.vm_id.is_empty() {
+            return Err(DomainError::not_found(
+                reason::VM_NOT_FOUND,
+                "the session has no sandbox to log into",
+            ));
+        }
+        let credentials = provider.login_credentials(&session.vm_id, &user_id).await?;
+        let expire_time = credentials.expire_time.ok_or_else(|| {
+            DomainError::internal("the agent provider gave credentials without an expiry")
+        })?;
+        self.store
+            .create_session_login(NewSessionLogin {
+                id: credentials.username.clone(),
+                session_id: session.id,
+                user_id,
+                reason: request.reason,
+                expires_at: convert::micros(&expire_time),
+            })
+            .await?;
+        Ok(pb::LoginSessionResponse {
+            host: credentials.host,
+            port: credentials.port,
+            username: credentials.username,
+            private_key_pem: credentials.private_key_pem,
+            command: credentials.command,
+            expire_time: Some(expire_time),
+            host_public_key: credentials.host_public_key,
+        })
+    }
+
+    async fn list_session_logins(
+        &self,
+        context: &RequestContext,
+        request: pb::ListSessionLoginsRequest,
+    ) -> Result<pb::ListSessionLoginsResponse, DomainError> {
+        let session = self
+            .authorized_session(context, &request.session_id)
+            .await?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("logins:{}", session.id),
+        )?;
+        let page = self.store.list_session_logins(&session.id, &page).await?;
+        Ok(pb::ListSessionLoginsResponse {
+            logins: page.items.into_iter().map(convert::session_login).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
     async fn list_tasks(
         &self,
         context: &RequestContext,
@@ -432,8 +511,51 @@ grpc_service!(AgentSessionApi: AgentSessionService {
     start_session(pb::StartSessionRequest) -> pb::AgentSession;
     stop_session(pb::StopSessionRequest) -> pb::AgentSession;
     revoke_session_token(pb::RevokeSessionTokenRequest) -> pb::RevokeSessionTokenResponse;
+    login_session(pb::LoginSessionRequest) -> pb::LoginSessionResponse;
+    list_session_logins(pb::ListSessionLoginsRequest) -> pb::ListSessionLoginsResponse;
     list_tasks(pb::ListTasksRequest) -> pb::ListTasksResponse;
     get_task(pb::GetTaskRequest) -> pb::Task;
     update_task_status(pb::UpdateTaskStatusRequest) -> pb::Task;
     stream_session_status(pb::StreamSessionStatusRequest) -> ResponseStream<pb::SessionStatusEvent>;
+});
+
+/// AgentAuditService: the provider's reports of login shells, stored as
+/// the server's audit log.
+#[derive(Clone)]
+pub struct AgentAuditApi {
+    store: Arc<dyn Store>,
+}
+
+impl AgentAuditApi {
+    /// Builds the service.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn report_login(
+        &self,
+        _context: &RequestContext,
+        report: pb::LoginReport,
+    ) -> Result<pb::ReportLoginResponse, DomainError> {
+        let started_at = report.start_time.as_ref().ok_or_else(|| {
+            DomainError::invalid_argument(reason::FIELD_REQUIRED, "start_time must be set")
+        })?;
+        self.store
+            .report_session_login(LoginReport {
+                id: report.login_id,
+                started_at: convert::micros(started_at),
+                ended_at: report.end_time.as_ref().map(convert::micros),
+                commands: report.commands,
+                bytes_in: report.bytes_in,
+                bytes_out: report.bytes_out,
+                exit_status: report.exit_status,
+                peer: report.peer,
+            })
+            .await?;
+        Ok(pb::ReportLoginResponse {})
+    }
+}
+
+grpc_service!(AgentAuditApi: AgentAuditService {
+    report_login(pb::LoginReport) -> pb::ReportLoginResponse;
 });

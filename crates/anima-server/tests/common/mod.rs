@@ -241,6 +241,25 @@ impl AgentProvider for RecordingProvider {
             Ok(anima_server::agents::AgentState::Unknown)
         }
     }
+
+    async fn login_credentials(
+        &self,
+        vm_id: &str,
+        _user_id: &str,
+    ) -> Result<anima_proto::v1::LoginCredentials, anima_core::DomainError> {
+        Ok(anima_proto::v1::LoginCredentials {
+            host: "127.0.0.1".into(),
+            port: 22,
+            username: format!("login-{}", anima_core::id::new_id()),
+            private_key_pem: format!("key of {vm_id}"),
+            command: String::new(),
+            host_public_key: "ssh-ed25519 AAAA".into(),
+            expire_time: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+        })
+    }
 }
 
 /// Generates one test per backend from `async fn name(backend: Backend)`.

@@ -1,6 +1,7 @@
 //! `anima session …`: agent sessions on work items.
 
 use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -60,6 +61,118 @@ pub enum SessionCommand {
         /// Session id.
         id: String,
     },
+    /// Open a shell inside a session's sandbox (needs agent.login), with
+    /// one-time credentials and the system `ssh`. Everything typed is kept
+    /// in the session's audit log (`anima session logins`).
+    Login {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Session id, or a work item (id, or key such as WI-12 with
+        /// --project): its newest session with a sandbox.
+        target: String,
+        /// Project id or name, for work item keys.
+        #[arg(long, short, env = "ANIMA_PROJECT")]
+        project: Option<String>,
+        /// Why you log in, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Run this command instead of an interactive shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// The audit log of logins into a session: who, when, why, every
+    /// command line, bytes both ways, exit.
+    Logins {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Session id.
+        id: String,
+    },
+}
+
+/// The session a login names: a session id, or a work item's newest
+/// session that has a sandbox.
+async fn login_target(
+    session: &Session,
+    target: &str,
+    project: Option<&str>,
+) -> anyhow::Result<pb::AgentSession> {
+    if super::is_id(target) {
+        match session
+            .sessions()
+            .get_session(session.request(pb::GetSessionRequest {
+                id: target.to_owned(),
+            })?)
+            .await
+        {
+            Ok(found) => return Ok(found.into_inner()),
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status.into()),
+        }
+    }
+    let item = super::work_item(session, target, project).await?;
+    let sessions = all_pages(|page_token| async {
+        let page = session
+            .sessions()
+            .list_sessions(session.request(pb::ListSessionsRequest {
+                work_item_id: item.id.clone(),
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            })?)
+            .await?
+            .into_inner();
+        Ok((page.sessions, page.next_page_token))
+    })
+    .await?;
+    // Sessions are listed in start order: the newest is last.
+    sessions
+        .into_iter()
+        .rev()
+        .find(|found| !found.vm_id.is_empty())
+        .with_context(|| format!("{target} has no session with a sandbox to log into"))
+}
+
+/// Logs in with the system `ssh`; its exit code.
+async fn open_login(
+    credentials: &pb::LoginSessionResponse,
+    command: &[String],
+) -> anyhow::Result<i32> {
+    let dir = tempfile::tempdir().context("making a private directory for the key")?;
+    let mut ssh = anima_agent::login::openssh_client(
+        dir.path(),
+        &anima_agent::login::ClientCredentials {
+            host: &credentials.host,
+            port: credentials.port,
+            username: &credentials.username,
+            private_key_pem: &credentials.private_key_pem,
+            host_public_key: &credentials.host_public_key,
+        },
+    )?;
+    ssh.arg("-t").args(command);
+    let status = tokio::process::Command::from(ssh)
+        .status()
+        .await
+        .context("running ssh (install openssh-client)")?;
+    Ok(status.code().unwrap_or(255))
+}
+
+fn login_json(login: &pb::SessionLogin) -> Value {
+    json!({
+        "id": login.id,
+        "session_id": login.session_id,
+        "user_id": login.user_id,
+        "reason": login.reason,
+        "create_time": time(&login.create_time),
+        "expire_time": time(&login.expire_time),
+        "start_time": time(&login.start_time),
+        "end_time": time(&login.end_time),
+        "commands": login.commands,
+        "bytes_in": login.bytes_in,
+        "bytes_out": login.bytes_out,
+        "exit_status": login.exit_status,
+        "peer": login.peer,
+    })
 }
 
 fn status_name(raw: i32) -> &'static str {
@@ -182,6 +295,87 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print_session(&found, global.json);
+        }
+        SessionCommand::Login {
+            global,
+            target,
+            project,
+            reason,
+            command,
+        } => {
+            let session = Session::open(&global).await?;
+            let found = login_target(&session, &target, project.as_deref()).await?;
+            let credentials = session
+                .sessions()
+                .login_session(session.request(pb::LoginSessionRequest {
+                    id: found.id.clone(),
+                    reason,
+                })?)
+                .await?
+                .into_inner();
+            eprintln!(
+                "logging into session {} as {} (audited)",
+                found.id, credentials.username
+            );
+            let code = open_login(&credentials, &command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        SessionCommand::Logins { global, id } => {
+            let session = Session::open(&global).await?;
+            let logins = all_pages(|page_token| async {
+                let page = session
+                    .sessions()
+                    .list_session_logins(session.request(pb::ListSessionLoginsRequest {
+                        session_id: id.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.logins, page.next_page_token))
+            })
+            .await?;
+            if global.json {
+                output::json(&Value::Array(logins.iter().map(login_json).collect()));
+            } else {
+                let rows: Vec<Vec<String>> = logins
+                    .iter()
+                    .map(|login| {
+                        vec![
+                            login.id.clone(),
+                            login.user_id.clone(),
+                            time(&login.start_time),
+                            time(&login.end_time),
+                            login
+                                .exit_status
+                                .map(|code| code.to_string())
+                                .unwrap_or_default(),
+                            format!("{}/{}", login.bytes_in, login.bytes_out),
+                            login.reason.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &[
+                        "LOGIN",
+                        "USER",
+                        "STARTED",
+                        "ENDED",
+                        "EXIT",
+                        "BYTES IN/OUT",
+                        "REASON",
+                    ],
+                    &rows,
+                );
+                for login in &logins {
+                    println!("{}:", login.id);
+                    for line in &login.commands {
+                        println!("  $ {line}");
+                    }
+                }
+            }
         }
     }
     Ok(())
