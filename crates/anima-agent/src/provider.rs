@@ -21,7 +21,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     login::Logins,
-    sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative},
+    sandbox::{
+        FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative, write_files,
+    },
 };
 
 /// The provider's sandboxes by VM id, shared with its SSH server.
@@ -169,7 +171,31 @@ fn spec_of(
         limits,
         forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
         read_only: read_only.to_vec(),
+        workspace_files: skill_files(&request.skills)?,
     })
+}
+
+/// Skill bundles as workspace files: `SKILLS_DIR/NAME/manifest.json` and
+/// `SKILLS_DIR/NAME/PATH` for each file of the bundle.
+fn skill_files(bundles: &[pb::SkillBundle]) -> Result<Vec<(String, Vec<u8>)>, DomainError> {
+    let mut files = Vec::new();
+    for bundle in bundles {
+        let name = bundle
+            .r#ref
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or_default();
+        relative(name).map_err(|err| invalid(format!("skill: {err:#}")))?;
+        files.push((
+            format!("{SKILLS_DIR}/{name}/manifest.json"),
+            bundle.manifest_json.clone().into_bytes(),
+        ));
+        for (path, content) in &bundle.files {
+            relative(path).map_err(|err| invalid(format!("skill {name}: {err:#}")))?;
+            files.push((format!("{SKILLS_DIR}/{name}/{path}"), content.clone()));
+        }
+    }
+    Ok(files)
 }
 
 impl LocalProvider {
@@ -217,34 +243,15 @@ impl LocalProvider {
         let sandbox = running
             .get(&request.vm_id)
             .ok_or_else(|| vm_not_found(&request.vm_id))?;
-        let skills = sandbox.workspace().join(SKILLS_DIR);
+        let files = skill_files(&request.skills)?;
+        let workspace = sandbox.workspace();
         // A phase change replaces the skills of the phase before.
-        match tokio::fs::remove_dir_all(&skills).await {
+        match tokio::fs::remove_dir_all(workspace.join(SKILLS_DIR)).await {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(failed(err)),
         }
-        for bundle in &request.skills {
-            let name = bundle
-                .r#ref
-                .as_ref()
-                .map(|r| r.name.as_str())
-                .unwrap_or_default();
-            let dir =
-                skills.join(relative(name).map_err(|err| invalid(format!("skill: {err:#}")))?);
-            tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
-            tokio::fs::write(dir.join("manifest.json"), &bundle.manifest_json)
-                .await
-                .map_err(failed)?;
-            for (path, content) in &bundle.files {
-                let file = dir
-                    .join(relative(path).map_err(|err| invalid(format!("skill {name}: {err:#}")))?);
-                if let Some(parent) = file.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(failed)?;
-                }
-                tokio::fs::write(file, content).await.map_err(failed)?;
-            }
-        }
+        write_files(&workspace, &files).await.map_err(failed)?;
         Ok(pb::DeploySkillsResponse {})
     }
 

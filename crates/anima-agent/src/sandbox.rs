@@ -84,6 +84,9 @@ pub struct SandboxSpec {
     /// Host paths it sees read-only at the same place (a tool's
     /// installation outside `/usr`, such as a Python environment).
     pub read_only: Vec<PathBuf>,
+    /// Files put into `/workspace` before the command starts (skills):
+    /// relative path, bytes.
+    pub workspace_files: Vec<(String, Vec<u8>)>,
 }
 
 /// Starts sandboxes under one directory: `ROOT/SESSION/workspace` and
@@ -126,15 +129,8 @@ impl LocalSandboxes {
             .await
             .with_context(|| format!("creating {}", workspace.display()))?;
         tokio::fs::create_dir_all(&files).await?;
-        for (name, bytes) in &spec.files {
-            let path = files.join(relative(name)?);
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(&path, bytes)
-                .await
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        write_files(&files, &spec.files).await?;
+        write_files(&workspace, &spec.workspace_files).await?;
 
         let forwarder = match &spec.forward_to {
             Some(target) => {
@@ -278,6 +274,20 @@ fn namespace_init(pid: u32) -> anyhow::Result<u32> {
         .next()
         .and_then(|child| child.parse().ok())
         .context("the sandbox has no process left")
+}
+
+/// Writes `files` (relative path, bytes) under `dir`.
+pub async fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    for (name, bytes) in files {
+        let path = dir.join(relative(name)?);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, bytes)
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `name` as a path that stays inside the directory it is joined to.

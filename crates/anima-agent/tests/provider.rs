@@ -47,6 +47,7 @@ fn provision(
         mcp_endpoint: "http://127.0.0.1:7433/mcp".into(),
         mcp_token: "token-of-the-session".into(),
         agent_command: command.into(),
+        skills: Vec::new(),
     }
 }
 
@@ -174,7 +175,6 @@ async fn skills_are_deployed_into_the_workspace_and_replaced_on_a_phase_change()
     let Some((provider, root)) = provider() else {
         return;
     };
-    let vm_id = provisioned(&provider, provision("s3", "sleep 30", Vec::new())).await;
     let bundle = |name: &str, file: &str| pb::SkillBundle {
         r#ref: Some(pb::SkillRef {
             name: name.into(),
@@ -183,6 +183,27 @@ async fn skills_are_deployed_into_the_workspace_and_replaced_on_a_phase_change()
         files: [(file.to_owned(), b"# how to".to_vec())].into(),
         manifest_json: format!("{{\"name\": \"{name}\"}}"),
     };
+    // The first phase's skills are there when the agent starts.
+    let vm_id = provisioned(
+        &provider,
+        pb::ProvisionVmRequest {
+            skills: vec![bundle("triage", "SKILL.md")],
+            ..provision(
+                "s3",
+                "cat .anima/skills/triage/SKILL.md > seen-at-start; sleep 30",
+                Vec::new(),
+            )
+        },
+    )
+    .await;
+    let seen = root.path().join("s3/workspace/seen-at-start");
+    for _ in 0..100 {
+        if std::fs::read(&seen).is_ok_and(|bytes| !bytes.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(&seen).expect("seen"), b"# how to");
     let deploy = |skills: Vec<pb::SkillBundle>| {
         let provider = provider.clone();
         let vm_id = vm_id.clone();

@@ -140,6 +140,12 @@ pub mod reason {
     pub const SECRET_NOT_FOUND: &str = "SECRET_NOT_FOUND";
     /// No sandbox has this id (never made, or destroyed).
     pub const VM_NOT_FOUND: &str = "VM_NOT_FOUND";
+    /// No published skill has this name (and version).
+    pub const SKILL_NOT_FOUND: &str = "SKILL_NOT_FOUND";
+    /// This version of the skill is published already; versions never change.
+    pub const SKILL_VERSION_EXISTS: &str = "SKILL_VERSION_EXISTS";
+    /// A skill bundle is over the size or file count limit.
+    pub const SKILL_TOO_LARGE: &str = "SKILL_TOO_LARGE";
     /// No login into a session has this id.
     pub const LOGIN_NOT_FOUND: &str = "LOGIN_NOT_FOUND";
     /// The login has ended; its record no longer changes.

@@ -150,7 +150,7 @@ pub fn builtin_workflows() -> Vec<Workflow> {
 }
 
 /// A slug: lower-case letters, digits and single dashes.
-fn is_slug(value: &str) -> bool {
+pub(crate) fn is_slug(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 64
         && !value.starts_with('-')

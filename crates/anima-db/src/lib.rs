@@ -33,8 +33,9 @@ use anima_core::{
         PlanChanges, Project, ProjectChanges, ProjectStatus, WorkItem, WorkItemChanges,
         WorkItemKey, WorkItemStatus,
     },
+    skill::{NewSkill, Skill},
     thread::{Decision, DecisionState, Message, NewDecision, NewMessage},
-    workflow::{Phase, Workflow, WorkflowChanges},
+    workflow::{Phase, SkillRef, Workflow, WorkflowChanges},
 };
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -75,6 +76,7 @@ pub trait Store:
     + AgentStore
     + MailStore
     + DocumentStore
+    + SkillStore
     + Send
     + Sync
     + 'static
@@ -623,6 +625,15 @@ pub trait AgentStore: Send + Sync {
         note: &str,
     ) -> Result<Task, DomainError>;
 
+    /// Records that a live session's work item moved to `phase_id`, whose
+    /// skills it now has.
+    async fn set_agent_session_phase(
+        &self,
+        id: &str,
+        phase_id: &str,
+        skills: &[SkillRef],
+    ) -> Result<AgentSession, DomainError>;
+
     /// Records that login credentials into a session were issued.
     async fn create_session_login(
         &self,
@@ -638,6 +649,23 @@ pub trait AgentStore: Send + Sync {
         session_id: &str,
         page: &PageRequest,
     ) -> Result<Page<SessionLogin>, DomainError>;
+}
+
+/// Versioned skill bundles.
+#[async_trait]
+pub trait SkillStore: Send + Sync {
+    /// Publishes a version (validated); a version that exists is
+    /// `ALREADY_EXISTS`/`SKILL_VERSION_EXISTS` and changes nothing.
+    async fn publish_skill(&self, skill: NewSkill) -> Result<Skill, DomainError>;
+    /// A version with its files; `version` empty means the newest.
+    async fn get_skill(&self, name: &str, version: &str) -> Result<Skill, DomainError>;
+    /// Versions without their files, by name then publication; only
+    /// `name`'s when given.
+    async fn list_skills(
+        &self,
+        name: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Skill>, DomainError>;
 }
 
 /// Which documents a listing returns.

@@ -53,6 +53,11 @@ const COMMON: &[Step] = &[
         "session logins",
         include_str!("../migrations/common/0009_session_logins.sql"),
     ),
+    (
+        10,
+        "skills",
+        include_str!("../migrations/common/0010_skills.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -28,6 +28,8 @@ pub struct ProvisionRequest {
     pub mcp_token: String,
     /// The Akh's name, the identity the agent writes as.
     pub akh_name: String,
+    /// The current phase's skills, in the sandbox before the agent starts.
+    pub skills: Vec<pb::SkillBundle>,
 }
 
 /// Where a sandbox's agent stands.
@@ -61,6 +63,16 @@ pub trait AgentProvider: Send + Sync {
     async fn state(&self, vm_id: &str) -> Result<AgentState, DomainError> {
         let _ = vm_id;
         Ok(AgentState::Unknown)
+    }
+    /// Replaces the skills in sandbox `vm_id` (its work item changed
+    /// phase). Providers without a sandbox have nowhere to put them.
+    async fn deploy_skills(
+        &self,
+        vm_id: &str,
+        skills: Vec<pb::SkillBundle>,
+    ) -> Result<(), DomainError> {
+        let _ = (vm_id, skills);
+        Ok(())
     }
     /// One-time SSH credentials into sandbox `vm_id`, for `user_id` alone.
     async fn login_credentials(
@@ -215,6 +227,7 @@ impl AgentProvider for RemoteProvider {
                 mcp_endpoint: self.mcp_endpoint.clone(),
                 mcp_token: request.mcp_token,
                 agent_command: self.agent_command.clone(),
+                skills: request.skills,
             }))
             .await
             .map_err(from_status)?;
@@ -260,6 +273,22 @@ impl AgentProvider for RemoteProvider {
                 AgentState::Running
             }
         })
+    }
+
+    async fn deploy_skills(
+        &self,
+        vm_id: &str,
+        skills: Vec<pb::SkillBundle>,
+    ) -> Result<(), DomainError> {
+        self.client
+            .clone()
+            .deploy_skills(self.request(pb::DeploySkillsRequest {
+                vm_id: vm_id.to_owned(),
+                skills,
+            }))
+            .await
+            .map_err(from_status)?;
+        Ok(())
     }
 
     async fn login_credentials(

@@ -12,8 +12,9 @@ use anima_proto::v1::{
     mail_worker_service_server::MailWorkerServiceServer,
     mailbox_service_server::MailboxServiceServer, plan_service_server::PlanServiceServer,
     project_service_server::ProjectServiceServer,
-    repository_service_server::RepositoryServiceServer, team_service_server::TeamServiceServer,
-    thread_service_server::ThreadServiceServer, work_item_service_server::WorkItemServiceServer,
+    repository_service_server::RepositoryServiceServer, skill_service_server::SkillServiceServer,
+    team_service_server::TeamServiceServer, thread_service_server::ThreadServiceServer,
+    work_item_service_server::WorkItemServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
 use axum::{Router, routing::get, serve::ListenerExt};
@@ -37,6 +38,7 @@ use crate::{
         mailbox::{MailWorkerApi, MailboxApi},
         plan::PlanApi,
         project::ProjectApi,
+        skill::SkillApi,
         team::TeamApi,
         thread::ThreadApi,
         unimplemented::NotYetImplemented,
@@ -49,6 +51,9 @@ use crate::{
 /// fetched mail with its attachments): the library's limit, with room for
 /// the rest of the message.
 const MAX_FILE_MESSAGE: usize = anima_core::document::MAX_DOCUMENT_SIZE + 4 * 1024 * 1024;
+
+/// The largest message of SkillService: a whole skill version.
+const MAX_SKILL_MESSAGE: usize = anima_core::skill::MAX_SKILL_BYTES + 4 * 1024 * 1024;
 
 /// Builds the whole HTTP router: every API service behind the auth
 /// middleware, gRPC health and reflection, `/healthz`. `internal` adds
@@ -165,8 +170,14 @@ pub async fn api(
         .add_service(WorkItemServiceServer::new(WorkItemApi::new(
             store.clone(),
             ai.clone(),
+            provider.clone(),
         )))
         .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
+        .add_service(
+            SkillServiceServer::new(SkillApi::new(store.clone()))
+                .max_decoding_message_size(MAX_SKILL_MESSAGE)
+                .max_encoding_message_size(MAX_SKILL_MESSAGE),
+        )
         .add_service(ThreadServiceServer::new(ThreadApi::new(
             store.clone(),
             hub.clone(),

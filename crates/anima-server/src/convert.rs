@@ -12,6 +12,7 @@ use anima_core::{
         Actor, Akh, DescriptionRevision, Member, Plan, Priority, Project, ProjectStatus,
         RevisionCause, WorkItem, WorkItemStatus,
     },
+    skill::Skill,
     thread::{
         AttachmentRef, Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind,
     },
@@ -655,6 +656,28 @@ pub fn task(task: Task) -> pb::Task {
         note: task.note,
         create_time: timestamp(task.created_at),
         update_time: timestamp(task.updated_at),
+    }
+}
+
+/// A skill version on the wire (with its files when it has them).
+pub fn skill(skill: Skill) -> pb::Skill {
+    pb::Skill {
+        name: skill.name,
+        version: skill.version,
+        description: skill.description,
+        manifest_json: skill.manifest,
+        files: skill
+            .files
+            .into_iter()
+            .map(|file| pb::SkillFile {
+                path: file.path,
+                content: file.content,
+            })
+            .collect(),
+        file_count: skill.file_count,
+        size_bytes: skill.size_bytes,
+        created_by: skill.created_by,
+        create_time: timestamp(skill.created_at),
     }
 }
 

@@ -89,6 +89,11 @@ access_table! {
         "ProposeCapabilities": Project(CapabilityUpdate),
         "DecideReview": Project(WorkItemRead),
     }
+    "SkillService" => {
+        "ListSkills": Authenticated,
+        "GetSkill": Authenticated,
+        "PublishSkill": ServerAdmin,
+    }
     "WorkflowService" => {
         "ListWorkflows": Authenticated,
         "GetWorkflow": Authenticated,

@@ -17,7 +17,7 @@ use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
     dashboard_service_client::DashboardServiceClient,
     document_service_client::DocumentServiceClient, mailbox_service_client::MailboxServiceClient,
-    thread_service_client::ThreadServiceClient,
+    skill_service_client::SkillServiceClient, thread_service_client::ThreadServiceClient,
 };
 use anima_server::{
     auth::Caller,
@@ -101,6 +101,10 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("CreateAkh", "DADDDDD"),
     ("UpdateAkh", "DADDDDD"),
     ("DeleteAkh", "DADDDDD"),
+    // Skills are server-wide: anyone reads, server administrators publish.
+    ("ListSkills", "DAAAAAA"),
+    ("GetSkill", "DAAAAAA"),
+    ("PublishSkill", "DADDDDD"),
     // Threads and decisions.
     ("GetThread", "DDAAAAD"),
     ("PostMessage", "DDAAADD"),
@@ -154,6 +158,7 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
     "WorkItemService",
     "WorkflowService",
     "AkhService",
+    "SkillService",
     "ThreadService",
     "DashboardService",
     "AgentSessionService",
@@ -297,6 +302,46 @@ async fn call(
             .map(drop),
         "WhoAmI" => auth
             .who_am_i(authed(token, pb::WhoAmIRequest {}))
+            .await
+            .map(drop),
+        "ListSkills" => SkillServiceClient::new(server.channel.clone())
+            .list_skills(authed(token, pb::ListSkillsRequest::default()))
+            .await
+            .map(drop),
+        "GetSkill" => {
+            server
+                .store
+                .publish_skill(anima_core::skill::NewSkill {
+                    name: "matrix-skill".into(),
+                    version: fresh.clone(),
+                    description: String::new(),
+                    manifest: "{}".into(),
+                    files: Vec::new(),
+                    author: "matrix".into(),
+                })
+                .await
+                .expect("skill");
+            SkillServiceClient::new(server.channel.clone())
+                .get_skill(authed(
+                    token,
+                    pb::GetSkillRequest {
+                        name: "matrix-skill".into(),
+                        version: fresh.clone(),
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        "PublishSkill" => SkillServiceClient::new(server.channel.clone())
+            .publish_skill(authed(
+                token,
+                pb::PublishSkillRequest {
+                    name: "matrix-skill".into(),
+                    version: fresh.clone(),
+                    manifest_json: "{}".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .map(drop),
         "ChangePassword" => auth

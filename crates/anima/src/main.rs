@@ -69,6 +69,9 @@ enum Command {
     /// Agent sessions on work items: start, stop, list, status.
     #[command(subcommand)]
     Session(commands::SessionCommand),
+    /// Skill bundles that workflow phases declare: list, get, publish.
+    #[command(subcommand)]
+    Skill(commands::SkillCommand),
     /// The library: documents and mail attachments; list, get, upload, search.
     #[command(subcommand, name = "doc", alias = "document")]
     Document(commands::DocumentCommand),
@@ -104,6 +107,7 @@ fn main() -> std::process::ExitCode {
             Command::Mailbox(command) => commands::mailbox(command).await,
             Command::Mail(command) => commands::mail(command).await,
             Command::Document(command) => commands::document(command).await,
+            Command::Skill(command) => commands::skill(command).await,
             Command::Session(command) => commands::session(command).await,
         }
     });
@@ -125,4 +129,14 @@ fn config_dir() -> anyhow::Result<PathBuf> {
     dirs::config_dir()
         .map(|dir| dir.join("anima"))
         .ok_or_else(|| anyhow::anyhow!("no config directory; set ANIMA_CONFIG_DIR"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its definitions only when a command is parsed; this
+    /// checks all of them at once.
+    #[test]
+    fn every_command_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

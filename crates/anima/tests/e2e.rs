@@ -1072,6 +1072,226 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     assert_eq!(kept.as_array().expect("logins").len(), 3);
 }
 
+/// Skills: published as versioned bundles, declared by a workflow's
+/// phases, in the sandbox before the agent starts, and replaced when the
+/// work item moves to the next phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_get_their_phase_skills_and_follow_phase_changes() {
+    if !bubblewrap_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let up = Up::start_with_env(
+        &data,
+        None,
+        &[(
+            "ANIMA_AGENT_COMMAND",
+            "cat .anima/skills/triage-notes/SKILL.md > started-with; sleep 600",
+        )],
+    );
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+
+    let bundle = |name: &str, version: &str, text: &str| {
+        let skill = dir.path().join(format!("{name}-{version}"));
+        std::fs::create_dir_all(skill.join("tools")).expect("dir");
+        std::fs::write(
+            skill.join("manifest.json"),
+            format!(r#"{{"name": "{name}", "version": "{version}", "description": "{text}"}}"#),
+        )
+        .expect("manifest");
+        std::fs::write(skill.join("SKILL.md"), text).expect("skill");
+        std::fs::write(skill.join("tools/run.sh"), "echo run").expect("tool");
+        skill
+    };
+    let published = json(&cli(
+        &config,
+        &[
+            "skill",
+            "publish",
+            bundle("triage-notes", "1.0.0", "Read the logs first.")
+                .to_str()
+                .expect("path"),
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(published["file_count"], 2);
+    cli(
+        &config,
+        &[
+            "skill",
+            "publish",
+            bundle("fixing", "2.1.0", "Write the test first.")
+                .to_str()
+                .expect("path"),
+        ],
+        "",
+    );
+    let refused = cli_fails(
+        &config,
+        &[
+            "skill",
+            "publish",
+            bundle("fixing", "2.1.0", "Changed.")
+                .to_str()
+                .expect("path"),
+        ],
+    );
+    assert!(refused.contains("published already"), "{refused}");
+    let fetched = dir.path().join("fetched");
+    cli(
+        &config,
+        &[
+            "skill",
+            "get",
+            "fixing",
+            "--output",
+            fetched.to_str().expect("path"),
+        ],
+        "",
+    );
+    assert_eq!(
+        std::fs::read_to_string(fetched.join("SKILL.md")).expect("fetched"),
+        "Write the test first."
+    );
+    assert!(cli(&config, &["skill", "list"], "").contains("triage-notes"));
+
+    cli(
+        &config,
+        &[
+            "workflow",
+            "create",
+            "Skilled",
+            "--phase",
+            "Triage:triage-notes",
+            "--phase",
+            "Fix:fixing",
+        ],
+        "",
+    );
+    cli(&config, &["project", "create", "Skills"], "");
+    cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Skills",
+            "--workflow",
+            "Skilled",
+            "Crash on start",
+        ],
+        "",
+    );
+    cli(&config, &["akh", "create", "Learner"], "");
+    let started = json(&cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "WI-1",
+            "--project",
+            "Skills",
+            "--akh",
+            "Learner",
+            "--json",
+        ],
+        "",
+    ));
+    let id = started["id"].as_str().expect("id").to_owned();
+    let workspace = data.join("sandboxes").join(&id).join("workspace");
+    let started_with = workspace.join("started-with");
+    for _ in 0..100 {
+        if std::fs::read(&started_with).is_ok_and(|bytes| !bytes.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&started_with).expect("the agent read its skill"),
+        "Read the logs first."
+    );
+
+    cli(
+        &config,
+        &["workitem", "move", "WI-1", "--project", "Skills", "fix"],
+        "",
+    );
+    let skills = workspace.join(".anima/skills");
+    assert_eq!(
+        std::fs::read_to_string(skills.join("fixing/SKILL.md")).expect("the next phase's skill"),
+        "Write the test first."
+    );
+    assert!(skills.join("fixing/tools/run.sh").is_file());
+    assert!(skills.join("fixing/manifest.json").is_file());
+    assert!(
+        !skills.join("triage-notes").exists(),
+        "the last phase's skills are gone"
+    );
+    let shown = json(&cli(&config, &["session", "status", &id, "--json"], ""));
+    assert_eq!(shown["phase_id"], "fix");
+    assert_eq!(shown["skills"], serde_json::json!(["fixing"]));
+
+    // A phase pinned to a version nobody published refuses to start, and
+    // records nothing.
+    cli(
+        &config,
+        &[
+            "workflow",
+            "create",
+            "Pinned",
+            "--phase",
+            "Only:fixing@9.9.9",
+        ],
+        "",
+    );
+    cli(
+        &config,
+        &[
+            "workitem",
+            "create",
+            "--project",
+            "Skills",
+            "--workflow",
+            "Pinned",
+            "Pinned work",
+        ],
+        "",
+    );
+    let refused = cli_fails(
+        &config,
+        &[
+            "session",
+            "start",
+            "WI-2",
+            "--project",
+            "Skills",
+            "--akh",
+            "Learner",
+        ],
+    );
+    assert!(
+        refused.contains("SKILL_NOT_FOUND") || refused.contains("not published"),
+        "{refused}"
+    );
+    let listed = json(&cli(
+        &config,
+        &[
+            "session",
+            "list",
+            "--project",
+            "Skills",
+            "--work-item",
+            "WI-2",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(listed, serde_json::json!([]));
+}
+
 /// The issue's end-to-end case: an agent in a sandbox without network
 /// uses the official MCP SDK with its session's token to read its work
 /// item, create a task, post as its Akh and complete the task; the thread

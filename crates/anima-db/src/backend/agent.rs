@@ -321,6 +321,36 @@ macro_rules! agent_sql {
                 Ok(updated)
             }
 
+            async fn set_agent_session_phase(
+                &self,
+                id: &str,
+                phase_id: &str,
+                skills: &[SkillRef],
+            ) -> Result<AgentSession, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let session = Self::live_session(&mut tx, id).await?;
+                sqlx::query("UPDATE agent_sessions SET phase_id = $2, skills = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(phase_id)
+                    .bind(to_json(&skills))
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                Self::record_for(
+                    &mut tx,
+                    "session.phase",
+                    Some(&session.project_id),
+                    Some(&session.work_item_id),
+                    id,
+                    serde_json::json!({ "phase_id": phase_id }),
+                )
+                .await?;
+                let updated = Self::session_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(updated)
+            }
+
             async fn create_session_login(&self, login: NewSessionLogin) -> Result<SessionLogin, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let session = Self::session_in(&mut tx, &login.session_id).await?;

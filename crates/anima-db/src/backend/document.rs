@@ -149,6 +149,27 @@ macro_rules! document_sql {
         }
 
         impl $store {
+            /// Stores content unless the same bytes are stored already;
+            /// their SHA-256 and size.
+            pub(super) async fn put_blob(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                content: Vec<u8>,
+            ) -> Result<(String, i64), DomainError> {
+                let sha256 = sha256_hex(&content);
+                let size_bytes = content.len() as i64;
+                sqlx::query(
+                    "INSERT INTO blobs (sha256, size_bytes, content) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(&sha256)
+                .bind(size_bytes)
+                .bind(content)
+                .execute(&mut *conn)
+                .await
+                .map_err(internal)?;
+                Ok((sha256, size_bytes))
+            }
+
             /// Stores a document (and its content, unless a document with
             /// the same bytes has it already) inside a write.
             pub(super) async fn insert_document(
@@ -173,19 +194,8 @@ macro_rules! document_sql {
                         ));
                     }
                 }
-                let sha256 = sha256_hex(&document.content);
-                let size_bytes = document.content.len() as i64;
                 let text = searchable_text(document.doc_type, &document.media_type, &document.content);
-                sqlx::query(
-                    "INSERT INTO blobs (sha256, size_bytes, content) VALUES ($1, $2, $3) \
-                     ON CONFLICT (sha256) DO NOTHING",
-                )
-                .bind(&sha256)
-                .bind(size_bytes)
-                .bind(document.content)
-                .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                let (sha256, size_bytes) = Self::put_blob(conn, document.content).await?;
                 let created = Document {
                     id: new_id(),
                     project_id: document.project_id,
@@ -243,7 +253,8 @@ macro_rules! document_sql {
                     .map_err(internal)?;
                 sqlx::query(
                     "DELETE FROM blobs WHERE sha256 = $1 \
-                     AND NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)",
+                     AND NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM skill_files WHERE sha256 = $1)",
                 )
                 .bind(&document.sha256)
                 .execute(&mut *conn)

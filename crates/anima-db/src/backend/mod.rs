@@ -10,6 +10,7 @@ mod agent;
 mod document;
 mod mail;
 mod planning;
+mod skill;
 mod thread;
 
 use std::{
@@ -57,6 +58,9 @@ fn db_error(err: sqlx::Error, conflict_reason: &'static str) -> DomainError {
                 reason::WORKFLOW_NAME_TAKEN => "a workflow with this name already exists",
                 reason::AKH_NAME_TAKEN => "an Akh with this name already exists",
                 reason::MAILBOX_EXISTS => "a mailbox with this address already exists",
+                reason::SKILL_VERSION_EXISTS => {
+                    "this skill version is published already (versions never change)"
+                }
                 _ => "an entry with this key already exists",
             };
             DomainError::new(ErrorCode::AlreadyExists, conflict_reason, what)

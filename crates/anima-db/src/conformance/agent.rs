@@ -68,6 +68,19 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
         .await
         .expect("running");
     assert_eq!(running.vm_id, "vm-7");
+    let moved = store
+        .set_agent_session_phase(
+            &session.id,
+            "design",
+            &[anima_core::workflow::SkillRef {
+                name: "architecture".into(),
+                version: "2".into(),
+            }],
+        )
+        .await
+        .expect("phase change");
+    assert_eq!(moved.phase_id, "design");
+    assert_eq!(moved.skills[0].name, "architecture");
     let task = store
         .create_task(&session.id, "read the code")
         .await

@@ -18,11 +18,13 @@ mod agent;
 mod document;
 mod mail;
 mod planning;
+mod skill;
 mod thread;
 pub use agent::*;
 pub use document::*;
 pub use mail::*;
 pub use planning::*;
+pub use skill::*;
 pub use thread::*;
 
 fn new_user(username: &str) -> NewUser {
@@ -466,7 +468,8 @@ macro_rules! conformance_suite {
             mailbox_lifecycle,
             outbound_mail_is_leased_once,
             documents_keep_content_once,
-            mail_attachments_become_documents
+            mail_attachments_become_documents,
+            skills_are_versioned_and_immutable
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,7 +13,9 @@ use anima_core::{
     id::parse_id,
     model::Event,
     paging::PageRequest,
+    planning::WorkItem,
     validate,
+    workflow::SkillRef,
 };
 use anima_db::{SessionFilter, Store};
 use anima_proto::v1::{
@@ -22,15 +24,105 @@ use anima_proto::v1::{
 };
 use tokio_stream::StreamExt;
 
-use super::{ResponseStream, grpc_service, optional_id};
+use super::{ResponseStream, caller_id, grpc_service, optional_id};
 use crate::{
     agents::{AgentProvider, AgentState, ProvisionRequest},
-    auth::{Caller, new_token, token_hash},
+    auth::{new_token, token_hash},
     authz::{RequestContext, require_project},
     convert,
     error::to_status,
     events::{EventHub, Replay, StreamItem},
 };
+
+/// The bundles of `skills`, newest versions where unpinned. A pinned
+/// version that is not published refuses (`SKILL_NOT_FOUND`); an unpinned
+/// skill nobody published yet is left out, so the built-in workflows work
+/// on a server with no skills.
+pub async fn skill_bundles(
+    store: &Arc<dyn Store>,
+    skills: &[SkillRef],
+) -> Result<Vec<pb::SkillBundle>, DomainError> {
+    let mut bundles = Vec::with_capacity(skills.len());
+    for wanted in skills {
+        let skill = match store.get_skill(&wanted.name, &wanted.version).await {
+            Ok(skill) => skill,
+            Err(err) if err.reason == reason::SKILL_NOT_FOUND && wanted.version.is_empty() => {
+                tracing::warn!(skill = %wanted.name, "no version of this skill is published");
+                continue;
+            }
+            Err(err) if err.reason == reason::SKILL_NOT_FOUND => {
+                return Err(DomainError::failed_precondition(
+                    reason::SKILL_NOT_FOUND,
+                    format!(
+                        "the phase needs skill {:?} version {:?}, which is not published",
+                        wanted.name, wanted.version
+                    ),
+                ));
+            }
+            Err(err) => return Err(err),
+        };
+        bundles.push(pb::SkillBundle {
+            r#ref: Some(pb::SkillRef {
+                name: skill.name,
+                version: skill.version,
+            }),
+            files: skill
+                .files
+                .into_iter()
+                .map(|file| (file.path, file.content))
+                .collect(),
+            manifest_json: skill.manifest,
+        });
+    }
+    Ok(bundles)
+}
+
+/// After a work item changed phase: each of its running sessions gets the
+/// new phase's skills in its sandbox, and records the phase. A session
+/// whose skills cannot be deployed keeps the old ones (logged): the
+/// phase change itself has happened.
+pub async fn follow_phase_change(
+    store: &Arc<dyn Store>,
+    provider: &Arc<dyn AgentProvider>,
+    item: &WorkItem,
+) -> Result<(), DomainError> {
+    let filter = SessionFilter {
+        work_item_id: Some(item.id.clone()),
+        active_only: true,
+        ..SessionFilter::default()
+    };
+    let page = PageRequest::parse(500, "", "sessions")?;
+    let sessions = store.list_agent_sessions(&filter, &page).await?.items;
+    let stale: Vec<AgentSession> = sessions
+        .into_iter()
+        .filter(|session| !session.vm_id.is_empty() && session.phase_id != item.phase_id)
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let workflow = store.get_workflow(&item.workflow_id).await?;
+    let skills = workflow
+        .phase(&item.phase_id)
+        .map(|phase| phase.required_skills.clone())
+        .unwrap_or_default();
+    let bundles = skill_bundles(store, &skills).await?;
+    for session in stale {
+        match provider
+            .deploy_skills(&session.vm_id, bundles.clone())
+            .await
+        {
+            Ok(()) => {
+                store
+                    .set_agent_session_phase(&session.id, &item.phase_id, &skills)
+                    .await?;
+            }
+            Err(err) => {
+                tracing::warn!(session = %session.id, %err, "deploying the new phase's skills failed")
+            }
+        }
+    }
+    Ok(())
+}
 
 /// How often a running session's sandbox is asked whether its agent ended.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -217,6 +309,16 @@ impl AgentSessionApi {
                 "no agent provider is configured on this server (set agent_provider)",
             ));
         };
+        // Refused before anything is recorded when a pinned skill is missing.
+        let workflow = self.store.get_workflow(&item.workflow_id).await?;
+        let skills = skill_bundles(
+            &self.store,
+            workflow
+                .phase(&item.phase_id)
+                .map(|phase| phase.required_skills.as_slice())
+                .unwrap_or_default(),
+        )
+        .await?;
         let mcp_token = new_token();
         let session = self
             .store
@@ -233,6 +335,7 @@ impl AgentSessionApi {
                 session: session.clone(),
                 mcp_token,
                 akh_name: akh.name,
+                skills,
             })
             .await;
         match provisioned {
@@ -313,16 +416,7 @@ impl AgentSessionApi {
     ) -> Result<pb::LoginSessionResponse, DomainError> {
         let session = self.authorized_session(context, &request.id).await?;
         validate::max_chars("reason", &request.reason, MAX_LOGIN_REASON_CHARS)?;
-        let user_id = match &context.caller {
-            Some(Caller::User { user, .. }) => user.id.clone(),
-            Some(Caller::Service { name }) => format!("service:{name}"),
-            None => {
-                return Err(DomainError::unauthenticated(
-                    reason::UNAUTHENTICATED,
-                    "this call needs authorization",
-                ));
-            }
-        };
+        let user_id = caller_id(context.caller.as_ref())?;
         let Some(provider) = &self.provider else {
             return Err(DomainError::failed_precondition(
                 reason::NO_AGENT_PROVIDER,

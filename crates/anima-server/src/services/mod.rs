@@ -14,6 +14,7 @@ pub mod document;
 pub mod mailbox;
 pub mod plan;
 pub mod project;
+pub mod skill;
 pub mod team;
 pub mod thread;
 pub mod unimplemented;
@@ -60,6 +61,19 @@ pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {
             id: user.id.clone(),
         }),
         Some(Caller::Service { name }) => Ok(Actor::Service { name: name.clone() }),
+        None => Err(DomainError::unauthenticated(
+            anima_core::error::reason::UNAUTHENTICATED,
+            "this call needs authorization",
+        )),
+    }
+}
+
+/// Who a caller is, for records that name them: a user's id, or
+/// `service:NAME`.
+pub(crate) fn caller_id(caller: Option<&Caller>) -> Result<String, DomainError> {
+    match caller {
+        Some(Caller::User { user, .. }) => Ok(user.id.clone()),
+        Some(Caller::Service { name }) => Ok(format!("service:{name}")),
         None => Err(DomainError::unauthenticated(
             anima_core::error::reason::UNAUTHENTICATED,
             "this call needs authorization",

@@ -18,6 +18,7 @@ use anima_proto::v1::{self as pb, work_item_service_server::WorkItemService};
 
 use super::{actor_of, grpc_service, mask_paths, optional_id};
 use crate::{
+    agents::AgentProvider,
     ai::Ai,
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
@@ -40,12 +41,18 @@ const DRAFT_MESSAGES: i64 = 50;
 pub struct WorkItemApi {
     store: Arc<dyn Store>,
     ai: Ai,
+    /// Sandboxes of running sessions get a new phase's skills.
+    provider: Option<Arc<dyn AgentProvider>>,
 }
 
 impl WorkItemApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, ai: Ai) -> Self {
-        Self { store, ai }
+    pub fn new(store: Arc<dyn Store>, ai: Ai, provider: Option<Arc<dyn AgentProvider>>) -> Self {
+        Self {
+            store,
+            ai,
+            provider,
+        }
     }
 
     /// A draft description from anima-ai, drawn from the title, the current
@@ -290,11 +297,18 @@ impl WorkItemApi {
         }
         let item = authorized_work_item(&self.store, context, &wanted.id, "work_item.id").await?;
         let actor = actor_of(context.caller.as_ref())?;
-        Ok(convert::work_item(
-            self.store
-                .update_work_item(&item.id, changes, &actor)
-                .await?,
-        ))
+        let updated = self
+            .store
+            .update_work_item(&item.id, changes, &actor)
+            .await?;
+        if let Some(provider) = &self.provider
+            && updated.phase_id != item.phase_id
+            && let Err(err) =
+                crate::services::agent::follow_phase_change(&self.store, provider, &updated).await
+        {
+            tracing::warn!(item = %updated.id, %err, "sessions did not follow the phase change");
+        }
+        Ok(convert::work_item(updated))
     }
 
     async fn delete_work_item(

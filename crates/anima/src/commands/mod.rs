@@ -26,6 +26,7 @@ mod mail;
 mod plan;
 mod project;
 mod session;
+mod skill;
 mod thread;
 mod work_item;
 mod workflow;
@@ -36,6 +37,7 @@ pub use mail::{MailCommand, MailboxCommand, mail, mailbox};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};
 pub use session::{SessionCommand, session};
+pub use skill::{SkillCommand, skill};
 pub use thread::{
     AskArgs, DecideArgs, DecisionsArgs, ThreadCommand, ask, dashboard, decide, decisions, thread,
 };

@@ -194,6 +194,8 @@ fn session_json(session: &pb::AgentSession) -> Value {
         "akh_id": session.akh_id,
         "status": status_name(session.status),
         "vm_id": session.vm_id,
+        "phase_id": session.phase_id,
+        "skills": session.skills.iter().map(|skill| &skill.name).collect::<Vec<_>>(),
         "keep_after_stop": session.keep_after_stop,
         "last_output_lines": session.last_output_lines,
         "create_time": time(&session.create_time),

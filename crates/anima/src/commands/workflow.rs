@@ -34,7 +34,8 @@ pub enum WorkflowCommand {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
-        /// A phase as `Name` or `Name:skill,skill`; repeat in order.
+        /// A phase as `Name` or `Name:skill,skill@version`; repeat in
+        /// order. A skill without a version gets its newest one.
         #[arg(long = "phase")]
         phases: Vec<String>,
         /// Copy the phases of this workflow (id or name) instead.
@@ -118,9 +119,12 @@ fn parse_phase(raw: &str) -> pb::Phase {
             .split(',')
             .map(str::trim)
             .filter(|skill| !skill.is_empty())
-            .map(|skill| pb::SkillRef {
-                name: skill.to_owned(),
-                version: String::new(),
+            .map(|skill| {
+                let (name, version) = skill.split_once('@').unwrap_or((skill, ""));
+                pb::SkillRef {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                }
             })
             .collect(),
     }
