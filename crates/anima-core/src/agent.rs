@@ -78,6 +78,8 @@ pub struct AgentSession {
     pub vm_id: String,
     /// Why it failed, if it did.
     pub error: String,
+    /// Its agent's exit code, once it exited (-1: a signal ended it).
+    pub exit_code: Option<i32>,
     /// Keep the sandbox after the session ends (for debugging).
     pub keep_after_stop: bool,
     /// Creation time.

@@ -447,6 +447,17 @@ pub struct SessionFilter {
     pub active_only: bool,
 }
 
+/// What [`AgentStore::set_agent_session_status`] records beside the status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionChange<'a> {
+    /// The provider's id for its sandbox.
+    pub vm_id: Option<&'a str>,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+    /// Its agent's exit code.
+    pub exit_code: Option<i32>,
+}
+
 /// What an MCP token is worth, looked up on every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenState {
@@ -593,14 +604,15 @@ pub trait AgentStore: Send + Sync {
         filter: &SessionFilter,
         page: &PageRequest,
     ) -> Result<Page<AgentSession>, DomainError>;
-    /// Moves a session on. A final status (completed, failed) revokes its
-    /// MCP tokens in the same transaction; an ended session does not move.
+    /// Moves a session on, recording its sandbox, why it failed and its
+    /// agent's exit code where given. A final status (completed, failed)
+    /// revokes its MCP tokens in the same transaction; an ended session
+    /// does not move.
     async fn set_agent_session_status(
         &self,
         id: &str,
         status: SessionStatus,
-        vm_id: Option<&str>,
-        error: Option<&str>,
+        change: SessionChange<'_>,
     ) -> Result<AgentSession, DomainError>;
     /// Revokes a session's MCP tokens at once; returns how many there were.
     async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError>;

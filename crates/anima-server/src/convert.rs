@@ -616,7 +616,7 @@ pub fn agent_session(session: AgentSession) -> pb::AgentSession {
             .collect(),
         phase_id: session.phase_id,
         vm_id: session.vm_id,
-        exit_code: 0,
+        exit_code: session.exit_code.unwrap_or_default(),
         // Why it failed: for an agent that exited, its exit and last lines.
         last_output_lines: session.error.lines().map(str::to_owned).collect(),
         keep_after_stop: session.keep_after_stop,

@@ -1080,8 +1080,10 @@ async fn call_agent(
         .set_agent_session_status(
             &session.id,
             SessionStatus::Running,
-            Some(&format!("recorded-{}", session.id)),
-            None,
+            anima_db::SessionChange {
+                vm_id: Some(&format!("recorded-{}", session.id)),
+                ..Default::default()
+            },
         )
         .await
         .expect("running");

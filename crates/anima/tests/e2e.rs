@@ -825,6 +825,7 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
             .expect("the agent's end ends the session");
         assert_eq!(ended.status(), wanted, "{name}: {ended:?}");
         if wanted == pb::SessionStatus::Failed {
+            assert_eq!(ended.exit_code, 3);
             // Standard output and error are read side by side: their
             // lines may interleave either way.
             let mut lines = ended.last_output_lines.clone();
@@ -887,6 +888,7 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(shown["exit_code"], 0, "{shown}");
 }
 
 /// The login case: an admin opens a shell in a running session's
@@ -1355,6 +1357,18 @@ async fn a_sandboxed_agent_works_through_mcp() {
     let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
 
     let (channel, token) = up.admin_channel().await;
+    // A human watching the thread sees the agent's post arrive.
+    let mut live = ThreadServiceClient::new(channel.clone())
+        .stream_thread(with_token(
+            &token,
+            pb::StreamThreadRequest {
+                work_item_id: item_id.clone(),
+                after_event_id: 0,
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner();
     let mut sessions = AgentSessionServiceClient::new(channel.clone());
     let session = sessions
         .start_session(with_token(
@@ -1369,6 +1383,19 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .await
         .expect("start")
         .into_inner();
+    let streamed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(item) = live.next().await {
+            if let Some(pb::thread_event::Kind::Message(message)) = item.expect("stream item").kind
+                && message.body == "Thoth is on WI-1"
+            {
+                return message;
+            }
+        }
+        panic!("the thread stream ended");
+    })
+    .await
+    .expect("the agent's post arrives on the live thread");
+    assert_eq!(streamed.kind(), pb::MessageKind::Akh);
     let ended = session_end(&mut sessions, &token, &session.id, 300)
         .await
         .expect("the agent finished");

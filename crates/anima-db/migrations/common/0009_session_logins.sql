@@ -2,7 +2,10 @@
 -- credentials are issued (who, why, until when) and updated from the
 -- provider's reports of the shell (when, every command line, bytes, exit).
 -- Rows are never deleted with their session's end: only with the session.
+-- Also: the exit code of a session's agent, once it has exited.
 -- The same text runs on PostgreSQL and SQLite.
+
+ALTER TABLE agent_sessions ADD COLUMN exit_code INTEGER;
 
 CREATE TABLE session_logins (
     id          TEXT PRIMARY KEY,

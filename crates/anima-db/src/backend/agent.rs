@@ -23,7 +23,7 @@ use super::{
     PostgresStore, SqliteStore, internal,
     planning::{stored, stored_json, to_json},
 };
-use crate::{AgentStore, Page, SessionFilter, TokenState};
+use crate::{AgentStore, Page, SessionChange, SessionFilter, TokenState};
 
 fn session_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -50,7 +50,7 @@ fn session_ended(session: &AgentSession) -> DomainError {
 macro_rules! session_select {
     () => {
         "SELECT id, work_item_id, project_id, akh_id, status, capabilities, skills, phase_id, vm_id, \
-         error, keep_after_stop, created_at, updated_at FROM agent_sessions"
+         error, exit_code, keep_after_stop, created_at, updated_at FROM agent_sessions"
     };
 }
 
@@ -155,8 +155,7 @@ macro_rules! agent_sql {
                 &self,
                 id: &str,
                 status: SessionStatus,
-                vm_id: Option<&str>,
-                error: Option<&str>,
+                change: SessionChange<'_>,
             ) -> Result<AgentSession, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let current = Self::session_in(&mut tx, id).await?;
@@ -168,12 +167,14 @@ macro_rules! agent_sql {
                 }
                 sqlx::query(
                     "UPDATE agent_sessions SET status = $2, vm_id = COALESCE($3, vm_id), \
-                     error = COALESCE($4, error), updated_at = $5 WHERE id = $1",
+                     error = COALESCE($4, error), exit_code = COALESCE($5, exit_code), updated_at = $6 \
+                     WHERE id = $1",
                 )
                 .bind(id)
                 .bind(status.as_str())
-                .bind(vm_id)
-                .bind(error)
+                .bind(change.vm_id)
+                .bind(change.error)
+                .bind(change.exit_code)
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await
@@ -519,6 +520,7 @@ macro_rules! agent_sql {
                     phase_id: row.try_get("phase_id").map_err(internal)?,
                     vm_id: row.try_get("vm_id").map_err(internal)?,
                     error: row.try_get("error").map_err(internal)?,
+                    exit_code: row.try_get("exit_code").map_err(internal)?,
                     keep_after_stop: row.try_get("keep_after_stop").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                     updated_at: row.try_get("updated_at").map_err(internal)?,

@@ -11,7 +11,7 @@ use anima_core::{
 };
 
 use super::new_user;
-use crate::{SessionFilter, Store, TokenState};
+use crate::{SessionChange, SessionFilter, Store, TokenState};
 
 /// Sessions inherit their work item's phase skills; tokens work until the
 /// session ends or they are revoked; ended sessions take no more writes.
@@ -64,7 +64,14 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
     );
 
     let running = store
-        .set_agent_session_status(&session.id, SessionStatus::Running, Some("vm-7"), None)
+        .set_agent_session_status(
+            &session.id,
+            SessionStatus::Running,
+            SessionChange {
+                vm_id: Some("vm-7"),
+                ..SessionChange::default()
+            },
+        )
         .await
         .expect("running");
     assert_eq!(running.vm_id, "vm-7");
@@ -116,10 +123,22 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
         TokenState::Revoked
     );
 
-    store
-        .set_agent_session_status(&session.id, SessionStatus::Completed, None, None)
+    let completed = store
+        .set_agent_session_status(
+            &session.id,
+            SessionStatus::Completed,
+            SessionChange {
+                exit_code: Some(0),
+                ..SessionChange::default()
+            },
+        )
         .await
         .expect("complete");
+    assert_eq!(
+        (completed.exit_code, completed.vm_id.as_str()),
+        (Some(0), "vm-7"),
+        "the sandbox stays recorded"
+    );
     assert_eq!(
         store.mcp_token("hash-1").await.expect("scope"),
         TokenState::SessionEnded,
@@ -131,7 +150,11 @@ pub async fn agent_sessions_and_tokens(store: &dyn Store) {
         .expect_err("ended");
     assert_eq!(err.reason, reason::SESSION_ENDED);
     let err = store
-        .set_agent_session_status(&session.id, SessionStatus::Running, None, None)
+        .set_agent_session_status(
+            &session.id,
+            SessionStatus::Running,
+            SessionChange::default(),
+        )
         .await
         .expect_err("ended");
     assert_eq!(err.reason, reason::SESSION_ENDED);

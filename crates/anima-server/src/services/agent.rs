@@ -17,7 +17,7 @@ use anima_core::{
     validate,
     workflow::SkillRef,
 };
-use anima_db::{SessionFilter, Store};
+use anima_db::{SessionChange, SessionFilter, Store};
 use anima_proto::v1::{
     self as pb, agent_audit_service_server::AgentAuditService,
     agent_session_service_server::AgentSessionService,
@@ -132,12 +132,16 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 /// otherwise. Ending it revokes its MCP token; its sandbox is destroyed
 /// unless it is to be kept. A session someone stopped first is left as is.
 async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session: AgentSession) {
-    let (status, error) = loop {
+    let (status, error, exit_code) = loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
         match provider.state(&session.vm_id).await {
             Ok(AgentState::Unknown) => return,
             Ok(AgentState::Running) => {}
-            Ok(AgentState::Ended { success: true, .. }) => break (SessionStatus::Completed, None),
+            Ok(AgentState::Ended {
+                success: true,
+                exit_code,
+                ..
+            }) => break (SessionStatus::Completed, None, Some(exit_code)),
             Ok(AgentState::Ended {
                 exit_code,
                 last_output,
@@ -147,6 +151,7 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
                 break (
                     SessionStatus::Failed,
                     Some(format!("the agent exited with {exit_code}:\n{tail}")),
+                    Some(exit_code),
                 );
             }
             // The provider restarted or lost it: its processes died with it.
@@ -154,6 +159,7 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
                 break (
                     SessionStatus::Failed,
                     Some("the sandbox is gone: the agent provider lost it (restarted?)".to_owned()),
+                    None,
                 );
             }
             Err(err) => {
@@ -167,7 +173,15 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
         }
     };
     match store
-        .set_agent_session_status(&session.id, status, None, error.as_deref())
+        .set_agent_session_status(
+            &session.id,
+            status,
+            SessionChange {
+                error: error.as_deref(),
+                exit_code,
+                ..SessionChange::default()
+            },
+        )
         .await
     {
         Ok(ended) => {
@@ -345,8 +359,10 @@ impl AgentSessionApi {
                     .set_agent_session_status(
                         &session.id,
                         SessionStatus::Running,
-                        Some(&vm_id),
-                        None,
+                        SessionChange {
+                            vm_id: Some(&vm_id),
+                            ..SessionChange::default()
+                        },
                     )
                     .await?;
                 tokio::spawn(watch(self.store.clone(), provider.clone(), running.clone()));
@@ -357,8 +373,10 @@ impl AgentSessionApi {
                     .set_agent_session_status(
                         &session.id,
                         SessionStatus::Failed,
-                        None,
-                        Some(&err.message),
+                        SessionChange {
+                            error: Some(&err.message),
+                            ..SessionChange::default()
+                        },
                     )
                     .await?;
                 Err(err)
@@ -382,7 +400,11 @@ impl AgentSessionApi {
         }
         let stopped = self
             .store
-            .set_agent_session_status(&session.id, SessionStatus::Completed, None, None)
+            .set_agent_session_status(
+                &session.id,
+                SessionStatus::Completed,
+                SessionChange::default(),
+            )
             .await?;
         if let (Some(provider), false) = (&self.provider, session.keep_after_stop)
             && let Err(err) = provider.destroy(&stopped).await

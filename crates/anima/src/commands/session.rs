@@ -196,6 +196,7 @@ fn session_json(session: &pb::AgentSession) -> Value {
         "vm_id": session.vm_id,
         "phase_id": session.phase_id,
         "skills": session.skills.iter().map(|skill| &skill.name).collect::<Vec<_>>(),
+        "exit_code": session.exit_code,
         "keep_after_stop": session.keep_after_stop,
         "last_output_lines": session.last_output_lines,
         "create_time": time(&session.create_time),
