@@ -846,6 +846,59 @@ mod tests {
         assert!(typed(b"\r\r  \r").is_empty());
     }
 
+    struct Nowhere;
+
+    #[async_trait]
+    impl AuditSink for Nowhere {
+        async fn report(&self, _report: pb::LoginReport) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn credentials_work_once_with_their_key_and_not_after_expiry() {
+        let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
+        let logins = Logins {
+            host_key: key(0),
+            host: "127.0.0.1".into(),
+            port: 22,
+            pending: std::sync::Mutex::new(HashMap::new()),
+            audit: Arc::new(Nowhere),
+            running: Running::default(),
+        };
+        let mine = key(1);
+        let now = Instant::now();
+        let mut pending = logins.pending.lock().expect("lock");
+        for (username, expires) in [
+            ("login-live", now + Duration::from_secs(60)),
+            ("login-stale", now - Duration::from_secs(1)),
+        ] {
+            pending.insert(
+                username.into(),
+                Pending {
+                    vm_id: "local:a".into(),
+                    key: mine.public_key().clone(),
+                    expires,
+                },
+            );
+        }
+        drop(pending);
+        assert!(!logins.offered("login-stale", mine.public_key()));
+        assert_eq!(logins.redeem("login-stale", mine.public_key()), None);
+        assert!(!logins.offered("login-live", key(2).public_key()));
+        assert_eq!(logins.redeem("login-live", key(2).public_key()), None);
+        assert!(logins.offered("login-live", mine.public_key()));
+        assert_eq!(
+            logins.redeem("login-live", mine.public_key()).as_deref(),
+            Some("local:a")
+        );
+        assert_eq!(
+            logins.redeem("login-live", mine.public_key()),
+            None,
+            "used up"
+        );
+    }
+
     #[test]
     fn bytes_in_count_everything_typed() {
         let mut audit = Audit::new("login-x", "peer");

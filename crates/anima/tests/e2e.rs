@@ -1074,6 +1074,115 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     assert_eq!(kept.as_array().expect("logins").len(), 3);
 }
 
+/// `anima up` killed while a session's agent runs: the agent's processes
+/// die with it (nothing is orphaned), and the restarted server fails the
+/// session, whose sandbox is gone, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_no_agent_behind_and_fails_the_session() {
+    if !bubblewrap_installed() {
+        return;
+    }
+    let marker = format!("orphan-check-{}", std::process::id());
+    let agent = format!("sleep 600; echo {marker}");
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let up = Up::start_with_env(&data, None, &[("ANIMA_AGENT_COMMAND", agent.as_str())]);
+    let password = up.admin_password.clone();
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["project", "create", "Doomed"], "");
+    cli(
+        &config,
+        &["workitem", "create", "--project", "Doomed", "Long job"],
+        "",
+    );
+    cli(&config, &["akh", "create", "Sisyphus"], "");
+    let started = json(&cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "WI-1",
+            "--project",
+            "Doomed",
+            "--akh",
+            "Sisyphus",
+            "--json",
+        ],
+        "",
+    ));
+    let id = started["id"].as_str().expect("id").to_owned();
+    for _ in 0..100 {
+        if running() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(running(), "the agent runs");
+
+    drop(up); // SIGKILL: no chance to clean up.
+    for _ in 0..100 {
+        if !running() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!running(), "the agent's processes died with the server");
+
+    let mut again = Command::new(ANIMA)
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ANIMA_AGENT_COMMAND", &agent)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start again");
+    let mut first_line = String::new();
+    BufReader::new(again.stdout.take().expect("stdout"))
+        .read_line(&mut first_line)
+        .expect("line");
+    let address = first_line
+        .strip_prefix("anima is up at ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address")
+        .to_owned();
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &address,
+            "-u",
+            "admin",
+            "--password-stdin",
+        ],
+        &password,
+    );
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..100 {
+        shown = json(&cli(&config, &["session", "status", &id, "--json"], ""));
+        if shown["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = again.kill();
+    let _ = again.wait();
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert!(
+        shown["last_output_lines"][0]
+            .as_str()
+            .is_some_and(|line| line.contains("sandbox is gone")),
+        "{shown}"
+    );
+}
+
 /// Skills: published as versioned bundles, declared by a workflow's
 /// phases, in the sandbox before the agent starts, and replaced when the
 /// work item moves to the next phase.
