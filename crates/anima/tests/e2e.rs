@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use anima_db::testing::TempDatabase;
@@ -16,104 +16,7 @@ use tonic_reflection::pb::v1::{
 
 mod common;
 
-use common::{ANIMA, cli, cli_fails, cli_with_env, run};
-
-/// `anima up` running in the background; killed on drop.
-struct Up {
-    child: Child,
-    address: String,
-    admin_password: String,
-}
-
-impl Up {
-    /// A gRPC channel to it and the admin's session token.
-    async fn admin_channel(&self) -> (tonic::transport::Channel, String) {
-        use anima_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
-        let channel = tonic::transport::Channel::from_shared(self.address.clone())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        let token = AuthServiceClient::new(channel.clone())
-            .login(LoginRequest {
-                username: "admin".into(),
-                password: self.admin_password.clone(),
-            })
-            .await
-            .expect("login")
-            .into_inner()
-            .token;
-        (channel, token)
-    }
-
-    fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
-        Self::start_with_env(data_dir, database_url, &[])
-    }
-
-    fn start_with_env(
-        data_dir: &std::path::Path,
-        database_url: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut command = Command::new(ANIMA);
-        command.envs(env.iter().copied());
-        command
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("ANIMA_ADMIN_PASSWORD")
-            .env_remove("ANIMA_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        let mut child = command.spawn().expect("start anima up");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut address = None;
-        let mut admin_password = None;
-        let mut lines = BufReader::new(stdout).lines();
-        for line in lines.by_ref() {
-            let line = line.expect("read stdout");
-            if let Some(rest) = line.strip_prefix("anima is up at ") {
-                address = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if let Some(password) = line.strip_prefix("admin password: ") {
-                admin_password = Some(password.trim().to_owned());
-                break;
-            }
-        }
-        // Keep draining what it prints later, as a terminal would.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            address: address.expect("anima up printed its address"),
-            admin_password: admin_password.expect("anima up printed the admin password"),
-        }
-    }
-
-    /// Logs the CLI with config directory `config` in as the administrator.
-    fn login_admin(&self, config: &std::path::Path) {
-        cli(
-            config,
-            &[
-                "login",
-                "--server",
-                &self.address,
-                "-u",
-                "admin",
-                "--password-stdin",
-            ],
-            &self.admin_password,
-        );
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{ANIMA, Up, cli, cli_fails, cli_with_env, run};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

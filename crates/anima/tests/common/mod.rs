@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::{
-    io::Write,
-    process::{Command, Stdio},
+    io::{BufRead, BufReader, Write},
+    process::{Child, Command, Stdio},
 };
 
 /// The `anima` binary under test.
@@ -67,4 +67,103 @@ pub fn cli_fails(config_dir: &std::path::Path, args: &[&str]) -> String {
         "anima {args:?} should have failed"
     );
     String::from_utf8(output.stderr).expect("utf-8")
+}
+
+/// `anima up` running in the background; killed on drop.
+pub struct Up {
+    child: Child,
+    /// `http://host:port`.
+    pub address: String,
+    /// The password printed on first start.
+    pub admin_password: String,
+}
+
+impl Up {
+    /// A gRPC channel to it and the admin's session token.
+    pub async fn admin_channel(&self) -> (tonic::transport::Channel, String) {
+        use anima_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
+        let channel = tonic::transport::Channel::from_shared(self.address.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let token = AuthServiceClient::new(channel.clone())
+            .login(LoginRequest {
+                username: "admin".into(),
+                password: self.admin_password.clone(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .token;
+        (channel, token)
+    }
+
+    pub fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        Self::start_with_env(data_dir, database_url, &[])
+    }
+
+    pub fn start_with_env(
+        data_dir: &std::path::Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(ANIMA);
+        command.envs(env.iter().copied());
+        command
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("ANIMA_ADMIN_PASSWORD")
+            .env_remove("ANIMA_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().expect("start anima up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut address = None;
+        let mut admin_password = None;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(rest) = line.strip_prefix("anima is up at ") {
+                address = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(password) = line.strip_prefix("admin password: ") {
+                admin_password = Some(password.trim().to_owned());
+                break;
+            }
+        }
+        // Keep draining what it prints later, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            address: address.expect("anima up printed its address"),
+            admin_password: admin_password.expect("anima up printed the admin password"),
+        }
+    }
+
+    /// Logs the CLI with config directory `config` in as the administrator.
+    pub fn login_admin(&self, config: &std::path::Path) {
+        cli(
+            config,
+            &[
+                "login",
+                "--server",
+                &self.address,
+                "-u",
+                "admin",
+                "--password-stdin",
+            ],
+            &self.admin_password,
+        );
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

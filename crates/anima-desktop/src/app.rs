@@ -1,0 +1,616 @@
+//! The controller: wires the window's callbacks to the gRPC client and the
+//! cache on a Tokio runtime, so no I/O runs on the UI thread, and hands
+//! results back to the UI thread, where the view models turn them into
+//! rows.
+//!
+//! On start the cached data is shown at once, then refreshed from the
+//! server; streams keep the open screen current. With the server down the
+//! window shows the cache, read-only, under an offline banner.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anima_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use slint::ComponentHandle;
+use tokio::task::JoinHandle;
+
+use crate::{
+    cache::{Cache, Entry, Kind},
+    client::{Client, describe},
+    ui::{AppWindow, Screen},
+    viewmodel::{self, Names},
+};
+
+/// Where the client keeps its cache, and which server it offers first.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The SQLite cache file.
+    pub cache: PathBuf,
+    /// The server address shown on the login screen when none is cached.
+    pub server: Option<String>,
+}
+
+/// The window with its controller.
+pub struct App {
+    window: AppWindow,
+    controller: Arc<Controller>,
+}
+
+/// Names cached beside the records, so an offline thread still says who
+/// wrote what.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CachedNames {
+    users: Vec<(String, String)>,
+    akhs: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    client: Option<Client>,
+    names: Names,
+    /// The open project and work item.
+    project: Option<String>,
+    work_item: Option<String>,
+    /// The live thread of the open work item.
+    following: Option<JoinHandle<()>>,
+    /// The live dashboard updates.
+    dashboard: Option<JoinHandle<()>>,
+}
+
+struct Controller {
+    runtime: tokio::runtime::Handle,
+    window: slint::Weak<AppWindow>,
+    cache: Cache,
+    state: Mutex<State>,
+}
+
+impl App {
+    /// Makes the window, opens the cache, and starts: cached data first,
+    /// then the server. Runs its I/O on `runtime`.
+    pub fn start(options: Options, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+        let cache = runtime.block_on(Cache::open(&options.cache))?;
+        let window = AppWindow::new()?;
+        if let Some(server) = &options.server {
+            window.set_server(server.as_str().into());
+        }
+        let controller = Arc::new(Controller {
+            runtime,
+            window: window.as_weak(),
+            cache,
+            state: Mutex::new(State::default()),
+        });
+        controller.wire(&window);
+        controller.spawn({
+            let controller = controller.clone();
+            async move { controller.resume().await }
+        });
+        Ok(Self { window, controller })
+    }
+
+    /// The window.
+    pub fn window(&self) -> &AppWindow {
+        &self.window
+    }
+
+    /// Shows the window and runs the UI until it closes.
+    pub fn run(&self) -> anyhow::Result<()> {
+        self.window.run()?;
+        Ok(())
+    }
+
+    /// Refreshes everything from the server (what Ctrl+R does).
+    pub fn refresh(&self) {
+        let controller = self.controller.clone();
+        self.controller
+            .spawn(async move { controller.refresh().await });
+    }
+}
+
+impl Controller {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
+    /// Runs `update` on the UI thread with the window.
+    fn ui(&self, update: impl FnOnce(&AppWindow) + Send + 'static) {
+        if let Err(err) = self
+            .window
+            .upgrade_in_event_loop(move |window| update(&window))
+        {
+            tracing::debug!(%err, "the window is gone");
+        }
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        let text = text.into();
+        self.ui(move |window| window.set_notice(text.into()));
+    }
+
+    fn client(&self) -> Option<Client> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|state| state.client.clone())
+    }
+
+    fn names(&self) -> Names {
+        self.state
+            .lock()
+            .map(|state| state.names.clone())
+            .unwrap_or_default()
+    }
+
+    fn wire(self: &Arc<Self>, window: &AppWindow) {
+        let on = |controller: &Arc<Self>| controller.clone();
+        let controller = on(self);
+        window.on_login(move |server, username, password| {
+            let controller2 = controller.clone();
+            controller.spawn(async move {
+                controller2
+                    .login(
+                        server.to_string(),
+                        username.to_string(),
+                        password.to_string(),
+                    )
+                    .await
+            });
+        });
+        let controller = on(self);
+        window.on_open_project(move |id| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.open_project(id.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_open_work_item(move |id| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.open_work_item(id.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_post(move |text| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.post(text.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_answer(move |id, answer| {
+            let controller2 = controller.clone();
+            controller
+                .spawn(async move { controller2.answer(id.to_string(), answer.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_refresh(move || {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.refresh().await });
+        });
+        let controller = on(self);
+        window.on_wipe_cache(move || {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.wipe().await });
+        });
+    }
+
+    /// On start: a remembered login shows the cached dashboard at once,
+    /// then refreshes it.
+    async fn resume(self: Arc<Self>) {
+        let server = self.cache.meta("server").await.ok().flatten();
+        let token = self.cache.meta("token").await.ok().flatten();
+        if let Ok(Some(names)) = self.cache.meta("names").await
+            && let Ok(cached) = serde_json::from_str::<CachedNames>(&names)
+            && let Ok(mut state) = self.state.lock()
+        {
+            state.names = Names {
+                users: cached.users.into_iter().collect(),
+                akhs: cached.akhs.into_iter().collect(),
+            };
+        }
+        let (Some(server), Some(token)) = (server, token) else {
+            return;
+        };
+        {
+            let server = server.clone();
+            self.ui(move |window| {
+                window.set_server(server.into());
+                window.set_screen(Screen::Dashboard);
+            });
+        }
+        self.show_dashboard().await;
+        match Client::with_token(&server, &token) {
+            Ok(client) => {
+                if let Ok(mut state) = self.state.lock() {
+                    state.client = Some(client);
+                }
+                self.refresh().await;
+            }
+            Err(err) => self.notice(format!("{err:#}")),
+        }
+    }
+
+    async fn login(self: Arc<Self>, server: String, username: String, password: String) {
+        self.ui(|window| window.set_busy(true));
+        match Client::login(server.trim(), username.trim(), &password).await {
+            Ok(client) => {
+                let remembered = async {
+                    self.cache.set_meta("server", server.trim()).await?;
+                    self.cache.set_meta("token", client.token()).await
+                };
+                if let Err(err) = remembered.await {
+                    tracing::warn!("cannot remember the login: {err:#}");
+                }
+                if let Ok(mut state) = self.state.lock() {
+                    state.client = Some(client);
+                }
+                self.ui(|window| {
+                    window.set_notice("".into());
+                    window.set_screen(Screen::Dashboard);
+                });
+                self.show_dashboard().await;
+                self.clone().refresh().await;
+            }
+            Err(err) => self.notice(format!("{err:#}")),
+        }
+        self.ui(|window| window.set_busy(false));
+    }
+
+    /// Whether a failed call means the server cannot be reached.
+    fn unreachable(status: &tonic::Status) -> bool {
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        )
+    }
+
+    /// Handles a failed call: offline, logged out, or an error to show.
+    fn failed(&self, status: &tonic::Status) {
+        if Self::unreachable(status) {
+            let text = describe(status);
+            self.ui(move |window| {
+                window.set_offline(true);
+                window.set_notice(format!("The server cannot be reached ({text}).").into());
+            });
+        } else if status.code() == tonic::Code::Unauthenticated {
+            self.ui(|window| {
+                window.set_screen(Screen::Login);
+                window.set_notice("Your session ended; sign in again.".into());
+            });
+        } else {
+            self.notice(describe(status));
+        }
+    }
+
+    /// Fetches the dashboard, projects and names, caches them, and shows
+    /// them; then the open project and work item.
+    async fn refresh(self: Arc<Self>) {
+        let Some(client) = self.client() else { return };
+        let fetched = async {
+            let dashboard = client.dashboard().await?;
+            let projects = client.projects().await?;
+            let names = fetch_names(&client).await?;
+            Ok::<_, tonic::Status>((dashboard, projects, names))
+        };
+        let (dashboard, projects, names) = match fetched.await {
+            Ok(fetched) => fetched,
+            Err(status) => return self.failed(&status),
+        };
+        self.ui(|window| {
+            window.set_offline(false);
+            window.set_notice("".into());
+        });
+        let cached = async {
+            self.cache
+                .replace(
+                    Kind::Dashboard,
+                    "",
+                    &[Entry {
+                        id: "dashboard",
+                        sort: String::new(),
+                        message: &dashboard,
+                    }],
+                )
+                .await?;
+            let entries: Vec<Entry<'_, pb::Project>> = projects
+                .iter()
+                .map(|project| Entry {
+                    id: &project.id,
+                    sort: project.name.to_lowercase(),
+                    message: project,
+                })
+                .collect();
+            self.cache.replace(Kind::Project, "", &entries).await?;
+            let names = CachedNames {
+                users: names.users.clone().into_iter().collect(),
+                akhs: names.akhs.clone().into_iter().collect(),
+            };
+            self.cache
+                .set_meta("names", &serde_json::to_string(&names)?)
+                .await
+        };
+        if let Err(err) = cached.await {
+            tracing::warn!("cannot cache the dashboard: {err:#}");
+        }
+        let (project, work_item) = match self.state.lock() {
+            Ok(mut state) => {
+                state.names = names;
+                (state.project.clone(), state.work_item.clone())
+            }
+            Err(_) => (None, None),
+        };
+        self.show_dashboard().await;
+        self.clone().follow_dashboard(dashboard.as_of_event_id);
+        if let Some(project) = project {
+            self.clone().load_project(project).await;
+        }
+        if let Some(work_item) = work_item {
+            self.clone().load_thread(work_item).await;
+        }
+    }
+
+    /// Shows the cached dashboard and projects.
+    async fn show_dashboard(&self) {
+        let dashboard: Option<pb::Dashboard> = self
+            .cache
+            .get(Kind::Dashboard, "dashboard")
+            .await
+            .ok()
+            .flatten();
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        let names = self.names();
+        self.ui(move |window| {
+            let dashboard = dashboard.unwrap_or_default();
+            window.set_projects(viewmodel::rows(viewmodel::project_rows(
+                &projects,
+                Some(&dashboard),
+            )));
+            window.set_decisions(viewmodel::rows(viewmodel::decision_rows(&dashboard)));
+            window.set_sessions(viewmodel::rows(viewmodel::session_rows(&dashboard, &names)));
+        });
+    }
+
+    /// Refreshes the dashboard whenever something changes in the caller's
+    /// projects (the stream only says that something did).
+    fn follow_dashboard(self: Arc<Self>, after: i64) {
+        let Some(client) = self.client() else { return };
+        let controller = self.clone();
+        let task = self.runtime.spawn(async move {
+            let Ok(mut updates) = client.stream_dashboard(after).await else {
+                return;
+            };
+            while let Ok(Some(update)) = updates.message().await {
+                if matches!(update.kind, Some(pb::dashboard_update::Kind::Event(_))) {
+                    let dashboard = match client.dashboard().await {
+                        Ok(dashboard) => dashboard,
+                        Err(_) => break,
+                    };
+                    let _ = controller
+                        .cache
+                        .replace(
+                            Kind::Dashboard,
+                            "",
+                            &[Entry {
+                                id: "dashboard",
+                                sort: String::new(),
+                                message: &dashboard,
+                            }],
+                        )
+                        .await;
+                    controller.show_dashboard().await;
+                }
+            }
+        });
+        if let Ok(mut state) = self.state.lock()
+            && let Some(previous) = state.dashboard.replace(task)
+        {
+            previous.abort();
+        }
+    }
+
+    async fn open_project(self: Arc<Self>, id: String) {
+        if let Ok(mut state) = self.state.lock() {
+            state.project = Some(id.clone());
+        }
+        let project: Option<pb::Project> = self.cache.get(Kind::Project, &id).await.ok().flatten();
+        let items: Vec<pb::WorkItem> = self
+            .cache
+            .list(Kind::WorkItem, &id)
+            .await
+            .unwrap_or_default();
+        self.ui(move |window| {
+            window.set_project_name(project.map(|p| p.name).unwrap_or_default().into());
+            window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
+            window.set_screen(Screen::Project);
+        });
+        self.load_project(id).await;
+    }
+
+    async fn load_project(self: Arc<Self>, id: String) {
+        let Some(client) = self.client() else { return };
+        let items = match client.work_items(&id).await {
+            Ok(items) => items,
+            Err(status) => return self.failed(&status),
+        };
+        let entries: Vec<Entry<'_, pb::WorkItem>> = items
+            .iter()
+            .map(|item| Entry {
+                id: &item.id,
+                sort: format!("{:020}", key_number(&item.key)),
+                message: item,
+            })
+            .collect();
+        if let Err(err) = self.cache.replace(Kind::WorkItem, &id, &entries).await {
+            tracing::warn!("cannot cache work items: {err:#}");
+        }
+        let still_open = self
+            .state
+            .lock()
+            .is_ok_and(|state| state.project.as_deref() == Some(&id));
+        if still_open {
+            self.ui(move |window| {
+                window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)))
+            });
+        }
+    }
+
+    async fn open_work_item(self: Arc<Self>, id: String) {
+        if let Ok(mut state) = self.state.lock() {
+            state.work_item = Some(id.clone());
+        }
+        let item: Option<pb::WorkItem> = self.cache.get(Kind::WorkItem, &id).await.ok().flatten();
+        let item = item.unwrap_or_default();
+        self.ui(move |window| {
+            window.set_item_key(item.key.into());
+            window.set_item_title(item.title.into());
+            window.set_item_description(item.description.into());
+            window.set_item_status(viewmodel::work_item_status(item.status).into());
+            window.set_item_phase(item.phase_id.into());
+            window.set_screen(Screen::WorkItem);
+        });
+        self.show_thread(&id).await;
+        self.load_thread(id).await;
+    }
+
+    /// Shows the cached thread of `work_item_id` if it is still open.
+    async fn show_thread(&self, work_item_id: &str) {
+        let open = self
+            .state
+            .lock()
+            .is_ok_and(|state| state.work_item.as_deref() == Some(work_item_id));
+        if !open {
+            return;
+        }
+        let messages: Vec<pb::Message> = self
+            .cache
+            .list(Kind::Message, work_item_id)
+            .await
+            .unwrap_or_default();
+        let names = self.names();
+        self.ui(move |window| {
+            window.set_messages(viewmodel::rows(viewmodel::message_rows(&messages, &names)))
+        });
+    }
+
+    async fn cache_message(&self, message: &pb::Message) {
+        let entry = Entry {
+            id: &message.id,
+            sort: format!("{:020}", message.sequence),
+            message,
+        };
+        if let Err(err) = self
+            .cache
+            .upsert(Kind::Message, &message.work_item_id, &entry)
+            .await
+        {
+            tracing::warn!("cannot cache a message: {err:#}");
+        }
+    }
+
+    /// Fetches the thread, caches and shows it, and follows it live.
+    async fn load_thread(self: Arc<Self>, work_item_id: String) {
+        let Some(client) = self.client() else { return };
+        let messages = match client.thread(&work_item_id).await {
+            Ok(messages) => messages,
+            Err(status) => return self.failed(&status),
+        };
+        let entries: Vec<Entry<'_, pb::Message>> = messages
+            .iter()
+            .map(|message| Entry {
+                id: &message.id,
+                sort: format!("{:020}", message.sequence),
+                message,
+            })
+            .collect();
+        if let Err(err) = self
+            .cache
+            .replace(Kind::Message, &work_item_id, &entries)
+            .await
+        {
+            tracing::warn!("cannot cache the thread: {err:#}");
+        }
+        self.show_thread(&work_item_id).await;
+
+        let controller = self.clone();
+        let following = work_item_id.clone();
+        let task = self.runtime.spawn(async move {
+            let Ok(mut events) = client.stream_thread(&following, 0).await else {
+                return;
+            };
+            while let Ok(Some(event)) = events.message().await {
+                if let Some(pb::thread_event::Kind::Message(message)) = event.kind {
+                    controller.cache_message(&message).await;
+                    controller.show_thread(&following).await;
+                }
+            }
+        });
+        if let Ok(mut state) = self.state.lock()
+            && let Some(previous) = state.following.replace(task)
+        {
+            previous.abort();
+        }
+    }
+
+    async fn post(self: Arc<Self>, text: String) {
+        let text = text.trim().to_owned();
+        let work_item = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|state| state.work_item.clone());
+        let (Some(client), Some(work_item), false) = (self.client(), work_item, text.is_empty())
+        else {
+            return;
+        };
+        match client.post(&work_item, &text).await {
+            Ok(message) => {
+                self.cache_message(&message).await;
+                self.show_thread(&work_item).await;
+            }
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    async fn answer(self: Arc<Self>, id: String, answer: String) {
+        let Some(client) = self.client() else { return };
+        match client.resolve_decision(&id, answer.trim()).await {
+            Ok(_) => self.refresh().await,
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    /// Forgets the cache and rebuilds it from the server.
+    async fn wipe(self: Arc<Self>) {
+        if let Err(err) = self.cache.wipe().await {
+            return self.notice(format!("cannot wipe the cache: {err:#}"));
+        }
+        self.show_dashboard().await;
+        self.refresh().await;
+    }
+}
+
+/// The number in a `WI-<n>` key.
+fn key_number(key: &str) -> u64 {
+    key.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Who the ids in threads and sessions are.
+async fn fetch_names(client: &Client) -> Result<Names, tonic::Status> {
+    let users = client.users().await?;
+    let akhs = client.akhs().await?;
+    Ok(Names {
+        users: users
+            .into_iter()
+            .map(|user| {
+                let name = if user.display_name.is_empty() {
+                    user.username
+                } else {
+                    user.display_name
+                };
+                (user.id, name)
+            })
+            .collect(),
+        akhs: akhs.into_iter().map(|akh| (akh.id, akh.name)).collect(),
+    })
+}

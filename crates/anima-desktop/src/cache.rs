@@ -1,0 +1,331 @@
+//! The local read cache: what the server last said, kept in SQLite so the
+//! client shows something at once on start, and still opens when the server
+//! is down. The server is the source of truth: nothing is written here but
+//! what it sent, and the whole cache can be wiped and rebuilt from it.
+//!
+//! Records are kept as the protobuf messages the server sent (one table,
+//! keyed by kind and id, grouped by a scope such as a work item's project),
+//! so a new screen needs no schema change.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sqlx::{
+    Row, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+};
+
+/// What a cached record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The dashboard snapshot (one record).
+    Dashboard,
+    /// A project (scope: none).
+    Project,
+    /// A work item (scope: its project).
+    WorkItem,
+    /// A thread message (scope: its work item).
+    Message,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dashboard => "dashboard",
+            Kind::Project => "project",
+            Kind::WorkItem => "work_item",
+            Kind::Message => "message",
+        }
+    }
+}
+
+/// One record to store: its id, its place in its list, the message.
+pub struct Entry<'a, M> {
+    /// Unique within its kind.
+    pub id: &'a str,
+    /// Lists are ordered by this (text order).
+    pub sort: String,
+    /// The record as the server sent it.
+    pub message: &'a M,
+}
+
+/// The cache database.
+#[derive(Clone)]
+pub struct Cache {
+    pool: SqlitePool,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS records (
+    kind  TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    sort  TEXT NOT NULL,
+    body  BLOB NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX IF NOT EXISTS records_list ON records (kind, scope, sort);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+impl Cache {
+    /// Opens (or creates) the cache file at `path`.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        Self::with(options).await
+    }
+
+    /// A cache that lives only as long as this value (tests, benchmarks).
+    pub async fn in_memory() -> anyhow::Result<Self> {
+        Self::with(SqliteConnectOptions::new().in_memory(true)).await
+    }
+
+    async fn with(options: SqliteConnectOptions) -> anyhow::Result<Self> {
+        // One connection: an in-memory database exists per connection, and
+        // the client's reads are few and small.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .context("opening the cache")?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Replaces every record of `kind` in `scope` with `entries`, at once.
+    pub async fn replace<M: prost::Message>(
+        &self,
+        kind: Kind,
+        scope: &str,
+        entries: &[Entry<'_, M>],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM records WHERE kind = $1 AND scope = $2")
+            .bind(kind.as_str())
+            .bind(scope)
+            .execute(&mut *tx)
+            .await?;
+        for entry in entries {
+            Self::put(&mut tx, kind, scope, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds or updates one record.
+    pub async fn upsert<M: prost::Message>(
+        &self,
+        kind: Kind,
+        scope: &str,
+        entry: &Entry<'_, M>,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::put(&mut conn, kind, scope, entry).await
+    }
+
+    async fn put<M: prost::Message>(
+        conn: &mut sqlx::SqliteConnection,
+        kind: Kind,
+        scope: &str,
+        entry: &Entry<'_, M>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO records (kind, id, scope, sort, body) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, id) DO UPDATE SET scope = $3, sort = $4, body = $5",
+        )
+        .bind(kind.as_str())
+        .bind(entry.id)
+        .bind(scope)
+        .bind(&entry.sort)
+        .bind(entry.message.encode_to_vec())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The records of `kind` in `scope`, in their order.
+    pub async fn list<M: prost::Message + Default>(
+        &self,
+        kind: Kind,
+        scope: &str,
+    ) -> anyhow::Result<Vec<M>> {
+        let rows = sqlx::query(
+            "SELECT body FROM records WHERE kind = $1 AND scope = $2 ORDER BY sort, id",
+        )
+        .bind(kind.as_str())
+        .bind(scope)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: Vec<u8> = row.try_get("body")?;
+                M::decode(body.as_slice()).context("a cached record does not decode")
+            })
+            .collect()
+    }
+
+    /// One record by id.
+    pub async fn get<M: prost::Message + Default>(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> anyhow::Result<Option<M>> {
+        let row = sqlx::query("SELECT body FROM records WHERE kind = $1 AND id = $2")
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let body: Vec<u8> = row.try_get("body")?;
+            M::decode(body.as_slice()).context("a cached record does not decode")
+        })
+        .transpose()
+    }
+
+    /// Remembers a small value (the server's address, the session token).
+    pub async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A value remembered with [`Cache::set_meta`].
+    pub async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("value"))
+            .transpose()?)
+    }
+
+    /// Forgets every cached record (the login stays).
+    pub async fn wipe(&self) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM records")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anima_proto::v1 as pb;
+
+    use super::*;
+
+    fn project(id: &str, name: &str) -> pb::Project {
+        pb::Project {
+            id: id.into(),
+            name: name.into(),
+            ..pb::Project::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn records_round_trip_in_order_and_wipe() {
+        let cache = Cache::in_memory().await.expect("cache");
+        let (b, a) = (project("p2", "Beta"), project("p1", "Alpha"));
+        cache
+            .replace(
+                Kind::Project,
+                "",
+                &[
+                    Entry {
+                        id: "p2",
+                        sort: "beta".into(),
+                        message: &b,
+                    },
+                    Entry {
+                        id: "p1",
+                        sort: "alpha".into(),
+                        message: &a,
+                    },
+                ],
+            )
+            .await
+            .expect("replace");
+        let listed: Vec<pb::Project> = cache.list(Kind::Project, "").await.expect("list");
+        assert_eq!(listed, [a.clone(), b.clone()]);
+
+        // A replace drops what the server no longer has.
+        cache
+            .replace(
+                Kind::Project,
+                "",
+                &[Entry {
+                    id: "p1",
+                    sort: "alpha".into(),
+                    message: &a,
+                }],
+            )
+            .await
+            .expect("replace");
+        assert_eq!(
+            cache
+                .list::<pb::Project>(Kind::Project, "")
+                .await
+                .expect("list"),
+            std::slice::from_ref(&a)
+        );
+        assert_eq!(
+            cache
+                .get::<pb::Project>(Kind::Project, "p1")
+                .await
+                .expect("get"),
+            Some(a)
+        );
+
+        cache.set_meta("server", "http://x").await.expect("meta");
+        cache.wipe().await.expect("wipe");
+        assert!(
+            cache
+                .list::<pb::Project>(Kind::Project, "")
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            cache.meta("server").await.expect("meta").as_deref(),
+            Some("http://x")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cache_file_survives_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache.sqlite");
+        let message = pb::Message {
+            id: "m1".into(),
+            body: "hello".into(),
+            ..pb::Message::default()
+        };
+        {
+            let cache = Cache::open(&path).await.expect("open");
+            cache
+                .upsert(
+                    Kind::Message,
+                    "wi-1",
+                    &Entry {
+                        id: "m1",
+                        sort: "0001".into(),
+                        message: &message,
+                    },
+                )
+                .await
+                .expect("upsert");
+        }
+        let cache = Cache::open(&path).await.expect("reopen");
+        let listed: Vec<pb::Message> = cache.list(Kind::Message, "wi-1").await.expect("list");
+        assert_eq!(listed, [message]);
+    }
+}

@@ -1,0 +1,245 @@
+//! The gRPC client layer: anima-server's services through tonic, with the
+//! session token on every call, and the live streams the UI follows.
+
+use anima_proto::v1::{
+    self as pb, akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
+    dashboard_service_client::DashboardServiceClient, project_service_client::ProjectServiceClient,
+    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
+};
+use anyhow::Context;
+use tonic::{
+    Request, Streaming,
+    metadata::{Ascii, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+
+/// Most records one list call asks for; lists page beyond it.
+const PAGE_SIZE: i32 = 500;
+
+/// A logged-in connection to anima-server.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    authorization: MetadataValue<Ascii>,
+    token: String,
+}
+
+/// A server's answer as the UI shows it: its message, with its reason.
+pub fn describe(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    match status.get_details_error_info() {
+        Some(info) => format!("{} ({})", status.message(), info.reason),
+        None => status.message().to_owned(),
+    }
+}
+
+fn channel(server: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(server.to_owned())
+        .with_context(|| format!("{server:?} is not a server address"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy())
+}
+
+impl Client {
+    /// Logs in with a username and password.
+    pub async fn login(server: &str, username: &str, password: &str) -> anyhow::Result<Self> {
+        let channel = channel(server)?;
+        let token = AuthServiceClient::new(channel.clone())
+            .login(pb::LoginRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!(describe(&status)))?
+            .into_inner()
+            .token;
+        Self::with_token(server, &token)
+    }
+
+    /// A client with a session token from an earlier login (not checked
+    /// until the first call).
+    pub fn with_token(server: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            channel: channel(server)?,
+            authorization: format!("Bearer {token}")
+                .parse()
+                .context("the session token is not a valid header value")?,
+            token: token.to_owned(),
+        })
+    }
+
+    /// The session token, to remember for the next start.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
+    }
+
+    /// Who is logged in.
+    pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, tonic::Status> {
+        Ok(AuthServiceClient::new(self.channel.clone())
+            .who_am_i(self.request(pb::WhoAmIRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// The accounts (for the names of message authors).
+    pub async fn users(&self) -> Result<Vec<pb::User>, tonic::Status> {
+        Ok(TeamServiceClient::new(self.channel.clone())
+            .list_users(self.request(pb::ListUsersRequest {
+                page_size: PAGE_SIZE,
+                page_token: String::new(),
+            }))
+            .await?
+            .into_inner()
+            .users)
+    }
+
+    /// The Akhs (for the names of agent messages and sessions).
+    pub async fn akhs(&self) -> Result<Vec<pb::Akh>, tonic::Status> {
+        Ok(AkhServiceClient::new(self.channel.clone())
+            .list_akhs(self.request(pb::ListAkhsRequest {
+                page_size: PAGE_SIZE,
+                page_token: String::new(),
+            }))
+            .await?
+            .into_inner()
+            .akhs)
+    }
+
+    /// The dashboard snapshot.
+    pub async fn dashboard(&self) -> Result<pb::Dashboard, tonic::Status> {
+        Ok(DashboardServiceClient::new(self.channel.clone())
+            .get_dashboard(self.request(pb::GetDashboardRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// Every project the caller can see.
+    pub async fn projects(&self) -> Result<Vec<pb::Project>, tonic::Status> {
+        let mut projects = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = ProjectServiceClient::new(self.channel.clone())
+                .list_projects(self.request(pb::ListProjectsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    status: 0,
+                }))
+                .await?
+                .into_inner();
+            projects.extend(page.projects);
+            if page.next_page_token.is_empty() {
+                return Ok(projects);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Every work item of a project.
+    pub async fn work_items(&self, project_id: &str) -> Result<Vec<pb::WorkItem>, tonic::Status> {
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = WorkItemServiceClient::new(self.channel.clone())
+                .list_work_items(self.request(pb::ListWorkItemsRequest {
+                    project_id: project_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    ..pb::ListWorkItemsRequest::default()
+                }))
+                .await?
+                .into_inner();
+            items.extend(page.work_items);
+            if page.next_page_token.is_empty() {
+                return Ok(items);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// A work item's whole thread, oldest first.
+    pub async fn thread(&self, work_item_id: &str) -> Result<Vec<pb::Message>, tonic::Status> {
+        let mut messages = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = ThreadServiceClient::new(self.channel.clone())
+                .get_thread(self.request(pb::GetThreadRequest {
+                    work_item_id: work_item_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    reverse: false,
+                }))
+                .await?
+                .into_inner();
+            messages.extend(page.messages);
+            if page.next_page_token.is_empty() {
+                return Ok(messages);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Posts a human message into a work item's thread.
+    pub async fn post(&self, work_item_id: &str, body: &str) -> Result<pb::Message, tonic::Status> {
+        Ok(ThreadServiceClient::new(self.channel.clone())
+            .post_message(self.request(pb::PostMessageRequest {
+                work_item_id: work_item_id.to_owned(),
+                kind: pb::MessageKind::Human as i32,
+                body: body.to_owned(),
+                ..pb::PostMessageRequest::default()
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Answers an open decision.
+    pub async fn resolve_decision(
+        &self,
+        id: &str,
+        answer: &str,
+    ) -> Result<pb::Decision, tonic::Status> {
+        Ok(ThreadServiceClient::new(self.channel.clone())
+            .resolve_decision(self.request(pb::ResolveDecisionRequest {
+                id: id.to_owned(),
+                answer: answer.to_owned(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// A work item's thread, live, after event `after`.
+    pub async fn stream_thread(
+        &self,
+        work_item_id: &str,
+        after: i64,
+    ) -> Result<Streaming<pb::ThreadEvent>, tonic::Status> {
+        Ok(ThreadServiceClient::new(self.channel.clone())
+            .stream_thread(self.request(pb::StreamThreadRequest {
+                work_item_id: work_item_id.to_owned(),
+                after_event_id: after,
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Changes to the caller's projects, live, after event `after`.
+    pub async fn stream_dashboard(
+        &self,
+        after: i64,
+    ) -> Result<Streaming<pb::DashboardUpdate>, tonic::Status> {
+        Ok(DashboardServiceClient::new(self.channel.clone())
+            .stream_dashboard_updates(self.request(pb::StreamDashboardUpdatesRequest {
+                after_event_id: after,
+            }))
+            .await?
+            .into_inner())
+    }
+}

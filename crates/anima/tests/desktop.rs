@@ -1,0 +1,252 @@
+//! The desktop client against a real `anima up` process, driven through
+//! Slint's testing backend (no display): log in, open a project and a work
+//! item, post a message and see it in the thread; see a message posted
+//! elsewhere arrive live; then, with the server gone, open again from the
+//! cache, read-only, under the offline banner.
+//!
+//! The testing backend can be set up once per process, so this file holds
+//! one test.
+
+use std::{cell::RefCell, rc::Rc, time::Duration};
+
+use anima_desktop::{
+    app::{App, Options},
+    ui::Screen,
+};
+use i_slint_backend_testing::ElementHandle;
+use slint::Model;
+
+mod common;
+
+use common::{Up, cli};
+
+/// Waits on the UI thread's executor without blocking it: a timer on the
+/// Tokio runtime wakes the UI task.
+async fn pause(runtime: &tokio::runtime::Handle) {
+    let (done, wait) = tokio::sync::oneshot::channel();
+    runtime.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = done.send(());
+    });
+    let _ = wait.await;
+}
+
+/// Polls `condition` for up to 20 seconds.
+async fn until(
+    runtime: &tokio::runtime::Handle,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> Result<(), String> {
+    for _ in 0..400 {
+        if condition() {
+            return Ok(());
+        }
+        pause(runtime).await;
+    }
+    Err(format!("timed out waiting until {what}"))
+}
+
+fn element(
+    root: &impl i_slint_backend_testing::ElementRoot,
+    label: &str,
+) -> Result<ElementHandle, String> {
+    ElementHandle::find_by_accessible_label(root, label)
+        .next()
+        .ok_or_else(|| format!("no element labelled {label:?}"))
+}
+
+fn bodies(app: &App) -> Vec<String> {
+    app.window()
+        .get_messages()
+        .iter()
+        .map(|message| message.body.to_string())
+        .collect()
+}
+
+/// The first run: log in, navigate, post, see a live message.
+async fn online(
+    app: &App,
+    runtime: &tokio::runtime::Handle,
+    password: String,
+    elsewhere: impl FnOnce(),
+) -> Result<(), String> {
+    let window = app.window();
+    element(window, "username")?.set_accessible_value("admin");
+    element(window, "password")?.set_accessible_value(password);
+    element(window, "sign in")?.invoke_accessible_default_action();
+    until(runtime, "the dashboard shows the project", || {
+        window.get_screen() == Screen::Dashboard && window.get_projects().row_count() == 1
+    })
+    .await?;
+
+    element(window, "Projects")?.invoke_accessible_default_action();
+    until(runtime, "the project list shows", || {
+        window.get_screen() == Screen::Projects
+    })
+    .await?;
+    element(window, "project Desk")?.invoke_accessible_default_action();
+    until(runtime, "the project's work items load", || {
+        window.get_screen() == Screen::Project && window.get_work_items().row_count() == 2
+    })
+    .await?;
+    element(window, "work item WI-1")?.invoke_accessible_default_action();
+    until(runtime, "the thread loads", || {
+        window.get_screen() == Screen::WorkItem
+            && bodies(app).contains(&"Seeded from the CLI".to_owned())
+    })
+    .await?;
+    if window.get_item_title() != "Paint the window" {
+        return Err(format!("work item title {:?}", window.get_item_title()));
+    }
+
+    element(window, "message draft")?.set_accessible_value("Posted from the desktop");
+    element(window, "post")?.invoke_accessible_default_action();
+    until(runtime, "the posted message is in the thread", || {
+        bodies(app).contains(&"Posted from the desktop".to_owned())
+    })
+    .await?;
+
+    elsewhere();
+    until(runtime, "a message posted elsewhere arrives live", || {
+        bodies(app).contains(&"Posted from the terminal".to_owned())
+    })
+    .await?;
+    let authors: Vec<String> = window
+        .get_messages()
+        .iter()
+        .map(|message| message.author.to_string())
+        .collect();
+    if !authors.iter().all(|author| author == "Administrator") {
+        return Err(format!("authors {authors:?}"));
+    }
+    Ok(())
+}
+
+/// The second run, with the server gone: the cache, read-only.
+async fn offline(app: &App, runtime: &tokio::runtime::Handle) -> Result<(), String> {
+    let window = app.window();
+    until(runtime, "the cached dashboard shows", || {
+        window.get_screen() == Screen::Dashboard && window.get_projects().row_count() == 1
+    })
+    .await?;
+    until(runtime, "the offline banner shows", || window.get_offline()).await?;
+    element(window, "Projects")?.invoke_accessible_default_action();
+    until(runtime, "the project list shows", || {
+        window.get_screen() == Screen::Projects
+    })
+    .await?;
+    element(window, "project Desk")?.invoke_accessible_default_action();
+    until(runtime, "the cached work items show", || {
+        window.get_work_items().row_count() == 2
+    })
+    .await?;
+    element(window, "work item WI-1")?.invoke_accessible_default_action();
+    until(runtime, "the cached thread shows", || {
+        bodies(app).contains(&"Posted from the terminal".to_owned())
+    })
+    .await?;
+    if element(window, "post")?.accessible_enabled() != Some(false) {
+        return Err("posting is not disabled offline".into());
+    }
+    Ok(())
+}
+
+/// Runs `script` on the UI thread's event loop until it finishes.
+fn drive<F>(script: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>> + 'static,
+{
+    let outcome = Rc::new(RefCell::new(Err("the script did not run".to_owned())));
+    let kept = outcome.clone();
+    slint::spawn_local(async move {
+        *kept.borrow_mut() = script.await;
+        let _ = slint::quit_event_loop();
+    })
+    .map_err(|err| err.to_string())?;
+    slint::run_event_loop_until_quit().map_err(|err| err.to_string())?;
+    outcome.replace(Ok(()))
+}
+
+#[test]
+fn the_desktop_client_works_against_a_real_server_and_offline() {
+    i_slint_backend_testing::init_integration_test_with_system_time();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), None);
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["project", "create", "Desk"], "");
+    for title in ["Paint the window", "Hang the door"] {
+        cli(
+            &config,
+            &["workitem", "create", "--project", "Desk", title],
+            "",
+        );
+    }
+    cli(
+        &config,
+        &[
+            "thread",
+            "post",
+            "WI-1",
+            "--project",
+            "Desk",
+            "Seeded from the CLI",
+        ],
+        "",
+    );
+    let cache = dir.path().join("desktop.sqlite");
+
+    {
+        let app = App::start(
+            Options {
+                cache: cache.clone(),
+                server: Some(up.address.clone()),
+            },
+            runtime.handle().clone(),
+        )
+        .expect("app");
+        let app = Rc::new(app);
+        let handle = runtime.handle().clone();
+        let script_app = app.clone();
+        let config = config.clone();
+        let password = up.admin_password.clone();
+        let outcome = drive(async move {
+            online(&script_app, &handle, password, move || {
+                cli(
+                    &config,
+                    &[
+                        "thread",
+                        "post",
+                        "WI-1",
+                        "--project",
+                        "Desk",
+                        "Posted from the terminal",
+                    ],
+                    "",
+                );
+            })
+            .await
+        });
+        outcome.expect("online");
+    }
+
+    drop(up);
+    let app = Rc::new(
+        App::start(
+            Options {
+                cache,
+                server: None,
+            },
+            runtime.handle().clone(),
+        )
+        .expect("app"),
+    );
+    let handle = runtime.handle().clone();
+    let script_app = app.clone();
+    drive(async move { offline(&script_app, &handle).await }).expect("offline");
+}
