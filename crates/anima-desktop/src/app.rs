@@ -58,6 +58,8 @@ struct State {
     following: Option<JoinHandle<()>>,
     /// The live dashboard updates.
     dashboard: Option<JoinHandle<()>>,
+    /// What the library is filtered by.
+    search: String,
 }
 
 struct Controller {
@@ -73,6 +75,7 @@ impl App {
     pub fn start(options: Options, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
         let cache = runtime.block_on(Cache::open(&options.cache))?;
         let window = AppWindow::new()?;
+        window.set_cache_path(options.cache.display().to_string().into());
         if let Some(server) = &options.server {
             window.set_server(server.as_str().into());
         }
@@ -185,6 +188,39 @@ impl Controller {
             controller.spawn(async move { controller2.refresh().await });
         });
         let controller = on(self);
+        window.on_opened(move |screen| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.opened(screen).await });
+        });
+        let controller = on(self);
+        window.on_send_email(move |to, subject, body| {
+            let controller2 = controller.clone();
+            controller.spawn(async move {
+                controller2
+                    .send_email(to.to_string(), subject.to_string(), body.to_string())
+                    .await
+            });
+        });
+        let controller = on(self);
+        window.on_search_documents(move |text| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.search(text.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_create_workflow(move |name, phases| {
+            let controller2 = controller.clone();
+            controller.spawn(async move {
+                controller2
+                    .create_workflow(name.to_string(), phases.to_string())
+                    .await
+            });
+        });
+        let controller = on(self);
+        window.on_sign_out(move || {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.sign_out().await });
+        });
+        let controller = on(self);
         window.on_wipe_cache(move || {
             let controller2 = controller.clone();
             controller.spawn(async move { controller2.wipe().await });
@@ -208,6 +244,9 @@ impl Controller {
         let (Some(server), Some(token)) = (server, token) else {
             return;
         };
+        if let Ok(Some(user_name)) = self.cache.meta("user_name").await {
+            self.ui(move |window| window.set_user_name(user_name.into()));
+        }
         {
             let server = server.clone();
             self.ui(move |window| {
@@ -284,20 +323,30 @@ impl Controller {
     async fn refresh(self: Arc<Self>) {
         let Some(client) = self.client() else { return };
         let fetched = async {
+            let me = client.who_am_i().await?;
             let dashboard = client.dashboard().await?;
             let projects = client.projects().await?;
             let names = fetch_names(&client).await?;
-            Ok::<_, tonic::Status>((dashboard, projects, names))
+            Ok::<_, tonic::Status>((me, dashboard, projects, names))
         };
-        let (dashboard, projects, names) = match fetched.await {
+        let (me, dashboard, projects, names) = match fetched.await {
             Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
-        self.ui(|window| {
-            window.set_offline(false);
-            window.set_notice("".into());
-        });
+        let user_name = me
+            .user
+            .map(|user| format!("{} (@{})", user.display_name, user.username))
+            .unwrap_or(me.service);
+        {
+            let user_name = user_name.clone();
+            self.ui(move |window| {
+                window.set_offline(false);
+                window.set_notice("".into());
+                window.set_user_name(user_name.into());
+            });
+        }
         let cached = async {
+            self.cache.set_meta("user_name", &user_name).await?;
             self.cache
                 .replace(
                     Kind::Dashboard,
@@ -416,8 +465,10 @@ impl Controller {
             .list(Kind::WorkItem, &id)
             .await
             .unwrap_or_default();
+        let plans: Vec<pb::Plan> = self.cache.list(Kind::Plan, &id).await.unwrap_or_default();
         self.ui(move |window| {
             window.set_project_name(project.map(|p| p.name).unwrap_or_default().into());
+            window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
             window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
             window.set_screen(Screen::Project);
         });
@@ -426,10 +477,21 @@ impl Controller {
 
     async fn load_project(self: Arc<Self>, id: String) {
         let Some(client) = self.client() else { return };
-        let items = match client.work_items(&id).await {
-            Ok(items) => items,
+        let (items, plans) = match tokio::try_join!(client.work_items(&id), client.plans(&id)) {
+            Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
+        let plan_entries: Vec<Entry<'_, pb::Plan>> = plans
+            .iter()
+            .map(|plan| Entry {
+                id: &plan.id,
+                sort: plan.title.to_lowercase(),
+                message: plan,
+            })
+            .collect();
+        if let Err(err) = self.cache.replace(Kind::Plan, &id, &plan_entries).await {
+            tracing::warn!("cannot cache plans: {err:#}");
+        }
         let entries: Vec<Entry<'_, pb::WorkItem>> = items
             .iter()
             .map(|item| Entry {
@@ -447,7 +509,8 @@ impl Controller {
             .is_ok_and(|state| state.project.as_deref() == Some(&id));
         if still_open {
             self.ui(move |window| {
-                window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)))
+                window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
+                window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
             });
         }
     }
@@ -486,7 +549,8 @@ impl Controller {
             .unwrap_or_default();
         let names = self.names();
         self.ui(move |window| {
-            window.set_messages(viewmodel::rows(viewmodel::message_rows(&messages, &names)))
+            window.set_messages(viewmodel::rows(viewmodel::message_rows(&messages, &names)));
+            window.set_emails(viewmodel::rows(viewmodel::email_rows(&messages, &names)));
         });
     }
 
@@ -575,6 +639,230 @@ impl Controller {
             Ok(_) => self.refresh().await,
             Err(status) => self.failed(&status),
         }
+    }
+
+    /// A screen that loads its data when it is opened.
+    async fn opened(self: Arc<Self>, screen: Screen) {
+        match screen {
+            Screen::Library => self.load_library().await,
+            Screen::Workflows => self.load_workflows().await,
+            Screen::Team => self.load_team().await,
+            _ => {}
+        }
+    }
+
+    async fn show_library(&self) {
+        let documents: Vec<pb::Document> = self
+            .cache
+            .list_all(Kind::Document)
+            .await
+            .unwrap_or_default();
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        let search = self
+            .state
+            .lock()
+            .map(|state| state.search.clone())
+            .unwrap_or_default();
+        self.ui(move |window| {
+            window.set_documents(viewmodel::rows(viewmodel::document_rows(
+                &documents, &projects, &search,
+            )))
+        });
+    }
+
+    /// Every project's documents.
+    async fn load_library(self: Arc<Self>) {
+        self.show_library().await;
+        let Some(client) = self.client() else { return };
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        for project in projects {
+            let documents = match client.documents(&project.id).await {
+                Ok(documents) => documents,
+                Err(status) => return self.failed(&status),
+            };
+            let entries: Vec<Entry<'_, pb::Document>> = documents
+                .iter()
+                .map(|document| Entry {
+                    id: &document.id,
+                    sort: document.title.to_lowercase(),
+                    message: document,
+                })
+                .collect();
+            if let Err(err) = self
+                .cache
+                .replace(Kind::Document, &project.id, &entries)
+                .await
+            {
+                tracing::warn!("cannot cache documents: {err:#}");
+            }
+        }
+        self.show_library().await;
+    }
+
+    async fn search(self: Arc<Self>, text: String) {
+        if let Ok(mut state) = self.state.lock() {
+            state.search = text;
+        }
+        self.show_library().await;
+    }
+
+    fn show_workflows(&self, workflows: Vec<pb::Workflow>) {
+        self.ui(move |window| {
+            window.set_workflows(viewmodel::rows(viewmodel::workflow_rows(&workflows)))
+        });
+    }
+
+    async fn load_workflows(self: Arc<Self>) {
+        self.show_workflows(
+            self.cache
+                .list(Kind::Workflow, "")
+                .await
+                .unwrap_or_default(),
+        );
+        let Some(client) = self.client() else { return };
+        let workflows = match client.workflows().await {
+            Ok(workflows) => workflows,
+            Err(status) => return self.failed(&status),
+        };
+        let entries: Vec<Entry<'_, pb::Workflow>> = workflows
+            .iter()
+            .map(|workflow| Entry {
+                id: &workflow.id,
+                sort: workflow.name.to_lowercase(),
+                message: workflow,
+            })
+            .collect();
+        if let Err(err) = self.cache.replace(Kind::Workflow, "", &entries).await {
+            tracing::warn!("cannot cache workflows: {err:#}");
+        }
+        self.show_workflows(workflows);
+    }
+
+    async fn create_workflow(self: Arc<Self>, name: String, phases: String) {
+        let Some(client) = self.client() else { return };
+        match client
+            .create_workflow(name.trim(), viewmodel::parse_phases(&phases))
+            .await
+        {
+            Ok(_) => {
+                self.notice("");
+                self.load_workflows().await;
+            }
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    async fn show_team(&self) {
+        let users: Vec<pb::User> = self.cache.list(Kind::User, "").await.unwrap_or_default();
+        let members: Vec<pb::ProjectMember> =
+            self.cache.list_all(Kind::Member).await.unwrap_or_default();
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        self.ui(move |window| {
+            window.set_people(viewmodel::rows(viewmodel::people_rows(
+                &users, &members, &projects,
+            )))
+        });
+    }
+
+    /// The accounts and every project's members.
+    async fn load_team(self: Arc<Self>) {
+        self.show_team().await;
+        let Some(client) = self.client() else { return };
+        let users = match client.users().await {
+            Ok(users) => users,
+            Err(status) => return self.failed(&status),
+        };
+        let entries: Vec<Entry<'_, pb::User>> = users
+            .iter()
+            .map(|user| Entry {
+                id: &user.id,
+                sort: user.username.clone(),
+                message: user,
+            })
+            .collect();
+        if let Err(err) = self.cache.replace(Kind::User, "", &entries).await {
+            tracing::warn!("cannot cache users: {err:#}");
+        }
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        for project in projects {
+            let members = match client.members(&project.id).await {
+                Ok(members) => members,
+                Err(status) => return self.failed(&status),
+            };
+            let keys: Vec<String> = members
+                .iter()
+                .map(|member| format!("{}:{}", member.project_id, member.user_id))
+                .collect();
+            let entries: Vec<Entry<'_, pb::ProjectMember>> = members
+                .iter()
+                .zip(&keys)
+                .map(|(member, key)| Entry {
+                    id: key,
+                    sort: member.username.clone(),
+                    message: member,
+                })
+                .collect();
+            if let Err(err) = self
+                .cache
+                .replace(Kind::Member, &project.id, &entries)
+                .await
+            {
+                tracing::warn!("cannot cache members: {err:#}");
+            }
+        }
+        self.show_team().await;
+    }
+
+    async fn send_email(self: Arc<Self>, to: String, subject: String, body: String) {
+        let work_item = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|state| state.work_item.clone());
+        let (Some(client), Some(work_item)) = (self.client(), work_item) else {
+            return;
+        };
+        let to: Vec<String> = to
+            .split(',')
+            .map(str::trim)
+            .filter(|address| !address.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match client
+            .send_email(&work_item, to, subject.trim(), &body)
+            .await
+        {
+            Ok(message) => {
+                self.notice("");
+                self.cache_message(&message).await;
+                self.show_thread(&work_item).await;
+            }
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    /// Forgets the session; the cache stays until wiped.
+    async fn sign_out(self: Arc<Self>) {
+        if let Err(err) = self.cache.forget("token").await {
+            tracing::warn!("cannot forget the session: {err:#}");
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.client = None;
+            for task in [state.following.take(), state.dashboard.take()]
+                .into_iter()
+                .flatten()
+            {
+                task.abort();
+            }
+        }
+        self.ui(|window| {
+            window.set_notice("".into());
+            window.set_screen(Screen::Login);
+        });
     }
 
     /// Forgets the cache and rebuilds it from the server.

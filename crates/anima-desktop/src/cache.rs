@@ -26,6 +26,16 @@ pub enum Kind {
     WorkItem,
     /// A thread message (scope: its work item).
     Message,
+    /// A plan (scope: its project).
+    Plan,
+    /// A library document (scope: its project).
+    Document,
+    /// A workflow (scope: none).
+    Workflow,
+    /// A user account (scope: none).
+    User,
+    /// A project membership (scope: its project).
+    Member,
 }
 
 impl Kind {
@@ -35,6 +45,11 @@ impl Kind {
             Kind::Project => "project",
             Kind::WorkItem => "work_item",
             Kind::Message => "message",
+            Kind::Plan => "plan",
+            Kind::Document => "document",
+            Kind::Workflow => "workflow",
+            Kind::User => "user",
+            Kind::Member => "member",
         }
     }
 }
@@ -147,6 +162,18 @@ impl Cache {
         Ok(())
     }
 
+    /// The records of `kind` in every scope, in their order.
+    pub async fn list_all<M: prost::Message + Default>(
+        &self,
+        kind: Kind,
+    ) -> anyhow::Result<Vec<M>> {
+        let rows = sqlx::query("SELECT body FROM records WHERE kind = $1 ORDER BY sort, id")
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        decode_all(&rows)
+    }
+
     /// The records of `kind` in `scope`, in their order.
     pub async fn list<M: prost::Message + Default>(
         &self,
@@ -160,12 +187,7 @@ impl Cache {
         .bind(scope)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let body: Vec<u8> = row.try_get("body")?;
-                M::decode(body.as_slice()).context("a cached record does not decode")
-            })
-            .collect()
+        decode_all(&rows)
     }
 
     /// One record by id.
@@ -179,11 +201,7 @@ impl Cache {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let body: Vec<u8> = row.try_get("body")?;
-            M::decode(body.as_slice()).context("a cached record does not decode")
-        })
-        .transpose()
+        row.as_ref().map(decode).transpose()
     }
 
     /// Remembers a small value (the server's address, the session token).
@@ -208,6 +226,15 @@ impl Cache {
             .transpose()?)
     }
 
+    /// Forgets a value remembered with [`Cache::set_meta`].
+    pub async fn forget(&self, key: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM meta WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets every cached record (the login stays).
     pub async fn wipe(&self) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM records")
@@ -215,6 +242,17 @@ impl Cache {
             .await?;
         Ok(())
     }
+}
+
+fn decode<M: prost::Message + Default>(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<M> {
+    let body: Vec<u8> = row.try_get("body")?;
+    M::decode(body.as_slice()).context("a cached record does not decode")
+}
+
+fn decode_all<M: prost::Message + Default>(
+    rows: &[sqlx::sqlite::SqliteRow],
+) -> anyhow::Result<Vec<M>> {
+    rows.iter().map(decode).collect()
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 
 use anima_proto::v1::{
     self as pb, akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
-    dashboard_service_client::DashboardServiceClient, project_service_client::ProjectServiceClient,
-    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
-    work_item_service_client::WorkItemServiceClient,
+    dashboard_service_client::DashboardServiceClient,
+    document_service_client::DocumentServiceClient, plan_service_client::PlanServiceClient,
+    project_service_client::ProjectServiceClient, team_service_client::TeamServiceClient,
+    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
+    workflow_service_client::WorkflowServiceClient,
 };
 use anyhow::Context;
 use tonic::{
@@ -31,6 +33,24 @@ pub fn describe(status: &tonic::Status) -> String {
     match status.get_details_error_info() {
         Some(info) => format!("{} ({})", status.message(), info.reason),
         None => status.message().to_owned(),
+    }
+}
+
+/// Every page of a list, from the first page token to the last.
+async fn all_pages<T, Fetch, Page>(mut fetch: Fetch) -> Result<Vec<T>, tonic::Status>
+where
+    Fetch: FnMut(String) -> Page,
+    Page: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (items, next) = fetch(page_token).await?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        page_token = next;
     }
 }
 
@@ -124,9 +144,7 @@ impl Client {
 
     /// Every project the caller can see.
     pub async fn projects(&self) -> Result<Vec<pb::Project>, tonic::Status> {
-        let mut projects = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        all_pages(|page_token| async {
             let page = ProjectServiceClient::new(self.channel.clone())
                 .list_projects(self.request(pb::ListProjectsRequest {
                     page_size: PAGE_SIZE,
@@ -135,19 +153,14 @@ impl Client {
                 }))
                 .await?
                 .into_inner();
-            projects.extend(page.projects);
-            if page.next_page_token.is_empty() {
-                return Ok(projects);
-            }
-            page_token = page.next_page_token;
-        }
+            Ok((page.projects, page.next_page_token))
+        })
+        .await
     }
 
     /// Every work item of a project.
     pub async fn work_items(&self, project_id: &str) -> Result<Vec<pb::WorkItem>, tonic::Status> {
-        let mut items = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        all_pages(|page_token| async {
             let page = WorkItemServiceClient::new(self.channel.clone())
                 .list_work_items(self.request(pb::ListWorkItemsRequest {
                     project_id: project_id.to_owned(),
@@ -157,19 +170,94 @@ impl Client {
                 }))
                 .await?
                 .into_inner();
-            items.extend(page.work_items);
-            if page.next_page_token.is_empty() {
-                return Ok(items);
-            }
-            page_token = page.next_page_token;
-        }
+            Ok((page.work_items, page.next_page_token))
+        })
+        .await
+    }
+
+    /// A project's plans with their progress.
+    pub async fn plans(&self, project_id: &str) -> Result<Vec<pb::Plan>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = PlanServiceClient::new(self.channel.clone())
+                .list_plans(self.request(pb::ListPlansRequest {
+                    project_id: project_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((page.plans, page.next_page_token))
+        })
+        .await
+    }
+
+    /// A project's documents.
+    pub async fn documents(&self, project_id: &str) -> Result<Vec<pb::Document>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = DocumentServiceClient::new(self.channel.clone())
+                .list_documents(self.request(pb::ListDocumentsRequest {
+                    project_id: project_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    ..pb::ListDocumentsRequest::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((page.documents, page.next_page_token))
+        })
+        .await
+    }
+
+    /// A project's members and their roles.
+    pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = ProjectServiceClient::new(self.channel.clone())
+                .list_project_members(self.request(pb::ListProjectMembersRequest {
+                    project_id: project_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((page.members, page.next_page_token))
+        })
+        .await
+    }
+
+    /// The built-in and custom workflows.
+    pub async fn workflows(&self) -> Result<Vec<pb::Workflow>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = WorkflowServiceClient::new(self.channel.clone())
+                .list_workflows(self.request(pb::ListWorkflowsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((page.workflows, page.next_page_token))
+        })
+        .await
+    }
+
+    /// Creates a custom workflow.
+    pub async fn create_workflow(
+        &self,
+        name: &str,
+        phases: Vec<pb::Phase>,
+    ) -> Result<pb::Workflow, tonic::Status> {
+        Ok(WorkflowServiceClient::new(self.channel.clone())
+            .create_workflow(self.request(pb::CreateWorkflowRequest {
+                name: name.to_owned(),
+                phases,
+                ..pb::CreateWorkflowRequest::default()
+            }))
+            .await?
+            .into_inner())
     }
 
     /// A work item's whole thread, oldest first.
     pub async fn thread(&self, work_item_id: &str) -> Result<Vec<pb::Message>, tonic::Status> {
-        let mut messages = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        all_pages(|page_token| async {
             let page = ThreadServiceClient::new(self.channel.clone())
                 .get_thread(self.request(pb::GetThreadRequest {
                     work_item_id: work_item_id.to_owned(),
@@ -179,12 +267,34 @@ impl Client {
                 }))
                 .await?
                 .into_inner();
-            messages.extend(page.messages);
-            if page.next_page_token.is_empty() {
-                return Ok(messages);
-            }
-            page_token = page.next_page_token;
-        }
+            Ok((page.messages, page.next_page_token))
+        })
+        .await
+    }
+
+    /// Sends an email from the work item's thread (through the project's
+    /// mailbox, with the work item's plus-address to reply to).
+    pub async fn send_email(
+        &self,
+        work_item_id: &str,
+        to: Vec<String>,
+        subject: &str,
+        body: &str,
+    ) -> Result<pb::Message, tonic::Status> {
+        Ok(ThreadServiceClient::new(self.channel.clone())
+            .post_message(self.request(pb::PostMessageRequest {
+                work_item_id: work_item_id.to_owned(),
+                kind: pb::MessageKind::OutboundEmail as i32,
+                body: body.to_owned(),
+                email: Some(pb::EmailHeaders {
+                    to,
+                    subject: subject.to_owned(),
+                    ..pb::EmailHeaders::default()
+                }),
+                ..pb::PostMessageRequest::default()
+            }))
+            .await?
+            .into_inner())
     }
 
     /// Posts a human message into a work item's thread.

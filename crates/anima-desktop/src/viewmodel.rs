@@ -7,7 +7,10 @@ use anima_proto::v1 as pb;
 use prost_types::Timestamp;
 use slint::{ModelRc, SharedString, VecModel};
 
-use crate::ui::{DecisionRow, MessageRow, ProjectRow, SessionRow, WorkItemRow};
+use crate::ui::{
+    DecisionRow, DocumentRow, MessageRow, PersonRow, PlanRow, ProjectRow, SessionRow, WorkItemRow,
+    WorkflowRow,
+};
 
 /// Names the UI shows for ids it knows (users, Akhs, projects).
 #[derive(Debug, Clone, Default)]
@@ -217,6 +220,217 @@ pub fn message_rows(messages: &[pb::Message], names: &Names) -> Vec<MessageRow> 
         .collect()
 }
 
+/// Only the email side of a thread (email mode).
+pub fn email_rows(messages: &[pb::Message], names: &Names) -> Vec<MessageRow> {
+    let mut emails: Vec<pb::Message> = messages
+        .iter()
+        .filter(|message| message_kind(message.kind) == "email")
+        .cloned()
+        .collect();
+    emails.sort_by_key(|message| message.sequence);
+    let mut rows = message_rows(&emails, names);
+    for (row, message) in rows.iter_mut().zip(&emails) {
+        if let Some(email) = &message.email {
+            let direction = if message.kind == pb::MessageKind::OutboundEmail as i32 {
+                format!("to {}", email.to.join(", "))
+            } else {
+                format!("from {}", email.from)
+            };
+            row.kind = format!("{direction} · {}", email.subject).into();
+        }
+    }
+    rows
+}
+
+/// A project's plans with their progress, by title.
+pub fn plan_rows(plans: &[pb::Plan]) -> Vec<PlanRow> {
+    let mut rows: Vec<PlanRow> = plans
+        .iter()
+        .map(|plan| {
+            let progress = plan.progress.clone().unwrap_or_default();
+            PlanRow {
+                title: plan.title.as_str().into(),
+                done: count(progress.done),
+                total: count(progress.total),
+                share: progress.share_done as f32,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|row| row.title.to_lowercase());
+    rows
+}
+
+fn document_type(raw: i32) -> &'static str {
+    match pb::DocumentType::try_from(raw) {
+        Ok(pb::DocumentType::Markdown) => "markdown",
+        Ok(pb::DocumentType::Text) => "text",
+        Ok(pb::DocumentType::Patch) => "patch",
+        Ok(pb::DocumentType::Attachment) => "attachment",
+        _ => "document",
+    }
+}
+
+/// `1.5 MB`, `12 KB`, `300 B`.
+pub fn size(bytes: i64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{} KB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// The library: documents whose title contains `search` (any case),
+/// newest first.
+pub fn document_rows(
+    documents: &[pb::Document],
+    projects: &[pb::Project],
+    search: &str,
+) -> Vec<DocumentRow> {
+    let names: HashMap<&str, &str> = projects
+        .iter()
+        .map(|project| (project.id.as_str(), project.name.as_str()))
+        .collect();
+    let search = search.trim().to_lowercase();
+    let mut found: Vec<&pb::Document> = documents
+        .iter()
+        .filter(|document| search.is_empty() || document.title.to_lowercase().contains(&search))
+        .collect();
+    found.sort_by_key(|document| std::cmp::Reverse(document.create_time.map(|t| t.seconds)));
+    found
+        .into_iter()
+        .map(|document| DocumentRow {
+            id: document.id.as_str().into(),
+            title: document.title.as_str().into(),
+            kind: document_type(document.r#type).into(),
+            size: size(document.size_bytes).into(),
+            project: names
+                .get(document.project_id.as_str())
+                .copied()
+                .unwrap_or_default()
+                .into(),
+            time: document
+                .create_time
+                .as_ref()
+                .map(short_time)
+                .unwrap_or_default()
+                .into(),
+        })
+        .collect()
+}
+
+/// Workflows, built-ins first, with their phases and skills in order.
+pub fn workflow_rows(workflows: &[pb::Workflow]) -> Vec<WorkflowRow> {
+    let mut sorted: Vec<&pb::Workflow> = workflows.iter().collect();
+    sorted.sort_by_key(|workflow| (!workflow.builtin, workflow.name.to_lowercase()));
+    sorted
+        .into_iter()
+        .map(|workflow| WorkflowRow {
+            id: workflow.id.as_str().into(),
+            name: workflow.name.as_str().into(),
+            builtin: workflow.builtin,
+            phases: workflow
+                .phases
+                .iter()
+                .map(|phase| {
+                    let skills: Vec<String> = phase
+                        .required_skills
+                        .iter()
+                        .map(|skill| match skill.version.as_str() {
+                            "" => skill.name.clone(),
+                            version => format!("{}@{version}", skill.name),
+                        })
+                        .collect();
+                    if skills.is_empty() {
+                        phase.name.clone()
+                    } else {
+                        format!("{} ({})", phase.name, skills.join(", "))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  →  ")
+                .into(),
+        })
+        .collect()
+}
+
+/// Phases typed as `Name:skill,skill@version; Name2` (the workflow form).
+pub fn parse_phases(text: &str) -> Vec<pb::Phase> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|phase| !phase.is_empty())
+        .map(|phase| {
+            let (name, skills) = phase.split_once(':').unwrap_or((phase, ""));
+            pb::Phase {
+                id: String::new(),
+                name: name.trim().to_owned(),
+                required_skills: skills
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|skill| !skill.is_empty())
+                    .map(|skill| {
+                        let (name, version) = skill.split_once('@').unwrap_or((skill, ""));
+                        pb::SkillRef {
+                            name: name.to_owned(),
+                            version: version.to_owned(),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// People with their role in each project they belong to, by name.
+pub fn people_rows(
+    users: &[pb::User],
+    members: &[pb::ProjectMember],
+    projects: &[pb::Project],
+) -> Vec<PersonRow> {
+    let names: HashMap<&str, &str> = projects
+        .iter()
+        .map(|project| (project.id.as_str(), project.name.as_str()))
+        .collect();
+    let mut rows: Vec<PersonRow> = users
+        .iter()
+        .map(|user| {
+            let mut roles: Vec<String> = members
+                .iter()
+                .filter(|member| member.user_id == user.id)
+                .map(|member| {
+                    format!(
+                        "{}: {}",
+                        names
+                            .get(member.project_id.as_str())
+                            .copied()
+                            .unwrap_or("?"),
+                        member.role_name
+                    )
+                })
+                .collect();
+            roles.sort();
+            PersonRow {
+                name: if user.display_name.is_empty() {
+                    user.username.as_str()
+                } else {
+                    user.display_name.as_str()
+                }
+                .into(),
+                username: user.username.as_str().into(),
+                admin: user.is_admin,
+                disabled: user.disabled,
+                roles: if roles.is_empty() {
+                    "no project".to_owned()
+                } else {
+                    roles.join(" · ")
+                }
+                .into(),
+            }
+        })
+        .collect();
+    rows.sort_by_key(|row| row.name.to_lowercase());
+    rows
+}
+
 /// `YYYY-MM-DD HH:MM` in UTC.
 pub fn short_time(timestamp: &Timestamp) -> String {
     let days = timestamp.seconds.div_euclid(86_400);
@@ -382,6 +596,100 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].time, "2025-11-25 01:01");
+    }
+
+    #[test]
+    fn the_library_searches_titles_newest_first() {
+        let document = |id: &str, title: &str, seconds, size| pb::Document {
+            id: id.into(),
+            project_id: "p".into(),
+            title: title.into(),
+            size_bytes: size,
+            r#type: pb::DocumentType::Attachment as i32,
+            create_time: Some(Timestamp { seconds, nanos: 0 }),
+            ..pb::Document::default()
+        };
+        let documents = [
+            document("1", "Invoice March.pdf", 10, 2_500_000),
+            document("2", "notes.md", 30, 900),
+            document("3", "invoice april.pdf", 20, 4_096),
+        ];
+        let rows = document_rows(&documents, &[project("p", "Shop", 0)], " INVOICE ");
+        let shown: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|row| (row.title.as_str(), row.size.as_str(), row.project.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("invoice april.pdf", "4 KB", "Shop"),
+                ("Invoice March.pdf", "2.4 MB", "Shop")
+            ]
+        );
+        assert_eq!(document_rows(&documents, &[], "").len(), 3);
+    }
+
+    #[test]
+    fn workflows_show_phases_and_parse_back() {
+        let phases = parse_phases("Triage: debugging, code-reading ; Fix:coding@2.0;  Verify ;");
+        assert_eq!(phases.len(), 3);
+        assert_eq!(phases[1].required_skills[0].version, "2.0");
+        let rows = workflow_rows(&[
+            pb::Workflow {
+                name: "Mine".into(),
+                phases: phases.clone(),
+                ..pb::Workflow::default()
+            },
+            pb::Workflow {
+                name: "Standard".into(),
+                builtin: true,
+                ..pb::Workflow::default()
+            },
+        ]);
+        assert_eq!(rows[0].name, "Standard", "built-ins first");
+        assert_eq!(
+            rows[1].phases,
+            "Triage (debugging, code-reading)  →  Fix (coding@2.0)  →  Verify"
+        );
+    }
+
+    #[test]
+    fn people_show_their_role_per_project() {
+        let user = |id: &str, name: &str| pb::User {
+            id: id.into(),
+            username: name.into(),
+            ..pb::User::default()
+        };
+        let member = |user: &str, project: &str, role: &str| pb::ProjectMember {
+            user_id: user.into(),
+            project_id: project.into(),
+            role_name: role.into(),
+            ..pb::ProjectMember::default()
+        };
+        let rows = people_rows(
+            &[user("u2", "zoe"), user("u1", "ada")],
+            &[member("u1", "p1", "Owner"), member("u1", "p2", "Viewer")],
+            &[project("p1", "Shop", 0), project("p2", "Desk", 0)],
+        );
+        assert_eq!(rows[0].username, "ada");
+        assert_eq!(rows[0].roles, "Desk: Viewer · Shop: Owner");
+        assert_eq!(rows[1].roles, "no project");
+    }
+
+    #[test]
+    fn plans_show_their_progress() {
+        let rows = plan_rows(&[pb::Plan {
+            title: "Launch".into(),
+            progress: Some(pb::PlanProgress {
+                total: 4,
+                done: 1,
+                share_done: 0.25,
+                ..pb::PlanProgress::default()
+            }),
+            ..pb::Plan::default()
+        }]);
+        assert_eq!((rows[0].done, rows[0].total), (1, 4));
+        assert!((rows[0].share - 0.25).abs() < f32::EPSILON);
     }
 
     #[test]

@@ -119,6 +119,57 @@ async fn online(
     if !authors.iter().all(|author| author == "Administrator") {
         return Err(format!("authors {authors:?}"));
     }
+    element(window, "email mode")?.invoke_accessible_default_action();
+    until(runtime, "email mode opens", || {
+        window.get_screen() == Screen::Email
+    })
+    .await?;
+    element(window, "thread mode")?.invoke_accessible_default_action();
+    until(runtime, "the thread is back", || {
+        window.get_screen() == Screen::WorkItem
+    })
+    .await?;
+
+    element(window, "Library")?.invoke_accessible_default_action();
+    until(runtime, "the library lists the document", || {
+        window
+            .get_documents()
+            .iter()
+            .any(|document| document.title == "Window spec.md")
+    })
+    .await?;
+    element(window, "search documents")?.set_accessible_value("invoice");
+    until(runtime, "the search narrows the library", || {
+        window.get_documents().row_count() == 0
+    })
+    .await?;
+
+    element(window, "Workflows")?.invoke_accessible_default_action();
+    until(runtime, "the workflows list the built-ins", || {
+        window
+            .get_workflows()
+            .iter()
+            .any(|workflow| workflow.builtin)
+    })
+    .await?;
+    element(window, "workflow name")?.set_accessible_value("Desk flow");
+    element(window, "workflow phases")?.set_accessible_value("Draft:writing; Review");
+    element(window, "create workflow")?.invoke_accessible_default_action();
+    until(runtime, "the new workflow is listed", || {
+        window.get_workflows().iter().any(|workflow| {
+            workflow.name == "Desk flow" && workflow.phases == "Draft (writing)  →  Review"
+        })
+    })
+    .await?;
+
+    element(window, "Team")?.invoke_accessible_default_action();
+    until(runtime, "the team shows the admin's role", || {
+        window
+            .get_people()
+            .iter()
+            .any(|person| person.username == "admin" && person.roles == "Desk: Owner")
+    })
+    .await?;
     Ok(())
 }
 
@@ -196,6 +247,19 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
             "--project",
             "Desk",
             "Seeded from the CLI",
+        ],
+        "",
+    );
+    let spec = dir.path().join("Window spec.md");
+    std::fs::write(&spec, "# The window\n\nFour panes.").expect("spec");
+    cli(
+        &config,
+        &[
+            "doc",
+            "upload",
+            spec.to_str().expect("path"),
+            "--project",
+            "Desk",
         ],
         "",
     );
