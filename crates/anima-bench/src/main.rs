@@ -6,6 +6,7 @@
 use std::{path::PathBuf, time::Duration};
 
 mod ai;
+mod desktop;
 mod mail;
 
 use anima_bench::{
@@ -54,6 +55,11 @@ enum Command {
     /// `scripts/setup-debian --with-mail-server` and root, so `all` leaves
     /// it out.
     Mail(Options),
+    /// The desktop client's cold start to its first painted dashboard from
+    /// a cache of 10,000 work items, and its memory then: needs an X
+    /// display (`xvfb-run`) and `anima-desktop` built beside this binary,
+    /// so `all` leaves it out.
+    Desktop(Options),
     /// Runs a server to measure (used by the other commands).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -142,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             Command::Footprint(o) => (o, vec!["footprint"]),
             Command::Ai(o) => (o, vec!["ai"]),
             Command::Mail(o) => (o, vec!["mail"]),
+            Command::Desktop(o) => (o, vec!["desktop"]),
         };
         let scenarios = match &options.server {
             None => scenarios,
@@ -169,6 +176,7 @@ fn main() -> anyhow::Result<()> {
                 "page-depth" => page_depth(&options).await,
                 "footprint" => footprint(&options).await,
                 "mail" => mail::scenario(&options).await,
+                "desktop" => desktop::scenario(&options).await,
                 _ => ai::scenario(&options).await,
             }
             .with_context(|| format!("scenario {scenario}"))?;

@@ -18,7 +18,7 @@ use slint::ComponentHandle;
 use tokio::task::JoinHandle;
 
 use crate::{
-    cache::{Cache, Entry, Kind},
+    cache::{Cache, Key, Kind},
     client::{Client, describe},
     ui::{AppWindow, Screen},
     viewmodel::{self, Names},
@@ -348,25 +348,18 @@ impl Controller {
         let cached = async {
             self.cache.set_meta("user_name", &user_name).await?;
             self.cache
-                .replace(
+                .replace_records(
                     Kind::Dashboard,
                     "",
-                    &[Entry {
-                        id: "dashboard",
-                        sort: String::new(),
-                        message: &dashboard,
-                    }],
+                    std::slice::from_ref(&dashboard),
+                    dashboard_key,
                 )
                 .await?;
-            let entries: Vec<Entry<'_, pb::Project>> = projects
-                .iter()
-                .map(|project| Entry {
-                    id: &project.id,
-                    sort: project.name.to_lowercase(),
-                    message: project,
+            self.cache
+                .replace_records(Kind::Project, "", &projects, |project| {
+                    (project.id.clone(), project.name.to_lowercase())
                 })
-                .collect();
-            self.cache.replace(Kind::Project, "", &entries).await?;
+                .await?;
             let names = CachedNames {
                 users: names.users.clone().into_iter().collect(),
                 akhs: names.akhs.clone().into_iter().collect(),
@@ -434,14 +427,11 @@ impl Controller {
                     };
                     let _ = controller
                         .cache
-                        .replace(
+                        .replace_records(
                             Kind::Dashboard,
                             "",
-                            &[Entry {
-                                id: "dashboard",
-                                sort: String::new(),
-                                message: &dashboard,
-                            }],
+                            std::slice::from_ref(&dashboard),
+                            dashboard_key,
                         )
                         .await;
                     controller.show_dashboard().await;
@@ -481,26 +471,22 @@ impl Controller {
             Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
-        let plan_entries: Vec<Entry<'_, pb::Plan>> = plans
-            .iter()
-            .map(|plan| Entry {
-                id: &plan.id,
-                sort: plan.title.to_lowercase(),
-                message: plan,
+        if let Err(err) = self
+            .cache
+            .replace_records(Kind::Plan, &id, &plans, |plan| {
+                (plan.id.clone(), plan.title.to_lowercase())
             })
-            .collect();
-        if let Err(err) = self.cache.replace(Kind::Plan, &id, &plan_entries).await {
+            .await
+        {
             tracing::warn!("cannot cache plans: {err:#}");
         }
-        let entries: Vec<Entry<'_, pb::WorkItem>> = items
-            .iter()
-            .map(|item| Entry {
-                id: &item.id,
-                sort: format!("{:020}", key_number(&item.key)),
-                message: item,
+        if let Err(err) = self
+            .cache
+            .replace_records(Kind::WorkItem, &id, &items, |item| {
+                (item.id.clone(), format!("{:020}", key_number(&item.key)))
             })
-            .collect();
-        if let Err(err) = self.cache.replace(Kind::WorkItem, &id, &entries).await {
+            .await
+        {
             tracing::warn!("cannot cache work items: {err:#}");
         }
         let still_open = self
@@ -555,14 +541,9 @@ impl Controller {
     }
 
     async fn cache_message(&self, message: &pb::Message) {
-        let entry = Entry {
-            id: &message.id,
-            sort: format!("{:020}", message.sequence),
-            message,
-        };
         if let Err(err) = self
             .cache
-            .upsert(Kind::Message, &message.work_item_id, &entry)
+            .upsert_record(Kind::Message, &message.work_item_id, message, message_key)
             .await
         {
             tracing::warn!("cannot cache a message: {err:#}");
@@ -576,17 +557,9 @@ impl Controller {
             Ok(messages) => messages,
             Err(status) => return self.failed(&status),
         };
-        let entries: Vec<Entry<'_, pb::Message>> = messages
-            .iter()
-            .map(|message| Entry {
-                id: &message.id,
-                sort: format!("{:020}", message.sequence),
-                message,
-            })
-            .collect();
         if let Err(err) = self
             .cache
-            .replace(Kind::Message, &work_item_id, &entries)
+            .replace_records(Kind::Message, &work_item_id, &messages, message_key)
             .await
         {
             tracing::warn!("cannot cache the thread: {err:#}");
@@ -682,17 +655,11 @@ impl Controller {
                 Ok(documents) => documents,
                 Err(status) => return self.failed(&status),
             };
-            let entries: Vec<Entry<'_, pb::Document>> = documents
-                .iter()
-                .map(|document| Entry {
-                    id: &document.id,
-                    sort: document.title.to_lowercase(),
-                    message: document,
-                })
-                .collect();
             if let Err(err) = self
                 .cache
-                .replace(Kind::Document, &project.id, &entries)
+                .replace_records(Kind::Document, &project.id, &documents, |document| {
+                    (document.id.clone(), document.title.to_lowercase())
+                })
                 .await
             {
                 tracing::warn!("cannot cache documents: {err:#}");
@@ -726,15 +693,13 @@ impl Controller {
             Ok(workflows) => workflows,
             Err(status) => return self.failed(&status),
         };
-        let entries: Vec<Entry<'_, pb::Workflow>> = workflows
-            .iter()
-            .map(|workflow| Entry {
-                id: &workflow.id,
-                sort: workflow.name.to_lowercase(),
-                message: workflow,
+        if let Err(err) = self
+            .cache
+            .replace_records(Kind::Workflow, "", &workflows, |workflow| {
+                (workflow.id.clone(), workflow.name.to_lowercase())
             })
-            .collect();
-        if let Err(err) = self.cache.replace(Kind::Workflow, "", &entries).await {
+            .await
+        {
             tracing::warn!("cannot cache workflows: {err:#}");
         }
         self.show_workflows(workflows);
@@ -775,15 +740,13 @@ impl Controller {
             Ok(users) => users,
             Err(status) => return self.failed(&status),
         };
-        let entries: Vec<Entry<'_, pb::User>> = users
-            .iter()
-            .map(|user| Entry {
-                id: &user.id,
-                sort: user.username.clone(),
-                message: user,
+        if let Err(err) = self
+            .cache
+            .replace_records(Kind::User, "", &users, |user| {
+                (user.id.clone(), user.username.clone())
             })
-            .collect();
-        if let Err(err) = self.cache.replace(Kind::User, "", &entries).await {
+            .await
+        {
             tracing::warn!("cannot cache users: {err:#}");
         }
         let projects: Vec<pb::Project> =
@@ -793,22 +756,15 @@ impl Controller {
                 Ok(members) => members,
                 Err(status) => return self.failed(&status),
             };
-            let keys: Vec<String> = members
-                .iter()
-                .map(|member| format!("{}:{}", member.project_id, member.user_id))
-                .collect();
-            let entries: Vec<Entry<'_, pb::ProjectMember>> = members
-                .iter()
-                .zip(&keys)
-                .map(|(member, key)| Entry {
-                    id: key,
-                    sort: member.username.clone(),
-                    message: member,
-                })
-                .collect();
+            let key = |member: &pb::ProjectMember| {
+                (
+                    format!("{}:{}", member.project_id, member.user_id),
+                    member.username.clone(),
+                )
+            };
             if let Err(err) = self
                 .cache
-                .replace(Kind::Member, &project.id, &entries)
+                .replace_records(Kind::Member, &project.id, &members, key)
                 .await
             {
                 tracing::warn!("cannot cache members: {err:#}");
@@ -873,6 +829,16 @@ impl Controller {
         self.show_dashboard().await;
         self.refresh().await;
     }
+}
+
+/// The dashboard's cache key: there is one.
+fn dashboard_key(_: &pb::Dashboard) -> Key {
+    ("dashboard".into(), String::new())
+}
+
+/// A thread message's cache key: its id, and its place by sequence.
+fn message_key(message: &pb::Message) -> Key {
+    (message.id.clone(), format!("{:020}", message.sequence))
 }
 
 /// The number in a `WI-<n>` key.

@@ -54,15 +54,9 @@ impl Kind {
     }
 }
 
-/// One record to store: its id, its place in its list, the message.
-pub struct Entry<'a, M> {
-    /// Unique within its kind.
-    pub id: &'a str,
-    /// Lists are ordered by this (text order).
-    pub sort: String,
-    /// The record as the server sent it.
-    pub message: &'a M,
-}
+/// A record's key in the cache: its id (unique within its kind) and its
+/// place in its list (text order).
+pub type Key = (String, String);
 
 /// The cache database.
 #[derive(Clone)]
@@ -111,12 +105,14 @@ impl Cache {
         Ok(Self { pool })
     }
 
-    /// Replaces every record of `kind` in `scope` with `entries`, at once.
-    pub async fn replace<M: prost::Message>(
+    /// Replaces every record of `kind` in `scope` with `records`, at
+    /// once, each stored under its `key`.
+    pub async fn replace_records<M: prost::Message>(
         &self,
         kind: Kind,
         scope: &str,
-        entries: &[Entry<'_, M>],
+        records: &[M],
+        key: impl Fn(&M) -> Key,
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM records WHERE kind = $1 AND scope = $2")
@@ -124,39 +120,41 @@ impl Cache {
             .bind(scope)
             .execute(&mut *tx)
             .await?;
-        for entry in entries {
-            Self::put(&mut tx, kind, scope, entry).await?;
+        for record in records {
+            Self::put(&mut tx, kind, scope, key(record), record).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Adds or updates one record.
-    pub async fn upsert<M: prost::Message>(
+    /// Adds or updates one record under its `key`.
+    pub async fn upsert_record<M: prost::Message>(
         &self,
         kind: Kind,
         scope: &str,
-        entry: &Entry<'_, M>,
+        record: &M,
+        key: impl Fn(&M) -> Key,
     ) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
-        Self::put(&mut conn, kind, scope, entry).await
+        Self::put(&mut conn, kind, scope, key(record), record).await
     }
 
     async fn put<M: prost::Message>(
         conn: &mut sqlx::SqliteConnection,
         kind: Kind,
         scope: &str,
-        entry: &Entry<'_, M>,
+        (id, sort): Key,
+        record: &M,
     ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO records (kind, id, scope, sort, body) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (kind, id) DO UPDATE SET scope = $3, sort = $4, body = $5",
         )
         .bind(kind.as_str())
-        .bind(entry.id)
+        .bind(id)
         .bind(scope)
-        .bind(&entry.sort)
-        .bind(entry.message.encode_to_vec())
+        .bind(sort)
+        .bind(record.encode_to_vec())
         .execute(conn)
         .await?;
         Ok(())
@@ -269,27 +267,16 @@ mod tests {
         }
     }
 
+    fn by_name(project: &pb::Project) -> Key {
+        (project.id.clone(), project.name.to_lowercase())
+    }
+
     #[tokio::test]
     async fn records_round_trip_in_order_and_wipe() {
         let cache = Cache::in_memory().await.expect("cache");
         let (b, a) = (project("p2", "Beta"), project("p1", "Alpha"));
         cache
-            .replace(
-                Kind::Project,
-                "",
-                &[
-                    Entry {
-                        id: "p2",
-                        sort: "beta".into(),
-                        message: &b,
-                    },
-                    Entry {
-                        id: "p1",
-                        sort: "alpha".into(),
-                        message: &a,
-                    },
-                ],
-            )
+            .replace_records(Kind::Project, "", &[b.clone(), a.clone()], by_name)
             .await
             .expect("replace");
         let listed: Vec<pb::Project> = cache.list(Kind::Project, "").await.expect("list");
@@ -297,15 +284,7 @@ mod tests {
 
         // A replace drops what the server no longer has.
         cache
-            .replace(
-                Kind::Project,
-                "",
-                &[Entry {
-                    id: "p1",
-                    sort: "alpha".into(),
-                    message: &a,
-                }],
-            )
+            .replace_records(Kind::Project, "", std::slice::from_ref(&a), by_name)
             .await
             .expect("replace");
         assert_eq!(
@@ -350,15 +329,9 @@ mod tests {
         {
             let cache = Cache::open(&path).await.expect("open");
             cache
-                .upsert(
-                    Kind::Message,
-                    "wi-1",
-                    &Entry {
-                        id: "m1",
-                        sort: "0001".into(),
-                        message: &message,
-                    },
-                )
+                .upsert_record(Kind::Message, "wi-1", &message, |m| {
+                    (m.id.clone(), "0001".into())
+                })
                 .await
                 .expect("upsert");
         }

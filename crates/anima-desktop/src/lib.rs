@@ -7,11 +7,13 @@
 //! - [`client`]: anima-server over gRPC, with the live streams;
 //! - [`cache`]: the SQLite read cache the window shows first, and offline.
 //!
-//! [`app`] wires them together, with all I/O off the UI thread.
+//! [`app`] wires them together, with all I/O off the UI thread; [`tour`]
+//! renders every screen to PNG files.
 
 pub mod app;
 pub mod cache;
 pub mod client;
+pub mod tour;
 pub mod viewmodel;
 
 /// The Rust side of the Slint UI: the window, its rows and screens.
