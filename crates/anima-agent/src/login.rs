@@ -160,11 +160,6 @@ impl Logins {
         Ok(logins)
     }
 
-    /// The address credentials name.
-    pub fn address(&self) -> (&str, u16) {
-        (&self.host, self.port)
-    }
-
     /// One-time credentials into sandbox `vm_id`.
     pub fn issue(&self, vm_id: &str) -> anyhow::Result<pb::LoginCredentials> {
         let mut seed = [0u8; 32];

@@ -33,10 +33,9 @@ pub struct Options {
     pub server: Option<String>,
 }
 
-/// The window with its controller.
+/// The window; its callbacks hold the controller.
 pub struct App {
     window: AppWindow,
-    controller: Arc<Controller>,
 }
 
 /// Names cached beside the records, so an offline thread still says who
@@ -90,7 +89,7 @@ impl App {
             let controller = controller.clone();
             async move { controller.resume().await }
         });
-        Ok(Self { window, controller })
+        Ok(Self { window })
     }
 
     /// The window.
@@ -102,13 +101,6 @@ impl App {
     pub fn run(&self) -> anyhow::Result<()> {
         self.window.run()?;
         Ok(())
-    }
-
-    /// Refreshes everything from the server (what Ctrl+R does).
-    pub fn refresh(&self) {
-        let controller = self.controller.clone();
-        self.controller
-            .spawn(async move { controller.refresh().await });
     }
 }
 
