@@ -208,6 +208,11 @@ impl Controller {
             });
         });
         let controller = on(self);
+        window.on_revert(move |revision_id| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.revert(revision_id.to_string()).await });
+        });
+        let controller = on(self);
         window.on_sign_out(move || {
             let controller2 = controller.clone();
             controller.spawn(async move { controller2.sign_out().await });
@@ -497,27 +502,136 @@ impl Controller {
         if let Ok(mut state) = self.state.lock() {
             state.work_item = Some(id.clone());
         }
-        let item: Option<pb::WorkItem> = self.cache.get(Kind::WorkItem, &id).await.ok().flatten();
-        let item = item.unwrap_or_default();
+        self.ui(|window| window.set_screen(Screen::WorkItem));
+        self.show_item(&id).await;
+        self.show_thread(&id).await;
+        self.clone().load_item(id.clone()).await;
+        self.load_thread(id).await;
+    }
+
+    fn is_open(&self, work_item_id: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|state| state.work_item.as_deref() == Some(work_item_id))
+    }
+
+    /// Shows the cached work item: its fields, phase strip, capabilities,
+    /// sessions and description history.
+    async fn show_item(&self, id: &str) {
+        if !self.is_open(id) {
+            return;
+        }
+        let item: pb::WorkItem = self
+            .cache
+            .get(Kind::WorkItem, id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let workflow: Option<pb::Workflow> = self
+            .cache
+            .get(Kind::Workflow, &item.workflow_id)
+            .await
+            .ok()
+            .flatten();
+        let revisions: Vec<pb::DescriptionRevision> = self
+            .cache
+            .list(Kind::Revision, id)
+            .await
+            .unwrap_or_default();
+        let sessions: Vec<pb::AgentSession> =
+            self.cache.list(Kind::Session, id).await.unwrap_or_default();
+        let names = self.names();
         self.ui(move |window| {
+            let phases = viewmodel::phase_chips(workflow.as_ref(), &item.phase_id);
+            window.set_item_phases(viewmodel::rows(phases));
+            window.set_item_capabilities(viewmodel::rows(viewmodel::capability_rows(
+                &item.capabilities,
+            )));
+            window.set_item_sessions(viewmodel::rows(viewmodel::item_session_rows(
+                &sessions, &names,
+            )));
+            window.set_item_revisions(viewmodel::rows(viewmodel::revision_rows(
+                &revisions,
+                &item.description_revision_id,
+                &names,
+            )));
             window.set_item_key(item.key.into());
             window.set_item_title(item.title.into());
             window.set_item_description(item.description.into());
             window.set_item_status(viewmodel::work_item_status(item.status).into());
             window.set_item_phase(item.phase_id.into());
-            window.set_screen(Screen::WorkItem);
         });
-        self.show_thread(&id).await;
-        self.load_thread(id).await;
+    }
+
+    /// Fetches the work item with its history, sessions and workflow.
+    async fn load_item(self: Arc<Self>, id: String) {
+        let Some(client) = self.client() else { return };
+        let fetched = tokio::try_join!(
+            client.work_item(&id),
+            client.revisions(&id),
+            client.sessions(&id),
+            client.workflows(),
+        );
+        let (item, revisions, sessions, workflows) = match fetched {
+            Ok(fetched) => fetched,
+            Err(status) => return self.failed(&status),
+        };
+        let cached = async {
+            self.cache
+                .upsert_record(Kind::WorkItem, &item.project_id, &item, |item| {
+                    (item.id.clone(), format!("{:020}", key_number(&item.key)))
+                })
+                .await?;
+            self.cache
+                .replace_records(Kind::Revision, &id, &revisions, |revision| {
+                    (revision.id.clone(), format!("{:020}", revision.number))
+                })
+                .await?;
+            self.cache
+                .replace_records(Kind::Session, &id, &sessions, |session| {
+                    (session.id.clone(), session.id.clone())
+                })
+                .await?;
+            self.cache
+                .replace_records(Kind::Workflow, "", &workflows, |workflow| {
+                    (workflow.id.clone(), workflow.name.to_lowercase())
+                })
+                .await
+        };
+        if let Err(err) = cached.await {
+            tracing::warn!("cannot cache the work item: {err:#}");
+        }
+        self.show_item(&id).await;
+    }
+
+    /// Restores an earlier description of the open work item.
+    async fn revert(self: Arc<Self>, revision_id: String) {
+        let work_item = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|state| state.work_item.clone());
+        let (Some(client), Some(work_item)) = (self.client(), work_item) else {
+            return;
+        };
+        let base = self
+            .cache
+            .get::<pb::WorkItem>(Kind::WorkItem, &work_item)
+            .await
+            .ok()
+            .flatten()
+            .map(|item| item.description_revision_id)
+            .unwrap_or_default();
+        match client.revert(&work_item, &revision_id, &base).await {
+            Ok(_) => self.load_item(work_item).await,
+            Err(status) => self.failed(&status),
+        }
     }
 
     /// Shows the cached thread of `work_item_id` if it is still open.
     async fn show_thread(&self, work_item_id: &str) {
-        let open = self
-            .state
-            .lock()
-            .is_ok_and(|state| state.work_item.as_deref() == Some(work_item_id));
-        if !open {
+        if !self.is_open(work_item_id) {
             return;
         }
         let messages: Vec<pb::Message> = self

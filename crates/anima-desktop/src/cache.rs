@@ -36,6 +36,10 @@ pub enum Kind {
     User,
     /// A project membership (scope: its project).
     Member,
+    /// A description revision (scope: its work item).
+    Revision,
+    /// An agent session (scope: its work item).
+    Session,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Workflow => "workflow",
             Kind::User => "user",
             Kind::Member => "member",
+            Kind::Revision => "revision",
+            Kind::Session => "session",
         }
     }
 }

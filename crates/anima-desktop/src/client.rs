@@ -2,7 +2,8 @@
 //! session token on every call, and the live streams the UI follows.
 
 use anima_proto::v1::{
-    self as pb, akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
+    self as pb, agent_session_service_client::AgentSessionServiceClient,
+    akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
     dashboard_service_client::DashboardServiceClient,
     document_service_client::DocumentServiceClient, plan_service_client::PlanServiceClient,
     project_service_client::ProjectServiceClient, team_service_client::TeamServiceClient,
@@ -171,6 +172,74 @@ impl Client {
                 .await?
                 .into_inner();
             Ok((page.work_items, page.next_page_token))
+        })
+        .await
+    }
+
+    /// One work item, as it is now.
+    pub async fn work_item(&self, id: &str) -> Result<pb::WorkItem, tonic::Status> {
+        Ok(WorkItemServiceClient::new(self.channel.clone())
+            .get_work_item(self.request(pb::GetWorkItemRequest {
+                id: id.to_owned(),
+                ..pb::GetWorkItemRequest::default()
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// A work item's description revisions, oldest first.
+    pub async fn revisions(
+        &self,
+        work_item_id: &str,
+    ) -> Result<Vec<pb::DescriptionRevision>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = WorkItemServiceClient::new(self.channel.clone())
+                .get_description_revisions(self.request(pb::GetDescriptionRevisionsRequest {
+                    work_item_id: work_item_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((page.revisions, page.next_page_token))
+        })
+        .await
+    }
+
+    /// Restores an earlier description as a new revision; `base` is the
+    /// revision the caller last saw (a newer one refuses).
+    pub async fn revert(
+        &self,
+        work_item_id: &str,
+        revision_id: &str,
+        base: &str,
+    ) -> Result<pb::WorkItem, tonic::Status> {
+        Ok(WorkItemServiceClient::new(self.channel.clone())
+            .revert_description(self.request(pb::RevertDescriptionRequest {
+                work_item_id: work_item_id.to_owned(),
+                revision_id: revision_id.to_owned(),
+                base_revision_id: base.to_owned(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// A work item's agent sessions.
+    pub async fn sessions(
+        &self,
+        work_item_id: &str,
+    ) -> Result<Vec<pb::AgentSession>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = AgentSessionServiceClient::new(self.channel.clone())
+                .list_sessions(self.request(pb::ListSessionsRequest {
+                    work_item_id: work_item_id.to_owned(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    ..pb::ListSessionsRequest::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((page.sessions, page.next_page_token))
         })
         .await
     }

@@ -8,8 +8,8 @@ use prost_types::Timestamp;
 use slint::{ModelRc, SharedString, VecModel};
 
 use crate::ui::{
-    DecisionRow, DocumentRow, MessageRow, PersonRow, PlanRow, ProjectRow, SessionRow, WorkItemRow,
-    WorkflowRow,
+    CapabilityRow, DecisionRow, DocumentRow, MessageRow, PersonRow, PhaseChip, PlanRow, ProjectRow,
+    RevisionRow, SessionRow, WorkItemRow, WorkflowRow,
 };
 
 /// Names the UI shows for ids it knows (users, Akhs, projects).
@@ -103,6 +103,118 @@ pub fn decision_rows(dashboard: &pb::Dashboard) -> Vec<DecisionRow> {
                 .into(),
         })
         .collect()
+}
+
+/// The phases of a work item's workflow, the current one marked and the
+/// ones before it done.
+pub fn phase_chips(workflow: Option<&pb::Workflow>, current: &str) -> Vec<PhaseChip> {
+    let Some(workflow) = workflow else {
+        return vec![PhaseChip {
+            name: current.into(),
+            current: true,
+            done: false,
+        }];
+    };
+    let position = workflow.phases.iter().position(|phase| phase.id == current);
+    workflow
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(index, phase)| PhaseChip {
+            name: phase.name.as_str().into(),
+            current: Some(index) == position,
+            done: position.is_some_and(|at| index < at),
+        })
+        .collect()
+}
+
+/// What a work item lets its agents use.
+pub fn capability_rows(capabilities: &[pb::Capability]) -> Vec<CapabilityRow> {
+    use pb::capability::Kind;
+    capabilities
+        .iter()
+        .filter_map(|capability| {
+            let (kind, summary) = match capability.kind.as_ref()? {
+                Kind::RepoAccess(repo) => (
+                    "repository",
+                    format!(
+                        "{} ({})",
+                        repo.repository_id,
+                        if repo.write {
+                            "read-write"
+                        } else {
+                            "read-only"
+                        }
+                    ),
+                ),
+                Kind::Secret(secret) => {
+                    ("secret", format!("{} as {}", secret.name, secret.mount_as))
+                }
+                Kind::NetworkZone(zone) => (
+                    "network",
+                    format!("{}: {}", zone.name, zone.hosts.join(", ")),
+                ),
+                Kind::Custom(custom) => {
+                    let mut attributes: Vec<String> = custom
+                        .attributes
+                        .iter()
+                        .map(|(key, value)| format!("{key}={value}"))
+                        .collect();
+                    attributes.sort();
+                    (custom.r#type.as_str(), attributes.join(" "))
+                }
+            };
+            Some(CapabilityRow {
+                kind: kind.into(),
+                summary: summary.into(),
+            })
+        })
+        .collect()
+}
+
+fn revision_cause(raw: i32) -> &'static str {
+    match pb::RevisionCause::try_from(raw) {
+        Ok(pb::RevisionCause::Create) => "created",
+        Ok(pb::RevisionCause::Edit) => "edited",
+        Ok(pb::RevisionCause::Revert) => "restored",
+        Ok(pb::RevisionCause::AiPromotion) => "from the thread",
+        _ => "changed",
+    }
+}
+
+/// A description's revisions, newest first; `current` is the one shown.
+pub fn revision_rows(
+    revisions: &[pb::DescriptionRevision],
+    current: &str,
+    names: &Names,
+) -> Vec<RevisionRow> {
+    let mut sorted: Vec<&pb::DescriptionRevision> = revisions.iter().collect();
+    sorted.sort_by_key(|revision| std::cmp::Reverse(revision.number));
+    sorted
+        .into_iter()
+        .map(|revision| RevisionRow {
+            id: revision.id.as_str().into(),
+            number: count(revision.number),
+            cause: revision_cause(revision.cause).into(),
+            author: author(revision.author.as_ref(), names).into(),
+            time: revision
+                .create_time
+                .as_ref()
+                .map(short_time)
+                .unwrap_or_default()
+                .into(),
+            current: revision.id == current,
+        })
+        .collect()
+}
+
+/// A work item's agent sessions, newest first.
+pub fn item_session_rows(sessions: &[pb::AgentSession], names: &Names) -> Vec<SessionRow> {
+    let dashboard = pb::Dashboard {
+        active_sessions: sessions.iter().rev().cloned().collect(),
+        ..pb::Dashboard::default()
+    };
+    session_rows(&dashboard, names)
 }
 
 /// The agent sessions at work.
@@ -690,6 +802,87 @@ mod tests {
         }]);
         assert_eq!((rows[0].done, rows[0].total), (1, 4));
         assert!((rows[0].share - 0.25).abs() < f32::EPSILON);
+    }
+
+    #[test]
+    fn the_phase_strip_marks_where_the_item_is() {
+        let workflow = pb::Workflow {
+            phases: ["analysis", "implementation", "review"]
+                .map(|id| pb::Phase {
+                    id: id.into(),
+                    name: id.to_uppercase(),
+                    ..pb::Phase::default()
+                })
+                .to_vec(),
+            ..pb::Workflow::default()
+        };
+        let chips = phase_chips(Some(&workflow), "implementation");
+        let shown: Vec<(bool, bool)> = chips.iter().map(|chip| (chip.done, chip.current)).collect();
+        assert_eq!(shown, [(true, false), (false, true), (false, false)]);
+        assert_eq!(phase_chips(None, "triage")[0].name, "triage");
+    }
+
+    #[test]
+    fn revisions_show_newest_first_and_which_is_current() {
+        let revision = |id: &str, number, cause: pb::RevisionCause| pb::DescriptionRevision {
+            id: id.into(),
+            number,
+            cause: cause as i32,
+            ..pb::DescriptionRevision::default()
+        };
+        let rows = revision_rows(
+            &[
+                revision("r1", 1, pb::RevisionCause::Create),
+                revision("r3", 3, pb::RevisionCause::Revert),
+                revision("r2", 2, pb::RevisionCause::Edit),
+            ],
+            "r3",
+            &Names::default(),
+        );
+        let shown: Vec<(i32, &str, bool)> = rows
+            .iter()
+            .map(|row| (row.number, row.cause.as_str(), row.current))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (3, "restored", true),
+                (2, "edited", false),
+                (1, "created", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn capabilities_read_as_sentences() {
+        let rows = capability_rows(&[
+            pb::Capability {
+                id: String::new(),
+                kind: Some(pb::capability::Kind::Secret(pb::SecretRef {
+                    name: "deploy key".into(),
+                    reference: "vault://x".into(),
+                    mount_as: "deploy_key".into(),
+                })),
+            },
+            pb::Capability {
+                id: String::new(),
+                kind: Some(pb::capability::Kind::NetworkZone(pb::NetworkZone {
+                    name: "registry".into(),
+                    hosts: vec!["crates.io".into()],
+                })),
+            },
+        ]);
+        let shown: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|row| (row.kind.as_str(), row.summary.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("secret", "deploy key as deploy_key"),
+                ("network", "registry: crates.io")
+            ]
+        );
     }
 
     #[test]

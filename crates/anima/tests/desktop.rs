@@ -98,6 +98,28 @@ async fn online(
     if window.get_item_title() != "Paint the window" {
         return Err(format!("work item title {:?}", window.get_item_title()));
     }
+    until(runtime, "the phase strip and the history load", || {
+        window.get_item_phases().row_count() == 3 && window.get_item_revisions().row_count() == 2
+    })
+    .await?;
+    let current: Vec<String> = window
+        .get_item_phases()
+        .iter()
+        .filter(|phase| phase.current)
+        .map(|phase| phase.name.to_string())
+        .collect();
+    if current != ["Analysis"] || window.get_item_description() != "Second thoughts" {
+        return Err(format!(
+            "phase {current:?}, description {:?}",
+            window.get_item_description()
+        ));
+    }
+    element(window, "restore revision 1")?.invoke_accessible_default_action();
+    until(runtime, "the first draft is restored as revision 3", || {
+        window.get_item_description() == "First draft"
+            && window.get_item_revisions().row_count() == 3
+    })
+    .await?;
 
     element(window, "message draft")?.set_accessible_value("Posted from the desktop");
     element(window, "post")?.invoke_accessible_default_action();
@@ -234,10 +256,31 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
     for title in ["Paint the window", "Hang the door"] {
         cli(
             &config,
-            &["workitem", "create", "--project", "Desk", title],
+            &[
+                "workitem",
+                "create",
+                "--project",
+                "Desk",
+                title,
+                "--description",
+                "First draft",
+            ],
             "",
         );
     }
+    cli(
+        &config,
+        &[
+            "workitem",
+            "edit",
+            "WI-1",
+            "--project",
+            "Desk",
+            "--description",
+            "Second thoughts",
+        ],
+        "",
+    );
     cli(
         &config,
         &[
