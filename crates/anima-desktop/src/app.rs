@@ -208,6 +208,20 @@ impl Controller {
             });
         });
         let controller = on(self);
+        window.on_edit_workflow(move |id| {
+            let controller2 = controller.clone();
+            controller.spawn(async move { controller2.edit_workflow(id.to_string()).await });
+        });
+        let controller = on(self);
+        window.on_save_workflow(move |id, name, phases| {
+            let controller2 = controller.clone();
+            controller.spawn(async move {
+                controller2
+                    .save_workflow(id.to_string(), name.to_string(), phases.to_string())
+                    .await
+            });
+        });
+        let controller = on(self);
         window.on_revert(move |revision_id| {
             let controller2 = controller.clone();
             controller.spawn(async move { controller2.revert(revision_id.to_string()).await });
@@ -446,56 +460,85 @@ impl Controller {
         if let Ok(mut state) = self.state.lock() {
             state.project = Some(id.clone());
         }
-        let project: Option<pb::Project> = self.cache.get(Kind::Project, &id).await.ok().flatten();
-        let items: Vec<pb::WorkItem> = self
-            .cache
-            .list(Kind::WorkItem, &id)
-            .await
-            .unwrap_or_default();
-        let plans: Vec<pb::Plan> = self.cache.list(Kind::Plan, &id).await.unwrap_or_default();
-        self.ui(move |window| {
-            window.set_project_name(project.map(|p| p.name).unwrap_or_default().into());
-            window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
-            window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
-            window.set_screen(Screen::Project);
-        });
+        self.ui(|window| window.set_screen(Screen::Project));
+        self.show_project(&id).await;
         self.load_project(id).await;
     }
 
+    /// Shows the cached project: its plans, the skills its workflows need,
+    /// its work items.
+    async fn show_project(&self, id: &str) {
+        let open = self
+            .state
+            .lock()
+            .is_ok_and(|state| state.project.as_deref() == Some(id));
+        if !open {
+            return;
+        }
+        let project: Option<pb::Project> = self.cache.get(Kind::Project, id).await.ok().flatten();
+        let items: Vec<pb::WorkItem> = self
+            .cache
+            .list(Kind::WorkItem, id)
+            .await
+            .unwrap_or_default();
+        let plans: Vec<pb::Plan> = self.cache.list(Kind::Plan, id).await.unwrap_or_default();
+        let workflows: Vec<pb::Workflow> = self
+            .cache
+            .list(Kind::Workflow, "")
+            .await
+            .unwrap_or_default();
+        let skills: Vec<pb::Skill> = self.cache.list(Kind::Skill, "").await.unwrap_or_default();
+        self.ui(move |window| {
+            window.set_project_name(project.map(|p| p.name).unwrap_or_default().into());
+            window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
+            window.set_skills(viewmodel::rows(viewmodel::project_skill_rows(
+                &items, &workflows, &skills,
+            )));
+            window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
+        });
+    }
+
+    /// Fetches the project's work items and plans, the workflows and the
+    /// published skills.
     async fn load_project(self: Arc<Self>, id: String) {
         let Some(client) = self.client() else { return };
-        let (items, plans) = match tokio::try_join!(client.work_items(&id), client.plans(&id)) {
+        let fetched = tokio::try_join!(
+            client.work_items(&id),
+            client.plans(&id),
+            client.workflows(),
+            client.skills(),
+        );
+        let (items, plans, workflows, skills) = match fetched {
             Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
-        if let Err(err) = self
-            .cache
-            .replace_records(Kind::Plan, &id, &plans, |plan| {
-                (plan.id.clone(), plan.title.to_lowercase())
-            })
-            .await
-        {
-            tracing::warn!("cannot cache plans: {err:#}");
+        let cached = async {
+            self.cache
+                .replace_records(Kind::Plan, &id, &plans, |plan| {
+                    (plan.id.clone(), plan.title.to_lowercase())
+                })
+                .await?;
+            self.cache
+                .replace_records(Kind::WorkItem, &id, &items, |item| {
+                    (item.id.clone(), format!("{:020}", key_number(&item.key)))
+                })
+                .await?;
+            self.cache
+                .replace_records(Kind::Workflow, "", &workflows, workflow_key)
+                .await?;
+            self.cache
+                .replace_records(Kind::Skill, "", &skills, |skill| {
+                    (
+                        format!("{}@{}", skill.name, skill.version),
+                        skill.name.clone(),
+                    )
+                })
+                .await
+        };
+        if let Err(err) = cached.await {
+            tracing::warn!("cannot cache the project: {err:#}");
         }
-        if let Err(err) = self
-            .cache
-            .replace_records(Kind::WorkItem, &id, &items, |item| {
-                (item.id.clone(), format!("{:020}", key_number(&item.key)))
-            })
-            .await
-        {
-            tracing::warn!("cannot cache work items: {err:#}");
-        }
-        let still_open = self
-            .state
-            .lock()
-            .is_ok_and(|state| state.project.as_deref() == Some(&id));
-        if still_open {
-            self.ui(move |window| {
-                window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
-                window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
-            });
-        }
+        self.show_project(&id).await;
     }
 
     async fn open_work_item(self: Arc<Self>, id: String) {
@@ -594,9 +637,7 @@ impl Controller {
                 })
                 .await?;
             self.cache
-                .replace_records(Kind::Workflow, "", &workflows, |workflow| {
-                    (workflow.id.clone(), workflow.name.to_lowercase())
-                })
+                .replace_records(Kind::Workflow, "", &workflows, workflow_key)
                 .await
         };
         if let Err(err) = cached.await {
@@ -801,9 +842,7 @@ impl Controller {
         };
         if let Err(err) = self
             .cache
-            .replace_records(Kind::Workflow, "", &workflows, |workflow| {
-                (workflow.id.clone(), workflow.name.to_lowercase())
-            })
+            .replace_records(Kind::Workflow, "", &workflows, workflow_key)
             .await
         {
             tracing::warn!("cannot cache workflows: {err:#}");
@@ -813,12 +852,43 @@ impl Controller {
 
     async fn create_workflow(self: Arc<Self>, name: String, phases: String) {
         let Some(client) = self.client() else { return };
-        match client
+        let created = client
             .create_workflow(name.trim(), viewmodel::parse_phases(&phases))
-            .await
-        {
+            .await;
+        self.workflow_saved(created).await;
+    }
+
+    /// Fills the workflow form with a custom workflow to edit.
+    async fn edit_workflow(self: Arc<Self>, id: String) {
+        let Ok(Some(workflow)) = self.cache.get::<pb::Workflow>(Kind::Workflow, &id).await else {
+            return;
+        };
+        let phases = viewmodel::phases_text(&workflow);
+        self.ui(move |window| {
+            window.set_workflow_editing(workflow.id.into());
+            window.set_workflow_name(workflow.name.into());
+            window.set_workflow_phases(phases.into());
+        });
+    }
+
+    async fn save_workflow(self: Arc<Self>, id: String, name: String, phases: String) {
+        let Some(client) = self.client() else { return };
+        let saved = client
+            .update_workflow(&id, name.trim(), viewmodel::parse_phases(&phases))
+            .await;
+        self.workflow_saved(saved).await;
+    }
+
+    /// After a create or save: an empty form and the fresh list, or why not.
+    async fn workflow_saved(self: Arc<Self>, outcome: Result<pb::Workflow, tonic::Status>) {
+        match outcome {
             Ok(_) => {
-                self.notice("");
+                self.ui(|window| {
+                    window.set_notice("".into());
+                    window.set_workflow_editing("".into());
+                    window.set_workflow_name("".into());
+                    window.set_workflow_phases("".into());
+                });
                 self.load_workflows().await;
             }
             Err(status) => self.failed(&status),
@@ -935,6 +1005,11 @@ impl Controller {
         self.show_dashboard().await;
         self.refresh().await;
     }
+}
+
+/// A workflow's cache key: by name.
+fn workflow_key(workflow: &pb::Workflow) -> Key {
+    (workflow.id.clone(), workflow.name.to_lowercase())
 }
 
 /// The dashboard's cache key: there is one.

@@ -40,6 +40,8 @@ pub enum Kind {
     Revision,
     /// An agent session (scope: its work item).
     Session,
+    /// A published skill version (scope: none).
+    Skill,
 }
 
 impl Kind {
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Member => "member",
             Kind::Revision => "revision",
             Kind::Session => "session",
+            Kind::Skill => "skill",
         }
     }
 }

@@ -6,8 +6,9 @@ use anima_proto::v1::{
     akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
     dashboard_service_client::DashboardServiceClient,
     document_service_client::DocumentServiceClient, plan_service_client::PlanServiceClient,
-    project_service_client::ProjectServiceClient, team_service_client::TeamServiceClient,
-    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
+    project_service_client::ProjectServiceClient, skill_service_client::SkillServiceClient,
+    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
     workflow_service_client::WorkflowServiceClient,
 };
 use anyhow::Context;
@@ -306,6 +307,45 @@ impl Client {
             Ok((page.workflows, page.next_page_token))
         })
         .await
+    }
+
+    /// Every published skill version.
+    pub async fn skills(&self) -> Result<Vec<pb::Skill>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = SkillServiceClient::new(self.channel.clone())
+                .list_skills(self.request(pb::ListSkillsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                    ..pb::ListSkillsRequest::default()
+                }))
+                .await?
+                .into_inner();
+            Ok((page.skills, page.next_page_token))
+        })
+        .await
+    }
+
+    /// Renames a custom workflow and replaces its phases.
+    pub async fn update_workflow(
+        &self,
+        id: &str,
+        name: &str,
+        phases: Vec<pb::Phase>,
+    ) -> Result<pb::Workflow, tonic::Status> {
+        Ok(WorkflowServiceClient::new(self.channel.clone())
+            .update_workflow(self.request(pb::UpdateWorkflowRequest {
+                workflow: Some(pb::Workflow {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    phases,
+                    ..pb::Workflow::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into(), "phases".into()],
+                }),
+            }))
+            .await?
+            .into_inner())
     }
 
     /// Creates a custom workflow.

@@ -9,7 +9,7 @@ use slint::{ModelRc, SharedString, VecModel};
 
 use crate::ui::{
     CapabilityRow, DecisionRow, DocumentRow, MessageRow, PersonRow, PhaseChip, PlanRow, ProjectRow,
-    RevisionRow, SessionRow, WorkItemRow, WorkflowRow,
+    RevisionRow, SessionRow, SkillRow, WorkItemRow, WorkflowRow,
 };
 
 /// Names the UI shows for ids it knows (users, Akhs, projects).
@@ -543,6 +543,71 @@ pub fn people_rows(
     rows
 }
 
+/// The skills a project's work items need, from their workflows' phases,
+/// each with its newest published version (or that none is published).
+pub fn project_skill_rows(
+    items: &[pb::WorkItem],
+    workflows: &[pb::Workflow],
+    skills: &[pb::Skill],
+) -> Vec<SkillRow> {
+    let used: std::collections::HashSet<&str> =
+        items.iter().map(|item| item.workflow_id.as_str()).collect();
+    let mut phases_of: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for workflow in workflows
+        .iter()
+        .filter(|workflow| used.contains(workflow.id.as_str()))
+    {
+        for phase in &workflow.phases {
+            for skill in &phase.required_skills {
+                let phases = phases_of.entry(skill.name.as_str()).or_default();
+                if !phases.contains(&phase.name.as_str()) {
+                    phases.push(&phase.name);
+                }
+            }
+        }
+    }
+    phases_of
+        .into_iter()
+        .map(|(name, phases)| {
+            let newest = skills
+                .iter()
+                .filter(|skill| skill.name == name)
+                .max_by_key(|skill| skill.create_time.map(|time| (time.seconds, time.nanos)));
+            SkillRow {
+                name: name.into(),
+                version: newest
+                    .map_or_else(|| "not published".to_owned(), |skill| skill.version.clone())
+                    .into(),
+                phases: phases.join(", ").into(),
+            }
+        })
+        .collect()
+}
+
+/// A workflow's phases as the form edits them: `Name:skill,skill@v; Next`.
+pub fn phases_text(workflow: &pb::Workflow) -> String {
+    workflow
+        .phases
+        .iter()
+        .map(|phase| {
+            let skills: Vec<String> = phase
+                .required_skills
+                .iter()
+                .map(|skill| match skill.version.as_str() {
+                    "" => skill.name.clone(),
+                    version => format!("{}@{version}", skill.name),
+                })
+                .collect();
+            if skills.is_empty() {
+                phase.name.clone()
+            } else {
+                format!("{}:{}", phase.name, skills.join(","))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `YYYY-MM-DD HH:MM` in UTC.
 pub fn short_time(timestamp: &Timestamp) -> String {
     let days = timestamp.seconds.div_euclid(86_400);
@@ -763,6 +828,59 @@ mod tests {
             rows[1].phases,
             "Triage (debugging, code-reading)  →  Fix (coding@2.0)  →  Verify"
         );
+    }
+
+    #[test]
+    fn projects_show_the_skills_their_workflows_need() {
+        let workflow = pb::Workflow {
+            id: "w".into(),
+            phases: vec![
+                pb::Phase {
+                    name: "Triage".into(),
+                    required_skills: parse_phases("x:debugging,code-reading")[0]
+                        .required_skills
+                        .clone(),
+                    ..pb::Phase::default()
+                },
+                pb::Phase {
+                    name: "Fix".into(),
+                    required_skills: parse_phases("x:debugging@2")[0].required_skills.clone(),
+                    ..pb::Phase::default()
+                },
+            ],
+            ..pb::Workflow::default()
+        };
+        let item = pb::WorkItem {
+            workflow_id: "w".into(),
+            ..pb::WorkItem::default()
+        };
+        let skill = |version: &str, seconds| pb::Skill {
+            name: "debugging".into(),
+            version: version.into(),
+            create_time: Some(Timestamp { seconds, nanos: 0 }),
+            ..pb::Skill::default()
+        };
+        let rows = project_skill_rows(
+            &[item],
+            std::slice::from_ref(&workflow),
+            &[skill("2", 20), skill("1", 10)],
+        );
+        let shown: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|row| (row.name.as_str(), row.version.as_str(), row.phases.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("code-reading", "not published", "Triage"),
+                ("debugging", "2", "Triage, Fix")
+            ]
+        );
+        assert_eq!(
+            phases_text(&workflow),
+            "Triage:debugging,code-reading; Fix:debugging@2"
+        );
+        assert_eq!(parse_phases(&phases_text(&workflow)), workflow.phases);
     }
 
     #[test]

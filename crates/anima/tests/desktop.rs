@@ -85,8 +85,13 @@ async fn online(
     })
     .await?;
     element(window, "project Desk")?.invoke_accessible_default_action();
-    until(runtime, "the project's work items load", || {
-        window.get_screen() == Screen::Project && window.get_work_items().row_count() == 2
+    until(runtime, "the project's work items and skills load", || {
+        window.get_screen() == Screen::Project
+            && window.get_work_items().row_count() == 2
+            && window
+                .get_skills()
+                .iter()
+                .any(|skill| skill.name == "code-reading" && skill.version == "not published")
     })
     .await?;
     element(window, "work item WI-1")?.invoke_accessible_default_action();
@@ -181,6 +186,20 @@ async fn online(
         window.get_workflows().iter().any(|workflow| {
             workflow.name == "Desk flow" && workflow.phases == "Draft (writing)  →  Review"
         })
+    })
+    .await?;
+    element(window, "edit workflow Desk flow")?.invoke_accessible_default_action();
+    until(runtime, "the form holds the workflow", || {
+        window.get_workflow_phases() == "Draft:writing; Review"
+    })
+    .await?;
+    element(window, "workflow phases")?.set_accessible_value("Draft:writing@1; Review; Ship");
+    element(window, "save workflow")?.invoke_accessible_default_action();
+    until(runtime, "the edited workflow is listed", || {
+        window.get_workflows().iter().any(|workflow| {
+            workflow.name == "Desk flow"
+                && workflow.phases == "Draft (writing@1)  →  Review  →  Ship"
+        }) && window.get_workflow_editing().is_empty()
     })
     .await?;
 
