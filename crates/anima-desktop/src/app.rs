@@ -222,6 +222,20 @@ impl Controller {
             });
         });
         let controller = on(self);
+        window.on_change_member(move |user, project, role, remove| {
+            let controller2 = controller.clone();
+            controller.spawn(async move {
+                controller2
+                    .change_member(
+                        user.to_string(),
+                        project.to_string(),
+                        role.to_string(),
+                        remove,
+                    )
+                    .await
+            });
+        });
+        let controller = on(self);
         window.on_revert(move |revision_id| {
             let controller2 = controller.clone();
             controller.spawn(async move { controller2.revert(revision_id.to_string()).await });
@@ -947,6 +961,57 @@ impl Controller {
             }
         }
         self.show_team().await;
+    }
+
+    /// Adds a user to a project with a role (or changes it), or removes
+    /// them; each is named as a person would (username, project name, role
+    /// name).
+    async fn change_member(
+        self: Arc<Self>,
+        username: String,
+        project: String,
+        role: String,
+        remove: bool,
+    ) {
+        let Some(client) = self.client() else { return };
+        let users: Vec<pb::User> = self.cache.list(Kind::User, "").await.unwrap_or_default();
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        let (username, project, role) = (username.trim(), project.trim(), role.trim());
+        let Some(user) = users.iter().find(|user| user.username == username) else {
+            return self.notice(format!("no user is named {username:?}"));
+        };
+        let Some(project) = projects
+            .iter()
+            .find(|candidate| candidate.name.eq_ignore_ascii_case(project))
+        else {
+            return self.notice(format!("no project is named {project:?}"));
+        };
+        let changed = if remove {
+            client.remove_member(&project.id, &user.id).await
+        } else {
+            let roles = match client.roles().await {
+                Ok(roles) => roles,
+                Err(status) => return self.failed(&status),
+            };
+            let Some(role) = roles
+                .iter()
+                .find(|candidate| candidate.name.eq_ignore_ascii_case(role))
+            else {
+                return self.notice(format!("no role is named {role:?}"));
+            };
+            client
+                .add_member(&project.id, &user.id, &role.id)
+                .await
+                .map(drop)
+        };
+        match changed {
+            Ok(()) => {
+                self.notice("");
+                self.load_team().await;
+            }
+            Err(status) => self.failed(&status),
+        }
     }
 
     async fn send_email(self: Arc<Self>, to: String, subject: String, body: String) {

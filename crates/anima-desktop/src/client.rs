@@ -294,6 +294,53 @@ impl Client {
         .await
     }
 
+    /// The roles members can hold.
+    pub async fn roles(&self) -> Result<Vec<pb::Role>, tonic::Status> {
+        all_pages(|page_token| async {
+            let page = TeamServiceClient::new(self.channel.clone())
+                .list_roles(self.request(pb::ListRolesRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
+            Ok((page.roles, page.next_page_token))
+        })
+        .await
+    }
+
+    /// Adds a member to a project, or changes their role.
+    pub async fn add_member(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        role_id: &str,
+    ) -> Result<pb::ProjectMember, tonic::Status> {
+        Ok(ProjectServiceClient::new(self.channel.clone())
+            .add_project_member(self.request(pb::AddProjectMemberRequest {
+                project_id: project_id.to_owned(),
+                user_id: user_id.to_owned(),
+                role_id: role_id.to_owned(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Removes a member from a project.
+    pub async fn remove_member(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<(), tonic::Status> {
+        ProjectServiceClient::new(self.channel.clone())
+            .remove_project_member(self.request(pb::RemoveProjectMemberRequest {
+                project_id: project_id.to_owned(),
+                user_id: user_id.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// The built-in and custom workflows.
     pub async fn workflows(&self) -> Result<Vec<pb::Workflow>, tonic::Status> {
         all_pages(|page_token| async {

@@ -211,6 +211,27 @@ async fn online(
             .any(|person| person.username == "admin" && person.roles == "Desk: Owner")
     })
     .await?;
+    let roles_of = |username: &str| {
+        window
+            .get_people()
+            .iter()
+            .find(|person| person.username == username)
+            .map(|person| person.roles.to_string())
+            .unwrap_or_default()
+    };
+    element(window, "member username")?.set_accessible_value("grace");
+    element(window, "member project")?.set_accessible_value("desk");
+    element(window, "member role")?.set_accessible_value("Viewer");
+    element(window, "add member")?.invoke_accessible_default_action();
+    until(runtime, "grace joins Desk as a viewer", || {
+        roles_of("grace") == "Desk: Viewer"
+    })
+    .await?;
+    element(window, "remove member")?.invoke_accessible_default_action();
+    until(runtime, "grace leaves Desk", || {
+        roles_of("grace") == "no project"
+    })
+    .await?;
     Ok(())
 }
 
@@ -272,6 +293,11 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
     let config = dir.path().join("config");
     up.login_admin(&config);
     cli(&config, &["project", "create", "Desk"], "");
+    cli(
+        &config,
+        &["user", "create", "grace", "--password-stdin"],
+        "a long enough password",
+    );
     for title in ["Paint the window", "Hang the door"] {
         cli(
             &config,
