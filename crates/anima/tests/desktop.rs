@@ -14,7 +14,7 @@ use anima_desktop::{
     ui::Screen,
 };
 use i_slint_backend_testing::ElementHandle;
-use slint::Model;
+use slint::{ComponentHandle, Model, platform::Key};
 
 mod common;
 
@@ -55,6 +55,22 @@ fn element(
         .ok_or_else(|| format!("no element labelled {label:?}"))
 }
 
+/// Presses `keys` together (held in order, released in reverse), as a
+/// keyboard would send them.
+fn press(window: &anima_desktop::ui::AppWindow, keys: &[slint::SharedString]) {
+    use slint::platform::WindowEvent;
+    for key in keys {
+        window
+            .window()
+            .dispatch_event(WindowEvent::KeyPressed { text: key.clone() });
+    }
+    for key in keys.iter().rev() {
+        window
+            .window()
+            .dispatch_event(WindowEvent::KeyReleased { text: key.clone() });
+    }
+}
+
 fn bodies(app: &App) -> Vec<String> {
     app.window()
         .get_messages()
@@ -76,6 +92,25 @@ async fn online(
     element(window, "sign in")?.invoke_accessible_default_action();
     until(runtime, "the dashboard shows the project", || {
         window.get_screen() == Screen::Dashboard && window.get_projects().row_count() == 1
+    })
+    .await?;
+
+    // The keyboard alone: Ctrl+2 to the projects, Tab to the first row,
+    // Enter to open it; Ctrl+1 back.
+    press(window, &[Key::Control.into(), "2".into()]);
+    until(runtime, "Ctrl+2 shows the projects", || {
+        window.get_screen() == Screen::Projects
+    })
+    .await?;
+    press(window, &[Key::Tab.into()]);
+    press(window, &[Key::Return.into()]);
+    until(runtime, "Tab and Enter open the project", || {
+        window.get_screen() == Screen::Project
+    })
+    .await?;
+    press(window, &[Key::Control.into(), "1".into()]);
+    until(runtime, "Ctrl+1 shows the dashboard", || {
+        window.get_screen() == Screen::Dashboard
     })
     .await?;
 
