@@ -472,8 +472,7 @@ impl Connection {
             (sandbox.shell_command(command, term)?, sandbox.destroyed())
         };
         let (program, args) = argv.split_first().context("empty shell command")?;
-        let pty = pty_process::open()?;
-        let (pty, pts) = pty;
+        let (pty, pts) = pty_process::open()?;
         if let Some(terminal) = &self.terminal {
             pty.resize(terminal.size)?;
         }

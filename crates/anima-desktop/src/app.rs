@@ -138,118 +138,36 @@ impl Controller {
             .unwrap_or_default()
     }
 
+    /// Each window callback runs its controller method on the runtime,
+    /// with the callback's arguments converted (`SharedString` → `String`).
     fn wire(self: &Arc<Self>, window: &AppWindow) {
-        let on = |controller: &Arc<Self>| controller.clone();
-        let controller = on(self);
-        window.on_login(move |server, username, password| {
-            let controller2 = controller.clone();
-            controller.spawn(async move {
-                controller2
-                    .login(
-                        server.to_string(),
-                        username.to_string(),
-                        password.to_string(),
-                    )
-                    .await
-            });
-        });
-        let controller = on(self);
-        window.on_open_project(move |id| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.open_project(id.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_open_work_item(move |id| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.open_work_item(id.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_post(move |text| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.post(text.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_answer(move |id, answer| {
-            let controller2 = controller.clone();
-            controller
-                .spawn(async move { controller2.answer(id.to_string(), answer.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_refresh(move || {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.refresh().await });
-        });
-        let controller = on(self);
-        window.on_opened(move |screen| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.opened(screen).await });
-        });
-        let controller = on(self);
-        window.on_send_email(move |to, subject, body| {
-            let controller2 = controller.clone();
-            controller.spawn(async move {
-                controller2
-                    .send_email(to.to_string(), subject.to_string(), body.to_string())
-                    .await
-            });
-        });
-        let controller = on(self);
-        window.on_search_documents(move |text| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.search(text.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_create_workflow(move |name, phases| {
-            let controller2 = controller.clone();
-            controller.spawn(async move {
-                controller2
-                    .create_workflow(name.to_string(), phases.to_string())
-                    .await
-            });
-        });
-        let controller = on(self);
-        window.on_edit_workflow(move |id| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.edit_workflow(id.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_save_workflow(move |id, name, phases| {
-            let controller2 = controller.clone();
-            controller.spawn(async move {
-                controller2
-                    .save_workflow(id.to_string(), name.to_string(), phases.to_string())
-                    .await
-            });
-        });
-        let controller = on(self);
-        window.on_change_member(move |user, project, role, remove| {
-            let controller2 = controller.clone();
-            controller.spawn(async move {
-                controller2
-                    .change_member(
-                        user.to_string(),
-                        project.to_string(),
-                        role.to_string(),
-                        remove,
-                    )
-                    .await
-            });
-        });
-        let controller = on(self);
-        window.on_revert(move |revision_id| {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.revert(revision_id.to_string()).await });
-        });
-        let controller = on(self);
-        window.on_sign_out(move || {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.sign_out().await });
-        });
-        let controller = on(self);
-        window.on_wipe_cache(move || {
-            let controller2 = controller.clone();
-            controller.spawn(async move { controller2.wipe().await });
-        });
+        macro_rules! wire {
+            ($($on:ident => $method:ident($($arg:ident),*);)*) => {$({
+                let controller = self.clone();
+                window.$on(move |$($arg),*| {
+                    let task = controller.clone();
+                    controller.spawn(async move { task.$method($($arg.into()),*).await });
+                });
+            })*};
+        }
+        wire! {
+            on_login => login(server, username, password);
+            on_open_project => open_project(id);
+            on_open_work_item => open_work_item(id);
+            on_post => post(text);
+            on_answer => answer(id, answer);
+            on_refresh => refresh();
+            on_opened => opened(screen);
+            on_send_email => send_email(to, subject, body);
+            on_search_documents => search(text);
+            on_create_workflow => create_workflow(name, phases);
+            on_edit_workflow => edit_workflow(id);
+            on_save_workflow => save_workflow(id, name, phases);
+            on_change_member => change_member(user, project, role, remove);
+            on_revert => revert(revision_id);
+            on_sign_out => sign_out();
+            on_wipe_cache => wipe();
+        }
     }
 
     /// On start: a remembered login shows the cached dashboard at once,
@@ -431,7 +349,10 @@ impl Controller {
                 Some(&dashboard),
             )));
             window.set_decisions(viewmodel::rows(viewmodel::decision_rows(&dashboard)));
-            window.set_sessions(viewmodel::rows(viewmodel::session_rows(&dashboard, &names)));
+            window.set_sessions(viewmodel::rows(viewmodel::session_rows(
+                &dashboard.active_sessions,
+                &names,
+            )));
         });
     }
 
@@ -605,8 +526,9 @@ impl Controller {
             window.set_item_capabilities(viewmodel::rows(viewmodel::capability_rows(
                 &item.capabilities,
             )));
-            window.set_item_sessions(viewmodel::rows(viewmodel::item_session_rows(
-                &sessions, &names,
+            window.set_item_sessions(viewmodel::rows(viewmodel::session_rows(
+                sessions.iter().rev(),
+                &names,
             )));
             window.set_item_revisions(viewmodel::rows(viewmodel::revision_rows(
                 &revisions,

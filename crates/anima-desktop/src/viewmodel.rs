@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use anima_proto::v1 as pb;
+use anima_proto::{phase, v1 as pb};
 use prost_types::Timestamp;
 use slint::{ModelRc, SharedString, VecModel};
 
@@ -208,20 +208,13 @@ pub fn revision_rows(
         .collect()
 }
 
-/// A work item's agent sessions, newest first.
-pub fn item_session_rows(sessions: &[pb::AgentSession], names: &Names) -> Vec<SessionRow> {
-    let dashboard = pb::Dashboard {
-        active_sessions: sessions.iter().rev().cloned().collect(),
-        ..pb::Dashboard::default()
-    };
-    session_rows(&dashboard, names)
-}
-
-/// The agent sessions at work.
-pub fn session_rows(dashboard: &pb::Dashboard, names: &Names) -> Vec<SessionRow> {
-    dashboard
-        .active_sessions
-        .iter()
+/// Agent sessions, in the order given.
+pub fn session_rows<'a>(
+    sessions: impl IntoIterator<Item = &'a pb::AgentSession>,
+    names: &Names,
+) -> Vec<SessionRow> {
+    sessions
+        .into_iter()
         .map(|session| SessionRow {
             id: session.id.as_str().into(),
             work_item_id: session.work_item_id.as_str().into(),
@@ -443,19 +436,12 @@ pub fn workflow_rows(workflows: &[pb::Workflow]) -> Vec<WorkflowRow> {
             phases: workflow
                 .phases
                 .iter()
-                .map(|phase| {
-                    let skills: Vec<String> = phase
-                        .required_skills
-                        .iter()
-                        .map(|skill| match skill.version.as_str() {
-                            "" => skill.name.clone(),
-                            version => format!("{}@{version}", skill.name),
-                        })
-                        .collect();
+                .map(|step| {
+                    let skills = phase::skill_labels(step);
                     if skills.is_empty() {
-                        phase.name.clone()
+                        step.name.clone()
                     } else {
-                        format!("{} ({})", phase.name, skills.join(", "))
+                        format!("{} ({})", step.name, skills.join(", "))
                     }
                 })
                 .collect::<Vec<_>>()
@@ -469,26 +455,8 @@ pub fn workflow_rows(workflows: &[pb::Workflow]) -> Vec<WorkflowRow> {
 pub fn parse_phases(text: &str) -> Vec<pb::Phase> {
     text.split(';')
         .map(str::trim)
-        .filter(|phase| !phase.is_empty())
-        .map(|phase| {
-            let (name, skills) = phase.split_once(':').unwrap_or((phase, ""));
-            pb::Phase {
-                id: String::new(),
-                name: name.trim().to_owned(),
-                required_skills: skills
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|skill| !skill.is_empty())
-                    .map(|skill| {
-                        let (name, version) = skill.split_once('@').unwrap_or((skill, ""));
-                        pb::SkillRef {
-                            name: name.to_owned(),
-                            version: version.to_owned(),
-                        }
-                    })
-                    .collect(),
-            }
-        })
+        .filter(|text| !text.is_empty())
+        .map(phase::parse)
         .collect()
 }
 
@@ -589,21 +557,7 @@ pub fn phases_text(workflow: &pb::Workflow) -> String {
     workflow
         .phases
         .iter()
-        .map(|phase| {
-            let skills: Vec<String> = phase
-                .required_skills
-                .iter()
-                .map(|skill| match skill.version.as_str() {
-                    "" => skill.name.clone(),
-                    version => format!("{}@{version}", skill.name),
-                })
-                .collect();
-            if skills.is_empty() {
-                phase.name.clone()
-            } else {
-                format!("{}:{}", phase.name, skills.join(","))
-            }
-        })
+        .map(phase::format)
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -1,9 +1,10 @@
 //! Generated protobuf messages, tonic clients and servers for the Anima API
 //! (`proto/anima/v1`), and how a domain error travels on the wire
 //! ([`status`]) and a capability ([`capability`]), which every service
-//! shares.
+//! shares; how people spell a workflow phase ([`phase`]).
 
 pub mod capability;
+pub mod phase;
 pub mod status;
 
 /// Version 1 of the Anima API.

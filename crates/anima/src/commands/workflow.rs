@@ -110,26 +110,6 @@ fn print_workflow(workflow: &pb::Workflow, json: bool) {
     );
 }
 
-fn parse_phase(raw: &str) -> pb::Phase {
-    let (name, skills) = raw.split_once(':').unwrap_or((raw, ""));
-    pb::Phase {
-        id: String::new(),
-        name: name.trim().to_owned(),
-        required_skills: skills
-            .split(',')
-            .map(str::trim)
-            .filter(|skill| !skill.is_empty())
-            .map(|skill| {
-                let (name, version) = skill.split_once('@').unwrap_or((skill, ""));
-                pb::SkillRef {
-                    name: name.to_owned(),
-                    version: version.to_owned(),
-                }
-            })
-            .collect(),
-    }
-}
-
 /// `anima workflow …`
 pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
     match command {
@@ -179,12 +159,17 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
             };
             let workflow = session
                 .workflows()
-                .create_workflow(session.request(pb::CreateWorkflowRequest {
-                    name,
-                    description,
-                    phases: phases.iter().map(|raw| parse_phase(raw)).collect(),
-                    copy_from_id,
-                })?)
+                .create_workflow(
+                    session.request(pb::CreateWorkflowRequest {
+                        name,
+                        description,
+                        phases: phases
+                            .iter()
+                            .map(|raw| anima_proto::phase::parse(raw))
+                            .collect(),
+                        copy_from_id,
+                    })?,
+                )
                 .await?
                 .into_inner();
             print_workflow(&workflow, global.json);
