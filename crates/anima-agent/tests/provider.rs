@@ -146,6 +146,22 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
 }
 
 #[tokio::test]
+async fn a_killed_agent_is_failed_with_its_last_output() {
+    let Some((provider, _root)) = provider() else {
+        return;
+    };
+    let vm_id = provisioned(
+        &provider,
+        provision("s-killed", "echo started; kill -9 $$", Vec::new()),
+    )
+    .await;
+    let done = ended(&provider, &vm_id).await;
+    assert_eq!(done.state(), pb::VmState::Failed, "{done:?}");
+    assert_ne!(done.exit_code, 0, "{done:?}");
+    assert_eq!(done.last_output_lines, ["started"]);
+}
+
+#[tokio::test]
 async fn a_failing_agent_is_failed_with_its_last_output() {
     let Some((provider, _root)) = provider() else {
         return;
