@@ -45,7 +45,8 @@ access_table! {
         "ListUsers": Authenticated,
         "GetUser": Authenticated,
         "CreateUser": ServerAdmin,
-        "UpdateUser": ServerAdmin,
+        // Users change their own profile; the service checks the rest.
+        "UpdateUser": Authenticated,
         "DeleteUser": ServerAdmin,
         "ListRoles": Authenticated,
         "CreateRole": ServerAdmin,

@@ -18,6 +18,7 @@ on_both_backends!(
     wrong_password_does_not_reveal_whether_the_user_exists,
     sixth_rapid_failed_login_is_rate_limited,
     non_admins_cannot_manage_users_and_nothing_changes,
+    users_change_their_own_profile_but_not_their_rights,
     unknown_update_mask_path_is_refused_and_nothing_changes,
     page_size_and_page_token_are_validated,
     pages_walk_every_user_once,
@@ -211,6 +212,65 @@ async fn non_admins_cannot_manage_users_and_nothing_changes(backend: Backend) {
     assert_eq!(failure(promote).0, Code::PermissionDenied);
     assert_eq!(server.store.count_users().await.expect("count"), before);
     assert!(!server.store.get_user(&bob).await.expect("bob").is_admin);
+}
+
+async fn users_change_their_own_profile_but_not_their_rights(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let bob = server.user("bob", false).await;
+    let carol = server.user("carol", false).await;
+    let token = server.login("bob").await;
+    let update = |id: &str, paths: &[&str]| {
+        authed(
+            &token,
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: id.to_owned(),
+                    display_name: "Bobby".into(),
+                    email: "bob@example.org".into(),
+                    is_admin: true,
+                    disabled: true,
+                    preferences: [("notify.decisions".to_owned(), "off".to_owned())].into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: paths.iter().map(|path| path.to_string()).collect(),
+                }),
+                password: "a brand new password".into(),
+            },
+        )
+    };
+    let mine = server
+        .team()
+        .update_user(update(&bob, &["display_name", "email", "preferences"]))
+        .await
+        .expect("own profile")
+        .into_inner();
+    assert_eq!(
+        (mine.display_name.as_str(), mine.email.as_str()),
+        ("Bobby", "bob@example.org")
+    );
+    assert_eq!(mine.preferences["notify.decisions"], "off");
+
+    let carol_before = server.store.get_user(&carol).await.expect("carol");
+    let bob_before = server.store.get_user(&bob).await.expect("bob");
+    for (id, paths) in [
+        (&carol, &["display_name"][..]),
+        (&bob, &["is_admin"][..]),
+        (&bob, &["display_name", "disabled"][..]),
+        (&bob, &["password"][..]),
+    ] {
+        let refused = server.team().update_user(update(id, paths)).await;
+        assert_eq!(
+            failure(refused),
+            (Code::PermissionDenied, "PERMISSION_DENIED".into()),
+            "{paths:?}"
+        );
+    }
+    assert_eq!(
+        server.store.get_user(&carol).await.expect("carol"),
+        carol_before
+    );
+    assert_eq!(server.store.get_user(&bob).await.expect("bob"), bob_before);
 }
 
 async fn unknown_update_mask_path_is_refused_and_nothing_changes(backend: Backend) {
@@ -633,6 +693,29 @@ async fn service_tokens_authenticate_services(backend: Backend) {
         ))
         .await;
     assert_eq!(failure(admin_only).0, Code::PermissionDenied);
+    let bob = server.user("bob", false).await;
+    let renamed = server
+        .team()
+        .update_user(authed(
+            "new-secret",
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: bob.clone(),
+                    display_name: "Robot".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+                password: String::new(),
+            },
+        ))
+        .await;
+    assert_eq!(
+        failure(renamed).0,
+        Code::PermissionDenied,
+        "a service is nobody's own account"
+    );
     assert_eq!(
         failure(
             server

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
-    thread_service_client::ThreadServiceClient,
+    dashboard_service_client::DashboardServiceClient, thread_service_client::ThreadServiceClient,
 };
 use common::{Backend, RecordingProvider, TestServer, authed, failure};
 use rmcp::{
@@ -30,6 +30,7 @@ on_both_backends!(
     two_sessions_see_only_their_own,
     sessions_need_a_provider,
     a_lost_sandbox_fails_its_session,
+    the_dashboard_shows_the_sessions_at_work,
 );
 
 struct Setup {
@@ -627,5 +628,56 @@ async fn a_lost_sandbox_fails_its_session(backend: Backend) {
         refusal(&setup.server, Some(&token)).await,
         "SESSION_ENDED",
         "its token dies with it"
+    );
+}
+
+async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
+    let setup = setup(backend).await;
+    let busy = work_item(&setup, "Busy", "Port the parser").await;
+    work_item(&setup, "Idle", "Nothing yet").await;
+    let (session, _) = start(&setup, &busy).await;
+    let dashboard = || async {
+        DashboardServiceClient::new(setup.server.channel.clone())
+            .get_dashboard(authed(&setup.token, pb::GetDashboardRequest {}))
+            .await
+            .expect("dashboard")
+            .into_inner()
+    };
+    let counts = |dashboard: &pb::Dashboard| {
+        let mut counts: Vec<(String, i64)> = dashboard
+            .projects
+            .iter()
+            .map(|project| (project.name.clone(), project.active_sessions))
+            .collect();
+        counts.sort();
+        counts
+    };
+    let at_work = dashboard().await;
+    let ids: Vec<&str> = at_work
+        .active_sessions
+        .iter()
+        .map(|session| session.id.as_str())
+        .collect();
+    assert_eq!(ids, [session.id.as_str()]);
+    assert_eq!(
+        counts(&at_work),
+        [("Busy".to_owned(), 1), ("Idle".to_owned(), 0)]
+    );
+    AgentSessionServiceClient::new(setup.server.channel.clone())
+        .stop_session(authed(
+            &setup.token,
+            pb::StopSessionRequest { id: session.id },
+        ))
+        .await
+        .expect("stop");
+    let after = dashboard().await;
+    assert!(
+        after.active_sessions.is_empty(),
+        "{:?}",
+        after.active_sessions
+    );
+    assert_eq!(
+        counts(&after),
+        [("Busy".to_owned(), 0), ("Idle".to_owned(), 0)]
     );
 }

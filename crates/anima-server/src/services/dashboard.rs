@@ -7,7 +7,7 @@ use anima_core::{
     DomainError, Permission, model::Event, paging::PageRequest, planning::WorkItemStatus,
     thread::DecisionState,
 };
-use anima_db::{DecisionFilter, Page, ProjectFilter, Store};
+use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store};
 use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
@@ -100,6 +100,7 @@ impl DashboardApi {
         // after it, so a stream from here misses nothing.
         let as_of_event_id = self.store.last_event_id().await?;
         let mut open_decisions = Vec::new();
+        let mut active_sessions = Vec::new();
         let mut projects = Vec::new();
         for project in self.readable_projects(context.caller.as_ref()).await? {
             let counts = self.store.work_item_counts(&project.id).await?;
@@ -119,6 +120,15 @@ impl DashboardApi {
                 async move { self.store.list_decisions(&filter, &page).await }
             })
             .await?;
+            let sessions = all(|page| {
+                let filter = SessionFilter {
+                    project_id: Some(project.id.clone()),
+                    active_only: true,
+                    ..Default::default()
+                };
+                async move { self.store.list_agent_sessions(&filter, &page).await }
+            })
+            .await?;
             let plans = self
                 .store
                 .list_plans(
@@ -134,8 +144,7 @@ impl DashboardApi {
                 in_progress_work_items: total(WorkItemStatus::InProgress),
                 blocked_work_items: total(WorkItemStatus::Blocked),
                 done_work_items: total(WorkItemStatus::Done),
-                // Agent sessions arrive with anima-agent.
-                active_sessions: 0,
+                active_sessions: sessions.len() as i64,
                 open_decisions: decisions.len() as i64,
                 counts: counts
                     .iter()
@@ -148,6 +157,7 @@ impl DashboardApi {
                 plans: plans.into_iter().map(convert::plan).collect(),
             });
             open_decisions.extend(decisions);
+            active_sessions.extend(sessions);
         }
         // Oldest first: the longest-waiting human input leads.
         open_decisions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -159,7 +169,10 @@ impl DashboardApi {
         };
         Ok(pb::Dashboard {
             open_decisions: open_decisions.into_iter().map(convert::decision).collect(),
-            active_sessions: Vec::new(),
+            active_sessions: active_sessions
+                .into_iter()
+                .map(convert::agent_session)
+                .collect(),
             projects,
             as_of_event_id,
             recent_activity: recent_activity.iter().map(convert::event).collect(),

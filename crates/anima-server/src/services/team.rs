@@ -15,7 +15,12 @@ use anima_db::Store;
 use anima_proto::v1::{self as pb, team_service_server::TeamService};
 use tonic::{Request, Response, Status};
 
-use crate::{auth::hash_password, convert, error::IntoStatus};
+use crate::{
+    auth::{Caller, hash_password},
+    authz, convert,
+    error::IntoStatus,
+    rbac::{self, Access},
+};
 
 /// The TeamService implementation.
 #[derive(Clone)]
@@ -31,6 +36,9 @@ const USER_PATHS: &[&str] = &[
     "password",
     "preferences",
 ];
+/// What users may change of their own account without being
+/// administrators: their profile and preferences, never their rights.
+const SELF_PATHS: &[&str] = &["display_name", "email", "preferences"];
 const ROLE_PATHS: &[&str] = &["name", "description", "permissions"];
 const MAX_PREFERENCES: usize = 100;
 
@@ -67,7 +75,11 @@ impl TeamApi {
         Ok(convert::user(user))
     }
 
-    async fn update_user(&self, request: pb::UpdateUserRequest) -> Result<pb::User, DomainError> {
+    async fn update_user(
+        &self,
+        caller: &Caller,
+        request: pb::UpdateUserRequest,
+    ) -> Result<pb::User, DomainError> {
         let user = request.user.unwrap_or_default();
         let id = parse_id(&user.id, "user.id")?;
         let paths = request
@@ -75,6 +87,16 @@ impl TeamApi {
             .map(|mask| mask.paths)
             .unwrap_or_default();
         let paths = update_mask::validate(&paths, USER_PATHS)?;
+        let own_profile = matches!(caller, Caller::User { user, .. } if user.id == id)
+            && paths.iter().all(|path| SELF_PATHS.contains(path));
+        if !own_profile {
+            rbac::check_caller(Access::ServerAdmin, Some(caller)).map_err(|_| {
+                DomainError::permission_denied(
+                    "only administrators change other accounts, or anyone's rights and \
+                     password (your own password changes with ChangePassword)",
+                )
+            })?;
+        }
         let mut changes = UserChanges::default();
         let mut new_password = None;
         for path in paths {
@@ -228,7 +250,8 @@ impl TeamService for TeamApi {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        TeamApi::update_user(self, request.into_inner())
+        let caller = authz::caller(&request).into_status()?.clone();
+        TeamApi::update_user(self, &caller, request.into_inner())
             .await
             .into_status()
             .map(Response::new)
