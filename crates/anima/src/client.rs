@@ -288,6 +288,7 @@ fn user_json(user: &pb::User) -> serde_json::Value {
         "email": user.email,
         "is_admin": user.is_admin,
         "disabled": user.disabled,
+        "preferences": user.preferences,
         "created": user.create_time.as_ref().map(|t| t.to_string()),
     })
 }

@@ -288,6 +288,101 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     let plan = json(&cli(&config, &["plan", "show", plan_id, "--json"], ""));
     assert_eq!(plan["phases"][1]["total"], 1);
 
+    // Capabilities: granted, listed, one taken away; bad input changes nothing.
+    let granted = json(&cli(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--network",
+            "docs=docs.rs:443, crates.io:443",
+            "--secret",
+            "token=env://DOCS_TOKEN",
+            "--json",
+        ],
+        "",
+    ));
+    let granted = granted["capabilities"].as_array().expect("capabilities");
+    assert_eq!(granted.len(), 2, "{granted:?}");
+    let network_id = granted
+        .iter()
+        .find(|capability| {
+            capability["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("docs.rs:443"))
+        })
+        .and_then(|capability| capability["id"].as_str())
+        .expect("the network zone is listed");
+    let err = cli_fails(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--network",
+            "nohosts",
+        ],
+    );
+    assert!(err.contains("NAME=VALUE"), "{err}");
+    let err = cli_fails(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--remove",
+            "cap-none",
+        ],
+    );
+    assert!(err.contains("has no capability cap-none"), "{err}");
+    cli(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--remove",
+            network_id,
+        ],
+        "",
+    );
+    let listed = cli(
+        &config,
+        &["workitem", "capabilities", "WI-1", "--project", "Demo"],
+        "",
+    );
+    assert!(
+        listed.contains("DOCS_TOKEN") && !listed.contains("docs.rs"),
+        "only the secret is left: {listed}"
+    );
+    cli(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Demo",
+            "--clear",
+        ],
+        "",
+    );
+    let listed = cli(
+        &config,
+        &["workitem", "capabilities", "WI-1", "--project", "Demo"],
+        "",
+    );
+    assert!(listed.contains("has no capabilities"), "{listed}");
+
     let err = cli_fails(&config, &["workitem", "show", "WI-9", "--project", "Demo"]);
     assert!(err.contains("WORK_ITEM_NOT_FOUND"), "{err}");
     let err = cli_fails(

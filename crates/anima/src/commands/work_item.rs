@@ -117,6 +117,31 @@ pub enum WorkItemCommand {
         #[arg(long, value_enum)]
         tier: Option<Tier>,
     },
+    /// List what the item's agent sessions may use, or change it:
+    /// `--network` and `--secret` grant, `--remove` and `--clear` take away.
+    /// Sessions started afterwards get the new set.
+    Capabilities {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        item: ItemRef,
+        /// Grant a network zone, NAME=HOST,HOST… (repeatable). The local
+        /// sandbox then shares the host's network.
+        #[arg(long, value_name = "NAME=HOSTS")]
+        network: Vec<String>,
+        /// Grant a secret by reference, NAME=REFERENCE (`file:///path` or
+        /// `env://VAR`; repeatable). Sandboxes see it as
+        /// /run/anima/secrets/NAME; the value never passes through Anima.
+        #[arg(long, value_name = "NAME=REFERENCE")]
+        secret: Vec<String>,
+        /// Take away the capability with this id (repeatable; ids are in
+        /// the listing).
+        #[arg(long, value_name = "ID")]
+        remove: Vec<String>,
+        /// Take away every current capability first.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Have anima-ai propose the capabilities an agent needs for the item
     /// (reasoning tier). Prints them; --accept adds them to the item's.
     Propose {
@@ -409,6 +434,66 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        WorkItemCommand::Capabilities {
+            global,
+            item,
+            network,
+            secret,
+            remove,
+            clear,
+        } => {
+            let granted = granted_capabilities(&network, &secret)?;
+            let session = Session::open(&global).await?;
+            let item = item.fetch(&session).await?;
+            let mut capabilities = session
+                .work_items()
+                .list_capabilities(session.request(pb::ListCapabilitiesRequest {
+                    work_item_id: item.id.clone(),
+                })?)
+                .await?
+                .into_inner()
+                .capabilities;
+            if let Some(unknown) = remove
+                .iter()
+                .find(|id| !capabilities.iter().any(|capability| &capability.id == *id))
+            {
+                anyhow::bail!("{} has no capability {unknown}", item.key);
+            }
+            let changes = clear || !remove.is_empty() || !granted.is_empty();
+            if changes {
+                if clear {
+                    capabilities.clear();
+                }
+                capabilities.retain(|capability| !remove.contains(&capability.id));
+                capabilities.extend(granted);
+                capabilities = session
+                    .work_items()
+                    .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
+                        work_item_id: item.id,
+                        capabilities,
+                    })?)
+                    .await?
+                    .into_inner()
+                    .capabilities;
+            }
+            if global.json {
+                output::json(&json!({
+                    "capabilities": capabilities
+                        .iter()
+                        .map(|capability| json!({"id": capability.id, "what": capability_line(capability)}))
+                        .collect::<Vec<_>>(),
+                }));
+            } else if capabilities.is_empty() {
+                println!(
+                    "{} has no capabilities: its agents get no network and no secrets",
+                    item.key
+                );
+            } else {
+                for capability in &capabilities {
+                    println!("{}  {}", capability.id, capability_line(capability));
+                }
+            }
+        }
         WorkItemCommand::Propose {
             global,
             item,
@@ -625,6 +710,48 @@ async fn all_revisions(
         Ok((page.revisions, page.next_page_token))
     })
     .await
+}
+
+/// The capabilities `--network NAME=HOSTS` and `--secret NAME=REFERENCE`
+/// grant; the server checks them further (names, references).
+fn granted_capabilities(
+    networks: &[String],
+    secrets: &[String],
+) -> anyhow::Result<Vec<pb::Capability>> {
+    use pb::capability::Kind;
+    let split = |flag: &str, value: &str| {
+        value
+            .split_once('=')
+            .filter(|(name, rest)| !name.trim().is_empty() && !rest.trim().is_empty())
+            .map(|(name, rest)| (name.trim().to_owned(), rest.trim().to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("--{flag} takes NAME=VALUE, not {value:?}"))
+    };
+    let mut granted = Vec::new();
+    for network in networks {
+        let (name, hosts) = split("network", network)?;
+        granted.push(Kind::NetworkZone(pb::NetworkZone {
+            name,
+            hosts: hosts
+                .split(',')
+                .map(|host| host.trim().to_owned())
+                .collect(),
+        }));
+    }
+    for secret in secrets {
+        let (name, reference) = split("secret", secret)?;
+        granted.push(Kind::Secret(pb::SecretRef {
+            mount_as: name.clone(),
+            name,
+            reference,
+        }));
+    }
+    Ok(granted
+        .into_iter()
+        .map(|kind| pb::Capability {
+            id: String::new(),
+            kind: Some(kind),
+        })
+        .collect())
 }
 
 /// One capability on one line, e.g. `network_zone stripe: api.stripe.com:443`.
