@@ -10,6 +10,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anima_proto::v1 as pb;
@@ -21,7 +22,7 @@ use crate::{
     cache::{Cache, Key, Kind},
     client::{Client, describe},
     ui::{AppWindow, Screen},
-    viewmodel::{self, Names},
+    viewmodel::{self, Names, Preferences},
 };
 
 /// Where the client keeps its cache, and which server it offers first.
@@ -59,6 +60,10 @@ struct State {
     dashboard: Option<JoinHandle<()>>,
     /// What the library is filtered by.
     search: String,
+    /// The signed-in user's preferences.
+    preferences: Preferences,
+    /// Whether a loop is waiting for the server to answer again.
+    reconnecting: bool,
 }
 
 struct Controller {
@@ -167,6 +172,9 @@ impl Controller {
             on_revert => revert(revision_id);
             on_sign_out => sign_out();
             on_wipe_cache => wipe();
+            on_save_profile => save_profile(display_name, email);
+            on_change_password => change_password(current, new);
+            on_save_preferences => save_preferences(grid, decisions, agents);
         }
     }
 
@@ -187,9 +195,7 @@ impl Controller {
         let (Some(server), Some(token)) = (server, token) else {
             return;
         };
-        if let Ok(Some(user_name)) = self.cache.meta("user_name").await {
-            self.ui(move |window| window.set_user_name(user_name.into()));
-        }
+        self.show_account().await;
         {
             let server = server.clone();
             self.ui(move |window| {
@@ -243,14 +249,16 @@ impl Controller {
         )
     }
 
-    /// Handles a failed call: offline, logged out, or an error to show.
-    fn failed(&self, status: &tonic::Status) {
+    /// Handles a failed call: offline (until the server answers again),
+    /// logged out, or an error to show.
+    fn failed(self: &Arc<Self>, status: &tonic::Status) {
         if Self::unreachable(status) {
             let text = describe(status);
             self.ui(move |window| {
                 window.set_offline(true);
                 window.set_notice(format!("The server cannot be reached ({text}).").into());
             });
+            self.reconnect();
         } else if status.code() == tonic::Code::Unauthenticated {
             self.ui(|window| {
                 window.set_screen(Screen::Login);
@@ -259,6 +267,34 @@ impl Controller {
         } else {
             self.notice(describe(status));
         }
+    }
+
+    /// Asks the server, with growing pauses, until it answers, then
+    /// refreshes everything (which ends the offline banner and follows the
+    /// streams again). One such loop at a time; signing out ends it.
+    fn reconnect(self: &Arc<Self>) {
+        match self.state.lock() {
+            Ok(mut state) if !state.reconnecting && state.client.is_some() => {
+                state.reconnecting = true;
+            }
+            _ => return,
+        }
+        let controller = self.clone();
+        self.spawn(async move {
+            let mut pause = Duration::from_millis(500);
+            while let Some(client) = controller.client() {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                match client.who_am_i().await {
+                    Err(status) if Self::unreachable(&status) => continue,
+                    _ => break,
+                }
+            }
+            if let Ok(mut state) = controller.state.lock() {
+                state.reconnecting = false;
+            }
+            controller.refresh().await;
+        });
     }
 
     /// Fetches the dashboard, projects and names, caches them, and shows
@@ -276,20 +312,14 @@ impl Controller {
             Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
-        let user_name = me
-            .user
-            .map(|user| format!("{} (@{})", user.display_name, user.username))
-            .unwrap_or(me.service);
-        {
-            let user_name = user_name.clone();
-            self.ui(move |window| {
-                window.set_offline(false);
-                window.set_notice("".into());
-                window.set_user_name(user_name.into());
-            });
+        self.ui(move |window| {
+            window.set_offline(false);
+            window.set_notice("".into());
+        });
+        if let Some(user) = me.user {
+            self.account_changed(user).await;
         }
         let cached = async {
-            self.cache.set_meta("user_name", &user_name).await?;
             self.cache
                 .replace_records(
                     Kind::Dashboard,
@@ -371,6 +401,7 @@ impl Controller {
                         Ok(dashboard) => dashboard,
                         Err(_) => break,
                     };
+                    controller.announce(&dashboard).await;
                     let _ = controller
                         .cache
                         .replace_records(
@@ -383,11 +414,137 @@ impl Controller {
                     controller.show_dashboard().await;
                 }
             }
+            // The stream ended: the server went away (offline until it is
+            // back), or ended it (follow again, after a breath).
+            match client.who_am_i().await {
+                Ok(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    controller.spawn(controller.clone().refresh());
+                }
+                Err(status) => controller.failed(&status),
+            }
         });
         if let Ok(mut state) = self.state.lock()
             && let Some(previous) = state.dashboard.replace(task)
         {
             previous.abort();
+        }
+    }
+
+    /// Tells the user what they asked to hear of: what is new in
+    /// `dashboard` against the cached one.
+    async fn announce(&self, dashboard: &pb::Dashboard) {
+        let Ok(Some(before)) = self
+            .cache
+            .get::<pb::Dashboard>(Kind::Dashboard, "dashboard")
+            .await
+        else {
+            return;
+        };
+        let preferences = self
+            .state
+            .lock()
+            .map(|state| state.preferences)
+            .unwrap_or_default();
+        let said = viewmodel::announcements(&before, dashboard, preferences, &self.names());
+        if !said.is_empty() {
+            self.announcement(said.join(" · "));
+        }
+    }
+
+    fn announcement(&self, text: String) {
+        self.ui(move |window| window.set_announcement(text.into()));
+    }
+
+    /// Shows the cached account: its name, profile and preferences.
+    async fn show_account(&self) {
+        let Ok(Some(account)) = self.cache.get::<pb::User>(Kind::Account, "me").await else {
+            return;
+        };
+        let preferences = Preferences::from_map(&account.preferences);
+        if let Ok(mut state) = self.state.lock() {
+            state.preferences = preferences;
+        }
+        self.ui(move |window| {
+            window
+                .set_user_name(format!("{} (@{})", account.display_name, account.username).into());
+            window.set_profile_name(account.display_name.into());
+            window.set_profile_email(account.email.into());
+            window.set_projects_grid(preferences.projects_grid);
+            window.set_notify_decisions(preferences.notify_decisions);
+            window.set_notify_agents(preferences.notify_agents);
+        });
+    }
+
+    /// Caches the signed-in account as the server now has it, and shows it.
+    async fn account_changed(&self, account: pb::User) {
+        if let Err(err) = self
+            .cache
+            .upsert_record(Kind::Account, "", &account, |_| {
+                ("me".into(), String::new())
+            })
+            .await
+        {
+            tracing::warn!("cannot cache the account: {err:#}");
+        }
+        self.show_account().await;
+    }
+
+    async fn account(&self) -> Option<pb::User> {
+        self.cache.get(Kind::Account, "me").await.ok().flatten()
+    }
+
+    async fn save_profile(self: Arc<Self>, display_name: String, email: String) {
+        let (Some(client), Some(account)) = (self.client(), self.account().await) else {
+            return;
+        };
+        match client
+            .update_profile(&account.id, display_name.trim(), email.trim())
+            .await
+        {
+            Ok(account) => {
+                self.notice("");
+                self.account_changed(account).await;
+                self.announcement("Profile saved.".into());
+            }
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    async fn change_password(self: Arc<Self>, current: String, new: String) {
+        let Some(client) = self.client() else { return };
+        match client.change_password(&current, &new).await {
+            Ok(()) => {
+                self.notice("");
+                self.announcement(
+                    "Password changed; your other sessions have been signed out.".into(),
+                );
+            }
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    /// Saves the preferences on the server (they follow the account);
+    /// a refusal puts the switches back as they were.
+    async fn save_preferences(self: Arc<Self>, grid: bool, decisions: bool, agents: bool) {
+        let (Some(client), Some(mut account)) = (self.client(), self.account().await) else {
+            return;
+        };
+        let preferences = Preferences {
+            projects_grid: grid,
+            notify_decisions: decisions,
+            notify_agents: agents,
+        };
+        preferences.merge_into(&mut account.preferences);
+        match client
+            .update_preferences(&account.id, account.preferences)
+            .await
+        {
+            Ok(account) => self.account_changed(account).await,
+            Err(status) => {
+                self.failed(&status);
+                self.show_account().await;
+            }
         }
     }
 

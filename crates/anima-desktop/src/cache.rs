@@ -42,6 +42,8 @@ pub enum Kind {
     Session,
     /// A published skill version (scope: none).
     Skill,
+    /// The signed-in account, with its preferences (one record).
+    Account,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Revision => "revision",
             Kind::Session => "session",
             Kind::Skill => "skill",
+            Kind::Account => "account",
         }
     }
 }

@@ -112,6 +112,61 @@ impl Client {
             .into_inner())
     }
 
+    /// Changes the caller's own display name and email.
+    pub async fn update_profile(
+        &self,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<pb::User, tonic::Status> {
+        let user = pb::User {
+            id: user_id.to_owned(),
+            display_name: display_name.to_owned(),
+            email: email.to_owned(),
+            ..pb::User::default()
+        };
+        self.update_user(user, &["display_name", "email"]).await
+    }
+
+    /// Replaces the caller's own preferences.
+    pub async fn update_preferences(
+        &self,
+        user_id: &str,
+        preferences: std::collections::HashMap<String, String>,
+    ) -> Result<pb::User, tonic::Status> {
+        let user = pb::User {
+            id: user_id.to_owned(),
+            preferences,
+            ..pb::User::default()
+        };
+        self.update_user(user, &["preferences"]).await
+    }
+
+    async fn update_user(&self, user: pb::User, paths: &[&str]) -> Result<pb::User, tonic::Status> {
+        Ok(TeamServiceClient::new(self.channel.clone())
+            .update_user(self.request(pb::UpdateUserRequest {
+                user: Some(user),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+                }),
+                password: String::new(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Changes the caller's password; the server keeps this session and
+    /// ends the others.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), tonic::Status> {
+        AuthServiceClient::new(self.channel.clone())
+            .change_password(self.request(pb::ChangePasswordRequest {
+                current_password: current.to_owned(),
+                new_password: new.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// The accounts (for the names of message authors).
     pub async fn users(&self) -> Result<Vec<pb::User>, tonic::Status> {
         Ok(TeamServiceClient::new(self.channel.clone())

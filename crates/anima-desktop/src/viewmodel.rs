@@ -105,6 +105,91 @@ pub fn decision_rows(dashboard: &pb::Dashboard) -> Vec<DecisionRow> {
         .collect()
 }
 
+/// The user's preferences the desktop acts on. They live in the account's
+/// `preferences` on the server, so they follow the user to any machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preferences {
+    /// The project list as tiles rather than rows.
+    pub projects_grid: bool,
+    /// Announce a decision that starts waiting for the user.
+    pub notify_decisions: bool,
+    /// Announce an agent session that ends.
+    pub notify_agents: bool,
+}
+
+const PROJECTS_LAYOUT: &str = "desktop.projects_layout";
+const NOTIFY_DECISIONS: &str = "notify.decisions";
+const NOTIFY_AGENTS: &str = "notify.agents";
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            projects_grid: false,
+            notify_decisions: true,
+            notify_agents: true,
+        }
+    }
+}
+
+impl Preferences {
+    /// Reads them from an account's preferences; what is missing or
+    /// unreadable keeps its default.
+    pub fn from_map(map: &HashMap<String, String>) -> Self {
+        let default = Self::default();
+        let switch = |key: &str, default: bool| match map.get(key).map(String::as_str) {
+            Some("on") => true,
+            Some("off") => false,
+            _ => default,
+        };
+        Self {
+            projects_grid: map.get(PROJECTS_LAYOUT).map(String::as_str) == Some("grid"),
+            notify_decisions: switch(NOTIFY_DECISIONS, default.notify_decisions),
+            notify_agents: switch(NOTIFY_AGENTS, default.notify_agents),
+        }
+    }
+
+    /// Writes them into an account's preferences, keeping the keys other
+    /// clients set.
+    pub fn merge_into(self, map: &mut HashMap<String, String>) {
+        let switch = |on: bool| if on { "on" } else { "off" }.to_owned();
+        let layout = if self.projects_grid { "grid" } else { "list" };
+        map.insert(PROJECTS_LAYOUT.to_owned(), layout.to_owned());
+        map.insert(NOTIFY_DECISIONS.to_owned(), switch(self.notify_decisions));
+        map.insert(NOTIFY_AGENTS.to_owned(), switch(self.notify_agents));
+    }
+}
+
+/// What changed between two dashboards that the user asked to be told
+/// about: decisions that started waiting, agent sessions that ended.
+pub fn announcements(
+    before: &pb::Dashboard,
+    after: &pb::Dashboard,
+    preferences: Preferences,
+    names: &Names,
+) -> Vec<String> {
+    let mut said = Vec::new();
+    if preferences.notify_decisions {
+        said.extend(
+            after
+                .open_decisions
+                .iter()
+                .filter(|decision| !before.open_decisions.iter().any(|d| d.id == decision.id))
+                .map(|decision| format!("A decision waits for you: {}", decision.question)),
+        );
+    }
+    if preferences.notify_agents {
+        said.extend(
+            before
+                .active_sessions
+                .iter()
+                .filter(|session| !after.active_sessions.iter().any(|s| s.id == session.id))
+                .flat_map(|session| session_rows([session], names))
+                .map(|row| format!("{} finished an agent session", row.akh)),
+        );
+    }
+    said
+}
+
 /// The phases of a work item's workflow, the current one marked and the
 /// ones before it done.
 pub fn phase_chips(workflow: Option<&pb::Workflow>, current: &str) -> Vec<PhaseChip> {
@@ -641,6 +726,67 @@ mod tests {
             ),
             (7, 2, 1, 3)
         );
+    }
+
+    #[test]
+    fn preferences_round_trip_and_default_when_unreadable() {
+        let mut map = HashMap::from([
+            ("theme.other-client".to_owned(), "kept".to_owned()),
+            (NOTIFY_AGENTS.to_owned(), "maybe".to_owned()),
+        ]);
+        assert_eq!(Preferences::from_map(&map), Preferences::default());
+        let chosen = Preferences {
+            projects_grid: true,
+            notify_decisions: false,
+            notify_agents: true,
+        };
+        chosen.merge_into(&mut map);
+        assert_eq!(Preferences::from_map(&map), chosen);
+        assert_eq!(map["theme.other-client"], "kept");
+        assert_eq!(map[NOTIFY_DECISIONS], "off");
+    }
+
+    #[test]
+    fn announcements_tell_new_decisions_and_ended_sessions_as_asked() {
+        let decision = |id: &str| pb::Decision {
+            id: id.into(),
+            question: format!("Question {id}?"),
+            ..pb::Decision::default()
+        };
+        let session = |id: &str| pb::AgentSession {
+            id: id.into(),
+            akh_id: "thoth".into(),
+            ..pb::AgentSession::default()
+        };
+        let before = pb::Dashboard {
+            open_decisions: vec![decision("old")],
+            active_sessions: vec![session("s1"), session("s2")],
+            ..pb::Dashboard::default()
+        };
+        let after = pb::Dashboard {
+            open_decisions: vec![decision("old"), decision("new")],
+            active_sessions: vec![session("s2")],
+            ..pb::Dashboard::default()
+        };
+        let names = Names {
+            akhs: HashMap::from([("thoth".to_owned(), "Thoth".to_owned())]),
+            ..Names::default()
+        };
+        let all = Preferences::default();
+        assert_eq!(
+            announcements(&before, &after, all, &names),
+            [
+                "A decision waits for you: Question new?",
+                "Thoth finished an agent session"
+            ]
+        );
+        let quiet = Preferences {
+            notify_decisions: false,
+            notify_agents: false,
+            ..all
+        };
+        assert!(announcements(&before, &after, quiet, &names).is_empty());
+        assert!(announcements(&after, &after, all, &names).is_empty());
     }
 
     #[test]

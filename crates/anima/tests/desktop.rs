@@ -1,8 +1,10 @@
 //! The desktop client against a real `anima up` process, driven through
 //! Slint's testing backend (no display): log in, open a project and a work
 //! item, post a message and see it in the thread; see a message posted
-//! elsewhere arrive live; then, with the server gone, open again from the
-//! cache, read-only, under the offline banner.
+//! elsewhere arrive live and a new decision announced; keep preferences and
+//! the profile on the server; then, with the server gone, open again from
+//! the cache, read-only, under the offline banner, and come back online by
+//! itself when the server returns.
 //!
 //! The testing backend can be set up once per process, so this file holds
 //! one test.
@@ -95,14 +97,16 @@ async fn online(
     })
     .await?;
 
-    // The keyboard alone: Ctrl+2 to the projects, Tab to the first row,
-    // Enter to open it; Ctrl+1 back.
+    // The keyboard alone: Ctrl+2 to the projects, Tab past the grid and
+    // list toggles to the first row, Enter to open it; Ctrl+1 back.
     press(window, &[Key::Control.into(), "2".into()]);
     until(runtime, "Ctrl+2 shows the projects", || {
         window.get_screen() == Screen::Projects
     })
     .await?;
-    press(window, &[Key::Tab.into()]);
+    for _ in 0..3 {
+        press(window, &[Key::Tab.into()]);
+    }
     press(window, &[Key::Return.into()]);
     until(runtime, "Tab and Enter open the project", || {
         window.get_screen() == Screen::Project
@@ -173,6 +177,16 @@ async fn online(
         bodies(app).contains(&"Posted from the terminal".to_owned())
     })
     .await?;
+    until(runtime, "the decision asked elsewhere is announced", || {
+        window
+            .get_announcement()
+            .contains("A decision waits for you: Paint it blue?")
+    })
+    .await?;
+    element(window, "dismiss announcement")?.invoke_accessible_default_action();
+    if !window.get_announcement().is_empty() {
+        return Err("the announcement stays after dismissing it".into());
+    }
     let authors: Vec<String> = window
         .get_messages()
         .iter()
@@ -267,6 +281,34 @@ async fn online(
         roles_of("grace") == "no project"
     })
     .await?;
+
+    // Preferences and the profile are the account's, kept by the server.
+    element(window, "Projects")?.invoke_accessible_default_action();
+    element(window, "projects as grid")?.invoke_accessible_default_action();
+    until(runtime, "the server keeps the grid layout", || {
+        window.get_screen() == Screen::Projects && window.get_projects_grid()
+    })
+    .await?;
+    element(window, "project Desk")?.invoke_accessible_default_action();
+    until(runtime, "a tile opens its project", || {
+        window.get_screen() == Screen::Project
+    })
+    .await?;
+    press(window, &[Key::Control.into(), "6".into()]);
+    element(window, "display name")?.set_accessible_value("Desk Admin");
+    element(window, "email")?.set_accessible_value("desk@example.org");
+    element(window, "save profile")?.invoke_accessible_default_action();
+    until(runtime, "the new name shows", || {
+        window.get_user_name() == "Desk Admin (@admin)"
+    })
+    .await?;
+    element(window, "current password")?.set_accessible_value("not the password");
+    element(window, "new password")?.set_accessible_value("another long password");
+    element(window, "change password")?.invoke_accessible_default_action();
+    until(runtime, "a wrong current password is refused", || {
+        !window.get_notice().is_empty()
+    })
+    .await?;
     Ok(())
 }
 
@@ -297,6 +339,25 @@ async fn offline(app: &App, runtime: &tokio::runtime::Handle) -> Result<(), Stri
         return Err("posting is not disabled offline".into());
     }
     Ok(())
+}
+
+/// The server is back: the window leaves the cache by itself and follows
+/// the open thread live again.
+async fn back_online(
+    app: &App,
+    runtime: &tokio::runtime::Handle,
+    post_elsewhere: impl FnOnce(),
+) -> Result<(), String> {
+    let window = app.window();
+    until(runtime, "the offline banner goes", || !window.get_offline()).await?;
+    if element(window, "post")?.accessible_enabled() != Some(true) {
+        return Err("posting is still disabled online".into());
+    }
+    post_elsewhere();
+    until(runtime, "the thread is live again", || {
+        bodies(app).contains(&"Back online".to_owned())
+    })
+    .await
 }
 
 /// Runs `script` on the UI thread's event loop until it finishes.
@@ -416,12 +477,40 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
                     ],
                     "",
                 );
+                cli(
+                    &config,
+                    &[
+                        "ask",
+                        "WI-2",
+                        "--project",
+                        "Desk",
+                        "Paint it blue?",
+                        "--input",
+                        "Colour",
+                        "--choice",
+                        "yes",
+                        "--choice",
+                        "no",
+                    ],
+                    "",
+                );
             })
             .await
         });
         outcome.expect("online");
     }
 
+    let users: serde_json::Value =
+        serde_json::from_str(&cli(&config, &["user", "list", "--json"], "")).expect("json");
+    let admin = users
+        .as_array()
+        .and_then(|users| users.iter().find(|user| user["username"] == "admin"))
+        .expect("the admin is listed");
+    assert_eq!(admin["display_name"], "Desk Admin");
+    assert_eq!(admin["email"], "desk@example.org");
+    assert_eq!(admin["preferences"]["desktop.projects_layout"], "grid");
+
+    let (address, password) = (up.address.clone(), up.admin_password.clone());
     drop(up);
     let app = Rc::new(
         App::start(
@@ -436,4 +525,18 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
     let handle = runtime.handle().clone();
     let script_app = app.clone();
     drive(async move { offline(&script_app, &handle).await }).expect("offline");
+
+    let _up = Up::restart(&dir.path().join("data"), &address, &password);
+    let handle = runtime.handle().clone();
+    drive(async move {
+        back_online(&app, &handle, move || {
+            cli(
+                &config,
+                &["thread", "post", "WI-1", "--project", "Desk", "Back online"],
+                "",
+            );
+        })
+        .await
+    })
+    .expect("back online");
 }

@@ -108,10 +108,29 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::launch(data_dir, database_url, env, "127.0.0.1:0", None)
+    }
+
+    /// Starts `anima up` again on an earlier one's SQLite data, at its
+    /// address (`http://host:port`), as if it had never stopped.
+    pub fn restart(data_dir: &std::path::Path, address: &str, admin_password: &str) -> Self {
+        let listen = address.strip_prefix("http://").unwrap_or(address);
+        Self::launch(data_dir, None, &[], listen, Some(admin_password.to_owned()))
+    }
+
+    /// Runs `anima up` and reads its address, and on a first start (no
+    /// `admin_password` known) the password it prints.
+    fn launch(
+        data_dir: &std::path::Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+        listen: &str,
+        mut admin_password: Option<String>,
+    ) -> Self {
         let mut command = Command::new(ANIMA);
         command.envs(env.iter().copied());
         command
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["up", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env_remove("ANIMA_ADMIN_PASSWORD")
             .env_remove("ANIMA_DATABASE_URL")
@@ -123,7 +142,6 @@ impl Up {
         let mut child = command.spawn().expect("start anima up");
         let stdout = child.stdout.take().expect("stdout");
         let mut address = None;
-        let mut admin_password = None;
         let mut lines = BufReader::new(stdout).lines();
         for line in lines.by_ref() {
             let line = line.expect("read stdout");
@@ -132,6 +150,8 @@ impl Up {
             }
             if let Some(password) = line.strip_prefix("admin password: ") {
                 admin_password = Some(password.trim().to_owned());
+            }
+            if address.is_some() && admin_password.is_some() {
                 break;
             }
         }
