@@ -77,6 +77,10 @@ pub struct ProjectStats {
     pub work_items: i64,
     /// Work items neither done nor cancelled.
     pub open_work_items: i64,
+    /// Agent sessions provisioning, running or paused.
+    pub active_sessions: i64,
+    /// Decisions waiting for a human.
+    pub open_decisions: i64,
 }
 
 /// A project.

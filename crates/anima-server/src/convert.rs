@@ -72,9 +72,8 @@ pub fn project(project: Project) -> pb::Project {
             plans: project.stats.plans,
             work_items: project.stats.work_items,
             open_work_items: project.stats.open_work_items,
-            // Agent sessions and decisions arrive with their issues.
-            active_sessions: 0,
-            open_decisions: 0,
+            active_sessions: project.stats.active_sessions,
+            open_decisions: project.stats.open_decisions,
         }),
     }
 }

@@ -652,6 +652,36 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
         counts.sort();
         counts
     };
+    // The project itself carries the same counts, for list views.
+    let project_stats = || async {
+        setup
+            .server
+            .projects()
+            .get_project(authed(
+                &setup.token,
+                pb::GetProjectRequest {
+                    id: busy.project_id.clone(),
+                },
+            ))
+            .await
+            .expect("project")
+            .into_inner()
+            .stats
+            .map(|stats| (stats.active_sessions, stats.open_decisions))
+    };
+    ThreadServiceClient::new(setup.server.channel.clone())
+        .request_decision(authed(
+            &setup.token,
+            pb::RequestDecisionRequest {
+                work_item_id: busy.id.clone(),
+                question: "Which parser?".into(),
+                input_label: "Parser".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("decision");
+    assert_eq!(project_stats().await, Some((1, 1)));
     let at_work = dashboard().await;
     let ids: Vec<&str> = at_work
         .active_sessions
@@ -680,4 +710,5 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
         counts(&after),
         [("Busy".to_owned(), 0), ("Idle".to_owned(), 0)]
     );
+    assert_eq!(project_stats().await, Some((0, 1)));
 }

@@ -99,7 +99,11 @@ macro_rules! project_select {
          (SELECT COUNT(*) FROM plans x WHERE x.project_id = p.id) AS plan_count, \
          (SELECT COUNT(*) FROM work_items w WHERE w.project_id = p.id) AS item_count, \
          (SELECT COUNT(*) FROM work_items w WHERE w.project_id = p.id \
-            AND w.status NOT IN ('done', 'cancelled')) AS open_count \
+            AND w.status NOT IN ('done', 'cancelled')) AS open_count, \
+         (SELECT COUNT(*) FROM agent_sessions s WHERE s.project_id = p.id \
+            AND s.status IN ('provisioning', 'running', 'paused')) AS session_count, \
+         (SELECT COUNT(*) FROM decisions d WHERE d.project_id = p.id \
+            AND d.state = 'open') AS decision_count \
          FROM projects p"
     };
 }
@@ -1013,6 +1017,8 @@ macro_rules! planning_sql {
                         plans: row.try_get("plan_count").map_err(internal)?,
                         work_items: row.try_get("item_count").map_err(internal)?,
                         open_work_items: row.try_get("open_count").map_err(internal)?,
+                        active_sessions: row.try_get("session_count").map_err(internal)?,
+                        open_decisions: row.try_get("decision_count").map_err(internal)?,
                     },
                     created_at: row.try_get("created_at").map_err(internal)?,
                     updated_at: row.try_get("updated_at").map_err(internal)?,
