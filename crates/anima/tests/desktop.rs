@@ -306,7 +306,7 @@ async fn online(
     element(window, "new password")?.set_accessible_value("another long password");
     element(window, "change password")?.invoke_accessible_default_action();
     until(runtime, "a wrong current password is refused", || {
-        !window.get_notice().is_empty()
+        window.get_notice().contains("INVALID_CREDENTIALS")
     })
     .await?;
     Ok(())

@@ -289,20 +289,20 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     assert_eq!(plan["phases"][1]["total"], 1);
 
     // Capabilities: granted, listed, one taken away; bad input changes nothing.
+    let capabilities = |flags: &[&'static str]| {
+        let mut args = vec!["workitem", "capabilities", "WI-1", "--project", "Demo"];
+        args.extend(flags);
+        args
+    };
     let granted = json(&cli(
         &config,
-        &[
-            "workitem",
-            "capabilities",
-            "WI-1",
-            "--project",
-            "Demo",
+        &capabilities(&[
             "--network",
             "docs=docs.rs:443, crates.io:443",
             "--secret",
             "token=env://DOCS_TOKEN",
             "--json",
-        ],
+        ]),
         "",
     ));
     let granted = granted["capabilities"].as_array().expect("capabilities");
@@ -316,71 +316,25 @@ fn planning_through_the_cli(database_url: Option<&str>) {
         })
         .and_then(|capability| capability["id"].as_str())
         .expect("the network zone is listed");
-    let err = cli_fails(
-        &config,
-        &[
-            "workitem",
-            "capabilities",
-            "WI-1",
-            "--project",
-            "Demo",
-            "--network",
-            "nohosts",
-        ],
-    );
+    let err = cli_fails(&config, &capabilities(&["--network", "nohosts"]));
     assert!(err.contains("NAME=VALUE"), "{err}");
-    let err = cli_fails(
-        &config,
-        &[
-            "workitem",
-            "capabilities",
-            "WI-1",
-            "--project",
-            "Demo",
-            "--remove",
-            "cap-none",
-        ],
-    );
+    let err = cli_fails(&config, &capabilities(&["--remove", "cap-none"]));
     assert!(err.contains("has no capability cap-none"), "{err}");
-    cli(
-        &config,
-        &[
-            "workitem",
-            "capabilities",
-            "WI-1",
-            "--project",
-            "Demo",
-            "--remove",
-            network_id,
-        ],
-        "",
+    let listed = cli(&config, &capabilities(&[]), "");
+    assert!(
+        listed.contains("DOCS_TOKEN") && listed.contains("docs.rs"),
+        "the refused changes changed nothing: {listed}"
     );
-    let listed = cli(
-        &config,
-        &["workitem", "capabilities", "WI-1", "--project", "Demo"],
-        "",
-    );
+    let mut remove = capabilities(&["--remove"]);
+    remove.push(network_id);
+    cli(&config, &remove, "");
+    let listed = cli(&config, &capabilities(&[]), "");
     assert!(
         listed.contains("DOCS_TOKEN") && !listed.contains("docs.rs"),
         "only the secret is left: {listed}"
     );
-    cli(
-        &config,
-        &[
-            "workitem",
-            "capabilities",
-            "WI-1",
-            "--project",
-            "Demo",
-            "--clear",
-        ],
-        "",
-    );
-    let listed = cli(
-        &config,
-        &["workitem", "capabilities", "WI-1", "--project", "Demo"],
-        "",
-    );
+    cli(&config, &capabilities(&["--clear"]), "");
+    let listed = cli(&config, &capabilities(&[]), "");
     assert!(listed.contains("has no capabilities"), "{listed}");
 
     let err = cli_fails(&config, &["workitem", "show", "WI-9", "--project", "Demo"]);

@@ -445,36 +445,20 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             let granted = granted_capabilities(&network, &secret)?;
             let session = Session::open(&global).await?;
             let item = item.fetch(&session).await?;
-            let mut capabilities = session
-                .work_items()
-                .list_capabilities(session.request(pb::ListCapabilitiesRequest {
-                    work_item_id: item.id.clone(),
-                })?)
-                .await?
-                .into_inner()
-                .capabilities;
+            let mut capabilities = capabilities_of(&session, &item.id).await?;
             if let Some(unknown) = remove
                 .iter()
                 .find(|id| !capabilities.iter().any(|capability| &capability.id == *id))
             {
                 anyhow::bail!("{} has no capability {unknown}", item.key);
             }
-            let changes = clear || !remove.is_empty() || !granted.is_empty();
-            if changes {
+            if clear || !remove.is_empty() || !granted.is_empty() {
                 if clear {
                     capabilities.clear();
                 }
                 capabilities.retain(|capability| !remove.contains(&capability.id));
                 capabilities.extend(granted);
-                capabilities = session
-                    .work_items()
-                    .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
-                        work_item_id: item.id,
-                        capabilities,
-                    })?)
-                    .await?
-                    .into_inner()
-                    .capabilities;
+                capabilities = set_capabilities(&session, item.id, capabilities).await?;
             }
             if global.json {
                 output::json(&json!({
@@ -509,22 +493,9 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             if accept {
-                let mut capabilities = session
-                    .work_items()
-                    .list_capabilities(session.request(pb::ListCapabilitiesRequest {
-                        work_item_id: item.id.clone(),
-                    })?)
-                    .await?
-                    .into_inner()
-                    .capabilities;
+                let mut capabilities = capabilities_of(&session, &item.id).await?;
                 capabilities.extend(proposal.capabilities.iter().cloned());
-                session
-                    .work_items()
-                    .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
-                        work_item_id: item.id,
-                        capabilities,
-                    })?)
-                    .await?;
+                set_capabilities(&session, item.id, capabilities).await?;
             }
             if global.json {
                 output::json(&json!({
@@ -691,6 +662,38 @@ fn cause_name(raw: i32) -> &'static str {
         Ok(pb::RevisionCause::AiPromotion) => "ai_promotion",
         _ => "?",
     }
+}
+
+/// The capabilities a work item grants its agent sessions now.
+async fn capabilities_of(
+    session: &Session,
+    work_item_id: &str,
+) -> anyhow::Result<Vec<pb::Capability>> {
+    Ok(session
+        .work_items()
+        .list_capabilities(session.request(pb::ListCapabilitiesRequest {
+            work_item_id: work_item_id.to_owned(),
+        })?)
+        .await?
+        .into_inner()
+        .capabilities)
+}
+
+/// Replaces a work item's capabilities; returns them as the server keeps them.
+async fn set_capabilities(
+    session: &Session,
+    work_item_id: String,
+    capabilities: Vec<pb::Capability>,
+) -> anyhow::Result<Vec<pb::Capability>> {
+    Ok(session
+        .work_items()
+        .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
+            work_item_id,
+            capabilities,
+        })?)
+        .await?
+        .into_inner()
+        .capabilities)
 }
 
 async fn all_revisions(
