@@ -1,12 +1,17 @@
 //! anima-agent: the internal AgentProviderService that provisions a sandbox
 //! per agent session. [`sandbox`] is the local provider's mechanism (a
-//! bubblewrap namespace set per session); [`provider`] serves it over
-//! gRPC; [`login`] is its SSH server for audited admin shells.
+//! bubblewrap namespace set per session, run by an unprivileged user, with
+//! [`cgroup`] limits and [`confine`]'s pre-exec hook); [`forward`] is its
+//! one way out, to `/mcp`; [`provider`] serves it over gRPC; [`login`] is
+//! its SSH server for audited admin shells.
 
 use std::{path::PathBuf, sync::Arc};
 
 use anima_proto::v1::agent_provider_service_server::AgentProviderServiceServer;
 
+pub mod cgroup;
+pub mod confine;
+pub mod forward;
 pub mod login;
 pub mod provider;
 pub mod sandbox;
@@ -21,6 +26,9 @@ pub struct AgentOptions {
     pub sandboxes: PathBuf,
     /// Host paths every sandbox sees read-only.
     pub read_only: Vec<PathBuf>,
+    /// The unprivileged host user sandboxes run as
+    /// ([`sandbox::DEFAULT_USER`] unless configured).
+    pub sandbox_user: String,
     /// The SSH server for logins and where they are reported; none: no
     /// logins.
     pub login: Option<(LoginOptions, Arc<dyn AuditSink>)>,
@@ -51,7 +59,7 @@ pub async fn local_provider(options: AgentOptions) -> anyhow::Result<LocalProvid
         None => None,
     };
     Ok(LocalProvider::new(
-        LocalSandboxes::new(options.sandboxes),
+        LocalSandboxes::new(options.sandboxes, options.sandbox_user),
         Limits::default(),
         options.read_only,
         running,

@@ -464,7 +464,7 @@ impl Connection {
             .terminal
             .as_ref()
             .map_or("dumb", |terminal| terminal.term.as_str());
-        let (argv, sandbox_gone) = {
+        let ((argv, confinement), sandbox_gone) = {
             let mut running = self.logins.running.lock().await;
             let sandbox = running
                 .get_mut(&login.vm_id)
@@ -476,10 +476,11 @@ impl Connection {
         if let Some(terminal) = &self.terminal {
             pty.resize(terminal.size)?;
         }
-        let child = pty_process::Command::new(program)
-            .args(args)
+        let child = confinement
+            .apply_pty(pty_process::Command::new(program).args(args))
             .kill_on_drop(true)
             .spawn(pts)?;
+        drop(confinement);
         let (output, input) = pty.into_split();
 
         let mut audit = Audit::new(&login.id, &self.peer);
@@ -764,15 +765,48 @@ pub struct ClientCredentials<'a> {
     pub host_public_key: &'a str,
 }
 
-/// The system `ssh` client set up for `credentials`: the key and the
-/// server's host key are written into `dir` (keep it private and remove
-/// it afterwards); host keys are checked strictly against that one key.
-/// Add `-t`/`-tt` and a command as needed.
+/// The system `ssh` client set up for `credentials`, with the caller's own
+/// `options` (such as `-t`), running `command` if any: the
+/// key and the server's host key are written into `dir` (keep it private
+/// and remove it afterwards); host keys are checked strictly against that
+/// one key. Nothing the server sent becomes an option: the username and
+/// host are checked to be plain names, the host key is parsed and written
+/// anew, and `--` ends the options before the destination.
 pub fn openssh_client(
     dir: &Path,
     credentials: &ClientCredentials<'_>,
+    options: &[&str],
+    command: &[String],
 ) -> std::io::Result<std::process::Command> {
     use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let plain = |value: &str, extra: &[u8]| {
+        !value.is_empty()
+            && value.len() <= 253
+            && !value.starts_with('-')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || extra.contains(&b))
+    };
+    if !plain(credentials.username, b"") {
+        return Err(refuse(format!(
+            "the server named the login user {:?}, which is not a plain name",
+            credentials.username
+        )));
+    }
+    if !plain(credentials.host, b":") {
+        return Err(refuse(format!(
+            "the server named the host {:?}, which is not a plain host name or address",
+            credentials.host
+        )));
+    }
+    let port = u16::try_from(credentials.port)
+        .ok()
+        .filter(|port| *port > 0)
+        .ok_or_else(|| refuse(format!("the server named port {}", credentials.port)))?;
+    let host_key = PublicKey::from_openssh(credentials.host_public_key.trim())
+        .and_then(|key| key.to_openssh())
+        .map_err(|err| refuse(format!("the server's host key: {err}")))?;
     let key = dir.join("login_key");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -781,27 +815,26 @@ pub fn openssh_client(
         .open(&key)?;
     std::io::Write::write_all(&mut file, credentials.private_key_pem.as_bytes())?;
     let known_hosts = dir.join("known_hosts");
-    let host = if credentials.port == 22 {
+    let host = if port == 22 {
         credentials.host.to_owned()
     } else {
-        format!("[{}]:{}", credentials.host, credentials.port)
+        format!("[{}]:{port}", credentials.host)
     };
-    std::fs::write(
-        &known_hosts,
-        format!("{host} {}\n", credentials.host_public_key.trim()),
-    )?;
-    let mut command = std::process::Command::new("ssh");
-    command
-        .arg("-i")
+    std::fs::write(&known_hosts, format!("{host} {host_key}\n"))?;
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.arg("-i")
         .arg(&key)
         .arg("-p")
-        .arg(credentials.port.to_string())
+        .arg(port.to_string())
         .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
         .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
         .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o"])
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg(format!("{}@{}", credentials.username, credentials.host));
-    Ok(command)
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
+    ssh.args(options)
+        .arg("--")
+        .arg(format!("{}@{}", credentials.username, credentials.host))
+        .args(command);
+    Ok(ssh)
 }
 
 /// Tells the client why its shell did not start.
@@ -890,6 +923,59 @@ mod tests {
             logins.redeem("login-live", mine.public_key()),
             None,
             "used up"
+        );
+    }
+
+    #[test]
+    fn nothing_the_server_sends_becomes_an_ssh_option() {
+        let dir = tempfile::tempdir().expect("dir");
+        let host_key = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]))
+            .public_key()
+            .to_openssh()
+            .expect("key");
+        let good = ClientCredentials {
+            host: "127.0.0.1",
+            port: 2222,
+            username: "login-ab12",
+            private_key_pem: "",
+            host_public_key: &host_key,
+        };
+        let injected = format!("{host_key}\n@cert-authority * {host_key}");
+        for bad in [
+            ClientCredentials {
+                username: "-oProxyCommand=touch /tmp/x",
+                ..good.clone()
+            },
+            ClientCredentials {
+                host: "-oProxyCommand=x",
+                ..good.clone()
+            },
+            ClientCredentials {
+                host: "a b",
+                ..good.clone()
+            },
+            ClientCredentials {
+                port: 0,
+                ..good.clone()
+            },
+            ClientCredentials {
+                host_public_key: &injected,
+                ..good.clone()
+            },
+        ] {
+            assert!(
+                openssh_client(dir.path(), &bad, &["-t"], &[]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let ssh = openssh_client(dir.path(), &good, &["-t"], &["uptime".into()]).expect("client");
+        let args: Vec<String> = ssh
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args[args.len() - 3..],
+            ["--", "login-ab12@127.0.0.1", "uptime"]
         );
     }
 

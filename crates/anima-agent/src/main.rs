@@ -31,6 +31,10 @@ struct Args {
     /// /usr); in the variable, separated by `:`.
     #[arg(long, env = "ANIMA_AGENT_READ_ONLY", value_delimiter = ':')]
     read_only: Vec<std::path::PathBuf>,
+    /// The unprivileged host user every sandbox runs as (made by
+    /// scripts/setup-debian).
+    #[arg(long, env = "ANIMA_AGENT_SANDBOX_USER", default_value = anima_agent::sandbox::DEFAULT_USER)]
+    sandbox_user: String,
     /// anima-server's address, where logins are reported for its audit
     /// log; without it, logins into sandboxes are refused.
     #[arg(long, env = "ANIMA_AGENT_SERVER")]
@@ -83,9 +87,13 @@ async fn main() -> anyhow::Result<()> {
             Err(Status::unauthenticated("a valid service token is required"))
         }
     };
+    anima_agent::sandbox::LocalSandboxes::new(&args.sandboxes, args.sandbox_user.as_str())
+        .check()
+        .map_err(|why| anyhow::anyhow!("sandboxes cannot run here: {why}"))?;
     let service = anima_agent::service(AgentOptions {
         sandboxes: args.sandboxes,
         read_only: args.read_only,
+        sandbox_user: args.sandbox_user,
         login,
     })
     .await?;

@@ -1,19 +1,21 @@
 //! AgentProviderService over [`LocalSandboxes`]: a session's capabilities
-//! become its sandbox (secrets as files, a network zone as the host's
-//! network), its MCP endpoint, token and Akh identity are written where
-//! the agent finds them, and its skills into its workspace.
+//! become its sandbox (secret values, read by anima-server from its
+//! configured stores, as files), its MCP endpoint, token and Akh identity
+//! are written where the agent finds them, and its skills beside its
+//! workspace.
 //!
-//! A session without network reaches its MCP endpoint, and only it,
-//! through the sandbox's forwarding socket (named in `mcp.json`). A
-//! network zone grants the host's whole network: bubblewrap cannot filter
-//! by host. Login credentials come from [`Logins`] when it runs.
+//! A sandbox has no network of its own: it reaches its MCP endpoint, and
+//! only `/mcp` there, through the forwarding socket named in `mcp.json`.
+//! Network zones are not served yet (they need the egress proxy), so a
+//! zone grants nothing. Login credentials come from [`Logins`] when it
+//! runs.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anima_proto::{
     status::to_status,
-    v1::{self as pb, agent_provider_service_server::AgentProviderService, capability::Kind},
+    v1::{self as pb, agent_provider_service_server::AgentProviderService},
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -21,9 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     login::Logins,
-    sandbox::{
-        FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative, write_files,
-    },
+    sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative},
 };
 
 /// The provider's sandboxes by VM id, shared with its SSH server.
@@ -32,8 +32,8 @@ pub type Running = Arc<Mutex<HashMap<String, Sandbox>>>;
 /// Where the MCP client configuration appears inside the sandbox.
 pub const MCP_CONFIG: &str = "/run/anima/mcp.json";
 
-/// Where skills are deployed, inside the workspace.
-pub const SKILLS_DIR: &str = ".anima/skills";
+/// Where skills are deployed, inside the sandbox.
+pub const SKILLS_DIR: &str = "/workspace/.anima/skills";
 
 /// The provider service: sandboxes by VM id (`local:SESSION`).
 pub struct LocalProvider {
@@ -81,28 +81,6 @@ fn vm_not_found(vm_id: &str) -> DomainError {
     DomainError::not_found(reason::VM_NOT_FOUND, format!("no sandbox {vm_id}"))
 }
 
-/// A secret's value from its reference: `file:///path` (read on the host
-/// running the provider) or `env://NAME`.
-fn resolve_secret(name: &str, reference: &str) -> Result<Vec<u8>, DomainError> {
-    let missing = |why: String| {
-        DomainError::failed_precondition(
-            reason::SECRET_NOT_FOUND,
-            format!("secret {name:?} ({reference}): {why}"),
-        )
-    };
-    if let Some(path) = reference.strip_prefix("file://") {
-        std::fs::read(path).map_err(|err| missing(err.to_string()))
-    } else if let Some(variable) = reference.strip_prefix("env://") {
-        std::env::var(variable)
-            .map(String::into_bytes)
-            .map_err(|_| missing("the variable is not set".into()))
-    } else {
-        Err(missing(
-            "the local provider reads file:// and env:// references".into(),
-        ))
-    }
-}
-
 /// `host:port` of an `http://` endpoint URL.
 fn endpoint_address(endpoint: &str) -> Result<String, DomainError> {
     let uri: tonic::codegen::http::Uri = endpoint
@@ -140,21 +118,12 @@ fn spec_of(
         .to_string()
         .into_bytes(),
     )];
-    let mut network = false;
-    for capability in &request.capabilities {
-        match &capability.kind {
-            Some(Kind::Secret(secret)) => {
-                relative(&secret.mount_as).map_err(|err| invalid(format!("{err:#}")))?;
-                files.push((
-                    format!("secrets/{}", secret.mount_as),
-                    resolve_secret(&secret.name, &secret.reference)?,
-                ));
-            }
-            Some(Kind::NetworkZone(_)) => network = true,
-            // Repositories arrive with their issue; custom entries are the
-            // agent's to read from the session.
-            Some(Kind::RepoAccess(_) | Kind::Custom(_)) | None => {}
-        }
+    let mut redact = vec![request.mcp_token.clone().into_bytes()];
+    for secret in &request.secrets {
+        relative(&secret.mount_as)
+            .map_err(|err| invalid(format!("secret {:?}: {err:#}", secret.name)))?;
+        files.push((format!("secrets/{}", secret.mount_as), secret.value.clone()));
+        redact.push(secret.value.clone());
     }
     Ok(SandboxSpec {
         session_id: request.session_id.clone(),
@@ -166,17 +135,17 @@ fn spec_of(
             ("ANIMA_WORK_ITEM_ID".into(), request.work_item_id.clone()),
             ("ANIMA_AKH_NAME".into(), request.akh_name.clone()),
         ],
-        network,
         files,
+        redact,
         limits,
         forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
         read_only: read_only.to_vec(),
-        workspace_files: skill_files(&request.skills)?,
+        skills: skill_files(&request.skills)?,
     })
 }
 
-/// Skill bundles as workspace files: `SKILLS_DIR/NAME/manifest.json` and
-/// `SKILLS_DIR/NAME/PATH` for each file of the bundle.
+/// Skill bundles as files of the skills directory ([`SKILLS_DIR`]):
+/// `NAME/manifest.json` and `NAME/PATH` for each file of the bundle.
 fn skill_files(bundles: &[pb::SkillBundle]) -> Result<Vec<(String, Vec<u8>)>, DomainError> {
     let mut files = Vec::new();
     for bundle in bundles {
@@ -187,12 +156,12 @@ fn skill_files(bundles: &[pb::SkillBundle]) -> Result<Vec<(String, Vec<u8>)>, Do
             .unwrap_or_default();
         relative(name).map_err(|err| invalid(format!("skill: {err:#}")))?;
         files.push((
-            format!("{SKILLS_DIR}/{name}/manifest.json"),
+            format!("{name}/manifest.json"),
             bundle.manifest_json.clone().into_bytes(),
         ));
         for (path, content) in &bundle.files {
             relative(path).map_err(|err| invalid(format!("skill {name}: {err:#}")))?;
-            files.push((format!("{SKILLS_DIR}/{name}/{path}"), content.clone()));
+            files.push((format!("{name}/{path}"), content.clone()));
         }
     }
     Ok(files)
@@ -243,15 +212,10 @@ impl LocalProvider {
         let sandbox = running
             .get(&request.vm_id)
             .ok_or_else(|| vm_not_found(&request.vm_id))?;
-        let files = skill_files(&request.skills)?;
-        let workspace = sandbox.workspace();
         // A phase change replaces the skills of the phase before.
-        match tokio::fs::remove_dir_all(workspace.join(SKILLS_DIR)).await {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(failed(err)),
-        }
-        write_files(&workspace, &files).await.map_err(failed)?;
+        sandbox
+            .replace_skills(&skill_files(&request.skills)?)
+            .map_err(failed)?;
         Ok(pb::DeploySkillsResponse {})
     }
 

@@ -14,11 +14,13 @@ use anima_agent::{
     AgentOptions,
     login::{AuditSink, ClientCredentials, LoginOptions, openssh_client},
     provider::LocalProvider,
-    sandbox::LocalSandboxes,
+    sandbox::DEFAULT_USER,
 };
 use anima_proto::v1::{self as pb, agent_provider_service_server::AgentProviderService};
 use async_trait::async_trait;
 use tonic::Request;
+
+mod common;
 
 /// The audit log as the server would keep it: the last report per login.
 #[derive(Default)]
@@ -49,15 +51,19 @@ impl Recorded {
 }
 
 async fn provider(audit: Arc<Recorded>) -> Option<(LocalProvider, tempfile::TempDir)> {
-    let ssh = std::process::Command::new("ssh").arg("-V").output();
-    if !LocalSandboxes::available() || ssh.is_err() {
-        eprintln!("bubblewrap, nsenter or ssh not installed (scripts/setup-debian); skipped");
+    let root = tempfile::tempdir().expect("root");
+    if !common::sandboxes_ready(root.path()) {
         return None;
     }
-    let root = tempfile::tempdir().expect("root");
+    let ssh = std::process::Command::new("ssh").arg("-V").output();
+    assert!(
+        ssh.is_ok(),
+        "no ssh client (scripts/setup-debian installs it)"
+    );
     let service = anima_agent::local_provider(AgentOptions {
         sandboxes: root.path().join("sandboxes"),
         read_only: Vec::new(),
+        sandbox_user: DEFAULT_USER.into(),
         login: Some((
             LoginOptions {
                 listen: "127.0.0.1:0".parse().expect("address"),
@@ -120,10 +126,11 @@ async fn login(
             private_key_pem: &key_of.private_key_pem,
             host_public_key: &credentials.host_public_key,
         },
+        &["-tt"],
+        &[],
     )
     .expect("client");
     command
-        .arg("-tt")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -222,6 +229,31 @@ async fn a_login_runs_commands_in_the_sandbox_and_every_line_is_audited() {
 }
 
 #[tokio::test]
+async fn a_login_shell_is_as_confined_as_the_agent() {
+    let audit = Arc::new(Recorded::default());
+    let Some((provider, root)) = provider(audit.clone()).await else {
+        return;
+    };
+    let vm = provision(&provider, "session-escapes", "sleep 120").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let workspace = root.path().join("sandboxes/session-escapes/workspace");
+    std::fs::write(workspace.join("escapes.sh"), common::ESCAPES).expect("script");
+    let issued = credentials(&provider, &vm).await.expect("credentials");
+    let output = login(
+        root.path(),
+        &issued,
+        &issued,
+        "sh escapes.sh > escapes.out 2>&1; exit\n",
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let seen = std::fs::read_to_string(workspace.join("escapes.out")).expect("output");
+    let lines: Vec<String> = seen.lines().map(str::to_owned).collect();
+    common::assert_held(&lines);
+    assert!(!Path::new("/usr/x").exists() && !Path::new("/etc/x").exists());
+}
+
+#[tokio::test]
 async fn credentials_open_only_their_own_sandbox() {
     let audit = Arc::new(Recorded::default());
     let Some((provider, root)) = provider(audit.clone()).await else {
@@ -300,13 +332,14 @@ async fn a_login_the_audit_log_does_not_take_is_refused() {
 
 #[tokio::test]
 async fn without_an_ssh_server_logins_are_refused_with_a_reason() {
-    if !LocalSandboxes::available() {
+    let root = tempfile::tempdir().expect("root");
+    if !common::sandboxes_ready(root.path()) {
         return;
     }
-    let root = tempfile::tempdir().expect("root");
     let provider = anima_agent::local_provider(AgentOptions {
         sandboxes: root.path().to_owned(),
         read_only: Vec::new(),
+        sandbox_user: DEFAULT_USER.into(),
         login: None,
     })
     .await

@@ -7,23 +7,22 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use anima_agent::{
     provider::{LocalProvider, Running},
-    sandbox::{Limits, LocalSandboxes},
+    sandbox::{DEFAULT_USER, Limits, LocalSandboxes},
 };
-use anima_proto::v1::{
-    self as pb, agent_provider_service_server::AgentProviderService, capability::Kind,
-};
+use anima_proto::v1::{self as pb, agent_provider_service_server::AgentProviderService};
 use tonic::Request;
 use tonic_types::StatusExt;
 
+mod common;
+
 fn provider() -> Option<(Arc<LocalProvider>, tempfile::TempDir)> {
-    if !LocalSandboxes::available() {
-        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+    let root = tempfile::tempdir().expect("root");
+    if !common::sandboxes_ready(root.path()) {
         return None;
     }
-    let root = tempfile::tempdir().expect("root");
     Some((
         Arc::new(LocalProvider::new(
-            LocalSandboxes::new(root.path()),
+            LocalSandboxes::new(root.path(), DEFAULT_USER),
             Limits::default(),
             Vec::new(),
             Running::default(),
@@ -48,17 +47,15 @@ fn provision(
         mcp_token: "token-of-the-session".into(),
         agent_command: command.into(),
         skills: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 
-fn secret(reference: &str) -> pb::Capability {
-    pb::Capability {
-        id: String::new(),
-        kind: Some(Kind::Secret(pb::SecretRef {
-            name: "deploy key".into(),
-            reference: reference.into(),
-            mount_as: "deploy_key".into(),
-        })),
+fn secret(mount_as: &str, value: &[u8]) -> pb::SecretValue {
+    pb::SecretValue {
+        name: "deploy key".into(),
+        mount_as: mount_as.into(),
+        value: value.to_vec(),
     }
 }
 
@@ -105,22 +102,53 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
     let Some((provider, root)) = provider() else {
         return;
     };
-    let key = tempfile::NamedTempFile::new().expect("key file");
-    std::fs::write(key.path(), "ssh-ed25519 AAAA").expect("key");
+    // Shown by the agent, kept out of what is recorded of it.
     let command = "cp \"$ANIMA_MCP_CONFIG\" mcp.json && cp /run/anima/secrets/deploy_key key \
-                   && echo \"I am $ANIMA_AKH_NAME on $ANIMA_WORK_ITEM_ID\"";
+                   && echo \"I am $ANIMA_AKH_NAME on $ANIMA_WORK_ITEM_ID\" \
+                   && echo \"key: $(cat /run/anima/secrets/deploy_key) token: $(cat mcp.json)\" \
+                   && stat -c '%a %u' /run/anima/secrets/deploy_key /run/anima/secrets \
+                      /run/anima/mcp.json | sort -u | tr '\\n' ' '";
     let vm_id = provisioned(
         &provider,
-        provision(
-            "s1",
-            command,
-            vec![secret(&format!("file://{}", key.path().display()))],
-        ),
+        pb::ProvisionVmRequest {
+            secrets: vec![secret("deploy_key", b"ssh-ed25519 AAAA")],
+            ..provision("s1", command, Vec::new())
+        },
     )
     .await;
     let done = ended(&provider, &vm_id).await;
     assert_eq!(done.state(), pb::VmState::Exited, "{done:?}");
-    assert_eq!(done.last_output_lines, ["I am Thoth on wi-1"]);
+    assert_eq!(done.last_output_lines[0], "I am Thoth on wi-1");
+    let shown = done.last_output_lines.join("\n");
+    assert!(
+        !shown.contains("ssh-ed25519 AAAA") && !shown.contains("token-of-the-session"),
+        "the secret and the token are not recorded: {shown}"
+    );
+    assert!(shown.contains("key: [redacted]"), "{shown}");
+    // The files are the sandbox user's own, 0600 in a 0700 directory.
+    let owner = std::fs::metadata(root.path().join("s1/workspace"))
+        .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta))
+        .expect("workspace");
+    assert_ne!(owner, 0, "the workspace belongs to the sandbox user");
+    assert_eq!(
+        done.last_output_lines[2].trim(),
+        format!("600 {owner} 700 {owner}"),
+        "{done:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        mode(root.path()),
+        0o711,
+        "the sandboxes' root: nothing listed"
+    );
+    assert_eq!(mode(&root.path().join("s1")), 0o700);
     let workspace = root.path().join("s1/workspace");
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(workspace.join("mcp.json")).expect("config"))
@@ -143,6 +171,48 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
     assert!(!Path::new(&root.path().join("s1")).exists(), "removed");
     let gone = status(&provider, &vm_id).await.expect_err("destroyed");
     assert_eq!(reason(&gone), "VM_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn keeping_a_sandbox_stops_its_agent_and_keeps_only_the_workspace() {
+    let Some((provider, root)) = provider() else {
+        return;
+    };
+    let vm_id = provisioned(
+        &provider,
+        pb::ProvisionVmRequest {
+            secrets: vec![secret("token", b"kept-out")],
+            ..provision("s-kept", "echo work > result; sleep 300", Vec::new())
+        },
+    )
+    .await;
+    let result = root.path().join("s-kept/workspace/result");
+    for _ in 0..100 {
+        if result.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    provider
+        .destroy_vm(Request::new(pb::DestroyVmRequest {
+            vm_id: vm_id.clone(),
+            keep: true,
+        }))
+        .await
+        .expect("destroy");
+    assert_eq!(std::fs::read(&result).expect("kept"), b"work\n");
+    assert!(
+        !root.path().join("s-kept/files").exists(),
+        "the secrets are not kept"
+    );
+    let sleeping = std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(Result::ok)
+        .any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| cmdline.starts_with(b"sleep\x00300"))
+        });
+    assert!(!sleeping, "the agent stopped");
 }
 
 #[tokio::test]
@@ -206,7 +276,11 @@ async fn skills_are_deployed_into_the_workspace_and_replaced_on_a_phase_change()
             skills: vec![bundle("triage", "SKILL.md")],
             ..provision(
                 "s3",
-                "cat .anima/skills/triage/SKILL.md > seen-at-start; sleep 30",
+                // Then it tries to point the skills elsewhere.
+                "cat .anima/skills/triage/SKILL.md > seen-at-start; \
+                 (rm -rf .anima; ln -s /etc .anima; ln -sfn /etc .anima/skills) 2>/dev/null; \
+                 while ! cat .anima/skills/review/docs/SKILL.md > seen-later 2>/dev/null; \
+                 do sleep 0.05; done; sleep 30",
                 Vec::new(),
             )
         },
@@ -232,9 +306,24 @@ async fn skills_are_deployed_into_the_workspace_and_replaced_on_a_phase_change()
     deploy(vec![bundle("review", "docs/SKILL.md")])
         .await
         .expect("deploy");
-    let skills = root.path().join("s3/workspace/.anima/skills");
+    let skills = root.path().join("s3/anima/skills");
     assert!(skills.join("review/docs/SKILL.md").is_file());
     assert!(skills.join("review/manifest.json").is_file());
+    assert!(
+        !Path::new("/etc/review").exists(),
+        "nothing outside the sandbox is written"
+    );
+    let seen_later = root.path().join("s3/workspace/seen-later");
+    for _ in 0..100 {
+        if std::fs::read(&seen_later).is_ok_and(|bytes| !bytes.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        std::fs::read(&seen_later).expect("the agent sees the new skills"),
+        b"# how to"
+    );
     deploy(vec![bundle("release", "SKILL.md")])
         .await
         .expect("next phase");
@@ -263,25 +352,14 @@ async fn bad_requests_are_refused_and_start_nothing() {
     let Some((provider, root)) = provider() else {
         return;
     };
-    let missing = provider
-        .provision_vm(Request::new(provision(
-            "s4",
-            "true",
-            vec![secret("file:///nonexistent/anima-secret")],
-        )))
+    let escaping = provider
+        .provision_vm(Request::new(pb::ProvisionVmRequest {
+            secrets: vec![secret("../../outside", b"x")],
+            ..provision("s4", "true", Vec::new())
+        }))
         .await
-        .expect_err("missing secret");
-    assert_eq!(missing.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(reason(&missing), "SECRET_NOT_FOUND");
-    let unknown = provider
-        .provision_vm(Request::new(provision(
-            "s5",
-            "true",
-            vec![secret("vault://kv/ci/token")],
-        )))
-        .await
-        .expect_err("unknown scheme");
-    assert_eq!(reason(&unknown), "SECRET_NOT_FOUND");
+        .expect_err("secret outside its directory");
+    assert_eq!(escaping.code(), tonic::Code::InvalidArgument);
     let empty = provider
         .provision_vm(Request::new(provision("s6", " ", Vec::new())))
         .await
@@ -298,7 +376,7 @@ async fn bad_requests_are_refused_and_start_nothing() {
 }
 
 #[tokio::test]
-async fn without_network_the_endpoint_is_reached_through_the_socket_and_nothing_else() {
+async fn the_socket_reaches_mcp_and_nothing_else_and_there_is_no_other_network() {
     let Some((provider, _root)) = provider() else {
         return;
     };
@@ -306,21 +384,40 @@ async fn without_network_the_endpoint_is_reached_through_the_socket_and_nothing_
         .await
         .expect("endpoint");
     let port = endpoint.local_addr().expect("address").port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_by_endpoint = seen.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut stream, _)) = endpoint.accept().await {
             let mut request = [0; 1024];
-            let _ = stream.read(&mut request).await;
-            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nmcp-here\n").await;
+            let n = stream.read(&mut request).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]).into_owned();
+            seen_by_endpoint
+                .lock()
+                .expect("lock")
+                .push(head.lines().next().unwrap_or_default().to_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nmcp-here\n")
+                .await;
         }
     });
+    // Over the socket: /mcp answers; gRPC's login and reflection do not.
     let script = format!(
         "import json, socket\n\
          config = json.load(open('/run/anima/mcp.json'))\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         s.connect(config['socket'])\n\
-         s.sendall(b'GET /mcp HTTP/1.0\\r\\n\\r\\n')\n\
-         print(s.recv(1024).decode().splitlines()[-1])\n\
+         def ask(method, path):\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   s.connect(config['socket'])\n\
+         \x20   s.sendall(f'{{method}} {{path}} HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n'.encode())\n\
+         \x20   reply = b''\n\
+         \x20   while chunk := s.recv(4096):\n\
+         \x20       reply += chunk\n\
+         \x20   lines = reply.decode().splitlines()\n\
+         \x20   print(lines[0].split(' ')[1], lines[-1])\n\
+         ask('POST', '/mcp')\n\
+         ask('POST', '/anima.v1.AuthService/Login')\n\
+         ask('POST', '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo')\n\
+         ask('PUT', '/mcp')\n\
          try:\n\
          \x20   socket.create_connection(('127.0.0.1', {port}), timeout=5)\n\
          \x20   print('DIRECT OPEN')\n\
@@ -337,8 +434,19 @@ async fn without_network_the_endpoint_is_reached_through_the_socket_and_nothing_
     let done = ended(&provider, &vm_id).await;
     assert_eq!(
         done.last_output_lines,
-        ["mcp-here", "DIRECT REFUSED"],
+        [
+            "200 mcp-here",
+            "403 only /mcp is reachable from a sandbox",
+            "403 only /mcp is reachable from a sandbox",
+            "405 MCP uses GET, POST and DELETE",
+            "DIRECT REFUSED"
+        ],
         "{done:?}"
+    );
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        ["POST /mcp HTTP/1.1"],
+        "only /mcp reached the endpoint"
     );
 }
 

@@ -1,19 +1,22 @@
-//! The local sandbox on this machine's bubblewrap: what a session can and
-//! cannot reach, its exit and output, and that destroying it leaves no
-//! process behind. Skipped (with a note) where bubblewrap is missing;
-//! `scripts/setup-debian` installs it.
+//! The local sandbox on this machine's bubblewrap, attacked from inside:
+//! what a session can and cannot reach or change, its limits as a whole,
+//! its exit and output, and that destroying it leaves no process behind.
+//! Skipped (with the reason) where sandboxes cannot run, unless
+//! `ANIMA_TEST_REQUIRE_SANDBOX` is set; `scripts/setup-debian` prepares
+//! the host.
 
 use std::time::Duration;
 
-use anima_agent::sandbox::{Limits, LocalSandboxes, SandboxSpec};
+use anima_agent::sandbox::{DEFAULT_USER, Limits, LocalSandboxes, SandboxSpec};
+
+mod common;
 
 fn sandboxes() -> Option<(LocalSandboxes, tempfile::TempDir)> {
-    if !LocalSandboxes::available() {
-        eprintln!("bubblewrap not installed (scripts/setup-debian); skipped");
+    let root = tempfile::tempdir().expect("root");
+    if !common::sandboxes_ready(root.path()) {
         return None;
     }
-    let root = tempfile::tempdir().expect("root");
-    Some((LocalSandboxes::new(root.path()), root))
+    Some((LocalSandboxes::new(root.path(), DEFAULT_USER), root))
 }
 
 fn shell(session: &str, script: &str) -> SandboxSpec {
@@ -95,7 +98,7 @@ async fn a_session_sees_its_workspace_and_files_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn the_network_is_there_only_with_the_capability() {
+async fn no_sandbox_reaches_the_hosts_network() {
     let Some((sandboxes, _root)) = sandboxes() else {
         return;
     };
@@ -103,24 +106,83 @@ async fn the_network_is_there_only_with_the_capability() {
     let port = listener.local_addr().expect("address").port();
     let connect = format!(
         "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=5)' \
-         && echo CONNECTED || echo REFUSED"
+         2>/dev/null && echo CONNECTED || echo REFUSED; \
+         python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 5432), timeout=5)' \
+         2>/dev/null && echo POSTGRES || echo NO_POSTGRES; \
+         tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
     );
-    for (session, network, expected) in [("closed", false, "REFUSED"), ("open", true, "CONNECTED")]
-    {
-        let output = run(
-            &sandboxes,
-            &SandboxSpec {
-                network,
-                ..shell(session, &connect)
+    let output = run(&sandboxes, &shell("closed", &connect)).await;
+    assert_eq!(output, ["REFUSED", "NO_POSTGRES", "lo"], "{output:?}");
+}
+
+#[tokio::test]
+async fn nothing_in_a_sandbox_escapes_its_confinement() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let output = run(&sandboxes, &shell("escapes", common::ESCAPES)).await;
+    common::assert_held(&output);
+    assert!(!std::path::Path::new("/usr/x").exists());
+    assert!(!std::path::Path::new("/etc/x").exists());
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained_and_the_host_keeps_answering() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let limit = 64;
+    let sandbox = sandboxes
+        .start(&SandboxSpec {
+            limits: Limits {
+                processes: limit,
+                ..Limits::default()
             },
-        )
-        .await;
-        assert_eq!(
-            output.last().map(String::as_str),
-            Some(expected),
-            "{output:?}"
-        );
+            ..shell("bomb", "bomb() { bomb | bomb & }; bomb; sleep 300")
+        })
+        .await
+        .expect("start");
+    let mut peak = 0;
+    for _ in 0..40 {
+        peak = peak.max(sandbox.group().processes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(peak > 1, "the bomb ran");
+    assert!(
+        u64::try_from(peak).unwrap_or(u64::MAX) <= limit,
+        "{peak} processes, over the session's {limit}"
+    );
+    // The host still starts processes and answers.
+    let host = tokio::process::Command::new("true")
+        .status()
+        .await
+        .expect("the host forks");
+    assert!(host.success());
+    let dirs = sandbox.group().dirs().to_vec();
+    sandbox.destroy(false).await.expect("destroy");
+    assert!(dirs.iter().all(|dir| !dir.exists()), "its cgroup is gone");
+}
+
+#[tokio::test]
+async fn tmp_has_a_fixed_size() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let output = run(
+        &sandboxes,
+        &SandboxSpec {
+            limits: Limits {
+                tmp_bytes: 4 << 20,
+                ..Limits::default()
+            },
+            ..shell(
+                "tmp",
+                "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>/dev/null && echo FILLED || echo FULL",
+            )
+        },
+    )
+    .await;
+    assert_eq!(output, ["FULL"]);
 }
 
 #[tokio::test]
@@ -203,7 +265,11 @@ async fn memory_is_capped() {
     let Some((sandboxes, _root)) = sandboxes() else {
         return;
     };
-    let allocate = "python3 -c 'x = bytearray(512 * 1024 * 1024)' && echo ALLOCATED || echo CAPPED";
+    // The cap is the session's: two processes of 160 MiB each pass a
+    // 256 MiB cap per process but not per session.
+    let allocate = "take='import time; x = bytearray(160 << 20); x[::4096] = b\"y\" * len(x[::4096]); time.sleep(2)'; \
+                    python3 -c \"$take\" & first=$!; python3 -c \"$take\" & second=$!; \
+                    wait $first && wait $second && echo ALLOCATED || echo CAPPED";
     for (session, memory_bytes, expected) in [
         ("small", 256 << 20, "CAPPED"),
         ("large", 2 << 30, "ALLOCATED"),

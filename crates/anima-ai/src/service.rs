@@ -762,7 +762,7 @@ async fn remote_capabilities(
     let system = format!(
         "List what an agent sandbox needs to do this work item: repositories, secrets by reference, network zones. \
          Give {{\"capabilities\": [objects, each one of {{\"type\": \"repo_access\", \"repository_id\", \"write\"}}, \
-         {{\"type\": \"secret\", \"name\", \"reference\" (scheme://path), \"mount_as\"}}, \
+         {{\"type\": \"secret\", \"name\", \"reference\" (STORE://KEY, KEY of letters, digits and ._-), \"mount_as\"}}, \
          {{\"type\": \"network_zone\", \"name\", \"hosts\": [..]}}, \
          {{\"type\": \"custom\", \"type_name\", \"attributes\": {{..}}}}]}}. {JSON_ONLY}"
     );

@@ -394,7 +394,7 @@ async fn capabilities_are_validated_and_embeddings_use_the_wire_format() {
         Reply::Content(r#"{"capabilities": [{"type": "network_zone", "name": "", "hosts": []}]}"#.into()),
         Reply::Content(
             r#"{"capabilities": [{"type": "network_zone", "name": "stripe", "hosts": ["api.stripe.com:443"]},
-                {"type": "secret", "name": "Stripe key", "reference": "vault://shop/stripe", "mount_as": "stripe.key"}]}"#
+                {"type": "secret", "name": "Stripe key", "reference": "vault://shop-stripe", "mount_as": "stripe.key"}]}"#
                 .into(),
         ),
     ]);

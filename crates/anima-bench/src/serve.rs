@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     anima_agent::service(anima_agent::AgentOptions {
                         sandboxes: std::env::temp_dir().join("anima-bench-sandboxes"),
                         read_only: Vec::new(),
+                        sandbox_user: anima_agent::sandbox::DEFAULT_USER.into(),
                         login: None,
                     })
                     .await?,

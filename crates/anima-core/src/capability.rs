@@ -40,11 +40,13 @@ pub enum CapabilityKind {
         /// Push as well as pull.
         write: bool,
     },
-    /// A secret, by reference: the value never passes through Anima.
+    /// A secret, by reference: its value is never stored by Anima; it is
+    /// read from a store when a session starts.
     Secret {
         /// Name shown to humans.
         name: String,
-        /// Where it lives, `scheme://path`.
+        /// Where it lives, `STORE://KEY` ([`secret_reference`]): a store
+        /// the server's administrators configured and a key in it.
         reference: String,
         /// File name under which the sandbox sees it.
         mount_as: String,
@@ -102,6 +104,21 @@ fn is_host(value: &str) -> bool {
         && !value.starts_with(['-', '.'])
 }
 
+/// The store and key of a secret reference `STORE://KEY`, if it is one:
+/// the store a token of lower-case letters, digits and `._-`, the key
+/// 1-128 of letters, digits and `._-`, not starting with a dot (so it
+/// names one entry of its store and nothing beside or above it).
+pub fn secret_reference(reference: &str) -> Option<(&str, &str)> {
+    let (store, key) = reference.split_once("://")?;
+    let key_ok = !key.is_empty()
+        && key.len() <= 128
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (is_token(store) && key_ok).then_some((store, key))
+}
+
 /// Validates a full set of capabilities, assigning ids to new ones.
 /// Duplicate ids are refused; so is anything a sandbox could misread.
 pub fn validate(capabilities: Vec<Capability>) -> Result<Vec<Capability>, DomainError> {
@@ -137,13 +154,12 @@ pub fn validate(capabilities: Vec<Capability>) -> Result<Vec<Capability>, Domain
             } => {
                 required("secret name", name, index)?;
                 required("secret reference", reference, index)?;
-                let scheme_ok = reference
-                    .split_once("://")
-                    .is_some_and(|(scheme, rest)| is_token(scheme) && !rest.is_empty());
-                if !scheme_ok {
+                if secret_reference(reference).is_none() {
                     return Err(invalid(format!(
                         "capability #{index}: secret reference {reference:?} must look like \
-                         scheme://path (e.g. vault://kv/ci/token); secret values are never stored"
+                         STORE://KEY, a secret store of this server and a key in it (1-128 of \
+                         A-Z a-z 0-9 . _ -, not starting with a dot), e.g. ci://deploy-token; \
+                         secret values are never stored"
                     )));
                 }
                 required("secret mount_as", mount_as, index)?;
@@ -223,11 +239,35 @@ mod tests {
     }
 
     #[test]
+    fn secret_references_name_one_key_of_one_store() {
+        assert_eq!(
+            secret_reference("ci://deploy-token"),
+            Some(("ci", "deploy-token"))
+        );
+        assert_eq!(
+            secret_reference("env://PYPI_TOKEN"),
+            Some(("env", "PYPI_TOKEN"))
+        );
+        for bad in [
+            "ci://",
+            "ci://../etc/passwd",
+            "ci://a/b",
+            "ci://.hidden",
+            "file:///proc/self/environ",
+            "Ci://x",
+            "ci:/x",
+            "plain",
+        ] {
+            assert_eq!(secret_reference(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn ids_are_assigned_and_kept() {
         let kept = new_id();
-        let mut given = secret("vault://kv/a", "a");
+        let mut given = secret("vault://kv-a", "a");
         given.id = kept.clone();
-        let checked = validate(vec![secret("vault://kv/a", "a"), given]).expect("valid");
+        let checked = validate(vec![secret("vault://kv-a", "a"), given]).expect("valid");
         assert!(!checked[0].id.is_empty());
         assert_eq!(checked[1].id, kept);
     }
@@ -236,8 +276,8 @@ mod tests {
     fn unsafe_entries_are_refused() {
         for bad in [
             secret("plain-value", "a"),
-            secret("vault://kv/a", "/etc/passwd"),
-            secret("vault://kv/a", "../a"),
+            secret("vault://kv-a", "/etc/passwd"),
+            secret("vault://kv-a", "../a"),
             Capability {
                 id: String::new(),
                 kind: CapabilityKind::NetworkZone {
@@ -262,7 +302,7 @@ mod tests {
         ] {
             assert!(validate(vec![bad.clone()]).is_err(), "{bad:?}");
         }
-        let twice = secret("vault://kv/a", "a");
+        let twice = secret("vault://kv-a", "a");
         let mut twice = vec![twice.clone(), twice];
         let id = new_id();
         for capability in &mut twice {

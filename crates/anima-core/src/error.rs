@@ -136,8 +136,12 @@ pub mod reason {
     pub const NO_AGENT_PROVIDER: &str = "NO_AGENT_PROVIDER";
     /// The agent provider failed to set up or tear down a sandbox.
     pub const AGENT_PROVIDER_FAILED: &str = "AGENT_PROVIDER_FAILED";
-    /// A capability names a secret the agent provider cannot find.
+    /// A secret capability's key is not in its store (or is not a small
+    /// regular value there) when a session starts.
     pub const SECRET_NOT_FOUND: &str = "SECRET_NOT_FOUND";
+    /// A secret capability names a store this server's administrators did
+    /// not configure.
+    pub const SECRET_STORE_UNKNOWN: &str = "SECRET_STORE_UNKNOWN";
     /// No sandbox has this id (never made, or destroyed).
     pub const VM_NOT_FOUND: &str = "VM_NOT_FOUND";
     /// No published skill has this name (and version).

@@ -30,6 +30,9 @@ pub struct ProvisionRequest {
     pub akh_name: String,
     /// The current phase's skills, in the sandbox before the agent starts.
     pub skills: Vec<pb::SkillBundle>,
+    /// The values of its secret capabilities, read from the server's
+    /// stores.
+    pub secrets: Vec<pb::SecretValue>,
 }
 
 /// Where a sandbox's agent stands.
@@ -228,6 +231,7 @@ impl AgentProvider for RemoteProvider {
                 mcp_token: request.mcp_token,
                 agent_command: self.agent_command.clone(),
                 skills: request.skills,
+                secrets: request.secrets,
             }))
             .await
             .map_err(from_status)?;

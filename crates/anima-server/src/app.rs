@@ -29,6 +29,7 @@ use crate::{
     events::EventHub,
     mcp,
     middleware::{authorize, trust_every_caller},
+    secrets::SecretStores,
     services::{
         agent::{AgentAuditApi, AgentSessionApi},
         akh::AkhApi,
@@ -135,6 +136,7 @@ pub async fn api(
         config.stream_heartbeat(),
     );
     let limiter = LoginLimiter::new(config);
+    let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
     let ai = Ai::from_config(config)?;
     if let Some(provider) = &provider {
         let resumed = crate::services::agent::resume_watching(&store, provider).await?;
@@ -171,6 +173,7 @@ pub async fn api(
             store.clone(),
             ai.clone(),
             provider.clone(),
+            secrets.clone(),
         )))
         .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
         .add_service(
@@ -187,6 +190,7 @@ pub async fn api(
             store.clone(),
             hub.clone(),
             provider,
+            secrets,
         )))
         .add_service(AgentAuditServiceServer::new(AgentAuditApi::new(
             store.clone(),

@@ -1,10 +1,12 @@
 //! Server configuration: one TOML file plus `ANIMA_*` environment variables,
 //! with defaults that work for `anima up`.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+use crate::secrets::SecretStore;
 
 /// Everything the server reads at start.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +43,11 @@ pub struct ServerConfig {
     pub agent_provider: String,
     /// For `agent_provider = "agent:URL"`: what the sandboxes run and reach.
     pub agent: AgentConfig,
+    /// Where agent sessions' secrets come from, by store name
+    /// (`[secret_stores.NAME]` with `kind = "dir"`, `path`, or `kind =
+    /// "env"`, `prefix`); a secret capability `NAME://KEY` names one. No
+    /// store: sessions get no secrets.
+    pub secret_stores: BTreeMap<String, SecretStore>,
     /// Where anima-ai answers (`http://host:port`); empty turns the AI
     /// features off (they answer `FAILED_PRECONDITION`/`NO_AI_SERVICE`).
     /// `anima up` points it at its own listener.
@@ -87,6 +94,7 @@ impl Default for ServerConfig {
             stream_lag_limit: 1024,
             agent_provider: String::new(),
             agent: AgentConfig::default(),
+            secret_stores: BTreeMap::new(),
             ai_url: String::new(),
             ai_token: String::new(),
         }
@@ -143,6 +151,19 @@ impl ServerConfig {
         if let Some(token) = var("ANIMA_AI_TOKEN") {
             self.ai_token = token;
         }
+        // `name=dir:PATH,name=env:PREFIX`
+        if let Some(stores) = var("ANIMA_SECRET_STORES") {
+            self.secret_stores = stores
+                .split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| {
+                    let (name, spec) = entry.split_once('=').context(
+                        "ANIMA_SECRET_STORES entries look like name=dir:PATH or name=env:PREFIX",
+                    )?;
+                    Ok((name.trim().to_owned(), SecretStore::parse(spec.trim())?))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         // `name=token,name=token`
         if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {
             self.service_tokens = tokens
@@ -186,6 +207,9 @@ mod tests {
             .apply_env(|name| match name {
                 "ANIMA_LISTEN" => Some("127.0.0.1:9001".into()),
                 "ANIMA_SERVICE_TOKENS" => Some("anima-mail=old, anima-mail=new".into()),
+                "ANIMA_SECRET_STORES" => {
+                    Some("ci=dir:/etc/anima/secrets,agents=env:ANIMA_AGENT_SECRET_".into())
+                }
                 _ => None,
             })
             .expect("env");
@@ -193,6 +217,31 @@ mod tests {
         assert_eq!(config.session_idle_timeout_secs, 60);
         assert_eq!(config.service_tokens.len(), 2);
         assert_eq!(config.service_tokens[1].token, "new");
+        assert_eq!(
+            config.secret_stores["ci"],
+            SecretStore::Directory {
+                path: "/etc/anima/secrets".into()
+            }
+        );
+        assert_eq!(
+            config.secret_stores["agents"],
+            SecretStore::Environment {
+                prefix: "ANIMA_AGENT_SECRET_".into()
+            }
+        );
+    }
+
+    #[test]
+    fn secret_stores_read_from_toml() {
+        let config: ServerConfig =
+            toml::from_str("[secret_stores.ci]\nkind = \"dir\"\npath = \"/srv/secrets\"\n")
+                .expect("toml");
+        assert_eq!(
+            config.secret_stores["ci"],
+            SecretStore::Directory {
+                path: "/srv/secrets".into()
+            }
+        );
     }
 
     #[test]

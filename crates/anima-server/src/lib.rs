@@ -20,6 +20,7 @@ pub mod events;
 pub mod mcp;
 pub mod middleware;
 pub mod rbac;
+pub mod secrets;
 pub mod services;
 
 pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider, serve};

@@ -134,13 +134,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let sandboxes = data_dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sandboxes");
+    let sandbox_user = std::env::var("ANIMA_AGENT_SANDBOX_USER")
+        .unwrap_or_else(|_| anima_agent::sandbox::DEFAULT_USER.into());
+    if local_agent {
+        // Fail at start, not at the first session.
+        anima_agent::sandbox::LocalSandboxes::new(&sandboxes, sandbox_user.as_str())
+            .check()
+            .map_err(|why| anyhow::anyhow!("ANIMA_AGENT_COMMAND is set, but {why}"))?;
+    }
     let agent = anima_agent::service(anima_agent::AgentOptions {
-        sandboxes: data_dir
-            .unwrap_or_else(std::env::temp_dir)
-            .join("sandboxes"),
+        sandboxes,
         read_only: std::env::var_os("ANIMA_AGENT_READ_ONLY")
             .map(|paths| std::env::split_paths(&paths).collect())
             .unwrap_or_default(),
+        sandbox_user,
         login,
     })
     .await?;

@@ -138,7 +138,11 @@ async fn first_start_login_create_user_and_reflection(database_url: Option<&str>
 /// listed, the first restored and read back; then archived.
 fn planning_through_the_cli(database_url: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let up = Up::start(&dir.path().join("data"), database_url);
+    let up = Up::start_with_env(
+        &dir.path().join("data"),
+        database_url,
+        &[("ANIMA_SECRET_STORES", "agents=env:ANIMA_AGENT_SECRET_")],
+    );
     let config = dir.path().join("config");
     up.login_admin(&config);
 
@@ -300,7 +304,7 @@ fn planning_through_the_cli(database_url: Option<&str>) {
             "--network",
             "docs=docs.rs:443, crates.io:443",
             "--secret",
-            "token=env://DOCS_TOKEN",
+            "token=agents://DOCS_TOKEN",
             "--json",
         ]),
         "",
@@ -318,6 +322,16 @@ fn planning_through_the_cli(database_url: Option<&str>) {
         .expect("the network zone is listed");
     let err = cli_fails(&config, &capabilities(&["--network", "nohosts"]));
     assert!(err.contains("NAME=VALUE"), "{err}");
+    // Secrets come from the configured stores only: never the server's
+    // environment, its files, or a store nobody configured.
+    for reference in ["s=env://ANIMA_SERVICE_TOKENS", "s=vault://kv-ci"] {
+        let err = cli_fails(&config, &capabilities(&["--secret", reference]));
+        assert!(err.contains("SECRET_STORE_UNKNOWN"), "{reference}: {err}");
+    }
+    for reference in ["s=file:///proc/self/environ", "s=agents://../x"] {
+        let err = cli_fails(&config, &capabilities(&["--secret", reference]));
+        assert!(err.contains("INVALID_CAPABILITY"), "{reference}: {err}");
+    }
     let err = cli_fails(&config, &capabilities(&["--remove", "cap-none"]));
     assert!(err.contains("has no capability cap-none"), "{err}");
     let listed = cli(&config, &capabilities(&[]), "");
@@ -977,9 +991,10 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
                 private_key_pem: &credentials.private_key_pem,
                 host_public_key: &credentials.host_public_key,
             },
+            &[],
+            &["echo in-$((1+1))".to_owned()],
         )
         .expect("client")
-        .arg("echo in-$((1+1))")
         .stdin(Stdio::null())
         .output()
         .expect("ssh");
@@ -1368,10 +1383,12 @@ async fn a_sandboxed_agent_works_through_mcp() {
     if !bubblewrap_installed() {
         return;
     }
-    let venv = format!(
-        "{}/.cache/anima-venv",
-        std::env::var("HOME").unwrap_or_default()
-    );
+    let venv = std::env::var("ANIMA_TEST_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/anima-venv",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
     assert!(
         std::path::Path::new(&venv).join("bin/python").exists(),
         "no Python with the MCP SDK in {venv}; run scripts/setup-debian --with-test-clients"

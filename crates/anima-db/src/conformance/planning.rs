@@ -600,7 +600,7 @@ pub async fn capabilities_are_replaced(store: &dyn Store) {
             id: anima_core::id::new_id(),
             kind: CapabilityKind::Secret {
                 name: "ci token".into(),
-                reference: "vault://kv/ci".into(),
+                reference: "vault://kv-ci".into(),
                 mount_as: "ci/token".into(),
             },
         },

@@ -32,6 +32,7 @@ use crate::{
     convert,
     error::to_status,
     events::{EventHub, Replay, StreamItem},
+    secrets::SecretStores,
 };
 
 /// The bundles of `skills`, newest versions where unpinned. A pinned
@@ -185,9 +186,7 @@ async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session:
         .await
     {
         Ok(ended) => {
-            if !ended.keep_after_stop
-                && let Err(err) = provider.destroy(&ended).await
-            {
+            if let Err(err) = provider.destroy(&ended).await {
                 tracing::warn!(session = %ended.id, %err, "destroying the sandbox failed");
             }
         }
@@ -230,6 +229,8 @@ pub struct AgentSessionApi {
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
     provider: Option<Arc<dyn AgentProvider>>,
+    /// Where sessions' secret values are read from.
+    secrets: Arc<SecretStores>,
 }
 
 impl AgentSessionApi {
@@ -238,11 +239,13 @@ impl AgentSessionApi {
         store: Arc<dyn Store>,
         hub: Arc<EventHub>,
         provider: Option<Arc<dyn AgentProvider>>,
+        secrets: Arc<SecretStores>,
     ) -> Self {
         Self {
             store,
             hub,
             provider,
+            secrets,
         }
     }
 
@@ -333,6 +336,9 @@ impl AgentSessionApi {
                 .unwrap_or_default(),
         )
         .await?;
+        // Likewise when a secret cannot be read; the values go to the
+        // provider and nowhere else.
+        let secrets = self.secrets.values(&item.capabilities).await?;
         let mcp_token = new_token();
         let session = self
             .store
@@ -350,6 +356,7 @@ impl AgentSessionApi {
                 mcp_token,
                 akh_name: akh.name,
                 skills,
+                secrets,
             })
             .await;
         match provisioned {
@@ -384,8 +391,9 @@ impl AgentSessionApi {
         }
     }
 
-    /// Ends a session: its token stops working at once; its sandbox is
-    /// destroyed unless it was started with `keep_after_stop`.
+    /// Ends a session: its token stops working at once; its agent is
+    /// stopped and its sandbox destroyed, all but the workspace when it was
+    /// started with `keep_after_stop`.
     async fn stop_session(
         &self,
         context: &RequestContext,
@@ -406,7 +414,8 @@ impl AgentSessionApi {
                 SessionChange::default(),
             )
             .await?;
-        if let (Some(provider), false) = (&self.provider, session.keep_after_stop)
+        // Kept or not, the agent stops; keeping spares only the workspace.
+        if let Some(provider) = &self.provider
             && let Err(err) = provider.destroy(&stopped).await
         {
             // The session is over either way; the sandbox is the

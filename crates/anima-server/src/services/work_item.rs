@@ -22,6 +22,7 @@ use crate::{
     ai::Ai,
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
+    secrets::SecretStores,
 };
 
 const WORK_ITEM_PATHS: &[&str] = &[
@@ -43,15 +44,23 @@ pub struct WorkItemApi {
     ai: Ai,
     /// Sandboxes of running sessions get a new phase's skills.
     provider: Option<Arc<dyn AgentProvider>>,
+    /// Secret capabilities must name one of these.
+    secrets: Arc<SecretStores>,
 }
 
 impl WorkItemApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, ai: Ai, provider: Option<Arc<dyn AgentProvider>>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ai: Ai,
+        provider: Option<Arc<dyn AgentProvider>>,
+        secrets: Arc<SecretStores>,
+    ) -> Self {
         Self {
             store,
             ai,
             provider,
+            secrets,
         }
     }
 
@@ -391,6 +400,7 @@ impl WorkItemApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
+        self.secrets.check(&capabilities)?;
         let stored = self.store.set_capabilities(&item.id, capabilities).await?;
         Ok(pb::ListCapabilitiesResponse {
             capabilities: stored.into_iter().map(convert::capability).collect(),

@@ -139,7 +139,7 @@ async fn open_login(
     command: &[String],
 ) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir().context("making a private directory for the key")?;
-    let mut ssh = anima_agent::login::openssh_client(
+    let ssh = anima_agent::login::openssh_client(
         dir.path(),
         &anima_agent::login::ClientCredentials {
             host: &credentials.host,
@@ -148,8 +148,9 @@ async fn open_login(
             private_key_pem: &credentials.private_key_pem,
             host_public_key: &credentials.host_public_key,
         },
+        &["-t"],
+        command,
     )?;
-    ssh.arg("-t").args(command);
     let status = tokio::process::Command::from(ssh)
         .status()
         .await

@@ -125,13 +125,15 @@ pub enum WorkItemCommand {
         global: GlobalArgs,
         #[command(flatten)]
         item: ItemRef,
-        /// Grant a network zone, NAME=HOST,HOST… (repeatable). The local
-        /// sandbox then shares the host's network.
+        /// Grant a network zone, NAME=HOST,HOST… (repeatable). Recorded for
+        /// now: sandboxes reach nothing but their MCP endpoint until
+        /// network zones are served by the provider's egress proxy.
         #[arg(long, value_name = "NAME=HOSTS")]
         network: Vec<String>,
-        /// Grant a secret by reference, NAME=REFERENCE (`file:///path` or
-        /// `env://VAR`; repeatable). Sandboxes see it as
-        /// /run/anima/secrets/NAME; the value never passes through Anima.
+        /// Grant a secret by reference, NAME=STORE://KEY (repeatable): a
+        /// secret store the server's administrators configured
+        /// (`secret_stores`) and a key in it. Sandboxes see it as
+        /// /run/anima/secrets/NAME; Anima never stores the value.
         #[arg(long, value_name = "NAME=REFERENCE")]
         secret: Vec<String>,
         /// Take away the capability with this id (repeatable; ids are in
