@@ -87,8 +87,11 @@ impl Confinement {
         }
     }
 
-    /// Applies this to `command` when it is spawned.
+    /// Applies this to `command` when it is spawned. It inherits none of
+    /// this process's environment (the server's tokens are there):
+    /// bubblewrap's own processes stay visible inside the sandbox.
     pub fn apply(&self, command: &mut tokio::process::Command) {
+        command.env_clear();
         let hook = self.hook();
         // SAFETY: the hook only makes async-signal-safe system calls (see
         // `hook`).
@@ -97,10 +100,10 @@ impl Confinement {
         }
     }
 
-    /// Applies this to a command run on a PTY.
+    /// Applies this to a command run on a PTY, as [`Self::apply`] does.
     pub fn apply_pty(&self, command: pty_process::Command) -> pty_process::Command {
         let hook = self.hook();
         // SAFETY: as in `apply`.
-        unsafe { command.pre_exec(hook) }
+        unsafe { command.env_clear().pre_exec(hook) }
     }
 }

@@ -1035,10 +1035,29 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     let refused = cli_fails(&member, &["session", "login", &id]);
     assert!(refused.contains("agent.login"), "{refused}");
 
+    // The shell is as confined as the agent: no remounting the system
+    // read-write and writing it, as an earlier version allowed.
+    let attack = run(
+        &config,
+        &[
+            "session",
+            "login",
+            "WI-1",
+            "--project",
+            "Debugged",
+            "--",
+            "mount -o remount,bind,rw /usr; touch /usr/x",
+        ],
+        "",
+        &[],
+    );
+    assert!(!attack.status.success(), "{attack:?}");
+    assert!(!std::path::Path::new("/usr/x").exists());
+
     // Stopping the session ends its sandbox; the audit log stays.
     cli(&config, &["session", "stop", &id], "");
     let kept = json(&cli(&config, &["session", "logins", &id, "--json"], ""));
-    assert_eq!(kept.as_array().expect("logins").len(), 3);
+    assert_eq!(kept.as_array().expect("logins").len(), 4);
 }
 
 /// `anima up` killed while a session's agent runs: the agent's processes
@@ -1297,7 +1316,8 @@ async fn sessions_get_their_phase_skills_and_follow_phase_changes() {
         &["workitem", "move", "WI-1", "--project", "Skills", "fix"],
         "",
     );
-    let skills = workspace.join(".anima/skills");
+    // Kept beside the workspace, in the provider's own read-only mount.
+    let skills = data.join("sandboxes").join(&id).join("anima/skills");
     assert_eq!(
         std::fs::read_to_string(skills.join("fixing/SKILL.md")).expect("the next phase's skill"),
         "Write the test first."
@@ -1396,7 +1416,11 @@ async fn a_sandboxed_agent_works_through_mcp() {
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let agent = format!("{venv}/bin/python {tests}/sandbox_agent.py");
+    // The agent keeps a copy of its MCP configuration in the workspace,
+    // which outlives the session (the given files, token included, do not).
+    let agent = format!(
+        "cp /run/anima/mcp.json given-mcp.json && {venv}/bin/python {tests}/sandbox_agent.py"
+    );
     // The environment's interpreter may live outside /usr (pyenv): the
     // sandbox needs its installation too, named by pyvenv.cfg's `home`.
     let pyvenv = std::fs::read_to_string(format!("{venv}/pyvenv.cfg")).expect("pyvenv.cfg");
@@ -1516,7 +1540,7 @@ async fn a_sandboxed_agent_works_through_mcp() {
         &std::fs::read(
             data.join("sandboxes")
                 .join(&session.id)
-                .join("files/mcp.json"),
+                .join("workspace/given-mcp.json"),
         )
         .expect("the kept sandbox's MCP configuration"),
     )
@@ -1782,4 +1806,194 @@ async fn second_start_keeps_the_admin_and_prints_no_password() {
     let _ = child.wait();
     assert!(first_line.starts_with("anima is up at"), "{first_line}");
     assert!(!first_line.contains("password"));
+}
+
+/// A signed-in user who owns a project attacks the host through what a
+/// project owner may do: secret references to the server's environment,
+/// `/proc`, the database, the SSH host key, `/dev/zero`, a FIFO and a store
+/// nobody configured are refused (when granted, or when the session
+/// starts); an agent and a login shell try to remount and write the
+/// system, make namespaces and become root, and all fail; the agent's
+/// recorded output never shows a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
+    if !bubblewrap_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // The store an administrator configured, with what a hostile owner
+    // would like it to point at planted in it.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).expect("secrets");
+    std::fs::write(secrets.join("deploy"), "deploy-secret-value").expect("secret");
+    for (name, target) in [
+        ("zero", std::path::PathBuf::from("/dev/zero")),
+        ("environ", "/proc/self/environ".into()),
+        ("database", data.join("anima.db")),
+        ("hostkey", data.join("sandboxes/ssh_host_ed25519_key")),
+    ] {
+        std::os::unix::fs::symlink(target, secrets.join(name)).expect("link");
+    }
+    let made = Command::new("mkfifo")
+        .arg(secrets.join("fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let stores = format!(
+        "files=dir:{},agents=env:ANIMA_AGENT_SECRET_",
+        secrets.display()
+    );
+    let agent = "cat /run/anima/secrets/deploy /run/anima/secrets/api; echo; \
+        for attempt in 'mount -o remount,rw /usr' 'touch /usr/x' 'touch /etc/x' \
+                       'unshare -U true' 'unshare -m true' 'mount -t tmpfs none /tmp' \
+                       'ls /root' 'grep -qa ANIMA_ /proc/1/environ'; do \
+          sh -c \"$attempt\" >/dev/null 2>&1 && echo \"ESCAPED: $attempt\"; \
+        done; grep -E 'CapEff|NoNewPrivs' /proc/self/status; id -u; exit 7";
+    let up = Up::start_with_env(
+        &data,
+        None,
+        &[
+            ("ANIMA_AGENT_COMMAND", agent),
+            ("ANIMA_SECRET_STORES", stores.as_str()),
+            ("ANIMA_AGENT_SECRET_API", "env-secret-value"),
+        ],
+    );
+    let admin = dir.path().join("admin");
+    up.login_admin(&admin);
+    cli(&admin, &["akh", "create", "Thoth"], "");
+    cli(
+        &admin,
+        &["user", "create", "mallory", "--password-stdin"],
+        "a long enough password",
+    );
+    let owner = dir.path().join("owner");
+    cli(
+        &owner,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "mallory",
+            "--password-stdin",
+        ],
+        "a long enough password",
+    );
+    cli(&owner, &["project", "create", "Mine"], "");
+    cli(
+        &owner,
+        &["workitem", "create", "--project", "Mine", "Leak it"],
+        "",
+    );
+    let grant = |reference: &str| {
+        vec![
+            "workitem".to_owned(),
+            "capabilities".into(),
+            "WI-1".into(),
+            "--project".into(),
+            "Mine".into(),
+            "--clear".into(),
+            "--secret".into(),
+            format!("s={reference}"),
+        ]
+    };
+    fn args(owned: &[String]) -> Vec<&str> {
+        owned.iter().map(String::as_str).collect()
+    }
+    for (reference, code) in [
+        ("env://ANIMA_SERVICE_TOKENS", "SECRET_STORE_UNKNOWN"),
+        ("vault://token", "SECRET_STORE_UNKNOWN"),
+        ("file:///proc/self/environ", "INVALID_CAPABILITY"),
+        ("files://../data/anima.db", "INVALID_CAPABILITY"),
+    ] {
+        let err = cli_fails(&owner, &args(&grant(reference)));
+        assert!(err.contains(code), "{reference}: {err}");
+    }
+    let start = [
+        "session",
+        "start",
+        "WI-1",
+        "--project",
+        "Mine",
+        "--akh",
+        "Thoth",
+        "--json",
+    ];
+    for reference in [
+        "files://zero",
+        "files://environ",
+        "files://database",
+        "files://hostkey",
+        "files://fifo",
+        "files://missing",
+        "agents://NOT_SET",
+    ] {
+        cli(&owner, &args(&grant(reference)), "");
+        let err = cli_fails(&owner, &start);
+        assert!(err.contains("SECRET_NOT_FOUND"), "{reference}: {err}");
+        assert!(
+            !err.contains(&*secrets.to_string_lossy()) && !err.contains("No such file"),
+            "the refusal tells nothing of the host: {err}"
+        );
+    }
+    let listed = json(&cli(
+        &owner,
+        &[
+            "session",
+            "list",
+            "--work-item",
+            "WI-1",
+            "--project",
+            "Mine",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "refused starts recorded nothing"
+    );
+
+    cli(
+        &owner,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Mine",
+            "--clear",
+            "--secret",
+            "deploy=files://deploy",
+            "--secret",
+            "api=agents://API",
+        ],
+        "",
+    );
+    let started = json(&cli(&owner, &start, ""));
+    let id = started["id"].as_str().expect("id").to_owned();
+    let mut ended = serde_json::Value::Null;
+    for _ in 0..200 {
+        ended = json(&cli(&owner, &["session", "status", &id, "--json"], ""));
+        if ended["status"] != "running" && ended["status"] != "provisioning" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["exit_code"], 7, "{ended}");
+    let shown = ended["last_output_lines"].to_string();
+    assert!(
+        !shown.contains("deploy-secret-value") && !shown.contains("env-secret-value"),
+        "no secret in the recorded output: {shown}"
+    );
+    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(!shown.contains("ESCAPED"), "{shown}");
+    assert!(shown.contains("CapEff:\\t0000000000000000"), "{shown}");
+    assert!(shown.contains("NoNewPrivs:\\t1"), "{shown}");
+    assert!(!shown.contains("\"0\""), "not root: {shown}");
+    assert!(!std::path::Path::new("/usr/x").exists());
+    assert!(!std::path::Path::new("/etc/x").exists());
 }
