@@ -1,7 +1,7 @@
 //! How a sandbox's first process becomes unprivileged before it runs
 //! anything: it joins its session's cgroup, keeps the descriptors it is
-//! handed, drops every group, becomes the sandbox user and sets
-//! `no_new_privs`, all between `fork` and `exec`.
+//! handed, gives up core dumps, drops every group, becomes the sandbox
+//! user and sets `no_new_privs`, all between `fork` and `exec`.
 //!
 //! This is the crate's only unsafe code: a pre-exec hook. No safe API in
 //! std or tokio joins a cgroup or clears `FD_CLOEXEC` in the child alone,
@@ -75,7 +75,14 @@ impl Confinement {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if libc::setgroups(0, std::ptr::null()) != 0
+                // No core dumps: a root helper (or the workspace) would
+                // pay for each one.
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setresgid(gid, gid, gid) != 0
                     || libc::setresuid(uid, uid, uid) != 0
                     || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0

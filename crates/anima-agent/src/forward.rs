@@ -8,7 +8,7 @@
 //! out on a connection of its own, with the endpoint's `Host` and without
 //! hop-by-hop headers, so nothing can upgrade it to another protocol.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -18,8 +18,17 @@ use hyper::{
     header::{self, HeaderValue},
     service::service_fn,
 };
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpStream, UnixListener};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    net::{TcpStream, UnixListener},
+    sync::Semaphore,
+};
+
+/// Connections one sandbox may hold open at once.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long a request's head may take to arrive.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The only path forwarded.
 pub const MCP_PATH: &str = "/mcp";
@@ -42,16 +51,34 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// requests for [`MCP_PATH`] go to the HTTP server at `target`
 /// (`host:port`).
 pub async fn serve_mcp(listener: UnixListener, target: String) {
-    while let Ok((stream, _)) = listener.accept().await {
+    // A sandbox holding many connections open waits for its own to end;
+    // the provider's descriptors are shared by every session.
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of descriptors, say: the socket stays served.
+            Err(err) => {
+                tracing::warn!(%err, "accepting on a sandbox's MCP socket");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let target = target.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| forward(request, target.clone()));
             if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%err, "a sandbox's MCP connection ended");
             }
+            drop(permit);
         });
     }
 }

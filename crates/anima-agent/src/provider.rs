@@ -81,6 +81,25 @@ fn vm_not_found(vm_id: &str) -> DomainError {
     DomainError::not_found(reason::VM_NOT_FOUND, format!("no sandbox {vm_id}"))
 }
 
+/// What of a secret `value` is kept out of recorded output: output is kept
+/// line by line, so each of its lines (a key file has several, a token
+/// file ends in a newline), without line ends, and the value trimmed.
+fn redactions(value: &[u8]) -> Vec<Vec<u8>> {
+    let trim = |mut bytes: &[u8]| {
+        while let [rest @ .., b'\n' | b'\r'] = bytes {
+            bytes = rest;
+        }
+        bytes.to_vec()
+    };
+    let mut all: Vec<Vec<u8>> = value.split(|&b| b == b'\n').map(trim).collect();
+    all.push(trim(value));
+    all.retain(|part| !part.is_empty());
+    // Longest first, so a line is not cut up by a shorter part of it.
+    all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    all.dedup();
+    all
+}
+
 /// `host:port` of an `http://` endpoint URL.
 fn endpoint_address(endpoint: &str) -> Result<String, DomainError> {
     let uri: tonic::codegen::http::Uri = endpoint
@@ -123,7 +142,7 @@ fn spec_of(
         relative(&secret.mount_as)
             .map_err(|err| invalid(format!("secret {:?}: {err:#}", secret.name)))?;
         files.push((format!("secrets/{}", secret.mount_as), secret.value.clone()));
-        redact.push(secret.value.clone());
+        redact.extend(redactions(&secret.value));
     }
     Ok(SandboxSpec {
         session_id: request.session_id.clone(),
@@ -314,5 +333,23 @@ impl AgentProviderService for LocalProvider {
             .await
             .map(Response::new)
             .map_err(to_status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_line_of_a_secret_is_redacted() {
+        assert_eq!(
+            super::redactions(b"-----BEGIN-----\nAAAA\r\n-----END-----\n"),
+            [
+                b"-----BEGIN-----\nAAAA\r\n-----END-----".to_vec(),
+                b"-----BEGIN-----".to_vec(),
+                b"-----END-----".to_vec(),
+                b"AAAA".to_vec(),
+            ]
+        );
+        assert_eq!(super::redactions(b"token\n"), [b"token".to_vec()]);
+        assert!(super::redactions(b"\n\n").is_empty());
     }
 }

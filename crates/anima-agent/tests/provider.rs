@@ -111,7 +111,8 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
     let vm_id = provisioned(
         &provider,
         pb::ProvisionVmRequest {
-            secrets: vec![secret("deploy_key", b"ssh-ed25519 AAAA")],
+            // As secret files usually are: with a newline at the end.
+            secrets: vec![secret("deploy_key", b"ssh-ed25519 AAAA\n")],
             ..provision("s1", command, Vec::new())
         },
     )
@@ -158,7 +159,7 @@ async fn an_agent_finds_its_endpoint_identity_and_secrets() {
     assert_eq!(config["akh"]["name"], "Thoth");
     assert_eq!(
         std::fs::read_to_string(workspace.join("key")).expect("key"),
-        "ssh-ed25519 AAAA"
+        "ssh-ed25519 AAAA\n"
     );
 
     provider

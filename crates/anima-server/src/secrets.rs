@@ -234,7 +234,7 @@ mod tests {
             (
                 "agents".to_owned(),
                 SecretStore::Environment {
-                    prefix: "ANIMA_TEST_SECRET_STORE_".into(),
+                    prefix: "ANIMA_AGENT_SECRET_TEST_".into(),
                 },
             ),
         ]))
@@ -275,14 +275,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let stores = stores(dir.path());
         assert!(stores.check(&[secret("files://token")]).is_ok());
-        for bad in [
-            "env://ANIMA_SERVICE_TOKENS",
-            "file:///proc/self/environ",
-            "vault://kv-a",
-        ] {
+        for bad in ["env://ANIMA_SERVICE_TOKENS", "vault://kv-a"] {
             let err = stores.check(&[secret(bad)]).expect_err(bad);
             assert_eq!(err.reason, reason::SECRET_STORE_UNKNOWN, "{bad}");
         }
+        let err = stores
+            .check(&[secret("file:///proc/self/environ")])
+            .expect_err("not STORE://KEY");
+        assert_eq!(err.reason, reason::INVALID_CAPABILITY);
     }
 
     #[tokio::test]

@@ -1826,7 +1826,7 @@ async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
     // would like it to point at planted in it.
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).expect("secrets");
-    std::fs::write(secrets.join("deploy"), "deploy-secret-value").expect("secret");
+    std::fs::write(secrets.join("deploy"), "deploy-secret-value\n").expect("secret");
     for (name, target) in [
         ("zero", std::path::PathBuf::from("/dev/zero")),
         ("environ", "/proc/self/environ".into()),
