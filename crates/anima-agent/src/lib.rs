@@ -3,12 +3,13 @@
 //! bubblewrap namespace set per session, run by an unprivileged user, with
 //! [`cgroup`] limits and [`confine`]'s pre-exec hook); [`forward`] is its
 //! one way out, to `/mcp`; [`provider`] serves it over gRPC; [`login`] is
-//! its SSH server for audited admin shells.
+//! its SSH server for admin shells, recorded by [`audit`].
 
 use std::{path::PathBuf, sync::Arc};
 
 use anima_proto::v1::agent_provider_service_server::AgentProviderServiceServer;
 
+pub mod audit;
 pub mod cgroup;
 pub mod confine;
 pub mod forward;
@@ -16,7 +17,8 @@ pub mod login;
 pub mod provider;
 pub mod sandbox;
 
-use login::{AuditSink, LoginOptions, Logins};
+use audit::AuditSink;
+use login::{LoginOptions, Logins};
 use provider::{LocalProvider, Running};
 use sandbox::{Limits, LocalSandboxes};
 

@@ -7,8 +7,9 @@
 //!
 //! Nothing happens in a shell that the server's audit log does not hear
 //! of: the login's start is reported before the shell opens (a login the
-//! server does not know is refused), then every command line typed, and at
-//! the end the bytes both ways and the exit status ([`AuditSink`]).
+//! server does not know is refused), then every byte typed and shown, and
+//! its end ([`crate::audit`]); a record the server stops taking ends the
+//! shell.
 
 use std::{
     collections::HashMap,
@@ -18,9 +19,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use anima_proto::v1::{self as pb, agent_audit_service_client::AgentAuditServiceClient};
+use crate::{
+    audit::{AuditSink, Record, SharedRecord, opening},
+    provider::Running,
+};
+use anima_proto::v1 as pb;
 use anyhow::Context;
-use async_trait::async_trait;
 use rand::RngCore;
 use russh::{
     Channel, ChannelId,
@@ -35,65 +39,9 @@ use tokio::{
     net::TcpListener,
     sync::watch,
 };
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    transport::Channel as GrpcChannel,
-};
-
-use crate::provider::Running;
 
 /// How long issued credentials stay usable.
 pub const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(300);
-
-/// Longest command line kept in the audit log, in bytes.
-const MAX_AUDITED_LINE: usize = 4_096;
-
-/// Most command lines kept per login; later ones are counted, not kept.
-const MAX_AUDITED_LINES: usize = 10_000;
-
-/// Where logins are reported: the server's audit log.
-#[async_trait]
-pub trait AuditSink: Send + Sync + 'static {
-    /// Stores the record of a login as it stands.
-    async fn report(&self, report: pb::LoginReport) -> anyhow::Result<()>;
-}
-
-/// anima-server's AgentAuditService, reached with a service token.
-pub struct ServerAudit {
-    client: AgentAuditServiceClient<GrpcChannel>,
-    authorization: MetadataValue<Ascii>,
-}
-
-impl ServerAudit {
-    /// The service at `url` (connected on first use).
-    pub fn new(url: &str, token: &str) -> anyhow::Result<Self> {
-        let channel = GrpcChannel::from_shared(url.to_owned())
-            .map_err(|err| anyhow::anyhow!("server URL {url:?}: {err}"))?
-            .connect_lazy();
-        Ok(Self {
-            client: AgentAuditServiceClient::new(channel),
-            authorization: format!("Bearer {token}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the server token is not a valid header value"))?,
-        })
-    }
-}
-
-#[async_trait]
-impl AuditSink for ServerAudit {
-    async fn report(&self, report: pb::LoginReport) -> anyhow::Result<()> {
-        let mut request = tonic::Request::new(report);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        self.client
-            .clone()
-            .report_login(request)
-            .await
-            .map_err(|status| anyhow::anyhow!("reporting a login: {}", status.message()))?;
-        Ok(())
-    }
-}
 
 /// Credentials issued and not used yet.
 struct Pending {
@@ -270,138 +218,6 @@ async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all().await
 }
 
-/// The audit record of one login, fed by what is typed and shown.
-struct Audit {
-    report: pb::LoginReport,
-    /// The command line being typed.
-    line: Vec<u8>,
-    /// Where an escape sequence (arrow keys, ...) being typed stands.
-    escape: Escape,
-    /// Lines past [`MAX_AUDITED_LINES`], counted.
-    dropped: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Escape {
-    None,
-    Started,
-    Sequence,
-}
-
-impl Audit {
-    fn new(login_id: &str, peer: &str) -> Self {
-        Self {
-            report: pb::LoginReport {
-                login_id: login_id.to_owned(),
-                start_time: Some(now()),
-                peer: peer.to_owned(),
-                ..pb::LoginReport::default()
-            },
-            line: Vec::new(),
-            escape: Escape::None,
-            dropped: 0,
-        }
-    }
-
-    /// Takes in what the user typed; whether a command line was completed.
-    /// Line editing is applied (backspace, ^U, ^C); escape sequences such
-    /// as arrow keys are left out.
-    fn typed(&mut self, bytes: &[u8]) -> bool {
-        self.report.bytes_in += i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-        let mut completed = false;
-        for &byte in bytes {
-            match (self.escape, byte) {
-                (Escape::None, 0x1b) => self.escape = Escape::Started,
-                (Escape::Started, b'[' | b'O') => self.escape = Escape::Sequence,
-                (Escape::Started, _) => self.escape = Escape::None,
-                (Escape::Sequence, 0x40..=0x7e) => self.escape = Escape::None,
-                (Escape::Sequence, _) => {}
-                (Escape::None, b'\r' | b'\n') => completed |= self.end_line(),
-                (Escape::None, 0x7f | 0x08) => {
-                    // One character back, whatever its UTF-8 length.
-                    while let Some(last) = self.line.pop() {
-                        if last & 0xc0 != 0x80 {
-                            break;
-                        }
-                    }
-                }
-                (Escape::None, 0x03 | 0x15) => self.line.clear(),
-                (Escape::None, b'\t') => self.line.push(byte),
-                (Escape::None, 0x00..=0x1f) => {}
-                (Escape::None, _) => {
-                    if self.line.len() < MAX_AUDITED_LINE {
-                        self.line.push(byte);
-                    }
-                }
-            }
-        }
-        completed
-    }
-
-    fn end_line(&mut self) -> bool {
-        let line = String::from_utf8_lossy(&self.line).trim().to_owned();
-        self.line.clear();
-        if line.is_empty() {
-            return false;
-        }
-        if self.report.commands.len() < MAX_AUDITED_LINES {
-            self.report.commands.push(line);
-        } else {
-            self.dropped += 1;
-        }
-        true
-    }
-
-    /// A command run without a shell (`ssh host COMMAND`).
-    fn executed(&mut self, command: &str) {
-        self.report.commands.push(command.to_owned());
-    }
-
-    fn shown(&mut self, bytes: usize) {
-        self.report.bytes_out += i64::try_from(bytes).unwrap_or(i64::MAX);
-    }
-
-    fn ended(&mut self, exit_status: i32) {
-        // A last line typed without Enter still counts.
-        self.end_line();
-        if self.dropped > 0 {
-            self.report.commands.push(format!(
-                "[{} more lines not kept in the audit log]",
-                self.dropped
-            ));
-        }
-        self.report.end_time = Some(now());
-        self.report.exit_status = Some(exit_status);
-    }
-}
-
-fn now() -> prost_types::Timestamp {
-    let since_epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// Sends each new state of a login's record to the sink, in order, until
-/// the login's last state has gone out.
-async fn forward_reports(mut updates: watch::Receiver<pb::LoginReport>, sink: Arc<dyn AuditSink>) {
-    while updates.changed().await.is_ok() {
-        let report = updates.borrow_and_update().clone();
-        for attempt in 1..=5u32 {
-            match sink.report(report.clone()).await {
-                Ok(()) => break,
-                Err(err) => {
-                    tracing::warn!(login = %report.login_id, attempt, "{err:#}");
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                }
-            }
-        }
-    }
-}
-
 /// Makes a connection handler per client.
 struct Door(Arc<Logins>);
 
@@ -435,8 +251,7 @@ struct Terminal {
 struct Shell {
     channel: ChannelId,
     input: pty_process::OwnedWritePty,
-    audit: Arc<std::sync::Mutex<Audit>>,
-    updates: watch::Sender<pb::LoginReport>,
+    record: SharedRecord,
     /// Dropped with the connection: the shell is killed.
     _hangup: tokio::sync::oneshot::Sender<()>,
 }
@@ -483,31 +298,25 @@ impl Connection {
         drop(confinement);
         let (output, input) = pty.into_split();
 
-        let mut audit = Audit::new(&login.id, &self.peer);
-        if let Some(command) = command {
-            audit.executed(command);
-        }
-        let (updates, reports) = watch::channel(audit.report.clone());
-        tokio::spawn(forward_reports(reports, self.logins.audit.clone()));
-        let audit = Arc::new(std::sync::Mutex::new(audit));
+        let (record, audit_failed) =
+            Record::start(&login.id, &self.peer, command, self.logins.audit.clone());
         let (hangup, hung_up) = tokio::sync::oneshot::channel();
         tokio::spawn(pump_output(
             output,
             child,
             session.handle(),
             channel,
-            audit.clone(),
-            updates.clone(),
+            record.clone(),
             Ends {
                 hung_up,
                 sandbox_gone,
+                audit_failed,
             },
         ));
         self.shell = Some(Shell {
             channel,
             input,
-            audit,
-            updates,
+            record,
             _hangup: hangup,
         });
         session.channel_success(channel)?;
@@ -525,6 +334,15 @@ struct Ends {
     hung_up: tokio::sync::oneshot::Receiver<()>,
     /// The sandbox was destroyed.
     sandbox_gone: watch::Receiver<()>,
+    /// The audit record cannot be kept (fail closed).
+    audit_failed: watch::Receiver<bool>,
+}
+
+/// Returns once the record is failed (never, if it cannot fail any more).
+async fn audit_failure(failed: &mut watch::Receiver<bool>) {
+    if failed.wait_for(|failed| *failed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Copies the shell's output to the client until it exits (or the client
@@ -534,8 +352,7 @@ async fn pump_output(
     mut child: tokio::process::Child,
     handle: Handle,
     channel: ChannelId,
-    audit: Arc<std::sync::Mutex<Audit>>,
-    updates: watch::Sender<pb::LoginReport>,
+    record: SharedRecord,
     mut ends: Ends,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
@@ -543,8 +360,8 @@ async fn pump_output(
         tokio::select! {
             read = output.read(&mut buffer) => match read {
                 Ok(n) if n > 0 => {
-                    if let Ok(mut audit) = audit.lock() {
-                        audit.shown(n);
+                    if let Ok(mut record) = record.lock() {
+                        record.shown(&buffer[..n]);
                     }
                     if handle.data(channel, buffer[..n].to_vec()).await.is_err() {
                         let _ = child.start_kill();
@@ -561,13 +378,20 @@ async fn pump_output(
                     if n == 0 || handle.data(channel, buffer[..n].to_vec()).await.is_err() {
                         break;
                     }
-                    if let Ok(mut audit) = audit.lock() {
-                        audit.shown(n);
+                    if let Ok(mut record) = record.lock() {
+                        record.shown(&buffer[..n]);
                     }
                 }
                 break status;
             }
             _ = &mut ends.hung_up => {
+                let _ = child.start_kill();
+                break child.wait().await;
+            }
+            () = audit_failure(&mut ends.audit_failed) => {
+                let _ = handle
+                    .data(channel, b"\r\nthe audit log cannot be written: the shell ends\r\n".to_vec())
+                    .await;
                 let _ = child.start_kill();
                 break child.wait().await;
             }
@@ -581,9 +405,8 @@ async fn pump_output(
         }
     };
     let exit_status = status.ok().and_then(|status| status.code()).unwrap_or(-1);
-    if let Ok(mut audit) = audit.lock() {
-        audit.ended(exit_status);
-        updates.send_replace(audit.report.clone());
+    if let Ok(mut record) = record.lock() {
+        record.ended(exit_status);
     }
     let _ = handle
         .exit_status_request(channel, u32::try_from(exit_status).unwrap_or(255))
@@ -616,8 +439,7 @@ impl russh::server::Handler for Connection {
             return Ok(Auth::reject());
         };
         // The server must know of the login before it opens.
-        let start = Audit::new(user, &self.peer).report;
-        if let Err(err) = self.logins.audit.report(start).await {
+        if let Err(err) = self.logins.audit.report(opening(user, &self.peer)).await {
             tracing::warn!(
                 login = user,
                 "refusing a login the audit log did not take: {err:#}"
@@ -702,9 +524,13 @@ impl russh::server::Handler for Connection {
         let Some(shell) = self.shell_of(channel) else {
             return Ok(());
         };
-        let completed = shell.audit.lock().is_ok_and(|mut audit| audit.typed(data));
-        if completed && let Ok(audit) = shell.audit.lock() {
-            shell.updates.send_replace(audit.report.clone());
+        // Input the record cannot take never reaches the shell.
+        let recorded = shell.record.lock().is_ok_and(|mut record| {
+            record.typed(data);
+            !record.failed()
+        });
+        if !recorded {
+            return Ok(());
         }
         // A shell that has just exited takes no more input; its end is
         // on its way to the client.
@@ -853,25 +679,7 @@ fn refuse(
 mod tests {
     use super::*;
 
-    fn typed(input: &[u8]) -> Vec<String> {
-        let mut audit = Audit::new("login-x", "peer");
-        audit.typed(input);
-        audit.ended(0);
-        audit.report.commands
-    }
-
-    #[test]
-    fn command_lines_are_kept_as_edited() {
-        assert_eq!(typed(b"ls -l\r"), ["ls -l"]);
-        assert_eq!(typed(b"lx\x7fs\rpwd\n"), ["ls", "pwd"]);
-        assert_eq!(typed(b"rm -rf /\x03echo hi\r"), ["echo hi"]);
-        // Arrow keys are not text.
-        assert_eq!(typed(b"\x1b[Acat x\x1b[D\r"), ["cat x"]);
-        assert_eq!(typed("é\x7fe\r".as_bytes()), ["e"]);
-        // Typed without Enter before the end.
-        assert_eq!(typed(b"exit"), ["exit"]);
-        assert!(typed(b"\r\r  \r").is_empty());
-    }
+    use async_trait::async_trait;
 
     struct Nowhere;
 
@@ -977,12 +785,5 @@ mod tests {
             args[args.len() - 3..],
             ["--", "login-ab12@127.0.0.1", "uptime"]
         );
-    }
-
-    #[test]
-    fn bytes_in_count_everything_typed() {
-        let mut audit = Audit::new("login-x", "peer");
-        audit.typed(b"ab\x1b[A\r");
-        assert_eq!(audit.report.bytes_in, 6);
     }
 }

@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use anima_agent::{
-    AgentOptions,
-    login::{LoginOptions, ServerAudit},
-};
+use anima_agent::{AgentOptions, audit::ServerAudit, login::LoginOptions};
 use clap::Parser;
 use tonic::{Request, Status, metadata::MetadataValue};
 
@@ -69,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
                 listen: args.ssh_listen,
                 host: args.ssh_host.clone(),
             },
-            Arc::new(ServerAudit::new(server, token)?) as Arc<dyn anima_agent::login::AuditSink>,
+            Arc::new(ServerAudit::new(server, token)?) as Arc<dyn anima_agent::audit::AuditSink>,
         )),
         (Some(_), None) => anyhow::bail!("--server needs --server-token"),
         _ => {

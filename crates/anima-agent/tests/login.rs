@@ -12,7 +12,8 @@ use std::{
 
 use anima_agent::{
     AgentOptions,
-    login::{AuditSink, ClientCredentials, LoginOptions, openssh_client},
+    audit::AuditSink,
+    login::{ClientCredentials, LoginOptions, openssh_client},
     provider::LocalProvider,
     sandbox::DEFAULT_USER,
 };
@@ -22,23 +23,52 @@ use tonic::Request;
 
 mod common;
 
-/// The audit log as the server would keep it: the last report per login.
+/// The audit log as the server would keep it: every report.
 #[derive(Default)]
 struct Recorded {
     reports: Mutex<Vec<pb::LoginReport>>,
+    /// Refuses every report.
     refuse: bool,
+    /// Takes a login's opening, then refuses the rest.
+    refuse_after_opening: bool,
 }
 
 #[async_trait]
 impl AuditSink for Recorded {
     async fn report(&self, report: pb::LoginReport) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.refuse, "the audit log is down");
+        let opening = report.events.is_empty() && report.end_time.is_none();
+        anyhow::ensure!(
+            !self.refuse && (opening || !self.refuse_after_opening),
+            "the audit log is down"
+        );
         self.reports.lock().expect("lock").push(report);
         Ok(())
     }
 }
 
 impl Recorded {
+    /// The bytes of one stream of a login, each event once, in order.
+    fn stream(&self, login_id: &str, stream: pb::TerminalStream) -> Vec<u8> {
+        let mut next = 0;
+        let mut bytes = Vec::new();
+        for report in self.reports.lock().expect("lock").iter() {
+            if report.login_id != login_id {
+                continue;
+            }
+            for (seq, event) in (report.first_event_seq..).zip(&report.events) {
+                if seq < next {
+                    continue;
+                }
+                assert_eq!(seq, next, "no gap");
+                next += 1;
+                if event.stream == stream as i32 {
+                    bytes.extend_from_slice(&event.data);
+                }
+            }
+        }
+        bytes
+    }
+
     fn last(&self, login_id: &str) -> Option<pb::LoginReport> {
         self.reports
             .lock()
@@ -206,14 +236,17 @@ async fn a_login_runs_commands_in_the_sandbox_and_every_line_is_audited() {
     assert!(shown.contains("agent-2-seen"), "{shown}");
 
     let report = ended(&audit, &issued.username).await;
+    let typed = audit.stream(&issued.username, pb::TerminalStream::Input);
     assert_eq!(
-        report.commands,
-        [
-            "cat /workspace/marker",
-            "echo sum-$((6*7))",
-            "ls /root 2>&1; grep -qh sleep /proc/[0-9]*/comm && echo agent-$((1+1))-seen",
-            "exit 3"
-        ]
+        String::from_utf8_lossy(&typed),
+        "cat /workspace/marker\necho sum-$((6*7))\n\
+         ls /root 2>&1; grep -qh sleep /proc/[0-9]*/comm && echo agent-$((1+1))-seen\nexit 3\n",
+        "every byte typed"
+    );
+    let recorded = audit.stream(&issued.username, pb::TerminalStream::Output);
+    assert!(
+        String::from_utf8_lossy(&recorded).contains("sum-42"),
+        "what the shell showed"
     );
     assert_eq!(report.exit_status, Some(3));
     assert!(
@@ -308,10 +341,37 @@ async fn after_the_agent_ended_a_login_gets_its_workspace() {
     let shown = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{shown:?}");
     assert!(shown.contains("left-behind"), "{shown}");
+    ended(&audit, &issued.username).await;
     assert_eq!(
-        ended(&audit, &issued.username).await.commands,
-        ["cat notes", "exit"]
+        audit.stream(&issued.username, pb::TerminalStream::Input),
+        b"cat notes\nexit\n"
     );
+}
+
+#[tokio::test]
+async fn a_shell_whose_record_cannot_be_kept_ends() {
+    let audit = Arc::new(Recorded {
+        refuse_after_opening: true,
+        ..Recorded::default()
+    });
+    let Some((provider, root)) = provider(audit).await else {
+        return;
+    };
+    let vm = provision(&provider, "session-f", "sleep 120").await;
+    let issued = credentials(&provider, &vm).await.expect("credentials");
+    // Typed slowly: the shell ends once the record is given up, and no
+    // later line runs.
+    let output = login(
+        root.path(),
+        &issued,
+        &issued,
+        "echo first\nsleep 10\necho never-$((1+1))\nexit\n",
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("the audit log cannot be written"), "{shown}");
+    assert!(!shown.contains("never-2"), "{shown}");
 }
 
 #[tokio::test]

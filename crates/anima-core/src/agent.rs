@@ -148,7 +148,8 @@ pub struct SessionLogin {
     pub started_at: Option<i64>,
     /// When the shell ended, if it has.
     pub ended_at: Option<i64>,
-    /// Every command line typed, in order.
+    /// The command asked for (`ssh host COMMAND`), if any; what was typed
+    /// and shown is its recording of [`TerminalEvent`]s.
     pub commands: Vec<String>,
     /// Bytes the user sent.
     pub bytes_in: i64,
@@ -175,7 +176,22 @@ pub struct NewSessionLogin {
     pub expires_at: i64,
 }
 
-/// What a provider reports of a login's shell: the whole record so far.
+/// Bytes that crossed a login's terminal, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalEvent {
+    /// Since the shell opened, in microseconds.
+    pub offset_micros: i64,
+    /// Typed by the user (else shown by the shell).
+    pub input: bool,
+    /// The raw bytes.
+    pub data: Vec<u8>,
+}
+
+/// Most bytes one terminal event may carry.
+pub const MAX_TERMINAL_EVENT_BYTES: usize = 64 * 1024;
+
+/// What a provider reports of a login's shell: its state so far and the
+/// terminal events it has not had acknowledged.
 #[derive(Debug, Clone, Default)]
 pub struct LoginReport {
     /// The login.
@@ -184,8 +200,12 @@ pub struct LoginReport {
     pub started_at: i64,
     /// When the shell ended, once it has.
     pub ended_at: Option<i64>,
-    /// Every command line typed so far.
+    /// The command asked for (`ssh host COMMAND`), if any.
     pub commands: Vec<String>,
+    /// Terminal traffic from `first_event_seq` on.
+    pub events: Vec<TerminalEvent>,
+    /// The sequence number of `events[0]`.
+    pub first_event_seq: i64,
     /// Bytes in so far.
     pub bytes_in: i64,
     /// Bytes out so far.

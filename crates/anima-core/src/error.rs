@@ -154,6 +154,8 @@ pub mod reason {
     pub const LOGIN_NOT_FOUND: &str = "LOGIN_NOT_FOUND";
     /// The login has ended; its record no longer changes.
     pub const LOGIN_ENDED: &str = "LOGIN_ENDED";
+    /// A login report's terminal events do not follow the recorded ones.
+    pub const LOGIN_RECORD_GAP: &str = "LOGIN_RECORD_GAP";
     /// The agent provider cannot open shells (no SSH server, or no audit).
     pub const LOGIN_UNAVAILABLE: &str = "LOGIN_UNAVAILABLE";
     /// Another mailbox has this address.

@@ -18,7 +18,7 @@ use anima_core::{
     DomainError, Permission,
     agent::{
         AgentSession, LoginReport, McpScope, NewSession, NewSessionLogin, SessionLogin,
-        SessionStatus, Task, TaskStatus,
+        SessionStatus, Task, TaskStatus, TerminalEvent,
     },
     capability::Capability,
     document::{Document, DocumentHit, NewDocument},
@@ -651,7 +651,9 @@ pub trait AgentStore: Send + Sync {
         &self,
         login: NewSessionLogin,
     ) -> Result<SessionLogin, DomainError>;
-    /// Stores a provider's report of a login's shell. An unknown login is
+    /// Stores a provider's report of a login's shell and its terminal
+    /// events (those already stored are skipped; a gap before them is
+    /// `FAILED_PRECONDITION`/`LOGIN_RECORD_GAP`). An unknown login is
     /// `NOT_FOUND`/`LOGIN_NOT_FOUND`; one that has ended no longer changes
     /// (`FAILED_PRECONDITION`/`LOGIN_ENDED`).
     async fn report_session_login(&self, report: LoginReport) -> Result<SessionLogin, DomainError>;
@@ -661,6 +663,15 @@ pub trait AgentStore: Send + Sync {
         session_id: &str,
         page: &PageRequest,
     ) -> Result<Page<SessionLogin>, DomainError>;
+    /// The terminal events of a login into `session_id`'s sandbox, oldest
+    /// first (page keys are sequence numbers); a login of another session
+    /// is `NOT_FOUND`/`LOGIN_NOT_FOUND`.
+    async fn login_recording(
+        &self,
+        session_id: &str,
+        login_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<TerminalEvent>, DomainError>;
 }
 
 /// Versioned skill bundles.

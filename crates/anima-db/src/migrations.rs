@@ -58,6 +58,11 @@ const COMMON: &[Step] = &[
         "skills",
         include_str!("../migrations/common/0010_skills.sql"),
     ),
+    (
+        11,
+        "login recordings",
+        include_str!("../migrations/common/0011_login_recordings.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

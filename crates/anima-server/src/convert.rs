@@ -3,7 +3,10 @@
 
 use anima_core::{
     DomainError,
-    agent::{AgentSession, SessionLogin, SessionStatus, Task, TaskStatus},
+    agent::{
+        AgentSession, MAX_TERMINAL_EVENT_BYTES, SessionLogin, SessionStatus, Task, TaskStatus,
+        TerminalEvent,
+    },
     document::{Document, DocumentType},
     error::reason,
     mail::{InboundRecord, InboundState, Mailbox, MailboxState, ScreeningRules},
@@ -678,6 +681,48 @@ pub fn skill(skill: Skill) -> pb::Skill {
         created_by: skill.created_by,
         create_time: timestamp(skill.created_at),
     }
+}
+
+/// A login's audit record on the wire.
+/// A recorded terminal event on the wire.
+pub fn terminal_event(event: TerminalEvent) -> pb::TerminalEvent {
+    pb::TerminalEvent {
+        offset_micros: event.offset_micros,
+        stream: if event.input {
+            pb::TerminalStream::Input
+        } else {
+            pb::TerminalStream::Output
+        } as i32,
+        data: event.data,
+    }
+}
+
+/// A terminal event from a provider's report, checked.
+pub fn parse_terminal_event(event: pb::TerminalEvent) -> Result<TerminalEvent, DomainError> {
+    let input = match event.stream() {
+        pb::TerminalStream::Input => true,
+        pb::TerminalStream::Output => false,
+        pb::TerminalStream::Unspecified => {
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                "a terminal event's stream must be input or output",
+            ));
+        }
+    };
+    if event.data.len() > MAX_TERMINAL_EVENT_BYTES || event.offset_micros < 0 {
+        return Err(DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            format!(
+                "a terminal event carries at most {MAX_TERMINAL_EVENT_BYTES} bytes at a \
+                 non-negative offset"
+            ),
+        ));
+    }
+    Ok(TerminalEvent {
+        offset_micros: event.offset_micros,
+        input,
+        data: event.data,
+    })
 }
 
 /// A login's audit record on the wire.

@@ -121,6 +121,7 @@ access_table! {
         "RevokeSessionToken": Project(AgentStop),
         "LoginSession": Project(AgentLogin),
         "ListSessionLogins": Project(AgentLogin),
+        "GetLoginRecording": Project(AgentLogin),
         "ListTasks": Project(AgentRead),
         "GetTask": Project(AgentRead),
         "UpdateTaskStatus": Project(TaskUpdate),

@@ -125,6 +125,7 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("RevokeSessionToken", "DDAAADD"),
     ("LoginSession", "DDAADDD"),
     ("ListSessionLogins", "DDAADDD"),
+    ("GetLoginRecording", "DDAADDD"),
     ("ListTasks", "DDAAAAD"),
     ("GetTask", "DDAAAAD"),
     ("UpdateTaskStatus", "DDAAADD"),
@@ -1149,6 +1150,31 @@ async fn call_agent(
             ))
             .await
             .map(drop),
+        "GetLoginRecording" => {
+            let login = format!("login-{fresh}");
+            server
+                .store
+                .create_session_login(anima_core::agent::NewSessionLogin {
+                    id: login.clone(),
+                    session_id: session.id.clone(),
+                    user_id: "matrix".into(),
+                    reason: "matrix".into(),
+                    expires_at: 0,
+                })
+                .await
+                .expect("login");
+            sessions
+                .get_login_recording(authed(
+                    token,
+                    pb::GetLoginRecordingRequest {
+                        session_id: session.id,
+                        login_id: login,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }
         "ListTasks" => sessions
             .list_tasks(authed(
                 token,
@@ -1485,6 +1511,7 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("AgentSessionService/RevokeSessionToken", "OAM-"),
     ("AgentSessionService/LoginSession", "OA--"),
     ("AgentSessionService/ListSessionLogins", "OA--"),
+    ("AgentSessionService/GetLoginRecording", "OA--"),
     ("AgentSessionService/ListTasks", "OAMV"),
     ("AgentSessionService/GetTask", "OAMV"),
     ("AgentSessionService/UpdateTaskStatus", "OAM-"),

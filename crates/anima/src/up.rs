@@ -120,7 +120,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Logins into this process's sandboxes are reported to this same
     // listener, with the token the server presents to its provider.
     let login = if local_agent {
-        let audit = anima_agent::login::ServerAudit::new(
+        let audit = anima_agent::audit::ServerAudit::new(
             &format!("http://{}", reachable(address)),
             &config.agent.token,
         )?;
@@ -129,7 +129,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 listen: args.ssh_listen,
                 host: None,
             },
-            Arc::new(audit) as Arc<dyn anima_agent::login::AuditSink>,
+            Arc::new(audit) as Arc<dyn anima_agent::audit::AuditSink>,
         ))
     } else {
         None

@@ -859,9 +859,14 @@ async fn agent_sessions_run_in_sandboxes_and_end_with_their_agent() {
 
 /// The issue's login case: an admin opens a shell in a running session's
 /// sandbox over SSH with one-time credentials (`anima session login`), runs
-/// commands there, and finds every line in the session's audit log; the
+/// commands there, and finds every byte in the session's audit log; the
 /// credentials do not work twice, and a member without agent.login gets
 /// none.
+/// What the admin types into the login shell: line editing the terminal
+/// does (backspaces, ^W), an arrow key's escape sequence, a comment.
+const TYPED: &str = "cat marker\necho hallo\x7f\x7f\x7f\x7fello one two\x17three # not run\n\
+                     echo x\x1b[Dy\necho sum-$((20+22))\nexit\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
@@ -923,10 +928,11 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
             "--reason",
             "why is it slow",
         ],
-        "cat marker\necho sum-$((20+22))\nexit\n",
+        TYPED,
     );
     assert!(shown.contains("agent-was-here"), "{shown}");
     assert!(shown.contains("sum-42"), "{shown}");
+    assert!(shown.contains("hello one three"), "{shown}");
     // One command, by session id.
     let shown = cli(
         &config,
@@ -953,10 +959,7 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     let admin = json(&cli(&config, &["whoami", "--json"], ""));
     assert_eq!(logins[0]["user_id"], admin["id"]);
     assert_eq!(logins[0]["reason"], "why is it slow");
-    assert_eq!(
-        logins[0]["commands"],
-        serde_json::json!(["cat marker", "echo sum-$((20+22))", "exit"])
-    );
+    assert_eq!(logins[0]["commands"], serde_json::json!([]));
     assert_eq!(logins[0]["exit_status"], 0);
     assert!(logins[0]["bytes_out"].as_i64() > logins[0]["bytes_in"].as_i64());
     assert_eq!(
@@ -964,7 +967,46 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
         serde_json::json!(["cat /workspace/marker"])
     );
     let shown = cli(&config, &["session", "logins", &id], "");
-    assert!(shown.contains("$ echo sum-$((20+22))"), "{shown}");
+    assert!(shown.contains("$ cat /workspace/marker"), "{shown}");
+    // The recording is what crossed the terminal, not lines re-assembled:
+    // every byte typed (backspaces, ^W, an arrow key, a comment) and the
+    // shell's answer to what really ran.
+    let login = logins[0]["id"].as_str().expect("login id");
+    let recording = json(&cli(
+        &config,
+        &["session", "recording", &id, login, "--json"],
+        "",
+    ));
+    let stream = |input: bool| {
+        recording
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|event| event["input"] == input)
+            .map(|event| event["data"].as_str().expect("data"))
+            .collect::<String>()
+    };
+    assert_eq!(stream(true), TYPED, "every byte typed, in order");
+    let shown = stream(false);
+    // (The terminal's echo shows the edits and `^[`; only what ran prints
+    // these.)
+    assert!(shown.contains("hello one three\r\n"), "{shown:?}");
+    assert!(shown.contains("x\u{1b}[Dy\r\n"), "{shown:?}");
+    assert!(shown.contains("sum-42"), "{shown:?}");
+    let replay = cli(&config, &["session", "recording", &id, login], "");
+    assert!(replay.contains(" < cat marker\\n"), "{replay}");
+    assert!(
+        !replay.contains('\u{1b}'),
+        "escapes are shown, not sent: {replay}"
+    );
+    let cast = cli(
+        &config,
+        &["session", "recording", &id, login, "--asciicast"],
+        "",
+    );
+    let mut lines = cast.lines();
+    assert_eq!(json(lines.next().expect("header"))["version"], 2);
+    assert!(lines.all(|line| json(line).as_array().is_some_and(|event| event.len() == 3)));
 
     // Credentials work once.
     let (channel, token) = up.admin_channel().await;

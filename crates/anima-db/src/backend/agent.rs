@@ -7,7 +7,7 @@ use anima_core::{
     DomainError, Permission,
     agent::{
         AgentSession, LoginReport, McpScope, NewSession, NewSessionLogin, SessionLogin,
-        SessionStatus, Task, TaskStatus,
+        SessionStatus, Task, TaskStatus, TerminalEvent,
     },
     capability::Capability,
     error::reason,
@@ -391,6 +391,40 @@ macro_rules! agent_sql {
                         format!("login {} has ended", report.id),
                     ));
                 }
+                let recorded: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM session_login_events WHERE login_id = $1",
+                )
+                .bind(&report.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(internal)?;
+                if report.first_event_seq > recorded || report.first_event_seq < 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::LOGIN_RECORD_GAP,
+                        format!(
+                            "login {} has {recorded} terminal events; a report from event {} \
+                             would leave a gap",
+                            report.id, report.first_event_seq
+                        ),
+                    ));
+                }
+                for (seq, event) in (report.first_event_seq..).zip(&report.events) {
+                    if seq < recorded {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO session_login_events (login_id, seq, offset_micros, input, data) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&report.id)
+                    .bind(seq)
+                    .bind(event.offset_micros)
+                    .bind(i32::from(event.input))
+                    .bind(&event.data)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                }
                 sqlx::query(
                     "UPDATE session_logins SET started_at = $2, ended_at = $3, commands = $4, bytes_in = $5, \
                      bytes_out = $6, exit_status = $7, peer = $8 WHERE id = $1",
@@ -430,6 +464,10 @@ macro_rules! agent_sql {
                 Ok(updated)
             }
 
+            async fn login_recording(&self, session_id: &str, login_id: &str, page: &PageRequest) -> Result<Page<TerminalEvent>, DomainError> {
+                self.recording_page(session_id, login_id, page).await
+            }
+
             async fn list_session_logins(&self, session_id: &str, page: &PageRequest) -> Result<Page<SessionLogin>, DomainError> {
                 let mut conn = self.pool.acquire().await.map_err(internal)?;
                 Self::session_in(&mut conn, session_id).await?;
@@ -457,6 +495,49 @@ macro_rules! agent_sql {
         }
 
         impl $store {
+            async fn recording_page(
+                &self,
+                session_id: &str,
+                login_id: &str,
+                page: &PageRequest,
+            ) -> Result<Page<TerminalEvent>, DomainError> {
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                if Self::login_in(&mut conn, login_id).await?.session_id != session_id {
+                    return Err(login_not_found(login_id));
+                }
+                let after = match page.after {
+                    Some(_) => page.after_number()?,
+                    None => -1,
+                };
+                let rows = sqlx::query(
+                    "SELECT seq, offset_micros, input, data FROM session_login_events \
+                     WHERE login_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(login_id)
+                .bind(after)
+                .bind(page.fetch_limit())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?;
+                let mut items = Vec::with_capacity(rows.len());
+                let mut seqs = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let input: i32 = row.try_get("input").map_err(internal)?;
+                    seqs.push(row.try_get::<i64, _>("seq").map_err(internal)?);
+                    items.push(TerminalEvent {
+                        offset_micros: row.try_get("offset_micros").map_err(internal)?,
+                        input: input != 0,
+                        data: row.try_get("data").map_err(internal)?,
+                    });
+                }
+                let mut keyed: Vec<(i64, TerminalEvent)> = seqs.into_iter().zip(items).collect();
+                let next_page_token = page.finish(&mut keyed, |(seq, _)| seq.to_string());
+                Ok(Page {
+                    items: keyed.into_iter().map(|(_, event)| event).collect(),
+                    next_page_token,
+                })
+            }
+
             fn login_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionLogin, DomainError> {
                 let commands: String = row.try_get("commands").map_err(internal)?;
                 Ok(SessionLogin {

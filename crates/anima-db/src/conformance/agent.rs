@@ -3,7 +3,7 @@
 use anima_core::{
     agent::{
         DEFAULT_MCP_PERMISSIONS, LoginReport, NewSession, NewSessionLogin, SessionStatus,
-        TaskStatus,
+        TaskStatus, TerminalEvent,
     },
     error::reason,
     paging::PageRequest,
@@ -243,6 +243,67 @@ pub async fn session_logins_are_audited(store: &dyn Store) {
         .await
         .expect("open");
     assert_eq!(open.started_at, Some(10));
+    // Terminal events arrive in pieces; a resent piece is kept once, a
+    // gap is refused and changes nothing.
+    let event = |offset: i64, input: bool, data: &[u8]| TerminalEvent {
+        offset_micros: offset,
+        input,
+        data: data.to_vec(),
+    };
+    store
+        .report_session_login(LoginReport {
+            events: vec![event(1, true, b"ls\r"), event(2, false, b"ls\r\n")],
+            first_event_seq: 0,
+            ..report.clone()
+        })
+        .await
+        .expect("first events");
+    store
+        .report_session_login(LoginReport {
+            events: vec![
+                event(2, false, b"ls\r\n"),
+                event(3, false, b"a.txt\xff\r\n"),
+            ],
+            first_event_seq: 1,
+            ..report.clone()
+        })
+        .await
+        .expect("resent and new events");
+    let err = store
+        .report_session_login(LoginReport {
+            events: vec![event(9, true, b"lost")],
+            first_event_seq: 5,
+            ..report.clone()
+        })
+        .await
+        .expect_err("a gap");
+    assert_eq!(err.reason, reason::LOGIN_RECORD_GAP);
+    let mut page = PageRequest::parse(2, "", "recording").expect("page");
+    let mut recorded = Vec::new();
+    loop {
+        let listed = store
+            .login_recording(&session.id, "login-b", &page)
+            .await
+            .expect("recording");
+        recorded.extend(listed.items);
+        if listed.next_page_token.is_empty() {
+            break;
+        }
+        page = PageRequest::parse(2, &listed.next_page_token, "recording").expect("next");
+    }
+    let err = store
+        .login_recording("another-session", "login-b", &page)
+        .await
+        .expect_err("another session's login");
+    assert_eq!(err.reason, reason::LOGIN_NOT_FOUND);
+    assert_eq!(
+        recorded,
+        [
+            event(1, true, b"ls\r"),
+            event(2, false, b"ls\r\n"),
+            event(3, false, b"a.txt\xff\r\n")
+        ]
+    );
     let ended = store
         .report_session_login(LoginReport {
             ended_at: Some(20),

@@ -504,6 +504,33 @@ impl AgentSessionApi {
         })
     }
 
+    async fn get_login_recording(
+        &self,
+        context: &RequestContext,
+        request: pb::GetLoginRecordingRequest,
+    ) -> Result<pb::LoginRecording, DomainError> {
+        let session = self
+            .authorized_session(context, &request.session_id)
+            .await?;
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("recording:{}:{}", session.id, request.login_id),
+        )?;
+        let page = self
+            .store
+            .login_recording(&session.id, &request.login_id, &page)
+            .await?;
+        Ok(pb::LoginRecording {
+            events: page
+                .items
+                .into_iter()
+                .map(convert::terminal_event)
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
     async fn list_tasks(
         &self,
         context: &RequestContext,
@@ -638,6 +665,7 @@ grpc_service!(AgentSessionApi: AgentSessionService {
     revoke_session_token(pb::RevokeSessionTokenRequest) -> pb::RevokeSessionTokenResponse;
     login_session(pb::LoginSessionRequest) -> pb::LoginSessionResponse;
     list_session_logins(pb::ListSessionLoginsRequest) -> pb::ListSessionLoginsResponse;
+    get_login_recording(pb::GetLoginRecordingRequest) -> pb::LoginRecording;
     list_tasks(pb::ListTasksRequest) -> pb::ListTasksResponse;
     get_task(pb::GetTaskRequest) -> pb::Task;
     update_task_status(pb::UpdateTaskStatusRequest) -> pb::Task;
@@ -665,12 +693,19 @@ impl AgentAuditApi {
         let started_at = report.start_time.as_ref().ok_or_else(|| {
             DomainError::invalid_argument(reason::FIELD_REQUIRED, "start_time must be set")
         })?;
+        let events = report
+            .events
+            .into_iter()
+            .map(convert::parse_terminal_event)
+            .collect::<Result<Vec<_>, _>>()?;
         self.store
             .report_session_login(LoginReport {
                 id: report.login_id,
                 started_at: convert::micros(started_at),
                 ended_at: report.end_time.as_ref().map(convert::micros),
                 commands: report.commands,
+                events,
+                first_event_seq: report.first_event_seq,
                 bytes_in: report.bytes_in,
                 bytes_out: report.bytes_out,
                 exit_status: report.exit_status,

@@ -80,13 +80,28 @@ pub enum SessionCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// The audit log of logins into a session: who, when, why, every
-    /// command line, bytes both ways, exit.
+    /// The audit log of logins into a session: who, when, why, the
+    /// command asked for, bytes both ways, exit.
     Logins {
         #[command(flatten)]
         global: GlobalArgs,
         /// Session id.
         id: String,
+    },
+    /// What crossed a login's terminal, byte for byte: each piece typed
+    /// (`<`) or shown (`>`) with its time since the shell opened, control
+    /// characters escaped so nothing recorded acts on your terminal.
+    Recording {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Session id.
+        session: String,
+        /// Login id (the LOGIN column of `anima session logins`).
+        login: String,
+        /// Print it as an asciicast v2 recording instead, for
+        /// `asciinema play` (80x24; the terminal size is not recorded).
+        #[arg(long)]
+        asciicast: bool,
     },
 }
 
@@ -156,6 +171,24 @@ async fn open_login(
         .await
         .context("running ssh (install openssh-client)")?;
     Ok(status.code().unwrap_or(255))
+}
+
+fn is_input(event: &pb::TerminalEvent) -> bool {
+    event.stream() == pb::TerminalStream::Input
+}
+
+#[allow(clippy::cast_precision_loss)] // microseconds as seconds, for humans
+fn seconds(event: &pb::TerminalEvent) -> f64 {
+    event.offset_micros as f64 / 1e6
+}
+
+/// One asciicast v2 event line: `[seconds, "i"|"o", text]`.
+fn asciicast_event(event: &pb::TerminalEvent) -> Value {
+    json!([
+        seconds(event),
+        if is_input(event) { "i" } else { "o" },
+        String::from_utf8_lossy(&event.data)
+    ])
 }
 
 fn login_json(login: &pb::SessionLogin) -> Value {
@@ -324,6 +357,59 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             let code = open_login(&credentials, &command).await?;
             if code != 0 {
                 std::process::exit(code);
+            }
+        }
+        SessionCommand::Recording {
+            global,
+            session: session_id,
+            login,
+            asciicast,
+        } => {
+            let session = Session::open(&global).await?;
+            let events = all_pages(|page_token| async {
+                let page = session
+                    .sessions()
+                    .get_login_recording(session.request(pb::GetLoginRecordingRequest {
+                        session_id: session_id.clone(),
+                        login_id: login.clone(),
+                        page_size: 500,
+                        page_token,
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((page.events, page.next_page_token))
+            })
+            .await?;
+            if asciicast {
+                println!(
+                    "{}",
+                    json!({"version": 2, "width": 80, "height": 24, "title": login})
+                );
+                for event in &events {
+                    println!("{}", asciicast_event(event));
+                }
+            } else if global.json {
+                output::json(&Value::Array(
+                    events
+                        .iter()
+                        .map(|event| {
+                            json!({
+                                "offset_micros": event.offset_micros,
+                                "input": is_input(event),
+                                "data": String::from_utf8_lossy(&event.data),
+                            })
+                        })
+                        .collect(),
+                ));
+            } else {
+                for event in &events {
+                    println!(
+                        "{:>10.3} {} {}",
+                        seconds(event),
+                        if is_input(event) { '<' } else { '>' },
+                        event.data.escape_ascii()
+                    );
+                }
             }
         }
         SessionCommand::Logins { global, id } => {
