@@ -1,11 +1,14 @@
 //! How a sandbox's first process becomes unprivileged before it runs
-//! anything: it joins its session's cgroup, keeps the descriptors it is
-//! handed, gives up core dumps, drops every group, becomes the sandbox
-//! user and sets `no_new_privs`, all between `fork` and `exec`.
+//! anything: it joins its session's cgroup and network namespace, keeps
+//! the descriptors it is handed, gives up core dumps, drops every group,
+//! becomes the sandbox user and sets `no_new_privs`, all between `fork`
+//! and `exec`; and the network namespace itself, made by the provider.
 //!
-//! This is the crate's only unsafe code: a pre-exec hook. No safe API in
-//! std or tokio joins a cgroup or clears `FD_CLOEXEC` in the child alone,
-//! and doing it after the spawn would race with the child's first `fork`.
+//! This is the crate's only unsafe code: a pre-exec hook, and the system
+//! calls around namespaces (unshare, setns, ioctls on namespace and
+//! interface descriptors). No safe API in std or tokio joins a cgroup or
+//! clears `FD_CLOEXEC` in the child alone, and doing it after the spawn
+//! would race with the child's first `fork`.
 //! The hook makes raw system calls only (async-signal-safe, no allocation),
 //! as a hook running in a forked child of a threaded process must.
 #![allow(unsafe_code)]
@@ -32,6 +35,61 @@ pub fn parent_user_namespace(namespace: &impl AsRawFd) -> std::io::Result<OwnedF
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A network namespace of a sandbox's own, made by the provider (so the
+/// sandbox holds no capability over it) with its loopback up and the
+/// provider's listeners bound inside, at `addresses`.
+pub fn network_namespace(
+    addresses: Vec<std::net::SocketAddr>,
+) -> std::io::Result<(OwnedFd, Vec<std::net::TcpListener>)> {
+    // A namespace change affects the calling thread only: a thread of its
+    // own makes it and ends.
+    std::thread::spawn(move || {
+        // SAFETY: unshare only changes this thread's network namespace,
+        // which no other code on this short-lived thread relies on.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        loopback_up()?;
+        let listeners = addresses
+            .iter()
+            .map(std::net::TcpListener::bind)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let namespace = std::fs::File::open("/proc/thread-self/ns/net")?;
+        Ok((OwnedFd::from(namespace), listeners))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("making a network namespace panicked"))?
+}
+
+/// Brings up `lo` in the calling thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain socket call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open and owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: both ioctls read and write the ifreq given, which lives
+    // across the calls; the flag arm is the one SIOC[GS]IFFLAGS use.
+    unsafe {
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Who a sandbox's processes run as, and what they join and keep.
 #[derive(Debug)]
 pub struct Confinement {
@@ -44,6 +102,8 @@ pub struct Confinement {
     /// Descriptors the program is handed (by number, as in this process);
     /// closed here once the child has them.
     pub handed: Vec<OwnedFd>,
+    /// The network namespace it enters (while still privileged).
+    pub network: Option<RawFd>,
 }
 
 impl Confinement {
@@ -53,6 +113,7 @@ impl Confinement {
         let gid = self.gid;
         let procs = self.cgroup_procs.clone();
         let handed: Vec<RawFd> = self.handed.iter().map(AsRawFd::as_raw_fd).collect();
+        let network = self.network;
         move || {
             // SAFETY: each call is a plain system call on values prepared
             // before the fork (NUL-terminated paths, open descriptors); none
@@ -69,6 +130,11 @@ impl Confinement {
                     if written != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if let Some(namespace) = network
+                    && libc::setns(namespace, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
                 }
                 for &fd in &handed {
                     if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {

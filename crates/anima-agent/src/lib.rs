@@ -2,7 +2,7 @@
 //! per agent session. [`sandbox`] is the local provider's mechanism (a
 //! bubblewrap namespace set per session, run by an unprivileged user, with
 //! [`cgroup`] limits and [`confine`]'s pre-exec hook); [`forward`] is its
-//! one way out, to `/mcp`; [`provider`] serves it over gRPC; [`login`] is
+//! way to `/mcp` and [`egress`] its way to its network zones; [`provider`] serves it over gRPC; [`login`] is
 //! its SSH server for admin shells, recorded by [`audit`].
 
 use std::{path::PathBuf, sync::Arc};
@@ -12,6 +12,7 @@ use anima_proto::v1::agent_provider_service_server::AgentProviderServiceServer;
 pub mod audit;
 pub mod cgroup;
 pub mod confine;
+pub mod egress;
 pub mod forward;
 pub mod login;
 pub mod provider;

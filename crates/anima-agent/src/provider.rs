@@ -4,11 +4,10 @@
 //! are written where the agent finds them, and its skills beside its
 //! workspace.
 //!
-//! A sandbox has no network of its own: it reaches its MCP endpoint, and
-//! only `/mcp` there, through the forwarding socket named in `mcp.json`.
-//! Network zones are not served yet (they need the egress proxy), so a
-//! zone grants nothing. Login credentials come from [`Logins`] when it
-//! runs.
+//! A sandbox reaches its MCP endpoint, and only `/mcp` there, through the
+//! forwarding socket named in `mcp.json`, and its network zones through
+//! the egress proxy (`HTTP_PROXY`). Login credentials come from
+//! [`Logins`] when it runs.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -160,6 +159,7 @@ fn spec_of(
         forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
         read_only: read_only.to_vec(),
         skills: skill_files(&request.skills)?,
+        zones: std::sync::Arc::new(crate::egress::Zones::parse(&request.zones).map_err(invalid)?),
     })
 }
 

@@ -14,8 +14,11 @@
 //! mode 0600, on a read-only mount), its skills read-only under
 //! `/workspace/.anima`, a private `/tmp`, `/proc` and `/dev`. Nothing else
 //! of the host exists there: not the host's home, not another session's
-//! workspace, not the host's network (a network namespace of its own with
-//! only loopback). Everything the provider mounts is handed to bubblewrap
+//! workspace, not the host's network. Its network namespace is made by the
+//! provider (so the sandbox holds no capability over it) with only
+//! loopback, where the provider's egress proxy ([`crate::egress`])
+//! listens: the session's network zones, and nothing else, are reached
+//! through it. Everything the provider mounts is handed to bubblewrap
 //! as a descriptor opened without following links. The sandboxes' root
 //! lets only the provider list it (0711); each session's directory, its
 //! workspace and its files are the sandbox user's, 0700, so no other
@@ -48,6 +51,7 @@ use tokio::{
 use crate::{
     cgroup::{GroupLimits, Hierarchy, SessionGroup},
     confine::Confinement,
+    egress::{PROXY_ADDRESS, Zones},
 };
 
 /// Lines of output kept per session, for its status.
@@ -123,6 +127,8 @@ pub struct SandboxSpec {
     pub read_only: Vec<PathBuf>,
     /// Skill files, relative to `SKILLS_MOUNT/skills` (`NAME/PATH`).
     pub skills: Vec<(String, Vec<u8>)>,
+    /// What its egress proxy lets it reach (nothing by default).
+    pub zones: Arc<Zones>,
 }
 
 /// The host user sandboxes run as.
@@ -240,7 +246,23 @@ impl LocalSandboxes {
             )
             .context("making the session's cgroup")?;
 
+        // Its own network: loopback, with the egress proxy listening there.
+        let proxy_address: std::net::SocketAddr = PROXY_ADDRESS.parse()?;
+        let (network, mut listeners) = tokio::task::spawn_blocking(move || {
+            crate::confine::network_namespace(vec![proxy_address])
+        })
+        .await?
+        .context("making the sandbox's network namespace")?;
+        let proxy = listeners.pop().context("no proxy listener")?;
+        proxy.set_nonblocking(true)?;
+        let egress = tokio::spawn(crate::egress::serve(
+            tokio::net::TcpListener::from_std(proxy)?,
+            spec.zones.clone(),
+        ));
+
         let mut sandbox = Sandbox {
+            network,
+            egress,
             child: None,
             dir,
             output: Arc::new(Mutex::new(VecDeque::new())),
@@ -342,10 +364,15 @@ enum BwrapSession {
 /// The environment of everything run in a sandbox: the spec's, with a
 /// home and a path.
 fn base_env(spec: &SandboxSpec) -> Vec<(String, String)> {
+    let proxy = format!("http://{PROXY_ADDRESS}");
     let mut env = vec![
         ("HOME".to_owned(), "/workspace".to_owned()),
         ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
     ];
+    // Both spellings: tools read one or the other.
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((name.to_owned(), proxy.clone()));
+    }
     env.extend(spec.env.iter().cloned());
     env
 }
@@ -521,6 +548,10 @@ fn redacted(line: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
 
 /// A running (or finished) session sandbox.
 pub struct Sandbox {
+    /// Its network namespace (the provider's, not the sandbox user's).
+    network: OwnedFd,
+    /// Its egress proxy.
+    egress: tokio::task::JoinHandle<()>,
     /// Bubblewrap, once started.
     child: Option<Child>,
     dir: PathBuf,
@@ -540,6 +571,7 @@ impl Drop for Sandbox {
         if let Some(forwarder) = &self.forwarder {
             forwarder.abort();
         }
+        self.egress.abort();
     }
 }
 
@@ -577,7 +609,6 @@ impl Sandbox {
                 "--unshare-pid",
                 "--unshare-ipc",
                 "--unshare-uts",
-                "--unshare-net",
                 "--disable-userns",
                 "--die-with-parent",
                 "--clearenv",
@@ -655,6 +686,7 @@ impl Sandbox {
             gid: self.user.gid,
             cgroup_procs: self.group.procs_files()?,
             handed,
+            network: Some(self.network.as_raw_fd()),
         })
     }
 
@@ -722,7 +754,6 @@ impl Sandbox {
                 "--pid".into(),
                 "--ipc".into(),
                 "--uts".into(),
-                "--net".into(),
                 "--preserve-credentials".into(),
                 "--wd".into(),
                 "--root".into(),

@@ -48,6 +48,7 @@ fn provision(
         agent_command: command.into(),
         skills: Vec::new(),
         secrets: Vec::new(),
+        zones: Vec::new(),
     }
 }
 
@@ -448,6 +449,103 @@ async fn the_socket_reaches_mcp_and_nothing_else_and_there_is_no_other_network()
         *seen.lock().expect("lock"),
         ["POST /mcp HTTP/1.1"],
         "only /mcp reached the endpoint"
+    );
+}
+
+/// Asks the sandbox's egress proxy for each destination, by CONNECT and
+/// (for the first) by a plain absolute-form request; a line per try.
+const THROUGH_THE_PROXY: &str = r#"
+import http.client, os, sys
+proxy = os.environ["HTTPS_PROXY"].removeprefix("http://").split(":")
+def ask(host, port, tunnel=True):
+    c = http.client.HTTPConnection(proxy[0], int(proxy[1]), timeout=10)
+    try:
+        if tunnel:
+            c.set_tunnel(host, port)
+            c.request("GET", "/")
+        else:
+            c.request("GET", f"http://{host}:{port}/")
+        r = c.getresponse()
+        print(host, port, r.status, r.read().decode().strip())
+    except OSError as e:
+        print(host, port, "refused", "403" if "403" in str(e) else str(e))
+for line in sys.argv[1:]:
+    host, port, how = line.split(",")
+    ask(host, int(port), how == "connect")
+"#;
+
+#[tokio::test]
+async fn network_zones_are_reached_through_the_proxy_and_nothing_else() {
+    let Some((provider, _root)) = provider() else {
+        return;
+    };
+    // A local server the zone gives the name example.test, and another
+    // local port nobody named.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("server");
+    let port = server.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = server.accept().await {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nexample-ok\n")
+                .await;
+        }
+    });
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("other");
+    let other_port = other.local_addr().expect("address").port();
+    let tries = [
+        "example.test,443,connect".to_owned(),
+        "example.test,443,plain".into(),
+        "127.0.0.1,5432,connect".into(),
+        format!("127.0.0.1,{other_port},connect"),
+        format!("localhost,{port},connect"),
+        "169.254.169.254,80,plain".into(),
+        "example.test,80,connect".into(),
+    ];
+    let command = format!(
+        "python3 -c {} {}",
+        shell_quote(THROUGH_THE_PROXY),
+        tries.join(" ")
+    );
+    let zone = pb::EgressZone {
+        name: "test".into(),
+        allow: vec!["example.test:443".into()],
+        connect_to: [("example.test:443".to_owned(), format!("127.0.0.1:{port}"))].into(),
+    };
+    let vm_id = provisioned(
+        &provider,
+        pb::ProvisionVmRequest {
+            zones: vec![zone],
+            ..provision("s-zone", &command, Vec::new())
+        },
+    )
+    .await;
+    let done = ended(&provider, &vm_id).await;
+    assert_eq!(
+        done.last_output_lines,
+        [
+            "example.test 443 200 example-ok".to_owned(),
+            "example.test 443 200 example-ok".into(),
+            "127.0.0.1 5432 refused 403".into(),
+            format!("127.0.0.1 {other_port} refused 403"),
+            format!("localhost {port} refused 403"),
+            "169.254.169.254 80 403 no network zone of this session allows 169.254.169.254:80"
+                .into(),
+            "example.test 80 refused 403".into(),
+        ],
+        "{done:?}"
+    );
+
+    // Without a zone, nothing.
+    let vm_id = provisioned(&provider, provision("s-no-zone", &command, Vec::new())).await;
+    let done = ended(&provider, &vm_id).await;
+    assert_eq!(
+        done.last_output_lines[0], "example.test 443 refused 403",
+        "{done:?}"
     );
 }
 

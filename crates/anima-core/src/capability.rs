@@ -51,11 +51,13 @@ pub enum CapabilityKind {
         /// File name under which the sandbox sees it.
         mount_as: String,
     },
-    /// Hosts the sandbox may reach.
+    /// A network zone a server administrator defined: the hosts the
+    /// sandbox may reach through the provider's egress proxy.
     NetworkZone {
-        /// Zone name.
+        /// Zone name, as the server's configuration defines it.
         name: String,
-        /// Host names, IP addresses or CIDR ranges, optionally with a port.
+        /// Its `host:port` patterns when it was granted (for display; a
+        /// session gets the zone's definition when it starts).
         hosts: Vec<String>,
     },
     /// Anything else, typed by the client.
@@ -176,9 +178,11 @@ pub fn validate(capabilities: Vec<Capability>) -> Result<Vec<Capability>, Domain
             }
             CapabilityKind::NetworkZone { name, hosts } => {
                 required("zone name", name, index)?;
-                if hosts.is_empty() || hosts.len() > MAX_ZONE_HOSTS {
+                // The hosts are the zone's, as its definition on the
+                // server says; a client may leave them out.
+                if hosts.len() > MAX_ZONE_HOSTS {
                     return Err(invalid(format!(
-                        "capability #{index}: a network zone needs 1 to {MAX_ZONE_HOSTS} hosts"
+                        "capability #{index}: a network zone has at most {MAX_ZONE_HOSTS} hosts"
                     )));
                 }
                 if let Some(bad) = hosts.iter().find(|host| !is_host(host)) {

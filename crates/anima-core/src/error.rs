@@ -142,6 +142,9 @@ pub mod reason {
     /// A secret capability names a store this server's administrators did
     /// not configure.
     pub const SECRET_STORE_UNKNOWN: &str = "SECRET_STORE_UNKNOWN";
+    /// A network zone capability names a zone this server's
+    /// administrators did not define.
+    pub const NETWORK_ZONE_UNKNOWN: &str = "NETWORK_ZONE_UNKNOWN";
     /// No sandbox has this id (never made, or destroyed).
     pub const VM_NOT_FOUND: &str = "VM_NOT_FOUND";
     /// No published skill has this name (and version).

@@ -22,6 +22,7 @@ pub mod thread;
 pub mod update_mask;
 pub mod validate;
 pub mod workflow;
+pub mod zone;
 
 pub use error::{DomainError, ErrorCode};
 pub use permission::{Permission, RoleTemplate};

@@ -33,6 +33,8 @@ pub struct ProvisionRequest {
     /// The values of its secret capabilities, read from the server's
     /// stores.
     pub secrets: Vec<pb::SecretValue>,
+    /// The definitions of its network zones.
+    pub zones: Vec<pb::EgressZone>,
 }
 
 /// Where a sandbox's agent stands.
@@ -232,6 +234,7 @@ impl AgentProvider for RemoteProvider {
                 agent_command: self.agent_command.clone(),
                 skills: request.skills,
                 secrets: request.secrets,
+                zones: request.zones,
             }))
             .await
             .map_err(from_status)?;

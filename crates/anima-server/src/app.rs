@@ -46,6 +46,7 @@ use crate::{
         work_item::WorkItemApi,
         workflow::WorkflowApi,
     },
+    zones::NetworkZones,
 };
 
 /// The largest gRPC message of the services that carry files (documents,
@@ -137,6 +138,7 @@ pub async fn api(
     );
     let limiter = LoginLimiter::new(config);
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
+    let zones = Arc::new(NetworkZones::new(config.network_zones.clone())?);
     let ai = Ai::from_config(config)?;
     if let Some(provider) = &provider {
         let resumed = crate::services::agent::resume_watching(&store, provider).await?;
@@ -174,6 +176,7 @@ pub async fn api(
             ai.clone(),
             provider.clone(),
             secrets.clone(),
+            zones.clone(),
         )))
         .add_service(WorkflowServiceServer::new(WorkflowApi::new(store.clone())))
         .add_service(
@@ -191,6 +194,7 @@ pub async fn api(
             hub.clone(),
             provider,
             secrets,
+            zones,
         )))
         .add_service(AgentAuditServiceServer::new(AgentAuditApi::new(
             store.clone(),

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::secrets::SecretStore;
+use crate::{secrets::SecretStore, zones::ZoneConfig};
 
 /// Everything the server reads at start.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +48,11 @@ pub struct ServerConfig {
     /// "env"`, `prefix`); a secret capability `NAME://KEY` names one. No
     /// store: sessions get no secrets.
     pub secret_stores: BTreeMap<String, SecretStore>,
+    /// Network zones agent sessions may be granted, by name
+    /// (`[network_zones.NAME]` with `allow = ["host:port", …]` and
+    /// optionally `connect_to = { "host:port" = "address:port" }`). No
+    /// zone: sandboxes reach nothing but their MCP endpoint.
+    pub network_zones: BTreeMap<String, ZoneConfig>,
     /// Where anima-ai answers (`http://host:port`); empty turns the AI
     /// features off (they answer `FAILED_PRECONDITION`/`NO_AI_SERVICE`).
     /// `anima up` points it at its own listener.
@@ -95,6 +100,7 @@ impl Default for ServerConfig {
             agent_provider: String::new(),
             agent: AgentConfig::default(),
             secret_stores: BTreeMap::new(),
+            network_zones: BTreeMap::new(),
             ai_url: String::new(),
             ai_token: String::new(),
         }

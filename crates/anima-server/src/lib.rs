@@ -22,6 +22,7 @@ pub mod middleware;
 pub mod rbac;
 pub mod secrets;
 pub mod services;
+pub mod zones;
 
 pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider, serve};
 pub use config::ServerConfig;

@@ -9,6 +9,7 @@ use anima_proto::v1::{self as pb, work_item_service_client::WorkItemServiceClien
 use common::{Backend, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
+use tonic_types::StatusExt;
 
 on_both_backends!(
     plan_and_work_item_round_trip,
@@ -76,7 +77,21 @@ fn edit(item: &pb::WorkItem, text: &str, base: &str) -> pb::UpdateWorkItemReques
 }
 
 async fn plan_and_work_item_round_trip(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(
+        backend,
+        anima_server::ServerConfig {
+            network_zones: [(
+                "staging".to_owned(),
+                anima_server::zones::ZoneConfig {
+                    allow: vec!["db.staging.internal:5432".into()],
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let (token, project) = owner_with_project(&server).await;
     let mut plans = server.plans();
     let mut items = server.work_items();
@@ -224,6 +239,31 @@ async fn plan_and_work_item_round_trip(backend: Backend) {
         .capabilities;
     assert_eq!(capabilities.len(), 1);
     assert!(!capabilities[0].id.is_empty());
+    // A zone the server does not define is refused; what the zone allows
+    // comes from its definition, not the client.
+    let refused = items
+        .update_capabilities(authed(
+            &token,
+            pb::UpdateCapabilitiesRequest {
+                work_item_id: item.id.clone(),
+                capabilities: vec![pb::Capability {
+                    id: String::new(),
+                    kind: Some(pb::capability::Kind::NetworkZone(pb::NetworkZone {
+                        name: "everything".into(),
+                        hosts: vec!["*.com:*".into()],
+                    })),
+                }],
+            },
+        ))
+        .await
+        .expect_err("undefined zone");
+    assert_eq!(
+        refused
+            .get_details_error_info()
+            .map(|info| info.reason)
+            .as_deref(),
+        Some("NETWORK_ZONE_UNKNOWN")
+    );
     let listed = items
         .list_capabilities(authed(
             &token,

@@ -138,10 +138,18 @@ async fn first_start_login_create_user_and_reflection(database_url: Option<&str>
 /// listed, the first restored and read back; then archived.
 fn planning_through_the_cli(database_url: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The administrator's configuration: a zone and a secret store.
+    let config_file = dir.path().join("anima.toml");
+    std::fs::write(
+        &config_file,
+        "[network_zones.docs]\nallow = [\"docs.rs:443\", \"crates.io:443\"]\n\
+         [secret_stores.agents]\nkind = \"env\"\nprefix = \"ANIMA_AGENT_SECRET_\"\n",
+    )
+    .expect("config");
     let up = Up::start_with_env(
         &dir.path().join("data"),
         database_url,
-        &[("ANIMA_SECRET_STORES", "agents=env:ANIMA_AGENT_SECRET_")],
+        &[("ANIMA_CONFIG", &*config_file.to_string_lossy())],
     );
     let config = dir.path().join("config");
     up.login_admin(&config);
@@ -302,7 +310,7 @@ fn planning_through_the_cli(database_url: Option<&str>) {
         &config,
         &capabilities(&[
             "--network",
-            "docs=docs.rs:443, crates.io:443",
+            "docs",
             "--secret",
             "token=agents://DOCS_TOKEN",
             "--json",
@@ -320,8 +328,10 @@ fn planning_through_the_cli(database_url: Option<&str>) {
         })
         .and_then(|capability| capability["id"].as_str())
         .expect("the network zone is listed");
-    let err = cli_fails(&config, &capabilities(&["--network", "nohosts"]));
-    assert!(err.contains("NAME=VALUE"), "{err}");
+    let err = cli_fails(&config, &capabilities(&["--network", "everything"]));
+    assert!(err.contains("NETWORK_ZONE_UNKNOWN"), "{err}");
+    let err = cli_fails(&config, &capabilities(&["--network", "mine=*.com:443"]));
+    assert!(err.contains("administrators defined"), "{err}");
     // Secrets come from the configured stores only: never the server's
     // environment, its files, or a store nobody configured.
     for reference in ["s=env://ANIMA_SERVICE_TOKENS", "s=vault://kv-ci"] {
@@ -2038,4 +2048,153 @@ async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
     assert!(!shown.contains("\"0\""), "not root: {shown}");
     assert!(!std::path::Path::new("/usr/x").exists());
     assert!(!std::path::Path::new("/etc/x").exists());
+}
+
+/// A network zone an administrator defined, granted to a work item: its
+/// agent reaches the zone's host (a local server the zone names
+/// example.test) through the egress proxy, and nothing else: not
+/// PostgreSQL, not this server's own port (gRPC, anima-ai), not cloud
+/// metadata, not another local port. Without the zone, not even that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_zone_reaches_its_hosts_and_nothing_else() {
+    if !bubblewrap_installed() {
+        return;
+    }
+    let example = std::net::TcpListener::bind("127.0.0.1:0").expect("example.test");
+    let example_port = example.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in example.incoming().map_while(Result::ok) {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nexample-ok\n");
+        }
+    });
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("other");
+    let other_port = other.local_addr().expect("address").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_file = dir.path().join("anima.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[network_zones.test]\nallow = [\"example.test:443\"]\n\
+             connect_to = {{ \"example.test:443\" = \"127.0.0.1:{example_port}\" }}\n"
+        ),
+    )
+    .expect("config");
+    // The agent asks the proxy for each destination; ANIMA_PORT is the
+    // server's own port, filled in below.
+    let script = r#"
+import http.client, os, sys
+host, port = os.environ["HTTPS_PROXY"].removeprefix("http://").split(":")
+for target in sys.argv[1:]:
+    name, number = target.split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        c.set_tunnel(name, int(number))
+        c.request("GET", "/")
+        r = c.getresponse()
+        print(target, r.status, r.read().decode().strip())
+    except OSError as e:
+        print(target, "refused", "403" if "403" in str(e) else str(e))
+"#;
+    let quoted = format!("'{}'", script.replace('\'', r"'\''"));
+    let agent = format!(
+        "python3 -c {quoted} example.test:443 127.0.0.1:5432 127.0.0.1:$ANIMA_PORT \
+         169.254.169.254:80 127.0.0.1:{other_port} localhost:$ANIMA_PORT; exit 9"
+    );
+    // The listener's port is only known once `anima up` runs: pick one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let agent = agent.replace("$ANIMA_PORT", &port.to_string());
+    let data = dir.path().join("data");
+    let up = Up::launch(
+        &data,
+        None,
+        &[
+            ("ANIMA_AGENT_COMMAND", agent.as_str()),
+            ("ANIMA_CONFIG", &*config_file.to_string_lossy()),
+        ],
+        &format!("127.0.0.1:{port}"),
+        None,
+    );
+    let config = dir.path().join("config");
+    up.login_admin(&config);
+    cli(&config, &["akh", "create", "Thoth"], "");
+    cli(&config, &["project", "create", "Zoned"], "");
+    for title in ["With the zone", "Without"] {
+        cli(
+            &config,
+            &["workitem", "create", "--project", "Zoned", title],
+            "",
+        );
+    }
+    cli(
+        &config,
+        &[
+            "workitem",
+            "capabilities",
+            "WI-1",
+            "--project",
+            "Zoned",
+            "--network",
+            "test",
+        ],
+        "",
+    );
+    let mut outputs = Vec::new();
+    for item in ["WI-1", "WI-2"] {
+        let started = json(&cli(
+            &config,
+            &[
+                "session",
+                "start",
+                item,
+                "--project",
+                "Zoned",
+                "--akh",
+                "Thoth",
+                "--json",
+            ],
+            "",
+        ));
+        let id = started["id"].as_str().expect("id").to_owned();
+        let mut ended = serde_json::Value::Null;
+        for _ in 0..400 {
+            ended = json(&cli(&config, &["session", "status", &id, "--json"], ""));
+            if ended["status"] == "failed" || ended["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(ended["exit_code"], 9, "{ended}");
+        outputs.push(
+            ended["last_output_lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .filter_map(|line| line.as_str().map(str::to_owned))
+                .filter(|line| !line.starts_with("the agent exited"))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        outputs[0],
+        [
+            "example.test:443 200 example-ok".to_owned(),
+            "127.0.0.1:5432 refused 403".into(),
+            format!("127.0.0.1:{port} refused 403"),
+            "169.254.169.254:80 refused 403".into(),
+            format!("127.0.0.1:{other_port} refused 403"),
+            format!("localhost:{port} refused 403"),
+        ]
+    );
+    assert!(
+        outputs[1].iter().all(|line| line.contains("refused 403")),
+        "without the zone nothing: {:?}",
+        outputs[1]
+    );
+    drop(other);
 }

@@ -33,6 +33,7 @@ use crate::{
     error::to_status,
     events::{EventHub, Replay, StreamItem},
     secrets::SecretStores,
+    zones::NetworkZones,
 };
 
 /// The bundles of `skills`, newest versions where unpinned. A pinned
@@ -231,6 +232,8 @@ pub struct AgentSessionApi {
     provider: Option<Arc<dyn AgentProvider>>,
     /// Where sessions' secret values are read from.
     secrets: Arc<SecretStores>,
+    /// What sessions' network zones allow.
+    zones: Arc<NetworkZones>,
 }
 
 impl AgentSessionApi {
@@ -240,12 +243,14 @@ impl AgentSessionApi {
         hub: Arc<EventHub>,
         provider: Option<Arc<dyn AgentProvider>>,
         secrets: Arc<SecretStores>,
+        zones: Arc<NetworkZones>,
     ) -> Self {
         Self {
             store,
             hub,
             provider,
             secrets,
+            zones,
         }
     }
 
@@ -339,6 +344,7 @@ impl AgentSessionApi {
         // Likewise when a secret cannot be read; the values go to the
         // provider and nowhere else.
         let secrets = self.secrets.values(&item.capabilities).await?;
+        let zones = self.zones.for_session(&item.capabilities)?;
         let mcp_token = new_token();
         let session = self
             .store
@@ -357,6 +363,7 @@ impl AgentSessionApi {
                 akh_name: akh.name,
                 skills,
                 secrets,
+                zones,
             })
             .await;
         match provisioned {

@@ -23,6 +23,7 @@ use crate::{
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
     secrets::SecretStores,
+    zones::NetworkZones,
 };
 
 const WORK_ITEM_PATHS: &[&str] = &[
@@ -46,6 +47,8 @@ pub struct WorkItemApi {
     provider: Option<Arc<dyn AgentProvider>>,
     /// Secret capabilities must name one of these.
     secrets: Arc<SecretStores>,
+    /// Network zone capabilities must name one of these.
+    zones: Arc<NetworkZones>,
 }
 
 impl WorkItemApi {
@@ -55,12 +58,14 @@ impl WorkItemApi {
         ai: Ai,
         provider: Option<Arc<dyn AgentProvider>>,
         secrets: Arc<SecretStores>,
+        zones: Arc<NetworkZones>,
     ) -> Self {
         Self {
             store,
             ai,
             provider,
             secrets,
+            zones,
         }
     }
 
@@ -396,11 +401,12 @@ impl WorkItemApi {
             .enumerate()
             .map(|(index, raw)| convert::parse_capability(index, raw))
             .collect::<Result<Vec<_>, _>>()?;
-        let capabilities = capability::validate(parsed)?;
+        let mut capabilities = capability::validate(parsed)?;
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
         self.secrets.check(&capabilities)?;
+        self.zones.check(&mut capabilities)?;
         let stored = self.store.set_capabilities(&item.id, capabilities).await?;
         Ok(pb::ListCapabilitiesResponse {
             capabilities: stored.into_iter().map(convert::capability).collect(),

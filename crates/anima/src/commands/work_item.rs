@@ -125,10 +125,11 @@ pub enum WorkItemCommand {
         global: GlobalArgs,
         #[command(flatten)]
         item: ItemRef,
-        /// Grant a network zone, NAME=HOST,HOST… (repeatable). Recorded for
-        /// now: sandboxes reach nothing but their MCP endpoint until
-        /// network zones are served by the provider's egress proxy.
-        #[arg(long, value_name = "NAME=HOSTS")]
+        /// Grant a network zone by name (repeatable): one the server's
+        /// administrators defined (`network_zones`), with the hosts they
+        /// allow. Sandboxes reach its hosts through the egress proxy
+        /// (`HTTPS_PROXY`), and nothing else.
+        #[arg(long, value_name = "ZONE")]
         network: Vec<String>,
         /// Grant a secret by reference, NAME=STORE://KEY (repeatable): a
         /// secret store the server's administrators configured
@@ -717,8 +718,8 @@ async fn all_revisions(
     .await
 }
 
-/// The capabilities `--network NAME=HOSTS` and `--secret NAME=REFERENCE`
-/// grant; the server checks them further (names, references).
+/// The capabilities `--network NAME` and `--secret NAME=REFERENCE` grant;
+/// the server checks them further (zone names, references).
 fn granted_capabilities(
     networks: &[String],
     secrets: &[String],
@@ -733,13 +734,15 @@ fn granted_capabilities(
     };
     let mut granted = Vec::new();
     for network in networks {
-        let (name, hosts) = split("network", network)?;
+        let name = network.trim();
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains(['=', ',', ':']),
+            "--network takes the name of a zone the server's administrators defined \
+             (its hosts are theirs to say), not {network:?}"
+        );
         granted.push(Kind::NetworkZone(pb::NetworkZone {
-            name,
-            hosts: hosts
-                .split(',')
-                .map(|host| host.trim().to_owned())
-                .collect(),
+            name: name.to_owned(),
+            hosts: Vec::new(),
         }));
     }
     for secret in secrets {

@@ -120,7 +120,7 @@ impl Up {
 
     /// Runs `anima up` and reads its address, and on a first start (no
     /// `admin_password` known) the password it prints.
-    fn launch(
+    pub fn launch(
         data_dir: &std::path::Path,
         database_url: Option<&str>,
         env: &[(&str, &str)],
