@@ -61,8 +61,12 @@ pub async fn local_provider(options: AgentOptions) -> anyhow::Result<LocalProvid
         ),
         None => None,
     };
+    let sandboxes = LocalSandboxes::new(options.sandboxes, options.sandbox_user);
+    if sandboxes.check().is_ok() {
+        sandboxes.reclaim();
+    }
     Ok(LocalProvider::new(
-        LocalSandboxes::new(options.sandboxes, options.sandbox_user),
+        sandboxes,
         Limits::default(),
         options.read_only,
         running,

@@ -89,6 +89,8 @@ pub struct Limits {
     pub processes: u64,
     /// Size of `/tmp`, in bytes.
     pub tmp_bytes: u64,
+    /// Size of `/workspace`, in bytes (a file system of its own).
+    pub workspace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -98,6 +100,7 @@ impl Default for Limits {
             millicores: 1000,
             processes: 512,
             tmp_bytes: 1 << 30,
+            workspace_bytes: 10 << 30,
         }
     }
 }
@@ -179,6 +182,23 @@ impl LocalSandboxes {
             .map_err(Clone::clone)
     }
 
+    /// Unmounts the workspaces a provider that ended without destroying
+    /// its sandboxes (killed, say) left mounted under the root.
+    pub fn reclaim(&self) {
+        let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        for mount_point in mountinfo
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(4))
+            .map(PathBuf::from)
+            .filter(|mount_point| mount_point.starts_with(&root))
+        {
+            unmount(&mount_point);
+        }
+    }
+
     /// Sets up the session's directories and starts its command.
     pub async fn start(&self, spec: &SandboxSpec) -> anyhow::Result<Sandbox> {
         let host = self.host().map_err(anyhow::Error::msg)?.clone();
@@ -214,7 +234,6 @@ impl LocalSandboxes {
         );
         let owner = Some(host.user);
         make_private_dir(&dir, owner)?;
-        make_private_dir(&dir.join("workspace"), owner)?;
         make_private_dir(&dir.join("files"), owner)?;
         write_files(&dir.join("files"), &spec.files, owner)?;
         std::fs::create_dir(dir.join("anima"))?;
@@ -260,7 +279,17 @@ impl LocalSandboxes {
             spec.zones.clone(),
         ));
 
+        // Last, so nothing fails between mounting it and the sandbox that
+        // unmounts it.
+        let workspace = dir.join("workspace");
+        let (size, user) = (spec.limits.workspace_bytes, host.user);
+        let image = dir.join(WORKSPACE_IMAGE);
+        tokio::task::spawn_blocking(move || make_workspace(&image, &workspace, size, user))
+            .await?
+            .context("making the session's workspace")?;
+
         let mut sandbox = Sandbox {
+            mounted: true,
             network,
             egress,
             child: None,
@@ -333,6 +362,58 @@ fn find_host(user_name: &str) -> Result<Host, String> {
         },
         cgroups,
     })
+}
+
+/// The file system image of a session's `/workspace`, beside it.
+pub const WORKSPACE_IMAGE: &str = "workspace.img";
+
+/// Makes `/workspace` a file system of its own, `size` bytes (a sparse
+/// image, so only what is written takes disk), owned by the sandbox user
+/// (0700), mounted without devices or set-id programs at `workspace`.
+fn make_workspace(
+    image: &Path,
+    workspace: &Path,
+    size: u64,
+    user: SandboxUser,
+) -> anyhow::Result<()> {
+    std::fs::File::create(image)?.set_len(size.max(16 << 20))?;
+    run(std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0", "-J", "size=4", "-E"])
+        .arg(format!(
+            "root_owner={}:{},lazy_itable_init=1,nodiscard",
+            user.uid, user.gid
+        ))
+        .arg(image))?;
+    std::fs::create_dir(workspace)?;
+    run(std::process::Command::new("mount")
+        .args(["-o", "loop,nodev,nosuid"])
+        .arg(image)
+        .arg(workspace))?;
+    std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::remove_dir(workspace.join("lost+found"))?;
+    Ok(())
+}
+
+/// Unmounts `path` (lazily: whatever still holds it lets go on its own).
+fn unmount(path: &Path) {
+    if let Err(err) = run(std::process::Command::new("umount").arg("-l").arg(path)) {
+        tracing::warn!(path = %path.display(), "{err:#}");
+    }
+}
+
+/// Runs a system tool to its end; its error output if it failed.
+fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {:?}", command.get_program()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command.get_program(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
 }
 
 /// Makes `dir` with mode 0700 (owned by `owner` if given), or tightens an
@@ -548,6 +629,8 @@ fn redacted(line: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
 
 /// A running (or finished) session sandbox.
 pub struct Sandbox {
+    /// Whether its workspace is still mounted (unmounted on drop).
+    mounted: bool,
     /// Its network namespace (the provider's, not the sandbox user's).
     network: OwnedFd,
     /// Its egress proxy.
@@ -572,6 +655,9 @@ impl Drop for Sandbox {
             forwarder.abort();
         }
         self.egress.abort();
+        if self.mounted {
+            unmount(&self.dir.join("workspace"));
+        }
     }
 }
 
@@ -805,8 +891,9 @@ impl Sandbox {
 
     /// Ends it: every process of the session is killed (bubblewrap's PID
     /// namespace dies with it, and whatever is left in its cgroup is
-    /// killed), its cgroup removed, and its directory too, or with `keep`
-    /// everything but the workspace (the given files, secrets among them,
+    /// killed), its cgroup removed, its workspace unmounted, and its
+    /// directory removed, or with `keep` everything but the workspace's
+    /// image ([`WORKSPACE_IMAGE`]; the given files, secrets among them,
     /// always go).
     pub async fn destroy(mut self, keep: bool) -> anyhow::Result<()> {
         if let Some(child) = self.child.as_mut()
@@ -818,7 +905,13 @@ impl Sandbox {
             forwarder.abort();
         }
         let group = std::mem::replace(&mut self.group, SessionGroup::empty());
-        tokio::task::spawn_blocking(move || group.remove()).await?;
+        let workspace = self.dir.join("workspace");
+        tokio::task::spawn_blocking(move || {
+            group.remove();
+            unmount(&workspace);
+        })
+        .await?;
+        self.mounted = false;
         let removed: Vec<PathBuf> = if keep {
             ["files", "anima", "forward.sock"]
                 .iter()

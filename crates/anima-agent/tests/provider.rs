@@ -202,11 +202,13 @@ async fn keeping_a_sandbox_stops_its_agent_and_keeps_only_the_workspace() {
         }))
         .await
         .expect("destroy");
-    assert_eq!(std::fs::read(&result).expect("kept"), b"work\n");
+    let image = root.path().join("s-kept/workspace.img");
+    assert_eq!(common::read_from_image(&image, "result"), b"work\n");
     assert!(
         !root.path().join("s-kept/files").exists(),
         "the secrets are not kept"
     );
+    assert!(!result.exists(), "the workspace is unmounted");
     let sleeping = std::fs::read_dir("/proc")
         .expect("proc")
         .filter_map(Result::ok)

@@ -164,6 +164,29 @@ async fn a_fork_bomb_is_contained_and_the_host_keeps_answering() {
 }
 
 #[tokio::test]
+async fn the_workspace_has_a_fixed_size() {
+    let Some((sandboxes, _root)) = sandboxes() else {
+        return;
+    };
+    let output = run(
+        &sandboxes,
+        &SandboxSpec {
+            limits: Limits {
+                workspace_bytes: 32 << 20,
+                ..Limits::default()
+            },
+            ..shell(
+                "full",
+                "dd if=/dev/zero of=fill bs=1M count=64 2>/dev/null && echo FILLED || echo FULL; \
+                 ls -A /workspace | grep -v -e '^fill$' -e '^.anima$' | wc -l",
+            )
+        },
+    )
+    .await;
+    assert_eq!(output, ["FULL", "0"], "nothing but what the session wrote");
+}
+
+#[tokio::test]
 async fn tmp_has_a_fixed_size() {
     let Some((sandboxes, _root)) = sandboxes() else {
         return;

@@ -189,7 +189,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }))
     });
     anima_server::serve(listener, router, async move {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_requested().await;
         let _ = stopping.send(true);
     })
     .await?;
@@ -197,6 +197,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         worker.await??;
     }
     Ok(())
+}
+
+/// Returns on Ctrl-C (SIGINT) or SIGTERM, how operators and service
+/// managers ask a process to stop; what it runs is then torn down (agent
+/// sandboxes with it).
+async fn stop_requested() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// The address this process's own clients dial: the listener's, with an

@@ -1588,15 +1588,19 @@ async fn a_sandboxed_agent_works_through_mcp() {
     assert_eq!(tasks[0].title, "Work on WI-1");
     assert_eq!(tasks[0].status(), pb::TaskStatus::Done);
     // The session's end killed the token the agent was given.
-    let given: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
+    // The kept workspace is an image (unmounted); debugfs reads it.
+    let kept = Command::new("debugfs")
+        .arg("-R")
+        .arg("cat /given-mcp.json")
+        .arg(
             data.join("sandboxes")
                 .join(&session.id)
-                .join("workspace/given-mcp.json"),
+                .join("workspace.img"),
         )
-        .expect("the kept sandbox's MCP configuration"),
-    )
-    .expect("json");
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    let given: serde_json::Value =
+        serde_json::from_slice(&kept.stdout).expect("the kept sandbox's MCP configuration");
     let refused = std::process::Command::new(format!("{venv}/bin/python"))
         .arg(format!("{tests}/mcp_client.py"))
         .args([

@@ -24,6 +24,19 @@ pub fn sandboxes_ready(root: &Path) -> bool {
     }
 }
 
+/// A file of a kept workspace, read from its image (with e2fsprogs'
+/// debugfs, which needs no mount).
+pub fn read_from_image(image: &Path, path: &str) -> Vec<u8> {
+    let output = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat /{path}"))
+        .arg(image)
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
 /// Every way out of a sandbox's confinement, tried from inside; each line
 /// names what was tried and whether it held.
 pub const ESCAPES: &str = r#"

@@ -182,7 +182,18 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// Stops it as an operator would (SIGINT), so it tears down its
+    /// sandboxes; kills it if it has not stopped after a while.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
