@@ -270,7 +270,11 @@ async fn a_login_shell_is_as_confined_as_the_agent() {
     let vm = provision(&provider, "session-escapes", "sleep 120").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let workspace = root.path().join("sandboxes/session-escapes/workspace");
-    std::fs::write(workspace.join("escapes.sh"), common::ESCAPES).expect("script");
+    std::fs::write(
+        workspace.join("escapes.sh"),
+        common::escapes(std::process::id()),
+    )
+    .expect("script");
     let issued = credentials(&provider, &vm).await.expect("credentials");
     let output = login(
         root.path(),

@@ -1962,6 +1962,22 @@ async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
         ("vault://token", "SECRET_STORE_UNKNOWN"),
         ("file:///proc/self/environ", "INVALID_CAPABILITY"),
         ("files://../data/anima.db", "INVALID_CAPABILITY"),
+        ("file:///dev/zero", "INVALID_CAPABILITY"),
+        (
+            &*format!("file://{}", secrets.join("fifo").display()),
+            "INVALID_CAPABILITY",
+        ),
+        (
+            &*format!("file://{}", data.join("anima.db").display()),
+            "INVALID_CAPABILITY",
+        ),
+        (
+            &*format!(
+                "file://{}",
+                data.join("sandboxes/ssh_host_ed25519_key").display()
+            ),
+            "INVALID_CAPABILITY",
+        ),
     ] {
         let err = cli_fails(&owner, &args(&grant(reference)));
         assert!(err.contains(code), "{reference}: {err}");

@@ -37,10 +37,13 @@ pub fn read_from_image(image: &Path, path: &str) -> Vec<u8> {
     output.stdout
 }
 
-/// Every way out of a sandbox's confinement, tried from inside; each line
-/// names what was tried and whether it held.
-pub const ESCAPES: &str = r#"
-try() { if sh -c "$2" >/dev/null 2>&1; then echo "ESCAPED: $1"; else echo "held: $1"; fi; }
+/// Every way out of a sandbox's confinement, tried from inside by a
+/// sandbox of the provider process `provider`; each line names what was
+/// tried and whether it held.
+pub fn escapes(provider: u32) -> String {
+    format!(
+        r#"
+try() {{ if sh -c "$2" >/dev/null 2>&1; then echo "ESCAPED: $1"; else echo "held: $1"; fi; }}
 try remount-usr 'mount -o remount,rw /usr'
 try write-usr 'touch /usr/x'
 try write-etc 'touch /etc/x'
@@ -51,9 +54,12 @@ try unshare-mount 'unshare -m true'
 try module 'modprobe -q dummy || insmod /nonexistent.ko'
 try host-root 'ls /root'
 try setuid-root 'su -c true root </dev/null'
-grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status | tr -s '	' ' '
+try ptrace-provider 'python3 -c "import ctypes, sys; sys.exit(ctypes.CDLL(None).ptrace(16, {provider}, 0, 0) != 0)"'
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status | tr -s '\t' ' '
 id -u
-"#;
+"#
+    )
+}
 
 pub fn assert_held(output: &[String]) {
     let escaped: Vec<&String> = output
@@ -83,6 +89,6 @@ pub fn assert_held(output: &[String]) {
             .iter()
             .filter(|line| line.starts_with("held"))
             .count(),
-        10
+        11
     );
 }
