@@ -30,6 +30,10 @@ const GATHER: Duration = Duration::from_millis(50);
 /// Tries per report before the record is given up as failed.
 const REPORT_TRIES: u32 = 5;
 
+/// Most event bytes one report carries (well under the server's message
+/// limit); a larger backlog goes out in several.
+const MAX_REPORT_BYTES: usize = 1 << 20;
+
 /// Where logins are reported: the server's audit log.
 #[async_trait]
 pub trait AuditSink: Send + Sync + 'static {
@@ -105,6 +109,8 @@ pub struct Record {
     unsent_bytes: usize,
     first_unsent: i64,
     ended: bool,
+    /// A report is failing: input waits until one goes through.
+    blocked: bool,
     /// Wakes the reporter.
     changed: Arc<Notify>,
     /// Set once the record cannot be kept: the shell must end.
@@ -134,6 +140,7 @@ impl Record {
             unsent_bytes: 0,
             first_unsent: 0,
             ended: false,
+            blocked: false,
             changed: Arc::new(Notify::new()),
             failed: Arc::new(failed),
         }));
@@ -141,10 +148,16 @@ impl Record {
         (record, failures)
     }
 
-    /// What the user typed.
-    pub fn typed(&mut self, bytes: &[u8]) {
+    /// Takes what the user typed into the record; whether it may reach
+    /// the shell: not once the shell ended, nor while the record is
+    /// failing (what is refused is not recorded).
+    pub fn typed(&mut self, bytes: &[u8]) -> bool {
+        if self.ended || self.blocked || self.failed() {
+            return false;
+        }
         self.state.bytes_in += i64::try_from(bytes.len()).unwrap_or(i64::MAX);
         self.add(pb::TerminalStream::Input, bytes);
+        !self.failed()
     }
 
     /// What the shell showed.
@@ -183,13 +196,31 @@ impl Record {
         self.changed.notify_one();
     }
 
-    /// The next report: the state and every unsent event.
-    fn next_report(&self) -> pb::LoginReport {
-        pb::LoginReport {
-            events: self.unsent.clone(),
+    /// The next report: the state and the oldest unsent events, up to
+    /// [`MAX_REPORT_BYTES`] (at least one); how many it carries.
+    fn next_report(&self) -> (pb::LoginReport, usize) {
+        let mut bytes = 0;
+        let count = self
+            .unsent
+            .iter()
+            .take_while(|event| {
+                bytes += event.data.len();
+                bytes <= MAX_REPORT_BYTES
+            })
+            .count()
+            .max(usize::from(!self.unsent.is_empty()));
+        let report = pb::LoginReport {
+            events: self.unsent[..count].to_vec(),
             first_event_seq: self.first_unsent,
+            // The end only once every event is in.
+            end_time: self.state.end_time.filter(|_| count == self.unsent.len()),
+            exit_status: self
+                .state
+                .exit_status
+                .filter(|_| count == self.unsent.len()),
             ..self.state.clone()
-        }
+        };
+        (report, count)
     }
 
     /// The sink took the first `count` unsent events.
@@ -213,11 +244,7 @@ async fn report_continuously(record: SharedRecord, sink: Arc<dyn AuditSink>) {
     loop {
         changed.notified().await;
         tokio::time::sleep(GATHER).await;
-        let Some((report, count)) = record
-            .lock()
-            .ok()
-            .map(|record| (record.next_report(), record.unsent.len()))
-        else {
+        let Some((report, count)) = record.lock().ok().map(|record| record.next_report()) else {
             return;
         };
         let mut sent = false;
@@ -229,6 +256,9 @@ async fn report_continuously(record: SharedRecord, sink: Arc<dyn AuditSink>) {
                 }
                 Err(err) => {
                     tracing::warn!(login = %report.login_id, attempt, "{err:#}");
+                    if let Ok(mut record) = record.lock() {
+                        record.blocked = true;
+                    }
                     tokio::time::sleep(Duration::from_millis(200) * attempt).await;
                 }
             }
@@ -240,9 +270,13 @@ async fn report_continuously(record: SharedRecord, sink: Arc<dyn AuditSink>) {
             record.failed.send_replace(true);
             return;
         }
+        record.blocked = false;
         record.taken(count);
         if record.ended && record.unsent.is_empty() {
             return;
+        }
+        if !record.unsent.is_empty() {
+            changed.notify_one();
         }
     }
 }
@@ -270,6 +304,24 @@ mod tests {
         }
     }
 
+    impl Kept {
+        /// Every report, once the one with the end has come (a bound,
+        /// not a speed requirement).
+        async fn until_ended(&self) -> Vec<pb::LoginReport> {
+            for _ in 0..200 {
+                let reports = self.reports.lock().expect("lock").clone();
+                if reports
+                    .last()
+                    .is_some_and(|report| report.exit_status.is_some())
+                {
+                    return reports;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the record never ended");
+        }
+    }
+
     #[tokio::test]
     async fn every_byte_is_sent_once_in_order() {
         let sink = Arc::new(Kept::default());
@@ -281,7 +333,7 @@ mod tests {
         ] {
             let mut record = record.lock().expect("lock");
             if input {
-                record.typed(bytes);
+                assert!(record.typed(bytes));
             } else {
                 record.shown(bytes);
             }
@@ -289,19 +341,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         record.lock().expect("lock").shown(b"done");
         record.lock().expect("lock").ended(0);
-        for _ in 0..100 {
-            let done = sink
-                .reports
-                .lock()
-                .expect("lock")
-                .last()
-                .is_some_and(|report| report.exit_status.is_some());
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let reports = sink.reports.lock().expect("lock").clone();
+        let reports = sink.until_ended().await;
         let mut next = 0;
         let mut typed = Vec::new();
         let mut shown = Vec::new();
@@ -327,11 +367,45 @@ mod tests {
         let sink = Arc::new(Kept::default());
         sink.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
         let (record, mut failures) = Record::start("login-y", "peer", None, sink);
-        record.lock().expect("lock").typed(b"rm -rf /workspace\r");
+        assert!(record.lock().expect("lock").typed(b"rm -rf /workspace\r"));
         tokio::time::timeout(Duration::from_secs(30), failures.wait_for(|failed| *failed))
             .await
             .expect("failed in time")
             .expect("failure seen");
         assert!(record.lock().expect("lock").failed());
+        assert!(
+            !record.lock().expect("lock").typed(b"more"),
+            "no input once the record failed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_backlog_goes_out_in_pieces_and_nothing_is_typed_after_the_end() {
+        let sink = Arc::new(Kept::default());
+        let (record, _failures) = Record::start("login-z", "peer", None, sink.clone());
+        {
+            let mut record = record.lock().expect("lock");
+            record.shown(&vec![b'x'; 3 * MAX_REPORT_BYTES]);
+            record.ended(0);
+            assert!(!record.typed(b"after the end"));
+        }
+        let reports = sink.until_ended().await;
+        assert!(reports.len() >= 3, "{} reports", reports.len());
+        for report in &reports {
+            let bytes: usize = report.events.iter().map(|event| event.data.len()).sum();
+            assert!(bytes <= MAX_REPORT_BYTES, "{bytes}");
+        }
+        let shown: usize = reports
+            .iter()
+            .flat_map(|report| &report.events)
+            .map(|event| event.data.len())
+            .sum();
+        assert_eq!(shown, 3 * MAX_REPORT_BYTES);
+        assert!(
+            reports[..reports.len() - 1]
+                .iter()
+                .all(|report| report.end_time.is_none()),
+            "the end comes with the last piece"
+        );
     }
 }

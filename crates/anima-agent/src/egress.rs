@@ -11,49 +11,22 @@
 //! zone names that address (an address pattern, or `connect_to`).
 //! Everything refused is answered `403` with the reason.
 
-use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anima_core::zone::{Pattern, is_internal};
 use anima_proto::v1 as pb;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
-use hyper::{
-    Method, Request, Response, StatusCode,
-    body::Incoming,
-    header::{self, HeaderValue},
-    service::service_fn,
-};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::Semaphore,
-};
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::proxy::{self, Body, Listener, Slot, answer};
 
 /// Where the proxy listens, inside each sandbox's network namespace.
 pub const PROXY_ADDRESS: &str = "127.0.0.1:3128";
 
-/// Connections one sandbox may hold open through the proxy at once.
-const MAX_CONNECTIONS: usize = 64;
-
-/// How long a request's head may take to arrive.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long connecting to a destination may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Headers that concern one hop only; never passed on.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-];
-
-type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A session's zones, parsed.
 #[derive(Debug, Default)]
@@ -111,10 +84,13 @@ impl Zones {
             .await
             .map_err(|_| format!("{host} does not resolve"))?
             .collect();
+        // The host's own addresses are internal too: its services listen
+        // there, and the proxy connects from the host.
+        let own = host_addresses();
         let allowed: Vec<SocketAddr> = resolved
             .iter()
             .filter(|address| {
-                !is_internal(address.ip())
+                !(is_internal(address.ip()) || own.contains(&address.ip()))
                     || self
                         .patterns
                         .iter()
@@ -131,93 +107,83 @@ impl Zones {
     }
 }
 
-/// Serves the proxy on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, zones: Arc<Zones>) {
-    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = open.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(err) => {
-                tracing::warn!(%err, "accepting on a sandbox's egress proxy");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let zones = zones.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, zones.clone()));
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await
-            {
-                tracing::debug!(%err, "a sandbox's proxy connection ended");
-            }
-            drop(permit);
-        });
-    }
+/// The addresses of this host's interfaces.
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter_map(|interface| {
+            let address = interface.address?;
+            address
+                .as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| {
+                    address
+                        .as_sockaddr_in6()
+                        .map(|v6| std::net::IpAddr::V6(v6.ip()))
+                })
+        })
+        .collect()
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    zones: Arc<Zones>,
-) -> Result<Response<Body>, Infallible> {
+/// Serves the proxy on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, zones: Arc<Zones>) {
+    proxy::serve(Listener::Tcp(listener), move |request, slot| {
+        handle(request, zones.clone(), slot)
+    })
+    .await;
+}
+
+async fn handle(request: Request<Incoming>, zones: Arc<Zones>, slot: Slot) -> Response<Body> {
     let Some(authority) = request.uri().authority().cloned() else {
-        return Ok(answer(
+        return answer(
             StatusCode::BAD_REQUEST,
-            "send absolute-form requests or CONNECT host:port to this proxy\n".into(),
-        ));
+            "send absolute-form requests or CONNECT host:port to this proxy\n",
+        );
     };
     let tunnel = request.method() == Method::CONNECT;
     if !tunnel && request.uri().scheme_str() != Some("http") {
-        return Ok(answer(
+        return answer(
             StatusCode::BAD_REQUEST,
-            "use CONNECT for anything but plain http://\n".into(),
-        ));
+            "use CONNECT for anything but plain http://\n",
+        );
     }
     let port = match (authority.port_u16(), tunnel) {
         (Some(port), _) => port,
         (None, false) => 80,
-        (None, true) => {
-            return Ok(answer(
-                StatusCode::BAD_REQUEST,
-                "CONNECT needs host:port\n".into(),
-            ));
-        }
+        (None, true) => return answer(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n"),
     };
     let destinations = match zones.destinations(authority.host(), port).await {
         Ok(destinations) => destinations,
-        Err(why) => return Ok(answer(StatusCode::FORBIDDEN, format!("{why}\n"))),
+        Err(why) => return answer(StatusCode::FORBIDDEN, format!("{why}\n")),
     };
     let Some(stream) = connect(&destinations).await else {
-        return Ok(answer(
+        return answer(
             StatusCode::BAD_GATEWAY,
             format!("{authority} cannot be reached\n"),
-        ));
+        );
     };
-    Ok(if tunnel {
-        tokio::spawn(async move {
-            match hyper::upgrade::on(request).await {
-                Ok(upgraded) => {
-                    let mut upgraded = TokioIo::new(upgraded);
-                    let mut stream = stream;
-                    let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut stream).await;
-                }
-                Err(err) => tracing::debug!(%err, "a CONNECT was not upgraded"),
+    if !tunnel {
+        return proxy::pass_on(request, stream, authority.as_str())
+            .await
+            .unwrap_or_else(|err| {
+                answer(StatusCode::BAD_GATEWAY, format!("{authority}: {err}\n"))
+            });
+    }
+    tokio::spawn(async move {
+        // The tunnel holds its connection's slot as long as it lasts.
+        let _slot = slot;
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let mut upgraded = TokioIo::new(upgraded);
+                let mut stream = stream;
+                let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut stream).await;
             }
-        });
-        Response::new(Empty::new().map_err(|never| match never {}).boxed())
-    } else {
-        match pass_on(request, stream, &authority).await {
-            Ok(response) => response,
-            Err(err) => answer(StatusCode::BAD_GATEWAY, format!("{authority}: {err}\n")),
+            Err(err) => tracing::debug!(%err, "a CONNECT was not upgraded"),
         }
-    })
+    });
+    Response::new(Empty::new().map_err(|never| match never {}).boxed())
 }
 
 async fn connect(destinations: &[SocketAddr]) -> Option<TcpStream> {
@@ -229,50 +195,6 @@ async fn connect(destinations: &[SocketAddr]) -> Option<TcpStream> {
         }
     }
     None
-}
-
-async fn pass_on(
-    mut request: Request<Incoming>,
-    stream: TcpStream,
-    authority: &hyper::http::uri::Authority,
-) -> anyhow::Result<Response<Body>> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |path| path.as_str())
-        .to_owned();
-    *request.uri_mut() = path.parse()?;
-    let headers = request.headers_mut();
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(%err, "a proxied connection ended");
-        }
-    });
-    let mut response = sender.send_request(request).await?;
-    for name in HOP_BY_HOP {
-        response.headers_mut().remove(name);
-    }
-    Ok(response.map(BodyExt::boxed))
-}
-
-fn answer(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod forward;
 pub mod login;
 pub mod provider;
+pub mod proxy;
 pub mod sandbox;
 
 use audit::AuditSink;

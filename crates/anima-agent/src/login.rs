@@ -524,12 +524,12 @@ impl russh::server::Handler for Connection {
         let Some(shell) = self.shell_of(channel) else {
             return Ok(());
         };
-        // Input the record cannot take never reaches the shell.
-        let recorded = shell.record.lock().is_ok_and(|mut record| {
-            record.typed(data);
-            !record.failed()
-        });
-        if !recorded {
+        // Input the record does not take never reaches the shell.
+        if !shell
+            .record
+            .lock()
+            .is_ok_and(|mut record| record.typed(data))
+        {
             return Ok(());
         }
         // A shell that has just exited takes no more input; its end is
@@ -545,8 +545,13 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // The end of the client's input: the terminal's end-of-file key.
+        // The end of the client's input: the terminal's end-of-file key,
+        // recorded like any other.
         if let Some(shell) = self.shell_of(channel)
+            && shell
+                .record
+                .lock()
+                .is_ok_and(|mut record| record.typed(&[0x04]))
             && let Err(err) = shell.input.write_all(&[0x04]).await
         {
             tracing::debug!(%err, "end of input to a login shell that ended");

@@ -59,9 +59,9 @@ impl Pattern {
                 .ok()
                 .filter(|bits| *bits <= max_bits(address))
                 .ok_or_else(|| bad("the range's length is too long"))?;
-            Host::Range(address, bits)
+            range(address, bits).ok_or_else(|| bad("an IPv4-mapped range is at least /96"))?
         } else if let Ok(address) = host.parse::<IpAddr>() {
-            Host::Range(address, max_bits(address))
+            Host::Range(canonical(address), max_bits(canonical(address)))
         } else {
             let (under, name) = match host.strip_prefix("*.") {
                 Some(name) => (true, name),
@@ -106,6 +106,15 @@ impl Pattern {
     }
 }
 
+/// A range in canonical form: an IPv4-mapped IPv6 range is the IPv4
+/// range it maps (so its length counts IPv4 bits).
+fn range(address: IpAddr, bits: u8) -> Option<Host> {
+    match (address, canonical(address)) {
+        (IpAddr::V6(_), IpAddr::V4(v4)) => Some(Host::Range(IpAddr::V4(v4), bits.checked_sub(96)?)),
+        (_, address) => Some(Host::Range(address, bits)),
+    }
+}
+
 fn max_bits(address: IpAddr) -> u8 {
     if address.is_ipv4() { 32 } else { 128 }
 }
@@ -120,12 +129,14 @@ fn canonical(address: IpAddr) -> IpAddr {
 }
 
 fn in_range(address: IpAddr, network: IpAddr, bits: u8) -> bool {
-    let (address, network, width) = match (address, network) {
+    let (address, network, width): (u128, u128, u32) = match (address, network) {
         (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
         (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
         _ => return false,
     };
-    let shift = width - u32::from(bits);
+    let Some(shift) = width.checked_sub(u32::from(bits)) else {
+        return false;
+    };
     if shift >= 128 {
         return true;
     }
@@ -153,7 +164,7 @@ fn is_name(name: &str) -> bool {
 pub fn is_internal(address: IpAddr) -> bool {
     match canonical(address) {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_unspecified()
                 || v4.is_private()
@@ -161,16 +172,32 @@ pub fn is_internal(address: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // IPv4 inside IPv6 (NAT64, 6to4, the old compatible form):
+            // what matters is the IPv4 address it leads to.
+            let embedded = |high: u16, low: u16| {
+                let [h1, h2] = high.to_be_bytes();
+                let [l1, l2] = low.to_be_bytes();
+                IpAddr::from([h1, h2, l1, l2])
+            };
+            let nat64 =
+                segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
                 || (first & 0xffc0) == 0xfec0
+                || segments[..6] == [0; 6]
+                || (nat64 && is_internal(embedded(segments[6], segments[7])))
+                || (first == 0x2002 && is_internal(embedded(segments[1], segments[2])))
         }
     }
 }
@@ -197,6 +224,11 @@ mod tests {
             pattern("127.0.0.1:5432").names_address("::ffff:127.0.0.1".parse().expect("ip"), 5432)
         );
         assert!(!pattern("127.0.0.1:5432").allows_name("localhost", 5432));
+        // A mapped range counts IPv4 bits, and never matches everything.
+        let mapped = pattern("[::ffff:10.0.0.0/104]:5432");
+        assert!(mapped.names_address("10.1.2.3".parse().expect("ip"), 5432));
+        assert!(!mapped.names_address("127.0.0.1".parse().expect("ip"), 5432));
+        assert!(Pattern::parse("[::ffff:10.0.0.0/64]:1").is_err());
         for bad in [
             "pypi.org",
             "pypi.org:0",
@@ -227,10 +259,22 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "::",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::a00:5",
+            "2002:a00:5::1",
+            "::10.0.0.5",
         ] {
             assert!(is_internal(internal.parse().expect("ip")), "{internal}");
         }
-        for public in ["151.101.0.223", "2a04:4e42::223", "8.8.8.8"] {
+        for public in [
+            "151.101.0.223",
+            "2a04:4e42::223",
+            "8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
             assert!(!is_internal(public.parse().expect("ip")), "{public}");
         }
     }
