@@ -31,9 +31,6 @@ pub type Running = Arc<Mutex<HashMap<String, Sandbox>>>;
 /// Where the MCP client configuration appears inside the sandbox.
 pub const MCP_CONFIG: &str = "/run/anima/mcp.json";
 
-/// Where skills are deployed, inside the sandbox.
-pub const SKILLS_DIR: &str = "/workspace/.anima/skills";
-
 /// The provider service: sandboxes by VM id (`local:SESSION`).
 pub struct LocalProvider {
     sandboxes: LocalSandboxes,
@@ -159,11 +156,12 @@ fn spec_of(
         forward_to: Some(endpoint_address(&request.mcp_endpoint)?),
         read_only: read_only.to_vec(),
         skills: skill_files(&request.skills)?,
-        zones: std::sync::Arc::new(crate::egress::Zones::parse(&request.zones).map_err(invalid)?),
+        zones: Arc::new(crate::egress::Zones::parse(&request.zones).map_err(invalid)?),
     })
 }
 
-/// Skill bundles as files of the skills directory ([`SKILLS_DIR`]):
+/// Skill bundles as files of the sandbox's skills directory
+/// (`SKILLS_MOUNT/skills`, [`crate::sandbox::SKILLS_MOUNT`]):
 /// `NAME/manifest.json` and `NAME/PATH` for each file of the bundle.
 fn skill_files(bundles: &[pb::SkillBundle]) -> Result<Vec<(String, Vec<u8>)>, DomainError> {
     let mut files = Vec::new();

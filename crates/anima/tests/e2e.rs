@@ -2147,9 +2147,29 @@ for target in sys.argv[1:]:
         &format!("127.0.0.1:{port}"),
         None,
     );
+    // The administrator defines the Akh; a user who is no admin owns the
+    // project and grants the zone.
+    let admin = dir.path().join("admin");
+    up.login_admin(&admin);
+    cli(&admin, &["akh", "create", "Thoth"], "");
+    cli(
+        &admin,
+        &["user", "create", "olivia", "--password-stdin"],
+        "a long enough password",
+    );
     let config = dir.path().join("config");
-    up.login_admin(&config);
-    cli(&config, &["akh", "create", "Thoth"], "");
+    cli(
+        &config,
+        &[
+            "login",
+            "--server",
+            &up.address,
+            "-u",
+            "olivia",
+            "--password-stdin",
+        ],
+        "a long enough password",
+    );
     cli(&config, &["project", "create", "Zoned"], "");
     for title in ["With the zone", "Without"] {
         cli(
