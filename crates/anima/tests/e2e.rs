@@ -1475,10 +1475,25 @@ async fn a_sandboxed_agent_works_through_mcp() {
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    // The sandbox user reads the agent's script from a directory of its
+    // own: the checkout may be somewhere it cannot reach.
+    let scripts = tempfile::tempdir().expect("scripts");
+    std::fs::copy(
+        format!("{tests}/sandbox_agent.py"),
+        scripts.path().join("sandbox_agent.py"),
+    )
+    .expect("the agent's script");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(scripts.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("readable");
+    }
+    let scripts_dir = scripts.path().display().to_string();
     // The agent keeps a copy of its MCP configuration in the workspace,
     // which outlives the session (the given files, token included, do not).
     let agent = format!(
-        "cp /run/anima/mcp.json given-mcp.json && {venv}/bin/python {tests}/sandbox_agent.py"
+        "cp /run/anima/mcp.json given-mcp.json && \
+         {venv}/bin/python {scripts_dir}/sandbox_agent.py"
     );
     // The environment's interpreter may live outside /usr (pyenv): the
     // sandbox needs its installation too, named by pyvenv.cfg's `home`.
@@ -1490,7 +1505,7 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .expect("the interpreter's installation")
         .display()
         .to_string();
-    let read_only = format!("{venv}:{tests}:{interpreter}");
+    let read_only = format!("{venv}:{scripts_dir}:{interpreter}");
     let up = Up::start_with_env(
         &data,
         None,
