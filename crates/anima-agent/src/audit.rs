@@ -108,7 +108,6 @@ pub struct Record {
     unsent: Vec<pb::TerminalEvent>,
     unsent_bytes: usize,
     first_unsent: i64,
-    ended: bool,
     /// A report is failing: input waits until one goes through.
     blocked: bool,
     /// Wakes the reporter.
@@ -139,7 +138,6 @@ impl Record {
             unsent: Vec::new(),
             unsent_bytes: 0,
             first_unsent: 0,
-            ended: false,
             blocked: false,
             changed: Arc::new(Notify::new()),
             failed: Arc::new(failed),
@@ -152,7 +150,7 @@ impl Record {
     /// the shell: not once the shell ended, nor while the record is
     /// failing (what is refused is not recorded).
     pub fn typed(&mut self, bytes: &[u8]) -> bool {
-        if self.ended || self.blocked || self.failed() {
+        if self.has_ended() || self.blocked || self.failed() {
             return false;
         }
         self.state.bytes_in += i64::try_from(bytes.len()).unwrap_or(i64::MAX);
@@ -170,8 +168,12 @@ impl Record {
     pub fn ended(&mut self, exit_status: i32) {
         self.state.end_time = Some(now());
         self.state.exit_status = Some(exit_status);
-        self.ended = true;
         self.changed.notify_one();
+    }
+
+    /// Whether the shell has ended.
+    fn has_ended(&self) -> bool {
+        self.state.end_time.is_some()
     }
 
     /// Whether the record could not be kept.
@@ -272,7 +274,7 @@ async fn report_continuously(record: SharedRecord, sink: Arc<dyn AuditSink>) {
         }
         record.blocked = false;
         record.taken(count);
-        if record.ended && record.unsent.is_empty() {
+        if record.has_ended() && record.unsent.is_empty() {
             return;
         }
         if !record.unsent.is_empty() {

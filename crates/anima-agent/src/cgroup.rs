@@ -172,21 +172,13 @@ fn write(file: &Path, value: &str) -> anyhow::Result<()> {
 }
 
 /// One session's group (a directory per hierarchy on v1).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SessionGroup {
     dirs: Vec<PathBuf>,
     v2: bool,
 }
 
 impl SessionGroup {
-    /// A group with no directory (what is left once one is removed).
-    pub fn empty() -> Self {
-        Self {
-            dirs: Vec::new(),
-            v2: false,
-        }
-    }
-
     fn limit(&self, limits: GroupLimits) -> anyhow::Result<()> {
         let period = 100_000u64;
         let quota = (limits.millicores.max(10) * period / 1000).to_string();

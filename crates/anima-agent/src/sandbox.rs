@@ -218,14 +218,7 @@ impl LocalSandboxes {
         // Bubblewrap runs as the sandbox user and must reach what it
         // mounts: the root only lets it through (0711, nothing listed),
         // each session's directory is its own (0700).
-        match std::fs::create_dir(&self.root) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("creating {}", self.root.display()));
-            }
-        }
-        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o711))?;
+        make_dir(&self.root, 0o711, None)?;
         let dir = self.root.join(&spec.session_id);
         anyhow::ensure!(
             !dir.exists(),
@@ -416,15 +409,21 @@ fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes `dir` with mode 0700 (owned by `owner` if given), or tightens an
-/// existing one to 0700.
+/// Makes `dir` private: mode 0700, owned by `owner` if given (an existing
+/// one is tightened).
 fn make_private_dir(dir: &Path, owner: Option<SandboxUser>) -> anyhow::Result<()> {
+    make_dir(dir, 0o700, owner)
+}
+
+/// Makes `dir` with `mode` (owned by `owner` if given), or gives an
+/// existing one that mode.
+fn make_dir(dir: &Path, mode: u32, owner: Option<SandboxUser>) -> anyhow::Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
     if let Some(user) = owner {
         std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))?;
     }
@@ -904,7 +903,7 @@ impl Sandbox {
         if let Some(forwarder) = self.forwarder.take() {
             forwarder.abort();
         }
-        let group = std::mem::replace(&mut self.group, SessionGroup::empty());
+        let group = self.group.clone();
         let workspace = self.dir.join("workspace");
         tokio::task::spawn_blocking(move || {
             group.remove();

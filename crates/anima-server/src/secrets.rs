@@ -20,6 +20,8 @@ use anima_core::{
 use anima_proto::v1 as pb;
 use serde::Deserialize;
 
+use crate::error::not_configured;
+
 /// Largest secret value read, in bytes.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
@@ -118,20 +120,12 @@ impl SecretStores {
             )
         })?;
         let known = self.stores.get(store).ok_or_else(|| {
-            let names: Vec<&str> = self.stores.keys().map(String::as_str).collect();
-            DomainError::invalid_argument(
+            not_configured(
                 reason::SECRET_STORE_UNKNOWN,
-                if names.is_empty() {
-                    format!(
-                        "no secret store {store:?}: this server has no secret stores \
-                         (its administrators configure them)"
-                    )
-                } else {
-                    format!(
-                        "no secret store {store:?} on this server; its stores: {}",
-                        names.join(", ")
-                    )
-                },
+                "secret store",
+                store,
+                "secret_stores",
+                self.stores.keys(),
             )
         })?;
         Ok((known, key.to_owned()))

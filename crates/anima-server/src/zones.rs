@@ -16,6 +16,8 @@ use anima_core::{
 use anima_proto::v1 as pb;
 use serde::Deserialize;
 
+use crate::error::not_configured;
+
 /// One zone, as configured (`[network_zones.NAME]`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -91,20 +93,12 @@ impl NetworkZones {
 
     fn zone(&self, name: &str) -> Result<&ZoneConfig, DomainError> {
         self.zones.get(name).ok_or_else(|| {
-            let names: Vec<&str> = self.zones.keys().map(String::as_str).collect();
-            DomainError::invalid_argument(
+            not_configured(
                 reason::NETWORK_ZONE_UNKNOWN,
-                if names.is_empty() {
-                    format!(
-                        "no network zone {name:?}: this server defines none (its \
-                         administrators do, in network_zones)"
-                    )
-                } else {
-                    format!(
-                        "no network zone {name:?} on this server; its zones: {}",
-                        names.join(", ")
-                    )
-                },
+                "network zone",
+                name,
+                "network_zones",
+                self.zones.keys(),
             )
         })
     }
