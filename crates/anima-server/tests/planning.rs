@@ -219,20 +219,23 @@ async fn plan_and_work_item_round_trip(backend: Backend) {
         .into_inner();
     assert_eq!(by_key.id, item.id);
 
-    let capabilities = items
-        .update_capabilities(authed(
+    let grant_zone = |name: &str, host: &str| {
+        authed(
             &token,
             pb::UpdateCapabilitiesRequest {
                 work_item_id: item.id.clone(),
                 capabilities: vec![pb::Capability {
                     id: String::new(),
                     kind: Some(pb::capability::Kind::NetworkZone(pb::NetworkZone {
-                        name: "staging".into(),
-                        hosts: vec!["db.staging.internal:5432".into()],
+                        name: name.into(),
+                        hosts: vec![host.into()],
                     })),
                 }],
             },
-        ))
+        )
+    };
+    let capabilities = items
+        .update_capabilities(grant_zone("staging", "db.staging.internal:5432"))
         .await
         .expect("capabilities")
         .into_inner()
@@ -242,19 +245,7 @@ async fn plan_and_work_item_round_trip(backend: Backend) {
     // A zone the server does not define is refused; what the zone allows
     // comes from its definition, not the client.
     let refused = items
-        .update_capabilities(authed(
-            &token,
-            pb::UpdateCapabilitiesRequest {
-                work_item_id: item.id.clone(),
-                capabilities: vec![pb::Capability {
-                    id: String::new(),
-                    kind: Some(pb::capability::Kind::NetworkZone(pb::NetworkZone {
-                        name: "everything".into(),
-                        hosts: vec!["*.com:*".into()],
-                    })),
-                }],
-            },
-        ))
+        .update_capabilities(grant_zone("everything", "*.com:*"))
         .await
         .expect_err("undefined zone");
     assert_eq!(

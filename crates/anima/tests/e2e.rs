@@ -1066,30 +1066,14 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
     }
 
     // A member without agent.login gets no credentials.
-    cli(
-        &config,
-        &["user", "create", "mallory", "--password-stdin"],
-        "a long enough password",
-    );
+    let member = dir.path().join("member-config");
+    up.login_new_user(&config, "mallory", &member);
     cli(
         &config,
         &[
             "project", "members", "add", "Debugged", "mallory", "--role", "Member",
         ],
         "",
-    );
-    let member = dir.path().join("member-config");
-    cli(
-        &member,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "mallory",
-            "--password-stdin",
-        ],
-        "a long enough password",
     );
     let refused = cli_fails(&member, &["session", "login", &id]);
     assert!(refused.contains("agent.login"), "{refused}");
@@ -1886,6 +1870,23 @@ async fn second_start_keeps_the_admin_and_prints_no_password() {
     assert!(!first_line.contains("password"));
 }
 
+/// `anima session status ID --json` once the session has ended, asked at
+/// most `polls` times 50 ms apart (a bound, not a speed requirement).
+async fn session_status_at_end(
+    config: &std::path::Path,
+    id: &str,
+    polls: usize,
+) -> serde_json::Value {
+    for _ in 0..polls {
+        let status = json(&cli(config, &["session", "status", id, "--json"], ""));
+        if status["status"] != "running" && status["status"] != "provisioning" {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("session {id} never ended");
+}
+
 /// A signed-in user who owns a project attacks the host through what a
 /// project owner may do: secret references to the server's environment,
 /// `/proc`, the database, the SSH host key, `/dev/zero`, a FIFO and a store
@@ -1940,24 +1941,8 @@ async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
     let admin = dir.path().join("admin");
     up.login_admin(&admin);
     cli(&admin, &["akh", "create", "Thoth"], "");
-    cli(
-        &admin,
-        &["user", "create", "mallory", "--password-stdin"],
-        "a long enough password",
-    );
     let owner = dir.path().join("owner");
-    cli(
-        &owner,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "mallory",
-            "--password-stdin",
-        ],
-        "a long enough password",
-    );
+    up.login_new_user(&admin, "mallory", &owner);
     cli(&owner, &["project", "create", "Mine"], "");
     cli(
         &owner,
@@ -2068,14 +2053,7 @@ async fn a_project_owner_cannot_reach_the_host_through_an_agent_session() {
     );
     let started = json(&cli(&owner, &start, ""));
     let id = started["id"].as_str().expect("id").to_owned();
-    let mut ended = serde_json::Value::Null;
-    for _ in 0..200 {
-        ended = json(&cli(&owner, &["session", "status", &id, "--json"], ""));
-        if ended["status"] != "running" && ended["status"] != "provisioning" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ended = session_status_at_end(&owner, &id, 200).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["exit_code"], 7, "{ended}");
     let shown = ended["last_output_lines"].to_string();
@@ -2167,24 +2145,8 @@ for target in sys.argv[1:]:
     let admin = dir.path().join("admin");
     up.login_admin(&admin);
     cli(&admin, &["akh", "create", "Thoth"], "");
-    cli(
-        &admin,
-        &["user", "create", "olivia", "--password-stdin"],
-        "a long enough password",
-    );
     let config = dir.path().join("config");
-    cli(
-        &config,
-        &[
-            "login",
-            "--server",
-            &up.address,
-            "-u",
-            "olivia",
-            "--password-stdin",
-        ],
-        "a long enough password",
-    );
+    up.login_new_user(&admin, "olivia", &config);
     cli(&config, &["project", "create", "Zoned"], "");
     for title in ["With the zone", "Without"] {
         cli(
@@ -2223,14 +2185,7 @@ for target in sys.argv[1:]:
             "",
         ));
         let id = started["id"].as_str().expect("id").to_owned();
-        let mut ended = serde_json::Value::Null;
-        for _ in 0..400 {
-            ended = json(&cli(&config, &["session", "status", &id, "--json"], ""));
-            if ended["status"] == "failed" || ended["status"] == "completed" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let ended = session_status_at_end(&config, &id, 400).await;
         assert_eq!(ended["exit_code"], 9, "{ended}");
         outputs.push(
             ended["last_output_lines"]

@@ -179,7 +179,37 @@ impl Up {
             &self.admin_password,
         );
     }
+
+    /// Creates the user `username` (no admin) through the administrator
+    /// logged in at `admin`, and logs them in at `config`.
+    pub fn login_new_user(
+        &self,
+        admin: &std::path::Path,
+        username: &str,
+        config: &std::path::Path,
+    ) {
+        cli(
+            admin,
+            &["user", "create", username, "--password-stdin"],
+            USER_PASSWORD,
+        );
+        cli(
+            config,
+            &[
+                "login",
+                "--server",
+                &self.address,
+                "-u",
+                username,
+                "--password-stdin",
+            ],
+            USER_PASSWORD,
+        );
+    }
 }
+
+/// The password of the users tests create.
+const USER_PASSWORD: &str = "a long enough password";
 
 impl Drop for Up {
     /// Stops it as an operator would (SIGINT), so it tears down its
