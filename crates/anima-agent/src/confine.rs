@@ -37,10 +37,10 @@ pub fn parent_user_namespace(namespace: &impl AsRawFd) -> std::io::Result<OwnedF
 
 /// A network namespace of a sandbox's own, made by the provider (so the
 /// sandbox holds no capability over it) with its loopback up and the
-/// provider's listeners bound inside, at `addresses`.
+/// provider's listener bound inside, at `address`.
 pub fn network_namespace(
-    addresses: Vec<std::net::SocketAddr>,
-) -> std::io::Result<(OwnedFd, Vec<std::net::TcpListener>)> {
+    address: std::net::SocketAddr,
+) -> std::io::Result<(OwnedFd, std::net::TcpListener)> {
     // A namespace change affects the calling thread only: a thread of its
     // own makes it and ends.
     std::thread::spawn(move || {
@@ -50,12 +50,9 @@ pub fn network_namespace(
             return Err(std::io::Error::last_os_error());
         }
         loopback_up()?;
-        let listeners = addresses
-            .iter()
-            .map(std::net::TcpListener::bind)
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let listener = std::net::TcpListener::bind(address)?;
         let namespace = std::fs::File::open("/proc/thread-self/ns/net")?;
-        Ok((OwnedFd::from(namespace), listeners))
+        Ok((OwnedFd::from(namespace), listener))
     })
     .join()
     .map_err(|_| std::io::Error::other("making a network namespace panicked"))?

@@ -57,22 +57,26 @@ impl Zones {
         Ok(parsed)
     }
 
+    /// Whether a zone names `address` at `port` itself.
+    fn names_address(&self, address: std::net::IpAddr, port: u16) -> bool {
+        self.patterns
+            .iter()
+            .any(|pattern| pattern.names_address(address, port))
+    }
+
     /// Where a request for `host:port` may go, or why it may not.
     pub async fn destinations(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let refused = || format!("no network zone of this session allows {host}:{port}");
         if let Ok(address) = host.parse::<std::net::IpAddr>() {
-            return if self.patterns.iter().any(|p| p.names_address(address, port)) {
+            return if self.names_address(address, port) {
                 Ok(vec![SocketAddr::new(address, port)])
             } else {
-                Err(format!(
-                    "no network zone of this session allows {host}:{port}"
-                ))
+                Err(refused())
             };
         }
         if !self.patterns.iter().any(|p| p.allows_name(host, port)) {
-            return Err(format!(
-                "no network zone of this session allows {host}:{port}"
-            ));
+            return Err(refused());
         }
         if let Some(address) = self
             .connect_to
@@ -80,23 +84,17 @@ impl Zones {
         {
             return Ok(vec![*address]);
         }
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        let resolved = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|_| format!("{host} does not resolve"))?
-            .collect();
+            .map_err(|_| format!("{host} does not resolve"))?;
         // The host's own addresses are internal too: its services listen
         // there, and the proxy connects from the host.
         let own = host_addresses();
         let allowed: Vec<SocketAddr> = resolved
-            .iter()
             .filter(|address| {
-                !(is_internal(address.ip()) || own.contains(&address.ip()))
-                    || self
-                        .patterns
-                        .iter()
-                        .any(|p| p.names_address(address.ip(), port))
+                let ip = address.ip();
+                self.names_address(ip, port) || !(is_internal(ip) || own.contains(&ip))
             })
-            .copied()
             .collect();
         if allowed.is_empty() {
             return Err(format!(

@@ -260,12 +260,10 @@ impl LocalSandboxes {
 
         // Its own network: loopback, with the egress proxy listening there.
         let proxy_address: std::net::SocketAddr = PROXY_ADDRESS.parse()?;
-        let (network, mut listeners) = tokio::task::spawn_blocking(move || {
-            crate::confine::network_namespace(vec![proxy_address])
-        })
-        .await?
-        .context("making the sandbox's network namespace")?;
-        let proxy = listeners.pop().context("no proxy listener")?;
+        let (network, proxy) =
+            tokio::task::spawn_blocking(move || crate::confine::network_namespace(proxy_address))
+                .await?
+                .context("making the sandbox's network namespace")?;
         proxy.set_nonblocking(true)?;
         let egress = tokio::spawn(crate::egress::serve(
             tokio::net::TcpListener::from_std(proxy)?,
