@@ -82,6 +82,9 @@ pub mod reason {
     pub const PROJECT_ARCHIVED: &str = "PROJECT_ARCHIVED";
     /// The last Owner of a project cannot leave or be demoted.
     pub const LAST_OWNER: &str = "LAST_OWNER";
+    /// The role (or the member's current role) holds a permission the
+    /// caller does not hold in the project.
+    pub const ROLE_ESCALATION: &str = "ROLE_ESCALATION";
     /// The user is not a member of the project.
     pub const MEMBER_NOT_FOUND: &str = "MEMBER_NOT_FOUND";
     /// The plan does not exist (in this project).

@@ -99,6 +99,28 @@ pub fn parse_permissions<S: AsRef<str>>(names: &[S]) -> Result<Vec<Permission>, 
     Ok(parsed)
 }
 
+/// Refuses to let someone hand out (or take away) a role that holds a
+/// permission they do not hold themselves: a project Admin can manage
+/// Members and Viewers, never make anyone Owner nor demote an Owner.
+pub fn require_covers(held: &[Permission], role: &[Permission]) -> Result<(), DomainError> {
+    let missing: Vec<&str> = role
+        .iter()
+        .filter(|permission| !held.contains(permission))
+        .map(|permission| permission.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(DomainError::new(
+        crate::ErrorCode::PermissionDenied,
+        reason::ROLE_ESCALATION,
+        format!(
+            "that role holds {} which you do not hold in this project",
+            missing.join(", ")
+        ),
+    ))
+}
+
 /// A role the database is seeded with; built-in roles are read-only.
 #[derive(Debug, Clone, Copy)]
 pub struct RoleTemplate {
@@ -247,5 +269,19 @@ mod tests {
         assert!(admin.iter().all(|p| owner.contains(p)));
         assert!(!admin.contains(&ProjectArchive));
         assert!(!member.contains(&AgentLogin));
+    }
+
+    #[test]
+    fn only_roles_within_what_one_holds_can_be_handed_out() {
+        let (owner, admin, viewer) = (
+            DEFAULT_ROLES[0].permissions,
+            DEFAULT_ROLES[1].permissions,
+            DEFAULT_ROLES[3].permissions,
+        );
+        assert!(require_covers(admin, viewer).is_ok());
+        assert!(require_covers(owner, owner).is_ok());
+        let err = require_covers(admin, owner).expect_err("Admin makes an Owner");
+        assert_eq!(err.reason, reason::ROLE_ESCALATION);
+        assert!(err.message.contains("project.archive"), "{}", err.message);
     }
 }

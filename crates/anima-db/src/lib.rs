@@ -220,14 +220,25 @@ pub trait PlanningStore: Send + Sync {
     ) -> Result<Page<Member>, DomainError>;
     /// Binds a user to a project with a role, replacing an earlier role;
     /// demoting the last Owner is `FAILED_PRECONDITION`/`LAST_OWNER`.
+    /// With `by` (the acting user), both the new role and the member's
+    /// current one must hold nothing `by` does not hold in the project
+    /// (`PERMISSION_DENIED`/`ROLE_ESCALATION`), checked in the same
+    /// transaction.
     async fn add_member(
         &self,
         project_id: &str,
         user_id: &str,
         role_id: &str,
+        by: Option<&str>,
     ) -> Result<Member, DomainError>;
-    /// Removes a member; the last Owner stays (`LAST_OWNER`).
-    async fn remove_member(&self, project_id: &str, user_id: &str) -> Result<(), DomainError>;
+    /// Removes a member; the last Owner stays (`LAST_OWNER`). With `by`, the
+    /// member's role must hold nothing `by` does not (`ROLE_ESCALATION`).
+    async fn remove_member(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        by: Option<&str>,
+    ) -> Result<(), DomainError>;
     /// The permissions a user holds in a project (empty for non-members).
     async fn project_permissions(
         &self,

@@ -166,7 +166,10 @@ pub async fn api(
     routes = routes
         .add_service(auth)
         .add_service(team)
-        .add_service(ProjectServiceServer::new(ProjectApi::new(store.clone())))
+        .add_service(ProjectServiceServer::new(ProjectApi::new(
+            store.clone(),
+            config.project_creators,
+        )))
         .add_service(PlanServiceServer::new(PlanApi::new(
             store.clone(),
             ai.clone(),

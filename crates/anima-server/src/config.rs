@@ -20,6 +20,9 @@ pub struct ServerConfig {
     pub data_dir: String,
     /// A session expires after this many seconds without a request.
     pub session_idle_timeout_secs: u64,
+    /// Who may create projects (and so become their Owner): `everyone`
+    /// signed in (the default) or only server `admins`.
+    pub project_creators: ProjectCreators,
     /// Failed logins allowed per username within the window.
     pub login_failures_per_user: u32,
     /// Failed logins allowed per peer address within the window.
@@ -61,6 +64,29 @@ pub struct ServerConfig {
     pub ai_token: String,
 }
 
+/// Who may create projects; see [`ServerConfig::project_creators`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectCreators {
+    /// Every signed-in user.
+    #[default]
+    Everyone,
+    /// Server administrators only.
+    Admins,
+}
+
+impl std::str::FromStr for ProjectCreators {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> anyhow::Result<Self> {
+        match value {
+            "everyone" => Ok(Self::Everyone),
+            "admins" => Ok(Self::Admins),
+            _ => anyhow::bail!("expected `everyone` or `admins`, not {value:?}"),
+        }
+    }
+}
+
 /// How anima-server uses anima-agent's sandboxes.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -91,6 +117,7 @@ impl Default for ServerConfig {
             database_url: String::new(),
             data_dir: String::new(),
             session_idle_timeout_secs: 8 * 60 * 60,
+            project_creators: ProjectCreators::Everyone,
             login_failures_per_user: 5,
             login_failures_per_peer: 20,
             login_failure_window_secs: 5 * 60,
@@ -139,6 +166,11 @@ impl ServerConfig {
             self.session_idle_timeout_secs = secs
                 .parse()
                 .with_context(|| format!("ANIMA_SESSION_IDLE_TIMEOUT_SECS={secs:?}"))?;
+        }
+        if let Some(creators) = var("ANIMA_PROJECT_CREATORS") {
+            self.project_creators = creators
+                .parse()
+                .with_context(|| format!("ANIMA_PROJECT_CREATORS={creators:?}"))?;
         }
         if let Some(secs) = var("ANIMA_STREAM_HEARTBEAT_SECS") {
             self.stream_heartbeat_secs = secs

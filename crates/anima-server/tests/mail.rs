@@ -83,7 +83,7 @@ async fn mailboxes_through_the_api(backend: Backend) {
     let (second, _) = project(&server, &owner, "Second").await;
     server
         .store
-        .add_member(&first, &viewer, DEFAULT_ROLES[3].id)
+        .add_member(&first, &viewer, DEFAULT_ROLES[3].id, None)
         .await
         .expect("bind");
     let token = server.login("owner").await;

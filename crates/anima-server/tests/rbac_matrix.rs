@@ -242,7 +242,12 @@ impl Fixture {
         for (caller, role) in [("admin", 1), ("member", 2), ("viewer", 3)] {
             server
                 .store
-                .add_member(&project.id, &id_of(caller).await, DEFAULT_ROLES[role].id)
+                .add_member(
+                    &project.id,
+                    &id_of(caller).await,
+                    DEFAULT_ROLES[role].id,
+                    None,
+                )
                 .await
                 .expect("bind");
         }
@@ -544,7 +549,7 @@ async fn call_planning(
             } else {
                 server
                     .store
-                    .add_member(&project_id, &user_id, DEFAULT_ROLES[3].id)
+                    .add_member(&project_id, &user_id, DEFAULT_ROLES[3].id, None)
                     .await
                     .expect("bind");
                 projects
@@ -1560,7 +1565,7 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
         let id = server.user(name, false).await;
         server
             .store
-            .add_member(&project.id, &id, DEFAULT_ROLES[role].id)
+            .add_member(&project.id, &id, DEFAULT_ROLES[role].id, None)
             .await
             .expect("bind");
         members.push(id);

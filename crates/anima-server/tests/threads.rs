@@ -601,7 +601,7 @@ async fn dashboard_shows_and_streams_only_readable_projects(backend: Backend) {
     let viewer = server.user("viewer", false).await;
     server
         .store
-        .add_member(&item.project_id, &viewer, DEFAULT_ROLES[3].id)
+        .add_member(&item.project_id, &viewer, DEFAULT_ROLES[3].id, None)
         .await
         .expect("viewer");
     let viewer_token = server.login("viewer").await;

@@ -16,7 +16,7 @@ use anima_core::{
     id::new_id,
     model::now_micros,
     paging::PageRequest,
-    permission::DEFAULT_ROLES,
+    permission::{DEFAULT_ROLES, require_covers},
     planning::{
         Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, PhaseProgress,
         Plan, PlanChanges, PlanProgress, Project, ProjectChanges, ProjectStats, ProjectStatus,
@@ -246,12 +246,20 @@ macro_rules! planning_sql {
                 Ok(Page { items, next_page_token })
             }
 
-            async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str) -> Result<Member, DomainError> {
+            async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> Result<Member, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 Self::writable_project(&mut tx, project_id).await?;
-                Self::role_in(&mut tx, role_id).await?;
+                let role = Self::role_in(&mut tx, role_id).await?;
                 Self::user_in(&mut tx, user_id).await?;
-                if let Some(current) = Self::member_in(&mut tx, project_id, user_id).await? {
+                let current = Self::member_in(&mut tx, project_id, user_id).await?;
+                if let Some(by) = by {
+                    let held = Self::permissions_in(&mut tx, by, project_id).await?;
+                    require_covers(&held, &role.permissions)?;
+                    if let Some(current) = &current {
+                        require_covers(&held, &Self::role_in(&mut tx, &current.role_id).await?.permissions)?;
+                    }
+                }
+                if let Some(current) = current {
                     if current.role_id == OWNER_ROLE_ID && role_id != OWNER_ROLE_ID {
                         Self::keep_an_owner(&mut tx, project_id).await?;
                     }
@@ -275,7 +283,7 @@ macro_rules! planning_sql {
                 Ok(member)
             }
 
-            async fn remove_member(&self, project_id: &str, user_id: &str) -> Result<(), DomainError> {
+            async fn remove_member(&self, project_id: &str, user_id: &str, by: Option<&str>) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 Self::writable_project(&mut tx, project_id).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id).await?.ok_or_else(|| {
@@ -284,6 +292,10 @@ macro_rules! planning_sql {
                         format!("user {user_id} is not a member of this project"),
                     )
                 })?;
+                if let Some(by) = by {
+                    let held = Self::permissions_in(&mut tx, by, project_id).await?;
+                    require_covers(&held, &Self::role_in(&mut tx, &member.role_id).await?.permissions)?;
+                }
                 if member.role_id == OWNER_ROLE_ID {
                     Self::keep_an_owner(&mut tx, project_id).await?;
                 }
@@ -298,21 +310,8 @@ macro_rules! planning_sql {
             }
 
             async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
-                let names: Vec<String> = sqlx::query(
-                    "SELECT rp.permission FROM role_bindings rb \
-                     JOIN role_permissions rp ON rp.role_id = rb.role_id \
-                     WHERE rb.user_id = $1 AND rb.project_id = $2",
-                )
-                .bind(user_id)
-                .bind(project_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?
-                .iter()
-                .map(|row| row.try_get("permission"))
-                .collect::<Result<_, _>>()
-                .map_err(internal)?;
-                Ok(known_permissions(names))
+                let mut conn = self.pool.acquire().await.map_err(internal)?;
+                Self::permissions_in(&mut conn, user_id, project_id).await
             }
 
             async fn create_plan(&self, plan: NewPlan) -> Result<Plan, DomainError> {
@@ -1061,6 +1060,28 @@ macro_rules! planning_sql {
                     .map_err(internal)?
                     .map(|row| Self::member_row(&row))
                     .transpose()
+            }
+
+            async fn permissions_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                user_id: &str,
+                project_id: &str,
+            ) -> Result<Vec<Permission>, DomainError> {
+                let names: Vec<String> = sqlx::query(
+                    "SELECT rp.permission FROM role_bindings rb \
+                     JOIN role_permissions rp ON rp.role_id = rb.role_id \
+                     WHERE rb.user_id = $1 AND rb.project_id = $2",
+                )
+                .bind(user_id)
+                .bind(project_id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(internal)?
+                .iter()
+                .map(|row| row.try_get("permission"))
+                .collect::<Result<_, _>>()
+                .map_err(internal)?;
+                Ok(known_permissions(names))
             }
 
             /// Refuses to take the Owner role from its last holder.

@@ -295,13 +295,13 @@ pub async fn roles_are_rows(store: &dyn Store) {
         .expect("project");
     let other = store.create_user(new_user("mallory")).await.expect("user");
     store
-        .add_member(&project.id, &other.id, &auditor.id)
+        .add_member(&project.id, &other.id, &auditor.id, None)
         .await
         .expect("bind");
     let err = store.delete_role(&auditor.id).await.expect_err("in use");
     assert_eq!(err.reason, reason::ROLE_IN_USE);
     store
-        .add_member(&project.id, &other.id, DEFAULT_ROLES[3].id)
+        .add_member(&project.id, &other.id, DEFAULT_ROLES[3].id, None)
         .await
         .expect("rebind");
     store.delete_role(&auditor.id).await.expect("delete");
@@ -330,7 +330,7 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
     );
 
     store
-        .add_member(&project.id, &viewer.id, DEFAULT_ROLES[3].id)
+        .add_member(&project.id, &viewer.id, DEFAULT_ROLES[3].id, None)
         .await
         .expect("bind");
     let perms = store
@@ -352,12 +352,13 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
             "00000000-0000-7000-8000-00000000dead",
             &viewer.id,
             DEFAULT_ROLES[3].id,
+            None,
         )
         .await
         .expect_err("no project");
     assert_eq!(err.reason, reason::PROJECT_NOT_FOUND);
     let err = store
-        .add_member(&project.id, &viewer.id, "no-such-role")
+        .add_member(&project.id, &viewer.id, "no-such-role", None)
         .await
         .expect_err("no role");
     assert_eq!(err.reason, reason::ROLE_NOT_FOUND);

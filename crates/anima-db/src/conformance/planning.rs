@@ -114,27 +114,65 @@ pub async fn projects_members_and_archiving(store: &dyn Store) {
     let err = store.delete_user(&owner.id).await.expect_err("last owner");
     assert_eq!(err.reason, reason::LAST_OWNER);
     let err = store
-        .remove_member(&first.id, &owner.id)
+        .remove_member(&first.id, &owner.id, None)
         .await
         .expect_err("last owner");
     assert_eq!(err.reason, reason::LAST_OWNER);
     let err = store
-        .add_member(&first.id, &owner.id, DEFAULT_ROLES[2].id)
+        .add_member(&first.id, &owner.id, DEFAULT_ROLES[2].id, None)
         .await
         .expect_err("last owner");
     assert_eq!(err.reason, reason::LAST_OWNER);
+    // A project Admin manages Members and Viewers, but never hands out
+    // or takes away what it does not hold itself: Owner.
+    let deputy = store.create_user(new_user("deputy")).await.expect("user");
+    store
+        .add_member(&first.id, &deputy.id, DEFAULT_ROLES[1].id, Some(&owner.id))
+        .await
+        .expect("the Owner makes an Admin");
+    for attempt in [
+        store
+            .add_member(&first.id, &deputy.id, DEFAULT_ROLES[0].id, Some(&deputy.id))
+            .await
+            .map(drop),
+        store
+            .add_member(&first.id, &other.id, DEFAULT_ROLES[0].id, Some(&deputy.id))
+            .await
+            .map(drop),
+        store
+            .add_member(&first.id, &owner.id, DEFAULT_ROLES[3].id, Some(&deputy.id))
+            .await
+            .map(drop),
+        store
+            .remove_member(&first.id, &owner.id, Some(&deputy.id))
+            .await,
+    ] {
+        let err = attempt.expect_err("escalation");
+        assert_eq!(
+            (err.code, err.reason),
+            (ErrorCode::PermissionDenied, reason::ROLE_ESCALATION)
+        );
+    }
+    store
+        .add_member(&first.id, &other.id, DEFAULT_ROLES[3].id, Some(&deputy.id))
+        .await
+        .expect("the Admin adds a Viewer");
+    store
+        .remove_member(&first.id, &deputy.id, Some(&owner.id))
+        .await
+        .expect("the Owner removes the Admin");
     let member = store
-        .add_member(&first.id, &other.id, DEFAULT_ROLES[0].id)
+        .add_member(&first.id, &other.id, DEFAULT_ROLES[0].id, Some(&owner.id))
         .await
         .expect("add");
     assert_eq!(member.role_name, "Owner");
     assert_eq!(member.username, "other");
     store
-        .remove_member(&first.id, &owner.id)
+        .remove_member(&first.id, &owner.id, None)
         .await
         .expect("another owner remains");
     let err = store
-        .remove_member(&first.id, &owner.id)
+        .remove_member(&first.id, &owner.id, None)
         .await
         .expect_err("gone");
     assert_eq!(err.reason, reason::MEMBER_NOT_FOUND);
@@ -144,7 +182,7 @@ pub async fn projects_members_and_archiving(store: &dyn Store) {
         .expect("members");
     assert_eq!(members.items, vec![member]);
     let err = store
-        .add_member(&first.id, MISSING, DEFAULT_ROLES[2].id)
+        .add_member(&first.id, MISSING, DEFAULT_ROLES[2].id, None)
         .await
         .expect_err("no user");
     assert_eq!(err.reason, reason::USER_NOT_FOUND);
@@ -164,7 +202,7 @@ pub async fn projects_members_and_archiving(store: &dyn Store) {
             .await
             .map(drop),
         store
-            .add_member(&first.id, &owner.id, DEFAULT_ROLES[3].id)
+            .add_member(&first.id, &owner.id, DEFAULT_ROLES[3].id, None)
             .await
             .map(drop),
         store

@@ -16,6 +16,7 @@ use super::{grpc_service, mask_paths};
 use crate::{
     auth::Caller,
     authz::{RequestContext, require_project},
+    config::ProjectCreators,
     convert,
 };
 
@@ -25,12 +26,13 @@ const PROJECT_PATHS: &[&str] = &["name", "description"];
 #[derive(Clone)]
 pub struct ProjectApi {
     store: Arc<dyn Store>,
+    creators: ProjectCreators,
 }
 
 impl ProjectApi {
-    /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// Builds the service; `creators` says who may start projects.
+    pub fn new(store: Arc<dyn Store>, creators: ProjectCreators) -> Self {
+        Self { store, creators }
     }
 
     /// Users see the projects they are members of; services see all.
@@ -70,7 +72,8 @@ impl ProjectApi {
         Ok(convert::project(self.store.get_project(&id).await?))
     }
 
-    /// Any user may start a project and becomes its Owner.
+    /// A user may start a project (every user, or only server admins, as
+    /// configured) and becomes its Owner.
     async fn create_project(
         &self,
         context: &RequestContext,
@@ -83,6 +86,11 @@ impl ProjectApi {
                 "a project needs a human Owner; services cannot create projects",
             ));
         };
+        if self.creators == ProjectCreators::Admins && !user.is_admin {
+            return Err(DomainError::permission_denied(
+                "on this server only administrators create projects; ask one to create it and add you",
+            ));
+        }
         let project = self
             .store
             .create_project(&request.name, &request.description, &user.id)
@@ -161,7 +169,7 @@ impl ProjectApi {
         require_project(&self.store, context, &project_id).await?;
         let member = self
             .store
-            .add_member(&project_id, &user_id, &role_id)
+            .add_member(&project_id, &user_id, &role_id, acting_user(context))
             .await?;
         Ok(convert::member(member))
     }
@@ -174,8 +182,19 @@ impl ProjectApi {
         let project_id = parse_id(&request.project_id, "project_id")?;
         let user_id = parse_id(&request.user_id, "user_id")?;
         require_project(&self.store, context, &project_id).await?;
-        self.store.remove_member(&project_id, &user_id).await?;
+        self.store
+            .remove_member(&project_id, &user_id, acting_user(context))
+            .await?;
         Ok(pb::RemoveProjectMemberResponse {})
+    }
+}
+
+/// The user a membership change is checked against: nobody hands out a
+/// role holding more than they hold themselves.
+fn acting_user(context: &RequestContext) -> Option<&str> {
+    match &context.caller {
+        Some(Caller::User { user, .. }) => Some(&user.id),
+        _ => None,
     }
 }
 
