@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anima_agent::{AgentOptions, audit::ServerAudit, login::LoginOptions};
 use clap::Parser;
-use tonic::{Request, Status, metadata::MetadataValue};
+use tonic::{Request, Status};
 
 /// Runs the internal agent provider service.
 #[derive(Parser)]
@@ -74,11 +74,15 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    let expected: MetadataValue<_> = format!("Bearer {}", args.token)
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?;
+    anima_core::service_token::check_strength("ANIMA_AGENT_TOKEN", &args.token)
+        .map_err(anyhow::Error::msg)?;
+    let expected = [args.token.clone()];
     let check = move |request: Request<()>| {
-        if request.metadata().get("authorization") == Some(&expected) {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        if anima_core::service_token::header_matches_any(presented, &expected) {
             Ok(request)
         } else {
             Err(Status::unauthenticated("a valid service token is required"))

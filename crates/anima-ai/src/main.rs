@@ -39,6 +39,10 @@ async fn main() -> anyhow::Result<()> {
         .map(|token| token.trim().to_owned())
         .filter(|token| !token.is_empty())
         .collect();
+    for token in &tokens {
+        anima_core::service_token::check_strength("a token of ANIMA_AI_TOKENS", token)
+            .map_err(anyhow::Error::msg)?;
+    }
     anyhow::ensure!(
         !tokens.is_empty() || args.listen.ip().is_loopback(),
         "anima-ai on {} would answer anyone: set ANIMA_AI_TOKENS, or listen on loopback",
@@ -66,16 +70,16 @@ fn check_token(tokens: &[String], request: Request<()>) -> Result<Request<()>, S
     let presented = request
         .metadata()
         .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if tokens.iter().any(|known| known == token) => Ok(request),
-        _ => Err(anima_proto::status::to_status(
+        .and_then(|value| value.to_str().ok());
+    if anima_core::service_token::header_matches_any(presented, tokens) {
+        Ok(request)
+    } else {
+        Err(anima_proto::status::to_status(
             anima_core::DomainError::unauthenticated(
                 reason::UNAUTHENTICATED,
                 "anima-ai needs one of its service tokens",
             ),
-        )),
+        ))
     }
 }
 

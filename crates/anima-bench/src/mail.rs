@@ -218,15 +218,15 @@ async fn serve(
     let token = anima_server::auth::new_token();
     let config = anima_server::ServerConfig {
         service_tokens: vec![anima_server::config::ServiceToken {
-            name: "anima-mail".into(),
+            name: anima_server::config::InternalService::Mail,
             token: token.clone(),
         }],
-        ai_url: format!("http://{address}"),
-        ai_token: token.clone(),
         ..Default::default()
     };
-    let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?);
-    let router = anima_server::router(store, &config, Some(internal)).await?;
+    let ai = anima_server::in_process::channel(Routes::new(anima_ai::service(
+        anima_ai::AiConfig::from_env()?,
+    )?));
+    let router = anima_server::router(store, &config, Some(ai)).await?;
     let server = tokio::spawn(async move {
         let _ = anima_server::serve(listener, router, std::future::pending()).await;
     });

@@ -1,7 +1,7 @@
 //! `anima-bench serve`: the servers the benchmarks measure, each in its own
 //! process. Prints `listening on http://ADDR` once it accepts connections.
 //!
-//! - the API as `anima up` composes it (server, anima-ai, anima-agent);
+//! - the API as `anima up` composes it (server, anima-ai hosted in process);
 //! - the same with every caller trusted, to see what auth and RBAC cost;
 //! - a bare tonic echo of a work item, the floor a gRPC read can reach.
 
@@ -49,17 +49,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 session_idle_timeout_secs: 24 * 60 * 60,
                 ..Default::default()
             };
-            let internal = Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?)
-                .add_service(
-                    anima_agent::service(anima_agent::AgentOptions {
-                        sandboxes: std::env::temp_dir().join("anima-bench-sandboxes"),
-                        read_only: Vec::new(),
-                        sandbox_user: anima_agent::sandbox::DEFAULT_USER.into(),
-                        login: None,
-                    })
-                    .await?,
-                );
-            let api = anima_server::app::api(store, &config, Some(internal), None).await?;
+            let ai = anima_server::in_process::channel(Routes::new(anima_ai::service(
+                anima_ai::AiConfig::from_env()?,
+            )?));
+            let api = anima_server::app::api(store, &config, Some(ai), None).await?;
             if args.trust_every_caller {
                 api.into_router_trusting_every_caller()
             } else {

@@ -17,6 +17,7 @@ pub mod model;
 pub mod paging;
 pub mod permission;
 pub mod planning;
+pub mod service_token;
 pub mod skill;
 pub mod thread;
 pub mod update_mask;

@@ -149,13 +149,15 @@ impl AgentProvider for ManualProvider {
     }
 }
 
-/// anima-agent's AgentProviderService, reached with a service token; each
-/// sandbox runs `agent_command` and reaches the server's MCP endpoint.
+/// anima-agent's AgentProviderService, reached with a service token (or in
+/// this process, without); each sandbox runs `agent_command` and reaches
+/// the server's MCP endpoint.
 #[derive(Clone)]
 pub struct RemoteProvider {
     client: AgentProviderServiceClient<Channel>,
-    /// `Bearer TOKEN`, checked once when the provider is made.
-    authorization: MetadataValue<Ascii>,
+    /// `Bearer TOKEN`, checked once when the provider is made; none in
+    /// process.
+    authorization: Option<MetadataValue<Ascii>>,
     mcp_endpoint: String,
     agent_command: String,
 }
@@ -176,17 +178,30 @@ impl RemoteProvider {
             .map_err(|_| anyhow::anyhow!("the agent token is not a valid header value"))?;
         Ok(Self {
             client: AgentProviderServiceClient::new(channel),
-            authorization,
+            authorization: Some(authorization),
             mcp_endpoint: mcp_endpoint.to_owned(),
             agent_command: agent_command.to_owned(),
         })
     }
 
+    /// anima-agent hosted in this process, over
+    /// [`crate::in_process::channel`].
+    pub fn hosted(channel: Channel, mcp_endpoint: &str, agent_command: &str) -> Self {
+        Self {
+            client: AgentProviderServiceClient::new(channel),
+            authorization: None,
+            mcp_endpoint: mcp_endpoint.to_owned(),
+            agent_command: agent_command.to_owned(),
+        }
+    }
+
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         request
     }
 }

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
-use tonic::{Code, Status, transport::Channel};
+use tonic::{
+    Code, Status,
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
 use tonic_types::StatusExt;
 
 use crate::config::ServerConfig;
@@ -31,7 +35,8 @@ const PASSED_THROUGH: &[&str] = &[
 /// A handle on anima-ai, or on its absence. Cheap to clone.
 #[derive(Clone)]
 pub struct Ai {
-    remote: Option<(AnimaAiServiceClient<Channel>, String)>,
+    /// The client and the `authorization` it presents (none in process).
+    remote: Option<(AnimaAiServiceClient<Channel>, Option<MetadataValue<Ascii>>)>,
 }
 
 macro_rules! forward {
@@ -55,16 +60,26 @@ impl Ai {
             return Ok(Self { remote: None });
         }
         let channel = Channel::from_shared(config.ai_url.clone())?.connect_lazy();
+        let authorization = format!("Bearer {}", config.ai_token)
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the configured ai_token is not a valid header value"))?;
         Ok(Self {
-            remote: Some((AnimaAiServiceClient::new(channel), config.ai_token.clone())),
+            remote: Some((AnimaAiServiceClient::new(channel), Some(authorization))),
         })
+    }
+
+    /// anima-ai hosted in this process, over [`crate::in_process::channel`].
+    pub fn hosted(channel: Channel) -> Self {
+        Self {
+            remote: Some((AnimaAiServiceClient::new(channel), None)),
+        }
     }
 
     fn prepare<T>(
         &self,
         message: T,
     ) -> Result<(AnimaAiServiceClient<Channel>, tonic::Request<T>), DomainError> {
-        let (client, token) = self.remote.as_ref().ok_or_else(|| {
+        let (client, authorization) = self.remote.as_ref().ok_or_else(|| {
             DomainError::failed_precondition(
                 reason::NO_AI_SERVICE,
                 "this server has no anima-ai configured (ai_url / ANIMA_AI_URL)",
@@ -72,10 +87,11 @@ impl Ai {
         })?;
         let mut request = tonic::Request::new(message);
         request.set_timeout(AI_DEADLINE);
-        let value = format!("Bearer {token}").parse().map_err(|_| {
-            DomainError::internal("the configured ai_token is not a valid header value")
-        })?;
-        request.metadata_mut().insert("authorization", value);
+        if let Some(authorization) = authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         Ok((client.clone(), request))
     }
 

@@ -19,7 +19,7 @@ use anima_proto::v1::{
 };
 use axum::{Router, routing::get, serve::ListenerExt};
 use tokio::net::TcpListener;
-use tonic::service::Routes;
+use tonic::{service::Routes, transport::Channel};
 
 use crate::{
     agents::{self, AgentProvider},
@@ -58,16 +58,16 @@ const MAX_FILE_MESSAGE: usize = anima_core::document::MAX_DOCUMENT_SIZE + 4 * 10
 const MAX_SKILL_MESSAGE: usize = anima_core::skill::MAX_SKILL_BYTES + 4 * 1024 * 1024;
 
 /// Builds the whole HTTP router: every API service behind the auth
-/// middleware, gRPC health and reflection, `/healthz`. `internal` adds
-/// services hosted in the same process (anima-ai, anima-agent under
-/// `anima up`); they pass the same middleware.
+/// middleware, gRPC health and reflection, `/healthz`. `hosted_ai` is
+/// anima-ai hosted in this process (see [`crate::in_process`]), used instead
+/// of `ai_url`; internal services are never served on the listener.
 pub async fn router(
     store: Arc<dyn Store>,
     config: &ServerConfig,
-    internal: Option<Routes>,
+    hosted_ai: Option<Channel>,
 ) -> anyhow::Result<Router> {
     let provider = agents::from_config(&config.agent_provider, &config.agent)?;
-    router_with_provider(store, config, internal, provider).await
+    router_with_provider(store, config, hosted_ai, provider).await
 }
 
 /// [`router`] with an explicit agent provider instead of the configured one
@@ -75,10 +75,10 @@ pub async fn router(
 pub async fn router_with_provider(
     store: Arc<dyn Store>,
     config: &ServerConfig,
-    internal: Option<Routes>,
+    hosted_ai: Option<Channel>,
     provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Router> {
-    Ok(api(store, config, internal, provider).await?.into_router())
+    Ok(api(store, config, hosted_ai, provider).await?.into_router())
 }
 
 /// The API's services before any caller is checked; [`Api::into_router`]
@@ -127,10 +127,10 @@ impl Api {
 pub async fn api(
     store: Arc<dyn Store>,
     config: &ServerConfig,
-    internal: Option<Routes>,
+    hosted_ai: Option<Channel>,
     provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Api> {
-    let authenticator = Authenticator::new(store.clone(), config);
+    let authenticator = Authenticator::new(store.clone(), config)?;
     let hub = EventHub::start(
         store.clone(),
         config.stream_lag_limit,
@@ -139,7 +139,10 @@ pub async fn api(
     let limiter = LoginLimiter::new(config);
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
     let zones = Arc::new(NetworkZones::new(config.network_zones.clone())?);
-    let ai = Ai::from_config(config)?;
+    let ai = match hosted_ai {
+        Some(channel) => Ai::hosted(channel),
+        None => Ai::from_config(config)?,
+    };
     if let Some(provider) = &provider {
         let resumed = crate::services::agent::resume_watching(&store, provider).await?;
         if resumed > 0 {
@@ -162,8 +165,7 @@ pub async fn api(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let mut routes = internal.unwrap_or_default();
-    routes = routes
+    let routes = Routes::default()
         .add_service(auth)
         .add_service(team)
         .add_service(ProjectServiceServer::new(ProjectApi::new(

@@ -1,6 +1,6 @@
 //! Authentication: argon2id passwords, random bearer tokens stored only as
-//! SHA-256 hashes, idle expiry, pre-shared service tokens, and a limiter for
-//! failed logins.
+//! SHA-256 hashes, idle expiry, pre-shared service tokens (one per internal
+//! service, compared in constant time), and a limiter for failed logins.
 
 use std::{
     collections::HashMap,
@@ -13,6 +13,7 @@ use anima_core::{
     DomainError, ErrorCode,
     error::reason,
     model::{AuthSession, User, now_micros},
+    service_token,
 };
 use anima_db::Store;
 use argon2::{
@@ -21,6 +22,7 @@ use argon2::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ServerConfig, ServiceToken};
@@ -71,6 +73,43 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// An internal service that holds a token of anima-server's: each may call
+/// only its own RPCs (see [`crate::rbac::ACCESS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum InternalService {
+    /// The mail worker: MailWorkerService.
+    #[serde(rename = "anima-mail")]
+    Mail,
+    /// The agent provider: its reports into the login audit log
+    /// (AgentAuditService).
+    #[serde(rename = "anima-agent")]
+    Agent,
+}
+
+impl InternalService {
+    /// The name configurations use, e.g. `anima-mail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mail => "anima-mail",
+            Self::Agent => "anima-agent",
+        }
+    }
+}
+
+impl std::str::FromStr for InternalService {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> anyhow::Result<Self> {
+        match name {
+            "anima-mail" => Ok(Self::Mail),
+            "anima-agent" => Ok(Self::Agent),
+            _ => anyhow::bail!(
+                "{name:?} is no service that calls anima-server; expected anima-mail or anima-agent"
+            ),
+        }
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -83,11 +122,14 @@ pub enum Caller {
         /// When the session began.
         session_created_at: i64,
     },
-    /// An internal service holding a configured service token.
+    /// An internal service holding one of its configured tokens.
     Service {
-        /// Its configured name.
-        name: String,
+        /// Which service.
+        service: InternalService,
     },
+    /// Nobody checked: only [`crate::middleware::trust_every_caller`], the
+    /// benchmarks' measure of what checking costs, makes this caller.
+    Unchecked,
 }
 
 /// Turns bearer tokens into callers.
@@ -95,8 +137,8 @@ pub enum Caller {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     idle_timeout_micros: i64,
-    /// Hash → service name; see [`ServerConfig::service_tokens`].
-    service_tokens: Arc<HashMap<String, String>>,
+    /// See [`ServerConfig::service_tokens`].
+    service_tokens: Arc<[ServiceToken]>,
 }
 
 /// Writing `last_used_at` on every request would turn each read into a
@@ -104,14 +146,31 @@ pub struct Authenticator {
 const TOUCH_INTERVAL_MICROS: i64 = 60 * 1_000_000;
 
 impl Authenticator {
-    /// Builds the authenticator from configuration.
-    pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> Self {
-        Self {
+    /// Builds the authenticator from configuration, refusing service
+    /// tokens too short to be secret.
+    pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> anyhow::Result<Self> {
+        for entry in &config.service_tokens {
+            service_token::check_strength(
+                &format!("the service token of {}", entry.name.as_str()),
+                &entry.token,
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
+        Ok(Self {
             store,
             idle_timeout_micros: i64::try_from(config.session_idle_timeout().as_micros())
                 .unwrap_or(i64::MAX),
-            service_tokens: Arc::new(service_token_table(&config.service_tokens)),
-        }
+            service_tokens: config.service_tokens.clone().into(),
+        })
+    }
+
+    /// The service whose token this is: every configured token is compared,
+    /// in constant time, so timing tells neither which nor how close.
+    fn service_of(&self, token: &str) -> Option<InternalService> {
+        self.service_tokens.iter().fold(None, |found, entry| {
+            let matched = service_token::matches(token, &entry.token);
+            found.or(matched.then_some(entry.name))
+        })
     }
 
     /// The idle timeout, for clients to show.
@@ -127,20 +186,16 @@ impl Authenticator {
                 "missing authorization: Bearer <token>",
             )
         })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                DomainError::unauthenticated(
-                    reason::UNAUTHENTICATED,
-                    "malformed authorization header; expected `Bearer <token>`",
-                )
-            })?;
-        let hash = token_hash(token);
-        if let Some(name) = self.service_tokens.get(&hash) {
-            return Ok(Caller::Service { name: name.clone() });
+        let token = service_token::bearer(header).ok_or_else(|| {
+            DomainError::unauthenticated(
+                reason::UNAUTHENTICATED,
+                "malformed authorization header; expected `Bearer <token>`",
+            )
+        })?;
+        if let Some(service) = self.service_of(token) {
+            return Ok(Caller::Service { service });
         }
+        let hash = token_hash(token);
         let invalid = || {
             DomainError::unauthenticated(
                 reason::UNAUTHENTICATED,
@@ -187,14 +242,6 @@ impl Authenticator {
             .await?;
         Ok(token)
     }
-}
-
-fn service_token_table(tokens: &[ServiceToken]) -> HashMap<String, String> {
-    tokens
-        .iter()
-        .filter(|entry| !entry.token.is_empty())
-        .map(|entry| (token_hash(&entry.token), entry.name.clone()))
-        .collect()
 }
 
 /// Counts failed logins per username and per peer address in a sliding

@@ -43,8 +43,8 @@ pub fn peer<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
         .map(|info| info.0.ip())
 }
 
-/// Requires the RPC's project permission of the caller in `project_id`.
-/// Services act across projects; users need a binding whose role grants it.
+/// Requires the RPC's project permission of the caller in `project_id`:
+/// a binding whose role grants it.
 pub async fn require_project(
     store: &Arc<dyn Store>,
     context: &RequestContext,
@@ -94,7 +94,8 @@ pub async fn require_permission(
     permission: Permission,
 ) -> Result<(), DomainError> {
     match caller {
-        Some(Caller::Service { .. }) => Ok(()),
+        Some(Caller::Unchecked) => Ok(()),
+        Some(Caller::Service { .. }) => Err(denied(permission)),
         Some(Caller::User { user, .. }) => {
             let granted = store.project_permissions(&user.id, project_id).await?;
             if granted.contains(&permission) {

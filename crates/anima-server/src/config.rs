@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 use anyhow::Context;
 use serde::Deserialize;
 
+pub use crate::auth::InternalService;
 use crate::{secrets::SecretStore, zones::ZoneConfig};
 
 /// Everything the server reads at start.
@@ -29,9 +30,10 @@ pub struct ServerConfig {
     pub login_failures_per_peer: u32,
     /// Length of the failed-login window, in seconds.
     pub login_failure_window_secs: u64,
-    /// Tokens that internal services (anima-mail, anima-ai, anima-agent)
-    /// present. Several may be valid at once, which is how they rotate:
-    /// add the new token, move the services over, remove the old one.
+    /// Tokens that internal services (anima-mail, anima-agent) present,
+    /// each naming its service, which it alone may be used for. Several
+    /// may be valid at once, which is how they rotate: add the new token,
+    /// move the service over, remove the old one.
     pub service_tokens: Vec<ServiceToken>,
     /// A live stream that delivered nothing for this many seconds sends a
     /// heartbeat, so proxies keep it open.
@@ -104,9 +106,11 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceToken {
-    /// Service name, e.g. `anima-mail`.
-    pub name: String,
-    /// The secret itself.
+    /// The service it belongs to (`anima-mail`, `anima-agent`); it may call
+    /// that service's RPCs and nothing else.
+    pub name: InternalService,
+    /// The secret itself: at least
+    /// [`anima_core::service_token::MIN_SERVICE_TOKEN_CHARS`] characters.
     pub token: String,
 }
 
@@ -212,7 +216,7 @@ impl ServerConfig {
                         .split_once('=')
                         .context("ANIMA_SERVICE_TOKENS entries look like name=token")?;
                     Ok(ServiceToken {
-                        name: name.trim().into(),
+                        name: name.trim().parse()?,
                         token: token.trim().into(),
                     })
                 })
@@ -244,7 +248,7 @@ mod tests {
         config
             .apply_env(|name| match name {
                 "ANIMA_LISTEN" => Some("127.0.0.1:9001".into()),
-                "ANIMA_SERVICE_TOKENS" => Some("anima-mail=old, anima-mail=new".into()),
+                "ANIMA_SERVICE_TOKENS" => Some("anima-mail=old, anima-agent=new".into()),
                 "ANIMA_SECRET_STORES" => {
                     Some("ci=dir:/etc/anima/secrets,agents=env:ANIMA_AGENT_SECRET_".into())
                 }
@@ -255,6 +259,7 @@ mod tests {
         assert_eq!(config.session_idle_timeout_secs, 60);
         assert_eq!(config.service_tokens.len(), 2);
         assert_eq!(config.service_tokens[1].token, "new");
+        assert_eq!(config.service_tokens[1].name, InternalService::Agent);
         assert_eq!(
             config.secret_stores["ci"],
             SecretStore::Directory {
@@ -280,6 +285,17 @@ mod tests {
                 path: "/srv/secrets".into()
             }
         );
+    }
+
+    #[test]
+    fn tokens_of_unknown_services_are_refused() {
+        let mut config = ServerConfig::default();
+        let err = config
+            .apply_env(|name| {
+                (name == "ANIMA_SERVICE_TOKENS").then(|| "anima-up=0123456789".to_owned())
+            })
+            .expect_err("unknown service");
+        assert!(format!("{err:#}").contains("anima-up"), "{err:#}");
     }
 
     #[test]

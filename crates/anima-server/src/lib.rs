@@ -17,6 +17,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod in_process;
 pub mod mcp;
 pub mod middleware;
 pub mod rbac;

@@ -54,9 +54,9 @@ pub async fn authorize(
     next.run(request).await
 }
 
-/// Benchmark-only stand-in for [`authorize`]: treats every request as coming
-/// from an internal service, so no session is looked up and no project
-/// permission is checked. It exists to measure what [`authorize`] costs;
+/// Benchmark-only stand-in for [`authorize`]: every request comes from
+/// [`crate::auth::Caller::Unchecked`], so no session is looked up and no
+/// project permission is checked. It exists to measure what [`authorize`] costs;
 /// a router using it must never face a network.
 pub async fn trust_every_caller(mut request: Request, next: Next) -> Response {
     let Some(access) = rbac::access_for(request.uri().path()) else {
@@ -67,9 +67,7 @@ pub async fn trust_every_caller(mut request: Request, next: Next) -> Response {
         ));
     };
     request.extensions_mut().insert(RequestContext {
-        caller: Some(crate::auth::Caller::Service {
-            name: "benchmark".into(),
-        }),
+        caller: Some(crate::auth::Caller::Unchecked),
         access,
     });
     next.run(request).await

@@ -4,7 +4,7 @@
 
 use anima_core::{DomainError, Permission, Permission::*};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, InternalService};
 
 /// What a caller needs to invoke an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +19,11 @@ pub enum Access {
     /// permission. The service resolves the project and calls
     /// [`crate::authz::require_project`].
     Project(Permission),
-    /// Internal services only (service token).
-    Service,
+    /// One internal service only (its service token).
+    Service(InternalService),
+    /// Served by an internal service's own listener (anima-ai,
+    /// anima-agent; in-process under `anima up`), never by anima-server's.
+    Internal,
 }
 
 macro_rules! access_table {
@@ -32,7 +35,10 @@ macro_rules! access_table {
     };
 }
 
-use Access::{Authenticated, Project, Public, ServerAdmin, Service};
+use Access::{Authenticated, Internal, Project, Public, ServerAdmin};
+
+const MAIL: Access = Access::Service(InternalService::Mail);
+const AGENT: Access = Access::Service(InternalService::Agent);
 
 access_table! {
     "AuthService" => {
@@ -151,16 +157,16 @@ access_table! {
         "DismissInboundMail": Project(MailboxManage),
     }
     "MailWorkerService" => {
-        "ListFollowedMailboxes": Service,
-        "SaveSyncState": Service,
-        "RemoveMailbox": Service,
-        "ResolveWorkItem": Service,
-        "FindThreadOfMail": Service,
-        "KnowsSender": Service,
-        "ClassifyInbound": Service,
-        "ReceiveMail": Service,
-        "ClaimOutboundMail": Service,
-        "ReportDelivery": Service,
+        "ListFollowedMailboxes": MAIL,
+        "SaveSyncState": MAIL,
+        "RemoveMailbox": MAIL,
+        "ResolveWorkItem": MAIL,
+        "FindThreadOfMail": MAIL,
+        "KnowsSender": MAIL,
+        "ClassifyInbound": MAIL,
+        "ReceiveMail": MAIL,
+        "ClaimOutboundMail": MAIL,
+        "ReportDelivery": MAIL,
     }
     "DocumentService" => {
         "ListDocuments": Project(DocumentRead),
@@ -182,23 +188,23 @@ access_table! {
         "StreamDashboardUpdates": Authenticated,
     }
     "AnimaAiService" => {
-        "ClassifyMail": Service,
-        "Summarize": Service,
-        "GenerateDescription": Service,
-        "AnalyzeGap": Service,
-        "ShouldReview": Service,
-        "DeriveCapabilities": Service,
-        "Embed": Service,
+        "ClassifyMail": Internal,
+        "Summarize": Internal,
+        "GenerateDescription": Internal,
+        "AnalyzeGap": Internal,
+        "ShouldReview": Internal,
+        "DeriveCapabilities": Internal,
+        "Embed": Internal,
     }
     "AgentAuditService" => {
-        "ReportLogin": Service,
+        "ReportLogin": AGENT,
     }
     "AgentProviderService" => {
-        "ProvisionVM": Service,
-        "DestroyVM": Service,
-        "DeploySkills": Service,
-        "GetVMStatus": Service,
-        "GetLoginCredentials": Service,
+        "ProvisionVM": Internal,
+        "DestroyVM": Internal,
+        "DeploySkills": Internal,
+        "GetVMStatus": Internal,
+        "GetLoginCredentials": Internal,
     }
 }
 
@@ -227,23 +233,37 @@ pub fn access_for(path: &str) -> Option<Access> {
 /// middleware runs this before any handler.
 pub fn check_caller(access: Access, caller: Option<&Caller>) -> Result<(), DomainError> {
     match (access, caller) {
-        (Access::Public, _) => Ok(()),
+        (Access::Internal, _) => Err(DomainError::new(
+            anima_core::ErrorCode::Unimplemented,
+            anima_core::error::reason::RPC_NOT_MAPPED,
+            "this is an internal service's RPC; anima-server does not serve it",
+        )),
+        (Access::Public, _) | (_, Some(Caller::Unchecked)) => Ok(()),
         (_, None) => Err(DomainError::unauthenticated(
             anima_core::error::reason::UNAUTHENTICATED,
             "this call needs authorization: Bearer <token>",
         )),
-        (Access::Authenticated, Some(_)) => Ok(()),
+        (Access::Service(wanted), Some(Caller::Service { service })) if *service == wanted => {
+            Ok(())
+        }
+        (Access::Service(wanted), Some(_)) => Err(DomainError::permission_denied(format!(
+            "this call is reserved for {}",
+            wanted.as_str()
+        ))),
+        // A service token opens its own service's RPCs and nothing else:
+        // a leaked mail worker token reads no project.
+        (_, Some(Caller::Service { service })) => Err(DomainError::permission_denied(format!(
+            "the token of {} may call only its own service",
+            service.as_str()
+        ))),
+        (Access::Authenticated, Some(Caller::User { .. })) => Ok(()),
         (Access::ServerAdmin, Some(Caller::User { user, .. })) if user.is_admin => Ok(()),
-        (Access::ServerAdmin, Some(_)) => Err(DomainError::permission_denied(
+        (Access::ServerAdmin, Some(Caller::User { .. })) => Err(DomainError::permission_denied(
             "this call needs a server administrator",
         )),
-        (Access::Service, Some(Caller::Service { .. })) => Ok(()),
-        (Access::Service, Some(_)) => Err(DomainError::permission_denied(
-            "this call is reserved for internal services",
-        )),
-        // Services act across projects; users need a binding, checked by
-        // the handler once it knows the project.
-        (Access::Project(_), Some(_)) => Ok(()),
+        // Users need a binding, checked by the handler once it knows the
+        // project.
+        (Access::Project(_), Some(Caller::User { .. })) => Ok(()),
     }
 }
 

@@ -6,8 +6,15 @@ mod common;
 use std::time::Duration;
 
 use anima_core::paging::PageRequest;
-use anima_proto::v1::{self as pb, repository_service_client::RepositoryServiceClient};
-use anima_server::{ServerConfig, config::ServiceToken};
+use anima_proto::v1::{
+    self as pb, anima_ai_service_client::AnimaAiServiceClient,
+    mail_worker_service_client::MailWorkerServiceClient,
+    repository_service_client::RepositoryServiceClient,
+};
+use anima_server::{
+    ServerConfig,
+    config::{InternalService, ServiceToken},
+};
 use common::{Backend, PASSWORD, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, Request};
@@ -26,7 +33,7 @@ on_both_backends!(
     strings_are_stored_verbatim,
     change_password_keeps_this_session_and_revokes_others,
     the_last_admin_stays,
-    service_tokens_authenticate_services,
+    service_tokens_open_only_their_own_service,
     roles_are_managed_by_admins,
     services_not_built_yet_answer_unimplemented_behind_auth,
 );
@@ -656,48 +663,93 @@ async fn the_last_admin_stays(backend: Backend) {
         .expect("not the last");
 }
 
-async fn service_tokens_authenticate_services(backend: Backend) {
+const OLD_MAIL_TOKEN: &str = "old-mail-token-0123456789-abcdefgh";
+const NEW_MAIL_TOKEN: &str = "new-mail-token-0123456789-abcdefgh";
+const AGENT_TOKEN: &str = "agent-token-0123456789-abcdefghijk";
+
+/// Issue 21: any service token passed every project rule and every
+/// signed-in RPC, so a leaked mail worker token read every project. Now a
+/// token opens its own service and nothing else.
+async fn service_tokens_open_only_their_own_service(backend: Backend) {
     let config = ServerConfig {
         service_tokens: vec![
             ServiceToken {
-                name: "anima-mail".into(),
-                token: "old-secret".into(),
+                name: InternalService::Mail,
+                token: OLD_MAIL_TOKEN.into(),
             },
             ServiceToken {
-                name: "anima-mail".into(),
-                token: "new-secret".into(),
+                name: InternalService::Mail,
+                token: NEW_MAIL_TOKEN.into(),
+            },
+            ServiceToken {
+                name: InternalService::Agent,
+                token: AGENT_TOKEN.into(),
             },
         ],
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(backend, config).await;
-    for token in ["old-secret", "new-secret"] {
+    let mut worker = MailWorkerServiceClient::new(server.channel.clone());
+    for token in [OLD_MAIL_TOKEN, NEW_MAIL_TOKEN] {
+        worker
+            .list_followed_mailboxes(authed(token, pb::ListFollowedMailboxesRequest::default()))
+            .await
+            .expect("the mail worker's own RPC");
+    }
+    assert_eq!(
+        failure(
+            worker
+                .list_followed_mailboxes(authed(
+                    AGENT_TOKEN,
+                    pb::ListFollowedMailboxesRequest::default()
+                ))
+                .await
+        )
+        .0,
+        Code::PermissionDenied,
+        "the agent's token is not the mail worker's"
+    );
+    server.user("olga", false).await;
+    let owner = server.login("olga").await;
+    let project = server
+        .projects()
+        .create_project(authed(
+            &owner,
+            pb::CreateProjectRequest {
+                name: "Secret plans".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+    for token in [NEW_MAIL_TOKEN, AGENT_TOKEN] {
+        let read = server
+            .projects()
+            .get_project(authed(
+                token,
+                pb::GetProjectRequest {
+                    id: project.id.clone(),
+                },
+            ))
+            .await;
+        assert_eq!(failure(read).0, Code::PermissionDenied, "GetProject");
+        let listed = server
+            .projects()
+            .list_projects(authed(token, pb::ListProjectsRequest::default()))
+            .await;
+        assert_eq!(failure(listed).0, Code::PermissionDenied, "ListProjects");
         let me = server
             .auth()
             .who_am_i(authed(token, pb::WhoAmIRequest {}))
-            .await
-            .expect("service")
-            .into_inner();
-        assert_eq!(me.service, "anima-mail");
-        assert!(me.user.is_none());
+            .await;
+        assert_eq!(failure(me).0, Code::PermissionDenied, "WhoAmI");
     }
-    let admin_only = server
-        .team()
-        .create_user(authed(
-            "new-secret",
-            pb::CreateUserRequest {
-                username: "x".into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            },
-        ))
-        .await;
-    assert_eq!(failure(admin_only).0, Code::PermissionDenied);
     let bob = server.user("bob", false).await;
     let renamed = server
         .team()
         .update_user(authed(
-            "new-secret",
+            NEW_MAIL_TOKEN,
             pb::UpdateUserRequest {
                 user: Some(pb::User {
                     id: bob.clone(),
@@ -711,11 +763,12 @@ async fn service_tokens_authenticate_services(backend: Backend) {
             },
         ))
         .await;
-    assert_eq!(
-        failure(renamed).0,
-        Code::PermissionDenied,
-        "a service is nobody's own account"
-    );
+    assert_eq!(failure(renamed).0, Code::PermissionDenied);
+    // Internal services' RPCs are not served on this listener at all.
+    let ai = AnimaAiServiceClient::new(server.channel.clone())
+        .embed(authed(NEW_MAIL_TOKEN, pb::EmbedRequest::default()))
+        .await;
+    assert_eq!(failure(ai).0, Code::Unimplemented);
     assert_eq!(
         failure(
             server
@@ -726,6 +779,23 @@ async fn service_tokens_authenticate_services(backend: Backend) {
         .0,
         Code::Unauthenticated
     );
+}
+
+/// A service token short enough to guess stops the server at start.
+#[tokio::test]
+async fn short_service_tokens_are_refused_at_start() {
+    let db = anima_db::testing::TempDatabase::sqlite();
+    let config = ServerConfig {
+        service_tokens: vec![ServiceToken {
+            name: InternalService::Mail,
+            token: "mail-worker-token".into(),
+        }],
+        ..ServerConfig::default()
+    };
+    let err = anima_server::router(db.open().await, &config, None)
+        .await
+        .expect_err("short token");
+    assert!(format!("{err:#}").contains("at least 32"), "{err:#}");
 }
 
 async fn roles_are_managed_by_admins(backend: Backend) {

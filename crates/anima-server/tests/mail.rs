@@ -9,7 +9,10 @@ use anima_proto::v1::{
     self as pb, mail_worker_service_client::MailWorkerServiceClient,
     mailbox_service_client::MailboxServiceClient,
 };
-use anima_server::{ServerConfig, config::ServiceToken};
+use anima_server::{
+    ServerConfig,
+    config::{InternalService, ServiceToken},
+};
 use common::{Backend, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
@@ -20,14 +23,14 @@ on_both_backends!(
     bad_mailbox_input_changes_nothing
 );
 
-const WORKER_TOKEN: &str = "mail-worker-token";
+const WORKER_TOKEN: &str = "mail-worker-token-0123456789-abcdef";
 
 async fn server(backend: Backend) -> TestServer {
     TestServer::start_with(
         backend,
         ServerConfig {
             service_tokens: vec![ServiceToken {
-                name: "anima-mail".into(),
+                name: InternalService::Mail,
                 token: WORKER_TOKEN.into(),
             }],
             ..ServerConfig::default()

@@ -20,8 +20,9 @@ use anima_proto::v1::{
     skill_service_client::SkillServiceClient, thread_service_client::ThreadServiceClient,
 };
 use anima_server::{
-    auth::Caller,
+    auth::{Caller, InternalService},
     authz::{RequestContext, require_project},
+    config::ServiceToken,
     rbac::{ACCESS, Access, access_for},
 };
 use common::{Backend, PASSWORD, RecordingProvider, TestServer, authed};
@@ -34,8 +35,9 @@ on_both_backends!(
 );
 
 /// Callers of the implemented RPCs. Project roles are held in a project;
-/// they grant nothing server-wide.
-const CALLERS: [&str; 7] = [
+/// they grant nothing server-wide. The mail worker's service token calls
+/// MailWorkerService and nothing here.
+const CALLERS: [&str; 8] = [
     "anonymous",
     "server_admin",
     "owner",
@@ -43,111 +45,116 @@ const CALLERS: [&str; 7] = [
     "member",
     "viewer",
     "non_member",
+    "mail_service",
 ];
+
+/// The token of `mail_service`: a service's token opens its own service
+/// only, none of these.
+const MAIL_TOKEN: &str = "mail-worker-token-0123456789-abcdef";
 
 /// RPC → expected outcome per caller in `CALLERS` order: `A` allowed, `D` denied.
 const IMPLEMENTED: &[(&str, &str)] = &[
-    ("Logout", "DAAAAAA"),
-    ("WhoAmI", "DAAAAAA"),
-    ("ChangePassword", "DAAAAAA"),
-    ("ListUsers", "DAAAAAA"),
-    ("GetUser", "DAAAAAA"),
-    ("CreateUser", "DADDDDD"),
-    ("UpdateUser", "DADDDDD"),
-    ("DeleteUser", "DADDDDD"),
-    ("ListRoles", "DAAAAAA"),
-    ("CreateRole", "DADDDDD"),
-    ("UpdateRole", "DADDDDD"),
-    ("DeleteRole", "DADDDDD"),
-    ("ListPermissions", "DAAAAAA"),
-    ("ListProjects", "DAAAAAA"),
-    ("CreateProject", "DAAAAAA"),
+    ("Logout", "DAAAAAAD"),
+    ("WhoAmI", "DAAAAAAD"),
+    ("ChangePassword", "DAAAAAAD"),
+    ("ListUsers", "DAAAAAAD"),
+    ("GetUser", "DAAAAAAD"),
+    ("CreateUser", "DADDDDDD"),
+    ("UpdateUser", "DADDDDDD"),
+    ("DeleteUser", "DADDDDDD"),
+    ("ListRoles", "DAAAAAAD"),
+    ("CreateRole", "DADDDDDD"),
+    ("UpdateRole", "DADDDDDD"),
+    ("DeleteRole", "DADDDDDD"),
+    ("ListPermissions", "DAAAAAAD"),
+    ("ListProjects", "DAAAAAAD"),
+    ("CreateProject", "DAAAAAAD"),
     // Project roles; a server admin who is not a member gets nothing.
-    ("GetProject", "DDAAAAD"),
-    ("UpdateProject", "DDAADDD"),
-    ("ArchiveProject", "DDADDDD"),
-    ("ListProjectMembers", "DDAAAAD"),
-    ("AddProjectMember", "DDAADDD"),
-    ("RemoveProjectMember", "DDAADDD"),
-    ("ListPlans", "DDAAAAD"),
-    ("GetPlan", "DDAAAAD"),
-    ("CreatePlan", "DDAAADD"),
-    ("UpdatePlan", "DDAAADD"),
-    ("DeletePlan", "DDAADDD"),
-    ("ListWorkItems", "DDAAAAD"),
-    ("GetWorkItem", "DDAAAAD"),
-    ("CreateWorkItem", "DDAAADD"),
-    ("UpdateWorkItem", "DDAAADD"),
-    ("DeleteWorkItem", "DDAADDD"),
-    ("GetDescriptionRevisions", "DDAAAAD"),
-    ("RevertDescription", "DDAAADD"),
-    ("ListCapabilities", "DDAAAAD"),
-    ("UpdateCapabilities", "DDAADDD"),
+    ("GetProject", "DDAAAADD"),
+    ("UpdateProject", "DDAADDDD"),
+    ("ArchiveProject", "DDADDDDD"),
+    ("ListProjectMembers", "DDAAAADD"),
+    ("AddProjectMember", "DDAADDDD"),
+    ("RemoveProjectMember", "DDAADDDD"),
+    ("ListPlans", "DDAAAADD"),
+    ("GetPlan", "DDAAAADD"),
+    ("CreatePlan", "DDAAADDD"),
+    ("UpdatePlan", "DDAAADDD"),
+    ("DeletePlan", "DDAADDDD"),
+    ("ListWorkItems", "DDAAAADD"),
+    ("GetWorkItem", "DDAAAADD"),
+    ("CreateWorkItem", "DDAAADDD"),
+    ("UpdateWorkItem", "DDAAADDD"),
+    ("DeleteWorkItem", "DDAADDDD"),
+    ("GetDescriptionRevisions", "DDAAAADD"),
+    ("RevertDescription", "DDAAADDD"),
+    ("ListCapabilities", "DDAAAADD"),
+    ("UpdateCapabilities", "DDAADDDD"),
     // AI features: the test server has no anima-ai, so an allowed call
     // gets as far as NO_AI_SERVICE, after the permission check.
-    ("AnalyzePlanGap", "DDAAAAD"),
-    ("DraftDescription", "DDAAADD"),
-    ("ProposeCapabilities", "DDAADDD"),
-    ("DecideReview", "DDAAAAD"),
-    ("SummarizeThread", "DDAAADD"),
+    ("AnalyzePlanGap", "DDAAAADD"),
+    ("DraftDescription", "DDAAADDD"),
+    ("ProposeCapabilities", "DDAADDDD"),
+    ("DecideReview", "DDAAAADD"),
+    ("SummarizeThread", "DDAAADDD"),
     // Global catalogues: everyone reads, server admins write.
-    ("ListWorkflows", "DAAAAAA"),
-    ("GetWorkflow", "DAAAAAA"),
-    ("CreateWorkflow", "DADDDDD"),
-    ("UpdateWorkflow", "DADDDDD"),
-    ("DeleteWorkflow", "DADDDDD"),
-    ("ListAkhs", "DAAAAAA"),
-    ("GetAkh", "DAAAAAA"),
-    ("CreateAkh", "DADDDDD"),
-    ("UpdateAkh", "DADDDDD"),
-    ("DeleteAkh", "DADDDDD"),
+    ("ListWorkflows", "DAAAAAAD"),
+    ("GetWorkflow", "DAAAAAAD"),
+    ("CreateWorkflow", "DADDDDDD"),
+    ("UpdateWorkflow", "DADDDDDD"),
+    ("DeleteWorkflow", "DADDDDDD"),
+    ("ListAkhs", "DAAAAAAD"),
+    ("GetAkh", "DAAAAAAD"),
+    ("CreateAkh", "DADDDDDD"),
+    ("UpdateAkh", "DADDDDDD"),
+    ("DeleteAkh", "DADDDDDD"),
     // Skills are server-wide: anyone reads, server administrators publish.
-    ("ListSkills", "DAAAAAA"),
-    ("GetSkill", "DAAAAAA"),
-    ("PublishSkill", "DADDDDD"),
+    ("ListSkills", "DAAAAAAD"),
+    ("GetSkill", "DAAAAAAD"),
+    ("PublishSkill", "DADDDDDD"),
     // Threads and decisions.
-    ("GetThread", "DDAAAAD"),
-    ("PostMessage", "DDAAADD"),
-    ("PromoteMessage", "DDAAADD"),
-    ("StreamThread", "DDAAAAD"),
-    ("RequestDecision", "DDAAADD"),
-    ("ListDecisions", "DAAAAAA"),
-    ("ResolveDecision", "DDAAADD"),
-    ("CancelDecision", "DDAAADD"),
+    ("GetThread", "DDAAAADD"),
+    ("PostMessage", "DDAAADDD"),
+    ("PromoteMessage", "DDAAADDD"),
+    ("StreamThread", "DDAAAADD"),
+    ("RequestDecision", "DDAAADDD"),
+    ("ListDecisions", "DAAAAAAD"),
+    ("ResolveDecision", "DDAAADDD"),
+    ("CancelDecision", "DDAAADDD"),
     // Dashboards cover whatever projects the caller can read.
-    ("GetDashboard", "DAAAAAA"),
-    ("StreamDashboardUpdates", "DAAAAAA"),
+    ("GetDashboard", "DAAAAAAD"),
+    ("StreamDashboardUpdates", "DAAAAAAD"),
     // Agent sessions and tasks.
-    ("ListSessions", "DDAAAAD"),
-    ("GetSession", "DDAAAAD"),
-    ("StartSession", "DDAAADD"),
-    ("StopSession", "DDAAADD"),
-    ("RevokeSessionToken", "DDAAADD"),
-    ("LoginSession", "DDAADDD"),
-    ("ListSessionLogins", "DDAADDD"),
-    ("GetLoginRecording", "DDAADDD"),
-    ("ListTasks", "DDAAAAD"),
-    ("GetTask", "DDAAAAD"),
-    ("UpdateTaskStatus", "DDAAADD"),
-    ("StreamSessionStatus", "DDAAAAD"),
+    ("ListSessions", "DDAAAADD"),
+    ("GetSession", "DDAAAADD"),
+    ("StartSession", "DDAAADDD"),
+    ("StopSession", "DDAAADDD"),
+    ("RevokeSessionToken", "DDAAADDD"),
+    ("LoginSession", "DDAADDDD"),
+    ("ListSessionLogins", "DDAADDDD"),
+    ("GetLoginRecording", "DDAADDDD"),
+    ("ListTasks", "DDAAAADD"),
+    ("GetTask", "DDAAAADD"),
+    ("UpdateTaskStatus", "DDAAADDD"),
+    ("StreamSessionStatus", "DDAAAADD"),
     // Mailboxes and their fetched mail.
-    ("ListMailboxes", "DDAAAAD"),
-    ("GetMailbox", "DDAAAAD"),
-    ("CreateMailbox", "DDAADDD"),
-    ("UpdateMailbox", "DDAADDD"),
-    ("DeleteMailbox", "DDAADDD"),
-    ("RotateMailbox", "DDAADDD"),
-    ("LinkProjects", "DDAADDD"),
-    ("UnlinkProjects", "DDAADDD"),
-    ("ListInboundMail", "DDAAAAD"),
-    ("AssignInboundMail", "DDAADDD"),
-    ("DismissInboundMail", "DDAADDD"),
+    ("ListMailboxes", "DDAAAADD"),
+    ("GetMailbox", "DDAAAADD"),
+    ("CreateMailbox", "DDAADDDD"),
+    ("UpdateMailbox", "DDAADDDD"),
+    ("DeleteMailbox", "DDAADDDD"),
+    ("RotateMailbox", "DDAADDDD"),
+    ("LinkProjects", "DDAADDDD"),
+    ("UnlinkProjects", "DDAADDDD"),
+    ("ListInboundMail", "DDAAAADD"),
+    ("AssignInboundMail", "DDAADDDD"),
+    ("DismissInboundMail", "DDAADDDD"),
     // The library.
-    ("ListDocuments", "DDAAAAD"),
-    ("GetDocument", "DDAAAAD"),
-    ("UploadDocument", "DDAAADD"),
-    ("DeleteDocument", "DDAAADD"),
-    ("SearchDocuments", "DDAAAAD"),
+    ("ListDocuments", "DDAAAADD"),
+    ("GetDocument", "DDAAAADD"),
+    ("UploadDocument", "DDAAADDD"),
+    ("DeleteDocument", "DDAAADDD"),
+    ("SearchDocuments", "DDAAAADD"),
 ];
 
 /// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
@@ -170,12 +177,22 @@ const IMPLEMENTED_SERVICES: &[&str] = &[
 async fn implemented_rpcs_by_caller(backend: Backend) {
     let server = TestServer::start_with_provider(
         backend,
-        anima_server::ServerConfig::default(),
+        anima_server::ServerConfig {
+            service_tokens: vec![ServiceToken {
+                name: InternalService::Mail,
+                token: MAIL_TOKEN.into(),
+            }],
+            ..anima_server::ServerConfig::default()
+        },
         Some(std::sync::Arc::new(RecordingProvider::default())),
     )
     .await;
     let mut tokens = vec![String::new()];
     for caller in CALLERS.iter().skip(1) {
+        if *caller == "mail_service" {
+            tokens.push(MAIL_TOKEN.into());
+            continue;
+        }
         server.user(caller, *caller == "server_admin").await;
         tokens.push(server.login(caller).await);
     }
@@ -183,7 +200,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
     for (rpc, expected) in IMPLEMENTED {
         for (index, caller) in CALLERS.iter().enumerate() {
             // Logout would end the session the rest of the matrix needs.
-            let token = if *rpc == "Logout" && index > 0 {
+            let token = if *rpc == "Logout" && (1..7).contains(&index) {
                 server.login(caller).await
             } else {
                 tokens[index].clone()

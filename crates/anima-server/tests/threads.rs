@@ -5,12 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use anima_core::permission::DEFAULT_ROLES;
+use anima_core::{
+    permission::DEFAULT_ROLES,
+    planning::Actor,
+    thread::{MessageKind, NewMessage},
+};
 use anima_proto::v1::{
     self as pb, dashboard_service_client::DashboardServiceClient,
     thread_service_client::ThreadServiceClient,
 };
-use anima_server::{ServerConfig, config::ServiceToken};
+use anima_server::{
+    ServerConfig,
+    config::{InternalService, ServiceToken},
+};
 use common::{Backend, TestServer, authed, failure};
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
@@ -25,14 +32,14 @@ on_both_backends!(
     dashboard_shows_and_streams_only_readable_projects,
 );
 
-const SERVICE_TOKEN: &str = "mail-worker-token-0123456789";
+const SERVICE_TOKEN: &str = "mail-worker-token-0123456789-abcdef";
 
 async fn start(backend: Backend) -> TestServer {
     TestServer::start_with(
         backend,
         ServerConfig {
             service_tokens: vec![ServiceToken {
-                name: "anima-mail".into(),
+                name: InternalService::Mail,
                 token: SERVICE_TOKEN.into(),
             }],
             stream_heartbeat_secs: 1,
@@ -106,28 +113,40 @@ async fn messages_of_every_kind_and_promotion(backend: Backend) {
         .create_akh("Thoth", "precise", "#112233")
         .await
         .expect("akh");
-    let proposal = threads
-        .post_message(authed(
-            SERVICE_TOKEN,
-            pb::PostMessageRequest {
-                work_item_id: item.id.clone(),
-                kind: pb::MessageKind::Akh as i32,
-                body: "Ship the CLI first.".into(),
+    // Akhs write over MCP, mail arrives through the mail worker: neither a
+    // member nor the worker's token posts them here.
+    let as_akh = pb::PostMessageRequest {
+        work_item_id: item.id.clone(),
+        kind: pb::MessageKind::Akh as i32,
+        body: "Ship the CLI first.".into(),
+        akh_id: akh.id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        failure(threads.post_message(authed(&token, as_akh.clone())).await),
+        (Code::PermissionDenied, "MESSAGE_KIND_NOT_ALLOWED".into())
+    );
+    assert_eq!(
+        failure(threads.post_message(authed(SERVICE_TOKEN, as_akh)).await).0,
+        Code::PermissionDenied
+    );
+    let proposal = server
+        .store
+        .post_message(NewMessage {
+            work_item_id: item.id.clone(),
+            kind: MessageKind::Akh,
+            author: Actor::Akh {
                 akh_id: akh.id.clone(),
-                ..Default::default()
+                session_id: String::new(),
+                service: "test".into(),
             },
-        ))
+            body: "Ship the CLI first.".into(),
+            email: None,
+            attachments: Vec::new(),
+            idempotency_key: None,
+        })
         .await
-        .expect("akh message")
-        .into_inner();
-    match proposal.author.and_then(|author| author.kind) {
-        Some(pb::actor::Kind::Akh(actor)) => {
-            assert_eq!(actor.akh_id, akh.id);
-            assert_eq!(actor.service, "anima-mail");
-        }
-        other => panic!("unexpected author {other:?}"),
-    }
-
+        .expect("akh message");
     let inbound = pb::PostMessageRequest {
         work_item_id: item.id.clone(),
         kind: pb::MessageKind::InboundEmail as i32,
@@ -137,34 +156,14 @@ async fn messages_of_every_kind_and_promotion(backend: Backend) {
             to: vec!["wi-1@anima.example".into()],
             subject: "Re: Discuss".into(),
             message_id: "m1@example.org".into(),
-            in_reply_to: "m0@anima.example".into(),
             ..Default::default()
         }),
-        attachments: vec![pb::AttachmentRef {
-            document_id: "01900000-0000-7000-8000-000000000001".into(),
-            file_name: "plan.pdf".into(),
-            media_type: "application/pdf".into(),
-            size_bytes: 1234,
-        }],
-        idempotency_key: "inbox:m1@example.org".into(),
         ..Default::default()
     };
-    let first = threads
-        .post_message(authed(SERVICE_TOKEN, inbound.clone()))
-        .await
-        .expect("inbound")
-        .into_inner();
-    let again = threads
-        .post_message(authed(SERVICE_TOKEN, inbound))
-        .await
-        .expect("redelivered")
-        .into_inner();
-    assert_eq!(first, again, "a redelivered mail is the same message");
     assert_eq!(
-        first.email.as_ref().map(|e| e.in_reply_to.as_str()),
-        Some("m0@anima.example")
+        failure(threads.post_message(authed(&token, inbound)).await),
+        (Code::PermissionDenied, "MESSAGE_KIND_NOT_ALLOWED".into())
     );
-    assert_eq!(first.attachments.len(), 1);
 
     let outbound = threads
         .post_message(authed(
@@ -283,7 +282,7 @@ async fn decisions_are_asked_and_answered_once(backend: Backend) {
     let mut threads = threads(&server);
     let decision = threads
         .request_decision(authed(
-            SERVICE_TOKEN,
+            &token,
             pb::RequestDecisionRequest {
                 work_item_id: item.id.clone(),
                 question: "Which database for production?".into(),

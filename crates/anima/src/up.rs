@@ -73,35 +73,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
-    // anima-ai runs on this same listener; the server reaches it there with
-    // a token minted for this process, unless configured elsewhere.
-    if config.ai_url.is_empty() {
-        let token = anima_server::auth::new_token();
-        config
-            .service_tokens
-            .push(anima_server::config::ServiceToken {
-                name: "anima-up".into(),
-                token: token.clone(),
-            });
-        config.ai_url = format!("http://{}", reachable(address));
-        config.ai_token = token;
-    }
     // With an agent command and no other provider, sessions run in this
-    // process's sandboxes (anima-agent on the same listener).
+    // process's sandboxes: anima-agent hosted in process.
     let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
-    if local_agent {
-        let token = anima_server::auth::new_token();
-        config
-            .service_tokens
-            .push(anima_server::config::ServiceToken {
-                name: "anima-agent".into(),
-                token: token.clone(),
-            });
-        config.agent_provider = format!("agent:http://{}", reachable(address));
-        config.agent.token = token;
+    // The provider reports logins into its sandboxes to the listener's
+    // audit service, with a token good for nothing else.
+    let audit_token = local_agent.then(anima_server::auth::new_token);
+    if let Some(token) = &audit_token {
         if config.agent.mcp_endpoint.is_empty() {
             config.agent.mcp_endpoint = format!("http://{}/mcp", reachable(address));
         }
+        config
+            .service_tokens
+            .push(anima_server::config::ServiceToken {
+                name: anima_server::config::InternalService::Agent,
+                token: token.clone(),
+            });
     }
     let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
     if mail.is_enabled() {
@@ -110,29 +97,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config
             .service_tokens
             .push(anima_server::config::ServiceToken {
-                name: "anima-mail".into(),
+                name: anima_server::config::InternalService::Mail,
                 token: token.clone(),
             });
         mail.server_url = format!("http://{}", reachable(address));
         mail.service_token = token;
         mail.check()?;
     }
-    // Logins into this process's sandboxes are reported to this same
-    // listener, with the token the server presents to its provider.
-    let login = if local_agent {
-        let audit = anima_agent::audit::ServerAudit::new(
-            &format!("http://{}", reachable(address)),
-            &config.agent.token,
-        )?;
-        Some((
-            anima_agent::login::LoginOptions {
-                listen: args.ssh_listen,
-                host: None,
-            },
-            Arc::new(audit) as Arc<dyn anima_agent::audit::AuditSink>,
-        ))
-    } else {
-        None
+    let login = match audit_token {
+        Some(token) => {
+            let audit = anima_agent::audit::ServerAudit::new(
+                &format!("http://{}", reachable(address)),
+                &token,
+            )?;
+            Some((
+                anima_agent::login::LoginOptions {
+                    listen: args.ssh_listen,
+                    host: None,
+                },
+                Arc::new(audit) as Arc<dyn anima_agent::audit::AuditSink>,
+            ))
+        }
+        None => None,
     };
     let sandboxes = data_dir
         .unwrap_or_else(std::env::temp_dir)
@@ -154,9 +140,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         login,
     })
     .await?;
-    let internal =
-        Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(agent);
-    let router = anima_server::router(store.clone(), &config, Some(internal)).await?;
+    // anima-ai and anima-agent answer over in-memory channels, never on
+    // the listener.
+    let hosted = anima_server::in_process::channel(
+        Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(agent),
+    );
+    let hosted_ai = config.ai_url.is_empty().then(|| hosted.clone());
+    let provider = if local_agent {
+        Some(Arc::new(anima_server::agents::RemoteProvider::hosted(
+            hosted,
+            &config.agent.mcp_endpoint,
+            &config.agent.command,
+        )) as Arc<dyn anima_server::agents::AgentProvider>)
+    } else {
+        anima_server::agents::from_config(&config.agent_provider, &config.agent)?
+    };
+    let router =
+        anima_server::router_with_provider(store.clone(), &config, hosted_ai, provider).await?;
 
     say(format!(
         "anima is up at http://{address} (database: {})",

@@ -167,11 +167,9 @@ impl AuthService for AuthApi {
                 service: String::new(),
                 session_created: convert::timestamp(*session_created_at),
             },
-            Caller::Service { name } => pb::WhoAmIResponse {
-                user: None,
-                service: name.clone(),
-                session_created: None,
-            },
+            Caller::Service { .. } | Caller::Unchecked => {
+                return Err(Status::permission_denied("only people have an account"));
+            }
         };
         Ok(Response::new(response))
     }

@@ -60,7 +60,12 @@ pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {
         Some(Caller::User { user, .. }) => Ok(Actor::User {
             id: user.id.clone(),
         }),
-        Some(Caller::Service { name }) => Ok(Actor::Service { name: name.clone() }),
+        Some(Caller::Service { service }) => Ok(Actor::Service {
+            name: service.as_str().into(),
+        }),
+        Some(Caller::Unchecked) => Ok(Actor::Service {
+            name: "unchecked".into(),
+        }),
         None => Err(DomainError::unauthenticated(
             anima_core::error::reason::UNAUTHENTICATED,
             "this call needs authorization",
@@ -73,7 +78,8 @@ pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {
 pub(crate) fn caller_id(caller: Option<&Caller>) -> Result<String, DomainError> {
     match caller {
         Some(Caller::User { user, .. }) => Ok(user.id.clone()),
-        Some(Caller::Service { name }) => Ok(format!("service:{name}")),
+        Some(Caller::Service { service }) => Ok(format!("service:{}", service.as_str())),
+        Some(Caller::Unchecked) => Ok("service:unchecked".into()),
         None => Err(DomainError::unauthenticated(
             anima_core::error::reason::UNAUTHENTICATED,
             "this call needs authorization",

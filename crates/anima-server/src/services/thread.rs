@@ -222,33 +222,17 @@ impl ThreadApi {
             }
             (None, false) => None,
         };
-        let author = match (kind, &context.caller) {
-            (MessageKind::Human, Some(Caller::User { .. }))
-            | (MessageKind::OutboundEmail, Some(_)) => actor_of(context.caller.as_ref())?,
-            (MessageKind::Akh, Some(Caller::Service { name })) => {
-                let akh_id = parse_id(&request.akh_id, "akh_id")?;
-                self.store.get_akh(&akh_id).await?;
-                anima_core::planning::Actor::Akh {
-                    akh_id,
-                    session_id: String::new(),
-                    service: name.clone(),
-                }
-            }
-            (MessageKind::InboundEmail, Some(Caller::Service { .. })) => {
-                anima_core::planning::Actor::Email {
-                    address: email
-                        .as_ref()
-                        .map(|headers| headers.from.clone())
-                        .unwrap_or_default(),
-                }
-            }
-            (kind, _) => {
+        // People post as themselves; Akhs write through their session's
+        // MCP token, inbound mail arrives through the mail worker's
+        // ReceiveMail, system messages come from the server itself.
+        let author = match kind {
+            MessageKind::Human | MessageKind::OutboundEmail => actor_of(context.caller.as_ref())?,
+            kind => {
                 return Err(DomainError::new(
                     ErrorCode::PermissionDenied,
                     reason::MESSAGE_KIND_NOT_ALLOWED,
                     match kind {
-                        MessageKind::Human => "services post as an Akh, not as a human",
-                        MessageKind::Akh => "Akh messages come from agent sessions and services",
+                        MessageKind::Akh => "Akh messages come from agent sessions, over MCP",
                         MessageKind::InboundEmail => "inbound email comes from the mail worker",
                         _ => "system messages are written by the server itself",
                     },
