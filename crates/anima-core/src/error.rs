@@ -52,8 +52,10 @@ pub mod reason {
     pub const SESSION_EXPIRED: &str = "SESSION_EXPIRED";
     /// Username or password wrong (deliberately not saying which).
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
-    /// Too many failed logins.
+    /// Too many login attempts (or other requests) in a short time.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// Too much work is queued (e.g. password checks); retry shortly.
+    pub const SERVER_BUSY: &str = "SERVER_BUSY";
     /// The caller lacks the permission for the RPC.
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     /// The RPC is not mapped to a permission, so it is never served.

@@ -131,3 +131,16 @@ pub struct Event {
     /// When it was written.
     pub created_at: i64,
 }
+
+/// One counter a login attempt is counted under, e.g. its username and
+/// peer address together: at most `limit` attempts per `window_micros`,
+/// counted from the window's first attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptCounter {
+    /// What is counted, e.g. `user+peer:ada|10.0.0.1`.
+    pub key: String,
+    /// Attempts allowed in one window.
+    pub limit: u32,
+    /// The window's length.
+    pub window_micros: i64,
+}

@@ -26,7 +26,7 @@ use anima_core::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
         OutboundClaim, OutboundOutcome,
     },
-    model::{AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
+    model::{AttemptCounter, AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
     paging::PageRequest,
     planning::{
         Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, Plan,
@@ -117,14 +117,31 @@ pub trait AccountStore: Send + Sync {
     /// Users in creation order.
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, DomainError>;
     /// Applies a partial change; a password change revokes every session.
+    /// Demoting or disabling the last active admin is
+    /// `FAILED_PRECONDITION`/`LAST_ADMIN`, checked in the same transaction
+    /// (admin changes are serialised, so two cannot race past it).
     async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError>;
     /// Deletes a user with their sessions and bindings; the last Owner of
-    /// a project is `FAILED_PRECONDITION`/`LAST_OWNER`.
+    /// a project is `FAILED_PRECONDITION`/`LAST_OWNER`, the last active
+    /// admin `LAST_ADMIN`.
     async fn delete_user(&self, id: &str) -> Result<(), DomainError>;
     /// How many users exist (to know whether to bootstrap an admin).
     async fn count_users(&self) -> Result<i64, DomainError>;
-    /// How many enabled admins exist (the last one must stay).
-    async fn count_active_admins(&self) -> Result<i64, DomainError>;
+
+    /// Counts one login attempt under each counter, in order, in one
+    /// transaction shared by every instance. The first counter whose
+    /// window already holds its limit refuses the attempt
+    /// (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`, saying when to retry) and
+    /// nothing is counted, so refused attempts never lock out a later
+    /// counter. Ended windows are pruned.
+    async fn count_login_attempt(
+        &self,
+        counters: &[AttemptCounter],
+        now: i64,
+    ) -> Result<(), DomainError>;
+    /// Forgets the attempts counted under these keys (after a login
+    /// succeeded).
+    async fn forget_login_attempts(&self, keys: &[String]) -> Result<(), DomainError>;
 
     /// Stores a new session under the hash of its token.
     async fn create_session(&self, session: AuthSession) -> Result<(), DomainError>;

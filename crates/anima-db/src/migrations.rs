@@ -63,6 +63,11 @@ const COMMON: &[Step] = &[
         "login recordings",
         include_str!("../migrations/common/0011_login_recordings.sql"),
     ),
+    (
+        12,
+        "login attempts",
+        include_str!("../migrations/common/0012_login_attempts.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

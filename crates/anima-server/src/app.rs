@@ -24,11 +24,12 @@ use tonic::{service::Routes, transport::Channel};
 use crate::{
     agents::{self, AgentProvider},
     ai::Ai,
-    auth::{Authenticator, LoginLimiter, hash_password, new_token},
+    auth::{Authenticator, LoginThrottle, new_token},
     config::ServerConfig,
     events::EventHub,
     mcp,
     middleware::{authorize, trust_every_caller},
+    password::hash_password,
     secrets::SecretStores,
     services::{
         agent::{AgentAuditApi, AgentSessionApi},
@@ -136,7 +137,7 @@ pub async fn api(
         config.stream_lag_limit,
         config.stream_heartbeat(),
     );
-    let limiter = LoginLimiter::new(config);
+    let throttle = LoginThrottle::new(store.clone(), config);
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
     let zones = Arc::new(NetworkZones::new(config.network_zones.clone())?);
     let ai = match hosted_ai {
@@ -151,7 +152,7 @@ pub async fn api(
     }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), limiter));
+    let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), throttle));
     let team = TeamServiceServer::new(TeamApi::new(store.clone()));
     health_reporter
         .set_serving::<AuthServiceServer<AuthApi>>()

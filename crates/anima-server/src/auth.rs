@@ -1,61 +1,22 @@
-//! Authentication: argon2id passwords, random bearer tokens stored only as
-//! SHA-256 hashes, idle expiry, pre-shared service tokens (one per internal
-//! service, compared in constant time), and a limiter for failed logins.
+//! Authentication: random bearer tokens stored only as SHA-256 hashes, idle
+//! expiry, pre-shared service tokens (one per internal service, compared in
+//! constant time), and login throttling. Passwords are in [`crate::password`].
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, sync::Arc};
 
 use anima_core::{
-    DomainError, ErrorCode,
+    DomainError,
     error::reason,
-    model::{AuthSession, User, now_micros},
+    model::{AttemptCounter, AuthSession, User, now_micros},
     service_token,
 };
 use anima_db::Store;
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::{SaltString, rand_core::OsRng},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ServerConfig, ServiceToken};
-
-/// Hashes a password with argon2id (the crate's default parameters, which
-/// follow the OWASP recommendation). Runs on the blocking pool: it is
-/// deliberately slow.
-pub async fn hash_password(password: String) -> Result<String, DomainError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| DomainError::internal(format!("hashing password: {e}")))
-    })
-    .await
-    .map_err(|e| DomainError::internal(format!("hashing task failed: {e}")))?
-}
-
-/// Checks a password against a stored PHC hash, off the async threads.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
 
 /// A new random bearer token: 256 bits, URL-safe.
 pub fn new_token() -> String {
@@ -244,90 +205,66 @@ impl Authenticator {
     }
 }
 
-/// Counts failed logins per username and per peer address in a sliding
-/// window. In memory: each server instance limits on its own, which bounds
-/// guessing to (instances × limit) per window.
+/// Counts login attempts in the database, so every server instance shares
+/// the counts, before any password is checked: N parallel guesses are N
+/// attempts. Three counters, in order: the username from one peer address
+/// (the quick back-off), the peer address across usernames, and the
+/// username from anywhere (a slower limit, so one address cannot lock a
+/// user out). A refused attempt counts under none of them.
 #[derive(Clone)]
-pub struct LoginLimiter {
-    failures: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
-    per_user: usize,
-    per_peer: usize,
-    window: Duration,
+pub struct LoginThrottle {
+    store: Arc<dyn Store>,
+    per_user_and_peer: u32,
+    per_peer: u32,
+    per_user: u32,
+    window_micros: i64,
 }
 
-impl LoginLimiter {
-    /// Builds the limiter from configuration.
-    pub fn new(config: &ServerConfig) -> Self {
+impl LoginThrottle {
+    /// Builds the throttle from configuration.
+    pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> Self {
         Self {
-            failures: Arc::default(),
-            per_user: config.login_failures_per_user as usize,
-            per_peer: config.login_failures_per_peer as usize,
-            window: Duration::from_secs(config.login_failure_window_secs),
+            store,
+            per_user_and_peer: config.login_attempts_per_user_and_peer,
+            per_peer: config.login_attempts_per_peer,
+            per_user: config.login_attempts_per_user,
+            window_micros: i64::try_from(config.login_attempt_window_secs)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
         }
     }
 
-    fn keys(username: &str, peer: Option<IpAddr>) -> [(String, bool); 2] {
+    fn counters(&self, username: &str, peer: Option<IpAddr>) -> [AttemptCounter; 3] {
+        let peer = peer.map_or_else(|| "unknown".into(), |ip| ip.to_string());
+        let counter = |key: String, limit: u32| AttemptCounter {
+            key,
+            limit,
+            window_micros: self.window_micros,
+        };
         [
-            (format!("user:{username}"), true),
-            (
-                format!(
-                    "peer:{}",
-                    peer.map_or_else(|| "unknown".into(), |ip| ip.to_string())
-                ),
-                false,
+            counter(
+                format!("user+peer:{username}|{peer}"),
+                self.per_user_and_peer,
             ),
+            counter(format!("peer:{peer}"), self.per_peer),
+            counter(format!("user:{username}"), self.per_user),
         ]
     }
 
-    /// Refuses the attempt when the user or the peer used up its failures.
-    pub fn check(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
-        let now = Instant::now();
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (key, is_user) in Self::keys(username, peer) {
-            let limit = if is_user {
-                self.per_user
-            } else {
-                self.per_peer
-            };
-            if let Some(times) = failures.get_mut(&key) {
-                times.retain(|at| now.duration_since(*at) < self.window);
-                if times.len() >= limit {
-                    return Err(DomainError::new(
-                        ErrorCode::ResourceExhausted,
-                        reason::RATE_LIMITED,
-                        format!(
-                            "too many failed logins; try again in {} seconds",
-                            self.window.as_secs()
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
+    /// Counts an attempt, or refuses it (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`).
+    pub async fn attempt(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
+        self.store
+            .count_login_attempt(&self.counters(username, peer), now_micros())
+            .await
     }
 
-    /// Records a failed attempt against the user and the peer.
-    pub fn failed(&self, username: &str, peer: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (key, _) in Self::keys(username, peer) {
-            failures.entry(key).or_default().push(now);
-        }
-    }
-
-    /// Forgets the user's failures after a successful login.
-    pub fn succeeded(&self, username: &str) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        failures.remove(&format!("user:{username}"));
+    /// Forgets the user's attempts after a success; the peer's stay, so
+    /// logging into one's own account does not reset a guessing address.
+    pub async fn succeeded(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
+        let [user_and_peer, _, user] = self.counters(username, peer);
+        self.store
+            .forget_login_attempts(&[user_and_peer.key, user.key])
+            .await
     }
 }
 
@@ -348,15 +285,6 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Resu
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn passwords_verify_only_themselves() {
-        let hash = hash_password("correct horse".into()).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), hash.clone()).await);
-        assert!(!verify_password("correct horsf".into(), hash).await);
-        assert!(!verify_password("x".into(), "not a hash".into()).await);
-    }
-
     #[test]
     fn tokens_are_random_and_hashed() {
         let (a, b) = (new_token(), new_token());
@@ -364,31 +292,5 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_eq!(token_hash(&a).len(), 64);
         assert_ne!(token_hash(&a), a);
-    }
-
-    #[test]
-    fn sixth_failure_is_limited_per_user_and_per_peer() {
-        let limiter = LoginLimiter::new(&ServerConfig::default());
-        let peer = Some(IpAddr::from([10, 0, 0, 1]));
-        for _ in 0..5 {
-            limiter.check("ada", peer).expect("allowed");
-            limiter.failed("ada", peer);
-        }
-        let err = limiter.check("ada", peer).expect_err("sixth");
-        assert_eq!(err.reason, reason::RATE_LIMITED);
-        // Another user from another peer is unaffected.
-        limiter
-            .check("bob", Some(IpAddr::from([10, 0, 0, 2])))
-            .expect("other");
-        // One peer guessing many usernames hits the peer limit.
-        for n in 0..20 {
-            let name = format!("u{n}");
-            if limiter.check(&name, peer).is_err() {
-                assert!(n >= 15, "peer limit reached after {n} more");
-                return;
-            }
-            limiter.failed(&name, peer);
-        }
-        panic!("peer limit never reached");
     }
 }

@@ -24,12 +24,17 @@ pub struct ServerConfig {
     /// Who may create projects (and so become their Owner): `everyone`
     /// signed in (the default) or only server `admins`.
     pub project_creators: ProjectCreators,
-    /// Failed logins allowed per username within the window.
-    pub login_failures_per_user: u32,
-    /// Failed logins allowed per peer address within the window.
-    pub login_failures_per_peer: u32,
-    /// Length of the failed-login window, in seconds.
-    pub login_failure_window_secs: u64,
+    /// Login attempts allowed per username from one peer address within
+    /// the window (counted before the password is checked; a success
+    /// forgets them).
+    pub login_attempts_per_user_and_peer: u32,
+    /// Login attempts allowed per peer address, across usernames.
+    pub login_attempts_per_peer: u32,
+    /// Login attempts allowed per username from all addresses together:
+    /// above the per-address limit, so one address cannot lock a user out.
+    pub login_attempts_per_user: u32,
+    /// Length of the login-attempt window, in seconds.
+    pub login_attempt_window_secs: u64,
     /// Tokens that internal services (anima-mail, anima-agent) present,
     /// each naming its service, which it alone may be used for. Several
     /// may be valid at once, which is how they rotate: add the new token,
@@ -122,9 +127,10 @@ impl Default for ServerConfig {
             data_dir: String::new(),
             session_idle_timeout_secs: 8 * 60 * 60,
             project_creators: ProjectCreators::Everyone,
-            login_failures_per_user: 5,
-            login_failures_per_peer: 20,
-            login_failure_window_secs: 5 * 60,
+            login_attempts_per_user_and_peer: 5,
+            login_attempts_per_peer: 100,
+            login_attempts_per_user: 30,
+            login_attempt_window_secs: 5 * 60,
             service_tokens: Vec::new(),
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,

@@ -20,6 +20,7 @@ pub mod events;
 pub mod in_process;
 pub mod mcp;
 pub mod middleware;
+pub mod password;
 pub mod rbac;
 pub mod secrets;
 pub mod services;

@@ -220,3 +220,129 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
         "no gap and no duplicate across the reconnect"
     );
 }
+
+/// The code and ErrorInfo reason of a failed login.
+fn refusal(status: &tonic::Status) -> (tonic::Code, String) {
+    use tonic_types::StatusExt;
+    (
+        status.code(),
+        status
+            .get_error_details()
+            .error_info()
+            .map(|info| info.reason.clone())
+            .unwrap_or_default(),
+    )
+}
+
+async fn wrong_login(channel: Channel, username: &str) -> tonic::Status {
+    AuthServiceClient::new(channel)
+        .login(pb::LoginRequest {
+            username: username.into(),
+            password: "not the password".into(),
+        })
+        .await
+        .expect_err("a wrong password")
+}
+
+/// Issue 21: each instance counted failures in its own memory, after the
+/// password check, so 20 parallel guesses across two instances were 20
+/// argon2 checks. Now they are 20 attempts in the shared database: the
+/// first five (this peer's limit for the user) are checked, the rest are
+/// refused before any work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_across_instances_are_each_an_attempt() {
+    let db = TempDatabase::postgres().await;
+    let a = Instance::start(&db.url);
+    let b = Instance::start(&db.url);
+    let (to_a, to_b) = (a.channel().await, b.channel().await);
+    let guesses = (0..20).map(|n| {
+        let channel = if n % 2 == 0 {
+            to_a.clone()
+        } else {
+            to_b.clone()
+        };
+        tokio::spawn(async move { refusal(&wrong_login(channel, "admin").await) })
+    });
+    let mut outcomes = Vec::new();
+    for guess in guesses {
+        outcomes.push(guess.await.expect("guess"));
+    }
+    let checked = outcomes
+        .iter()
+        .filter(|outcome| outcome.1 == "INVALID_CREDENTIALS")
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| **outcome == (tonic::Code::ResourceExhausted, "RATE_LIMITED".into()))
+        .count();
+    assert_eq!((checked, refused), (5, 15), "{outcomes:?}");
+    // The right password from this address waits too; a guessing address
+    // locks out only itself (the user's own limit is higher).
+    let blocked = AuthServiceClient::new(to_b.clone())
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect_err("this address waits");
+    assert_eq!(refusal(&blocked).1, "RATE_LIMITED");
+}
+
+/// Peak resident memory of a process, from the kernel's own record.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Issue 21: a flood of logins (distinct usernames, so each passes the
+/// per-user counters) queued an argon2 computation of 19 MiB each without
+/// bound. Now one per core runs and 64 wait; the rest are told the server
+/// is busy, memory stays bounded and other calls answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_flood_keeps_memory_bounded_and_the_server_answering() {
+    let db = TempDatabase::postgres().await;
+    let server = Instance::start(&db.url);
+    let channel = server.channel().await;
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("login before the flood")
+        .into_inner()
+        .token;
+    let flood: Vec<_> = (0..500)
+        .map(|n| {
+            let channel = channel.clone();
+            tokio::spawn(async move { refusal(&wrong_login(channel, &format!("user{n}")).await) })
+        })
+        .collect();
+    // Answered while the flood is on.
+    ProjectServiceClient::new(channel.clone())
+        .list_projects(authed(&token, pb::ListProjectsRequest::default()))
+        .await
+        .expect("other RPCs answer during the flood");
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for login in flood {
+        let (_, reason) = login.await.expect("login");
+        *outcomes.entry(reason).or_default() += 1;
+    }
+    let known: usize = ["INVALID_CREDENTIALS", "RATE_LIMITED", "SERVER_BUSY"]
+        .iter()
+        .map(|reason| outcomes.get(*reason).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        known, 500,
+        "every login answered with a reason: {outcomes:?}"
+    );
+    let peak = peak_rss_kib(server.child.id());
+    assert!(
+        peak < 200 * 1024,
+        "peak memory {peak} KiB during the flood ({outcomes:?})"
+    );
+}

@@ -3,17 +3,19 @@
 use std::collections::BTreeMap;
 
 use anima_core::{
-    DomainError, Permission,
+    DomainError, ErrorCode, Permission,
     error::reason,
     id::new_id,
-    model::{AuthSession, NewUser, Role, RoleChanges, User, UserChanges, now_micros},
+    model::{
+        AttemptCounter, AuthSession, NewUser, Role, RoleChanges, User, UserChanges, now_micros,
+    },
     paging::PageRequest,
     permission::DEFAULT_ROLES,
 };
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore, db_error, internal, user_not_found};
+use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, db_error, internal, user_not_found};
 use crate::{AccountStore, Credentials, Page};
 
 fn parse_preferences(json: &str) -> BTreeMap<String, String> {
@@ -95,6 +97,9 @@ macro_rules! accounts_sql {
 
             async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                if changes.is_admin.is_some() || changes.disabled.is_some() {
+                    Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
+                }
                 let current = Self::user_in(&mut tx, id).await?;
                 let preferences = changes.preferences.as_ref().unwrap_or(&current.preferences);
                 let result = sqlx::query(
@@ -124,6 +129,9 @@ macro_rules! accounts_sql {
                         .await
                         .map_err(internal)?;
                 }
+                if current.is_admin && !current.disabled {
+                    Self::keep_an_admin(&mut tx).await?;
+                }
                 Self::record(&mut tx, "user.updated", None, id, serde_json::json!({})).await?;
                 let updated = Self::user_in(&mut tx, id).await?;
                 self.commit(tx).await?;
@@ -132,6 +140,8 @@ macro_rules! accounts_sql {
 
             async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
+                let current = Self::user_in(&mut tx, id).await?;
                 // A project must keep an Owner, so its last one cannot go.
                 // Lock the projects the user owns first, as removing a
                 // member does, so a concurrent demotion cannot race this.
@@ -170,13 +180,13 @@ macro_rules! accounts_sql {
                         format!("the user is the last Owner of project {project:?}; make someone else Owner first"),
                     ));
                 }
-                let result = sqlx::query("DELETE FROM users WHERE id = $1")
+                sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
-                if result.rows_affected() == 0 {
-                    return Err(user_not_found(id));
+                if current.is_admin && !current.disabled {
+                    Self::keep_an_admin(&mut tx).await?;
                 }
                 Self::record(&mut tx, "user.deleted", None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
@@ -190,12 +200,55 @@ macro_rules! accounts_sql {
                     .map_err(internal)
             }
 
-            async fn count_active_admins(&self) -> Result<i64, DomainError> {
-                sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin AND NOT disabled")
-                    .fetch_one(&self.pool)
+            async fn count_login_attempt(&self, counters: &[AttemptCounter], now: i64) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let longest = counters.iter().map(|counter| counter.window_micros).max().unwrap_or(0);
+                sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
+                    .bind(now - longest)
+                    .execute(&mut *tx)
                     .await
-                    .and_then(|row| row.try_get("n"))
-                    .map_err(internal)
+                    .map_err(internal)?;
+                for counter in counters {
+                    let row = sqlx::query(
+                        "INSERT INTO login_attempts (counter_key, window_start, attempts) VALUES ($1, $2, 1) \
+                         ON CONFLICT (counter_key) DO UPDATE SET \
+                           attempts = CASE WHEN login_attempts.window_start <= $3 THEN 1 \
+                                           ELSE login_attempts.attempts + 1 END, \
+                           window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2 \
+                                               ELSE login_attempts.window_start END \
+                         RETURNING attempts, window_start",
+                    )
+                    .bind(&counter.key)
+                    .bind(now)
+                    .bind(now - counter.window_micros)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                    let attempts: i64 = row.try_get("attempts").map_err(internal)?;
+                    let window_start: i64 = row.try_get("window_start").map_err(internal)?;
+                    if attempts > i64::from(counter.limit) {
+                        // Dropping the transaction rolls back what it counted.
+                        let wait = (window_start + counter.window_micros - now).max(0) / 1_000_000 + 1;
+                        return Err(DomainError::new(
+                            ErrorCode::ResourceExhausted,
+                            reason::RATE_LIMITED,
+                            format!("too many login attempts; try again in {wait} seconds"),
+                        ));
+                    }
+                }
+                tx.commit().await.map_err(internal)
+            }
+
+            async fn forget_login_attempts(&self, keys: &[String]) -> Result<(), DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                for key in keys {
+                    sqlx::query("DELETE FROM login_attempts WHERE counter_key = $1")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(internal)?;
+                }
+                tx.commit().await.map_err(internal)
             }
 
             async fn create_session(&self, session: AuthSession) -> Result<(), DomainError> {
@@ -416,6 +469,23 @@ macro_rules! accounts_sql {
         }
 
         impl $store {
+            /// Refuses a change that left the server without an active
+            /// admin; the caller holds the admins lock.
+            async fn keep_an_admin(conn: &mut <$db as sqlx::Database>::Connection) -> Result<(), DomainError> {
+                let admins: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin AND NOT disabled")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .and_then(|row| row.try_get("n"))
+                    .map_err(internal)?;
+                if admins == 0 {
+                    return Err(DomainError::failed_precondition(
+                        reason::LAST_ADMIN,
+                        "this is the last active administrator; make another one first",
+                    ));
+                }
+                Ok(())
+            }
+
             pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> Result<User, DomainError> {
                 let preferences: String = row.try_get("preferences").map_err(internal)?;
                 Ok(User {

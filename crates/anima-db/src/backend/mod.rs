@@ -42,6 +42,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Key of the advisory lock that orders outbox writers on PostgreSQL.
 const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
 
+/// Key of the advisory lock that serialises changes to who is an active
+/// server admin on PostgreSQL, so the last one cannot be removed by two
+/// changes that each see the other admin still there.
+const ADMINS_LOCK_KEY: i64 = 0x616e_696d_615f_6164;
+
 /// PostgreSQL channel on which writers announce new events to the other
 /// server instances.
 const EVENTS_CHANNEL: &str = "anima_events";
@@ -187,6 +192,22 @@ macro_rules! common_sql {
                 Self::record_for(conn, kind, project_id, None, entity_id, payload).await
             }
 
+            /// Takes a transaction-scoped advisory lock (PostgreSQL; SQLite
+            /// serialises writers already).
+            async fn advisory_lock(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: i64,
+            ) -> Result<(), DomainError> {
+                if let Some(lock) = Self::ADVISORY_LOCK {
+                    sqlx::query(lock)
+                        .bind(key)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(internal)?;
+                }
+                Ok(())
+            }
+
             /// Writes the outbox row of a change that concerns a work item.
             async fn record_for(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -196,13 +217,7 @@ macro_rules! common_sql {
                 entity_id: &str,
                 payload: serde_json::Value,
             ) -> Result<(), DomainError> {
-                if let Some(lock) = Self::LOCK_OUTBOX {
-                    sqlx::query(lock)
-                        .bind(OUTBOX_LOCK_KEY)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(internal)?;
-                }
+                Self::advisory_lock(&mut *conn, OUTBOX_LOCK_KEY).await?;
                 sqlx::query(Self::INSERT_EVENT)
                     .bind(kind)
                     .bind(project_id)
@@ -285,9 +300,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Opens a write transaction.
     const BEGIN_WRITE: &'static str = "BEGIN";
-    /// Held until commit: the next writer takes its event id only after this
-    /// one is visible, so a reader never sees id n+1 before id n.
-    const LOCK_OUTBOX: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
+    /// Held until commit. On the outbox key, the next writer takes its
+    /// event id only after this one is visible, so a reader never sees id
+    /// n+1 before id n.
+    const ADVISORY_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
     /// Locks a project row for the rest of the transaction, so writes into
     /// one project (key numbering, archiving, owner checks) are serialised.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1 FOR UPDATE";
@@ -389,7 +405,7 @@ impl SqliteStore {
     /// upgrades to writing fails with SQLITE_BUSY instead of waiting.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     /// SQLite serialises writers already.
-    const LOCK_OUTBOX: Option<&'static str> = None;
+    const ADVISORY_LOCK: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
     /// Inserts an outbox row. One process owns the file, so the commit

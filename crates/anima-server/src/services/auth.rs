@@ -8,9 +8,10 @@ use anima_proto::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::{Authenticator, Caller, LoginLimiter, hash_password, verify_password},
+    auth::{Authenticator, Caller, LoginThrottle},
     authz, convert,
     error::IntoStatus,
+    password::{hash_password, verify_password},
 };
 
 /// The AuthService implementation.
@@ -18,7 +19,7 @@ use crate::{
 pub struct AuthApi {
     store: Arc<dyn Store>,
     authenticator: Authenticator,
-    limiter: LoginLimiter,
+    throttle: LoginThrottle,
     /// Checked when the username is unknown, so that a wrong username costs
     /// as much time as a wrong password and reveals nothing.
     dummy_hash: Arc<tokio::sync::OnceCell<String>>,
@@ -26,11 +27,15 @@ pub struct AuthApi {
 
 impl AuthApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, authenticator: Authenticator, limiter: LoginLimiter) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        throttle: LoginThrottle,
+    ) -> Self {
         Self {
             store,
             authenticator,
-            limiter,
+            throttle,
             dummy_hash: Arc::default(),
         }
     }
@@ -45,12 +50,15 @@ impl AuthApi {
             DomainError::unauthenticated(reason::INVALID_CREDENTIALS, "wrong username or password")
         };
         if username.is_empty()
+            || username.len() > validate::MAX_NAME_CHARS * 4
             || password.is_empty()
             || password.len() > validate::MAX_PASSWORD_CHARS * 4
         {
             return Err(invalid());
         }
-        self.limiter.check(&username, peer)?;
+        // Counted before the expensive check: parallel guesses are each an
+        // attempt.
+        self.throttle.attempt(&username, peer).await?;
         let credentials = self.store.find_credentials(&username).await?;
         let hash = match &credentials {
             Some(found) => found.password_hash.clone(),
@@ -60,18 +68,15 @@ impl AuthApi {
                 .await?
                 .clone(),
         };
-        let matches = verify_password(password, hash).await;
+        let matches = verify_password(password, hash).await?;
         let user = match credentials {
             Some(found) if matches => found.user,
-            _ => {
-                self.limiter.failed(&username, peer);
-                return Err(invalid());
-            }
+            _ => return Err(invalid()),
         };
         if user.disabled {
             return Err(DomainError::permission_denied("this account is disabled"));
         }
-        self.limiter.succeeded(&username);
+        self.throttle.succeeded(&username, peer).await?;
         let token = self.authenticator.open_session(&user.id).await?;
         tracing::info!(user = %user.username, "login");
         Ok(pb::LoginResponse {
@@ -100,7 +105,7 @@ impl AuthApi {
             new_password,
         } = request.into_inner();
         validate::password(&new_password)?;
-        self.limiter.check(&user.username, peer)?;
+        self.throttle.attempt(&user.username, peer).await?;
         let stored = self
             .store
             .find_credentials(&user.username)
@@ -108,14 +113,14 @@ impl AuthApi {
             .ok_or_else(|| {
                 DomainError::not_found(reason::USER_NOT_FOUND, "the account no longer exists")
             })?;
-        if !verify_password(current_password, stored.password_hash).await {
-            self.limiter.failed(&user.username, peer);
+        if !verify_password(current_password, stored.password_hash).await? {
             return Err(DomainError::new(
                 ErrorCode::PermissionDenied,
                 reason::INVALID_CREDENTIALS,
                 "the current password is wrong",
             ));
         }
+        self.throttle.succeeded(&user.username, peer).await?;
         let hash = hash_password(new_password).await?;
         self.store
             .update_user(

@@ -16,9 +16,10 @@ use anima_proto::v1::{self as pb, team_service_server::TeamService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::{Caller, hash_password},
+    auth::Caller,
     authz, convert,
     error::IntoStatus,
+    password::hash_password,
     rbac::{self, Access},
 };
 
@@ -131,39 +132,17 @@ impl TeamApi {
                 _ => unreachable!("update_mask::validate admits only USER_PATHS"),
             }
         }
-        let current = self.store.get_user(&id).await?;
-        let loses_admin = current.is_admin
-            && !current.disabled
-            && (changes.is_admin == Some(false) || changes.disabled == Some(true));
-        if loses_admin {
-            self.keep_an_admin().await?;
-        }
-        // Hashing is the expensive step: only once the change is known to
-        // be allowed and its user to exist.
         if let Some(password) = new_password {
             changes.password_hash = Some(hash_password(password).await?);
         }
+        // The store refuses to remove the last active admin (LAST_ADMIN),
+        // in the same transaction as the change.
         Ok(convert::user(self.store.update_user(&id, changes).await?))
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
         let id = parse_id(id, "id")?;
-        let user = self.store.get_user(&id).await?;
-        if user.is_admin && !user.disabled {
-            self.keep_an_admin().await?;
-        }
         self.store.delete_user(&id).await
-    }
-
-    /// Refuses a change that would leave the server without an active admin.
-    async fn keep_an_admin(&self) -> Result<(), DomainError> {
-        if self.store.count_active_admins().await? <= 1 {
-            return Err(DomainError::failed_precondition(
-                reason::LAST_ADMIN,
-                "this is the last active administrator; make another one first",
-            ));
-        }
-        Ok(())
     }
 
     async fn create_role(&self, request: pb::CreateRoleRequest) -> Result<pb::Role, DomainError> {

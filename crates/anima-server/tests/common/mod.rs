@@ -154,7 +154,7 @@ impl TestServer {
 async fn password_hash() -> String {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     HASH.get_or_init(|| async {
-        anima_server::auth::hash_password(PASSWORD.into())
+        anima_server::password::hash_password(PASSWORD.into())
             .await
             .expect("hash")
     })
