@@ -113,6 +113,12 @@ pub struct ScreeningRules {
     /// When not empty, only these are accepted.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// The authserv-id of the receiving mail server whose
+    /// `Authentication-Results` this mailbox trusts (e.g. `mx.shop.example`);
+    /// when set, mail whose sender that server did not authenticate (SPF,
+    /// DKIM or DMARC passing for the From domain) is held. Empty: no check.
+    #[serde(default)]
+    pub trusted_authserv_id: String,
 }
 
 impl ScreeningRules {
@@ -218,6 +224,102 @@ pub fn mailbox_address(raw: &str) -> Result<String, crate::DomainError> {
         return Err(invalid("must not carry a +tag"));
     }
     Ok(format!("{}@{}", address.local, address.domain))
+}
+
+/// Checks a Message-ID as RFC 5322 writes it between `<` and `>`
+/// (`id-left@id-right`): printable ASCII without brackets, quotes,
+/// separators or whitespace, so that no id written into a header can end
+/// it, start another, or smuggle a second id.
+pub fn msg_id(field: &str, value: &str) -> Result<(), crate::DomainError> {
+    let well_formed = value.len() <= 998
+        && value.split_once('@').is_some_and(|(left, right)| {
+            !left.is_empty() && !right.is_empty() && !right.contains('@')
+        })
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && !b"<>\"(),;:\\".contains(&byte));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(crate::DomainError::invalid_argument(
+            crate::error::reason::INVALID_FIELD,
+            format!("{field} {value:?} is not a Message-ID (id@domain, without <>)"),
+        ))
+    }
+}
+
+/// Whether the topmost `Authentication-Results` header (`header`, the one
+/// the receiving server added last) comes from `authserv_id` and says the
+/// `from` address's domain was authenticated: `dmarc=pass`, or `dkim=pass`
+/// signed by that domain, or `spf=pass` for a return path in it. RFC 8601
+/// servers remove headers that claim their own id from incoming mail, so
+/// a sender cannot write this header for them.
+pub fn sender_authenticated(header: &str, authserv_id: &str, from: &str) -> bool {
+    let Some(domain) = from
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_lowercase())
+    else {
+        return false;
+    };
+    let unfolded: String = strip_comments(header)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut parts = unfolded.split(';').map(str::trim);
+    let Some(id) = parts.next().and_then(|id| id.split(' ').next()) else {
+        return false;
+    };
+    if !id.eq_ignore_ascii_case(authserv_id) {
+        return false;
+    }
+    let of_domain = |value: &str| {
+        let value = value
+            .rsplit_once('@')
+            .map_or(value, |(_, d)| d)
+            .to_lowercase();
+        value == domain || domain.ends_with(&format!(".{value}"))
+    };
+    parts.any(|result| {
+        let mut tokens = result.split(' ');
+        let Some((method, outcome)) = tokens.next().and_then(|t| t.split_once('=')) else {
+            return false;
+        };
+        if !outcome.eq_ignore_ascii_case("pass") {
+            return false;
+        }
+        let property = |name: &str| {
+            result.split(' ').find_map(|token| {
+                token
+                    .split_once('=')
+                    .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value)
+            })
+        };
+        match method.to_ascii_lowercase().as_str() {
+            "dmarc" => property("header.from").is_none_or(of_domain),
+            "dkim" => property("header.d").is_some_and(of_domain),
+            "spf" => property("smtp.mailfrom").is_some_and(of_domain),
+            _ => false,
+        }
+    })
+}
+
+/// The text without RFC 5322 comments (`(…)`, nested).
+fn strip_comments(text: &str) -> String {
+    let mut depth = 0usize;
+    text.chars()
+        .filter(|c| match c {
+            '(' => {
+                depth += 1;
+                false
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
+        })
+        .collect()
 }
 
 named_enum!(
@@ -420,11 +522,49 @@ mod tests {
         let rules = ScreeningRules {
             deny: vec!["mallory@partner.example".into()],
             allow: vec!["partner.example".into(), "ann@example.org".into()],
+            ..ScreeningRules::default()
         };
         assert!(rules.admits("Bob@Partner.example"));
         assert!(rules.admits("ann@example.org"));
         assert!(!rules.admits("mallory@partner.example"));
         assert!(!rules.admits("eve@example.org"));
         assert!(ScreeningRules::default().admits("anyone@anywhere.example"));
+    }
+
+    /// Issue 21: a mail whose From named a member was posted as theirs;
+    /// with a trusted receiving server, only an authenticated one is.
+    #[test]
+    fn only_the_trusted_servers_verdict_authenticates_a_sender() {
+        let mx = "mx.shop.example";
+        let passes = [
+            "mx.shop.example; spf=pass smtp.mailfrom=bounce@example.org",
+            "mx.shop.example 1;\r\n\tdkim=pass (good sig) header.d=example.org header.s=s1",
+            "MX.shop.example; spf=fail smtp.mailfrom=x@evil.example; dmarc=pass header.from=example.org",
+            "mx.shop.example; dkim=pass header.d=example.org; spf=none",
+        ];
+        for header in passes {
+            assert!(
+                sender_authenticated(header, mx, "ann@example.org"),
+                "{header}"
+            );
+        }
+        let forged = [
+            // Another server's verdict, or a sender's own header.
+            "mx.evil.example; spf=pass smtp.mailfrom=ann@example.org",
+            // Passing, but for another domain.
+            "mx.shop.example; dkim=pass header.d=evil.example",
+            "mx.shop.example; spf=pass smtp.mailfrom=a@evil.example",
+            "mx.shop.example; dmarc=pass header.from=evil.example",
+            "mx.shop.example; spf=softfail smtp.mailfrom=ann@example.org; dkim=none",
+            "mx.shop.example; dkim=pass (header.d=example.org) header.d=evil.example",
+            "",
+        ];
+        for header in forged {
+            assert!(
+                !sender_authenticated(header, mx, "ann@example.org"),
+                "{header}"
+            );
+        }
+        assert!(!sender_authenticated(passes[0], mx, "no-domain"));
     }
 }

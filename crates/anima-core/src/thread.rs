@@ -195,11 +195,33 @@ pub fn email_headers(headers: &EmailHeaders, kind: MessageKind) -> Result<(), Do
         address("from", &headers.from)?;
     }
     validate::max_chars("subject", &headers.subject, 998)?;
-    for id in [&headers.message_id, &headers.in_reply_to]
-        .into_iter()
-        .chain(&headers.references)
-    {
-        validate::max_chars("message id", id, 998)?;
+    if headers.subject.chars().any(char::is_control) {
+        return Err(DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            "subject must be one line without control characters",
+        ));
+    }
+    if headers.references.len() > MAX_REFERENCES {
+        return Err(DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            format!("at most {MAX_REFERENCES} references"),
+        ));
+    }
+    if kind == MessageKind::OutboundEmail {
+        // The server names its own mail: a chosen Message-ID could claim
+        // another thread's replies.
+        if !headers.message_id.is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                "outbound email gets its Message-ID from the server; leave email.message_id empty",
+            ));
+        }
+        if !headers.in_reply_to.is_empty() {
+            crate::mail::msg_id("email.in_reply_to", &headers.in_reply_to)?;
+        }
+        for id in &headers.references {
+            crate::mail::msg_id("email.references", id)?;
+        }
     }
     match kind {
         MessageKind::InboundEmail if headers.from.is_empty() || headers.message_id.is_empty() => {
@@ -221,6 +243,9 @@ pub fn email_headers(headers: &EmailHeaders, kind: MessageKind) -> Result<(), Do
         _ => Ok(()),
     }
 }
+
+/// Most Message-IDs an email's References may list.
+pub const MAX_REFERENCES: usize = 100;
 
 /// Checks attachment references.
 pub fn attachments(attachments: &[AttachmentRef]) -> Result<(), DomainError> {
@@ -379,6 +404,50 @@ mod tests {
             ..outbound
         };
         assert!(email_headers(&bad, MessageKind::OutboundEmail).is_err());
+    }
+
+    /// Issue 21: a member's outbound mail carried its own Message-ID and
+    /// threading ids into the mail's headers verbatim.
+    #[test]
+    fn outbound_threading_ids_cannot_write_headers() {
+        let outbound = EmailHeaders {
+            to: vec!["a@example.org".into()],
+            subject: "Hello".into(),
+            in_reply_to: "r1@example.org".into(),
+            references: vec!["r0@example.org".into(), "r1@[10.0.0.1]".into()],
+            ..Default::default()
+        };
+        assert!(email_headers(&outbound, MessageKind::OutboundEmail).is_ok());
+        let attacks = [
+            EmailHeaders {
+                message_id: "theirs@victim.example".into(),
+                ..outbound.clone()
+            },
+            EmailHeaders {
+                in_reply_to: "r1@example.org>\r\nBcc: all@example.org".into(),
+                ..outbound.clone()
+            },
+            EmailHeaders {
+                references: vec!["a@b> <c@d".into()],
+                ..outbound.clone()
+            },
+            EmailHeaders {
+                references: vec!["no-at-sign".into()],
+                ..outbound.clone()
+            },
+            EmailHeaders {
+                subject: "Hi\r\nBcc: all@example.org".into(),
+                ..outbound.clone()
+            },
+            EmailHeaders {
+                references: vec!["r@example.org".into(); MAX_REFERENCES + 1],
+                ..outbound
+            },
+        ];
+        for attack in attacks {
+            let err = email_headers(&attack, MessageKind::OutboundEmail).expect_err("refused");
+            assert_eq!(err.reason, reason::INVALID_FIELD, "{attack:?}");
+        }
     }
 
     #[test]

@@ -587,8 +587,14 @@ pub trait MailStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<InboundRecord>, DomainError>;
     /// The work item whose thread holds a mail with one of these
-    /// Message-IDs (inbound or outbound), the newest match first.
-    async fn thread_of_mail(&self, message_ids: &[String]) -> Result<Option<String>, DomainError>;
+    /// Message-IDs (inbound or outbound), the newest match first, among the
+    /// projects `mailbox_id` serves: mail that comes through one mailbox
+    /// never lands in another's threads by naming their ids.
+    async fn thread_of_mail(
+        &self,
+        mailbox_id: &str,
+        message_ids: &[String],
+    ) -> Result<Option<String>, DomainError>;
     /// Whether a mail of this mailbox with one of these Message-IDs waits
     /// for a human (held or in triage), and which, the newest reference
     /// first.

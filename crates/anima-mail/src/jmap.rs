@@ -84,6 +84,43 @@ pub struct EmailRef {
     /// Its Message-IDs (without angle brackets), as the server read them.
     #[serde(default)]
     pub message_id: Option<Vec<String>>,
+    /// Its `In-Reply-To` ids, as the server read them.
+    #[serde(default)]
+    pub in_reply_to: Option<Vec<String>>,
+    /// Its `References` ids, as the server read them.
+    #[serde(default)]
+    pub references: Option<Vec<String>>,
+    /// Its `From` addresses.
+    #[serde(default)]
+    pub from: Option<Vec<EmailAddress>>,
+    /// Its decoded subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Its attachments, described (not their content).
+    #[serde(default)]
+    pub attachments: Option<Vec<BodyPart>>,
+}
+
+/// A JMAP `EmailBodyPart`, as far as naming it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BodyPart {
+    /// File name, if the mail gives one.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `type/subtype`.
+    #[serde(default, rename = "type")]
+    pub media_type: String,
+    /// Decoded size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// A JMAP `EmailAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EmailAddress {
+    /// The address itself (`null` for a group).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -612,8 +649,9 @@ impl JmapClient {
         }
     }
 
-    /// Blob ids and sizes of messages; ids the server no longer has are
-    /// left out.
+    /// Blob ids, sizes and the headers routing needs of messages (so an
+    /// oversized one is held without downloading it); ids the server no
+    /// longer has are left out.
     pub async fn email_refs(&self, ids: &[String]) -> Result<Vec<EmailRef>, JmapError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -624,7 +662,10 @@ impl JmapClient {
                 json!({
                     "accountId": self.account_id,
                     "ids": ids,
-                    "properties": ["id", "blobId", "size", "receivedAt", "mailboxIds", "messageId"],
+                    "properties": [
+                        "id", "blobId", "size", "receivedAt", "mailboxIds", "messageId",
+                        "inReplyTo", "references", "from", "subject", "attachments",
+                    ],
                 }),
             )
             .await?;
@@ -634,20 +675,42 @@ impl JmapClient {
 
     /// The raw bytes of a blob.
     pub async fn download(&self, blob_id: &str) -> Result<Vec<u8>, JmapError> {
+        self.download_at_most(blob_id, u64::MAX)
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
+    /// The raw bytes of a blob if it has at most `limit` bytes; `None` as
+    /// soon as more arrive (whatever size the listing gave), so no mail
+    /// takes more memory than its mailbox accepts.
+    pub async fn download_at_most(
+        &self,
+        blob_id: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, JmapError> {
         let url = self
             .download_url
             .replace("{accountId}", &encode(&self.account_id))
             .replace("{blobId}", &encode(blob_id))
             .replace("{name}", "message.eml")
             .replace("{type}", "message/rfc822");
-        let response = self
+        let mut response = self
             .http
             .get(&url)
             .basic_auth(&self.username, Some(&self.password))
             .send()
             .await?;
         match response.status() {
-            status if status.is_success() => Ok(response.bytes().await?.to_vec()),
+            status if status.is_success() => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.chunk().await? {
+                    if (bytes.len() + chunk.len()) as u64 > limit {
+                        return Ok(None);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(Some(bytes))
+            }
             status if status.is_server_error() => Err(JmapError::Unavailable(format!(
                 "download {blob_id}: HTTP {status}"
             ))),

@@ -19,7 +19,7 @@ pub struct Attachment {
 }
 
 /// An inbound mail, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundMail {
     /// The sender's address (`From`, else `Sender`, else `Return-Path`),
     /// empty when the mail names none.
@@ -49,6 +49,9 @@ pub struct InboundMail {
     /// The `X-Anima-WorkItem` header: set on mail Anima sent, so its
     /// presence on inbound mail means our own mail came back (a loop).
     pub anima_work_item: Option<String>,
+    /// The topmost `Authentication-Results` header: the receiving server's
+    /// verdict on the sender (the only one a mailbox may trust).
+    pub authentication_results: Option<String>,
 }
 
 impl InboundMail {
@@ -89,6 +92,7 @@ pub fn parse(raw: &[u8]) -> InboundMail {
             attachments: Vec::new(),
             size: raw.len(),
             anima_work_item: None,
+            authentication_results: None,
         };
     };
     let addresses = |address: Option<&mail_parser::Address<'_>>| -> Vec<String> {
@@ -161,6 +165,17 @@ pub fn parse(raw: &[u8]) -> InboundMail {
             .header(crate::compose::WORK_ITEM_HEADER)
             .and_then(|value| value.as_text())
             .map(|text| text.trim().to_owned()),
+        authentication_results: message
+            .headers()
+            .iter()
+            .find(|header| {
+                header
+                    .name
+                    .as_str()
+                    .eq_ignore_ascii_case("Authentication-Results")
+            })
+            .and_then(|header| raw.get(header.offset_start as usize..header.offset_end as usize))
+            .map(|value| String::from_utf8_lossy(value).into_owned()),
     }
 }
 

@@ -44,6 +44,9 @@ pub enum HoldReason {
     Loop,
     /// The sender or its domain is denied, or not on the allow list.
     Screened,
+    /// The mailbox trusts its receiving server's Authentication-Results,
+    /// and they do not authenticate the sender's domain.
+    Unauthenticated,
     /// Neither a project member nor already in the thread.
     UnknownSender,
     /// It answers mail that is held.
@@ -101,6 +104,10 @@ impl Route {
                 }
                 HoldReason::UnknownSender => {
                     "the sender is neither a project member nor in the thread".into()
+                }
+                HoldReason::Unauthenticated => {
+                    "the receiving mail server did not authenticate the sender's domain (SPF, DKIM or DMARC)"
+                        .into()
                 }
                 HoldReason::AnswersHeld => "it answers mail that is held for review".into(),
             },
@@ -215,6 +222,17 @@ pub async fn route(
     }
     if !mailbox.rules.admits(&mail.from) {
         return Ok(held(None, HoldReason::Screened));
+    }
+    let trusted = &mailbox.rules.trusted_authserv_id;
+    if !trusted.is_empty()
+        && !mail
+            .authentication_results
+            .as_deref()
+            .is_some_and(|header| {
+                anima_core::mail::sender_authenticated(header, trusted, &mail.from)
+            })
+    {
+        return Ok(held(None, HoldReason::Unauthenticated));
     }
     let item = match addressed_work_item(&mailbox.address, mail.recipients()) {
         Addressed::Ambiguous => return Ok(Route::Triage(TriageReason::Ambiguous)),
@@ -340,10 +358,56 @@ mod tests {
             projects: projects.iter().map(|p| (*p).to_owned()).collect(),
             rules: ScreeningRules {
                 deny: vec!["spam.example".into()],
-                allow: Vec::new(),
+                ..ScreeningRules::default()
             },
             max_size: 10_000,
         }
+    }
+
+    /// Issue 21: a forged From of a member was posted as the member's mail.
+    /// A mailbox that trusts its receiving server holds what that server
+    /// did not authenticate, and only trusts the topmost verdict.
+    #[tokio::test]
+    async fn a_forged_member_is_held_when_the_mailbox_trusts_its_server() {
+        let mut trusting = mailbox(&["p1"]);
+        trusting.rules.trusted_authserv_id = "mx.shop.example".into();
+        let to_item = "support+WI-12@shop.example";
+        let verdict = |result: &str| format!("Authentication-Results: mx.shop.example; {result}");
+        let genuine = mail(
+            "ann@example.org",
+            to_item,
+            &verdict("dkim=pass header.d=example.org"),
+        );
+        assert_eq!(
+            routed(&trusting, &genuine).await,
+            Route::Post(item("wi-12", "p1", true))
+        );
+        // Under the server's own verdict, a line the sender wrote (lower
+        // in the header) claiming a pass counts for nothing.
+        let forged = mail(
+            "ann@example.org",
+            to_item,
+            &format!(
+                "{}\r\n{}",
+                verdict("spf=fail smtp.mailfrom=ann@example.org; dkim=none"),
+                verdict("dkim=pass header.d=example.org")
+            ),
+        );
+        let unsigned = mail("ann@example.org", to_item, "");
+        for mail in [forged, unsigned] {
+            assert_eq!(
+                routed(&trusting, &mail).await,
+                Route::Held {
+                    item: None,
+                    reason: HoldReason::Unauthenticated
+                }
+            );
+        }
+        // Without trust, the same forgery passes as before.
+        assert_eq!(
+            routed(&mailbox(&["p1"]), &mail("ann@example.org", to_item, "")).await,
+            Route::Post(item("wi-12", "p1", true))
+        );
     }
 
     fn mail(from: &str, to: &str, extra: &str) -> InboundMail {

@@ -138,7 +138,7 @@ pub async fn sync_once(
         .flat_map(|email| email.message_id.iter().flatten().cloned())
         .collect();
     let (downloaded, arrivals) = mpsc::channel(DOWNLOADS_IN_FLIGHT + ROUTES_IN_FLIGHT);
-    let fetch = fetch_into(client, &emails, downloaded);
+    let fetch = fetch_into(client, &emails, followed.mailbox.max_size, downloaded);
     let mut pass = Pass {
         fetched: ids.len(),
         ..Pass::default()
@@ -151,8 +151,8 @@ pub async fn sync_once(
     Ok(pass)
 }
 
-/// A downloaded mail's raw bytes.
-type Downloaded = Result<Vec<u8>, JmapError>;
+/// A fetched mail, parsed.
+type Downloaded = Result<InboundMail, JmapError>;
 
 /// Routes and hands over what arrives, [`ROUTES_IN_FLIGHT`] at a time,
 /// counting into `pass`. `unrouted` holds the Message-IDs of the pass not
@@ -190,7 +190,7 @@ async fn route_arrivals(
                     open = false;
                     continue;
                 };
-                let mail = parse(&arrival?);
+                let mail = arrival?;
                 if waits(&mail, &unrouted) {
                     waiting.push(mail);
                 } else {
@@ -214,17 +214,31 @@ async fn route_arrivals(
     }
 }
 
-/// Downloads the listed mails a few at a time, in order, into
-/// `downloaded`; stops at the first error, which it passes on, or when
-/// the receiving side is gone.
+/// Downloads the listed mails a few at a time, in order, and parses them
+/// into `downloaded`; stops at the first error, which it passes on, or when
+/// the receiving side is gone. A mail larger than `max_size` (by the
+/// listing's size, or by what arrives) is not downloaded: it goes on as
+/// its listed headers, to be held as too large.
 async fn fetch_into(
     client: &JmapClient,
     emails: &[EmailRef],
+    max_size: usize,
     downloaded: mpsc::Sender<Downloaded>,
 ) {
+    let limit = u64::try_from(max_size).unwrap_or(u64::MAX);
     let downloads: Vec<_> = emails
         .iter()
-        .map(|email| client.download(&email.blob_id))
+        .map(|email| async move {
+            if email.size > limit {
+                return Ok(oversized(email));
+            }
+            Ok(
+                match client.download_at_most(&email.blob_id, limit).await? {
+                    Some(raw) => parse(&raw),
+                    None => oversized(email),
+                },
+            )
+        })
         .collect();
     let mut downloads = futures_util::stream::iter(downloads).buffered(DOWNLOADS_IN_FLIGHT);
     while let Some(download) = downloads.next().await {
@@ -232,6 +246,49 @@ async fn fetch_into(
         if downloaded.send(download).await.is_err() || failed {
             return;
         }
+    }
+}
+
+/// A mail too large to fetch, as the listing describes it: routing holds it
+/// for its size, and it stays on the mail server.
+fn oversized(email: &EmailRef) -> InboundMail {
+    let ids = |ids: &Option<Vec<String>>| ids.clone().unwrap_or_default();
+    InboundMail {
+        from: email
+            .from
+            .iter()
+            .flatten()
+            .find_map(|address| address.email.clone())
+            .unwrap_or_default(),
+        subject: email.subject.clone().unwrap_or_default(),
+        message_id: ids(&email.message_id)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| format!("jmap-{}@anima.invalid", email.id)),
+        in_reply_to: ids(&email.in_reply_to),
+        references: ids(&email.references),
+        body: email
+            .attachments
+            .iter()
+            .flatten()
+            .enumerate()
+            .fold(
+                format!(
+                    "[this mail has {} bytes, more than its mailbox takes; it stays on the mail server]",
+                    email.size
+                ),
+                |mut body, (n, part)| {
+                    body.push_str(&format!(
+                        "\n[attachment left on the mail server: {} ({}, {} bytes)]",
+                        part.name.clone().unwrap_or_else(|| format!("attachment-{}", n + 1)),
+                        part.media_type,
+                        part.size
+                    ));
+                    body
+                },
+            ),
+        size: usize::try_from(email.size).unwrap_or(usize::MAX),
+        ..InboundMail::default()
     }
 }
 

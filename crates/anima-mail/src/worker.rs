@@ -331,6 +331,7 @@ fn start_follower(
         rules: ScreeningRules {
             deny: rules.deny,
             allow: rules.allow,
+            trusted_authserv_id: rules.trusted_authserv_id,
         },
         max_size: usize::try_from(settings.max_size_bytes).unwrap_or(usize::MAX),
     };

@@ -98,6 +98,37 @@ async fn changes_resume_from_a_saved_state() {
         "plus-address kept: {text}"
     );
     assert_eq!(refs[0].size as usize, raw.len());
+    // A download stops as soon as it passes its limit, whatever the
+    // listing said; the listing alone names sender and subject.
+    let exact = refs[0].size;
+    assert_eq!(
+        restarted
+            .download_at_most(&refs[0].blob_id, exact)
+            .await
+            .expect("download")
+            .map(|bytes| bytes.len() as u64),
+        Some(exact)
+    );
+    assert_eq!(
+        restarted
+            .download_at_most(&refs[0].blob_id, exact - 1)
+            .await
+            .expect("download"),
+        None
+    );
+    assert!(
+        refs[0]
+            .subject
+            .as_deref()
+            .is_some_and(|subject| !subject.is_empty())
+    );
+    assert_eq!(
+        refs[0]
+            .from
+            .as_ref()
+            .and_then(|from| from[0].email.as_deref()),
+        Some("bob@example.org")
+    );
 
     // What routing will use: the parsed mail names WI-12 by plus-address.
     let mail = parse(&raw);

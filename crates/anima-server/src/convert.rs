@@ -432,6 +432,7 @@ pub fn mailbox(mailbox: Mailbox) -> pb::Mailbox {
         rules: Some(pb::ScreeningRules {
             deny: mailbox.rules.deny,
             allow: mailbox.rules.allow,
+            trusted_authserv_id: mailbox.rules.trusted_authserv_id,
         }),
         max_size_bytes: mailbox.max_size,
         state: match mailbox.state {
@@ -455,6 +456,7 @@ pub fn parse_rules(rules: Option<pb::ScreeningRules>) -> ScreeningRules {
     ScreeningRules {
         deny: clean(rules.deny),
         allow: clean(rules.allow),
+        trusted_authserv_id: rules.trusted_authserv_id.trim().to_lowercase(),
     }
 }
 

@@ -147,6 +147,7 @@ async fn mailboxes_through_the_api(backend: Backend) {
                     rules: Some(pb::ScreeningRules {
                         deny: vec![" Spam.Example ".into()],
                         allow: Vec::new(),
+                        trusted_authserv_id: " MX.Shop.Example ".into(),
                     }),
                     ..Default::default()
                 }),
@@ -158,7 +159,9 @@ async fn mailboxes_through_the_api(backend: Backend) {
         .await
         .expect("update")
         .into_inner();
-    assert_eq!(updated.rules.expect("rules").deny, ["spam.example"]);
+    let rules = updated.rules.expect("rules");
+    assert_eq!(rules.deny, ["spam.example"]);
+    assert_eq!(rules.trusted_authserv_id, "mx.shop.example");
 
     let listed = mailboxes(&server)
         .list_mailboxes(authed(

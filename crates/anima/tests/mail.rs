@@ -488,7 +488,7 @@ async fn two_hundred_mails_land_once_across_a_crash() {
             project_ids: vec![project.id.clone()],
             rules: Some(pb::ScreeningRules {
                 deny: vec!["spam.example".into()],
-                allow: Vec::new(),
+                ..Default::default()
             }),
             ..Default::default()
         }))

@@ -463,15 +463,19 @@ macro_rules! mail_sql {
                 Ok(Page { items, next_page_token })
             }
 
-            async fn thread_of_mail(&self, message_ids: &[String]) -> Result<Option<String>, DomainError> {
+            async fn thread_of_mail(&self, mailbox_id: &str, message_ids: &[String]) -> Result<Option<String>, DomainError> {
                 let mut conn = self.pool.acquire().await.map_err(internal)?;
                 // Newest reference first: References lists oldest first, and
                 // the latest message is the most specific thread.
                 for message_id in message_ids.iter().rev() {
                     let found = sqlx::query(
-                        "SELECT work_item_id FROM thread_mail_ids WHERE message_id = $1 ORDER BY work_item_id LIMIT 1",
+                        "SELECT t.work_item_id FROM thread_mail_ids t \
+                         JOIN work_items w ON w.id = t.work_item_id \
+                         JOIN mailbox_projects mp ON mp.project_id = w.project_id AND mp.mailbox_id = $2 \
+                         WHERE t.message_id = $1 ORDER BY t.work_item_id LIMIT 1",
                     )
                     .bind(message_id)
+                    .bind(mailbox_id)
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(internal)?;

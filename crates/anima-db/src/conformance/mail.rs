@@ -56,6 +56,7 @@ pub(super) fn new_mailbox(address: &str, projects: Vec<String>) -> NewMailbox {
         rules: ScreeningRules {
             deny: vec!["spam.example".into()],
             allow: Vec::new(),
+            trusted_authserv_id: "mx.shop.example".into(),
         },
         max_size: 1_000_000,
     }
@@ -97,6 +98,7 @@ pub async fn mailboxes_and_inbound_mail_once(store: &dyn Store) {
     assert_eq!(mailbox.address, "support@shop.example");
     assert_eq!(mailbox.project_ids, std::slice::from_ref(&project.id));
     assert_eq!(mailbox.rules.deny, ["spam.example"]);
+    assert_eq!(mailbox.rules.trusted_authserv_id, "mx.shop.example");
     assert_eq!(mailbox.jmap_state, None);
 
     for (bad, code, why) in [
@@ -245,7 +247,7 @@ pub async fn received_mail_posts_once(store: &dyn Store) {
     // outbound message is given when it is posted.
     assert_eq!(
         store
-            .thread_of_mail(&["unknown@x".into(), "p1@example.org".into()])
+            .thread_of_mail(&mailbox.id, &["unknown@x".into(), "p1@example.org".into()])
             .await
             .expect("lookup")
             .as_deref(),
@@ -273,7 +275,7 @@ pub async fn received_mail_posts_once(store: &dyn Store) {
     assert!(!outbound_id.is_empty(), "outbound mail gets a Message-ID");
     assert_eq!(
         store
-            .thread_of_mail(&[outbound_id])
+            .thread_of_mail(&mailbox.id, std::slice::from_ref(&outbound_id))
             .await
             .expect("lookup")
             .as_deref(),
@@ -281,7 +283,20 @@ pub async fn received_mail_posts_once(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .thread_of_mail(&["nope@x".into()])
+            .thread_of_mail(&mailbox.id, &["nope@x".into()])
+            .await
+            .expect("lookup"),
+        None
+    );
+    // Mail through a mailbox of another project never finds this thread
+    // by naming its ids.
+    let elsewhere = store
+        .create_mailbox(new_mailbox("other@shop.example", vec![other.id.clone()]))
+        .await
+        .expect("another mailbox");
+    assert_eq!(
+        store
+            .thread_of_mail(&elsewhere.id, &[outbound_id, "p1@example.org".into()])
             .await
             .expect("lookup"),
         None

@@ -425,21 +425,22 @@ impl MailWorkerApi {
                 "at most 100 message ids",
             ));
         }
-        if let Some(id) = self.store.thread_of_mail(&request.message_ids).await? {
+        let mailbox_id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        if let Some(id) = self
+            .store
+            .thread_of_mail(&mailbox_id, &request.message_ids)
+            .await?
+        {
             let routed = self.routed(self.store.get_work_item(&id).await?).await?;
             return Ok(pb::FindThreadOfMailResponse {
                 item: routed.item,
                 waiting: pb::InboundMailState::Unspecified as i32,
             });
         }
-        let waiting = match super::optional_id(&request.mailbox_id, "mailbox_id")? {
-            Some(mailbox_id) => {
-                self.store
-                    .waiting_mail(&mailbox_id, &request.message_ids)
-                    .await?
-            }
-            None => None,
-        };
+        let waiting = self
+            .store
+            .waiting_mail(&mailbox_id, &request.message_ids)
+            .await?;
         Ok(pb::FindThreadOfMailResponse {
             item: None,
             waiting: waiting.map_or(pb::InboundMailState::Unspecified, convert::inbound_state)

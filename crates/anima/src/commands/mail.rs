@@ -55,6 +55,11 @@ pub enum MailboxCommand {
         /// When given, only these senders or domains are accepted (repeatable).
         #[arg(long)]
         allow: Vec<String>,
+        /// Trust the Authentication-Results of the receiving mail server
+        /// with this authserv-id (e.g. mx.shop.example): mail whose sender
+        /// it did not authenticate (SPF, DKIM or DMARC) is held.
+        #[arg(long, default_value = "")]
+        trust_auth_results: String,
         /// Largest mail accepted, in bytes; bigger mail is held [default: 25 MiB].
         #[arg(long, default_value_t = 0)]
         max_size: i64,
@@ -73,6 +78,10 @@ pub enum MailboxCommand {
         /// Replace the rules with these allowed senders/domains (with --deny).
         #[arg(long, num_args = 0..)]
         allow: Option<Vec<String>>,
+        /// Trust this receiving server's Authentication-Results (empty:
+        /// trust none); the other rules stay.
+        #[arg(long)]
+        trust_auth_results: Option<String>,
         #[arg(long)]
         max_size: Option<i64>,
     },
@@ -182,7 +191,11 @@ fn mailbox_json(mailbox: &pb::Mailbox) -> Value {
         "display_name": mailbox.display_name,
         "project_ids": mailbox.project_ids,
         "gather": mailbox.gather,
-        "rules": {"deny": rules.deny, "allow": rules.allow},
+        "rules": {
+            "deny": rules.deny,
+            "allow": rules.allow,
+            "trusted_authserv_id": rules.trusted_authserv_id,
+        },
         "max_size_bytes": mailbox.max_size_bytes,
         "state": state_name(mailbox.state),
         "create_time": time(&mailbox.create_time),
@@ -261,6 +274,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             name,
             deny,
             allow,
+            trust_auth_results,
             max_size,
         } => {
             let session = Session::open(&global).await?;
@@ -271,7 +285,11 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                     address,
                     display_name: name,
                     project_ids,
-                    rules: Some(pb::ScreeningRules { deny, allow }),
+                    rules: Some(pb::ScreeningRules {
+                        deny,
+                        allow,
+                        trusted_authserv_id: trust_auth_results,
+                    }),
                     max_size_bytes: max_size,
                 })?)
                 .await?
@@ -284,6 +302,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             name,
             deny,
             allow,
+            trust_auth_results,
             max_size,
         } => {
             let session = Session::open(&global).await?;
@@ -291,15 +310,33 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             if name.is_some() {
                 paths.push("display_name");
             }
-            if deny.is_some() || allow.is_some() {
+            // The rules are replaced whole: what is not given stays as it is.
+            let mut rules = pb::ScreeningRules::default();
+            if deny.is_some() || allow.is_some() || trust_auth_results.is_some() {
                 paths.push("rules");
+                rules = session
+                    .mailboxes()
+                    .get_mailbox(session.request(pb::GetMailboxRequest {
+                        id: mailbox.clone(),
+                    })?)
+                    .await?
+                    .into_inner()
+                    .rules
+                    .unwrap_or_default();
+                if deny.is_some() || allow.is_some() {
+                    rules.deny = deny.unwrap_or_default();
+                    rules.allow = allow.unwrap_or_default();
+                }
+                if let Some(trusted) = trust_auth_results {
+                    rules.trusted_authserv_id = trusted;
+                }
             }
             if max_size.is_some() {
                 paths.push("max_size_bytes");
             }
             anyhow::ensure!(
                 !paths.is_empty(),
-                "nothing to change: give --name, --deny/--allow or --max-size"
+                "nothing to change: give --name, --deny/--allow, --trust-auth-results or --max-size"
             );
             let updated = session
                 .mailboxes()
@@ -307,10 +344,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                     id: mailbox,
                     mailbox: Some(pb::Mailbox {
                         display_name: name.unwrap_or_default(),
-                        rules: Some(pb::ScreeningRules {
-                            deny: deny.unwrap_or_default(),
-                            allow: allow.unwrap_or_default(),
-                        }),
+                        rules: Some(rules),
                         max_size_bytes: max_size.unwrap_or_default(),
                         ..Default::default()
                     }),
