@@ -134,6 +134,7 @@ pub async fn api(
     let authenticator = Authenticator::new(store.clone(), config)?;
     let hub = EventHub::start(
         store.clone(),
+        authenticator.clone(),
         config.stream_lag_limit,
         config.stream_heartbeat(),
     );

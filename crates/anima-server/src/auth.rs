@@ -189,6 +189,32 @@ impl Authenticator {
         })
     }
 
+    /// Whether the session with this token hash is still open: not logged
+    /// out or revoked, not idle past the timeout, its user not disabled.
+    /// Does not count as use (a stream that only listens keeps no session
+    /// alive).
+    pub async fn check_session(&self, token_hash: &str) -> Result<(), DomainError> {
+        let Some((session, user)) = self.store.session_with_user(token_hash).await? else {
+            return Err(DomainError::unauthenticated(
+                reason::UNAUTHENTICATED,
+                "the session ended (logged out, password changed or revoked); log in again",
+            ));
+        };
+        if now_micros() - session.last_used_at > self.idle_timeout_micros {
+            return Err(DomainError::unauthenticated(
+                reason::SESSION_EXPIRED,
+                "the session expired after being idle; log in again",
+            ));
+        }
+        if user.disabled {
+            return Err(DomainError::unauthenticated(
+                reason::UNAUTHENTICATED,
+                "this account is disabled",
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens a session for a user and returns its token (shown once).
     pub async fn open_session(&self, user_id: &str) -> Result<String, DomainError> {
         let token = new_token();

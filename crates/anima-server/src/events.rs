@@ -8,6 +8,13 @@
 //! gave: the outbox makes ids visible in order, so nothing falls between
 //! the two and nothing comes twice.
 //!
+//! A stream ends as soon as its reader may no longer read it: their session
+//! is checked again (and the permission the stream needs) whenever an event
+//! may have changed it (a logout, a password change, a disabled account, a
+//! role edited, their membership) and at least once per heartbeat interval
+//! (an idle session expires), ending the stream with `UNAUTHENTICATED` or
+//! `PERMISSION_DENIED`.
+//!
 //! Streams are pulled by the client. A client that stops reading lets its
 //! broadcast receiver fall behind by more than the channel holds; it is then
 //! cut off with `RESOURCE_EXHAUSTED`/`SLOW_CONSUMER` and the id to resume
@@ -19,10 +26,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anima_core::{DomainError, ErrorCode, error::reason, model::Event};
+use anima_core::{DomainError, ErrorCode, Permission, error::reason, model::Event};
 use anima_db::Store;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_stream::Stream;
+
+use crate::{
+    auth::{Authenticator, Caller},
+    authz::RequestContext,
+};
 
 /// Events replayed from the outbox per read.
 const REPLAY_BATCH: i64 = 500;
@@ -51,9 +63,53 @@ pub enum Replay {
     WorkItem(String),
 }
 
+/// Who follows a stream and what it needs, checked again while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    /// The user and the hash of the session token they opened it with;
+    /// `None` for callers nobody checks (benchmarks).
+    session: Option<(String, String)>,
+    /// The permission the stream needs in one project.
+    needs: Option<(String, Permission)>,
+}
+
+impl Reader {
+    /// The caller of a streaming request, needing `needs` (a project and a
+    /// permission) if the stream is about one project.
+    pub fn of(context: &RequestContext, needs: Option<(String, Permission)>) -> Self {
+        let session = match &context.caller {
+            Some(Caller::User {
+                user, token_hash, ..
+            }) => Some((user.id.clone(), token_hash.clone())),
+            _ => None,
+        };
+        Self { session, needs }
+    }
+
+    /// Whether `event` may change what this reader may read.
+    fn affected_by(&self, event: &Event) -> bool {
+        let Some((user_id, _)) = &self.session else {
+            return false;
+        };
+        match event.kind.as_str() {
+            "session.closed" | "user.updated" | "user.deleted" => event.entity_id == *user_id,
+            "role.updated" | "role.deleted" => self.needs.is_some(),
+            kind if kind.starts_with("member.") => {
+                event.entity_id == *user_id
+                    && self
+                        .needs
+                        .as_ref()
+                        .is_some_and(|(project, _)| event.project_id.as_deref() == Some(project))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The process's source of live events.
 pub struct EventHub {
     store: Arc<dyn Store>,
+    authenticator: Authenticator,
     live: broadcast::Sender<Arc<Event>>,
     heartbeat: Duration,
     tailer: JoinHandle<()>,
@@ -69,11 +125,18 @@ impl EventHub {
     /// Starts the tailer. `capacity` is how many events a subscriber may
     /// fall behind before it is cut off; `heartbeat` how long a stream may
     /// stay silent.
-    pub fn start(store: Arc<dyn Store>, capacity: usize, heartbeat: Duration) -> Arc<Self> {
+    /// `authenticator` checks readers' sessions while they follow.
+    pub fn start(
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        capacity: usize,
+        heartbeat: Duration,
+    ) -> Arc<Self> {
         let (live, _) = broadcast::channel(capacity.max(1));
         let tailer = tokio::spawn(tail(store.clone(), live.clone()));
         Arc::new(Self {
             store,
+            authenticator,
             live,
             heartbeat,
             tailer,
@@ -99,16 +162,36 @@ impl EventHub {
         Ok(())
     }
 
+    /// Ends with an error unless `reader` still has their session and the
+    /// permission the stream needs.
+    async fn check(&self, reader: &Reader) -> Result<(), DomainError> {
+        let Some((user_id, token_hash)) = &reader.session else {
+            return Ok(());
+        };
+        self.authenticator.check_session(token_hash).await?;
+        if let Some((project_id, permission)) = &reader.needs {
+            let held = self.store.project_permissions(user_id, project_id).await?;
+            if !held.contains(permission) {
+                return Err(DomainError::permission_denied(format!(
+                    "you no longer hold {permission} in this project"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every event after `after` that `keep` accepts, then live ones as
     /// they commit, with a heartbeat whenever the stream has been silent
     /// for the heartbeat interval (skipped events move the heartbeat's
     /// cursor on, so a client resumes past them). Ends with an error if
+    /// `reader` may no longer read it (see the module documentation), if
     /// `keep` or the store fails, or if the consumer falls behind; the
     /// error says where to resume.
     pub fn follow<F, Fut>(
         self: &Arc<Self>,
         after: i64,
         replay: Replay,
+        reader: Reader,
         mut keep: F,
     ) -> impl Stream<Item = Result<StreamItem, DomainError>> + Send + 'static
     where
@@ -122,6 +205,7 @@ impl EventHub {
             let mut live = hub.live.subscribe();
             let mut cursor = after;
             let mut last_sent = Instant::now();
+            let mut last_checked = Instant::now();
             loop {
                 let batch = match &replay {
                     Replay::All => hub.store.events_after(cursor, REPLAY_BATCH).await?,
@@ -133,6 +217,10 @@ impl EventHub {
                 for event in batch {
                     cursor = event.id;
                     let event = Arc::new(event);
+                    if reader.affected_by(&event) || last_checked.elapsed() >= hub.heartbeat {
+                        hub.check(&reader).await?;
+                        last_checked = Instant::now();
+                    }
                     if keep(event.clone()).await? {
                         last_sent = Instant::now();
                         yield StreamItem::Event(event);
@@ -150,6 +238,10 @@ impl EventHub {
                 match tokio::time::timeout(wait, live.recv()).await {
                     Ok(Ok(event)) if event.id > cursor => {
                         cursor = event.id;
+                        if reader.affected_by(&event) || last_checked.elapsed() >= hub.heartbeat {
+                            hub.check(&reader).await?;
+                            last_checked = Instant::now();
+                        }
                         if keep(event.clone()).await? {
                             last_sent = Instant::now();
                             yield StreamItem::Event(event);
@@ -167,6 +259,9 @@ impl EventHub {
                         ))?;
                     }
                     Err(_silent) => {
+                        // An idle session expires while nothing happens.
+                        hub.check(&reader).await?;
+                        last_checked = Instant::now();
                         last_sent = Instant::now();
                         yield StreamItem::Heartbeat { last_event_id: cursor };
                     }

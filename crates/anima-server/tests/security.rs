@@ -3,15 +3,24 @@
 
 mod common;
 
+use std::time::Duration;
+
 use anima_core::permission::DEFAULT_ROLES;
-use anima_proto::v1 as pb;
+use anima_proto::v1::{
+    self as pb, dashboard_service_client::DashboardServiceClient,
+    thread_service_client::ThreadServiceClient,
+};
 use anima_server::{ServerConfig, config::ProjectCreators};
-use common::{Backend, TestServer, authed, failure};
-use tonic::Code;
+use common::{Backend, PASSWORD, TestServer, authed, failure};
+use prost_types::FieldMask;
+use tokio_stream::StreamExt;
+use tonic::{Code, Streaming};
+use tonic_types::StatusExt;
 
 on_both_backends!(
     a_project_admin_cannot_make_anyone_owner,
     only_admins_create_projects_when_configured,
+    streams_end_when_access_ends,
 );
 
 const OWNER: usize = 0;
@@ -144,4 +153,207 @@ async fn only_admins_create_projects_when_configured(backend: Backend) {
     );
     assert_eq!(code, Code::PermissionDenied);
     project_of(&server, &root).await;
+}
+
+/// A work item in a new project of `owner`'s, with `reader` bound to `role`.
+async fn item_read_by(server: &TestServer, owner: &str, reader: &str, role: &str) -> pb::WorkItem {
+    let project = project_of(server, owner).await;
+    assert_eq!(
+        server
+            .projects()
+            .add_project_member(authed(
+                owner,
+                pb::AddProjectMemberRequest {
+                    project_id: project.id.clone(),
+                    user_id: reader.into(),
+                    role_id: role.into(),
+                },
+            ))
+            .await
+            .map(drop)
+            .map_err(|status| status.code()),
+        Ok(())
+    );
+    server
+        .work_items()
+        .create_work_item(authed(
+            owner,
+            pb::CreateWorkItemRequest {
+                project_id: project.id,
+                title: "Watched".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner()
+}
+
+async fn thread_stream(server: &TestServer, token: &str, item: &str) -> Streaming<pb::ThreadEvent> {
+    ThreadServiceClient::new(server.channel.clone())
+        .stream_thread(authed(
+            token,
+            pb::StreamThreadRequest {
+                work_item_id: item.into(),
+                after_event_id: 0,
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner()
+}
+
+/// How a stream ended: the code and reason of its error.
+async fn end_of<T>(stream: &mut Streaming<T>) -> (Code, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(status))) => {
+                let reason = status
+                    .get_error_details()
+                    .error_info()
+                    .map(|info| info.reason.clone())
+                    .unwrap_or_default();
+                return (status.code(), reason);
+            }
+            Ok(None) => panic!("the stream ended without saying why"),
+            Err(_) => panic!("the stream is still open"),
+        }
+    }
+}
+
+/// Issue 21: only a lost membership ended a live stream; a reader who
+/// logged out, was disabled, changed their password elsewhere, let their
+/// session expire or lost the permission by a role edit kept receiving.
+async fn streams_end_when_access_ends(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        ServerConfig {
+            stream_heartbeat_secs: 1,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    server.user("root", true).await;
+    server.user("olga", false).await;
+    let reader_id = server.user("rita", false).await;
+    let (root, owner) = (server.login("root").await, server.login("olga").await);
+    let item = item_read_by(&server, &owner, &reader_id, DEFAULT_ROLES[VIEWER].id).await;
+
+    // Logging out ends the streams of that session, the dashboard's too.
+    let token = server.login("rita").await;
+    let mut thread = thread_stream(&server, &token, &item.id).await;
+    let mut dashboard = DashboardServiceClient::new(server.channel.clone())
+        .stream_dashboard_updates(authed(&token, pb::StreamDashboardUpdatesRequest::default()))
+        .await
+        .expect("dashboard")
+        .into_inner();
+    server
+        .auth()
+        .logout(authed(&token, pb::LogoutRequest {}))
+        .await
+        .expect("logout");
+    assert_eq!(end_of(&mut thread).await.0, Code::Unauthenticated);
+    assert_eq!(end_of(&mut dashboard).await.0, Code::Unauthenticated);
+
+    // A password change elsewhere ends the other sessions' streams.
+    let token = server.login("rita").await;
+    let other = server.login("rita").await;
+    let mut thread = thread_stream(&server, &token, &item.id).await;
+    server
+        .auth()
+        .change_password(authed(
+            &other,
+            pb::ChangePasswordRequest {
+                current_password: PASSWORD.into(),
+                new_password: "another horse battery".into(),
+            },
+        ))
+        .await
+        .expect("change");
+    assert_eq!(end_of(&mut thread).await.0, Code::Unauthenticated);
+
+    // An admin disabling the account ends its streams.
+    let mut thread = thread_stream(&server, &other, &item.id).await;
+    server
+        .team()
+        .update_user(authed(
+            &root,
+            pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: reader_id.clone(),
+                    disabled: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["disabled".into()],
+                }),
+                password: String::new(),
+            },
+        ))
+        .await
+        .expect("disable");
+    assert_eq!(end_of(&mut thread).await.0, Code::Unauthenticated);
+
+    // A role edited to drop thread.read ends the streams that need it.
+    let role = server
+        .team()
+        .create_role(authed(
+            &root,
+            pb::CreateRoleRequest {
+                name: "Reader".into(),
+                description: String::new(),
+                permissions: vec!["project.read".into(), "thread.read".into()],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    let carl_id = server.user("carl", false).await;
+    let carl = server.login("carl").await;
+    let item = item_read_by(&server, &owner, &carl_id, &role.id).await;
+    let mut thread = thread_stream(&server, &carl, &item.id).await;
+    server
+        .team()
+        .update_role(authed(
+            &root,
+            pb::UpdateRoleRequest {
+                role: Some(pb::Role {
+                    id: role.id.clone(),
+                    permissions: vec!["project.read".into()],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["permissions".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("edit role");
+    assert_eq!(end_of(&mut thread).await.0, Code::PermissionDenied);
+}
+
+/// Issue 21: an idle session's streams outlived its expiry.
+#[tokio::test]
+async fn a_stream_ends_when_its_session_expires() {
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        ServerConfig {
+            stream_heartbeat_secs: 1,
+            session_idle_timeout_secs: 2,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    server.user("olga", false).await;
+    let token = server.login("olga").await;
+    let mut dashboard = DashboardServiceClient::new(server.channel.clone())
+        .stream_dashboard_updates(authed(&token, pb::StreamDashboardUpdatesRequest::default()))
+        .await
+        .expect("dashboard")
+        .into_inner();
+    assert_eq!(
+        end_of(&mut dashboard).await,
+        (Code::Unauthenticated, "SESSION_EXPIRED".into())
+    );
 }

@@ -31,7 +31,7 @@ use crate::{
     authz::{RequestContext, require_project},
     convert,
     error::to_status,
-    events::{EventHub, Replay, StreamItem},
+    events::{EventHub, Reader, Replay, StreamItem},
     secrets::SecretStores,
     zones::NetworkZones,
 };
@@ -607,6 +607,10 @@ impl AgentSessionApi {
             .authorized_session(context, &request.session_id)
             .await?;
         self.hub.check_cursor(request.after_event_id).await?;
+        let reader = Reader::of(
+            context,
+            Some((session.project_id, anima_core::Permission::AgentRead)),
+        );
         let session_id = session.id;
         // Session and task events all name the session's work item.
         let replay = Replay::WorkItem(session.work_item_id);
@@ -620,7 +624,7 @@ impl AgentSessionApi {
         let store = self.store.clone();
         let stream = self
             .hub
-            .follow(request.after_event_id, replay, keep)
+            .follow(request.after_event_id, replay, reader, keep)
             .then(move |item| {
                 let store = store.clone();
                 async move { session_event(&store, item?).await }

@@ -18,7 +18,7 @@ use crate::{
     authz::RequestContext,
     convert,
     error::to_status,
-    events::{EventHub, Replay, StreamItem},
+    events::{EventHub, Reader, Replay, StreamItem},
 };
 
 /// Events shown as recent activity.
@@ -199,6 +199,10 @@ impl DashboardApi {
             let reader = reader.clone();
             let access = access.clone();
             async move {
+                // A role edit may change what any project grants.
+                if event.kind.starts_with("role.") {
+                    access.lock().await.clear();
+                }
                 let Some(project_id) = event.project_id.clone() else {
                     return Ok(false);
                 };
@@ -222,7 +226,12 @@ impl DashboardApi {
         };
         let stream = self
             .hub
-            .follow(request.after_event_id, Replay::All, keep)
+            .follow(
+                request.after_event_id,
+                Replay::All,
+                Reader::of(context, None),
+                keep,
+            )
             .map(|item| item.map(dashboard_update).map_err(to_status));
         Ok(Box::pin(stream))
     }

@@ -25,7 +25,7 @@ use crate::{
     authz::{RequestContext, authorized_work_item, require_permission, require_project},
     convert,
     error::to_status,
-    events::{EventHub, Replay, StreamItem},
+    events::{EventHub, Reader, Replay, StreamItem},
 };
 
 /// Messages a thread summary reads by default, and at most.
@@ -309,45 +309,19 @@ impl ThreadApi {
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
         self.hub.check_cursor(request.after_event_id).await?;
-        let store = self.store.clone();
-        let reader = match &context.caller {
-            Some(Caller::User { user, .. }) => Some(user.id.clone()),
-            _ => None,
-        };
+        let reader = Reader::of(context, Some((item.project_id, Permission::ThreadRead)));
         let work_item_id = item.id;
         let work_item_id_for_replay = work_item_id.clone();
-        let project_id = item.project_id;
-        // Runs for every event this subscriber sees: decide without
-        // allocating, and clone only for the rare membership recheck.
         let keep = move |event: Arc<anima_core::model::Event>| {
             let concerns_item = event.work_item_id.as_deref() == Some(work_item_id.as_str());
-            // A change of the reader's membership is checked again: losing
-            // the right to read ends the stream.
-            let recheck = reader
-                .as_ref()
-                .filter(|reader| {
-                    event.kind.starts_with("member.")
-                        && event.project_id.as_deref() == Some(project_id.as_str())
-                        && event.entity_id == **reader
-                })
-                .map(|reader| (store.clone(), reader.clone(), project_id.clone()));
-            async move {
-                if let Some((store, reader, project_id)) = recheck {
-                    let permissions = store.project_permissions(&reader, &project_id).await?;
-                    if !permissions.contains(&Permission::ThreadRead) {
-                        return Err(DomainError::permission_denied(
-                            "you can no longer read this thread",
-                        ));
-                    }
-                }
-                Ok(concerns_item)
-            }
+            async move { Ok(concerns_item) }
         };
         let stream = self
             .hub
             .follow(
                 request.after_event_id,
                 Replay::WorkItem(work_item_id_for_replay),
+                reader,
                 keep,
             )
             .map(|item| item.map(thread_event).map_err(to_status));
