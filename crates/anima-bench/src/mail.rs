@@ -107,6 +107,9 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
         project_ids: vec![project.id.clone()],
         rules: ScreeningRules::default(),
         max_size: 25 * 1024 * 1024,
+        adopted: false,
+        // The mail is in the account before the pass that is measured.
+        import_history: true,
     };
     let followed = store
         .create_mailbox(new_mailbox(&format!("desk@{DOMAIN}")))
@@ -119,6 +122,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
         projects: vec![project.id.clone()],
         rules: ScreeningRules::default(),
         max_size: 25 * 1024 * 1024,
+        history_from: None,
     };
 
     let login = cyrus.add_user("desk", "desk-password")?;

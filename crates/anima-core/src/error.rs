@@ -168,6 +168,12 @@ pub mod reason {
     pub const LOGIN_UNAVAILABLE: &str = "LOGIN_UNAVAILABLE";
     /// Another mailbox has this address.
     pub const MAILBOX_EXISTS: &str = "MAILBOX_EXISTS";
+    /// The mailbox's address has an account on the mail server that Anima
+    /// did not create; only a server admin's adoption makes it usable.
+    pub const MAILBOX_REFUSED: &str = "MAILBOX_REFUSED";
+    /// The address is outside the mail domains Anima may create addresses
+    /// in.
+    pub const MAIL_DOMAIN_NOT_ALLOWED: &str = "MAIL_DOMAIN_NOT_ALLOWED";
     /// No mailbox has this id.
     pub const MAILBOX_NOT_FOUND: &str = "MAILBOX_NOT_FOUND";
     /// A mailbox must keep serving at least one project.

@@ -137,6 +137,10 @@ named_enum!(
     MailboxState, "mailbox state" {
         /// Followed: its mail is fetched and routed.
         Active = "active",
+        /// Not followed: its address already has an account on the mail
+        /// server that Anima did not create (see `problem`); a server admin
+        /// may adopt it, else it can only be deleted.
+        Refused = "refused",
         /// Deleted or rotated away: anima-mail removes its account from the
         /// mail server, then the mailbox is gone.
         Dropping = "dropping",
@@ -162,6 +166,14 @@ pub struct Mailbox {
     pub state: MailboxState,
     /// The JMAP state synchronisation resumes from.
     pub jmap_state: Option<String>,
+    /// A server admin adopted an account that existed on the mail server:
+    /// Anima may set its password, and never deletes it.
+    pub adopted: bool,
+    /// Whether the first synchronisation takes the account's existing mail
+    /// too (else it starts at the mailbox's creation).
+    pub import_history: bool,
+    /// Why the mailbox is refused; empty otherwise.
+    pub problem: String,
     /// Creation time, µs.
     pub created_at: i64,
 }
@@ -187,6 +199,11 @@ pub struct NewMailbox {
     pub rules: ScreeningRules,
     /// Largest mail accepted, in bytes.
     pub max_size: i64,
+    /// Take over an account that exists on the mail server (server admins
+    /// only; see [`Mailbox::adopted`]).
+    pub adopted: bool,
+    /// Fetch the account's existing mail too.
+    pub import_history: bool,
 }
 
 /// Changes to a mailbox's settings; `None` keeps the value.
@@ -206,6 +223,31 @@ pub const MAX_CLASSIFY_CANDIDATES: usize = 200;
 
 /// Default size limit of a mailbox: 25 MiB.
 pub const DEFAULT_MAX_SIZE: i64 = 25 * 1024 * 1024;
+
+/// Refuses an address outside the mail domains a server admin configured
+/// (`MAIL_DOMAIN_NOT_ALLOWED`): project owners make addresses only there.
+pub fn allowed_domain(address: &str, domains: &[String]) -> Result<(), crate::DomainError> {
+    let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+    if domains
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(domain))
+    {
+        return Ok(());
+    }
+    Err(crate::DomainError::new(
+        crate::ErrorCode::FailedPrecondition,
+        crate::error::reason::MAIL_DOMAIN_NOT_ALLOWED,
+        if domains.is_empty() {
+            "this server has no mail domains configured (mail_domains / ANIMA_MAIL_DOMAINS)"
+                .to_owned()
+        } else {
+            format!(
+                "Anima makes addresses only in {}; {domain:?} is not one of them",
+                domains.join(", ")
+            )
+        },
+    ))
+}
 
 /// Checks a mailbox address: `local@domain`, without a `+` tag (the tags
 /// are the work items'). Returns it lower-case.

@@ -557,6 +557,13 @@ pub trait MailStore: Send + Sync {
     /// settings; the old one is dropping, and its held and triaged mail
     /// moves to the new one. Returns the new mailbox.
     async fn rotate_mailbox(&self, id: &str, new_address: &str) -> Result<Mailbox, DomainError>;
+    /// Marks an active mailbox that was not adopted `refused` with the
+    /// problem (its address has an account on the mail server that Anima
+    /// did not create): it is no longer followed.
+    async fn refuse_mailbox(&self, id: &str, problem: &str) -> Result<Mailbox, DomainError>;
+    /// A server admin takes over the existing account of a mailbox's
+    /// address: the mailbox is active and adopted, its problem cleared.
+    async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
     /// Deletes a dropping mailbox and its mail records (the posted
     /// messages stay in their threads).
     async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError>;

@@ -68,6 +68,11 @@ const COMMON: &[Step] = &[
         "login attempts",
         include_str!("../migrations/common/0012_login_attempts.sql"),
     ),
+    (
+        13,
+        "mailbox ownership",
+        include_str!("../migrations/common/0013_mailbox_ownership.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -23,12 +23,27 @@ use sha2::Sha256;
 /// Creates and removes mailbox accounts on a mail server.
 #[async_trait::async_trait]
 pub trait MailServerAdmin: Send + Sync {
-    /// Makes sure the account `address` exists (its login is the address)
-    /// with `password`: creates it, or resets the password of an existing
-    /// one. Safe to repeat.
-    async fn ensure_account(&self, address: &str, password: &str) -> anyhow::Result<()>;
+    /// Creates the account `address` (its login is the address) with
+    /// `password`. An account that exists already is someone's, and is left
+    /// as it is ([`Provisioned::Exists`]) unless `take_over` (a server admin
+    /// adopted it), when its password is set.
+    async fn create_account(
+        &self,
+        address: &str,
+        password: &str,
+        take_over: bool,
+    ) -> anyhow::Result<Provisioned>;
     /// Deletes the account and its mail; an absent account is fine.
     async fn drop_account(&self, address: &str) -> anyhow::Result<()>;
+}
+
+/// What [`MailServerAdmin::create_account`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioned {
+    /// The account is Anima's to use: made now, or taken over.
+    Ready,
+    /// An account with this address exists and was left untouched.
+    Exists,
 }
 
 /// The password of a mailbox account: HMAC-SHA-256 of the address under
@@ -72,6 +87,16 @@ impl StalwartAdmin {
         })
     }
 
+    /// The URL of one principal, its name percent-encoded: an address is
+    /// never read as a path or a query.
+    fn principal_url(&self, address: &str) -> String {
+        format!(
+            "{}/api/principal/{}",
+            self.base,
+            crate::jmap::encode(address)
+        )
+    }
+
     /// Sends a request; Stalwart reports failures either as an HTTP error
     /// or as `{"error": "...", ...}` in a 200 answer, so both are checked.
     /// Returns the error name, if any.
@@ -99,7 +124,12 @@ impl StalwartAdmin {
 
 #[async_trait::async_trait]
 impl MailServerAdmin for StalwartAdmin {
-    async fn ensure_account(&self, address: &str, password: &str) -> anyhow::Result<()> {
+    async fn create_account(
+        &self,
+        address: &str,
+        password: &str,
+        take_over: bool,
+    ) -> anyhow::Result<Provisioned> {
         let created =
             self.call(self.http.post(format!("{}/api/principal", self.base)).json(
                 &serde_json::json!({
@@ -112,18 +142,19 @@ impl MailServerAdmin for StalwartAdmin {
             ))
             .await?;
         match created {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Provisioned::Ready),
+            Err(error) if error == "fieldAlreadyExists" && !take_over => Ok(Provisioned::Exists),
             Err(error) if error == "fieldAlreadyExists" => {
-                let reset = self
-                    .call(
-                        self.http
-                            .patch(format!("{}/api/principal/{address}", self.base))
-                            .json(&serde_json::json!([
-                                {"action": "set", "field": "secrets", "value": [password]},
-                            ])),
-                    )
+                let reset =
+                    self.call(self.http.patch(self.principal_url(address)).json(
+                        &serde_json::json!([
+                            {"action": "set", "field": "secrets", "value": [password]},
+                        ]),
+                    ))
                     .await?;
-                reset.map_err(|error| anyhow::anyhow!("resetting {address}: {error}"))
+                reset
+                    .map(|()| Provisioned::Ready)
+                    .map_err(|error| anyhow::anyhow!("resetting {address}: {error}"))
             }
             Err(error) => anyhow::bail!("creating {address}: {error}"),
         }
@@ -131,10 +162,7 @@ impl MailServerAdmin for StalwartAdmin {
 
     async fn drop_account(&self, address: &str) -> anyhow::Result<()> {
         let deleted = self
-            .call(
-                self.http
-                    .delete(format!("{}/api/principal/{address}", self.base)),
-            )
+            .call(self.http.delete(self.principal_url(address)))
             .await?;
         match deleted {
             Ok(()) => Ok(()),
@@ -164,18 +192,44 @@ pub struct CyrusAdmin {
 }
 
 impl CyrusAdmin {
-    /// [`MailServerAdmin::ensure_account`], on this thread.
-    pub fn ensure_account_now(&self, address: &str, password: &str) -> anyhow::Result<()> {
-        self.set_password(address, Some(password))?;
+    /// [`MailServerAdmin::create_account`], on this thread. An account
+    /// exists when the SASL database knows the login or Cyrus has its
+    /// mailbox; either way it is left alone unless `take_over`.
+    pub fn create_account_now(
+        &self,
+        address: &str,
+        password: &str,
+        take_over: bool,
+    ) -> anyhow::Result<Provisioned> {
+        if !take_over && self.has_login(address)? {
+            return Ok(Provisioned::Exists);
+        }
         let statuses = self.imap_admin(&[format!("CREATE {}", user_mailbox(address))])?;
         let created = &statuses[0];
+        let exists = created.contains("ALREADYEXISTS") || created.contains("already exists");
         anyhow::ensure!(
-            created.starts_with("OK")
-                || created.contains("ALREADYEXISTS")
-                || created.contains("already exists"),
+            created.starts_with("OK") || exists,
             "creating the mailbox of {address}: {created}"
         );
-        Ok(())
+        if exists && !take_over {
+            return Ok(Provisioned::Exists);
+        }
+        self.set_password(address, Some(password))?;
+        Ok(Provisioned::Ready)
+    }
+
+    /// Whether the SASL database has a login for `address`.
+    fn has_login(&self, address: &str) -> anyhow::Result<bool> {
+        let output = Command::new("sasldblistusers2")
+            .arg("-f")
+            .arg(&self.sasldb)
+            .output()
+            .context("starting sasldblistusers2 (Debian package sasl2-bin)")?;
+        let listed = String::from_utf8_lossy(&output.stdout);
+        Ok(listed.lines().any(|line| {
+            line.split_once(':')
+                .is_some_and(|(login, _)| login.trim().eq_ignore_ascii_case(address))
+        }))
     }
 
     /// [`MailServerAdmin::drop_account`], on this thread.
@@ -291,10 +345,18 @@ fn imap_quoted(text: &str) -> String {
 
 #[async_trait::async_trait]
 impl MailServerAdmin for CyrusAdmin {
-    async fn ensure_account(&self, address: &str, password: &str) -> anyhow::Result<()> {
+    async fn create_account(
+        &self,
+        address: &str,
+        password: &str,
+        take_over: bool,
+    ) -> anyhow::Result<Provisioned> {
         let admin = self.clone();
         let (address, password) = (address.to_owned(), password.to_owned());
-        tokio::task::spawn_blocking(move || admin.ensure_account_now(&address, &password)).await?
+        tokio::task::spawn_blocking(move || {
+            admin.create_account_now(&address, &password, take_over)
+        })
+        .await?
     }
 
     async fn drop_account(&self, address: &str) -> anyhow::Result<()> {

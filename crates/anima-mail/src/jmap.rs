@@ -741,7 +741,7 @@ fn string(value: &Value, field: &str) -> Result<String, JmapError> {
 }
 
 /// Percent-encodes a URL template value (RFC 6570 simple expansion).
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|byte| match byte {

@@ -145,6 +145,9 @@ pub struct Mailbox {
     pub rules: ScreeningRules,
     /// Largest mail accepted, in bytes.
     pub max_size: usize,
+    /// The earliest mail its first synchronisation takes (a JMAP UTCDate,
+    /// the mailbox's creation); `None` takes all the account holds.
+    pub history_from: Option<String>,
 }
 
 /// What routing needs to know from anima-server and anima-ai.
@@ -361,6 +364,7 @@ mod tests {
                 ..ScreeningRules::default()
             },
             max_size: 10_000,
+            history_from: None,
         }
     }
 

@@ -105,6 +105,18 @@ impl ServerLink {
         Ok(())
     }
 
+    /// Marks a mailbox refused, with the problem its owner is shown.
+    pub async fn refuse_mailbox(&self, id: &str, problem: &str) -> anyhow::Result<()> {
+        self.client
+            .clone()
+            .refuse_mailbox(self.request(pb::RefuseMailboxRequest {
+                mailbox_id: id.to_owned(),
+                problem: problem.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// Saves where a mailbox's synchronisation stands.
     pub async fn save_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
         self.client

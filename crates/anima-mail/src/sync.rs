@@ -105,19 +105,25 @@ pub async fn sync_once(
 ) -> anyhow::Result<Pass> {
     let states = services.states;
     let client = followed.client;
-    let (ids, new_state) = match states.load(followed.id).await? {
+    // A full listing (a first run, or a resync) takes only mail received
+    // since the mailbox's start, unless it asked for the account's history.
+    let (ids, new_state, full_listing) = match states.load(followed.id).await? {
         Some(state) => match client.email_changes(&state).await {
-            Ok(changes) => (changes.created, changes.new_state),
+            Ok(changes) => (changes.created, changes.new_state, false),
             Err(JmapError::CannotCalculateChanges(_)) => {
                 tracing::warn!(
                     mailbox = followed.id,
                     "saved JMAP state too old; resynchronising"
                 );
-                client.all_email_ids().await?
+                let (ids, state) = client.all_email_ids().await?;
+                (ids, state, true)
             }
             Err(err) => return Err(err.into()),
         },
-        None => client.all_email_ids().await?,
+        None => {
+            let (ids, state) = client.all_email_ids().await?;
+            (ids, state, true)
+        }
     };
     // Only what arrives in the Inbox: the account's Sent folder holds the
     // copies of what Anima sent.
@@ -125,12 +131,20 @@ pub async fn sync_once(
         .mailbox_with_role("inbox")
         .await?
         .ok_or_else(|| anyhow::anyhow!("the account has no Inbox"))?;
+    let history_from = followed
+        .mailbox
+        .history_from
+        .as_deref()
+        .filter(|_| full_listing);
     // The whole listing first: its Message-IDs tell a reply which mails of
     // this pass it must wait for.
     let mut emails = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(BATCH) {
         let mut listed = client.email_refs(chunk).await?;
-        listed.retain(|email| email.mailbox_ids.contains_key(&inbox));
+        listed.retain(|email| {
+            email.mailbox_ids.contains_key(&inbox)
+                && history_from.is_none_or(|from| received_since(&email.received_at, from))
+        });
         emails.extend(listed);
     }
     let unrouted = emails
@@ -149,6 +163,14 @@ pub async fn sync_once(
     routed?;
     states.save(followed.id, &new_state).await?;
     Ok(pass)
+}
+
+/// Whether a JMAP UTCDate (`receivedAt`) is at or after `from`, another
+/// one: both are UTC with a `Z`, so their second-precision prefixes
+/// compare as text.
+fn received_since(received_at: &str, from: &str) -> bool {
+    let second = |date: &str| date.get(..19).unwrap_or(date).to_owned();
+    second(received_at) >= second(from)
 }
 
 /// A fetched mail, parsed.

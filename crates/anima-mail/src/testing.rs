@@ -165,7 +165,7 @@ impl CyrusServer {
     /// login (the address).
     pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<String> {
         let login = format!("{name}@{DOMAIN}");
-        self.admin().ensure_account_now(&login, password)?;
+        self.admin().create_account_now(&login, password, true)?;
         Ok(login)
     }
 

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use crate::{
-    admin::{CyrusAdmin, MailServerAdmin, StalwartAdmin, account_password},
-    jmap::JmapClient,
+    admin::{CyrusAdmin, MailServerAdmin, Provisioned, StalwartAdmin, account_password},
+    jmap::{JmapClient, JmapError},
     outbound::{Retries, Sender},
     route::Mailbox,
     server::{SavedState, ServerLink},
@@ -258,11 +258,14 @@ async fn supervise(
             continue;
         };
         let id = settings.id.clone();
-        if settings.state == pb::MailboxState::Dropping as i32 {
+        // Dropping or refused (until a server admin adopts it): not followed.
+        if settings.state != pb::MailboxState::Active as i32 {
             if let Some(follower) = followers.remove(&id) {
                 follower.task.abort();
             }
-            if let Err(err) = drop_mailbox(link, admin, &settings).await {
+            if settings.state == pb::MailboxState::Dropping as i32
+                && let Err(err) = drop_mailbox(link, admin, &settings).await
+            {
                 tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot drop mailbox yet");
             }
             continue;
@@ -277,11 +280,15 @@ async fn supervise(
             follower.task.abort();
         }
         let password = account_password(&config.account_secret, &settings.address);
-        if let Some(admin) = admin
-            && let Err(err) = admin.ensure_account(&settings.address, &password).await
-        {
-            tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot provision mailbox yet");
-            continue;
+        if let Some(admin) = admin {
+            match provision(config, link, admin, &settings, &password).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::warn!(mailbox = %settings.address, error = %format!("{err:#}"), "cannot provision mailbox yet");
+                    continue;
+                }
+            }
         }
         match start_follower(
             config,
@@ -302,12 +309,53 @@ async fn supervise(
     }
 }
 
+/// Makes sure the mailbox's account is Anima's: one made on an earlier
+/// start opens with the derived password; else it is created, unless the
+/// address already has an account (someone's), when the mailbox is refused
+/// instead of the account taken over (only an adopted mailbox takes it
+/// over). Whether to follow it.
+async fn provision(
+    config: &MailConfig,
+    link: &ServerLink,
+    admin: &dyn MailServerAdmin,
+    settings: &pb::Mailbox,
+    password: &str,
+) -> anyhow::Result<bool> {
+    match JmapClient::connect(&config.jmap_url, &settings.address, password).await {
+        Ok(_) => return Ok(true),
+        Err(JmapError::Unauthorized(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
+    match admin
+        .create_account(&settings.address, password, settings.adopted)
+        .await?
+    {
+        Provisioned::Ready => Ok(true),
+        Provisioned::Exists => {
+            tracing::warn!(mailbox = %settings.address, "refused: the address has an account Anima did not create");
+            link.refuse_mailbox(
+                &settings.id,
+                &format!(
+                    "MAILBOX_EXISTS: {} already has an account on the mail server that Anima did not \
+                     create; a server administrator may adopt it (anima mailbox adopt {}), or delete this mailbox",
+                    settings.address, settings.id
+                ),
+            )
+            .await?;
+            Ok(false)
+        }
+    }
+}
+
 async fn drop_mailbox(
     link: &ServerLink,
     admin: Option<&dyn MailServerAdmin>,
     settings: &pb::Mailbox,
 ) -> anyhow::Result<()> {
-    if let Some(admin) = admin {
+    // Only an account Anima made goes with its mailbox: a refused
+    // mailbox's account was never Anima's, an adopted one was someone's.
+    let anima_made = !settings.adopted && settings.problem.is_empty();
+    if let Some(admin) = admin.filter(|_| anima_made) {
         admin.drop_account(&settings.address).await?;
     }
     link.remove_mailbox(&settings.id).await?;
@@ -334,6 +382,19 @@ fn start_follower(
             trusted_authserv_id: rules.trusted_authserv_id,
         },
         max_size: usize::try_from(settings.max_size_bytes).unwrap_or(usize::MAX),
+        // From the second the mailbox was made, unless its history is
+        // asked for.
+        history_from: (!settings.import_history)
+            .then(|| {
+                settings.create_time.map(|time| {
+                    prost_types::Timestamp {
+                        seconds: time.seconds,
+                        nanos: 0,
+                    }
+                    .to_string()
+                })
+            })
+            .flatten(),
     };
     let link = link.clone();
     let jmap_url = config.jmap_url.clone();

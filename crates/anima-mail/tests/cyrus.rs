@@ -266,6 +266,8 @@ mod pass {
             projects: vec!["p1".into()],
             rules: anima_core::mail::ScreeningRules::default(),
             max_size: 1 << 20,
+            // These tests deliver before they follow.
+            history_from: None,
         }
     }
 
@@ -434,6 +436,54 @@ mod pass {
         assert_eq!(item.id, "wi-2", "into its original's thread");
     }
 
+    /// Issue 21: a new mailbox's first pass took everything the account
+    /// ever held. Now it takes mail from the mailbox's creation on, unless
+    /// it asked for the history.
+    #[tokio::test]
+    async fn a_new_mailbox_takes_mail_from_its_creation_on() {
+        let Some(cyrus) = super::server() else { return };
+        let login = cyrus.add_user("fresh", "pw").expect("user");
+        deliver_mixed(&cyrus, &login, 0, 1);
+        // The mailbox is made a second later; what follows it is new.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        let created = prost_types::Timestamp {
+            seconds: i64::try_from(now.as_secs()).expect("seconds"),
+            nanos: 0,
+        }
+        .to_string();
+        deliver_mixed(&cyrus, &login, 1, 1);
+        let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
+            .await
+            .expect("session");
+        for (history_from, expected) in [(Some(created), 1), (None, 2)] {
+            let mailbox = Mailbox {
+                history_from,
+                ..mailbox_of(&login)
+            };
+            let (sink, states) = (MemorySink::default(), MemoryStates::default());
+            let threads = Threads(&sink);
+            let services = Services {
+                context: &threads,
+                sink: &sink,
+                states: &states,
+            };
+            let followed = FollowedMailbox {
+                id: "mb1",
+                mailbox: &mailbox,
+                client: &client,
+            };
+            let pass = sync_once(&followed, services).await.expect("pass");
+            assert_eq!(pass.delivered, expected, "{:?}", mailbox.history_from);
+            if expected == 1 {
+                let mails = sink.mails.lock().expect("lock");
+                assert!(mails.contains_key(&("mb1".to_owned(), "mail-1@example.org".to_owned())));
+            }
+        }
+    }
+
     /// Waits (up to a generous bound, not a speed requirement) until the
     /// sink holds `count` mails.
     async fn until_routed(sink: &MemorySink, count: usize) {
@@ -508,7 +558,7 @@ async fn a_sent_mail_travels_to_its_recipient_with_its_headers() {
     let customer = format!("customer@{}", anima_mail::testing::EXTERNAL_DOMAIN);
     cyrus
         .admin()
-        .ensure_account_now(&customer, "customer-pw")
+        .create_account_now(&customer, "customer-pw", true)
         .expect("customer");
     let mailbox = Address::parse(&desk).expect("address");
     let headers = anima_core::thread::EmailHeaders {

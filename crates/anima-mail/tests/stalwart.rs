@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use anima_mail::admin::{MailServerAdmin, StalwartAdmin};
+use anima_mail::admin::{MailServerAdmin, Provisioned, StalwartAdmin};
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -101,14 +101,20 @@ async fn serve() -> (String, Directory) {
     (format!("http://{address}"), directory)
 }
 
+/// Issue 21: an existing principal's password was reset whenever a mailbox
+/// named its address, handing its mail to whoever made the mailbox. Now it
+/// is left alone unless taken over (a server admin's adoption).
 #[tokio::test]
-async fn accounts_are_created_reset_and_dropped_idempotently() {
+async fn existing_accounts_are_left_alone_unless_taken_over() {
     let (url, directory) = serve().await;
     let admin = StalwartAdmin::new(&url, "admin", "secret").expect("admin");
-    admin
-        .ensure_account("desk@shop.example", "first")
-        .await
-        .expect("create");
+    assert_eq!(
+        admin
+            .create_account("desk@shop.example", "first", false)
+            .await
+            .expect("create"),
+        Provisioned::Ready
+    );
     {
         let directory = directory.lock().expect("lock");
         let desk = &directory["desk@shop.example"];
@@ -116,11 +122,25 @@ async fn accounts_are_created_reset_and_dropped_idempotently() {
         assert_eq!(desk["emails"], json!(["desk@shop.example"]));
         assert_eq!(desk["secrets"], json!(["first"]));
     }
-    // Again, with another password: the existing account is reset.
-    admin
-        .ensure_account("desk@shop.example", "second")
-        .await
-        .expect("reset");
+    assert_eq!(
+        admin
+            .create_account("desk@shop.example", "second", false)
+            .await
+            .expect("exists"),
+        Provisioned::Exists
+    );
+    assert_eq!(
+        directory.lock().expect("lock")["desk@shop.example"]["secrets"],
+        json!(["first"]),
+        "the existing password stays"
+    );
+    assert_eq!(
+        admin
+            .create_account("desk@shop.example", "second", true)
+            .await
+            .expect("take over"),
+        Provisioned::Ready
+    );
     assert_eq!(
         directory.lock().expect("lock")["desk@shop.example"]["secrets"],
         json!(["second"])
@@ -134,7 +154,7 @@ async fn accounts_are_created_reset_and_dropped_idempotently() {
 
     let wrong = StalwartAdmin::new(&url, "admin", "wrong").expect("admin");
     let err = wrong
-        .ensure_account("x@shop.example", "pw")
+        .create_account("x@shop.example", "pw", false)
         .await
         .expect_err("unauthorized");
     assert!(format!("{err:#}").contains("unauthorized"), "{err:#}");

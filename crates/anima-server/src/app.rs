@@ -207,7 +207,10 @@ pub async fn api(
             store.clone(),
         )))
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
-        .add_service(MailboxServiceServer::new(MailboxApi::new(store.clone())))
+        .add_service(MailboxServiceServer::new(MailboxApi::new(
+            store.clone(),
+            &config.mail_domains,
+        )))
         .add_service(
             MailWorkerServiceServer::new(MailWorkerApi::new(store.clone(), ai))
                 .max_decoding_message_size(MAX_FILE_MESSAGE),

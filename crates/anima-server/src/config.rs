@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub data_dir: String,
     /// A session expires after this many seconds without a request.
     pub session_idle_timeout_secs: u64,
+    /// The mail domains project owners may make mailbox addresses in (e.g.
+    /// `["shop.example"]`); none configured, no mailbox can be made.
+    pub mail_domains: Vec<String>,
     /// Who may create projects (and so become their Owner): `everyone`
     /// signed in (the default) or only server `admins`.
     pub project_creators: ProjectCreators,
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             data_dir: String::new(),
             session_idle_timeout_secs: 8 * 60 * 60,
             project_creators: ProjectCreators::Everyone,
+            mail_domains: Vec::new(),
             login_attempts_per_user_and_peer: 5,
             login_attempts_per_peer: 100,
             login_attempts_per_user: 30,
@@ -176,6 +180,13 @@ impl ServerConfig {
             self.session_idle_timeout_secs = secs
                 .parse()
                 .with_context(|| format!("ANIMA_SESSION_IDLE_TIMEOUT_SECS={secs:?}"))?;
+        }
+        if let Some(domains) = var("ANIMA_MAIL_DOMAINS") {
+            self.mail_domains = domains
+                .split(',')
+                .map(|domain| domain.trim().to_lowercase())
+                .filter(|domain| !domain.is_empty())
+                .collect();
         }
         if let Some(creators) = var("ANIMA_PROJECT_CREATORS") {
             self.project_creators = creators

@@ -438,8 +438,12 @@ pub fn mailbox(mailbox: Mailbox) -> pb::Mailbox {
         state: match mailbox.state {
             MailboxState::Active => pb::MailboxState::Active,
             MailboxState::Dropping => pb::MailboxState::Dropping,
+            MailboxState::Refused => pb::MailboxState::Refused,
         } as i32,
         create_time: timestamp(mailbox.created_at),
+        adopted: mailbox.adopted,
+        import_history: mailbox.import_history,
+        problem: mailbox.problem,
     }
 }
 

@@ -148,6 +148,9 @@ access_table! {
         "CreateMailbox": Project(MailboxManage),
         "UpdateMailbox": Project(MailboxManage),
         "DeleteMailbox": Project(MailboxManage),
+        // Taking over an existing account of the mail server is no
+        // project's to decide.
+        "AdoptMailbox": ServerAdmin,
         "RotateMailbox": Project(MailboxManage),
         "LinkProjects": Project(MailboxManage),
         "UnlinkProjects": Project(MailboxManage),
@@ -160,6 +163,7 @@ access_table! {
         "ListFollowedMailboxes": MAIL,
         "SaveSyncState": MAIL,
         "RemoveMailbox": MAIL,
+        "RefuseMailbox": MAIL,
         "ResolveWorkItem": MAIL,
         "FindThreadOfMail": MAIL,
         "KnowsSender": MAIL,

@@ -33,6 +33,7 @@ async fn server(backend: Backend) -> TestServer {
                 name: InternalService::Mail,
                 token: WORKER_TOKEN.into(),
             }],
+            mail_domains: vec!["shop.example".into()],
             ..ServerConfig::default()
         },
     )

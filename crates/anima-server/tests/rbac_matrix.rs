@@ -143,6 +143,8 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("CreateMailbox", "DDAADDDD"),
     ("UpdateMailbox", "DDAADDDD"),
     ("DeleteMailbox", "DDAADDDD"),
+    // Taking over an existing mail account is the server's decision.
+    ("AdoptMailbox", "DADDDDDD"),
     ("RotateMailbox", "DDAADDDD"),
     ("LinkProjects", "DDAADDDD"),
     ("UnlinkProjects", "DDAADDDD"),
@@ -182,6 +184,7 @@ async fn implemented_rpcs_by_caller(backend: Backend) {
                 name: InternalService::Mail,
                 token: MAIL_TOKEN.into(),
             }],
+            mail_domains: vec!["shop.example".into()],
             ..anima_server::ServerConfig::default()
         },
         Some(std::sync::Arc::new(RecordingProvider::default())),
@@ -1257,6 +1260,8 @@ async fn call_mailbox(
             project_ids: vec![fixture.project_id.clone()],
             rules: ScreeningRules::default(),
             max_size: 1 << 20,
+            adopted: false,
+            import_history: false,
         })
         .await
         .expect("mailbox");
@@ -1319,6 +1324,10 @@ async fn call_mailbox(
             .map(drop),
         "DeleteMailbox" => mailboxes
             .delete_mailbox(authed(token, pb::DeleteMailboxRequest { id }))
+            .await
+            .map(drop),
+        "AdoptMailbox" => mailboxes
+            .adopt_mailbox(authed(token, pb::AdoptMailboxRequest { id }))
             .await
             .map(drop),
         "RotateMailbox" => mailboxes

@@ -54,6 +54,7 @@ impl Up {
             .arg("--mail-config")
             .arg(mail_config)
             .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ANIMA_MAIL_DOMAINS", DOMAIN)
             .env_remove("ANIMA_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -98,6 +99,10 @@ struct Api {
 
 impl Api {
     async fn connect(address: &str) -> Self {
+        Self::login(address, "admin", ADMIN_PASSWORD).await
+    }
+
+    async fn login(address: &str, username: &str, password: &str) -> Self {
         let channel = Channel::from_shared(address.to_owned())
             .expect("url")
             .connect()
@@ -105,8 +110,8 @@ impl Api {
             .expect("connect");
         let token = AuthServiceClient::new(channel.clone())
             .login(pb::LoginRequest {
-                username: "admin".into(),
-                password: ADMIN_PASSWORD.into(),
+                username: username.into(),
+                password: password.into(),
             })
             .await
             .expect("login")
@@ -368,13 +373,16 @@ fn base64_lines(bytes: &[u8]) -> String {
     lines
 }
 
+/// What the mail worker derives each account's password from.
+const ACCOUNT_SECRET: &str = "a-test-secret-of-some-length";
+
 fn write_mail_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
     let admin = cyrus.admin();
     let path = dir.join("mail.toml");
     std::fs::write(
         &path,
         format!(
-            "jmap_url = \"{}\"\naccount_secret = \"a-test-secret-of-some-length\"\npoll_interval_ms = 200\n\
+            "jmap_url = \"{}\"\naccount_secret = \"{ACCOUNT_SECRET}\"\npoll_interval_ms = 200\n\
              send_attempts = 20\nsend_retry_ms = 200\n\
              [admin]\nkind = \"cyrus\"\nimap = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\nsasldb = \"{}\"\nsasldb_owner = \"cyrus:mail\"\n",
             cyrus.http_url,
@@ -813,7 +821,7 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     let customer = format!("customer@{EXTERNAL_DOMAIN}");
     cyrus
         .admin()
-        .ensure_account_now(&customer, "customer-pw")
+        .create_account_now(&customer, "customer-pw", true)
         .expect("customer account");
 
     let outbound = post_outbound(&api, &item_id, &customer, "Your export").await;
@@ -991,4 +999,163 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     let (ids, _) = inbox.all_email_ids().await.expect("listing");
     assert_eq!(ids.len(), 2, "the customer has both mails");
     drop(up);
+}
+
+/// Issue 21: a project owner who made a mailbox for an address that already
+/// had an account on the mail server had its password reset, and read its
+/// mail. Now the mailbox is refused and the account untouched until a
+/// server admin adopts it, and deleting a refused mailbox keeps the
+/// account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_cannot_take_over_an_existing_account() {
+    let Some(cyrus) = cyrus() else { return };
+    let ceo = cyrus.add_user("ceo", "ceo-own-secret").expect("ceo");
+    let cfo = cyrus.add_user("cfo", "cfo-own-secret").expect("cfo");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_mail_config(dir.path(), &cyrus);
+    let up = Up::start(dir.path(), &config);
+    let admin = Api::connect(&up.address).await;
+    TeamServiceClient::new(admin.channel.clone())
+        .create_user(admin.request(pb::CreateUserRequest {
+            username: "mallory".into(),
+            display_name: "Mallory".into(),
+            email: String::new(),
+            password: "mallory-password-long".into(),
+            is_admin: false,
+        }))
+        .await
+        .expect("mallory");
+    let mallory = Api::login(&up.address, "mallory", "mallory-password-long").await;
+    let project = ProjectServiceClient::new(mallory.channel.clone())
+        .create_project(mallory.request(pb::CreateProjectRequest {
+            name: "Mine".into(),
+            description: String::new(),
+        }))
+        .await
+        .expect("project")
+        .into_inner();
+    let create = |address: &str, adopt_existing: bool| pb::CreateMailboxRequest {
+        address: address.into(),
+        project_ids: vec![project.id.clone()],
+        adopt_existing,
+        ..Default::default()
+    };
+    let refused = |status: tonic::Status| {
+        use tonic_types::StatusExt;
+        (
+            status.code(),
+            status
+                .get_error_details()
+                .error_info()
+                .map(|info| info.reason.clone())
+                .unwrap_or_default(),
+        )
+    };
+    // Only the configured domains, and adopting is no owner's to ask.
+    let outside = mallory
+        .mailboxes()
+        .create_mailbox(mallory.request(create("ceo@example.org", false)))
+        .await
+        .expect_err("outside the mail domains");
+    assert_eq!(
+        refused(outside),
+        (
+            tonic::Code::FailedPrecondition,
+            "MAIL_DOMAIN_NOT_ALLOWED".into()
+        )
+    );
+    let adopting = mallory
+        .mailboxes()
+        .create_mailbox(mallory.request(create(&ceo, true)))
+        .await
+        .expect_err("owners do not adopt");
+    assert_eq!(refused(adopting).0, tonic::Code::PermissionDenied);
+
+    let mut taken = Vec::new();
+    for address in [&ceo, &cfo] {
+        taken.push(
+            mallory
+                .mailboxes()
+                .create_mailbox(mallory.request(create(address, false)))
+                .await
+                .expect("created, to be checked by the worker")
+                .into_inner(),
+        );
+    }
+    let state_of = async |id: &str| {
+        mallory
+            .mailboxes()
+            .get_mailbox(mallory.request(pb::GetMailboxRequest { id: id.into() }))
+            .await
+            .expect("mailbox")
+            .into_inner()
+    };
+    for mailbox in &taken {
+        wait_for("the worker refuses the mailbox", async || {
+            state_of(&mailbox.id).await.state == pb::MailboxState::Refused as i32
+        })
+        .await;
+        let problem = state_of(&mailbox.id).await.problem;
+        assert!(problem.starts_with("MAILBOX_EXISTS"), "{problem}");
+    }
+    // The accounts are untouched: their own passwords still open them.
+    for (address, password) in [(&ceo, "ceo-own-secret"), (&cfo, "cfo-own-secret")] {
+        anima_mail::jmap::JmapClient::connect(&cyrus.http_url, address, password)
+            .await
+            .expect("the owner's password still works");
+    }
+    let denied = mallory
+        .mailboxes()
+        .adopt_mailbox(mallory.request(pb::AdoptMailboxRequest {
+            id: taken[0].id.clone(),
+        }))
+        .await
+        .expect_err("owners do not adopt");
+    assert_eq!(refused(denied).0, tonic::Code::PermissionDenied);
+
+    // Deleting a refused mailbox keeps its account.
+    mallory
+        .mailboxes()
+        .delete_mailbox(mallory.request(pb::DeleteMailboxRequest {
+            id: taken[1].id.clone(),
+        }))
+        .await
+        .expect("delete");
+    wait_for("the refused mailbox is removed", async || {
+        mallory
+            .mailboxes()
+            .get_mailbox(mallory.request(pb::GetMailboxRequest {
+                id: taken[1].id.clone(),
+            }))
+            .await
+            .is_err()
+    })
+    .await;
+    anima_mail::jmap::JmapClient::connect(&cyrus.http_url, &cfo, "cfo-own-secret")
+        .await
+        .expect("the account outlives the refused mailbox");
+
+    // A server admin adopts: the account becomes Anima's (its password is
+    // now the one Anima derives, so the worker can follow it).
+    let adopted = admin
+        .mailboxes()
+        .adopt_mailbox(admin.request(pb::AdoptMailboxRequest {
+            id: taken[0].id.clone(),
+        }))
+        .await
+        .expect("adopt")
+        .into_inner();
+    assert!(adopted.adopted);
+    assert_eq!(adopted.state, pb::MailboxState::Active as i32);
+    let derived = anima_mail::admin::account_password(ACCOUNT_SECRET, &ceo);
+    wait_for("the worker takes the adopted account over", async || {
+        anima_mail::jmap::JmapClient::connect(&cyrus.http_url, &ceo, &derived)
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(
+        state_of(&adopted.id).await.state,
+        pb::MailboxState::Active as i32
+    );
 }

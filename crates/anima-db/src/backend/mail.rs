@@ -48,6 +48,13 @@ fn require_active(mailbox: &Mailbox) -> Result<(), DomainError> {
             reason::MAILBOX_DROPPING,
             format!("mailbox {} is being dropped", mailbox.address),
         )),
+        MailboxState::Refused => Err(DomainError::failed_precondition(
+            reason::MAILBOX_REFUSED,
+            format!(
+                "mailbox {} is refused: {}",
+                mailbox.address, mailbox.problem
+            ),
+        )),
     }
 }
 
@@ -190,7 +197,11 @@ macro_rules! mail_sql {
 
             async fn drop_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
-                require_active(&Self::mailbox_in(&mut tx, id).await?)?;
+                let mailbox = Self::mailbox_in(&mut tx, id).await?;
+                // A refused mailbox can still be deleted.
+                if mailbox.state != MailboxState::Refused {
+                    require_active(&mailbox)?;
+                }
                 Self::set_dropping(&mut tx, id).await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
@@ -210,6 +221,8 @@ macro_rules! mail_sql {
                         project_ids: old.project_ids.clone(),
                         rules: old.rules.clone(),
                         max_size: old.max_size,
+                        adopted: false,
+                        import_history: false,
                     },
                 )
                 .await?;
@@ -228,6 +241,52 @@ macro_rules! mail_sql {
                 Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
                 self.commit(tx).await?;
                 Ok(new)
+            }
+
+            async fn refuse_mailbox(&self, id: &str, problem: &str) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mailbox = Self::mailbox_in(&mut tx, id).await?;
+                if mailbox.state == MailboxState::Refused {
+                    return Ok(mailbox);
+                }
+                require_active(&mailbox)?;
+                if mailbox.adopted {
+                    return Err(DomainError::failed_precondition(
+                        reason::MAILBOX_EXISTS,
+                        format!("mailbox {} was adopted; its account is Anima's to use", mailbox.address),
+                    ));
+                }
+                sqlx::query("UPDATE mailboxes SET state = 'refused', problem = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(problem)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                let refused = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.refused", &refused).await?;
+                self.commit(tx).await?;
+                Ok(refused)
+            }
+
+            async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mailbox = Self::mailbox_in(&mut tx, id).await?;
+                if mailbox.state == MailboxState::Dropping {
+                    return Err(DomainError::failed_precondition(
+                        reason::MAILBOX_DROPPING,
+                        format!("mailbox {} is being dropped", mailbox.address),
+                    ));
+                }
+                sqlx::query("UPDATE mailboxes SET state = 'active', adopted = $2, problem = '' WHERE id = $1")
+                    .bind(id)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                let adopted = Self::mailbox_in(&mut tx, id).await?;
+                Self::record_mailbox(&mut tx, "mailbox.adopted", &adopted).await?;
+                self.commit(tx).await?;
+                Ok(adopted)
             }
 
             async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError> {
@@ -638,14 +697,17 @@ macro_rules! mail_sql {
             ) -> Result<Mailbox, DomainError> {
                 let id = new_id();
                 sqlx::query(
-                    "INSERT INTO mailboxes (id, address, display_name, rules, max_size, jmap_state, state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6)",
+                    "INSERT INTO mailboxes (id, address, display_name, rules, max_size, jmap_state, state, \
+                       adopted, import_history, problem, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, '', $8)",
                 )
                 .bind(&id)
                 .bind(mailbox.address.trim().to_lowercase())
                 .bind(&mailbox.display_name)
                 .bind(to_json(&mailbox.rules))
                 .bind(mailbox.max_size)
+                .bind(mailbox.adopted)
+                .bind(mailbox.import_history)
                 .bind(now_micros())
                 .execute(&mut *conn)
                 .await
@@ -744,8 +806,8 @@ macro_rules! mail_sql {
                 id: &str,
             ) -> Result<Mailbox, DomainError> {
                 let row = sqlx::query(
-                    "SELECT id, address, display_name, rules, max_size, state, jmap_state, created_at \
-                     FROM mailboxes WHERE id = $1",
+                    "SELECT id, address, display_name, rules, max_size, state, jmap_state, adopted, \
+                       import_history, problem, created_at FROM mailboxes WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *conn)
@@ -774,6 +836,9 @@ macro_rules! mail_sql {
                     max_size: row.try_get("max_size").map_err(internal)?,
                     state: stored(&state)?,
                     jmap_state: row.try_get("jmap_state").map_err(internal)?,
+                    adopted: row.try_get("adopted").map_err(internal)?,
+                    import_history: row.try_get("import_history").map_err(internal)?,
+                    problem: row.try_get("problem").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,
                 })
             }

@@ -59,6 +59,8 @@ pub(super) fn new_mailbox(address: &str, projects: Vec<String>) -> NewMailbox {
             trusted_authserv_id: "mx.shop.example".into(),
         },
         max_size: 1_000_000,
+        adopted: false,
+        import_history: false,
     }
 }
 
@@ -507,6 +509,58 @@ pub async fn mailbox_lifecycle(store: &dyn Store) {
     assert_eq!(err.reason, reason::MAILBOX_NOT_FOUND);
     let dropped = store.drop_mailbox(&rotated.id).await.expect("drop");
     assert_eq!(dropped.state, MailboxState::Dropping);
+
+    // An address whose account Anima did not create is refused, with the
+    // problem, until adopted; refused, it can only be deleted.
+    let taken = store
+        .create_mailbox(new_mailbox("ceo@shop.example", vec![first.id.clone()]))
+        .await
+        .expect("mailbox");
+    assert!(!taken.adopted && !taken.import_history && taken.problem.is_empty());
+    let refused = store
+        .refuse_mailbox(&taken.id, "MAILBOX_EXISTS: the account exists")
+        .await
+        .expect("refuse");
+    assert_eq!(
+        (refused.state, refused.problem.as_str()),
+        (MailboxState::Refused, "MAILBOX_EXISTS: the account exists")
+    );
+    store
+        .refuse_mailbox(&taken.id, "again")
+        .await
+        .expect("refusing twice changes nothing");
+    let err = store
+        .update_mailbox(&taken.id, MailboxChanges::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.reason, reason::MAILBOX_REFUSED);
+    let adopted = store.adopt_mailbox(&taken.id).await.expect("adopt");
+    assert_eq!(
+        (adopted.state, adopted.adopted, adopted.problem.as_str()),
+        (MailboxState::Active, true, "")
+    );
+    let err = store
+        .refuse_mailbox(&taken.id, "late")
+        .await
+        .expect_err("adopted");
+    assert_eq!(err.reason, reason::MAILBOX_EXISTS);
+    let other = store
+        .create_mailbox(NewMailbox {
+            import_history: true,
+            ..new_mailbox("sales@shop.example", vec![first.id.clone()])
+        })
+        .await
+        .expect("mailbox");
+    assert!(other.import_history);
+    store
+        .refuse_mailbox(&other.id, "taken")
+        .await
+        .expect("refuse");
+    let dropping = store
+        .drop_mailbox(&other.id)
+        .await
+        .expect("a refused one is deleted");
+    assert_eq!(dropping.state, MailboxState::Dropping);
 }
 
 /// Outbound mail is leased to one sender at a time, retried when told,

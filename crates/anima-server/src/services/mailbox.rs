@@ -11,7 +11,8 @@ use anima_core::{
     id::parse_id,
     mail::{
         DEFAULT_MAX_SIZE, InboundState, MAX_CLASSIFY_CANDIDATES, MailContent, MailFile, Mailbox,
-        MailboxChanges, NewInbound, NewMailbox, OutboundOutcome, Suggestion, mailbox_address,
+        MailboxChanges, NewInbound, NewMailbox, OutboundOutcome, Suggestion, allowed_domain,
+        mailbox_address,
     },
     paging::PageRequest,
     planning::{WorkItem, WorkItemKey, WorkItemStatus},
@@ -26,6 +27,7 @@ use anima_proto::v1::{
 use super::{actor_of, grpc_service, mask_paths};
 use crate::{
     ai::Ai,
+    auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
 };
@@ -40,12 +42,17 @@ const MAX_SIZE_LIMIT: i64 = MAX_DOCUMENT_SIZE as i64;
 #[derive(Clone)]
 pub struct MailboxApi {
     store: Arc<dyn Store>,
+    /// The domains Anima may make addresses in (server configuration).
+    mail_domains: Arc<[String]>,
 }
 
 impl MailboxApi {
-    /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// Builds the service; addresses may be made in `mail_domains` only.
+    pub fn new(store: Arc<dyn Store>, mail_domains: &[String]) -> Self {
+        Self {
+            store,
+            mail_domains: mail_domains.into(),
+        }
     }
 
     /// The mailbox, once the caller holds the RPC's permission in every
@@ -118,6 +125,13 @@ impl MailboxApi {
         request: pb::CreateMailboxRequest,
     ) -> Result<pb::Mailbox, DomainError> {
         let address = mailbox_address(&request.address)?;
+        allowed_domain(&address, &self.mail_domains)?;
+        let adopted = request.adopt_existing;
+        if adopted && !matches!(&context.caller, Some(Caller::User { user, .. }) if user.is_admin) {
+            return Err(DomainError::permission_denied(
+                "only a server administrator takes over an existing mail account (adopt_existing)",
+            ));
+        }
         let display_name = match request.display_name.trim() {
             "" => address.split('@').next().unwrap_or_default().to_owned(),
             name => name.to_owned(),
@@ -141,9 +155,21 @@ impl MailboxApi {
                 project_ids,
                 rules: convert::parse_rules(request.rules),
                 max_size: max_size(request.max_size_bytes)?,
+                adopted,
+                import_history: request.import_history,
             })
             .await?;
         Ok(convert::mailbox(mailbox))
+    }
+
+    /// Server admins only (the access table says so).
+    async fn adopt_mailbox(
+        &self,
+        _context: &RequestContext,
+        request: pb::AdoptMailboxRequest,
+    ) -> Result<pb::Mailbox, DomainError> {
+        let id = parse_id(&request.id, "id")?;
+        Ok(convert::mailbox(self.store.adopt_mailbox(&id).await?))
     }
 
     async fn update_mailbox(
@@ -186,6 +212,7 @@ impl MailboxApi {
         request: pb::RotateMailboxRequest,
     ) -> Result<pb::Mailbox, DomainError> {
         let new_address = mailbox_address(&request.new_address)?;
+        allowed_domain(&new_address, &self.mail_domains)?;
         let mailbox = self.managed_mailbox(context, &request.id).await?;
         let rotated = self.store.rotate_mailbox(&mailbox.id, &new_address).await?;
         Ok(convert::mailbox(rotated))
@@ -287,6 +314,7 @@ grpc_service!(MailboxApi: MailboxService {
     create_mailbox(pb::CreateMailboxRequest) -> pb::Mailbox;
     update_mailbox(pb::UpdateMailboxRequest) -> pb::Mailbox;
     delete_mailbox(pb::DeleteMailboxRequest) -> pb::Mailbox;
+    adopt_mailbox(pb::AdoptMailboxRequest) -> pb::Mailbox;
     rotate_mailbox(pb::RotateMailboxRequest) -> pb::Mailbox;
     link_projects(pb::LinkProjectsRequest) -> pb::Mailbox;
     unlink_projects(pb::UnlinkProjectsRequest) -> pb::Mailbox;
@@ -386,6 +414,17 @@ impl MailWorkerApi {
         let id = parse_id(&request.mailbox_id, "mailbox_id")?;
         self.store.remove_mailbox(&id).await?;
         Ok(pb::RemoveMailboxResponse {})
+    }
+
+    async fn refuse_mailbox(
+        &self,
+        _context: &RequestContext,
+        request: pb::RefuseMailboxRequest,
+    ) -> Result<pb::RefuseMailboxResponse, DomainError> {
+        let id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        validate::max_chars("problem", &request.problem, validate::MAX_NAME_CHARS * 4)?;
+        self.store.refuse_mailbox(&id, &request.problem).await?;
+        Ok(pb::RefuseMailboxResponse {})
     }
 
     async fn resolve_work_item(
@@ -694,6 +733,7 @@ grpc_service!(MailWorkerApi: MailWorkerService {
     list_followed_mailboxes(pb::ListFollowedMailboxesRequest) -> pb::ListFollowedMailboxesResponse;
     save_sync_state(pb::SaveSyncStateRequest) -> pb::SaveSyncStateResponse;
     remove_mailbox(pb::RemoveMailboxRequest) -> pb::RemoveMailboxResponse;
+    refuse_mailbox(pb::RefuseMailboxRequest) -> pb::RefuseMailboxResponse;
     resolve_work_item(pb::ResolveWorkItemRequest) -> pb::RoutedWorkItemResponse;
     find_thread_of_mail(pb::FindThreadOfMailRequest) -> pb::FindThreadOfMailResponse;
     knows_sender(pb::KnowsSenderRequest) -> pb::KnowsSenderResponse;

@@ -63,6 +63,14 @@ pub enum MailboxCommand {
         /// Largest mail accepted, in bytes; bigger mail is held [default: 25 MiB].
         #[arg(long, default_value_t = 0)]
         max_size: i64,
+        /// Also fetch the mail the account already holds (by default a
+        /// mailbox follows mail from its creation on).
+        #[arg(long)]
+        history: bool,
+        /// Server admins: take over an account that already exists on the
+        /// mail server for this address (else it is refused).
+        #[arg(long)]
+        adopt: bool,
     },
     /// Change a mailbox's display name, screening rules or size limit.
     Update {
@@ -87,6 +95,15 @@ pub enum MailboxCommand {
     },
     /// Delete a mailbox: anima-mail removes its account, then it is gone.
     Delete {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Server admins: take over the existing mail account of a refused
+    /// mailbox (Anima sets its password and follows it; deleting the
+    /// mailbox later keeps the account).
+    Adopt {
         #[command(flatten)]
         global: GlobalArgs,
         /// Mailbox id.
@@ -179,6 +196,7 @@ fn state_name(state: i32) -> &'static str {
     match pb::MailboxState::try_from(state) {
         Ok(pb::MailboxState::Active) => "active",
         Ok(pb::MailboxState::Dropping) => "dropping",
+        Ok(pb::MailboxState::Refused) => "refused",
         _ => "unknown",
     }
 }
@@ -198,11 +216,14 @@ fn mailbox_json(mailbox: &pb::Mailbox) -> Value {
         },
         "max_size_bytes": mailbox.max_size_bytes,
         "state": state_name(mailbox.state),
+        "problem": mailbox.problem,
+        "adopted": mailbox.adopted,
+        "import_history": mailbox.import_history,
         "create_time": time(&mailbox.create_time),
     })
 }
 
-const MAILBOX_HEADER: &[&str] = &["ID", "ADDRESS", "STATE", "PROJECTS", "MAX SIZE"];
+const MAILBOX_HEADER: &[&str] = &["ID", "ADDRESS", "STATE", "PROJECTS", "MAX SIZE", "PROBLEM"];
 
 fn mailbox_row(mailbox: &pb::Mailbox) -> Vec<String> {
     vec![
@@ -211,6 +232,7 @@ fn mailbox_row(mailbox: &pb::Mailbox) -> Vec<String> {
         state_name(mailbox.state).into(),
         mailbox.project_ids.len().to_string(),
         mailbox.max_size_bytes.to_string(),
+        mailbox.problem.clone(),
     ]
 }
 
@@ -276,6 +298,8 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             allow,
             trust_auth_results,
             max_size,
+            history,
+            adopt,
         } => {
             let session = Session::open(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
@@ -291,6 +315,8 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                         trusted_authserv_id: trust_auth_results,
                     }),
                     max_size_bytes: max_size,
+                    import_history: history,
+                    adopt_existing: adopt,
                 })?)
                 .await?
                 .into_inner();
@@ -362,6 +388,15 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print_mailbox(&dropping, global.json);
+        }
+        MailboxCommand::Adopt { global, mailbox } => {
+            let session = Session::open(&global).await?;
+            let adopted = session
+                .mailboxes()
+                .adopt_mailbox(session.request(pb::AdoptMailboxRequest { id: mailbox })?)
+                .await?
+                .into_inner();
+            print_mailbox(&adopted, global.json);
         }
         MailboxCommand::Rotate {
             global,
