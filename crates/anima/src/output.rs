@@ -2,8 +2,33 @@
 
 use tonic_types::StatusExt;
 
-/// Prints rows as an aligned table under a header.
+/// Text from the server as it may reach a terminal: without escape
+/// sequences or other control characters (but line breaks and tabs), so a
+/// mail's subject or a member's text cannot move the cursor, rewrite what
+/// was printed, retitle the window or talk to the terminal.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if text.chars().any(unsafe_char) {
+        text.chars()
+            .filter(|c| !unsafe_char(*c))
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+/// Prints rows as an aligned table under a header (cells made [`safe`]).
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| safe(cell).replace(['\n', '\t'], " "))
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -44,4 +69,18 @@ pub fn describe_error(err: &anyhow::Error) -> String {
         return format!("{} ({reason})", status.message());
     }
     format!("{err:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: a mail's subject printed verbatim could drive the
+    /// terminal (clear the screen, retitle the window, fake earlier lines).
+    #[test]
+    fn terminal_controls_never_reach_the_terminal() {
+        let hostile = "Invoice\u{1b}]0;owned\u{7}\u{1b}[2J\rpaid\u{9b}31m\nsecond\tline";
+        assert_eq!(safe(hostile), "Invoice]0;owned[2Jpaid31m\nsecond\tline");
+        assert!(matches!(safe("plain"), std::borrow::Cow::Borrowed(_)));
+    }
 }

@@ -34,6 +34,27 @@ pub struct UpArgs {
     ssh_listen: SocketAddr,
 }
 
+/// Makes the embedded database readable by its owner only (it holds
+/// password and token hashes and every project's data), creating it so;
+/// SQLite gives its journal files the database file's permissions.
+fn keep_private(database: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(database)
+        .with_context(|| format!("creating {}", database.display()))?;
+    for file in ["anima.db", "anima.db-wal", "anima.db-shm"] {
+        let path = database.with_file_name(file);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -61,7 +82,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .context("no data directory; pass --data-dir")?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        config.database_url = format!("sqlite://{}", dir.join("anima.db").display());
+        let database = dir.join("anima.db");
+        keep_private(&database)?;
+        config.database_url = format!("sqlite://{}", database.display());
     }
 
     let store = anima_db::open(&config.database_url)

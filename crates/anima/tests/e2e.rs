@@ -1868,6 +1868,16 @@ async fn second_start_keeps_the_admin_and_prints_no_password() {
     let _ = child.wait();
     assert!(first_line.starts_with("anima is up at"), "{first_line}");
     assert!(!first_line.contains("password"));
+    // Issue 21: the embedded database (password and token hashes, every
+    // project) was readable by every local user.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["anima.db", "anima.db-wal", "anima.db-shm"] {
+        let path = data.join(file);
+        if let Ok(metadata) = std::fs::metadata(&path) {
+            assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{file}");
+        }
+    }
+    assert!(data.join("anima.db").exists());
 }
 
 /// `anima session status ID --json` once the session has ended, asked at

@@ -132,7 +132,7 @@ fn print_plan(plan: &pb::Plan, json: bool) {
         );
     }
     if !plan.description.is_empty() {
-        println!("\n{}", plan.description);
+        println!("\n{}", output::safe(&plan.description));
     }
 }
 

@@ -130,7 +130,7 @@ fn print_project(project: &pb::Project, json: bool) {
     } else {
         output::table(PROJECT_HEADER, &[project_row(project)]);
         if !project.description.is_empty() {
-            println!("\n{}", project.description);
+            println!("\n{}", output::safe(&project.description));
         }
     }
 }

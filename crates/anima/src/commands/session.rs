@@ -256,7 +256,7 @@ fn print_session(session: &pb::AgentSession, json: bool) {
     } else {
         output::table(SESSION_HEADER, &[session_row(session)]);
         for line in &session.last_output_lines {
-            println!("  {line}");
+            println!("  {}", output::safe(line));
         }
     }
 }
@@ -462,7 +462,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                 for login in &logins {
                     println!("{}:", login.id);
                     for line in &login.commands {
-                        println!("  $ {line}");
+                        println!("  $ {}", output::safe(line));
                     }
                 }
             }

@@ -230,13 +230,13 @@ fn print_message(message: &pb::Message, names: &Names, as_json: bool) {
         "#{}  {}  {} ({})",
         message.sequence,
         time(&message.create_time),
-        names.author(&message.author),
+        output::safe(&names.author(&message.author)),
         kind_name(message.kind)
     );
     if let Some(email) = &message.email {
-        println!("subject: {}", email.subject);
+        println!("subject: {}", output::safe(&email.subject));
     }
-    println!("{}\n", message.body);
+    println!("{}\n", output::safe(&message.body));
 }
 
 /// `anima thread …`
@@ -265,7 +265,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                     messages.iter().map(|m| message_json(m, &names)).collect(),
                 ));
             } else {
-                println!("{} {}\n", item.key, item.title);
+                println!("{} {}\n", item.key, output::safe(&item.title));
                 for message in &messages {
                     print_message(message, &names, false);
                 }

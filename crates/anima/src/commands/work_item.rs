@@ -225,7 +225,7 @@ fn print_work_item(item: &pb::WorkItem, json: bool) {
     output::table(WORK_ITEM_HEADER, &[work_item_row(item)]);
     println!("\nid: {}", item.id);
     if !item.description.is_empty() {
-        println!("\n{}", item.description);
+        println!("\n{}", output::safe(&item.description));
     }
 }
 
