@@ -21,6 +21,7 @@ on_both_backends!(
     a_project_admin_cannot_make_anyone_owner,
     only_admins_create_projects_when_configured,
     streams_end_when_access_ends,
+    dashboards_show_message_bodies_only_to_thread_readers,
 );
 
 const OWNER: usize = 0;
@@ -355,5 +356,97 @@ async fn a_stream_ends_when_its_session_expires() {
     assert_eq!(
         end_of(&mut dashboard).await,
         (Code::Unauthenticated, "SESSION_EXPIRED".into())
+    );
+}
+
+/// Issue 21: a role with dashboard.read but not thread.read saw every
+/// message's text in the dashboard's activity and its live updates.
+async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.user("root", true).await;
+    server.user("olga", false).await;
+    let watcher_id = server.user("wanda", false).await;
+    let (root, owner) = (server.login("root").await, server.login("olga").await);
+    let watcher = server.login("wanda").await;
+    let role = server
+        .team()
+        .create_role(authed(
+            &root,
+            pb::CreateRoleRequest {
+                name: "Dashboard only".into(),
+                description: String::new(),
+                permissions: vec!["project.read".into(), "dashboard.read".into()],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    let item = item_read_by(&server, &owner, &watcher_id, &role.id).await;
+    let mut updates = DashboardServiceClient::new(server.channel.clone())
+        .stream_dashboard_updates(authed(
+            &watcher,
+            pb::StreamDashboardUpdatesRequest::default(),
+        ))
+        .await
+        .expect("dashboard")
+        .into_inner();
+    ThreadServiceClient::new(server.channel.clone())
+        .post_message(authed(
+            &owner,
+            pb::PostMessageRequest {
+                work_item_id: item.id.clone(),
+                kind: pb::MessageKind::Human as i32,
+                body: "the acquisition closes friday".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("post");
+    let posted = loop {
+        let update = tokio::time::timeout(Duration::from_secs(30), updates.next())
+            .await
+            .expect("an update")
+            .expect("open")
+            .expect("no error");
+        if let Some(pb::dashboard_update::Kind::Event(event)) = update.kind
+            && event.kind.starts_with("message.")
+        {
+            break event;
+        }
+    };
+    assert!(
+        !posted.payload_json.contains("acquisition"),
+        "{}",
+        posted.payload_json
+    );
+    let dashboard = DashboardServiceClient::new(server.channel.clone())
+        .get_dashboard(authed(&watcher, pb::GetDashboardRequest {}))
+        .await
+        .expect("dashboard")
+        .into_inner();
+    let activity: Vec<_> = dashboard
+        .recent_activity
+        .iter()
+        .filter(|event| event.kind.starts_with("message."))
+        .collect();
+    assert!(!activity.is_empty(), "the post shows as activity");
+    for event in activity {
+        assert!(
+            !event.payload_json.contains("acquisition"),
+            "{}",
+            event.payload_json
+        );
+    }
+    // The owner, who reads the thread, sees what was said.
+    let theirs = DashboardServiceClient::new(server.channel.clone())
+        .get_dashboard(authed(&owner, pb::GetDashboardRequest {}))
+        .await
+        .expect("dashboard")
+        .into_inner();
+    assert!(
+        theirs
+            .recent_activity
+            .iter()
+            .any(|event| event.payload_json.contains("acquisition"))
     );
 }

@@ -1,7 +1,10 @@
 //! DashboardService: the caller's morning view across every project whose
 //! dashboard they may read, and a live stream of what changes in them.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use anima_core::{
     DomainError, Permission, model::Event, paging::PageRequest, planning::WorkItemStatus,
@@ -57,11 +60,12 @@ impl DashboardApi {
         Self { store, hub }
     }
 
-    /// Projects whose dashboard the caller may read (all, for services).
+    /// Projects whose dashboard the caller may read (all, for services),
+    /// each with whether the caller may read its threads too.
     async fn readable_projects(
         &self,
         caller: Option<&Caller>,
-    ) -> Result<Vec<anima_core::planning::Project>, DomainError> {
+    ) -> Result<Vec<(anima_core::planning::Project, bool)>, DomainError> {
         let member = match caller {
             Some(Caller::User { user, .. }) => Some(user.id.clone()),
             _ => None,
@@ -76,7 +80,10 @@ impl DashboardApi {
         })
         .await?;
         let Some(user_id) = member else {
-            return Ok(projects);
+            return Ok(projects
+                .into_iter()
+                .map(|project| (project, true))
+                .collect());
         };
         let mut readable = Vec::with_capacity(projects.len());
         for project in projects {
@@ -85,7 +92,7 @@ impl DashboardApi {
                 .project_permissions(&user_id, &project.id)
                 .await?;
             if permissions.contains(&Permission::DashboardRead) {
-                readable.push(project);
+                readable.push((project, permissions.contains(&Permission::ThreadRead)));
             }
         }
         Ok(readable)
@@ -102,7 +109,13 @@ impl DashboardApi {
         let mut open_decisions = Vec::new();
         let mut active_sessions = Vec::new();
         let mut projects = Vec::new();
-        for project in self.readable_projects(context.caller.as_ref()).await? {
+        let readable = self.readable_projects(context.caller.as_ref()).await?;
+        let thread_readers: HashSet<String> = readable
+            .iter()
+            .filter(|(_, reads_threads)| *reads_threads)
+            .map(|(project, _)| project.id.clone())
+            .collect();
+        for (project, _) in readable {
             let counts = self.store.work_item_counts(&project.id).await?;
             let total = |status: WorkItemStatus| {
                 counts
@@ -175,7 +188,16 @@ impl DashboardApi {
                 .collect(),
             projects,
             as_of_event_id,
-            recent_activity: recent_activity.iter().map(convert::event).collect(),
+            recent_activity: recent_activity
+                .iter()
+                .map(|event| {
+                    let reads_threads = event
+                        .project_id
+                        .as_ref()
+                        .is_some_and(|project| thread_readers.contains(project));
+                    dashboard_event(event, reads_threads)
+                })
+                .collect(),
         })
     }
 
@@ -193,7 +215,9 @@ impl DashboardApi {
             _ => None,
         };
         let store = self.store.clone();
-        let access: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+        // Per project: may the reader see its dashboard, and its threads?
+        let access: Arc<Mutex<HashMap<String, (bool, bool)>>> = Arc::default();
+        let bodies = access.clone();
         let keep = move |event: Arc<Event>| {
             let store = store.clone();
             let reader = reader.clone();
@@ -213,14 +237,15 @@ impl DashboardApi {
                 if event.kind.starts_with("member.") && event.entity_id == reader {
                     access.remove(&project_id);
                 }
-                if let Some(allowed) = access.get(&project_id) {
+                if let Some((allowed, _)) = access.get(&project_id) {
                     return Ok(*allowed);
                 }
-                let allowed = store
-                    .project_permissions(&reader, &project_id)
-                    .await?
-                    .contains(&Permission::DashboardRead);
-                access.insert(project_id, allowed);
+                let held = store.project_permissions(&reader, &project_id).await?;
+                let allowed = held.contains(&Permission::DashboardRead);
+                access.insert(
+                    project_id,
+                    (allowed, held.contains(&Permission::ThreadRead)),
+                );
                 Ok(allowed)
             }
         };
@@ -232,17 +257,45 @@ impl DashboardApi {
                 Reader::of(context, None),
                 keep,
             )
-            .map(|item| item.map(dashboard_update).map_err(to_status));
+            .then(move |item| {
+                let bodies = bodies.clone();
+                async move {
+                    let item = item.map_err(to_status)?;
+                    let reads_threads = match &item {
+                        StreamItem::Event(event) => match &event.project_id {
+                            Some(project) => bodies
+                                .lock()
+                                .await
+                                .get(project)
+                                .is_none_or(|(_, threads)| *threads),
+                            None => true,
+                        },
+                        StreamItem::Heartbeat { .. } => true,
+                    };
+                    Ok(dashboard_update(item, reads_threads))
+                }
+            });
         Ok(Box::pin(stream))
     }
 }
 
-fn dashboard_update(item: StreamItem) -> pb::DashboardUpdate {
+/// An event as a dashboard shows it: what a message says only to those who
+/// may read the thread (a dashboard.read without thread.read sees that
+/// something was posted, not what).
+fn dashboard_event(event: &Event, reads_threads: bool) -> pb::Event {
+    let mut shown = convert::event(event);
+    if !reads_threads && event.kind.starts_with("message.") {
+        shown.payload_json = "{}".into();
+    }
+    shown
+}
+
+fn dashboard_update(item: StreamItem, reads_threads: bool) -> pb::DashboardUpdate {
     use pb::dashboard_update::Kind;
     match item {
         StreamItem::Event(event) => pb::DashboardUpdate {
             event_id: event.id,
-            kind: Some(Kind::Event(convert::event(&event))),
+            kind: Some(Kind::Event(dashboard_event(&event, reads_threads))),
         },
         StreamItem::Heartbeat { last_event_id } => pb::DashboardUpdate {
             event_id: last_event_id,
