@@ -169,6 +169,9 @@ pub struct Mailbox {
     /// A server admin adopted an account that existed on the mail server:
     /// Anima may set its password, and never deletes it.
     pub adopted: bool,
+    /// Anima made the account (the worker confirmed it): Anima may set its
+    /// password, and deletes it with the mailbox.
+    pub provisioned: bool,
     /// Whether the first synchronisation takes the account's existing mail
     /// too (else it starts at the mailbox's creation).
     pub import_history: bool,
@@ -303,7 +306,7 @@ pub fn sender_authenticated(header: &str, authserv_id: &str, from: &str) -> bool
     else {
         return false;
     };
-    let unfolded: String = strip_comments(header)
+    let unfolded: String = strip_comments_and_quotes(header)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
@@ -338,7 +341,7 @@ pub fn sender_authenticated(header: &str, authserv_id: &str, from: &str) -> bool
             })
         };
         match method.to_ascii_lowercase().as_str() {
-            "dmarc" => property("header.from").is_none_or(of_domain),
+            "dmarc" => property("header.from").is_some_and(of_domain),
             "dkim" => property("header.d").is_some_and(of_domain),
             "spf" => property("smtp.mailfrom").is_some_and(of_domain),
             _ => false,
@@ -346,20 +349,38 @@ pub fn sender_authenticated(header: &str, authserv_id: &str, from: &str) -> bool
     })
 }
 
-/// The text without RFC 5322 comments (`(…)`, nested).
-fn strip_comments(text: &str) -> String {
-    let mut depth = 0usize;
+/// The text without RFC 5322 comments (`(…)`, nested) and quoted strings
+/// (`"…"`, with `\\` escapes): neither may carry a `;` or a `method=result`
+/// that counts, since a sender chooses what the server quotes of their
+/// envelope.
+fn strip_comments_and_quotes(text: &str) -> String {
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
     text.chars()
-        .filter(|c| match c {
-            '(' => {
-                depth += 1;
-                false
+        .filter(|c| {
+            if escaped {
+                escaped = false;
+                return false;
             }
-            ')' => {
-                depth = depth.saturating_sub(1);
-                false
+            match c {
+                '\\' if quoted || depth > 0 => {
+                    escaped = true;
+                    false
+                }
+                '"' if depth == 0 => {
+                    quoted = !quoted;
+                    false
+                }
+                _ if quoted => false,
+                '(' => {
+                    depth += 1;
+                    false
+                }
+                ')' => {
+                    depth = depth.saturating_sub(1);
+                    false
+                }
+                _ => depth == 0,
             }
-            _ => depth == 0,
         })
         .collect()
 }
@@ -582,6 +603,7 @@ mod tests {
             "mx.shop.example; spf=pass smtp.mailfrom=bounce@example.org",
             "mx.shop.example 1;\r\n\tdkim=pass (good sig) header.d=example.org header.s=s1",
             "MX.shop.example; spf=fail smtp.mailfrom=x@evil.example; dmarc=pass header.from=example.org",
+            "mx.shop.example; spf=pass (sender \"a\\\" b\"@x.example\") smtp.mailfrom=ann@example.org",
             "mx.shop.example; dkim=pass header.d=example.org; spf=none",
         ];
         for header in passes {
@@ -599,6 +621,10 @@ mod tests {
             "mx.shop.example; dmarc=pass header.from=evil.example",
             "mx.shop.example; spf=softfail smtp.mailfrom=ann@example.org; dkim=none",
             "mx.shop.example; dkim=pass (header.d=example.org) header.d=evil.example",
+            // A quoted envelope sender the server copies cannot add a
+            // verdict, and a DMARC pass must name the From domain.
+            "mx.shop.example; spf=fail (from <\"a) x; dmarc=pass (b\"@evil.example>) smtp.mailfrom=\"a) x; dmarc=pass (b\"@evil.example",
+            "mx.shop.example; dmarc=pass",
             "",
         ];
         for header in forged {

@@ -195,7 +195,7 @@ pub fn email_headers(headers: &EmailHeaders, kind: MessageKind) -> Result<(), Do
         address("from", &headers.from)?;
     }
     validate::max_chars("subject", &headers.subject, 998)?;
-    if headers.subject.chars().any(char::is_control) {
+    if headers.subject.chars().any(|c| c.is_control() && c != '\t') {
         return Err(DomainError::invalid_argument(
             reason::INVALID_FIELD,
             "subject must be one line without control characters",

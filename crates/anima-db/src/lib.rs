@@ -561,8 +561,11 @@ pub trait MailStore: Send + Sync {
     /// problem (its address has an account on the mail server that Anima
     /// did not create): it is no longer followed.
     async fn refuse_mailbox(&self, id: &str, problem: &str) -> Result<Mailbox, DomainError>;
+    /// Records that anima-mail made an active mailbox's account itself.
+    async fn confirm_mailbox_account(&self, id: &str) -> Result<Mailbox, DomainError>;
     /// A server admin takes over the existing account of a mailbox's
-    /// address: the mailbox is active and adopted, its problem cleared.
+    /// address: the mailbox is active and adopted (following mail from its
+    /// creation on), its problem cleared.
     async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
     /// Deletes a dropping mailbox and its mail records (the posted
     /// messages stay in their threads).

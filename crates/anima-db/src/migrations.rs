@@ -73,6 +73,11 @@ const COMMON: &[Step] = &[
         "mailbox ownership",
         include_str!("../migrations/common/0013_mailbox_ownership.sql"),
     ),
+    (
+        14,
+        "mailbox provisioned",
+        include_str!("../migrations/common/0014_mailbox_provisioned.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -117,6 +117,17 @@ impl ServerLink {
         Ok(())
     }
 
+    /// Records that the worker made the mailbox's account itself.
+    pub async fn confirm_mailbox_account(&self, id: &str) -> anyhow::Result<()> {
+        self.client
+            .clone()
+            .confirm_mailbox_account(self.request(pb::ConfirmMailboxAccountRequest {
+                mailbox_id: id.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// Saves where a mailbox's synchronisation stands.
     pub async fn save_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
         self.client

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     admin::{CyrusAdmin, MailServerAdmin, Provisioned, StalwartAdmin, account_password},
-    jmap::{JmapClient, JmapError},
+    jmap::JmapClient,
     outbound::{Retries, Sender},
     route::Mailbox,
     server::{SavedState, ServerLink},
@@ -281,7 +281,7 @@ async fn supervise(
         }
         let password = account_password(&config.account_secret, &settings.address);
         if let Some(admin) = admin {
-            match provision(config, link, admin, &settings, &password).await {
+            match provision(link, admin, &settings, &password).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -309,28 +309,28 @@ async fn supervise(
     }
 }
 
-/// Makes sure the mailbox's account is Anima's: one made on an earlier
-/// start opens with the derived password; else it is created, unless the
-/// address already has an account (someone's), when the mailbox is refused
-/// instead of the account taken over (only an adopted mailbox takes it
-/// over). Whether to follow it.
+/// Makes sure the mailbox's account is Anima's to use: one Anima made (as
+/// the server recorded) or a server admin adopted gets the derived
+/// password; else the account is created, and confirmed to the server,
+/// unless the address already has one (someone's), when the mailbox is
+/// refused instead. Whether to follow it.
 async fn provision(
-    config: &MailConfig,
     link: &ServerLink,
     admin: &dyn MailServerAdmin,
     settings: &pb::Mailbox,
     password: &str,
 ) -> anyhow::Result<bool> {
-    match JmapClient::connect(&config.jmap_url, &settings.address, password).await {
-        Ok(_) => return Ok(true),
-        Err(JmapError::Unauthorized(_)) => {}
-        Err(err) => return Err(err.into()),
-    }
+    let take_over = settings.adopted || settings.provisioned;
     match admin
-        .create_account(&settings.address, password, settings.adopted)
+        .create_account(&settings.address, password, take_over)
         .await?
     {
-        Provisioned::Ready => Ok(true),
+        Provisioned::Ready => {
+            if !take_over {
+                link.confirm_mailbox_account(&settings.id).await?;
+            }
+            Ok(true)
+        }
         Provisioned::Exists => {
             tracing::warn!(mailbox = %settings.address, "refused: the address has an account Anima did not create");
             link.refuse_mailbox(
@@ -352,9 +352,10 @@ async fn drop_mailbox(
     admin: Option<&dyn MailServerAdmin>,
     settings: &pb::Mailbox,
 ) -> anyhow::Result<()> {
-    // Only an account Anima made goes with its mailbox: a refused
-    // mailbox's account was never Anima's, an adopted one was someone's.
-    let anima_made = !settings.adopted && settings.problem.is_empty();
+    // Only an account Anima made (and confirmed) goes with its mailbox: a
+    // refused or never-provisioned mailbox's account was never Anima's, an
+    // adopted one was someone's.
+    let anima_made = settings.provisioned && !settings.adopted;
     if let Some(admin) = admin.filter(|_| anima_made) {
         admin.drop_account(&settings.address).await?;
     }

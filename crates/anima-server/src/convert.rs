@@ -442,6 +442,7 @@ pub fn mailbox(mailbox: Mailbox) -> pb::Mailbox {
         } as i32,
         create_time: timestamp(mailbox.created_at),
         adopted: mailbox.adopted,
+        provisioned: mailbox.provisioned,
         import_history: mailbox.import_history,
         problem: mailbox.problem,
     }

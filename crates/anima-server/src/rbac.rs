@@ -164,6 +164,7 @@ access_table! {
         "SaveSyncState": MAIL,
         "RemoveMailbox": MAIL,
         "RefuseMailbox": MAIL,
+        "ConfirmMailboxAccount": MAIL,
         "ResolveWorkItem": MAIL,
         "FindThreadOfMail": MAIL,
         "KnowsSender": MAIL,

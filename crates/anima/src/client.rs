@@ -275,7 +275,7 @@ pub async fn whoami(global: GlobalArgs) -> anyhow::Result<()> {
             user.display_name,
             if user.is_admin { ", administrator" } else { "" }
         ),
-        (None, _) => println!("service {}", me.service),
+        (None, _) => anyhow::bail!("the server answered without an account"),
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ pub fn describe_error(err: &anyhow::Error) -> String {
             .error_info()
             .map(|info| info.reason.clone())
             .unwrap_or_else(|| format!("{:?}", status.code()));
-        return format!("{} ({reason})", status.message());
+        return format!("{} ({reason})", safe(status.message()));
     }
     format!("{err:#}")
 }

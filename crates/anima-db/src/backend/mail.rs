@@ -268,6 +268,21 @@ macro_rules! mail_sql {
                 Ok(refused)
             }
 
+            async fn confirm_mailbox_account(&self, id: &str) -> Result<Mailbox, DomainError> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mailbox = Self::mailbox_in(&mut tx, id).await?;
+                require_active(&mailbox)?;
+                sqlx::query("UPDATE mailboxes SET provisioned = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                let confirmed = Self::mailbox_in(&mut tx, id).await?;
+                self.commit(tx).await?;
+                Ok(confirmed)
+            }
+
             async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
@@ -277,7 +292,12 @@ macro_rules! mail_sql {
                         format!("mailbox {} is being dropped", mailbox.address),
                     ));
                 }
-                sqlx::query("UPDATE mailboxes SET state = 'active', adopted = $2, problem = '' WHERE id = $1")
+                // The admin takes the account over from now on: its history
+                // was never the owner's choice to import.
+                sqlx::query(
+                    "UPDATE mailboxes SET state = 'active', adopted = $2, import_history = FALSE, problem = '' \
+                     WHERE id = $1",
+                )
                     .bind(id)
                     .bind(true)
                     .execute(&mut *tx)
@@ -807,7 +827,7 @@ macro_rules! mail_sql {
             ) -> Result<Mailbox, DomainError> {
                 let row = sqlx::query(
                     "SELECT id, address, display_name, rules, max_size, state, jmap_state, adopted, \
-                       import_history, problem, created_at FROM mailboxes WHERE id = $1",
+                       provisioned, import_history, problem, created_at FROM mailboxes WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *conn)
@@ -837,6 +857,7 @@ macro_rules! mail_sql {
                     state: stored(&state)?,
                     jmap_state: row.try_get("jmap_state").map_err(internal)?,
                     adopted: row.try_get("adopted").map_err(internal)?,
+                    provisioned: row.try_get("provisioned").map_err(internal)?,
                     import_history: row.try_get("import_history").map_err(internal)?,
                     problem: row.try_get("problem").map_err(internal)?,
                     created_at: row.try_get("created_at").map_err(internal)?,

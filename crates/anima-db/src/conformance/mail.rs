@@ -516,7 +516,9 @@ pub async fn mailbox_lifecycle(store: &dyn Store) {
         .create_mailbox(new_mailbox("ceo@shop.example", vec![first.id.clone()]))
         .await
         .expect("mailbox");
-    assert!(!taken.adopted && !taken.import_history && taken.problem.is_empty());
+    assert!(
+        !taken.adopted && !taken.provisioned && !taken.import_history && taken.problem.is_empty()
+    );
     let refused = store
         .refuse_mailbox(&taken.id, "MAILBOX_EXISTS: the account exists")
         .await
@@ -539,6 +541,10 @@ pub async fn mailbox_lifecycle(store: &dyn Store) {
         (adopted.state, adopted.adopted, adopted.problem.as_str()),
         (MailboxState::Active, true, "")
     );
+    assert!(
+        !adopted.import_history,
+        "an adoption never imports the history"
+    );
     let err = store
         .refuse_mailbox(&taken.id, "late")
         .await
@@ -552,6 +558,11 @@ pub async fn mailbox_lifecycle(store: &dyn Store) {
         .await
         .expect("mailbox");
     assert!(other.import_history);
+    let confirmed = store
+        .confirm_mailbox_account(&other.id)
+        .await
+        .expect("Anima made its account");
+    assert!(confirmed.provisioned);
     store
         .refuse_mailbox(&other.id, "taken")
         .await

@@ -427,6 +427,16 @@ impl MailWorkerApi {
         Ok(pb::RefuseMailboxResponse {})
     }
 
+    async fn confirm_mailbox_account(
+        &self,
+        _context: &RequestContext,
+        request: pb::ConfirmMailboxAccountRequest,
+    ) -> Result<pb::ConfirmMailboxAccountResponse, DomainError> {
+        let id = parse_id(&request.mailbox_id, "mailbox_id")?;
+        self.store.confirm_mailbox_account(&id).await?;
+        Ok(pb::ConfirmMailboxAccountResponse {})
+    }
+
     async fn resolve_work_item(
         &self,
         _context: &RequestContext,
@@ -734,6 +744,7 @@ grpc_service!(MailWorkerApi: MailWorkerService {
     save_sync_state(pb::SaveSyncStateRequest) -> pb::SaveSyncStateResponse;
     remove_mailbox(pb::RemoveMailboxRequest) -> pb::RemoveMailboxResponse;
     refuse_mailbox(pb::RefuseMailboxRequest) -> pb::RefuseMailboxResponse;
+    confirm_mailbox_account(pb::ConfirmMailboxAccountRequest) -> pb::ConfirmMailboxAccountResponse;
     resolve_work_item(pb::ResolveWorkItemRequest) -> pb::RoutedWorkItemResponse;
     find_thread_of_mail(pb::FindThreadOfMailRequest) -> pb::FindThreadOfMailResponse;
     knows_sender(pb::KnowsSenderRequest) -> pb::KnowsSenderResponse;

@@ -208,7 +208,7 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                     "tier": report.tier,
                 }));
             } else {
-                println!("{}", report.gap_report.trim_end());
+                println!("{}", output::safe(report.gap_report.trim_end()));
                 println!(
                     "\n(analysed {})",
                     super::answered_by(&report.model, report.tier)

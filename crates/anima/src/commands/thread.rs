@@ -408,7 +408,11 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 }
             };
             if !global.json {
-                eprintln!("following {} {} (Ctrl-C stops)", item.key, item.title);
+                eprintln!(
+                    "following {} {} (Ctrl-C stops)",
+                    item.key,
+                    output::safe(&item.title)
+                );
             }
             loop {
                 let mut stream = session

@@ -428,7 +428,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                     "tier": draft.tier,
                 }));
             } else {
-                println!("{}", draft.description.trim_end());
+                println!("{}", output::safe(draft.description.trim_end()));
                 println!(
                     "\n(draft {}, from {}; not saved: use `anima workitem edit {}`)",
                     answered_by(&draft.model, draft.tier),
