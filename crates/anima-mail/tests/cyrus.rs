@@ -177,7 +177,7 @@ mod pass {
             Classified, HoldReason, ItemInfo, Mailbox, Referenced, Route, RoutingContext,
             TriageReason,
         },
-        sync::{FollowedMailbox, Pacing, Services, Sink, StateStore, follow, sync_once},
+        sync::{FollowedMailbox, Pacing, Pass, Services, Sink, StateStore, follow, sync_once},
         testing::{CyrusServer, DOMAIN},
     };
 
@@ -413,7 +413,18 @@ mod pass {
         let client = JmapClient::connect(&cyrus.http_url, &login, "pw")
             .await
             .expect("session");
-        let mailbox = mailbox_of(&login);
+        let (pass, sink) = one_pass(&client, &mailbox_of(&login)).await;
+        assert_eq!(pass.delivered, 3);
+        let mails = sink.mails.lock().expect("lock");
+        let route_of = |id: &str| mails[&("mb1".to_owned(), format!("{id}@example.org"))].clone();
+        let Route::Post(item) = route_of("reply") else {
+            panic!("the reply went to {:?}", route_of("reply"));
+        };
+        assert_eq!(item.id, "wi-2", "into its original's thread");
+    }
+
+    /// One pass of mailbox `mb1` from no saved state, into a fresh sink.
+    async fn one_pass(client: &JmapClient, mailbox: &Mailbox) -> (Pass, MemorySink) {
         let (sink, states) = (MemorySink::default(), MemoryStates::default());
         let threads = Threads(&sink);
         let services = Services {
@@ -423,17 +434,11 @@ mod pass {
         };
         let followed = FollowedMailbox {
             id: "mb1",
-            mailbox: &mailbox,
-            client: &client,
+            mailbox,
+            client,
         };
         let pass = sync_once(&followed, services).await.expect("pass");
-        assert_eq!(pass.delivered, 3);
-        let mails = sink.mails.lock().expect("lock");
-        let route_of = |id: &str| mails[&("mb1".to_owned(), format!("{id}@example.org"))].clone();
-        let Route::Post(item) = route_of("reply") else {
-            panic!("the reply went to {:?}", route_of("reply"));
-        };
-        assert_eq!(item.id, "wi-2", "into its original's thread");
+        (pass, sink)
     }
 
     /// Issue 21: a new mailbox's first pass took everything the account
@@ -463,19 +468,7 @@ mod pass {
                 history_from,
                 ..mailbox_of(&login)
             };
-            let (sink, states) = (MemorySink::default(), MemoryStates::default());
-            let threads = Threads(&sink);
-            let services = Services {
-                context: &threads,
-                sink: &sink,
-                states: &states,
-            };
-            let followed = FollowedMailbox {
-                id: "mb1",
-                mailbox: &mailbox,
-                client: &client,
-            };
-            let pass = sync_once(&followed, services).await.expect("pass");
+            let (pass, sink) = one_pass(&client, &mailbox).await;
             assert_eq!(pass.delivered, expected, "{:?}", mailbox.history_from);
             if expected == 1 {
                 let mails = sink.mails.lock().expect("lock");
