@@ -114,8 +114,15 @@ pub trait AccountStore: Send + Sync {
     async fn get_user(&self, id: &str) -> Result<User, DomainError>;
     /// A user and password hash by username, if the user exists.
     async fn find_credentials(&self, username: &str) -> Result<Option<Credentials>, DomainError>;
-    /// Users in creation order.
-    async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, DomainError>;
+    /// Users in creation order; with `visible_to`, only that user and those
+    /// sharing a project with them.
+    async fn list_users(
+        &self,
+        visible_to: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<User>, DomainError>;
+    /// Whether two users are members of one project.
+    async fn share_a_project(&self, a: &str, b: &str) -> Result<bool, DomainError>;
     /// Applies a partial change; a password change revokes every session.
     /// Demoting or disabling the last active admin is
     /// `FAILED_PRECONDITION`/`LAST_ADMIN`, checked in the same transaction

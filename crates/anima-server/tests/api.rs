@@ -345,7 +345,8 @@ async fn unknown_update_mask_path_is_refused_and_nothing_changes(backend: Backen
 
 async fn page_size_and_page_token_are_validated(backend: Backend) {
     let server = TestServer::start(backend).await;
-    server.user("ada", false).await;
+    // An admin, who sees every user.
+    server.user("ada", true).await;
     for n in 0..55 {
         server.user(&format!("u{n:02}"), false).await;
     }
@@ -420,7 +421,8 @@ async fn page_size_and_page_token_are_validated(backend: Backend) {
 
 async fn pages_walk_every_user_once(backend: Backend) {
     let server = TestServer::start(backend).await;
-    server.user("ada", false).await;
+    // An admin, who sees every user.
+    server.user("ada", true).await;
     for n in 0..11 {
         server.user(&format!("u{n:02}"), false).await;
     }
@@ -520,7 +522,13 @@ async fn duplicate_usernames_and_long_strings_are_refused(backend: Backend) {
         (Code::InvalidArgument, "WEAK_PASSWORD".into())
     );
     let bad_id = team
-        .get_user(authed(&token, pb::GetUserRequest { id: "42".into() }))
+        .get_user(authed(
+            &token,
+            pb::GetUserRequest {
+                id: "42".into(),
+                ..Default::default()
+            },
+        ))
         .await;
     assert_eq!(
         failure(bad_id),
@@ -555,6 +563,7 @@ async fn strings_are_stored_verbatim(backend: Backend) {
             &token,
             pb::GetUserRequest {
                 id: created.id.clone(),
+                ..Default::default()
             },
         ))
         .await

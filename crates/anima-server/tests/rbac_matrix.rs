@@ -384,11 +384,18 @@ async fn call(
             .list_users(authed(token, pb::ListUsersRequest::default()))
             .await
             .map(drop),
+        // By username: anyone signed in finds a user to add to a project.
         "GetUser" => {
-            let id = target.await;
-            team.get_user(authed(token, pb::GetUserRequest { id }))
-                .await
-                .map(drop)
+            target.await;
+            team.get_user(authed(
+                token,
+                pb::GetUserRequest {
+                    username: target_name.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
         }
         "CreateUser" => team
             .create_user(authed(

@@ -22,6 +22,7 @@ on_both_backends!(
     only_admins_create_projects_when_configured,
     streams_end_when_access_ends,
     dashboards_show_message_bodies_only_to_thread_readers,
+    members_see_names_of_whom_they_work_with_and_no_more,
 );
 
 const OWNER: usize = 0;
@@ -448,5 +449,86 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
             .recent_activity
             .iter()
             .any(|event| event.payload_json.contains("acquisition"))
+    );
+}
+
+/// Issue 21: every signed-in user could list every account with its email
+/// and preferences.
+async fn members_see_names_of_whom_they_work_with_and_no_more(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.user("root", true).await;
+    server.user("ada", false).await;
+    let bob = server.user("bob", false).await;
+    let eve = server.user("eve", false).await;
+    for name in ["root", "ada", "bob", "eve"] {
+        let id = server
+            .store
+            .find_credentials(name)
+            .await
+            .expect("find")
+            .expect("user")
+            .user
+            .id;
+        server
+            .store
+            .update_user(
+                &id,
+                anima_core::model::UserChanges {
+                    email: Some(format!("{name}@example.org")),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("email");
+    }
+    let (root, ada) = (server.login("root").await, server.login("ada").await);
+    item_read_by(&server, &ada, &bob, DEFAULT_ROLES[VIEWER].id).await;
+    let users = |token: &str| {
+        let mut team = server.team();
+        let token = token.to_owned();
+        async move {
+            team.list_users(authed(&token, pb::ListUsersRequest::default()))
+                .await
+                .expect("list")
+                .into_inner()
+                .users
+        }
+    };
+    let seen = users(&ada).await;
+    let names: Vec<&str> = seen.iter().map(|user| user.username.as_str()).collect();
+    assert_eq!(names, ["ada", "bob"], "only whom ada works with");
+    for user in &seen {
+        let own = user.username == "ada";
+        assert_eq!(user.email.is_empty(), !own, "{}", user.username);
+    }
+    assert_eq!(users(&root).await.len(), 4);
+    assert!(users(&root).await.iter().all(|user| !user.email.is_empty()));
+    let by_id = server
+        .team()
+        .get_user(authed(
+            &ada,
+            pb::GetUserRequest {
+                id: eve.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(failure(by_id), (Code::NotFound, "USER_NOT_FOUND".into()));
+    // Found by exact username (to add them to a project), name only.
+    let by_name = server
+        .team()
+        .get_user(authed(
+            &ada,
+            pb::GetUserRequest {
+                username: "eve".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("by username")
+        .into_inner();
+    assert_eq!(
+        (by_name.id.as_str(), by_name.email.as_str()),
+        (eve.as_str(), "")
     );
 }

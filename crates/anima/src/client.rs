@@ -343,7 +343,10 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             let session = Session::open(&global).await?;
             let user = session
                 .team()
-                .get_user(session.request(pb::GetUserRequest { id })?)
+                .get_user(session.request(pb::GetUserRequest {
+                    id,
+                    ..Default::default()
+                })?)
                 .await?
                 .into_inner();
             print_user(&user, global.json);

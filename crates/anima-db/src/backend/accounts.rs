@@ -80,19 +80,38 @@ macro_rules! accounts_sql {
                 .transpose()
             }
 
-            async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, DomainError> {
+            async fn list_users(&self, visible_to: Option<&str>, page: &PageRequest) -> Result<Page<User>, DomainError> {
                 let rows = sqlx::query(
                     "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
-                     created_at, updated_at FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+                     created_at, updated_at FROM users u WHERE id > $1 \
+                     AND ($3 IS NULL OR u.id = $3 OR EXISTS (SELECT 1 FROM role_bindings mine \
+                       JOIN role_bindings theirs ON theirs.project_id = mine.project_id \
+                       WHERE mine.user_id = $3 AND theirs.user_id = u.id)) \
+                     ORDER BY id LIMIT $2",
                 )
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
+                .bind(visible_to)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(internal)?;
                 let mut items = rows.iter().map(Self::user_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |user| user.id.clone());
                 Ok(Page { items, next_page_token })
+            }
+
+            async fn share_a_project(&self, a: &str, b: &str) -> Result<bool, DomainError> {
+                sqlx::query(
+                    "SELECT 1 AS shared FROM role_bindings mine JOIN role_bindings theirs \
+                     ON theirs.project_id = mine.project_id \
+                     WHERE mine.user_id = $1 AND theirs.user_id = $2 LIMIT 1",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_optional(&self.pool)
+                .await
+                .map(|row| row.is_some())
+                .map_err(internal)
             }
 
             async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError> {

@@ -112,6 +112,50 @@ pub async fn the_last_admin_stays(store: &dyn Store) {
     );
 }
 
+/// A user's list holds themselves and those they share a project with.
+pub async fn users_see_only_who_they_share_a_project_with(store: &dyn Store) {
+    let ada = store.create_user(new_user("ada")).await.expect("user");
+    let bob = store.create_user(new_user("bob")).await.expect("user");
+    let eve = store.create_user(new_user("eve")).await.expect("user");
+    let project = store
+        .create_project("Shared", "", &ada.id)
+        .await
+        .expect("project");
+    store
+        .add_member(&project.id, &bob.id, DEFAULT_ROLES[3].id, None)
+        .await
+        .expect("bind");
+    let page = PageRequest::parse(0, "", "u").expect("page");
+    let names = |users: Vec<crate::User>| -> Vec<String> {
+        users.into_iter().map(|user| user.username).collect()
+    };
+    let seen = store.list_users(Some(&ada.id), &page).await.expect("list");
+    assert_eq!(names(seen.items), ["ada", "bob"]);
+    let seen = store.list_users(Some(&eve.id), &page).await.expect("list");
+    assert_eq!(names(seen.items), ["eve"]);
+    assert_eq!(
+        store
+            .list_users(None, &page)
+            .await
+            .expect("all")
+            .items
+            .len(),
+        3
+    );
+    assert!(
+        store
+            .share_a_project(&ada.id, &bob.id)
+            .await
+            .expect("shared")
+    );
+    assert!(
+        !store
+            .share_a_project(&ada.id, &eve.id)
+            .await
+            .expect("not shared")
+    );
+}
+
 /// Login attempts are counted before any password is checked, atomically
 /// across concurrent callers; a refused attempt counts nowhere, so one
 /// address that exhausts its own counter cannot exhaust the user's.
@@ -264,7 +308,7 @@ pub async fn user_pages_are_stable(store: &dyn Store) {
     let mut pages = 0;
     loop {
         let page = PageRequest::parse(3, &token, "users").expect("page");
-        let result = store.list_users(&page).await.expect("list");
+        let result = store.list_users(None, &page).await.expect("list");
         assert!(result.items.len() <= 3);
         seen.extend(result.items.iter().map(|user| user.username.clone()));
         pages += 1;
@@ -576,6 +620,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $make;
             users_round_trip,
             the_last_admin_stays,
+            users_see_only_who_they_share_a_project_with,
             login_attempts_are_counted_before_any_check,
             duplicate_username_changes_nothing,
             user_pages_are_stable,

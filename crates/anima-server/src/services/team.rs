@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     auth::Caller,
     authz, convert,
-    error::IntoStatus,
+    error::{IntoStatus, to_status},
     password::hash_password,
     rbac::{self, Access},
 };
@@ -196,12 +196,26 @@ impl TeamService for TeamApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let viewer = Viewer::of(authz::caller(&request).into_status()?);
         let request = request.into_inner();
-        let page =
-            PageRequest::parse(request.page_size, &request.page_token, "users").into_status()?;
-        let page = self.store.list_users(&page).await.into_status()?;
+        let visible_to = viewer.restricted_to();
+        let page = PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+            &format!("users:{}", visible_to.unwrap_or("*")),
+        )
+        .into_status()?;
+        let page = self
+            .store
+            .list_users(visible_to, &page)
+            .await
+            .into_status()?;
         Ok(Response::new(pb::ListUsersResponse {
-            users: page.items.into_iter().map(convert::user).collect(),
+            users: page
+                .items
+                .into_iter()
+                .map(|user| viewer.shown(user))
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -210,9 +224,53 @@ impl TeamService for TeamApi {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let id = parse_id(&request.get_ref().id, "id").into_status()?;
-        let user = self.store.get_user(&id).await.into_status()?;
-        Ok(Response::new(convert::user(user)))
+        let viewer = Viewer::of(authz::caller(&request).into_status()?);
+        let request = request.into_inner();
+        let not_found = |what: &str| {
+            to_status(DomainError::not_found(
+                reason::USER_NOT_FOUND,
+                format!("no user {what:?}"),
+            ))
+        };
+        let user = match (request.id.is_empty(), request.username.is_empty()) {
+            (false, true) => {
+                let id = parse_id(&request.id, "id").into_status()?;
+                let user = self.store.get_user(&id).await.into_status()?;
+                // Someone this caller shares no project with does not exist
+                // for them by id.
+                if let Some(me) = viewer.restricted_to()
+                    && me != user.id
+                    && !self
+                        .store
+                        .share_a_project(me, &user.id)
+                        .await
+                        .into_status()?
+                {
+                    return Err(not_found(&id));
+                }
+                user
+            }
+            (true, false) => self
+                .store
+                .find_credentials(&request.username)
+                .await
+                .into_status()?
+                .map(|found| found.user)
+                .ok_or_else(|| not_found(&request.username))?,
+            (true, true) => {
+                return Err(to_status(DomainError::invalid_argument(
+                    reason::FIELD_REQUIRED,
+                    "give id or username",
+                )));
+            }
+            (false, false) => {
+                return Err(to_status(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    "give id or username, not both",
+                )));
+            }
+        };
+        Ok(Response::new(viewer.shown(user)))
     }
 
     async fn create_user(
@@ -302,5 +360,41 @@ impl TeamService for TeamApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+/// Who looks at users: server admins see everything; anyone else sees
+/// names only, and (in lists) only themselves and those they share a
+/// project with.
+enum Viewer {
+    Admin,
+    Member(String),
+}
+
+impl Viewer {
+    fn of(caller: &Caller) -> Self {
+        match caller {
+            Caller::User { user, .. } if !user.is_admin => Self::Member(user.id.clone()),
+            _ => Self::Admin,
+        }
+    }
+
+    fn restricted_to(&self) -> Option<&str> {
+        match self {
+            Self::Admin => None,
+            Self::Member(id) => Some(id),
+        }
+    }
+
+    /// The user as this viewer may see them: another user's email and
+    /// preferences are theirs and the admins'.
+    fn shown(&self, user: anima_core::model::User) -> pb::User {
+        let own = self.restricted_to().is_none_or(|me| me == user.id);
+        let mut shown = convert::user(user);
+        if !own {
+            shown.email.clear();
+            shown.preferences.clear();
+        }
+        shown
     }
 }

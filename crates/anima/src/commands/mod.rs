@@ -190,12 +190,17 @@ async fn user_id(session: &Session, user: &str) -> anyhow::Result<String> {
     if is_id(user) {
         return Ok(user.to_owned());
     }
-    usernames(session)
-        .await?
-        .into_iter()
-        .find(|(_, username)| username == user)
-        .map(|(id, _)| id)
-        .with_context(|| format!("no user named {user:?}"))
+    // By exact username: people not yet in a shared project are found too.
+    let found = session
+        .team()
+        .get_user(session.request(pb::GetUserRequest {
+            username: user.to_owned(),
+            ..Default::default()
+        })?)
+        .await
+        .with_context(|| format!("no user named {user:?}"))?
+        .into_inner();
+    Ok(found.id)
 }
 
 /// A role id from an id or a name (any case).
