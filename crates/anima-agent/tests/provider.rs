@@ -184,7 +184,9 @@ async fn keeping_a_sandbox_stops_its_agent_and_keeps_only_the_workspace() {
         &provider,
         pb::ProvisionVmRequest {
             secrets: vec![secret("token", b"kept-out")],
-            ..provision("s-kept", "echo work > result; sleep 300", Vec::new())
+            // A duration no other test sleeps: tests run side by side, and
+            // the check below looks at every process of the host.
+            ..provision("s-kept", "echo work > result; sleep 317", Vec::new())
         },
     )
     .await;
@@ -214,7 +216,7 @@ async fn keeping_a_sandbox_stops_its_agent_and_keeps_only_the_workspace() {
         .filter_map(Result::ok)
         .any(|entry| {
             std::fs::read(entry.path().join("cmdline"))
-                .is_ok_and(|cmdline| cmdline.starts_with(b"sleep\x00300"))
+                .is_ok_and(|cmdline| cmdline.starts_with(b"sleep\x00317"))
         });
     assert!(!sleeping, "the agent stopped");
 }
