@@ -162,6 +162,24 @@ impl EventHub {
         Ok(())
     }
 
+    /// Checks `reader` again ([`Self::check`]) when `event` may change their
+    /// access, on a heartbeat (`None`), or when the last check is a
+    /// heartbeat interval old.
+    async fn recheck(
+        &self,
+        reader: &Reader,
+        event: Option<&Event>,
+        last_checked: &mut Instant,
+    ) -> Result<(), DomainError> {
+        let due = event.is_none_or(|event| reader.affected_by(event))
+            || last_checked.elapsed() >= self.heartbeat;
+        if due {
+            self.check(reader).await?;
+            *last_checked = Instant::now();
+        }
+        Ok(())
+    }
+
     /// Ends with an error unless `reader` still has their session and the
     /// permission the stream needs.
     async fn check(&self, reader: &Reader) -> Result<(), DomainError> {
@@ -217,10 +235,7 @@ impl EventHub {
                 for event in batch {
                     cursor = event.id;
                     let event = Arc::new(event);
-                    if reader.affected_by(&event) || last_checked.elapsed() >= hub.heartbeat {
-                        hub.check(&reader).await?;
-                        last_checked = Instant::now();
-                    }
+                    hub.recheck(&reader, Some(&event), &mut last_checked).await?;
                     if keep(event.clone()).await? {
                         last_sent = Instant::now();
                         yield StreamItem::Event(event);
@@ -238,10 +253,7 @@ impl EventHub {
                 match tokio::time::timeout(wait, live.recv()).await {
                     Ok(Ok(event)) if event.id > cursor => {
                         cursor = event.id;
-                        if reader.affected_by(&event) || last_checked.elapsed() >= hub.heartbeat {
-                            hub.check(&reader).await?;
-                            last_checked = Instant::now();
-                        }
+                        hub.recheck(&reader, Some(&event), &mut last_checked).await?;
                         if keep(event.clone()).await? {
                             last_sent = Instant::now();
                             yield StreamItem::Event(event);
@@ -260,8 +272,7 @@ impl EventHub {
                     }
                     Err(_silent) => {
                         // An idle session expires while nothing happens.
-                        hub.check(&reader).await?;
-                        last_checked = Instant::now();
+                        hub.recheck(&reader, None, &mut last_checked).await?;
                         last_sent = Instant::now();
                         yield StreamItem::Heartbeat { last_event_id: cursor };
                     }

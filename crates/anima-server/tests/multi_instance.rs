@@ -3,6 +3,8 @@
 //! a subscriber whose connection dies mid-stream resumes from its last
 //! event id and, between both connections, sees every message once.
 
+mod common;
+
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
@@ -16,6 +18,7 @@ use anima_proto::v1::{
     project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
     work_item_service_client::WorkItemServiceClient,
 };
+use common::code_and_reason;
 use tokio_stream::StreamExt;
 use tonic::{Request, Streaming, transport::Channel};
 
@@ -221,19 +224,6 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
     );
 }
 
-/// The code and ErrorInfo reason of a failed login.
-fn refusal(status: &tonic::Status) -> (tonic::Code, String) {
-    use tonic_types::StatusExt;
-    (
-        status.code(),
-        status
-            .get_error_details()
-            .error_info()
-            .map(|info| info.reason.clone())
-            .unwrap_or_default(),
-    )
-}
-
 async fn wrong_login(channel: Channel, username: &str) -> tonic::Status {
     AuthServiceClient::new(channel)
         .login(pb::LoginRequest {
@@ -261,7 +251,7 @@ async fn parallel_guesses_across_instances_are_each_an_attempt() {
         } else {
             to_b.clone()
         };
-        tokio::spawn(async move { refusal(&wrong_login(channel, "admin").await) })
+        tokio::spawn(async move { code_and_reason(&wrong_login(channel, "admin").await) })
     });
     let mut outcomes = Vec::new();
     for guess in guesses {
@@ -285,7 +275,7 @@ async fn parallel_guesses_across_instances_are_each_an_attempt() {
         })
         .await
         .expect_err("this address waits");
-    assert_eq!(refusal(&blocked).1, "RATE_LIMITED");
+    assert_eq!(code_and_reason(&blocked).1, "RATE_LIMITED");
 }
 
 /// Peak resident memory of a process, from the kernel's own record.
@@ -319,7 +309,9 @@ async fn a_login_flood_keeps_memory_bounded_and_the_server_answering() {
     let flood: Vec<_> = (0..500)
         .map(|n| {
             let channel = channel.clone();
-            tokio::spawn(async move { refusal(&wrong_login(channel, &format!("user{n}")).await) })
+            tokio::spawn(async move {
+                code_and_reason(&wrong_login(channel, &format!("user{n}")).await)
+            })
         })
         .collect();
     // Answered while the flood is on.

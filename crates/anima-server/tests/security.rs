@@ -11,11 +11,10 @@ use anima_proto::v1::{
     thread_service_client::ThreadServiceClient,
 };
 use anima_server::{ServerConfig, config::ProjectCreators};
-use common::{Backend, PASSWORD, TestServer, authed, failure};
+use common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
 use prost_types::FieldMask;
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
-use tonic_types::StatusExt;
 
 on_both_backends!(
     a_project_admin_cannot_make_anyone_owner,
@@ -44,7 +43,7 @@ async fn project_of(server: &TestServer, token: &str) -> pb::Project {
         .into_inner()
 }
 
-async fn bind(server: &TestServer, token: &str, project: &str, user: &str, role: usize) -> Code {
+async fn bind(server: &TestServer, token: &str, project: &str, user: &str, role: &str) -> Code {
     match server
         .projects()
         .add_project_member(authed(
@@ -52,7 +51,7 @@ async fn bind(server: &TestServer, token: &str, project: &str, user: &str, role:
             pb::AddProjectMemberRequest {
                 project_id: project.into(),
                 user_id: user.into(),
-                role_id: DEFAULT_ROLES[role].id.into(),
+                role_id: role.into(),
             },
         ))
         .await
@@ -73,7 +72,14 @@ async fn a_project_admin_cannot_make_anyone_owner(backend: Backend) {
     let admin = server.login("adam").await;
     let project = project_of(&server, &owner).await;
     assert_eq!(
-        bind(&server, &owner, &project.id, &admin_id, ADMIN).await,
+        bind(
+            &server,
+            &owner,
+            &project.id,
+            &admin_id,
+            DEFAULT_ROLES[ADMIN].id
+        )
+        .await,
         Code::Ok
     );
     let before = server.last_event_id().await;
@@ -122,7 +128,14 @@ async fn a_project_admin_cannot_make_anyone_owner(backend: Backend) {
 
     // What an Admin holds, it may hand out.
     assert_eq!(
-        bind(&server, &admin, &project.id, &friend_id, VIEWER).await,
+        bind(
+            &server,
+            &admin,
+            &project.id,
+            &friend_id,
+            DEFAULT_ROLES[VIEWER].id
+        )
+        .await,
         Code::Ok
     );
 }
@@ -161,20 +174,8 @@ async fn only_admins_create_projects_when_configured(backend: Backend) {
 async fn item_read_by(server: &TestServer, owner: &str, reader: &str, role: &str) -> pb::WorkItem {
     let project = project_of(server, owner).await;
     assert_eq!(
-        server
-            .projects()
-            .add_project_member(authed(
-                owner,
-                pb::AddProjectMemberRequest {
-                    project_id: project.id.clone(),
-                    user_id: reader.into(),
-                    role_id: role.into(),
-                },
-            ))
-            .await
-            .map(drop)
-            .map_err(|status| status.code()),
-        Ok(())
+        bind(server, owner, &project.id, reader, role).await,
+        Code::Ok
     );
     server
         .work_items()
@@ -210,14 +211,7 @@ async fn end_of<T>(stream: &mut Streaming<T>) -> (Code, String) {
     loop {
         match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(status))) => {
-                let reason = status
-                    .get_error_details()
-                    .error_info()
-                    .map(|info| info.reason.clone())
-                    .unwrap_or_default();
-                return (status.code(), reason);
-            }
+            Ok(Some(Err(status))) => return code_and_reason(&status),
             Ok(None) => panic!("the stream ended without saying why"),
             Err(_) => panic!("the stream is still open"),
         }
@@ -456,23 +450,20 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
 /// and preferences.
 async fn members_see_names_of_whom_they_work_with_and_no_more(backend: Backend) {
     let server = TestServer::start(backend).await;
-    server.user("root", true).await;
-    server.user("ada", false).await;
+    let root_id = server.user("root", true).await;
+    let ada_id = server.user("ada", false).await;
     let bob = server.user("bob", false).await;
     let eve = server.user("eve", false).await;
-    for name in ["root", "ada", "bob", "eve"] {
-        let id = server
-            .store
-            .find_credentials(name)
-            .await
-            .expect("find")
-            .expect("user")
-            .user
-            .id;
+    for (name, id) in [
+        ("root", &root_id),
+        ("ada", &ada_id),
+        ("bob", &bob),
+        ("eve", &eve),
+    ] {
         server
             .store
             .update_user(
-                &id,
+                id,
                 anima_core::model::UserChanges {
                     email: Some(format!("{name}@example.org")),
                     ..Default::default()

@@ -174,7 +174,11 @@ pub fn authed<T>(token: &str, message: T) -> Request<T> {
 
 /// The code and ErrorInfo reason of a failed call.
 pub fn failure<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) {
-    let status = result.expect_err("the call must fail");
+    code_and_reason(&result.expect_err("the call must fail"))
+}
+
+/// The code and ErrorInfo reason of a status.
+pub fn code_and_reason(status: &Status) -> (Code, String) {
     let reason = status
         .get_error_details()
         .error_info()

@@ -166,18 +166,7 @@ impl Up {
 
     /// Logs the CLI with config directory `config` in as the administrator.
     pub fn login_admin(&self, config: &std::path::Path) {
-        cli(
-            config,
-            &[
-                "login",
-                "--server",
-                &self.address,
-                "-u",
-                "admin",
-                "--password-stdin",
-            ],
-            &self.admin_password,
-        );
+        self.login_as(config, "admin", &self.admin_password);
     }
 
     /// Creates the user `username` (no admin) through the administrator
@@ -193,6 +182,10 @@ impl Up {
             &["user", "create", username, "--password-stdin"],
             USER_PASSWORD,
         );
+        self.login_as(config, username, USER_PASSWORD);
+    }
+
+    fn login_as(&self, config: &std::path::Path, username: &str, password: &str) {
         cli(
             config,
             &[
@@ -203,7 +196,7 @@ impl Up {
                 username,
                 "--password-stdin",
             ],
-            USER_PASSWORD,
+            password,
         );
     }
 }
