@@ -1,6 +1,11 @@
 //! Permissions are a code enum (one per action); roles are database rows
 //! holding sets of them, bound to users per project. This module defines the
 //! enum and the default roles every fresh database is seeded with.
+//!
+//! Workflows and Akh personas are not a project's: they are server-wide
+//! catalogues that every signed-in user reads and only server
+//! administrators change, so no project role grants anything over them
+//! (and a project Owner cannot rewrite what other projects' agents use).
 
 use std::{fmt, str::FromStr};
 
@@ -59,8 +64,6 @@ permissions! {
     WorkItemUpdate = "workitem.update", "Change work items, their descriptions and phases.";
     WorkItemDelete = "workitem.delete", "Delete work items.";
     CapabilityUpdate = "capability.update", "Change the capabilities of work items.";
-    WorkflowRead = "workflow.read", "See workflows.";
-    WorkflowManage = "workflow.manage", "Create, change and delete custom workflows.";
     ThreadRead = "thread.read", "Read work item threads.";
     ThreadPost = "thread.post", "Post to work item threads, including outbound mail.";
     ThreadPromote = "thread.promote", "Promote an AI message into a description revision.";
@@ -77,8 +80,6 @@ permissions! {
     MailboxManage = "mailbox.manage", "Create, link and delete mailboxes; assign triaged mail.";
     DocumentRead = "document.read", "Read and search library documents.";
     DocumentWrite = "document.write", "Upload and delete library documents.";
-    AkhRead = "akh.read", "See Akh personas.";
-    AkhManage = "akh.manage", "Create, change and delete Akh personas.";
     DashboardRead = "dashboard.read", "See the dashboard of the project.";
 }
 
@@ -140,13 +141,11 @@ const VIEWER: &[Permission] = &[
     ProjectRead,
     PlanRead,
     WorkItemRead,
-    WorkflowRead,
     ThreadRead,
     AgentRead,
     RepositoryRead,
     MailboxRead,
     DocumentRead,
-    AkhRead,
     DashboardRead,
 ];
 
@@ -158,7 +157,6 @@ const MEMBER: &[Permission] = &[
     WorkItemRead,
     WorkItemCreate,
     WorkItemUpdate,
-    WorkflowRead,
     ThreadRead,
     ThreadPost,
     ThreadPromote,
@@ -172,7 +170,6 @@ const MEMBER: &[Permission] = &[
     MailboxRead,
     DocumentRead,
     DocumentWrite,
-    AkhRead,
     DashboardRead,
 ];
 
@@ -189,8 +186,6 @@ const ADMIN: &[Permission] = &[
     WorkItemUpdate,
     WorkItemDelete,
     CapabilityUpdate,
-    WorkflowRead,
-    WorkflowManage,
     ThreadRead,
     ThreadPost,
     ThreadPromote,
@@ -207,8 +202,6 @@ const ADMIN: &[Permission] = &[
     MailboxManage,
     DocumentRead,
     DocumentWrite,
-    AkhRead,
-    AkhManage,
     DashboardRead,
 ];
 
