@@ -217,7 +217,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
 async fn serve(
     store: Arc<dyn anima_db::Store>,
 ) -> anyhow::Result<(ServerLink, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = anima_server::Listener::plaintext(std::net::TcpListener::bind("127.0.0.1:0")?);
     let address = listener.local_addr()?;
     let token = anima_server::auth::new_token();
     let config = anima_server::ServerConfig {

@@ -32,7 +32,7 @@ pub struct ServeArgs {
 
 /// Runs the chosen server until interrupted.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = anima_server::Listener::plaintext(std::net::TcpListener::bind("127.0.0.1:0")?);
     let address = listener.local_addr()?;
     let router = match (args.echo_bytes, args.database_url) {
         (Some(bytes), _) => {

@@ -132,15 +132,17 @@ pub struct Event {
     pub created_at: i64,
 }
 
-/// One counter a login attempt is counted under, e.g. its username and
-/// peer address together: at most `limit` attempts per `window_micros`,
-/// counted from the window's first attempt.
+/// One counter an attempt is counted under, e.g. a login's username and
+/// peer address together, or a user's outbound mail: at most `limit`
+/// attempts per `window_micros`, counted from the window's first attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptCounter {
-    /// What is counted, e.g. `user+peer:ada|10.0.0.1`.
+    /// Which counter, e.g. `user+peer:ada|10.0.0.1` or `mail:USER_ID`.
     pub key: String,
     /// Attempts allowed in one window.
     pub limit: u32,
     /// The window's length.
     pub window_micros: i64,
+    /// What is counted, as a refusal names it: "too many {what}".
+    pub what: String,
 }

@@ -135,20 +135,17 @@ pub trait AccountStore: Send + Sync {
     /// How many users exist (to know whether to bootstrap an admin).
     async fn count_users(&self) -> Result<i64, DomainError>;
 
-    /// Counts one login attempt under each counter, in order, in one
-    /// transaction shared by every instance. The first counter whose
-    /// window already holds its limit refuses the attempt
-    /// (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`, saying when to retry) and
-    /// nothing is counted, so refused attempts never lock out a later
-    /// counter. Ended windows are pruned.
-    async fn count_login_attempt(
-        &self,
-        counters: &[AttemptCounter],
-        now: i64,
-    ) -> Result<(), DomainError>;
+    /// Counts one attempt (a login, an outbound mail, …) under each
+    /// counter, in order, in one transaction shared by every instance. The
+    /// first counter whose window already holds its limit refuses the
+    /// attempt (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`, naming what and when
+    /// to retry) and nothing is counted, so refused attempts never lock
+    /// out a later counter. Ended windows, of any counter, are pruned.
+    async fn count_attempt(&self, counters: &[AttemptCounter], now: i64)
+    -> Result<(), DomainError>;
     /// Forgets the attempts counted under these keys (after a login
     /// succeeded).
-    async fn forget_login_attempts(&self, keys: &[String]) -> Result<(), DomainError>;
+    async fn forget_attempts(&self, keys: &[String]) -> Result<(), DomainError>;
 
     /// Stores a new session under the hash of its token.
     async fn create_session(&self, session: AuthSession) -> Result<(), DomainError>;

@@ -78,6 +78,11 @@ const COMMON: &[Step] = &[
         "mailbox provisioned",
         include_str!("../migrations/common/0014_mailbox_provisioned.sql"),
     ),
+    (
+        15,
+        "attempt counters",
+        include_str!("../migrations/common/0015_attempt_counters.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

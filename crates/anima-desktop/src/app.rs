@@ -32,6 +32,9 @@ pub struct Options {
     pub cache: PathBuf,
     /// The server address shown on the login screen when none is cached.
     pub server: Option<String>,
+    /// PEM file of the CA that signed an https:// server's certificate
+    /// (a private CA); without it, the system's trusted roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The window; its callbacks hold the controller.
@@ -70,6 +73,8 @@ struct Controller {
     runtime: tokio::runtime::Handle,
     window: slint::Weak<AppWindow>,
     cache: Cache,
+    /// See [`Options::ca_cert`].
+    ca_cert: Option<PathBuf>,
     state: Mutex<State>,
 }
 
@@ -87,6 +92,7 @@ impl App {
             runtime,
             window: window.as_weak(),
             cache,
+            ca_cert: options.ca_cert,
             state: Mutex::new(State::default()),
         });
         controller.wire(&window);
@@ -204,7 +210,7 @@ impl Controller {
             });
         }
         self.show_dashboard().await;
-        match Client::with_token(&server, &token) {
+        match Client::with_token(&server, self.ca_cert.as_deref(), &token) {
             Ok(client) => {
                 if let Ok(mut state) = self.state.lock() {
                     state.client = Some(client);
@@ -217,7 +223,14 @@ impl Controller {
 
     async fn login(self: Arc<Self>, server: String, username: String, password: String) {
         self.ui(|window| window.set_busy(true));
-        match Client::login(server.trim(), username.trim(), &password).await {
+        match Client::login(
+            server.trim(),
+            self.ca_cert.as_deref(),
+            username.trim(),
+            &password,
+        )
+        .await
+        {
             Ok(client) => {
                 let remembered = async {
                     self.cache.set_meta("server", server.trim()).await?;

@@ -93,6 +93,8 @@ impl Cache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        // It holds the session token and every project's cached records.
+        anima_client::keep_sqlite_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

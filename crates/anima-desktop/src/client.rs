@@ -11,11 +11,13 @@ use anima_proto::v1::{
     work_item_service_client::WorkItemServiceClient,
     workflow_service_client::WorkflowServiceClient,
 };
+use std::path::Path;
+
 use anyhow::Context;
 use tonic::{
     Request, Streaming,
     metadata::{Ascii, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 /// Most records one list call asks for; lists page beyond it.
@@ -56,17 +58,22 @@ where
     }
 }
 
-fn channel(server: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(server.to_owned())
-        .with_context(|| format!("{server:?} is not a server address"))?
+fn channel(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
+    Ok(anima_client::endpoint(server, ca_cert)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect_lazy())
 }
 
 impl Client {
-    /// Logs in with a username and password.
-    pub async fn login(server: &str, username: &str, password: &str) -> anyhow::Result<Self> {
-        let channel = channel(server)?;
+    /// Logs in with a username and password; an https:// server is
+    /// checked against `ca_cert` if given, else the system's roots.
+    pub async fn login(
+        server: &str,
+        ca_cert: Option<&Path>,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        let channel = channel(server, ca_cert)?;
         let token = AuthServiceClient::new(channel.clone())
             .login(pb::LoginRequest {
                 username: username.to_owned(),
@@ -76,14 +83,14 @@ impl Client {
             .map_err(|status| anyhow::anyhow!(describe(&status)))?
             .into_inner()
             .token;
-        Self::with_token(server, &token)
+        Self::with_token(server, ca_cert, &token)
     }
 
     /// A client with a session token from an earlier login (not checked
     /// until the first call).
-    pub fn with_token(server: &str, token: &str) -> anyhow::Result<Self> {
+    pub fn with_token(server: &str, ca_cert: Option<&Path>, token: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            channel: channel(server)?,
+            channel: channel(server, ca_cert)?,
             authorization: format!("Bearer {token}")
                 .parse()
                 .context("the session token is not a valid header value")?,

@@ -17,6 +17,10 @@ struct Args {
     /// comes first).
     #[arg(long, env = "ANIMA_SERVER")]
     server: Option<String>,
+    /// PEM file of the CA that signed an https:// server's certificate
+    /// (a private CA) [default: the system's trusted roots].
+    #[arg(long, env = "ANIMA_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Sign in (ANIMA_USERNAME, ANIMA_PASSWORD), save every screen as a PNG
     /// into this directory, and exit (see scripts/screenshots).
     #[arg(long)]
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         anima_desktop::app::Options {
             cache,
             server: args.server.clone(),
+            ca_cert: args.ca_cert.clone(),
         },
         runtime.handle().clone(),
     )?;

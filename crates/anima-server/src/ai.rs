@@ -14,7 +14,11 @@ use tonic::{
 };
 use tonic_types::StatusExt;
 
-use crate::config::ServerConfig;
+use crate::{
+    auth::Caller,
+    config::ServerConfig,
+    limits::{Metered, RateLimiter},
+};
 
 /// Longest a model call may take, retries included, before the caller is
 /// told anima-ai is unavailable.
@@ -37,6 +41,8 @@ const PASSED_THROUGH: &[&str] = &[
 pub struct Ai {
     /// The client and the `authorization` it presents (none in process).
     remote: Option<(AnimaAiServiceClient<Channel>, Option<MetadataValue<Ascii>>)>,
+    /// Counts users' requests, when metered.
+    limiter: Option<RateLimiter>,
 }
 
 macro_rules! forward {
@@ -57,7 +63,10 @@ impl Ai {
     /// From `ai_url` and `ai_token`; connects on first use.
     pub fn from_config(config: &ServerConfig) -> anyhow::Result<Self> {
         if config.ai_url.is_empty() {
-            return Ok(Self { remote: None });
+            return Ok(Self {
+                remote: None,
+                limiter: None,
+            });
         }
         let channel = Channel::from_shared(config.ai_url.clone())?.connect_lazy();
         let authorization = format!("Bearer {}", config.ai_token)
@@ -65,6 +74,7 @@ impl Ai {
             .map_err(|_| anyhow::anyhow!("the configured ai_token is not a valid header value"))?;
         Ok(Self {
             remote: Some((AnimaAiServiceClient::new(channel), Some(authorization))),
+            limiter: None,
         })
     }
 
@@ -72,6 +82,25 @@ impl Ai {
     pub fn hosted(channel: Channel) -> Self {
         Self {
             remote: Some((AnimaAiServiceClient::new(channel), None)),
+            limiter: None,
+        }
+    }
+
+    /// Meters users' requests with `limiter` (`ai_calls_per_hour`).
+    pub fn metered(self, limiter: RateLimiter) -> Self {
+        Self {
+            limiter: Some(limiter),
+            ..self
+        }
+    }
+
+    /// Counts one request made for `caller`, or refuses it
+    /// (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`); call it once per user request
+    /// that reaches a model. Nothing is counted without anima-ai.
+    pub async fn admit(&self, caller: Option<&Caller>) -> Result<(), DomainError> {
+        match (&self.remote, &self.limiter) {
+            (Some(_), Some(limiter)) => limiter.take_for(Metered::AiCall, caller).await,
+            _ => Ok(()),
         }
     }
 

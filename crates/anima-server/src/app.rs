@@ -1,6 +1,6 @@
 //! Assembling and running the server.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use anima_core::{DomainError, model::NewUser};
 use anima_db::Store;
@@ -17,8 +17,7 @@ use anima_proto::v1::{
     work_item_service_server::WorkItemServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
-use axum::{Router, routing::get, serve::ListenerExt};
-use tokio::net::TcpListener;
+use axum::{Router, routing::get};
 use tonic::{service::Routes, transport::Channel};
 
 use crate::{
@@ -27,6 +26,7 @@ use crate::{
     auth::{Authenticator, LoginThrottle, new_token},
     config::ServerConfig,
     events::EventHub,
+    limits::RateLimiter,
     mcp,
     middleware::{authorize, trust_every_caller},
     password::hash_password,
@@ -88,6 +88,7 @@ pub struct Api {
     routes: Routes,
     authenticator: Authenticator,
     store: Arc<dyn Store>,
+    limits: RateLimiter,
 }
 
 impl Api {
@@ -100,7 +101,7 @@ impl Api {
                 self.authenticator,
                 authorize,
             ));
-        Self::with_http(grpc, self.store)
+        Self::with_http(grpc, self.store, self.limits)
     }
 
     /// The same services behind [`trust_every_caller`] instead: for
@@ -111,16 +112,16 @@ impl Api {
             .routes
             .into_axum_router()
             .layer(axum::middleware::from_fn(trust_every_caller));
-        Self::with_http(grpc, self.store)
+        Self::with_http(grpc, self.store, self.limits)
     }
 
-    fn with_http(grpc: Router, store: Arc<dyn Store>) -> Router {
+    fn with_http(grpc: Router, store: Arc<dyn Store>, limits: RateLimiter) -> Router {
         let backend = store.backend();
         let http = Router::new().route(
             "/healthz",
             get(move || async move { format!("ok {backend}\n") }),
         );
-        grpc.merge(http).merge(mcp::router(store))
+        grpc.merge(http).merge(mcp::router(store, limits))
     }
 }
 
@@ -141,10 +142,12 @@ pub async fn api(
     let throttle = LoginThrottle::new(store.clone(), config);
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
     let zones = Arc::new(NetworkZones::new(config.network_zones.clone())?);
+    let limits = RateLimiter::new(store.clone(), config.rate_limits);
     let ai = match hosted_ai {
         Some(channel) => Ai::hosted(channel),
         None => Ai::from_config(config)?,
-    };
+    }
+    .metered(limits.clone());
     if let Some(provider) = &provider {
         let resumed = crate::services::agent::resume_watching(&store, provider).await?;
         if resumed > 0 {
@@ -195,6 +198,7 @@ pub async fn api(
             store.clone(),
             hub.clone(),
             ai.clone(),
+            limits.clone(),
         )))
         .add_service(AgentSessionServiceServer::new(AgentSessionApi::new(
             store.clone(),
@@ -231,28 +235,8 @@ pub async fn api(
         routes,
         authenticator,
         store,
+        limits,
     })
-}
-
-/// Serves the router on a bound listener until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Streams push small frames; without TCP_NODELAY, Nagle's algorithm
-    // holds them back until the peer's delayed ACK (~40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// The administrator created on first start.

@@ -266,6 +266,7 @@ impl LoginThrottle {
             key,
             limit,
             window_micros: self.window_micros,
+            what: "login attempts".into(),
         };
         [
             counter(
@@ -280,7 +281,7 @@ impl LoginThrottle {
     /// Counts an attempt, or refuses it (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`).
     pub async fn attempt(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
         self.store
-            .count_login_attempt(&self.counters(username, peer), now_micros())
+            .count_attempt(&self.counters(username, peer), now_micros())
             .await
     }
 
@@ -289,7 +290,7 @@ impl LoginThrottle {
     pub async fn succeeded(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
         let [user_and_peer, _, user] = self.counters(username, peer);
         self.store
-            .forget_login_attempts(&[user_and_peer.key, user.key])
+            .forget_attempts(&[user_and_peer.key, user.key])
             .await
     }
 }
@@ -304,7 +305,14 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Resu
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
-    options.open(path)?.write_all(bytes)
+    let mut file = options.open(path)?;
+    // The mode above applies only to a file this call creates.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)
 }
 
 #[cfg(test)]

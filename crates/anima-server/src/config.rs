@@ -13,8 +13,16 @@ use crate::{secrets::SecretStore, zones::ZoneConfig};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address of the one listener (gRPC, `/healthz`).
+    /// Address of the one listener (gRPC, `/mcp`, `/healthz`).
     pub listen: SocketAddr,
+    /// PEM certificate chain for TLS on the listener; with `tls_key`, the
+    /// listener speaks only TLS. Reloaded on `SIGHUP`.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// Allow plaintext on an address beyond loopback (a TLS-terminating
+    /// proxy in front); refused otherwise.
+    pub insecure_listen: bool,
     /// `sqlite://…` or `postgres://…`; empty means SQLite in `data_dir`.
     pub database_url: String,
     /// Where the embedded database lives when `database_url` is empty.
@@ -38,6 +46,9 @@ pub struct ServerConfig {
     pub login_attempts_per_user: u32,
     /// Length of the login-attempt window, in seconds.
     pub login_attempt_window_secs: u64,
+    /// Per-user limits on outbound mail, AI requests and agents' MCP
+    /// writes (`[rate_limits]`).
+    pub rate_limits: RateLimits,
     /// Tokens that internal services (anima-mail, anima-agent) present,
     /// each naming its service, which it alone may be used for. Several
     /// may be valid at once, which is how they rotate: add the new token,
@@ -72,6 +83,31 @@ pub struct ServerConfig {
     pub ai_url: String,
     /// The service token anima-server presents to anima-ai.
     pub ai_token: String,
+}
+
+/// Per-user rate limits, shared by every instance; 0 turns one off. A
+/// refusal is `RESOURCE_EXHAUSTED`/`RATE_LIMITED` and says when to retry.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Emails one user may send from threads per hour.
+    pub outbound_mails_per_hour: u32,
+    /// Requests to anima-ai (summaries, drafts, reviews, gap analyses)
+    /// one user may make per hour: remote models cost money.
+    pub ai_calls_per_hour: u32,
+    /// Writes (posts, tasks, decision requests) one agent session may make
+    /// over MCP per minute.
+    pub mcp_writes_per_minute: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            outbound_mails_per_hour: 60,
+            ai_calls_per_hour: 120,
+            mcp_writes_per_minute: 120,
+        }
+    }
 }
 
 /// Who may create projects; see [`ServerConfig::project_creators`].
@@ -126,6 +162,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7433)),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            insecure_listen: false,
             database_url: String::new(),
             data_dir: String::new(),
             session_idle_timeout_secs: 8 * 60 * 60,
@@ -135,6 +174,7 @@ impl Default for ServerConfig {
             login_attempts_per_peer: 100,
             login_attempts_per_user: 30,
             login_attempt_window_secs: 5 * 60,
+            rate_limits: RateLimits::default(),
             service_tokens: Vec::new(),
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,
@@ -170,6 +210,17 @@ impl ServerConfig {
                 .parse()
                 .with_context(|| format!("ANIMA_LISTEN={listen:?}"))?;
         }
+        if let Some(cert) = var("ANIMA_TLS_CERT") {
+            self.tls_cert = cert;
+        }
+        if let Some(key) = var("ANIMA_TLS_KEY") {
+            self.tls_key = key;
+        }
+        if let Some(insecure) = var("ANIMA_INSECURE_LISTEN") {
+            self.insecure_listen = insecure
+                .parse()
+                .with_context(|| format!("ANIMA_INSECURE_LISTEN={insecure:?} (true or false)"))?;
+        }
         if let Some(url) = var("ANIMA_DATABASE_URL") {
             self.database_url = url;
         }
@@ -192,6 +243,26 @@ impl ServerConfig {
             self.project_creators = creators
                 .parse()
                 .with_context(|| format!("ANIMA_PROJECT_CREATORS={creators:?}"))?;
+        }
+        for (name, limit) in [
+            (
+                "ANIMA_OUTBOUND_MAILS_PER_HOUR",
+                &mut self.rate_limits.outbound_mails_per_hour,
+            ),
+            (
+                "ANIMA_AI_CALLS_PER_HOUR",
+                &mut self.rate_limits.ai_calls_per_hour,
+            ),
+            (
+                "ANIMA_MCP_WRITES_PER_MINUTE",
+                &mut self.rate_limits.mcp_writes_per_minute,
+            ),
+        ] {
+            if let Some(value) = var(name) {
+                *limit = value
+                    .parse()
+                    .with_context(|| format!("{name}={value:?} (a count; 0 for no limit)"))?;
+            }
         }
         if let Some(secs) = var("ANIMA_STREAM_HEARTBEAT_SECS") {
             self.stream_heartbeat_secs = secs

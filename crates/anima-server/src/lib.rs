@@ -18,6 +18,8 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod in_process;
+pub mod limits;
+pub mod listener;
 pub mod mcp;
 pub mod middleware;
 pub mod password;
@@ -26,5 +28,6 @@ pub mod secrets;
 pub mod services;
 pub mod zones;
 
-pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider, serve};
+pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider};
 pub use config::ServerConfig;
+pub use listener::{Listener, serve};

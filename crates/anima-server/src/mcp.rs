@@ -43,13 +43,17 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::token_hash;
+use crate::{
+    auth::token_hash,
+    limits::{Metered, RateLimiter},
+};
 
 /// Most messages one `get_thread` call returns.
 const MAX_THREAD_PAGE: u32 = 200;
 
 /// The `/mcp` route: token check, then the MCP service.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// `limits` meters each session's writes (`mcp_writes_per_minute`).
+pub fn router(store: Arc<dyn Store>, limits: RateLimiter) -> Router {
     let tools_store = store.clone();
     // Bearer tokens, not the Host header, protect this endpoint, and agents
     // reach it through whatever name their sandbox resolves.
@@ -60,7 +64,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .disable_allowed_hosts();
     let service: StreamableHttpService<AgentTools, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(AgentTools::new(tools_store.clone())),
+            move || Ok(AgentTools::new(tools_store.clone(), limits.clone())),
             Default::default(),
             config,
         );
@@ -241,6 +245,7 @@ pub struct DecisionArgs {
 #[derive(Clone)]
 pub struct AgentTools {
     store: Arc<dyn Store>,
+    limits: RateLimiter,
     tool_router: ToolRouter<Self>,
 }
 
@@ -252,11 +257,17 @@ fn scope_of(parts: &axum::http::request::Parts) -> Result<McpScope, ErrorData> {
 }
 
 impl AgentTools {
-    fn new(store: Arc<dyn Store>) -> Self {
+    fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
         Self {
             store,
+            limits,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// Counts one write of the session, or refuses it.
+    async fn meter_write(&self, scope: &McpScope) -> Result<(), DomainError> {
+        self.limits.take(Metered::McpWrite, &scope.session_id).await
     }
 
     /// Refuses a named work item other than the token's own, saying the
@@ -429,6 +440,7 @@ impl AgentTools {
             scope.require(Permission::ThreadPost)?;
             self.confine(&scope, args.work_item.as_deref()).await?;
             rules::body(&args.body)?;
+            self.meter_write(&scope).await?;
             let message = self
                 .store
                 .post_message(NewMessage {
@@ -479,6 +491,7 @@ impl AgentTools {
         let result: Result<Value, DomainError> = async {
             scope.require(Permission::TaskUpdate)?;
             validate::name("title", &args.title)?;
+            self.meter_write(&scope).await?;
             let task = self
                 .store
                 .create_task(&scope.session_id, &args.title)
@@ -510,6 +523,7 @@ impl AgentTools {
                     format!("this session has no task {task_id}"),
                 ));
             }
+            self.meter_write(&scope).await?;
             let status = match args.status {
                 TaskStatusArg::Pending => TaskStatus::Pending,
                 TaskStatusArg::InProgress => TaskStatus::InProgress,
@@ -540,6 +554,7 @@ impl AgentTools {
             scope.require(Permission::DecisionRequest)?;
             let choices = args.choices.unwrap_or_default();
             rules::decision_request(&args.question, &args.input_label, &choices)?;
+            self.meter_write(&scope).await?;
             let decision = self
                 .store
                 .request_decision(NewDecision {

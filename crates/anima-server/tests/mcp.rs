@@ -31,6 +31,7 @@ on_both_backends!(
     sessions_need_a_provider,
     a_lost_sandbox_fails_its_session,
     the_dashboard_shows_the_sessions_at_work,
+    an_agent_session_writes_at_a_bounded_rate,
 );
 
 struct Setup {
@@ -41,13 +42,12 @@ struct Setup {
 }
 
 async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, anima_server::ServerConfig::default()).await
+}
+
+async fn setup_with(backend: Backend, config: anima_server::ServerConfig) -> Setup {
     let provider = Arc::new(RecordingProvider::default());
-    let server = TestServer::start_with_provider(
-        backend,
-        anima_server::ServerConfig::default(),
-        Some(provider.clone()),
-    )
-    .await;
+    let server = TestServer::start_with_provider(backend, config, Some(provider.clone())).await;
     server.user("lead", false).await;
     let token = server.login("lead").await;
     let akh_id = server
@@ -521,6 +521,55 @@ async fn two_sessions_see_only_their_own(backend: Backend) {
     assert!(bodies(&a).iter().all(|body| body.starts_with('a')));
     assert!(bodies(&b).iter().all(|body| body.starts_with('b')));
     assert_eq!((bodies(&a).len(), bodies(&b).len()), (10, 10));
+}
+
+/// An agent talked into flooding its thread stops at the session's limit
+/// of writes per minute; it can still read, and another session has a
+/// budget of its own.
+async fn an_agent_session_writes_at_a_bounded_rate(backend: Backend) {
+    let mut config = anima_server::ServerConfig::default();
+    config.rate_limits.mcp_writes_per_minute = 3;
+    let setup = setup_with(backend, config).await;
+    let item = work_item(&setup, "Agents", "Flood").await;
+    let (_, token) = start(&setup, &item).await;
+    let client = connect(&setup.server, &token).await.expect("connect");
+    for n in 0..3 {
+        call(
+            &client,
+            "post_message",
+            json!({ "body": format!("post {n}") }),
+        )
+        .await
+        .expect("within the limit");
+    }
+    for (tool, arguments) in [
+        ("post_message", json!({ "body": "one too many" })),
+        ("create_task", json!({ "title": "one too many" })),
+        (
+            "request_human_decision",
+            json!({ "question": "More?", "input_label": "answer" }),
+        ),
+    ] {
+        let refused = call(&client, tool, arguments)
+            .await
+            .expect_err("over the limit");
+        assert!(
+            refused.contains("RATE_LIMITED")
+                && refused.contains("writes by this agent session (at most 3 per minute)"),
+            "{tool}: {refused}"
+        );
+    }
+    let thread = call(&client, "get_thread", json!({ "page_size": 50 }))
+        .await
+        .expect("reads go on");
+    assert_eq!(thread["messages"].as_array().expect("messages").len(), 3);
+
+    let other = work_item(&setup, "Others", "Unrelated").await;
+    let (_, other_token) = start(&setup, &other).await;
+    let other_client = connect(&setup.server, &other_token).await.expect("connect");
+    call(&other_client, "post_message", json!({ "body": "mine" }))
+        .await
+        .expect("a budget of its own");
 }
 
 async fn sessions_need_a_provider(backend: Backend) {

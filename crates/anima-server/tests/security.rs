@@ -22,6 +22,7 @@ on_both_backends!(
     streams_end_when_access_ends,
     dashboards_show_message_bodies_only_to_thread_readers,
     members_see_names_of_whom_they_work_with_and_no_more,
+    outbound_mail_is_limited_per_user,
 );
 
 const OWNER: usize = 0;
@@ -522,4 +523,94 @@ async fn members_see_names_of_whom_they_work_with_and_no_more(backend: Backend) 
         (by_name.id.as_str(), by_name.email.as_str()),
         (eve.as_str(), "")
     );
+}
+
+/// A member cannot turn the project's mailbox into a spam cannon: each
+/// user sends at most `outbound_mails_per_hour`; other messages, and other
+/// users, are not held back.
+async fn outbound_mail_is_limited_per_user(backend: Backend) {
+    let mut config = ServerConfig::default();
+    config.rate_limits.outbound_mails_per_hour = 2;
+    let server = TestServer::start_with(backend, config).await;
+    server.user("ada", false).await;
+    server.user("bob", false).await;
+    let ada = server.login("ada").await;
+    let bob = server.login("bob").await;
+    let mut items = Vec::new();
+    for token in [&ada, &bob] {
+        let project = project_of(&server, token).await;
+        items.push(
+            server
+                .work_items()
+                .create_work_item(authed(
+                    token,
+                    pb::CreateWorkItemRequest {
+                        project_id: project.id,
+                        title: "Mail the customer".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("item")
+                .into_inner(),
+        );
+    }
+    let mail = |item: &pb::WorkItem, n: usize| pb::PostMessageRequest {
+        work_item_id: item.id.clone(),
+        kind: pb::MessageKind::OutboundEmail as i32,
+        body: format!("mail {n}"),
+        email: Some(pb::EmailHeaders {
+            to: vec!["customer@example.org".into()],
+            subject: format!("Mail {n}"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut threads = ThreadServiceClient::new(server.channel.clone());
+    for n in 0..2 {
+        threads
+            .post_message(authed(&ada, mail(&items[0], n)))
+            .await
+            .expect("within the limit");
+    }
+    let refused = threads
+        .post_message(authed(&ada, mail(&items[0], 2)))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
+    );
+    assert!(
+        refused
+            .message()
+            .starts_with("too many outbound mails (at most 2 per hour); try again in"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        server
+            .store
+            .queued_outbound_mail(10)
+            .await
+            .expect("queue")
+            .len(),
+        2
+    );
+    threads
+        .post_message(authed(
+            &ada,
+            pb::PostMessageRequest {
+                work_item_id: items[0].id.clone(),
+                kind: pb::MessageKind::Human as i32,
+                body: "a note is not a mail".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("human messages are not metered");
+    threads
+        .post_message(authed(&bob, mail(&items[1], 0)))
+        .await
+        .expect("another user's budget");
 }

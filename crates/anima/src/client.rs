@@ -19,6 +19,11 @@ pub struct GlobalArgs {
     /// Server URL [default: the one logged in to, else http://127.0.0.1:7433].
     #[arg(long, env = "ANIMA_SERVER", global = true)]
     server: Option<String>,
+    /// PEM file of the CA that signed an https:// server's certificate
+    /// (a private CA) [default: the system's trusted roots; `anima login`
+    /// remembers it].
+    #[arg(long, env = "ANIMA_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -116,6 +121,10 @@ pub enum RoleCommand {
 #[derive(Serialize, Deserialize)]
 struct Credentials {
     server: String,
+    /// The CA the server's certificate is checked against, if not the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<PathBuf>,
     username: String,
     token: String,
 }
@@ -148,9 +157,8 @@ fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn connect(server: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(server.to_owned())
-        .with_context(|| format!("bad server URL {server:?}"))?
+async fn connect(server: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+    anima_client::endpoint(server, ca_cert)?
         .connect()
         .await
         .with_context(|| format!("cannot reach {server}; is `anima up` running?"))
@@ -167,9 +175,17 @@ impl Session {
     pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let stored =
             load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
-        let server = global.server.clone().unwrap_or(stored.server);
+        // The stored token (and CA) belong to the stored server alone: never
+        // hand the session to another.
+        if let Some(server) = global.server.as_ref().filter(|s| **s != stored.server) {
+            anyhow::bail!(
+                "logged in to {}, not {server}; run `anima login --server {server}` first",
+                stored.server
+            );
+        }
+        let ca_cert = global.ca_cert.clone().or(stored.ca_cert);
         Ok(Self {
-            channel: connect(&server).await?,
+            channel: connect(&stored.server, ca_cert.as_deref()).await?,
             token: stored.token,
         })
     }
@@ -222,7 +238,15 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         rpassword::prompt_password(format!("password for {}: ", args.username))?
     };
     let server = args.global.server.unwrap_or_else(|| DEFAULT_SERVER.into());
-    let mut auth = AuthServiceClient::new(connect(&server).await?);
+    // Kept absolute, so later commands find it from any directory.
+    let ca_cert = match args.global.ca_cert {
+        Some(path) => Some(
+            std::fs::canonicalize(&path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut auth = AuthServiceClient::new(connect(&server, ca_cert.as_deref()).await?);
     let response = auth
         .login(pb::LoginRequest {
             username: args.username.clone(),
@@ -232,6 +256,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         .into_inner();
     let path = save_credentials(&Credentials {
         server: server.clone(),
+        ca_cert,
         username: args.username.clone(),
         token: response.token,
     })?;

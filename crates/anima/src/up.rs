@@ -24,6 +24,18 @@ pub struct UpArgs {
     /// Listen address; port 0 picks a free one [default: 127.0.0.1:7433].
     #[arg(long, env = "ANIMA_LISTEN")]
     listen: Option<SocketAddr>,
+    /// PEM certificate chain: the listener then speaks only TLS (gRPC,
+    /// /mcp and /healthz alike); SIGHUP reloads it [env: ANIMA_TLS_CERT].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: ANIMA_TLS_KEY].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Listen in plaintext beyond loopback, e.g. behind a proxy that
+    /// terminates TLS; without it (or TLS), only loopback addresses are
+    /// accepted [env: ANIMA_INSECURE_LISTEN=true].
+    #[arg(long)]
+    insecure_listen: bool,
     /// The mail worker's TOML configuration (jmap_url, account_secret,
     /// [admin]); without a mail server (`jmap_url`), no mail is followed.
     #[arg(long, env = "ANIMA_MAIL_CONFIG")]
@@ -32,27 +44,6 @@ pub struct UpArgs {
     /// picks a free one (credentials name it).
     #[arg(long, env = "ANIMA_SSH_LISTEN", default_value = "127.0.0.1:0")]
     ssh_listen: SocketAddr,
-}
-
-/// Makes the embedded database readable by its owner only (it holds
-/// password and token hashes and every project's data), creating it so;
-/// SQLite gives its journal files the database file's permissions.
-fn keep_private(database: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(database)
-        .with_context(|| format!("creating {}", database.display()))?;
-    for file in ["anima.db", "anima.db-wal", "anima.db-shm"] {
-        let path = database.with_file_name(file);
-        if path.exists() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("making {} private", path.display()))?;
-        }
-    }
-    Ok(())
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -70,6 +61,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(url) = args.database_url {
         config.database_url = url;
     }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls_cert = cert.display().to_string();
+        config.tls_key = key.display().to_string();
+    }
+    config.insecure_listen |= args.insecure_listen;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir.display().to_string();
     }
@@ -83,7 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .context("no data directory; pass --data-dir")?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let database = dir.join("anima.db");
-        keep_private(&database)?;
+        anima_client::keep_sqlite_private(&database)?;
         config.database_url = format!("sqlite://{}", database.display());
     }
 
@@ -92,10 +88,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", config.database_url))?;
     let admin =
         anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok()).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = anima_server::Listener::bind(&config).await?;
     let address = listener.local_addr()?;
+    let url = format!("{}://{address}", listener.scheme());
+    // What runs in this process (the mail worker, the sandboxes' MCP
+    // forwarding, the login audit) reaches the router in plaintext on a
+    // loopback port of its own: the certificate, if any, need not name a
+    // loopback address, and the port stays open until they have stopped.
+    let internal = anima_server::Listener::plaintext(
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .context("binding the internal loopback port")?,
+    );
+    let internal_address = internal.local_addr()?;
     // With an agent command and no other provider, sessions run in this
     // process's sandboxes: anima-agent hosted in process.
     let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
@@ -104,7 +108,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let audit_token = local_agent.then(anima_server::auth::new_token);
     if let Some(token) = &audit_token {
         if config.agent.mcp_endpoint.is_empty() {
-            config.agent.mcp_endpoint = format!("http://{}/mcp", reachable(address));
+            config.agent.mcp_endpoint = format!("http://{internal_address}/mcp");
         }
         config
             .service_tokens
@@ -123,14 +127,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 name: anima_server::config::InternalService::Mail,
                 token: token.clone(),
             });
-        mail.server_url = format!("http://{}", reachable(address));
+        mail.server_url = format!("http://{internal_address}");
         mail.service_token = token;
         mail.check()?;
     }
     let login = match audit_token {
         Some(token) => {
             let audit = anima_agent::audit::ServerAudit::new(
-                &format!("http://{}", reachable(address)),
+                &format!("http://{internal_address}"),
                 &token,
             )?;
             Some((
@@ -182,7 +186,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         anima_server::router_with_provider(store.clone(), &config, hosted_ai, provider).await?;
 
     say(format!(
-        "anima is up at http://{address} (database: {})",
+        "anima is up at {url} (database: {})",
         store.backend()
     ));
     if let Some(admin) = admin {
@@ -194,7 +198,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 ));
                 say(format!("admin password: {password}"));
                 say(format!(
-                    "(shown only now; log in with `anima login --server http://{address} --username admin`)"
+                    "(shown only now; log in with `anima login --server {}://{} --username admin`{})",
+                    listener.scheme(),
+                    reachable(address),
+                    match listener.scheme() {
+                        "https" => " and, for a private CA, --ca-cert CA.pem",
+                        _ => "",
+                    }
                 ));
             }
             None => say(format!(
@@ -211,15 +221,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }))
     });
+    let (internal_stop, internal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let internal = tokio::spawn(anima_server::serve(internal, router.clone(), async move {
+        let _ = internal_stopped.await;
+    }));
     anima_server::serve(listener, router, async move {
         stop_requested().await;
         let _ = stopping.send(true);
     })
     .await?;
-    if let Some(worker) = worker {
-        worker.await??;
-    }
-    Ok(())
+    // The worker may be finishing a send it must record; its way to the
+    // server closes after it.
+    let worker = match worker {
+        Some(worker) => worker
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|ran| ran),
+        None => Ok(()),
+    };
+    let _ = internal_stop.send(());
+    internal.await??;
+    worker
 }
 
 /// Returns on Ctrl-C (SIGINT) or SIGTERM, how operators and service

@@ -454,6 +454,7 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
             Options {
                 cache: cache.clone(),
                 server: Some(up.address.clone()),
+                ca_cert: None,
             },
             runtime.handle().clone(),
         )
@@ -517,6 +518,7 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
             Options {
                 cache,
                 server: None,
+                ca_cert: None,
             },
             runtime.handle().clone(),
         )

@@ -16,7 +16,7 @@ use tonic_reflection::pb::v1::{
 
 mod common;
 
-use common::{ANIMA, Up, cli, cli_fails, cli_with_env, run};
+use common::{ANIMA, TestCa, Up, cli, cli_fails, cli_with_env, run};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -638,6 +638,67 @@ fn ai_features_through_the_cli() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("NO_MODEL_FOR_TIER"));
 }
 
+/// Requests that reach a model are metered per user: past
+/// `ANIMA_AI_CALLS_PER_HOUR` one user is refused with when to retry;
+/// another user is not.
+#[test]
+fn ai_requests_are_limited_per_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start_with_env(
+        &dir.path().join("data"),
+        None,
+        &[("ANIMA_AI_CALLS_PER_HOUR", "1")],
+    );
+    let admin = dir.path().join("admin");
+    up.login_admin(&admin);
+    let grace = dir.path().join("grace");
+    up.login_new_user(&admin, "grace", &grace);
+    cli(&admin, &["akh", "create", "Scribe"], "");
+    for (config, project) in [(&admin, "Shop"), (&grace, "Garden")] {
+        cli(config, &["project", "create", project], "");
+        cli(
+            config,
+            &["workitem", "create", "--project", project, "Notes"],
+            "",
+        );
+        cli(
+            config,
+            &[
+                "thread",
+                "post",
+                "WI-1",
+                "--project",
+                project,
+                "Stream the rows.",
+            ],
+            "",
+        );
+    }
+    let summarize = |project: &str| {
+        vec![
+            "thread".to_owned(),
+            "summarize".to_owned(),
+            "WI-1".to_owned(),
+            "--project".to_owned(),
+            project.to_owned(),
+            "--akh".to_owned(),
+            "Scribe".to_owned(),
+        ]
+    };
+    let args = summarize("Shop");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(&admin, &args, "");
+    let refused = cli_fails(&admin, &args);
+    assert!(
+        refused.contains("too many AI requests (at most 1 per hour)")
+            && refused.contains("RATE_LIMITED"),
+        "{refused}"
+    );
+    let args = summarize("Garden");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(&grace, &args, "");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_with_the_python_sdk() {
     use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
@@ -653,12 +714,14 @@ async fn mcp_with_the_python_sdk() {
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
 
+    // Over TLS, as agents outside the host reach it.
     let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "mcp");
     let credentials = dir.path().join("agents");
     let provider = format!("manual:{}", credentials.display());
-    let up = Up::start_with_env(
+    let up = Up::start_tls(
         &dir.path().join("data"),
-        None,
+        &ca,
         &[("ANIMA_AGENT_PROVIDER", provider.as_str())],
     );
     let config = dir.path().join("config");
@@ -719,6 +782,7 @@ async fn mcp_with_the_python_sdk() {
         let output = Command::new(&python)
             .arg(script)
             .args(args)
+            .env("ANIMA_CA_CERT", &ca.ca)
             .output()
             .expect("run the Python client");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -1490,9 +1554,12 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .display()
         .to_string();
     let read_only = format!("{venv}:{scripts_dir}:{interpreter}");
-    let up = Up::start_with_env(
+    // Over TLS: the sandbox still reaches /mcp, through the loopback port
+    // `anima up` keeps for what it hosts.
+    let ca = TestCa::new(dir.path(), "sandbox");
+    let up = Up::start_tls(
         &data,
-        None,
+        &ca,
         &[
             ("ANIMA_AGENT_COMMAND", agent.as_str()),
             ("ANIMA_AGENT_READ_ONLY", read_only.as_str()),
@@ -1615,6 +1682,7 @@ async fn a_sandboxed_agent_works_through_mcp() {
             given["token"].as_str().expect("token"),
             "SESSION_ENDED",
         ])
+        .env("ANIMA_CA_CERT", &ca.ca)
         .output()
         .expect("run the Python client");
     assert!(

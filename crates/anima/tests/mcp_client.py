@@ -6,17 +6,26 @@
     mcp_client.py refused URL TOKEN REASON      the token no longer works,
                                                 for the stated reason
 
+An https:// URL is checked against the CA in ANIMA_CA_CERT when set.
+
 Prints one line per check; exits non-zero on the first failure.
 """
 
 import asyncio
 import json
+import os
+import ssl
 import sys
 
 import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+
+
+# The server's certificate is checked against a private CA when given.
+CA = os.environ.get("ANIMA_CA_CERT")
+VERIFY = ssl.create_default_context(cafile=CA) if CA else True
 
 
 def check(condition, what):
@@ -47,7 +56,7 @@ async def call(session, tool, arguments):
 
 async def tools(url, token, other_key):
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+    async with httpx2.AsyncClient(headers=headers, timeout=30, verify=VERIFY) as http:
         async with streamable_http_client(url, http_client=http, terminate_on_close=False) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -97,7 +106,7 @@ async def tools(url, token, other_key):
 
 async def refused(url, token, reason):
     # The SDK only sees a failed exchange; the body says why.
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=VERIFY) as http:
         response = await http.post(
             url,
             headers={
@@ -111,7 +120,7 @@ async def refused(url, token, reason):
         check(response.json()["error"]["reason"] == reason, f"the refusal says {reason}")
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx2.AsyncClient(headers=headers, timeout=30, verify=VERIFY) as http:
             async with streamable_http_client(url, http_client=http, terminate_on_close=False) as (read, write):
                 async with ClientSession(read, write) as session:
                     await session.initialize()

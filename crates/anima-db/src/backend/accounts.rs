@@ -219,49 +219,50 @@ macro_rules! accounts_sql {
                     .map_err(internal)
             }
 
-            async fn count_login_attempt(&self, counters: &[AttemptCounter], now: i64) -> Result<(), DomainError> {
+            async fn count_attempt(&self, counters: &[AttemptCounter], now: i64) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
-                let longest = counters.iter().map(|counter| counter.window_micros).max().unwrap_or(0);
-                sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
-                    .bind(now - longest)
+                // Each row ends at its own window's end: pruning for a short
+                // counter never resets a longer one.
+                sqlx::query("DELETE FROM attempt_counters WHERE window_end <= $1")
+                    .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?;
                 for counter in counters {
                     let row = sqlx::query(
-                        "INSERT INTO login_attempts (counter_key, window_start, attempts) VALUES ($1, $2, 1) \
+                        "INSERT INTO attempt_counters (counter_key, window_end, attempts) VALUES ($1, $2, 1) \
                          ON CONFLICT (counter_key) DO UPDATE SET \
-                           attempts = CASE WHEN login_attempts.window_start <= $3 THEN 1 \
-                                           ELSE login_attempts.attempts + 1 END, \
-                           window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2 \
-                                               ELSE login_attempts.window_start END \
-                         RETURNING attempts, window_start",
+                           attempts = CASE WHEN attempt_counters.window_end <= $3 THEN 1 \
+                                           ELSE attempt_counters.attempts + 1 END, \
+                           window_end = CASE WHEN attempt_counters.window_end <= $3 THEN $2 \
+                                             ELSE attempt_counters.window_end END \
+                         RETURNING attempts, window_end",
                     )
                     .bind(&counter.key)
+                    .bind(now.saturating_add(counter.window_micros))
                     .bind(now)
-                    .bind(now - counter.window_micros)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(internal)?;
                     let attempts: i64 = row.try_get("attempts").map_err(internal)?;
-                    let window_start: i64 = row.try_get("window_start").map_err(internal)?;
+                    let window_end: i64 = row.try_get("window_end").map_err(internal)?;
                     if attempts > i64::from(counter.limit) {
                         // Dropping the transaction rolls back what it counted.
-                        let wait = (window_start + counter.window_micros - now).max(0) / 1_000_000 + 1;
+                        let wait = (window_end - now).max(0) / 1_000_000 + 1;
                         return Err(DomainError::new(
                             ErrorCode::ResourceExhausted,
                             reason::RATE_LIMITED,
-                            format!("too many login attempts; try again in {wait} seconds"),
+                            format!("too many {}; try again in {wait} seconds", counter.what),
                         ));
                     }
                 }
                 tx.commit().await.map_err(internal)
             }
 
-            async fn forget_login_attempts(&self, keys: &[String]) -> Result<(), DomainError> {
+            async fn forget_attempts(&self, keys: &[String]) -> Result<(), DomainError> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 for key in keys {
-                    sqlx::query("DELETE FROM login_attempts WHERE counter_key = $1")
+                    sqlx::query("DELETE FROM attempt_counters WHERE counter_key = $1")
                         .bind(key)
                         .execute(&mut *tx)
                         .await

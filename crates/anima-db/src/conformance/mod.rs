@@ -167,19 +167,20 @@ pub async fn login_attempts_are_counted_before_any_check(store: &dyn Store) {
                 key: format!("user+peer:ada|{peer}"),
                 limit: 5,
                 window_micros: WINDOW,
+                what: "login attempts".into(),
             },
             AttemptCounter {
                 key: "user:ada".into(),
                 limit: 8,
                 window_micros: WINDOW,
+                what: "login attempts".into(),
             },
         ]
     };
     let now = now_micros();
     let first = counters("10.0.0.1");
     let parallel =
-        futures_util::future::join_all((0..20).map(|_| store.count_login_attempt(&first, now)))
-            .await;
+        futures_util::future::join_all((0..20).map(|_| store.count_attempt(&first, now))).await;
     assert_eq!(parallel.iter().filter(|outcome| outcome.is_ok()).count(), 5);
     for refused in parallel.iter().filter_map(|outcome| outcome.as_ref().err()) {
         assert_eq!(
@@ -192,29 +193,81 @@ pub async fn login_attempts_are_counted_before_any_check(store: &dyn Store) {
     let second = counters("10.0.0.2");
     for _ in 0..3 {
         store
-            .count_login_attempt(&second, now)
+            .count_attempt(&second, now)
             .await
             .expect("within the user's limit");
     }
     let err = store
-        .count_login_attempt(&second, now)
+        .count_attempt(&second, now)
         .await
         .expect_err("user limit");
     assert_eq!(err.reason, reason::RATE_LIMITED);
-    assert!(err.message.contains("seconds"), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("too many login attempts; try again in"),
+        "{}",
+        err.message
+    );
     // A window ends; a success forgets.
     store
-        .count_login_attempt(&first, now + WINDOW + 1)
+        .count_attempt(&first, now + WINDOW + 1)
         .await
         .expect("a new window");
     store
-        .forget_login_attempts(&[second[0].key.clone(), second[1].key.clone()])
+        .forget_attempts(&[second[0].key.clone(), second[1].key.clone()])
         .await
         .expect("forget");
     store
-        .count_login_attempt(&second, now + 1)
+        .count_attempt(&second, now + 1)
         .await
         .expect("forgotten");
+}
+
+/// Counters of different windows share one table: pruning a short
+/// window that ended never resets a longer one still running.
+pub async fn counters_keep_their_own_windows(store: &dyn Store) {
+    const MINUTE: i64 = 60 * 1_000_000;
+    let mail = [AttemptCounter {
+        key: "mail:ada".into(),
+        limit: 2,
+        window_micros: 60 * MINUTE,
+        what: "outbound mails".into(),
+    }];
+    let login = [AttemptCounter {
+        key: "user:ada".into(),
+        limit: 5,
+        window_micros: 5 * MINUTE,
+        what: "login attempts".into(),
+    }];
+    let now = now_micros();
+    store.count_attempt(&login, now).await.expect("login");
+    for _ in 0..2 {
+        store.count_attempt(&mail, now).await.expect("mail");
+    }
+    // Ten minutes on, the login window has ended and is pruned; the
+    // hour-long mail window is still full.
+    store
+        .count_attempt(&login, now + 10 * MINUTE)
+        .await
+        .expect("a new login window");
+    let err = store
+        .count_attempt(&mail, now + 10 * MINUTE)
+        .await
+        .expect_err("the hour is not over");
+    assert_eq!(
+        (err.code, err.reason),
+        (ErrorCode::ResourceExhausted, reason::RATE_LIMITED)
+    );
+    assert!(
+        err.message
+            .starts_with("too many outbound mails; try again in 3001 seconds"),
+        "{}",
+        err.message
+    );
+    store
+        .count_attempt(&mail, now + 60 * MINUTE)
+        .await
+        .expect("the next hour");
 }
 
 /// Users are created, read, updated and deleted; text is stored verbatim.
@@ -622,6 +675,7 @@ macro_rules! conformance_suite {
             the_last_admin_stays,
             users_see_only_who_they_share_a_project_with,
             login_attempts_are_counted_before_any_check,
+            counters_keep_their_own_windows,
             duplicate_username_changes_nothing,
             user_pages_are_stable,
             sessions_are_revocable,

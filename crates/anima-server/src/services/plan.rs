@@ -79,6 +79,7 @@ impl PlanApi {
         } else {
             implementation_state
         };
+        self.ai.admit(context.caller.as_ref()).await?;
         let report = self
             .ai
             .analyze_gap(pb::AnalyzeGapRequest {

@@ -26,6 +26,7 @@ use crate::{
     convert,
     error::to_status,
     events::{EventHub, Reader, Replay, StreamItem},
+    limits::{Metered, RateLimiter},
 };
 
 /// Messages a thread summary reads by default, and at most.
@@ -37,12 +38,19 @@ pub struct ThreadApi {
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
     ai: Ai,
+    limits: RateLimiter,
 }
 
 impl ThreadApi {
-    /// Builds the service on the process's event hub.
-    pub fn new(store: Arc<dyn Store>, hub: Arc<EventHub>, ai: Ai) -> Self {
-        Self { store, hub, ai }
+    /// Builds the service on the process's event hub; `limits` meters
+    /// outbound mail.
+    pub fn new(store: Arc<dyn Store>, hub: Arc<EventHub>, ai: Ai, limits: RateLimiter) -> Self {
+        Self {
+            store,
+            hub,
+            ai,
+            limits,
+        }
     }
 
     /// Summarises the thread's latest messages with anima-ai and posts the
@@ -89,6 +97,7 @@ impl ThreadApi {
             })
             .collect();
         let tier = super::work_item::default_tier(request.tier);
+        self.ai.admit(context.caller.as_ref()).await?;
         let summary = self
             .ai
             .summarize(pb::SummarizeRequest {
@@ -242,6 +251,11 @@ impl ThreadApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
+        if kind == MessageKind::OutboundEmail {
+            self.limits
+                .take_for(Metered::OutboundMail, context.caller.as_ref())
+                .await?;
+        }
         let message = self
             .store
             .post_message(NewMessage {

@@ -84,7 +84,7 @@ impl WorkItemApi {
             .list_messages(&item.id, ThreadPage::Before(i64::MAX), DRAFT_MESSAGES)
             .await?;
         messages.reverse();
-        let context = std::iter::once(pb::TextSource {
+        let sources = std::iter::once(pb::TextSource {
             id: "description".into(),
             text: item.description.clone(),
         })
@@ -94,19 +94,20 @@ impl WorkItemApi {
             text: message.body,
         }))
         .collect::<Vec<_>>();
-        if context.is_empty() {
+        if sources.is_empty() {
             return Err(DomainError::failed_precondition(
                 reason::FIELD_REQUIRED,
                 "nothing to draft from: the work item has no description and no messages",
             ));
         }
         let tier = default_tier(request.tier);
+        self.ai.admit(context.caller.as_ref()).await?;
         let draft = self
             .ai
             .generate_description(pb::GenerateDescriptionRequest {
                 tier,
                 title: item.title,
-                context,
+                context: sources,
             })
             .await?;
         let mut source_ids: Vec<String> = draft
@@ -133,6 +134,7 @@ impl WorkItemApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
+        self.ai.admit(context.caller.as_ref()).await?;
         let proposal = self
             .ai
             .derive_capabilities(pb::DeriveCapabilitiesRequest {
@@ -161,6 +163,7 @@ impl WorkItemApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
+        self.ai.admit(context.caller.as_ref()).await?;
         let decision = self
             .ai
             .should_review(pb::ShouldReviewRequest {

@@ -61,9 +61,7 @@ impl TestServer {
         let router = anima_server::router_with_provider(store.clone(), &config, None, provider)
             .await
             .expect("router");
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("bind");
+        let listener = anima_server::Listener::bind(&config).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let _ = anima_server::serve(listener, router, std::future::pending()).await;

@@ -5,6 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -69,11 +70,64 @@ pub fn cli_fails(config_dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(output.stderr).expect("utf-8")
 }
 
+/// A certificate authority made for one test, and the server certificate
+/// it signed for `localhost` and 127.0.0.1, as PEM files.
+pub struct TestCa {
+    /// The CA's certificate: what clients trust.
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// The server certificate's private key.
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// Makes a CA named `name` in `dir` and signs a server certificate.
+    pub fn new(dir: &Path, name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Anima test CA {name}"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&key, &ca)
+            .expect("server certificate");
+        let files = Self {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}-cert.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&files.ca, ca.pem()).expect("write CA");
+        std::fs::write(&files.cert, server.pem()).expect("write certificate");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write key");
+        files
+    }
+
+    /// The environment that makes `anima up` serve this certificate.
+    pub fn server_env(&self) -> [(&'static str, String); 2] {
+        [
+            ("ANIMA_TLS_CERT", self.cert.display().to_string()),
+            ("ANIMA_TLS_KEY", self.key.display().to_string()),
+        ]
+    }
+}
+
 /// `anima up` running in the background; killed on drop.
 pub struct Up {
     child: Child,
-    /// `http://host:port`.
+    /// `http://host:port`, or `https://` with TLS.
     pub address: String,
+    /// The CA clients trust, when it speaks TLS.
+    pub ca_cert: Option<PathBuf>,
     /// The password printed on first start.
     pub admin_password: String,
 }
@@ -82,7 +136,7 @@ impl Up {
     /// A gRPC channel to it and the admin's session token.
     pub async fn admin_channel(&self) -> (tonic::transport::Channel, String) {
         use anima_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
-        let channel = tonic::transport::Channel::from_shared(self.address.clone())
+        let channel = anima_client::endpoint(&self.address, self.ca_cert.as_deref())
             .expect("url")
             .connect()
             .await
@@ -109,6 +163,16 @@ impl Up {
         env: &[(&str, &str)],
     ) -> Self {
         Self::launch(data_dir, database_url, env, "127.0.0.1:0", None)
+    }
+
+    /// Starts it over TLS with `ca`'s server certificate and `env`.
+    pub fn start_tls(data_dir: &Path, ca: &TestCa, env: &[(&str, &str)]) -> Self {
+        let tls = ca.server_env();
+        let mut all: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(env);
+        let mut up = Self::launch(data_dir, None, &all, "127.0.0.1:0", None);
+        up.ca_cert = Some(ca.ca.clone());
+        up
     }
 
     /// Starts `anima up` again on an earlier one's SQLite data, at its
@@ -160,8 +224,27 @@ impl Up {
         Self {
             child,
             address: address.expect("anima up printed its address"),
+            ca_cert: None,
             admin_password: admin_password.expect("anima up printed the admin password"),
         }
+    }
+
+    /// Sends it a signal by name (`HUP`, `INT`, …).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name}");
+    }
+
+    /// Whether the process is still running: not gone, and not a zombie
+    /// (exited, not yet reaped, which `kill -0` would still find).
+    pub fn is_running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
     }
 
     /// Logs the CLI with config directory `config` in as the administrator.
@@ -186,18 +269,19 @@ impl Up {
     }
 
     fn login_as(&self, config: &std::path::Path, username: &str, password: &str) {
-        cli(
-            config,
-            &[
-                "login",
-                "--server",
-                &self.address,
-                "-u",
-                username,
-                "--password-stdin",
-            ],
-            password,
-        );
+        let mut args = vec![
+            "login".to_owned(),
+            "--server".to_owned(),
+            self.address.clone(),
+            "-u".to_owned(),
+            username.to_owned(),
+            "--password-stdin".to_owned(),
+        ];
+        if let Some(ca) = &self.ca_cert {
+            args.extend(["--ca-cert".to_owned(), ca.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(config, &args, password);
     }
 }
 

@@ -1,0 +1,99 @@
+//! Per-user rate limits on what costs others or money: outbound mail,
+//! AI calls, and agents' writes over MCP. Counted in the database, so
+//! every instance shares them, in fixed windows (see
+//! [`anima_db::Store::count_attempt`]); a refusal is
+//! `RESOURCE_EXHAUSTED`/`RATE_LIMITED` and says when to retry.
+
+use std::sync::Arc;
+
+use anima_core::{DomainError, model::AttemptCounter};
+use anima_db::Store;
+
+use crate::{auth::Caller, config::RateLimits};
+
+const HOUR_MICROS: i64 = 60 * 60 * 1_000_000;
+const MINUTE_MICROS: i64 = 60 * 1_000_000;
+
+/// What is metered.
+#[derive(Debug, Clone, Copy)]
+pub enum Metered {
+    /// An email sent from a thread, per user.
+    OutboundMail,
+    /// A call to anima-ai that a user's request makes, per user.
+    AiCall,
+    /// A write an agent session makes over MCP (a post, a task, a
+    /// decision request), per session.
+    McpWrite,
+}
+
+/// The configured limits over the shared counters. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    store: Arc<dyn Store>,
+    limits: RateLimits,
+}
+
+impl RateLimiter {
+    /// Limits as configured, counted in `store`.
+    pub fn new(store: Arc<dyn Store>, limits: RateLimits) -> Self {
+        Self { store, limits }
+    }
+
+    /// Counts one `what` by `who` (a user id, or for MCP writes a session
+    /// id), or refuses it once the window holds the limit. A limit of 0
+    /// turns the metering off.
+    pub async fn take(&self, what: Metered, who: &str) -> Result<(), DomainError> {
+        let (limit, window_micros, key, described) = match what {
+            Metered::OutboundMail => (
+                self.limits.outbound_mails_per_hour,
+                HOUR_MICROS,
+                "mail",
+                "outbound mails",
+            ),
+            Metered::AiCall => (
+                self.limits.ai_calls_per_hour,
+                HOUR_MICROS,
+                "ai",
+                "AI requests",
+            ),
+            Metered::McpWrite => (
+                self.limits.mcp_writes_per_minute,
+                MINUTE_MICROS,
+                "mcp",
+                "writes by this agent session",
+            ),
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let per = if window_micros == HOUR_MICROS {
+            "hour"
+        } else {
+            "minute"
+        };
+        self.store
+            .count_attempt(
+                &[AttemptCounter {
+                    key: format!("{key}:{who}"),
+                    limit,
+                    window_micros,
+                    what: format!("{described} (at most {limit} per {per})"),
+                }],
+                anima_core::model::now_micros(),
+            )
+            .await
+    }
+
+    /// [`RateLimiter::take`] for the user behind a request; services are
+    /// not metered.
+    pub async fn take_for(
+        &self,
+        what: Metered,
+        caller: Option<&Caller>,
+    ) -> Result<(), DomainError> {
+        match caller {
+            Some(Caller::User { user, .. }) => self.take(what, &user.id).await,
+            _ => Ok(()),
+        }
+    }
+}
