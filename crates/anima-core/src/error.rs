@@ -54,6 +54,8 @@ pub mod reason {
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     /// Too many login attempts (or other requests) in a short time.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The caller already holds as many live streams as one user may.
+    pub const TOO_MANY_STREAMS: &str = "TOO_MANY_STREAMS";
     /// Too much work is queued (e.g. password checks); retry shortly.
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     /// The caller lacks the permission for the RPC.

@@ -138,6 +138,7 @@ pub async fn api(
         authenticator.clone(),
         config.stream_lag_limit,
         config.stream_heartbeat(),
+        config.rate_limits.open_streams_per_user as usize,
     );
     let throttle = LoginThrottle::new(store.clone(), config);
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);

@@ -98,6 +98,9 @@ pub struct RateLimits {
     /// Writes (posts, tasks, decision requests) one agent session may make
     /// over MCP per minute.
     pub mcp_writes_per_minute: u32,
+    /// Live streams (threads, sessions, dashboards) one user may hold open
+    /// at once, per server instance.
+    pub open_streams_per_user: u32,
 }
 
 impl Default for RateLimits {
@@ -106,6 +109,7 @@ impl Default for RateLimits {
             outbound_mails_per_hour: 60,
             ai_calls_per_hour: 120,
             mcp_writes_per_minute: 120,
+            open_streams_per_user: 32,
         }
     }
 }
@@ -256,6 +260,10 @@ impl ServerConfig {
             (
                 "ANIMA_MCP_WRITES_PER_MINUTE",
                 &mut self.rate_limits.mcp_writes_per_minute,
+            ),
+            (
+                "ANIMA_OPEN_STREAMS_PER_USER",
+                &mut self.rate_limits.open_streams_per_user,
             ),
         ] {
             if let Some(value) = var(name) {

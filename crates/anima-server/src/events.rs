@@ -21,8 +21,9 @@
 //! after, instead of the server buffering for it without bound.
 
 use std::{
+    collections::HashMap,
     future::Future,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -113,6 +114,30 @@ pub struct EventHub {
     live: broadcast::Sender<Arc<Event>>,
     heartbeat: Duration,
     tailer: JoinHandle<()>,
+    /// Live streams each user holds open on this instance.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    /// The most one user may hold open here; 0 for no limit.
+    streams_per_user: usize,
+}
+
+/// A user's place among their open streams, given back when the stream
+/// ends (the client went away, or access ended).
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    user_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(count) = open.get_mut(&self.user_id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 impl Drop for EventHub {
@@ -125,12 +150,14 @@ impl EventHub {
     /// Starts the tailer. `capacity` is how many events a subscriber may
     /// fall behind before it is cut off; `heartbeat` how long a stream may
     /// stay silent.
-    /// `authenticator` checks readers' sessions while they follow.
+    /// `authenticator` checks readers' sessions while they follow; one
+    /// user holds at most `streams_per_user` streams at once (0: no limit).
     pub fn start(
         store: Arc<dyn Store>,
         authenticator: Authenticator,
         capacity: usize,
         heartbeat: Duration,
+        streams_per_user: usize,
     ) -> Arc<Self> {
         let (live, _) = broadcast::channel(capacity.max(1));
         let tailer = tokio::spawn(tail(store.clone(), live.clone()));
@@ -140,7 +167,39 @@ impl EventHub {
             live,
             heartbeat,
             tailer,
+            open: Arc::default(),
+            streams_per_user,
         })
+    }
+
+    /// Takes one of the reader's stream places, or refuses
+    /// (`RESOURCE_EXHAUSTED`/`TOO_MANY_STREAMS`): each open stream holds a
+    /// task, a broadcast subscription and periodic checks.
+    fn reserve(&self, reader: &Reader) -> Result<Option<StreamSlot>, DomainError> {
+        let Some((user_id, _)) = &reader.session else {
+            return Ok(None);
+        };
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| DomainError::internal("the stream registry is poisoned"))?;
+        let count = open.entry(user_id.clone()).or_default();
+        if self.streams_per_user > 0 && *count >= self.streams_per_user {
+            return Err(DomainError::new(
+                ErrorCode::ResourceExhausted,
+                reason::TOO_MANY_STREAMS,
+                format!(
+                    "you already follow {} live streams on this server, the most allowed; \
+                     close one first",
+                    self.streams_per_user
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(Some(StreamSlot {
+            open: self.open.clone(),
+            user_id: user_id.clone(),
+        }))
     }
 
     /// Refuses a cursor that is negative or beyond the newest event: such a
@@ -204,20 +263,24 @@ impl EventHub {
     /// cursor on, so a client resumes past them). Ends with an error if
     /// `reader` may no longer read it (see the module documentation), if
     /// `keep` or the store fails, or if the consumer falls behind; the
-    /// error says where to resume.
+    /// error says where to resume. Refused when the reader already holds
+    /// as many streams as one user may.
     pub fn follow<F, Fut>(
         self: &Arc<Self>,
         after: i64,
         replay: Replay,
         reader: Reader,
         mut keep: F,
-    ) -> impl Stream<Item = Result<StreamItem, DomainError>> + Send + 'static
+    ) -> Result<impl Stream<Item = Result<StreamItem, DomainError>> + Send + 'static, DomainError>
     where
         F: FnMut(Arc<Event>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<bool, DomainError>> + Send,
     {
         let hub = self.clone();
-        async_stream::try_stream! {
+        let slot = self.reserve(&reader)?;
+        Ok(async_stream::try_stream! {
+            // Held for as long as the stream lives.
+            let _slot = slot;
             // Join the broadcast before reading the outbox, so an event
             // committed during the replay is caught by one or the other.
             let mut live = hub.live.subscribe();
@@ -278,7 +341,7 @@ impl EventHub {
                     }
                 }
             }
-        }
+        })
     }
 }
 

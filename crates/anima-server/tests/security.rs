@@ -23,6 +23,7 @@ on_both_backends!(
     dashboards_show_message_bodies_only_to_thread_readers,
     members_see_names_of_whom_they_work_with_and_no_more,
     outbound_mail_is_limited_per_user,
+    open_streams_are_limited_per_user,
 );
 
 const OWNER: usize = 0;
@@ -613,4 +614,43 @@ async fn outbound_mail_is_limited_per_user(backend: Backend) {
         .post_message(authed(&bob, mail(&items[1], 0)))
         .await
         .expect("another user's budget");
+}
+
+/// One user cannot pin down the server with live streams, each a task, a
+/// subscription and periodic checks: past `open_streams_per_user` a new
+/// one is refused until one closes; other users are not held back.
+async fn open_streams_are_limited_per_user(backend: Backend) {
+    let mut config = ServerConfig::default();
+    config.rate_limits.open_streams_per_user = 2;
+    let server = TestServer::start_with(backend, config).await;
+    server.user("ada", false).await;
+    server.user("bob", false).await;
+    let ada = server.login("ada").await;
+    let bob = server.login("bob").await;
+    let dashboard = || DashboardServiceClient::new(server.channel.clone());
+    let open = |token: &str| {
+        let mut client = dashboard();
+        let request = authed(token, pb::StreamDashboardUpdatesRequest::default());
+        async move { client.stream_dashboard_updates(request).await }
+    };
+    let first = open(&ada).await.expect("first").into_inner();
+    let _second = open(&ada).await.expect("second").into_inner();
+    let refused = open(&ada).await.expect_err("third");
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::ResourceExhausted, "TOO_MANY_STREAMS".into())
+    );
+    open(&bob).await.expect("another user's streams");
+
+    // Closing one frees its place once the server sees it go.
+    drop(first);
+    let mut reopened = false;
+    for _ in 0..100 {
+        if open(&ada).await.is_ok() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened, "a closed stream gives its place back");
 }

@@ -76,7 +76,12 @@ fn clients_that_trust_the_ca_get_in_and_others_do_not() {
     up.login_admin(&config);
     assert!(cli(&config, &["whoami"], "").starts_with("admin"));
     // The session is never handed to another server.
-    let elsewhere = run(&config, &["whoami", "--server", "https://127.0.0.1:1"], "", &[]);
+    let elsewhere = run(
+        &config,
+        &["whoami", "--server", "https://127.0.0.1:1"],
+        "",
+        &[],
+    );
     assert!(!elsewhere.status.success());
     assert!(
         stderr(&elsewhere).contains("run `anima login --server https://127.0.0.1:1` first"),

@@ -624,7 +624,7 @@ impl AgentSessionApi {
         let store = self.store.clone();
         let stream = self
             .hub
-            .follow(request.after_event_id, replay, reader, keep)
+            .follow(request.after_event_id, replay, reader, keep)?
             .then(move |item| {
                 let store = store.clone();
                 async move { session_event(&store, item?).await }

@@ -256,7 +256,7 @@ impl DashboardApi {
                 Replay::All,
                 Reader::of(context, None),
                 keep,
-            )
+            )?
             .then(move |item| {
                 let bodies = bodies.clone();
                 async move {

@@ -337,7 +337,7 @@ impl ThreadApi {
                 Replay::WorkItem(work_item_id_for_replay),
                 reader,
                 keep,
-            )
+            )?
             .map(|item| item.map(thread_event).map_err(to_status));
         Ok(Box::pin(stream))
     }
