@@ -56,19 +56,26 @@ fn is_loopback(host: &str) -> bool {
 /// made earlier with a wider mode is narrowed.
 pub fn keep_sqlite_private(database: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(database)
-        .with_context(|| format!("creating {}", database.display()))?;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = database.as_os_str().to_owned();
         name.push(suffix);
         let path = std::path::PathBuf::from(name);
-        if path.exists() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("making {} private", path.display()))?;
+        // Through the opened file, never following a link planted in its
+        // place: the mode changes on what was opened, nothing else.
+        let opened = std::fs::OpenOptions::new()
+            .create(suffix.is_empty())
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        match opened {
+            Ok(file) => file
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("opening {}", path.display()));
+            }
         }
     }
     Ok(())
@@ -157,5 +164,15 @@ mod tests {
         keep_sqlite_private(&earlier).expect("private");
         assert_eq!(mode(&earlier), 0o600);
         assert_eq!(mode(&wal), 0o600);
+
+        // A link planted where the database goes is refused, and its
+        // target left as it was.
+        let target = dir.path().join("someone-elses");
+        std::fs::write(&target, "").expect("write");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let planted = dir.path().join("planted.sqlite");
+        std::os::unix::fs::symlink(&target, &planted).expect("symlink");
+        assert!(keep_sqlite_private(&planted).is_err());
+        assert_eq!(mode(&target), 0o644);
     }
 }

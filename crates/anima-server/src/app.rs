@@ -221,7 +221,7 @@ pub async fn api(
                 .max_decoding_message_size(MAX_FILE_MESSAGE),
         )
         .add_service(
-            DocumentServiceServer::new(DocumentApi::new(store.clone()))
+            DocumentServiceServer::new(DocumentApi::new(store.clone(), limits.clone()))
                 .max_decoding_message_size(MAX_FILE_MESSAGE)
                 .max_encoding_message_size(MAX_FILE_MESSAGE),
         )

@@ -303,8 +303,9 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Resu
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
+    // Never through a link planted in the file's place.
     #[cfg(unix)]
-    options.mode(0o600);
+    options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     let mut file = options.open(path)?;
     // The mode above applies only to a file this call creates.
     #[cfg(unix)]

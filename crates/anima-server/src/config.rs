@@ -92,6 +92,8 @@ pub struct ServerConfig {
 pub struct RateLimits {
     /// Emails one user may send from threads per hour.
     pub outbound_mails_per_hour: u32,
+    /// Documents one user may upload per hour (each at most 100 MiB).
+    pub uploads_per_hour: u32,
     /// Requests to anima-ai (summaries, drafts, reviews, gap analyses)
     /// one user may make per hour: remote models cost money.
     pub ai_calls_per_hour: u32,
@@ -107,6 +109,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         Self {
             outbound_mails_per_hour: 60,
+            uploads_per_hour: 120,
             ai_calls_per_hour: 120,
             mcp_writes_per_minute: 120,
             open_streams_per_user: 32,
@@ -252,6 +255,10 @@ impl ServerConfig {
             (
                 "ANIMA_OUTBOUND_MAILS_PER_HOUR",
                 &mut self.rate_limits.outbound_mails_per_hour,
+            ),
+            (
+                "ANIMA_UPLOADS_PER_HOUR",
+                &mut self.rate_limits.uploads_per_hour,
             ),
             (
                 "ANIMA_AI_CALLS_PER_HOUR",

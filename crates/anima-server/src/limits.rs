@@ -1,5 +1,5 @@
 //! Per-user rate limits on what costs others or money: outbound mail,
-//! AI calls, and agents' writes over MCP. Counted in the database, so
+//! uploads, AI calls, and agents' writes over MCP. Counted in the database, so
 //! every instance shares them, in fixed windows (see
 //! [`anima_db::Store::count_attempt`]); a refusal is
 //! `RESOURCE_EXHAUSTED`/`RATE_LIMITED` and says when to retry.
@@ -21,6 +21,9 @@ pub enum Metered {
     OutboundMail,
     /// A call to anima-ai that a user's request makes, per user.
     AiCall,
+    /// A document a user uploads (each at most
+    /// [`anima_core::document::MAX_DOCUMENT_SIZE`]).
+    Upload,
     /// A write an agent session makes over MCP (a post, a task, a
     /// decision request), per session.
     McpWrite,
@@ -55,6 +58,12 @@ impl RateLimiter {
                 HOUR_MICROS,
                 "ai",
                 "AI requests",
+            ),
+            Metered::Upload => (
+                self.limits.uploads_per_hour,
+                HOUR_MICROS,
+                "upload",
+                "uploads",
             ),
             Metered::McpWrite => (
                 self.limits.mcp_writes_per_minute,

@@ -24,6 +24,10 @@ use crate::ServerConfig;
 /// a stop is asked for, before they are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a connection may stay open before its first request: a
+/// client that connects and says nothing must not hold a socket for ever.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A bound listener, plaintext or TLS.
 pub struct Listener {
     tcp: std::net::TcpListener,
@@ -152,6 +156,7 @@ pub async fn serve(
                 // algorithm holds them back until the peer's delayed ACK.
                 .acceptor(NoDelayAcceptor)
                 .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
                 .serve(service)
                 .await
         }
@@ -162,6 +167,7 @@ pub async fn serve(
             let served = axum_server::from_tcp(listener.tcp)?
                 .acceptor(acceptor)
                 .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
                 .serve(service)
                 .await;
             reload.abort();

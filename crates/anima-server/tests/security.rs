@@ -8,7 +8,7 @@ use std::time::Duration;
 use anima_core::permission::DEFAULT_ROLES;
 use anima_proto::v1::{
     self as pb, dashboard_service_client::DashboardServiceClient,
-    thread_service_client::ThreadServiceClient,
+    document_service_client::DocumentServiceClient, thread_service_client::ThreadServiceClient,
 };
 use anima_server::{ServerConfig, config::ProjectCreators};
 use common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
@@ -24,6 +24,7 @@ on_both_backends!(
     members_see_names_of_whom_they_work_with_and_no_more,
     outbound_mail_is_limited_per_user,
     open_streams_are_limited_per_user,
+    uploads_are_limited_per_user,
 );
 
 const OWNER: usize = 0;
@@ -653,4 +654,55 @@ async fn open_streams_are_limited_per_user(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(reopened, "a closed stream gives its place back");
+}
+
+/// Uploads are metered per user (each is up to 100 MiB of storage): past
+/// `uploads_per_hour` one is refused and nothing is stored.
+async fn uploads_are_limited_per_user(backend: Backend) {
+    let mut config = ServerConfig::default();
+    config.rate_limits.uploads_per_hour = 1;
+    let server = TestServer::start_with(backend, config).await;
+    server.user("ada", false).await;
+    let ada = server.login("ada").await;
+    let project = project_of(&server, &ada).await;
+    let mut documents = DocumentServiceClient::new(server.channel.clone());
+    let upload = |title: &str| pb::UploadDocumentRequest {
+        project_id: project.id.clone(),
+        title: title.into(),
+        r#type: pb::DocumentType::Text as i32,
+        content: b"notes".to_vec(),
+        ..Default::default()
+    };
+    documents
+        .upload_document(authed(&ada, upload("first.txt")))
+        .await
+        .expect("within the limit");
+    let refused = documents
+        .upload_document(authed(&ada, upload("second.txt")))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
+    );
+    assert!(
+        refused
+            .message()
+            .starts_with("too many uploads (at most 1 per hour)"),
+        "{}",
+        refused.message()
+    );
+    let listed = documents
+        .list_documents(authed(
+            &ada,
+            pb::ListDocumentsRequest {
+                project_id: project.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .documents;
+    assert_eq!(listed.len(), 1);
 }

@@ -18,6 +18,7 @@ use super::{actor_of, grpc_service, optional_id};
 use crate::{
     authz::{RequestContext, authorized_work_item, require_project},
     convert,
+    limits::{Metered, RateLimiter},
 };
 
 /// Search hits when the request names no limit, and the most it may ask.
@@ -28,12 +29,13 @@ const MAX_HITS: i32 = 100;
 #[derive(Clone)]
 pub struct DocumentApi {
     store: Arc<dyn Store>,
+    limits: RateLimiter,
 }
 
 impl DocumentApi {
-    /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// Builds the service; `limits` meters uploads.
+    pub fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
+        Self { store, limits }
     }
 
     /// The document, once the caller holds the RPC's permission in its
@@ -132,6 +134,9 @@ impl DocumentApi {
         validate::max_chars("media_type", &media_type, 255)?;
         let (project_id, work_item_id) = self
             .scope(context, &request.project_id, &request.work_item_id)
+            .await?;
+        self.limits
+            .take_for(Metered::Upload, context.caller.as_ref())
             .await?;
         let document = self
             .store
