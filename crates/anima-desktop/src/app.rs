@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::{
     cache::{Cache, Key, Kind},
     client::{Client, describe},
+    session::SessionTokens,
     ui::{AppWindow, Screen},
     viewmodel::{self, Names, Preferences},
 };
@@ -73,6 +74,7 @@ struct Controller {
     runtime: tokio::runtime::Handle,
     window: slint::Weak<AppWindow>,
     cache: Cache,
+    tokens: SessionTokens,
     /// See [`Options::ca_cert`].
     ca_cert: Option<PathBuf>,
     state: Mutex<State>,
@@ -91,6 +93,7 @@ impl App {
         let controller = Arc::new(Controller {
             runtime,
             window: window.as_weak(),
+            tokens: SessionTokens::new(cache.clone()),
             cache,
             ca_cert: options.ca_cert,
             state: Mutex::new(State::default()),
@@ -188,7 +191,13 @@ impl Controller {
     /// then refreshes it.
     async fn resume(self: Arc<Self>) {
         let server = self.cache.meta("server").await.ok().flatten();
-        let token = self.cache.meta("token").await.ok().flatten();
+        let token = match &server {
+            Some(server) => self.tokens.load(server).await.unwrap_or_else(|err| {
+                tracing::warn!("cannot read the session token: {err:#}");
+                None
+            }),
+            None => None,
+        };
         if let Ok(Some(names)) = self.cache.meta("names").await
             && let Ok(cached) = serde_json::from_str::<CachedNames>(&names)
             && let Ok(mut state) = self.state.lock()
@@ -233,8 +242,14 @@ impl Controller {
         {
             Ok(client) => {
                 let remembered = async {
-                    self.cache.set_meta("server", server.trim()).await?;
-                    self.cache.set_meta("token", client.token()).await
+                    // One server's token at a time; the token before the
+                    // server that names it.
+                    let previous = self.cache.meta("server").await?;
+                    if let Some(previous) = previous.filter(|p| p != server.trim()) {
+                        self.tokens.forget(&previous).await?;
+                    }
+                    self.tokens.save(server.trim(), client.token()).await?;
+                    self.cache.set_meta("server", server.trim()).await
                 };
                 if let Err(err) = remembered.await {
                     tracing::warn!("cannot remember the login: {err:#}");
@@ -1136,8 +1151,18 @@ impl Controller {
 
     /// Forgets the session; the cache stays until wiped.
     async fn sign_out(self: Arc<Self>) {
-        if let Err(err) = self.cache.forget("token").await {
-            tracing::warn!("cannot forget the session: {err:#}");
+        if let Some(client) = self.client()
+            && let Err(status) = client.logout().await
+        {
+            // Offline: the token stays valid on the server until it expires.
+            tracing::warn!("the server did not end the session: {}", describe(&status));
+        }
+        let server = self.cache.meta("server").await.ok().flatten();
+        let mut problem = String::new();
+        if let Some(server) = server
+            && let Err(err) = self.tokens.forget(&server).await
+        {
+            problem = format!("Signed out, but {err:#}");
         }
         if let Ok(mut state) = self.state.lock() {
             state.client = None;
@@ -1148,8 +1173,8 @@ impl Controller {
                 task.abort();
             }
         }
-        self.ui(|window| {
-            window.set_notice("".into());
+        self.ui(move |window| {
+            window.set_notice(problem.into());
             window.set_screen(Screen::Login);
         });
     }

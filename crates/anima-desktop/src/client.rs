@@ -98,6 +98,15 @@ impl Client {
         })
     }
 
+    /// Ends the session on the server: the token is worthless from then
+    /// on, wherever a copy was kept.
+    pub async fn logout(&self) -> Result<(), tonic::Status> {
+        AuthServiceClient::new(self.channel.clone())
+            .logout(self.request(pb::LogoutRequest {}))
+            .await
+            .map(drop)
+    }
+
     /// The session token, to remember for the next start.
     pub fn token(&self) -> &str {
         &self.token

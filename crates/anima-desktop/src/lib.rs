@@ -5,7 +5,8 @@
 //!   system, defined once as the `Theme` global;
 //! - [`viewmodel`]: the server's records turned into the rows screens show;
 //! - [`client`]: anima-server over gRPC, with the live streams;
-//! - [`cache`]: the SQLite read cache the window shows first, and offline.
+//! - [`cache`]: the SQLite read cache the window shows first, and offline;
+//!   [`session`]: the session token, in the OS keyring where one answers.
 //!
 //! [`app`] wires them together, with all I/O off the UI thread; [`tour`]
 //! renders every screen to PNG files.
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod cache;
 pub mod client;
+pub mod session;
 pub mod tour;
 pub mod viewmodel;
 
