@@ -45,10 +45,19 @@ pub struct Ai {
     limiter: Option<RateLimiter>,
 }
 
+/// Leave to make one model call, from [`Ai::admit`] or
+/// [`Ai::admit_mail_of`]: every call takes one, so none goes unmetered.
+#[derive(Debug)]
+pub struct Admission(());
+
 macro_rules! forward {
     ($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty) => {
         $(#[$doc])*
-        pub async fn $name(&self, request: $request) -> Result<$response, DomainError> {
+        pub async fn $name(
+            &self,
+            _admitted: Admission,
+            request: $request,
+        ) -> Result<$response, DomainError> {
             let (mut client, request) = self.prepare(request)?;
             client
                 .$name(request)
@@ -94,14 +103,26 @@ impl Ai {
         }
     }
 
-    /// Counts one request made for `caller`, or refuses it
-    /// (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`); call it once per user request
-    /// that reaches a model. Nothing is counted without anima-ai.
-    pub async fn admit(&self, caller: Option<&Caller>) -> Result<(), DomainError> {
-        match (&self.remote, &self.limiter) {
-            (Some(_), Some(limiter)) => limiter.take_for(Metered::AiCall, caller).await,
-            _ => Ok(()),
+    /// Counts one request made for `caller` (`ai_calls_per_hour`), or
+    /// refuses it (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`). Nothing is counted
+    /// without anima-ai.
+    pub async fn admit(&self, caller: Option<&Caller>) -> Result<Admission, DomainError> {
+        if let (Some(_), Some(limiter)) = (&self.remote, &self.limiter) {
+            limiter.take_for(Metered::AiCall, caller).await?;
         }
+        Ok(Admission(()))
+    }
+
+    /// Counts one classification of mail that arrived for `project_id`
+    /// (`mail_classifications_per_hour`): anyone can send mail, so it is
+    /// counted by the project that pays for it.
+    pub async fn admit_mail_of(&self, project_id: &str) -> Result<Admission, DomainError> {
+        if let (Some(_), Some(limiter)) = (&self.remote, &self.limiter) {
+            limiter
+                .take(Metered::MailClassification, project_id)
+                .await?;
+        }
+        Ok(Admission(()))
     }
 
     fn prepare<T>(

@@ -97,6 +97,9 @@ pub struct RateLimits {
     /// Requests to anima-ai (summaries, drafts, reviews, gap analyses)
     /// one user may make per hour: remote models cost money.
     pub ai_calls_per_hour: u32,
+    /// Inbound mails per project and hour that anima-ai may classify (mail
+    /// comes from anyone); past it, mail waits in triage.
+    pub mail_classifications_per_hour: u32,
     /// Writes (posts, tasks, decision requests) one agent session may make
     /// over MCP per minute.
     pub mcp_writes_per_minute: u32,
@@ -112,6 +115,7 @@ impl Default for RateLimits {
             uploads_per_hour: 120,
             ai_calls_per_hour: 120,
             mcp_writes_per_minute: 120,
+            mail_classifications_per_hour: 600,
             open_streams_per_user: 32,
         }
     }
@@ -267,6 +271,10 @@ impl ServerConfig {
             (
                 "ANIMA_MCP_WRITES_PER_MINUTE",
                 &mut self.rate_limits.mcp_writes_per_minute,
+            ),
+            (
+                "ANIMA_MAIL_CLASSIFICATIONS_PER_HOUR",
+                &mut self.rate_limits.mail_classifications_per_hour,
             ),
             (
                 "ANIMA_OPEN_STREAMS_PER_USER",

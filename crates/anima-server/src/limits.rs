@@ -21,6 +21,8 @@ pub enum Metered {
     OutboundMail,
     /// A call to anima-ai that a user's request makes, per user.
     AiCall,
+    /// A classification of inbound mail, per project.
+    MailClassification,
     /// A document a user uploads (each at most
     /// [`anima_core::document::MAX_DOCUMENT_SIZE`]).
     Upload,
@@ -42,8 +44,8 @@ impl RateLimiter {
         Self { store, limits }
     }
 
-    /// Counts one `what` by `who` (a user id, or for MCP writes a session
-    /// id), or refuses it once the window holds the limit. A limit of 0
+    /// Counts one `what` by `who` (a user id; a session id for MCP writes,
+    /// a project id for mail classifications), or refuses it once the window holds the limit. A limit of 0
     /// turns the metering off.
     pub async fn take(&self, what: Metered, who: &str) -> Result<(), DomainError> {
         let (limit, window_micros, key, described) = match what {
@@ -58,6 +60,12 @@ impl RateLimiter {
                 HOUR_MICROS,
                 "ai",
                 "AI requests",
+            ),
+            Metered::MailClassification => (
+                self.limits.mail_classifications_per_hour,
+                HOUR_MICROS,
+                "ai-mail",
+                "AI classifications of this project's mail",
             ),
             Metered::Upload => (
                 self.limits.uploads_per_hour,

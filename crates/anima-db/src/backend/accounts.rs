@@ -220,14 +220,15 @@ macro_rules! accounts_sql {
             }
 
             async fn count_attempt(&self, counters: &[AttemptCounter], now: i64) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
-                // Each row ends at its own window's end: pruning for a short
-                // counter never resets a longer one.
-                sqlx::query("DELETE FROM attempt_counters WHERE window_end <= $1")
+                // Ended windows go first, on their own: each row ends at its
+                // own window's end, so pruning never resets a running
+                // counter, and never holds up a counting transaction.
+                sqlx::query(Self::PRUNE_ATTEMPTS)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await
                     .map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
                 for counter in counters {
                     let row = sqlx::query(
                         "INSERT INTO attempt_counters (counter_key, window_end, attempts) VALUES ($1, $2, 1) \

@@ -300,6 +300,11 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Opens a write transaction.
     const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Removes counters whose window ended, skipping rows a counting
+    /// transaction holds: pruning never waits, so never deadlocks with one.
+    const PRUNE_ATTEMPTS: &'static str = "DELETE FROM attempt_counters WHERE counter_key IN \
+         (SELECT counter_key FROM attempt_counters WHERE window_end <= $1 \
+          LIMIT 1000 FOR UPDATE SKIP LOCKED)";
     /// Held until commit. On the outbox key, the next writer takes its
     /// event id only after this one is visible, so a reader never sees id
     /// n+1 before id n.
@@ -404,6 +409,8 @@ impl SqliteStore {
     /// Takes the write lock up front: a deferred transaction that later
     /// upgrades to writing fails with SQLITE_BUSY instead of waiting.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// Removes counters whose window ended (writers are serialised).
+    const PRUNE_ATTEMPTS: &'static str = "DELETE FROM attempt_counters WHERE window_end <= $1";
     /// SQLite serialises writers already.
     const ADVISORY_LOCK: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.

@@ -554,14 +554,19 @@ impl MailWorkerApi {
         if candidates.is_empty() {
             return Ok(pb::ClassifyInboundResponse::default());
         }
+        // Past the project's limit the mail waits in triage for a human.
+        let admitted = self.ai.admit_mail_of(&project_id).await?;
         let answer = self
             .ai
-            .classify_mail(pb::ClassifyMailRequest {
-                from: request.from,
-                subject: request.subject,
-                body: request.body,
-                candidates,
-            })
+            .classify_mail(
+                admitted,
+                pb::ClassifyMailRequest {
+                    from: request.from,
+                    subject: request.subject,
+                    body: request.body,
+                    candidates,
+                },
+            )
             .await?;
         let item = match answer.work_item_id.as_str() {
             "" => None,

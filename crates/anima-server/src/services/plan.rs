@@ -79,13 +79,16 @@ impl PlanApi {
         } else {
             implementation_state
         };
-        self.ai.admit(context.caller.as_ref()).await?;
+        let admitted = self.ai.admit(context.caller.as_ref()).await?;
         let report = self
             .ai
-            .analyze_gap(pb::AnalyzeGapRequest {
-                plan_json,
-                implementation_state,
-            })
+            .analyze_gap(
+                admitted,
+                pb::AnalyzeGapRequest {
+                    plan_json,
+                    implementation_state,
+                },
+            )
             .await?;
         Ok(pb::AnalyzePlanGapResponse {
             gap_report: report.gap_report,

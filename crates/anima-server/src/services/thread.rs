@@ -97,14 +97,17 @@ impl ThreadApi {
             })
             .collect();
         let tier = super::work_item::default_tier(request.tier);
-        self.ai.admit(context.caller.as_ref()).await?;
+        let admitted = self.ai.admit(context.caller.as_ref()).await?;
         let summary = self
             .ai
-            .summarize(pb::SummarizeRequest {
-                tier,
-                sources,
-                max_sentences: 0,
-            })
+            .summarize(
+                admitted,
+                pb::SummarizeRequest {
+                    tier,
+                    sources,
+                    max_sentences: 0,
+                },
+            )
             .await?;
         let cited: Vec<String> = summary
             .citations

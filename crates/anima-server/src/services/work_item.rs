@@ -101,14 +101,17 @@ impl WorkItemApi {
             ));
         }
         let tier = default_tier(request.tier);
-        self.ai.admit(context.caller.as_ref()).await?;
+        let admitted = self.ai.admit(context.caller.as_ref()).await?;
         let draft = self
             .ai
-            .generate_description(pb::GenerateDescriptionRequest {
-                tier,
-                title: item.title,
-                context: sources,
-            })
+            .generate_description(
+                admitted,
+                pb::GenerateDescriptionRequest {
+                    tier,
+                    title: item.title,
+                    context: sources,
+                },
+            )
             .await?;
         let mut source_ids: Vec<String> = draft
             .citations
@@ -134,12 +137,15 @@ impl WorkItemApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
-        self.ai.admit(context.caller.as_ref()).await?;
+        let admitted = self.ai.admit(context.caller.as_ref()).await?;
         let proposal = self
             .ai
-            .derive_capabilities(pb::DeriveCapabilitiesRequest {
-                work_item_json: work_item_json(&item),
-            })
+            .derive_capabilities(
+                admitted,
+                pb::DeriveCapabilitiesRequest {
+                    work_item_json: work_item_json(&item),
+                },
+            )
             .await?;
         Ok(pb::ProposeCapabilitiesResponse {
             capabilities: proposal.capabilities,
@@ -163,13 +169,16 @@ impl WorkItemApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
-        self.ai.admit(context.caller.as_ref()).await?;
+        let admitted = self.ai.admit(context.caller.as_ref()).await?;
         let decision = self
             .ai
-            .should_review(pb::ShouldReviewRequest {
-                work_item_json: work_item_json(&item),
-                changes: request.changes,
-            })
+            .should_review(
+                admitted,
+                pb::ShouldReviewRequest {
+                    work_item_json: work_item_json(&item),
+                    changes: request.changes,
+                },
+            )
             .await?;
         Ok(pb::DecideReviewResponse {
             review: decision.review,
