@@ -28,6 +28,35 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// client that connects and says nothing must not hold a socket for ever.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How the listener is asked for TLS on the command line; `anima up` and
+/// `anima-server` both take these.
+#[derive(clap::Args, Debug, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain: the listener then speaks only TLS (gRPC,
+    /// /mcp and /healthz alike); SIGHUP reloads it [env: ANIMA_TLS_CERT].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: ANIMA_TLS_KEY].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Listen in plaintext beyond loopback, e.g. behind a proxy that
+    /// terminates TLS; without it (or TLS), only loopback addresses are
+    /// accepted [env: ANIMA_INSECURE_LISTEN=true].
+    #[arg(long)]
+    insecure_listen: bool,
+}
+
+impl TlsArgs {
+    /// Puts what was given over the configuration's values.
+    pub fn apply(self, config: &mut ServerConfig) {
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.tls_cert = cert.display().to_string();
+            config.tls_key = key.display().to_string();
+        }
+        config.insecure_listen |= self.insecure_listen;
+    }
+}
+
 /// A bound listener, plaintext or TLS.
 pub struct Listener {
     tcp: std::net::TcpListener,

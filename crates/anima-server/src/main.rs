@@ -19,17 +19,8 @@ struct Args {
     /// postgres://… or sqlite://… (overrides the file).
     #[arg(long)]
     database_url: Option<String>,
-    /// PEM certificate chain: the listener then speaks only TLS; SIGHUP
-    /// reloads it (overrides the file's `tls_cert`).
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert (overrides `tls_key`).
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Listen in plaintext beyond loopback (behind a TLS-terminating
-    /// proxy); refused otherwise.
-    #[arg(long)]
-    insecure_listen: bool,
+    #[command(flatten)]
+    tls: anima_server::listener::TlsArgs,
 }
 
 #[tokio::main]
@@ -47,11 +38,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = args.database_url {
         config.database_url = url;
     }
-    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls_cert = cert.display().to_string();
-        config.tls_key = key.display().to_string();
-    }
-    config.insecure_listen |= args.insecure_listen;
+    args.tls.apply(&mut config);
     anyhow::ensure!(
         !config.database_url.is_empty(),
         "anima-server needs --database-url (or ANIMA_DATABASE_URL); use `anima up` for the embedded database"

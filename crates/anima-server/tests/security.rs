@@ -527,6 +527,15 @@ async fn members_see_names_of_whom_they_work_with_and_no_more(backend: Backend) 
     );
 }
 
+/// A refusal for a rate limit, whose message starts with `says`.
+fn assert_rate_limited(refused: &tonic::Status, says: &str) {
+    assert_eq!(
+        code_and_reason(refused),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
+    );
+    assert!(refused.message().starts_with(says), "{}", refused.message());
+}
+
 /// A member cannot turn the project's mailbox into a spam cannon: each
 /// user sends at most `outbound_mails_per_hour`; other messages, and other
 /// users, are not held back.
@@ -579,16 +588,9 @@ async fn outbound_mail_is_limited_per_user(backend: Backend) {
         .post_message(authed(&ada, mail(&items[0], 2)))
         .await
         .expect_err("over the limit");
-    assert_eq!(
-        code_and_reason(&refused),
-        (Code::ResourceExhausted, "RATE_LIMITED".into())
-    );
-    assert!(
-        refused
-            .message()
-            .starts_with("too many outbound mails (at most 2 per hour); try again in"),
-        "{}",
-        refused.message()
+    assert_rate_limited(
+        &refused,
+        "too many outbound mails (at most 2 per hour); try again in",
     );
     assert_eq!(
         server
@@ -681,16 +683,9 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         .upload_document(authed(&ada, upload("second.txt")))
         .await
         .expect_err("over the limit");
-    assert_eq!(
-        code_and_reason(&refused),
-        (Code::ResourceExhausted, "RATE_LIMITED".into())
-    );
-    assert!(
-        refused
-            .message()
-            .starts_with("too many uploads (at most 1 per hour)"),
-        "{}",
-        refused.message()
+    assert_rate_limited(
+        &refused,
+        "too many uploads (at most 1 per hour); try again in",
     );
     let listed = documents
         .list_documents(authed(

@@ -24,18 +24,8 @@ pub struct UpArgs {
     /// Listen address; port 0 picks a free one [default: 127.0.0.1:7433].
     #[arg(long, env = "ANIMA_LISTEN")]
     listen: Option<SocketAddr>,
-    /// PEM certificate chain: the listener then speaks only TLS (gRPC,
-    /// /mcp and /healthz alike); SIGHUP reloads it [env: ANIMA_TLS_CERT].
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert [env: ANIMA_TLS_KEY].
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Listen in plaintext beyond loopback, e.g. behind a proxy that
-    /// terminates TLS; without it (or TLS), only loopback addresses are
-    /// accepted [env: ANIMA_INSECURE_LISTEN=true].
-    #[arg(long)]
-    insecure_listen: bool,
+    #[command(flatten)]
+    tls: anima_server::listener::TlsArgs,
     /// The mail worker's TOML configuration (jmap_url, account_secret,
     /// [admin]); without a mail server (`jmap_url`), no mail is followed.
     #[arg(long, env = "ANIMA_MAIL_CONFIG")]
@@ -61,11 +51,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(url) = args.database_url {
         config.database_url = url;
     }
-    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls_cert = cert.display().to_string();
-        config.tls_key = key.display().to_string();
-    }
-    config.insecure_listen |= args.insecure_listen;
+    args.tls.apply(&mut config);
     if let Some(dir) = args.data_dir {
         config.data_dir = dir.display().to_string();
     }
