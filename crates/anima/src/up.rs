@@ -89,8 +89,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // With an agent command and no other provider, sessions run in this
     // process's sandboxes: anima-agent hosted in process.
     let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
-    // The provider reports logins into its sandboxes to the listener's
-    // audit service, with a token good for nothing else.
+    // The provider reports logins into its sandboxes to the audit service
+    // on the internal port, with a token good for nothing else.
     let audit_token = local_agent.then(anima_server::auth::new_token);
     if let Some(token) = &audit_token {
         if config.agent.mcp_endpoint.is_empty() {
@@ -105,7 +105,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
     if mail.is_enabled() {
-        // The worker reaches this same listener with a token of its own.
+        // The worker reaches the internal port with a token of its own.
         let token = anima_server::auth::new_token();
         config
             .service_tokens
