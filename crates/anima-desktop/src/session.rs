@@ -47,10 +47,11 @@ impl SessionTokens {
             keyring::Entry::new(KEYRING_SERVICE, &server_name)?.set_password(&secret)
         })
         .await;
+        // Kept in one place only.
+        self.cache.forget(LEGACY_CACHE_KEY).await?;
         match in_keyring {
             Ok(()) => {
                 self.cache.forget(&cache_key(server)).await?;
-                self.cache.forget(LEGACY_CACHE_KEY).await?;
                 Ok(Kept::Keyring)
             }
             Err(why) => {
@@ -72,13 +73,19 @@ impl SessionTokens {
         .await;
         match from_keyring {
             Ok(token) => Ok(Some(token)),
-            Err(_) => {
+            Err(why) => {
                 let mut cached = self.cache.meta(&cache_key(server)).await?;
+                let mut legacy = false;
                 if cached.is_none() && self.cache.meta("server").await?.as_deref() == Some(server) {
                     cached = self.cache.meta(LEGACY_CACHE_KEY).await?;
+                    legacy = cached.is_some();
                 }
-                if let Some(token) = &cached {
-                    // A keyring that answers now takes the token over.
+                // A keyring that answers now takes the token over; a token
+                // an earlier version kept moves to where this one keeps it.
+                // Without a keyring, a cached token stays where it is.
+                if let Some(token) = &cached
+                    && (legacy || matches!(why, keyring::Error::NoEntry))
+                {
                     self.save(server, token).await?;
                 }
                 Ok(cached)

@@ -11,8 +11,20 @@ use anima_db::Store;
 
 use crate::{auth::Caller, config::RateLimits};
 
-const HOUR_MICROS: i64 = 60 * 60 * 1_000_000;
-const MINUTE_MICROS: i64 = 60 * 1_000_000;
+/// A counting window: its length and its name in refusals.
+struct Window {
+    micros: i64,
+    name: &'static str,
+}
+
+const HOUR: Window = Window {
+    micros: 60 * 60 * 1_000_000,
+    name: "hour",
+};
+const MINUTE: Window = Window {
+    micros: 60 * 1_000_000,
+    name: "minute",
+};
 
 /// What is metered.
 #[derive(Debug, Clone, Copy)]
@@ -45,37 +57,27 @@ impl RateLimiter {
     }
 
     /// Counts one `what` by `who` (a user id; a session id for MCP writes,
-    /// a project id for mail classifications), or refuses it once the window holds the limit. A limit of 0
-    /// turns the metering off.
+    /// a project id for mail classifications), or refuses it once the
+    /// window holds the limit. A limit of 0 turns the metering off.
     pub async fn take(&self, what: Metered, who: &str) -> Result<(), DomainError> {
-        let (limit, window_micros, key, described) = match what {
+        let (limit, window, key, described) = match what {
             Metered::OutboundMail => (
                 self.limits.outbound_mails_per_hour,
-                HOUR_MICROS,
+                HOUR,
                 "mail",
                 "outbound mails",
             ),
-            Metered::AiCall => (
-                self.limits.ai_calls_per_hour,
-                HOUR_MICROS,
-                "ai",
-                "AI requests",
-            ),
+            Metered::AiCall => (self.limits.ai_calls_per_hour, HOUR, "ai", "AI requests"),
             Metered::MailClassification => (
                 self.limits.mail_classifications_per_hour,
-                HOUR_MICROS,
+                HOUR,
                 "ai-mail",
                 "AI classifications of this project's mail",
             ),
-            Metered::Upload => (
-                self.limits.uploads_per_hour,
-                HOUR_MICROS,
-                "upload",
-                "uploads",
-            ),
+            Metered::Upload => (self.limits.uploads_per_hour, HOUR, "upload", "uploads"),
             Metered::McpWrite => (
                 self.limits.mcp_writes_per_minute,
-                MINUTE_MICROS,
+                MINUTE,
                 "mcp",
                 "writes by this agent session",
             ),
@@ -83,18 +85,13 @@ impl RateLimiter {
         if limit == 0 {
             return Ok(());
         }
-        let per = if window_micros == HOUR_MICROS {
-            "hour"
-        } else {
-            "minute"
-        };
         self.store
             .count_attempt(
                 &[AttemptCounter {
                     key: format!("{key}:{who}"),
                     limit,
-                    window_micros,
-                    what: format!("{described} (at most {limit} per {per})"),
+                    window_micros: window.micros,
+                    what: format!("{described} (at most {limit} per {})", window.name),
                 }],
                 anima_core::model::now_micros(),
             )
