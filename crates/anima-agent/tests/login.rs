@@ -11,12 +11,10 @@ use std::{
 };
 
 use anima_agent::{
-    AgentOptions,
-    audit::AuditSink,
-    login::{ClientCredentials, LoginOptions, openssh_client},
-    provider::LocalProvider,
+    AgentOptions, audit::AuditSink, login::LoginOptions, provider::LocalProvider,
     sandbox::DEFAULT_USER,
 };
+use anima_client::ssh::{ClientCredentials, openssh_client};
 use anima_proto::v1::{self as pb, agent_provider_service_server::AgentProviderService};
 use async_trait::async_trait;
 use tonic::Request;

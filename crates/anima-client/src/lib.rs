@@ -1,8 +1,18 @@
 //! What every client of anima-server shares (the CLI, the desktop, the
 //! benchmarks): how to reach a server and whom to trust when it speaks
-//! TLS.
+//! TLS ([`endpoint`]), a signed-in [`Session`] with a client per service
+//! and [`all_pages`], the CLI's stored [`Credentials`], the files that hold
+//! tokens ([`write_private_file`], [`keep_sqlite_private`]), and the `ssh`
+//! call for a sandbox login ([`ssh`]).
+
+mod credentials;
+mod session;
+pub mod ssh;
 
 use std::path::Path;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
 
 use anyhow::Context;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
@@ -48,6 +58,43 @@ fn is_loopback(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub use credentials::{Credentials, config_dir};
+pub use session::{PAGE_SIZE, Session, all_pages, connect, connect_lazy};
+
+/// A server's answer as people read it: its message, with its reason code.
+pub fn describe(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    match status.get_details_error_info() {
+        Some(info) => format!("{} ({})", status.message(), info.reason),
+        None => status.message().to_owned(),
+    }
+}
+
+/// A new random secret (256 bits, URL-safe), such as a generated password.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Writes a file only its owner can read, for files that hold a bearer
+/// token, never through a link planted in its place; an existing file's
+/// mode is narrowed.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // The mode above applies only to a file this call creates.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 /// Makes a SQLite database (and its journal files, which SQLite gives the

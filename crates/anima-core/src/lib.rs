@@ -15,6 +15,7 @@ pub mod id;
 pub mod mail;
 pub mod model;
 pub mod paging;
+pub mod path;
 pub mod permission;
 pub mod planning;
 pub mod service_token;

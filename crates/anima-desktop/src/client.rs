@@ -1,68 +1,19 @@
 //! The gRPC client layer: anima-server's services through tonic, with the
 //! session token on every call, and the live streams the UI follows.
 
-use anima_proto::v1::{
-    self as pb, agent_session_service_client::AgentSessionServiceClient,
-    akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
-    dashboard_service_client::DashboardServiceClient,
-    document_service_client::DocumentServiceClient, plan_service_client::PlanServiceClient,
-    project_service_client::ProjectServiceClient, skill_service_client::SkillServiceClient,
-    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
-    work_item_service_client::WorkItemServiceClient,
-    workflow_service_client::WorkflowServiceClient,
-};
+use anima_client::{PAGE_SIZE, Session, all_pages, connect_lazy};
+use anima_proto::v1 as pb;
 use std::path::Path;
 
-use anyhow::Context;
-use tonic::{
-    Request, Streaming,
-    metadata::{Ascii, MetadataValue},
-    transport::Channel,
-};
-
-/// Most records one list call asks for; lists page beyond it.
-const PAGE_SIZE: i32 = 500;
+use tonic::{Request, Streaming};
 
 /// A logged-in connection to anima-server.
 #[derive(Clone)]
 pub struct Client {
-    channel: Channel,
-    authorization: MetadataValue<Ascii>,
-    token: String,
+    session: Session,
 }
 
-/// A server's answer as the UI shows it: its message, with its reason.
-pub fn describe(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    match status.get_details_error_info() {
-        Some(info) => format!("{} ({})", status.message(), info.reason),
-        None => status.message().to_owned(),
-    }
-}
-
-/// Every page of a list, from the first page token to the last.
-async fn all_pages<T, Fetch, Page>(mut fetch: Fetch) -> Result<Vec<T>, tonic::Status>
-where
-    Fetch: FnMut(String) -> Page,
-    Page: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let (items, next) = fetch(page_token).await?;
-        all.extend(items);
-        if next.is_empty() {
-            return Ok(all);
-        }
-        page_token = next;
-    }
-}
-
-fn channel(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
-    Ok(anima_client::endpoint(server, ca_cert)?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy())
-}
+pub use anima_client::describe;
 
 impl Client {
     /// Logs in with a username and password; an https:// server is
@@ -73,35 +24,25 @@ impl Client {
         username: &str,
         password: &str,
     ) -> anyhow::Result<Self> {
-        let channel = channel(server, ca_cert)?;
-        let token = AuthServiceClient::new(channel.clone())
-            .login(pb::LoginRequest {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            })
-            .await
-            .map_err(|status| anyhow::anyhow!(describe(&status)))?
-            .into_inner()
-            .token;
-        Self::with_token(server, ca_cert, &token)
+        let channel = connect_lazy(server, ca_cert)?;
+        Ok(Self {
+            session: Session::login(channel, username, password).await?,
+        })
     }
 
     /// A client with a session token from an earlier login (not checked
     /// until the first call).
     pub fn with_token(server: &str, ca_cert: Option<&Path>, token: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            channel: channel(server, ca_cert)?,
-            authorization: format!("Bearer {token}")
-                .parse()
-                .context("the session token is not a valid header value")?,
-            token: token.to_owned(),
+            session: Session::new(connect_lazy(server, ca_cert)?, token)?,
         })
     }
 
     /// Ends the session on the server: the token is worthless from then
     /// on, wherever a copy was kept.
     pub async fn logout(&self) -> Result<(), tonic::Status> {
-        AuthServiceClient::new(self.channel.clone())
+        self.session
+            .auth()
             .logout(self.request(pb::LogoutRequest {}))
             .await
             .map(drop)
@@ -109,20 +50,18 @@ impl Client {
 
     /// The session token, to remember for the next start.
     pub fn token(&self) -> &str {
-        &self.token
+        self.session.token()
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        request
+        self.session.request(message)
     }
 
     /// Who is logged in.
     pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, tonic::Status> {
-        Ok(AuthServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .auth()
             .who_am_i(self.request(pb::WhoAmIRequest {}))
             .await?
             .into_inner())
@@ -159,7 +98,9 @@ impl Client {
     }
 
     async fn update_user(&self, user: pb::User, paths: &[&str]) -> Result<pb::User, tonic::Status> {
-        Ok(TeamServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .team()
             .update_user(self.request(pb::UpdateUserRequest {
                 user: Some(user),
                 update_mask: Some(prost_types::FieldMask {
@@ -174,7 +115,8 @@ impl Client {
     /// Changes the caller's password; the server keeps this session and
     /// ends the others.
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), tonic::Status> {
-        AuthServiceClient::new(self.channel.clone())
+        self.session
+            .auth()
             .change_password(self.request(pb::ChangePasswordRequest {
                 current_password: current.to_owned(),
                 new_password: new.to_owned(),
@@ -185,7 +127,9 @@ impl Client {
 
     /// The accounts (for the names of message authors).
     pub async fn users(&self) -> Result<Vec<pb::User>, tonic::Status> {
-        Ok(TeamServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .team()
             .list_users(self.request(pb::ListUsersRequest {
                 page_size: PAGE_SIZE,
                 page_token: String::new(),
@@ -197,7 +141,9 @@ impl Client {
 
     /// The Akhs (for the names of agent messages and sessions).
     pub async fn akhs(&self) -> Result<Vec<pb::Akh>, tonic::Status> {
-        Ok(AkhServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .akhs()
             .list_akhs(self.request(pb::ListAkhsRequest {
                 page_size: PAGE_SIZE,
                 page_token: String::new(),
@@ -209,7 +155,9 @@ impl Client {
 
     /// The dashboard snapshot.
     pub async fn dashboard(&self) -> Result<pb::Dashboard, tonic::Status> {
-        Ok(DashboardServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .dashboards()
             .get_dashboard(self.request(pb::GetDashboardRequest {}))
             .await?
             .into_inner())
@@ -218,7 +166,9 @@ impl Client {
     /// Every project the caller can see.
     pub async fn projects(&self) -> Result<Vec<pb::Project>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = ProjectServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .projects()
                 .list_projects(self.request(pb::ListProjectsRequest {
                     page_size: PAGE_SIZE,
                     page_token,
@@ -234,7 +184,9 @@ impl Client {
     /// Every work item of a project.
     pub async fn work_items(&self, project_id: &str) -> Result<Vec<pb::WorkItem>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = WorkItemServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .work_items()
                 .list_work_items(self.request(pb::ListWorkItemsRequest {
                     project_id: project_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -250,7 +202,9 @@ impl Client {
 
     /// One work item, as it is now.
     pub async fn work_item(&self, id: &str) -> Result<pb::WorkItem, tonic::Status> {
-        Ok(WorkItemServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .work_items()
             .get_work_item(self.request(pb::GetWorkItemRequest {
                 id: id.to_owned(),
                 ..pb::GetWorkItemRequest::default()
@@ -265,7 +219,9 @@ impl Client {
         work_item_id: &str,
     ) -> Result<Vec<pb::DescriptionRevision>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = WorkItemServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .work_items()
                 .get_description_revisions(self.request(pb::GetDescriptionRevisionsRequest {
                     work_item_id: work_item_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -286,7 +242,9 @@ impl Client {
         revision_id: &str,
         base: &str,
     ) -> Result<pb::WorkItem, tonic::Status> {
-        Ok(WorkItemServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .work_items()
             .revert_description(self.request(pb::RevertDescriptionRequest {
                 work_item_id: work_item_id.to_owned(),
                 revision_id: revision_id.to_owned(),
@@ -302,7 +260,9 @@ impl Client {
         work_item_id: &str,
     ) -> Result<Vec<pb::AgentSession>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = AgentSessionServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .sessions()
                 .list_sessions(self.request(pb::ListSessionsRequest {
                     work_item_id: work_item_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -319,7 +279,9 @@ impl Client {
     /// A project's plans with their progress.
     pub async fn plans(&self, project_id: &str) -> Result<Vec<pb::Plan>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = PlanServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .plans()
                 .list_plans(self.request(pb::ListPlansRequest {
                     project_id: project_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -335,7 +297,9 @@ impl Client {
     /// A project's documents.
     pub async fn documents(&self, project_id: &str) -> Result<Vec<pb::Document>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = DocumentServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .documents()
                 .list_documents(self.request(pb::ListDocumentsRequest {
                     project_id: project_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -352,7 +316,9 @@ impl Client {
     /// A project's members and their roles.
     pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = ProjectServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .projects()
                 .list_project_members(self.request(pb::ListProjectMembersRequest {
                     project_id: project_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -368,7 +334,9 @@ impl Client {
     /// The roles members can hold.
     pub async fn roles(&self) -> Result<Vec<pb::Role>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = TeamServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .team()
                 .list_roles(self.request(pb::ListRolesRequest {
                     page_size: PAGE_SIZE,
                     page_token,
@@ -387,7 +355,9 @@ impl Client {
         user_id: &str,
         role_id: &str,
     ) -> Result<pb::ProjectMember, tonic::Status> {
-        Ok(ProjectServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .projects()
             .add_project_member(self.request(pb::AddProjectMemberRequest {
                 project_id: project_id.to_owned(),
                 user_id: user_id.to_owned(),
@@ -403,7 +373,8 @@ impl Client {
         project_id: &str,
         user_id: &str,
     ) -> Result<(), tonic::Status> {
-        ProjectServiceClient::new(self.channel.clone())
+        self.session
+            .projects()
             .remove_project_member(self.request(pb::RemoveProjectMemberRequest {
                 project_id: project_id.to_owned(),
                 user_id: user_id.to_owned(),
@@ -415,7 +386,9 @@ impl Client {
     /// The built-in and custom workflows.
     pub async fn workflows(&self) -> Result<Vec<pb::Workflow>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = WorkflowServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .workflows()
                 .list_workflows(self.request(pb::ListWorkflowsRequest {
                     page_size: PAGE_SIZE,
                     page_token,
@@ -430,7 +403,9 @@ impl Client {
     /// Every published skill version.
     pub async fn skills(&self) -> Result<Vec<pb::Skill>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = SkillServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .skills()
                 .list_skills(self.request(pb::ListSkillsRequest {
                     page_size: PAGE_SIZE,
                     page_token,
@@ -450,7 +425,9 @@ impl Client {
         name: &str,
         phases: Vec<pb::Phase>,
     ) -> Result<pb::Workflow, tonic::Status> {
-        Ok(WorkflowServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .workflows()
             .update_workflow(self.request(pb::UpdateWorkflowRequest {
                 workflow: Some(pb::Workflow {
                     id: id.to_owned(),
@@ -472,7 +449,9 @@ impl Client {
         name: &str,
         phases: Vec<pb::Phase>,
     ) -> Result<pb::Workflow, tonic::Status> {
-        Ok(WorkflowServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .workflows()
             .create_workflow(self.request(pb::CreateWorkflowRequest {
                 name: name.to_owned(),
                 phases,
@@ -485,7 +464,9 @@ impl Client {
     /// A work item's whole thread, oldest first.
     pub async fn thread(&self, work_item_id: &str) -> Result<Vec<pb::Message>, tonic::Status> {
         all_pages(|page_token| async {
-            let page = ThreadServiceClient::new(self.channel.clone())
+            let page = self
+                .session
+                .threads()
                 .get_thread(self.request(pb::GetThreadRequest {
                     work_item_id: work_item_id.to_owned(),
                     page_size: PAGE_SIZE,
@@ -508,7 +489,9 @@ impl Client {
         subject: &str,
         body: &str,
     ) -> Result<pb::Message, tonic::Status> {
-        Ok(ThreadServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .threads()
             .post_message(self.request(pb::PostMessageRequest {
                 work_item_id: work_item_id.to_owned(),
                 kind: pb::MessageKind::OutboundEmail as i32,
@@ -526,7 +509,9 @@ impl Client {
 
     /// Posts a human message into a work item's thread.
     pub async fn post(&self, work_item_id: &str, body: &str) -> Result<pb::Message, tonic::Status> {
-        Ok(ThreadServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .threads()
             .post_message(self.request(pb::PostMessageRequest {
                 work_item_id: work_item_id.to_owned(),
                 kind: pb::MessageKind::Human as i32,
@@ -543,7 +528,9 @@ impl Client {
         id: &str,
         answer: &str,
     ) -> Result<pb::Decision, tonic::Status> {
-        Ok(ThreadServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .threads()
             .resolve_decision(self.request(pb::ResolveDecisionRequest {
                 id: id.to_owned(),
                 answer: answer.to_owned(),
@@ -558,7 +545,9 @@ impl Client {
         work_item_id: &str,
         after: i64,
     ) -> Result<Streaming<pb::ThreadEvent>, tonic::Status> {
-        Ok(ThreadServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .threads()
             .stream_thread(self.request(pb::StreamThreadRequest {
                 work_item_id: work_item_id.to_owned(),
                 after_event_id: after,
@@ -572,7 +561,9 @@ impl Client {
         &self,
         after: i64,
     ) -> Result<Streaming<pb::DashboardUpdate>, tonic::Status> {
-        Ok(DashboardServiceClient::new(self.channel.clone())
+        Ok(self
+            .session
+            .dashboards()
             .stream_dashboard_updates(self.request(pb::StreamDashboardUpdatesRequest {
                 after_event_id: after,
             }))

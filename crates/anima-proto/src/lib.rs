@@ -4,6 +4,7 @@
 //! shares; how people spell a workflow phase ([`phase`]).
 
 pub mod capability;
+pub mod convert;
 pub mod phase;
 pub mod status;
 

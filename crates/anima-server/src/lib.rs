@@ -14,7 +14,6 @@ pub mod app;
 pub mod auth;
 pub mod authz;
 pub mod config;
-pub mod convert;
 pub mod error;
 pub mod events;
 pub mod in_process;

@@ -1105,9 +1105,9 @@ async fn admins_log_into_sandboxes_and_every_command_is_audited() {
         .into_inner();
     for attempt in 0..2 {
         let keys = tempfile::tempdir().expect("keys");
-        let output = anima_agent::login::openssh_client(
+        let output = anima_client::ssh::openssh_client(
             keys.path(),
-            &anima_agent::login::ClientCredentials {
+            &anima_client::ssh::ClientCredentials {
                 host: &credentials.host,
                 port: credentials.port,
                 username: &credentials.username,

@@ -18,6 +18,7 @@ use anima_core::{
     workflow::SkillRef,
 };
 use anima_db::{SessionChange, SessionFilter, Store};
+use anima_proto::convert;
 use anima_proto::v1::{
     self as pb, agent_audit_service_server::AgentAuditService,
     agent_session_service_server::AgentSessionService,
@@ -29,7 +30,6 @@ use crate::{
     agents::{AgentProvider, AgentState, ProvisionRequest},
     auth::{new_token, token_hash},
     authz::{RequestContext, require_project},
-    convert,
     error::to_status,
     events::{EventHub, Reader, Replay, StreamItem},
     secrets::SecretStores,
@@ -298,7 +298,7 @@ impl AgentSessionApi {
         let page = PageRequest::parse(request.page_size, &request.page_token, &query)?;
         let page = self.store.list_agent_sessions(&filter, &page).await?;
         Ok(pb::ListSessionsResponse {
-            sessions: page.items.into_iter().map(convert::agent_session).collect(),
+            sessions: page.items.into_iter().map(pb::AgentSession::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -308,7 +308,7 @@ impl AgentSessionApi {
         context: &RequestContext,
         request: pb::GetSessionRequest,
     ) -> Result<pb::AgentSession, DomainError> {
-        Ok(convert::agent_session(
+        Ok(pb::AgentSession::from(
             self.authorized_session(context, &request.id).await?,
         ))
     }
@@ -380,7 +380,7 @@ impl AgentSessionApi {
                     )
                     .await?;
                 tokio::spawn(watch(self.store.clone(), provider.clone(), running.clone()));
-                Ok(convert::agent_session(running))
+                Ok(pb::AgentSession::from(running))
             }
             Err(err) => {
                 self.store
@@ -429,7 +429,7 @@ impl AgentSessionApi {
             // provider's to clean up.
             tracing::warn!(session = %stopped.id, %err, "destroying the sandbox failed");
         }
-        Ok(convert::agent_session(stopped))
+        Ok(pb::AgentSession::from(stopped))
     }
 
     /// Revokes the session's MCP token; the next MCP request fails.
@@ -506,7 +506,7 @@ impl AgentSessionApi {
         )?;
         let page = self.store.list_session_logins(&session.id, &page).await?;
         Ok(pb::ListSessionLoginsResponse {
-            logins: page.items.into_iter().map(convert::session_login).collect(),
+            logins: page.items.into_iter().map(pb::SessionLogin::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -532,7 +532,7 @@ impl AgentSessionApi {
             events: page
                 .items
                 .into_iter()
-                .map(convert::terminal_event)
+                .map(pb::TerminalEvent::from)
                 .collect(),
             next_page_token: page.next_page_token,
         })
@@ -553,7 +553,7 @@ impl AgentSessionApi {
         )?;
         let page = self.store.list_tasks(&session.id, &page).await?;
         Ok(pb::ListTasksResponse {
-            tasks: page.items.into_iter().map(convert::task).collect(),
+            tasks: page.items.into_iter().map(pb::Task::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -574,7 +574,7 @@ impl AgentSessionApi {
         context: &RequestContext,
         request: pb::GetTaskRequest,
     ) -> Result<pb::Task, DomainError> {
-        Ok(convert::task(
+        Ok(pb::Task::from(
             self.authorized_task(context, &request.id).await?,
         ))
     }
@@ -589,7 +589,7 @@ impl AgentSessionApi {
         })?;
         validate::max_chars("note", &request.note, MAX_TASK_NOTE_CHARS)?;
         let task = self.authorized_task(context, &request.id).await?;
-        Ok(convert::task(
+        Ok(pb::Task::from(
             self.store
                 .update_task_status(&task.id, status, &request.note)
                 .await?,
@@ -654,9 +654,9 @@ async fn session_event(
         StreamItem::Event(event) => pb::SessionStatusEvent {
             event_id: event.id,
             kind: Some(if event.kind.starts_with("task.") {
-                Kind::Task(convert::task(store.get_task(&event.entity_id).await?))
+                Kind::Task(pb::Task::from(store.get_task(&event.entity_id).await?))
             } else {
-                Kind::Session(convert::agent_session(
+                Kind::Session(pb::AgentSession::from(
                     store.get_agent_session(&event.entity_id).await?,
                 ))
             }),

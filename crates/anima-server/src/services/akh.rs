@@ -13,7 +13,7 @@ use anima_db::Store;
 use anima_proto::v1::{self as pb, akh_service_server::AkhService};
 
 use super::{grpc_service, mask_paths};
-use crate::{authz::RequestContext, convert};
+use crate::authz::RequestContext;
 
 const AKH_PATHS: &[&str] = &["name", "description", "avatar_color"];
 const MAX_VOICE_CHARS: usize = 10_000;
@@ -38,7 +38,7 @@ impl AkhApi {
         let page = PageRequest::parse(request.page_size, &request.page_token, "akhs")?;
         let page = self.store.list_akhs(&page).await?;
         Ok(pb::ListAkhsResponse {
-            akhs: page.items.into_iter().map(convert::akh).collect(),
+            akhs: page.items.into_iter().map(pb::Akh::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -49,7 +49,7 @@ impl AkhApi {
         request: pb::GetAkhRequest,
     ) -> Result<pb::Akh, DomainError> {
         let id = parse_id(&request.id, "id")?;
-        Ok(convert::akh(self.store.get_akh(&id).await?))
+        Ok(pb::Akh::from(self.store.get_akh(&id).await?))
     }
 
     async fn create_akh(
@@ -68,7 +68,7 @@ impl AkhApi {
             .store
             .create_akh(&request.name, &request.description, &color)
             .await?;
-        Ok(convert::akh(akh))
+        Ok(pb::Akh::from(akh))
     }
 
     async fn update_akh(
@@ -93,7 +93,7 @@ impl AkhApi {
                 _ => unreachable!("mask_paths admits only AKH_PATHS"),
             }
         }
-        Ok(convert::akh(self.store.update_akh(&id, changes).await?))
+        Ok(pb::Akh::from(self.store.update_akh(&id, changes).await?))
     }
 
     async fn delete_akh(

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use anima_core::{DomainError, ErrorCode, error::reason, model::UserChanges, validate};
 use anima_db::Store;
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use crate::{
     auth::{Authenticator, Caller, LoginThrottle},
-    authz, convert,
+    authz,
     error::IntoStatus,
     password::{hash_password, verify_password},
 };
@@ -81,7 +82,7 @@ impl AuthApi {
         tracing::info!(user = %user.username, "login");
         Ok(pb::LoginResponse {
             token,
-            user: Some(convert::user(user)),
+            user: Some(pb::User::from(user)),
             idle_timeout_seconds: self.authenticator.idle_timeout_secs(),
         })
     }
@@ -168,7 +169,7 @@ impl AuthService for AuthApi {
                 session_created_at,
                 ..
             } => pb::WhoAmIResponse {
-                user: Some(convert::user(user.clone())),
+                user: Some(pb::User::from(user.clone())),
                 service: String::new(),
                 session_created: convert::timestamp(*session_created_at),
             },

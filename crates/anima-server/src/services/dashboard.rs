@@ -11,6 +11,7 @@ use anima_core::{
     thread::DecisionState,
 };
 use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store};
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
@@ -19,7 +20,6 @@ use super::{ResponseStream, grpc_service};
 use crate::{
     auth::Caller,
     authz::RequestContext,
-    convert,
     error::to_status,
     events::{EventHub, Reader, Replay, StreamItem},
 };
@@ -162,12 +162,12 @@ impl DashboardApi {
                 counts: counts
                     .iter()
                     .map(|count| pb::WorkItemCount {
-                        status: convert::work_item_status(count.status) as i32,
+                        status: pb::WorkItemStatus::from(count.status) as i32,
                         phase_id: count.phase_id.clone(),
                         count: count.count,
                     })
                     .collect(),
-                plans: plans.into_iter().map(convert::plan).collect(),
+                plans: plans.into_iter().map(pb::Plan::from).collect(),
             });
             open_decisions.extend(decisions);
             active_sessions.extend(sessions);
@@ -181,10 +181,10 @@ impl DashboardApi {
             _ => Vec::new(),
         };
         Ok(pb::Dashboard {
-            open_decisions: open_decisions.into_iter().map(convert::decision).collect(),
+            open_decisions: open_decisions.into_iter().map(pb::Decision::from).collect(),
             active_sessions: active_sessions
                 .into_iter()
-                .map(convert::agent_session)
+                .map(pb::AgentSession::from)
                 .collect(),
             projects,
             as_of_event_id,
@@ -283,7 +283,7 @@ impl DashboardApi {
 /// may read the thread (a dashboard.read without thread.read sees that
 /// something was posted, not what).
 fn dashboard_event(event: &Event, reads_threads: bool) -> pb::Event {
-    let mut shown = convert::event(event);
+    let mut shown = pb::Event::from(event);
     if !reads_threads && event.kind.starts_with("message.") {
         shown.payload_json = "{}".into();
     }

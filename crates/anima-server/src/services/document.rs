@@ -12,12 +12,12 @@ use anima_core::{
     validate,
 };
 use anima_db::{DocumentFilter, Store};
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, document_service_server::DocumentService};
 
 use super::{actor_of, grpc_service, optional_id};
 use crate::{
     authz::{RequestContext, authorized_work_item, require_project},
-    convert,
     limits::{Metered, RateLimiter},
 };
 

@@ -19,6 +19,7 @@ use anima_core::{
     thread as rules, validate,
 };
 use anima_db::{InboundFilter, MailboxFilter, Store, WorkItemFilter};
+use anima_proto::convert;
 use anima_proto::v1::{
     self as pb, mail_worker_service_server::MailWorkerService,
     mailbox_service_server::MailboxService,
@@ -29,7 +30,6 @@ use crate::{
     ai::Ai,
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
-    convert,
 };
 
 const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
@@ -105,7 +105,7 @@ impl MailboxApi {
         };
         let page = self.store.list_mailboxes(&filter, &page).await?;
         Ok(pb::ListMailboxesResponse {
-            mailboxes: page.items.into_iter().map(convert::mailbox).collect(),
+            mailboxes: page.items.into_iter().map(pb::Mailbox::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -116,7 +116,7 @@ impl MailboxApi {
         request: pb::GetMailboxRequest,
     ) -> Result<pb::Mailbox, DomainError> {
         let id = parse_id(&request.id, "id")?;
-        Ok(convert::mailbox(self.served_mailbox(context, &id).await?))
+        Ok(pb::Mailbox::from(self.served_mailbox(context, &id).await?))
     }
 
     async fn create_mailbox(
@@ -159,7 +159,7 @@ impl MailboxApi {
                 import_history: request.import_history,
             })
             .await?;
-        Ok(convert::mailbox(mailbox))
+        Ok(pb::Mailbox::from(mailbox))
     }
 
     /// Server admins only (the access table says so).
@@ -169,7 +169,7 @@ impl MailboxApi {
         request: pb::AdoptMailboxRequest,
     ) -> Result<pb::Mailbox, DomainError> {
         let id = parse_id(&request.id, "id")?;
-        Ok(convert::mailbox(self.store.adopt_mailbox(&id).await?))
+        Ok(pb::Mailbox::from(self.store.adopt_mailbox(&id).await?))
     }
 
     async fn update_mailbox(
@@ -192,7 +192,7 @@ impl MailboxApi {
             }
         }
         let updated = self.store.update_mailbox(&mailbox.id, changes).await?;
-        Ok(convert::mailbox(updated))
+        Ok(pb::Mailbox::from(updated))
     }
 
     async fn delete_mailbox(
@@ -201,7 +201,7 @@ impl MailboxApi {
         request: pb::DeleteMailboxRequest,
     ) -> Result<pb::Mailbox, DomainError> {
         let mailbox = self.managed_mailbox(context, &request.id).await?;
-        Ok(convert::mailbox(
+        Ok(pb::Mailbox::from(
             self.store.drop_mailbox(&mailbox.id).await?,
         ))
     }
@@ -215,7 +215,7 @@ impl MailboxApi {
         allowed_domain(&new_address, &self.mail_domains)?;
         let mailbox = self.managed_mailbox(context, &request.id).await?;
         let rotated = self.store.rotate_mailbox(&mailbox.id, &new_address).await?;
-        Ok(convert::mailbox(rotated))
+        Ok(pb::Mailbox::from(rotated))
     }
 
     async fn link_projects(
@@ -228,7 +228,7 @@ impl MailboxApi {
         for project_id in &added {
             require_project(&self.store, context, project_id).await?;
         }
-        Ok(convert::mailbox(
+        Ok(pb::Mailbox::from(
             self.store.link_projects(&mailbox.id, &added).await?,
         ))
     }
@@ -240,7 +240,7 @@ impl MailboxApi {
     ) -> Result<pb::Mailbox, DomainError> {
         let removed = project_ids(&request.project_ids)?;
         let mailbox = self.managed_mailbox(context, &request.mailbox_id).await?;
-        Ok(convert::mailbox(
+        Ok(pb::Mailbox::from(
             self.store.unlink_projects(&mailbox.id, &removed).await?,
         ))
     }
@@ -264,7 +264,7 @@ impl MailboxApi {
         };
         let page = self.store.list_inbound(&filter, &page).await?;
         Ok(pb::ListInboundMailResponse {
-            mails: page.items.into_iter().map(convert::inbound_mail).collect(),
+            mails: page.items.into_iter().map(pb::InboundMail::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -290,7 +290,7 @@ impl MailboxApi {
         let item = authorized_work_item(&self.store, context, &target, "work_item_id").await?;
         let by = actor_of(context.caller.as_ref())?;
         let posted = self.store.post_inbound(&id, &item.id, &by).await?;
-        Ok(convert::inbound_mail(posted))
+        Ok(pb::InboundMail::from(posted))
     }
 
     async fn dismiss_inbound_mail(
@@ -302,7 +302,7 @@ impl MailboxApi {
         let record = self.store.get_inbound(&id).await?;
         self.served_mailbox(context, &record.mailbox_id).await?;
         let by = actor_of(context.caller.as_ref())?;
-        Ok(convert::inbound_mail(
+        Ok(pb::InboundMail::from(
             self.store.dismiss_inbound(&id, &by).await?,
         ))
     }
@@ -388,7 +388,7 @@ impl MailWorkerApi {
                 .into_iter()
                 .map(|mailbox| pb::FollowedMailbox {
                     jmap_state: mailbox.jmap_state.clone().unwrap_or_default(),
-                    mailbox: Some(convert::mailbox(mailbox)),
+                    mailbox: Some(pb::Mailbox::from(mailbox)),
                 })
                 .collect(),
             next_page_token: page.next_page_token,
@@ -492,8 +492,10 @@ impl MailWorkerApi {
             .await?;
         Ok(pb::FindThreadOfMailResponse {
             item: None,
-            waiting: waiting.map_or(pb::InboundMailState::Unspecified, convert::inbound_state)
-                as i32,
+            waiting: waiting.map_or(
+                pb::InboundMailState::Unspecified,
+                pb::InboundMailState::from,
+            ) as i32,
         })
     }
 
@@ -634,7 +636,7 @@ impl MailWorkerApi {
             })
             .await?;
         Ok(pb::ReceiveMailResponse {
-            mail: Some(convert::inbound_mail(record)),
+            mail: Some(pb::InboundMail::from(record)),
             new,
         })
     }
@@ -709,7 +711,7 @@ impl MailWorkerApi {
                 continue;
             };
             mails.push(pb::OutboundMail {
-                message: Some(convert::message(claim.message)),
+                message: Some(pb::Message::from(claim.message)),
                 attempt: claim.attempt,
                 work_item_key: item.key.to_string(),
                 from_address: mailbox.address,
@@ -737,7 +739,7 @@ impl MailWorkerApi {
         };
         let message = self.store.finish_outbound(&id, outcome).await?;
         Ok(pb::ReportDeliveryResponse {
-            message: Some(convert::message(message)),
+            message: Some(pb::Message::from(message)),
         })
     }
 }

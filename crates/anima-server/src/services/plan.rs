@@ -17,7 +17,6 @@ use super::{grpc_service, mask_paths, optional_id};
 use crate::{
     ai::Ai,
     authz::{RequestContext, require_project},
-    convert,
 };
 
 const PLAN_PATHS: &[&str] = &["title", "description", "workflow_id"];
@@ -123,7 +122,7 @@ impl PlanApi {
         require_project(&self.store, context, &project_id).await?;
         let page = self.store.list_plans(&project_id, &page).await?;
         Ok(pb::ListPlansResponse {
-            plans: page.items.into_iter().map(convert::plan).collect(),
+            plans: page.items.into_iter().map(pb::Plan::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -133,7 +132,7 @@ impl PlanApi {
         context: &RequestContext,
         request: pb::GetPlanRequest,
     ) -> Result<pb::Plan, DomainError> {
-        Ok(convert::plan(
+        Ok(pb::Plan::from(
             self.authorized_plan(context, &request.id).await?,
         ))
     }
@@ -158,7 +157,7 @@ impl PlanApi {
                 workflow_id,
             })
             .await?;
-        Ok(convert::plan(plan))
+        Ok(pb::Plan::from(plan))
     }
 
     async fn update_plan(
@@ -185,7 +184,7 @@ impl PlanApi {
             }
         }
         let current = self.authorized_plan(context, &plan.id).await?;
-        Ok(convert::plan(
+        Ok(pb::Plan::from(
             self.store.update_plan(&current.id, changes).await?,
         ))
     }

@@ -10,6 +10,7 @@ use anima_core::{
     validate,
 };
 use anima_db::{ProjectFilter, Store};
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, project_service_server::ProjectService};
 
 use super::{grpc_service, mask_paths};
@@ -17,7 +18,6 @@ use crate::{
     auth::Caller,
     authz::{RequestContext, require_project},
     config::ProjectCreators,
-    convert,
 };
 
 const PROJECT_PATHS: &[&str] = &["name", "description"];
@@ -57,7 +57,7 @@ impl ProjectApi {
             .list_projects(&ProjectFilter { member, status }, &page)
             .await?;
         Ok(pb::ListProjectsResponse {
-            projects: page.items.into_iter().map(convert::project).collect(),
+            projects: page.items.into_iter().map(pb::Project::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -69,7 +69,7 @@ impl ProjectApi {
     ) -> Result<pb::Project, DomainError> {
         let id = parse_id(&request.id, "id")?;
         require_project(&self.store, context, &id).await?;
-        Ok(convert::project(self.store.get_project(&id).await?))
+        Ok(pb::Project::from(self.store.get_project(&id).await?))
     }
 
     /// A user may start a project (every user, or only server admins, as
@@ -95,7 +95,7 @@ impl ProjectApi {
             .store
             .create_project(&request.name, &request.description, &user.id)
             .await?;
-        Ok(convert::project(project))
+        Ok(pb::Project::from(project))
     }
 
     async fn update_project(
@@ -124,7 +124,7 @@ impl ProjectApi {
             }
         }
         require_project(&self.store, context, &id).await?;
-        Ok(convert::project(
+        Ok(pb::Project::from(
             self.store.update_project(&id, changes).await?,
         ))
     }
@@ -136,7 +136,7 @@ impl ProjectApi {
     ) -> Result<pb::Project, DomainError> {
         let id = parse_id(&request.id, "id")?;
         require_project(&self.store, context, &id).await?;
-        Ok(convert::project(self.store.archive_project(&id).await?))
+        Ok(pb::Project::from(self.store.archive_project(&id).await?))
     }
 
     async fn list_project_members(
@@ -153,7 +153,11 @@ impl ProjectApi {
         require_project(&self.store, context, &project_id).await?;
         let page = self.store.list_members(&project_id, &page).await?;
         Ok(pb::ListProjectMembersResponse {
-            members: page.items.into_iter().map(convert::member).collect(),
+            members: page
+                .items
+                .into_iter()
+                .map(pb::ProjectMember::from)
+                .collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -171,7 +175,7 @@ impl ProjectApi {
             .store
             .add_member(&project_id, &user_id, &role_id, acting_user(context))
             .await?;
-        Ok(convert::member(member))
+        Ok(pb::ProjectMember::from(member))
     }
 
     async fn remove_project_member(

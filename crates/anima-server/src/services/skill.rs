@@ -11,7 +11,7 @@ use anima_db::Store;
 use anima_proto::v1::{self as pb, skill_service_server::SkillService};
 
 use super::{caller_id, grpc_service};
-use crate::{authz::RequestContext, convert};
+use crate::authz::RequestContext;
 
 /// The SkillService implementation.
 #[derive(Clone)]
@@ -38,7 +38,7 @@ impl SkillApi {
         let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
         let page = self.store.list_skills(name, &page).await?;
         Ok(pb::ListSkillsResponse {
-            skills: page.items.into_iter().map(convert::skill).collect(),
+            skills: page.items.into_iter().map(pb::Skill::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -48,7 +48,7 @@ impl SkillApi {
         _context: &RequestContext,
         request: pb::GetSkillRequest,
     ) -> Result<pb::Skill, DomainError> {
-        Ok(convert::skill(
+        Ok(pb::Skill::from(
             self.store
                 .get_skill(&request.name, &request.version)
                 .await?,
@@ -61,7 +61,7 @@ impl SkillApi {
         request: pb::PublishSkillRequest,
     ) -> Result<pb::Skill, DomainError> {
         let author = caller_id(context.caller.as_ref())?;
-        Ok(convert::skill(
+        Ok(pb::Skill::from(
             self.store
                 .publish_skill(NewSkill {
                     name: request.name,

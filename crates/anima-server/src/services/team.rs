@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     auth::Caller,
-    authz, convert,
+    authz,
     error::{IntoStatus, to_status},
     password::hash_password,
     rbac::{self, Access},
@@ -73,7 +73,7 @@ impl TeamApi {
                 is_admin: request.is_admin,
             })
             .await?;
-        Ok(convert::user(user))
+        Ok(pb::User::from(user))
     }
 
     async fn update_user(
@@ -137,7 +137,7 @@ impl TeamApi {
         }
         // The store refuses to remove the last active admin (LAST_ADMIN),
         // in the same transaction as the change.
-        Ok(convert::user(self.store.update_user(&id, changes).await?))
+        Ok(pb::User::from(self.store.update_user(&id, changes).await?))
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
@@ -157,7 +157,7 @@ impl TeamApi {
             .store
             .create_role(&request.name, &request.description, &permissions)
             .await?;
-        Ok(convert::role(role))
+        Ok(pb::Role::from(role))
     }
 
     async fn update_role(&self, request: pb::UpdateRoleRequest) -> Result<pb::Role, DomainError> {
@@ -186,7 +186,7 @@ impl TeamApi {
                 _ => unreachable!("update_mask::validate admits only ROLE_PATHS"),
             }
         }
-        Ok(convert::role(self.store.update_role(&id, changes).await?))
+        Ok(pb::Role::from(self.store.update_role(&id, changes).await?))
     }
 }
 
@@ -313,7 +313,7 @@ impl TeamService for TeamApi {
             PageRequest::parse(request.page_size, &request.page_token, "roles").into_status()?;
         let page = self.store.list_roles(&page).await.into_status()?;
         Ok(Response::new(pb::ListRolesResponse {
-            roles: page.items.into_iter().map(convert::role).collect(),
+            roles: page.items.into_iter().map(pb::Role::from).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -390,7 +390,7 @@ impl Viewer {
     /// preferences are theirs and the admins'.
     fn shown(&self, user: anima_core::model::User) -> pb::User {
         let own = self.restricted_to().is_none_or(|me| me == user.id);
-        let mut shown = convert::user(user);
+        let mut shown = pb::User::from(user);
         if !own {
             shown.email.clear();
             shown.preferences.clear();

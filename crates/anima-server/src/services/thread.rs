@@ -15,6 +15,7 @@ use anima_core::{
     validate,
 };
 use anima_db::{DecisionFilter, Store, ThreadPage};
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, thread_service_server::ThreadService};
 use tokio_stream::StreamExt;
 
@@ -23,7 +24,6 @@ use crate::{
     ai::Ai,
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_permission, require_project},
-    convert,
     error::to_status,
     events::{EventHub, Reader, Replay, StreamItem},
     limits::{Metered, RateLimiter},
@@ -146,7 +146,7 @@ impl ThreadApi {
             })
             .await?;
         Ok(pb::SummarizeThreadResponse {
-            message: Some(convert::message(message)),
+            message: Some(pb::Message::from(message)),
             tier,
             model: summary.model,
         })
@@ -193,7 +193,7 @@ impl ThreadApi {
         };
         Ok(pb::GetThreadResponse {
             thread_id: item.id,
-            messages: messages.into_iter().map(convert::message).collect(),
+            messages: messages.into_iter().map(pb::Message::from).collect(),
             next_page_token,
             previous_page_token,
         })
@@ -272,7 +272,7 @@ impl ThreadApi {
                     .then_some(request.idempotency_key),
             })
             .await?;
-        Ok(convert::message(message))
+        Ok(pb::Message::from(message))
     }
 
     /// Makes an Akh message the work item's description (a new revision
@@ -366,7 +366,7 @@ impl ThreadApi {
                 assignee_user_id,
             })
             .await?;
-        Ok(convert::decision(decision))
+        Ok(pb::Decision::from(decision))
     }
 
     /// Decisions of a project, of an assignee, or (neither given) of every
@@ -415,7 +415,7 @@ impl ThreadApi {
         let page = PageRequest::parse(request.page_size, &request.page_token, &query)?;
         let page = self.store.list_decisions(&filter, &page).await?;
         Ok(pb::ListDecisionsResponse {
-            decisions: page.items.into_iter().map(convert::decision).collect(),
+            decisions: page.items.into_iter().map(pb::Decision::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -454,7 +454,7 @@ impl ThreadApi {
             .store
             .resolve_decision(&decision.id, &request.answer, &user.id)
             .await?;
-        Ok(convert::decision(resolved))
+        Ok(pb::Decision::from(resolved))
     }
 
     async fn cancel_decision(
@@ -469,7 +469,7 @@ impl ThreadApi {
             .store
             .cancel_decision(&decision.id, &request.reason, &actor)
             .await?;
-        Ok(convert::decision(cancelled))
+        Ok(pb::Decision::from(cancelled))
     }
 }
 
@@ -501,8 +501,8 @@ fn thread_event(item: StreamItem) -> pb::ThreadEvent {
             pb::ThreadEvent {
                 event_id: event.id,
                 kind: Some(match message {
-                    Some(message) => Kind::Message(convert::message(message)),
-                    None => Kind::Event(convert::event(&event)),
+                    Some(message) => Kind::Message(pb::Message::from(message)),
+                    None => Kind::Event(pb::Event::from(event.as_ref())),
                 }),
             }
         }

@@ -14,6 +14,7 @@ use anima_core::{
     validate,
 };
 use anima_db::{Store, ThreadPage, WorkItemFilter};
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, work_item_service_server::WorkItemService};
 
 use super::{actor_of, grpc_service, mask_paths, optional_id};
@@ -21,7 +22,6 @@ use crate::{
     agents::AgentProvider,
     ai::Ai,
     authz::{RequestContext, authorized_work_item, require_project},
-    convert,
     secrets::SecretStores,
     zones::NetworkZones,
 };
@@ -210,7 +210,7 @@ impl WorkItemApi {
             .list_work_items(&project_id, &filter, &page)
             .await?;
         Ok(pb::ListWorkItemsResponse {
-            work_items: page.items.into_iter().map(convert::work_item).collect(),
+            work_items: page.items.into_iter().map(pb::WorkItem::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -223,7 +223,7 @@ impl WorkItemApi {
     ) -> Result<pb::WorkItem, DomainError> {
         if !request.id.is_empty() {
             let item = authorized_work_item(&self.store, context, &request.id, "id").await?;
-            return Ok(convert::work_item(item));
+            return Ok(pb::WorkItem::from(item));
         }
         if request.key.is_empty() {
             return Err(DomainError::invalid_argument(
@@ -234,7 +234,7 @@ impl WorkItemApi {
         let project_id = parse_id(&request.project_id, "project_id")?;
         let key: WorkItemKey = request.key.parse()?;
         require_project(&self.store, context, &project_id).await?;
-        Ok(convert::work_item(
+        Ok(pb::WorkItem::from(
             self.store.find_work_item(&project_id, key).await?,
         ))
     }
@@ -257,7 +257,7 @@ impl WorkItemApi {
             description: request.description,
         };
         require_project(&self.store, context, &item.project_id).await?;
-        Ok(convert::work_item(self.store.create_work_item(item).await?))
+        Ok(pb::WorkItem::from(self.store.create_work_item(item).await?))
     }
 
     async fn update_work_item(
@@ -334,7 +334,7 @@ impl WorkItemApi {
         {
             tracing::warn!(item = %updated.id, %err, "sessions did not follow the phase change");
         }
-        Ok(convert::work_item(updated))
+        Ok(pb::WorkItem::from(updated))
     }
 
     async fn delete_work_item(
@@ -362,7 +362,11 @@ impl WorkItemApi {
         )?;
         let page = self.store.list_revisions(&item.id, &page).await?;
         Ok(pb::GetDescriptionRevisionsResponse {
-            revisions: page.items.into_iter().map(convert::revision).collect(),
+            revisions: page
+                .items
+                .into_iter()
+                .map(pb::DescriptionRevision::from)
+                .collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -378,7 +382,7 @@ impl WorkItemApi {
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
         let actor = actor_of(context.caller.as_ref())?;
-        Ok(convert::work_item(
+        Ok(pb::WorkItem::from(
             self.store
                 .revert_description(&item.id, &revision_id, base.as_deref(), &actor)
                 .await?,

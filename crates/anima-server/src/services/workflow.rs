@@ -10,10 +10,11 @@ use anima_core::{
     workflow::{WorkflowChanges, validate_phases},
 };
 use anima_db::Store;
+use anima_proto::convert;
 use anima_proto::v1::{self as pb, workflow_service_server::WorkflowService};
 
 use super::{grpc_service, mask_paths, optional_id};
-use crate::{authz::RequestContext, convert};
+use crate::authz::RequestContext;
 
 const WORKFLOW_PATHS: &[&str] = &["name", "description", "phases"];
 const MAX_WORKFLOW_DESCRIPTION: usize = validate::MAX_NAME_CHARS * 10;
@@ -38,7 +39,7 @@ impl WorkflowApi {
         let page = PageRequest::parse(request.page_size, &request.page_token, "workflows")?;
         let page = self.store.list_workflows(&page).await?;
         Ok(pb::ListWorkflowsResponse {
-            workflows: page.items.into_iter().map(convert::workflow).collect(),
+            workflows: page.items.into_iter().map(pb::Workflow::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -49,7 +50,7 @@ impl WorkflowApi {
         request: pb::GetWorkflowRequest,
     ) -> Result<pb::Workflow, DomainError> {
         let id = parse_id(&request.id, "id")?;
-        Ok(convert::workflow(self.store.get_workflow(&id).await?))
+        Ok(pb::Workflow::from(self.store.get_workflow(&id).await?))
     }
 
     /// Creates a workflow from the given phases, or from a copy of
@@ -85,7 +86,7 @@ impl WorkflowApi {
             .store
             .create_workflow(&request.name, &description, phases)
             .await?;
-        Ok(convert::workflow(workflow))
+        Ok(pb::Workflow::from(workflow))
     }
 
     async fn update_workflow(
@@ -118,7 +119,7 @@ impl WorkflowApi {
                 _ => unreachable!("mask_paths admits only WORKFLOW_PATHS"),
             }
         }
-        Ok(convert::workflow(
+        Ok(pb::Workflow::from(
             self.store.update_workflow(&id, changes).await?,
         ))
     }

@@ -2,30 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anima_core::skill::MAX_SKILL_BYTES;
-use anima_proto::v1::{self as pb, skill_service_client::SkillServiceClient};
+use anima_proto::v1::{self as pb};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
 use super::time;
-
-/// Room beside a skill's bytes in one gRPC message.
-const MESSAGE_ROOM: usize = 4 * 1024 * 1024;
-
-impl Session {
-    fn skills(&self) -> SkillServiceClient<Channel> {
-        SkillServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
-            .max_encoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
-    }
-}
 
 /// `anima skill …`
 #[derive(Subcommand)]
@@ -148,7 +135,8 @@ fn write_bundle(dir: &Path, skill: &pb::Skill) -> anyhow::Result<()> {
     }
     std::fs::write(dir.join("manifest.json"), &skill.manifest_json)?;
     for file in &skill.files {
-        let relative = anima_agent::sandbox::relative(&file.path)?;
+        let relative = anima_core::path::contained(&file.path)
+            .with_context(|| format!("file name {:?} must be a plain relative path", file.path))?;
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -162,7 +150,7 @@ fn write_bundle(dir: &Path, skill: &pb::Skill) -> anyhow::Result<()> {
 pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
     match command {
         SkillCommand::List { global, name } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let skills = all_pages(|page_token| async {
                 let page = session
                     .skills()
@@ -170,7 +158,7 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
                         name: name.clone().unwrap_or_default(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.skills, page.next_page_token))
@@ -191,13 +179,13 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
             version,
             output: target,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let skill = session
                 .skills()
                 .get_skill(session.request(pb::GetSkillRequest {
                     name,
                     version: version.unwrap_or_default(),
-                })?)
+                }))
                 .await?
                 .into_inner();
             if let Some(dir) = &target {
@@ -231,7 +219,7 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
                 .or_else(|| field("version"))
                 .context("give a version: --version, or \"version\" in manifest.json")?;
             let files = bundle_files(&dir)?;
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let published = session
                 .skills()
                 .publish_skill(session.request(pb::PublishSkillRequest {
@@ -240,7 +228,7 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
                     description: field("description").unwrap_or_default(),
                     manifest_json,
                     files,
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {

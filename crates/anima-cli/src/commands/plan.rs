@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
@@ -140,7 +140,7 @@ fn print_plan(plan: &pb::Plan, json: bool) {
 pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
     match command {
         PlanCommand::List { global, project } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
             let plans = all_pages(|page_token| async {
                 let page = session
@@ -149,7 +149,7 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                         project_id: project_id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.plans, page.next_page_token))
@@ -168,7 +168,7 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
             description,
             workflow,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let workflow_id = match workflow {
                 Some(workflow) => workflow_id(&session, &workflow).await?,
                 None => String::new(),
@@ -180,25 +180,25 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                     title,
                     description,
                     workflow_id,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_plan(&plan, global.json);
         }
         PlanCommand::Show { global, plan } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let plan = session
                 .plans()
-                .get_plan(session.request(pb::GetPlanRequest { id: plan })?)
+                .get_plan(session.request(pb::GetPlanRequest { id: plan }))
                 .await?
                 .into_inner();
             print_plan(&plan, global.json);
         }
         PlanCommand::Gap { global, plan } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let report = session
                 .plans()
-                .analyze_plan_gap(session.request(pb::AnalyzePlanGapRequest { plan_id: plan })?)
+                .analyze_plan_gap(session.request(pb::AnalyzePlanGapRequest { plan_id: plan }))
                 .await?
                 .into_inner();
             if global.json {
@@ -222,7 +222,7 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
             description,
             workflow,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mut wanted = pb::Plan {
                 id: plan,
                 ..Default::default()
@@ -249,16 +249,16 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 .update_plan(session.request(pb::UpdatePlanRequest {
                     plan: Some(wanted),
                     update_mask: mask(paths),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_plan(&plan, global.json);
         }
         PlanCommand::Delete { global, plan } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             session
                 .plans()
-                .delete_plan(session.request(pb::DeletePlanRequest { id: plan.clone() })?)
+                .delete_plan(session.request(pb::DeletePlanRequest { id: plan.clone() }))
                 .await?;
             println!("deleted plan {plan}");
         }

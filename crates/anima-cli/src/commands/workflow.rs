@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
-    client::{GlobalArgs, Session},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -114,7 +114,7 @@ fn print_workflow(workflow: &pb::Workflow, json: bool) {
 pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
     match command {
         WorkflowCommand::List { global } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let workflows = all_workflows(&session).await?;
             if global.json {
                 output::json(&Value::Array(workflows.iter().map(workflow_json).collect()));
@@ -136,11 +136,11 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
             }
         }
         WorkflowCommand::Show { global, workflow } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let id = workflow_id(&session, &workflow).await?;
             let workflow = session
                 .workflows()
-                .get_workflow(session.request(pb::GetWorkflowRequest { id })?)
+                .get_workflow(session.request(pb::GetWorkflowRequest { id }))
                 .await?
                 .into_inner();
             print_workflow(&workflow, global.json);
@@ -152,7 +152,7 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
             phases,
             copy_from,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let copy_from_id = match copy_from {
                 Some(source) => workflow_id(&session, &source).await?,
                 None => String::new(),
@@ -168,18 +168,18 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
                             .map(|raw| anima_proto::phase::parse(raw))
                             .collect(),
                         copy_from_id,
-                    })?,
+                    }),
                 )
                 .await?
                 .into_inner();
             print_workflow(&workflow, global.json);
         }
         WorkflowCommand::Delete { global, workflow } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let id = workflow_id(&session, &workflow).await?;
             session
                 .workflows()
-                .delete_workflow(session.request(pb::DeleteWorkflowRequest { id: id.clone() })?)
+                .delete_workflow(session.request(pb::DeleteWorkflowRequest { id: id.clone() }))
                 .await?;
             println!("deleted workflow {id}");
         }

@@ -9,16 +9,11 @@ use anima_core::{
     id::parse_id,
     planning::{Priority, WorkItemKey, WorkItemStatus},
 };
-use anima_proto::v1::{
-    self as pb, akh_service_client::AkhServiceClient, plan_service_client::PlanServiceClient,
-    project_service_client::ProjectServiceClient, work_item_service_client::WorkItemServiceClient,
-    workflow_service_client::WorkflowServiceClient,
-};
-use anima_server::convert;
+use anima_proto::convert;
+use anima_proto::v1::{self as pb};
 use anyhow::{Context, bail};
 use clap::Args;
 use prost_types::{FieldMask, Timestamp};
-use tonic::transport::Channel;
 
 mod akh;
 mod document;
@@ -44,29 +39,9 @@ pub use thread::{
 pub use work_item::{WorkItemCommand, work_item_command};
 pub use workflow::{WorkflowCommand, workflow};
 
-use crate::client::{Session, all_pages};
+use anima_client::Session;
 
-impl Session {
-    fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::new(self.channel.clone())
-    }
-
-    fn plans(&self) -> PlanServiceClient<Channel> {
-        PlanServiceClient::new(self.channel.clone())
-    }
-
-    fn work_items(&self) -> WorkItemServiceClient<Channel> {
-        WorkItemServiceClient::new(self.channel.clone())
-    }
-
-    fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel.clone())
-    }
-
-    fn akhs(&self) -> AkhServiceClient<Channel> {
-        AkhServiceClient::new(self.channel.clone())
-    }
-}
+use crate::client::all_pages;
 
 fn mask(paths: Vec<&str>) -> Option<FieldMask> {
     Some(FieldMask {
@@ -97,7 +72,7 @@ async fn project_id(session: &Session, project: &str) -> anyhow::Result<String> 
                 page_size: 500,
                 page_token,
                 status: 0,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.projects, page.next_page_token))
@@ -141,7 +116,7 @@ async fn work_item(
     };
     Ok(session
         .work_items()
-        .get_work_item(session.request(request)?)
+        .get_work_item(session.request(request))
         .await?
         .into_inner())
 }
@@ -196,7 +171,7 @@ async fn user_id(session: &Session, user: &str) -> anyhow::Result<String> {
         .get_user(session.request(pb::GetUserRequest {
             username: user.to_owned(),
             ..Default::default()
-        })?)
+        }))
         .await
         .with_context(|| format!("no user named {user:?}"))?
         .into_inner();
@@ -214,7 +189,7 @@ async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
             .list_roles(session.request(pb::ListRolesRequest {
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.roles, page.next_page_token))
@@ -234,7 +209,7 @@ async fn all_workflows(session: &Session) -> anyhow::Result<Vec<pb::Workflow>> {
             .list_workflows(session.request(pb::ListWorkflowsRequest {
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.workflows, page.next_page_token))
@@ -287,7 +262,7 @@ async fn usernames(session: &Session) -> anyhow::Result<HashMap<String, String>>
             .list_users(session.request(pb::ListUsersRequest {
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.users, page.next_page_token))

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
@@ -139,7 +139,7 @@ fn print_project(project: &pb::Project, json: bool) {
 pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
     match command {
         ProjectCommand::List { global, status } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let status = match status.as_deref() {
                 None => pb::ProjectStatus::Unspecified,
                 Some("active") => pb::ProjectStatus::Active,
@@ -153,7 +153,7 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                         page_size: 500,
                         page_token,
                         status,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.projects, page.next_page_token))
@@ -173,20 +173,20 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
             name,
             description,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project = session
                 .projects()
-                .create_project(session.request(pb::CreateProjectRequest { name, description })?)
+                .create_project(session.request(pb::CreateProjectRequest { name, description }))
                 .await?
                 .into_inner();
             print_project(&project, global.json);
         }
         ProjectCommand::Show { global, project } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let id = project_id(&session, &project).await?;
             let project = session
                 .projects()
-                .get_project(session.request(pb::GetProjectRequest { id })?)
+                .get_project(session.request(pb::GetProjectRequest { id }))
                 .await?
                 .into_inner();
             print_project(&project, global.json);
@@ -197,7 +197,7 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
             name,
             description,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mut wanted = pb::Project {
                 id: project_id(&session, &project).await?,
                 ..Default::default()
@@ -220,17 +220,17 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 .update_project(session.request(pb::UpdateProjectRequest {
                     project: Some(wanted),
                     update_mask: mask(paths),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_project(&project, global.json);
         }
         ProjectCommand::Archive { global, project } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let id = project_id(&session, &project).await?;
             let project = session
                 .projects()
-                .archive_project(session.request(pb::ArchiveProjectRequest { id })?)
+                .archive_project(session.request(pb::ArchiveProjectRequest { id }))
                 .await?
                 .into_inner();
             print_project(&project, global.json);
@@ -260,7 +260,7 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
     };
     match command {
         MembersCommand::List { global, project } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
             let members = all_pages(|page_token| async {
                 let page = session
@@ -269,7 +269,7 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
                         project_id: project_id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.members, page.next_page_token))
@@ -287,14 +287,14 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
             user,
             role,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let member = session
                 .projects()
                 .add_project_member(session.request(pb::AddProjectMemberRequest {
                     project_id: project_id(&session, &project).await?,
                     user_id: user_id(&session, &user).await?,
                     role_id: role_id(&session, &role).await?,
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {
@@ -308,13 +308,13 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
             project,
             user,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             session
                 .projects()
                 .remove_project_member(session.request(pb::RemoveProjectMemberRequest {
                     project_id: project_id(&session, &project).await?,
                     user_id: user_id(&session, &user).await?,
-                })?)
+                }))
                 .await?;
             println!("removed {user} from {project}");
         }

@@ -4,13 +4,14 @@ use std::{collections::HashMap, io::Write, process::Command, str::FromStr};
 
 use anima_core::planning::{Priority, WorkItemStatus};
 use anima_proto::v1 as pb;
-use anima_server::convert;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::Session;
+
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
@@ -271,9 +272,9 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             plan,
             status,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let status = status.map_or(0, |s| convert::work_item_status(s) as i32);
+            let status = status.map_or(0, |s| pb::WorkItemStatus::from(s) as i32);
             let items = all_pages(|page_token| async {
                 let page = session
                     .work_items()
@@ -283,7 +284,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                         page_token,
                         plan_id: plan.clone().unwrap_or_default(),
                         status,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.work_items, page.next_page_token))
@@ -307,7 +308,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             priority,
             workflow,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let workflow_id = match workflow {
                 Some(workflow) => workflow_id(&session, &workflow).await?,
                 None => String::new(),
@@ -319,15 +320,15 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                     plan_id: plan.unwrap_or_default(),
                     title,
                     description,
-                    priority: priority.map_or(0, |p| convert::priority(p) as i32),
+                    priority: priority.map_or(0, |p| pb::Priority::from(p) as i32),
                     workflow_id,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_work_item(&item, global.json);
         }
         WorkItemCommand::Show { global, item } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             print_work_item(&item, global.json);
         }
@@ -339,7 +340,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             status,
             priority,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let current = item.fetch(&session).await?;
             let use_editor =
                 description.is_none() && title.is_none() && status.is_none() && priority.is_none();
@@ -367,11 +368,11 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                 paths.push("title");
             }
             if let Some(status) = status {
-                wanted.status = convert::work_item_status(status) as i32;
+                wanted.status = pb::WorkItemStatus::from(status) as i32;
                 paths.push("status");
             }
             if let Some(priority) = priority {
-                wanted.priority = convert::priority(priority) as i32;
+                wanted.priority = pb::Priority::from(priority) as i32;
                 paths.push("priority");
             }
             let item = session
@@ -382,7 +383,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                     // The revision shown to the editor: if someone saved
                     // meanwhile, the server refuses with STALE_REVISION.
                     base_revision_id: current.description_revision_id,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_work_item(&item, global.json);
@@ -392,7 +393,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             item,
             phase,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let current = item.fetch(&session).await?;
             let item = session
                 .work_items()
@@ -404,20 +405,20 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                     }),
                     update_mask: mask(vec!["phase_id"]),
                     base_revision_id: String::new(),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_work_item(&item, global.json);
         }
         WorkItemCommand::Draft { global, item, tier } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let draft = session
                 .work_items()
                 .draft_description(session.request(pb::DraftDescriptionRequest {
                     work_item_id: item.id,
                     tier: tier.map_or(0, Tier::wire),
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {
@@ -446,7 +447,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             clear,
         } => {
             let granted = granted_capabilities(&network, &secret)?;
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let mut capabilities = capabilities_of(&session, &item.id).await?;
             if let Some(unknown) = remove
@@ -486,13 +487,13 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             item,
             accept,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let proposal = session
                 .work_items()
                 .propose_capabilities(session.request(pb::ProposeCapabilitiesRequest {
                     work_item_id: item.id.clone(),
-                })?)
+                }))
                 .await?
                 .into_inner();
             if accept {
@@ -537,14 +538,14 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                 std::fs::read_to_string(&changes)
                     .with_context(|| format!("reading {}", changes.display()))?
             };
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let decision = session
                 .work_items()
                 .decide_review(session.request(pb::DecideReviewRequest {
                     work_item_id: item.id,
                     changes,
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {
@@ -568,7 +569,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             }
         }
         WorkItemCommand::Revisions { global, item } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let current = item.fetch(&session).await?;
             let revisions = all_revisions(&session, &current.id).await?;
             let usernames = usernames(&session).await?;
@@ -616,7 +617,7 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
             item,
             revision,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let current = item.fetch(&session).await?;
             let revision_id = if is_id(&revision) {
                 revision
@@ -637,19 +638,19 @@ pub async fn work_item_command(command: WorkItemCommand) -> anyhow::Result<()> {
                     work_item_id: current.id,
                     revision_id,
                     base_revision_id: current.description_revision_id,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_work_item(&item, global.json);
         }
         WorkItemCommand::Delete { global, item } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let current = item.fetch(&session).await?;
             session
                 .work_items()
                 .delete_work_item(session.request(pb::DeleteWorkItemRequest {
                     id: current.id.clone(),
-                })?)
+                }))
                 .await?;
             println!("deleted {} ({})", current.key, current.id);
         }
@@ -676,7 +677,7 @@ async fn capabilities_of(
         .work_items()
         .list_capabilities(session.request(pb::ListCapabilitiesRequest {
             work_item_id: work_item_id.to_owned(),
-        })?)
+        }))
         .await?
         .into_inner()
         .capabilities)
@@ -693,7 +694,7 @@ async fn set_capabilities(
         .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
             work_item_id,
             capabilities,
-        })?)
+        }))
         .await?
         .into_inner()
         .capabilities)
@@ -710,7 +711,7 @@ async fn all_revisions(
                 work_item_id: work_item_id.to_owned(),
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.revisions, page.next_page_token))

@@ -3,32 +3,21 @@
 
 use std::collections::HashMap;
 
-use anima_proto::v1::{
-    self as pb, dashboard_service_client::DashboardServiceClient,
-    thread_service_client::ThreadServiceClient,
-};
+use anima_proto::v1::{self as pb};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use super::{ItemRef, Tier, actor_name, answered_by, project_id, time, usernames};
+
+use anima_client::Session;
+
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
-
-impl Session {
-    fn threads(&self) -> ThreadServiceClient<Channel> {
-        ThreadServiceClient::new(self.channel.clone())
-    }
-
-    fn dashboards(&self) -> DashboardServiceClient<Channel> {
-        DashboardServiceClient::new(self.channel.clone())
-    }
-}
 
 /// `anima thread …`
 #[derive(Subcommand)]
@@ -151,14 +140,14 @@ pub(super) struct Names {
 impl Names {
     pub(super) async fn load(session: &Session) -> anyhow::Result<Self> {
         let akhs = all_pages(|page_token| async {
-            let page =
-                anima_proto::v1::akh_service_client::AkhServiceClient::new(session.channel.clone())
-                    .list_akhs(session.request(pb::ListAkhsRequest {
-                        page_size: 500,
-                        page_token,
-                    })?)
-                    .await?
-                    .into_inner();
+            let page = session
+                .akhs()
+                .list_akhs(session.request(pb::ListAkhsRequest {
+                    page_size: 500,
+                    page_token,
+                }))
+                .await?
+                .into_inner();
             Ok((page.akhs, page.next_page_token))
         })
         .await?;
@@ -243,7 +232,7 @@ fn print_message(message: &pb::Message, names: &Names, as_json: bool) {
 pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
     match command {
         ThreadCommand::Show { global, item } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let names = Names::load(&session).await?;
             let messages = all_pages(|page_token| async {
@@ -254,7 +243,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                         page_size: 500,
                         page_token,
                         reverse: false,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.messages, page.next_page_token))
@@ -278,7 +267,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             email_to,
             subject,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let (kind, email) = if email_to.is_empty() {
                 (pb::MessageKind::Human, None)
@@ -300,7 +289,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                     body,
                     email,
                     ..Default::default()
-                })?)
+                }))
                 .await?
                 .into_inner();
             let names = Names::load(&session).await?;
@@ -311,7 +300,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             item,
             sequence,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             // The thread is read newest first: a promoted message is usually recent.
             let mut page_token = String::new();
@@ -323,7 +312,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                         page_size: 200,
                         page_token,
                         reverse: true,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 if let Some(found) = page.messages.into_iter().find(|m| m.sequence == sequence) {
@@ -341,7 +330,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 .promote_message(session.request(pb::PromoteMessageRequest {
                     message_id: message.id,
                     base_revision_id: item.description_revision_id,
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {
@@ -363,7 +352,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             messages,
             tier,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let names = Names::load(&session).await?;
             let akh_id = names.akh_id(&akh)?;
@@ -374,7 +363,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                     akh_id,
                     max_messages: messages.unwrap_or_default(),
                     tier: tier.map_or(0, Tier::wire),
-                })?)
+                }))
                 .await?
                 .into_inner();
             let message = reply.message.context("the server returned no message")?;
@@ -393,7 +382,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             item,
             after,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let names = Names::load(&session).await?;
             let mut cursor = match after {
@@ -401,7 +390,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 None => {
                     session
                         .dashboards()
-                        .get_dashboard(session.request(pb::GetDashboardRequest {})?)
+                        .get_dashboard(session.request(pb::GetDashboardRequest {}))
                         .await?
                         .into_inner()
                         .as_of_event_id
@@ -420,7 +409,7 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                     .stream_thread(session.request(pb::StreamThreadRequest {
                         work_item_id: item.id.clone(),
                         after_event_id: cursor,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 let ended = loop {
@@ -505,7 +494,7 @@ async fn keys(
             .get_work_item(session.request(pb::GetWorkItemRequest {
                 id: decision.work_item_id.clone(),
                 ..Default::default()
-            })?)
+            }))
             .await?
             .into_inner();
         keys.insert(decision.work_item_id.clone(), item.key);
@@ -539,7 +528,7 @@ fn print_decisions(decisions: &[pb::Decision], keys: &HashMap<String, String>, a
 
 /// `anima ask`
 pub async fn ask(args: AskArgs) -> anyhow::Result<()> {
-    let session = Session::open(&args.global).await?;
+    let session = session_for(&args.global).await?;
     let item = args.item.fetch(&session).await?;
     let assignee_user_id = match args.assignee {
         Some(user) => super::user_id(&session, &user).await?,
@@ -553,7 +542,7 @@ pub async fn ask(args: AskArgs) -> anyhow::Result<()> {
             input_label: args.input,
             choices: args.choices,
             assignee_user_id,
-        })?)
+        }))
         .await?
         .into_inner();
     let keys = HashMap::from([(item.id, item.key)]);
@@ -563,7 +552,7 @@ pub async fn ask(args: AskArgs) -> anyhow::Result<()> {
 
 /// `anima decisions`
 pub async fn decisions(args: DecisionsArgs) -> anyhow::Result<()> {
-    let session = Session::open(&args.global).await?;
+    let session = session_for(&args.global).await?;
     let project_id = match &args.project {
         Some(project) => project_id(&session, project).await?,
         None => String::new(),
@@ -582,7 +571,7 @@ pub async fn decisions(args: DecisionsArgs) -> anyhow::Result<()> {
                 state,
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.decisions, page.next_page_token))
@@ -595,14 +584,14 @@ pub async fn decisions(args: DecisionsArgs) -> anyhow::Result<()> {
 
 /// `anima decide`
 pub async fn decide(args: DecideArgs) -> anyhow::Result<()> {
-    let session = Session::open(&args.global).await?;
+    let session = session_for(&args.global).await?;
     let decision = if args.cancel {
         session
             .threads()
             .cancel_decision(session.request(pb::CancelDecisionRequest {
                 id: args.id,
                 reason: args.answer.unwrap_or_default(),
-            })?)
+            }))
             .await?
     } else {
         session
@@ -610,7 +599,7 @@ pub async fn decide(args: DecideArgs) -> anyhow::Result<()> {
             .resolve_decision(session.request(pb::ResolveDecisionRequest {
                 id: args.id,
                 answer: args.answer.context("give the answer")?,
-            })?)
+            }))
             .await?
     }
     .into_inner();
@@ -621,10 +610,10 @@ pub async fn decide(args: DecideArgs) -> anyhow::Result<()> {
 
 /// `anima dashboard`
 pub async fn dashboard(global: GlobalArgs) -> anyhow::Result<()> {
-    let session = Session::open(&global).await?;
+    let session = session_for(&global).await?;
     let dashboard = session
         .dashboards()
-        .get_dashboard(session.request(pb::GetDashboardRequest {})?)
+        .get_dashboard(session.request(pb::GetDashboardRequest {}))
         .await?
         .into_inner();
     let project_names: HashMap<&str, &str> = dashboard

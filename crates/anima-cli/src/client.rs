@@ -2,14 +2,11 @@
 
 use std::{io::Read, path::PathBuf};
 
-use anima_proto::v1::{
-    self as pb, auth_service_client::AuthServiceClient, team_service_client::TeamServiceClient,
-};
+use anima_client::{Credentials, Session, connect};
+use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tonic::{Request, transport::Channel};
 
 use crate::output;
 
@@ -117,109 +114,34 @@ pub enum RoleCommand {
     },
 }
 
-/// What `anima login` stores.
-#[derive(Serialize, Deserialize)]
-struct Credentials {
-    server: String,
-    /// The CA the server's certificate is checked against, if not the
-    /// system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ca_cert: Option<PathBuf>,
-    username: String,
-    token: String,
-}
-
 const DEFAULT_SERVER: &str = "http://127.0.0.1:7433";
 
-fn credentials_path() -> anyhow::Result<PathBuf> {
-    Ok(crate::config_dir()?.join("credentials.json"))
-}
-
-fn load_credentials() -> anyhow::Result<Option<Credentials>> {
-    let path = credentials_path()?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
-        )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+/// A session with the stored login (or `--server`).
+pub(crate) async fn session_for(global: &GlobalArgs) -> anyhow::Result<Session> {
+    let stored =
+        Credentials::load()?.context("not logged in; run `anima login --username NAME`")?;
+    // The stored token (and CA) belong to the stored server alone: never
+    // hand the session to another.
+    if let Some(server) = global.server.as_ref().filter(|s| **s != stored.server) {
+        anyhow::bail!(
+            "logged in to {}, not {server}; run `anima login --server {server}` first",
+            stored.server
+        );
     }
+    let ca_cert = global.ca_cert.clone().or(stored.ca_cert);
+    Session::new(
+        connect(&stored.server, ca_cert.as_deref()).await?,
+        &stored.token,
+    )
 }
 
-fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
-    let path = credentials_path()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let text = serde_json::to_string_pretty(credentials)?;
-    anima_server::auth::write_private_file(&path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-async fn connect(server: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Channel> {
-    anima_client::endpoint(server, ca_cert)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {server}; is `anima up` running?"))
-}
-
-/// A connected session: the channel and the token to send.
-pub(crate) struct Session {
-    pub(crate) channel: Channel,
-    token: String,
-}
-
-impl Session {
-    /// Connects with the stored login (or `--server`).
-    pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let stored =
-            load_credentials()?.context("not logged in; run `anima login --username NAME`")?;
-        // The stored token (and CA) belong to the stored server alone: never
-        // hand the session to another.
-        if let Some(server) = global.server.as_ref().filter(|s| **s != stored.server) {
-            anyhow::bail!(
-                "logged in to {}, not {server}; run `anima login --server {server}` first",
-                stored.server
-            );
-        }
-        let ca_cert = global.ca_cert.clone().or(stored.ca_cert);
-        Ok(Self {
-            channel: connect(&stored.server, ca_cert.as_deref()).await?,
-            token: stored.token,
-        })
-    }
-
-    /// Wraps a message with the session's bearer token.
-    pub(crate) fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {}", self.token).parse()?);
-        Ok(request)
-    }
-
-    pub(crate) fn team(&self) -> TeamServiceClient<Channel> {
-        TeamServiceClient::new(self.channel.clone())
-    }
-}
-
-/// Follows `next_page_token` until the last page and returns every row.
-pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+/// Every row of a list, page after page (see [`anima_client::all_pages`]).
+pub(crate) async fn all_pages<T, Fetch, Page>(fetch: Fetch) -> anyhow::Result<Vec<T>>
 where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
+    Fetch: FnMut(String) -> Page,
+    Page: Future<Output = anyhow::Result<(Vec<T>, String)>>,
 {
-    let mut rows = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let (page, next) = fetch(page_token).await?;
-        rows.extend(page);
-        if next.is_empty() {
-            return Ok(rows);
-        }
-        page_token = next;
-    }
+    anima_client::all_pages(fetch).await
 }
 
 fn read_stdin_line() -> anyhow::Result<String> {
@@ -254,12 +176,13 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let path = save_credentials(&Credentials {
+    let path = Credentials {
         server: server.clone(),
         ca_cert,
         username: args.username.clone(),
         token: response.token,
-    })?;
+    }
+    .save()?;
     println!(
         "logged in to {server} as {} (session kept in {})",
         args.username,
@@ -270,11 +193,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 
 /// `anima logout`
 pub async fn logout(global: GlobalArgs) -> anyhow::Result<()> {
-    let session = Session::open(&global).await?;
-    let result = AuthServiceClient::new(session.channel.clone())
-        .logout(session.request(pb::LogoutRequest {})?)
+    let session = session_for(&global).await?;
+    let result = session
+        .auth()
+        .logout(session.request(pb::LogoutRequest {}))
         .await;
-    std::fs::remove_file(credentials_path()?)?;
+    Credentials::forget()?;
     match result {
         Ok(_) => println!("logged out"),
         Err(status) => println!(
@@ -287,9 +211,10 @@ pub async fn logout(global: GlobalArgs) -> anyhow::Result<()> {
 
 /// `anima whoami`
 pub async fn whoami(global: GlobalArgs) -> anyhow::Result<()> {
-    let session = Session::open(&global).await?;
-    let me = AuthServiceClient::new(session.channel.clone())
-        .who_am_i(session.request(pb::WhoAmIRequest {})?)
+    let session = session_for(&global).await?;
+    let me = session
+        .auth()
+        .who_am_i(session.request(pb::WhoAmIRequest {}))
         .await?
         .into_inner();
     match (me.user, global.json) {
@@ -343,14 +268,14 @@ fn print_user(user: &pb::User, json: bool) {
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List { global, page_size } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let users = all_pages(|page_token| async {
                 let page = session
                     .team()
                     .list_users(session.request(pb::ListUsersRequest {
                         page_size,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.users, page.next_page_token))
@@ -365,13 +290,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Get { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let user = session
                 .team()
                 .get_user(session.request(pb::GetUserRequest {
                     id,
                     ..Default::default()
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_user(&user, global.json);
@@ -384,13 +309,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             admin,
             password_stdin,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let (password, generated) = if password_stdin {
                 (read_stdin_line()?, false)
             } else if let Ok(password) = std::env::var("ANIMA_NEW_PASSWORD") {
                 (password, false)
             } else {
-                (anima_server::auth::new_token(), true)
+                (anima_client::random_secret(), true)
             };
             let user = session
                 .team()
@@ -400,7 +325,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                     email,
                     password: password.clone(),
                     is_admin: admin,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_user(&user, global.json);
@@ -416,7 +341,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             admin,
             disabled,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mut paths = Vec::new();
             let mut user = pb::User {
                 id,
@@ -448,16 +373,16 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                     user: Some(user),
                     update_mask: Some(prost_types::FieldMask { paths }),
                     password: String::new(),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_user(&user, global.json);
         }
         UserCommand::Delete { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             session
                 .team()
-                .delete_user(session.request(pb::DeleteUserRequest { id: id.clone() })?)
+                .delete_user(session.request(pb::DeleteUserRequest { id: id.clone() }))
                 .await?;
             println!("deleted user {id}");
         }
@@ -468,14 +393,14 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 /// `anima role …`
 pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::List { global } = command;
-    let session = Session::open(&global).await?;
+    let session = session_for(&global).await?;
     let roles = all_pages(|page_token| async {
         let page = session
             .team()
             .list_roles(session.request(pb::ListRolesRequest {
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.roles, page.next_page_token))

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
@@ -86,14 +86,14 @@ fn print_akh(akh: &pb::Akh, json: bool) {
 pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
     match command {
         AkhCommand::List { global } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let akhs = all_pages(|page_token| async {
                 let page = session
                     .akhs()
                     .list_akhs(session.request(pb::ListAkhsRequest {
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.akhs, page.next_page_token))
@@ -111,14 +111,14 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
             description,
             color,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let akh = session
                 .akhs()
                 .create_akh(session.request(pb::CreateAkhRequest {
                     name,
                     description,
                     avatar_color: color,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_akh(&akh, global.json);
@@ -130,7 +130,7 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
             description,
             color,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mut wanted = pb::Akh {
                 id: akh,
                 ..Default::default()
@@ -157,16 +157,16 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
                 .update_akh(session.request(pb::UpdateAkhRequest {
                     akh: Some(wanted),
                     update_mask: mask(paths),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_akh(&akh, global.json);
         }
         AkhCommand::Delete { global, akh } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             session
                 .akhs()
-                .delete_akh(session.request(pb::DeleteAkhRequest { id: akh.clone() })?)
+                .delete_akh(session.request(pb::DeleteAkhRequest { id: akh.clone() }))
                 .await?;
             println!("deleted Akh {akh}");
         }

@@ -1,23 +1,18 @@
 //! `anima session …`: agent sessions on work items.
 
-use anima_proto::v1::{self as pb, agent_session_service_client::AgentSessionServiceClient};
+use anima_proto::v1::{self as pb};
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
+
+use anima_client::Session;
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
 use super::{ItemRef, scope, thread::Names, time};
-
-impl Session {
-    fn sessions(&self) -> AgentSessionServiceClient<Channel> {
-        AgentSessionServiceClient::new(self.channel.clone())
-    }
-}
 
 /// `anima session …`
 #[derive(Subcommand)]
@@ -117,7 +112,7 @@ async fn login_target(
             .sessions()
             .get_session(session.request(pb::GetSessionRequest {
                 id: target.to_owned(),
-            })?)
+            }))
             .await
         {
             Ok(found) => return Ok(found.into_inner()),
@@ -134,7 +129,7 @@ async fn login_target(
                 page_size: 500,
                 page_token,
                 ..Default::default()
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.sessions, page.next_page_token))
@@ -154,9 +149,9 @@ async fn open_login(
     command: &[String],
 ) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir().context("making a private directory for the key")?;
-    let ssh = anima_agent::login::openssh_client(
+    let ssh = anima_client::ssh::openssh_client(
         dir.path(),
-        &anima_agent::login::ClientCredentials {
+        &anima_client::ssh::ClientCredentials {
             host: &credentials.host,
             port: credentials.port,
             username: &credentials.username,
@@ -270,7 +265,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             akh,
             keep,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let akh_id = Names::load(&session).await?.akh_id(&akh)?;
             let started = session
@@ -279,16 +274,16 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                     work_item_id: item.id,
                     akh_id,
                     keep_after_stop: keep,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_session(&started, global.json);
         }
         SessionCommand::Stop { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let stopped = session
                 .sessions()
-                .stop_session(session.request(pb::StopSessionRequest { id })?)
+                .stop_session(session.request(pb::StopSessionRequest { id }))
                 .await?
                 .into_inner();
             print_session(&stopped, global.json);
@@ -298,7 +293,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             project,
             work_item: work_item_ref,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item_ref.as_deref()).await?;
             let sessions = all_pages(|page_token| async {
@@ -309,7 +304,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                         project_id: project_id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.sessions, page.next_page_token))
@@ -325,10 +320,10 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             }
         }
         SessionCommand::Status { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let found = session
                 .sessions()
-                .get_session(session.request(pb::GetSessionRequest { id })?)
+                .get_session(session.request(pb::GetSessionRequest { id }))
                 .await?
                 .into_inner();
             print_session(&found, global.json);
@@ -340,14 +335,14 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             reason,
             command,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let found = login_target(&session, &target, project.as_deref()).await?;
             let credentials = session
                 .sessions()
                 .login_session(session.request(pb::LoginSessionRequest {
                     id: found.id.clone(),
                     reason,
-                })?)
+                }))
                 .await?
                 .into_inner();
             eprintln!(
@@ -365,7 +360,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             login,
             asciicast,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let events = all_pages(|page_token| async {
                 let page = session
                     .sessions()
@@ -374,7 +369,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                         login_id: login.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.events, page.next_page_token))
@@ -413,7 +408,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             }
         }
         SessionCommand::Logins { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let logins = all_pages(|page_token| async {
                 let page = session
                     .sessions()
@@ -421,7 +416,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                         session_id: id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.logins, page.next_page_token))

@@ -2,30 +2,18 @@
 
 use std::path::PathBuf;
 
-use anima_core::document::{DocumentType, MAX_DOCUMENT_SIZE};
-use anima_proto::v1::{self as pb, document_service_client::DocumentServiceClient};
+use anima_core::document::DocumentType;
+use anima_proto::v1::{self as pb};
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
 
 use super::{project_id, scope, time};
-
-/// Room beside a document's bytes in one gRPC message.
-const MESSAGE_ROOM: usize = 4 * 1024 * 1024;
-
-impl Session {
-    fn documents(&self) -> DocumentServiceClient<Channel> {
-        DocumentServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
-            .max_encoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
-    }
-}
 
 /// `anima doc …`
 #[derive(Subcommand)]
@@ -160,7 +148,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             project,
             work_item,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
             let documents = all_pages(|page_token| async {
@@ -171,7 +159,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                         work_item_id: work_item_id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.documents, page.next_page_token))
@@ -187,13 +175,13 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             }
         }
         DocumentCommand::Get { global, id, output } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let document = session
                 .documents()
                 .get_document(session.request(pb::GetDocumentRequest {
                     id,
                     include_content: output.is_some(),
-                })?)
+                }))
                 .await?
                 .into_inner();
             match output {
@@ -237,7 +225,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                     .context("the file has no name; give --title")?
                     .to_owned(),
             };
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
             let document = session
@@ -249,7 +237,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                     r#type: wire_type(doc_type) as i32,
                     media_type,
                     content,
-                })?)
+                }))
                 .await?
                 .into_inner();
             if global.json {
@@ -259,10 +247,10 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             }
         }
         DocumentCommand::Delete { global, id } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             session
                 .documents()
-                .delete_document(session.request(pb::DeleteDocumentRequest { id: id.clone() })?)
+                .delete_document(session.request(pb::DeleteDocumentRequest { id: id.clone() }))
                 .await?;
             if global.json {
                 output::json(&json!({"deleted": id}));
@@ -276,7 +264,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             query,
             limit,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
             let hits = session
                 .documents()
@@ -284,7 +272,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                     project_id,
                     query,
                     limit,
-                })?)
+                }))
                 .await?
                 .into_inner()
                 .hits;

@@ -1,22 +1,18 @@
 //! `anima mailbox …` (mailboxes and their projects) and `anima mail …`
 //! (fetched mail that waits for a human: triage and held).
 
-use anima_proto::v1::{self as pb, mailbox_service_client::MailboxServiceClient};
+use anima_proto::v1::{self as pb};
 use clap::Subcommand;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::{mask, project_id, time, work_item};
+
+use anima_client::Session;
+
 use crate::{
-    client::{GlobalArgs, Session, all_pages},
+    client::{GlobalArgs, all_pages, session_for},
     output,
 };
-
-impl Session {
-    fn mailboxes(&self) -> MailboxServiceClient<Channel> {
-        MailboxServiceClient::new(self.channel.clone())
-    }
-}
 
 /// `anima mailbox …`
 #[derive(Subcommand)]
@@ -256,7 +252,7 @@ async fn project_ids(session: &Session, projects: &[String]) -> anyhow::Result<V
 pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
     match command {
         MailboxCommand::List { global, project } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
             let mailboxes = all_pages(|page_token| async {
                 let page = session
@@ -265,7 +261,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                         project_id: project_id.clone(),
                         page_size: 500,
                         page_token,
-                    })?)
+                    }))
                     .await?
                     .into_inner();
                 Ok((page.mailboxes, page.next_page_token))
@@ -281,10 +277,10 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             }
         }
         MailboxCommand::Show { global, mailbox } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mailbox = session
                 .mailboxes()
-                .get_mailbox(session.request(pb::GetMailboxRequest { id: mailbox })?)
+                .get_mailbox(session.request(pb::GetMailboxRequest { id: mailbox }))
                 .await?
                 .into_inner();
             print_mailbox(&mailbox, global.json);
@@ -301,7 +297,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             history,
             adopt,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let mailbox = session
                 .mailboxes()
@@ -317,7 +313,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                     max_size_bytes: max_size,
                     import_history: history,
                     adopt_existing: adopt,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_mailbox(&mailbox, global.json);
@@ -331,7 +327,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             trust_auth_results,
             max_size,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let mut paths = Vec::new();
             if name.is_some() {
                 paths.push("display_name");
@@ -344,7 +340,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                     .mailboxes()
                     .get_mailbox(session.request(pb::GetMailboxRequest {
                         id: mailbox.clone(),
-                    })?)
+                    }))
                     .await?
                     .into_inner()
                     .rules
@@ -375,25 +371,25 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                         ..Default::default()
                     }),
                     update_mask: mask(paths),
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_mailbox(&updated, global.json);
         }
         MailboxCommand::Delete { global, mailbox } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let dropping = session
                 .mailboxes()
-                .delete_mailbox(session.request(pb::DeleteMailboxRequest { id: mailbox })?)
+                .delete_mailbox(session.request(pb::DeleteMailboxRequest { id: mailbox }))
                 .await?
                 .into_inner();
             print_mailbox(&dropping, global.json);
         }
         MailboxCommand::Adopt { global, mailbox } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let adopted = session
                 .mailboxes()
-                .adopt_mailbox(session.request(pb::AdoptMailboxRequest { id: mailbox })?)
+                .adopt_mailbox(session.request(pb::AdoptMailboxRequest { id: mailbox }))
                 .await?
                 .into_inner();
             print_mailbox(&adopted, global.json);
@@ -403,13 +399,13 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             mailbox,
             new_address,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let rotated = session
                 .mailboxes()
                 .rotate_mailbox(session.request(pb::RotateMailboxRequest {
                     id: mailbox,
                     new_address,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_mailbox(&rotated, global.json);
@@ -419,14 +415,14 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             mailbox,
             projects,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let linked = session
                 .mailboxes()
                 .link_projects(session.request(pb::LinkProjectsRequest {
                     mailbox_id: mailbox,
                     project_ids,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_mailbox(&linked, global.json);
@@ -436,14 +432,14 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             mailbox,
             projects,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let unlinked = session
                 .mailboxes()
                 .unlink_projects(session.request(pb::UnlinkProjectsRequest {
                     mailbox_id: mailbox,
                     project_ids,
-                })?)
+                }))
                 .await?
                 .into_inner();
             print_mailbox(&unlinked, global.json);
@@ -508,7 +504,7 @@ async fn list_inbound(
     mailbox: String,
     state: pb::InboundMailState,
 ) -> anyhow::Result<()> {
-    let session = Session::open(global).await?;
+    let session = session_for(global).await?;
     let mails = all_pages(|page_token| async {
         let page = session
             .mailboxes()
@@ -517,7 +513,7 @@ async fn list_inbound(
                 state: state as i32,
                 page_size: 500,
                 page_token,
-            })?)
+            }))
             .await?
             .into_inner();
         Ok((page.mails, page.next_page_token))
@@ -547,7 +543,7 @@ async fn assign(
         .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
             id: mail,
             work_item_id,
-        })?)
+        }))
         .await?
         .into_inner();
     print_inbound(&posted, global.json);
@@ -572,20 +568,20 @@ pub async fn mail(command: MailCommand) -> anyhow::Result<()> {
             work_item: reference,
             project,
         } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let item = work_item(&session, &reference, project.as_deref()).await?;
             assign(&session, &global, mail, item.id).await
         }
         // Releasing is assigning to the work item the mail was meant for.
         MailCommand::Release { global, mail } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             assign(&session, &global, mail, String::new()).await
         }
         MailCommand::Dismiss { global, mail } => {
-            let session = Session::open(&global).await?;
+            let session = session_for(&global).await?;
             let dismissed = session
                 .mailboxes()
-                .dismiss_inbound_mail(session.request(pb::DismissInboundMailRequest { id: mail })?)
+                .dismiss_inbound_mail(session.request(pb::DismissInboundMailRequest { id: mail }))
                 .await?
                 .into_inner();
             print_inbound(&dismissed, global.json);

@@ -1,0 +1,184 @@
+//! A signed-in connection: the channel, the bearer token sent with every
+//! call, a client for each public service, and paging.
+
+use std::path::Path;
+
+use anima_core::{document::MAX_DOCUMENT_SIZE, skill::MAX_SKILL_BYTES};
+use anima_proto::v1::{
+    self as pb, agent_session_service_client::AgentSessionServiceClient,
+    akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
+    dashboard_service_client::DashboardServiceClient,
+    document_service_client::DocumentServiceClient, mailbox_service_client::MailboxServiceClient,
+    plan_service_client::PlanServiceClient, project_service_client::ProjectServiceClient,
+    skill_service_client::SkillServiceClient, team_service_client::TeamServiceClient,
+    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
+    workflow_service_client::WorkflowServiceClient,
+};
+use anyhow::Context;
+use tonic::{
+    Request,
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+
+/// Room beside a document's or skill's bytes for the rest of the message.
+const MESSAGE_ROOM: usize = 4 * 1024 * 1024;
+
+/// Rows a client asks for per page when it wants every row.
+pub const PAGE_SIZE: i32 = 500;
+
+/// A channel to anima-server and the session token to send on it.
+#[derive(Clone)]
+pub struct Session {
+    channel: Channel,
+    authorization: MetadataValue<Ascii>,
+    token: String,
+}
+
+impl Session {
+    /// A session over `channel` with a token from an earlier login (not
+    /// checked until the first call).
+    pub fn new(channel: Channel, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            channel,
+            authorization: format!("Bearer {token}")
+                .parse()
+                .context("the session token is not a valid header value")?,
+            token: token.to_owned(),
+        })
+    }
+
+    /// Logs in with a username and password over `channel`.
+    pub async fn login(channel: Channel, username: &str, password: &str) -> anyhow::Result<Self> {
+        let token = AuthServiceClient::new(channel.clone())
+            .login(pb::LoginRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!(crate::describe(&status)))?
+            .into_inner()
+            .token;
+        Self::new(channel, &token)
+    }
+
+    /// The session token, to remember for the next start.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `message` with the session's bearer token.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
+    }
+
+    /// AuthService: who am I, logout, password.
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    /// TeamService: users and roles.
+    pub fn team(&self) -> TeamServiceClient<Channel> {
+        TeamServiceClient::new(self.channel.clone())
+    }
+
+    /// ProjectService: projects and members.
+    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
+    }
+
+    /// PlanService.
+    pub fn plans(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.channel.clone())
+    }
+
+    /// WorkItemService.
+    pub fn work_items(&self) -> WorkItemServiceClient<Channel> {
+        WorkItemServiceClient::new(self.channel.clone())
+    }
+
+    /// WorkflowService.
+    pub fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel.clone())
+    }
+
+    /// AkhService.
+    pub fn akhs(&self) -> AkhServiceClient<Channel> {
+        AkhServiceClient::new(self.channel.clone())
+    }
+
+    /// ThreadService: messages, decisions, the live thread.
+    pub fn threads(&self) -> ThreadServiceClient<Channel> {
+        ThreadServiceClient::new(self.channel.clone())
+    }
+
+    /// DashboardService.
+    pub fn dashboards(&self) -> DashboardServiceClient<Channel> {
+        DashboardServiceClient::new(self.channel.clone())
+    }
+
+    /// MailboxService: mailboxes and the mail waiting for a human.
+    pub fn mailboxes(&self) -> MailboxServiceClient<Channel> {
+        MailboxServiceClient::new(self.channel.clone())
+    }
+
+    /// AgentSessionService.
+    pub fn sessions(&self) -> AgentSessionServiceClient<Channel> {
+        AgentSessionServiceClient::new(self.channel.clone())
+    }
+
+    /// DocumentService, taking messages as large as the largest document.
+    pub fn documents(&self) -> DocumentServiceClient<Channel> {
+        DocumentServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
+            .max_encoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
+    }
+
+    /// SkillService, taking messages as large as the largest bundle.
+    pub fn skills(&self) -> SkillServiceClient<Channel> {
+        SkillServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
+            .max_encoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
+    }
+}
+
+/// A channel to `server` that connects now, so an unreachable server is
+/// reported at once.
+pub async fn connect(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
+    crate::endpoint(server, ca_cert)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {server}; is `anima up` running?"))
+}
+
+/// A channel to `server` that connects on first use (and again after a
+/// failure), for a client that stays open while the server comes and goes.
+pub fn connect_lazy(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
+    Ok(crate::endpoint(server, ca_cert)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Follows `next_page_token` from the first page to the last and returns
+/// every row. `fetch` gets the page token and answers the page's rows and
+/// the next token.
+pub async fn all_pages<T, E, Fetch, Page>(mut fetch: Fetch) -> Result<Vec<T>, E>
+where
+    Fetch: FnMut(String) -> Page,
+    Page: Future<Output = Result<(Vec<T>, String), E>>,
+{
+    let mut rows = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (page, next) = fetch(page_token).await?;
+        rows.extend(page);
+        if next.is_empty() {
+            return Ok(rows);
+        }
+        page_token = next;
+    }
+}
