@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod conformance;
+mod error;
 mod migrations;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use backend::{PostgresStore, SqliteStore};
+pub use error::{StoreError, StoreResult};
 
 /// One page of a list, and the token for the next (empty on the last page).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +87,7 @@ pub trait Store:
     fn backend(&self) -> &'static str;
 
     /// Outbox events with id greater than `after`, oldest first.
-    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DomainError>;
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
 
     /// Outbox events of one work item with id greater than `after`, oldest
     /// first.
@@ -94,10 +96,10 @@ pub trait Store:
         work_item_id: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<Event>, DomainError>;
+    ) -> StoreResult<Vec<Event>>;
 
     /// The newest event id (0 before the first event).
-    async fn last_event_id(&self) -> Result<i64, DomainError>;
+    async fn last_event_id(&self) -> StoreResult<i64>;
 
     /// A signal that changes after every commit that may have written
     /// events — this process's, and on PostgreSQL other instances' too
@@ -109,31 +111,31 @@ pub trait Store:
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates a user; a taken username is `ALREADY_EXISTS`/`USERNAME_TAKEN`.
-    async fn create_user(&self, user: NewUser) -> Result<User, DomainError>;
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// A user by id.
-    async fn get_user(&self, id: &str) -> Result<User, DomainError>;
+    async fn get_user(&self, id: &str) -> StoreResult<User>;
     /// A user and password hash by username, if the user exists.
-    async fn find_credentials(&self, username: &str) -> Result<Option<Credentials>, DomainError>;
+    async fn find_credentials(&self, username: &str) -> StoreResult<Option<Credentials>>;
     /// Users in creation order; with `visible_to`, only that user and those
     /// sharing a project with them.
     async fn list_users(
         &self,
         visible_to: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<User>, DomainError>;
+    ) -> StoreResult<Page<User>>;
     /// Whether two users are members of one project.
-    async fn share_a_project(&self, a: &str, b: &str) -> Result<bool, DomainError>;
+    async fn share_a_project(&self, a: &str, b: &str) -> StoreResult<bool>;
     /// Applies a partial change; a password change revokes every session.
     /// Demoting or disabling the last active admin is
     /// `FAILED_PRECONDITION`/`LAST_ADMIN`, checked in the same transaction
     /// (admin changes are serialised, so two cannot race past it).
-    async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError>;
+    async fn update_user(&self, id: &str, changes: UserChanges) -> StoreResult<User>;
     /// Deletes a user with their sessions and bindings; the last Owner of
     /// a project is `FAILED_PRECONDITION`/`LAST_OWNER`, the last active
     /// admin `LAST_ADMIN`.
-    async fn delete_user(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_user(&self, id: &str) -> StoreResult<()>;
     /// How many users exist (to know whether to bootstrap an admin).
-    async fn count_users(&self) -> Result<i64, DomainError>;
+    async fn count_users(&self) -> StoreResult<i64>;
 
     /// Counts one attempt (a login, an outbound mail, …) under each
     /// counter, in order, in one transaction shared by every instance. The
@@ -141,48 +143,41 @@ pub trait AccountStore: Send + Sync {
     /// attempt (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`, naming what and when
     /// to retry) and nothing is counted, so refused attempts never lock
     /// out a later counter. Ended windows, of any counter, are pruned.
-    async fn count_attempt(&self, counters: &[AttemptCounter], now: i64)
-    -> Result<(), DomainError>;
+    async fn count_attempt(&self, counters: &[AttemptCounter], now: i64) -> StoreResult<()>;
     /// Forgets the attempts counted under these keys (after a login
     /// succeeded).
-    async fn forget_attempts(&self, keys: &[String]) -> Result<(), DomainError>;
+    async fn forget_attempts(&self, keys: &[String]) -> StoreResult<()>;
 
     /// Stores a new session under the hash of its token.
-    async fn create_session(&self, session: AuthSession) -> Result<(), DomainError>;
+    async fn create_session(&self, session: AuthSession) -> StoreResult<()>;
     /// A session by token hash.
-    async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError>;
+    async fn get_session(&self, token_hash: &str) -> StoreResult<Option<AuthSession>>;
     /// A session by token hash with its user, in one read (every
     /// authenticated request needs both).
-    async fn session_with_user(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(AuthSession, User)>, DomainError>;
+    async fn session_with_user(&self, token_hash: &str)
+    -> StoreResult<Option<(AuthSession, User)>>;
     /// Records use of a session.
-    async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), DomainError>;
+    async fn touch_session(&self, token_hash: &str, now: i64) -> StoreResult<()>;
     /// Revokes one session; true when it existed.
-    async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
     /// Revokes every session of a user but `keep` (a token hash), if given.
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-    ) -> Result<u64, DomainError>;
+    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64>;
 
     /// Roles by name order of creation (built-ins first).
-    async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, DomainError>;
+    async fn list_roles(&self, page: &PageRequest) -> StoreResult<Page<Role>>;
     /// A role by id.
-    async fn get_role(&self, id: &str) -> Result<Role, DomainError>;
+    async fn get_role(&self, id: &str) -> StoreResult<Role>;
     /// Creates a custom role.
     async fn create_role(
         &self,
         name: &str,
         description: &str,
         permissions: &[Permission],
-    ) -> Result<Role, DomainError>;
+    ) -> StoreResult<Role>;
     /// Changes a custom role; built-ins are `FAILED_PRECONDITION`/`ROLE_BUILTIN`.
-    async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError>;
+    async fn update_role(&self, id: &str, changes: RoleChanges) -> StoreResult<Role>;
     /// Deletes a custom role that nobody holds.
-    async fn delete_role(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_role(&self, id: &str) -> StoreResult<()>;
 }
 
 /// Which projects [`PlanningStore::list_projects`] returns.
@@ -215,30 +210,23 @@ pub trait PlanningStore: Send + Sync {
         name: &str,
         description: &str,
         owner_id: &str,
-    ) -> Result<Project, DomainError>;
+    ) -> StoreResult<Project>;
     /// A project by id, with its stats.
-    async fn get_project(&self, id: &str) -> Result<Project, DomainError>;
+    async fn get_project(&self, id: &str) -> StoreResult<Project>;
     /// Projects in creation order.
     async fn list_projects(
         &self,
         filter: &ProjectFilter,
         page: &PageRequest,
-    ) -> Result<Page<Project>, DomainError>;
+    ) -> StoreResult<Page<Project>>;
     /// Renames or re-describes a project.
-    async fn update_project(
-        &self,
-        id: &str,
-        changes: ProjectChanges,
-    ) -> Result<Project, DomainError>;
+    async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project>;
     /// Makes a project read-only; archiving an archived project is a no-op.
-    async fn archive_project(&self, id: &str) -> Result<Project, DomainError>;
+    async fn archive_project(&self, id: &str) -> StoreResult<Project>;
 
     /// Members of a project by user id.
-    async fn list_members(
-        &self,
-        project_id: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Member>, DomainError>;
+    async fn list_members(&self, project_id: &str, page: &PageRequest)
+    -> StoreResult<Page<Member>>;
     /// Binds a user to a project with a role, replacing an earlier role;
     /// demoting the last Owner is `FAILED_PRECONDITION`/`LAST_OWNER`.
     /// With `by` (the acting user), both the new role and the member's
@@ -251,7 +239,7 @@ pub trait PlanningStore: Send + Sync {
         user_id: &str,
         role_id: &str,
         by: Option<&str>,
-    ) -> Result<Member, DomainError>;
+    ) -> StoreResult<Member>;
     /// Removes a member; the last Owner stays (`LAST_OWNER`). With `by`, the
     /// member's role must hold nothing `by` does not (`ROLE_ESCALATION`).
     async fn remove_member(
@@ -259,34 +247,30 @@ pub trait PlanningStore: Send + Sync {
         project_id: &str,
         user_id: &str,
         by: Option<&str>,
-    ) -> Result<(), DomainError>;
+    ) -> StoreResult<()>;
     /// The permissions a user holds in a project (empty for non-members).
     async fn project_permissions(
         &self,
         user_id: &str,
         project_id: &str,
-    ) -> Result<Vec<Permission>, DomainError>;
+    ) -> StoreResult<Vec<Permission>>;
 
     /// Creates a plan.
-    async fn create_plan(&self, plan: NewPlan) -> Result<Plan, DomainError>;
+    async fn create_plan(&self, plan: NewPlan) -> StoreResult<Plan>;
     /// A plan with its derived progress.
-    async fn get_plan(&self, id: &str) -> Result<Plan, DomainError>;
+    async fn get_plan(&self, id: &str) -> StoreResult<Plan>;
     /// Plans of a project in creation order.
-    async fn list_plans(
-        &self,
-        project_id: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Plan>, DomainError>;
+    async fn list_plans(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<Plan>>;
     /// Changes a plan.
-    async fn update_plan(&self, id: &str, changes: PlanChanges) -> Result<Plan, DomainError>;
+    async fn update_plan(&self, id: &str, changes: PlanChanges) -> StoreResult<Plan>;
     /// Deletes a plan; its work items stay, detached from it.
-    async fn delete_plan(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_plan(&self, id: &str) -> StoreResult<()>;
 
     /// Creates a work item with the next free key of its project and its
     /// first description revision.
-    async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError>;
+    async fn create_work_item(&self, item: NewWorkItem) -> StoreResult<WorkItem>;
     /// A work item by id.
-    async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError>;
+    async fn get_work_item(&self, id: &str) -> StoreResult<WorkItem>;
     /// A work item by id and whether `user_id` holds `permission` in its
     /// project, in one query: the read path of every work-item RPC.
     async fn get_work_item_for_user(
@@ -294,20 +278,16 @@ pub trait PlanningStore: Send + Sync {
         id: &str,
         user_id: &str,
         permission: Permission,
-    ) -> Result<(WorkItem, bool), DomainError>;
+    ) -> StoreResult<(WorkItem, bool)>;
     /// A work item by its key within a project.
-    async fn find_work_item(
-        &self,
-        project_id: &str,
-        key: WorkItemKey,
-    ) -> Result<WorkItem, DomainError>;
+    async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> StoreResult<WorkItem>;
     /// Work items of a project in key order.
     async fn list_work_items(
         &self,
         project_id: &str,
         filter: &WorkItemFilter,
         page: &PageRequest,
-    ) -> Result<Page<WorkItem>, DomainError>;
+    ) -> StoreResult<Page<WorkItem>>;
     /// Applies a partial change. A description change writes a revision and
     /// is refused with `ABORTED`/`STALE_REVISION` unless based on the
     /// current one; a phase change is checked against the workflow and
@@ -317,15 +297,15 @@ pub trait PlanningStore: Send + Sync {
         id: &str,
         changes: WorkItemChanges,
         actor: &Actor,
-    ) -> Result<WorkItem, DomainError>;
+    ) -> StoreResult<WorkItem>;
     /// Deletes a work item with its history.
-    async fn delete_work_item(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_work_item(&self, id: &str) -> StoreResult<()>;
     /// Description revisions of a work item, oldest first.
     async fn list_revisions(
         &self,
         work_item_id: &str,
         page: &PageRequest,
-    ) -> Result<Page<DescriptionRevision>, DomainError>;
+    ) -> StoreResult<Page<DescriptionRevision>>;
     /// Writes a new revision equal to `revision_id` (of the same item). With
     /// `base_revision_id`, refuses a stale base like an edit does.
     async fn revert_description(
@@ -334,50 +314,46 @@ pub trait PlanningStore: Send + Sync {
         revision_id: &str,
         base_revision_id: Option<&str>,
         actor: &Actor,
-    ) -> Result<WorkItem, DomainError>;
+    ) -> StoreResult<WorkItem>;
     /// Replaces the capabilities of a work item (already validated).
     async fn set_capabilities(
         &self,
         work_item_id: &str,
         capabilities: Vec<Capability>,
-    ) -> Result<Vec<Capability>, DomainError>;
+    ) -> StoreResult<Vec<Capability>>;
 
     /// Workflows, built-ins first, then custom ones in creation order.
-    async fn list_workflows(&self, page: &PageRequest) -> Result<Page<Workflow>, DomainError>;
+    async fn list_workflows(&self, page: &PageRequest) -> StoreResult<Page<Workflow>>;
     /// A workflow by id.
-    async fn get_workflow(&self, id: &str) -> Result<Workflow, DomainError>;
+    async fn get_workflow(&self, id: &str) -> StoreResult<Workflow>;
     /// Creates a custom workflow (phases already validated).
     async fn create_workflow(
         &self,
         name: &str,
         description: &str,
         phases: Vec<Phase>,
-    ) -> Result<Workflow, DomainError>;
+    ) -> StoreResult<Workflow>;
     /// Changes a custom workflow; built-ins are `WORKFLOW_BUILTIN`, and
     /// dropping a phase that work items are in is `WORKFLOW_IN_USE`.
-    async fn update_workflow(
-        &self,
-        id: &str,
-        changes: WorkflowChanges,
-    ) -> Result<Workflow, DomainError>;
+    async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> StoreResult<Workflow>;
     /// Deletes a custom workflow no plan or work item uses.
-    async fn delete_workflow(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_workflow(&self, id: &str) -> StoreResult<()>;
 
     /// Akhs in creation order.
-    async fn list_akhs(&self, page: &PageRequest) -> Result<Page<Akh>, DomainError>;
+    async fn list_akhs(&self, page: &PageRequest) -> StoreResult<Page<Akh>>;
     /// An Akh by id.
-    async fn get_akh(&self, id: &str) -> Result<Akh, DomainError>;
+    async fn get_akh(&self, id: &str) -> StoreResult<Akh>;
     /// Creates an Akh (colour already validated).
     async fn create_akh(
         &self,
         name: &str,
         description: &str,
         avatar_color: &str,
-    ) -> Result<Akh, DomainError>;
+    ) -> StoreResult<Akh>;
     /// Changes an Akh.
-    async fn update_akh(&self, id: &str, changes: AkhChanges) -> Result<Akh, DomainError>;
+    async fn update_akh(&self, id: &str, changes: AkhChanges) -> StoreResult<Akh>;
     /// Deletes an Akh.
-    async fn delete_akh(&self, id: &str) -> Result<(), DomainError>;
+    async fn delete_akh(&self, id: &str) -> StoreResult<()>;
 }
 
 /// Which way a page of a thread reads.
@@ -422,29 +398,29 @@ pub trait ThreadStore: Send + Sync {
     /// and records `message.posted` (whose payload is the message).
     /// Outbound email is queued for the mail worker in the same
     /// transaction. A repeated idempotency key returns the first message.
-    async fn post_message(&self, message: NewMessage) -> Result<Message, DomainError>;
+    async fn post_message(&self, message: NewMessage) -> StoreResult<Message>;
     /// A message by id.
-    async fn get_message(&self, id: &str) -> Result<Message, DomainError>;
+    async fn get_message(&self, id: &str) -> StoreResult<Message>;
     /// Up to `limit` messages of a thread from a position.
     async fn list_messages(
         &self,
         work_item_id: &str,
         page: ThreadPage,
         limit: i64,
-    ) -> Result<Vec<Message>, DomainError>;
+    ) -> StoreResult<Vec<Message>>;
     /// Outbound email waiting to be sent, oldest first.
-    async fn queued_outbound_mail(&self, limit: i64) -> Result<Vec<Message>, DomainError>;
+    async fn queued_outbound_mail(&self, limit: i64) -> StoreResult<Vec<Message>>;
 
     /// Records that a work item needs a human.
-    async fn request_decision(&self, decision: NewDecision) -> Result<Decision, DomainError>;
+    async fn request_decision(&self, decision: NewDecision) -> StoreResult<Decision>;
     /// A decision by id.
-    async fn get_decision(&self, id: &str) -> Result<Decision, DomainError>;
+    async fn get_decision(&self, id: &str) -> StoreResult<Decision>;
     /// Decisions oldest first.
     async fn list_decisions(
         &self,
         filter: &DecisionFilter,
         page: &PageRequest,
-    ) -> Result<Page<Decision>, DomainError>;
+    ) -> StoreResult<Page<Decision>>;
     /// Answers an open decision and posts the answer into the thread;
     /// answering twice is `FAILED_PRECONDITION`/`DECISION_NOT_OPEN`.
     async fn resolve_decision(
@@ -452,20 +428,16 @@ pub trait ThreadStore: Send + Sync {
         id: &str,
         answer: &str,
         user_id: &str,
-    ) -> Result<Decision, DomainError>;
+    ) -> StoreResult<Decision>;
     /// Withdraws an open decision and says so in the thread.
-    async fn cancel_decision(
-        &self,
-        id: &str,
-        reason: &str,
-        actor: &Actor,
-    ) -> Result<Decision, DomainError>;
+    async fn cancel_decision(&self, id: &str, reason: &str, actor: &Actor)
+    -> StoreResult<Decision>;
 
     /// Work items of a project counted by status and phase.
-    async fn work_item_counts(&self, project_id: &str) -> Result<Vec<WorkItemCount>, DomainError>;
+    async fn work_item_counts(&self, project_id: &str) -> StoreResult<Vec<WorkItemCount>>;
     /// The newest events of the projects whose dashboard `reader` may see,
     /// newest first.
-    async fn recent_events(&self, reader: &str, limit: i64) -> Result<Vec<Event>, DomainError>;
+    async fn recent_events(&self, reader: &str, limit: i64) -> StoreResult<Vec<Event>>;
 }
 
 /// Which sessions [`AgentStore::list_agent_sessions`] returns.
@@ -529,59 +501,50 @@ pub struct InboundFilter {
 pub trait MailStore: Send + Sync {
     /// Creates a mailbox serving the given projects (at least one, each
     /// existing); its address is unique (`ALREADY_EXISTS`/`MAILBOX_EXISTS`).
-    async fn create_mailbox(&self, mailbox: NewMailbox) -> Result<Mailbox, DomainError>;
+    async fn create_mailbox(&self, mailbox: NewMailbox) -> StoreResult<Mailbox>;
     /// A mailbox by id.
-    async fn get_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
+    async fn get_mailbox(&self, id: &str) -> StoreResult<Mailbox>;
     /// Mailboxes in creation order.
     async fn list_mailboxes(
         &self,
         filter: &MailboxFilter,
         page: &PageRequest,
-    ) -> Result<Page<Mailbox>, DomainError>;
+    ) -> StoreResult<Page<Mailbox>>;
     /// Changes an active mailbox's settings.
-    async fn update_mailbox(
-        &self,
-        id: &str,
-        changes: MailboxChanges,
-    ) -> Result<Mailbox, DomainError>;
+    async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> StoreResult<Mailbox>;
     /// Adds projects (each existing) to an active mailbox.
-    async fn link_projects(&self, id: &str, project_ids: &[String])
-    -> Result<Mailbox, DomainError>;
+    async fn link_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox>;
     /// Removes projects from an active mailbox; it must keep one
     /// (`MAILBOX_NEEDS_PROJECT`).
-    async fn unlink_projects(
-        &self,
-        id: &str,
-        project_ids: &[String],
-    ) -> Result<Mailbox, DomainError>;
+    async fn unlink_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox>;
     /// Marks a mailbox `dropping`: it is no longer followed, and anima-mail
     /// removes its account, then calls [`MailStore::remove_mailbox`].
-    async fn drop_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
+    async fn drop_mailbox(&self, id: &str) -> StoreResult<Mailbox>;
     /// Replaces a mailbox by one at `new_address` with the same projects and
     /// settings; the old one is dropping, and its held and triaged mail
     /// moves to the new one. Returns the new mailbox.
-    async fn rotate_mailbox(&self, id: &str, new_address: &str) -> Result<Mailbox, DomainError>;
+    async fn rotate_mailbox(&self, id: &str, new_address: &str) -> StoreResult<Mailbox>;
     /// Marks an active mailbox that was not adopted `refused` with the
     /// problem (its address has an account on the mail server that Anima
     /// did not create): it is no longer followed.
-    async fn refuse_mailbox(&self, id: &str, problem: &str) -> Result<Mailbox, DomainError>;
+    async fn refuse_mailbox(&self, id: &str, problem: &str) -> StoreResult<Mailbox>;
     /// Records that anima-mail made an active mailbox's account itself.
-    async fn confirm_mailbox_account(&self, id: &str) -> Result<Mailbox, DomainError>;
+    async fn confirm_mailbox_account(&self, id: &str) -> StoreResult<Mailbox>;
     /// A server admin takes over the existing account of a mailbox's
     /// address: the mailbox is active and adopted (following mail from its
     /// creation on), its problem cleared.
-    async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError>;
+    async fn adopt_mailbox(&self, id: &str) -> StoreResult<Mailbox>;
     /// Deletes a dropping mailbox and its mail records (the posted
     /// messages stay in their threads).
-    async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError>;
+    async fn remove_mailbox(&self, id: &str) -> StoreResult<()>;
     /// Saves the JMAP state the mailbox's synchronisation resumes from.
-    async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> Result<(), DomainError>;
+    async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> StoreResult<()>;
     /// Records a fetched mail and, when its state is `posted`, posts it as
     /// an inbound-email message into its work item's thread, in one
     /// transaction. Returns it and `true`; or, when the mailbox already has
     /// a mail with that Message-ID, the first record and `false`, changing
     /// nothing.
-    async fn receive_mail(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError>;
+    async fn receive_mail(&self, mail: NewInbound) -> StoreResult<(InboundRecord, bool)>;
     /// Posts a held or triaged mail into `work_item_id`'s thread (which must
     /// belong to one of the mailbox's projects) on behalf of `by`.
     async fn post_inbound(
@@ -589,17 +552,17 @@ pub trait MailStore: Send + Sync {
         id: &str,
         work_item_id: &str,
         by: &Actor,
-    ) -> Result<InboundRecord, DomainError>;
+    ) -> StoreResult<InboundRecord>;
     /// Sets a held or triaged mail aside without posting it.
-    async fn dismiss_inbound(&self, id: &str, by: &Actor) -> Result<InboundRecord, DomainError>;
+    async fn dismiss_inbound(&self, id: &str, by: &Actor) -> StoreResult<InboundRecord>;
     /// A fetched mail by id.
-    async fn get_inbound(&self, id: &str) -> Result<InboundRecord, DomainError>;
+    async fn get_inbound(&self, id: &str) -> StoreResult<InboundRecord>;
     /// Fetched mail, oldest first.
     async fn list_inbound(
         &self,
         filter: &InboundFilter,
         page: &PageRequest,
-    ) -> Result<Page<InboundRecord>, DomainError>;
+    ) -> StoreResult<Page<InboundRecord>>;
     /// The work item whose thread holds a mail with one of these
     /// Message-IDs (inbound or outbound), the newest match first, among the
     /// projects `mailbox_id` serves: mail that comes through one mailbox
@@ -608,7 +571,7 @@ pub trait MailStore: Send + Sync {
         &self,
         mailbox_id: &str,
         message_ids: &[String],
-    ) -> Result<Option<String>, DomainError>;
+    ) -> StoreResult<Option<String>>;
     /// Whether a mail of this mailbox with one of these Message-IDs waits
     /// for a human (held or in triage), and which, the newest reference
     /// first.
@@ -616,10 +579,10 @@ pub trait MailStore: Send + Sync {
         &self,
         mailbox_id: &str,
         message_ids: &[String],
-    ) -> Result<Option<InboundState>, DomainError>;
+    ) -> StoreResult<Option<InboundState>>;
     /// Whether `address` is a member of the work item's project (by account
     /// email) or already wrote or was written to in its thread.
-    async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError>;
+    async fn knows_address(&self, work_item_id: &str, address: &str) -> StoreResult<bool>;
     /// Takes up to `limit` outbound mails that are due at `now` (queued, or
     /// sending with an expired lease: a sender that died) and leases them
     /// until `lease_until`; their messages become `sending`.
@@ -628,13 +591,13 @@ pub trait MailStore: Send + Sync {
         now: i64,
         lease_until: i64,
         limit: i64,
-    ) -> Result<Vec<OutboundClaim>, DomainError>;
+    ) -> StoreResult<Vec<OutboundClaim>>;
     /// Records how a claimed send ended; the message shows it.
     async fn finish_outbound(
         &self,
         message_id: &str,
         outcome: OutboundOutcome,
-    ) -> Result<Message, DomainError>;
+    ) -> StoreResult<Message>;
 }
 
 /// Agent sessions, their tasks, and the MCP tokens they reach back with.
@@ -643,15 +606,15 @@ pub trait AgentStore: Send + Sync {
     /// Records a session on a work item in `provisioning`, with the item's
     /// capabilities and its current phase's skills copied in, and the hash
     /// of its MCP token.
-    async fn create_agent_session(&self, session: NewSession) -> Result<AgentSession, DomainError>;
+    async fn create_agent_session(&self, session: NewSession) -> StoreResult<AgentSession>;
     /// A session by id.
-    async fn get_agent_session(&self, id: &str) -> Result<AgentSession, DomainError>;
+    async fn get_agent_session(&self, id: &str) -> StoreResult<AgentSession>;
     /// Sessions in start order.
     async fn list_agent_sessions(
         &self,
         filter: &SessionFilter,
         page: &PageRequest,
-    ) -> Result<Page<AgentSession>, DomainError>;
+    ) -> StoreResult<Page<AgentSession>>;
     /// Moves a session on, recording its sandbox, why it failed and its
     /// agent's exit code where given. A final status (completed, failed)
     /// revokes its MCP tokens in the same transaction; an ended session
@@ -661,29 +624,25 @@ pub trait AgentStore: Send + Sync {
         id: &str,
         status: SessionStatus,
         change: SessionChange<'_>,
-    ) -> Result<AgentSession, DomainError>;
+    ) -> StoreResult<AgentSession>;
     /// Revokes a session's MCP tokens at once; returns how many there were.
-    async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError>;
+    async fn revoke_agent_tokens(&self, session_id: &str) -> StoreResult<u64>;
     /// What an MCP token (by hash) may do, or why it may do nothing.
-    async fn mcp_token(&self, token_hash: &str) -> Result<TokenState, DomainError>;
+    async fn mcp_token(&self, token_hash: &str) -> StoreResult<TokenState>;
 
     /// Adds a task to a live session.
-    async fn create_task(&self, session_id: &str, title: &str) -> Result<Task, DomainError>;
+    async fn create_task(&self, session_id: &str, title: &str) -> StoreResult<Task>;
     /// A task by id.
-    async fn get_task(&self, id: &str) -> Result<Task, DomainError>;
+    async fn get_task(&self, id: &str) -> StoreResult<Task>;
     /// A session's tasks in creation order.
-    async fn list_tasks(
-        &self,
-        session_id: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Task>, DomainError>;
+    async fn list_tasks(&self, session_id: &str, page: &PageRequest) -> StoreResult<Page<Task>>;
     /// Changes a task of a live session.
     async fn update_task_status(
         &self,
         id: &str,
         status: TaskStatus,
         note: &str,
-    ) -> Result<Task, DomainError>;
+    ) -> StoreResult<Task>;
 
     /// Records that a live session's work item moved to `phase_id`, whose
     /// skills it now has.
@@ -692,25 +651,22 @@ pub trait AgentStore: Send + Sync {
         id: &str,
         phase_id: &str,
         skills: &[SkillRef],
-    ) -> Result<AgentSession, DomainError>;
+    ) -> StoreResult<AgentSession>;
 
     /// Records that login credentials into a session were issued.
-    async fn create_session_login(
-        &self,
-        login: NewSessionLogin,
-    ) -> Result<SessionLogin, DomainError>;
+    async fn create_session_login(&self, login: NewSessionLogin) -> StoreResult<SessionLogin>;
     /// Stores a provider's report of a login's shell and its terminal
     /// events (those already stored are skipped; a gap before them is
     /// `FAILED_PRECONDITION`/`LOGIN_RECORD_GAP`). An unknown login is
     /// `NOT_FOUND`/`LOGIN_NOT_FOUND`; one that has ended no longer changes
     /// (`FAILED_PRECONDITION`/`LOGIN_ENDED`).
-    async fn report_session_login(&self, report: LoginReport) -> Result<SessionLogin, DomainError>;
+    async fn report_session_login(&self, report: LoginReport) -> StoreResult<SessionLogin>;
     /// A session's logins, oldest first.
     async fn list_session_logins(
         &self,
         session_id: &str,
         page: &PageRequest,
-    ) -> Result<Page<SessionLogin>, DomainError>;
+    ) -> StoreResult<Page<SessionLogin>>;
     /// The terminal events of a login into `session_id`'s sandbox, oldest
     /// first (page keys are sequence numbers); a login of another session
     /// is `NOT_FOUND`/`LOGIN_NOT_FOUND`.
@@ -719,7 +675,7 @@ pub trait AgentStore: Send + Sync {
         session_id: &str,
         login_id: &str,
         page: &PageRequest,
-    ) -> Result<Page<TerminalEvent>, DomainError>;
+    ) -> StoreResult<Page<TerminalEvent>>;
 }
 
 /// Versioned skill bundles.
@@ -727,16 +683,13 @@ pub trait AgentStore: Send + Sync {
 pub trait SkillStore: Send + Sync {
     /// Publishes a version (validated); a version that exists is
     /// `ALREADY_EXISTS`/`SKILL_VERSION_EXISTS` and changes nothing.
-    async fn publish_skill(&self, skill: NewSkill) -> Result<Skill, DomainError>;
+    async fn publish_skill(&self, skill: NewSkill) -> StoreResult<Skill>;
     /// A version with its files; `version` empty means the newest.
-    async fn get_skill(&self, name: &str, version: &str) -> Result<Skill, DomainError>;
+    async fn get_skill(&self, name: &str, version: &str) -> StoreResult<Skill>;
     /// Versions without their files, by name then publication; only
     /// `name`'s when given.
-    async fn list_skills(
-        &self,
-        name: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<Skill>, DomainError>;
+    async fn list_skills(&self, name: Option<&str>, page: &PageRequest)
+    -> StoreResult<Page<Skill>>;
 }
 
 /// Which documents a listing returns.
@@ -754,19 +707,19 @@ pub trait DocumentStore: Send + Sync {
     /// Stores a document in an active project (on one of its work items,
     /// if named); content over the library's limit is
     /// `INVALID_ARGUMENT`/`DOCUMENT_TOO_LARGE`.
-    async fn create_document(&self, document: NewDocument) -> Result<Document, DomainError>;
+    async fn create_document(&self, document: NewDocument) -> StoreResult<Document>;
     /// A document by id, without its content.
-    async fn get_document(&self, id: &str) -> Result<Document, DomainError>;
+    async fn get_document(&self, id: &str) -> StoreResult<Document>;
     /// A document's content.
-    async fn document_content(&self, id: &str) -> Result<Vec<u8>, DomainError>;
+    async fn document_content(&self, id: &str) -> StoreResult<Vec<u8>>;
     /// Documents in creation order.
     async fn list_documents(
         &self,
         filter: &DocumentFilter,
         page: &PageRequest,
-    ) -> Result<Page<Document>, DomainError>;
+    ) -> StoreResult<Page<Document>>;
     /// Deletes a document of an active project.
-    async fn delete_document(&self, id: &str, by: &Actor) -> Result<(), DomainError>;
+    async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()>;
     /// A project's documents whose title or text contains `query`
     /// (case-insensitive), newest first, at most `limit`.
     async fn search_documents(
@@ -774,12 +727,12 @@ pub trait DocumentStore: Send + Sync {
         project_id: &str,
         query: &str,
         limit: i64,
-    ) -> Result<Vec<DocumentHit>, DomainError>;
+    ) -> StoreResult<Vec<DocumentHit>>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the
 /// database file if needed, and brings its schema up to date.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, DomainError> {
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url).await?))
     } else if url.starts_with("sqlite:") {
@@ -788,7 +741,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, DomainError> {
         Err(DomainError::invalid_argument(
             anima_core::error::reason::INVALID_FIELD,
             format!("database URL must start with postgres:// or sqlite:, got {url:?}"),
-        ))
+        )
+        .into())
     }
 }
 

@@ -49,8 +49,9 @@ pub trait IntoStatus<T> {
     fn into_status(self) -> Result<T, Status>;
 }
 
-impl<T> IntoStatus<T> for DomainResult<T> {
+/// For domain errors and whatever converts into one (a store's errors).
+impl<T, E: Into<DomainError>> IntoStatus<T> for Result<T, E> {
     fn into_status(self) -> Result<T, Status> {
-        self.map_err(to_status)
+        self.map_err(|err| to_status(err.into()))
     }
 }

@@ -280,18 +280,20 @@ impl LoginThrottle {
 
     /// Counts an attempt, or refuses it (`RESOURCE_EXHAUSTED`/`RATE_LIMITED`).
     pub async fn attempt(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
-        self.store
+        Ok(self
+            .store
             .count_attempt(&self.counters(username, peer), now_micros())
-            .await
+            .await?)
     }
 
     /// Forgets the user's attempts after a success; the peer's stay, so
     /// logging into one's own account does not reset a guessing address.
     pub async fn succeeded(&self, username: &str, peer: Option<IpAddr>) -> Result<(), DomainError> {
         let [user_and_peer, _, user] = self.counters(username, peer);
-        self.store
+        Ok(self
+            .store
             .forget_attempts(&[user_and_peer.key, user.key])
-            .await
+            .await?)
     }
 }
 

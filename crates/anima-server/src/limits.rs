@@ -85,7 +85,8 @@ impl RateLimiter {
         if limit == 0 {
             return Ok(());
         }
-        self.store
+        Ok(self
+            .store
             .count_attempt(
                 &[AttemptCounter {
                     key: format!("{key}:{who}"),
@@ -95,7 +96,7 @@ impl RateLimiter {
                 }],
                 anima_core::model::now_micros(),
             )
-            .await
+            .await?)
     }
 
     /// [`RateLimiter::take`] for the user behind a request; services are

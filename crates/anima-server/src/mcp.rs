@@ -133,7 +133,8 @@ pub async fn authenticate(
 }
 
 /// A domain error as an MCP error that says what is wrong.
-fn mcp_error(err: DomainError) -> ErrorData {
+fn mcp_error(err: impl Into<DomainError>) -> ErrorData {
+    let err = err.into();
     let data = Some(json!({ "reason": err.reason }));
     let message = format!("{} ({})", err.message, err.reason);
     match err.code {

@@ -15,8 +15,8 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, db_error, internal, user_not_found};
-use crate::{AccountStore, Credentials, Page};
+use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, user_not_found};
+use crate::{AccountStore, Credentials, Page, StoreError, StoreResult};
 
 fn parse_preferences(json: &str) -> BTreeMap<String, String> {
     serde_json::from_str(json).unwrap_or_default()
@@ -30,10 +30,10 @@ macro_rules! accounts_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl AccountStore for $store {
-            async fn create_user(&self, user: NewUser) -> Result<User, DomainError> {
+            async fn create_user(&self, user: NewUser) -> StoreResult<User> {
                 let now = now_micros();
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO users (id, username, display_name, email, password_hash, \
                      is_admin, disabled, preferences, created_at, updated_at) \
@@ -48,7 +48,7 @@ macro_rules! accounts_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::USERNAME_TAKEN))?;
+                .map_err(|e| StoreError::conflict(e, reason::USERNAME_TAKEN))?;
                 Self::record(&mut tx, "user.created", None, &id, serde_json::json!({
                     "username": user.username,
                 })).await?;
@@ -57,30 +57,29 @@ macro_rules! accounts_sql {
                 Ok(created)
             }
 
-            async fn get_user(&self, id: &str) -> Result<User, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_user(&self, id: &str) -> StoreResult<User> {
+                let mut conn = self.pool.acquire().await?;
                 Self::user_in(&mut conn, id).await
             }
 
-            async fn find_credentials(&self, username: &str) -> Result<Option<Credentials>, DomainError> {
+            async fn find_credentials(&self, username: &str) -> StoreResult<Option<Credentials>> {
                 let row = sqlx::query(
                     "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
                      created_at, updated_at, password_hash FROM users WHERE username = $1",
                 )
                 .bind(username)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 row.map(|row| {
                     Ok(Credentials {
-                        password_hash: row.try_get("password_hash").map_err(internal)?,
+                        password_hash: row.try_get("password_hash")?,
                         user: Self::user_row(&row)?,
                     })
                 })
                 .transpose()
             }
 
-            async fn list_users(&self, visible_to: Option<&str>, page: &PageRequest) -> Result<Page<User>, DomainError> {
+            async fn list_users(&self, visible_to: Option<&str>, page: &PageRequest) -> StoreResult<Page<User>> {
                 let rows = sqlx::query(
                     "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
                      created_at, updated_at FROM users u WHERE id > $1 \
@@ -93,14 +92,13 @@ macro_rules! accounts_sql {
                 .bind(page.fetch_limit())
                 .bind(visible_to)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::user_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |user| user.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn share_a_project(&self, a: &str, b: &str) -> Result<bool, DomainError> {
+            async fn share_a_project(&self, a: &str, b: &str) -> StoreResult<bool> {
                 sqlx::query(
                     "SELECT 1 AS shared FROM role_bindings mine JOIN role_bindings theirs \
                      ON theirs.project_id = mine.project_id \
@@ -111,11 +109,11 @@ macro_rules! accounts_sql {
                 .fetch_optional(&self.pool)
                 .await
                 .map(|row| row.is_some())
-                .map_err(internal)
+                .map_err(StoreError::from)
             }
 
-            async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_user(&self, id: &str, changes: UserChanges) -> StoreResult<User> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 if changes.is_admin.is_some() || changes.disabled.is_some() {
                     Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
                 }
@@ -135,18 +133,16 @@ macro_rules! accounts_sql {
                 .bind(changes.password_hash.as_deref())
                 .bind(now_micros())
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 if result.rows_affected() == 0 {
-                    return Err(user_not_found(id));
+                    return Err(user_not_found(id).into());
                 }
                 if changes.password_hash.is_some() || changes.disabled == Some(true) {
                     sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2")
                         .bind(id)
                         .bind(changes.keep_session.as_deref().unwrap_or(""))
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
@@ -157,8 +153,8 @@ macro_rules! accounts_sql {
                 Ok(updated)
             }
 
-            async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_user(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
                 let current = Self::user_in(&mut tx, id).await?;
                 // A project must keep an Owner, so its last one cannot go.
@@ -170,12 +166,11 @@ macro_rules! accounts_sql {
                 .bind(id)
                 .bind(DEFAULT_ROLES[0].id)
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("project_id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 for project_id in &owned {
                     Self::lock_project(&mut tx, project_id).await?;
                 }
@@ -188,22 +183,20 @@ macro_rules! accounts_sql {
                 .bind(id)
                 .bind(DEFAULT_ROLES[0].id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .map(|row| row.try_get("name"))
                 .transpose()
-                .map_err(internal)?;
+                ?;
                 if let Some(project) = orphaned {
                     return Err(DomainError::failed_precondition(
                         reason::LAST_OWNER,
                         format!("the user is the last Owner of project {project:?}; make someone else Owner first"),
-                    ));
+                    ).into());
                 }
                 sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
@@ -211,24 +204,23 @@ macro_rules! accounts_sql {
                 self.commit(tx).await
             }
 
-            async fn count_users(&self) -> Result<i64, DomainError> {
+            async fn count_users(&self) -> StoreResult<i64> {
                 sqlx::query("SELECT COUNT(*) AS n FROM users")
                     .fetch_one(&self.pool)
                     .await
                     .and_then(|row| row.try_get("n"))
-                    .map_err(internal)
+                    .map_err(StoreError::from)
             }
 
-            async fn count_attempt(&self, counters: &[AttemptCounter], now: i64) -> Result<(), DomainError> {
+            async fn count_attempt(&self, counters: &[AttemptCounter], now: i64) -> StoreResult<()> {
                 // Ended windows go first, on their own: each row ends at its
                 // own window's end, so pruning never resets a running
                 // counter, and never holds up a counting transaction.
                 sqlx::query(Self::PRUNE_ATTEMPTS)
                     .bind(now)
                     .execute(&self.pool)
-                    .await
-                    .map_err(internal)?;
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                    .await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 for counter in counters {
                     let row = sqlx::query(
                         "INSERT INTO attempt_counters (counter_key, window_end, attempts) VALUES ($1, $2, 1) \
@@ -243,10 +235,9 @@ macro_rules! accounts_sql {
                     .bind(now.saturating_add(counter.window_micros))
                     .bind(now)
                     .fetch_one(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-                    let attempts: i64 = row.try_get("attempts").map_err(internal)?;
-                    let window_end: i64 = row.try_get("window_end").map_err(internal)?;
+                    .await?;
+                    let attempts: i64 = row.try_get("attempts")?;
+                    let window_end: i64 = row.try_get("window_end")?;
                     if attempts > i64::from(counter.limit) {
                         // Dropping the transaction rolls back what it counted.
                         let wait = (window_end - now).max(0) / 1_000_000 + 1;
@@ -254,26 +245,25 @@ macro_rules! accounts_sql {
                             ErrorCode::ResourceExhausted,
                             reason::RATE_LIMITED,
                             format!("too many {}; try again in {wait} seconds", counter.what),
-                        ));
+                        ).into());
                     }
                 }
-                tx.commit().await.map_err(internal)
+                tx.commit().await.map_err(StoreError::from)
             }
 
-            async fn forget_attempts(&self, keys: &[String]) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn forget_attempts(&self, keys: &[String]) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 for key in keys {
                     sqlx::query("DELETE FROM attempt_counters WHERE counter_key = $1")
                         .bind(key)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
-                tx.commit().await.map_err(internal)
+                tx.commit().await.map_err(StoreError::from)
             }
 
-            async fn create_session(&self, session: AuthSession) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn create_session(&self, session: AuthSession) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO auth_sessions (token_hash, user_id, created_at, last_used_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -283,33 +273,31 @@ macro_rules! accounts_sql {
                 .bind(session.created_at)
                 .bind(session.last_used_at)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record(&mut tx, "session.opened", None, &session.user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
-            async fn get_session(&self, token_hash: &str) -> Result<Option<AuthSession>, DomainError> {
+            async fn get_session(&self, token_hash: &str) -> StoreResult<Option<AuthSession>> {
                 let row = sqlx::query(
                     "SELECT token_hash, user_id, created_at, last_used_at FROM auth_sessions \
                      WHERE token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 row.map(|row| {
                     Ok(AuthSession {
-                        token_hash: row.try_get("token_hash").map_err(internal)?,
-                        user_id: row.try_get("user_id").map_err(internal)?,
-                        created_at: row.try_get("created_at").map_err(internal)?,
-                        last_used_at: row.try_get("last_used_at").map_err(internal)?,
+                        token_hash: row.try_get("token_hash")?,
+                        user_id: row.try_get("user_id")?,
+                        created_at: row.try_get("created_at")?,
+                        last_used_at: row.try_get("last_used_at")?,
                     })
                 })
                 .transpose()
             }
 
-            async fn session_with_user(&self, token_hash: &str) -> Result<Option<(AuthSession, User)>, DomainError> {
+            async fn session_with_user(&self, token_hash: &str) -> StoreResult<Option<(AuthSession, User)>> {
                 let row = sqlx::query(
                     "SELECT s.token_hash, s.user_id, s.created_at AS session_created_at, s.last_used_at, \
                      u.id, u.username, u.display_name, u.email, u.is_admin, u.disabled, u.preferences, \
@@ -318,15 +306,14 @@ macro_rules! accounts_sql {
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 row.map(|row| {
                     Ok((
                         AuthSession {
-                            token_hash: row.try_get("token_hash").map_err(internal)?,
-                            user_id: row.try_get("user_id").map_err(internal)?,
-                            created_at: row.try_get("session_created_at").map_err(internal)?,
-                            last_used_at: row.try_get("last_used_at").map_err(internal)?,
+                            token_hash: row.try_get("token_hash")?,
+                            user_id: row.try_get("user_id")?,
+                            created_at: row.try_get("session_created_at")?,
+                            last_used_at: row.try_get("last_used_at")?,
                         },
                         Self::user_row(&row)?,
                     ))
@@ -334,42 +321,39 @@ macro_rules! accounts_sql {
                 .transpose()
             }
 
-            async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), DomainError> {
+            async fn touch_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
                 sqlx::query("UPDATE auth_sessions SET last_used_at = $2 WHERE token_hash = $1")
                     .bind(token_hash)
                     .bind(now)
                     .execute(&self.pool)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Ok(())
             }
 
-            async fn delete_session(&self, token_hash: &str) -> Result<bool, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let row = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1 RETURNING user_id")
                     .bind(token_hash)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let Some(row) = row else {
                     return Ok(false);
                 };
-                let user_id: String = row.try_get("user_id").map_err(internal)?;
+                let user_id: String = row.try_get("user_id")?;
                 Self::record(&mut tx, "session.closed", None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
                 self.commit(tx).await?;
                 Ok(true)
             }
 
-            async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<u64, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let closed = sqlx::query(
                     "DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2",
                 )
                 .bind(user_id)
                 .bind(keep.unwrap_or(""))
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .rows_affected();
                 if closed > 0 {
                     Self::record(&mut tx, "session.closed", None, user_id, serde_json::json!({ "sessions": closed })).await?;
@@ -378,20 +362,19 @@ macro_rules! accounts_sql {
                 Ok(closed)
             }
 
-            async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_roles(&self, page: &PageRequest) -> StoreResult<Page<Role>> {
+                let mut conn = self.pool.acquire().await?;
                 let ids: Vec<String> = sqlx::query(
                     "SELECT id FROM roles WHERE id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 let mut items = Vec::with_capacity(ids.len());
                 for id in &ids {
                     items.push(Self::role_in(&mut conn, id).await?);
@@ -400,15 +383,15 @@ macro_rules! accounts_sql {
                 Ok(Page { items, next_page_token })
             }
 
-            async fn get_role(&self, id: &str) -> Result<Role, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_role(&self, id: &str) -> StoreResult<Role> {
+                let mut conn = self.pool.acquire().await?;
                 Self::role_in(&mut conn, id).await
             }
 
-            async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> Result<Role, DomainError> {
+            async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> StoreResult<Role> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO roles (id, name, description, builtin, created_at, updated_at) \
                      VALUES ($1, $2, $3, FALSE, $4, $4)",
@@ -419,7 +402,7 @@ macro_rules! accounts_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::ROLE_NAME_TAKEN))?;
+                .map_err(|e| StoreError::conflict(e, reason::ROLE_NAME_TAKEN))?;
                 Self::set_permissions(&mut tx, &id, permissions).await?;
                 Self::record(&mut tx, "role.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let role = Self::role_in(&mut tx, &id).await?;
@@ -427,14 +410,14 @@ macro_rules! accounts_sql {
                 Ok(role)
             }
 
-            async fn update_role(&self, id: &str, changes: RoleChanges) -> Result<Role, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_role(&self, id: &str, changes: RoleChanges) -> StoreResult<Role> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::role_in(&mut tx, id).await?;
                 if current.builtin {
                     return Err(DomainError::failed_precondition(
                         reason::ROLE_BUILTIN,
                         format!("the built-in role {} cannot be changed; copy it into a custom role", current.name),
-                    ));
+                    ).into());
                 }
                 sqlx::query("UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1")
                     .bind(id)
@@ -443,13 +426,12 @@ macro_rules! accounts_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error(e, reason::ROLE_NAME_TAKEN))?;
+                    .map_err(|e| StoreError::conflict(e, reason::ROLE_NAME_TAKEN))?;
                 if let Some(permissions) = &changes.permissions {
                     sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
                         .bind(id)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                     Self::set_permissions(&mut tx, id, permissions).await?;
                 }
                 Self::record(&mut tx, "role.updated", None, id, serde_json::json!({})).await?;
@@ -458,32 +440,31 @@ macro_rules! accounts_sql {
                 Ok(role)
             }
 
-            async fn delete_role(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_role(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let role = Self::role_in(&mut tx, id).await?;
                 if role.builtin {
                     return Err(DomainError::failed_precondition(
                         reason::ROLE_BUILTIN,
                         format!("the built-in role {} cannot be deleted", role.name),
-                    ));
+                    ).into());
                 }
                 let holders: i64 = sqlx::query("SELECT COUNT(*) AS n FROM role_bindings WHERE role_id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await
                     .and_then(|row| row.try_get("n"))
-                    .map_err(internal)?;
+                    ?;
                 if holders > 0 {
                     return Err(DomainError::failed_precondition(
                         reason::ROLE_IN_USE,
                         format!("role {} is held by {holders} member(s); rebind them first", role.name),
-                    ));
+                    ).into());
                 }
                 sqlx::query("DELETE FROM roles WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record(&mut tx, "role.deleted", None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
@@ -492,33 +473,33 @@ macro_rules! accounts_sql {
         impl $store {
             /// Refuses a change that left the server without an active
             /// admin; the caller holds the admins lock.
-            async fn keep_an_admin(conn: &mut <$db as sqlx::Database>::Connection) -> Result<(), DomainError> {
+            async fn keep_an_admin(conn: &mut <$db as sqlx::Database>::Connection) -> StoreResult<()> {
                 let admins: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin AND NOT disabled")
                     .fetch_one(&mut *conn)
                     .await
                     .and_then(|row| row.try_get("n"))
-                    .map_err(internal)?;
+                    ?;
                 if admins == 0 {
                     return Err(DomainError::failed_precondition(
                         reason::LAST_ADMIN,
                         "this is the last active administrator; make another one first",
-                    ));
+                    ).into());
                 }
                 Ok(())
             }
 
-            pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> Result<User, DomainError> {
-                let preferences: String = row.try_get("preferences").map_err(internal)?;
+            pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<User> {
+                let preferences: String = row.try_get("preferences")?;
                 Ok(User {
-                    id: row.try_get("id").map_err(internal)?,
-                    username: row.try_get("username").map_err(internal)?,
-                    display_name: row.try_get("display_name").map_err(internal)?,
-                    email: row.try_get("email").map_err(internal)?,
-                    is_admin: row.try_get("is_admin").map_err(internal)?,
-                    disabled: row.try_get("disabled").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    username: row.try_get("username")?,
+                    display_name: row.try_get("display_name")?,
+                    email: row.try_get("email")?,
+                    is_admin: row.try_get("is_admin")?,
+                    disabled: row.try_get("disabled")?,
                     preferences: parse_preferences(&preferences),
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
@@ -526,7 +507,7 @@ macro_rules! accounts_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 role_id: &str,
                 permissions: &[Permission],
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 for permission in permissions {
                     sqlx::query(
                         "INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2) \
@@ -535,16 +516,15 @@ macro_rules! accounts_sql {
                     .bind(role_id)
                     .bind(permission.as_str())
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 Ok(())
             }
 
             /// Makes the built-in roles match this build's definitions, so a
             /// permission added in code reaches existing databases.
-            pub(super) async fn seed_roles(&self) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            pub(super) async fn seed_roles(&self) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let now = now_micros();
                 for template in DEFAULT_ROLES {
                     sqlx::query(
@@ -558,13 +538,11 @@ macro_rules! accounts_sql {
                     .bind(template.description)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                     sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
                         .bind(template.id)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                     Self::set_permissions(&mut tx, template.id, template.permissions).await?;
                 }
                 self.commit(tx).await

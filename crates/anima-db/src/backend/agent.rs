@@ -20,10 +20,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, internal,
+    PostgresStore, SqliteStore,
     planning::{stored, stored_json, to_json},
 };
-use crate::{AgentStore, Page, SessionChange, SessionFilter, TokenState};
+use crate::{AgentStore, Page, SessionChange, SessionFilter, StoreResult, TokenState};
 
 fn session_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -71,10 +71,10 @@ macro_rules! agent_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl AgentStore for $store {
-            async fn create_agent_session(&self, session: NewSession) -> Result<AgentSession, DomainError> {
+            async fn create_agent_session(&self, session: NewSession) -> StoreResult<AgentSession> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &session.work_item_id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 let item = Self::work_item_in(&mut tx, &session.work_item_id).await?;
@@ -99,8 +99,7 @@ macro_rules! agent_sql {
                 .bind(session.keep_after_stop)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let permissions: Vec<&str> = session.permissions.iter().map(|p| p.as_str()).collect();
                 sqlx::query(
                     "INSERT INTO mcp_tokens (token_hash, session_id, permissions, created_at) VALUES ($1, $2, $3, $4)",
@@ -110,8 +109,7 @@ macro_rules! agent_sql {
                 .bind(to_json(&permissions))
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     &mut tx,
                     "session.started",
@@ -126,12 +124,12 @@ macro_rules! agent_sql {
                 Ok(created)
             }
 
-            async fn get_agent_session(&self, id: &str) -> Result<AgentSession, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_agent_session(&self, id: &str) -> StoreResult<AgentSession> {
+                let mut conn = self.pool.acquire().await?;
                 Self::session_in(&mut conn, id).await
             }
 
-            async fn list_agent_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> Result<Page<AgentSession>, DomainError> {
+            async fn list_agent_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Page<AgentSession>> {
                 let rows = sqlx::query(concat!(
                     session_select!(),
                     " WHERE ($1 = '' OR work_item_id = $1) AND ($2 = '' OR project_id = $2) \
@@ -144,8 +142,7 @@ macro_rules! agent_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::session_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |session| session.id.clone());
                 Ok(Page { items, next_page_token })
@@ -156,14 +153,14 @@ macro_rules! agent_sql {
                 id: &str,
                 status: SessionStatus,
                 change: SessionChange<'_>,
-            ) -> Result<AgentSession, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            ) -> StoreResult<AgentSession> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::session_in(&mut tx, id).await?;
                 // Ending a session is allowed in an archived project too.
                 Self::lock_project(&mut tx, &current.project_id).await?;
                 let current = Self::session_in(&mut tx, id).await?;
                 if current.status.is_final() {
-                    return Err(session_ended(&current));
+                    return Err(session_ended(&current).into());
                 }
                 sqlx::query(
                     "UPDATE agent_sessions SET status = $2, vm_id = COALESCE($3, vm_id), \
@@ -177,8 +174,7 @@ macro_rules! agent_sql {
                 .bind(change.exit_code)
                 .bind(now_micros())
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 if status.is_final() {
                     Self::revoke_tokens(&mut tx, id).await?;
                 }
@@ -196,8 +192,8 @@ macro_rules! agent_sql {
                 Ok(updated)
             }
 
-            async fn revoke_agent_tokens(&self, session_id: &str) -> Result<u64, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn revoke_agent_tokens(&self, session_id: &str) -> StoreResult<u64> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::session_in(&mut tx, session_id).await?;
                 let revoked = Self::revoke_tokens(&mut tx, session_id).await?;
                 Self::record_for(
@@ -213,31 +209,30 @@ macro_rules! agent_sql {
                 Ok(revoked)
             }
 
-            async fn mcp_token(&self, token_hash: &str) -> Result<TokenState, DomainError> {
+            async fn mcp_token(&self, token_hash: &str) -> StoreResult<TokenState> {
                 let row = sqlx::query(
                     "SELECT t.permissions, t.revoked_at, s.id, s.work_item_id, s.project_id, s.akh_id, s.status \
                      FROM mcp_tokens t JOIN agent_sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let Some(row) = row else { return Ok(TokenState::Unknown) };
-                let status: String = row.try_get("status").map_err(internal)?;
+                let status: String = row.try_get("status")?;
                 if stored::<SessionStatus>(&status)?.is_final() {
                     return Ok(TokenState::SessionEnded);
                 }
-                let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(internal)?;
+                let revoked_at: Option<i64> = row.try_get("revoked_at")?;
                 if revoked_at.is_some() {
                     return Ok(TokenState::Revoked);
                 }
-                let permissions: String = row.try_get("permissions").map_err(internal)?;
+                let permissions: String = row.try_get("permissions")?;
                 let names: Vec<String> = stored_json(&permissions)?;
                 Ok(TokenState::Valid(McpScope {
-                    session_id: row.try_get("id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    akh_id: row.try_get("akh_id").map_err(internal)?,
+                    session_id: row.try_get("id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    project_id: row.try_get("project_id")?,
+                    akh_id: row.try_get("akh_id")?,
                     permissions: names
                         .iter()
                         .filter_map(|name| Permission::from_str(name).ok())
@@ -245,10 +240,10 @@ macro_rules! agent_sql {
                 }))
             }
 
-            async fn create_task(&self, session_id: &str, title: &str) -> Result<Task, DomainError> {
+            async fn create_task(&self, session_id: &str, title: &str) -> StoreResult<Task> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::live_session(&mut tx, session_id).await?;
                 sqlx::query(
                     "INSERT INTO tasks (id, session_id, work_item_id, title, status, note, created_at, updated_at) \
@@ -260,8 +255,7 @@ macro_rules! agent_sql {
                 .bind(title)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     &mut tx,
                     "task.created",
@@ -276,28 +270,27 @@ macro_rules! agent_sql {
                 Ok(task)
             }
 
-            async fn get_task(&self, id: &str) -> Result<Task, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_task(&self, id: &str) -> StoreResult<Task> {
+                let mut conn = self.pool.acquire().await?;
                 Self::task_in(&mut conn, id).await
             }
 
-            async fn list_tasks(&self, session_id: &str, page: &PageRequest) -> Result<Page<Task>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_tasks(&self, session_id: &str, page: &PageRequest) -> StoreResult<Page<Task>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::session_in(&mut conn, session_id).await?;
                 let rows = sqlx::query(concat!(task_select!(), " WHERE session_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
                     .bind(session_id)
                     .bind(page.after.as_deref().unwrap_or(""))
                     .bind(page.fetch_limit())
                     .fetch_all(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let mut items = rows.iter().map(Self::task_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |task| task.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn update_task_status(&self, id: &str, status: TaskStatus, note: &str) -> Result<Task, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_task_status(&self, id: &str, status: TaskStatus, note: &str) -> StoreResult<Task> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let task = Self::task_in(&mut tx, id).await?;
                 let session = Self::live_session(&mut tx, &task.session_id).await?;
                 sqlx::query("UPDATE tasks SET status = $2, note = $3, updated_at = $4 WHERE id = $1")
@@ -306,8 +299,7 @@ macro_rules! agent_sql {
                     .bind(note)
                     .bind(now_micros())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_for(
                     &mut tx,
                     "task.updated",
@@ -327,8 +319,8 @@ macro_rules! agent_sql {
                 id: &str,
                 phase_id: &str,
                 skills: &[SkillRef],
-            ) -> Result<AgentSession, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            ) -> StoreResult<AgentSession> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::live_session(&mut tx, id).await?;
                 sqlx::query("UPDATE agent_sessions SET phase_id = $2, skills = $3, updated_at = $4 WHERE id = $1")
                     .bind(id)
@@ -336,8 +328,7 @@ macro_rules! agent_sql {
                     .bind(to_json(&skills))
                     .bind(now_micros())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_for(
                     &mut tx,
                     "session.phase",
@@ -352,8 +343,8 @@ macro_rules! agent_sql {
                 Ok(updated)
             }
 
-            async fn create_session_login(&self, login: NewSessionLogin) -> Result<SessionLogin, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn create_session_login(&self, login: NewSessionLogin) -> StoreResult<SessionLogin> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::session_in(&mut tx, &login.session_id).await?;
                 sqlx::query(
                     "INSERT INTO session_logins (id, session_id, user_id, reason, created_at, expires_at, \
@@ -366,8 +357,7 @@ macro_rules! agent_sql {
                 .bind(now_micros())
                 .bind(login.expires_at)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     &mut tx,
                     "session.login_issued",
@@ -382,22 +372,21 @@ macro_rules! agent_sql {
                 Ok(created)
             }
 
-            async fn report_session_login(&self, report: LoginReport) -> Result<SessionLogin, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn report_session_login(&self, report: LoginReport) -> StoreResult<SessionLogin> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::login_in(&mut tx, &report.id).await?;
                 if current.ended_at.is_some() {
                     return Err(DomainError::failed_precondition(
                         reason::LOGIN_ENDED,
                         format!("login {} has ended", report.id),
-                    ));
+                    ).into());
                 }
                 let recorded: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM session_login_events WHERE login_id = $1",
                 )
                 .bind(&report.id)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 if report.first_event_seq > recorded || report.first_event_seq < 0 {
                     return Err(DomainError::failed_precondition(
                         reason::LOGIN_RECORD_GAP,
@@ -406,7 +395,7 @@ macro_rules! agent_sql {
                              would leave a gap",
                             report.id, report.first_event_seq
                         ),
-                    ));
+                    ).into());
                 }
                 for (seq, event) in (report.first_event_seq..).zip(&report.events) {
                     if seq < recorded {
@@ -422,8 +411,7 @@ macro_rules! agent_sql {
                     .bind(i32::from(event.input))
                     .bind(&event.data)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 sqlx::query(
                     "UPDATE session_logins SET started_at = $2, ended_at = $3, commands = $4, bytes_in = $5, \
@@ -438,8 +426,7 @@ macro_rules! agent_sql {
                 .bind(report.exit_status)
                 .bind(&report.peer)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 // The audit trail marks when a shell opens and closes; the
                 // lines in between are in the record.
                 let kind = match (current.started_at, report.ended_at) {
@@ -464,12 +451,12 @@ macro_rules! agent_sql {
                 Ok(updated)
             }
 
-            async fn login_recording(&self, session_id: &str, login_id: &str, page: &PageRequest) -> Result<Page<TerminalEvent>, DomainError> {
+            async fn login_recording(&self, session_id: &str, login_id: &str, page: &PageRequest) -> StoreResult<Page<TerminalEvent>> {
                 self.recording_page(session_id, login_id, page).await
             }
 
-            async fn list_session_logins(&self, session_id: &str, page: &PageRequest) -> Result<Page<SessionLogin>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_session_logins(&self, session_id: &str, page: &PageRequest) -> StoreResult<Page<SessionLogin>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::session_in(&mut conn, session_id).await?;
                 // Login ids are random, so pages follow the issue time.
                 let after = match page.after.as_deref() {
@@ -486,8 +473,7 @@ macro_rules! agent_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::login_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |login| login.id.clone());
                 Ok(Page { items, next_page_token })
@@ -500,10 +486,10 @@ macro_rules! agent_sql {
                 session_id: &str,
                 login_id: &str,
                 page: &PageRequest,
-            ) -> Result<Page<TerminalEvent>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            ) -> StoreResult<Page<TerminalEvent>> {
+                let mut conn = self.pool.acquire().await?;
                 if Self::login_in(&mut conn, login_id).await?.session_id != session_id {
-                    return Err(login_not_found(login_id));
+                    return Err(login_not_found(login_id).into());
                 }
                 let after = match page.after {
                     Some(_) => page.after_number()?,
@@ -517,17 +503,16 @@ macro_rules! agent_sql {
                 .bind(after)
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = Vec::with_capacity(rows.len());
                 let mut seqs = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let input: i32 = row.try_get("input").map_err(internal)?;
-                    seqs.push(row.try_get::<i64, _>("seq").map_err(internal)?);
+                    let input: i32 = row.try_get("input")?;
+                    seqs.push(row.try_get::<i64, _>("seq")?);
                     items.push(TerminalEvent {
-                        offset_micros: row.try_get("offset_micros").map_err(internal)?,
+                        offset_micros: row.try_get("offset_micros")?,
                         input: input != 0,
-                        data: row.try_get("data").map_err(internal)?,
+                        data: row.try_get("data")?,
                     });
                 }
                 let mut keyed: Vec<(i64, TerminalEvent)> = seqs.into_iter().zip(items).collect();
@@ -538,34 +523,33 @@ macro_rules! agent_sql {
                 })
             }
 
-            fn login_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionLogin, DomainError> {
-                let commands: String = row.try_get("commands").map_err(internal)?;
+            fn login_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<SessionLogin> {
+                let commands: String = row.try_get("commands")?;
                 Ok(SessionLogin {
-                    id: row.try_get("id").map_err(internal)?,
-                    session_id: row.try_get("session_id").map_err(internal)?,
-                    user_id: row.try_get("user_id").map_err(internal)?,
-                    reason: row.try_get("reason").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    expires_at: row.try_get("expires_at").map_err(internal)?,
-                    started_at: row.try_get("started_at").map_err(internal)?,
-                    ended_at: row.try_get("ended_at").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    session_id: row.try_get("session_id")?,
+                    user_id: row.try_get("user_id")?,
+                    reason: row.try_get("reason")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
                     commands: stored_json(&commands)?,
-                    bytes_in: row.try_get("bytes_in").map_err(internal)?,
-                    bytes_out: row.try_get("bytes_out").map_err(internal)?,
-                    exit_status: row.try_get("exit_status").map_err(internal)?,
-                    peer: row.try_get("peer").map_err(internal)?,
+                    bytes_in: row.try_get("bytes_in")?,
+                    bytes_out: row.try_get("bytes_out")?,
+                    exit_status: row.try_get("exit_status")?,
+                    peer: row.try_get("peer")?,
                 })
             }
 
             async fn login_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<SessionLogin, DomainError> {
+            ) -> StoreResult<SessionLogin> {
                 let row = sqlx::query(concat!(login_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| login_not_found(id))?;
                 Self::login_row(&row)
             }
@@ -574,49 +558,47 @@ macro_rules! agent_sql {
             async fn revoke_tokens(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 session_id: &str,
-            ) -> Result<u64, DomainError> {
+            ) -> StoreResult<u64> {
                 Ok(sqlx::query(
                     "UPDATE mcp_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
                 )
                 .bind(session_id)
                 .bind(now_micros())
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .rows_affected())
             }
 
-            fn session_row(row: &<$db as sqlx::Database>::Row) -> Result<AgentSession, DomainError> {
-                let status: String = row.try_get("status").map_err(internal)?;
-                let capabilities: String = row.try_get("capabilities").map_err(internal)?;
-                let skills: String = row.try_get("skills").map_err(internal)?;
+            fn session_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<AgentSession> {
+                let status: String = row.try_get("status")?;
+                let capabilities: String = row.try_get("capabilities")?;
+                let skills: String = row.try_get("skills")?;
                 Ok(AgentSession {
-                    id: row.try_get("id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    akh_id: row.try_get("akh_id").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    project_id: row.try_get("project_id")?,
+                    akh_id: row.try_get("akh_id")?,
                     status: stored(&status)?,
                     capabilities: stored_json::<Vec<Capability>>(&capabilities)?,
                     skills: stored_json::<Vec<SkillRef>>(&skills)?,
-                    phase_id: row.try_get("phase_id").map_err(internal)?,
-                    vm_id: row.try_get("vm_id").map_err(internal)?,
-                    error: row.try_get("error").map_err(internal)?,
-                    exit_code: row.try_get("exit_code").map_err(internal)?,
-                    keep_after_stop: row.try_get("keep_after_stop").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    phase_id: row.try_get("phase_id")?,
+                    vm_id: row.try_get("vm_id")?,
+                    error: row.try_get("error")?,
+                    exit_code: row.try_get("exit_code")?,
+                    keep_after_stop: row.try_get("keep_after_stop")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             async fn session_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<AgentSession, DomainError> {
+            ) -> StoreResult<AgentSession> {
                 let row = sqlx::query(concat!(session_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| session_not_found(id))?;
                 Self::session_row(&row)
             }
@@ -626,39 +608,38 @@ macro_rules! agent_sql {
             async fn live_session(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<AgentSession, DomainError> {
+            ) -> StoreResult<AgentSession> {
                 let project_id = Self::session_in(&mut *conn, id).await?.project_id;
                 Self::writable_project(&mut *conn, &project_id).await?;
                 let session = Self::session_in(&mut *conn, id).await?;
                 if session.status.is_final() {
-                    return Err(session_ended(&session));
+                    return Err(session_ended(&session).into());
                 }
                 Ok(session)
             }
 
-            fn task_row(row: &<$db as sqlx::Database>::Row) -> Result<Task, DomainError> {
-                let status: String = row.try_get("status").map_err(internal)?;
+            fn task_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Task> {
+                let status: String = row.try_get("status")?;
                 Ok(Task {
-                    id: row.try_get("id").map_err(internal)?,
-                    session_id: row.try_get("session_id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    title: row.try_get("title").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    session_id: row.try_get("session_id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    title: row.try_get("title")?,
                     status: stored(&status)?,
-                    note: row.try_get("note").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    note: row.try_get("note")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             async fn task_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Task, DomainError> {
+            ) -> StoreResult<Task> {
                 let row = sqlx::query(concat!(task_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| task_not_found(id))?;
                 Self::task_row(&row)
             }

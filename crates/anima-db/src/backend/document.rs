@@ -17,10 +17,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, internal,
+    PostgresStore, SqliteStore,
     planning::{stored, stored_json, to_json},
 };
-use crate::{DocumentFilter, DocumentStore, Page};
+use crate::{DocumentFilter, DocumentStore, Page, StoreError, StoreResult};
 
 /// Characters of context a search hit shows.
 const SNIPPET_WIDTH: usize = 160;
@@ -60,38 +60,37 @@ macro_rules! document_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl DocumentStore for $store {
-            async fn create_document(&self, document: NewDocument) -> Result<Document, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn create_document(&self, document: NewDocument) -> StoreResult<Document> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::writable_project(&mut tx, &document.project_id).await?;
                 let created = Self::insert_document(&mut tx, document).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
 
-            async fn get_document(&self, id: &str) -> Result<Document, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_document(&self, id: &str) -> StoreResult<Document> {
+                let mut conn = self.pool.acquire().await?;
                 Self::document_in(&mut conn, id).await
             }
 
-            async fn document_content(&self, id: &str) -> Result<Vec<u8>, DomainError> {
+            async fn document_content(&self, id: &str) -> StoreResult<Vec<u8>> {
                 sqlx::query(
                     "SELECT b.content FROM documents d JOIN blobs b ON b.sha256 = d.sha256 \
                      WHERE d.id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| document_not_found(id))?
                 .try_get("content")
-                .map_err(internal)
+                .map_err(StoreError::from)
             }
 
             async fn list_documents(
                 &self,
                 filter: &DocumentFilter,
                 page: &PageRequest,
-            ) -> Result<Page<Document>, DomainError> {
+            ) -> StoreResult<Page<Document>> {
                 let rows = sqlx::query(concat!(
                     document_select!(),
                     " WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR work_item_id = $2) \
@@ -102,15 +101,14 @@ macro_rules! document_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::document_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |document| document.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn delete_document(&self, id: &str, by: &Actor) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let document = Self::document_in(&mut tx, id).await?;
                 Self::writable_project(&mut tx, &document.project_id).await?;
                 Self::remove_document(&mut tx, &document, by).await?;
@@ -122,7 +120,7 @@ macro_rules! document_sql {
                 project_id: &str,
                 query: &str,
                 limit: i64,
-            ) -> Result<Vec<DocumentHit>, DomainError> {
+            ) -> StoreResult<Vec<DocumentHit>> {
                 let rows = sqlx::query(
                     "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, \
                      sha256, created_by, created_at, text FROM documents \
@@ -133,12 +131,11 @@ macro_rules! document_sql {
                 .bind(contains_pattern(query))
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter()
                     .map(|row| {
                         let document = Self::document_row(row)?;
-                        let text: Option<String> = row.try_get("text").map_err(internal)?;
+                        let text: Option<String> = row.try_get("text")?;
                         let snippet = text
                             .and_then(|text| snippet(&text, query, SNIPPET_WIDTH))
                             .unwrap_or_else(|| document.title.clone());
@@ -154,7 +151,7 @@ macro_rules! document_sql {
             pub(super) async fn put_blob(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 content: Vec<u8>,
-            ) -> Result<(String, i64), DomainError> {
+            ) -> StoreResult<(String, i64)> {
                 let sha256 = sha256_hex(&content);
                 let size_bytes = content.len() as i64;
                 sqlx::query(
@@ -165,8 +162,7 @@ macro_rules! document_sql {
                 .bind(size_bytes)
                 .bind(content)
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Ok((sha256, size_bytes))
             }
 
@@ -175,7 +171,7 @@ macro_rules! document_sql {
             pub(super) async fn insert_document(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 document: NewDocument,
-            ) -> Result<Document, DomainError> {
+            ) -> StoreResult<Document> {
                 if document.content.len() > MAX_DOCUMENT_SIZE {
                     return Err(DomainError::invalid_argument(
                         reason::DOCUMENT_TOO_LARGE,
@@ -184,14 +180,14 @@ macro_rules! document_sql {
                             document.title,
                             document.content.len()
                         ),
-                    ));
+                    ).into());
                 }
                 if let Some(work_item_id) = &document.work_item_id {
                     if Self::work_item_project(conn, work_item_id).await? != document.project_id {
                         return Err(DomainError::invalid_argument(
                             reason::INVALID_FIELD,
                             "the work item is not in the document's project",
-                        ));
+                        ).into());
                     }
                 }
                 let text = searchable_text(document.doc_type, &document.media_type, &document.content);
@@ -225,8 +221,7 @@ macro_rules! document_sql {
                 .bind(to_json(&created.created_by))
                 .bind(created.created_at)
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     conn,
                     "document.created",
@@ -245,12 +240,11 @@ macro_rules! document_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 document: &Document,
                 by: &Actor,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 sqlx::query("DELETE FROM documents WHERE id = $1")
                     .bind(&document.id)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 sqlx::query(
                     "DELETE FROM blobs WHERE sha256 = $1 \
                      AND NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1) \
@@ -258,8 +252,7 @@ macro_rules! document_sql {
                 )
                 .bind(&document.sha256)
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     conn,
                     "document.deleted",
@@ -274,30 +267,29 @@ macro_rules! document_sql {
             pub(super) async fn document_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Document, DomainError> {
+            ) -> StoreResult<Document> {
                 let row = sqlx::query(concat!(document_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| document_not_found(id))?;
                 Self::document_row(&row)
             }
 
-            fn document_row(row: &<$db as sqlx::Database>::Row) -> Result<Document, DomainError> {
-                let doc_type: String = row.try_get("doc_type").map_err(internal)?;
-                let created_by: String = row.try_get("created_by").map_err(internal)?;
+            fn document_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Document> {
+                let doc_type: String = row.try_get("doc_type")?;
+                let created_by: String = row.try_get("created_by")?;
                 Ok(Document {
-                    id: row.try_get("id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    title: row.try_get("title").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    project_id: row.try_get("project_id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    title: row.try_get("title")?,
                     doc_type: stored(&doc_type)?,
-                    media_type: row.try_get("media_type").map_err(internal)?,
-                    size_bytes: row.try_get("size_bytes").map_err(internal)?,
-                    sha256: row.try_get("sha256").map_err(internal)?,
+                    media_type: row.try_get("media_type")?,
+                    size_bytes: row.try_get("size_bytes")?,
+                    sha256: row.try_get("sha256")?,
                     created_by: stored_json(&created_by)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
         }

@@ -22,10 +22,10 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, db_error, internal,
+    PostgresStore, SqliteStore,
     planning::{stored, stored_json, to_json},
 };
-use crate::{InboundFilter, MailStore, MailboxFilter, Page};
+use crate::{InboundFilter, MailStore, MailboxFilter, Page, StoreError, StoreResult};
 
 fn mailbox_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -41,20 +41,22 @@ fn inbound_not_found(id: &str) -> DomainError {
     )
 }
 
-fn require_active(mailbox: &Mailbox) -> Result<(), DomainError> {
+fn require_active(mailbox: &Mailbox) -> StoreResult<()> {
     match mailbox.state {
         MailboxState::Active => Ok(()),
         MailboxState::Dropping => Err(DomainError::failed_precondition(
             reason::MAILBOX_DROPPING,
             format!("mailbox {} is being dropped", mailbox.address),
-        )),
+        )
+        .into()),
         MailboxState::Refused => Err(DomainError::failed_precondition(
             reason::MAILBOX_REFUSED,
             format!(
                 "mailbox {} is refused: {}",
                 mailbox.address, mailbox.problem
             ),
-        )),
+        )
+        .into()),
     }
 }
 
@@ -94,21 +96,21 @@ macro_rules! mail_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl MailStore for $store {
-            async fn create_mailbox(&self, mailbox: NewMailbox) -> Result<Mailbox, DomainError> {
+            async fn create_mailbox(&self, mailbox: NewMailbox) -> StoreResult<Mailbox> {
                 if mailbox.project_ids.is_empty() {
                     return Err(DomainError::invalid_argument(
                         reason::FIELD_REQUIRED,
                         "a mailbox serves at least one project",
-                    ));
+                    ).into());
                 }
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let created = Self::insert_mailbox(&mut tx, &mailbox).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
 
-            async fn get_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_mailbox(&self, id: &str) -> StoreResult<Mailbox> {
+                let mut conn = self.pool.acquire().await?;
                 Self::mailbox_in(&mut conn, id).await
             }
 
@@ -116,8 +118,8 @@ macro_rules! mail_sql {
                 &self,
                 filter: &MailboxFilter,
                 page: &PageRequest,
-            ) -> Result<Page<Mailbox>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            ) -> StoreResult<Page<Mailbox>> {
+                let mut conn = self.pool.acquire().await?;
                 let ids: Vec<String> = sqlx::query(
                     "SELECT id FROM mailboxes m WHERE id > $1 AND ($2 IS NULL OR state = $2) \
                      AND ($3 IS NULL OR EXISTS (SELECT 1 FROM mailbox_projects p \
@@ -129,12 +131,11 @@ macro_rules! mail_sql {
                 .bind(filter.project_id.as_deref())
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 let mut items = Vec::with_capacity(ids.len());
                 for id in &ids {
                     items.push(Self::mailbox_in(&mut conn, id).await?);
@@ -143,8 +144,8 @@ macro_rules! mail_sql {
                 Ok(Page { items, next_page_token })
             }
 
-            async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&current)?;
                 sqlx::query("UPDATE mailboxes SET display_name = $2, rules = $3, max_size = $4 WHERE id = $1")
@@ -153,16 +154,15 @@ macro_rules! mail_sql {
                     .bind(to_json(changes.rules.as_ref().unwrap_or(&current.rules)))
                     .bind(changes.max_size.unwrap_or(current.max_size))
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let updated = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.updated", &updated).await?;
                 self.commit(tx).await?;
                 Ok(updated)
             }
 
-            async fn link_projects(&self, id: &str, project_ids: &[String]) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn link_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 require_active(&Self::mailbox_in(&mut tx, id).await?)?;
                 Self::add_projects(&mut tx, id, project_ids).await?;
                 let linked = Self::mailbox_in(&mut tx, id).await?;
@@ -171,23 +171,22 @@ macro_rules! mail_sql {
                 Ok(linked)
             }
 
-            async fn unlink_projects(&self, id: &str, project_ids: &[String]) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn unlink_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&current)?;
                 if current.project_ids.iter().all(|project| project_ids.contains(project)) {
                     return Err(DomainError::failed_precondition(
                         reason::MAILBOX_NEEDS_PROJECT,
                         "a mailbox must keep serving at least one project; delete it instead",
-                    ));
+                    ).into());
                 }
                 for project_id in project_ids {
                     sqlx::query("DELETE FROM mailbox_projects WHERE mailbox_id = $1 AND project_id = $2")
                         .bind(id)
                         .bind(project_id)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
                 let unlinked = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.updated", &unlinked).await?;
@@ -195,8 +194,8 @@ macro_rules! mail_sql {
                 Ok(unlinked)
             }
 
-            async fn drop_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn drop_mailbox(&self, id: &str) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 // A refused mailbox can still be deleted.
                 if mailbox.state != MailboxState::Refused {
@@ -209,8 +208,8 @@ macro_rules! mail_sql {
                 Ok(dropping)
             }
 
-            async fn rotate_mailbox(&self, id: &str, new_address: &str) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn rotate_mailbox(&self, id: &str, new_address: &str) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let old = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&old)?;
                 let new = Self::insert_mailbox(
@@ -235,16 +234,15 @@ macro_rules! mail_sql {
                 .bind(id)
                 .bind(&new.id)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
                 self.commit(tx).await?;
                 Ok(new)
             }
 
-            async fn refuse_mailbox(&self, id: &str, problem: &str) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn refuse_mailbox(&self, id: &str, problem: &str) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state == MailboxState::Refused {
                     return Ok(mailbox);
@@ -254,43 +252,41 @@ macro_rules! mail_sql {
                     return Err(DomainError::failed_precondition(
                         reason::MAILBOX_EXISTS,
                         format!("mailbox {} was adopted; its account is Anima's to use", mailbox.address),
-                    ));
+                    ).into());
                 }
                 sqlx::query("UPDATE mailboxes SET state = 'refused', problem = $2 WHERE id = $1")
                     .bind(id)
                     .bind(problem)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let refused = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.refused", &refused).await?;
                 self.commit(tx).await?;
                 Ok(refused)
             }
 
-            async fn confirm_mailbox_account(&self, id: &str) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn confirm_mailbox_account(&self, id: &str) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&mailbox)?;
                 sqlx::query("UPDATE mailboxes SET provisioned = $2 WHERE id = $1")
                     .bind(id)
                     .bind(true)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let confirmed = Self::mailbox_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(confirmed)
             }
 
-            async fn adopt_mailbox(&self, id: &str) -> Result<Mailbox, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn adopt_mailbox(&self, id: &str) -> StoreResult<Mailbox> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state == MailboxState::Dropping {
                     return Err(DomainError::failed_precondition(
                         reason::MAILBOX_DROPPING,
                         format!("mailbox {} is being dropped", mailbox.address),
-                    ));
+                    ).into());
                 }
                 // The admin takes the account over from now on: its history
                 // was never the owner's choice to import.
@@ -301,48 +297,45 @@ macro_rules! mail_sql {
                     .bind(id)
                     .bind(true)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let adopted = Self::mailbox_in(&mut tx, id).await?;
                 Self::record_mailbox(&mut tx, "mailbox.adopted", &adopted).await?;
                 self.commit(tx).await?;
                 Ok(adopted)
             }
 
-            async fn remove_mailbox(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn remove_mailbox(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state != MailboxState::Dropping {
                     return Err(DomainError::failed_precondition(
                         reason::MAILBOX_NOT_DROPPING,
                         format!("mailbox {} is active; delete it first", mailbox.address),
-                    ));
+                    ).into());
                 }
                 sqlx::query("DELETE FROM mailboxes WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_mailbox(&mut tx, "mailbox.removed", &mailbox).await?;
                 self.commit(tx).await
             }
 
-            async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> Result<(), DomainError> {
+            async fn save_jmap_state(&self, mailbox_id: &str, state: &str) -> StoreResult<()> {
                 let updated = sqlx::query("UPDATE mailboxes SET jmap_state = $2 WHERE id = $1")
                     .bind(mailbox_id)
                     .bind(state)
                     .execute(&self.pool)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .rows_affected();
                 if updated == 0 {
-                    return Err(mailbox_not_found(mailbox_id));
+                    return Err(mailbox_not_found(mailbox_id).into());
                 }
                 Ok(())
             }
 
-            async fn receive_mail(&self, mail: NewInbound) -> Result<(InboundRecord, bool), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn receive_mail(&self, mail: NewInbound) -> StoreResult<(InboundRecord, bool)> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &mail.mailbox_id).await?;
                 let (mut state, mut why) = (mail.state, mail.reason.clone());
                 let mut project_id = None;
@@ -360,7 +353,7 @@ macro_rules! mail_sql {
                     return Err(DomainError::invalid_argument(
                         reason::FIELD_REQUIRED,
                         "posted mail needs its work item",
-                    ));
+                    ).into());
                 }
                 let id = new_id();
                 let inserted = sqlx::query(
@@ -381,8 +374,7 @@ macro_rules! mail_sql {
                 .bind(mail.suggestion.as_ref().map(to_json))
                 .bind(now_micros())
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .is_some();
                 if !inserted {
                     let first = Self::inbound_by_key(&mut tx, &mail.mailbox_id, &mail.message_id).await?;
@@ -418,8 +410,7 @@ macro_rules! mail_sql {
                         .bind(&id)
                         .bind(to_json(&mail.content))
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
                 match (state, &mail.work_item_id, &project_id) {
                     (InboundState::Posted, Some(work_item_id), Some(project_id)) => {
@@ -429,8 +420,7 @@ macro_rules! mail_sql {
                             .bind(&id)
                             .bind(&posted.id)
                             .execute(&mut *tx)
-                            .await
-                            .map_err(internal)?;
+                            .await?;
                     }
                     _ => {
                         let project = project_id.as_deref().or(mailbox.project_ids.first().map(String::as_str));
@@ -455,8 +445,8 @@ macro_rules! mail_sql {
                 id: &str,
                 work_item_id: &str,
                 by: &Actor,
-            ) -> Result<InboundRecord, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            ) -> StoreResult<InboundRecord> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let record = Self::settle(&mut tx, id, InboundState::Posted, Some(work_item_id), by).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
                 let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
@@ -464,7 +454,7 @@ macro_rules! mail_sql {
                     return Err(DomainError::failed_precondition(
                         reason::WORK_ITEM_NOT_IN_MAILBOX,
                         format!("the work item is not in a project that {} serves", mailbox.address),
-                    ));
+                    ).into());
                 }
                 Self::writable_project(&mut tx, &project_id).await?;
                 for attachment in &record.content.attachments {
@@ -473,8 +463,7 @@ macro_rules! mail_sql {
                         .bind(work_item_id)
                         .bind(&project_id)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
                 let message = inbound_message(work_item_id, &record.mailbox_id, &record.message_id, record.content);
                 let posted = Self::insert_message(&mut tx, &project_id, message).await?;
@@ -482,15 +471,14 @@ macro_rules! mail_sql {
                     .bind(id)
                     .bind(&posted.id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let settled = Self::inbound_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(settled)
             }
 
-            async fn dismiss_inbound(&self, id: &str, by: &Actor) -> Result<InboundRecord, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn dismiss_inbound(&self, id: &str, by: &Actor) -> StoreResult<InboundRecord> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let record = Self::settle(&mut tx, id, InboundState::Dismissed, None, by).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
                 // What a dismissed mail brought leaves the library with it.
@@ -498,7 +486,7 @@ macro_rules! mail_sql {
                     match Self::document_in(&mut tx, &attachment.document_id).await {
                         Ok(document) => Self::remove_document(&mut tx, &document, by).await?,
                         Err(err) if err.reason == reason::DOCUMENT_NOT_FOUND => {}
-                        Err(err) => return Err(err),
+                        Err(err) => return Err(err.into()),
                     }
                 }
                 Self::record_for(
@@ -515,8 +503,8 @@ macro_rules! mail_sql {
                 Ok(settled)
             }
 
-            async fn get_inbound(&self, id: &str) -> Result<InboundRecord, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_inbound(&self, id: &str) -> StoreResult<InboundRecord> {
+                let mut conn = self.pool.acquire().await?;
                 Self::inbound_in(&mut conn, id).await
             }
 
@@ -524,7 +512,7 @@ macro_rules! mail_sql {
                 &self,
                 filter: &InboundFilter,
                 page: &PageRequest,
-            ) -> Result<Page<InboundRecord>, DomainError> {
+            ) -> StoreResult<Page<InboundRecord>> {
                 let rows = sqlx::query(concat!(
                     inbound_select!(),
                     " WHERE ($1 IS NULL OR mailbox_id = $1) AND ($2 IS NULL OR state = $2) AND id > $3 \
@@ -535,15 +523,14 @@ macro_rules! mail_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::inbound_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |record| record.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn thread_of_mail(&self, mailbox_id: &str, message_ids: &[String]) -> Result<Option<String>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn thread_of_mail(&self, mailbox_id: &str, message_ids: &[String]) -> StoreResult<Option<String>> {
+                let mut conn = self.pool.acquire().await?;
                 // Newest reference first: References lists oldest first, and
                 // the latest message is the most specific thread.
                 for message_id in message_ids.iter().rev() {
@@ -556,10 +543,9 @@ macro_rules! mail_sql {
                     .bind(message_id)
                     .bind(mailbox_id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                     if let Some(row) = found {
-                        return row.try_get("work_item_id").map(Some).map_err(internal);
+                        return row.try_get("work_item_id").map(Some).map_err(StoreError::from);
                     }
                 }
                 Ok(None)
@@ -569,8 +555,8 @@ macro_rules! mail_sql {
                 &self,
                 mailbox_id: &str,
                 message_ids: &[String],
-            ) -> Result<Option<InboundState>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            ) -> StoreResult<Option<InboundState>> {
+                let mut conn = self.pool.acquire().await?;
                 for message_id in message_ids.iter().rev() {
                     let found = sqlx::query(
                         "SELECT state FROM inbound_mail WHERE mailbox_id = $1 AND message_id = $2 \
@@ -579,10 +565,9 @@ macro_rules! mail_sql {
                     .bind(mailbox_id)
                     .bind(message_id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                     if let Some(row) = found {
-                        let state: String = row.try_get("state").map_err(internal)?;
+                        let state: String = row.try_get("state")?;
                         return stored(&state).map(Some);
                     }
                 }
@@ -594,8 +579,8 @@ macro_rules! mail_sql {
                 now: i64,
                 lease_until: i64,
                 limit: i64,
-            ) -> Result<Vec<OutboundClaim>, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            ) -> StoreResult<Vec<OutboundClaim>> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let due: Vec<String> = sqlx::query(
                     "SELECT message_id FROM outbound_mail WHERE state IN ('queued', 'sending') \
                      AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
@@ -603,12 +588,11 @@ macro_rules! mail_sql {
                 .bind(now)
                 .bind(limit)
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("message_id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 let mut claims = Vec::with_capacity(due.len());
                 for message_id in due {
                     // Conditional, so two senders never take the same mail.
@@ -621,10 +605,9 @@ macro_rules! mail_sql {
                     .bind(now)
                     .bind(lease_until)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                     let Some(row) = claimed else { continue };
-                    let attempt: i64 = row.try_get("attempts").map_err(internal)?;
+                    let attempt: i64 = row.try_get("attempts")?;
                     let message = Self::record_delivery(&mut tx, &message_id, DeliveryState::Sending, "").await?;
                     claims.push(OutboundClaim { message, attempt });
                 }
@@ -636,13 +619,13 @@ macro_rules! mail_sql {
                 &self,
                 message_id: &str,
                 outcome: OutboundOutcome,
-            ) -> Result<Message, DomainError> {
+            ) -> StoreResult<Message> {
                 let (state, delivery, error, next) = match &outcome {
                     OutboundOutcome::Sent => ("sent", DeliveryState::Sent, "", None),
                     OutboundOutcome::Retry { error, at } => ("queued", DeliveryState::Queued, error.as_str(), Some(*at)),
                     OutboundOutcome::Failed { error } => ("failed", DeliveryState::Failed, error.as_str(), None),
                 };
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let updated = sqlx::query(
                     "UPDATE outbound_mail SET state = $2, last_error = $3, \
                      next_attempt_at = COALESCE($4, next_attempt_at) WHERE message_id = $1 AND state = 'sending'",
@@ -652,21 +635,20 @@ macro_rules! mail_sql {
                 .bind(error)
                 .bind(next)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .rows_affected();
                 if updated == 0 {
                     return Err(DomainError::failed_precondition(
                         reason::OUTBOUND_NOT_SENDING,
                         format!("message {message_id} is not being sent"),
-                    ));
+                    ).into());
                 }
                 let message = Self::record_delivery(&mut tx, message_id, delivery, error).await?;
                 self.commit(tx).await?;
                 Ok(message)
             }
 
-            async fn knows_address(&self, work_item_id: &str, address: &str) -> Result<bool, DomainError> {
+            async fn knows_address(&self, work_item_id: &str, address: &str) -> StoreResult<bool> {
                 let address = address.trim().to_lowercase();
                 let known = sqlx::query(
                     "SELECT 1 FROM thread_contacts WHERE work_item_id = $1 AND address = $2 \
@@ -677,8 +659,7 @@ macro_rules! mail_sql {
                 .bind(work_item_id)
                 .bind(&address)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Ok(known.is_some())
             }
         }
@@ -690,14 +671,13 @@ macro_rules! mail_sql {
                 message_id: &str,
                 state: DeliveryState,
                 error: &str,
-            ) -> Result<Message, DomainError> {
+            ) -> StoreResult<Message> {
                 sqlx::query("UPDATE messages SET delivery_state = $2, delivery_error = $3 WHERE id = $1")
                     .bind(message_id)
                     .bind(state.as_str())
                     .bind(error)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 let message = Self::message_in(conn, message_id).await?;
                 Self::record_for(
                     conn,
@@ -714,7 +694,7 @@ macro_rules! mail_sql {
             async fn insert_mailbox(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 mailbox: &NewMailbox,
-            ) -> Result<Mailbox, DomainError> {
+            ) -> StoreResult<Mailbox> {
                 let id = new_id();
                 sqlx::query(
                     "INSERT INTO mailboxes (id, address, display_name, rules, max_size, jmap_state, state, \
@@ -731,7 +711,7 @@ macro_rules! mail_sql {
                 .bind(now_micros())
                 .execute(&mut *conn)
                 .await
-                .map_err(|err| db_error(err, reason::MAILBOX_EXISTS))?;
+                .map_err(|err| StoreError::conflict(err, reason::MAILBOX_EXISTS))?;
                 Self::add_projects(conn, &id, &mailbox.project_ids).await?;
                 let created = Self::mailbox_in(conn, &id).await?;
                 Self::record_mailbox(conn, "mailbox.created", &created).await?;
@@ -742,7 +722,7 @@ macro_rules! mail_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
                 project_ids: &[String],
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 for project_id in project_ids {
                     Self::project_exists(conn, project_id).await?;
                     sqlx::query(
@@ -752,8 +732,7 @@ macro_rules! mail_sql {
                     .bind(id)
                     .bind(project_id)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 Ok(())
             }
@@ -761,12 +740,11 @@ macro_rules! mail_sql {
             async fn set_dropping(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 sqlx::query("UPDATE mailboxes SET state = 'dropping' WHERE id = $1")
                     .bind(id)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Ok(())
             }
 
@@ -776,7 +754,7 @@ macro_rules! mail_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 kind: &str,
                 mailbox: &Mailbox,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 let payload = json!({
                     "id": mailbox.id,
                     "address": mailbox.address,
@@ -798,7 +776,7 @@ macro_rules! mail_sql {
                 state: InboundState,
                 work_item_id: Option<&str>,
                 by: &Actor,
-            ) -> Result<InboundRecord, DomainError> {
+            ) -> StoreResult<InboundRecord> {
                 let updated = sqlx::query(
                     "UPDATE inbound_mail SET state = $2, work_item_id = COALESCE($3, work_item_id), settled_by = $4 \
                      WHERE id = $1 AND state IN ('held', 'triage')",
@@ -808,15 +786,14 @@ macro_rules! mail_sql {
                 .bind(work_item_id)
                 .bind(by.to_json())
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .rows_affected();
                 let record = Self::inbound_in(conn, id).await?;
                 if updated == 0 {
                     return Err(DomainError::failed_precondition(
                         reason::INBOUND_MAIL_SETTLED,
                         format!("this mail is {} already", record.state),
-                    ));
+                    ).into());
                 }
                 Ok(record)
             }
@@ -824,55 +801,52 @@ macro_rules! mail_sql {
             async fn mailbox_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Mailbox, DomainError> {
+            ) -> StoreResult<Mailbox> {
                 let row = sqlx::query(
                     "SELECT id, address, display_name, rules, max_size, state, jmap_state, adopted, \
                        provisioned, import_history, problem, created_at FROM mailboxes WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| mailbox_not_found(id))?;
                 let project_ids: Vec<String> = sqlx::query(
                     "SELECT project_id FROM mailbox_projects WHERE mailbox_id = $1 ORDER BY project_id",
                 )
                 .bind(id)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("project_id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
-                let rules: String = row.try_get("rules").map_err(internal)?;
-                let state: String = row.try_get("state").map_err(internal)?;
+                ?;
+                let rules: String = row.try_get("rules")?;
+                let state: String = row.try_get("state")?;
                 Ok(Mailbox {
-                    id: row.try_get("id").map_err(internal)?,
-                    address: row.try_get("address").map_err(internal)?,
-                    display_name: row.try_get("display_name").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    address: row.try_get("address")?,
+                    display_name: row.try_get("display_name")?,
                     project_ids,
                     rules: stored_json(&rules)?,
-                    max_size: row.try_get("max_size").map_err(internal)?,
+                    max_size: row.try_get("max_size")?,
                     state: stored(&state)?,
-                    jmap_state: row.try_get("jmap_state").map_err(internal)?,
-                    adopted: row.try_get("adopted").map_err(internal)?,
-                    provisioned: row.try_get("provisioned").map_err(internal)?,
-                    import_history: row.try_get("import_history").map_err(internal)?,
-                    problem: row.try_get("problem").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    jmap_state: row.try_get("jmap_state")?,
+                    adopted: row.try_get("adopted")?,
+                    provisioned: row.try_get("provisioned")?,
+                    import_history: row.try_get("import_history")?,
+                    problem: row.try_get("problem")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
             async fn inbound_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<InboundRecord, DomainError> {
+            ) -> StoreResult<InboundRecord> {
                 let row = sqlx::query(concat!(inbound_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| inbound_not_found(id))?;
                 Self::inbound_row(&row)
             }
@@ -881,35 +855,34 @@ macro_rules! mail_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 mailbox_id: &str,
                 message_id: &str,
-            ) -> Result<InboundRecord, DomainError> {
+            ) -> StoreResult<InboundRecord> {
                 let row = sqlx::query(concat!(inbound_select!(), " WHERE mailbox_id = $1 AND message_id = $2"))
                     .bind(mailbox_id)
                     .bind(message_id)
                     .fetch_one(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::inbound_row(&row)
             }
 
-            fn inbound_row(row: &<$db as sqlx::Database>::Row) -> Result<InboundRecord, DomainError> {
-                let state: String = row.try_get("state").map_err(internal)?;
-                let content: String = row.try_get("content").map_err(internal)?;
-                let suggestion: Option<String> = row.try_get("suggestion").map_err(internal)?;
-                let settled_by: Option<String> = row.try_get("settled_by").map_err(internal)?;
+            fn inbound_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<InboundRecord> {
+                let state: String = row.try_get("state")?;
+                let content: String = row.try_get("content")?;
+                let suggestion: Option<String> = row.try_get("suggestion")?;
+                let settled_by: Option<String> = row.try_get("settled_by")?;
                 Ok(InboundRecord {
-                    id: row.try_get("id").map_err(internal)?,
-                    mailbox_id: row.try_get("mailbox_id").map_err(internal)?,
-                    message_id: row.try_get("message_id").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    mailbox_id: row.try_get("mailbox_id")?,
+                    message_id: row.try_get("message_id")?,
                     state: stored(&state)?,
-                    reason: row.try_get("reason").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    sender: row.try_get("sender").map_err(internal)?,
-                    subject: row.try_get("subject").map_err(internal)?,
+                    reason: row.try_get("reason")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    sender: row.try_get("sender")?,
+                    subject: row.try_get("subject")?,
                     content: stored_json(&content)?,
                     suggestion: suggestion.as_deref().map(stored_json).transpose()?,
-                    posted_message_id: row.try_get("posted_message_id").map_err(internal)?,
+                    posted_message_id: row.try_get("posted_message_id")?,
                     settled_by: settled_by.as_deref().map(Actor::from_json).transpose()?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
         }

@@ -20,7 +20,7 @@ use std::{
 };
 
 use anima_core::{
-    DomainError, ErrorCode, Permission,
+    DomainError, Permission,
     error::reason,
     model::{Event, Role, User, now_micros},
 };
@@ -33,7 +33,7 @@ use sqlx::{
 
 use tokio::sync::watch;
 
-use crate::{Store, migrations};
+use crate::{Store, StoreError, StoreResult, migrations};
 
 /// How long to wait for a pooled connection before reporting the database
 /// unavailable, instead of hanging a request.
@@ -50,46 +50,6 @@ const ADMINS_LOCK_KEY: i64 = 0x616e_696d_615f_6164;
 /// PostgreSQL channel on which writers announce new events to the other
 /// server instances.
 const EVENTS_CHANNEL: &str = "anima_events";
-
-/// Maps a driver error onto a domain error: unique violations become
-/// `ALREADY_EXISTS` and foreign-key violations `FAILED_PRECONDITION`, both
-/// with the reason the caller expects.
-fn db_error(err: sqlx::Error, conflict_reason: &'static str) -> DomainError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let what = match conflict_reason {
-                reason::USERNAME_TAKEN => "a user with this username already exists",
-                reason::ROLE_NAME_TAKEN => "a role with this name already exists",
-                reason::WORKFLOW_NAME_TAKEN => "a workflow with this name already exists",
-                reason::AKH_NAME_TAKEN => "an Akh with this name already exists",
-                reason::MAILBOX_EXISTS => "a mailbox with this address already exists",
-                reason::SKILL_VERSION_EXISTS => {
-                    "this skill version is published already (versions never change)"
-                }
-                _ => "an entry with this key already exists",
-            };
-            DomainError::new(ErrorCode::AlreadyExists, conflict_reason, what)
-        }
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            DomainError::failed_precondition(
-                conflict_reason,
-                "the entry is referenced by, or refers to, something that changed meanwhile; retry",
-            )
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            DomainError::new(
-                ErrorCode::Unavailable,
-                reason::STORAGE_UNAVAILABLE,
-                format!("database unavailable: {err}"),
-            )
-        }
-        _ => DomainError::internal(format!("database error: {err}")),
-    }
-}
-
-fn internal(err: sqlx::Error) -> DomainError {
-    db_error(err, reason::INTERNAL)
-}
 
 fn user_not_found(id: &str) -> DomainError {
     DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))
@@ -119,11 +79,7 @@ macro_rules! common_sql {
                 $backend
             }
 
-            async fn events_after(
-                &self,
-                after: i64,
-                limit: i64,
-            ) -> Result<Vec<Event>, DomainError> {
+            async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query(
                     "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
                      FROM events WHERE id > $1 ORDER BY id LIMIT $2",
@@ -131,8 +87,7 @@ macro_rules! common_sql {
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter().map(Self::event_row).collect()
             }
 
@@ -141,7 +96,7 @@ macro_rules! common_sql {
                 work_item_id: &str,
                 after: i64,
                 limit: i64,
-            ) -> Result<Vec<Event>, DomainError> {
+            ) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query(
                     "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
                      FROM events WHERE work_item_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -150,17 +105,16 @@ macro_rules! common_sql {
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter().map(Self::event_row).collect()
             }
 
-            async fn last_event_id(&self) -> Result<i64, DomainError> {
+            async fn last_event_id(&self) -> StoreResult<i64> {
                 sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events")
                     .fetch_one(&self.pool)
                     .await
                     .and_then(|row| row.try_get("id"))
-                    .map_err(internal)
+                    .map_err(StoreError::from)
             }
 
             fn commits(&self) -> watch::Receiver<u64> {
@@ -169,15 +123,15 @@ macro_rules! common_sql {
             }
         }
         impl $store {
-            fn event_row(row: &<$db as sqlx::Database>::Row) -> Result<Event, DomainError> {
+            fn event_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Event> {
                 Ok(Event {
-                    id: row.try_get("id").map_err(internal)?,
-                    kind: row.try_get("kind").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    entity_id: row.try_get("entity_id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    payload: row.try_get("payload").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    project_id: row.try_get("project_id")?,
+                    entity_id: row.try_get("entity_id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    payload: row.try_get("payload")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
@@ -188,7 +142,7 @@ macro_rules! common_sql {
                 project_id: Option<&str>,
                 entity_id: &str,
                 payload: serde_json::Value,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 Self::record_for(conn, kind, project_id, None, entity_id, payload).await
             }
 
@@ -197,13 +151,9 @@ macro_rules! common_sql {
             async fn advisory_lock(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 key: i64,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 if let Some(lock) = Self::ADVISORY_LOCK {
-                    sqlx::query(lock)
-                        .bind(key)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(internal)?;
+                    sqlx::query(lock).bind(key).execute(&mut *conn).await?;
                 }
                 Ok(())
             }
@@ -216,7 +166,7 @@ macro_rules! common_sql {
                 work_item_id: Option<&str>,
                 entity_id: &str,
                 payload: serde_json::Value,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 Self::advisory_lock(&mut *conn, OUTBOX_LOCK_KEY).await?;
                 sqlx::query(Self::INSERT_EVENT)
                     .bind(kind)
@@ -227,14 +177,13 @@ macro_rules! common_sql {
                     .bind(now_micros())
                     .bind(EVENTS_CHANNEL)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Ok(())
             }
 
             /// Commits a write and wakes this process's event readers.
-            async fn commit(&self, tx: sqlx::Transaction<'_, $db>) -> Result<(), DomainError> {
-                tx.commit().await.map_err(internal)?;
+            async fn commit(&self, tx: sqlx::Transaction<'_, $db>) -> StoreResult<()> {
+                tx.commit().await?;
                 self.commits
                     .send_modify(|count| *count = count.wrapping_add(1));
                 Ok(())
@@ -243,15 +192,14 @@ macro_rules! common_sql {
             async fn user_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<User, DomainError> {
+            ) -> StoreResult<User> {
                 let row = sqlx::query(
                     "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
                      created_at, updated_at FROM users WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| user_not_found(id))?;
                 Self::user_row(&row)
             }
@@ -259,29 +207,26 @@ macro_rules! common_sql {
             async fn role_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Role, DomainError> {
+            ) -> StoreResult<Role> {
                 let row =
                     sqlx::query("SELECT id, name, description, builtin FROM roles WHERE id = $1")
                         .bind(id)
                         .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(internal)?
+                        .await?
                         .ok_or_else(|| role_not_found(id))?;
                 let names: Vec<String> =
                     sqlx::query("SELECT permission FROM role_permissions WHERE role_id = $1")
                         .bind(id)
                         .fetch_all(&mut *conn)
-                        .await
-                        .map_err(internal)?
+                        .await?
                         .iter()
                         .map(|row| row.try_get("permission"))
-                        .collect::<Result<_, _>>()
-                        .map_err(internal)?;
+                        .collect::<Result<_, _>>()?;
                 Ok(Role {
-                    id: row.try_get("id").map_err(internal)?,
-                    name: row.try_get("name").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
-                    builtin: row.try_get("builtin").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    builtin: row.try_get("builtin")?,
                     permissions: known_permissions(names),
                 })
             }
@@ -320,13 +265,12 @@ impl PostgresStore {
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) SELECT pg_notify($7, '') FROM event";
 
     /// Connects, migrates and seeds the built-in roles and workflows.
-    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
-            .await
-            .map_err(internal)?;
+            .await?;
         migrations::postgres()
             .run(&pool)
             .await
@@ -423,7 +367,7 @@ impl SqliteStore {
 
     /// Opens (creating if missing), migrates and seeds the built-in roles
     /// and workflows.
-    pub async fn connect(url: &str) -> Result<Self, DomainError> {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| {
                 DomainError::invalid_argument(reason::INVALID_FIELD, format!("bad SQLite URL: {e}"))
@@ -437,8 +381,7 @@ impl SqliteStore {
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await
-            .map_err(internal)?;
+            .await?;
         migrations::sqlite()
             .run(&pool)
             .await

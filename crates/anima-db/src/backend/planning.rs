@@ -27,19 +27,21 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore, db_error, internal, known_permissions};
-use crate::{Page, PlanningStore, ProjectFilter, WorkItemFilter};
+use super::{PostgresStore, SqliteStore, known_permissions};
+use crate::{Page, PlanningStore, ProjectFilter, StoreError, StoreResult, WorkItemFilter};
 
 /// Reads an enum stored as text; a value this build does not know is a
 /// server fault, not the caller's.
-pub(super) fn stored<T: FromStr<Err = DomainError>>(text: &str) -> Result<T, DomainError> {
-    text.parse()
-        .map_err(|err: DomainError| DomainError::internal(format!("stored value: {}", err.message)))
+pub(super) fn stored<T: FromStr<Err = DomainError>>(text: &str) -> StoreResult<T> {
+    text.parse().map_err(|err: DomainError| {
+        DomainError::internal(format!("stored value: {}", err.message)).into()
+    })
 }
 
-pub(super) fn stored_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, DomainError> {
-    serde_json::from_str(json)
-        .map_err(|e| DomainError::internal(format!("stored JSON {json:?} is unreadable: {e}")))
+pub(super) fn stored_json<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| {
+        DomainError::internal(format!("stored JSON {json:?} is unreadable: {e}")).into()
+    })
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -138,10 +140,10 @@ macro_rules! planning_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl PlanningStore for $store {
-            async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> Result<Project, DomainError> {
+            async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> StoreResult<Project> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::user_in(&mut tx, owner_id).await?;
                 sqlx::query(
                     "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
@@ -152,8 +154,7 @@ macro_rules! planning_sql {
                 .bind(description)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 sqlx::query(
                     "INSERT INTO role_bindings (user_id, project_id, role_id, created_at) VALUES ($1, $2, $3, $4)",
                 )
@@ -162,20 +163,19 @@ macro_rules! planning_sql {
                 .bind(OWNER_ROLE_ID)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
                 let project = Self::project_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(project)
             }
 
-            async fn get_project(&self, id: &str) -> Result<Project, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_project(&self, id: &str) -> StoreResult<Project> {
+                let mut conn = self.pool.acquire().await?;
                 Self::project_in(&mut conn, id).await
             }
 
-            async fn list_projects(&self, filter: &ProjectFilter, page: &PageRequest) -> Result<Page<Project>, DomainError> {
+            async fn list_projects(&self, filter: &ProjectFilter, page: &PageRequest) -> StoreResult<Page<Project>> {
                 let rows = sqlx::query(concat!(
                     project_select!(),
                     " WHERE ($1 = '' OR EXISTS (SELECT 1 FROM role_bindings b \
@@ -187,15 +187,14 @@ macro_rules! planning_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::project_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |project| project.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn update_project(&self, id: &str, changes: ProjectChanges) -> Result<Project, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::writable_project(&mut tx, id).await?;
                 let current = Self::project_in(&mut tx, id).await?;
                 sqlx::query("UPDATE projects SET name = $2, description = $3, updated_at = $4 WHERE id = $1")
@@ -204,23 +203,21 @@ macro_rules! planning_sql {
                     .bind(changes.description.as_ref().unwrap_or(&current.description))
                     .bind(now_micros())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record(&mut tx, "project.updated", Some(id), id, serde_json::json!({})).await?;
                 let project = Self::project_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(project)
             }
 
-            async fn archive_project(&self, id: &str) -> Result<Project, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn archive_project(&self, id: &str) -> StoreResult<Project> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 if Self::lock_project(&mut tx, id).await? == ProjectStatus::Active {
                     sqlx::query("UPDATE projects SET status = 'archived', updated_at = $2 WHERE id = $1")
                         .bind(id)
                         .bind(now_micros())
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                     Self::record(&mut tx, "project.archived", Some(id), id, serde_json::json!({})).await?;
                 }
                 let project = Self::project_in(&mut tx, id).await?;
@@ -228,8 +225,8 @@ macro_rules! planning_sql {
                 Ok(project)
             }
 
-            async fn list_members(&self, project_id: &str, page: &PageRequest) -> Result<Page<Member>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_members(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<Member>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::project_exists(&mut conn, project_id).await?;
                 let rows = sqlx::query(concat!(
                     member_select!(),
@@ -239,15 +236,14 @@ macro_rules! planning_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::member_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |member| member.user_id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> Result<Member, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> StoreResult<Member> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::writable_project(&mut tx, project_id).await?;
                 let role = Self::role_in(&mut tx, role_id).await?;
                 Self::user_in(&mut tx, user_id).await?;
@@ -273,8 +269,7 @@ macro_rules! planning_sql {
                 .bind(role_id)
                 .bind(now_micros())
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record(&mut tx, "member.added", Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id)
                     .await?
@@ -283,8 +278,8 @@ macro_rules! planning_sql {
                 Ok(member)
             }
 
-            async fn remove_member(&self, project_id: &str, user_id: &str, by: Option<&str>) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn remove_member(&self, project_id: &str, user_id: &str, by: Option<&str>) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::writable_project(&mut tx, project_id).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id).await?.ok_or_else(|| {
                     DomainError::not_found(
@@ -303,21 +298,20 @@ macro_rules! planning_sql {
                     .bind(project_id)
                     .bind(user_id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record(&mut tx, "member.removed", Some(project_id), user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
-            async fn project_permissions(&self, user_id: &str, project_id: &str) -> Result<Vec<Permission>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn project_permissions(&self, user_id: &str, project_id: &str) -> StoreResult<Vec<Permission>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::permissions_in(&mut conn, user_id, project_id).await
             }
 
-            async fn create_plan(&self, plan: NewPlan) -> Result<Plan, DomainError> {
+            async fn create_plan(&self, plan: NewPlan) -> StoreResult<Plan> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::writable_project(&mut tx, &plan.project_id).await?;
                 Self::workflow_in(&mut tx, &plan.workflow_id).await?;
                 sqlx::query(
@@ -332,20 +326,20 @@ macro_rules! planning_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
+                .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
                 Self::record(&mut tx, "plan.created", Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
                 let created = Self::plan_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
 
-            async fn get_plan(&self, id: &str) -> Result<Plan, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_plan(&self, id: &str) -> StoreResult<Plan> {
+                let mut conn = self.pool.acquire().await?;
                 Self::plan_in(&mut conn, id).await
             }
 
-            async fn list_plans(&self, project_id: &str, page: &PageRequest) -> Result<Page<Plan>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_plans(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<Plan>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::project_exists(&mut conn, project_id).await?;
                 let ids: Vec<String> = sqlx::query(
                     "SELECT id FROM plans WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -354,12 +348,11 @@ macro_rules! planning_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("id"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 let mut items = Vec::with_capacity(ids.len());
                 for id in &ids {
                     items.push(Self::plan_in(&mut conn, id).await?);
@@ -368,8 +361,8 @@ macro_rules! planning_sql {
                 Ok(Page { items, next_page_token })
             }
 
-            async fn update_plan(&self, id: &str, changes: PlanChanges) -> Result<Plan, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_plan(&self, id: &str, changes: PlanChanges) -> StoreResult<Plan> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::plan_project(&mut tx, id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::plan_in(&mut tx, id).await?;
@@ -386,31 +379,30 @@ macro_rules! planning_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::WORKFLOW_NOT_FOUND))?;
+                .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
                 Self::record(&mut tx, "plan.updated", Some(&project_id), id, serde_json::json!({})).await?;
                 let plan = Self::plan_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(plan)
             }
 
-            async fn delete_plan(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_plan(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::plan_project(&mut tx, id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("DELETE FROM plans WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record(&mut tx, "plan.deleted", Some(&project_id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
-            async fn create_work_item(&self, item: NewWorkItem) -> Result<WorkItem, DomainError> {
+            async fn create_work_item(&self, item: NewWorkItem) -> StoreResult<WorkItem> {
                 let id = new_id();
                 let revision_id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 // Workflows change without the project lock, so one named
                 // outright is read before the lock, which then holds only
                 // the writes. A plan's workflow must be read under it.
@@ -426,11 +418,10 @@ macro_rules! planning_sql {
                             .bind(plan_id)
                             .bind(&item.project_id)
                             .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(internal)?
+                            .await?
                             .ok_or_else(|| plan_not_found(plan_id))?
                             .try_get("workflow_id")
-                            .map_err(internal)?,
+                            ?,
                     ),
                     None => None,
                 };
@@ -464,8 +455,7 @@ macro_rules! planning_sql {
                 .bind(item.author.to_json())
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 // The first revision: number 1, and the item already points
                 // at it, so none of insert_revision's extra work is needed.
                 sqlx::query(
@@ -478,8 +468,7 @@ macro_rules! planning_sql {
                 .bind(item.author.to_json())
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::record_for(
                     &mut tx,
                     "work_item.created",
@@ -512,8 +501,8 @@ macro_rules! planning_sql {
                 })
             }
 
-            async fn get_work_item(&self, id: &str) -> Result<WorkItem, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_work_item(&self, id: &str) -> StoreResult<WorkItem> {
+                let mut conn = self.pool.acquire().await?;
                 Self::work_item_in(&mut conn, id).await
             }
 
@@ -522,7 +511,7 @@ macro_rules! planning_sql {
                 id: &str,
                 user_id: &str,
                 permission: Permission,
-            ) -> Result<(WorkItem, bool), DomainError> {
+            ) -> StoreResult<(WorkItem, bool)> {
                 let row = sqlx::query(concat!(
                     work_item_select!(
                         ", EXISTS (SELECT 1 FROM role_bindings rb \
@@ -536,19 +525,17 @@ macro_rules! planning_sql {
                 .bind(user_id)
                 .bind(permission.as_str())
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
-                Ok((Self::work_item_row(&row)?, row.try_get("permitted").map_err(internal)?))
+                Ok((Self::work_item_row(&row)?, row.try_get("permitted")?))
             }
 
-            async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> Result<WorkItem, DomainError> {
+            async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> StoreResult<WorkItem> {
                 let row = sqlx::query(concat!(work_item_select!(), " WHERE w.project_id = $1 AND w.number = $2"))
                     .bind(project_id)
                     .bind(key.0)
                     .fetch_optional(&self.pool)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| work_item_not_found(&format!("{key} in this project")))?;
                 Self::work_item_row(&row)
             }
@@ -558,8 +545,8 @@ macro_rules! planning_sql {
                 project_id: &str,
                 filter: &WorkItemFilter,
                 page: &PageRequest,
-            ) -> Result<Page<WorkItem>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            ) -> StoreResult<Page<WorkItem>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::project_exists(&mut conn, project_id).await?;
                 let rows = sqlx::query(concat!(
                     work_item_select!(),
@@ -573,15 +560,14 @@ macro_rules! planning_sql {
                 .bind(filter.status.map_or("", WorkItemStatus::as_str))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::work_item_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |item| item.key.0.to_string());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> Result<WorkItem, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> StoreResult<WorkItem> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::work_item_in(&mut tx, id).await?;
@@ -590,7 +576,7 @@ macro_rules! planning_sql {
                 let plan_id = match &changes.plan_id {
                     Some(Some(plan_id)) => {
                         if Self::plan_project(&mut tx, plan_id).await? != project_id {
-                            return Err(plan_not_found(plan_id));
+                            return Err(plan_not_found(plan_id).into());
                         }
                         Some(plan_id.clone())
                     }
@@ -607,7 +593,7 @@ macro_rules! planning_sql {
                 };
                 if let Some(edit) = &changes.description {
                     if edit.base_revision_id != current.description_revision_id {
-                        return Err(stale_revision(&edit.base_revision_id, &current));
+                        return Err(stale_revision(&edit.base_revision_id, &current).into());
                     }
                 }
                 sqlx::query(
@@ -625,7 +611,7 @@ macro_rules! planning_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::PLAN_NOT_FOUND))?;
+                .map_err(|e| StoreError::conflict(e, reason::PLAN_NOT_FOUND))?;
                 // Saving an unchanged text is not a change: no new revision.
                 if let Some(edit) = changes.description.filter(|edit| edit.text != current.description) {
                     Self::insert_revision(
@@ -648,21 +634,20 @@ macro_rules! planning_sql {
                 Ok(updated)
             }
 
-            async fn delete_work_item(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_work_item(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("DELETE FROM work_items WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_for(&mut tx, "work_item.deleted", Some(&project_id), Some(id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
-            async fn list_revisions(&self, work_item_id: &str, page: &PageRequest) -> Result<Page<DescriptionRevision>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_revisions(&self, work_item_id: &str, page: &PageRequest) -> StoreResult<Page<DescriptionRevision>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::work_item_project(&mut conn, work_item_id).await?;
                 let rows = sqlx::query(concat!(
                     "SELECT id, work_item_id, number, text, author, cause, reverted_from, source_message_id, \
@@ -673,8 +658,7 @@ macro_rules! planning_sql {
                 .bind(page.after_number()?)
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::revision_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |revision| revision.number.to_string());
                 Ok(Page { items, next_page_token })
@@ -686,14 +670,14 @@ macro_rules! planning_sql {
                 revision_id: &str,
                 base_revision_id: Option<&str>,
                 actor: &Actor,
-            ) -> Result<WorkItem, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            ) -> StoreResult<WorkItem> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::work_item_in(&mut tx, work_item_id).await?;
                 if let Some(base) = base_revision_id {
                     if base != current.description_revision_id {
-                        return Err(stale_revision(base, &current));
+                        return Err(stale_revision(base, &current).into());
                     }
                 }
                 let row = sqlx::query(concat!(
@@ -704,8 +688,7 @@ macro_rules! planning_sql {
                 .bind(revision_id)
                 .bind(work_item_id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| {
                     DomainError::not_found(
                         reason::REVISION_NOT_FOUND,
@@ -728,8 +711,7 @@ macro_rules! planning_sql {
                     .bind(work_item_id)
                     .bind(now_micros())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_for(&mut tx, "work_item.reverted", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "key": current.key.to_string(),
                     "revision": target.number,
@@ -739,8 +721,8 @@ macro_rules! planning_sql {
                 Ok(updated)
             }
 
-            async fn set_capabilities(&self, work_item_id: &str, capabilities: Vec<Capability>) -> Result<Vec<Capability>, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn set_capabilities(&self, work_item_id: &str, capabilities: Vec<Capability>) -> StoreResult<Vec<Capability>> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("UPDATE work_items SET capabilities = $2, updated_at = $3 WHERE id = $1")
@@ -748,8 +730,7 @@ macro_rules! planning_sql {
                     .bind(to_json(&capabilities))
                     .bind(now_micros())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record_for(&mut tx, "work_item.capabilities_changed", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "count": capabilities.len(),
                 })).await?;
@@ -757,7 +738,7 @@ macro_rules! planning_sql {
                 Ok(capabilities)
             }
 
-            async fn list_workflows(&self, page: &PageRequest) -> Result<Page<Workflow>, DomainError> {
+            async fn list_workflows(&self, page: &PageRequest) -> StoreResult<Page<Workflow>> {
                 let rows = sqlx::query(concat!(
                     "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
                     " WHERE id > $1 ORDER BY id LIMIT $2"
@@ -765,21 +746,20 @@ macro_rules! planning_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::workflow_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |workflow| workflow.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn get_workflow(&self, id: &str) -> Result<Workflow, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_workflow(&self, id: &str) -> StoreResult<Workflow> {
+                let mut conn = self.pool.acquire().await?;
                 Self::workflow_in(&mut conn, id).await
             }
 
-            async fn create_workflow(&self, name: &str, description: &str, phases: Vec<Phase>) -> Result<Workflow, DomainError> {
+            async fn create_workflow(&self, name: &str, description: &str, phases: Vec<Phase>) -> StoreResult<Workflow> {
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO workflows (id, name, description, phases, builtin, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
@@ -791,34 +771,33 @@ macro_rules! planning_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
+                .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
                 Self::record(&mut tx, "workflow.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let workflow = Self::workflow_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
             }
 
-            async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> Result<Workflow, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> StoreResult<Workflow> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::workflow_in(&mut tx, id).await?;
                 if current.builtin {
-                    return Err(builtin_workflow(&current));
+                    return Err(builtin_workflow(&current).into());
                 }
                 if let Some(phases) = &changes.phases {
                     let used: Vec<String> = sqlx::query("SELECT DISTINCT phase_id FROM work_items WHERE workflow_id = $1")
                         .bind(id)
                         .fetch_all(&mut *tx)
-                        .await
-                        .map_err(internal)?
+                        .await?
                         .iter()
                         .map(|row| row.try_get("phase_id"))
                         .collect::<Result<_, _>>()
-                        .map_err(internal)?;
+                        ?;
                     if let Some(dropped) = used.iter().find(|used| !phases.iter().any(|phase| phase.id == **used)) {
                         return Err(DomainError::failed_precondition(
                             reason::WORKFLOW_IN_USE,
                             format!("work items are in phase {dropped:?}; move them before removing it"),
-                        ));
+                        ).into());
                     }
                 }
                 sqlx::query("UPDATE workflows SET name = $2, description = $3, phases = $4, updated_at = $5 WHERE id = $1")
@@ -829,18 +808,18 @@ macro_rules! planning_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error(e, reason::WORKFLOW_NAME_TAKEN))?;
+                    .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
                 Self::record(&mut tx, "workflow.updated", None, id, serde_json::json!({})).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
             }
 
-            async fn delete_workflow(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_workflow(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
                 if workflow.builtin {
-                    return Err(builtin_workflow(&workflow));
+                    return Err(builtin_workflow(&workflow).into());
                 }
                 let users: i64 = sqlx::query(
                     "SELECT (SELECT COUNT(*) FROM plans WHERE workflow_id = $1) \
@@ -850,23 +829,23 @@ macro_rules! planning_sql {
                 .fetch_one(&mut *tx)
                 .await
                 .and_then(|row| row.try_get("n"))
-                .map_err(internal)?;
+                ?;
                 if users > 0 {
                     return Err(DomainError::failed_precondition(
                         reason::WORKFLOW_IN_USE,
                         format!("workflow {:?} is used by {users} plan(s) and work item(s)", workflow.name),
-                    ));
+                    ).into());
                 }
                 sqlx::query("DELETE FROM workflows WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error(e, reason::WORKFLOW_IN_USE))?;
+                    .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_IN_USE))?;
                 Self::record(&mut tx, "workflow.deleted", None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
-            async fn list_akhs(&self, page: &PageRequest) -> Result<Page<Akh>, DomainError> {
+            async fn list_akhs(&self, page: &PageRequest) -> StoreResult<Page<Akh>> {
                 let rows = sqlx::query(concat!(
                     "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
                     " WHERE id > $1 ORDER BY id LIMIT $2"
@@ -874,21 +853,20 @@ macro_rules! planning_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::akh_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |akh| akh.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn get_akh(&self, id: &str) -> Result<Akh, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_akh(&self, id: &str) -> StoreResult<Akh> {
+                let mut conn = self.pool.acquire().await?;
                 Self::akh_in(&mut conn, id).await
             }
 
-            async fn create_akh(&self, name: &str, description: &str, avatar_color: &str) -> Result<Akh, DomainError> {
+            async fn create_akh(&self, name: &str, description: &str, avatar_color: &str) -> StoreResult<Akh> {
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO akhs (id, name, description, avatar_color, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $5)",
@@ -900,15 +878,15 @@ macro_rules! planning_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
+                .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
                 Self::record(&mut tx, "akh.created", None, &id, serde_json::json!({ "name": name })).await?;
                 let akh = Self::akh_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
             }
 
-            async fn update_akh(&self, id: &str, changes: AkhChanges) -> Result<Akh, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn update_akh(&self, id: &str, changes: AkhChanges) -> StoreResult<Akh> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::akh_in(&mut tx, id).await?;
                 sqlx::query("UPDATE akhs SET name = $2, description = $3, avatar_color = $4, updated_at = $5 WHERE id = $1")
                     .bind(id)
@@ -918,21 +896,20 @@ macro_rules! planning_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error(e, reason::AKH_NAME_TAKEN))?;
+                    .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
                 Self::record(&mut tx, "akh.updated", None, id, serde_json::json!({})).await?;
                 let akh = Self::akh_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
             }
 
-            async fn delete_akh(&self, id: &str) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn delete_akh(&self, id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 Self::akh_in(&mut tx, id).await?;
                 sqlx::query("DELETE FROM akhs WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Self::record(&mut tx, "akh.deleted", None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
@@ -944,15 +921,14 @@ macro_rules! planning_sql {
             pub(super) async fn lock_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<ProjectStatus, DomainError> {
+            ) -> StoreResult<ProjectStatus> {
                 let status: String = sqlx::query(Self::LOCK_PROJECT)
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| project_not_found(id))?
                     .try_get("status")
-                    .map_err(internal)?;
+                    ?;
                 stored(&status)
             }
 
@@ -963,87 +939,84 @@ macro_rules! planning_sql {
             async fn next_work_item_number(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
-            ) -> Result<i64, DomainError> {
+            ) -> StoreResult<i64> {
                 let row = sqlx::query(
                     "UPDATE projects SET work_item_seq = work_item_seq + 1 WHERE id = $1 \
                      RETURNING status, work_item_seq",
                 )
                 .bind(project_id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| project_not_found(project_id))?;
-                let status: String = row.try_get("status").map_err(internal)?;
+                let status: String = row.try_get("status")?;
                 if stored::<ProjectStatus>(&status)? == ProjectStatus::Archived {
-                    return Err(archived());
+                    return Err(archived().into());
                 }
-                row.try_get("work_item_seq").map_err(internal)
+                row.try_get("work_item_seq").map_err(StoreError::from)
             }
 
             /// Fails unless the project exists; for reads, which take no lock.
             pub(super) async fn project_exists(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 sqlx::query("SELECT id FROM projects WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .map(drop)
-                    .ok_or_else(|| project_not_found(id))
+                    .ok_or_else(|| project_not_found(id).into())
             }
 
             /// Locks a project that must accept writes.
             pub(super) async fn writable_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 match Self::lock_project(conn, id).await? {
                     ProjectStatus::Active => Ok(()),
-                    ProjectStatus::Archived => Err(archived()),
+                    ProjectStatus::Archived => Err(archived().into()),
                 }
             }
 
-            fn project_row(row: &<$db as sqlx::Database>::Row) -> Result<Project, DomainError> {
-                let status: String = row.try_get("status").map_err(internal)?;
+            fn project_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Project> {
+                let status: String = row.try_get("status")?;
                 Ok(Project {
-                    id: row.try_get("id").map_err(internal)?,
-                    name: row.try_get("name").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
                     status: stored(&status)?,
                     stats: ProjectStats {
-                        plans: row.try_get("plan_count").map_err(internal)?,
-                        work_items: row.try_get("item_count").map_err(internal)?,
-                        open_work_items: row.try_get("open_count").map_err(internal)?,
-                        active_sessions: row.try_get("session_count").map_err(internal)?,
-                        open_decisions: row.try_get("decision_count").map_err(internal)?,
+                        plans: row.try_get("plan_count")?,
+                        work_items: row.try_get("item_count")?,
+                        open_work_items: row.try_get("open_count")?,
+                        active_sessions: row.try_get("session_count")?,
+                        open_decisions: row.try_get("decision_count")?,
                     },
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             async fn project_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Project, DomainError> {
+            ) -> StoreResult<Project> {
                 let row = sqlx::query(concat!(project_select!(), " WHERE p.id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| project_not_found(id))?;
                 Self::project_row(&row)
             }
 
-            fn member_row(row: &<$db as sqlx::Database>::Row) -> Result<Member, DomainError> {
+            fn member_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Member> {
                 Ok(Member {
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    user_id: row.try_get("user_id").map_err(internal)?,
-                    username: row.try_get("username").map_err(internal)?,
-                    role_id: row.try_get("role_id").map_err(internal)?,
-                    role_name: row.try_get("role_name").map_err(internal)?,
+                    project_id: row.try_get("project_id")?,
+                    user_id: row.try_get("user_id")?,
+                    username: row.try_get("username")?,
+                    role_id: row.try_get("role_id")?,
+                    role_name: row.try_get("role_name")?,
                 })
             }
 
@@ -1051,13 +1024,12 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
                 user_id: &str,
-            ) -> Result<Option<Member>, DomainError> {
+            ) -> StoreResult<Option<Member>> {
                 sqlx::query(concat!(member_select!(), " WHERE b.project_id = $1 AND b.user_id = $2"))
                     .bind(project_id)
                     .bind(user_id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .map(|row| Self::member_row(&row))
                     .transpose()
             }
@@ -1066,7 +1038,7 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 user_id: &str,
                 project_id: &str,
-            ) -> Result<Vec<Permission>, DomainError> {
+            ) -> StoreResult<Vec<Permission>> {
                 let names: Vec<String> = sqlx::query(
                     "SELECT rp.permission FROM role_bindings rb \
                      JOIN role_permissions rp ON rp.role_id = rb.role_id \
@@ -1075,12 +1047,11 @@ macro_rules! planning_sql {
                 .bind(user_id)
                 .bind(project_id)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .iter()
                 .map(|row| row.try_get("permission"))
                 .collect::<Result<_, _>>()
-                .map_err(internal)?;
+                ?;
                 Ok(known_permissions(names))
             }
 
@@ -1088,7 +1059,7 @@ macro_rules! planning_sql {
             async fn keep_an_owner(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 let owners: i64 = sqlx::query(
                     "SELECT COUNT(*) AS n FROM role_bindings WHERE project_id = $1 AND role_id = $2",
                 )
@@ -1097,12 +1068,12 @@ macro_rules! planning_sql {
                 .fetch_one(&mut *conn)
                 .await
                 .and_then(|row| row.try_get("n"))
-                .map_err(internal)?;
+                ?;
                 if owners <= 1 {
                     return Err(DomainError::failed_precondition(
                         reason::LAST_OWNER,
                         "this is the project's last Owner; make someone else Owner first",
-                    ));
+                    ).into());
                 }
                 Ok(())
             }
@@ -1110,31 +1081,29 @@ macro_rules! planning_sql {
             async fn plan_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<String, DomainError> {
+            ) -> StoreResult<String> {
                 sqlx::query("SELECT project_id FROM plans WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| plan_not_found(id))?
                     .try_get("project_id")
-                    .map_err(internal)
+                    .map_err(StoreError::from)
             }
 
             async fn plan_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Plan, DomainError> {
+            ) -> StoreResult<Plan> {
                 let row = sqlx::query(concat!(
                     "SELECT id, project_id, title, description, workflow_id, created_at, updated_at FROM plans",
                     " WHERE id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| plan_not_found(id))?;
-                let workflow_id: String = row.try_get("workflow_id").map_err(internal)?;
+                let workflow_id: String = row.try_get("workflow_id")?;
                 let workflow = Self::workflow_in(&mut *conn, &workflow_id).await?;
                 let counts = sqlx::query(
                     "SELECT phase_id, status, COUNT(*) AS n FROM work_items \
@@ -1142,8 +1111,7 @@ macro_rules! planning_sql {
                 )
                 .bind(id)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut progress = PlanProgress {
                     total: 0,
                     done: 0,
@@ -1159,9 +1127,9 @@ macro_rules! planning_sql {
                         .collect(),
                 };
                 for count in &counts {
-                    let phase_id: String = count.try_get("phase_id").map_err(internal)?;
-                    let status: String = count.try_get("status").map_err(internal)?;
-                    let n: i64 = count.try_get("n").map_err(internal)?;
+                    let phase_id: String = count.try_get("phase_id")?;
+                    let status: String = count.try_get("status")?;
+                    let n: i64 = count.try_get("n")?;
                     let done = if status == WorkItemStatus::Done.as_str() { n } else { 0 };
                     progress.total += n;
                     progress.done += done;
@@ -1171,65 +1139,63 @@ macro_rules! planning_sql {
                     }
                 }
                 Ok(Plan {
-                    id: row.try_get("id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    title: row.try_get("title").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    project_id: row.try_get("project_id")?,
+                    title: row.try_get("title")?,
+                    description: row.try_get("description")?,
                     workflow_id,
                     progress,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             pub(super) async fn work_item_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<String, DomainError> {
+            ) -> StoreResult<String> {
                 sqlx::query("SELECT project_id FROM work_items WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?
                     .try_get("project_id")
-                    .map_err(internal)
+                    .map_err(StoreError::from)
             }
 
-            fn work_item_row(row: &<$db as sqlx::Database>::Row) -> Result<WorkItem, DomainError> {
-                let status: String = row.try_get("status").map_err(internal)?;
-                let priority: String = row.try_get("priority").map_err(internal)?;
-                let phase_changed_by: String = row.try_get("phase_changed_by").map_err(internal)?;
-                let capabilities: String = row.try_get("capabilities").map_err(internal)?;
+            fn work_item_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<WorkItem> {
+                let status: String = row.try_get("status")?;
+                let priority: String = row.try_get("priority")?;
+                let phase_changed_by: String = row.try_get("phase_changed_by")?;
+                let capabilities: String = row.try_get("capabilities")?;
                 Ok(WorkItem {
-                    id: row.try_get("id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    plan_id: row.try_get("plan_id").map_err(internal)?,
-                    key: WorkItemKey(row.try_get("number").map_err(internal)?),
-                    title: row.try_get("title").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
-                    description_revision_id: row.try_get("description_revision_id").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    project_id: row.try_get("project_id")?,
+                    plan_id: row.try_get("plan_id")?,
+                    key: WorkItemKey(row.try_get("number")?),
+                    title: row.try_get("title")?,
+                    description: row.try_get("description")?,
+                    description_revision_id: row.try_get("description_revision_id")?,
                     status: stored(&status)?,
                     priority: stored(&priority)?,
-                    workflow_id: row.try_get("workflow_id").map_err(internal)?,
-                    phase_id: row.try_get("phase_id").map_err(internal)?,
+                    workflow_id: row.try_get("workflow_id")?,
+                    phase_id: row.try_get("phase_id")?,
                     phase_changed_by: Actor::from_json(&phase_changed_by)?,
-                    phase_changed_at: row.try_get("phase_changed_at").map_err(internal)?,
+                    phase_changed_at: row.try_get("phase_changed_at")?,
                     capabilities: stored_json(&capabilities)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             pub(super) async fn work_item_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<WorkItem, DomainError> {
+            ) -> StoreResult<WorkItem> {
                 let row = sqlx::query(concat!(work_item_select!(), " WHERE w.id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
                 Self::work_item_row(&row)
             }
@@ -1245,7 +1211,7 @@ macro_rules! planning_sql {
                 cause: RevisionCause,
                 reverted_from: Option<&str>,
                 source_message_id: Option<&str>,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO description_revisions (id, work_item_id, number, text, author, cause, \
                      reverted_from, source_message_id, created_at) \
@@ -1261,92 +1227,88 @@ macro_rules! planning_sql {
                 .bind(source_message_id)
                 .bind(now_micros())
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 sqlx::query("UPDATE work_items SET description_revision_id = $2 WHERE id = $1")
                     .bind(work_item_id)
                     .bind(id)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 Ok(())
             }
 
-            fn revision_row(row: &<$db as sqlx::Database>::Row) -> Result<DescriptionRevision, DomainError> {
-                let author: String = row.try_get("author").map_err(internal)?;
-                let cause: String = row.try_get("cause").map_err(internal)?;
+            fn revision_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<DescriptionRevision> {
+                let author: String = row.try_get("author")?;
+                let cause: String = row.try_get("cause")?;
                 Ok(DescriptionRevision {
-                    id: row.try_get("id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    number: row.try_get("number").map_err(internal)?,
-                    text: row.try_get("text").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    number: row.try_get("number")?,
+                    text: row.try_get("text")?,
                     author: Actor::from_json(&author)?,
                     cause: stored(&cause)?,
-                    reverted_from: row.try_get("reverted_from").map_err(internal)?,
-                    source_message_id: row.try_get("source_message_id").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    reverted_from: row.try_get("reverted_from")?,
+                    source_message_id: row.try_get("source_message_id")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
-            fn workflow_row(row: &<$db as sqlx::Database>::Row) -> Result<Workflow, DomainError> {
-                let phases: String = row.try_get("phases").map_err(internal)?;
+            fn workflow_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Workflow> {
+                let phases: String = row.try_get("phases")?;
                 Ok(Workflow {
-                    id: row.try_get("id").map_err(internal)?,
-                    name: row.try_get("name").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
                     phases: stored_json(&phases)?,
-                    builtin: row.try_get("builtin").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    builtin: row.try_get("builtin")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             pub(super) async fn workflow_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Workflow, DomainError> {
+            ) -> StoreResult<Workflow> {
                 let row = sqlx::query(concat!(
                     "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
                     " WHERE id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| workflow_not_found(id))?;
                 Self::workflow_row(&row)
             }
 
-            fn akh_row(row: &<$db as sqlx::Database>::Row) -> Result<Akh, DomainError> {
+            fn akh_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Akh> {
                 Ok(Akh {
-                    id: row.try_get("id").map_err(internal)?,
-                    name: row.try_get("name").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
-                    avatar_color: row.try_get("avatar_color").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    updated_at: row.try_get("updated_at").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    avatar_color: row.try_get("avatar_color")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
             pub(super) async fn akh_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Akh, DomainError> {
+            ) -> StoreResult<Akh> {
                 let row = sqlx::query(concat!(
                     "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
                     " WHERE id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| akh_not_found(id))?;
                 Self::akh_row(&row)
             }
 
             /// Makes the built-in workflows match this build's definitions.
-            pub(super) async fn seed_workflows(&self) -> Result<(), DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            pub(super) async fn seed_workflows(&self) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let now = now_micros();
                 for workflow in builtin_workflows() {
                     sqlx::query(
@@ -1361,8 +1323,7 @@ macro_rules! planning_sql {
                     .bind(to_json(&workflow.phases))
                     .bind(now)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 self.commit(tx).await
             }

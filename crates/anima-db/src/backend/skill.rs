@@ -11,8 +11,8 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore, db_error, internal};
-use crate::{Page, SkillStore};
+use super::{PostgresStore, SqliteStore};
+use crate::{Page, SkillStore, StoreError, StoreResult};
 
 fn skill_not_found(name: &str, version: &str) -> DomainError {
     let which = if version.is_empty() {
@@ -39,9 +39,9 @@ macro_rules! skill_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl SkillStore for $store {
-            async fn publish_skill(&self, skill: NewSkill) -> Result<Skill, DomainError> {
+            async fn publish_skill(&self, skill: NewSkill) -> StoreResult<Skill> {
                 skill.validate()?;
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let size_bytes: usize = skill.files.iter().map(|file| file.content.len()).sum();
                 sqlx::query(
                     "INSERT INTO skills (name, version, description, manifest, file_count, size_bytes, \
@@ -57,7 +57,7 @@ macro_rules! skill_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await
-                .map_err(|err| db_error(err, reason::SKILL_VERSION_EXISTS))?;
+                .map_err(|err| StoreError::conflict(err, reason::SKILL_VERSION_EXISTS))?;
                 for file in skill.files {
                     let (sha256, _) = Self::put_blob(&mut tx, file.content).await?;
                     sqlx::query("INSERT INTO skill_files (name, version, path, sha256) VALUES ($1, $2, $3, $4)")
@@ -66,8 +66,7 @@ macro_rules! skill_sql {
                         .bind(&file.path)
                         .bind(sha256)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                 }
                 Self::record_for(
                     &mut tx,
@@ -83,12 +82,12 @@ macro_rules! skill_sql {
                 Ok(published)
             }
 
-            async fn get_skill(&self, name: &str, version: &str) -> Result<Skill, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_skill(&self, name: &str, version: &str) -> StoreResult<Skill> {
+                let mut conn = self.pool.acquire().await?;
                 Self::skill_in(&mut conn, name, version).await
             }
 
-            async fn list_skills(&self, name: Option<&str>, page: &PageRequest) -> Result<Page<Skill>, DomainError> {
+            async fn list_skills(&self, name: Option<&str>, page: &PageRequest) -> StoreResult<Page<Skill>> {
                 let (after_name, after_version) = page
                     .after
                     .as_deref()
@@ -104,8 +103,7 @@ macro_rules! skill_sql {
                 .bind(after_version)
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::skill_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, page_key);
                 Ok(Page { items, next_page_token })
@@ -113,17 +111,17 @@ macro_rules! skill_sql {
         }
 
         impl $store {
-            fn skill_row(row: &<$db as sqlx::Database>::Row) -> Result<Skill, DomainError> {
+            fn skill_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Skill> {
                 Ok(Skill {
-                    name: row.try_get("name").map_err(internal)?,
-                    version: row.try_get("version").map_err(internal)?,
-                    description: row.try_get("description").map_err(internal)?,
-                    manifest: row.try_get("manifest").map_err(internal)?,
+                    name: row.try_get("name")?,
+                    version: row.try_get("version")?,
+                    description: row.try_get("description")?,
+                    manifest: row.try_get("manifest")?,
                     files: Vec::new(),
-                    file_count: row.try_get("file_count").map_err(internal)?,
-                    size_bytes: row.try_get("size_bytes").map_err(internal)?,
-                    created_by: row.try_get("created_by").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    file_count: row.try_get("file_count")?,
+                    size_bytes: row.try_get("size_bytes")?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
@@ -132,7 +130,7 @@ macro_rules! skill_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 name: &str,
                 version: &str,
-            ) -> Result<Skill, DomainError> {
+            ) -> StoreResult<Skill> {
                 let row = sqlx::query(concat!(
                     skill_select!(),
                     " WHERE name = $1 AND ($2 = '' OR version = $2) \
@@ -141,8 +139,7 @@ macro_rules! skill_sql {
                 .bind(name)
                 .bind(version)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| skill_not_found(name, version))?;
                 let mut skill = Self::skill_row(&row)?;
                 let files = sqlx::query(
@@ -152,17 +149,16 @@ macro_rules! skill_sql {
                 .bind(&skill.name)
                 .bind(&skill.version)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 skill.files = files
                     .iter()
                     .map(|row| {
                         Ok(SkillFile {
-                            path: row.try_get("path").map_err(internal)?,
-                            content: row.try_get("content").map_err(internal)?,
+                            path: row.try_get("path")?,
+                            content: row.try_get("content")?,
                         })
                     })
-                    .collect::<Result<_, DomainError>>()?;
+                    .collect::<StoreResult<_>>()?;
                 Ok(skill)
             }
         }

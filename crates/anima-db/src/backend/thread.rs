@@ -18,10 +18,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, internal,
+    PostgresStore, SqliteStore,
     planning::{stored, stored_json, to_json},
 };
-use crate::{DecisionFilter, Page, ThreadPage, ThreadStore, WorkItemCount};
+use crate::{DecisionFilter, Page, StoreResult, ThreadPage, ThreadStore, WorkItemCount};
 
 fn message_not_found(id: &str) -> DomainError {
     DomainError::not_found(
@@ -55,8 +55,8 @@ macro_rules! thread_sql {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl ThreadStore for $store {
-            async fn post_message(&self, message: NewMessage) -> Result<Message, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn post_message(&self, message: NewMessage) -> StoreResult<Message> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &message.work_item_id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 if let Some(key) = &message.idempotency_key {
@@ -64,8 +64,7 @@ macro_rules! thread_sql {
                         .bind(&message.work_item_id)
                         .bind(key)
                         .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(internal)?;
+                        .await?;
                     if let Some(row) = earlier {
                         // A retry of a post that landed: same answer, no second message.
                         return Self::message_row(&row);
@@ -76,18 +75,17 @@ macro_rules! thread_sql {
                 Ok(posted)
             }
 
-            async fn get_message(&self, id: &str) -> Result<Message, DomainError> {
+            async fn get_message(&self, id: &str) -> StoreResult<Message> {
                 let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&self.pool)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| message_not_found(id))?;
                 Self::message_row(&row)
             }
 
-            async fn list_messages(&self, work_item_id: &str, page: ThreadPage, limit: i64) -> Result<Vec<Message>, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn list_messages(&self, work_item_id: &str, page: ThreadPage, limit: i64) -> StoreResult<Vec<Message>> {
+                let mut conn = self.pool.acquire().await?;
                 Self::work_item_project(&mut conn, work_item_id).await?;
                 let (query, sequence) = match page {
                     ThreadPage::After(sequence) => (
@@ -104,12 +102,11 @@ macro_rules! thread_sql {
                 .bind(sequence)
                 .bind(limit)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter().map(Self::message_row).collect()
             }
 
-            async fn queued_outbound_mail(&self, limit: i64) -> Result<Vec<Message>, DomainError> {
+            async fn queued_outbound_mail(&self, limit: i64) -> StoreResult<Vec<Message>> {
                 let rows = sqlx::query(concat!(
                     message_select!(),
                     " WHERE id IN (SELECT message_id FROM outbound_mail WHERE state = 'queued' \
@@ -117,14 +114,13 @@ macro_rules! thread_sql {
                 ))
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter().map(Self::message_row).collect()
             }
 
-            async fn request_decision(&self, decision: NewDecision) -> Result<Decision, DomainError> {
+            async fn request_decision(&self, decision: NewDecision) -> StoreResult<Decision> {
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &decision.work_item_id).await?;
                 Self::writable_project(&mut tx, &project_id).await?;
                 if let Some(assignee) = &decision.assignee_user_id {
@@ -145,8 +141,7 @@ macro_rules! thread_sql {
                 .bind(decision.assignee_user_id.as_deref())
                 .bind(now_micros())
                 .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let created = Self::decision_in(&mut tx, &id).await?;
                 Self::record_for(
                     &mut tx,
@@ -161,12 +156,12 @@ macro_rules! thread_sql {
                 Ok(created)
             }
 
-            async fn get_decision(&self, id: &str) -> Result<Decision, DomainError> {
-                let mut conn = self.pool.acquire().await.map_err(internal)?;
+            async fn get_decision(&self, id: &str) -> StoreResult<Decision> {
+                let mut conn = self.pool.acquire().await?;
                 Self::decision_in(&mut conn, id).await
             }
 
-            async fn list_decisions(&self, filter: &DecisionFilter, page: &PageRequest) -> Result<Page<Decision>, DomainError> {
+            async fn list_decisions(&self, filter: &DecisionFilter, page: &PageRequest) -> StoreResult<Page<Decision>> {
                 let rows = sqlx::query(concat!(
                     decision_select!(),
                     " d WHERE ($1 = '' OR d.project_id = $1) \
@@ -184,21 +179,20 @@ macro_rules! thread_sql {
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let mut items = rows.iter().map(Self::decision_row).collect::<Result<Vec<_>, _>>()?;
                 let next_page_token = page.finish(&mut items, |decision| decision.id.clone());
                 Ok(Page { items, next_page_token })
             }
 
-            async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> Result<Decision, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> StoreResult<Decision> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::open_decision(&mut tx, id).await?;
                 if !current.choices.is_empty() && !current.choices.iter().any(|choice| choice == answer) {
                     return Err(DomainError::invalid_argument(
                         reason::ANSWER_NOT_A_CHOICE,
                         format!("the answer must be one of: {}", current.choices.join(", ")),
-                    ));
+                    ).into());
                 }
                 let closed = Self::close_decision(&mut tx, &current, DecisionState::Resolved, answer, Some(user_id)).await?;
                 Self::insert_message(&mut tx, &current.project_id, NewMessage {
@@ -224,8 +218,8 @@ macro_rules! thread_sql {
                 Ok(closed)
             }
 
-            async fn cancel_decision(&self, id: &str, why: &str, actor: &Actor) -> Result<Decision, DomainError> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(internal)?;
+            async fn cancel_decision(&self, id: &str, why: &str, actor: &Actor) -> StoreResult<Decision> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::open_decision(&mut tx, id).await?;
                 let user_id = match actor {
                     Actor::User { id } => Some(id.as_str()),
@@ -259,28 +253,27 @@ macro_rules! thread_sql {
                 Ok(closed)
             }
 
-            async fn work_item_counts(&self, project_id: &str) -> Result<Vec<WorkItemCount>, DomainError> {
+            async fn work_item_counts(&self, project_id: &str) -> StoreResult<Vec<WorkItemCount>> {
                 let rows = sqlx::query(
                     "SELECT status, phase_id, COUNT(*) AS n FROM work_items WHERE project_id = $1 \
                      GROUP BY status, phase_id ORDER BY status, phase_id",
                 )
                 .bind(project_id)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter()
                     .map(|row| {
-                        let status: String = row.try_get("status").map_err(internal)?;
+                        let status: String = row.try_get("status")?;
                         Ok(WorkItemCount {
                             status: stored::<WorkItemStatus>(&status)?,
-                            phase_id: row.try_get("phase_id").map_err(internal)?,
-                            count: row.try_get("n").map_err(internal)?,
+                            phase_id: row.try_get("phase_id")?,
+                            count: row.try_get("n")?,
                         })
                     })
                     .collect()
             }
 
-            async fn recent_events(&self, reader: &str, limit: i64) -> Result<Vec<Event>, DomainError> {
+            async fn recent_events(&self, reader: &str, limit: i64) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query(
                     "SELECT e.id, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
                      FROM events e WHERE e.project_id IN (SELECT b.project_id FROM role_bindings b \
@@ -291,8 +284,7 @@ macro_rules! thread_sql {
                 .bind(reader)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(internal)?;
+                .await?;
                 rows.iter().map(Self::event_row).collect()
             }
         }
@@ -304,7 +296,7 @@ macro_rules! thread_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
                 message: NewMessage,
-            ) -> Result<Message, DomainError> {
+            ) -> StoreResult<Message> {
                 let sequence: i64 = sqlx::query(
                     "UPDATE work_items SET message_seq = message_seq + 1 WHERE id = $1 RETURNING message_seq",
                 )
@@ -312,7 +304,7 @@ macro_rules! thread_sql {
                 .fetch_one(&mut *conn)
                 .await
                 .and_then(|row| row.try_get("message_seq"))
-                .map_err(internal)?;
+                ?;
                 let delivery_state = (message.kind == MessageKind::OutboundEmail).then_some(DeliveryState::Queued);
                 let id = new_id();
                 let mut email = message.email;
@@ -353,8 +345,7 @@ macro_rules! thread_sql {
                 .bind(message.idempotency_key.as_deref())
                 .bind(posted.created_at)
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 if delivery_state.is_some() {
                     sqlx::query(
                         "INSERT INTO outbound_mail (message_id, state, attempts, next_attempt_at, last_error, created_at) \
@@ -363,8 +354,7 @@ macro_rules! thread_sql {
                     .bind(&posted.id)
                     .bind(posted.created_at)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 if let Some(headers) = &posted.email {
                     Self::remember_mail(conn, &posted.work_item_id, posted.kind, headers).await?;
@@ -385,12 +375,11 @@ macro_rules! thread_sql {
             pub(super) async fn message_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Message, DomainError> {
+            ) -> StoreResult<Message> {
                 let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| message_not_found(id))?;
                 Self::message_row(&row)
             }
@@ -402,15 +391,14 @@ macro_rules! thread_sql {
                 work_item_id: &str,
                 kind: MessageKind,
                 headers: &EmailHeaders,
-            ) -> Result<(), DomainError> {
+            ) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO thread_mail_ids (message_id, work_item_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 )
                 .bind(&headers.message_id)
                 .bind(work_item_id)
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 let contacts = match kind {
                     MessageKind::InboundEmail => vec![&headers.from],
                     _ => headers.to.iter().chain(&headers.cc).collect(),
@@ -422,64 +410,62 @@ macro_rules! thread_sql {
                     .bind(work_item_id)
                     .bind(address.trim().to_lowercase())
                     .execute(&mut *conn)
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 }
                 Ok(())
             }
 
-            fn message_row(row: &<$db as sqlx::Database>::Row) -> Result<Message, DomainError> {
-                let kind: String = row.try_get("kind").map_err(internal)?;
-                let author: String = row.try_get("author").map_err(internal)?;
-                let email: Option<String> = row.try_get("email").map_err(internal)?;
-                let attachments: String = row.try_get("attachments").map_err(internal)?;
-                let delivery_state: Option<String> = row.try_get("delivery_state").map_err(internal)?;
+            fn message_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Message> {
+                let kind: String = row.try_get("kind")?;
+                let author: String = row.try_get("author")?;
+                let email: Option<String> = row.try_get("email")?;
+                let attachments: String = row.try_get("attachments")?;
+                let delivery_state: Option<String> = row.try_get("delivery_state")?;
                 Ok(Message {
-                    id: row.try_get("id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    sequence: row.try_get("sequence").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    project_id: row.try_get("project_id")?,
+                    sequence: row.try_get("sequence")?,
                     kind: stored(&kind)?,
                     author: Actor::from_json(&author)?,
-                    body: row.try_get("body").map_err(internal)?,
+                    body: row.try_get("body")?,
                     email: email.as_deref().map(stored_json::<EmailHeaders>).transpose()?,
                     attachments: stored_json::<Vec<AttachmentRef>>(&attachments)?,
                     delivery_state: delivery_state.as_deref().map(stored).transpose()?,
-                    delivery_error: row.try_get("delivery_error").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
+                    delivery_error: row.try_get("delivery_error")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
-            fn decision_row(row: &<$db as sqlx::Database>::Row) -> Result<Decision, DomainError> {
-                let choices: String = row.try_get("choices").map_err(internal)?;
-                let asked_by: String = row.try_get("asked_by").map_err(internal)?;
-                let state: String = row.try_get("state").map_err(internal)?;
+            fn decision_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Decision> {
+                let choices: String = row.try_get("choices")?;
+                let asked_by: String = row.try_get("asked_by")?;
+                let state: String = row.try_get("state")?;
                 Ok(Decision {
-                    id: row.try_get("id").map_err(internal)?,
-                    work_item_id: row.try_get("work_item_id").map_err(internal)?,
-                    project_id: row.try_get("project_id").map_err(internal)?,
-                    question: row.try_get("question").map_err(internal)?,
-                    input_label: row.try_get("input_label").map_err(internal)?,
+                    id: row.try_get("id")?,
+                    work_item_id: row.try_get("work_item_id")?,
+                    project_id: row.try_get("project_id")?,
+                    question: row.try_get("question")?,
+                    input_label: row.try_get("input_label")?,
                     choices: stored_json(&choices)?,
                     asked_by: Actor::from_json(&asked_by)?,
-                    assignee_user_id: row.try_get("assignee_user_id").map_err(internal)?,
+                    assignee_user_id: row.try_get("assignee_user_id")?,
                     state: stored(&state)?,
-                    answer: row.try_get("answer").map_err(internal)?,
-                    answered_by: row.try_get("answered_by").map_err(internal)?,
-                    created_at: row.try_get("created_at").map_err(internal)?,
-                    resolved_at: row.try_get("resolved_at").map_err(internal)?,
+                    answer: row.try_get("answer")?,
+                    answered_by: row.try_get("answered_by")?,
+                    created_at: row.try_get("created_at")?,
+                    resolved_at: row.try_get("resolved_at")?,
                 })
             }
 
             async fn decision_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Decision, DomainError> {
+            ) -> StoreResult<Decision> {
                 let row = sqlx::query(concat!(decision_select!(), " WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| decision_not_found(id))?;
                 Self::decision_row(&row)
             }
@@ -488,7 +474,7 @@ macro_rules! thread_sql {
             async fn open_decision(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> Result<Decision, DomainError> {
+            ) -> StoreResult<Decision> {
                 let project_id = Self::decision_in(&mut *conn, id).await?.project_id;
                 Self::writable_project(&mut *conn, &project_id).await?;
                 // Read again under the lock: a concurrent answer has committed.
@@ -497,7 +483,7 @@ macro_rules! thread_sql {
                     return Err(DomainError::failed_precondition(
                         reason::DECISION_NOT_OPEN,
                         format!("the decision is already {}", current.state.as_str()),
-                    ));
+                    ).into());
                 }
                 Ok(current)
             }
@@ -508,7 +494,7 @@ macro_rules! thread_sql {
                 state: DecisionState,
                 answer: &str,
                 user_id: Option<&str>,
-            ) -> Result<Decision, DomainError> {
+            ) -> StoreResult<Decision> {
                 sqlx::query(
                     "UPDATE decisions SET state = $2, answer = $3, answered_by = $4, resolved_at = $5 WHERE id = $1",
                 )
@@ -518,8 +504,7 @@ macro_rules! thread_sql {
                 .bind(user_id)
                 .bind(now_micros())
                 .execute(&mut *conn)
-                .await
-                .map_err(internal)?;
+                .await?;
                 Self::decision_in(conn, &current.id).await
             }
         }

@@ -61,7 +61,7 @@ pub async fn skill_bundles(
                     ),
                 ));
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         };
         bundles.push(pb::SkillBundle {
             r#ref: Some(pb::SkillRef {

@@ -10,7 +10,7 @@ use anima_core::{
     DomainError, Permission, model::Event, paging::PageRequest, planning::WorkItemStatus,
     thread::DecisionState,
 };
-use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store};
+use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store, StoreResult};
 use anima_proto::convert;
 use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
 use tokio::sync::Mutex;
@@ -40,7 +40,7 @@ pub struct DashboardApi {
 async fn all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, DomainError>
 where
     F: FnMut(PageRequest) -> Fut,
-    Fut: Future<Output = Result<Page<T>, DomainError>>,
+    Fut: Future<Output = StoreResult<Page<T>>>,
 {
     let mut rows = Vec::new();
     let mut token = String::new();

@@ -454,7 +454,7 @@ impl MailWorkerApi {
                 Ok(_) if found.is_some() => return Ok(pb::RoutedWorkItemResponse { item: None }),
                 Ok(item) => found = Some(item),
                 Err(err) if err.code == anima_core::ErrorCode::NotFound => {}
-                Err(err) => return Err(err),
+                Err(err) => return Err(err.into()),
             }
         }
         match found {

@@ -142,7 +142,7 @@ impl TeamApi {
 
     async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
         let id = parse_id(id, "id")?;
-        self.store.delete_user(&id).await
+        Ok(self.store.delete_user(&id).await?)
     }
 
     async fn create_role(&self, request: pb::CreateRoleRequest) -> Result<pb::Role, DomainError> {
