@@ -3,12 +3,13 @@
 //! One trait, [`Store`], with two backends that share their SQL: PostgreSQL
 //! for production (several servers on one database) and an embedded SQLite
 //! for `anima up`. Both are exercised by one conformance suite
-//! ([`conformance`]). Every state change writes an [`Event`] row in the same
+//! (`conformance`, with the `testing` feature). Every state change writes an [`Event`] row in the same
 //! transaction as the change: the outbox that live streams read.
 //!
 //! [`Event`]: anima_core::model::Event
 
 mod backend;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 mod migrations;

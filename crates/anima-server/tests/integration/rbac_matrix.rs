@@ -2,8 +2,7 @@
 //! expectations are written out here by hand, not derived from the code
 //! under test; a change of policy must change this table too.
 
-mod common;
-
+use crate::common::{Backend, PASSWORD, RecordingProvider, TestServer, authed};
 use anima_core::{
     agent::{DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus},
     document::{DocumentType, NewDocument},
@@ -25,7 +24,6 @@ use anima_server::{
     config::ServiceToken,
     rbac::{ACCESS, Access, access_for},
 };
-use common::{Backend, PASSWORD, RecordingProvider, TestServer, authed};
 use prost_types::FieldMask;
 use tonic::Code;
 

@@ -1,17 +1,15 @@
 //! Agent sessions over gRPC and the `/mcp` endpoint driven by the `rmcp`
 //! client, on both backends. The agent provider is a test double
-//! ([`common::RecordingProvider`]) that hands the session's token to the
+//! ([`crate::common::RecordingProvider`]) that hands the session's token to the
 //! test instead of a sandbox.
-
-mod common;
 
 use std::{sync::Arc, time::Duration};
 
+use crate::common::{Backend, RecordingProvider, TestServer, authed, failure};
 use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
     dashboard_service_client::DashboardServiceClient, thread_service_client::ThreadServiceClient,
 };
-use common::{Backend, RecordingProvider, TestServer, authed, failure};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams},

@@ -1,10 +1,9 @@
 //! Threads, decisions, live streams and the dashboard over real gRPC, on
 //! both backends.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Backend, TestServer, authed, failure};
 use anima_core::{
     permission::DEFAULT_ROLES,
     planning::Actor,
@@ -18,7 +17,6 @@ use anima_server::{
     ServerConfig,
     config::{InternalService, ServiceToken},
 };
-use common::{Backend, TestServer, authed, failure};
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 

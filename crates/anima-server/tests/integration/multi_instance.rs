@@ -3,8 +3,6 @@
 //! a subscriber whose connection dies mid-stream resumes from its last
 //! event id and, between both connections, sees every message once.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
@@ -12,13 +10,13 @@ use std::{
     time::Duration,
 };
 
+use crate::common::code_and_reason;
 use anima_db::testing::TempDatabase;
 use anima_proto::v1::{
     self as pb, auth_service_client::AuthServiceClient,
     project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
     work_item_service_client::WorkItemServiceClient,
 };
-use common::code_and_reason;
 use tokio_stream::StreamExt;
 use tonic::{Request, Streaming, transport::Channel};
 

@@ -2,11 +2,9 @@
 //! every bad input of the planning issue (a clear error, nothing changed),
 //! and concurrent writers.
 
-mod common;
-
+use crate::common::{Backend, TestServer, authed, failure};
 use anima_core::workflow::{BUGFIX_WORKFLOW_ID, STANDARD_WORKFLOW_ID};
 use anima_proto::v1::{self as pb, work_item_service_client::WorkItemServiceClient};
-use common::{Backend, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;

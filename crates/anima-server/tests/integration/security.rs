@@ -1,17 +1,15 @@
 //! Attacks by signed-in users on each other and on the server, each written
 //! as the attack: it succeeded before the fix it names.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
 use anima_core::permission::DEFAULT_ROLES;
 use anima_proto::v1::{
     self as pb, dashboard_service_client::DashboardServiceClient,
     document_service_client::DocumentServiceClient, thread_service_client::ThreadServiceClient,
 };
 use anima_server::{ServerConfig, config::ProjectCreators};
-use common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
 use prost_types::FieldMask;
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};

@@ -1,8 +1,6 @@
 //! An in-process server on a loopback port, over a throw-away database, and
 //! helpers to call it as different users.
 
-#![allow(dead_code)]
-
 use std::{net::SocketAddr, sync::Arc};
 
 use anima_core::model::NewUser;

@@ -1,10 +1,9 @@
 //! Auth and Team over real gRPC, on both backends: every bad input of the
 //! foundation issue gets a clear error and changes nothing.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Backend, PASSWORD, TestServer, authed, failure};
 use anima_core::paging::PageRequest;
 use anima_proto::v1::{
     self as pb, anima_ai_service_client::AnimaAiServiceClient,
@@ -15,7 +14,6 @@ use anima_server::{
     ServerConfig,
     config::{InternalService, ServiceToken},
 };
-use common::{Backend, PASSWORD, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, Request};
 

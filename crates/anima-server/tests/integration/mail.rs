@@ -2,8 +2,7 @@
 //! mailboxes across projects, the worker's lookups and its idempotent
 //! ReceiveMail, and bad input refused with a reason and no change.
 
-mod common;
-
+use crate::common::{Backend, TestServer, authed, failure};
 use anima_core::permission::DEFAULT_ROLES;
 use anima_proto::v1::{
     self as pb, mail_worker_service_client::MailWorkerServiceClient,
@@ -13,7 +12,6 @@ use anima_server::{
     ServerConfig,
     config::{InternalService, ServiceToken},
 };
-use common::{Backend, TestServer, authed, failure};
 use prost_types::FieldMask;
 use tonic::{Code, transport::Channel};
 

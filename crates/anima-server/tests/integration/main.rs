@@ -1,0 +1,14 @@
+//! anima-server's integration tests, one binary (one link) for all: each
+//! module drives the real server over gRPC or `/mcp`, on both backends.
+
+#[macro_use]
+mod common;
+
+mod api;
+mod mail;
+mod mcp;
+mod multi_instance;
+mod planning;
+mod rbac_matrix;
+mod security;
+mod threads;
