@@ -47,7 +47,7 @@ async def call(session, tool, arguments):
     try:
         result = await session.call_tool(tool, arguments)
     except MCPError as error:
-        return None, str(error)
+        return None, f"protocol error: {error}"
     data = payload(result)
     if data is None:
         return None, result.content[0].text if result.content else "tool error"
@@ -98,6 +98,7 @@ async def tools(url, token, other_key):
 
                 denied, error = await call(session, "get_work_item", {"work_item": other_key})
                 check(denied is None and "OUT_OF_SCOPE" in error, f"reading {other_key} is refused: {error}")
+                check(not error.startswith("protocol error"), f"the refusal is a tool result the model reads: {error}")
                 denied, error = await call(session, "post_message", {"body": "hi", "work_item": other_key})
                 check(denied is None and "OUT_OF_SCOPE" in error, "posting to another work item is refused")
                 bad, error = await call(session, "get_thread", {"page_size": "lots"})

@@ -165,7 +165,7 @@ async fn call(
     let result: CallToolResult = client
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| format!("protocol error: {err}"))?;
     let text = result
         .content
         .first()
@@ -173,7 +173,7 @@ async fn call(
         .map(|text| text.text.clone())
         .unwrap_or_default();
     if result.is_error == Some(true) {
-        return Err(text);
+        return Err(format!("tool refused: {text}"));
     }
     serde_json::from_str(&text).map_err(|err| format!("not JSON ({err}): {text}"))
 }
@@ -368,6 +368,9 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
             .expect_err("out of scope");
         assert!(err.contains("OUT_OF_SCOPE"), "{err}");
         assert!(!err.contains("Secret"), "{err}");
+        // A refusal the model should read is a tool result, not a
+        // protocol error an MCP client may hide from it.
+        assert!(err.starts_with("tool refused: "), "{err}");
     }
     let err = call(
         &client,
@@ -378,7 +381,9 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
     .expect_err("out of scope");
     assert!(err.contains("OUT_OF_SCOPE"), "{err}");
 
-    // Arguments of the wrong type, size or shape.
+    // Arguments of the wrong type, size or shape: refused as the tool's
+    // answer (as the MCP spec asks, so the model can correct itself),
+    // whether the schema or the domain refuses them.
     for (tool, arguments) in [
         ("get_thread", json!({ "page_size": "many" })),
         ("get_thread", json!({ "page_size": 10_000 })),
@@ -397,7 +402,10 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
         let err = call(&client, tool, arguments.clone())
             .await
             .expect_err("bad argument");
-        assert!(!err.is_empty(), "{tool} {arguments}");
+        assert!(
+            err.starts_with("tool refused: "),
+            "{tool} {arguments}: {err}"
+        );
     }
     assert_eq!(
         setup.server.last_event_id().await,
