@@ -11,6 +11,7 @@ pub mod agent;
 pub mod capability;
 pub mod document;
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod mail;
 pub mod model;

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::Permission;
+use crate::{Permission, event::EventKind};
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
@@ -118,7 +118,7 @@ pub struct Event {
     /// Monotonic position; a reader resumes after the last one it saw.
     pub id: i64,
     /// What happened, e.g. `user.created`.
-    pub kind: String,
+    pub kind: EventKind,
     /// The project the change belongs to, if any (for RBAC filtering).
     pub project_id: Option<String>,
     /// The entity changed.

@@ -356,7 +356,7 @@ impl From<&Event> for pb::Event {
     fn from(event: &Event) -> Self {
         pb::Event {
             id: event.id,
-            kind: event.kind.clone(),
+            kind: event.kind.as_str().to_owned(),
             project_id: event.project_id.clone().unwrap_or_default(),
             entity_id: event.entity_id.clone(),
             time: timestamp(event.created_at),

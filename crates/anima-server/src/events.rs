@@ -27,7 +27,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anima_core::{DomainError, ErrorCode, Permission, error::reason, model::Event};
+use anima_core::{
+    DomainError, ErrorCode, Permission, error::reason, event::EventKind, model::Event,
+};
 use anima_db::Store;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_stream::Stream;
@@ -92,10 +94,12 @@ impl Reader {
         let Some((user_id, _)) = &self.session else {
             return false;
         };
-        match event.kind.as_str() {
-            "session.closed" | "user.updated" | "user.deleted" => event.entity_id == *user_id,
-            "role.updated" | "role.deleted" => self.needs.is_some(),
-            kind if kind.starts_with("member.") => {
+        match event.kind {
+            EventKind::LoginClosed | EventKind::UserUpdated | EventKind::UserDeleted => {
+                event.entity_id == *user_id
+            }
+            EventKind::RoleUpdated | EventKind::RoleDeleted => self.needs.is_some(),
+            EventKind::MemberAdded | EventKind::MemberRemoved => {
                 event.entity_id == *user_id
                     && self
                         .needs

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anima_core::{
     DomainError, ErrorCode, Permission,
     error::reason,
+    event::EventKind,
     id::new_id,
     model::{
         AttemptCounter, AuthSession, NewUser, Role, RoleChanges, User, UserChanges, now_micros,
@@ -49,7 +50,7 @@ macro_rules! accounts_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::USERNAME_TAKEN))?;
-                Self::record(&mut tx, "user.created", None, &id, serde_json::json!({
+                Self::record(&mut tx, EventKind::UserCreated, None, &id, serde_json::json!({
                     "username": user.username,
                 })).await?;
                 let created = Self::user_in(&mut tx, &id).await?;
@@ -147,7 +148,7 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
-                Self::record(&mut tx, "user.updated", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::UserUpdated, None, id, serde_json::json!({})).await?;
                 let updated = Self::user_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(updated)
@@ -200,7 +201,7 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
-                Self::record(&mut tx, "user.deleted", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::UserDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -274,7 +275,7 @@ macro_rules! accounts_sql {
                 .bind(session.last_used_at)
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, "session.opened", None, &session.user_id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::LoginOpened, None, &session.user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -340,7 +341,7 @@ macro_rules! accounts_sql {
                     return Ok(false);
                 };
                 let user_id: String = row.try_get("user_id")?;
-                Self::record(&mut tx, "session.closed", None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
+                Self::record(&mut tx, EventKind::LoginClosed, None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
                 self.commit(tx).await?;
                 Ok(true)
             }
@@ -356,7 +357,7 @@ macro_rules! accounts_sql {
                 .await?
                 .rows_affected();
                 if closed > 0 {
-                    Self::record(&mut tx, "session.closed", None, user_id, serde_json::json!({ "sessions": closed })).await?;
+                    Self::record(&mut tx, EventKind::LoginClosed, None, user_id, serde_json::json!({ "sessions": closed })).await?;
                 }
                 self.commit(tx).await?;
                 Ok(closed)
@@ -404,7 +405,7 @@ macro_rules! accounts_sql {
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::ROLE_NAME_TAKEN))?;
                 Self::set_permissions(&mut tx, &id, permissions).await?;
-                Self::record(&mut tx, "role.created", None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, EventKind::RoleCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let role = Self::role_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(role)
@@ -434,7 +435,7 @@ macro_rules! accounts_sql {
                         .await?;
                     Self::set_permissions(&mut tx, id, permissions).await?;
                 }
-                Self::record(&mut tx, "role.updated", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::RoleUpdated, None, id, serde_json::json!({})).await?;
                 let role = Self::role_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(role)
@@ -465,7 +466,7 @@ macro_rules! accounts_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, "role.deleted", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::RoleDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

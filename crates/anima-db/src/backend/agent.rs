@@ -11,6 +11,7 @@ use anima_core::{
     },
     capability::Capability,
     error::reason,
+    event::EventKind,
     id::new_id,
     model::now_micros,
     paging::PageRequest,
@@ -112,7 +113,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "session.started",
+                    EventKind::AgentSessionStarted,
                     Some(&project_id),
                     Some(&session.work_item_id),
                     &id,
@@ -180,7 +181,7 @@ macro_rules! agent_sql {
                 }
                 Self::record_for(
                     &mut tx,
-                    "session.status",
+                    EventKind::AgentSessionStatus,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
                     id,
@@ -198,7 +199,7 @@ macro_rules! agent_sql {
                 let revoked = Self::revoke_tokens(&mut tx, session_id).await?;
                 Self::record_for(
                     &mut tx,
-                    "session.token_revoked",
+                    EventKind::AgentSessionTokenRevoked,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
                     session_id,
@@ -258,7 +259,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "task.created",
+                    EventKind::TaskCreated,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
                     &id,
@@ -302,7 +303,7 @@ macro_rules! agent_sql {
                     .await?;
                 Self::record_for(
                     &mut tx,
-                    "task.updated",
+                    EventKind::TaskUpdated,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
                     id,
@@ -331,7 +332,7 @@ macro_rules! agent_sql {
                     .await?;
                 Self::record_for(
                     &mut tx,
-                    "session.phase",
+                    EventKind::AgentSessionPhase,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
                     id,
@@ -360,7 +361,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "session.login_issued",
+                    EventKind::AgentSessionLoginIssued,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
                     &session.id,
@@ -430,8 +431,8 @@ macro_rules! agent_sql {
                 // The audit trail marks when a shell opens and closes; the
                 // lines in between are in the record.
                 let kind = match (current.started_at, report.ended_at) {
-                    (_, Some(_)) => Some("session.login_ended"),
-                    (None, None) => Some("session.login_started"),
+                    (_, Some(_)) => Some(EventKind::AgentSessionLoginEnded),
+                    (None, None) => Some(EventKind::AgentSessionLoginStarted),
                     (Some(_), None) => None,
                 };
                 if let Some(kind) = kind {

@@ -6,6 +6,7 @@ use anima_core::{
     DomainError,
     document::{Document, DocumentHit, MAX_DOCUMENT_SIZE, NewDocument, searchable_text, snippet},
     error::reason,
+    event::EventKind,
     id::new_id,
     model::now_micros,
     paging::PageRequest,
@@ -224,7 +225,7 @@ macro_rules! document_sql {
                 .await?;
                 Self::record_for(
                     conn,
-                    "document.created",
+                    EventKind::DocumentCreated,
                     Some(&created.project_id),
                     created.work_item_id.as_deref(),
                     &created.id,
@@ -255,7 +256,7 @@ macro_rules! document_sql {
                 .await?;
                 Self::record_for(
                     conn,
-                    "document.deleted",
+                    EventKind::DocumentDeleted,
                     Some(&document.project_id),
                     document.work_item_id.as_deref(),
                     &document.id,

@@ -7,6 +7,7 @@ use anima_core::{
     DomainError,
     document::{DocumentType, NewDocument},
     error::reason,
+    event::EventKind,
     id::new_id,
     mail::{
         InboundRecord, InboundState, MailContent, Mailbox, MailboxChanges, MailboxState,
@@ -156,7 +157,7 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let updated = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.updated", &updated).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &updated).await?;
                 self.commit(tx).await?;
                 Ok(updated)
             }
@@ -166,7 +167,7 @@ macro_rules! mail_sql {
                 require_active(&Self::mailbox_in(&mut tx, id).await?)?;
                 Self::add_projects(&mut tx, id, project_ids).await?;
                 let linked = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.updated", &linked).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &linked).await?;
                 self.commit(tx).await?;
                 Ok(linked)
             }
@@ -189,7 +190,7 @@ macro_rules! mail_sql {
                         .await?;
                 }
                 let unlinked = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.updated", &unlinked).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &unlinked).await?;
                 self.commit(tx).await?;
                 Ok(unlinked)
             }
@@ -203,7 +204,7 @@ macro_rules! mail_sql {
                 }
                 Self::set_dropping(&mut tx, id).await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxDropping, &dropping).await?;
                 self.commit(tx).await?;
                 Ok(dropping)
             }
@@ -236,7 +237,7 @@ macro_rules! mail_sql {
                 .execute(&mut *tx)
                 .await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.dropping", &dropping).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxDropping, &dropping).await?;
                 self.commit(tx).await?;
                 Ok(new)
             }
@@ -260,7 +261,7 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let refused = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.refused", &refused).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxRefused, &refused).await?;
                 self.commit(tx).await?;
                 Ok(refused)
             }
@@ -299,7 +300,7 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let adopted = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, "mailbox.adopted", &adopted).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxAdopted, &adopted).await?;
                 self.commit(tx).await?;
                 Ok(adopted)
             }
@@ -317,7 +318,7 @@ macro_rules! mail_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record_mailbox(&mut tx, "mailbox.removed", &mailbox).await?;
+                Self::record_mailbox(&mut tx, EventKind::MailboxRemoved, &mailbox).await?;
                 self.commit(tx).await
             }
 
@@ -426,7 +427,7 @@ macro_rules! mail_sql {
                         let project = project_id.as_deref().or(mailbox.project_ids.first().map(String::as_str));
                         Self::record_for(
                             &mut tx,
-                            "mail.received",
+                            EventKind::MailReceived,
                             project,
                             mail.work_item_id.as_deref(),
                             &id,
@@ -491,7 +492,7 @@ macro_rules! mail_sql {
                 }
                 Self::record_for(
                     &mut tx,
-                    "mail.dismissed",
+                    EventKind::MailDismissed,
                     mailbox.project_ids.first().map(String::as_str),
                     record.work_item_id.as_deref(),
                     id,
@@ -681,7 +682,7 @@ macro_rules! mail_sql {
                 let message = Self::message_in(conn, message_id).await?;
                 Self::record_for(
                     conn,
-                    "message.delivery",
+                    EventKind::MessageDelivery,
                     Some(&message.project_id),
                     Some(&message.work_item_id),
                     &message.id,
@@ -714,7 +715,7 @@ macro_rules! mail_sql {
                 .map_err(|err| StoreError::conflict(err, reason::MAILBOX_EXISTS))?;
                 Self::add_projects(conn, &id, &mailbox.project_ids).await?;
                 let created = Self::mailbox_in(conn, &id).await?;
-                Self::record_mailbox(conn, "mailbox.created", &created).await?;
+                Self::record_mailbox(conn, EventKind::MailboxCreated, &created).await?;
                 Ok(created)
             }
 
@@ -752,7 +753,7 @@ macro_rules! mail_sql {
             /// dashboard sees it.
             async fn record_mailbox(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                kind: &str,
+                kind: EventKind,
                 mailbox: &Mailbox,
             ) -> StoreResult<()> {
                 let payload = json!({

@@ -22,6 +22,7 @@ use std::{
 use anima_core::{
     DomainError, Permission,
     error::reason,
+    event::EventKind,
     model::{Event, Role, User, now_micros},
 };
 use async_trait::async_trait;
@@ -124,9 +125,10 @@ macro_rules! common_sql {
         }
         impl $store {
             fn event_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Event> {
+                let kind: String = row.try_get("kind")?;
                 Ok(Event {
                     id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
+                    kind: planning::stored(&kind)?,
                     project_id: row.try_get("project_id")?,
                     entity_id: row.try_get("entity_id")?,
                     work_item_id: row.try_get("work_item_id")?,
@@ -138,7 +140,7 @@ macro_rules! common_sql {
             /// Writes the outbox row of a change inside its transaction.
             async fn record(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                kind: &str,
+                kind: EventKind,
                 project_id: Option<&str>,
                 entity_id: &str,
                 payload: serde_json::Value,
@@ -161,7 +163,7 @@ macro_rules! common_sql {
             /// Writes the outbox row of a change that concerns a work item.
             async fn record_for(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                kind: &str,
+                kind: EventKind,
                 project_id: Option<&str>,
                 work_item_id: Option<&str>,
                 entity_id: &str,
@@ -169,7 +171,7 @@ macro_rules! common_sql {
             ) -> StoreResult<()> {
                 Self::advisory_lock(&mut *conn, OUTBOX_LOCK_KEY).await?;
                 sqlx::query(Self::INSERT_EVENT)
-                    .bind(kind)
+                    .bind(kind.as_str())
                     .bind(project_id)
                     .bind(entity_id)
                     .bind(work_item_id)

@@ -13,6 +13,7 @@ use anima_core::{
     DomainError, Permission,
     capability::Capability,
     error::reason,
+    event::EventKind,
     id::new_id,
     model::now_micros,
     paging::PageRequest,
@@ -164,7 +165,7 @@ macro_rules! planning_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, "project.created", Some(&id), &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, EventKind::ProjectCreated, Some(&id), &id, serde_json::json!({ "name": name })).await?;
                 let project = Self::project_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(project)
@@ -204,7 +205,7 @@ macro_rules! planning_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, "project.updated", Some(id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::ProjectUpdated, Some(id), id, serde_json::json!({})).await?;
                 let project = Self::project_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(project)
@@ -218,7 +219,7 @@ macro_rules! planning_sql {
                         .bind(now_micros())
                         .execute(&mut *tx)
                         .await?;
-                    Self::record(&mut tx, "project.archived", Some(id), id, serde_json::json!({})).await?;
+                    Self::record(&mut tx, EventKind::ProjectArchived, Some(id), id, serde_json::json!({})).await?;
                 }
                 let project = Self::project_in(&mut tx, id).await?;
                 self.commit(tx).await?;
@@ -270,7 +271,7 @@ macro_rules! planning_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, "member.added", Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
+                Self::record(&mut tx, EventKind::MemberAdded, Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id)
                     .await?
                     .ok_or_else(|| DomainError::internal("binding vanished inside its transaction"))?;
@@ -299,7 +300,7 @@ macro_rules! planning_sql {
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, "member.removed", Some(project_id), user_id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::MemberRemoved, Some(project_id), user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -327,7 +328,7 @@ macro_rules! planning_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
-                Self::record(&mut tx, "plan.created", Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
+                Self::record(&mut tx, EventKind::PlanCreated, Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
                 let created = Self::plan_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(created)
@@ -380,7 +381,7 @@ macro_rules! planning_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
-                Self::record(&mut tx, "plan.updated", Some(&project_id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::PlanUpdated, Some(&project_id), id, serde_json::json!({})).await?;
                 let plan = Self::plan_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(plan)
@@ -394,7 +395,7 @@ macro_rules! planning_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, "plan.deleted", Some(&project_id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::PlanDeleted, Some(&project_id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -471,7 +472,7 @@ macro_rules! planning_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "work_item.created",
+                    EventKind::WorkItemCreated,
                     Some(&item.project_id),
                     Some(&id),
                     &id,
@@ -626,7 +627,7 @@ macro_rules! planning_sql {
                     )
                     .await?;
                 }
-                Self::record_for(&mut tx, "work_item.updated", Some(&project_id), Some(id), id, serde_json::json!({
+                Self::record_for(&mut tx, EventKind::WorkItemUpdated, Some(&project_id), Some(id), id, serde_json::json!({
                     "key": current.key.to_string(),
                 })).await?;
                 let updated = Self::work_item_in(&mut tx, id).await?;
@@ -642,7 +643,7 @@ macro_rules! planning_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, "work_item.deleted", Some(&project_id), Some(id), id, serde_json::json!({})).await?;
+                Self::record_for(&mut tx, EventKind::WorkItemDeleted, Some(&project_id), Some(id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -712,7 +713,7 @@ macro_rules! planning_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, "work_item.reverted", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, EventKind::WorkItemReverted, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "key": current.key.to_string(),
                     "revision": target.number,
                 })).await?;
@@ -731,7 +732,7 @@ macro_rules! planning_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, "work_item.capabilities_changed", Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, EventKind::WorkItemCapabilitiesChanged, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "count": capabilities.len(),
                 })).await?;
                 self.commit(tx).await?;
@@ -772,7 +773,7 @@ macro_rules! planning_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
-                Self::record(&mut tx, "workflow.created", None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, EventKind::WorkflowCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let workflow = Self::workflow_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
@@ -809,7 +810,7 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
-                Self::record(&mut tx, "workflow.updated", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::WorkflowUpdated, None, id, serde_json::json!({})).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
@@ -841,7 +842,7 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_IN_USE))?;
-                Self::record(&mut tx, "workflow.deleted", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::WorkflowDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -879,7 +880,7 @@ macro_rules! planning_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
-                Self::record(&mut tx, "akh.created", None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, EventKind::AkhCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let akh = Self::akh_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
@@ -897,7 +898,7 @@ macro_rules! planning_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
-                Self::record(&mut tx, "akh.updated", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::AkhUpdated, None, id, serde_json::json!({})).await?;
                 let akh = Self::akh_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
@@ -910,7 +911,7 @@ macro_rules! planning_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, "akh.deleted", None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, EventKind::AkhDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

@@ -4,6 +4,7 @@
 use anima_core::{
     DomainError,
     error::reason,
+    event::EventKind,
     model::now_micros,
     paging::PageRequest,
     skill::{NewSkill, Skill, SkillFile},
@@ -70,7 +71,7 @@ macro_rules! skill_sql {
                 }
                 Self::record_for(
                     &mut tx,
-                    "skill.published",
+                    EventKind::SkillPublished,
                     None,
                     None,
                     &format!("{}@{}", skill.name, skill.version),

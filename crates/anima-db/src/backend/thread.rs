@@ -5,6 +5,7 @@
 use anima_core::{
     DomainError,
     error::reason,
+    event::EventKind,
     id::new_id,
     model::{Event, now_micros},
     paging::PageRequest,
@@ -145,7 +146,7 @@ macro_rules! thread_sql {
                 let created = Self::decision_in(&mut tx, &id).await?;
                 Self::record_for(
                     &mut tx,
-                    "decision.requested",
+                    EventKind::DecisionRequested,
                     Some(&project_id),
                     Some(&decision.work_item_id),
                     &id,
@@ -207,7 +208,7 @@ macro_rules! thread_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "decision.resolved",
+                    EventKind::DecisionResolved,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
                     id,
@@ -242,7 +243,7 @@ macro_rules! thread_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
-                    "decision.cancelled",
+                    EventKind::DecisionCancelled,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
                     id,
@@ -361,7 +362,7 @@ macro_rules! thread_sql {
                 }
                 Self::record_for(
                     conn,
-                    "message.posted",
+                    EventKind::MessagePosted,
                     Some(project_id),
                     Some(&posted.work_item_id),
                     &posted.id,

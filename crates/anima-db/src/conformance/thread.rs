@@ -75,7 +75,7 @@ pub async fn thread_messages_and_mail_queue(store: &dyn Store) {
     assert!(
         events
             .iter()
-            .all(|e| e.kind == "message.posted"
+            .all(|e| e.kind == anima_core::event::EventKind::MessagePosted
                 && e.work_item_id.as_deref() == Some(item.id.as_str()))
     );
     let carried: Message = serde_json::from_str(&events[0].payload).expect("payload");

@@ -10,6 +10,7 @@ use anima_core::{
         MAX_TASK_NOTE_CHARS, NewSession, NewSessionLogin, SessionStatus, Task,
     },
     error::reason,
+    event::Subject,
     id::parse_id,
     model::Event,
     paging::PageRequest,
@@ -636,12 +637,12 @@ impl AgentSessionApi {
 
 /// Whether an event is about a session or one of its tasks.
 fn concerns_session(event: &Event, session_id: &str) -> bool {
-    if event.kind.starts_with("session.") {
-        return event.entity_id == session_id;
+    match event.kind.subject() {
+        Subject::AgentSession => event.entity_id == session_id,
+        Subject::Task => serde_json::from_str::<serde_json::Value>(&event.payload)
+            .is_ok_and(|payload| payload["session_id"] == session_id),
+        _ => false,
     }
-    event.kind.starts_with("task.")
-        && serde_json::from_str::<serde_json::Value>(&event.payload)
-            .is_ok_and(|payload| payload["session_id"] == session_id)
 }
 
 /// A stream item on the wire, with the session or task as it is now.
@@ -653,7 +654,7 @@ async fn session_event(
     Ok(match item {
         StreamItem::Event(event) => pb::SessionStatusEvent {
             event_id: event.id,
-            kind: Some(if event.kind.starts_with("task.") {
+            kind: Some(if event.kind.subject() == Subject::Task {
                 Kind::Task(pb::Task::from(store.get_task(&event.entity_id).await?))
             } else {
                 Kind::Session(pb::AgentSession::from(

@@ -7,8 +7,8 @@ use std::{
 };
 
 use anima_core::{
-    DomainError, Permission, model::Event, paging::PageRequest, planning::WorkItemStatus,
-    thread::DecisionState,
+    DomainError, Permission, event::Subject, model::Event, paging::PageRequest,
+    planning::WorkItemStatus, thread::DecisionState,
 };
 use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store, StoreResult};
 use anima_proto::convert;
@@ -224,7 +224,7 @@ impl DashboardApi {
             let access = access.clone();
             async move {
                 // A role edit may change what any project grants.
-                if event.kind.starts_with("role.") {
+                if event.kind.subject() == Subject::Role {
                     access.lock().await.clear();
                 }
                 let Some(project_id) = event.project_id.clone() else {
@@ -234,7 +234,7 @@ impl DashboardApi {
                     return Ok(true);
                 };
                 let mut access = access.lock().await;
-                if event.kind.starts_with("member.") && event.entity_id == reader {
+                if event.kind.subject() == Subject::Member && event.entity_id == reader {
                     access.remove(&project_id);
                 }
                 if let Some((allowed, _)) = access.get(&project_id) {
@@ -284,7 +284,7 @@ impl DashboardApi {
 /// something was posted, not what).
 fn dashboard_event(event: &Event, reads_threads: bool) -> pb::Event {
     let mut shown = pb::Event::from(event);
-    if !reads_threads && event.kind.starts_with("message.") {
+    if !reads_threads && event.kind.subject() == Subject::Message {
         shown.payload_json = "{}".into();
     }
     shown

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anima_core::{
     DomainError, ErrorCode, Permission,
     error::reason,
+    event::EventKind,
     id::parse_id,
     paging::PageRequest,
     planning::{DescriptionEdit, RevisionCause, WorkItemChanges},
@@ -495,7 +496,7 @@ fn thread_event(item: StreamItem) -> pb::ThreadEvent {
     use pb::thread_event::Kind;
     match item {
         StreamItem::Event(event) => {
-            let message = (event.kind == "message.posted")
+            let message = (event.kind == EventKind::MessagePosted)
                 .then(|| serde_json::from_str::<Message>(&event.payload).ok())
                 .flatten();
             pb::ThreadEvent {
