@@ -122,6 +122,37 @@ pub fn require_covers(held: &[Permission], role: &[Permission]) -> Result<(), Do
     ))
 }
 
+/// The server keeps an active administrator: a change that would leave
+/// `active_admins` (counted inside the change's transaction, under the
+/// admins lock) at zero is refused (`LAST_ADMIN`).
+pub fn keep_an_admin(active_admins: i64) -> Result<(), DomainError> {
+    if active_admins > 0 {
+        return Ok(());
+    }
+    Err(DomainError::failed_precondition(
+        reason::LAST_ADMIN,
+        "this is the last active administrator; make another one first",
+    ))
+}
+
+/// A project keeps an Owner: the Owner role cannot be taken from one of
+/// `owners` when they are the only one (`LAST_OWNER`). `project` names
+/// the project when the caller did not (deleting a user).
+pub fn keep_an_owner(owners: i64, project: Option<&str>) -> Result<(), DomainError> {
+    if owners > 1 {
+        return Ok(());
+    }
+    Err(DomainError::failed_precondition(
+        reason::LAST_OWNER,
+        match project {
+            Some(project) => format!(
+                "the user is the last Owner of project {project:?}; make someone else Owner first"
+            ),
+            None => "this is the project's last Owner; make someone else Owner first".to_owned(),
+        },
+    ))
+}
+
 /// A role the database is seeded with; built-in roles are read-only.
 #[derive(Debug, Clone, Copy)]
 pub struct RoleTemplate {
@@ -276,5 +307,18 @@ mod tests {
         let err = require_covers(admin, owner).expect_err("Admin makes an Owner");
         assert_eq!(err.reason, reason::ROLE_ESCALATION);
         assert!(err.message.contains("project.archive"), "{}", err.message);
+    }
+
+    #[test]
+    fn the_server_keeps_an_admin_and_a_project_an_owner() {
+        assert!(keep_an_admin(1).is_ok());
+        assert_eq!(
+            keep_an_admin(0).map_err(|e| e.reason),
+            Err(reason::LAST_ADMIN)
+        );
+        assert!(keep_an_owner(2, None).is_ok());
+        let last = keep_an_owner(1, Some("Apollo")).expect_err("last owner");
+        assert_eq!(last.reason, reason::LAST_OWNER);
+        assert!(last.message.contains("\"Apollo\""), "{}", last.message);
     }
 }

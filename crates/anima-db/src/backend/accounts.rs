@@ -11,7 +11,7 @@ use anima_core::{
         AttemptCounter, AuthSession, NewUser, Role, RoleChanges, User, UserChanges, now_micros,
     },
     paging::PageRequest,
-    permission::DEFAULT_ROLES,
+    permission::{DEFAULT_ROLES, keep_an_admin, keep_an_owner},
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -189,10 +189,7 @@ macro_rules! accounts_sql {
                 .transpose()
                 ?;
                 if let Some(project) = orphaned {
-                    return Err(DomainError::failed_precondition(
-                        reason::LAST_OWNER,
-                        format!("the user is the last Owner of project {project:?}; make someone else Owner first"),
-                    ).into());
+                    keep_an_owner(1, Some(&project))?;
                 }
                 sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
@@ -480,13 +477,7 @@ macro_rules! accounts_sql {
                     .await
                     .and_then(|row| row.try_get("n"))
                     ?;
-                if admins == 0 {
-                    return Err(DomainError::failed_precondition(
-                        reason::LAST_ADMIN,
-                        "this is the last active administrator; make another one first",
-                    ).into());
-                }
-                Ok(())
+                Ok(keep_an_admin(admins)?)
             }
 
             pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<User> {

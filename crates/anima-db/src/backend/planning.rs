@@ -17,7 +17,7 @@ use anima_core::{
     id::new_id,
     model::now_micros,
     paging::PageRequest,
-    permission::{DEFAULT_ROLES, require_covers},
+    permission::{DEFAULT_ROLES, keep_an_owner, require_covers},
     planning::{
         Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, PhaseProgress,
         Plan, PlanChanges, PlanProgress, Project, ProjectChanges, ProjectStats, ProjectStatus,
@@ -1070,13 +1070,7 @@ macro_rules! planning_sql {
                 .await
                 .and_then(|row| row.try_get("n"))
                 ?;
-                if owners <= 1 {
-                    return Err(DomainError::failed_precondition(
-                        reason::LAST_OWNER,
-                        "this is the project's last Owner; make someone else Owner first",
-                    ).into());
-                }
-                Ok(())
+                Ok(keep_an_owner(owners, None)?)
             }
 
             async fn plan_project(
