@@ -21,8 +21,8 @@ pub mod sandbox;
 
 use audit::AuditSink;
 use login::{LoginOptions, Logins};
-use provider::{LocalProvider, Running};
-use sandbox::{Limits, LocalSandboxes};
+use provider::LocalProvider;
+use sandbox::{Limits, LocalSandboxes, Running};
 
 /// How a local provider runs.
 pub struct AgentOptions {

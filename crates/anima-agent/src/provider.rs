@@ -9,7 +9,7 @@
 //! the egress proxy (`HTTP_PROXY`). Login credentials come from
 //! [`Logins`] when it runs.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anima_proto::{
@@ -17,16 +17,12 @@ use anima_proto::{
     v1::{self as pb, agent_provider_service_server::AgentProviderService},
 };
 use serde_json::json;
-use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 use crate::{
     login::Logins,
-    sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Sandbox, SandboxSpec, relative},
+    sandbox::{FORWARD_SOCKET, Limits, LocalSandboxes, Running, SandboxSpec, relative},
 };
-
-/// The provider's sandboxes by VM id, shared with its SSH server.
-pub type Running = Arc<Mutex<HashMap<String, Sandbox>>>;
 
 /// Where the MCP client configuration appears inside the sandbox.
 pub const MCP_CONFIG: &str = "/run/anima/mcp.json";

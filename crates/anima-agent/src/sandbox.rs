@@ -550,6 +550,9 @@ fn deploy_skills(anima: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()
     Ok(())
 }
 
+/// The provider's sandboxes by VM id, shared with its SSH server.
+pub type Running = Arc<tokio::sync::Mutex<std::collections::HashMap<String, Sandbox>>>;
+
 /// `name` as a path that stays inside the directory it is joined to.
 pub(crate) fn relative(name: &str) -> anyhow::Result<&Path> {
     anima_core::path::contained(name)

@@ -6,8 +6,8 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anima_agent::{
-    provider::{LocalProvider, Running},
-    sandbox::{DEFAULT_USER, Limits, LocalSandboxes},
+    provider::LocalProvider,
+    sandbox::{DEFAULT_USER, Limits, LocalSandboxes, Running},
 };
 use anima_proto::v1::{self as pb, agent_provider_service_server::AgentProviderService};
 use tonic::Request;
