@@ -11,6 +11,7 @@ pub mod akh;
 pub mod auth;
 pub mod dashboard;
 pub mod document;
+pub mod mail_worker;
 pub mod mailbox;
 pub mod plan;
 pub mod project;
