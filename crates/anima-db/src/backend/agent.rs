@@ -547,12 +547,8 @@ macro_rules! agent_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<SessionLogin> {
-                let row = sqlx::query(concat!(login_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| login_not_found(id))?;
-                Self::login_row(&row)
+                let sql = concat!(login_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::login_row, || login_not_found(id)).await
             }
 
             /// Marks a session's live tokens revoked; returns how many.
@@ -596,12 +592,8 @@ macro_rules! agent_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<AgentSession> {
-                let row = sqlx::query(concat!(session_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| session_not_found(id))?;
-                Self::session_row(&row)
+                let sql = concat!(session_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::session_row, || session_not_found(id)).await
             }
 
             /// The session, with its project locked for writing, if it has
@@ -637,12 +629,8 @@ macro_rules! agent_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Task> {
-                let row = sqlx::query(concat!(task_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| task_not_found(id))?;
-                Self::task_row(&row)
+                let sql = concat!(task_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::task_row, || task_not_found(id)).await
             }
         }
     };

@@ -269,12 +269,8 @@ macro_rules! document_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Document> {
-                let row = sqlx::query(concat!(document_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| document_not_found(id))?;
-                Self::document_row(&row)
+                let sql = concat!(document_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::document_row, || document_not_found(id)).await
             }
 
             fn document_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Document> {

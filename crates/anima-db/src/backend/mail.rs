@@ -844,12 +844,8 @@ macro_rules! mail_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<InboundRecord> {
-                let row = sqlx::query(concat!(inbound_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| inbound_not_found(id))?;
-                Self::inbound_row(&row)
+                let sql = concat!(inbound_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::inbound_row, || inbound_not_found(id)).await
             }
 
             async fn inbound_by_key(

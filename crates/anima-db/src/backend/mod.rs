@@ -137,6 +137,23 @@ macro_rules! common_sql {
                 })
             }
 
+            /// The one row `sql` selects by `id` (its only parameter), read
+            /// by `read`; `missing` when there is none.
+            async fn one_by_id<T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &'static str,
+                id: &str,
+                read: fn(&<$db as sqlx::Database>::Row) -> StoreResult<T>,
+                missing: impl FnOnce() -> DomainError,
+            ) -> StoreResult<T> {
+                let row = sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(missing)?;
+                read(&row)
+            }
+
             /// Writes the outbox row of a change inside its transaction.
             async fn record(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -195,15 +212,9 @@ macro_rules! common_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<User> {
-                let row = sqlx::query(
-                    "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
-                     created_at, updated_at FROM users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| user_not_found(id))?;
-                Self::user_row(&row)
+                let sql = "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
+                     created_at, updated_at FROM users WHERE id = $1";
+                Self::one_by_id(conn, sql, id, Self::user_row, || user_not_found(id)).await
             }
 
             async fn role_in(

@@ -1003,12 +1003,8 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Project> {
-                let row = sqlx::query(concat!(project_select!(), " WHERE p.id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| project_not_found(id))?;
-                Self::project_row(&row)
+                let sql = concat!(project_select!(), " WHERE p.id = $1");
+                Self::one_by_id(conn, sql, id, Self::project_row, || project_not_found(id)).await
             }
 
             fn member_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Member> {
@@ -1187,12 +1183,8 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<WorkItem> {
-                let row = sqlx::query(concat!(work_item_select!(), " WHERE w.id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
-                Self::work_item_row(&row)
+                let sql = concat!(work_item_select!(), " WHERE w.id = $1");
+                Self::one_by_id(conn, sql, id, Self::work_item_row, || work_item_not_found(&format!("with id {id}"))).await
             }
 
             /// Appends a revision and makes it the item's current one.
@@ -1264,15 +1256,11 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Workflow> {
-                let row = sqlx::query(concat!(
+                let sql = concat!(
                     "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
                     " WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| workflow_not_found(id))?;
-                Self::workflow_row(&row)
+                );
+                Self::one_by_id(conn, sql, id, Self::workflow_row, || workflow_not_found(id)).await
             }
 
             fn akh_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Akh> {
@@ -1290,15 +1278,11 @@ macro_rules! planning_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Akh> {
-                let row = sqlx::query(concat!(
+                let sql = concat!(
                     "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
                     " WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| akh_not_found(id))?;
-                Self::akh_row(&row)
+                );
+                Self::one_by_id(conn, sql, id, Self::akh_row, || akh_not_found(id)).await
             }
 
             /// Makes the built-in workflows match this build's definitions.

@@ -77,12 +77,7 @@ macro_rules! thread_sql {
             }
 
             async fn get_message(&self, id: &str) -> StoreResult<Message> {
-                let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| message_not_found(id))?;
-                Self::message_row(&row)
+                Self::message_in(&mut *self.pool.acquire().await?, id).await
             }
 
             async fn list_messages(&self, work_item_id: &str, page: ThreadPage, limit: i64) -> StoreResult<Vec<Message>> {
@@ -377,12 +372,8 @@ macro_rules! thread_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Message> {
-                let row = sqlx::query(concat!(message_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| message_not_found(id))?;
-                Self::message_row(&row)
+                let sql = concat!(message_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::message_row, || message_not_found(id)).await
             }
 
             /// Notes an email message's Message-ID (replies find the thread
@@ -463,12 +454,8 @@ macro_rules! thread_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Decision> {
-                let row = sqlx::query(concat!(decision_select!(), " WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| decision_not_found(id))?;
-                Self::decision_row(&row)
+                let sql = concat!(decision_select!(), " WHERE id = $1");
+                Self::one_by_id(conn, sql, id, Self::decision_row, || decision_not_found(id)).await
             }
 
             /// The decision, with its project locked, if it is still open.
