@@ -74,7 +74,11 @@ pub struct Credentials {
 #[async_trait]
 pub trait Store:
     AccountStore
-    + PlanningStore
+    + ProjectStore
+    + PlanStore
+    + WorkItemStore
+    + WorkflowStore
+    + AkhStore
     + ThreadStore
     + AgentStore
     + MailStore
@@ -181,7 +185,7 @@ pub trait AccountStore: Send + Sync {
     async fn delete_role(&self, id: &str) -> StoreResult<()>;
 }
 
-/// Which projects [`PlanningStore::list_projects`] returns.
+/// Which projects [`ProjectStore::list_projects`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectFilter {
     /// Only projects this user is a member of; `None` for all (services).
@@ -190,7 +194,7 @@ pub struct ProjectFilter {
     pub status: Option<ProjectStatus>,
 }
 
-/// Which work items [`PlanningStore::list_work_items`] returns.
+/// Which work items [`WorkItemStore::list_work_items`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct WorkItemFilter {
     /// Only items of this plan.
@@ -199,12 +203,10 @@ pub struct WorkItemFilter {
     pub status: Option<WorkItemStatus>,
 }
 
-/// Projects and their members, plans, work items with their description
-/// history and capabilities, and the global catalogues of workflows and
-/// Akhs. Writes into an archived project fail with
+/// Projects and their members. Writes into an archived project fail with
 /// `FAILED_PRECONDITION`/`PROJECT_ARCHIVED`.
 #[async_trait]
-pub trait PlanningStore: Send + Sync {
+pub trait ProjectStore: Send + Sync {
     /// Creates a project and makes `owner_id` its Owner.
     async fn create_project(
         &self,
@@ -224,7 +226,6 @@ pub trait PlanningStore: Send + Sync {
     async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project>;
     /// Makes a project read-only; archiving an archived project is a no-op.
     async fn archive_project(&self, id: &str) -> StoreResult<Project>;
-
     /// Members of a project by user id.
     async fn list_members(&self, project_id: &str, page: &PageRequest)
     -> StoreResult<Page<Member>>;
@@ -255,7 +256,11 @@ pub trait PlanningStore: Send + Sync {
         user_id: &str,
         project_id: &str,
     ) -> StoreResult<Vec<Permission>>;
+}
 
+/// Plans; their progress is computed from their work items on every read.
+#[async_trait]
+pub trait PlanStore: Send + Sync {
     /// Creates a plan.
     async fn create_plan(&self, plan: NewPlan) -> StoreResult<Plan>;
     /// A plan with its derived progress.
@@ -266,7 +271,11 @@ pub trait PlanningStore: Send + Sync {
     async fn update_plan(&self, id: &str, changes: PlanChanges) -> StoreResult<Plan>;
     /// Deletes a plan; its work items stay, detached from it.
     async fn delete_plan(&self, id: &str) -> StoreResult<()>;
+}
 
+/// Work items with their description history and capabilities.
+#[async_trait]
+pub trait WorkItemStore: Send + Sync {
     /// Creates a work item with the next free key of its project and its
     /// first description revision.
     async fn create_work_item(&self, item: NewWorkItem) -> StoreResult<WorkItem>;
@@ -322,7 +331,11 @@ pub trait PlanningStore: Send + Sync {
         work_item_id: &str,
         capabilities: Vec<Capability>,
     ) -> StoreResult<Vec<Capability>>;
+}
 
+/// Workflows: the built-in ones are read-only.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
     /// Workflows, built-ins first, then custom ones in creation order.
     async fn list_workflows(&self, page: &PageRequest) -> StoreResult<Page<Workflow>>;
     /// A workflow by id.
@@ -339,7 +352,11 @@ pub trait PlanningStore: Send + Sync {
     async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> StoreResult<Workflow>;
     /// Deletes a custom workflow no plan or work item uses.
     async fn delete_workflow(&self, id: &str) -> StoreResult<()>;
+}
 
+/// Akhs, the personas AI contributions speak as.
+#[async_trait]
+pub trait AkhStore: Send + Sync {
     /// Akhs in creation order.
     async fn list_akhs(&self, page: &PageRequest) -> StoreResult<Page<Akh>>;
     /// An Akh by id.
