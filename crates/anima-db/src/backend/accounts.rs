@@ -16,7 +16,7 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, user_not_found};
+use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, page_of, user_not_found};
 use crate::{AccountStore, Credentials, Page, StoreError, StoreResult};
 
 fn parse_preferences(json: &str) -> BTreeMap<String, String> {
@@ -94,9 +94,7 @@ macro_rules! accounts_sql {
                 .bind(visible_to)
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::user_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |user| user.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::user_row, page, |user| user.id.clone())
             }
 
             async fn share_a_project(&self, a: &str, b: &str) -> StoreResult<bool> {

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore,
+    PostgresStore, SqliteStore, page_of,
     planning::{stored, stored_json, to_json},
 };
 use crate::{AgentStore, Page, SessionChange, SessionFilter, StoreResult, TokenState};
@@ -144,9 +144,7 @@ macro_rules! agent_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::session_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |session| session.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::session_row, page, |session| session.id.clone())
             }
 
             async fn set_agent_session_status(
@@ -285,9 +283,7 @@ macro_rules! agent_sql {
                     .bind(page.fetch_limit())
                     .fetch_all(&mut *conn)
                     .await?;
-                let mut items = rows.iter().map(Self::task_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |task| task.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::task_row, page, |task| task.id.clone())
             }
 
             async fn update_task_status(&self, id: &str, status: TaskStatus, note: &str) -> StoreResult<Task> {
@@ -475,9 +471,7 @@ macro_rules! agent_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut items = rows.iter().map(Self::login_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |login| login.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::login_row, page, |login| login.id.clone())
             }
         }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore,
+    PostgresStore, SqliteStore, page_of,
     planning::{stored, stored_json, to_json},
 };
 use crate::{DocumentFilter, DocumentStore, Page, StoreError, StoreResult};
@@ -103,9 +103,7 @@ macro_rules! document_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::document_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |document| document.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::document_row, page, |document| document.id.clone())
             }
 
             async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()> {

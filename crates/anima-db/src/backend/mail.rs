@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore,
+    PostgresStore, SqliteStore, page_of,
     planning::{stored, stored_json, to_json},
 };
 use crate::{InboundFilter, MailStore, MailboxFilter, Page, StoreError, StoreResult};
@@ -525,9 +525,7 @@ macro_rules! mail_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::inbound_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |record| record.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::inbound_row, page, |record| record.id.clone())
             }
 
             async fn thread_of_mail(&self, mailbox_id: &str, message_ids: &[String]) -> StoreResult<Option<String>> {

@@ -24,6 +24,7 @@ use anima_core::{
     error::reason,
     event::EventKind,
     model::{Event, Role, User, now_micros},
+    paging::PageRequest,
 };
 use async_trait::async_trait;
 use sqlx::{
@@ -34,7 +35,7 @@ use sqlx::{
 
 use tokio::sync::watch;
 
-use crate::{Store, StoreError, StoreResult, migrations};
+use crate::{Page, Store, StoreError, StoreResult, migrations};
 
 /// How long to wait for a pooled connection before reporting the database
 /// unavailable, instead of hanging a request.
@@ -51,6 +52,23 @@ const ADMINS_LOCK_KEY: i64 = 0x616e_696d_615f_6164;
 /// PostgreSQL channel on which writers announce new events to the other
 /// server instances.
 const EVENTS_CHANNEL: &str = "anima_events";
+
+/// One page of a list from the rows its query fetched (one more than the
+/// page holds when more follow), each read by `read`, with the token of
+/// the next page taken from the last row's `key`.
+fn page_of<R, T>(
+    rows: &[R],
+    read: impl Fn(&R) -> StoreResult<T>,
+    page: &PageRequest,
+    key: impl Fn(&T) -> String,
+) -> StoreResult<Page<T>> {
+    let mut items = rows.iter().map(read).collect::<StoreResult<Vec<_>>>()?;
+    let next_page_token = page.finish(&mut items, key);
+    Ok(Page {
+        items,
+        next_page_token,
+    })
+}
 
 fn user_not_found(id: &str) -> DomainError {
     DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))

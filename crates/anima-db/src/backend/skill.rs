@@ -12,7 +12,7 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore};
+use super::{PostgresStore, SqliteStore, page_of};
 use crate::{Page, SkillStore, StoreError, StoreResult};
 
 fn skill_not_found(name: &str, version: &str) -> DomainError {
@@ -105,9 +105,7 @@ macro_rules! skill_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::skill_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, page_key);
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::skill_row, page, page_key)
             }
         }
 

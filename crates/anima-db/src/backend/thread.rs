@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore,
+    PostgresStore, SqliteStore, page_of,
     planning::{stored, stored_json, to_json},
 };
 use crate::{DecisionFilter, Page, StoreResult, ThreadPage, ThreadStore, WorkItemCount};
@@ -176,9 +176,7 @@ macro_rules! thread_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::decision_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |decision| decision.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::decision_row, page, |decision| decision.id.clone())
             }
 
             async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> StoreResult<Decision> {

@@ -15,9 +15,7 @@ macro_rules! akh_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::akh_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |akh| akh.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::akh_row, page, |akh| akh.id.clone())
             }
 
             async fn get_akh(&self, id: &str) -> StoreResult<Akh> {

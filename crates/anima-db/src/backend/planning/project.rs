@@ -54,9 +54,7 @@ macro_rules! project_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::project_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |project| project.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::project_row, page, |project| project.id.clone())
             }
 
             async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project> {
@@ -103,9 +101,7 @@ macro_rules! project_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut items = rows.iter().map(Self::member_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |member| member.user_id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::member_row, page, |member| member.user_id.clone())
             }
 
             async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> StoreResult<Member> {

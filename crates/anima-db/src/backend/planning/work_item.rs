@@ -169,9 +169,7 @@ macro_rules! work_item_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut items = rows.iter().map(Self::work_item_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |item| item.key.0.to_string());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::work_item_row, page, |item| item.key.0.to_string())
             }
 
             async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> StoreResult<WorkItem> {
@@ -267,9 +265,7 @@ macro_rules! work_item_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut items = rows.iter().map(Self::revision_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |revision| revision.number.to_string());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::revision_row, page, |revision| revision.number.to_string())
             }
 
             async fn revert_description(

@@ -15,9 +15,7 @@ macro_rules! workflow_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                let mut items = rows.iter().map(Self::workflow_row).collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = page.finish(&mut items, |workflow| workflow.id.clone());
-                Ok(Page { items, next_page_token })
+                page_of(&rows, Self::workflow_row, page, |workflow| workflow.id.clone())
             }
 
             async fn get_workflow(&self, id: &str) -> StoreResult<Workflow> {
