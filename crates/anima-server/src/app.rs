@@ -48,6 +48,7 @@ use crate::{
         work_item::WorkItemApi,
         workflow::WorkflowApi,
     },
+    supervisor::Supervisor,
     zones::NetworkZones,
 };
 
@@ -151,7 +152,9 @@ pub async fn api(
     }
     .metered(limits.clone());
     if let Some(provider) = &provider {
-        let resumed = crate::services::agent::resume_watching(&store, provider).await?;
+        let resumed = Supervisor::new(store.clone(), provider.clone())
+            .start(&hub)
+            .await?;
         if resumed > 0 {
             tracing::info!(resumed, "following the agent sessions that were running");
         }
@@ -186,7 +189,6 @@ pub async fn api(
         .add_service(WorkItemServiceServer::new(WorkItemApi::new(
             store.clone(),
             ai.clone(),
-            provider.clone(),
             secrets.clone(),
             zones.clone(),
         )))

@@ -25,6 +25,7 @@ pub mod password;
 pub mod rbac;
 pub mod secrets;
 pub mod services;
+pub mod supervisor;
 pub mod zones;
 
 pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider};

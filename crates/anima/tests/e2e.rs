@@ -1423,6 +1423,18 @@ async fn sessions_get_their_phase_skills_and_follow_phase_changes() {
         &["workitem", "move", "WI-1", "--project", "Skills", "fix"],
         "",
     );
+    // The server's supervisor follows the phase change from the outbox:
+    // the session records the phase once its skills are in place.
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..100 {
+        shown = json(&cli(&config, &["session", "status", &id, "--json"], ""));
+        if shown["phase_id"] == "fix" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown["phase_id"], "fix");
+    assert_eq!(shown["skills"], serde_json::json!(["fixing"]));
     // Kept beside the workspace, in the provider's own read-only mount.
     let skills = data.join("sandboxes").join(&id).join("anima/skills");
     assert_eq!(
@@ -1435,9 +1447,6 @@ async fn sessions_get_their_phase_skills_and_follow_phase_changes() {
         !skills.join("triage-notes").exists(),
         "the last phase's skills are gone"
     );
-    let shown = json(&cli(&config, &["session", "status", &id, "--json"], ""));
-    assert_eq!(shown["phase_id"], "fix");
-    assert_eq!(shown["skills"], serde_json::json!(["fixing"]));
 
     // A phase pinned to a version nobody published refuses to start, and
     // records nothing.

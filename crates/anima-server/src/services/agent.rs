@@ -14,7 +14,6 @@ use anima_core::{
     id::parse_id,
     model::Event,
     paging::PageRequest,
-    planning::WorkItem,
     validate,
     workflow::SkillRef,
 };
@@ -28,7 +27,7 @@ use tokio_stream::StreamExt;
 
 use super::{ResponseStream, caller_id, grpc_service, optional_id};
 use crate::{
-    agents::{AgentProvider, AgentState, ProvisionRequest},
+    agents::{AgentProvider, ProvisionRequest},
     auth::{new_token, token_hash},
     authz::{RequestContext, require_project},
     error::to_status,
@@ -78,151 +77,6 @@ pub async fn skill_bundles(
         });
     }
     Ok(bundles)
-}
-
-/// After a work item changed phase: each of its running sessions gets the
-/// new phase's skills in its sandbox, and records the phase. A session
-/// whose skills cannot be deployed keeps the old ones (logged): the
-/// phase change itself has happened.
-pub async fn follow_phase_change(
-    store: &Arc<dyn Store>,
-    provider: &Arc<dyn AgentProvider>,
-    item: &WorkItem,
-) -> Result<(), DomainError> {
-    let filter = SessionFilter {
-        work_item_id: Some(item.id.clone()),
-        active_only: true,
-        ..SessionFilter::default()
-    };
-    let page = PageRequest::parse(500, "", "sessions")?;
-    let sessions = store.list_agent_sessions(&filter, &page).await?.items;
-    let stale: Vec<AgentSession> = sessions
-        .into_iter()
-        .filter(|session| !session.vm_id.is_empty() && session.phase_id != item.phase_id)
-        .collect();
-    if stale.is_empty() {
-        return Ok(());
-    }
-    let workflow = store.get_workflow(&item.workflow_id).await?;
-    let skills = workflow
-        .phase(&item.phase_id)
-        .map(|phase| phase.required_skills.clone())
-        .unwrap_or_default();
-    let bundles = skill_bundles(store, &skills).await?;
-    for session in stale {
-        match provider
-            .deploy_skills(&session.vm_id, bundles.clone())
-            .await
-        {
-            Ok(()) => {
-                store
-                    .set_agent_session_phase(&session.id, &item.phase_id, &skills)
-                    .await?;
-            }
-            Err(err) => {
-                tracing::warn!(session = %session.id, %err, "deploying the new phase's skills failed")
-            }
-        }
-    }
-    Ok(())
-}
-
-/// How often a running session's sandbox is asked whether its agent ended.
-const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Follows a running session until its agent ends, then ends the session:
-/// completed on exit 0, failed (with the exit code and last output)
-/// otherwise. Ending it revokes its MCP token; its sandbox is destroyed
-/// unless it is to be kept. A session someone stopped first is left as is.
-async fn watch(store: Arc<dyn Store>, provider: Arc<dyn AgentProvider>, session: AgentSession) {
-    let (status, error, exit_code) = loop {
-        tokio::time::sleep(WATCH_INTERVAL).await;
-        match provider.state(&session.vm_id).await {
-            Ok(AgentState::Unknown) => return,
-            Ok(AgentState::Running) => {}
-            Ok(AgentState::Ended {
-                success: true,
-                exit_code,
-                ..
-            }) => break (SessionStatus::Completed, None, Some(exit_code)),
-            Ok(AgentState::Ended {
-                exit_code,
-                last_output,
-                ..
-            }) => {
-                let tail = last_output.join("\n");
-                break (
-                    SessionStatus::Failed,
-                    Some(format!("the agent exited with {exit_code}:\n{tail}")),
-                    Some(exit_code),
-                );
-            }
-            // The provider restarted or lost it: its processes died with it.
-            Err(err) if err.reason == reason::VM_NOT_FOUND => {
-                break (
-                    SessionStatus::Failed,
-                    Some("the sandbox is gone: the agent provider lost it (restarted?)".to_owned()),
-                    None,
-                );
-            }
-            Err(err) => {
-                tracing::warn!(session = %session.id, %err, "cannot read the sandbox's state")
-            }
-        }
-        match store.get_agent_session(&session.id).await {
-            Ok(current) if !current.status.is_final() => {}
-            // Stopped meanwhile, or gone: nothing left to follow.
-            _ => return,
-        }
-    };
-    match store
-        .set_agent_session_status(
-            &session.id,
-            status,
-            SessionChange {
-                error: error.as_deref(),
-                exit_code,
-                ..SessionChange::default()
-            },
-        )
-        .await
-    {
-        Ok(ended) => {
-            if let Err(err) = provider.destroy(&ended).await {
-                tracing::warn!(session = %ended.id, %err, "destroying the sandbox failed");
-            }
-        }
-        // Someone stopped it first; stopping destroyed the sandbox.
-        Err(err) if err.reason == reason::SESSION_ENDED => {}
-        Err(err) => tracing::warn!(session = %session.id, %err, "cannot end the session"),
-    }
-}
-
-/// Follows again every session that was running when this server started
-/// (a restart ends the watchers with the process).
-pub async fn resume_watching(
-    store: &Arc<dyn Store>,
-    provider: &Arc<dyn AgentProvider>,
-) -> Result<usize, DomainError> {
-    let filter = SessionFilter {
-        active_only: true,
-        ..SessionFilter::default()
-    };
-    let mut page = PageRequest::parse(500, "", "sessions")?;
-    let mut resumed = 0;
-    loop {
-        let listed = store.list_agent_sessions(&filter, &page).await?;
-        for session in listed.items {
-            if session.status == SessionStatus::Running && !session.vm_id.is_empty() {
-                tokio::spawn(watch(store.clone(), provider.clone(), session));
-                resumed += 1;
-            }
-        }
-        if listed.next_page_token.is_empty() {
-            return Ok(resumed);
-        }
-        page = PageRequest::parse(500, &listed.next_page_token, "sessions")?;
-    }
 }
 
 /// The AgentSessionService implementation.
@@ -380,7 +234,6 @@ impl AgentSessionApi {
                         },
                     )
                     .await?;
-                tokio::spawn(watch(self.store.clone(), provider.clone(), running.clone()));
                 Ok(pb::AgentSession::from(running))
             }
             Err(err) => {

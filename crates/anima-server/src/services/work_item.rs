@@ -19,7 +19,6 @@ use anima_proto::v1::{self as pb, work_item_service_server::WorkItemService};
 
 use super::{actor_of, grpc_service, mask_paths, optional_id};
 use crate::{
-    agents::AgentProvider,
     ai::Ai,
     authz::{RequestContext, authorized_work_item, require_project},
     secrets::SecretStores,
@@ -43,8 +42,6 @@ const DRAFT_MESSAGES: i64 = 50;
 pub struct WorkItemApi {
     store: Arc<dyn Store>,
     ai: Ai,
-    /// Sandboxes of running sessions get a new phase's skills.
-    provider: Option<Arc<dyn AgentProvider>>,
     /// Secret capabilities must name one of these.
     secrets: Arc<SecretStores>,
     /// Network zone capabilities must name one of these.
@@ -56,14 +53,12 @@ impl WorkItemApi {
     pub fn new(
         store: Arc<dyn Store>,
         ai: Ai,
-        provider: Option<Arc<dyn AgentProvider>>,
         secrets: Arc<SecretStores>,
         zones: Arc<NetworkZones>,
     ) -> Self {
         Self {
             store,
             ai,
-            provider,
             secrets,
             zones,
         }
@@ -327,13 +322,6 @@ impl WorkItemApi {
             .store
             .update_work_item(&item.id, changes, &actor)
             .await?;
-        if let Some(provider) = &self.provider
-            && updated.phase_id != item.phase_id
-            && let Err(err) =
-                crate::services::agent::follow_phase_change(&self.store, provider, &updated).await
-        {
-            tracing::warn!(item = %updated.id, %err, "sessions did not follow the phase change");
-        }
         Ok(pb::WorkItem::from(updated))
     }
 

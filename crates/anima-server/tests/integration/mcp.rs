@@ -658,7 +658,9 @@ async fn a_lost_sandbox_fails_its_session(backend: Backend) {
         .lost
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let provider: Arc<dyn anima_server::agents::AgentProvider> = setup.provider.clone();
-    let resumed = anima_server::services::agent::resume_watching(&setup.server.store, &provider)
+    // As a restarted server does: a new supervisor takes it up.
+    let resumed = anima_server::supervisor::Supervisor::new(setup.server.store.clone(), provider)
+        .resume()
         .await
         .expect("resume");
     assert_eq!(resumed, 1);
