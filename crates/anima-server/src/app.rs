@@ -28,7 +28,7 @@ use crate::{
     events::EventHub,
     limits::RateLimiter,
     mcp,
-    middleware::{authorize, trust_every_caller},
+    middleware::authorize,
     password::hash_password,
     secrets::SecretStores,
     services::{
@@ -109,11 +109,14 @@ impl Api {
     /// The same services behind [`trust_every_caller`] instead: for
     /// benchmarks that measure what authentication and RBAC cost. Never
     /// serve this router to a network.
+    #[cfg(feature = "trust-every-caller")]
     pub fn into_router_trusting_every_caller(self) -> Router {
         let grpc = self
             .routes
             .into_axum_router()
-            .layer(axum::middleware::from_fn(trust_every_caller));
+            .layer(axum::middleware::from_fn(
+                crate::middleware::trust_every_caller,
+            ));
         Self::with_http(grpc, self.store, self.limits)
     }
 

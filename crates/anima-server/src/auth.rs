@@ -89,7 +89,10 @@ pub enum Caller {
         service: InternalService,
     },
     /// Nobody checked: only [`crate::middleware::trust_every_caller`], the
-    /// benchmarks' measure of what checking costs, makes this caller.
+    /// benchmarks' measure of what checking costs, makes this caller. It
+    /// exists only with the `trust-every-caller` feature, which no build
+    /// of the servers enables.
+    #[cfg(feature = "trust-every-caller")]
     Unchecked,
 }
 

@@ -173,7 +173,11 @@ impl AuthService for AuthApi {
                 service: String::new(),
                 session_created: convert::timestamp(*session_created_at),
             },
-            Caller::Service { .. } | Caller::Unchecked => {
+            Caller::Service { .. } => {
+                return Err(Status::permission_denied("only people have an account"));
+            }
+            #[cfg(feature = "trust-every-caller")]
+            Caller::Unchecked => {
                 return Err(Status::permission_denied("only people have an account"));
             }
         };

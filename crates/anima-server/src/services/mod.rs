@@ -64,6 +64,7 @@ pub(crate) fn actor_of(caller: Option<&Caller>) -> Result<Actor, DomainError> {
         Some(Caller::Service { service }) => Ok(Actor::Service {
             name: service.as_str().into(),
         }),
+        #[cfg(feature = "trust-every-caller")]
         Some(Caller::Unchecked) => Ok(Actor::Service {
             name: "unchecked".into(),
         }),
@@ -80,6 +81,7 @@ pub(crate) fn caller_id(caller: Option<&Caller>) -> Result<String, DomainError> 
     match caller {
         Some(Caller::User { user, .. }) => Ok(user.id.clone()),
         Some(Caller::Service { service }) => Ok(format!("service:{}", service.as_str())),
+        #[cfg(feature = "trust-every-caller")]
         Some(Caller::Unchecked) => Ok("service:unchecked".into()),
         None => Err(DomainError::unauthenticated(
             anima_core::error::reason::UNAUTHENTICATED,
