@@ -77,6 +77,12 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// A reader inside this process (the agent-session supervisor), whose
+    /// events never leave it: nothing to recheck, no user's stream place.
+    pub fn internal() -> Self {
+        Self::default()
+    }
+
     /// The caller of a streaming request, needing `needs` (a project and a
     /// permission) if the stream is about one project.
     pub fn of(context: &RequestContext, needs: Option<(String, Permission)>) -> Self {

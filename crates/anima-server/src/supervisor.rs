@@ -91,7 +91,7 @@ impl Supervisor {
     /// for as long as the process runs.
     async fn follow(&self, hub: &Arc<EventHub>, mut after: i64) {
         loop {
-            let followed = hub.follow(after, Replay::All, Reader::default(), |event| async move {
+            let followed = hub.follow(after, Replay::All, Reader::internal(), |event| async move {
                 Ok(matches!(
                     event.kind,
                     EventKind::AgentSessionStatus | EventKind::WorkItemUpdated
@@ -108,8 +108,13 @@ impl Supervisor {
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(StreamItem::Event(event)) => {
+                        if let Err(err) = self.react(event.kind, &event.entity_id).await {
+                            // Read again from this event once the store
+                            // answers: a session's watcher must not be lost.
+                            tracing::warn!(%err, event = event.id, "the supervisor could not react; retrying");
+                            break;
+                        }
                         after = event.id;
-                        self.react(event.kind, &event.entity_id).await;
                     }
                     Ok(StreamItem::Heartbeat { last_event_id }) => after = last_event_id,
                     Err(err) => {
@@ -122,27 +127,49 @@ impl Supervisor {
         }
     }
 
-    async fn react(&self, kind: EventKind, entity_id: &str) {
-        let outcome: Result<(), DomainError> = match kind {
-            EventKind::AgentSessionStatus => match self.store.get_agent_session(entity_id).await {
-                Ok(session) => {
-                    self.watch(session);
-                    Ok(())
-                }
-                Err(err) => Err(err.into()),
-            },
-            EventKind::WorkItemUpdated => match self.store.get_work_item(entity_id).await {
-                Ok(item) => follow_phase_change(&self.store, &self.provider, &item).await,
-                Err(err) => Err(err.into()),
-            },
+    /// Reacts to one event. What reaches the provider runs in a task of
+    /// its own, so a slow provider holds up no other reaction; only a
+    /// failed read of the store is an error (and the event is read again).
+    async fn react(&self, kind: EventKind, entity_id: &str) -> Result<(), DomainError> {
+        let read = match kind {
+            EventKind::AgentSessionStatus => self
+                .store
+                .get_agent_session(entity_id)
+                .await
+                .map(|session| self.take_up(session)),
+            EventKind::WorkItemUpdated => self.store.get_work_item(entity_id).await.map(|item| {
+                let (store, provider) = (self.store.clone(), self.provider.clone());
+                tokio::spawn(async move {
+                    if let Err(err) = follow_phase_change(&store, &provider, &item).await {
+                        tracing::warn!(%err, item = %item.id, "sessions did not follow the phase change");
+                    }
+                });
+            }),
             _ => Ok(()),
         };
-        match outcome {
+        match read {
             // Deleted meanwhile: nothing to follow.
-            Err(err) if err.code == anima_core::ErrorCode::NotFound => {}
-            Err(err) => tracing::warn!(%err, %entity_id, "the supervisor could not react"),
-            Ok(()) => {}
+            Err(err) if err.code == anima_core::ErrorCode::NotFound => Ok(()),
+            other => other.map_err(DomainError::from),
         }
+    }
+
+    /// Watches a session that turned running, if this instance's provider
+    /// runs its sandbox: on a database shared by several instances, each
+    /// follows the sessions of its own provider and leaves the others'.
+    fn take_up(&self, session: AgentSession) {
+        if session.status != SessionStatus::Running || session.vm_id.is_empty() {
+            return;
+        }
+        let supervisor = self.clone();
+        tokio::spawn(async move {
+            match supervisor.provider.state(&session.vm_id).await {
+                Ok(AgentState::Running | AgentState::Ended { .. }) => {
+                    supervisor.watch(session);
+                }
+                Ok(AgentState::Unknown) | Err(_) => {}
+            }
+        });
     }
 
     /// Starts following `session` if it runs in a sandbox and nobody here
@@ -162,14 +189,30 @@ impl Supervisor {
             self.provider.clone(),
             self.watched.clone(),
         );
+        let followed = Followed {
+            id: session.id.clone(),
+            all,
+        };
         tokio::spawn(async move {
-            let id = session.id.clone();
+            // Dropped when the watch ends, or if it panics.
+            let _followed = followed;
             watch(store, provider, session).await;
-            if let Ok(mut watched) = all.lock() {
-                watched.remove(&id);
-            }
         });
         true
+    }
+}
+
+/// A session followed by this process; forgotten when dropped.
+struct Followed {
+    id: String,
+    all: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Followed {
+    fn drop(&mut self) {
+        if let Ok(mut watched) = self.all.lock() {
+            watched.remove(&self.id);
+        }
     }
 }
 

@@ -145,13 +145,15 @@ impl AgentTools {
 
     /// The frame of every tool: the token's scope, then the tool's rule in
     /// [`access::TOOLS`] (its permission; the work item `named`, which
-    /// must be the token's own; one write of the session's quota), then
-    /// `body`; its answer or refusal becomes the tool's result.
+    /// must be the token's own), then `valid` (the arguments' checks, so
+    /// an invalid write costs no quota), one write of the session's quota,
+    /// then `body`; its answer or refusal becomes the tool's result.
     async fn run<T, Body, Answer>(
         &self,
         tool: &str,
         parts: &Parts,
         named: Option<&str>,
+        valid: Result<(), DomainError>,
         body: Body,
     ) -> Result<CallToolResult, ErrorData>
     where
@@ -168,6 +170,7 @@ impl AgentTools {
             if rule.scope == ToolScope::WorkItem {
                 self.confine(&scope, named).await?;
             }
+            valid?;
             if rule.writes {
                 self.limits
                     .take(Metered::McpWrite, &scope.session_id)
@@ -218,6 +221,7 @@ impl AgentTools {
             "get_work_item",
             &parts,
             args.work_item.as_deref(),
+            Ok(()),
             |scope| async move {
                 let item = self.store.get_work_item(&scope.work_item_id).await?;
                 let plan = match &item.plan_id {
@@ -241,6 +245,7 @@ impl AgentTools {
             "get_thread",
             &parts,
             args.work_item.as_deref(),
+            Ok(()),
             |scope| async move {
                 let size = args.page_size.unwrap_or(50);
                 if size == 0 || size > MAX_THREAD_PAGE {
@@ -283,6 +288,7 @@ impl AgentTools {
             "get_workflow_phase",
             &parts,
             args.work_item.as_deref(),
+            Ok(()),
             |scope| async move {
                 let item = self.store.get_work_item(&scope.work_item_id).await?;
                 let workflow = self.store.get_workflow(&item.workflow_id).await?;
@@ -308,12 +314,13 @@ impl AgentTools {
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<PostMessageArgs>,
     ) -> Result<CallToolResult, ErrorData> {
+        let valid = rules::body(&args.body);
         self.run(
             "post_message",
             &parts,
             args.work_item.as_deref(),
+            valid,
             |scope| async move {
-                rules::body(&args.body)?;
                 let message = self
                     .store
                     .post_message(NewMessage {
@@ -338,7 +345,7 @@ impl AgentTools {
         &self,
         Extension(parts): Extension<Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run("list_tasks", &parts, None, |scope| async move {
+        self.run("list_tasks", &parts, None, Ok(()), |scope| async move {
             let page = PageRequest::parse(500, "", "mcp-tasks")?;
             let tasks = self.store.list_tasks(&scope.session_id, &page).await?.items;
             Ok(TasksView {
@@ -355,8 +362,8 @@ impl AgentTools {
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<CreateTaskArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run("create_task", &parts, None, |scope| async move {
-            validate::name("title", &args.title)?;
+        let valid = validate::name("title", &args.title);
+        self.run("create_task", &parts, None, valid, |scope| async move {
             let task = self
                 .store
                 .create_task(&scope.session_id, &args.title)
@@ -373,30 +380,41 @@ impl AgentTools {
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<UpdateTaskArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run("update_task_status", &parts, None, |scope| async move {
-            let note = args.note.unwrap_or_default();
-            validate::max_chars("note", &note, MAX_TASK_NOTE_CHARS)?;
-            let task_id = anima_core::id::parse_id(&args.task_id, "task_id")?;
-            let task = self.store.get_task(&task_id).await?;
-            if task.session_id != scope.session_id {
-                // Another session's task: as unknown as any other.
-                return Err(DomainError::not_found(
-                    reason::TASK_NOT_FOUND,
-                    format!("this session has no task {task_id}"),
-                ));
-            }
-            let status = match args.status {
-                TaskStatusArg::Pending => TaskStatus::Pending,
-                TaskStatusArg::InProgress => TaskStatus::InProgress,
-                TaskStatusArg::Done => TaskStatus::Done,
-                TaskStatusArg::Failed => TaskStatus::Failed,
-            };
-            let task = self
-                .store
-                .update_task_status(&task.id, status, &note)
-                .await?;
-            Ok(TaskView::from(task))
-        })
+        let valid = validate::max_chars(
+            "note",
+            args.note.as_deref().unwrap_or_default(),
+            MAX_TASK_NOTE_CHARS,
+        )
+        .and(anima_core::id::parse_id(&args.task_id, "task_id").map(drop));
+        self.run(
+            "update_task_status",
+            &parts,
+            None,
+            valid,
+            |scope| async move {
+                let note = args.note.unwrap_or_default();
+                let task_id = anima_core::id::parse_id(&args.task_id, "task_id")?;
+                let task = self.store.get_task(&task_id).await?;
+                if task.session_id != scope.session_id {
+                    // Another session's task: as unknown as any other.
+                    return Err(DomainError::not_found(
+                        reason::TASK_NOT_FOUND,
+                        format!("this session has no task {task_id}"),
+                    ));
+                }
+                let status = match args.status {
+                    TaskStatusArg::Pending => TaskStatus::Pending,
+                    TaskStatusArg::InProgress => TaskStatus::InProgress,
+                    TaskStatusArg::Done => TaskStatus::Done,
+                    TaskStatusArg::Failed => TaskStatus::Failed,
+                };
+                let task = self
+                    .store
+                    .update_task_status(&task.id, status, &note)
+                    .await?;
+                Ok(TaskView::from(task))
+            },
+        )
         .await
     }
 
@@ -409,22 +427,32 @@ impl AgentTools {
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<DecisionArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run("request_human_decision", &parts, None, |scope| async move {
-            let choices = args.choices.unwrap_or_default();
-            rules::decision_request(&args.question, &args.input_label, &choices)?;
-            let decision = self
-                .store
-                .request_decision(NewDecision {
-                    work_item_id: scope.work_item_id.clone(),
-                    question: args.question,
-                    input_label: args.input_label,
-                    choices,
-                    asked_by: Self::akh(&scope),
-                    assignee_user_id: None,
-                })
-                .await?;
-            Ok(DecisionView::from(decision))
-        })
+        let valid = rules::decision_request(
+            &args.question,
+            &args.input_label,
+            args.choices.as_deref().unwrap_or_default(),
+        );
+        self.run(
+            "request_human_decision",
+            &parts,
+            None,
+            valid,
+            |scope| async move {
+                let choices = args.choices.unwrap_or_default();
+                let decision = self
+                    .store
+                    .request_decision(NewDecision {
+                        work_item_id: scope.work_item_id.clone(),
+                        question: args.question,
+                        input_label: args.input_label,
+                        choices,
+                        asked_by: Self::akh(&scope),
+                        assignee_user_id: None,
+                    })
+                    .await?;
+                Ok(DecisionView::from(decision))
+            },
+        )
         .await
     }
 }
