@@ -49,6 +49,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints a list: with `--json` an array of each item's `to_json`, else a
+/// table of each item's `to_row` under `header`.
+pub fn rows<T>(
+    json: bool,
+    items: &[T],
+    header: &[&str],
+    to_json: impl Fn(&T) -> serde_json::Value,
+    to_row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        self::json(&serde_json::Value::Array(
+            items.iter().map(to_json).collect(),
+        ));
+    } else {
+        table(header, &items.iter().map(to_row).collect::<Vec<_>>());
+    }
+}
+
 /// Prints a JSON value, pretty.
 pub fn json(value: &serde_json::Value) {
     println!(

@@ -99,11 +99,7 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
                 Ok((page.akhs, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(akhs.iter().map(akh_json).collect()));
-            } else {
-                output::table(AKH_HEADER, &akhs.iter().map(akh_row).collect::<Vec<_>>());
-            }
+            output::rows(global.json, &akhs, AKH_HEADER, akh_json, akh_row);
         }
         AkhCommand::Create {
             global,

@@ -165,14 +165,13 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                 Ok((page.documents, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(documents.iter().map(document_json).collect()));
-            } else {
-                output::table(
-                    DOCUMENT_HEADER,
-                    &documents.iter().map(document_row).collect::<Vec<_>>(),
-                );
-            }
+            output::rows(
+                global.json,
+                &documents,
+                DOCUMENT_HEADER,
+                document_json,
+                document_row,
+            );
         }
         DocumentCommand::Get { global, id, output } => {
             let session = session_for(&global).await?;

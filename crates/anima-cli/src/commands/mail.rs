@@ -267,14 +267,13 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                 Ok((page.mailboxes, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(mailboxes.iter().map(mailbox_json).collect()));
-            } else {
-                output::table(
-                    MAILBOX_HEADER,
-                    &mailboxes.iter().map(mailbox_row).collect::<Vec<_>>(),
-                );
-            }
+            output::rows(
+                global.json,
+                &mailboxes,
+                MAILBOX_HEADER,
+                mailbox_json,
+                mailbox_row,
+            );
         }
         MailboxCommand::Show { global, mailbox } => {
             let session = session_for(&global).await?;
@@ -519,14 +518,13 @@ async fn list_inbound(
         Ok((page.mails, page.next_page_token))
     })
     .await?;
-    if global.json {
-        output::json(&Value::Array(mails.iter().map(inbound_json).collect()));
-    } else {
-        output::table(
-            INBOUND_HEADER,
-            &mails.iter().map(inbound_row).collect::<Vec<_>>(),
-        );
-    }
+    output::rows(
+        global.json,
+        &mails,
+        INBOUND_HEADER,
+        inbound_json,
+        inbound_row,
+    );
     Ok(())
 }
 

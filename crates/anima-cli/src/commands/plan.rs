@@ -155,11 +155,7 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 Ok((page.plans, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(plans.iter().map(plan_json).collect()));
-            } else {
-                output::table(PLAN_HEADER, &plans.iter().map(plan_row).collect::<Vec<_>>());
-            }
+            output::rows(global.json, &plans, PLAN_HEADER, plan_json, plan_row);
         }
         PlanCommand::Create {
             global,

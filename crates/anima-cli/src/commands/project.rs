@@ -159,14 +159,13 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 Ok((page.projects, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(projects.iter().map(project_json).collect()));
-            } else {
-                output::table(
-                    PROJECT_HEADER,
-                    &projects.iter().map(project_row).collect::<Vec<_>>(),
-                );
-            }
+            output::rows(
+                global.json,
+                &projects,
+                PROJECT_HEADER,
+                project_json,
+                project_row,
+            );
         }
         ProjectCommand::Create {
             global,
@@ -275,11 +274,7 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
                 Ok((page.members, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(members.iter().map(to_json).collect()));
-            } else {
-                output::table(header, &members.iter().map(row).collect::<Vec<_>>());
-            }
+            output::rows(global.json, &members, header, to_json, row);
         }
         MembersCommand::Add {
             global,

@@ -310,14 +310,13 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
                 Ok((page.sessions, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(sessions.iter().map(session_json).collect()));
-            } else {
-                output::table(
-                    SESSION_HEADER,
-                    &sessions.iter().map(session_row).collect::<Vec<_>>(),
-                );
-            }
+            output::rows(
+                global.json,
+                &sessions,
+                SESSION_HEADER,
+                session_json,
+                session_row,
+            );
         }
         SessionCommand::Status { global, id } => {
             let session = session_for(&global).await?;

@@ -164,14 +164,7 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
                 Ok((page.skills, page.next_page_token))
             })
             .await?;
-            if global.json {
-                output::json(&Value::Array(skills.iter().map(skill_json).collect()));
-            } else {
-                output::table(
-                    SKILL_HEADER,
-                    &skills.iter().map(skill_row).collect::<Vec<_>>(),
-                );
-            }
+            output::rows(global.json, &skills, SKILL_HEADER, skill_json, skill_row);
         }
         SkillCommand::Get {
             global,

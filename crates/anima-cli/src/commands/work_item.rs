@@ -355,14 +355,13 @@ impl ListArgs {
             Ok((page.work_items, page.next_page_token))
         })
         .await?;
-        if global.json {
-            output::json(&Value::Array(items.iter().map(work_item_json).collect()));
-        } else {
-            output::table(
-                WORK_ITEM_HEADER,
-                &items.iter().map(work_item_row).collect::<Vec<_>>(),
-            );
-        }
+        output::rows(
+            global.json,
+            &items,
+            WORK_ITEM_HEADER,
+            work_item_json,
+            work_item_row,
+        );
         Ok(())
     }
 }
