@@ -2,7 +2,7 @@
 
 use std::{io::Read, path::PathBuf};
 
-use anima_client::{Credentials, Session, connect};
+use anima_client::{Credentials, Session, connect, list_all};
 use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -135,15 +135,6 @@ pub(crate) async fn session_for(global: &GlobalArgs) -> anyhow::Result<Session> 
     )
 }
 
-/// Every row of a list, page after page (see [`anima_client::all_pages`]).
-pub(crate) async fn all_pages<T, Fetch, Page>(fetch: Fetch) -> anyhow::Result<Vec<T>>
-where
-    Fetch: FnMut(String) -> Page,
-    Page: Future<Output = anyhow::Result<(Vec<T>, String)>>,
-{
-    anima_client::all_pages(fetch).await
-}
-
 fn read_stdin_line() -> anyhow::Result<String> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
@@ -269,16 +260,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List { global, page_size } => {
             let session = session_for(&global).await?;
-            let users = all_pages(|page_token| async {
-                let page = session
-                    .team()
-                    .list_users(session.request(pb::ListUsersRequest {
-                        page_size,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.users, page.next_page_token))
+            let users = list_all(|page_token| {
+                let request = session.request(pb::ListUsersRequest {
+                    page_size,
+                    page_token,
+                });
+                let mut service = session.team();
+                async move { service.list_users(request).await }
             })
             .await?;
             if global.json {
@@ -394,16 +382,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::List { global } = command;
     let session = session_for(&global).await?;
-    let roles = all_pages(|page_token| async {
-        let page = session
-            .team()
-            .list_roles(session.request(pb::ListRolesRequest {
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.roles, page.next_page_token))
+    let roles = list_all(|page_token| {
+        let request = session.request(pb::ListRolesRequest {
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.team();
+        async move { service.list_roles(request).await }
     })
     .await?;
     if global.json {

@@ -61,7 +61,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 pub use credentials::{Credentials, config_dir};
-pub use session::{PAGE_SIZE, Session, all_pages, connect, connect_lazy};
+pub use session::{ListReply, PAGE_SIZE, Session, all_pages, connect, connect_lazy, list_all};
 
 /// A server's answer as people read it: its message, with its reason code.
 pub fn describe(status: &tonic::Status) -> String {

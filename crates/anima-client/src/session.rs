@@ -182,3 +182,60 @@ where
         page_token = next;
     }
 }
+
+/// A List reply: one page of rows and the next page's token.
+pub trait ListReply {
+    /// What it lists.
+    type Row;
+    /// The rows, and the next page's token (empty on the last page).
+    fn into_page(self) -> (Vec<Self::Row>, String);
+}
+
+/// `ListReply` for each List response: its repeated field and its row.
+macro_rules! list_replies {
+    ($($reply:ident => $rows:ident: $row:ident),* $(,)?) => {$(
+        impl ListReply for pb::$reply {
+            type Row = pb::$row;
+            fn into_page(self) -> (Vec<pb::$row>, String) {
+                (self.$rows, self.next_page_token)
+            }
+        }
+    )*};
+}
+
+list_replies! {
+    ListSessionsResponse => sessions: AgentSession,
+    ListSessionLoginsResponse => logins: SessionLogin,
+    ListTasksResponse => tasks: Task,
+    ListAkhsResponse => akhs: Akh,
+    ListDocumentsResponse => documents: Document,
+    ListMailboxesResponse => mailboxes: Mailbox,
+    ListInboundMailResponse => mails: InboundMail,
+    ListPlansResponse => plans: Plan,
+    ListProjectsResponse => projects: Project,
+    ListProjectMembersResponse => members: ProjectMember,
+    ListUsersResponse => users: User,
+    ListRolesResponse => roles: Role,
+    ListDecisionsResponse => decisions: Decision,
+    ListWorkflowsResponse => workflows: Workflow,
+    ListSkillsResponse => skills: Skill,
+    ListWorkItemsResponse => work_items: WorkItem,
+    GetDescriptionRevisionsResponse => revisions: DescriptionRevision,
+    GetThreadResponse => messages: Message,
+    LoginRecording => events: TerminalEvent,
+}
+
+/// Every row of a list: `call` sends the request for one page token (the
+/// first is empty), and pages follow until the last.
+pub async fn list_all<Reply, Call, Sent>(mut call: Call) -> Result<Vec<Reply::Row>, tonic::Status>
+where
+    Reply: ListReply,
+    Call: FnMut(String) -> Sent,
+    Sent: Future<Output = Result<tonic::Response<Reply>, tonic::Status>>,
+{
+    all_pages(|page_token| {
+        let sent = call(page_token);
+        async move { Ok(sent.await?.into_inner().into_page()) }
+    })
+    .await
+}

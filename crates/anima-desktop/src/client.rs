@@ -1,7 +1,7 @@
 //! The gRPC client layer: anima-server's services through tonic, with the
 //! session token on every call, and the live streams the UI follows.
 
-use anima_client::{PAGE_SIZE, Session, all_pages, connect_lazy};
+use anima_client::{PAGE_SIZE, Session, connect_lazy, list_all};
 use anima_proto::v1 as pb;
 use std::path::Path;
 
@@ -125,32 +125,30 @@ impl Client {
         Ok(())
     }
 
-    /// The accounts (for the names of message authors).
+    /// The accounts (for the names of message authors), every page.
     pub async fn users(&self) -> Result<Vec<pb::User>, tonic::Status> {
-        Ok(self
-            .session
-            .team()
-            .list_users(self.request(pb::ListUsersRequest {
+        list_all(|page_token| {
+            let request = self.request(pb::ListUsersRequest {
                 page_size: PAGE_SIZE,
-                page_token: String::new(),
-            }))
-            .await?
-            .into_inner()
-            .users)
+                page_token,
+            });
+            let mut service = self.session.team();
+            async move { service.list_users(request).await }
+        })
+        .await
     }
 
-    /// The Akhs (for the names of agent messages and sessions).
+    /// The Akhs (for the names of agent messages and sessions), every page.
     pub async fn akhs(&self) -> Result<Vec<pb::Akh>, tonic::Status> {
-        Ok(self
-            .session
-            .akhs()
-            .list_akhs(self.request(pb::ListAkhsRequest {
+        list_all(|page_token| {
+            let request = self.request(pb::ListAkhsRequest {
                 page_size: PAGE_SIZE,
-                page_token: String::new(),
-            }))
-            .await?
-            .into_inner()
-            .akhs)
+                page_token,
+            });
+            let mut service = self.session.akhs();
+            async move { service.list_akhs(request).await }
+        })
+        .await
     }
 
     /// The dashboard snapshot.
@@ -165,37 +163,29 @@ impl Client {
 
     /// Every project the caller can see.
     pub async fn projects(&self) -> Result<Vec<pb::Project>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .projects()
-                .list_projects(self.request(pb::ListProjectsRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    status: 0,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.projects, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListProjectsRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+                status: 0,
+            });
+            let mut service = self.session.projects();
+            async move { service.list_projects(request).await }
         })
         .await
     }
 
     /// Every work item of a project.
     pub async fn work_items(&self, project_id: &str) -> Result<Vec<pb::WorkItem>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .work_items()
-                .list_work_items(self.request(pb::ListWorkItemsRequest {
-                    project_id: project_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    ..pb::ListWorkItemsRequest::default()
-                }))
-                .await?
-                .into_inner();
-            Ok((page.work_items, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListWorkItemsRequest {
+                project_id: project_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+                ..pb::ListWorkItemsRequest::default()
+            });
+            let mut service = self.session.work_items();
+            async move { service.list_work_items(request).await }
         })
         .await
     }
@@ -218,18 +208,14 @@ impl Client {
         &self,
         work_item_id: &str,
     ) -> Result<Vec<pb::DescriptionRevision>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .work_items()
-                .get_description_revisions(self.request(pb::GetDescriptionRevisionsRequest {
-                    work_item_id: work_item_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.revisions, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::GetDescriptionRevisionsRequest {
+                work_item_id: work_item_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+            });
+            let mut service = self.session.work_items();
+            async move { service.get_description_revisions(request).await }
         })
         .await
     }
@@ -259,91 +245,71 @@ impl Client {
         &self,
         work_item_id: &str,
     ) -> Result<Vec<pb::AgentSession>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .sessions()
-                .list_sessions(self.request(pb::ListSessionsRequest {
-                    work_item_id: work_item_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    ..pb::ListSessionsRequest::default()
-                }))
-                .await?
-                .into_inner();
-            Ok((page.sessions, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListSessionsRequest {
+                work_item_id: work_item_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+                ..pb::ListSessionsRequest::default()
+            });
+            let mut service = self.session.sessions();
+            async move { service.list_sessions(request).await }
         })
         .await
     }
 
     /// A project's plans with their progress.
     pub async fn plans(&self, project_id: &str) -> Result<Vec<pb::Plan>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .plans()
-                .list_plans(self.request(pb::ListPlansRequest {
-                    project_id: project_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.plans, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListPlansRequest {
+                project_id: project_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+            });
+            let mut service = self.session.plans();
+            async move { service.list_plans(request).await }
         })
         .await
     }
 
     /// A project's documents.
     pub async fn documents(&self, project_id: &str) -> Result<Vec<pb::Document>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .documents()
-                .list_documents(self.request(pb::ListDocumentsRequest {
-                    project_id: project_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    ..pb::ListDocumentsRequest::default()
-                }))
-                .await?
-                .into_inner();
-            Ok((page.documents, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListDocumentsRequest {
+                project_id: project_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+                ..pb::ListDocumentsRequest::default()
+            });
+            let mut service = self.session.documents();
+            async move { service.list_documents(request).await }
         })
         .await
     }
 
     /// A project's members and their roles.
     pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .projects()
-                .list_project_members(self.request(pb::ListProjectMembersRequest {
-                    project_id: project_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.members, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListProjectMembersRequest {
+                project_id: project_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+            });
+            let mut service = self.session.projects();
+            async move { service.list_project_members(request).await }
         })
         .await
     }
 
     /// The roles members can hold.
     pub async fn roles(&self) -> Result<Vec<pb::Role>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .team()
-                .list_roles(self.request(pb::ListRolesRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.roles, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListRolesRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+            });
+            let mut service = self.session.team();
+            async move { service.list_roles(request).await }
         })
         .await
     }
@@ -385,35 +351,27 @@ impl Client {
 
     /// The built-in and custom workflows.
     pub async fn workflows(&self) -> Result<Vec<pb::Workflow>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .workflows()
-                .list_workflows(self.request(pb::ListWorkflowsRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.workflows, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListWorkflowsRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+            });
+            let mut service = self.session.workflows();
+            async move { service.list_workflows(request).await }
         })
         .await
     }
 
     /// Every published skill version.
     pub async fn skills(&self) -> Result<Vec<pb::Skill>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .skills()
-                .list_skills(self.request(pb::ListSkillsRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    ..pb::ListSkillsRequest::default()
-                }))
-                .await?
-                .into_inner();
-            Ok((page.skills, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::ListSkillsRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+                ..pb::ListSkillsRequest::default()
+            });
+            let mut service = self.session.skills();
+            async move { service.list_skills(request).await }
         })
         .await
     }
@@ -463,19 +421,15 @@ impl Client {
 
     /// A work item's whole thread, oldest first.
     pub async fn thread(&self, work_item_id: &str) -> Result<Vec<pb::Message>, tonic::Status> {
-        all_pages(|page_token| async {
-            let page = self
-                .session
-                .threads()
-                .get_thread(self.request(pb::GetThreadRequest {
-                    work_item_id: work_item_id.to_owned(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                    reverse: false,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.messages, page.next_page_token))
+        list_all(|page_token| {
+            let request = self.request(pb::GetThreadRequest {
+                work_item_id: work_item_id.to_owned(),
+                page_size: PAGE_SIZE,
+                page_token,
+                reverse: false,
+            });
+            let mut service = self.session.threads();
+            async move { service.get_thread(request).await }
         })
         .await
     }

@@ -4,8 +4,10 @@ use anima_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -87,16 +89,13 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
     match command {
         AkhCommand::List { global } => {
             let session = session_for(&global).await?;
-            let akhs = all_pages(|page_token| async {
-                let page = session
-                    .akhs()
-                    .list_akhs(session.request(pb::ListAkhsRequest {
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.akhs, page.next_page_token))
+            let akhs = list_all(|page_token| {
+                let request = session.request(pb::ListAkhsRequest {
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.akhs();
+                async move { service.list_akhs(request).await }
             })
             .await?;
             output::rows(global.json, &akhs, AKH_HEADER, akh_json, akh_row);

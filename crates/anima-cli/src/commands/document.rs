@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -151,18 +153,15 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
-            let documents = all_pages(|page_token| async {
-                let page = session
-                    .documents()
-                    .list_documents(session.request(pb::ListDocumentsRequest {
-                        project_id: project_id.clone(),
-                        work_item_id: work_item_id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.documents, page.next_page_token))
+            let documents = list_all(|page_token| {
+                let request = session.request(pb::ListDocumentsRequest {
+                    project_id: project_id.clone(),
+                    work_item_id: work_item_id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.documents();
+                async move { service.list_documents(request).await }
             })
             .await?;
             output::rows(

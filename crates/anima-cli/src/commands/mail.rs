@@ -9,8 +9,10 @@ use super::{mask, project_id, time, work_item};
 
 use anima_client::Session;
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -254,17 +256,14 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
         MailboxCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let mailboxes = all_pages(|page_token| async {
-                let page = session
-                    .mailboxes()
-                    .list_mailboxes(session.request(pb::ListMailboxesRequest {
-                        project_id: project_id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.mailboxes, page.next_page_token))
+            let mailboxes = list_all(|page_token| {
+                let request = session.request(pb::ListMailboxesRequest {
+                    project_id: project_id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.mailboxes();
+                async move { service.list_mailboxes(request).await }
             })
             .await?;
             output::rows(
@@ -504,18 +503,15 @@ async fn list_inbound(
     state: pb::InboundMailState,
 ) -> anyhow::Result<()> {
     let session = session_for(global).await?;
-    let mails = all_pages(|page_token| async {
-        let page = session
-            .mailboxes()
-            .list_inbound_mail(session.request(pb::ListInboundMailRequest {
-                mailbox_id: mailbox.clone(),
-                state: state as i32,
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.mails, page.next_page_token))
+    let mails = list_all(|page_token| {
+        let request = session.request(pb::ListInboundMailRequest {
+            mailbox_id: mailbox.clone(),
+            state: state as i32,
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.mailboxes();
+        async move { service.list_inbound_mail(request).await }
     })
     .await?;
     output::rows(

@@ -41,7 +41,7 @@ pub use workflow::{WorkflowCommand, workflow};
 
 use anima_client::Session;
 
-use crate::client::all_pages;
+use anima_client::list_all;
 
 fn mask(paths: Vec<&str>) -> Option<FieldMask> {
     Some(FieldMask {
@@ -65,17 +65,14 @@ async fn project_id(session: &Session, project: &str) -> anyhow::Result<String> 
     if is_id(project) {
         return Ok(project.to_owned());
     }
-    let projects = all_pages(|page_token| async {
-        let page = session
-            .projects()
-            .list_projects(session.request(pb::ListProjectsRequest {
-                page_size: 500,
-                page_token,
-                status: 0,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.projects, page.next_page_token))
+    let projects = list_all(|page_token| {
+        let request = session.request(pb::ListProjectsRequest {
+            page_size: 500,
+            page_token,
+            status: 0,
+        });
+        let mut service = session.projects();
+        async move { service.list_projects(request).await }
     })
     .await?;
     let matching: Vec<&pb::Project> = projects.iter().filter(|p| p.name == project).collect();
@@ -183,16 +180,13 @@ async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
     if is_id(role) {
         return Ok(role.to_owned());
     }
-    let roles = all_pages(|page_token| async {
-        let page = session
-            .team()
-            .list_roles(session.request(pb::ListRolesRequest {
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.roles, page.next_page_token))
+    let roles = list_all(|page_token| {
+        let request = session.request(pb::ListRolesRequest {
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.team();
+        async move { service.list_roles(request).await }
     })
     .await?;
     roles
@@ -203,18 +197,16 @@ async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
 }
 
 async fn all_workflows(session: &Session) -> anyhow::Result<Vec<pb::Workflow>> {
-    all_pages(|page_token| async {
-        let page = session
-            .workflows()
-            .list_workflows(session.request(pb::ListWorkflowsRequest {
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.workflows, page.next_page_token))
+    list_all(|page_token| {
+        let request = session.request(pb::ListWorkflowsRequest {
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.workflows();
+        async move { service.list_workflows(request).await }
     })
     .await
+    .map_err(anyhow::Error::from)
 }
 
 /// A workflow id from an id or a name (any case).
@@ -256,16 +248,13 @@ fn project_status_name(raw: i32) -> &'static str {
 
 /// Usernames by user id, to show authors by name.
 async fn usernames(session: &Session) -> anyhow::Result<HashMap<String, String>> {
-    let users = all_pages(|page_token| async {
-        let page = session
-            .team()
-            .list_users(session.request(pb::ListUsersRequest {
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.users, page.next_page_token))
+    let users = list_all(|page_token| {
+        let request = session.request(pb::ListUsersRequest {
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.team();
+        async move { service.list_users(request).await }
     })
     .await?;
     Ok(users

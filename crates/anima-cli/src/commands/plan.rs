@@ -4,8 +4,10 @@ use anima_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -142,17 +144,14 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
         PlanCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let plans = all_pages(|page_token| async {
-                let page = session
-                    .plans()
-                    .list_plans(session.request(pb::ListPlansRequest {
-                        project_id: project_id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.plans, page.next_page_token))
+            let plans = list_all(|page_token| {
+                let request = session.request(pb::ListPlansRequest {
+                    project_id: project_id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.plans();
+                async move { service.list_plans(request).await }
             })
             .await?;
             output::rows(global.json, &plans, PLAN_HEADER, plan_json, plan_row);

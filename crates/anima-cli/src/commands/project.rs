@@ -5,8 +5,10 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -146,17 +148,14 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 Some("archived") => pb::ProjectStatus::Archived,
                 Some(other) => bail!("--status must be active or archived, not {other:?}"),
             } as i32;
-            let projects = all_pages(|page_token| async {
-                let page = session
-                    .projects()
-                    .list_projects(session.request(pb::ListProjectsRequest {
-                        page_size: 500,
-                        page_token,
-                        status,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.projects, page.next_page_token))
+            let projects = list_all(|page_token| {
+                let request = session.request(pb::ListProjectsRequest {
+                    page_size: 500,
+                    page_token,
+                    status,
+                });
+                let mut service = session.projects();
+                async move { service.list_projects(request).await }
             })
             .await?;
             output::rows(
@@ -261,17 +260,14 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
         MembersCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let members = all_pages(|page_token| async {
-                let page = session
-                    .projects()
-                    .list_project_members(session.request(pb::ListProjectMembersRequest {
-                        project_id: project_id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.members, page.next_page_token))
+            let members = list_all(|page_token| {
+                let request = session.request(pb::ListProjectMembersRequest {
+                    project_id: project_id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.projects();
+                async move { service.list_project_members(request).await }
             })
             .await?;
             output::rows(global.json, &members, header, to_json, row);

@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 
 use anima_client::Session;
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -121,18 +123,15 @@ async fn login_target(
         }
     }
     let item = super::work_item(session, target, project).await?;
-    let sessions = all_pages(|page_token| async {
-        let page = session
-            .sessions()
-            .list_sessions(session.request(pb::ListSessionsRequest {
-                work_item_id: item.id.clone(),
-                page_size: 500,
-                page_token,
-                ..Default::default()
-            }))
-            .await?
-            .into_inner();
-        Ok((page.sessions, page.next_page_token))
+    let sessions = list_all(|page_token| {
+        let request = session.request(pb::ListSessionsRequest {
+            work_item_id: item.id.clone(),
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        });
+        let mut service = session.sessions();
+        async move { service.list_sessions(request).await }
     })
     .await?;
     // Sessions are listed in start order: the newest is last.
@@ -296,18 +295,15 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item_ref.as_deref()).await?;
-            let sessions = all_pages(|page_token| async {
-                let page = session
-                    .sessions()
-                    .list_sessions(session.request(pb::ListSessionsRequest {
-                        work_item_id: work_item_id.clone(),
-                        project_id: project_id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.sessions, page.next_page_token))
+            let sessions = list_all(|page_token| {
+                let request = session.request(pb::ListSessionsRequest {
+                    work_item_id: work_item_id.clone(),
+                    project_id: project_id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.sessions();
+                async move { service.list_sessions(request).await }
             })
             .await?;
             output::rows(
@@ -360,18 +356,15 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             asciicast,
         } => {
             let session = session_for(&global).await?;
-            let events = all_pages(|page_token| async {
-                let page = session
-                    .sessions()
-                    .get_login_recording(session.request(pb::GetLoginRecordingRequest {
-                        session_id: session_id.clone(),
-                        login_id: login.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.events, page.next_page_token))
+            let events = list_all(|page_token| {
+                let request = session.request(pb::GetLoginRecordingRequest {
+                    session_id: session_id.clone(),
+                    login_id: login.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.sessions();
+                async move { service.get_login_recording(request).await }
             })
             .await?;
             if asciicast {
@@ -408,17 +401,14 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
         }
         SessionCommand::Logins { global, id } => {
             let session = session_for(&global).await?;
-            let logins = all_pages(|page_token| async {
-                let page = session
-                    .sessions()
-                    .list_session_logins(session.request(pb::ListSessionLoginsRequest {
-                        session_id: id.clone(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.logins, page.next_page_token))
+            let logins = list_all(|page_token| {
+                let request = session.request(pb::ListSessionLoginsRequest {
+                    session_id: id.clone(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.sessions();
+                async move { service.list_session_logins(request).await }
             })
             .await?;
             if global.json {

@@ -7,8 +7,10 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -151,17 +153,14 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
     match command {
         SkillCommand::List { global, name } => {
             let session = session_for(&global).await?;
-            let skills = all_pages(|page_token| async {
-                let page = session
-                    .skills()
-                    .list_skills(session.request(pb::ListSkillsRequest {
-                        name: name.clone().unwrap_or_default(),
-                        page_size: 500,
-                        page_token,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.skills, page.next_page_token))
+            let skills = list_all(|page_token| {
+                let request = session.request(pb::ListSkillsRequest {
+                    name: name.clone().unwrap_or_default(),
+                    page_size: 500,
+                    page_token,
+                });
+                let mut service = session.skills();
+                async move { service.list_skills(request).await }
             })
             .await?;
             output::rows(global.json, &skills, SKILL_HEADER, skill_json, skill_row);

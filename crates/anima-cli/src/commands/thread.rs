@@ -14,8 +14,10 @@ use super::{ItemRef, Tier, actor_name, answered_by, project_id, time, usernames}
 
 use anima_client::Session;
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -139,16 +141,13 @@ pub(super) struct Names {
 
 impl Names {
     pub(super) async fn load(session: &Session) -> anyhow::Result<Self> {
-        let akhs = all_pages(|page_token| async {
-            let page = session
-                .akhs()
-                .list_akhs(session.request(pb::ListAkhsRequest {
-                    page_size: 500,
-                    page_token,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.akhs, page.next_page_token))
+        let akhs = list_all(|page_token| {
+            let request = session.request(pb::ListAkhsRequest {
+                page_size: 500,
+                page_token,
+            });
+            let mut service = session.akhs();
+            async move { service.list_akhs(request).await }
         })
         .await?;
         Ok(Self {
@@ -235,18 +234,15 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let names = Names::load(&session).await?;
-            let messages = all_pages(|page_token| async {
-                let page = session
-                    .threads()
-                    .get_thread(session.request(pb::GetThreadRequest {
-                        work_item_id: item.id.clone(),
-                        page_size: 500,
-                        page_token,
-                        reverse: false,
-                    }))
-                    .await?
-                    .into_inner();
-                Ok((page.messages, page.next_page_token))
+            let messages = list_all(|page_token| {
+                let request = session.request(pb::GetThreadRequest {
+                    work_item_id: item.id.clone(),
+                    page_size: 500,
+                    page_token,
+                    reverse: false,
+                });
+                let mut service = session.threads();
+                async move { service.get_thread(request).await }
             })
             .await?;
             if global.json {
@@ -562,19 +558,16 @@ pub async fn decisions(args: DecisionsArgs) -> anyhow::Result<()> {
     } else {
         pb::DecisionState::Open
     } as i32;
-    let decisions = all_pages(|page_token| async {
-        let page = session
-            .threads()
-            .list_decisions(session.request(pb::ListDecisionsRequest {
-                project_id: project_id.clone(),
-                user_id: String::new(),
-                state,
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.decisions, page.next_page_token))
+    let decisions = list_all(|page_token| {
+        let request = session.request(pb::ListDecisionsRequest {
+            project_id: project_id.clone(),
+            user_id: String::new(),
+            state,
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.threads();
+        async move { service.list_decisions(request).await }
     })
     .await?;
     let keys = keys(&session, &decisions).await?;

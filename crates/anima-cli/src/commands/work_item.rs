@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 
 use anima_client::Session;
 
+use anima_client::list_all;
+
 use crate::{
-    client::{GlobalArgs, all_pages, session_for},
+    client::{GlobalArgs, session_for},
     output,
 };
 
@@ -340,19 +342,16 @@ impl ListArgs {
         let session = session_for(&global).await?;
         let project_id = project_id(&session, &project).await?;
         let status = status.map_or(0, |s| pb::WorkItemStatus::from(s) as i32);
-        let items = all_pages(|page_token| async {
-            let page = session
-                .work_items()
-                .list_work_items(session.request(pb::ListWorkItemsRequest {
-                    project_id: project_id.clone(),
-                    page_size: 500,
-                    page_token,
-                    plan_id: plan.clone().unwrap_or_default(),
-                    status,
-                }))
-                .await?
-                .into_inner();
-            Ok((page.work_items, page.next_page_token))
+        let items = list_all(|page_token| {
+            let request = session.request(pb::ListWorkItemsRequest {
+                project_id: project_id.clone(),
+                page_size: 500,
+                page_token,
+                plan_id: plan.clone().unwrap_or_default(),
+                status,
+            });
+            let mut service = session.work_items();
+            async move { service.list_work_items(request).await }
         })
         .await?;
         output::rows(
@@ -821,19 +820,17 @@ async fn all_revisions(
     session: &Session,
     work_item_id: &str,
 ) -> anyhow::Result<Vec<pb::DescriptionRevision>> {
-    all_pages(|page_token| async {
-        let page = session
-            .work_items()
-            .get_description_revisions(session.request(pb::GetDescriptionRevisionsRequest {
-                work_item_id: work_item_id.to_owned(),
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
-        Ok((page.revisions, page.next_page_token))
+    list_all(|page_token| {
+        let request = session.request(pb::GetDescriptionRevisionsRequest {
+            work_item_id: work_item_id.to_owned(),
+            page_size: 500,
+            page_token,
+        });
+        let mut service = session.work_items();
+        async move { service.get_description_revisions(request).await }
     })
     .await
+    .map_err(anyhow::Error::from)
 }
 
 /// The capabilities `--network NAME` and `--secret NAME=REFERENCE` grant;
