@@ -219,7 +219,7 @@ async fn serve(
 ) -> anyhow::Result<(ServerLink, tokio::task::JoinHandle<()>)> {
     let listener = anima_server::Listener::plaintext(std::net::TcpListener::bind("127.0.0.1:0")?);
     let address = listener.local_addr()?;
-    let token = anima_server::auth::new_token();
+    let token = anima_core::secret::new_token();
     let config = anima_server::ServerConfig {
         service_tokens: vec![anima_server::config::ServiceToken {
             name: anima_server::config::InternalService::Mail,

@@ -303,7 +303,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             } else if let Ok(password) = std::env::var("ANIMA_NEW_PASSWORD") {
                 (password, false)
             } else {
-                (anima_client::random_secret(), true)
+                (anima_core::secret::new_token(), true)
             };
             let user = session
                 .team()

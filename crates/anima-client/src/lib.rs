@@ -11,9 +11,6 @@ pub mod ssh;
 
 use std::path::Path;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
-
 use anyhow::Context;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
@@ -70,13 +67,6 @@ pub fn describe(status: &tonic::Status) -> String {
         Some(info) => format!("{} ({})", status.message(), info.reason),
         None => status.message().to_owned(),
     }
-}
-
-/// A new random secret (256 bits, URL-safe), such as a generated password.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Writes a file only its owner can read, for files that hold a bearer

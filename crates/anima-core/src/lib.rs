@@ -19,6 +19,7 @@ pub mod paging;
 pub mod path;
 pub mod permission;
 pub mod planning;
+pub mod secret;
 pub mod service_token;
 pub mod skill;
 pub mod thread;

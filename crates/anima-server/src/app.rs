@@ -23,7 +23,7 @@ use tonic::{service::Routes, transport::Channel};
 use crate::{
     agents::{self, AgentProvider},
     ai::Ai,
-    auth::{Authenticator, LoginThrottle, new_token},
+    auth::{Authenticator, LoginThrottle},
     config::ServerConfig,
     events::EventHub,
     limits::RateLimiter,
@@ -271,7 +271,7 @@ pub async fn bootstrap_admin(
             (given, false)
         }
         None => {
-            let random = new_token();
+            let random = anima_core::secret::new_token();
             (random.clone(), true)
         }
     };

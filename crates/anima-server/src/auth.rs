@@ -8,22 +8,14 @@ use anima_core::{
     DomainError,
     error::reason,
     model::{AttemptCounter, AuthSession, User, now_micros},
+    secret::new_token,
     service_token,
 };
 use anima_db::Store;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ServerConfig, ServiceToken};
-
-/// A new random bearer token: 256 bits, URL-safe.
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// The form in which tokens are stored and compared: SHA-256, hex. A fast
 /// hash is right here because tokens carry full entropy, unlike passwords.

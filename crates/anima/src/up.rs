@@ -91,7 +91,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
     // The provider reports logins into its sandboxes to the audit service
     // on the internal port, with a token good for nothing else.
-    let audit_token = local_agent.then(anima_server::auth::new_token);
+    let audit_token = local_agent.then(anima_core::secret::new_token);
     if let Some(token) = &audit_token {
         if config.agent.mcp_endpoint.is_empty() {
             config.agent.mcp_endpoint = format!("http://{internal_address}/mcp");
@@ -106,7 +106,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
     if mail.is_enabled() {
         // The worker reaches the internal port with a token of its own.
-        let token = anima_server::auth::new_token();
+        let token = anima_core::secret::new_token();
         config
             .service_tokens
             .push(anima_server::config::ServiceToken {

@@ -28,7 +28,7 @@ use tokio_stream::StreamExt;
 use super::{ResponseStream, caller_id, grpc_service, optional_id};
 use crate::{
     agents::{AgentProvider, ProvisionRequest},
-    auth::{new_token, token_hash},
+    auth::token_hash,
     authz::{RequestContext, require_project},
     error::to_status,
     events::{EventHub, Reader, Replay, StreamItem},
@@ -200,7 +200,7 @@ impl AgentSessionApi {
         // provider and nowhere else.
         let secrets = self.secrets.values(&item.capabilities).await?;
         let zones = self.zones.for_session(&item.capabilities)?;
-        let mcp_token = new_token();
+        let mcp_token = anima_core::secret::new_token();
         let session = self
             .store
             .create_agent_session(NewSession {

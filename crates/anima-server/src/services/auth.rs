@@ -65,7 +65,7 @@ impl AuthApi {
             Some(found) => found.password_hash.clone(),
             None => self
                 .dummy_hash
-                .get_or_try_init(|| hash_password(crate::auth::new_token()))
+                .get_or_try_init(|| hash_password(anima_core::secret::new_token()))
                 .await?
                 .clone(),
         };
