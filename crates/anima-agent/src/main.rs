@@ -25,8 +25,8 @@ struct Args {
     )]
     sandboxes: std::path::PathBuf,
     /// Host paths every sandbox sees read-only (tools installed outside
-    /// /usr); in the variable, separated by `:`.
-    #[arg(long, env = "ANIMA_AGENT_READ_ONLY", value_delimiter = ':')]
+    /// /usr); in the variable, separated by `,` as in anima.toml.
+    #[arg(long, env = "ANIMA_AGENT_READ_ONLY", value_delimiter = ',')]
     read_only: Vec<std::path::PathBuf>,
     /// The unprivileged host user every sandbox runs as (made by
     /// scripts/setup-debian).

@@ -1,14 +1,17 @@
-//! Which model answers which tier: configuration, never code. Read from a
-//! TOML file (`ANIMA_AI_CONFIG`) and `ANIMA_AI_*` variables, which win.
+//! Which model answers which tier: configuration, never code. Read from
+//! the `[ai]` section of `anima.toml` and `ANIMA_AI_*` variables, which
+//! win (`ANIMA_AI_MODEL_DIR`, `ANIMA_AI_TIERS_STANDARD=local,openai:…`; see
+//! [`anima_core::config`]).
 //!
 //! ```toml
+//! [ai]
 //! model_dir = "/var/lib/anima/models/all-MiniLM-L6-v2"
 //! embedding = "local"
-//! [tiers]
+//! [ai.tiers]
 //! minimal = ["local"]
 //! standard = ["openai:gpt-4o-mini", "local"]
 //! reasoning = ["openai:gpt-4o"]
-//! [providers.openai]            # any OpenAI-compatible server
+//! [ai.providers.openai]         # any OpenAI-compatible server
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"
 //! timeout_ms = 30000
@@ -21,11 +24,15 @@
 //! first; later entries are fallbacks when one is down. `embedding` names
 //! the model of Embed (vectors from different models do not compare).
 
-use std::{collections::BTreeMap, fmt, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use anima_proto::v1::ModelTier;
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Name of the model directory `scripts/setup-debian` installs.
 pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -78,7 +85,7 @@ impl fmt::Display for ModelSpec {
 }
 
 /// An OpenAI-compatible HTTP provider (OpenAI, vLLM, Ollama, llama.cpp).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Base URL up to and including the version, e.g. `http://127.0.0.1:11434/v1`.
@@ -168,46 +175,74 @@ impl Default for AiConfig {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    model_dir: Option<PathBuf>,
-    embedding: Option<String>,
-    #[serde(default)]
-    tiers: FileTiers,
-    #[serde(default)]
-    providers: BTreeMap<String, ProviderConfig>,
+/// `[ai]` of `anima.toml`, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiSettings {
+    /// The sentence model's directory; empty for the default location.
+    pub model_dir: String,
+    /// The model of Embed: `local` or `PROVIDER:MODEL`.
+    pub embedding: String,
+    /// Each tier's models, first choice first.
+    pub tiers: TierSettings,
+    /// OpenAI-compatible providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileTiers {
-    minimal: Option<Vec<String>>,
-    standard: Option<Vec<String>>,
-    reasoning: Option<Vec<String>>,
+impl Default for AiSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: String::new(),
+            embedding: ModelSpec::Local.to_string(),
+            tiers: TierSettings::default(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[ai.tiers]`: `local` or `PROVIDER:MODEL` per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierSettings {
+    /// See [`Tiers::minimal`].
+    pub minimal: Vec<String>,
+    /// See [`Tiers::standard`].
+    pub standard: Vec<String>,
+    /// See [`Tiers::reasoning`].
+    pub reasoning: Vec<String>,
+}
+
+impl Default for TierSettings {
+    fn default() -> Self {
+        let names = |specs: Vec<ModelSpec>| specs.iter().map(ToString::to_string).collect();
+        let tiers = Tiers::default();
+        Self {
+            minimal: names(tiers.minimal),
+            standard: names(tiers.standard),
+            reasoning: names(tiers.reasoning),
+        }
+    }
+}
+
+/// The one section anima-ai reads on its own.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct AiSection {
+    ai: AiSettings,
 }
 
 impl AiConfig {
-    /// From `ANIMA_AI_CONFIG` (a TOML file) if set, then `ANIMA_AI_MODEL_DIR`,
-    /// `ANIMA_AI_EMBEDDING` and `ANIMA_AI_TIER_{MINIMAL,STANDARD,REASONING}`
-    /// (comma-separated model lists; empty means none). Providers are
-    /// configured in the file only.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok();
-        let file = match var("ANIMA_AI_CONFIG") {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading ANIMA_AI_CONFIG {path}"))?;
-                toml::from_str(&text).with_context(|| format!("parsing {path}"))?
-            }
-            None => FileConfig::default(),
-        };
-        Self::build(file, var)
+    /// The `[ai]` section of `anima.toml` (if given) with its `ANIMA_AI_*`
+    /// variables, checked.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let section: AiSection = anima_core::config::read(file)?;
+        Self::from_settings(section.ai)
     }
 
-    fn build(file: FileConfig, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let defaults = Tiers::default();
-        let providers = file.providers;
+    /// Checks the settings: every model names a configured provider, no
+    /// local model reasons, provider URLs are http(s).
+    pub fn from_settings(settings: AiSettings) -> anyhow::Result<Self> {
+        let providers = settings.providers;
         for (name, provider) in &providers {
             anyhow::ensure!(
                 provider.base_url.starts_with("http://")
@@ -215,42 +250,26 @@ impl AiConfig {
                 "provider {name}: base_url must be an http(s) URL"
             );
         }
-        let tier = |name: &str, from_file: Option<Vec<String>>, default: Vec<ModelSpec>| {
-            let listed: Option<Vec<String>> = var(&format!("ANIMA_AI_TIER_{name}"))
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .or(from_file);
-            match listed {
-                Some(specs) => specs
-                    .iter()
-                    .map(|spec| ModelSpec::parse(spec, &providers))
-                    .collect::<anyhow::Result<Vec<ModelSpec>>>()
-                    .with_context(|| format!("tier {}", name.to_lowercase())),
-                None => Ok(default),
-            }
+        let tier = |name: &str, specs: Vec<String>| {
+            specs
+                .iter()
+                .map(|spec| ModelSpec::parse(spec, &providers))
+                .collect::<anyhow::Result<Vec<ModelSpec>>>()
+                .with_context(|| format!("tier {name}"))
         };
         let tiers = Tiers {
-            minimal: tier("MINIMAL", file.tiers.minimal, defaults.minimal)?,
-            standard: tier("STANDARD", file.tiers.standard, defaults.standard)?,
-            reasoning: tier("REASONING", file.tiers.reasoning, defaults.reasoning)?,
+            minimal: tier("minimal", settings.tiers.minimal)?,
+            standard: tier("standard", settings.tiers.standard)?,
+            reasoning: tier("reasoning", settings.tiers.reasoning)?,
         };
         anyhow::ensure!(
             !tiers.reasoning.contains(&ModelSpec::Local),
             "tier reasoning: the local provider does not reason; configure a model that does, or none"
         );
-        let embedding = match var("ANIMA_AI_EMBEDDING").or(file.embedding) {
-            Some(spec) => ModelSpec::parse(&spec, &providers).context("embedding")?,
-            None => ModelSpec::Local,
-        };
+        let embedding = ModelSpec::parse(&settings.embedding, &providers).context("embedding")?;
         Ok(Self {
-            model_dir: var("ANIMA_AI_MODEL_DIR")
-                .map(PathBuf::from)
-                .or(file.model_dir),
+            model_dir: Some(PathBuf::from(settings.model_dir))
+                .filter(|dir| !dir.as_os_str().is_empty()),
             tiers,
             embedding,
             providers,
@@ -270,18 +289,18 @@ impl AiConfig {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            pairs
-                .iter()
+    fn load(file: &str, env: &'static [(&'static str, &'static str)]) -> anyhow::Result<AiConfig> {
+        let section: AiSection = anima_core::config::load(Some(("anima.toml", file)), |name| {
+            env.iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
-        }
+        })?;
+        AiConfig::from_settings(section.ai)
     }
 
     #[test]
     fn defaults_leave_reasoning_unconfigured() {
-        let config = AiConfig::build(FileConfig::default(), vars(&[])).expect("config");
+        let config = load("", &[]).expect("config");
         assert_eq!(config.tiers, Tiers::default());
         assert!(config.tiers.models(ModelTier::Reasoning).is_empty());
         assert_eq!(config.embedding, ModelSpec::Local);
@@ -289,13 +308,13 @@ mod tests {
 
     #[test]
     fn remote_models_name_a_configured_provider() {
-        let file: FileConfig = toml::from_str(
-            "[tiers]\nreasoning = [\"vllm:qwen-32b\", \"openai:gpt-4o\"]\n\
-             [providers.vllm]\nbase_url = \"http://10.0.0.9:8000/v1\"\n\
-             [providers.openai]\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+        let config = load(
+            "[ai.tiers]\nreasoning = [\"vllm:qwen-32b\", \"openai:gpt-4o\"]\n\
+             [ai.providers.vllm]\nbase_url = \"http://10.0.0.9:8000/v1\"\n\
+             [ai.providers.openai]\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+            &[],
         )
-        .expect("toml");
-        let config = AiConfig::build(file, vars(&[])).expect("config");
+        .expect("config");
         assert_eq!(
             config
                 .tiers
@@ -306,11 +325,8 @@ mod tests {
             ["vllm:qwen-32b", "openai:gpt-4o"]
         );
         assert_eq!(config.providers["vllm"].timeout_ms, 30_000);
-        let err = AiConfig::build(
-            FileConfig::default(),
-            vars(&[("ANIMA_AI_TIER_REASONING", "nowhere:model")]),
-        )
-        .expect_err("unconfigured provider");
+        let err = load("", &[("ANIMA_AI_TIERS_REASONING", "nowhere:model")])
+            .expect_err("unconfigured provider");
         assert!(
             format!("{err:#}").contains("unknown model provider"),
             "{err:#}"
@@ -319,28 +335,23 @@ mod tests {
 
     #[test]
     fn variables_override_the_file_and_bad_specs_are_refused() {
-        let file: FileConfig =
-            toml::from_str("model_dir = \"/m\"\n[tiers]\nminimal = []\n").expect("toml");
-        let config =
-            AiConfig::build(file, vars(&[("ANIMA_AI_MODEL_DIR", "/other")])).expect("config");
+        let config = load(
+            "[ai]\nmodel_dir = \"/m\"\n[ai.tiers]\nminimal = []\n",
+            &[("ANIMA_AI_MODEL_DIR", "/other")],
+        )
+        .expect("config");
         assert!(config.tiers.minimal.is_empty());
         assert_eq!(config.model_dir(), Some(PathBuf::from("/other")));
 
-        let err = AiConfig::build(
-            FileConfig::default(),
-            vars(&[("ANIMA_AI_TIER_STANDARD", "local, gpt:4")]),
-        )
-        .expect_err("unknown provider");
+        let err =
+            load("", &[("ANIMA_AI_TIERS_STANDARD", "local, gpt:4")]).expect_err("unknown provider");
         assert!(
             format!("{err:#}").contains("unknown model provider"),
             "{err:#}"
         );
-        let err = AiConfig::build(
-            FileConfig::default(),
-            vars(&[("ANIMA_AI_TIER_REASONING", "local")]),
-        )
-        .expect_err("local cannot reason");
+        let err =
+            load("", &[("ANIMA_AI_TIERS_REASONING", "local")]).expect_err("local cannot reason");
         assert!(format!("{err:#}").contains("does not reason"), "{err:#}");
-        assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
+        assert!(load("[ai]\ncolour = 1\n", &[]).is_err());
     }
 }

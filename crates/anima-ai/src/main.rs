@@ -7,11 +7,14 @@ use clap::Parser;
 use tonic::{Request, Status};
 
 /// Runs the internal AI service. Tiers and the model directory come from
-/// `ANIMA_AI_CONFIG` (TOML) and `ANIMA_AI_MODEL_DIR` /
-/// `ANIMA_AI_TIER_{MINIMAL,STANDARD,REASONING}`.
+/// the `[ai]` section of `anima.toml` and `ANIMA_AI_*` variables
+/// (`anima config check` lists them).
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
+    /// `anima.toml`, of which this reads the `[ai]` section.
+    #[arg(long, env = "ANIMA_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Listen address.
     #[arg(long, env = "ANIMA_AI_LISTEN", default_value = "127.0.0.1:7434")]
     listen: std::net::SocketAddr,
@@ -48,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         "anima-ai on {} would answer anyone: set ANIMA_AI_TOKENS, or listen on loopback",
         args.listen
     );
-    let config = AiConfig::from_env()?;
+    let config = AiConfig::load(args.config.as_deref())?;
     let service = anima_ai::service(config)?;
     println!("anima-ai listening on {}", args.listen);
     tonic::transport::Server::builder()

@@ -174,7 +174,7 @@ fn no_model(tier: ModelTier) -> DomainError {
     DomainError::failed_precondition(
         reason::NO_MODEL_FOR_TIER,
         format!(
-            "no model is configured for the {} tier (ANIMA_AI_TIER_{})",
+            "no model is configured for the {0} tier ([ai.tiers] {0} in anima.toml, or ANIMA_AI_TIERS_{1})",
             tier.name(),
             tier.name().to_uppercase(),
         ),

@@ -30,7 +30,7 @@ fn check(embedder: &Embedder, max_unknown: f64) {
 
 #[test]
 fn the_model_classifies_the_labelled_set() {
-    let dir = AiConfig::from_env().expect("config").model_dir();
+    let dir = AiConfig::load(None).expect("config").model_dir();
     let embedder = Embedder::load_or_fallback(dir.as_deref()).expect("embedder");
     if matches!(embedder, Embedder::Lexical) {
         assert!(

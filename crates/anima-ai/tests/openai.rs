@@ -135,7 +135,7 @@ async fn harness(adjust: impl FnOnce(&mut AiConfig)) -> Harness {
     let fake_address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut config = AiConfig::from_env().expect("config");
+    let mut config = AiConfig::load(None).expect("config");
     config.providers = BTreeMap::from([(
         "openai".to_owned(),
         ProviderConfig {

@@ -35,7 +35,7 @@ fn model_required() -> bool {
 
 #[tokio::test]
 async fn embeddings_come_from_the_real_model() {
-    let mut ai = client(AiConfig::from_env().expect("config")).await;
+    let mut ai = client(AiConfig::load(None).expect("config")).await;
     let reply = ai
         .embed(pb::EmbedRequest {
             texts: vec![
@@ -68,7 +68,7 @@ async fn embeddings_come_from_the_real_model() {
 
 #[tokio::test]
 async fn mail_is_classified_on_the_minimal_tier_or_answered_unknown() {
-    let mut ai = client(AiConfig::from_env().expect("config")).await;
+    let mut ai = client(AiConfig::load(None).expect("config")).await;
     let candidates = vec![
         pb::CandidateWorkItem {
             work_item_id: "wi-export".into(),
@@ -117,7 +117,7 @@ async fn mail_is_classified_on_the_minimal_tier_or_answered_unknown() {
 
 #[tokio::test]
 async fn summaries_and_drafts_cite_their_messages() {
-    let mut ai = client(AiConfig::from_env().expect("config")).await;
+    let mut ai = client(AiConfig::load(None).expect("config")).await;
     let sources = vec![
         pb::TextSource {
             id: "m1".into(),
@@ -176,7 +176,7 @@ async fn summaries_and_drafts_cite_their_messages() {
 
 #[tokio::test]
 async fn bad_input_and_missing_tiers_get_clear_errors() {
-    let mut ai = client(AiConfig::from_env().expect("config")).await;
+    let mut ai = client(AiConfig::load(None).expect("config")).await;
     let status = ai
         .analyze_gap(pb::AnalyzeGapRequest {
             plan_json: "{}".into(),
@@ -238,7 +238,7 @@ async fn bad_input_and_missing_tiers_get_clear_errors() {
     );
 
     // A tier with no model configured fails instead of guessing.
-    let mut config = AiConfig::from_env().expect("config");
+    let mut config = AiConfig::load(None).expect("config");
     config.tiers.minimal.clear();
     let mut bare = client(config).await;
     let status = bare

@@ -24,7 +24,6 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_anima-bench");
 const SUBSCRIBERS: [usize; 3] = [1, 100, 1_000];
 /// Streams per HTTP/2 connection, below the server's concurrency limit.
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -43,7 +42,7 @@ struct Fanout {
 
 impl Fanout {
     async fn start(backend: Backend, subscribers: usize) -> anyhow::Result<Self> {
-        let server = ServerUnderTest::start(BENCH, backend).await?;
+        let server = ServerUnderTest::start(backend).await?;
         let token = server.admin_token().await?;
         let project = ProjectServiceClient::new(server.channel().await?)
             .create_project(authed(

@@ -29,7 +29,7 @@ const EMBED_BATCH: usize = 16;
 const MAX_CLIENTS: usize = 4;
 
 pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
-    let config = AiConfig::from_env()?;
+    let config = AiConfig::load(None)?;
     let set = MailSet::load()?;
     let embedder = Embedder::load_or_fallback(config.model_dir().as_deref())?;
     let model_score = accuracy(&embedder, &set)?;

@@ -2,15 +2,16 @@
 //! throw-away database, clients logged in to it, a load generator with HDR
 //! histograms, and latency statistics.
 //!
-//! The server runs as its own process (`anima-bench serve …`, the same
-//! composition as `anima up`) so that its resident memory can be read from
-//! `/proc` apart from the clients'.
+//! The server runs as its own process, `anima up` itself (built with the
+//! `bench` feature for the trusted baseline), so that its resident memory
+//! can be read from `/proc` apart from the clients'.
 
 pub mod load;
 pub mod serve;
 
 use std::{
     io::{BufRead, BufReader},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -49,44 +50,83 @@ pub struct ServerUnderTest {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     _database: Option<TempDatabase>,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl ServerUnderTest {
-    /// Starts `bench_binary serve` (this crate's `anima-bench`) on a new
-    /// database of the given backend.
-    pub async fn start(bench_binary: &str, backend: Backend) -> anyhow::Result<Self> {
+    /// Starts `anima up` on a new database of the given backend.
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
         let database = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
             Backend::Postgres => TempDatabase::postgres().await,
         };
-        let mut server = Self::spawn(bench_binary, &["--database-url", &database.url])?;
+        let mut server = Self::anima(&database.url, &[], &[])?;
         server._database = Some(database);
         Ok(server)
     }
 
-    /// Starts `bench_binary serve` with these arguments (e.g. on the
-    /// database of another server, or as the echo baseline).
-    pub fn spawn(bench_binary: &str, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(bench_binary)
-            .arg("serve")
+    /// Starts `anima up` on `database_url` with these extra arguments and
+    /// environment variables (e.g. `--trust-every-caller`, or a service
+    /// token).
+    pub fn anima(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let anima = anima_binary()?;
+        let data_dir = tempfile::tempdir()?;
+        let mut command = Command::new(&anima);
+        command
+            .arg("up")
+            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .arg("--data-dir")
+            .arg(data_dir.path())
             .args(args)
             .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // A benchmark session must not expire mid-run.
+            .env(
+                "ANIMA_SESSION_IDLE_TIMEOUT_SECS",
+                (24 * 60 * 60).to_string(),
+            )
+            .envs(env.iter().copied());
+        let mut server = Self::spawn(command, "anima is up at ").with_context(|| {
+            format!(
+                "starting {} up (build it with `cargo build --release -p anima --features bench`)",
+                anima.display()
+            )
+        })?;
+        server._data_dir = Some(data_dir);
+        Ok(server)
+    }
+
+    /// Starts `anima-bench serve --echo-bytes BYTES` (this binary): a bare
+    /// tonic echo of a work item, the floor a gRPC read can reach.
+    pub fn echo(bytes: usize) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["serve", "--echo-bytes", &bytes.to_string()]);
+        Self::spawn(command, "listening on ")
+    }
+
+    /// Runs `command` and waits for the line that starts with `announce`
+    /// and goes on with the server's URL.
+    fn spawn(mut command: Command, announce: &str) -> anyhow::Result<Self> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {bench_binary} serve"))?;
+            .spawn()?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let url = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
-            .context("the server did not say where it listens")?;
+        let found = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            let rest = line.strip_prefix(announce)?;
+            Some(rest.split_whitespace().next().unwrap_or(rest).to_owned())
+        });
+        let Some(url) = found else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("the server did not say where it listens");
+        };
         std::thread::spawn(move || lines.for_each(drop));
         Ok(Self {
             child: Some(child),
             url,
             _database: None,
+            _data_dir: None,
         })
     }
 
@@ -96,6 +136,7 @@ impl ServerUnderTest {
             child: None,
             url: url.trim_end_matches('/').to_owned(),
             _database: None,
+            _data_dir: None,
         }
     }
 
@@ -157,6 +198,23 @@ impl Drop for ServerUnderTest {
             let _ = child.wait();
         }
     }
+}
+
+/// The `anima` binary the benchmarks measure: `$ANIMA_BIN`, else the one
+/// beside this benchmark's binary (the same target directory and profile).
+pub fn anima_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ANIMA_BIN") {
+        return Ok(path.into());
+    }
+    let bench = std::env::current_exe()?;
+    let mut dir = bench
+        .parent()
+        .context("the benchmark binary has no directory")?;
+    // Criterion's benches run from `deps/`, beside the binaries' directory.
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps/ has no parent")?;
+    }
+    Ok(dir.join("anima"))
 }
 
 /// A request with `authorization: Bearer <token>`.

@@ -1,7 +1,7 @@
 //! The `mail` scenario: how many mails per second anima-mail routes, on a
 //! private Cyrus (needs Debian's cyrus-imapd and root, like the mail
-//! tests) and an anima-server with anima-ai in this process, as `anima up`
-//! runs them.
+//! tests) and `anima up` (anima-server with anima-ai) on the seeded
+//! database; the worker runs in this process, as in `anima up`.
 //!
 //! Mails of mixed kinds are delivered first (not timed); then one
 //! synchronisation pass takes them all: JMAP listing and download, parsing,
@@ -11,7 +11,7 @@
 //! first classification of each unaddressed mail: anima-ai caches its
 //! vectors); JMAP is also timed alone.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use anima_core::{
     mail::{Address, NewMailbox, ScreeningRules},
@@ -29,7 +29,6 @@ use anima_mail::{
 };
 use anyhow::Context;
 use futures_util::StreamExt;
-use tonic::service::Routes;
 
 use crate::{Options, Outcome};
 
@@ -74,7 +73,6 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
         crate::Backend::Postgres => TempDatabase::postgres().await,
     };
     let store = db.open().await;
-    let (link, _server) = serve(store.clone()).await?;
 
     let owner = store
         .create_user(NewUser {
@@ -124,6 +122,18 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
         max_size: 25 * 1024 * 1024,
         history_from: None,
     };
+
+    let backend = store.backend();
+    drop(store);
+    // `anima up` on the seeded database; the worker reaches it with a
+    // service token of its own, as in `anima up`.
+    let token = anima_core::secret::new_token();
+    let server = crate::ServerUnderTest::anima(
+        &db.url,
+        &[],
+        &[("ANIMA_SERVICE_TOKENS", &format!("anima-mail={token}"))],
+    )?;
+    let link = ServerLink::new(&server.url, &token)?;
 
     let login = cyrus.add_user("desk", "desk-password")?;
     let mails = mails(count);
@@ -207,35 +217,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
             "downloads and routing overlap; what the pass costs beyond JMAP is mostly first-time \
              classification of the unaddressed mails"
                 .to_owned(),
-            format!("backend: {}", store.backend()),
+            format!("backend: {backend}"),
         ],
     })
-}
-
-/// anima-server with anima-ai on one listener in this process, and the
-/// worker's link to it.
-async fn serve(
-    store: Arc<dyn anima_db::Store>,
-) -> anyhow::Result<(ServerLink, tokio::task::JoinHandle<()>)> {
-    let listener = anima_server::Listener::plaintext(std::net::TcpListener::bind("127.0.0.1:0")?);
-    let address = listener.local_addr()?;
-    let token = anima_core::secret::new_token();
-    let config = anima_server::ServerConfig {
-        service_tokens: vec![anima_server::config::ServiceToken {
-            name: anima_server::config::InternalService::Mail,
-            token: token.clone(),
-        }],
-        ..Default::default()
-    };
-    let ai = anima_server::in_process::channel(Routes::new(anima_ai::service(
-        anima_ai::AiConfig::from_env()?,
-    )?));
-    let router = anima_server::router(store, &config, Some(ai)).await?;
-    let server = tokio::spawn(async move {
-        let _ = anima_server::serve(listener, router, std::future::pending()).await;
-    });
-    Ok((
-        ServerLink::new(&format!("http://{address}"), &token)?,
-        server,
-    ))
 }

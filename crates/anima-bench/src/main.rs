@@ -186,10 +186,6 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn bench_binary() -> anyhow::Result<String> {
-    Ok(std::env::current_exe()?.display().to_string())
-}
-
 /// A logged-in server with one project and a work item to read.
 struct Fixture {
     server: ServerUnderTest,
@@ -203,7 +199,7 @@ async fn fixture(options: &Options, backend: Backend) -> anyhow::Result<Fixture>
     let (server, token) = match (&options.server, &options.token) {
         (Some(url), Some(token)) => (ServerUnderTest::remote(url), token.clone()),
         _ => {
-            let server = ServerUnderTest::start(&bench_binary()?, backend).await?;
+            let server = ServerUnderTest::start(backend).await?;
             let token = server.admin_token().await?;
             (server, token)
         }
@@ -310,8 +306,7 @@ async fn read(options: &Options) -> anyhow::Result<Outcome> {
         ),
         _ => None,
     };
-    let echo_server =
-        ServerUnderTest::spawn(&bench_binary()?, &["--echo-bytes", &bytes.to_string()])?;
+    let echo_server = ServerUnderTest::echo(bytes)?;
     let echo = get_work_items(
         "GetWorkItem (bare tonic echo)",
         &echo_server,
@@ -358,10 +353,7 @@ async fn auth(options: &Options) -> anyhow::Result<Outcome> {
         options,
     )
     .await?;
-    let trusting = ServerUnderTest::spawn(
-        &bench_binary()?,
-        &["--database-url", &database_url, "--trust-every-caller"],
-    )?;
+    let trusting = ServerUnderTest::anima(&database_url, &["--trust-every-caller"], &[])?;
     let without = get_work_items(
         "GetWorkItem without (trusted)",
         &trusting,

@@ -1,16 +1,13 @@
-//! `anima-bench serve`: the servers the benchmarks measure, each in its own
-//! process. Prints `listening on http://ADDR` once it accepts connections.
-//!
-//! - the API as `anima up` composes it (server, anima-ai hosted in process);
-//! - the same with every caller trusted, to see what auth and RBAC cost;
-//! - a bare tonic echo of a work item, the floor a gRPC read can reach.
-
-use std::time::Duration;
+//! `anima-bench serve --echo-bytes N`: a bare tonic echo of a work item,
+//! the floor a gRPC read can reach, in its own process like the server it
+//! is compared with. Prints `listening on http://ADDR` once it accepts
+//! connections. (The server itself is `anima up`.)
 
 use anima_proto::v1::{
     self as pb,
     work_item_service_server::{WorkItemService, WorkItemServiceServer},
 };
+use axum::serve::ListenerExt;
 use clap::Args;
 use prost::Message;
 use tonic::{Request, Response, Status, service::Routes};
@@ -18,55 +15,27 @@ use tonic::{Request, Response, Status, service::Routes};
 /// Options of `anima-bench serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The database to serve (`sqlite://…` or `postgres://…`).
+    /// The encoded size of the work item it answers with, in bytes.
     #[arg(long)]
-    pub database_url: Option<String>,
-    /// Skip authentication and RBAC: every request counts as an internal
-    /// service. Only for measuring what they cost.
-    #[arg(long)]
-    pub trust_every_caller: bool,
-    /// Serve only a bare echo of a work item of this encoded size, in bytes.
-    #[arg(long)]
-    pub echo_bytes: Option<usize>,
+    pub echo_bytes: usize,
 }
 
-/// Runs the chosen server until interrupted.
+/// Serves the echo until interrupted, as anima-server serves (axum over
+/// hyper, TCP_NODELAY).
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let listener = anima_server::Listener::plaintext(std::net::TcpListener::bind("127.0.0.1:0")?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let router = match (args.echo_bytes, args.database_url) {
-        (Some(bytes), _) => {
-            Routes::new(WorkItemServiceServer::new(Echo::of_size(bytes))).into_axum_router()
-        }
-        (None, Some(url)) => {
-            let store = anima_db::open(&url).await?;
-            anima_server::bootstrap_admin(&store, std::env::var("ANIMA_ADMIN_PASSWORD").ok())
-                .await?;
-            let config = anima_server::ServerConfig {
-                database_url: url,
-                // Long runs outlast the default idle expiry of nothing,
-                // but a benchmark session must not expire mid-run.
-                session_idle_timeout_secs: 24 * 60 * 60,
-                ..Default::default()
-            };
-            let ai = anima_server::in_process::channel(Routes::new(anima_ai::service(
-                anima_ai::AiConfig::from_env()?,
-            )?));
-            let api = anima_server::app::api(store, &config, Some(ai), None).await?;
-            if args.trust_every_caller {
-                api.into_router_trusting_every_caller()
-            } else {
-                api.into_router()
-            }
-        }
-        (None, None) => anyhow::bail!("serve needs --database-url or --echo-bytes"),
-    };
+    let router =
+        Routes::new(WorkItemServiceServer::new(Echo::of_size(args.echo_bytes))).into_axum_router();
     println!("listening on http://{address}");
-    anima_server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tokio::time::sleep(Duration::ZERO).await;
-    })
-    .await?;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod named_enum;
 
 pub mod agent;
 pub mod capability;
+pub mod config;
 pub mod document;
 pub mod error;
 pub mod event;

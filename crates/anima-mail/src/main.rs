@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML configuration (server_url, service_token, jmap_url,
-    /// account_secret, poll_interval_ms, [admin]).
-    #[arg(long, env = "ANIMA_MAIL_CONFIG")]
+    /// `anima.toml`, of which this reads the `[mail]` section (server_url,
+    /// service_token, jmap_url, account_secret, …, `[mail.admin]`).
+    #[arg(long, env = "ANIMA_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,

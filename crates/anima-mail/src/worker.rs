@@ -13,7 +13,7 @@ use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 use anima_core::mail::{Address, ScreeningRules};
 use anima_proto::v1 as pb;
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -25,16 +25,18 @@ use crate::{
     sync::{Pacing, Services, follow},
 };
 
-/// What the worker reads at start: a TOML file and `ANIMA_MAIL_*`
-/// environment variables.
-#[derive(Debug, Clone, Deserialize)]
+/// `[mail]` of `anima.toml`: what the worker reads at start. Every key is
+/// also an `ANIMA_MAIL_*` variable (see [`anima_core::config`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailConfig {
     /// anima-server (`http://host:port`); `anima up` fills it in.
     pub server_url: String,
-    /// The service token anima-mail presents to anima-server.
+    /// The service token anima-mail presents to anima-server; `anima up`
+    /// makes its own.
     pub service_token: String,
-    /// The mail server's HTTP root, where `/.well-known/jmap` answers.
+    /// The mail server's HTTP root, where `/.well-known/jmap` answers;
+    /// none, and no mail is followed.
     pub jmap_url: String,
     /// The secret each mailbox account's password is derived from.
     pub account_secret: String,
@@ -46,41 +48,44 @@ pub struct MailConfig {
     pub send_attempts: i64,
     /// Wait after a failed send, in milliseconds; doubles after each.
     pub send_retry_ms: u64,
-    /// How mailbox accounts are created and dropped.
+    /// How mailbox accounts are created and dropped (`[mail.admin]`).
     pub admin: AdminConfig,
 }
 
-/// The mail server's administration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AdminConfig {
+/// `[mail.admin]`: the mail server's administration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Which administration (see [`AdminKind`]).
+    pub kind: AdminKind,
+    /// Stalwart: its HTTP root.
+    pub url: String,
+    /// Cyrus: `host:port` of IMAP.
+    pub imap: String,
+    /// Stalwart and Cyrus: an administrator.
+    pub user: String,
+    /// The administrator's password.
+    pub password: String,
+    /// Cyrus: the sasldb2 file.
+    pub sasldb: String,
+    /// Cyrus: `user:group` to keep the sasldb owned by; empty leaves the
+    /// owner as it is.
+    pub sasldb_owner: String,
+}
+
+/// Who creates and drops mailbox accounts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminKind {
     /// Accounts are managed by hand: they must exist with the derived
     /// password (`anima-mail password ADDRESS` prints it).
     #[default]
     Manual,
-    /// Stalwart's management API.
-    Stalwart {
-        /// Its HTTP root.
-        url: String,
-        /// An administrator.
-        user: String,
-        /// Its password.
-        password: String,
-    },
-    /// Cyrus IMAP with a local SASL database.
-    Cyrus {
-        /// `host:port` of IMAP.
-        imap: String,
-        /// An administrator login.
-        user: String,
-        /// Its password.
-        password: String,
-        /// The sasldb2 file.
-        sasldb: String,
-        /// `user:group` to keep the sasldb owned by.
-        #[serde(default)]
-        sasldb_owner: Option<String>,
-    },
+    /// Stalwart's management API (`url`, `user`, `password`).
+    Stalwart,
+    /// Cyrus IMAP with a local SASL database (`imap`, `user`, `password`,
+    /// `sasldb`).
+    Cyrus,
 }
 
 impl Default for MailConfig {
@@ -94,41 +99,22 @@ impl Default for MailConfig {
             max_backoff_secs: 60,
             send_attempts: 5,
             send_retry_ms: 30_000,
-            admin: AdminConfig::Manual,
+            admin: AdminConfig::default(),
         }
     }
 }
 
 impl MailConfig {
-    /// Reads `path` (if given), then applies `ANIMA_MAIL_SERVER_URL`,
-    /// `ANIMA_MAIL_TOKEN`, `ANIMA_MAIL_JMAP_URL`,
-    /// `ANIMA_MAIL_ACCOUNT_SECRET` and `ANIMA_MAIL_POLL_MS`.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => Self::default(),
-        };
-        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        if let Some(url) = env("ANIMA_MAIL_SERVER_URL") {
-            config.server_url = url;
+    /// The `[mail]` section of `anima.toml` (if given) with its
+    /// `ANIMA_MAIL_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        #[derive(Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct MailSection {
+            mail: MailConfig,
         }
-        if let Some(token) = env("ANIMA_MAIL_TOKEN") {
-            config.service_token = token;
-        }
-        if let Some(url) = env("ANIMA_MAIL_JMAP_URL") {
-            config.jmap_url = url;
-        }
-        if let Some(secret) = env("ANIMA_MAIL_ACCOUNT_SECRET") {
-            config.account_secret = secret;
-        }
-        if let Some(ms) = env("ANIMA_MAIL_POLL_MS") {
-            config.poll_interval_ms = ms.parse().context("ANIMA_MAIL_POLL_MS")?;
-        }
-        Ok(config)
+        let section: MailSection = anima_core::config::read(file)?;
+        Ok(section.mail)
     }
 
     /// Whether a mail server is configured at all.
@@ -138,39 +124,57 @@ impl MailConfig {
 
     /// Refuses a configuration the worker cannot run with.
     pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.jmap_url.is_empty(), "no mail server: set jmap_url");
+        self.check_settings()?;
         anyhow::ensure!(
             !self.server_url.is_empty() && !self.service_token.is_empty(),
             "anima-mail needs server_url and service_token to reach anima-server"
         );
+        Ok(())
+    }
+
+    /// [`MailConfig::check`] but for the way to anima-server, which
+    /// `anima up` fills in itself.
+    pub fn check_settings(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.jmap_url.is_empty(), "no mail server: set jmap_url");
         anyhow::ensure!(
             self.account_secret.len() >= 16,
             "account_secret must be at least 16 characters"
         );
-        Ok(())
+        self.admin().map(drop)
     }
 
     fn admin(&self) -> anyhow::Result<Option<Arc<dyn MailServerAdmin>>> {
-        Ok(match &self.admin {
-            AdminConfig::Manual => None,
-            AdminConfig::Stalwart {
-                url,
-                user,
-                password,
-            } => Some(Arc::new(StalwartAdmin::new(url, user, password)?)),
-            AdminConfig::Cyrus {
-                imap,
-                user,
-                password,
-                sasldb,
-                sasldb_owner,
-            } => Some(Arc::new(CyrusAdmin {
-                imap: imap.clone(),
-                admin_user: user.clone(),
-                admin_password: password.clone(),
-                sasldb: sasldb.into(),
-                sasldb_owner: sasldb_owner.clone(),
-            })),
+        let admin = &self.admin;
+        let require = |value: &str, key: &str| {
+            anyhow::ensure!(
+                !value.is_empty(),
+                "[mail.admin] kind = {:?} needs {key}",
+                admin.kind
+            );
+            Ok(())
+        };
+        Ok(match admin.kind {
+            AdminKind::Manual => None,
+            AdminKind::Stalwart => {
+                require(&admin.url, "url")?;
+                Some(Arc::new(StalwartAdmin::new(
+                    &admin.url,
+                    &admin.user,
+                    &admin.password,
+                )?))
+            }
+            AdminKind::Cyrus => {
+                require(&admin.imap, "imap")?;
+                require(&admin.sasldb, "sasldb")?;
+                Some(Arc::new(CyrusAdmin {
+                    imap: admin.imap.clone(),
+                    admin_user: admin.user.clone(),
+                    admin_password: admin.password.clone(),
+                    sasldb: admin.sasldb.as_str().into(),
+                    sasldb_owner: Some(admin.sasldb_owner.clone())
+                        .filter(|owner| !owner.is_empty()),
+                }))
+            }
         })
     }
 }

@@ -16,7 +16,10 @@ use tonic::{
 };
 use tonic_types::StatusExt;
 
-use crate::auth::write_private_file;
+use crate::{
+    auth::write_private_file,
+    config::{AgentConfig, AgentProviderKind},
+};
 
 /// What a provider is told when a session starts.
 #[derive(Debug, Clone)]
@@ -331,22 +334,35 @@ impl AgentProvider for RemoteProvider {
     }
 }
 
-/// The provider a configuration names: `""` for none, `manual:DIR`, or
-/// `agent:URL` (anima-agent, with `agent_token`, running `agent_command`;
-/// sandboxes reach `mcp_endpoint`).
-pub fn from_config(
-    spec: &str,
-    agent: &crate::config::AgentConfig,
-) -> anyhow::Result<Option<Arc<dyn AgentProvider>>> {
-    match spec.split_once(':') {
-        None if spec.is_empty() => Ok(None),
-        Some(("manual", dir)) if !dir.is_empty() => Ok(Some(Arc::new(ManualProvider::new(dir)))),
-        Some(("agent", url)) if !url.is_empty() => Ok(Some(Arc::new(RemoteProvider::new(
-            url,
-            &agent.token,
-            &agent.mcp_endpoint,
-            &agent.command,
-        )?))),
-        _ => anyhow::bail!("agent_provider must be empty, manual:DIR or agent:URL, not {spec:?}"),
-    }
+/// The provider `[agent]` configures; `None` when sessions cannot start.
+/// `local` is `anima up`'s own sandboxes: on its own, anima-server has
+/// none.
+pub fn from_config(agent: &AgentConfig) -> anyhow::Result<Option<Arc<dyn AgentProvider>>> {
+    Ok(match agent.provider {
+        AgentProviderKind::None => None,
+        AgentProviderKind::Local if agent.command.is_empty() => None,
+        AgentProviderKind::Local => anyhow::bail!(
+            "[agent] provider = \"local\" runs sessions in `anima up`'s own sandboxes; \
+             anima-server on its own needs provider = \"remote\" (anima-agent at url)"
+        ),
+        AgentProviderKind::Manual => {
+            anyhow::ensure!(
+                !agent.credentials_dir.is_empty(),
+                "[agent] provider = \"manual\" needs credentials_dir"
+            );
+            Some(Arc::new(ManualProvider::new(&agent.credentials_dir)))
+        }
+        AgentProviderKind::Remote => {
+            anyhow::ensure!(
+                !agent.url.is_empty(),
+                "[agent] provider = \"remote\" needs the url of anima-agent"
+            );
+            Some(Arc::new(RemoteProvider::new(
+                &agent.url,
+                &agent.token,
+                &agent.mcp_endpoint,
+                &agent.command,
+            )?))
+        }
+    })
 }

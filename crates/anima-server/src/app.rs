@@ -21,7 +21,7 @@ use axum::{Router, routing::get};
 use tonic::{service::Routes, transport::Channel};
 
 use crate::{
-    agents::{self, AgentProvider},
+    agents::AgentProvider,
     ai::Ai,
     auth::{Authenticator, LoginThrottle},
     config::ServerConfig,
@@ -63,19 +63,10 @@ const MAX_SKILL_MESSAGE: usize = anima_core::skill::MAX_SKILL_BYTES + 4 * 1024 *
 /// Builds the whole HTTP router: every API service behind the auth
 /// middleware, gRPC health and reflection, `/healthz`. `hosted_ai` is
 /// anima-ai hosted in this process (see [`crate::in_process`]), used instead
-/// of `ai_url`; internal services are never served on the listener.
+/// of `ai_url`; agent sessions go to `provider` (see
+/// [`crate::agents::from_config`]; tests pass a double that records what it is
+/// asked). Internal services are never served on the listener.
 pub async fn router(
-    store: Arc<dyn Store>,
-    config: &ServerConfig,
-    hosted_ai: Option<Channel>,
-) -> anyhow::Result<Router> {
-    let provider = agents::from_config(&config.agent_provider, &config.agent)?;
-    router_with_provider(store, config, hosted_ai, provider).await
-}
-
-/// [`router`] with an explicit agent provider instead of the configured one
-/// (tests pass a double that records what it is asked).
-pub async fn router_with_provider(
     store: Arc<dyn Store>,
     config: &ServerConfig,
     hosted_ai: Option<Channel>,

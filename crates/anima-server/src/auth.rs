@@ -12,7 +12,7 @@ use anima_core::{
     service_token,
 };
 use anima_db::Store;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ServerConfig, ServiceToken};
@@ -28,7 +28,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// An internal service that holds a token of anima-server's: each may call
 /// only its own RPCs (see [`crate::rbac::ACCESS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InternalService {
     /// The mail worker: MailWorkerService.
     #[serde(rename = "anima-mail")]
@@ -105,13 +105,7 @@ impl Authenticator {
     /// Builds the authenticator from configuration, refusing service
     /// tokens too short to be secret.
     pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> anyhow::Result<Self> {
-        for entry in &config.service_tokens {
-            service_token::check_strength(
-                &format!("the service token of {}", entry.name.as_str()),
-                &entry.token,
-            )
-            .map_err(anyhow::Error::msg)?;
-        }
+        config.check_service_tokens()?;
         Ok(Self {
             store,
             idle_timeout_micros: i64::try_from(config.session_idle_timeout().as_micros())

@@ -1,16 +1,20 @@
-//! Server configuration: one TOML file plus `ANIMA_*` environment variables,
-//! with defaults that work for `anima up`.
+//! The `[server]` and `[agent]` sections of `anima.toml`, with defaults
+//! that work for `anima up`; every key is also an `ANIMA_*` variable (see
+//! [`anima_core::config`]).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::auth::InternalService;
-use crate::{secrets::SecretStore, zones::ZoneConfig};
+use crate::{
+    secrets::{SecretStore, SecretStores},
+    zones::{NetworkZones, ZoneConfig},
+};
 
-/// Everything the server reads at start.
-#[derive(Debug, Clone, Deserialize)]
+/// `[server]`: everything the API server reads at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address of the one listener (gRPC, `/mcp`, `/healthz`).
@@ -60,13 +64,6 @@ pub struct ServerConfig {
     /// How many events a stream consumer may fall behind the newest before
     /// it is cut off with a cursor to resume from.
     pub stream_lag_limit: usize,
-    /// What starts agent sessions: empty for nothing (StartSession is
-    /// refused), `manual:DIR` to write each session's MCP credentials
-    /// into DIR for an agent run by hand, or `agent:URL` for anima-agent's
-    /// sandboxes (see `agent`).
-    pub agent_provider: String,
-    /// For `agent_provider = "agent:URL"`: what the sandboxes run and reach.
-    pub agent: AgentConfig,
     /// Where agent sessions' secrets come from, by store name
     /// (`[secret_stores.NAME]` with `kind = "dir"`, `path`, or `kind =
     /// "env"`, `prefix`); a secret capability `NAME://KEY` names one. No
@@ -87,7 +84,7 @@ pub struct ServerConfig {
 
 /// Per-user rate limits, shared by every instance; 0 turns one off. A
 /// refusal is `RESOURCE_EXHAUSTED`/`RATE_LIMITED` and says when to retry.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     /// Emails one user may send from threads per hour.
@@ -122,7 +119,7 @@ impl Default for RateLimits {
 }
 
 /// Who may create projects; see [`ServerConfig::project_creators`].
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectCreators {
     /// Every signed-in user.
@@ -132,34 +129,72 @@ pub enum ProjectCreators {
     Admins,
 }
 
-impl std::str::FromStr for ProjectCreators {
-    type Err = anyhow::Error;
+/// `[agent]`: what starts agent sessions, and what their sandboxes run
+/// and reach.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Who runs the sessions (see [`AgentProviderKind`]).
+    pub provider: AgentProviderKind,
+    /// The command each sandbox runs (`sh -c`), in its `/workspace`; for
+    /// `local`, none means StartSession is refused.
+    pub command: String,
+    /// This server's MCP endpoint as sandboxes reach it
+    /// (`http://host:port/mcp`); `anima up` fills in its own.
+    pub mcp_endpoint: String,
+    /// For `remote`: where anima-agent answers (`http://host:port`).
+    pub url: String,
+    /// For `remote`: the service token presented to anima-agent.
+    pub token: String,
+    /// For `manual`: the directory each session's MCP credentials are
+    /// written into, for an agent run by hand.
+    pub credentials_dir: String,
+    /// For `local`: the unprivileged host user sandboxes run as; empty
+    /// for anima-agent's own (`anima-sandbox`).
+    pub sandbox_user: String,
+    /// For `local`: host paths bound read-only into every sandbox.
+    pub read_only: Vec<String>,
+    /// For `local`: where the SSH server for logins into sandboxes
+    /// listens; port 0 picks a free one (credentials name it).
+    pub ssh_listen: SocketAddr,
+}
 
-    fn from_str(value: &str) -> anyhow::Result<Self> {
-        match value {
-            "everyone" => Ok(Self::Everyone),
-            "admins" => Ok(Self::Admins),
-            _ => anyhow::bail!("expected `everyone` or `admins`, not {value:?}"),
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            provider: AgentProviderKind::Local,
+            command: String::new(),
+            mcp_endpoint: String::new(),
+            url: String::new(),
+            token: String::new(),
+            credentials_dir: String::new(),
+            sandbox_user: String::new(),
+            read_only: Vec::new(),
+            ssh_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
 
-/// How anima-server uses anima-agent's sandboxes.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgentConfig {
-    /// The service token presented to anima-agent.
-    pub token: String,
-    /// The command each sandbox runs (`sh -c`), in its `/workspace`.
-    pub command: String,
-    /// This server's MCP endpoint as sandboxes reach it
-    /// (`http://host:port/mcp`).
-    pub mcp_endpoint: String,
+/// Who runs agent sessions.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentProviderKind {
+    /// Nobody: StartSession is refused.
+    None,
+    /// `anima up` itself, in sandboxes on this host, once `command` is
+    /// set.
+    #[default]
+    Local,
+    /// anima-agent running elsewhere, at `url`.
+    Remote,
+    /// A person: credentials go to `credentials_dir`.
+    Manual,
 }
 
-/// A pre-shared token identifying an internal service.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// A pre-shared token identifying an internal service: a table with
+/// `name` and `token`, or the text `NAME=TOKEN`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "ServiceTokenEntry")]
 pub struct ServiceToken {
     /// The service it belongs to (`anima-mail`, `anima-agent`); it may call
     /// that service's RPCs and nothing else.
@@ -189,8 +224,6 @@ impl Default for ServerConfig {
             service_tokens: Vec::new(),
             stream_heartbeat_secs: 15,
             stream_lag_limit: 1024,
-            agent_provider: String::new(),
-            agent: AgentConfig::default(),
             secret_stores: BTreeMap::new(),
             network_zones: BTreeMap::new(),
             ai_url: String::new(),
@@ -200,138 +233,23 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Reads the TOML file (if given) and applies `ANIMA_*` overrides.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
-            None => Self::default(),
-        };
-        config.apply_env(|name| std::env::var(name).ok())?;
-        Ok(config)
+    /// Refuses what the server refuses at start, without starting it:
+    /// guessable service tokens, bad secret stores or network zones.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.check_service_tokens()?;
+        SecretStores::new(self.secret_stores.clone())?;
+        NetworkZones::new(self.network_zones.clone())?;
+        Ok(())
     }
 
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(listen) = var("ANIMA_LISTEN") {
-            self.listen = listen
-                .parse()
-                .with_context(|| format!("ANIMA_LISTEN={listen:?}"))?;
-        }
-        if let Some(cert) = var("ANIMA_TLS_CERT") {
-            self.tls_cert = cert;
-        }
-        if let Some(key) = var("ANIMA_TLS_KEY") {
-            self.tls_key = key;
-        }
-        if let Some(insecure) = var("ANIMA_INSECURE_LISTEN") {
-            self.insecure_listen = insecure
-                .parse()
-                .with_context(|| format!("ANIMA_INSECURE_LISTEN={insecure:?} (true or false)"))?;
-        }
-        if let Some(url) = var("ANIMA_DATABASE_URL") {
-            self.database_url = url;
-        }
-        if let Some(dir) = var("ANIMA_DATA_DIR") {
-            self.data_dir = dir;
-        }
-        if let Some(secs) = var("ANIMA_SESSION_IDLE_TIMEOUT_SECS") {
-            self.session_idle_timeout_secs = secs
-                .parse()
-                .with_context(|| format!("ANIMA_SESSION_IDLE_TIMEOUT_SECS={secs:?}"))?;
-        }
-        if let Some(domains) = var("ANIMA_MAIL_DOMAINS") {
-            self.mail_domains = domains
-                .split(',')
-                .map(|domain| domain.trim().to_lowercase())
-                .filter(|domain| !domain.is_empty())
-                .collect();
-        }
-        if let Some(creators) = var("ANIMA_PROJECT_CREATORS") {
-            self.project_creators = creators
-                .parse()
-                .with_context(|| format!("ANIMA_PROJECT_CREATORS={creators:?}"))?;
-        }
-        for (name, limit) in [
-            (
-                "ANIMA_OUTBOUND_MAILS_PER_HOUR",
-                &mut self.rate_limits.outbound_mails_per_hour,
-            ),
-            (
-                "ANIMA_UPLOADS_PER_HOUR",
-                &mut self.rate_limits.uploads_per_hour,
-            ),
-            (
-                "ANIMA_AI_CALLS_PER_HOUR",
-                &mut self.rate_limits.ai_calls_per_hour,
-            ),
-            (
-                "ANIMA_MCP_WRITES_PER_MINUTE",
-                &mut self.rate_limits.mcp_writes_per_minute,
-            ),
-            (
-                "ANIMA_MAIL_CLASSIFICATIONS_PER_HOUR",
-                &mut self.rate_limits.mail_classifications_per_hour,
-            ),
-            (
-                "ANIMA_OPEN_STREAMS_PER_USER",
-                &mut self.rate_limits.open_streams_per_user,
-            ),
-        ] {
-            if let Some(value) = var(name) {
-                *limit = value
-                    .parse()
-                    .with_context(|| format!("{name}={value:?} (a count; 0 for no limit)"))?;
-            }
-        }
-        if let Some(secs) = var("ANIMA_STREAM_HEARTBEAT_SECS") {
-            self.stream_heartbeat_secs = secs
-                .parse()
-                .with_context(|| format!("ANIMA_STREAM_HEARTBEAT_SECS={secs:?}"))?;
-        }
-        if let Some(provider) = var("ANIMA_AGENT_PROVIDER") {
-            self.agent_provider = provider;
-        }
-        if let Some(command) = var("ANIMA_AGENT_COMMAND") {
-            self.agent.command = command;
-        }
-        if let Some(url) = var("ANIMA_AI_URL") {
-            self.ai_url = url;
-        }
-        if let Some(token) = var("ANIMA_AI_TOKEN") {
-            self.ai_token = token;
-        }
-        // `name=dir:PATH,name=env:PREFIX`
-        if let Some(stores) = var("ANIMA_SECRET_STORES") {
-            self.secret_stores = stores
-                .split(',')
-                .filter(|entry| !entry.trim().is_empty())
-                .map(|entry| {
-                    let (name, spec) = entry.split_once('=').context(
-                        "ANIMA_SECRET_STORES entries look like name=dir:PATH or name=env:PREFIX",
-                    )?;
-                    Ok((name.trim().to_owned(), SecretStore::parse(spec.trim())?))
-                })
-                .collect::<anyhow::Result<_>>()?;
-        }
-        // `name=token,name=token`
-        if let Some(tokens) = var("ANIMA_SERVICE_TOKENS") {
-            self.service_tokens = tokens
-                .split(',')
-                .filter(|entry| !entry.trim().is_empty())
-                .map(|entry| {
-                    let (name, token) = entry
-                        .split_once('=')
-                        .context("ANIMA_SERVICE_TOKENS entries look like name=token")?;
-                    Ok(ServiceToken {
-                        name: name.trim().parse()?,
-                        token: token.trim().into(),
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?;
+    /// Refuses service tokens too short to be secret.
+    pub fn check_service_tokens(&self) -> anyhow::Result<()> {
+        for entry in &self.service_tokens {
+            anima_core::service_token::check_strength(
+                &format!("the service token of {}", entry.name.as_str()),
+                &entry.token,
+            )
+            .map_err(anyhow::Error::msg)?;
         }
         Ok(())
     }
@@ -347,70 +265,137 @@ impl ServerConfig {
     }
 }
 
+/// How a service token may be written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ServiceTokenEntry {
+    Table {
+        name: InternalService,
+        token: String,
+    },
+    Text(String),
+}
+
+impl TryFrom<ServiceTokenEntry> for ServiceToken {
+    type Error = anyhow::Error;
+
+    fn try_from(entry: ServiceTokenEntry) -> anyhow::Result<Self> {
+        Ok(match entry {
+            ServiceTokenEntry::Table { name, token } => Self { name, token },
+            ServiceTokenEntry::Text(text) => {
+                let (name, token) = text
+                    .split_once('=')
+                    .context("a service token is written NAME=TOKEN")?;
+                Self {
+                    name: name.trim().parse()?,
+                    token: token.trim().into(),
+                }
+            }
+        })
+    }
+}
+
+/// The sections of `anima.toml` that anima-server reads; the others are
+/// left to their components.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSections {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[agent]`.
+    pub agent: AgentConfig,
+}
+
+impl ServerSections {
+    /// Reads `anima.toml` (if given) and the `ANIMA_*` variables, which
+    /// win.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(anima_core::config::read(file)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn load(file: &str, env: &[(&str, &str)]) -> anyhow::Result<ServerSections> {
+        Ok(anima_core::config::load(
+            Some(("anima.toml", file)),
+            |name| {
+                env.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            },
+        )?)
+    }
+
     #[test]
     fn env_overrides_file_values() {
-        let mut config: ServerConfig =
-            toml::from_str("listen = \"127.0.0.1:9000\"\nsession_idle_timeout_secs = 60\n")
-                .expect("toml");
-        config
-            .apply_env(|name| match name {
-                "ANIMA_LISTEN" => Some("127.0.0.1:9001".into()),
-                "ANIMA_SERVICE_TOKENS" => Some("anima-mail=old, anima-agent=new".into()),
-                "ANIMA_SECRET_STORES" => {
-                    Some("ci=dir:/etc/anima/secrets,agents=env:ANIMA_AGENT_SECRET_".into())
-                }
-                _ => None,
-            })
-            .expect("env");
-        assert_eq!(config.listen.port(), 9001);
-        assert_eq!(config.session_idle_timeout_secs, 60);
-        assert_eq!(config.service_tokens.len(), 2);
-        assert_eq!(config.service_tokens[1].token, "new");
-        assert_eq!(config.service_tokens[1].name, InternalService::Agent);
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:9000\"\nsession_idle_timeout_secs = 60\n",
+            &[
+                ("ANIMA_LISTEN", "127.0.0.1:9001"),
+                ("ANIMA_SERVICE_TOKENS", "anima-mail=old, anima-agent=new"),
+                (
+                    "ANIMA_SECRET_STORES",
+                    "ci=dir:/etc/anima/secrets,agents=env:ANIMA_AGENT_SECRET_",
+                ),
+                ("ANIMA_RATE_LIMITS_UPLOADS_PER_HOUR", "3"),
+                ("ANIMA_AGENT_PROVIDER", "remote"),
+            ],
+        )
+        .expect("config");
+        let server = config.server;
+        assert_eq!(server.listen.port(), 9001);
+        assert_eq!(server.session_idle_timeout_secs, 60);
+        assert_eq!(server.rate_limits.uploads_per_hour, 3);
+        assert_eq!(server.service_tokens.len(), 2);
+        assert_eq!(server.service_tokens[1].token, "new");
+        assert_eq!(server.service_tokens[1].name, InternalService::Agent);
         assert_eq!(
-            config.secret_stores["ci"],
+            server.secret_stores["ci"],
             SecretStore::Directory {
                 path: "/etc/anima/secrets".into()
             }
         );
         assert_eq!(
-            config.secret_stores["agents"],
+            server.secret_stores["agents"],
             SecretStore::Environment {
                 prefix: "ANIMA_AGENT_SECRET_".into()
             }
         );
+        assert_eq!(config.agent.provider, AgentProviderKind::Remote);
     }
 
     #[test]
-    fn secret_stores_read_from_toml() {
-        let config: ServerConfig =
-            toml::from_str("[secret_stores.ci]\nkind = \"dir\"\npath = \"/srv/secrets\"\n")
-                .expect("toml");
+    fn tables_read_from_toml() {
+        let config = load(
+            "[server.secret_stores.ci]\nkind = \"dir\"\npath = \"/srv/secrets\"\n\
+             [[server.service_tokens]]\nname = \"anima-mail\"\ntoken = \"t\"\n\
+             [agent]\nprovider = \"manual\"\ncredentials_dir = \"/tmp/c\"\n",
+            &[],
+        )
+        .expect("config");
         assert_eq!(
-            config.secret_stores["ci"],
+            config.server.secret_stores["ci"],
             SecretStore::Directory {
                 path: "/srv/secrets".into()
             }
         );
+        assert_eq!(config.server.service_tokens[0].name, InternalService::Mail);
+        assert_eq!(config.agent.provider, AgentProviderKind::Manual);
     }
 
     #[test]
     fn tokens_of_unknown_services_are_refused() {
-        let mut config = ServerConfig::default();
-        let err = config
-            .apply_env(|name| {
-                (name == "ANIMA_SERVICE_TOKENS").then(|| "anima-up=0123456789".to_owned())
-            })
+        let err = load("", &[("ANIMA_SERVICE_TOKENS", "anima-up=0123456789")])
             .expect_err("unknown service");
         assert!(format!("{err:#}").contains("anima-up"), "{err:#}");
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        assert!(toml::from_str::<ServerConfig>("lisen = \"x\"").is_err());
+        assert!(load("[server]\nlisen = \"x\"\n", &[]).is_err());
+        assert!(load("[agent]\nprovider = \"agent:http://x\"\n", &[]).is_err());
     }
 }

@@ -28,6 +28,6 @@ pub mod services;
 pub mod supervisor;
 pub mod zones;
 
-pub use app::{Bootstrap, bootstrap_admin, router, router_with_provider};
+pub use app::{Bootstrap, bootstrap_admin, router};
 pub use config::ServerConfig;
 pub use listener::{Listener, serve};

@@ -10,7 +10,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML configuration file (keys as in `ServerConfig`).
+    /// `anima.toml`: its `[server]` and `[agent]` sections (`anima config
+    /// check` shows the effective configuration).
     #[arg(long, env = "ANIMA_CONFIG")]
     config: Option<PathBuf>,
     /// Listen address, e.g. 0.0.0.0:7433 (overrides the file).
@@ -31,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = anima_server::ServerConfig::load(args.config.as_deref())?;
+    let anima_server::config::ServerSections {
+        server: mut config,
+        agent,
+    } = anima_server::config::ServerSections::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -61,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let listener = anima_server::Listener::bind(&config).await?;
-    let router = anima_server::router(store, &config, None).await?;
+    let provider = anima_server::agents::from_config(&agent)?;
+    let router = anima_server::router(store, &config, None, provider).await?;
     // On stdout, for scripts and tests that start it on port 0.
     println!(
         "anima-server listening on {}://{}",

@@ -18,7 +18,7 @@ use anima_core::{
     error::reason,
 };
 use anima_proto::v1 as pb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::not_configured;
 
@@ -29,9 +29,10 @@ pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// use: the rest of that namespace is the server's own configuration.
 pub const RESERVED_ENV_PREFIX: &str = "ANIMA_AGENT_SECRET_";
 
-/// One store, as configured.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(tag = "kind", deny_unknown_fields)]
+/// One store, as configured: a table with `kind`, or the text `dir:PATH`
+/// or `env:PREFIX`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind")]
 pub enum SecretStore {
     /// Files in a directory: key `K` is the file `PATH/K`.
     #[serde(rename = "dir")]
@@ -57,6 +58,30 @@ impl SecretStore {
             }),
             _ => anyhow::bail!("a secret store is dir:PATH or env:PREFIX, not {spec:?}"),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretStore {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", deny_unknown_fields)]
+        enum Table {
+            #[serde(rename = "dir")]
+            Directory { path: PathBuf },
+            #[serde(rename = "env")]
+            Environment { prefix: String },
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Table(Table),
+        }
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Text(spec) => Self::parse(&spec).map_err(serde::de::Error::custom)?,
+            Written::Table(Table::Directory { path }) => Self::Directory { path },
+            Written::Table(Table::Environment { prefix }) => Self::Environment { prefix },
+        })
     }
 }
 

@@ -14,12 +14,12 @@ use anima_core::{
     zone::Pattern,
 };
 use anima_proto::v1 as pb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::not_configured;
 
 /// One zone, as configured (`[network_zones.NAME]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ZoneConfig {
     /// `host:port` patterns ([`Pattern`]).

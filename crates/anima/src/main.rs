@@ -1,5 +1,6 @@
 //! `anima`: run the whole product (`anima up`) or talk to a running server.
 
+mod config;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,9 @@ enum Command {
     /// Run every service in one process on an embedded SQLite database
     /// (or PostgreSQL with --database-url). Creates an admin on first start.
     Up(up::UpArgs),
+    /// Check anima.toml and the ANIMA_* variables, or list them.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     #[command(flatten)]
     Client(anima_cli::Command),
 }
@@ -33,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Config(command) => config::run(command),
             Command::Client(command) => anima_cli::run(command).await,
         }
     });

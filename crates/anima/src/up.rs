@@ -8,10 +8,11 @@ use anyhow::Context;
 use clap::Args;
 use tonic::service::Routes;
 
-/// Options of `anima up`.
+/// Options of `anima up`; everything else is in `anima.toml`.
 #[derive(Args)]
 pub struct UpArgs {
-    /// TOML configuration file.
+    /// `anima.toml`: a section per component; every key is also an
+    /// `ANIMA_*` variable (`anima config variables` lists them).
     #[arg(long, env = "ANIMA_CONFIG")]
     config: Option<PathBuf>,
     /// Directory of the embedded database [default: the platform data dir,
@@ -26,14 +27,12 @@ pub struct UpArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     tls: anima_server::listener::TlsArgs,
-    /// The mail worker's TOML configuration (jmap_url, account_secret,
-    /// [admin]); without a mail server (`jmap_url`), no mail is followed.
-    #[arg(long, env = "ANIMA_MAIL_CONFIG")]
-    mail_config: Option<PathBuf>,
-    /// Where the SSH server for logins into agent sandboxes listens; port 0
-    /// picks a free one (credentials name it).
-    #[arg(long, env = "ANIMA_SSH_LISTEN", default_value = "127.0.0.1:0")]
-    ssh_listen: SocketAddr,
+    /// Skip authentication and RBAC: every request counts as an internal
+    /// service. Only for the benchmarks, to measure what they cost; only in
+    /// builds with the `bench` feature.
+    #[cfg(feature = "bench")]
+    #[arg(long, hide = true)]
+    trust_every_caller: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -44,7 +43,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut config = anima_server::ServerConfig::load(args.config.as_deref())?;
+    let crate::config::AnimaConfig {
+        server: mut config,
+        ai,
+        mut mail,
+        agent: mut agent_config,
+    } = crate::config::AnimaConfig::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -88,13 +92,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let internal_address = internal.local_addr()?;
     // With an agent command and no other provider, sessions run in this
     // process's sandboxes: anima-agent hosted in process.
-    let local_agent = config.agent_provider.is_empty() && !config.agent.command.is_empty();
+    let local_agent = agent_config.provider == anima_server::config::AgentProviderKind::Local
+        && !agent_config.command.is_empty();
     // The provider reports logins into its sandboxes to the audit service
     // on the internal port, with a token good for nothing else.
     let audit_token = local_agent.then(anima_core::secret::new_token);
     if let Some(token) = &audit_token {
-        if config.agent.mcp_endpoint.is_empty() {
-            config.agent.mcp_endpoint = format!("http://{internal_address}/mcp");
+        if agent_config.mcp_endpoint.is_empty() {
+            agent_config.mcp_endpoint = format!("http://{internal_address}/mcp");
         }
         config
             .service_tokens
@@ -103,7 +108,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 token: token.clone(),
             });
     }
-    let mut mail = anima_mail::worker::MailConfig::load(args.mail_config.as_deref())?;
     if mail.is_enabled() {
         // The worker reaches the internal port with a token of its own.
         let token = anima_core::secret::new_token();
@@ -125,7 +129,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )?;
             Some((
                 anima_agent::login::LoginOptions {
-                    listen: args.ssh_listen,
+                    listen: agent_config.ssh_listen,
                     host: None,
                 },
                 Arc::new(audit) as Arc<dyn anima_agent::audit::AuditSink>,
@@ -136,19 +140,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let sandboxes = data_dir
         .unwrap_or_else(std::env::temp_dir)
         .join("sandboxes");
-    let sandbox_user = std::env::var("ANIMA_AGENT_SANDBOX_USER")
-        .unwrap_or_else(|_| anima_agent::sandbox::DEFAULT_USER.into());
+    let sandbox_user = match agent_config.sandbox_user.as_str() {
+        "" => anima_agent::sandbox::DEFAULT_USER.to_owned(),
+        user => user.to_owned(),
+    };
     if local_agent {
         // Fail at start, not at the first session.
         anima_agent::sandbox::LocalSandboxes::new(&sandboxes, sandbox_user.as_str())
             .check()
-            .map_err(|why| anyhow::anyhow!("ANIMA_AGENT_COMMAND is set, but {why}"))?;
+            .map_err(|why| anyhow::anyhow!("[agent] command is set, but {why}"))?;
     }
     let agent = anima_agent::service(anima_agent::AgentOptions {
         sandboxes,
-        read_only: std::env::var_os("ANIMA_AGENT_READ_ONLY")
-            .map(|paths| std::env::split_paths(&paths).collect())
-            .unwrap_or_default(),
+        read_only: agent_config.read_only.iter().map(PathBuf::from).collect(),
         sandbox_user,
         login,
     })
@@ -156,20 +160,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // anima-ai and anima-agent answer over in-memory channels, never on
     // the listener.
     let hosted = anima_server::in_process::channel(
-        Routes::new(anima_ai::service(anima_ai::AiConfig::from_env()?)?).add_service(agent),
+        Routes::new(anima_ai::service(anima_ai::AiConfig::from_settings(ai)?)?).add_service(agent),
     );
     let hosted_ai = config.ai_url.is_empty().then(|| hosted.clone());
     let provider = if local_agent {
         Some(Arc::new(anima_server::agents::RemoteProvider::hosted(
             hosted,
-            &config.agent.mcp_endpoint,
-            &config.agent.command,
+            &agent_config.mcp_endpoint,
+            &agent_config.command,
         )) as Arc<dyn anima_server::agents::AgentProvider>)
     } else {
-        anima_server::agents::from_config(&config.agent_provider, &config.agent)?
+        anima_server::agents::from_config(&agent_config)?
     };
-    let router =
-        anima_server::router_with_provider(store.clone(), &config, hosted_ai, provider).await?;
+    let api = anima_server::app::api(store.clone(), &config, hosted_ai, provider).await?;
+    #[cfg(feature = "bench")]
+    let router = match args.trust_every_caller {
+        true => api.into_router_trusting_every_caller(),
+        false => api.into_router(),
+    };
+    #[cfg(not(feature = "bench"))]
+    let router = api.into_router();
 
     say(format!(
         "anima is up at {url} (database: {})",

@@ -142,8 +142,8 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     let config_file = dir.path().join("anima.toml");
     std::fs::write(
         &config_file,
-        "[network_zones.docs]\nallow = [\"docs.rs:443\", \"crates.io:443\"]\n\
-         [secret_stores.agents]\nkind = \"env\"\nprefix = \"ANIMA_AGENT_SECRET_\"\n",
+        "[server.network_zones.docs]\nallow = [\"docs.rs:443\", \"crates.io:443\"]\n\
+         [server.secret_stores.agents]\nkind = \"env\"\nprefix = \"ANIMA_AGENT_SECRET_\"\n",
     )
     .expect("config");
     let up = Up::start_with_env(
@@ -639,7 +639,7 @@ fn ai_features_through_the_cli() {
 }
 
 /// Requests that reach a model are metered per user: past
-/// `ANIMA_AI_CALLS_PER_HOUR` one user is refused with when to retry;
+/// `ANIMA_RATE_LIMITS_AI_CALLS_PER_HOUR` one user is refused with when to retry;
 /// another user is not.
 #[test]
 fn ai_requests_are_limited_per_user() {
@@ -647,7 +647,7 @@ fn ai_requests_are_limited_per_user() {
     let up = Up::start_with_env(
         &dir.path().join("data"),
         None,
-        &[("ANIMA_AI_CALLS_PER_HOUR", "1")],
+        &[("ANIMA_RATE_LIMITS_AI_CALLS_PER_HOUR", "1")],
     );
     let admin = dir.path().join("admin");
     up.login_admin(&admin);
@@ -718,11 +718,14 @@ async fn mcp_with_the_python_sdk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new(dir.path(), "mcp");
     let credentials = dir.path().join("agents");
-    let provider = format!("manual:{}", credentials.display());
+    let credentials_dir = credentials.display().to_string();
     let up = Up::start_tls(
         &dir.path().join("data"),
         &ca,
-        &[("ANIMA_AGENT_PROVIDER", provider.as_str())],
+        &[
+            ("ANIMA_AGENT_PROVIDER", "manual"),
+            ("ANIMA_AGENT_CREDENTIALS_DIR", credentials_dir.as_str()),
+        ],
     );
     let config = dir.path().join("config");
     up.login_admin(&config);
@@ -1562,7 +1565,7 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .expect("the interpreter's installation")
         .display()
         .to_string();
-    let read_only = format!("{venv}:{scripts_dir}:{interpreter}");
+    let read_only = format!("{venv},{scripts_dir},{interpreter}");
     // Over TLS: the sandbox still reaches /mcp, through the loopback port
     // `anima up` keeps for what it hosts.
     let ca = TestCa::new(dir.path(), "sandbox");
@@ -2184,7 +2187,7 @@ async fn a_network_zone_reaches_its_hosts_and_nothing_else() {
     std::fs::write(
         &config_file,
         format!(
-            "[network_zones.test]\nallow = [\"example.test:443\"]\n\
+            "[server.network_zones.test]\nallow = [\"example.test:443\"]\n\
              connect_to = {{ \"example.test:443\" = \"127.0.0.1:{example_port}\" }}\n"
         ),
     )

@@ -47,12 +47,12 @@ struct Up {
 }
 
 impl Up {
-    fn start(data_dir: &Path, mail_config: &Path) -> Self {
+    fn start(data_dir: &Path, config: &Path) -> Self {
         let mut child = Command::new(ANIMA)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .arg("--mail-config")
-            .arg(mail_config)
+            .arg("--config")
+            .arg(config)
             .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ANIMA_MAIL_DOMAINS", DOMAIN)
             .env_remove("ANIMA_DATABASE_URL")
@@ -376,15 +376,15 @@ fn base64_lines(bytes: &[u8]) -> String {
 /// What the mail worker derives each account's password from.
 const ACCOUNT_SECRET: &str = "a-test-secret-of-some-length";
 
-fn write_mail_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
+fn write_config(dir: &Path, cyrus: &CyrusServer) -> std::path::PathBuf {
     let admin = cyrus.admin();
-    let path = dir.join("mail.toml");
+    let path = dir.join("anima.toml");
     std::fs::write(
         &path,
         format!(
-            "jmap_url = \"{}\"\naccount_secret = \"{ACCOUNT_SECRET}\"\npoll_interval_ms = 200\n\
+            "[mail]\njmap_url = \"{}\"\naccount_secret = \"{ACCOUNT_SECRET}\"\npoll_interval_ms = 200\n\
              send_attempts = 20\nsend_retry_ms = 200\n\
-             [admin]\nkind = \"cyrus\"\nimap = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\nsasldb = \"{}\"\nsasldb_owner = \"cyrus:mail\"\n",
+             [mail.admin]\nkind = \"cyrus\"\nimap = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\nsasldb = \"{}\"\nsasldb_owner = \"cyrus:mail\"\n",
             cyrus.http_url,
             admin.imap,
             admin.admin_user,
@@ -433,7 +433,7 @@ fn cyrus() -> Option<CyrusServer> {
 async fn two_hundred_mails_land_once_across_a_crash() {
     let Some(cyrus) = cyrus() else { return };
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_mail_config(dir.path(), &cyrus);
+    let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
     let api = Api::connect(&up.address).await;
 
@@ -782,7 +782,7 @@ async fn message_in(api: &Api, work_item_id: &str, id: &str) -> pb::Message {
 async fn outbound_mail_arrives_and_the_reply_threads_back() {
     let Some(mut cyrus) = cyrus() else { return };
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_mail_config(dir.path(), &cyrus);
+    let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
     let api = Api::connect(&up.address).await;
     let mut projects = ProjectServiceClient::new(api.channel.clone());
@@ -1012,7 +1012,7 @@ async fn a_mailbox_cannot_take_over_an_existing_account() {
     let ceo = cyrus.add_user("ceo", "ceo-own-secret").expect("ceo");
     let cfo = cyrus.add_user("cfo", "cfo-own-secret").expect("cfo");
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_mail_config(dir.path(), &cyrus);
+    let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
     let admin = Api::connect(&up.address).await;
     TeamServiceClient::new(admin.channel.clone())

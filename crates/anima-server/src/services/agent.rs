@@ -183,7 +183,7 @@ impl AgentSessionApi {
         let Some(provider) = &self.provider else {
             return Err(DomainError::failed_precondition(
                 reason::NO_AGENT_PROVIDER,
-                "no agent provider is configured on this server (set agent_provider)",
+                "no agent provider is configured on this server (set [agent] provider in anima.toml)",
             ));
         };
         // Refused before anything is recorded when a pinned skill is missing.
@@ -312,7 +312,7 @@ impl AgentSessionApi {
         let Some(provider) = &self.provider else {
             return Err(DomainError::failed_precondition(
                 reason::NO_AGENT_PROVIDER,
-                "no agent provider is configured on this server (set agent_provider)",
+                "no agent provider is configured on this server (set [agent] provider in anima.toml)",
             ));
         };
         if session.vm_id.is_empty() {

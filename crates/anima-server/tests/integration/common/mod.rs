@@ -56,7 +56,7 @@ impl TestServer {
         };
         let store = db.open().await;
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let router = anima_server::router_with_provider(store.clone(), &config, None, provider)
+        let router = anima_server::router(store.clone(), &config, None, provider)
             .await
             .expect("router");
         let listener = anima_server::Listener::bind(&config).await.expect("bind");
