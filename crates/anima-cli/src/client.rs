@@ -2,7 +2,7 @@
 
 use std::{io::Read, path::PathBuf};
 
-use anima_client::{Credentials, Session, connect, list_all};
+use anima_client::{Credentials, Session, connect};
 use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -247,12 +247,10 @@ fn user_row(user: &pb::User) -> Vec<String> {
 
 const USER_HEADER: &[&str] = &["ID", "USERNAME", "NAME", "EMAIL", "ADMIN", "DISABLED"];
 
+output::impl_row!(pb::User, USER_HEADER, user_json, user_row);
+
 fn print_user(user: &pb::User, json: bool) {
-    if json {
-        output::json(&user_json(user));
-    } else {
-        output::table(USER_HEADER, &[user_row(user)]);
-    }
+    output::one(json, user);
 }
 
 /// `anima user …`
@@ -260,15 +258,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List { global, page_size } => {
             let session = session_for(&global).await?;
-            let users = list_all(|page_token| {
-                let request = session.request(pb::ListUsersRequest {
+            let users = session
+                .list(pb::ListUsersRequest {
                     page_size,
-                    page_token,
-                });
-                let mut service = session.team();
-                async move { service.list_users(request).await }
-            })
-            .await?;
+                    ..Default::default()
+                })
+                .await?;
             if global.json {
                 output::json(&serde_json::Value::Array(
                     users.iter().map(user_json).collect(),
@@ -382,15 +377,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::List { global } = command;
     let session = session_for(&global).await?;
-    let roles = list_all(|page_token| {
-        let request = session.request(pb::ListRolesRequest {
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.team();
-        async move { service.list_roles(request).await }
-    })
-    .await?;
+    let roles = session.list(pb::ListRolesRequest::default()).await?;
     if global.json {
         output::json(&serde_json::Value::Array(
             roles

@@ -67,6 +67,46 @@ pub fn rows<T>(
     }
 }
 
+/// A kind of row the CLI lists: its table header, its cells and its JSON.
+pub trait Row {
+    /// The table's header.
+    const HEADER: &'static [&'static str];
+    /// Its cells, under [`Row::HEADER`].
+    fn cells(&self) -> Vec<String>;
+    /// Its JSON object.
+    fn to_json(&self) -> serde_json::Value;
+}
+
+/// `Row` for a wire type from its module's header and functions.
+macro_rules! impl_row {
+    ($type:ty, $header:expr, $to_json:path, $cells:path) => {
+        impl $crate::output::Row for $type {
+            const HEADER: &'static [&'static str] = $header;
+            fn cells(&self) -> Vec<String> {
+                $cells(self)
+            }
+            fn to_json(&self) -> serde_json::Value {
+                $to_json(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_row;
+
+/// Prints a list of [`Row`]s: with `--json` an array, else a table.
+pub fn list<T: Row>(json: bool, items: &[T]) {
+    rows(json, items, T::HEADER, T::to_json, T::cells);
+}
+
+/// Prints one [`Row`]: with `--json` its object, else a one-row table.
+pub fn one<T: Row>(json: bool, item: &T) {
+    if json {
+        self::json(&item.to_json());
+    } else {
+        table(T::HEADER, &[item.cells()]);
+    }
+}
+
 /// Prints a JSON value, pretty.
 pub fn json(value: &serde_json::Value) {
     println!(

@@ -1,9 +1,10 @@
 //! What every client of anima-server shares (the CLI, the desktop, the
 //! benchmarks): how to reach a server and whom to trust when it speaks
 //! TLS ([`endpoint`]), a signed-in [`Session`] with a client per service
-//! and [`all_pages`], the CLI's stored [`Credentials`], the files that hold
-//! tokens ([`write_private_file`], [`keep_sqlite_private`]), and the `ssh`
-//! call for a sandbox login ([`ssh`]).
+//! and [`Session::list`] for every row of a paged request, the CLI's
+//! stored [`Credentials`], the files that hold tokens
+//! ([`write_private_file`], [`keep_sqlite_private`]), and the `ssh` call
+//! for a sandbox login ([`ssh`]).
 
 mod credentials;
 mod session;
@@ -58,7 +59,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 pub use credentials::{Credentials, config_dir};
-pub use session::{ListReply, PAGE_SIZE, Session, all_pages, connect, connect_lazy, list_all};
+pub use session::{ListReply, PAGE_SIZE, PagedRequest, Session, all_pages, connect, connect_lazy};
 
 /// A server's answer as people read it: its message, with its reason code.
 pub fn describe(status: &tonic::Status) -> String {

@@ -225,9 +225,77 @@ list_replies! {
     LoginRecording => events: TerminalEvent,
 }
 
+/// A paged request: which page it asks for, and the RPC that answers it.
+/// Implemented for every List request (and the other paged ones), so that
+/// [`Session::list`] takes a request and answers every row.
+pub trait PagedRequest: Clone + Send + Sync + 'static {
+    /// Its answer.
+    type Reply: ListReply;
+    /// This request for [`PAGE_SIZE`] rows after `page_token`.
+    fn page(&self, page_token: String) -> Self;
+    /// Sends it on `session`.
+    fn send(
+        self,
+        session: &Session,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Reply>, tonic::Status>> + Send;
+}
+
+/// `PagedRequest` for each paged request: its service and method.
+macro_rules! paged_requests {
+    ($($request:ident => $service:ident.$method:ident -> $reply:ident),* $(,)?) => {$(
+        impl PagedRequest for pb::$request {
+            type Reply = pb::$reply;
+            fn page(&self, page_token: String) -> Self {
+                let mut next = self.clone();
+                next.page_size = PAGE_SIZE;
+                next.page_token = page_token;
+                next
+            }
+            async fn send(
+                self,
+                session: &Session,
+            ) -> Result<tonic::Response<pb::$reply>, tonic::Status> {
+                session.$service().$method(session.request(self)).await
+            }
+        }
+    )*};
+}
+
+paged_requests! {
+    ListSessionsRequest => sessions.list_sessions -> ListSessionsResponse,
+    ListSessionLoginsRequest => sessions.list_session_logins -> ListSessionLoginsResponse,
+    GetLoginRecordingRequest => sessions.get_login_recording -> LoginRecording,
+    ListAkhsRequest => akhs.list_akhs -> ListAkhsResponse,
+    ListDocumentsRequest => documents.list_documents -> ListDocumentsResponse,
+    ListMailboxesRequest => mailboxes.list_mailboxes -> ListMailboxesResponse,
+    ListInboundMailRequest => mailboxes.list_inbound_mail -> ListInboundMailResponse,
+    ListPlansRequest => plans.list_plans -> ListPlansResponse,
+    ListProjectsRequest => projects.list_projects -> ListProjectsResponse,
+    ListProjectMembersRequest => projects.list_project_members -> ListProjectMembersResponse,
+    ListUsersRequest => team.list_users -> ListUsersResponse,
+    ListRolesRequest => team.list_roles -> ListRolesResponse,
+    ListDecisionsRequest => threads.list_decisions -> ListDecisionsResponse,
+    ListWorkflowsRequest => workflows.list_workflows -> ListWorkflowsResponse,
+    ListSkillsRequest => skills.list_skills -> ListSkillsResponse,
+    ListWorkItemsRequest => work_items.list_work_items -> ListWorkItemsResponse,
+    GetDescriptionRevisionsRequest => work_items.get_description_revisions -> GetDescriptionRevisionsResponse,
+    GetThreadRequest => threads.get_thread -> GetThreadResponse,
+}
+
+impl Session {
+    /// Every row `request` lists, page after page ([`PAGE_SIZE`] rows a
+    /// page; its own page size and token are replaced).
+    pub async fn list<R: PagedRequest>(
+        &self,
+        request: R,
+    ) -> Result<Vec<<R::Reply as ListReply>::Row>, tonic::Status> {
+        list_all(|page_token| request.page(page_token).send(self)).await
+    }
+}
+
 /// Every row of a list: `call` sends the request for one page token (the
 /// first is empty), and pages follow until the last.
-pub async fn list_all<Reply, Call, Sent>(mut call: Call) -> Result<Vec<Reply::Row>, tonic::Status>
+async fn list_all<Reply, Call, Sent>(mut call: Call) -> Result<Vec<Reply::Row>, tonic::Status>
 where
     Reply: ListReply,
     Call: FnMut(String) -> Sent,

@@ -1,7 +1,7 @@
 //! The gRPC client layer: anima-server's services through tonic, with the
 //! session token on every call, and the live streams the UI follows.
 
-use anima_client::{PAGE_SIZE, Session, connect_lazy, list_all};
+use anima_client::{Session, connect_lazy};
 use anima_proto::v1 as pb;
 use std::path::Path;
 
@@ -127,28 +127,12 @@ impl Client {
 
     /// The accounts (for the names of message authors), every page.
     pub async fn users(&self) -> Result<Vec<pb::User>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListUsersRequest {
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.team();
-            async move { service.list_users(request).await }
-        })
-        .await
+        self.session.list(pb::ListUsersRequest::default()).await
     }
 
     /// The Akhs (for the names of agent messages and sessions), every page.
     pub async fn akhs(&self) -> Result<Vec<pb::Akh>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListAkhsRequest {
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.akhs();
-            async move { service.list_akhs(request).await }
-        })
-        .await
+        self.session.list(pb::ListAkhsRequest::default()).await
     }
 
     /// The dashboard snapshot.
@@ -163,31 +147,22 @@ impl Client {
 
     /// Every project the caller can see.
     pub async fn projects(&self) -> Result<Vec<pb::Project>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListProjectsRequest {
-                page_size: PAGE_SIZE,
-                page_token,
+        self.session
+            .list(pb::ListProjectsRequest {
                 status: 0,
-            });
-            let mut service = self.session.projects();
-            async move { service.list_projects(request).await }
-        })
-        .await
+                ..Default::default()
+            })
+            .await
     }
 
     /// Every work item of a project.
     pub async fn work_items(&self, project_id: &str) -> Result<Vec<pb::WorkItem>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListWorkItemsRequest {
+        self.session
+            .list(pb::ListWorkItemsRequest {
                 project_id: project_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
                 ..pb::ListWorkItemsRequest::default()
-            });
-            let mut service = self.session.work_items();
-            async move { service.list_work_items(request).await }
-        })
-        .await
+            })
+            .await
     }
 
     /// One work item, as it is now.
@@ -208,16 +183,12 @@ impl Client {
         &self,
         work_item_id: &str,
     ) -> Result<Vec<pb::DescriptionRevision>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::GetDescriptionRevisionsRequest {
+        self.session
+            .list(pb::GetDescriptionRevisionsRequest {
                 work_item_id: work_item_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.work_items();
-            async move { service.get_description_revisions(request).await }
-        })
-        .await
+                ..Default::default()
+            })
+            .await
     }
 
     /// Restores an earlier description as a new revision; `base` is the
@@ -245,73 +216,47 @@ impl Client {
         &self,
         work_item_id: &str,
     ) -> Result<Vec<pb::AgentSession>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListSessionsRequest {
+        self.session
+            .list(pb::ListSessionsRequest {
                 work_item_id: work_item_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
                 ..pb::ListSessionsRequest::default()
-            });
-            let mut service = self.session.sessions();
-            async move { service.list_sessions(request).await }
-        })
-        .await
+            })
+            .await
     }
 
     /// A project's plans with their progress.
     pub async fn plans(&self, project_id: &str) -> Result<Vec<pb::Plan>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListPlansRequest {
+        self.session
+            .list(pb::ListPlansRequest {
                 project_id: project_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.plans();
-            async move { service.list_plans(request).await }
-        })
-        .await
+                ..Default::default()
+            })
+            .await
     }
 
     /// A project's documents.
     pub async fn documents(&self, project_id: &str) -> Result<Vec<pb::Document>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListDocumentsRequest {
+        self.session
+            .list(pb::ListDocumentsRequest {
                 project_id: project_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
                 ..pb::ListDocumentsRequest::default()
-            });
-            let mut service = self.session.documents();
-            async move { service.list_documents(request).await }
-        })
-        .await
+            })
+            .await
     }
 
     /// A project's members and their roles.
     pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListProjectMembersRequest {
+        self.session
+            .list(pb::ListProjectMembersRequest {
                 project_id: project_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.projects();
-            async move { service.list_project_members(request).await }
-        })
-        .await
+                ..Default::default()
+            })
+            .await
     }
 
     /// The roles members can hold.
     pub async fn roles(&self) -> Result<Vec<pb::Role>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListRolesRequest {
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.team();
-            async move { service.list_roles(request).await }
-        })
-        .await
+        self.session.list(pb::ListRolesRequest::default()).await
     }
 
     /// Adds a member to a project, or changes their role.
@@ -351,29 +296,16 @@ impl Client {
 
     /// The built-in and custom workflows.
     pub async fn workflows(&self) -> Result<Vec<pb::Workflow>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListWorkflowsRequest {
-                page_size: PAGE_SIZE,
-                page_token,
-            });
-            let mut service = self.session.workflows();
-            async move { service.list_workflows(request).await }
-        })
-        .await
+        self.session.list(pb::ListWorkflowsRequest::default()).await
     }
 
     /// Every published skill version.
     pub async fn skills(&self) -> Result<Vec<pb::Skill>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::ListSkillsRequest {
-                page_size: PAGE_SIZE,
-                page_token,
+        self.session
+            .list(pb::ListSkillsRequest {
                 ..pb::ListSkillsRequest::default()
-            });
-            let mut service = self.session.skills();
-            async move { service.list_skills(request).await }
-        })
-        .await
+            })
+            .await
     }
 
     /// Renames a custom workflow and replaces its phases.
@@ -421,17 +353,13 @@ impl Client {
 
     /// A work item's whole thread, oldest first.
     pub async fn thread(&self, work_item_id: &str) -> Result<Vec<pb::Message>, tonic::Status> {
-        list_all(|page_token| {
-            let request = self.request(pb::GetThreadRequest {
+        self.session
+            .list(pb::GetThreadRequest {
                 work_item_id: work_item_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
                 reverse: false,
-            });
-            let mut service = self.session.threads();
-            async move { service.get_thread(request).await }
-        })
-        .await
+                ..Default::default()
+            })
+            .await
     }
 
     /// Sends an email from the work item's thread (through the project's

@@ -4,8 +4,6 @@ use anima_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -76,12 +74,10 @@ fn akh_row(akh: &pb::Akh) -> Vec<String> {
 
 const AKH_HEADER: &[&str] = &["ID", "NAME", "COLOR", "VOICE"];
 
+output::impl_row!(pb::Akh, AKH_HEADER, akh_json, akh_row);
+
 fn print_akh(akh: &pb::Akh, json: bool) {
-    if json {
-        output::json(&akh_json(akh));
-    } else {
-        output::table(AKH_HEADER, &[akh_row(akh)]);
-    }
+    output::one(json, akh);
 }
 
 /// `anima akh …`
@@ -89,16 +85,8 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
     match command {
         AkhCommand::List { global } => {
             let session = session_for(&global).await?;
-            let akhs = list_all(|page_token| {
-                let request = session.request(pb::ListAkhsRequest {
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.akhs();
-                async move { service.list_akhs(request).await }
-            })
-            .await?;
-            output::rows(global.json, &akhs, AKH_HEADER, akh_json, akh_row);
+            let akhs = session.list(pb::ListAkhsRequest::default()).await?;
+            output::list(global.json, &akhs);
         }
         AkhCommand::Create {
             global,

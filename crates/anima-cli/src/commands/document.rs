@@ -8,8 +8,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -142,6 +140,8 @@ fn document_row(document: &pb::Document) -> Vec<String> {
 
 const DOCUMENT_HEADER: &[&str] = &["ID", "TITLE", "TYPE", "MEDIA TYPE", "BYTES", "CREATED"];
 
+output::impl_row!(pb::Document, DOCUMENT_HEADER, document_json, document_row);
+
 /// `anima doc …`
 pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
     match command {
@@ -153,24 +153,14 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
-            let documents = list_all(|page_token| {
-                let request = session.request(pb::ListDocumentsRequest {
+            let documents = session
+                .list(pb::ListDocumentsRequest {
                     project_id: project_id.clone(),
                     work_item_id: work_item_id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.documents();
-                async move { service.list_documents(request).await }
-            })
-            .await?;
-            output::rows(
-                global.json,
-                &documents,
-                DOCUMENT_HEADER,
-                document_json,
-                document_row,
-            );
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &documents);
         }
         DocumentCommand::Get { global, id, output } => {
             let session = session_for(&global).await?;
@@ -238,11 +228,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                 }))
                 .await?
                 .into_inner();
-            if global.json {
-                output::json(&document_json(&document));
-            } else {
-                output::table(DOCUMENT_HEADER, &[document_row(&document)]);
-            }
+            output::one(global.json, &document);
         }
         DocumentCommand::Delete { global, id } => {
             let session = session_for(&global).await?;

@@ -9,8 +9,6 @@ use super::{mask, project_id, time, work_item};
 
 use anima_client::Session;
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -223,6 +221,8 @@ fn mailbox_json(mailbox: &pb::Mailbox) -> Value {
 
 const MAILBOX_HEADER: &[&str] = &["ID", "ADDRESS", "STATE", "PROJECTS", "MAX SIZE", "PROBLEM"];
 
+output::impl_row!(pb::Mailbox, MAILBOX_HEADER, mailbox_json, mailbox_row);
+
 fn mailbox_row(mailbox: &pb::Mailbox) -> Vec<String> {
     vec![
         mailbox.id.clone(),
@@ -235,11 +235,7 @@ fn mailbox_row(mailbox: &pb::Mailbox) -> Vec<String> {
 }
 
 fn print_mailbox(mailbox: &pb::Mailbox, json: bool) {
-    if json {
-        output::json(&mailbox_json(mailbox));
-    } else {
-        output::table(MAILBOX_HEADER, &[mailbox_row(mailbox)]);
-    }
+    output::one(json, mailbox);
 }
 
 async fn project_ids(session: &Session, projects: &[String]) -> anyhow::Result<Vec<String>> {
@@ -256,23 +252,13 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
         MailboxCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let mailboxes = list_all(|page_token| {
-                let request = session.request(pb::ListMailboxesRequest {
+            let mailboxes = session
+                .list(pb::ListMailboxesRequest {
                     project_id: project_id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.mailboxes();
-                async move { service.list_mailboxes(request).await }
-            })
-            .await?;
-            output::rows(
-                global.json,
-                &mailboxes,
-                MAILBOX_HEADER,
-                mailbox_json,
-                mailbox_row,
-            );
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &mailboxes);
         }
         MailboxCommand::Show { global, mailbox } => {
             let session = session_for(&global).await?;
@@ -478,6 +464,8 @@ fn inbound_json(mail: &pb::InboundMail) -> Value {
 
 const INBOUND_HEADER: &[&str] = &["ID", "STATE", "FROM", "SUBJECT", "WHY"];
 
+output::impl_row!(pb::InboundMail, INBOUND_HEADER, inbound_json, inbound_row);
+
 fn inbound_row(mail: &pb::InboundMail) -> Vec<String> {
     let email = mail.email.clone().unwrap_or_default();
     vec![
@@ -490,11 +478,7 @@ fn inbound_row(mail: &pb::InboundMail) -> Vec<String> {
 }
 
 fn print_inbound(mail: &pb::InboundMail, json: bool) {
-    if json {
-        output::json(&inbound_json(mail));
-    } else {
-        output::table(INBOUND_HEADER, &[inbound_row(mail)]);
-    }
+    output::one(json, mail);
 }
 
 async fn list_inbound(
@@ -503,24 +487,14 @@ async fn list_inbound(
     state: pb::InboundMailState,
 ) -> anyhow::Result<()> {
     let session = session_for(global).await?;
-    let mails = list_all(|page_token| {
-        let request = session.request(pb::ListInboundMailRequest {
+    let mails = session
+        .list(pb::ListInboundMailRequest {
             mailbox_id: mailbox.clone(),
             state: state as i32,
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.mailboxes();
-        async move { service.list_inbound_mail(request).await }
-    })
-    .await?;
-    output::rows(
-        global.json,
-        &mails,
-        INBOUND_HEADER,
-        inbound_json,
-        inbound_row,
-    );
+            ..Default::default()
+        })
+        .await?;
+    output::list(global.json, &mails);
     Ok(())
 }
 

@@ -41,8 +41,6 @@ pub use workflow::{WorkflowCommand, workflow};
 
 use anima_client::Session;
 
-use anima_client::list_all;
-
 fn mask(paths: Vec<&str>) -> Option<FieldMask> {
     Some(FieldMask {
         paths: paths.into_iter().map(str::to_owned).collect(),
@@ -65,16 +63,12 @@ async fn project_id(session: &Session, project: &str) -> anyhow::Result<String> 
     if is_id(project) {
         return Ok(project.to_owned());
     }
-    let projects = list_all(|page_token| {
-        let request = session.request(pb::ListProjectsRequest {
-            page_size: 500,
-            page_token,
+    let projects = session
+        .list(pb::ListProjectsRequest {
             status: 0,
-        });
-        let mut service = session.projects();
-        async move { service.list_projects(request).await }
-    })
-    .await?;
+            ..Default::default()
+        })
+        .await?;
     let matching: Vec<&pb::Project> = projects.iter().filter(|p| p.name == project).collect();
     match matching.as_slice() {
         [one] => Ok(one.id.clone()),
@@ -180,15 +174,7 @@ async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
     if is_id(role) {
         return Ok(role.to_owned());
     }
-    let roles = list_all(|page_token| {
-        let request = session.request(pb::ListRolesRequest {
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.team();
-        async move { service.list_roles(request).await }
-    })
-    .await?;
+    let roles = session.list(pb::ListRolesRequest::default()).await?;
     roles
         .into_iter()
         .find(|candidate| candidate.name.eq_ignore_ascii_case(role))
@@ -197,16 +183,10 @@ async fn role_id(session: &Session, role: &str) -> anyhow::Result<String> {
 }
 
 async fn all_workflows(session: &Session) -> anyhow::Result<Vec<pb::Workflow>> {
-    list_all(|page_token| {
-        let request = session.request(pb::ListWorkflowsRequest {
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.workflows();
-        async move { service.list_workflows(request).await }
-    })
-    .await
-    .map_err(anyhow::Error::from)
+    session
+        .list(pb::ListWorkflowsRequest::default())
+        .await
+        .map_err(anyhow::Error::from)
 }
 
 /// A workflow id from an id or a name (any case).
@@ -248,15 +228,7 @@ fn project_status_name(raw: i32) -> &'static str {
 
 /// Usernames by user id, to show authors by name.
 async fn usernames(session: &Session) -> anyhow::Result<HashMap<String, String>> {
-    let users = list_all(|page_token| {
-        let request = session.request(pb::ListUsersRequest {
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.team();
-        async move { service.list_users(request).await }
-    })
-    .await?;
+    let users = session.list(pb::ListUsersRequest::default()).await?;
     Ok(users
         .into_iter()
         .map(|user| (user.id, user.username))

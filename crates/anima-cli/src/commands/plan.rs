@@ -4,8 +4,6 @@ use anima_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -110,6 +108,8 @@ fn plan_row(plan: &pb::Plan) -> Vec<String> {
 
 const PLAN_HEADER: &[&str] = &["ID", "TITLE", "DONE", "SHARE"];
 
+output::impl_row!(pb::Plan, PLAN_HEADER, plan_json, plan_row);
+
 fn print_plan(plan: &pb::Plan, json: bool) {
     if json {
         output::json(&plan_json(plan));
@@ -144,17 +144,13 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
         PlanCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let plans = list_all(|page_token| {
-                let request = session.request(pb::ListPlansRequest {
+            let plans = session
+                .list(pb::ListPlansRequest {
                     project_id: project_id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.plans();
-                async move { service.list_plans(request).await }
-            })
-            .await?;
-            output::rows(global.json, &plans, PLAN_HEADER, plan_json, plan_row);
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &plans);
         }
         PlanCommand::Create {
             global,

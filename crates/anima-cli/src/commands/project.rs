@@ -5,8 +5,6 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -126,14 +124,12 @@ fn project_row(project: &pb::Project) -> Vec<String> {
 
 const PROJECT_HEADER: &[&str] = &["ID", "NAME", "STATUS", "PLANS", "OPEN/ITEMS"];
 
+output::impl_row!(pb::Project, PROJECT_HEADER, project_json, project_row);
+
 fn print_project(project: &pb::Project, json: bool) {
-    if json {
-        output::json(&project_json(project));
-    } else {
-        output::table(PROJECT_HEADER, &[project_row(project)]);
-        if !project.description.is_empty() {
-            println!("\n{}", output::safe(&project.description));
-        }
+    output::one(json, project);
+    if !json && !project.description.is_empty() {
+        println!("\n{}", output::safe(&project.description));
     }
 }
 
@@ -148,23 +144,13 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 Some("archived") => pb::ProjectStatus::Archived,
                 Some(other) => bail!("--status must be active or archived, not {other:?}"),
             } as i32;
-            let projects = list_all(|page_token| {
-                let request = session.request(pb::ListProjectsRequest {
-                    page_size: 500,
-                    page_token,
+            let projects = session
+                .list(pb::ListProjectsRequest {
                     status,
-                });
-                let mut service = session.projects();
-                async move { service.list_projects(request).await }
-            })
-            .await?;
-            output::rows(
-                global.json,
-                &projects,
-                PROJECT_HEADER,
-                project_json,
-                project_row,
-            );
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &projects);
         }
         ProjectCommand::Create {
             global,
@@ -260,16 +246,12 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
         MembersCommand::List { global, project } => {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
-            let members = list_all(|page_token| {
-                let request = session.request(pb::ListProjectMembersRequest {
+            let members = session
+                .list(pb::ListProjectMembersRequest {
                     project_id: project_id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.projects();
-                async move { service.list_project_members(request).await }
-            })
-            .await?;
+                    ..Default::default()
+                })
+                .await?;
             output::rows(global.json, &members, header, to_json, row);
         }
         MembersCommand::Add {

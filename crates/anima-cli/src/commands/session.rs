@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 
 use anima_client::Session;
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -123,17 +121,12 @@ async fn login_target(
         }
     }
     let item = super::work_item(session, target, project).await?;
-    let sessions = list_all(|page_token| {
-        let request = session.request(pb::ListSessionsRequest {
+    let sessions = session
+        .list(pb::ListSessionsRequest {
             work_item_id: item.id.clone(),
-            page_size: 500,
-            page_token,
             ..Default::default()
-        });
-        let mut service = session.sessions();
-        async move { service.list_sessions(request).await }
-    })
-    .await?;
+        })
+        .await?;
     // Sessions are listed in start order: the newest is last.
     sessions
         .into_iter()
@@ -244,11 +237,11 @@ fn session_row(session: &pb::AgentSession) -> Vec<String> {
 
 const SESSION_HEADER: &[&str] = &["ID", "STATUS", "WORK ITEM", "SANDBOX", "UPDATED"];
 
+output::impl_row!(pb::AgentSession, SESSION_HEADER, session_json, session_row);
+
 fn print_session(session: &pb::AgentSession, json: bool) {
-    if json {
-        output::json(&session_json(session));
-    } else {
-        output::table(SESSION_HEADER, &[session_row(session)]);
+    output::one(json, session);
+    if !json {
         for line in &session.last_output_lines {
             println!("  {}", output::safe(line));
         }
@@ -295,24 +288,14 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item_ref.as_deref()).await?;
-            let sessions = list_all(|page_token| {
-                let request = session.request(pb::ListSessionsRequest {
+            let sessions = session
+                .list(pb::ListSessionsRequest {
                     work_item_id: work_item_id.clone(),
                     project_id: project_id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.sessions();
-                async move { service.list_sessions(request).await }
-            })
-            .await?;
-            output::rows(
-                global.json,
-                &sessions,
-                SESSION_HEADER,
-                session_json,
-                session_row,
-            );
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &sessions);
         }
         SessionCommand::Status { global, id } => {
             let session = session_for(&global).await?;
@@ -356,17 +339,13 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             asciicast,
         } => {
             let session = session_for(&global).await?;
-            let events = list_all(|page_token| {
-                let request = session.request(pb::GetLoginRecordingRequest {
+            let events = session
+                .list(pb::GetLoginRecordingRequest {
                     session_id: session_id.clone(),
                     login_id: login.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.sessions();
-                async move { service.get_login_recording(request).await }
-            })
-            .await?;
+                    ..Default::default()
+                })
+                .await?;
             if asciicast {
                 println!(
                     "{}",
@@ -401,16 +380,12 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
         }
         SessionCommand::Logins { global, id } => {
             let session = session_for(&global).await?;
-            let logins = list_all(|page_token| {
-                let request = session.request(pb::ListSessionLoginsRequest {
+            let logins = session
+                .list(pb::ListSessionLoginsRequest {
                     session_id: id.clone(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.sessions();
-                async move { service.list_session_logins(request).await }
-            })
-            .await?;
+                    ..Default::default()
+                })
+                .await?;
             if global.json {
                 output::json(&Value::Array(logins.iter().map(login_json).collect()));
             } else {

@@ -7,8 +7,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -85,6 +83,8 @@ const SKILL_HEADER: &[&str] = &[
     "DESCRIPTION",
 ];
 
+output::impl_row!(pb::Skill, SKILL_HEADER, skill_json, skill_row);
+
 fn skill_row(skill: &pb::Skill) -> Vec<String> {
     vec![
         skill.name.clone(),
@@ -153,17 +153,13 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
     match command {
         SkillCommand::List { global, name } => {
             let session = session_for(&global).await?;
-            let skills = list_all(|page_token| {
-                let request = session.request(pb::ListSkillsRequest {
+            let skills = session
+                .list(pb::ListSkillsRequest {
                     name: name.clone().unwrap_or_default(),
-                    page_size: 500,
-                    page_token,
-                });
-                let mut service = session.skills();
-                async move { service.list_skills(request).await }
-            })
-            .await?;
-            output::rows(global.json, &skills, SKILL_HEADER, skill_json, skill_row);
+                    ..Default::default()
+                })
+                .await?;
+            output::list(global.json, &skills);
         }
         SkillCommand::Get {
             global,
@@ -223,11 +219,7 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
                 }))
                 .await?
                 .into_inner();
-            if global.json {
-                output::json(&skill_json(&published));
-            } else {
-                output::table(SKILL_HEADER, &[skill_row(&published)]);
-            }
+            output::one(global.json, &published);
         }
     }
     Ok(())

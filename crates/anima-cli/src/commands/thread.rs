@@ -14,8 +14,6 @@ use super::{ItemRef, Tier, actor_name, answered_by, project_id, time, usernames}
 
 use anima_client::Session;
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -141,15 +139,7 @@ pub(super) struct Names {
 
 impl Names {
     pub(super) async fn load(session: &Session) -> anyhow::Result<Self> {
-        let akhs = list_all(|page_token| {
-            let request = session.request(pb::ListAkhsRequest {
-                page_size: 500,
-                page_token,
-            });
-            let mut service = session.akhs();
-            async move { service.list_akhs(request).await }
-        })
-        .await?;
+        let akhs = session.list(pb::ListAkhsRequest::default()).await?;
         Ok(Self {
             users: usernames(session).await?,
             akhs: akhs.into_iter().map(|akh| (akh.id, akh.name)).collect(),
@@ -234,17 +224,13 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let item = item.fetch(&session).await?;
             let names = Names::load(&session).await?;
-            let messages = list_all(|page_token| {
-                let request = session.request(pb::GetThreadRequest {
+            let messages = session
+                .list(pb::GetThreadRequest {
                     work_item_id: item.id.clone(),
-                    page_size: 500,
-                    page_token,
                     reverse: false,
-                });
-                let mut service = session.threads();
-                async move { service.get_thread(request).await }
-            })
-            .await?;
+                    ..Default::default()
+                })
+                .await?;
             if global.json {
                 output::json(&Value::Array(
                     messages.iter().map(|m| message_json(m, &names)).collect(),
@@ -558,18 +544,14 @@ pub async fn decisions(args: DecisionsArgs) -> anyhow::Result<()> {
     } else {
         pb::DecisionState::Open
     } as i32;
-    let decisions = list_all(|page_token| {
-        let request = session.request(pb::ListDecisionsRequest {
+    let decisions = session
+        .list(pb::ListDecisionsRequest {
             project_id: project_id.clone(),
             user_id: String::new(),
             state,
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.threads();
-        async move { service.list_decisions(request).await }
-    })
-    .await?;
+            ..Default::default()
+        })
+        .await?;
     let keys = keys(&session, &decisions).await?;
     print_decisions(&decisions, &keys, args.global.json);
     Ok(())

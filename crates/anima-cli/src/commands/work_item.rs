@@ -10,8 +10,6 @@ use serde_json::{Value, json};
 
 use anima_client::Session;
 
-use anima_client::list_all;
-
 use crate::{
     client::{GlobalArgs, session_for},
     output,
@@ -268,6 +266,13 @@ fn work_item_row(item: &pb::WorkItem) -> Vec<String> {
 
 const WORK_ITEM_HEADER: &[&str] = &["KEY", "TITLE", "STATUS", "PRIORITY", "PHASE"];
 
+output::impl_row!(
+    pb::WorkItem,
+    WORK_ITEM_HEADER,
+    work_item_json,
+    work_item_row
+);
+
 fn print_work_item(item: &pb::WorkItem, json: bool) {
     if json {
         output::json(&work_item_json(item));
@@ -342,25 +347,15 @@ impl ListArgs {
         let session = session_for(&global).await?;
         let project_id = project_id(&session, &project).await?;
         let status = status.map_or(0, |s| pb::WorkItemStatus::from(s) as i32);
-        let items = list_all(|page_token| {
-            let request = session.request(pb::ListWorkItemsRequest {
+        let items = session
+            .list(pb::ListWorkItemsRequest {
                 project_id: project_id.clone(),
-                page_size: 500,
-                page_token,
                 plan_id: plan.clone().unwrap_or_default(),
                 status,
-            });
-            let mut service = session.work_items();
-            async move { service.list_work_items(request).await }
-        })
-        .await?;
-        output::rows(
-            global.json,
-            &items,
-            WORK_ITEM_HEADER,
-            work_item_json,
-            work_item_row,
-        );
+                ..Default::default()
+            })
+            .await?;
+        output::list(global.json, &items);
         Ok(())
     }
 }
@@ -820,17 +815,13 @@ async fn all_revisions(
     session: &Session,
     work_item_id: &str,
 ) -> anyhow::Result<Vec<pb::DescriptionRevision>> {
-    list_all(|page_token| {
-        let request = session.request(pb::GetDescriptionRevisionsRequest {
+    session
+        .list(pb::GetDescriptionRevisionsRequest {
             work_item_id: work_item_id.to_owned(),
-            page_size: 500,
-            page_token,
-        });
-        let mut service = session.work_items();
-        async move { service.get_description_revisions(request).await }
-    })
-    .await
-    .map_err(anyhow::Error::from)
+            ..Default::default()
+        })
+        .await
+        .map_err(anyhow::Error::from)
 }
 
 /// The capabilities `--network NAME` and `--secret NAME=REFERENCE` grant;
