@@ -203,11 +203,7 @@ pub async fn logout(global: GlobalArgs) -> anyhow::Result<()> {
 /// `anima whoami`
 pub async fn whoami(global: GlobalArgs) -> anyhow::Result<()> {
     let session = session_for(&global).await?;
-    let me = session
-        .auth()
-        .who_am_i(session.request(pb::WhoAmIRequest {}))
-        .await?
-        .into_inner();
+    let me = session.call(pb::WhoAmIRequest {}).await?;
     match (me.user, global.json) {
         (Some(user), true) => output::json(&user_json(&user)),
         (Some(user), false) => println!(
@@ -275,13 +271,11 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Get { global, id } => {
             let session = session_for(&global).await?;
             let user = session
-                .team()
-                .get_user(session.request(pb::GetUserRequest {
+                .call(pb::GetUserRequest {
                     id,
                     ..Default::default()
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_user(&user, global.json);
         }
         UserCommand::Create {
@@ -301,16 +295,14 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 (anima_core::secret::new_token(), true)
             };
             let user = session
-                .team()
-                .create_user(session.request(pb::CreateUserRequest {
+                .call(pb::CreateUserRequest {
                     username,
                     display_name,
                     email,
                     password: password.clone(),
                     is_admin: admin,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_user(&user, global.json);
             if generated {
                 eprintln!("password: {password}  (shown only now)");
@@ -351,21 +343,18 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 "nothing to change; pass --display-name, --email, --admin or --disabled"
             );
             let user = session
-                .team()
-                .update_user(session.request(pb::UpdateUserRequest {
+                .call(pb::UpdateUserRequest {
                     user: Some(user),
                     update_mask: Some(prost_types::FieldMask { paths }),
                     password: String::new(),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_user(&user, global.json);
         }
         UserCommand::Delete { global, id } => {
             let session = session_for(&global).await?;
             session
-                .team()
-                .delete_user(session.request(pb::DeleteUserRequest { id: id.clone() }))
+                .call(pb::DeleteUserRequest { id: id.clone() })
                 .await?;
             println!("deleted user {id}");
         }

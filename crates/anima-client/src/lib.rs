@@ -1,10 +1,10 @@
 //! What every client of anima-server shares (the CLI, the desktop, the
 //! benchmarks): how to reach a server and whom to trust when it speaks
-//! TLS ([`endpoint`]), a signed-in [`Session`] with a client per service
-//! and [`Session::list`] for every row of a paged request, the CLI's
-//! stored [`Credentials`], the files that hold tokens
-//! ([`write_private_file`], [`keep_sqlite_private`]), and the `ssh` call
-//! for a sandbox login ([`ssh`]).
+//! TLS ([`endpoint`]), a signed-in [`Session`] with a client per service,
+//! [`Session::call`] for one request and [`Session::list`] for every row
+//! of a paged one, the CLI's stored [`Credentials`], the files that hold
+//! tokens ([`write_private_file`], [`keep_sqlite_private`]), and the `ssh`
+//! call for a sandbox login ([`ssh`]).
 
 mod credentials;
 mod session;

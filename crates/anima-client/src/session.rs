@@ -282,7 +282,106 @@ paged_requests! {
     GetThreadRequest => threads.get_thread -> GetThreadResponse,
 }
 
+/// A unary request: the RPC that answers it. Implemented for the requests
+/// the clients send, so that [`Session::call`] takes a request and answers
+/// the reply.
+pub trait UnaryRequest: Send + 'static {
+    /// Its answer.
+    type Reply;
+    /// Sends it on `session`.
+    fn call_on(
+        self,
+        session: &Session,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Reply>, tonic::Status>> + Send;
+}
+
+/// `UnaryRequest` for each request: its service and method.
+macro_rules! unary_requests {
+    ($($request:ident => $service:ident.$method:ident -> $reply:ident),* $(,)?) => {$(
+        impl UnaryRequest for pb::$request {
+            type Reply = pb::$reply;
+            async fn call_on(
+                self,
+                session: &Session,
+            ) -> Result<tonic::Response<pb::$reply>, tonic::Status> {
+                session.$service().$method(session.request(self)).await
+            }
+        }
+    )*};
+}
+
+unary_requests! {
+    AddProjectMemberRequest => projects.add_project_member -> ProjectMember,
+    AdoptMailboxRequest => mailboxes.adopt_mailbox -> Mailbox,
+    AnalyzePlanGapRequest => plans.analyze_plan_gap -> AnalyzePlanGapResponse,
+    ArchiveProjectRequest => projects.archive_project -> Project,
+    AssignInboundMailRequest => mailboxes.assign_inbound_mail -> InboundMail,
+    CancelDecisionRequest => threads.cancel_decision -> Decision,
+    ChangePasswordRequest => auth.change_password -> ChangePasswordResponse,
+    CreateAkhRequest => akhs.create_akh -> Akh,
+    CreateMailboxRequest => mailboxes.create_mailbox -> Mailbox,
+    CreatePlanRequest => plans.create_plan -> Plan,
+    CreateProjectRequest => projects.create_project -> Project,
+    CreateUserRequest => team.create_user -> User,
+    CreateWorkItemRequest => work_items.create_work_item -> WorkItem,
+    CreateWorkflowRequest => workflows.create_workflow -> Workflow,
+    DecideReviewRequest => work_items.decide_review -> DecideReviewResponse,
+    DeleteAkhRequest => akhs.delete_akh -> DeleteAkhResponse,
+    DeleteDocumentRequest => documents.delete_document -> DeleteDocumentResponse,
+    DeleteMailboxRequest => mailboxes.delete_mailbox -> Mailbox,
+    DeletePlanRequest => plans.delete_plan -> DeletePlanResponse,
+    DeleteUserRequest => team.delete_user -> DeleteUserResponse,
+    DeleteWorkItemRequest => work_items.delete_work_item -> DeleteWorkItemResponse,
+    DeleteWorkflowRequest => workflows.delete_workflow -> DeleteWorkflowResponse,
+    DismissInboundMailRequest => mailboxes.dismiss_inbound_mail -> InboundMail,
+    DraftDescriptionRequest => work_items.draft_description -> DraftDescriptionResponse,
+    GetDashboardRequest => dashboards.get_dashboard -> Dashboard,
+    GetDocumentRequest => documents.get_document -> Document,
+    GetMailboxRequest => mailboxes.get_mailbox -> Mailbox,
+    GetPlanRequest => plans.get_plan -> Plan,
+    GetProjectRequest => projects.get_project -> Project,
+    GetSessionRequest => sessions.get_session -> AgentSession,
+    GetSkillRequest => skills.get_skill -> Skill,
+    GetThreadRequest => threads.get_thread -> GetThreadResponse,
+    GetUserRequest => team.get_user -> User,
+    GetWorkItemRequest => work_items.get_work_item -> WorkItem,
+    GetWorkflowRequest => workflows.get_workflow -> Workflow,
+    LinkProjectsRequest => mailboxes.link_projects -> Mailbox,
+    ListCapabilitiesRequest => work_items.list_capabilities -> ListCapabilitiesResponse,
+    LoginSessionRequest => sessions.login_session -> LoginSessionResponse,
+    LogoutRequest => auth.logout -> LogoutResponse,
+    PostMessageRequest => threads.post_message -> Message,
+    PromoteMessageRequest => threads.promote_message -> PromoteMessageResponse,
+    ProposeCapabilitiesRequest => work_items.propose_capabilities -> ProposeCapabilitiesResponse,
+    PublishSkillRequest => skills.publish_skill -> Skill,
+    RemoveProjectMemberRequest => projects.remove_project_member -> RemoveProjectMemberResponse,
+    RequestDecisionRequest => threads.request_decision -> Decision,
+    ResolveDecisionRequest => threads.resolve_decision -> Decision,
+    RevertDescriptionRequest => work_items.revert_description -> WorkItem,
+    RotateMailboxRequest => mailboxes.rotate_mailbox -> Mailbox,
+    SearchDocumentsRequest => documents.search_documents -> SearchDocumentsResponse,
+    StartSessionRequest => sessions.start_session -> AgentSession,
+    StopSessionRequest => sessions.stop_session -> AgentSession,
+    SummarizeThreadRequest => threads.summarize_thread -> SummarizeThreadResponse,
+    UnlinkProjectsRequest => mailboxes.unlink_projects -> Mailbox,
+    UpdateAkhRequest => akhs.update_akh -> Akh,
+    UpdateCapabilitiesRequest => work_items.update_capabilities -> ListCapabilitiesResponse,
+    UpdateMailboxRequest => mailboxes.update_mailbox -> Mailbox,
+    UpdatePlanRequest => plans.update_plan -> Plan,
+    UpdateProjectRequest => projects.update_project -> Project,
+    UpdateUserRequest => team.update_user -> User,
+    UpdateWorkItemRequest => work_items.update_work_item -> WorkItem,
+    UpdateWorkflowRequest => workflows.update_workflow -> Workflow,
+    UploadDocumentRequest => documents.upload_document -> Document,
+    WhoAmIRequest => auth.who_am_i -> WhoAmIResponse,
+}
+
 impl Session {
+    /// Sends `request` with the session's token and answers the reply.
+    pub async fn call<R: UnaryRequest>(&self, request: R) -> Result<R::Reply, tonic::Status> {
+        Ok(request.call_on(self).await?.into_inner())
+    }
+
     /// Every row `request` lists, page after page ([`PAGE_SIZE`] rows a
     /// page; its own page size and token are replaced).
     pub async fn list<R: PagedRequest>(

@@ -16,10 +16,18 @@
 //! its name.
 //!
 //! Values are read by the default's type: text as is, numbers and
-//! booleans parsed, lists comma-separated (or an inline TOML array), and
-//! tables whose keys are names the operator chooses (secret stores,
-//! network zones, model providers) as `name=value,…` or an inline TOML
-//! table.
+//! booleans parsed, lists comma-separated (or an inline TOML array). A
+//! table whose keys are names the operator chooses (secret stores, network
+//! zones, model providers) is one variable for the whole table: an inline
+//! TOML table, or `name=value,…` where each entry can be written as text
+//! (`ANIMA_SECRET_STORES=ci=dir:/srv/secrets`). An empty variable counts
+//! as unset. The names used before `anima.toml` ([`RETIRED`]) are
+//! refused with their new name, so an old setting is never silently
+//! dropped.
+//!
+//! Errors name the file's line or the variable, never the value: a
+//! configuration holds secrets, and `anima config check` prints its
+//! errors.
 //!
 //! [`read`] is the crate's one piece of I/O: the file and the variables,
 //! read once at start by every binary the same way. The rules themselves
@@ -38,6 +46,47 @@ pub const SECTIONS: [(&str, &str); 4] = [
     ("ai", "AI_"),
     ("mail", "MAIL_"),
     ("agent", "AGENT_"),
+];
+
+/// Variables read before `anima.toml`, and what replaced each.
+pub const RETIRED: [(&str, &str); 13] = [
+    (
+        "ANIMA_OUTBOUND_MAILS_PER_HOUR",
+        "ANIMA_RATE_LIMITS_OUTBOUND_MAILS_PER_HOUR",
+    ),
+    (
+        "ANIMA_UPLOADS_PER_HOUR",
+        "ANIMA_RATE_LIMITS_UPLOADS_PER_HOUR",
+    ),
+    (
+        "ANIMA_AI_CALLS_PER_HOUR",
+        "ANIMA_RATE_LIMITS_AI_CALLS_PER_HOUR",
+    ),
+    (
+        "ANIMA_MAIL_CLASSIFICATIONS_PER_HOUR",
+        "ANIMA_RATE_LIMITS_MAIL_CLASSIFICATIONS_PER_HOUR",
+    ),
+    (
+        "ANIMA_MCP_WRITES_PER_MINUTE",
+        "ANIMA_RATE_LIMITS_MCP_WRITES_PER_MINUTE",
+    ),
+    (
+        "ANIMA_OPEN_STREAMS_PER_USER",
+        "ANIMA_RATE_LIMITS_OPEN_STREAMS_PER_USER",
+    ),
+    ("ANIMA_MAIL_TOKEN", "ANIMA_MAIL_SERVICE_TOKEN"),
+    ("ANIMA_MAIL_POLL_MS", "ANIMA_MAIL_POLL_INTERVAL_MS"),
+    ("ANIMA_AI_TIER_MINIMAL", "ANIMA_AI_TIERS_MINIMAL"),
+    ("ANIMA_AI_TIER_STANDARD", "ANIMA_AI_TIERS_STANDARD"),
+    ("ANIMA_AI_TIER_REASONING", "ANIMA_AI_TIERS_REASONING"),
+    (
+        "ANIMA_AI_CONFIG",
+        "the [ai] section of anima.toml (--config or ANIMA_CONFIG)",
+    ),
+    (
+        "ANIMA_MAIL_CONFIG",
+        "the [mail] section of anima.toml (--config or ANIMA_CONFIG)",
+    ),
 ];
 
 /// Why a configuration was refused: the file or variable and the reason.
@@ -75,9 +124,10 @@ enum Kind {
 
 impl Variable {
     fn parse(&self, raw: &str) -> Result<Value, ConfigError> {
+        // The value is not repeated: it may be a secret.
         let refuse = |expected: &str| {
             ConfigError(format!(
-                "{}={raw:?}: expected {expected} (key {})",
+                "{}: expected {expected} (key {})",
                 self.name,
                 self.path.join(".")
             ))
@@ -183,10 +233,19 @@ pub fn load<T>(
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    let var = |name: &str| var(name).filter(|value| !value.is_empty());
+    for (old, new) in RETIRED {
+        if var(old).is_some() {
+            return Err(ConfigError(format!("{old} is no longer read: use {new}")));
+        }
+    }
     let mut table = match file {
         Some((origin, text)) => {
-            toml::from_str::<T>(text).map_err(|err| ConfigError(format!("{origin}: {err}")))?;
-            toml::from_str::<Table>(text).map_err(|err| ConfigError(format!("{origin}: {err}")))?
+            let table =
+                toml::from_str::<Table>(text).map_err(|err| file_error(origin, text, &err))?;
+            check_sections(origin, &table)?;
+            toml::from_str::<T>(text).map_err(|err| file_error(origin, text, &err))?;
+            table
         }
         None => Table::new(),
     };
@@ -197,12 +256,72 @@ where
             set.push(variable.name);
         }
     }
-    Value::Table(table).try_into().map_err(|err| {
-        ConfigError(match set.is_empty() {
-            true => format!("{err}"),
-            false => format!("{err} (with {})", set.join(", ")),
+    Value::Table(table)
+        .try_into()
+        .map_err(|err: toml::de::Error| {
+            let reason = without_values(err.message());
+            ConfigError(match set.is_empty() {
+                true => reason,
+                false => format!("{reason} (with {})", set.join(", ")),
+            })
         })
-    })
+}
+
+/// Only the known sections, as tables: a key outside them is most likely
+/// a file written before `anima.toml` had sections.
+fn check_sections(origin: &str, table: &Table) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        if !value.is_table() || !SECTIONS.iter().any(|(name, _)| name == key) {
+            let sections: Vec<String> = SECTIONS
+                .iter()
+                .map(|(name, _)| format!("[{name}]"))
+                .collect();
+            return Err(ConfigError(format!(
+                "{origin}: `{key}` is not a section; anima.toml has {} (a key of the \
+                 server, such as `listen`, goes under [server])",
+                sections.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A file's error by its line and column, with its message stripped of
+/// the values it quotes; never the line itself (it may hold a secret).
+fn file_error(origin: &str, text: &str, err: &toml::de::Error) -> ConfigError {
+    let at = err
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(", line {line}, column {column}")
+        })
+        .unwrap_or_default();
+    ConfigError(format!("{origin}{at}: {}", without_values(err.message())))
+}
+
+/// serde's message with every quoted value replaced: names of keys and
+/// variants are quoted with backticks and stay, values with double quotes
+/// and go (`invalid type: string "…"`).
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// [`load`] with the file at `path` (if any) and the process's variables.
@@ -262,17 +381,15 @@ pub fn masked<T: Serialize>(config: &T) -> Result<String, ConfigError> {
 fn mask_table(table: &mut Table) {
     for (key, value) in table.iter_mut() {
         let secret = !key.ends_with("_env") && SECRET_WORDS.iter().any(|word| key.contains(word));
-        mask_value(value, secret, key.ends_with("url"));
+        mask_value(value, secret);
     }
 }
 
-fn mask_value(value: &mut Value, secret: bool, url: bool) {
+fn mask_value(value: &mut Value, secret: bool) {
     match value {
         Value::String(text) if secret && !text.is_empty() => *text = "********".into(),
-        Value::String(text) if url => *text = without_password(text),
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| mask_value(item, secret, url)),
+        Value::String(text) if text.contains("://") => *text = masked_url(text),
+        Value::Array(items) => items.iter_mut().for_each(|item| mask_value(item, secret)),
         // A table's own keys say what in it is secret (`service_tokens`
         // holds names and tokens).
         Value::Table(inner) => mask_table(inner),
@@ -280,18 +397,40 @@ fn mask_value(value: &mut Value, secret: bool, url: bool) {
     }
 }
 
-/// `scheme://user:password@host…` with the password masked.
-fn without_password(url: &str) -> String {
+/// A URL with its credentials masked: the user information (a password,
+/// or a token given as the user) and query values named like a secret.
+fn masked_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    // The host follows the last `@`, as URL parsers read it.
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:********@{host}"),
+            None => format!("********@{host}"),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
-        None => url.to_owned(),
-    }
+    let secret_name = |name: &str| {
+        let name = name.to_lowercase();
+        SECRET_WORDS.iter().any(|word| name.contains(word))
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if secret_name(name) => format!("{name}=********"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -433,16 +572,36 @@ mod tests {
     #[test]
     fn bad_values_and_unknown_keys_are_refused_by_name() {
         let err = load::<File>(None, env(&[("ANIMA_IDLE_SECS", "soon")])).expect_err("number");
-        assert!(
-            err.to_string().contains("ANIMA_IDLE_SECS=\"soon\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("ANIMA_IDLE_SECS"), "{err}");
+        assert!(err.to_string().contains("whole number"), "{err}");
         let err = load::<File>(Some(("anima.toml", "[server]\nlisen = 1\n")), env(&[]))
             .expect_err("typo");
-        assert!(err.to_string().contains("anima.toml"), "{err}");
+        assert!(err.to_string().contains("anima.toml, line 2"), "{err}");
         assert!(err.to_string().contains("lisen"), "{err}");
         let err = load::<File>(Some(("anima.toml", "[sever]\n")), env(&[])).expect_err("section");
         assert!(err.to_string().contains("sever"), "{err}");
+        let err = load::<File>(Some(("anima.toml", "listen = \"x\"\n")), env(&[]))
+            .expect_err("a file from before the sections");
+        assert!(err.to_string().contains("[server]"), "{err}");
+        let err = load::<File>(None, env(&[("ANIMA_UPLOADS_PER_HOUR", "3")])).expect_err("old");
+        let expected = "use ANIMA_RATE_LIMITS_UPLOADS_PER_HOUR";
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+
+    /// A configuration holds secrets and its errors get printed: they
+    /// name the line or the variable, never the value.
+    #[test]
+    fn errors_do_not_repeat_values() {
+        let file = "[server]\ntoken = 12\nidle_secs = \"hunter2hunter2\"\n";
+        let err = load::<File>(Some(("anima.toml", file)), env(&[])).expect_err("type");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("line "), "{err}");
+        let limits = env(&[("ANIMA_LIMITS_PER_HOUR", "hunter2")]);
+        let err = load::<File>(None, limits).expect_err("number");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let domains = env(&[("ANIMA_DOMAINS", "[\"hunter2\", 1]")]);
+        let err = load::<File>(None, domains).expect_err("a list of text");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -464,5 +623,30 @@ mod tests {
         );
         assert!(printed.contains("OPENAI_API_KEY"), "{printed}");
         assert!(printed.contains("ci_token = \"********\""), "{printed}");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_masked_wherever_they_are() {
+        for (url, shown) in [
+            ("postgres://u:p@ss@db/x", "postgres://u:********@db/x"),
+            ("https://TOKEN@host/v1", "https://********@host/v1"),
+            (
+                "postgres://db/x?user=u&password=pw&sslmode=require",
+                "postgres://db/x?user=u&password=********&sslmode=require",
+            ),
+            ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+        ] {
+            assert_eq!(masked_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let config: File = load(
+            Some(("anima.toml", "[server]\nlisten = \"0.0.0.0:1\"\n")),
+            env(&[("ANIMA_LISTEN", "")]),
+        )
+        .expect("load");
+        assert_eq!(config.server.listen, "0.0.0.0:1");
     }
 }

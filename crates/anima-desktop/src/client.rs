@@ -59,12 +59,7 @@ impl Client {
 
     /// Who is logged in.
     pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, tonic::Status> {
-        Ok(self
-            .session
-            .auth()
-            .who_am_i(self.request(pb::WhoAmIRequest {}))
-            .await?
-            .into_inner())
+        self.session.call(pb::WhoAmIRequest {}).await
     }
 
     /// Changes the caller's own display name and email.
@@ -98,29 +93,25 @@ impl Client {
     }
 
     async fn update_user(&self, user: pb::User, paths: &[&str]) -> Result<pb::User, tonic::Status> {
-        Ok(self
-            .session
-            .team()
-            .update_user(self.request(pb::UpdateUserRequest {
+        self.session
+            .call(pb::UpdateUserRequest {
                 user: Some(user),
                 update_mask: Some(prost_types::FieldMask {
                     paths: paths.iter().map(|path| (*path).to_owned()).collect(),
                 }),
                 password: String::new(),
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// Changes the caller's password; the server keeps this session and
     /// ends the others.
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), tonic::Status> {
         self.session
-            .auth()
-            .change_password(self.request(pb::ChangePasswordRequest {
+            .call(pb::ChangePasswordRequest {
                 current_password: current.to_owned(),
                 new_password: new.to_owned(),
-            }))
+            })
             .await?;
         Ok(())
     }
@@ -137,12 +128,7 @@ impl Client {
 
     /// The dashboard snapshot.
     pub async fn dashboard(&self) -> Result<pb::Dashboard, tonic::Status> {
-        Ok(self
-            .session
-            .dashboards()
-            .get_dashboard(self.request(pb::GetDashboardRequest {}))
-            .await?
-            .into_inner())
+        self.session.call(pb::GetDashboardRequest {}).await
     }
 
     /// Every project the caller can see.
@@ -160,22 +146,19 @@ impl Client {
         self.session
             .list(pb::ListWorkItemsRequest {
                 project_id: project_id.to_owned(),
-                ..pb::ListWorkItemsRequest::default()
+                ..Default::default()
             })
             .await
     }
 
     /// One work item, as it is now.
     pub async fn work_item(&self, id: &str) -> Result<pb::WorkItem, tonic::Status> {
-        Ok(self
-            .session
-            .work_items()
-            .get_work_item(self.request(pb::GetWorkItemRequest {
+        self.session
+            .call(pb::GetWorkItemRequest {
                 id: id.to_owned(),
                 ..pb::GetWorkItemRequest::default()
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// A work item's description revisions, oldest first.
@@ -199,16 +182,13 @@ impl Client {
         revision_id: &str,
         base: &str,
     ) -> Result<pb::WorkItem, tonic::Status> {
-        Ok(self
-            .session
-            .work_items()
-            .revert_description(self.request(pb::RevertDescriptionRequest {
+        self.session
+            .call(pb::RevertDescriptionRequest {
                 work_item_id: work_item_id.to_owned(),
                 revision_id: revision_id.to_owned(),
                 base_revision_id: base.to_owned(),
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// A work item's agent sessions.
@@ -219,7 +199,7 @@ impl Client {
         self.session
             .list(pb::ListSessionsRequest {
                 work_item_id: work_item_id.to_owned(),
-                ..pb::ListSessionsRequest::default()
+                ..Default::default()
             })
             .await
     }
@@ -239,7 +219,7 @@ impl Client {
         self.session
             .list(pb::ListDocumentsRequest {
                 project_id: project_id.to_owned(),
-                ..pb::ListDocumentsRequest::default()
+                ..Default::default()
             })
             .await
     }
@@ -266,16 +246,13 @@ impl Client {
         user_id: &str,
         role_id: &str,
     ) -> Result<pb::ProjectMember, tonic::Status> {
-        Ok(self
-            .session
-            .projects()
-            .add_project_member(self.request(pb::AddProjectMemberRequest {
+        self.session
+            .call(pb::AddProjectMemberRequest {
                 project_id: project_id.to_owned(),
                 user_id: user_id.to_owned(),
                 role_id: role_id.to_owned(),
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// Removes a member from a project.
@@ -285,11 +262,10 @@ impl Client {
         user_id: &str,
     ) -> Result<(), tonic::Status> {
         self.session
-            .projects()
-            .remove_project_member(self.request(pb::RemoveProjectMemberRequest {
+            .call(pb::RemoveProjectMemberRequest {
                 project_id: project_id.to_owned(),
                 user_id: user_id.to_owned(),
-            }))
+            })
             .await?;
         Ok(())
     }
@@ -301,11 +277,7 @@ impl Client {
 
     /// Every published skill version.
     pub async fn skills(&self) -> Result<Vec<pb::Skill>, tonic::Status> {
-        self.session
-            .list(pb::ListSkillsRequest {
-                ..pb::ListSkillsRequest::default()
-            })
-            .await
+        self.session.list(pb::ListSkillsRequest::default()).await
     }
 
     /// Renames a custom workflow and replaces its phases.
@@ -315,10 +287,8 @@ impl Client {
         name: &str,
         phases: Vec<pb::Phase>,
     ) -> Result<pb::Workflow, tonic::Status> {
-        Ok(self
-            .session
-            .workflows()
-            .update_workflow(self.request(pb::UpdateWorkflowRequest {
+        self.session
+            .call(pb::UpdateWorkflowRequest {
                 workflow: Some(pb::Workflow {
                     id: id.to_owned(),
                     name: name.to_owned(),
@@ -328,9 +298,8 @@ impl Client {
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["name".into(), "phases".into()],
                 }),
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// Creates a custom workflow.
@@ -339,16 +308,13 @@ impl Client {
         name: &str,
         phases: Vec<pb::Phase>,
     ) -> Result<pb::Workflow, tonic::Status> {
-        Ok(self
-            .session
-            .workflows()
-            .create_workflow(self.request(pb::CreateWorkflowRequest {
+        self.session
+            .call(pb::CreateWorkflowRequest {
                 name: name.to_owned(),
                 phases,
                 ..pb::CreateWorkflowRequest::default()
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// A work item's whole thread, oldest first.
@@ -371,10 +337,8 @@ impl Client {
         subject: &str,
         body: &str,
     ) -> Result<pb::Message, tonic::Status> {
-        Ok(self
-            .session
-            .threads()
-            .post_message(self.request(pb::PostMessageRequest {
+        self.session
+            .call(pb::PostMessageRequest {
                 work_item_id: work_item_id.to_owned(),
                 kind: pb::MessageKind::OutboundEmail as i32,
                 body: body.to_owned(),
@@ -384,24 +348,20 @@ impl Client {
                     ..pb::EmailHeaders::default()
                 }),
                 ..pb::PostMessageRequest::default()
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// Posts a human message into a work item's thread.
     pub async fn post(&self, work_item_id: &str, body: &str) -> Result<pb::Message, tonic::Status> {
-        Ok(self
-            .session
-            .threads()
-            .post_message(self.request(pb::PostMessageRequest {
+        self.session
+            .call(pb::PostMessageRequest {
                 work_item_id: work_item_id.to_owned(),
                 kind: pb::MessageKind::Human as i32,
                 body: body.to_owned(),
                 ..pb::PostMessageRequest::default()
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// Answers an open decision.
@@ -410,15 +370,12 @@ impl Client {
         id: &str,
         answer: &str,
     ) -> Result<pb::Decision, tonic::Status> {
-        Ok(self
-            .session
-            .threads()
-            .resolve_decision(self.request(pb::ResolveDecisionRequest {
+        self.session
+            .call(pb::ResolveDecisionRequest {
                 id: id.to_owned(),
                 answer: answer.to_owned(),
-            }))
-            .await?
-            .into_inner())
+            })
+            .await
     }
 
     /// A work item's thread, live, after event `after`.

@@ -157,6 +157,8 @@ impl MailConfig {
             AdminKind::Manual => None,
             AdminKind::Stalwart => {
                 require(&admin.url, "url")?;
+                require(&admin.user, "user")?;
+                require(&admin.password, "password")?;
                 Some(Arc::new(StalwartAdmin::new(
                     &admin.url,
                     &admin.user,
@@ -165,6 +167,8 @@ impl MailConfig {
             }
             AdminKind::Cyrus => {
                 require(&admin.imap, "imap")?;
+                require(&admin.user, "user")?;
+                require(&admin.password, "password")?;
                 require(&admin.sasldb, "sasldb")?;
                 Some(Arc::new(CyrusAdmin {
                     imap: admin.imap.clone(),

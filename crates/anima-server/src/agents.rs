@@ -174,7 +174,8 @@ impl RemoteProvider {
         agent_command: &str,
     ) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(url.to_owned())
-            .map_err(|err| anyhow::anyhow!("agent provider URL {url:?}: {err}"))?
+            // Not repeated: a URL may carry credentials.
+            .map_err(|err| anyhow::anyhow!("the agent provider's url is not a URL: {err}"))?
             .connect_lazy();
         let authorization = format!("Bearer {token}")
             .parse()

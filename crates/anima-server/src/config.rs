@@ -4,7 +4,6 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::InternalService;
@@ -283,11 +282,15 @@ impl TryFrom<ServiceTokenEntry> for ServiceToken {
         Ok(match entry {
             ServiceTokenEntry::Table { name, token } => Self { name, token },
             ServiceTokenEntry::Text(text) => {
-                let (name, token) = text
-                    .split_once('=')
-                    .context("a service token is written NAME=TOKEN")?;
+                // The text is not repeated in an error: it holds the token.
+                let written_wrong = || {
+                    anyhow::anyhow!(
+                        "a service token is written anima-mail=TOKEN or anima-agent=TOKEN"
+                    )
+                };
+                let (name, token) = text.split_once('=').ok_or_else(written_wrong)?;
                 Self {
-                    name: name.trim().parse()?,
+                    name: name.trim().parse().map_err(|_| written_wrong())?,
                     token: token.trim().into(),
                 }
             }
@@ -390,7 +393,11 @@ mod tests {
     fn tokens_of_unknown_services_are_refused() {
         let err = load("", &[("ANIMA_SERVICE_TOKENS", "anima-up=0123456789")])
             .expect_err("unknown service");
-        assert!(format!("{err:#}").contains("anima-up"), "{err:#}");
+        assert!(format!("{err:#}").contains("anima-mail=TOKEN"), "{err:#}");
+        // A token written with the wrong separator is not echoed.
+        let err =
+            load("", &[("ANIMA_SERVICE_TOKENS", "anima-mail:s3cr3t-token=")]).expect_err("no name");
+        assert!(!format!("{err:#}").contains("s3cr3t"), "{err:#}");
     }
 
     #[test]

@@ -51,8 +51,9 @@ impl AnimaConfig {
 /// `anima config`: the configuration file.
 #[derive(Subcommand)]
 pub enum ConfigCommand {
-    /// Validate anima.toml and the ANIMA_* variables, then print the
-    /// effective configuration (secrets masked) as TOML.
+    /// Validate anima.toml and the ANIMA_* variables as `anima up` reads
+    /// them, then print the effective configuration (secrets masked) as
+    /// TOML.
     Check(CheckArgs),
     /// List every key of anima.toml with the variable that sets it.
     Variables,
@@ -108,6 +109,16 @@ mod tests {
         }
         assert!(names.contains("ANIMA_AGENT_COMMAND"));
         assert!(names.contains("ANIMA_RATE_LIMITS_UPLOADS_PER_HOUR"));
+    }
+
+    /// Agents may be granted variables under the reserved prefix (an
+    /// `env` secret store); no setting of the server may live there.
+    #[test]
+    fn no_key_is_readable_as_an_agent_secret() {
+        let reserved = anima_server::secrets::RESERVED_ENV_PREFIX;
+        for variable in anima_core::config::variables(&AnimaConfig::default()).expect("keys") {
+            assert!(!variable.name.starts_with(reserved), "{}", variable.name);
+        }
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! process and on the same listener, on an embedded SQLite database unless
 //! told otherwise.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::Context;
 use clap::Args;
@@ -145,6 +149,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         user => user.to_owned(),
     };
     if local_agent {
+        for path in &agent_config.read_only {
+            anyhow::ensure!(
+                Path::new(path).exists(),
+                "[agent] read_only: {path} does not exist (paths are separated by commas)"
+            );
+        }
         // Fail at start, not at the first session.
         anima_agent::sandbox::LocalSandboxes::new(&sandboxes, sandbox_user.as_str())
             .check()

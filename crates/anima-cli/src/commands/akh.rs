@@ -96,14 +96,12 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             let akh = session
-                .akhs()
-                .create_akh(session.request(pb::CreateAkhRequest {
+                .call(pb::CreateAkhRequest {
                     name,
                     description,
                     avatar_color: color,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_akh(&akh, global.json);
         }
         AkhCommand::Update {
@@ -136,20 +134,17 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
                 "nothing to change; pass --name, --description or --color"
             );
             let akh = session
-                .akhs()
-                .update_akh(session.request(pb::UpdateAkhRequest {
+                .call(pb::UpdateAkhRequest {
                     akh: Some(wanted),
                     update_mask: mask(paths),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_akh(&akh, global.json);
         }
         AkhCommand::Delete { global, akh } => {
             let session = session_for(&global).await?;
             session
-                .akhs()
-                .delete_akh(session.request(pb::DeleteAkhRequest { id: akh.clone() }))
+                .call(pb::DeleteAkhRequest { id: akh.clone() })
                 .await?;
             println!("deleted Akh {akh}");
         }

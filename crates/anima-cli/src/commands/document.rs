@@ -165,13 +165,11 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
         DocumentCommand::Get { global, id, output } => {
             let session = session_for(&global).await?;
             let document = session
-                .documents()
-                .get_document(session.request(pb::GetDocumentRequest {
+                .call(pb::GetDocumentRequest {
                     id,
                     include_content: output.is_some(),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             match output {
                 Some(path) if path.as_os_str() == "-" => {
                     use std::io::Write;
@@ -217,24 +215,21 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
             let document = session
-                .documents()
-                .upload_document(session.request(pb::UploadDocumentRequest {
+                .call(pb::UploadDocumentRequest {
                     project_id,
                     work_item_id,
                     title,
                     r#type: wire_type(doc_type) as i32,
                     media_type,
                     content,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             output::one(global.json, &document);
         }
         DocumentCommand::Delete { global, id } => {
             let session = session_for(&global).await?;
             session
-                .documents()
-                .delete_document(session.request(pb::DeleteDocumentRequest { id: id.clone() }))
+                .call(pb::DeleteDocumentRequest { id: id.clone() })
                 .await?;
             if global.json {
                 output::json(&json!({"deleted": id}));
@@ -251,14 +246,12 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let project_id = project_id(&session, &project).await?;
             let hits = session
-                .documents()
-                .search_documents(session.request(pb::SearchDocumentsRequest {
+                .call(pb::SearchDocumentsRequest {
                     project_id,
                     query,
                     limit,
-                }))
+                })
                 .await?
-                .into_inner()
                 .hits;
             if global.json {
                 output::json(&Value::Array(

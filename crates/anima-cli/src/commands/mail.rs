@@ -262,11 +262,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
         }
         MailboxCommand::Show { global, mailbox } => {
             let session = session_for(&global).await?;
-            let mailbox = session
-                .mailboxes()
-                .get_mailbox(session.request(pb::GetMailboxRequest { id: mailbox }))
-                .await?
-                .into_inner();
+            let mailbox = session.call(pb::GetMailboxRequest { id: mailbox }).await?;
             print_mailbox(&mailbox, global.json);
         }
         MailboxCommand::Create {
@@ -284,8 +280,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let mailbox = session
-                .mailboxes()
-                .create_mailbox(session.request(pb::CreateMailboxRequest {
+                .call(pb::CreateMailboxRequest {
                     address,
                     display_name: name,
                     project_ids,
@@ -297,9 +292,8 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                     max_size_bytes: max_size,
                     import_history: history,
                     adopt_existing: adopt,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_mailbox(&mailbox, global.json);
         }
         MailboxCommand::Update {
@@ -321,12 +315,10 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             if deny.is_some() || allow.is_some() || trust_auth_results.is_some() {
                 paths.push("rules");
                 rules = session
-                    .mailboxes()
-                    .get_mailbox(session.request(pb::GetMailboxRequest {
+                    .call(pb::GetMailboxRequest {
                         id: mailbox.clone(),
-                    }))
+                    })
                     .await?
-                    .into_inner()
                     .rules
                     .unwrap_or_default();
                 if deny.is_some() || allow.is_some() {
@@ -345,8 +337,7 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                 "nothing to change: give --name, --deny/--allow, --trust-auth-results or --max-size"
             );
             let updated = session
-                .mailboxes()
-                .update_mailbox(session.request(pb::UpdateMailboxRequest {
+                .call(pb::UpdateMailboxRequest {
                     id: mailbox,
                     mailbox: Some(pb::Mailbox {
                         display_name: name.unwrap_or_default(),
@@ -355,27 +346,22 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                         ..Default::default()
                     }),
                     update_mask: mask(paths),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_mailbox(&updated, global.json);
         }
         MailboxCommand::Delete { global, mailbox } => {
             let session = session_for(&global).await?;
             let dropping = session
-                .mailboxes()
-                .delete_mailbox(session.request(pb::DeleteMailboxRequest { id: mailbox }))
-                .await?
-                .into_inner();
+                .call(pb::DeleteMailboxRequest { id: mailbox })
+                .await?;
             print_mailbox(&dropping, global.json);
         }
         MailboxCommand::Adopt { global, mailbox } => {
             let session = session_for(&global).await?;
             let adopted = session
-                .mailboxes()
-                .adopt_mailbox(session.request(pb::AdoptMailboxRequest { id: mailbox }))
-                .await?
-                .into_inner();
+                .call(pb::AdoptMailboxRequest { id: mailbox })
+                .await?;
             print_mailbox(&adopted, global.json);
         }
         MailboxCommand::Rotate {
@@ -385,13 +371,11 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             let rotated = session
-                .mailboxes()
-                .rotate_mailbox(session.request(pb::RotateMailboxRequest {
+                .call(pb::RotateMailboxRequest {
                     id: mailbox,
                     new_address,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_mailbox(&rotated, global.json);
         }
         MailboxCommand::Link {
@@ -402,13 +386,11 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let linked = session
-                .mailboxes()
-                .link_projects(session.request(pb::LinkProjectsRequest {
+                .call(pb::LinkProjectsRequest {
                     mailbox_id: mailbox,
                     project_ids,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_mailbox(&linked, global.json);
         }
         MailboxCommand::Unlink {
@@ -419,13 +401,11 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let project_ids = project_ids(&session, &projects).await?;
             let unlinked = session
-                .mailboxes()
-                .unlink_projects(session.request(pb::UnlinkProjectsRequest {
+                .call(pb::UnlinkProjectsRequest {
                     mailbox_id: mailbox,
                     project_ids,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_mailbox(&unlinked, global.json);
         }
     }
@@ -507,13 +487,11 @@ async fn assign(
     work_item_id: String,
 ) -> anyhow::Result<()> {
     let posted = session
-        .mailboxes()
-        .assign_inbound_mail(session.request(pb::AssignInboundMailRequest {
+        .call(pb::AssignInboundMailRequest {
             id: mail,
             work_item_id,
-        }))
-        .await?
-        .into_inner();
+        })
+        .await?;
     print_inbound(&posted, global.json);
     Ok(())
 }
@@ -548,10 +526,8 @@ pub async fn mail(command: MailCommand) -> anyhow::Result<()> {
         MailCommand::Dismiss { global, mail } => {
             let session = session_for(&global).await?;
             let dismissed = session
-                .mailboxes()
-                .dismiss_inbound_mail(session.request(pb::DismissInboundMailRequest { id: mail }))
-                .await?
-                .into_inner();
+                .call(pb::DismissInboundMailRequest { id: mail })
+                .await?;
             print_inbound(&dismissed, global.json);
             Ok(())
         }

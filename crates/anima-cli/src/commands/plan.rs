@@ -165,33 +165,25 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 None => String::new(),
             };
             let plan = session
-                .plans()
-                .create_plan(session.request(pb::CreatePlanRequest {
+                .call(pb::CreatePlanRequest {
                     project_id: project_id(&session, &project).await?,
                     title,
                     description,
                     workflow_id,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_plan(&plan, global.json);
         }
         PlanCommand::Show { global, plan } => {
             let session = session_for(&global).await?;
-            let plan = session
-                .plans()
-                .get_plan(session.request(pb::GetPlanRequest { id: plan }))
-                .await?
-                .into_inner();
+            let plan = session.call(pb::GetPlanRequest { id: plan }).await?;
             print_plan(&plan, global.json);
         }
         PlanCommand::Gap { global, plan } => {
             let session = session_for(&global).await?;
             let report = session
-                .plans()
-                .analyze_plan_gap(session.request(pb::AnalyzePlanGapRequest { plan_id: plan }))
-                .await?
-                .into_inner();
+                .call(pb::AnalyzePlanGapRequest { plan_id: plan })
+                .await?;
             if global.json {
                 output::json(&serde_json::json!({
                     "gap_report": report.gap_report,
@@ -236,20 +228,17 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 "nothing to change; pass --title, --description or --workflow"
             );
             let plan = session
-                .plans()
-                .update_plan(session.request(pb::UpdatePlanRequest {
+                .call(pb::UpdatePlanRequest {
                     plan: Some(wanted),
                     update_mask: mask(paths),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_plan(&plan, global.json);
         }
         PlanCommand::Delete { global, plan } => {
             let session = session_for(&global).await?;
             session
-                .plans()
-                .delete_plan(session.request(pb::DeletePlanRequest { id: plan.clone() }))
+                .call(pb::DeletePlanRequest { id: plan.clone() })
                 .await?;
             println!("deleted plan {plan}");
         }

@@ -159,20 +159,14 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             let project = session
-                .projects()
-                .create_project(session.request(pb::CreateProjectRequest { name, description }))
-                .await?
-                .into_inner();
+                .call(pb::CreateProjectRequest { name, description })
+                .await?;
             print_project(&project, global.json);
         }
         ProjectCommand::Show { global, project } => {
             let session = session_for(&global).await?;
             let id = project_id(&session, &project).await?;
-            let project = session
-                .projects()
-                .get_project(session.request(pb::GetProjectRequest { id }))
-                .await?
-                .into_inner();
+            let project = session.call(pb::GetProjectRequest { id }).await?;
             print_project(&project, global.json);
         }
         ProjectCommand::Update {
@@ -200,23 +194,17 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 "nothing to change; pass --name or --description"
             );
             let project = session
-                .projects()
-                .update_project(session.request(pb::UpdateProjectRequest {
+                .call(pb::UpdateProjectRequest {
                     project: Some(wanted),
                     update_mask: mask(paths),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_project(&project, global.json);
         }
         ProjectCommand::Archive { global, project } => {
             let session = session_for(&global).await?;
             let id = project_id(&session, &project).await?;
-            let project = session
-                .projects()
-                .archive_project(session.request(pb::ArchiveProjectRequest { id }))
-                .await?
-                .into_inner();
+            let project = session.call(pb::ArchiveProjectRequest { id }).await?;
             print_project(&project, global.json);
         }
         ProjectCommand::Members(command) => members(command).await?,
@@ -262,14 +250,12 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             let member = session
-                .projects()
-                .add_project_member(session.request(pb::AddProjectMemberRequest {
+                .call(pb::AddProjectMemberRequest {
                     project_id: project_id(&session, &project).await?,
                     user_id: user_id(&session, &user).await?,
                     role_id: role_id(&session, &role).await?,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             if global.json {
                 output::json(&to_json(&member));
             } else {
@@ -283,11 +269,10 @@ async fn members(command: MembersCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             session
-                .projects()
-                .remove_project_member(session.request(pb::RemoveProjectMemberRequest {
+                .call(pb::RemoveProjectMemberRequest {
                     project_id: project_id(&session, &project).await?,
                     user_id: user_id(&session, &user).await?,
-                }))
+                })
                 .await?;
             println!("removed {user} from {project}");
         }

@@ -261,23 +261,17 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             let item = item.fetch(&session).await?;
             let akh_id = Names::load(&session).await?.akh_id(&akh)?;
             let started = session
-                .sessions()
-                .start_session(session.request(pb::StartSessionRequest {
+                .call(pb::StartSessionRequest {
                     work_item_id: item.id,
                     akh_id,
                     keep_after_stop: keep,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             print_session(&started, global.json);
         }
         SessionCommand::Stop { global, id } => {
             let session = session_for(&global).await?;
-            let stopped = session
-                .sessions()
-                .stop_session(session.request(pb::StopSessionRequest { id }))
-                .await?
-                .into_inner();
+            let stopped = session.call(pb::StopSessionRequest { id }).await?;
             print_session(&stopped, global.json);
         }
         SessionCommand::List {
@@ -299,11 +293,7 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
         }
         SessionCommand::Status { global, id } => {
             let session = session_for(&global).await?;
-            let found = session
-                .sessions()
-                .get_session(session.request(pb::GetSessionRequest { id }))
-                .await?
-                .into_inner();
+            let found = session.call(pb::GetSessionRequest { id }).await?;
             print_session(&found, global.json);
         }
         SessionCommand::Login {
@@ -316,13 +306,11 @@ pub async fn session(command: SessionCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let found = login_target(&session, &target, project.as_deref()).await?;
             let credentials = session
-                .sessions()
-                .login_session(session.request(pb::LoginSessionRequest {
+                .call(pb::LoginSessionRequest {
                     id: found.id.clone(),
                     reason,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             eprintln!(
                 "logging into session {} as {} (audited)",
                 found.id, credentials.username

@@ -169,13 +169,11 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
         } => {
             let session = session_for(&global).await?;
             let skill = session
-                .skills()
-                .get_skill(session.request(pb::GetSkillRequest {
+                .call(pb::GetSkillRequest {
                     name,
                     version: version.unwrap_or_default(),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             if let Some(dir) = &target {
                 write_bundle(dir, &skill)?;
             }
@@ -209,16 +207,14 @@ pub async fn skill(command: SkillCommand) -> anyhow::Result<()> {
             let files = bundle_files(&dir)?;
             let session = session_for(&global).await?;
             let published = session
-                .skills()
-                .publish_skill(session.request(pb::PublishSkillRequest {
+                .call(pb::PublishSkillRequest {
                     name,
                     version,
                     description: field("description").unwrap_or_default(),
                     manifest_json,
                     files,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             output::one(global.json, &published);
         }
     }

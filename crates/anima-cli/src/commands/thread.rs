@@ -264,16 +264,14 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 )
             };
             let message = session
-                .threads()
-                .post_message(session.request(pb::PostMessageRequest {
+                .call(pb::PostMessageRequest {
                     work_item_id: item.id,
                     kind: kind as i32,
                     body,
                     email,
                     ..Default::default()
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             let names = Names::load(&session).await?;
             print_message(&message, &names, global.json);
         }
@@ -288,15 +286,13 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             let mut page_token = String::new();
             let message = loop {
                 let page = session
-                    .threads()
-                    .get_thread(session.request(pb::GetThreadRequest {
+                    .call(pb::GetThreadRequest {
                         work_item_id: item.id.clone(),
                         page_size: 200,
                         page_token,
                         reverse: true,
-                    }))
-                    .await?
-                    .into_inner();
+                    })
+                    .await?;
                 if let Some(found) = page.messages.into_iter().find(|m| m.sequence == sequence) {
                     break found;
                 }
@@ -308,13 +304,11 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 page_token = page.next_page_token;
             };
             let promoted = session
-                .threads()
-                .promote_message(session.request(pb::PromoteMessageRequest {
+                .call(pb::PromoteMessageRequest {
                     message_id: message.id,
                     base_revision_id: item.description_revision_id,
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             if global.json {
                 output::json(&json!({
                     "work_item_id": promoted.work_item_id,
@@ -339,15 +333,13 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
             let names = Names::load(&session).await?;
             let akh_id = names.akh_id(&akh)?;
             let reply = session
-                .threads()
-                .summarize_thread(session.request(pb::SummarizeThreadRequest {
+                .call(pb::SummarizeThreadRequest {
                     work_item_id: item.id,
                     akh_id,
                     max_messages: messages.unwrap_or_default(),
                     tier: tier.map_or(0, Tier::wire),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             let message = reply.message.context("the server returned no message")?;
             if global.json {
                 let mut value = message_json(&message, &names);
@@ -371,10 +363,8 @@ pub async fn thread(command: ThreadCommand) -> anyhow::Result<()> {
                 Some(after) => after,
                 None => {
                     session
-                        .dashboards()
-                        .get_dashboard(session.request(pb::GetDashboardRequest {}))
+                        .call(pb::GetDashboardRequest {})
                         .await?
-                        .into_inner()
                         .as_of_event_id
                 }
             };
@@ -472,13 +462,11 @@ async fn keys(
             continue;
         }
         let item = session
-            .work_items()
-            .get_work_item(session.request(pb::GetWorkItemRequest {
+            .call(pb::GetWorkItemRequest {
                 id: decision.work_item_id.clone(),
                 ..Default::default()
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         keys.insert(decision.work_item_id.clone(), item.key);
     }
     Ok(keys)
@@ -517,16 +505,14 @@ pub async fn ask(args: AskArgs) -> anyhow::Result<()> {
         None => String::new(),
     };
     let decision = session
-        .threads()
-        .request_decision(session.request(pb::RequestDecisionRequest {
+        .call(pb::RequestDecisionRequest {
             work_item_id: item.id.clone(),
             question: args.question,
             input_label: args.input,
             choices: args.choices,
             assignee_user_id,
-        }))
-        .await?
-        .into_inner();
+        })
+        .await?;
     let keys = HashMap::from([(item.id, item.key)]);
     print_decisions(&[decision], &keys, args.global.json);
     Ok(())
@@ -586,11 +572,7 @@ pub async fn decide(args: DecideArgs) -> anyhow::Result<()> {
 /// `anima dashboard`
 pub async fn dashboard(global: GlobalArgs) -> anyhow::Result<()> {
     let session = session_for(&global).await?;
-    let dashboard = session
-        .dashboards()
-        .get_dashboard(session.request(pb::GetDashboardRequest {}))
-        .await?
-        .into_inner();
+    let dashboard = session.call(pb::GetDashboardRequest {}).await?;
     let project_names: HashMap<&str, &str> = dashboard
         .projects
         .iter()

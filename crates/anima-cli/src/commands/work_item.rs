@@ -377,17 +377,15 @@ impl CreateArgs {
             None => String::new(),
         };
         let item = session
-            .work_items()
-            .create_work_item(session.request(pb::CreateWorkItemRequest {
+            .call(pb::CreateWorkItemRequest {
                 project_id: project_id(&session, &project).await?,
                 plan_id: plan.unwrap_or_default(),
                 title,
                 description,
                 priority: priority.map_or(0, |p| pb::Priority::from(p) as i32),
                 workflow_id,
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         print_work_item(&item, global.json);
         Ok(())
     }
@@ -449,16 +447,14 @@ impl EditArgs {
             paths.push("priority");
         }
         let item = session
-            .work_items()
-            .update_work_item(session.request(pb::UpdateWorkItemRequest {
+            .call(pb::UpdateWorkItemRequest {
                 work_item: Some(wanted),
                 update_mask: mask(paths),
                 // The revision shown to the editor: if someone saved
                 // meanwhile, the server refuses with STALE_REVISION.
                 base_revision_id: current.description_revision_id,
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         print_work_item(&item, global.json);
         Ok(())
     }
@@ -474,8 +470,7 @@ impl MoveArgs {
         let session = session_for(&global).await?;
         let current = item.fetch(&session).await?;
         let item = session
-            .work_items()
-            .update_work_item(session.request(pb::UpdateWorkItemRequest {
+            .call(pb::UpdateWorkItemRequest {
                 work_item: Some(pb::WorkItem {
                     id: current.id,
                     phase_id: phase,
@@ -483,9 +478,8 @@ impl MoveArgs {
                 }),
                 update_mask: mask(vec!["phase_id"]),
                 base_revision_id: String::new(),
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         print_work_item(&item, global.json);
         Ok(())
     }
@@ -546,13 +540,11 @@ impl DraftArgs {
         let session = session_for(&global).await?;
         let item = item.fetch(&session).await?;
         let draft = session
-            .work_items()
-            .draft_description(session.request(pb::DraftDescriptionRequest {
+            .call(pb::DraftDescriptionRequest {
                 work_item_id: item.id,
                 tier: tier.map_or(0, Tier::wire),
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         if global.json {
             output::json(&json!({
                 "description": draft.description,
@@ -632,12 +624,10 @@ impl ProposeArgs {
         let session = session_for(&global).await?;
         let item = item.fetch(&session).await?;
         let proposal = session
-            .work_items()
-            .propose_capabilities(session.request(pb::ProposeCapabilitiesRequest {
+            .call(pb::ProposeCapabilitiesRequest {
                 work_item_id: item.id.clone(),
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         if accept {
             let mut capabilities = capabilities_of(&session, &item.id).await?;
             capabilities.extend(proposal.capabilities.iter().cloned());
@@ -687,13 +677,11 @@ impl ReviewArgs {
         let session = session_for(&global).await?;
         let item = item.fetch(&session).await?;
         let decision = session
-            .work_items()
-            .decide_review(session.request(pb::DecideReviewRequest {
+            .call(pb::DecideReviewRequest {
                 work_item_id: item.id,
                 changes,
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         if global.json {
             output::json(&json!({
                 "review": decision.review,
@@ -740,14 +728,12 @@ impl RevertArgs {
                 .with_context(|| format!("{} has no revision {number}", current.key))?
         };
         let item = session
-            .work_items()
-            .revert_description(session.request(pb::RevertDescriptionRequest {
+            .call(pb::RevertDescriptionRequest {
                 work_item_id: current.id,
                 revision_id,
                 base_revision_id: current.description_revision_id,
-            }))
-            .await?
-            .into_inner();
+            })
+            .await?;
         print_work_item(&item, global.json);
         Ok(())
     }
@@ -759,10 +745,9 @@ impl DeleteArgs {
         let session = session_for(&global).await?;
         let current = item.fetch(&session).await?;
         session
-            .work_items()
-            .delete_work_item(session.request(pb::DeleteWorkItemRequest {
+            .call(pb::DeleteWorkItemRequest {
                 id: current.id.clone(),
-            }))
+            })
             .await?;
         println!("deleted {} ({})", current.key, current.id);
         Ok(())
@@ -785,12 +770,10 @@ async fn capabilities_of(
     work_item_id: &str,
 ) -> anyhow::Result<Vec<pb::Capability>> {
     Ok(session
-        .work_items()
-        .list_capabilities(session.request(pb::ListCapabilitiesRequest {
+        .call(pb::ListCapabilitiesRequest {
             work_item_id: work_item_id.to_owned(),
-        }))
+        })
         .await?
-        .into_inner()
         .capabilities)
 }
 
@@ -801,13 +784,11 @@ async fn set_capabilities(
     capabilities: Vec<pb::Capability>,
 ) -> anyhow::Result<Vec<pb::Capability>> {
     Ok(session
-        .work_items()
-        .update_capabilities(session.request(pb::UpdateCapabilitiesRequest {
+        .call(pb::UpdateCapabilitiesRequest {
             work_item_id,
             capabilities,
-        }))
+        })
         .await?
-        .into_inner()
         .capabilities)
 }
 

@@ -138,11 +138,7 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
         WorkflowCommand::Show { global, workflow } => {
             let session = session_for(&global).await?;
             let id = workflow_id(&session, &workflow).await?;
-            let workflow = session
-                .workflows()
-                .get_workflow(session.request(pb::GetWorkflowRequest { id }))
-                .await?
-                .into_inner();
+            let workflow = session.call(pb::GetWorkflowRequest { id }).await?;
             print_workflow(&workflow, global.json);
         }
         WorkflowCommand::Create {
@@ -178,8 +174,7 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let id = workflow_id(&session, &workflow).await?;
             session
-                .workflows()
-                .delete_workflow(session.request(pb::DeleteWorkflowRequest { id: id.clone() }))
+                .call(pb::DeleteWorkflowRequest { id: id.clone() })
                 .await?;
             println!("deleted workflow {id}");
         }
