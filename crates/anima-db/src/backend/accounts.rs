@@ -19,7 +19,7 @@ use sqlx::Row;
 use super::{ADMINS_LOCK_KEY, PostgresStore, SqliteStore, page_of, user_not_found};
 use crate::{AccountStore, Credentials, Page, StoreError, StoreResult};
 
-fn parse_preferences(json: &str) -> BTreeMap<String, String> {
+pub(super) fn parse_preferences(json: &str) -> BTreeMap<String, String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
@@ -74,7 +74,7 @@ macro_rules! accounts_sql {
                 row.map(|row| {
                     Ok(Credentials {
                         password_hash: row.try_get("password_hash")?,
-                        user: Self::user_row(&row)?,
+                        user: crate::backend::rows::user(&row)?,
                     })
                 })
                 .transpose()
@@ -94,7 +94,7 @@ macro_rules! accounts_sql {
                 .bind(visible_to)
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::user_row, page, |user| user.id.clone())
+                page_of(&rows, crate::backend::rows::user, page, |user| user.id.clone())
             }
 
             async fn share_a_project(&self, a: &str, b: &str) -> StoreResult<bool> {
@@ -311,7 +311,7 @@ macro_rules! accounts_sql {
                             created_at: row.try_get("session_created_at")?,
                             last_used_at: row.try_get("last_used_at")?,
                         },
-                        Self::user_row(&row)?,
+                        crate::backend::rows::user(&row)?,
                     ))
                 })
                 .transpose()
@@ -476,21 +476,6 @@ macro_rules! accounts_sql {
                     .and_then(|row| row.try_get("n"))
                     ?;
                 Ok(keep_an_admin(admins)?)
-            }
-
-            pub(super) fn user_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<User> {
-                let preferences: String = row.try_get("preferences")?;
-                Ok(User {
-                    id: row.try_get("id")?,
-                    username: row.try_get("username")?,
-                    display_name: row.try_get("display_name")?,
-                    email: row.try_get("email")?,
-                    is_admin: row.try_get("is_admin")?,
-                    disabled: row.try_get("disabled")?,
-                    preferences: parse_preferences(&preferences),
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
             }
 
             async fn set_permissions(

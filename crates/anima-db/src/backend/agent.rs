@@ -9,7 +9,6 @@ use anima_core::{
         AgentSession, LoginReport, McpScope, NewSession, NewSessionLogin, SessionLogin,
         SessionStatus, Task, TaskStatus, TerminalEvent,
     },
-    capability::Capability,
     error::reason,
     event::EventKind,
     id::new_id,
@@ -144,7 +143,7 @@ macro_rules! agent_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::session_row, page, |session| session.id.clone())
+                page_of(&rows, crate::backend::rows::session, page, |session| session.id.clone())
             }
 
             async fn set_agent_session_status(
@@ -283,7 +282,7 @@ macro_rules! agent_sql {
                     .bind(page.fetch_limit())
                     .fetch_all(&mut *conn)
                     .await?;
-                page_of(&rows, Self::task_row, page, |task| task.id.clone())
+                page_of(&rows, crate::backend::rows::task, page, |task| task.id.clone())
             }
 
             async fn update_task_status(&self, id: &str, status: TaskStatus, note: &str) -> StoreResult<Task> {
@@ -471,7 +470,7 @@ macro_rules! agent_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                page_of(&rows, Self::login_row, page, |login| login.id.clone())
+                page_of(&rows, crate::backend::rows::login, page, |login| login.id.clone())
             }
         }
 
@@ -518,31 +517,12 @@ macro_rules! agent_sql {
                 })
             }
 
-            fn login_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<SessionLogin> {
-                let commands: String = row.try_get("commands")?;
-                Ok(SessionLogin {
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    user_id: row.try_get("user_id")?,
-                    reason: row.try_get("reason")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                    started_at: row.try_get("started_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                    commands: stored_json(&commands)?,
-                    bytes_in: row.try_get("bytes_in")?,
-                    bytes_out: row.try_get("bytes_out")?,
-                    exit_status: row.try_get("exit_status")?,
-                    peer: row.try_get("peer")?,
-                })
-            }
-
             async fn login_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<SessionLogin> {
                 let sql = concat!(login_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::login_row, || login_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::login, || login_not_found(id)).await
             }
 
             /// Marks a session's live tokens revoked; returns how many.
@@ -560,34 +540,12 @@ macro_rules! agent_sql {
                 .rows_affected())
             }
 
-            fn session_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<AgentSession> {
-                let status: String = row.try_get("status")?;
-                let capabilities: String = row.try_get("capabilities")?;
-                let skills: String = row.try_get("skills")?;
-                Ok(AgentSession {
-                    id: row.try_get("id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    project_id: row.try_get("project_id")?,
-                    akh_id: row.try_get("akh_id")?,
-                    status: stored(&status)?,
-                    capabilities: stored_json::<Vec<Capability>>(&capabilities)?,
-                    skills: stored_json::<Vec<SkillRef>>(&skills)?,
-                    phase_id: row.try_get("phase_id")?,
-                    vm_id: row.try_get("vm_id")?,
-                    error: row.try_get("error")?,
-                    exit_code: row.try_get("exit_code")?,
-                    keep_after_stop: row.try_get("keep_after_stop")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
-
             async fn session_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<AgentSession> {
                 let sql = concat!(session_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::session_row, || session_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::session, || session_not_found(id)).await
             }
 
             /// The session, with its project locked for writing, if it has
@@ -605,26 +563,12 @@ macro_rules! agent_sql {
                 Ok(session)
             }
 
-            fn task_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Task> {
-                let status: String = row.try_get("status")?;
-                Ok(Task {
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    title: row.try_get("title")?,
-                    status: stored(&status)?,
-                    note: row.try_get("note")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
-
             async fn task_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Task> {
                 let sql = concat!(task_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::task_row, || task_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::task, || task_not_found(id)).await
             }
         }
     };

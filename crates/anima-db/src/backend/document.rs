@@ -17,10 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{
-    PostgresStore, SqliteStore, page_of,
-    planning::{stored, stored_json, to_json},
-};
+use super::{PostgresStore, SqliteStore, page_of, planning::to_json};
 use crate::{DocumentFilter, DocumentStore, Page, StoreError, StoreResult};
 
 /// Characters of context a search hit shows.
@@ -103,7 +100,7 @@ macro_rules! document_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::document_row, page, |document| document.id.clone())
+                page_of(&rows, crate::backend::rows::document, page, |document| document.id.clone())
             }
 
             async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()> {
@@ -133,7 +130,7 @@ macro_rules! document_sql {
                 .await?;
                 rows.iter()
                     .map(|row| {
-                        let document = Self::document_row(row)?;
+                        let document = crate::backend::rows::document(row)?;
                         let text: Option<String> = row.try_get("text")?;
                         let snippet = text
                             .and_then(|text| snippet(&text, query, SNIPPET_WIDTH))
@@ -268,25 +265,9 @@ macro_rules! document_sql {
                 id: &str,
             ) -> StoreResult<Document> {
                 let sql = concat!(document_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::document_row, || document_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::document, || document_not_found(id)).await
             }
 
-            fn document_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Document> {
-                let doc_type: String = row.try_get("doc_type")?;
-                let created_by: String = row.try_get("created_by")?;
-                Ok(Document {
-                    id: row.try_get("id")?,
-                    project_id: row.try_get("project_id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    title: row.try_get("title")?,
-                    doc_type: stored(&doc_type)?,
-                    media_type: row.try_get("media_type")?,
-                    size_bytes: row.try_get("size_bytes")?,
-                    sha256: row.try_get("sha256")?,
-                    created_by: stored_json(&created_by)?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
         }
     };
 }

@@ -525,7 +525,7 @@ macro_rules! mail_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::inbound_row, page, |record| record.id.clone())
+                page_of(&rows, crate::backend::rows::inbound, page, |record| record.id.clone())
             }
 
             async fn thread_of_mail(&self, mailbox_id: &str, message_ids: &[String]) -> StoreResult<Option<String>> {
@@ -843,7 +843,7 @@ macro_rules! mail_sql {
                 id: &str,
             ) -> StoreResult<InboundRecord> {
                 let sql = concat!(inbound_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::inbound_row, || inbound_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::inbound, || inbound_not_found(id)).await
             }
 
             async fn inbound_by_key(
@@ -856,30 +856,9 @@ macro_rules! mail_sql {
                     .bind(message_id)
                     .fetch_one(&mut *conn)
                     .await?;
-                Self::inbound_row(&row)
+                crate::backend::rows::inbound(&row)
             }
 
-            fn inbound_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<InboundRecord> {
-                let state: String = row.try_get("state")?;
-                let content: String = row.try_get("content")?;
-                let suggestion: Option<String> = row.try_get("suggestion")?;
-                let settled_by: Option<String> = row.try_get("settled_by")?;
-                Ok(InboundRecord {
-                    id: row.try_get("id")?,
-                    mailbox_id: row.try_get("mailbox_id")?,
-                    message_id: row.try_get("message_id")?,
-                    state: stored(&state)?,
-                    reason: row.try_get("reason")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    sender: row.try_get("sender")?,
-                    subject: row.try_get("subject")?,
-                    content: stored_json(&content)?,
-                    suggestion: suggestion.as_deref().map(stored_json).transpose()?,
-                    posted_message_id: row.try_get("posted_message_id")?,
-                    settled_by: settled_by.as_deref().map(Actor::from_json).transpose()?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
         }
     };
 }

@@ -10,6 +10,7 @@ mod agent;
 mod document;
 mod mail;
 mod planning;
+mod rows;
 mod skill;
 mod thread;
 
@@ -107,7 +108,7 @@ macro_rules! common_sql {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter().map(Self::event_row).collect()
+                rows.iter().map(crate::backend::rows::event).collect()
             }
 
             async fn work_item_events_after(
@@ -125,7 +126,7 @@ macro_rules! common_sql {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter().map(Self::event_row).collect()
+                rows.iter().map(crate::backend::rows::event).collect()
             }
 
             async fn last_event_id(&self) -> StoreResult<i64> {
@@ -142,18 +143,6 @@ macro_rules! common_sql {
             }
         }
         impl $store {
-            fn event_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Event> {
-                let kind: String = row.try_get("kind")?;
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    kind: planning::stored(&kind)?,
-                    project_id: row.try_get("project_id")?,
-                    entity_id: row.try_get("entity_id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    payload: row.try_get("payload")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
 
             /// The one row `sql` selects by `id` (its only parameter), read
             /// by `read`; `missing` when there is none.
@@ -232,7 +221,7 @@ macro_rules! common_sql {
             ) -> StoreResult<User> {
                 let sql = "SELECT id, username, display_name, email, is_admin, disabled, preferences, \
                      created_at, updated_at FROM users WHERE id = $1";
-                Self::one_by_id(conn, sql, id, Self::user_row, || user_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::user, || user_not_found(id)).await
             }
 
             async fn role_in(

@@ -105,24 +105,11 @@ macro_rules! skill_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::skill_row, page, page_key)
+                page_of(&rows, crate::backend::rows::skill, page, page_key)
             }
         }
 
         impl $store {
-            fn skill_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Skill> {
-                Ok(Skill {
-                    name: row.try_get("name")?,
-                    version: row.try_get("version")?,
-                    description: row.try_get("description")?,
-                    manifest: row.try_get("manifest")?,
-                    files: Vec::new(),
-                    file_count: row.try_get("file_count")?,
-                    size_bytes: row.try_get("size_bytes")?,
-                    created_by: row.try_get("created_by")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
 
             /// A version with its files; `version` empty: the newest.
             async fn skill_in(
@@ -140,7 +127,7 @@ macro_rules! skill_sql {
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| skill_not_found(name, version))?;
-                let mut skill = Self::skill_row(&row)?;
+                let mut skill = crate::backend::rows::skill(&row)?;
                 let files = sqlx::query(
                     "SELECT f.path, b.content FROM skill_files f JOIN blobs b ON b.sha256 = f.sha256 \
                      WHERE f.name = $1 AND f.version = $2 ORDER BY f.path",

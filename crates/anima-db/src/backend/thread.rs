@@ -11,8 +11,8 @@ use anima_core::{
     paging::PageRequest,
     planning::{Actor, WorkItemStatus},
     thread::{
-        AttachmentRef, Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind,
-        NewDecision, NewMessage,
+        Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind, NewDecision,
+        NewMessage,
     },
 };
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use sqlx::Row;
 
 use super::{
     PostgresStore, SqliteStore, page_of,
-    planning::{stored, stored_json, to_json},
+    planning::{stored, to_json},
 };
 use crate::{DecisionFilter, Page, StoreResult, ThreadPage, ThreadStore, WorkItemCount};
 
@@ -68,7 +68,7 @@ macro_rules! thread_sql {
                         .await?;
                     if let Some(row) = earlier {
                         // A retry of a post that landed: same answer, no second message.
-                        return Self::message_row(&row);
+                        return crate::backend::rows::message(&row);
                     }
                 }
                 let posted = Self::insert_message(&mut tx, &project_id, message).await?;
@@ -99,7 +99,7 @@ macro_rules! thread_sql {
                 .bind(limit)
                 .fetch_all(&mut *conn)
                 .await?;
-                rows.iter().map(Self::message_row).collect()
+                rows.iter().map(crate::backend::rows::message).collect()
             }
 
             async fn queued_outbound_mail(&self, limit: i64) -> StoreResult<Vec<Message>> {
@@ -111,7 +111,7 @@ macro_rules! thread_sql {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter().map(Self::message_row).collect()
+                rows.iter().map(crate::backend::rows::message).collect()
             }
 
             async fn request_decision(&self, decision: NewDecision) -> StoreResult<Decision> {
@@ -176,7 +176,7 @@ macro_rules! thread_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::decision_row, page, |decision| decision.id.clone())
+                page_of(&rows, crate::backend::rows::decision, page, |decision| decision.id.clone())
             }
 
             async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> StoreResult<Decision> {
@@ -279,7 +279,7 @@ macro_rules! thread_sql {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter().map(Self::event_row).collect()
+                rows.iter().map(crate::backend::rows::event).collect()
             }
         }
 
@@ -371,7 +371,7 @@ macro_rules! thread_sql {
                 id: &str,
             ) -> StoreResult<Message> {
                 let sql = concat!(message_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::message_row, || message_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::message, || message_not_found(id)).await
             }
 
             /// Notes an email message's Message-ID (replies find the thread
@@ -405,55 +405,12 @@ macro_rules! thread_sql {
                 Ok(())
             }
 
-            fn message_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Message> {
-                let kind: String = row.try_get("kind")?;
-                let author: String = row.try_get("author")?;
-                let email: Option<String> = row.try_get("email")?;
-                let attachments: String = row.try_get("attachments")?;
-                let delivery_state: Option<String> = row.try_get("delivery_state")?;
-                Ok(Message {
-                    id: row.try_get("id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    project_id: row.try_get("project_id")?,
-                    sequence: row.try_get("sequence")?,
-                    kind: stored(&kind)?,
-                    author: Actor::from_json(&author)?,
-                    body: row.try_get("body")?,
-                    email: email.as_deref().map(stored_json::<EmailHeaders>).transpose()?,
-                    attachments: stored_json::<Vec<AttachmentRef>>(&attachments)?,
-                    delivery_state: delivery_state.as_deref().map(stored).transpose()?,
-                    delivery_error: row.try_get("delivery_error")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
-
-            fn decision_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Decision> {
-                let choices: String = row.try_get("choices")?;
-                let asked_by: String = row.try_get("asked_by")?;
-                let state: String = row.try_get("state")?;
-                Ok(Decision {
-                    id: row.try_get("id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    project_id: row.try_get("project_id")?,
-                    question: row.try_get("question")?,
-                    input_label: row.try_get("input_label")?,
-                    choices: stored_json(&choices)?,
-                    asked_by: Actor::from_json(&asked_by)?,
-                    assignee_user_id: row.try_get("assignee_user_id")?,
-                    state: stored(&state)?,
-                    answer: row.try_get("answer")?,
-                    answered_by: row.try_get("answered_by")?,
-                    created_at: row.try_get("created_at")?,
-                    resolved_at: row.try_get("resolved_at")?,
-                })
-            }
-
             async fn decision_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Decision> {
                 let sql = concat!(decision_select!(), " WHERE id = $1");
-                Self::one_by_id(conn, sql, id, Self::decision_row, || decision_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::decision, || decision_not_found(id)).await
             }
 
             /// The decision, with its project locked, if it is still open.

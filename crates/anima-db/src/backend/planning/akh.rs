@@ -15,7 +15,7 @@ macro_rules! akh_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::akh_row, page, |akh| akh.id.clone())
+                page_of(&rows, crate::backend::rows::akh, page, |akh| akh.id.clone())
             }
 
             async fn get_akh(&self, id: &str) -> StoreResult<Akh> {
@@ -75,16 +75,6 @@ macro_rules! akh_sql {
         }
 
         impl $store {
-            pub(in crate::backend) fn akh_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Akh> {
-                Ok(Akh {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    avatar_color: row.try_get("avatar_color")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
 
             pub(in crate::backend) async fn akh_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -94,7 +84,7 @@ macro_rules! akh_sql {
                     "SELECT id, name, description, avatar_color, created_at, updated_at FROM akhs",
                     " WHERE id = $1"
                 );
-                Self::one_by_id(conn, sql, id, Self::akh_row, || akh_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::akh, || akh_not_found(id)).await
             }
         }
     };

@@ -20,8 +20,8 @@ use anima_core::{
     permission::{DEFAULT_ROLES, keep_an_owner, require_covers},
     planning::{
         Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, PhaseProgress,
-        Plan, PlanChanges, PlanProgress, Project, ProjectChanges, ProjectStats, ProjectStatus,
-        RevisionCause, WorkItem, WorkItemChanges, WorkItemKey, WorkItemStatus,
+        Plan, PlanChanges, PlanProgress, Project, ProjectChanges, ProjectStatus, RevisionCause,
+        WorkItem, WorkItemChanges, WorkItemKey, WorkItemStatus,
     },
     workflow::{Phase, STANDARD_WORKFLOW_ID, Workflow, WorkflowChanges, builtin_workflows},
 };

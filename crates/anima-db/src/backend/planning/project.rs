@@ -54,7 +54,7 @@ macro_rules! project_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::project_row, page, |project| project.id.clone())
+                page_of(&rows, crate::backend::rows::project, page, |project| project.id.clone())
             }
 
             async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project> {
@@ -101,7 +101,7 @@ macro_rules! project_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                page_of(&rows, Self::member_row, page, |member| member.user_id.clone())
+                page_of(&rows, crate::backend::rows::member, page, |member| member.user_id.clone())
             }
 
             async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> StoreResult<Member> {
@@ -235,41 +235,12 @@ macro_rules! project_sql {
                 }
             }
 
-            pub(in crate::backend) fn project_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Project> {
-                let status: String = row.try_get("status")?;
-                Ok(Project {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    status: stored(&status)?,
-                    stats: ProjectStats {
-                        plans: row.try_get("plan_count")?,
-                        work_items: row.try_get("item_count")?,
-                        open_work_items: row.try_get("open_count")?,
-                        active_sessions: row.try_get("session_count")?,
-                        open_decisions: row.try_get("decision_count")?,
-                    },
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
-
             pub(in crate::backend) async fn project_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<Project> {
                 let sql = concat!(project_select!(), " WHERE p.id = $1");
-                Self::one_by_id(conn, sql, id, Self::project_row, || project_not_found(id)).await
-            }
-
-            pub(in crate::backend) fn member_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Member> {
-                Ok(Member {
-                    project_id: row.try_get("project_id")?,
-                    user_id: row.try_get("user_id")?,
-                    username: row.try_get("username")?,
-                    role_id: row.try_get("role_id")?,
-                    role_name: row.try_get("role_name")?,
-                })
+                Self::one_by_id(conn, sql, id, crate::backend::rows::project, || project_not_found(id)).await
             }
 
             pub(in crate::backend) async fn member_in(
@@ -282,7 +253,7 @@ macro_rules! project_sql {
                     .bind(user_id)
                     .fetch_optional(&mut *conn)
                     .await?
-                    .map(|row| Self::member_row(&row))
+                    .map(|row| crate::backend::rows::member(&row))
                     .transpose()
             }
 

@@ -135,7 +135,7 @@ macro_rules! work_item_sql {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
-                Ok((Self::work_item_row(&row)?, row.try_get("permitted")?))
+                Ok((crate::backend::rows::work_item(&row)?, row.try_get("permitted")?))
             }
 
             async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> StoreResult<WorkItem> {
@@ -145,7 +145,7 @@ macro_rules! work_item_sql {
                     .fetch_optional(&self.pool)
                     .await?
                     .ok_or_else(|| work_item_not_found(&format!("{key} in this project")))?;
-                Self::work_item_row(&row)
+                crate::backend::rows::work_item(&row)
             }
 
             async fn list_work_items(
@@ -169,7 +169,7 @@ macro_rules! work_item_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                page_of(&rows, Self::work_item_row, page, |item| item.key.0.to_string())
+                page_of(&rows, crate::backend::rows::work_item, page, |item| item.key.0.to_string())
             }
 
             async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> StoreResult<WorkItem> {
@@ -265,7 +265,7 @@ macro_rules! work_item_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
                 .await?;
-                page_of(&rows, Self::revision_row, page, |revision| revision.number.to_string())
+                page_of(&rows, crate::backend::rows::revision, page, |revision| revision.number.to_string())
             }
 
             async fn revert_description(
@@ -299,7 +299,7 @@ macro_rules! work_item_sql {
                         format!("{} has no description revision {revision_id}", current.key),
                     )
                 })?;
-                let target = Self::revision_row(&row)?;
+                let target = crate::backend::rows::revision(&row)?;
                 Self::insert_revision(
                     &mut tx,
                     &new_id(),
@@ -357,37 +357,12 @@ macro_rules! work_item_sql {
                     .map_err(StoreError::from)
             }
 
-            pub(in crate::backend) fn work_item_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<WorkItem> {
-                let status: String = row.try_get("status")?;
-                let priority: String = row.try_get("priority")?;
-                let phase_changed_by: String = row.try_get("phase_changed_by")?;
-                let capabilities: String = row.try_get("capabilities")?;
-                Ok(WorkItem {
-                    id: row.try_get("id")?,
-                    project_id: row.try_get("project_id")?,
-                    plan_id: row.try_get("plan_id")?,
-                    key: WorkItemKey(row.try_get("number")?),
-                    title: row.try_get("title")?,
-                    description: row.try_get("description")?,
-                    description_revision_id: row.try_get("description_revision_id")?,
-                    status: stored(&status)?,
-                    priority: stored(&priority)?,
-                    workflow_id: row.try_get("workflow_id")?,
-                    phase_id: row.try_get("phase_id")?,
-                    phase_changed_by: Actor::from_json(&phase_changed_by)?,
-                    phase_changed_at: row.try_get("phase_changed_at")?,
-                    capabilities: stored_json(&capabilities)?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
-
             pub(in crate::backend) async fn work_item_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
             ) -> StoreResult<WorkItem> {
                 let sql = concat!(work_item_select!(), " WHERE w.id = $1");
-                Self::one_by_id(conn, sql, id, Self::work_item_row, || work_item_not_found(&format!("with id {id}"))).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::work_item, || work_item_not_found(&format!("with id {id}"))).await
             }
 
             /// Appends a revision and makes it the item's current one.
@@ -426,21 +401,6 @@ macro_rules! work_item_sql {
                 Ok(())
             }
 
-            pub(in crate::backend) fn revision_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<DescriptionRevision> {
-                let author: String = row.try_get("author")?;
-                let cause: String = row.try_get("cause")?;
-                Ok(DescriptionRevision {
-                    id: row.try_get("id")?,
-                    work_item_id: row.try_get("work_item_id")?,
-                    number: row.try_get("number")?,
-                    text: row.try_get("text")?,
-                    author: Actor::from_json(&author)?,
-                    cause: stored(&cause)?,
-                    reverted_from: row.try_get("reverted_from")?,
-                    source_message_id: row.try_get("source_message_id")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
         }
     };
 }

@@ -15,7 +15,7 @@ macro_rules! workflow_sql {
                 .bind(page.fetch_limit())
                 .fetch_all(&self.pool)
                 .await?;
-                page_of(&rows, Self::workflow_row, page, |workflow| workflow.id.clone())
+                page_of(&rows, crate::backend::rows::workflow, page, |workflow| workflow.id.clone())
             }
 
             async fn get_workflow(&self, id: &str) -> StoreResult<Workflow> {
@@ -113,18 +113,6 @@ macro_rules! workflow_sql {
         }
 
         impl $store {
-            pub(in crate::backend) fn workflow_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<Workflow> {
-                let phases: String = row.try_get("phases")?;
-                Ok(Workflow {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    phases: stored_json(&phases)?,
-                    builtin: row.try_get("builtin")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            }
 
             pub(in crate::backend) async fn workflow_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -134,7 +122,7 @@ macro_rules! workflow_sql {
                     "SELECT id, name, description, phases, builtin, created_at, updated_at FROM workflows",
                     " WHERE id = $1"
                 );
-                Self::one_by_id(conn, sql, id, Self::workflow_row, || workflow_not_found(id)).await
+                Self::one_by_id(conn, sql, id, crate::backend::rows::workflow, || workflow_not_found(id)).await
             }
 
             /// Makes the built-in workflows match this build's definitions.
