@@ -16,10 +16,7 @@ use std::{
 };
 
 use anima_bench::{Backend, ServerUnderTest, authed, quantile};
-use anima_proto::v1::{
-    self as pb, project_service_client::ProjectServiceClient,
-    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
-};
+use anima_proto::v1::{self as pb, thread_service_client::ThreadServiceClient};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -44,27 +41,16 @@ impl Fanout {
     async fn start(backend: Backend, subscribers: usize) -> anyhow::Result<Self> {
         let server = ServerUnderTest::start(backend).await?;
         let token = server.admin_token().await?;
-        let project = ProjectServiceClient::new(server.channel().await?)
-            .create_project(authed(
+        let (_, item) = server
+            .project_with_item(
                 &token,
-                pb::CreateProjectRequest {
-                    name: "Fan-out".into(),
-                    description: String::new(),
-                },
-            ))
-            .await?
-            .into_inner();
-        let item = WorkItemServiceClient::new(server.channel().await?)
-            .create_work_item(authed(
-                &token,
+                "Fan-out",
                 pb::CreateWorkItemRequest {
-                    project_id: project.id,
                     title: "Watched by many".into(),
                     ..Default::default()
                 },
-            ))
-            .await?
-            .into_inner();
+            )
+            .await?;
         // Subscribe from the newest event: only what the benchmark posts.
         let mut probe = ThreadServiceClient::new(server.channel().await?)
             .stream_thread(authed(

@@ -17,7 +17,7 @@ use std::{
 };
 
 use anima_db::testing::TempDatabase;
-use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
+use anima_proto::v1 as pb;
 use anyhow::Context;
 use tonic::{Request, transport::Channel};
 
@@ -165,14 +165,33 @@ impl ServerUnderTest {
 
     /// A session token of the administrator.
     pub async fn admin_token(&self) -> anyhow::Result<String> {
-        Ok(AuthServiceClient::new(self.channel().await?)
-            .login(pb::LoginRequest {
-                username: "admin".into(),
-                password: ADMIN_PASSWORD.into(),
+        let session =
+            anima_client::Session::login(self.channel().await?, "admin", ADMIN_PASSWORD).await?;
+        Ok(session.token().to_owned())
+    }
+
+    /// A new project with one work item, made by the holder of `token`
+    /// through anima-client as any client would.
+    pub async fn project_with_item(
+        &self,
+        token: &str,
+        project: &str,
+        item: pb::CreateWorkItemRequest,
+    ) -> anyhow::Result<(pb::Project, pb::WorkItem)> {
+        let session = anima_client::Session::new(self.channel().await?, token)?;
+        let project = session
+            .call(pb::CreateProjectRequest {
+                name: project.into(),
+                description: String::new(),
             })
-            .await?
-            .into_inner()
-            .token)
+            .await?;
+        let item = session
+            .call(pb::CreateWorkItemRequest {
+                project_id: project.id.clone(),
+                ..item
+            })
+            .await?;
+        Ok((project, item))
     }
 
     /// The server's resident memory now and at its peak, in KiB, from

@@ -15,10 +15,7 @@ use anima_bench::{
     serve::{self, ServeArgs},
 };
 use anima_core::paging::PageRequest;
-use anima_proto::v1::{
-    self as pb, project_service_client::ProjectServiceClient,
-    work_item_service_client::WorkItemServiceClient,
-};
+use anima_proto::v1::{self as pb, work_item_service_client::WorkItemServiceClient};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use prost::Message;
@@ -204,28 +201,17 @@ async fn fixture(options: &Options, backend: Backend) -> anyhow::Result<Fixture>
             (server, token)
         }
     };
-    let project = ProjectServiceClient::new(server.channel().await?)
-        .create_project(authed(
+    let (project, item) = server
+        .project_with_item(
             &token,
-            pb::CreateProjectRequest {
-                name: "Benchmark".into(),
-                description: String::new(),
-            },
-        ))
-        .await?
-        .into_inner();
-    let item = WorkItemServiceClient::new(server.channel().await?)
-        .create_work_item(authed(
-            &token,
+            "Benchmark",
             pb::CreateWorkItemRequest {
-                project_id: project.id.clone(),
                 title: "A work item of typical size".into(),
                 description: "A description of about one kilobyte. ".repeat(28),
                 ..Default::default()
             },
-        ))
-        .await?
-        .into_inner();
+        )
+        .await?;
     Ok(Fixture {
         server,
         token,
