@@ -266,7 +266,7 @@ impl ServerConfig {
 
 /// How a service token may be written.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 enum ServiceTokenEntry {
     Table {
         name: InternalService,
@@ -403,6 +403,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(load("[server]\nlisen = \"x\"\n", &[]).is_err());
+        let misspelt =
+            "[[server.service_tokens]]\nname = \"anima-mail\"\ntoken = \"t\"\nrole = 1\n";
+        assert!(load(misspelt, &[]).is_err());
         assert!(load("[agent]\nprovider = \"agent:http://x\"\n", &[]).is_err());
     }
 }

@@ -24,7 +24,8 @@ pub struct UpArgs {
     #[arg(long, env = "ANIMA_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Use this database instead of the embedded one (postgres://…).
-    #[arg(long, env = "ANIMA_DATABASE_URL")]
+    // Its value may hold a password: `--help` does not show it.
+    #[arg(long, env = "ANIMA_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Listen address; port 0 picks a free one [default: 127.0.0.1:7433].
     #[arg(long, env = "ANIMA_LISTEN")]
