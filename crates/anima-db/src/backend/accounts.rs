@@ -360,23 +360,21 @@ macro_rules! accounts_sql {
 
             async fn list_roles(&self, page: &PageRequest) -> StoreResult<Page<Role>> {
                 let mut conn = self.pool.acquire().await?;
-                let ids: Vec<String> = sqlx::query(
+                let rows = sqlx::query(
                     "SELECT id FROM roles WHERE id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<Result<_, _>>()
-                ?;
-                let mut items = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    items.push(Self::role_in(&mut conn, id).await?);
-                }
-                let next_page_token = page.finish(&mut items, |role| role.id.clone());
-                Ok(Page { items, next_page_token })
+                .await?;
+                crate::backend::page_by_ids(
+                    &mut *conn,
+                    rows,
+                    page,
+                    async |conn, id| Self::role_in(conn, id).await,
+                    |role| role.id.clone(),
+                )
+                .await
             }
 
             async fn get_role(&self, id: &str) -> StoreResult<Role> {

@@ -121,7 +121,7 @@ macro_rules! mail_sql {
                 page: &PageRequest,
             ) -> StoreResult<Page<Mailbox>> {
                 let mut conn = self.pool.acquire().await?;
-                let ids: Vec<String> = sqlx::query(
+                let rows = sqlx::query(
                     "SELECT id FROM mailboxes m WHERE id > $1 AND ($2 IS NULL OR state = $2) \
                      AND ($3 IS NULL OR EXISTS (SELECT 1 FROM mailbox_projects p \
                        WHERE p.mailbox_id = m.id AND p.project_id = $3)) \
@@ -132,17 +132,15 @@ macro_rules! mail_sql {
                 .bind(filter.project_id.as_deref())
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<Result<_, _>>()
-                ?;
-                let mut items = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    items.push(Self::mailbox_in(&mut conn, id).await?);
-                }
-                let next_page_token = page.finish(&mut items, |mailbox| mailbox.id.clone());
-                Ok(Page { items, next_page_token })
+                .await?;
+                crate::backend::page_by_ids(
+                    &mut *conn,
+                    rows,
+                    page,
+                    async |conn, id| Self::mailbox_in(conn, id).await,
+                    |mailbox| mailbox.id.clone(),
+                )
+                .await
             }
 
             async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> StoreResult<Mailbox> {

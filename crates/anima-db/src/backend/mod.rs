@@ -71,6 +71,29 @@ fn page_of<R, T>(
     })
 }
 
+/// One page of a list whose query selects only the ids (one more than the
+/// page holds when more follow), each record then read in full by `read`
+/// on the same connection (records with rows of their own, such as a
+/// role's permissions).
+async fn page_by_ids<C, T>(
+    conn: &mut C,
+    rows: Vec<impl rows::StoredRow>,
+    page: &PageRequest,
+    mut read: impl AsyncFnMut(&mut C, &str) -> StoreResult<T>,
+    key: impl Fn(&T) -> String,
+) -> StoreResult<Page<T>> {
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.col("id")?;
+        items.push(read(conn, &id).await?);
+    }
+    let next_page_token = page.finish(&mut items, key);
+    Ok(Page {
+        items,
+        next_page_token,
+    })
+}
+
 fn user_not_found(id: &str) -> DomainError {
     DomainError::not_found(reason::USER_NOT_FOUND, format!("no user with id {id}"))
 }

@@ -39,24 +39,22 @@ macro_rules! plan_sql {
             async fn list_plans(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<Plan>> {
                 let mut conn = self.pool.acquire().await?;
                 Self::project_exists(&mut conn, project_id).await?;
-                let ids: Vec<String> = sqlx::query(
+                let rows = sqlx::query(
                     "SELECT id FROM plans WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(project_id)
                 .bind(page.after.as_deref().unwrap_or(""))
                 .bind(page.fetch_limit())
                 .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<Result<_, _>>()
-                ?;
-                let mut items = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    items.push(Self::plan_in(&mut conn, id).await?);
-                }
-                let next_page_token = page.finish(&mut items, |plan| plan.id.clone());
-                Ok(Page { items, next_page_token })
+                .await?;
+                crate::backend::page_by_ids(
+                    &mut *conn,
+                    rows,
+                    page,
+                    async |conn, id| Self::plan_in(conn, id).await,
+                    |plan| plan.id.clone(),
+                )
+                .await
             }
 
             async fn update_plan(&self, id: &str, changes: PlanChanges) -> StoreResult<Plan> {
