@@ -4,11 +4,7 @@ use super::*;
 
 impl Controller {
     pub(super) async fn send_email(self: Arc<Self>, to: String, subject: String, body: String) {
-        let work_item = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|state| state.work_item.clone());
+        let work_item = self.open_item_id();
         let (Some(client), Some(work_item)) = (self.client(), work_item) else {
             return;
         };

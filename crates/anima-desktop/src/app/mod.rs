@@ -154,6 +154,14 @@ impl Controller {
             .and_then(|state| state.client.clone())
     }
 
+    /// The id of the work item on screen, if one is.
+    fn open_item_id(&self) -> Option<String> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|state| state.work_item.clone())
+    }
+
     fn names(&self) -> Names {
         self.state
             .lock()

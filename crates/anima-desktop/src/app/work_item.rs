@@ -111,11 +111,7 @@ impl Controller {
 
     /// Restores an earlier description of the open work item.
     pub(super) async fn revert(self: Arc<Self>, revision_id: String) {
-        let work_item = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|state| state.work_item.clone());
+        let work_item = self.open_item_id();
         let (Some(client), Some(work_item)) = (self.client(), work_item) else {
             return;
         };
@@ -198,11 +194,7 @@ impl Controller {
 
     pub(super) async fn post(self: Arc<Self>, text: String) {
         let text = text.trim().to_owned();
-        let work_item = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|state| state.work_item.clone());
+        let work_item = self.open_item_id();
         let (Some(client), Some(work_item), false) = (self.client(), work_item, text.is_empty())
         else {
             return;
