@@ -163,26 +163,6 @@ pub fn connect_lazy(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<Chan
         .connect_lazy())
 }
 
-/// Follows `next_page_token` from the first page to the last and returns
-/// every row. `fetch` gets the page token and answers the page's rows and
-/// the next token.
-pub async fn all_pages<T, E, Fetch, Page>(mut fetch: Fetch) -> Result<Vec<T>, E>
-where
-    Fetch: FnMut(String) -> Page,
-    Page: Future<Output = Result<(Vec<T>, String), E>>,
-{
-    let mut rows = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let (page, next) = fetch(page_token).await?;
-        rows.extend(page);
-        if next.is_empty() {
-            return Ok(rows);
-        }
-        page_token = next;
-    }
-}
-
 /// A List reply: one page of rows and the next page's token.
 pub trait ListReply {
     /// What it lists.
@@ -388,21 +368,16 @@ impl Session {
         &self,
         request: R,
     ) -> Result<Vec<<R::Reply as ListReply>::Row>, tonic::Status> {
-        list_all(|page_token| request.page(page_token).send(self)).await
+        let mut rows = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let reply = request.page(page_token).send(self).await?.into_inner();
+            let (page, next) = reply.into_page();
+            rows.extend(page);
+            if next.is_empty() {
+                return Ok(rows);
+            }
+            page_token = next;
+        }
     }
-}
-
-/// Every row of a list: `call` sends the request for one page token (the
-/// first is empty), and pages follow until the last.
-async fn list_all<Reply, Call, Sent>(mut call: Call) -> Result<Vec<Reply::Row>, tonic::Status>
-where
-    Reply: ListReply,
-    Call: FnMut(String) -> Sent,
-    Sent: Future<Output = Result<tonic::Response<Reply>, tonic::Status>>,
-{
-    all_pages(|page_token| {
-        let sent = call(page_token);
-        async move { Ok(sent.await?.into_inner().into_page()) }
-    })
-    .await
 }
