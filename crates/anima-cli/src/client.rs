@@ -2,13 +2,13 @@
 
 use std::{io::Read, path::PathBuf};
 
-use anima_client::{Credentials, Session, connect};
+use anima_client::{Credentials, Services, Session, connect};
 use anima_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::output;
+use crate::{commands::Changes, output};
 
 /// Options every client command takes.
 #[derive(Args, Clone)]
@@ -317,35 +317,20 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             disabled,
         } => {
             let session = session_for(&global).await?;
-            let mut paths = Vec::new();
             let mut user = pb::User {
                 id,
                 ..Default::default()
             };
-            if let Some(value) = display_name {
-                user.display_name = value;
-                paths.push("display_name".to_string());
-            }
-            if let Some(value) = email {
-                user.email = value;
-                paths.push("email".to_string());
-            }
-            if let Some(value) = admin {
-                user.is_admin = value;
-                paths.push("is_admin".to_string());
-            }
-            if let Some(value) = disabled {
-                user.disabled = value;
-                paths.push("disabled".to_string());
-            }
-            anyhow::ensure!(
-                !paths.is_empty(),
-                "nothing to change; pass --display-name, --email, --admin or --disabled"
-            );
+            let mut changes = Changes::default();
+            changes.set("display_name", &mut user.display_name, display_name);
+            changes.set("email", &mut user.email, email);
+            changes.set("is_admin", &mut user.is_admin, admin);
+            changes.set("disabled", &mut user.disabled, disabled);
+            let update_mask = changes.mask("--display-name, --email, --admin or --disabled")?;
             let user = session
                 .call(pb::UpdateUserRequest {
                     user: Some(user),
-                    update_mask: Some(prost_types::FieldMask { paths }),
+                    update_mask,
                     password: String::new(),
                 })
                 .await?;

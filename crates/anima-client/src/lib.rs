@@ -60,7 +60,7 @@ fn is_loopback(host: &str) -> bool {
 
 pub use credentials::{Credentials, config_dir};
 pub use session::{
-    ListReply, PAGE_SIZE, PagedRequest, Session, UnaryRequest, connect, connect_lazy,
+    ListReply, PAGE_SIZE, PagedRequest, Services, Session, UnaryRequest, connect, connect_lazy,
 };
 
 /// A server's answer as people read it: its message, with its reason code.

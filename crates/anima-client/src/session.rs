@@ -75,74 +75,95 @@ impl Session {
             .insert("authorization", self.authorization.clone());
         request
     }
+}
+
+/// A client for each public service, over one channel. Implemented for
+/// a [`Session`] and for a bare [`Channel`] (whose caller attaches its own
+/// metadata), so every client builds the stubs, with their message limits,
+/// in this one place.
+pub trait Services {
+    /// The channel every stub shares (cheap to clone: it is a handle).
+    fn channel(&self) -> Channel;
 
     /// AuthService: who am I, logout, password.
-    pub fn auth(&self) -> AuthServiceClient<Channel> {
-        AuthServiceClient::new(self.channel.clone())
+    fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel())
     }
 
     /// TeamService: users and roles.
-    pub fn team(&self) -> TeamServiceClient<Channel> {
-        TeamServiceClient::new(self.channel.clone())
+    fn team(&self) -> TeamServiceClient<Channel> {
+        TeamServiceClient::new(self.channel())
     }
 
     /// ProjectService: projects and members.
-    pub fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::new(self.channel.clone())
+    fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel())
     }
 
     /// PlanService.
-    pub fn plans(&self) -> PlanServiceClient<Channel> {
-        PlanServiceClient::new(self.channel.clone())
+    fn plans(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.channel())
     }
 
     /// WorkItemService.
-    pub fn work_items(&self) -> WorkItemServiceClient<Channel> {
-        WorkItemServiceClient::new(self.channel.clone())
+    fn work_items(&self) -> WorkItemServiceClient<Channel> {
+        WorkItemServiceClient::new(self.channel())
     }
 
     /// WorkflowService.
-    pub fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel.clone())
+    fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel())
     }
 
     /// AkhService.
-    pub fn akhs(&self) -> AkhServiceClient<Channel> {
-        AkhServiceClient::new(self.channel.clone())
+    fn akhs(&self) -> AkhServiceClient<Channel> {
+        AkhServiceClient::new(self.channel())
     }
 
     /// ThreadService: messages, decisions, the live thread.
-    pub fn threads(&self) -> ThreadServiceClient<Channel> {
-        ThreadServiceClient::new(self.channel.clone())
+    fn threads(&self) -> ThreadServiceClient<Channel> {
+        ThreadServiceClient::new(self.channel())
     }
 
     /// DashboardService.
-    pub fn dashboards(&self) -> DashboardServiceClient<Channel> {
-        DashboardServiceClient::new(self.channel.clone())
+    fn dashboards(&self) -> DashboardServiceClient<Channel> {
+        DashboardServiceClient::new(self.channel())
     }
 
     /// MailboxService: mailboxes and the mail waiting for a human.
-    pub fn mailboxes(&self) -> MailboxServiceClient<Channel> {
-        MailboxServiceClient::new(self.channel.clone())
+    fn mailboxes(&self) -> MailboxServiceClient<Channel> {
+        MailboxServiceClient::new(self.channel())
     }
 
     /// AgentSessionService.
-    pub fn sessions(&self) -> AgentSessionServiceClient<Channel> {
-        AgentSessionServiceClient::new(self.channel.clone())
+    fn sessions(&self) -> AgentSessionServiceClient<Channel> {
+        AgentSessionServiceClient::new(self.channel())
     }
 
     /// DocumentService, taking messages as large as the largest document.
-    pub fn documents(&self) -> DocumentServiceClient<Channel> {
-        DocumentServiceClient::new(self.channel.clone())
+    fn documents(&self) -> DocumentServiceClient<Channel> {
+        DocumentServiceClient::new(self.channel())
             .max_decoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
             .max_encoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
     }
 
     /// SkillService, taking messages as large as the largest bundle.
-    pub fn skills(&self) -> SkillServiceClient<Channel> {
-        SkillServiceClient::new(self.channel.clone())
+    fn skills(&self) -> SkillServiceClient<Channel> {
+        SkillServiceClient::new(self.channel())
             .max_decoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
             .max_encoding_message_size(MAX_SKILL_BYTES + MESSAGE_ROOM)
+    }
+}
+
+impl Services for Session {
+    fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+impl Services for Channel {
+    fn channel(&self) -> Channel {
+        self.clone()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gRPC client layer: anima-server's services through tonic, with the
 //! session token on every call, and the live streams the UI follows.
 
-use anima_client::{Session, connect_lazy};
+use anima_client::{Services, Session, connect_lazy};
 use anima_proto::v1 as pb;
 use std::path::Path;
 

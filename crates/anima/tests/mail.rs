@@ -13,14 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anima_client::{Services, Session};
 use anima_mail::testing::{CyrusServer, DOMAIN, EXTERNAL_DOMAIN};
-use anima_proto::v1::{
-    self as pb, auth_service_client::AuthServiceClient,
-    mailbox_service_client::MailboxServiceClient, project_service_client::ProjectServiceClient,
-    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
-    work_item_service_client::WorkItemServiceClient,
-};
-use tonic::{Request, transport::Channel};
+use anima_proto::v1 as pb;
 
 mod common;
 
@@ -92,82 +87,37 @@ impl Drop for Up {
     }
 }
 
-struct Api {
-    channel: Channel,
-    token: String,
+/// Signs in to the server at `address`.
+async fn login(address: &str, username: &str, password: &str) -> Session {
+    let channel = anima_client::connect(address, None).await.expect("connect");
+    Session::login(channel, username, password)
+        .await
+        .expect("login")
 }
 
-impl Api {
-    async fn connect(address: &str) -> Self {
-        Self::login(address, "admin", ADMIN_PASSWORD).await
-    }
+/// Signs in as the admin.
+async fn admin_session(address: &str) -> Session {
+    login(address, "admin", ADMIN_PASSWORD).await
+}
 
-    async fn login(address: &str, username: &str, password: &str) -> Self {
-        let channel = Channel::from_shared(address.to_owned())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        let token = AuthServiceClient::new(channel.clone())
-            .login(pb::LoginRequest {
-                username: username.into(),
-                password: password.into(),
-            })
-            .await
-            .expect("login")
-            .into_inner()
-            .token;
-        Self { channel, token }
-    }
+/// Every mail a mailbox received, in any state.
+async fn inbound(api: &Session, mailbox_id: &str) -> Vec<pb::InboundMail> {
+    api.list(pb::ListInboundMailRequest {
+        mailbox_id: mailbox_id.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("list inbound")
+}
 
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().expect("header"),
-        );
-        request
-    }
-
-    fn mailboxes(&self) -> MailboxServiceClient<Channel> {
-        MailboxServiceClient::new(self.channel.clone())
-    }
-
-    async fn inbound(&self, mailbox_id: &str) -> Vec<pb::InboundMail> {
-        let mut all = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .mailboxes()
-                .list_inbound_mail(self.request(pb::ListInboundMailRequest {
-                    mailbox_id: mailbox_id.into(),
-                    state: 0,
-                    page_size: 500,
-                    page_token,
-                }))
-                .await
-                .expect("list inbound")
-                .into_inner();
-            all.extend(page.mails);
-            if page.next_page_token.is_empty() {
-                return all;
-            }
-            page_token = page.next_page_token;
-        }
-    }
-
-    async fn thread(&self, work_item_id: &str) -> Vec<pb::Message> {
-        ThreadServiceClient::new(self.channel.clone())
-            .get_thread(self.request(pb::GetThreadRequest {
-                work_item_id: work_item_id.into(),
-                page_size: 500,
-                ..Default::default()
-            }))
-            .await
-            .expect("thread")
-            .into_inner()
-            .messages
-    }
+/// A work item's thread.
+async fn thread(api: &Session, work_item_id: &str) -> Vec<pb::Message> {
+    api.list(pb::GetThreadRequest {
+        work_item_id: work_item_id.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("thread")
 }
 
 /// What a delivered mail must become.
@@ -435,11 +385,11 @@ async fn two_hundred_mails_land_once_across_a_crash() {
     let dir = tempfile::tempdir().expect("dir");
     let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
-    let api = Api::connect(&up.address).await;
+    let api = admin_session(&up.address).await;
 
     // A project with ten items and a member, ann, whose mail is known; a
     // second, empty project so that the gather mailbox serves two.
-    let mut projects = ProjectServiceClient::new(api.channel.clone());
+    let mut projects = api.projects();
     let project = projects
         .create_project(api.request(pb::CreateProjectRequest {
             name: "Shop".into(),
@@ -456,7 +406,8 @@ async fn two_hundred_mails_land_once_across_a_crash() {
         .await
         .expect("project")
         .into_inner();
-    let ann = TeamServiceClient::new(api.channel.clone())
+    let ann = api
+        .team()
         .create_user(api.request(pb::CreateUserRequest {
             username: "ann".into(),
             display_name: "Ann".into(),
@@ -477,7 +428,8 @@ async fn two_hundred_mails_land_once_across_a_crash() {
         .expect("member");
     let mut item_ids = Vec::new();
     for title in TITLES {
-        let item = WorkItemServiceClient::new(api.channel.clone())
+        let item = api
+            .work_items()
             .create_work_item(api.request(pb::CreateWorkItemRequest {
                 project_id: project.id.clone(),
                 title: title.into(),
@@ -543,10 +495,10 @@ async fn two_hundred_mails_land_once_across_a_crash() {
         &mails[0].bytes,
     );
     let up = Up::start(dir.path(), &config);
-    let api = Api::connect(&up.address).await;
+    let api = admin_session(&up.address).await;
 
     wait_for("every mail recorded", async || {
-        api.inbound(&desk.id).await.len() + api.inbound(&gather.id).await.len() >= mails.len()
+        inbound(&api, &desk.id).await.len() + inbound(&api, &gather.id).await.len() >= mails.len()
     })
     .await;
     // A little longer: nothing more may appear.
@@ -554,7 +506,7 @@ async fn two_hundred_mails_land_once_across_a_crash() {
 
     let mut records = HashMap::new();
     for (name, id) in &mailbox_ids {
-        for record in api.inbound(id).await {
+        for record in inbound(&api, id).await {
             let message_id = record.email.clone().unwrap_or_default().message_id;
             assert!(
                 records
@@ -567,7 +519,7 @@ async fn two_hundred_mails_land_once_across_a_crash() {
     assert_eq!(records.len(), mails.len(), "one record per mail");
     let mut threads = HashMap::new();
     for id in &item_ids {
-        threads.insert(id.clone(), api.thread(id).await);
+        threads.insert(id.clone(), thread(&api, id).await);
     }
     let posts_of = |message_id: &str| -> Vec<&String> {
         threads
@@ -673,8 +625,7 @@ async fn two_hundred_mails_land_once_across_a_crash() {
         .await
         .expect_err("settled");
     assert_eq!(again.code(), tonic::Code::FailedPrecondition);
-    let posted: Vec<_> = api
-        .thread(&item_ids[0])
+    let posted: Vec<_> = thread(&api, &item_ids[0])
         .await
         .into_iter()
         .filter(|m| {
@@ -730,14 +681,14 @@ async fn two_hundred_mails_land_once_across_a_crash() {
         &late,
     );
     wait_for("mail to the rotated address posted", async || {
-        api.thread(&item_ids[1]).await.iter().any(|m| {
+        thread(&api, &item_ids[1]).await.iter().any(|m| {
             m.email
                 .as_ref()
                 .is_some_and(|e| e.message_id == "late@example.org")
         })
     })
     .await;
-    let moved = api.inbound(&rotated.id).await;
+    let moved = inbound(&api, &rotated.id).await;
     assert!(
         moved.iter().any(|r| r
             .email
@@ -748,8 +699,8 @@ async fn two_hundred_mails_land_once_across_a_crash() {
     drop(up);
 }
 
-async fn post_outbound(api: &Api, work_item_id: &str, to: &str, subject: &str) -> pb::Message {
-    ThreadServiceClient::new(api.channel.clone())
+async fn post_outbound(api: &Session, work_item_id: &str, to: &str, subject: &str) -> pb::Message {
+    api.threads()
         .post_message(api.request(pb::PostMessageRequest {
             work_item_id: work_item_id.into(),
             kind: pb::MessageKind::OutboundEmail as i32,
@@ -766,8 +717,8 @@ async fn post_outbound(api: &Api, work_item_id: &str, to: &str, subject: &str) -
         .into_inner()
 }
 
-async fn message_in(api: &Api, work_item_id: &str, id: &str) -> pb::Message {
-    api.thread(work_item_id)
+async fn message_in(api: &Session, work_item_id: &str, id: &str) -> pb::Message {
+    thread(api, work_item_id)
         .await
         .into_iter()
         .find(|message| message.id == id)
@@ -784,9 +735,9 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     let dir = tempfile::tempdir().expect("dir");
     let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
-    let api = Api::connect(&up.address).await;
-    let mut projects = ProjectServiceClient::new(api.channel.clone());
-    let mut items = WorkItemServiceClient::new(api.channel.clone());
+    let api = admin_session(&up.address).await;
+    let mut projects = api.projects();
+    let mut items = api.work_items();
     let mut item_in = async |name: &str| {
         let project = projects
             .create_project(api.request(pb::CreateProjectRequest {
@@ -877,7 +828,7 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     );
     deliver(&cyrus, &format!("desk@{DOMAIN}"), &customer, &reply);
     wait_for("the reply in the thread", async || {
-        api.thread(&item_id).await.iter().any(|m| {
+        thread(&api, &item_id).await.iter().any(|m| {
             m.kind == pb::MessageKind::InboundEmail as i32
                 && m.email
                     .as_ref()
@@ -946,8 +897,7 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
         std::fs::read(&saved).expect("saved") == export,
         "the same bytes"
     );
-    let reply_message = api
-        .thread(&item_id)
+    let reply_message = thread(&api, &item_id)
         .await
         .into_iter()
         .find(|m| {
@@ -1014,8 +964,9 @@ async fn a_mailbox_cannot_take_over_an_existing_account() {
     let dir = tempfile::tempdir().expect("dir");
     let config = write_config(dir.path(), &cyrus);
     let up = Up::start(dir.path(), &config);
-    let admin = Api::connect(&up.address).await;
-    TeamServiceClient::new(admin.channel.clone())
+    let admin = admin_session(&up.address).await;
+    admin
+        .team()
         .create_user(admin.request(pb::CreateUserRequest {
             username: "mallory".into(),
             display_name: "Mallory".into(),
@@ -1025,8 +976,9 @@ async fn a_mailbox_cannot_take_over_an_existing_account() {
         }))
         .await
         .expect("mallory");
-    let mallory = Api::login(&up.address, "mallory", "mallory-password-long").await;
-    let project = ProjectServiceClient::new(mallory.channel.clone())
+    let mallory = login(&up.address, "mallory", "mallory-password-long").await;
+    let project = mallory
+        .projects()
         .create_project(mallory.request(pb::CreateProjectRequest {
             name: "Mine".into(),
             description: String::new(),

@@ -9,7 +9,7 @@ use crate::{
     output,
 };
 
-use super::mask;
+use super::Changes;
 
 /// `anima akh …`
 #[derive(Subcommand)]
@@ -116,27 +116,15 @@ pub async fn akh(command: AkhCommand) -> anyhow::Result<()> {
                 id: akh,
                 ..Default::default()
             };
-            let mut paths = Vec::new();
-            if let Some(name) = name {
-                wanted.name = name;
-                paths.push("name");
-            }
-            if let Some(description) = description {
-                wanted.description = description;
-                paths.push("description");
-            }
-            if let Some(color) = color {
-                wanted.avatar_color = color;
-                paths.push("avatar_color");
-            }
-            anyhow::ensure!(
-                !paths.is_empty(),
-                "nothing to change; pass --name, --description or --color"
-            );
+            let mut changes = Changes::default();
+            changes.set("name", &mut wanted.name, name);
+            changes.set("description", &mut wanted.description, description);
+            changes.set("avatar_color", &mut wanted.avatar_color, color);
+            let update_mask = changes.mask("--name, --description or --color")?;
             let akh = session
                 .call(pb::UpdateAkhRequest {
                     akh: Some(wanted),
-                    update_mask: mask(paths),
+                    update_mask,
                 })
                 .await?;
             print_akh(&akh, global.json);

@@ -5,7 +5,7 @@ use anima_proto::v1::{self as pb};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{mask, project_id, time, work_item};
+use super::{Changes, project_id, time, work_item};
 
 use anima_client::Session;
 
@@ -306,15 +306,14 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
             max_size,
         } => {
             let session = session_for(&global).await?;
-            let mut paths = Vec::new();
-            if name.is_some() {
-                paths.push("display_name");
-            }
+            let mut wanted = pb::Mailbox::default();
+            let mut changes = Changes::default();
+            changes.set("display_name", &mut wanted.display_name, name);
+            changes.set("max_size_bytes", &mut wanted.max_size_bytes, max_size);
             // The rules are replaced whole: what is not given stays as it is.
-            let mut rules = pb::ScreeningRules::default();
             if deny.is_some() || allow.is_some() || trust_auth_results.is_some() {
-                paths.push("rules");
-                rules = session
+                changes.name("rules");
+                let mut rules = session
                     .call(pb::GetMailboxRequest {
                         id: mailbox.clone(),
                     })
@@ -328,24 +327,15 @@ pub async fn mailbox(command: MailboxCommand) -> anyhow::Result<()> {
                 if let Some(trusted) = trust_auth_results {
                     rules.trusted_authserv_id = trusted;
                 }
+                wanted.rules = Some(rules);
             }
-            if max_size.is_some() {
-                paths.push("max_size_bytes");
-            }
-            anyhow::ensure!(
-                !paths.is_empty(),
-                "nothing to change: give --name, --deny/--allow, --trust-auth-results or --max-size"
-            );
+            let update_mask =
+                changes.mask("--name, --deny/--allow, --trust-auth-results or --max-size")?;
             let updated = session
                 .call(pb::UpdateMailboxRequest {
                     id: mailbox,
-                    mailbox: Some(pb::Mailbox {
-                        display_name: name.unwrap_or_default(),
-                        rules: Some(rules),
-                        max_size_bytes: max_size.unwrap_or_default(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(paths),
+                    mailbox: Some(wanted),
+                    update_mask,
                 })
                 .await?;
             print_mailbox(&updated, global.json);

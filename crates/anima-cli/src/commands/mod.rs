@@ -39,12 +39,42 @@ pub use thread::{
 pub use work_item::{WorkItemCommand, work_item_command};
 pub use workflow::{WorkflowCommand, workflow};
 
-use anima_client::Session;
+use anima_client::{Services, Session};
 
 fn mask(paths: Vec<&str>) -> Option<FieldMask> {
     Some(FieldMask {
         paths: paths.into_iter().map(str::to_owned).collect(),
     })
+}
+
+/// The fields an `update` command was given, collected into the record it
+/// sends and the `update_mask` that names them, so a field left out is
+/// never overwritten.
+#[derive(Default)]
+pub(crate) struct Changes(Vec<String>);
+
+impl Changes {
+    /// Writes `value` into `field` and names `path` in the mask, when the
+    /// flag was given.
+    pub(crate) fn set<T>(&mut self, path: &str, field: &mut T, value: Option<T>) {
+        if let Some(value) = value {
+            *field = value;
+            self.0.push(path.to_owned());
+        }
+    }
+
+    /// Names `path` in the mask without writing a field (for a field the
+    /// caller fills in itself).
+    pub(crate) fn name(&mut self, path: &str) {
+        self.0.push(path.to_owned());
+    }
+
+    /// The mask; an error listing `flags` when no flag was given, since an
+    /// empty mask would change nothing.
+    pub(crate) fn mask(self, flags: &str) -> anyhow::Result<Option<FieldMask>> {
+        anyhow::ensure!(!self.0.is_empty(), "nothing to change; pass {flags}");
+        Ok(Some(FieldMask { paths: self.0 }))
+    }
 }
 
 fn time(timestamp: &Option<Timestamp>) -> String {

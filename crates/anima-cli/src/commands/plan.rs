@@ -9,7 +9,7 @@ use crate::{
     output,
 };
 
-use super::{mask, project_id, time, workflow_id};
+use super::{Changes, project_id, time, workflow_id};
 
 /// `anima plan …`
 #[derive(Subcommand)]
@@ -210,27 +210,19 @@ pub async fn plan(command: PlanCommand) -> anyhow::Result<()> {
                 id: plan,
                 ..Default::default()
             };
-            let mut paths = Vec::new();
-            if let Some(title) = title {
-                wanted.title = title;
-                paths.push("title");
-            }
-            if let Some(description) = description {
-                wanted.description = description;
-                paths.push("description");
-            }
-            if let Some(workflow) = workflow {
-                wanted.workflow_id = workflow_id(&session, &workflow).await?;
-                paths.push("workflow_id");
-            }
-            anyhow::ensure!(
-                !paths.is_empty(),
-                "nothing to change; pass --title, --description or --workflow"
-            );
+            let workflow = match workflow {
+                Some(workflow) => Some(workflow_id(&session, &workflow).await?),
+                None => None,
+            };
+            let mut changes = Changes::default();
+            changes.set("title", &mut wanted.title, title);
+            changes.set("description", &mut wanted.description, description);
+            changes.set("workflow_id", &mut wanted.workflow_id, workflow);
+            let update_mask = changes.mask("--title, --description or --workflow")?;
             let plan = session
                 .call(pb::UpdatePlanRequest {
                     plan: Some(wanted),
-                    update_mask: mask(paths),
+                    update_mask,
                 })
                 .await?;
             print_plan(&plan, global.json);

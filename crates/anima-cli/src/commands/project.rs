@@ -10,7 +10,7 @@ use crate::{
     output,
 };
 
-use super::{mask, project_id, project_status_name, role_id, time, user_id};
+use super::{Changes, project_id, project_status_name, role_id, time, user_id};
 
 /// `anima project …`
 #[derive(Subcommand)]
@@ -180,23 +180,14 @@ pub async fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 id: project_id(&session, &project).await?,
                 ..Default::default()
             };
-            let mut paths = Vec::new();
-            if let Some(name) = name {
-                wanted.name = name;
-                paths.push("name");
-            }
-            if let Some(description) = description {
-                wanted.description = description;
-                paths.push("description");
-            }
-            anyhow::ensure!(
-                !paths.is_empty(),
-                "nothing to change; pass --name or --description"
-            );
+            let mut changes = Changes::default();
+            changes.set("name", &mut wanted.name, name);
+            changes.set("description", &mut wanted.description, description);
+            let update_mask = changes.mask("--name or --description")?;
             let project = session
                 .call(pb::UpdateProjectRequest {
                     project: Some(wanted),
-                    update_mask: mask(paths),
+                    update_mask,
                 })
                 .await?;
             print_project(&project, global.json);

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use anima_client::Session;
+use anima_client::{Services, Session};
 
 use crate::{
     client::{GlobalArgs, session_for},

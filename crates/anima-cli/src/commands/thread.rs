@@ -12,7 +12,7 @@ use tonic_types::StatusExt;
 
 use super::{ItemRef, Tier, actor_name, answered_by, project_id, time, usernames};
 
-use anima_client::Session;
+use anima_client::{Services, Session};
 
 use crate::{
     client::{GlobalArgs, session_for},

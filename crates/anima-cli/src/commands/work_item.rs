@@ -16,8 +16,8 @@ use crate::{
 };
 
 use super::{
-    ItemRef, Tier, actor_name, answered_by, is_id, mask, priority_name, project_id, status_name,
-    time, usernames, workflow_id,
+    Changes, ItemRef, Tier, actor_name, answered_by, is_id, mask, priority_name, project_id,
+    status_name, time, usernames, workflow_id,
 };
 
 /// `anima workitem …`
@@ -429,27 +429,17 @@ impl EditArgs {
             id: current.id.clone(),
             ..Default::default()
         };
-        let mut paths = Vec::new();
-        if let Some(description) = description {
-            wanted.description = description;
-            paths.push("description");
-        }
-        if let Some(title) = title {
-            wanted.title = title;
-            paths.push("title");
-        }
-        if let Some(status) = status {
-            wanted.status = pb::WorkItemStatus::from(status) as i32;
-            paths.push("status");
-        }
-        if let Some(priority) = priority {
-            wanted.priority = pb::Priority::from(priority) as i32;
-            paths.push("priority");
-        }
+        let mut changes = Changes::default();
+        changes.set("description", &mut wanted.description, description);
+        changes.set("title", &mut wanted.title, title);
+        let status = status.map(|status| pb::WorkItemStatus::from(status) as i32);
+        changes.set("status", &mut wanted.status, status);
+        let priority = priority.map(|priority| pb::Priority::from(priority) as i32);
+        changes.set("priority", &mut wanted.priority, priority);
         let item = session
             .call(pb::UpdateWorkItemRequest {
                 work_item: Some(wanted),
-                update_mask: mask(paths),
+                update_mask: changes.mask("--title, --description, --status or --priority")?,
                 // The revision shown to the editor: if someone saved
                 // meanwhile, the server refuses with STALE_REVISION.
                 base_revision_id: current.description_revision_id,

@@ -1,5 +1,6 @@
 //! `anima workflow …`: workflow templates.
 
+use anima_client::Services;
 use anima_proto::v1 as pb;
 use clap::Subcommand;
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! Auth and Team over real gRPC, on both backends: every bad input of the
 //! foundation issue gets a clear error and changes nothing.
 
+use anima_client::Services;
 use std::time::Duration;
 
 use crate::common::{Backend, PASSWORD, TestServer, authed, failure};

@@ -3,6 +3,7 @@
 //! ReceiveMail, and bad input refused with a reason and no change.
 
 use crate::common::{Backend, TestServer, authed, failure};
+use anima_client::Services;
 use anima_core::permission::DEFAULT_ROLES;
 use anima_proto::v1::{
     self as pb, mail_worker_service_client::MailWorkerServiceClient,
@@ -39,7 +40,7 @@ async fn server(backend: Backend) -> TestServer {
 }
 
 fn mailboxes(server: &TestServer) -> MailboxServiceClient<Channel> {
-    MailboxServiceClient::new(server.channel.clone())
+    server.mailboxes()
 }
 
 fn worker(server: &TestServer) -> MailWorkerServiceClient<Channel> {

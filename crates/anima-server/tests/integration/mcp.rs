@@ -3,13 +3,11 @@
 //! ([`crate::common::RecordingProvider`]) that hands the session's token to the
 //! test instead of a sandbox.
 
+use anima_client::Services;
 use std::{sync::Arc, time::Duration};
 
 use crate::common::{Backend, RecordingProvider, TestServer, authed, failure};
-use anima_proto::v1::{
-    self as pb, agent_session_service_client::AgentSessionServiceClient,
-    dashboard_service_client::DashboardServiceClient, thread_service_client::ThreadServiceClient,
-};
+use anima_proto::v1::{self as pb};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams},
@@ -95,7 +93,9 @@ async fn work_item(setup: &Setup, project: &str, title: &str) -> pb::WorkItem {
 
 /// Starts a session on a work item; returns it and its MCP token.
 async fn start(setup: &Setup, item: &pb::WorkItem) -> (pb::AgentSession, String) {
-    let session = AgentSessionServiceClient::new(setup.server.channel.clone())
+    let session = setup
+        .server
+        .sessions()
         .start_session(authed(
             &setup.token,
             pb::StartSessionRequest {
@@ -203,7 +203,9 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
     assert_eq!(session.phase_id, "analysis");
     assert!(!session.skills.is_empty());
 
-    let mut thread_stream = ThreadServiceClient::new(setup.server.channel.clone())
+    let mut thread_stream = setup
+        .server
+        .threads()
         .stream_thread(authed(
             &setup.token,
             pb::StreamThreadRequest {
@@ -308,7 +310,9 @@ async fn every_tool_acts_on_the_sessions_own_work_item(backend: Backend) {
         .expect("thread");
     assert_eq!(thread["messages"][0]["body"], "I read the parser.");
 
-    let mut status_stream = AgentSessionServiceClient::new(setup.server.channel.clone())
+    let mut status_stream = setup
+        .server
+        .sessions()
         .stream_session_status(authed(
             &setup.token,
             pb::StreamSessionStatusRequest {
@@ -431,7 +435,9 @@ async fn tokens_stop_working_at_once(backend: Backend) {
         .expect("works");
 
     // An administrator revokes the token: the very next call fails.
-    let revoked = AgentSessionServiceClient::new(setup.server.channel.clone())
+    let revoked = setup
+        .server
+        .sessions()
         .revoke_session_token(authed(
             &setup.token,
             pb::RevokeSessionTokenRequest {
@@ -454,7 +460,9 @@ async fn tokens_stop_working_at_once(backend: Backend) {
     let (second, token) = start(&setup, &item).await;
     let client = connect(&setup.server, &token).await.expect("initialize");
     call(&client, "list_tasks", json!({})).await.expect("works");
-    AgentSessionServiceClient::new(setup.server.channel.clone())
+    setup
+        .server
+        .sessions()
         .stop_session(authed(
             &setup.token,
             pb::StopSessionRequest {
@@ -474,7 +482,9 @@ async fn tokens_stop_working_at_once(backend: Backend) {
         setup.provider.destroyed.lock().expect("lock").as_slice(),
         std::slice::from_ref(&second.id)
     );
-    let again = AgentSessionServiceClient::new(setup.server.channel.clone())
+    let again = setup
+        .server
+        .sessions()
         .stop_session(authed(
             &setup.token,
             pb::StopSessionRequest { id: second.id },
@@ -617,7 +627,8 @@ async fn sessions_need_a_provider(backend: Backend) {
         .expect("item")
         .into_inner();
     let before = server.last_event_id().await;
-    let refused = AgentSessionServiceClient::new(server.channel.clone())
+    let refused = server
+        .sessions()
         .start_session(authed(
             &token,
             pb::StartSessionRequest {
@@ -641,7 +652,9 @@ async fn a_lost_sandbox_fails_its_session(backend: Backend) {
     let item = work_item(&setup, "Lost", "sandbox gone").await;
     let (session, token) = start(&setup, &item).await;
     let get = || async {
-        AgentSessionServiceClient::new(setup.server.channel.clone())
+        setup
+            .server
+            .sessions()
             .get_session(authed(
                 &setup.token,
                 pb::GetSessionRequest {
@@ -694,7 +707,9 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
     work_item(&setup, "Idle", "Nothing yet").await;
     let (session, _) = start(&setup, &busy).await;
     let dashboard = || async {
-        DashboardServiceClient::new(setup.server.channel.clone())
+        setup
+            .server
+            .dashboards()
             .get_dashboard(authed(&setup.token, pb::GetDashboardRequest {}))
             .await
             .expect("dashboard")
@@ -726,7 +741,9 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
             .stats
             .map(|stats| (stats.active_sessions, stats.open_decisions))
     };
-    ThreadServiceClient::new(setup.server.channel.clone())
+    setup
+        .server
+        .threads()
         .request_decision(authed(
             &setup.token,
             pb::RequestDecisionRequest {
@@ -750,7 +767,9 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
         counts(&at_work),
         [("Busy".to_owned(), 1), ("Idle".to_owned(), 0)]
     );
-    AgentSessionServiceClient::new(setup.server.channel.clone())
+    setup
+        .server
+        .sessions()
         .stop_session(authed(
             &setup.token,
             pb::StopSessionRequest { id: session.id },

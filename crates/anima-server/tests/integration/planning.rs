@@ -3,6 +3,7 @@
 //! and concurrent writers.
 
 use crate::common::{Backend, TestServer, authed, failure};
+use anima_client::Services;
 use anima_core::workflow::{BUGFIX_WORKFLOW_ID, STANDARD_WORKFLOW_ID};
 use anima_proto::v1::{self as pb, work_item_service_client::WorkItemServiceClient};
 use prost_types::FieldMask;

@@ -3,6 +3,7 @@
 //! under test; a change of policy must change this table too.
 
 use crate::common::{Backend, PASSWORD, RecordingProvider, TestServer, authed};
+use anima_client::Services;
 use anima_core::{
     agent::{DEFAULT_MCP_PERMISSIONS, NewSession, SessionStatus},
     document::{DocumentType, NewDocument},
@@ -12,12 +13,7 @@ use anima_core::{
     thread::{MessageKind, NewDecision, NewMessage},
     workflow::{STANDARD_WORKFLOW_ID, builtin_workflows},
 };
-use anima_proto::v1::{
-    self as pb, agent_session_service_client::AgentSessionServiceClient,
-    dashboard_service_client::DashboardServiceClient,
-    document_service_client::DocumentServiceClient, mailbox_service_client::MailboxServiceClient,
-    skill_service_client::SkillServiceClient, thread_service_client::ThreadServiceClient,
-};
+use anima_proto::v1::{self as pb};
 use anima_server::{
     auth::{Caller, InternalService},
     authz::{RequestContext, require_project},
@@ -328,7 +324,8 @@ async fn call(
             .who_am_i(authed(token, pb::WhoAmIRequest {}))
             .await
             .map(drop),
-        "ListSkills" => SkillServiceClient::new(server.channel.clone())
+        "ListSkills" => server
+            .skills()
             .list_skills(authed(token, pb::ListSkillsRequest::default()))
             .await
             .map(drop),
@@ -345,7 +342,8 @@ async fn call(
                 })
                 .await
                 .expect("skill");
-            SkillServiceClient::new(server.channel.clone())
+            server
+                .skills()
                 .get_skill(authed(
                     token,
                     pb::GetSkillRequest {
@@ -356,7 +354,8 @@ async fn call(
                 .await
                 .map(drop)
         }
-        "PublishSkill" => SkillServiceClient::new(server.channel.clone())
+        "PublishSkill" => server
+            .skills()
             .publish_skill(authed(
                 token,
                 pb::PublishSkillRequest {
@@ -810,7 +809,8 @@ async fn call_planning(
                 .await
                 .expect("message");
             past_rbac(
-                ThreadServiceClient::new(server.channel.clone())
+                server
+                    .threads()
                     .summarize_thread(authed(
                         token,
                         pb::SummarizeThreadRequest {
@@ -937,8 +937,8 @@ async fn call_thread(
     token: &str,
     fresh: &str,
 ) -> Result<(), Code> {
-    let mut threads = ThreadServiceClient::new(server.channel.clone());
-    let mut dashboards = DashboardServiceClient::new(server.channel.clone());
+    let mut threads = server.threads();
+    let mut dashboards = server.dashboards();
     let work_item_id = fixture.item.id.clone();
     let decision = || async {
         server
@@ -1089,7 +1089,7 @@ async fn call_agent(
     token: &str,
     fresh: &str,
 ) -> Result<(), Code> {
-    let mut sessions = AgentSessionServiceClient::new(server.channel.clone());
+    let mut sessions = server.sessions();
     let akh = server
         .store
         .create_akh(&format!("{fresh}-akh"), "", "#123456")
@@ -1256,7 +1256,7 @@ async fn call_mailbox(
     token: &str,
     fresh: &str,
 ) -> Result<(), Code> {
-    let mut mailboxes = MailboxServiceClient::new(server.channel.clone());
+    let mut mailboxes = server.mailboxes();
     let mailbox = server
         .store
         .create_mailbox(NewMailbox {
@@ -1420,7 +1420,7 @@ async fn call_document(
     token: &str,
     fresh: &str,
 ) -> Result<(), Code> {
-    let mut documents = DocumentServiceClient::new(server.channel.clone());
+    let mut documents = server.documents();
     let document = server
         .store
         .create_document(NewDocument {

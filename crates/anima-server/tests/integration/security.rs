@@ -1,14 +1,12 @@
 //! Attacks by signed-in users on each other and on the server, each written
 //! as the attack: it succeeded before the fix it names.
 
+use anima_client::Services;
 use std::time::Duration;
 
 use crate::common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
 use anima_core::permission::DEFAULT_ROLES;
-use anima_proto::v1::{
-    self as pb, dashboard_service_client::DashboardServiceClient,
-    document_service_client::DocumentServiceClient, thread_service_client::ThreadServiceClient,
-};
+use anima_proto::v1::{self as pb};
 use anima_server::{ServerConfig, config::ProjectCreators};
 use prost_types::FieldMask;
 use tokio_stream::StreamExt;
@@ -194,7 +192,8 @@ async fn item_read_by(server: &TestServer, owner: &str, reader: &str, role: &str
 }
 
 async fn thread_stream(server: &TestServer, token: &str, item: &str) -> Streaming<pb::ThreadEvent> {
-    ThreadServiceClient::new(server.channel.clone())
+    server
+        .threads()
         .stream_thread(authed(
             token,
             pb::StreamThreadRequest {
@@ -240,7 +239,8 @@ async fn streams_end_when_access_ends(backend: Backend) {
     // Logging out ends the streams of that session, the dashboard's too.
     let token = server.login("rita").await;
     let mut thread = thread_stream(&server, &token, &item.id).await;
-    let mut dashboard = DashboardServiceClient::new(server.channel.clone())
+    let mut dashboard = server
+        .dashboards()
         .stream_dashboard_updates(authed(&token, pb::StreamDashboardUpdatesRequest::default()))
         .await
         .expect("dashboard")
@@ -344,7 +344,8 @@ async fn a_stream_ends_when_its_session_expires() {
     .await;
     server.user("olga", false).await;
     let token = server.login("olga").await;
-    let mut dashboard = DashboardServiceClient::new(server.channel.clone())
+    let mut dashboard = server
+        .dashboards()
         .stream_dashboard_updates(authed(&token, pb::StreamDashboardUpdatesRequest::default()))
         .await
         .expect("dashboard")
@@ -378,7 +379,8 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
         .expect("role")
         .into_inner();
     let item = item_read_by(&server, &owner, &watcher_id, &role.id).await;
-    let mut updates = DashboardServiceClient::new(server.channel.clone())
+    let mut updates = server
+        .dashboards()
         .stream_dashboard_updates(authed(
             &watcher,
             pb::StreamDashboardUpdatesRequest::default(),
@@ -386,7 +388,8 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
         .await
         .expect("dashboard")
         .into_inner();
-    ThreadServiceClient::new(server.channel.clone())
+    server
+        .threads()
         .post_message(authed(
             &owner,
             pb::PostMessageRequest {
@@ -415,7 +418,8 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
         "{}",
         posted.payload_json
     );
-    let dashboard = DashboardServiceClient::new(server.channel.clone())
+    let dashboard = server
+        .dashboards()
         .get_dashboard(authed(&watcher, pb::GetDashboardRequest {}))
         .await
         .expect("dashboard")
@@ -434,7 +438,8 @@ async fn dashboards_show_message_bodies_only_to_thread_readers(backend: Backend)
         );
     }
     // The owner, who reads the thread, sees what was said.
-    let theirs = DashboardServiceClient::new(server.channel.clone())
+    let theirs = server
+        .dashboards()
         .get_dashboard(authed(&owner, pb::GetDashboardRequest {}))
         .await
         .expect("dashboard")
@@ -575,7 +580,7 @@ async fn outbound_mail_is_limited_per_user(backend: Backend) {
         }),
         ..Default::default()
     };
-    let mut threads = ThreadServiceClient::new(server.channel.clone());
+    let mut threads = server.threads();
     for n in 0..2 {
         threads
             .post_message(authed(&ada, mail(&items[0], n)))
@@ -628,7 +633,7 @@ async fn open_streams_are_limited_per_user(backend: Backend) {
     server.user("bob", false).await;
     let ada = server.login("ada").await;
     let bob = server.login("bob").await;
-    let dashboard = || DashboardServiceClient::new(server.channel.clone());
+    let dashboard = || server.dashboards();
     let open = |token: &str| {
         let mut client = dashboard();
         let request = authed(token, pb::StreamDashboardUpdatesRequest::default());
@@ -665,7 +670,7 @@ async fn uploads_are_limited_per_user(backend: Backend) {
     server.user("ada", false).await;
     let ada = server.login("ada").await;
     let project = project_of(&server, &ada).await;
-    let mut documents = DocumentServiceClient::new(server.channel.clone());
+    let mut documents = server.documents();
     let upload = |title: &str| pb::UploadDocumentRequest {
         project_id: project.id.clone(),
         title: title.into(),

@@ -1,6 +1,7 @@
 //! Threads, decisions, live streams and the dashboard over real gRPC, on
 //! both backends.
 
+use anima_client::Services;
 use std::time::Duration;
 
 use crate::common::{Backend, TestServer, authed, failure};
@@ -9,10 +10,7 @@ use anima_core::{
     planning::Actor,
     thread::{MessageKind, NewMessage},
 };
-use anima_proto::v1::{
-    self as pb, dashboard_service_client::DashboardServiceClient,
-    thread_service_client::ThreadServiceClient,
-};
+use anima_proto::v1::{self as pb, thread_service_client::ThreadServiceClient};
 use anima_server::{
     ServerConfig,
     config::{InternalService, ServiceToken},
@@ -82,7 +80,7 @@ async fn owner_and_item(server: &TestServer, name: &str) -> (String, pb::WorkIte
 }
 
 fn threads(server: &TestServer) -> ThreadServiceClient<tonic::transport::Channel> {
-    ThreadServiceClient::new(server.channel.clone())
+    server.threads()
 }
 
 fn human(item: &pb::WorkItem, body: &str) -> pb::PostMessageRequest {
@@ -615,7 +613,7 @@ async fn dashboard_shows_and_streams_only_readable_projects(backend: Backend) {
         ))
         .await
         .expect("ask");
-    let mut dashboards = DashboardServiceClient::new(server.channel.clone());
+    let mut dashboards = server.dashboards();
     let dashboard = dashboards
         .get_dashboard(authed(&viewer_token, pb::GetDashboardRequest {}))
         .await

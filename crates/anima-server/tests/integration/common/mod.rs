@@ -3,14 +3,10 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use anima_client::Services;
 use anima_core::model::NewUser;
 use anima_db::{Store, testing::TempDatabase};
-use anima_proto::v1::{
-    self as pb, akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
-    plan_service_client::PlanServiceClient, project_service_client::ProjectServiceClient,
-    team_service_client::TeamServiceClient, work_item_service_client::WorkItemServiceClient,
-    workflow_service_client::WorkflowServiceClient,
-};
+use anima_proto::v1 as pb;
 use anima_server::{
     ServerConfig,
     agents::{AgentProvider, ProvisionRequest},
@@ -76,34 +72,6 @@ impl TestServer {
             _db: db,
             _server: server,
         }
-    }
-
-    pub fn auth(&self) -> AuthServiceClient<Channel> {
-        AuthServiceClient::new(self.channel.clone())
-    }
-
-    pub fn team(&self) -> TeamServiceClient<Channel> {
-        TeamServiceClient::new(self.channel.clone())
-    }
-
-    pub fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::new(self.channel.clone())
-    }
-
-    pub fn plans(&self) -> PlanServiceClient<Channel> {
-        PlanServiceClient::new(self.channel.clone())
-    }
-
-    pub fn work_items(&self) -> WorkItemServiceClient<Channel> {
-        WorkItemServiceClient::new(self.channel.clone())
-    }
-
-    pub fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel.clone())
-    }
-
-    pub fn akhs(&self) -> AkhServiceClient<Channel> {
-        AkhServiceClient::new(self.channel.clone())
     }
 
     /// Id of the newest outbox event: unchanged means nothing changed.
@@ -283,4 +251,10 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+impl anima_client::Services for TestServer {
+    fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
 }
