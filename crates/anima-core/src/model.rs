@@ -112,11 +112,17 @@ pub struct AuthSession {
     pub last_used_at: i64,
 }
 
-/// One row of the outbox: a state change, in commit order.
+/// One row of the outbox: a state change. Events are delivered in
+/// [`EventPosition`] order: events of one project (or of one entity outside
+/// projects) in commit order, every event once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Monotonic position; a reader resumes after the last one it saw.
+    /// Unique; what a client names to resume after this event.
     pub id: i64,
+    /// The writing transaction on PostgreSQL (its `pg_current_xact_id()`);
+    /// 0 on SQLite, whose single writer commits in id order, and for
+    /// events written before transactions were recorded.
+    pub txid: i64,
     /// What happened, e.g. `user.created`.
     pub kind: EventKind,
     /// The project the change belongs to, if any (for RBAC filtering).
@@ -130,6 +136,29 @@ pub struct Event {
     pub payload: String,
     /// When it was written.
     pub created_at: i64,
+}
+
+impl Event {
+    /// Where the event stands in delivery order.
+    pub fn position(&self) -> EventPosition {
+        EventPosition {
+            txid: self.txid,
+            id: self.id,
+        }
+    }
+}
+
+/// A place in the order events are delivered in: by writing transaction,
+/// then by id. A reader on PostgreSQL takes only the events of
+/// transactions older than every one still running, so an event never
+/// becomes visible behind a position already passed. The start of the
+/// outbox is the default, `(0, 0)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventPosition {
+    /// The writing transaction (compared first).
+    pub txid: i64,
+    /// The event's id (compared within one transaction).
+    pub id: i64,
 }
 
 /// One counter an attempt is counted under, e.g. a login's username and

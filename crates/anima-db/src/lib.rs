@@ -28,7 +28,10 @@ use anima_core::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
         OutboundClaim, OutboundOutcome,
     },
-    model::{AttemptCounter, AuthSession, Event, NewUser, Role, RoleChanges, User, UserChanges},
+    model::{
+        AttemptCounter, AuthSession, Event, EventPosition, NewUser, Role, RoleChanges, User,
+        UserChanges,
+    },
     paging::PageRequest,
     planning::{
         Actor, Akh, AkhChanges, DescriptionRevision, Member, NewPlan, NewWorkItem, Plan,
@@ -91,20 +94,31 @@ pub trait Store:
     /// Which backend this is, for logs and diagnostics.
     fn backend(&self) -> &'static str;
 
-    /// Outbox events with id greater than `after`, oldest first.
-    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+    /// Outbox events after `after`, in delivery order: on PostgreSQL only
+    /// those of transactions older than every transaction still running,
+    /// so none can later commit behind them.
+    async fn events_after(&self, after: EventPosition, limit: i64) -> StoreResult<Vec<Event>>;
 
-    /// Outbox events of one work item with id greater than `after`, oldest
-    /// first.
+    /// Outbox events of one work item after `after`, as [`Self::events_after`].
     async fn work_item_events_after(
         &self,
         work_item_id: &str,
-        after: i64,
+        after: EventPosition,
         limit: i64,
     ) -> StoreResult<Vec<Event>>;
 
-    /// The newest event id (0 before the first event).
-    async fn last_event_id(&self) -> StoreResult<i64>;
+    /// The position of the newest event [`Self::events_after`] would
+    /// deliver now (the start before the first event).
+    async fn last_event(&self) -> StoreResult<EventPosition>;
+
+    /// Whether committed events wait behind an older transaction that
+    /// still runs (PostgreSQL): [`Self::events_after`] delivers them once
+    /// it ends, so a reader that was told of a commit looks again soon.
+    async fn events_held_back(&self) -> StoreResult<bool>;
+
+    /// Where the event `id` stands; `None` when there is no such event.
+    /// Id 0 is the start. Clients resume by event id; the server maps it.
+    async fn event_position(&self, id: i64) -> StoreResult<Option<EventPosition>>;
 
     /// A signal that changes after every commit that may have written
     /// events — this process's, and on PostgreSQL other instances' too

@@ -83,12 +83,23 @@ const COMMON: &[Step] = &[
         "attempt counters",
         include_str!("../migrations/common/0015_attempt_counters.sql"),
     ),
+    (
+        16,
+        "event order",
+        include_str!("../migrations/common/0016_event_order.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {
+    migrator_up_to(foundation, i64::MAX)
+}
+
+/// The migrations up to `version`, to start from an older schema.
+fn migrator_up_to(foundation: Step, version: i64) -> Migrator {
     Migrator::with_migrations(
         std::iter::once(&foundation)
             .chain(COMMON)
+            .filter(|(number, _, _)| *number <= version)
             .map(|(version, description, sql)| {
                 Migration::new(
                     *version,
@@ -102,13 +113,23 @@ fn migrator(foundation: Step) -> Migrator {
     )
 }
 
+/// The first migration of the PostgreSQL backend.
+const POSTGRES_FOUNDATION: Step = (
+    1,
+    "foundation",
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+);
+
 /// Migrations of the PostgreSQL backend.
 pub(crate) fn postgres() -> Migrator {
-    migrator((
-        1,
-        "foundation",
-        include_str!("../migrations/postgres/0001_foundation.sql"),
-    ))
+    migrator(POSTGRES_FOUNDATION)
+}
+
+/// Migrations of the PostgreSQL backend up to `version`, for tests that
+/// start from a database an older build left.
+#[cfg(feature = "testing")]
+pub(crate) fn postgres_up_to(version: i64) -> Migrator {
+    migrator_up_to(POSTGRES_FOUNDATION, version)
 }
 
 /// Migrations of the SQLite backend.

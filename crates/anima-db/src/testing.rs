@@ -91,3 +91,64 @@ impl Drop for TempDatabase {
         });
     }
 }
+
+/// Waits until no committed event waits behind a transaction still running
+/// ([`Store::events_held_back`]), so the next read of the outbox sees every
+/// event committed so far. On PostgreSQL the horizon is the cluster's:
+/// tests of other databases running beside this one hold it back briefly.
+pub async fn settle_events(store: &dyn Store) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.events_held_back().await.expect("read the outbox") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events stayed held back for 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// A PostgreSQL transaction that wrote an outbox event and stays open until
+/// [`HeldWriter::commit`]: a writer that runs long while others commit.
+pub struct HeldWriter {
+    conn: PgConnection,
+    /// The id of the event it wrote.
+    pub event_id: i64,
+}
+
+impl HeldWriter {
+    /// Opens the transaction on the database at `url` and writes one
+    /// `work_item.updated` event of `work_item_id` in `project_id`.
+    pub async fn begin(url: &str, project_id: &str, work_item_id: &str) -> Self {
+        let mut conn = PgConnection::connect(url).await.expect("connect");
+        conn.execute("BEGIN").await.expect("begin");
+        let row = sqlx::query(
+            "WITH event AS (INSERT INTO events \
+             (kind, project_id, entity_id, work_item_id, payload, created_at, txid) \
+             VALUES ('work_item.updated', $1, $2, $2, '{}', 0, pg_current_xact_id()::text::bigint) \
+             RETURNING id) SELECT id, pg_notify('anima_events', '') FROM event",
+        )
+        .bind(project_id)
+        .bind(work_item_id)
+        .fetch_one(&mut conn)
+        .await
+        .expect("write the held event");
+        let event_id = sqlx::Row::try_get(&row, "id").expect("event id");
+        Self { conn, event_id }
+    }
+
+    /// Commits: its event, and every event held back behind it, become
+    /// readable.
+    pub async fn commit(mut self) {
+        self.conn.execute("COMMIT").await.expect("commit");
+    }
+}
+
+/// Brings the PostgreSQL database at `url` to schema `version` only, as an
+/// older build would have left it.
+pub async fn migrate_postgres_to(url: &str, version: i64) {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    crate::migrations::postgres_up_to(version)
+        .run(&mut conn)
+        .await
+        .expect("migrate");
+}

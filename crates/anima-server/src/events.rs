@@ -5,8 +5,11 @@
 //! one-second poll backs both up) and broadcasts each event once. A
 //! subscriber joins the broadcast first, then replays the outbox from its
 //! cursor, then follows the broadcast, skipping what the replay already
-//! gave: the outbox makes ids visible in order, so nothing falls between
-//! the two and nothing comes twice.
+//! gave: the outbox only hands out events in position order, never one
+//! that could later be passed by an earlier position (see
+//! [`Store::events_after`]), so nothing falls between the two and nothing
+//! comes twice. Clients name positions by event id; [`EventHub::check_cursor`]
+//! maps the id back to its position.
 //!
 //! A stream ends as soon as its reader may no longer read it: their session
 //! is checked again (and the permission the stream needs) whenever an event
@@ -28,7 +31,10 @@ use std::{
 };
 
 use anima_core::{
-    DomainError, ErrorCode, Permission, error::reason, event::EventKind, model::Event,
+    DomainError, ErrorCode, Permission,
+    error::reason,
+    event::EventKind,
+    model::{Event, EventPosition},
 };
 use anima_db::Store;
 use tokio::{sync::broadcast, task::JoinHandle};
@@ -43,16 +49,21 @@ use crate::{
 const REPLAY_BATCH: i64 = 500;
 /// How often the tailer looks at the outbox without a commit signal.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon the tailer looks again while events wait behind an older
+/// writer, doubling up to [`HELD_BACK_MAX_WAIT`].
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
+const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// What a live stream yields.
 #[derive(Debug, Clone)]
 pub enum StreamItem {
-    /// An event, in id order.
+    /// An event, in position order.
     Event(Arc<Event>),
     /// Nothing happened for a while; the stream is alive.
     Heartbeat {
-        /// The last event id delivered (or the cursor).
-        last_event_id: i64,
+        /// The last event passed, delivered or not (or the cursor): its
+        /// id is where a client resumes.
+        last: EventPosition,
     },
 }
 
@@ -212,23 +223,26 @@ impl EventHub {
         }))
     }
 
-    /// Refuses a cursor that is negative or beyond the newest event: such a
-    /// client would silently miss what comes before its imagined position.
-    pub async fn check_cursor(&self, after: i64) -> Result<(), DomainError> {
+    /// Where a stream resumes after the event `after` (0: the start).
+    /// Refuses a cursor that is negative or names no event: such a client
+    /// would silently miss what comes before its imagined position.
+    pub async fn check_cursor(&self, after: i64) -> Result<EventPosition, DomainError> {
         if after < 0 {
             return Err(DomainError::invalid_argument(
                 reason::INVALID_CURSOR,
                 format!("after_event_id must not be negative (got {after})"),
             ));
         }
-        let newest = self.store.last_event_id().await?;
-        if after > newest {
-            return Err(DomainError::invalid_argument(
-                reason::INVALID_CURSOR,
-                format!("after_event_id {after} is from the future; the newest event is {newest}"),
-            ));
+        if let Some(position) = self.store.event_position(after).await? {
+            return Ok(position);
         }
-        Ok(())
+        let newest = self.store.last_event().await?.id;
+        let why = if after > newest {
+            format!("after_event_id {after} is from the future; the newest event is {newest}")
+        } else {
+            format!("after_event_id {after} names no event")
+        };
+        Err(DomainError::invalid_argument(reason::INVALID_CURSOR, why))
     }
 
     /// Checks `reader` again ([`Self::check`]) when `event` may change their
@@ -277,7 +291,7 @@ impl EventHub {
     /// as many streams as one user may.
     pub fn follow<F, Fut>(
         self: &Arc<Self>,
-        after: i64,
+        after: EventPosition,
         replay: Replay,
         reader: Reader,
         mut keep: F,
@@ -306,7 +320,7 @@ impl EventHub {
                 };
                 let complete = (batch.len() as i64) < REPLAY_BATCH;
                 for event in batch {
-                    cursor = event.id;
+                    cursor = event.position();
                     let event = Arc::new(event);
                     hub.recheck(&reader, Some(&event), &mut last_checked).await?;
                     if keep(event.clone()).await? {
@@ -314,7 +328,7 @@ impl EventHub {
                         yield StreamItem::Event(event);
                     } else if last_sent.elapsed() >= hub.heartbeat {
                         last_sent = Instant::now();
-                        yield StreamItem::Heartbeat { last_event_id: cursor };
+                        yield StreamItem::Heartbeat { last: cursor };
                     }
                 }
                 if complete {
@@ -324,8 +338,8 @@ impl EventHub {
             loop {
                 let wait = hub.heartbeat.saturating_sub(last_sent.elapsed());
                 match tokio::time::timeout(wait, live.recv()).await {
-                    Ok(Ok(event)) if event.id > cursor => {
-                        cursor = event.id;
+                    Ok(Ok(event)) if event.position() > cursor => {
+                        cursor = event.position();
                         hub.recheck(&reader, Some(&event), &mut last_checked).await?;
                         if keep(event.clone()).await? {
                             last_sent = Instant::now();
@@ -334,20 +348,20 @@ impl EventHub {
                     }
                     Ok(Ok(_replayed_already)) => {}
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                        Err(slow_consumer(cursor))?;
+                        Err(slow_consumer(cursor.id))?;
                     }
                     Ok(Err(broadcast::error::RecvError::Closed)) => {
                         Err(DomainError::new(
                             ErrorCode::Unavailable,
                             reason::STORAGE_UNAVAILABLE,
-                            format!("the server is shutting down; resume after event {cursor}"),
+                            format!("the server is shutting down; resume after event {}", cursor.id),
                         ))?;
                     }
                     Err(_silent) => {
                         // An idle session expires while nothing happens.
                         hub.recheck(&reader, None, &mut last_checked).await?;
                         last_sent = Instant::now();
-                        yield StreamItem::Heartbeat { last_event_id: cursor };
+                        yield StreamItem::Heartbeat { last: cursor };
                     }
                 }
             }
@@ -364,18 +378,19 @@ fn slow_consumer(cursor: i64) -> DomainError {
 }
 
 /// Reads the outbox after every commit signal (or poll) and broadcasts what
-/// is new, in id order.
+/// is new, in position order.
 async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
     let mut commits = store.commits();
     let mut head = loop {
-        match store.last_event_id().await {
-            Ok(id) => break id,
+        match store.last_event().await {
+            Ok(position) => break position,
             Err(err) => {
                 tracing::warn!(%err, "event tailer cannot read the outbox; retrying");
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
         }
     };
+    let mut held_back_wait = HELD_BACK_FIRST_WAIT / 2;
     loop {
         commits.borrow_and_update();
         loop {
@@ -383,7 +398,7 @@ async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
                 Ok(batch) => {
                     let complete = (batch.len() as i64) < REPLAY_BATCH;
                     for event in batch {
-                        head = event.id;
+                        head = event.position();
                         // No subscriber is not an error: nobody is watching.
                         let _ = live.send(Arc::new(event));
                     }
@@ -397,13 +412,27 @@ async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
                 }
             }
         }
+        // Events that committed behind an older writer still running are
+        // delivered when it ends, which may bring no commit signal (it
+        // wrote no event, or runs in another database of the cluster):
+        // look again soon, backing off, while any wait.
+        let wait = match store.events_held_back().await {
+            Ok(true) => {
+                held_back_wait = (held_back_wait * 2).min(HELD_BACK_MAX_WAIT);
+                held_back_wait
+            }
+            Ok(false) | Err(_) => {
+                held_back_wait = HELD_BACK_FIRST_WAIT / 2;
+                POLL_INTERVAL
+            }
+        };
         tokio::select! {
             changed = commits.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -19,6 +19,7 @@ use anima_core::{
     agent::{AgentSession, SessionStatus},
     error::reason,
     event::EventKind,
+    model::EventPosition,
     paging::PageRequest,
     planning::WorkItem,
 };
@@ -58,7 +59,7 @@ impl Supervisor {
     /// Follows the sessions running now (a restart ended the watchers of
     /// the last process), then the outbox from here on.
     pub async fn start(self, hub: &Arc<EventHub>) -> Result<usize, DomainError> {
-        let after = self.store.last_event_id().await?;
+        let after = self.store.last_event().await?;
         let resumed = self.resume().await?;
         let hub = hub.clone();
         tokio::spawn(async move { self.follow(&hub, after).await });
@@ -89,7 +90,7 @@ impl Supervisor {
 
     /// Reacts to every session status and work item change after `after`,
     /// for as long as the process runs.
-    async fn follow(&self, hub: &Arc<EventHub>, mut after: i64) {
+    async fn follow(&self, hub: &Arc<EventHub>, mut after: EventPosition) {
         loop {
             let followed = hub.follow(after, Replay::All, Reader::internal(), |event| async move {
                 Ok(matches!(
@@ -114,11 +115,11 @@ impl Supervisor {
                             tracing::warn!(%err, event = event.id, "the supervisor could not react; retrying");
                             break;
                         }
-                        after = event.id;
+                        after = event.position();
                     }
-                    Ok(StreamItem::Heartbeat { last_event_id }) => after = last_event_id,
+                    Ok(StreamItem::Heartbeat { last }) => after = last,
                     Err(err) => {
-                        tracing::warn!(%err, after, "the supervisor's stream ended; resuming");
+                        tracing::warn!(%err, after = after.id, "the supervisor's stream ended; resuming");
                         break;
                     }
                 }

@@ -34,7 +34,7 @@ macro_rules! accounts_sql {
             async fn create_user(&self, user: NewUser) -> StoreResult<User> {
                 let now = now_micros();
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&id).await?;
                 sqlx::query(
                     "INSERT INTO users (id, username, display_name, email, password_hash, \
                      is_admin, disabled, preferences, created_at, updated_at) \
@@ -50,7 +50,7 @@ macro_rules! accounts_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::USERNAME_TAKEN))?;
-                Self::record(&mut tx, EventKind::UserCreated, None, &id, serde_json::json!({
+                Self::record(&mut tx, ordered, EventKind::UserCreated, None, &id, serde_json::json!({
                     "username": user.username,
                 })).await?;
                 let created = Self::user_in(&mut tx, &id).await?;
@@ -112,7 +112,7 @@ macro_rules! accounts_sql {
             }
 
             async fn update_user(&self, id: &str, changes: UserChanges) -> StoreResult<User> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 if changes.is_admin.is_some() || changes.disabled.is_some() {
                     Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
                 }
@@ -146,14 +146,16 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
-                Self::record(&mut tx, EventKind::UserUpdated, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::UserUpdated, None, id, serde_json::json!({})).await?;
                 let updated = Self::user_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(updated)
             }
 
             async fn delete_user(&self, id: &str) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                // The user's ordering lock, then their projects' (sorted):
+                // keys outside projects always come before project keys.
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 Self::advisory_lock(&mut tx, ADMINS_LOCK_KEY).await?;
                 let current = Self::user_in(&mut tx, id).await?;
                 // A project must keep an Owner, so its last one cannot go.
@@ -196,7 +198,7 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
-                Self::record(&mut tx, EventKind::UserDeleted, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::UserDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -259,7 +261,7 @@ macro_rules! accounts_sql {
             }
 
             async fn create_session(&self, session: AuthSession) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&session.user_id).await?;
                 sqlx::query(
                     "INSERT INTO auth_sessions (token_hash, user_id, created_at, last_used_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -270,7 +272,7 @@ macro_rules! accounts_sql {
                 .bind(session.last_used_at)
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, EventKind::LoginOpened, None, &session.user_id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::LoginOpened, None, &session.user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -327,8 +329,10 @@ macro_rules! accounts_sql {
             }
 
             async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
+                // Whose it is, read first: the user's ordering lock comes
+                // before the delete.
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                let row = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1 RETURNING user_id")
+                let row = sqlx::query("SELECT user_id FROM auth_sessions WHERE token_hash = $1")
                     .bind(token_hash)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -336,13 +340,22 @@ macro_rules! accounts_sql {
                     return Ok(false);
                 };
                 let user_id: String = row.try_get("user_id")?;
-                Self::record(&mut tx, EventKind::LoginClosed, None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
+                let ordered = Self::order_writes(&mut tx, &user_id).await?;
+                let deleted = sqlx::query("DELETE FROM auth_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                Self::record(&mut tx, ordered, EventKind::LoginClosed, None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
                 self.commit(tx).await?;
                 Ok(true)
             }
 
             async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(user_id).await?;
                 let closed = sqlx::query(
                     "DELETE FROM auth_sessions WHERE user_id = $1 AND token_hash <> $2",
                 )
@@ -352,7 +365,7 @@ macro_rules! accounts_sql {
                 .await?
                 .rows_affected();
                 if closed > 0 {
-                    Self::record(&mut tx, EventKind::LoginClosed, None, user_id, serde_json::json!({ "sessions": closed })).await?;
+                    Self::record(&mut tx, ordered, EventKind::LoginClosed, None, user_id, serde_json::json!({ "sessions": closed })).await?;
                 }
                 self.commit(tx).await?;
                 Ok(closed)
@@ -385,7 +398,7 @@ macro_rules! accounts_sql {
             async fn create_role(&self, name: &str, description: &str, permissions: &[Permission]) -> StoreResult<Role> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&id).await?;
                 sqlx::query(
                     "INSERT INTO roles (id, name, description, builtin, created_at, updated_at) \
                      VALUES ($1, $2, $3, FALSE, $4, $4)",
@@ -398,14 +411,14 @@ macro_rules! accounts_sql {
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::ROLE_NAME_TAKEN))?;
                 Self::set_permissions(&mut tx, &id, permissions).await?;
-                Self::record(&mut tx, EventKind::RoleCreated, None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, ordered, EventKind::RoleCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let role = Self::role_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(role)
             }
 
             async fn update_role(&self, id: &str, changes: RoleChanges) -> StoreResult<Role> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let current = Self::role_in(&mut tx, id).await?;
                 if current.builtin {
                     return Err(DomainError::failed_precondition(
@@ -428,14 +441,14 @@ macro_rules! accounts_sql {
                         .await?;
                     Self::set_permissions(&mut tx, id, permissions).await?;
                 }
-                Self::record(&mut tx, EventKind::RoleUpdated, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::RoleUpdated, None, id, serde_json::json!({})).await?;
                 let role = Self::role_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(role)
             }
 
             async fn delete_role(&self, id: &str) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let role = Self::role_in(&mut tx, id).await?;
                 if role.builtin {
                     return Err(DomainError::failed_precondition(
@@ -459,7 +472,7 @@ macro_rules! accounts_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, EventKind::RoleDeleted, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::RoleDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

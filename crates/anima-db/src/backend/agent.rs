@@ -76,7 +76,7 @@ macro_rules! agent_sql {
                 let now = now_micros();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &session.work_item_id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 let item = Self::work_item_in(&mut tx, &session.work_item_id).await?;
                 let workflow = Self::workflow_in(&mut tx, &item.workflow_id).await?;
                 let skills: Vec<SkillRef> = workflow
@@ -112,6 +112,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::AgentSessionStarted,
                     Some(&project_id),
                     Some(&session.work_item_id),
@@ -155,7 +156,7 @@ macro_rules! agent_sql {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let current = Self::session_in(&mut tx, id).await?;
                 // Ending a session is allowed in an archived project too.
-                Self::lock_project(&mut tx, &current.project_id).await?;
+                let (ordered, _) = Self::lock_project(&mut tx, &current.project_id).await?;
                 let current = Self::session_in(&mut tx, id).await?;
                 if current.status.is_final() {
                     return Err(session_ended(&current).into());
@@ -178,6 +179,7 @@ macro_rules! agent_sql {
                 }
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::AgentSessionStatus,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
@@ -193,9 +195,11 @@ macro_rules! agent_sql {
             async fn revoke_agent_tokens(&self, session_id: &str) -> StoreResult<u64> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::session_in(&mut tx, session_id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 let revoked = Self::revoke_tokens(&mut tx, session_id).await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::AgentSessionTokenRevoked,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
@@ -243,6 +247,7 @@ macro_rules! agent_sql {
                 let now = now_micros();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::live_session(&mut tx, session_id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 sqlx::query(
                     "INSERT INTO tasks (id, session_id, work_item_id, title, status, note, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 'pending', '', $5, $5)",
@@ -256,6 +261,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::TaskCreated,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
@@ -289,6 +295,7 @@ macro_rules! agent_sql {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let task = Self::task_in(&mut tx, id).await?;
                 let session = Self::live_session(&mut tx, &task.session_id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 sqlx::query("UPDATE tasks SET status = $2, note = $3, updated_at = $4 WHERE id = $1")
                     .bind(id)
                     .bind(status.as_str())
@@ -298,6 +305,7 @@ macro_rules! agent_sql {
                     .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::TaskUpdated,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
@@ -318,6 +326,7 @@ macro_rules! agent_sql {
             ) -> StoreResult<AgentSession> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::live_session(&mut tx, id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 sqlx::query("UPDATE agent_sessions SET phase_id = $2, skills = $3, updated_at = $4 WHERE id = $1")
                     .bind(id)
                     .bind(phase_id)
@@ -327,6 +336,7 @@ macro_rules! agent_sql {
                     .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::AgentSessionPhase,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
@@ -342,6 +352,7 @@ macro_rules! agent_sql {
             async fn create_session_login(&self, login: NewSessionLogin) -> StoreResult<SessionLogin> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let session = Self::session_in(&mut tx, &login.session_id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 sqlx::query(
                     "INSERT INTO session_logins (id, session_id, user_id, reason, created_at, expires_at, \
                      commands, bytes_in, bytes_out, peer) VALUES ($1, $2, $3, $4, $5, $6, '[]', 0, 0, '')",
@@ -356,6 +367,7 @@ macro_rules! agent_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::AgentSessionLoginIssued,
                     Some(&session.project_id),
                     Some(&session.work_item_id),
@@ -377,6 +389,8 @@ macro_rules! agent_sql {
                         format!("login {} has ended", report.id),
                     ).into());
                 }
+                let session = Self::session_in(&mut tx, &current.session_id).await?;
+                let ordered = Self::order_writes(&mut tx, &session.project_id).await?;
                 let recorded: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM session_login_events WHERE login_id = $1",
                 )
@@ -431,9 +445,9 @@ macro_rules! agent_sql {
                     (Some(_), None) => None,
                 };
                 if let Some(kind) = kind {
-                    let session = Self::session_in(&mut tx, &current.session_id).await?;
                     Self::record_for(
                         &mut tx,
+                        ordered,
                         kind,
                         Some(&session.project_id),
                         Some(&session.work_item_id),

@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore, page_of, planning::to_json};
+use super::{Ordered, PostgresStore, SqliteStore, page_of, planning::to_json};
 use crate::{DocumentFilter, DocumentStore, Page, StoreError, StoreResult};
 
 /// Characters of context a search hit shows.
@@ -60,8 +60,8 @@ macro_rules! document_sql {
         impl DocumentStore for $store {
             async fn create_document(&self, document: NewDocument) -> StoreResult<Document> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                Self::writable_project(&mut tx, &document.project_id).await?;
-                let created = Self::insert_document(&mut tx, document).await?;
+                let ordered = Self::writable_project(&mut tx, &document.project_id).await?;
+                let created = Self::insert_document(&mut tx, ordered, document).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
@@ -106,8 +106,8 @@ macro_rules! document_sql {
             async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let document = Self::document_in(&mut tx, id).await?;
-                Self::writable_project(&mut tx, &document.project_id).await?;
-                Self::remove_document(&mut tx, &document, by).await?;
+                let ordered = Self::writable_project(&mut tx, &document.project_id).await?;
+                Self::remove_document(&mut tx, ordered, &document, by).await?;
                 self.commit(tx).await
             }
 
@@ -166,6 +166,7 @@ macro_rules! document_sql {
             /// the same bytes has it already) inside a write.
             pub(super) async fn insert_document(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 document: NewDocument,
             ) -> StoreResult<Document> {
                 if document.content.len() > MAX_DOCUMENT_SIZE {
@@ -220,6 +221,7 @@ macro_rules! document_sql {
                 .await?;
                 Self::record_for(
                     conn,
+                    ordered,
                     EventKind::DocumentCreated,
                     Some(&created.project_id),
                     created.work_item_id.as_deref(),
@@ -234,6 +236,7 @@ macro_rules! document_sql {
             /// other document has the same bytes.
             pub(super) async fn remove_document(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 document: &Document,
                 by: &Actor,
             ) -> StoreResult<()> {
@@ -251,6 +254,7 @@ macro_rules! document_sql {
                 .await?;
                 Self::record_for(
                     conn,
+                    ordered,
                     EventKind::DocumentDeleted,
                     Some(&document.project_id),
                     document.work_item_id.as_deref(),

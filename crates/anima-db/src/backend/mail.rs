@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, page_of,
+    Ordered, PostgresStore, SqliteStore, page_of,
     planning::{stored, stored_json, to_json},
 };
 use crate::{InboundFilter, MailStore, MailboxFilter, Page, StoreError, StoreResult};
@@ -104,8 +104,8 @@ macro_rules! mail_sql {
                         "a mailbox serves at least one project",
                     ).into());
                 }
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                let created = Self::insert_mailbox(&mut tx, &mailbox).await?;
+                let (mut tx, ordered) = self.begin_ordered(&mailbox.address).await?;
+                let created = Self::insert_mailbox(&mut tx, ordered, &mailbox).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
@@ -144,7 +144,7 @@ macro_rules! mail_sql {
             }
 
             async fn update_mailbox(&self, id: &str, changes: MailboxChanges) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let current = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&current)?;
                 sqlx::query("UPDATE mailboxes SET display_name = $2, rules = $3, max_size = $4 WHERE id = $1")
@@ -155,23 +155,23 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let updated = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &updated).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxUpdated, &updated).await?;
                 self.commit(tx).await?;
                 Ok(updated)
             }
 
             async fn link_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 require_active(&Self::mailbox_in(&mut tx, id).await?)?;
                 Self::add_projects(&mut tx, id, project_ids).await?;
                 let linked = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &linked).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxUpdated, &linked).await?;
                 self.commit(tx).await?;
                 Ok(linked)
             }
 
             async fn unlink_projects(&self, id: &str, project_ids: &[String]) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let current = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&current)?;
                 if current.project_ids.iter().all(|project| project_ids.contains(project)) {
@@ -188,13 +188,13 @@ macro_rules! mail_sql {
                         .await?;
                 }
                 let unlinked = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxUpdated, &unlinked).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxUpdated, &unlinked).await?;
                 self.commit(tx).await?;
                 Ok(unlinked)
             }
 
             async fn drop_mailbox(&self, id: &str) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 // A refused mailbox can still be deleted.
                 if mailbox.state != MailboxState::Refused {
@@ -202,17 +202,18 @@ macro_rules! mail_sql {
                 }
                 Self::set_dropping(&mut tx, id).await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxDropping, &dropping).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxDropping, &dropping).await?;
                 self.commit(tx).await?;
                 Ok(dropping)
             }
 
             async fn rotate_mailbox(&self, id: &str, new_address: &str) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let old = Self::mailbox_in(&mut tx, id).await?;
                 require_active(&old)?;
                 let new = Self::insert_mailbox(
                     &mut tx,
+                    ordered,
                     &NewMailbox {
                         address: new_address.to_owned(),
                         display_name: old.display_name.clone(),
@@ -235,13 +236,13 @@ macro_rules! mail_sql {
                 .execute(&mut *tx)
                 .await?;
                 let dropping = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxDropping, &dropping).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxDropping, &dropping).await?;
                 self.commit(tx).await?;
                 Ok(new)
             }
 
             async fn refuse_mailbox(&self, id: &str, problem: &str) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state == MailboxState::Refused {
                     return Ok(mailbox);
@@ -259,7 +260,7 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let refused = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxRefused, &refused).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxRefused, &refused).await?;
                 self.commit(tx).await?;
                 Ok(refused)
             }
@@ -279,7 +280,7 @@ macro_rules! mail_sql {
             }
 
             async fn adopt_mailbox(&self, id: &str) -> StoreResult<Mailbox> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state == MailboxState::Dropping {
                     return Err(DomainError::failed_precondition(
@@ -298,13 +299,13 @@ macro_rules! mail_sql {
                     .execute(&mut *tx)
                     .await?;
                 let adopted = Self::mailbox_in(&mut tx, id).await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxAdopted, &adopted).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxAdopted, &adopted).await?;
                 self.commit(tx).await?;
                 Ok(adopted)
             }
 
             async fn remove_mailbox(&self, id: &str) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let mailbox = Self::mailbox_in(&mut tx, id).await?;
                 if mailbox.state != MailboxState::Dropping {
                     return Err(DomainError::failed_precondition(
@@ -316,7 +317,7 @@ macro_rules! mail_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record_mailbox(&mut tx, EventKind::MailboxRemoved, &mailbox).await?;
+                Self::record_mailbox(&mut tx, ordered, EventKind::MailboxRemoved, &mailbox).await?;
                 self.commit(tx).await
             }
 
@@ -338,22 +339,26 @@ macro_rules! mail_sql {
                 let mailbox = Self::mailbox_in(&mut tx, &mail.mailbox_id).await?;
                 let (mut state, mut why) = (mail.state, mail.reason.clone());
                 let mut project_id = None;
-                if let Some(work_item_id) = &mail.work_item_id {
+                // Mail for a work item is ordered with its project's writes;
+                // mail waiting for a human, with its mailbox's.
+                let ordered = if let Some(work_item_id) = &mail.work_item_id {
                     let project = Self::work_item_project(&mut tx, work_item_id).await?;
-                    if state == InboundState::Posted
-                        && Self::lock_project(&mut tx, &project).await? == ProjectStatus::Archived
-                    {
+                    let (ordered, status) = Self::lock_project(&mut tx, &project).await?;
+                    if state == InboundState::Posted && status == ProjectStatus::Archived {
                         // Archived between routing and now: a human decides.
                         state = InboundState::Triage;
                         why = "its work item's project is archived".into();
                     }
                     project_id = Some(project);
+                    ordered
                 } else if state == InboundState::Posted {
                     return Err(DomainError::invalid_argument(
                         reason::FIELD_REQUIRED,
                         "posted mail needs its work item",
                     ).into());
-                }
+                } else {
+                    Self::order_writes(&mut tx, &mail.mailbox_id).await?
+                };
                 let id = new_id();
                 let inserted = sqlx::query(
                     "INSERT INTO inbound_mail (id, mailbox_id, message_id, state, reason, work_item_id, \
@@ -388,7 +393,7 @@ macro_rules! mail_sql {
                         .ok_or_else(|| DomainError::internal("a mailbox without projects"))?;
                     let on_item = (state == InboundState::Posted).then(|| mail.work_item_id.clone()).flatten();
                     for file in std::mem::take(&mut mail.files) {
-                        let document = Self::insert_document(&mut tx, NewDocument {
+                        let document = Self::insert_document(&mut tx, ordered, NewDocument {
                             project_id: library.clone(),
                             work_item_id: on_item.clone(),
                             title: file.file_name.clone(),
@@ -414,7 +419,7 @@ macro_rules! mail_sql {
                 match (state, &mail.work_item_id, &project_id) {
                     (InboundState::Posted, Some(work_item_id), Some(project_id)) => {
                         let message = inbound_message(work_item_id, &mail.mailbox_id, &mail.message_id, mail.content);
-                        let posted = Self::insert_message(&mut tx, project_id, message).await?;
+                        let posted = Self::insert_message(&mut tx, ordered, project_id, message).await?;
                         sqlx::query("UPDATE inbound_mail SET posted_message_id = $2 WHERE id = $1")
                             .bind(&id)
                             .bind(&posted.id)
@@ -425,6 +430,7 @@ macro_rules! mail_sql {
                         let project = project_id.as_deref().or(mailbox.project_ids.first().map(String::as_str));
                         Self::record_for(
                             &mut tx,
+                            ordered,
                             EventKind::MailReceived,
                             project,
                             mail.work_item_id.as_deref(),
@@ -446,16 +452,16 @@ macro_rules! mail_sql {
                 by: &Actor,
             ) -> StoreResult<InboundRecord> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 let record = Self::settle(&mut tx, id, InboundState::Posted, Some(work_item_id), by).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
-                let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
                 if !mailbox.project_ids.contains(&project_id) {
                     return Err(DomainError::failed_precondition(
                         reason::WORK_ITEM_NOT_IN_MAILBOX,
                         format!("the work item is not in a project that {} serves", mailbox.address),
                     ).into());
                 }
-                Self::writable_project(&mut tx, &project_id).await?;
                 for attachment in &record.content.attachments {
                     sqlx::query("UPDATE documents SET work_item_id = $2, project_id = $3 WHERE id = $1")
                         .bind(&attachment.document_id)
@@ -465,7 +471,7 @@ macro_rules! mail_sql {
                         .await?;
                 }
                 let message = inbound_message(work_item_id, &record.mailbox_id, &record.message_id, record.content);
-                let posted = Self::insert_message(&mut tx, &project_id, message).await?;
+                let posted = Self::insert_message(&mut tx, ordered, &project_id, message).await?;
                 sqlx::query("UPDATE inbound_mail SET posted_message_id = $2 WHERE id = $1")
                     .bind(id)
                     .bind(&posted.id)
@@ -478,18 +484,21 @@ macro_rules! mail_sql {
 
             async fn dismiss_inbound(&self, id: &str, by: &Actor) -> StoreResult<InboundRecord> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let mailbox_id = Self::inbound_in(&mut tx, id).await?.mailbox_id;
+                let ordered = Self::order_writes(&mut tx, &mailbox_id).await?;
                 let record = Self::settle(&mut tx, id, InboundState::Dismissed, None, by).await?;
                 let mailbox = Self::mailbox_in(&mut tx, &record.mailbox_id).await?;
                 // What a dismissed mail brought leaves the library with it.
                 for attachment in &record.content.attachments {
                     match Self::document_in(&mut tx, &attachment.document_id).await {
-                        Ok(document) => Self::remove_document(&mut tx, &document, by).await?,
+                        Ok(document) => Self::remove_document(&mut tx, ordered, &document, by).await?,
                         Err(err) if err.reason == reason::DOCUMENT_NOT_FOUND => {}
                         Err(err) => return Err(err.into()),
                     }
                 }
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::MailDismissed,
                     mailbox.project_ids.first().map(String::as_str),
                     record.work_item_id.as_deref(),
@@ -577,7 +586,8 @@ macro_rules! mail_sql {
                 lease_until: i64,
                 limit: i64,
             ) -> StoreResult<Vec<OutboundClaim>> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                // One key for every claim: a claim takes several messages.
+                let (mut tx, ordered) = self.begin_ordered("outbound mail").await?;
                 let due: Vec<String> = sqlx::query(
                     "SELECT message_id FROM outbound_mail WHERE state IN ('queued', 'sending') \
                      AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
@@ -605,7 +615,7 @@ macro_rules! mail_sql {
                     .await?;
                     let Some(row) = claimed else { continue };
                     let attempt: i64 = row.try_get("attempts")?;
-                    let message = Self::record_delivery(&mut tx, &message_id, DeliveryState::Sending, "").await?;
+                    let message = Self::record_delivery(&mut tx, ordered, &message_id, DeliveryState::Sending, "").await?;
                     claims.push(OutboundClaim { message, attempt });
                 }
                 self.commit(tx).await?;
@@ -622,7 +632,7 @@ macro_rules! mail_sql {
                     OutboundOutcome::Retry { error, at } => ("queued", DeliveryState::Queued, error.as_str(), Some(*at)),
                     OutboundOutcome::Failed { error } => ("failed", DeliveryState::Failed, error.as_str(), None),
                 };
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(message_id).await?;
                 let updated = sqlx::query(
                     "UPDATE outbound_mail SET state = $2, last_error = $3, \
                      next_attempt_at = COALESCE($4, next_attempt_at) WHERE message_id = $1 AND state = 'sending'",
@@ -640,7 +650,7 @@ macro_rules! mail_sql {
                         format!("message {message_id} is not being sent"),
                     ).into());
                 }
-                let message = Self::record_delivery(&mut tx, message_id, delivery, error).await?;
+                let message = Self::record_delivery(&mut tx, ordered, message_id, delivery, error).await?;
                 self.commit(tx).await?;
                 Ok(message)
             }
@@ -665,6 +675,7 @@ macro_rules! mail_sql {
             /// Writes a delivery state onto the message and its event.
             async fn record_delivery(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 message_id: &str,
                 state: DeliveryState,
                 error: &str,
@@ -678,6 +689,7 @@ macro_rules! mail_sql {
                 let message = Self::message_in(conn, message_id).await?;
                 Self::record_for(
                     conn,
+                    ordered,
                     EventKind::MessageDelivery,
                     Some(&message.project_id),
                     Some(&message.work_item_id),
@@ -690,6 +702,7 @@ macro_rules! mail_sql {
 
             async fn insert_mailbox(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 mailbox: &NewMailbox,
             ) -> StoreResult<Mailbox> {
                 let id = new_id();
@@ -711,7 +724,7 @@ macro_rules! mail_sql {
                 .map_err(|err| StoreError::conflict(err, reason::MAILBOX_EXISTS))?;
                 Self::add_projects(conn, &id, &mailbox.project_ids).await?;
                 let created = Self::mailbox_in(conn, &id).await?;
-                Self::record_mailbox(conn, EventKind::MailboxCreated, &created).await?;
+                Self::record_mailbox(conn, ordered, EventKind::MailboxCreated, &created).await?;
                 Ok(created)
             }
 
@@ -749,6 +762,7 @@ macro_rules! mail_sql {
             /// dashboard sees it.
             async fn record_mailbox(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 kind: EventKind,
                 mailbox: &Mailbox,
             ) -> StoreResult<()> {
@@ -759,7 +773,7 @@ macro_rules! mail_sql {
                     "project_ids": mailbox.project_ids,
                 });
                 for project_id in &mailbox.project_ids {
-                    Self::record(conn, kind, Some(project_id), &mailbox.id, payload.clone()).await?;
+                    Self::record(conn, ordered, kind, Some(project_id), &mailbox.id, payload.clone()).await?;
                 }
                 Ok(())
             }

@@ -24,35 +24,48 @@ use anima_core::{
     DomainError, Permission,
     error::reason,
     event::EventKind,
-    model::{Event, Role, User, now_micros},
+    model::{Event, EventPosition, Role, User, now_micros},
     paging::PageRequest,
 };
 use async_trait::async_trait;
 use sqlx::{
     PgPool, Row, SqlitePool,
-    postgres::{PgListener, PgPoolOptions},
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 use tokio::sync::watch;
 
-use crate::{Page, Store, StoreError, StoreResult, migrations};
+use crate::{Page, Store, StoreResult, migrations};
 
 /// How long to wait for a pooled connection before reporting the database
 /// unavailable, instead of hanging a request.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Key of the advisory lock that orders outbox writers on PostgreSQL.
-const OUTBOX_LOCK_KEY: i64 = 0x616e_696d_615f_6f62;
 
 /// Key of the advisory lock that serialises changes to who is an active
 /// server admin on PostgreSQL, so the last one cannot be removed by two
 /// changes that each see the other admin still there.
 const ADMINS_LOCK_KEY: i64 = 0x616e_696d_615f_6164;
 
+/// How long a PostgreSQL session may sit idle inside a transaction.
+const WRITER_IDLE_TIMEOUT: &str = "10s";
+
 /// PostgreSQL channel on which writers announce new events to the other
 /// server instances.
 const EVENTS_CHANNEL: &str = "anima_events";
+
+/// Proof that a write transaction took its ordering lock
+/// ([`PostgresStore::ORDER_WRITES`]) before its first write, which the
+/// outbox asks for before it records an event.
+///
+/// Events are delivered by writing transaction id, and PostgreSQL gives a
+/// transaction its id at its first write. Taken before that write, the
+/// lock makes the writers of one key (a project, or an entity outside
+/// projects) take their ids in the order they commit, so their events
+/// arrive in commit order: a thread's messages by sequence, a work item's
+/// updates as they were saved.
+#[derive(Clone, Copy)]
+struct Ordered(());
 
 /// One page of a list from the rows its query fetched (one more than the
 /// page holds when more follow), each read by `read`, with the token of
@@ -115,19 +128,26 @@ fn known_permissions(names: Vec<String>) -> Vec<Permission> {
 
 /// Helpers every part of the store shares, and the [`Store`] root.
 macro_rules! common_sql {
-    ($store:ident, $db:ty, $backend:literal) => {
+    ($store:ident, $db:ty, $backend:literal, $visible:literal) => {
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 $backend
             }
 
-            async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query(
-                    "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
-                     FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(after)
+            async fn events_after(
+                &self,
+                after: EventPosition,
+                limit: i64,
+            ) -> StoreResult<Vec<Event>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
+                     FROM events WHERE (txid, id) > ($1, $2) AND ",
+                    $visible,
+                    " ORDER BY txid, id LIMIT $3"
+                ))
+                .bind(after.txid)
+                .bind(after.id)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
@@ -137,27 +157,62 @@ macro_rules! common_sql {
             async fn work_item_events_after(
                 &self,
                 work_item_id: &str,
-                after: i64,
+                after: EventPosition,
                 limit: i64,
             ) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query(
-                    "SELECT id, kind, project_id, entity_id, work_item_id, payload, created_at \
-                     FROM events WHERE work_item_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                )
+                let rows = sqlx::query(concat!(
+                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
+                     FROM events WHERE work_item_id = $1 AND (txid, id) > ($2, $3) AND ",
+                    $visible,
+                    " ORDER BY txid, id LIMIT $4"
+                ))
                 .bind(work_item_id)
-                .bind(after)
+                .bind(after.txid)
+                .bind(after.id)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(crate::backend::rows::event).collect()
             }
 
-            async fn last_event_id(&self) -> StoreResult<i64> {
-                sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events")
-                    .fetch_one(&self.pool)
-                    .await
-                    .and_then(|row| row.try_get("id"))
-                    .map_err(StoreError::from)
+            async fn last_event(&self) -> StoreResult<EventPosition> {
+                let row = sqlx::query(concat!(
+                    "SELECT txid, id FROM events WHERE ",
+                    $visible,
+                    " ORDER BY txid DESC, id DESC LIMIT 1"
+                ))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => EventPosition {
+                        txid: row.try_get("txid")?,
+                        id: row.try_get("id")?,
+                    },
+                    None => EventPosition::default(),
+                })
+            }
+
+            async fn events_held_back(&self) -> StoreResult<bool> {
+                let row = sqlx::query(concat!(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE NOT (",
+                    $visible,
+                    ")) AS held"
+                ))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("held")?)
+            }
+
+            async fn event_position(&self, id: i64) -> StoreResult<Option<EventPosition>> {
+                if id == 0 {
+                    return Ok(Some(EventPosition::default()));
+                }
+                let row = sqlx::query("SELECT txid FROM events WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| Ok(EventPosition { txid: row.try_get("txid")?, id }))
+                    .transpose()
             }
 
             fn commits(&self) -> watch::Receiver<u64> {
@@ -187,12 +242,13 @@ macro_rules! common_sql {
             /// Writes the outbox row of a change inside its transaction.
             async fn record(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 kind: EventKind,
                 project_id: Option<&str>,
                 entity_id: &str,
                 payload: serde_json::Value,
             ) -> StoreResult<()> {
-                Self::record_for(conn, kind, project_id, None, entity_id, payload).await
+                Self::record_for(conn, ordered, kind, project_id, None, entity_id, payload).await
             }
 
             /// Takes a transaction-scoped advisory lock (PostgreSQL; SQLite
@@ -207,16 +263,50 @@ macro_rules! common_sql {
                 Ok(())
             }
 
+            /// Takes the ordering lock of `key` (a project's id, or the id
+            /// of an entity outside projects) for the rest of the
+            /// transaction; see [`Ordered`]. Fails, as a bug, when the
+            /// transaction wrote before it.
+            async fn order_writes(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &str,
+            ) -> StoreResult<Ordered> {
+                if let Some(lock) = Self::ORDER_WRITES {
+                    let fresh: bool = sqlx::query(lock)
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await?
+                        .try_get("fresh")?;
+                    if !fresh {
+                        return Err(DomainError::internal(
+                            "a transaction wrote before taking its ordering lock",
+                        )
+                        .into());
+                    }
+                }
+                Ok(Ordered(()))
+            }
+
+            /// Opens a write transaction holding the ordering lock of `key`.
+            async fn begin_ordered(
+                &self,
+                key: &str,
+            ) -> StoreResult<(sqlx::Transaction<'static, $db>, Ordered)> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let ordered = Self::order_writes(&mut tx, key).await?;
+                Ok((tx, ordered))
+            }
+
             /// Writes the outbox row of a change that concerns a work item.
             async fn record_for(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                _ordered: Ordered,
                 kind: EventKind,
                 project_id: Option<&str>,
                 work_item_id: Option<&str>,
                 entity_id: &str,
                 payload: serde_json::Value,
             ) -> StoreResult<()> {
-                Self::advisory_lock(&mut *conn, OUTBOX_LOCK_KEY).await?;
                 sqlx::query(Self::INSERT_EVENT)
                     .bind(kind.as_str())
                     .bind(project_id)
@@ -293,26 +383,49 @@ impl PostgresStore {
     const PRUNE_ATTEMPTS: &'static str = "DELETE FROM attempt_counters WHERE counter_key IN \
          (SELECT counter_key FROM attempt_counters WHERE window_end <= $1 \
           LIMIT 1000 FOR UPDATE SKIP LOCKED)";
-    /// Held until commit. On the outbox key, the next writer takes its
-    /// event id only after this one is visible, so a reader never sees id
-    /// n+1 before id n.
+    /// Held until commit.
     const ADVISORY_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
-    /// Locks a project row for the rest of the transaction, so writes into
-    /// one project (key numbering, archiving, owner checks) are serialised.
-    const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1 FOR UPDATE";
-    /// Inserts an outbox row and, in the same round trip, announces it on
-    /// the channel (`$7`); PostgreSQL delivers the notification at commit
-    /// to every instance listening.
+    /// The ordering lock of a key ([`Ordered`]), held until commit, and
+    /// whether the transaction has no id yet (has not written). Two-int
+    /// advisory locks are apart from the one-bigint ones above.
+    ///
+    /// It also bounds each later statement of the writer to 30 s:
+    /// readers deliver no event of a transaction younger than the oldest
+    /// one running, so a writer that ran on would hold back every stream.
+    const ORDER_WRITES: Option<&'static str> = Some(
+        "SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh, \
+         set_config('statement_timeout', '30s', true) AS bounded \
+         FROM pg_advisory_xact_lock(1634626913, hashtext($1))",
+    );
+    /// The project's status, read after its ordering lock is held (so
+    /// after every earlier writer of the project committed): writes into
+    /// one project (key numbering, archiving, owner checks) are serialised
+    /// by that lock.
+    const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
+    /// Inserts an outbox row with its transaction's id and, in the same
+    /// round trip, announces it on the channel (`$7`); PostgreSQL delivers
+    /// the notification at commit to every instance listening.
     const INSERT_EVENT: &'static str = "WITH event AS (INSERT INTO events \
-         (kind, project_id, entity_id, work_item_id, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) SELECT pg_notify($7, '') FROM event";
+         (kind, project_id, entity_id, work_item_id, payload, created_at, txid) \
+         VALUES ($1, $2, $3, $4, $5, $6, pg_current_xact_id()::text::bigint) RETURNING id) \
+         SELECT pg_notify($7, '') FROM event";
 
     /// Connects, migrates and seeds the built-in roles and workflows.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("bad PostgreSQL URL: {e}"),
+                )
+            })?
+            // A transaction left open between statements holds back every
+            // stream (see ORDER_WRITES); PostgreSQL ends it.
+            .options([("idle_in_transaction_session_timeout", WRITER_IDLE_TIMEOUT)]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .connect_with(options)
             .await?;
         migrations::postgres()
             .run(&pool)
@@ -383,7 +496,14 @@ impl PostgresStore {
     }
 }
 
-common_sql!(PostgresStore, sqlx::Postgres, "postgres");
+// A reader takes only the events of transactions older than every one
+// still running: a later commit can then never land behind what it read.
+common_sql!(
+    PostgresStore,
+    sqlx::Postgres,
+    "postgres",
+    "txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+);
 
 /// Embedded SQLite backend: the default of `anima up`.
 #[derive(Debug, Clone)]
@@ -400,6 +520,8 @@ impl SqliteStore {
     const PRUNE_ATTEMPTS: &'static str = "DELETE FROM attempt_counters WHERE window_end <= $1";
     /// SQLite serialises writers already.
     const ADVISORY_LOCK: Option<&'static str> = None;
+    /// One writer at a time commits in id order: nothing to order.
+    const ORDER_WRITES: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
     /// Inserts an outbox row. One process owns the file, so the commit
@@ -442,4 +564,5 @@ impl SqliteStore {
     fn listen_for_other_writers(&self) {}
 }
 
-common_sql!(SqliteStore, sqlx::Sqlite, "sqlite");
+// One writer commits in id order: every stored event may be read.
+common_sql!(SqliteStore, sqlx::Sqlite, "sqlite", "TRUE");

@@ -171,6 +171,7 @@ pub(super) fn event(row: &impl StoredRow) -> StoreResult<Event> {
     let kind: String = row.col("kind")?;
     Ok(Event {
         id: row.col("id")?,
+        txid: row.col("txid")?,
         kind: stored(&kind)?,
         project_id: row.col("project_id")?,
         entity_id: row.col("entity_id")?,

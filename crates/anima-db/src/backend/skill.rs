@@ -42,7 +42,7 @@ macro_rules! skill_sql {
         impl SkillStore for $store {
             async fn publish_skill(&self, skill: NewSkill) -> StoreResult<Skill> {
                 skill.validate()?;
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&skill.name).await?;
                 let size_bytes: usize = skill.files.iter().map(|file| file.content.len()).sum();
                 sqlx::query(
                     "INSERT INTO skills (name, version, description, manifest, file_count, size_bytes, \
@@ -71,6 +71,7 @@ macro_rules! skill_sql {
                 }
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::SkillPublished,
                     None,
                     None,

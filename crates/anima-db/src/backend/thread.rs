@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    PostgresStore, SqliteStore, page_of,
+    Ordered, PostgresStore, SqliteStore, page_of,
     planning::{stored, to_json},
 };
 use crate::{DecisionFilter, Page, StoreResult, ThreadPage, ThreadStore, WorkItemCount};
@@ -59,7 +59,7 @@ macro_rules! thread_sql {
             async fn post_message(&self, message: NewMessage) -> StoreResult<Message> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &message.work_item_id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 if let Some(key) = &message.idempotency_key {
                     let earlier = sqlx::query(concat!(message_select!(), " WHERE work_item_id = $1 AND idempotency_key = $2"))
                         .bind(&message.work_item_id)
@@ -71,7 +71,7 @@ macro_rules! thread_sql {
                         return crate::backend::rows::message(&row);
                     }
                 }
-                let posted = Self::insert_message(&mut tx, &project_id, message).await?;
+                let posted = Self::insert_message(&mut tx, ordered, &project_id, message).await?;
                 self.commit(tx).await?;
                 Ok(posted)
             }
@@ -118,7 +118,7 @@ macro_rules! thread_sql {
                 let id = new_id();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, &decision.work_item_id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 if let Some(assignee) = &decision.assignee_user_id {
                     Self::user_in(&mut tx, assignee).await?;
                 }
@@ -141,6 +141,7 @@ macro_rules! thread_sql {
                 let created = Self::decision_in(&mut tx, &id).await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::DecisionRequested,
                     Some(&project_id),
                     Some(&decision.work_item_id),
@@ -181,7 +182,7 @@ macro_rules! thread_sql {
 
             async fn resolve_decision(&self, id: &str, answer: &str, user_id: &str) -> StoreResult<Decision> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                let current = Self::open_decision(&mut tx, id).await?;
+                let (ordered, current) = Self::open_decision(&mut tx, id).await?;
                 if !current.choices.is_empty() && !current.choices.iter().any(|choice| choice == answer) {
                     return Err(DomainError::invalid_argument(
                         reason::ANSWER_NOT_A_CHOICE,
@@ -189,7 +190,7 @@ macro_rules! thread_sql {
                     ).into());
                 }
                 let closed = Self::close_decision(&mut tx, &current, DecisionState::Resolved, answer, Some(user_id)).await?;
-                Self::insert_message(&mut tx, &current.project_id, NewMessage {
+                Self::insert_message(&mut tx, ordered, &current.project_id, NewMessage {
                     work_item_id: current.work_item_id.clone(),
                     kind: MessageKind::System,
                     author: Actor::User { id: user_id.to_owned() },
@@ -201,6 +202,7 @@ macro_rules! thread_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::DecisionResolved,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
@@ -214,13 +216,13 @@ macro_rules! thread_sql {
 
             async fn cancel_decision(&self, id: &str, why: &str, actor: &Actor) -> StoreResult<Decision> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                let current = Self::open_decision(&mut tx, id).await?;
+                let (ordered, current) = Self::open_decision(&mut tx, id).await?;
                 let user_id = match actor {
                     Actor::User { id } => Some(id.as_str()),
                     _ => None,
                 };
                 let closed = Self::close_decision(&mut tx, &current, DecisionState::Cancelled, why, user_id).await?;
-                Self::insert_message(&mut tx, &current.project_id, NewMessage {
+                Self::insert_message(&mut tx, ordered, &current.project_id, NewMessage {
                     work_item_id: current.work_item_id.clone(),
                     kind: MessageKind::System,
                     author: actor.clone(),
@@ -236,6 +238,7 @@ macro_rules! thread_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::DecisionCancelled,
                     Some(&current.project_id),
                     Some(&current.work_item_id),
@@ -269,11 +272,11 @@ macro_rules! thread_sql {
 
             async fn recent_events(&self, reader: &str, limit: i64) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query(
-                    "SELECT e.id, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
+                    "SELECT e.id, e.txid, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
                      FROM events e WHERE e.project_id IN (SELECT b.project_id FROM role_bindings b \
                        JOIN role_permissions rp ON rp.role_id = b.role_id \
                        WHERE b.user_id = $1 AND rp.permission = 'dashboard.read') \
-                     ORDER BY e.id DESC LIMIT $2",
+                     ORDER BY e.txid DESC, e.id DESC LIMIT $2",
                 )
                 .bind(reader)
                 .bind(limit)
@@ -288,6 +291,7 @@ macro_rules! thread_sql {
             /// already) and records its event, whose payload is the message.
             pub(super) async fn insert_message(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                ordered: Ordered,
                 project_id: &str,
                 message: NewMessage,
             ) -> StoreResult<Message> {
@@ -355,6 +359,7 @@ macro_rules! thread_sql {
                 }
                 Self::record_for(
                     conn,
+                    ordered,
                     EventKind::MessagePosted,
                     Some(project_id),
                     Some(&posted.work_item_id),
@@ -417,9 +422,9 @@ macro_rules! thread_sql {
             async fn open_decision(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> StoreResult<Decision> {
+            ) -> StoreResult<(Ordered, Decision)> {
                 let project_id = Self::decision_in(&mut *conn, id).await?.project_id;
-                Self::writable_project(&mut *conn, &project_id).await?;
+                let ordered = Self::writable_project(&mut *conn, &project_id).await?;
                 // Read again under the lock: a concurrent answer has committed.
                 let current = Self::decision_in(&mut *conn, id).await?;
                 if current.state != DecisionState::Open {
@@ -428,7 +433,7 @@ macro_rules! thread_sql {
                         format!("the decision is already {}", current.state.as_str()),
                     ).into());
                 }
-                Ok(current)
+                Ok((ordered, current))
             }
 
             async fn close_decision(

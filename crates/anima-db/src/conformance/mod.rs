@@ -7,7 +7,9 @@
 use anima_core::{
     ErrorCode, Permission,
     error::reason,
-    model::{AttemptCounter, AuthSession, NewUser, RoleChanges, UserChanges, now_micros},
+    model::{
+        AttemptCounter, AuthSession, EventPosition, NewUser, RoleChanges, UserChanges, now_micros,
+    },
     paging::PageRequest,
     permission::DEFAULT_ROLES,
 };
@@ -37,13 +39,10 @@ fn new_user(username: &str) -> NewUser {
     }
 }
 
-async fn last_event_id(store: &dyn Store) -> i64 {
-    store
-        .events_after(0, 1_000_000)
-        .await
-        .expect("events")
-        .last()
-        .map_or(0, |event| event.id)
+/// The newest event once every committed one is readable.
+async fn last_event(store: &dyn Store) -> EventPosition {
+    crate::testing::settle_events(store).await;
+    store.last_event().await.expect("last event")
 }
 
 /// The server keeps an active admin: of two changes racing to remove the
@@ -335,7 +334,7 @@ pub async fn users_round_trip(store: &dyn Store) {
 pub async fn duplicate_username_changes_nothing(store: &dyn Store) {
     store.create_user(new_user("grace")).await.expect("create");
     let users_before = store.count_users().await.expect("count");
-    let events_before = last_event_id(store).await;
+    let events_before = last_event(store).await;
     let err = store
         .create_user(new_user("grace"))
         .await
@@ -345,7 +344,7 @@ pub async fn duplicate_username_changes_nothing(store: &dyn Store) {
         (ErrorCode::AlreadyExists, reason::USERNAME_TAKEN)
     );
     assert_eq!(store.count_users().await.expect("count"), users_before);
-    assert_eq!(last_event_id(store).await, events_before);
+    assert_eq!(last_event(store).await, events_before);
 }
 
 /// Pages cover every row once, in order, even with inserts in between.
@@ -407,8 +406,9 @@ pub async fn sessions_are_revocable(store: &dyn Store) {
     assert_eq!(owner.id, session.user_id);
     assert_eq!(session.last_used_at, now + 5);
 
-    let before = last_event_id(store).await;
+    let before = last_event(store).await;
     assert!(store.delete_session("h1").await.expect("delete"));
+    crate::testing::settle_events(store).await;
     let closed = store.events_after(before, 10).await.expect("events");
     assert_eq!(closed.len(), 1);
     assert_eq!(
@@ -601,7 +601,7 @@ pub async fn bindings_grant_project_permissions(store: &dyn Store) {
 
 /// Every change writes one outbox event, in order, readable from a cursor.
 pub async fn changes_write_events(store: &dyn Store) {
-    let start = last_event_id(store).await;
+    let start = last_event(store).await;
     let user = store.create_user(new_user("events")).await.expect("user");
     store
         .update_user(
@@ -619,6 +619,7 @@ pub async fn changes_write_events(store: &dyn Store) {
         .expect("project");
     store.archive_project(&project.id).await.expect("archive");
 
+    crate::testing::settle_events(store).await;
     let events = store.events_after(start, 100).await.expect("events");
     let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
     assert_eq!(
@@ -630,11 +631,34 @@ pub async fn changes_write_events(store: &dyn Store) {
             "project.archived"
         ]
     );
-    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert!(
+        events
+            .windows(2)
+            .all(|pair| pair[0].position() < pair[1].position())
+    );
+    assert_eq!(last_event(store).await, events[3].position());
+    assert_eq!(
+        store.event_position(events[1].id).await.expect("position"),
+        Some(events[1].position())
+    );
+    assert_eq!(
+        store.event_position(0).await.expect("start"),
+        Some(EventPosition::default())
+    );
+    assert_eq!(
+        store
+            .event_position(events[3].id + 1000)
+            .await
+            .expect("none"),
+        None
+    );
     assert_eq!(events[0].entity_id, user.id);
     assert_eq!(events[2].project_id.as_deref(), Some(project.id.as_str()));
 
-    let tail = store.events_after(events[1].id, 100).await.expect("tail");
+    let tail = store
+        .events_after(events[1].position(), 100)
+        .await
+        .expect("tail");
     assert_eq!(tail, events[2..]);
     assert_eq!(
         store.events_after(start, 2).await.expect("limited").len(),
@@ -644,7 +668,7 @@ pub async fn changes_write_events(store: &dyn Store) {
 
 /// Concurrent writers each get their event, and ids never repeat.
 pub async fn concurrent_writes_all_land(store: std::sync::Arc<dyn Store>) {
-    let start = last_event_id(&*store).await;
+    let start = last_event(&*store).await;
     let mut tasks = Vec::new();
     for n in 0..24 {
         let store = store.clone();
@@ -658,9 +682,15 @@ pub async fn concurrent_writes_all_land(store: std::sync::Arc<dyn Store>) {
     for task in tasks {
         task.await.expect("join").expect("create");
     }
+    crate::testing::settle_events(&*store).await;
     let events = store.events_after(start, 100).await.expect("events");
     assert_eq!(events.len(), 24);
-    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
+    // Delivered in position order, each once.
+    assert!(
+        events
+            .windows(2)
+            .all(|pair| pair[0].position() < pair[1].position())
+    );
     assert_eq!(store.count_users().await.expect("count"), 24);
 }
 

@@ -46,7 +46,8 @@ fn human(item: &WorkItem, author: &str, body: &str) -> NewMessage {
 pub async fn thread_messages_and_mail_queue(store: &dyn Store) {
     let owner = store.create_user(new_user("poster")).await.expect("user");
     let item = work_item(store, &owner.id).await;
-    let start = store.last_event_id().await.expect("last");
+    crate::testing::settle_events(store).await;
+    let start = store.last_event().await.expect("last");
     let mut posted = Vec::new();
     for n in 1..=5 {
         posted.push(
@@ -70,6 +71,7 @@ pub async fn thread_messages_and_mail_queue(store: &dyn Store) {
         .expect("backward");
     assert_eq!(backward, [posted[4].clone(), posted[3].clone()]);
 
+    crate::testing::settle_events(store).await;
     let events = store.events_after(start, 100).await.expect("events");
     assert_eq!(events.len(), 5);
     assert!(
@@ -86,7 +88,7 @@ pub async fn thread_messages_and_mail_queue(store: &dyn Store) {
     assert_eq!(by_item, events);
     assert!(
         store
-            .work_item_events_after(&item.id, events[4].id, 100)
+            .work_item_events_after(&item.id, events[4].position(), 100)
             .await
             .expect("item events")
             .is_empty()

@@ -460,7 +460,7 @@ impl AgentSessionApi {
         let session = self
             .authorized_session(context, &request.session_id)
             .await?;
-        self.hub.check_cursor(request.after_event_id).await?;
+        let after = self.hub.check_cursor(request.after_event_id).await?;
         let reader = Reader::of(
             context,
             Some((session.project_id, anima_core::Permission::AgentRead)),
@@ -478,7 +478,7 @@ impl AgentSessionApi {
         let store = self.store.clone();
         let stream = self
             .hub
-            .follow(request.after_event_id, replay, reader, keep)?
+            .follow(after, replay, reader, keep)?
             .then(move |item| {
                 let store = store.clone();
                 async move { session_event(&store, item?).await }
@@ -515,9 +515,9 @@ async fn session_event(
                 ))
             }),
         },
-        StreamItem::Heartbeat { last_event_id } => pb::SessionStatusEvent {
-            event_id: last_event_id,
-            kind: Some(Kind::Heartbeat(convert::heartbeat(last_event_id))),
+        StreamItem::Heartbeat { last } => pb::SessionStatusEvent {
+            event_id: last.id,
+            kind: Some(Kind::Heartbeat(convert::heartbeat(last.id))),
         },
     })
 }

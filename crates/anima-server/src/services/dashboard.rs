@@ -105,7 +105,7 @@ impl DashboardApi {
     ) -> Result<pb::Dashboard, DomainError> {
         // Read the position first: everything the snapshot shows is at or
         // after it, so a stream from here misses nothing.
-        let as_of_event_id = self.store.last_event_id().await?;
+        let as_of_event_id = self.store.last_event().await?.id;
         let mut open_decisions = Vec::new();
         let mut active_sessions = Vec::new();
         let mut projects = Vec::new();
@@ -209,7 +209,7 @@ impl DashboardApi {
         context: &RequestContext,
         request: pb::StreamDashboardUpdatesRequest,
     ) -> Result<ResponseStream<pb::DashboardUpdate>, DomainError> {
-        self.hub.check_cursor(request.after_event_id).await?;
+        let after = self.hub.check_cursor(request.after_event_id).await?;
         let reader = match &context.caller {
             Some(Caller::User { user, .. }) => Some(user.id.clone()),
             _ => None,
@@ -251,12 +251,7 @@ impl DashboardApi {
         };
         let stream = self
             .hub
-            .follow(
-                request.after_event_id,
-                Replay::All,
-                Reader::of(context, None),
-                keep,
-            )?
+            .follow(after, Replay::All, Reader::of(context, None), keep)?
             .then(move |item| {
                 let bodies = bodies.clone();
                 async move {
@@ -297,9 +292,9 @@ fn dashboard_update(item: StreamItem, reads_threads: bool) -> pb::DashboardUpdat
             event_id: event.id,
             kind: Some(Kind::Event(dashboard_event(&event, reads_threads))),
         },
-        StreamItem::Heartbeat { last_event_id } => pb::DashboardUpdate {
-            event_id: last_event_id,
-            kind: Some(Kind::Heartbeat(convert::heartbeat(last_event_id))),
+        StreamItem::Heartbeat { last } => pb::DashboardUpdate {
+            event_id: last.id,
+            kind: Some(Kind::Heartbeat(convert::heartbeat(last.id))),
         },
     }
 }

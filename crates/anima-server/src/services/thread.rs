@@ -326,7 +326,7 @@ impl ThreadApi {
         let item =
             authorized_work_item(&self.store, context, &request.work_item_id, "work_item_id")
                 .await?;
-        self.hub.check_cursor(request.after_event_id).await?;
+        let after = self.hub.check_cursor(request.after_event_id).await?;
         let reader = Reader::of(context, Some((item.project_id, Permission::ThreadRead)));
         let work_item_id = item.id;
         let work_item_id_for_replay = work_item_id.clone();
@@ -337,7 +337,7 @@ impl ThreadApi {
         let stream = self
             .hub
             .follow(
-                request.after_event_id,
+                after,
                 Replay::WorkItem(work_item_id_for_replay),
                 reader,
                 keep,
@@ -507,9 +507,9 @@ fn thread_event(item: StreamItem) -> pb::ThreadEvent {
                 }),
             }
         }
-        StreamItem::Heartbeat { last_event_id } => pb::ThreadEvent {
-            event_id: last_event_id,
-            kind: Some(Kind::Heartbeat(convert::heartbeat(last_event_id))),
+        StreamItem::Heartbeat { last } => pb::ThreadEvent {
+            event_id: last.id,
+            kind: Some(Kind::Heartbeat(convert::heartbeat(last.id))),
         },
     }
 }

@@ -138,7 +138,7 @@ async fn wrong_password_does_not_reveal_whether_the_user_exists(backend: Backend
     assert_eq!(
         server
             .store
-            .events_after(0, 100)
+            .events_after(Default::default(), 100)
             .await
             .expect("events")
             .len(),

@@ -8,6 +8,7 @@ mod api;
 mod mail;
 mod mcp;
 mod multi_instance;
+mod outbox;
 mod planning;
 mod rbac_matrix;
 mod security;

@@ -21,18 +21,18 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Streaming, transport::Channel};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_anima-server");
-const ADMIN_PASSWORD: &str = "multi-instance admin password";
+pub(crate) const ADMIN_PASSWORD: &str = "multi-instance admin password";
 const MESSAGES: usize = 1_000;
 const WRITERS: usize = 4;
 
 /// An `anima-server` process; killed on drop.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     url: String,
 }
 
 impl Instance {
-    fn start(database_url: &str) -> Self {
+    pub(crate) fn start(database_url: &str) -> Self {
         let mut child = Command::new(SERVER)
             .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
             .env("ANIMA_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -55,7 +55,7 @@ impl Instance {
         Self { child, url }
     }
 
-    async fn channel(&self) -> Channel {
+    pub(crate) async fn channel(&self) -> Channel {
         Channel::from_shared(self.url.clone())
             .expect("url")
             .connect()
@@ -71,7 +71,7 @@ impl Drop for Instance {
     }
 }
 
-fn authed<T>(token: &str, message: T) -> Request<T> {
+pub(crate) fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
@@ -80,7 +80,7 @@ fn authed<T>(token: &str, message: T) -> Request<T> {
     request
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     channel: Channel,
     token: &str,
     work_item_id: &str,
@@ -161,7 +161,8 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
         .await
         .expect("item")
         .into_inner();
-    let cursor = store.last_event_id().await.expect("cursor");
+    anima_db::testing::settle_events(&*store).await;
+    let cursor = store.last_event().await.expect("cursor").id;
 
     // Two subscribers on B before anything is posted through A.
     let mut steady = subscribe(b.channel().await, &token, &item.id, cursor).await;

@@ -25,7 +25,7 @@ macro_rules! akh_sql {
 
             async fn create_akh(&self, name: &str, description: &str, avatar_color: &str) -> StoreResult<Akh> {
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&id).await?;
                 sqlx::query(
                     "INSERT INTO akhs (id, name, description, avatar_color, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $5)",
@@ -38,14 +38,14 @@ macro_rules! akh_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
-                Self::record(&mut tx, EventKind::AkhCreated, None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, ordered, EventKind::AkhCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let akh = Self::akh_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
             }
 
             async fn update_akh(&self, id: &str, changes: AkhChanges) -> StoreResult<Akh> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let current = Self::akh_in(&mut tx, id).await?;
                 sqlx::query("UPDATE akhs SET name = $2, description = $3, avatar_color = $4, updated_at = $5 WHERE id = $1")
                     .bind(id)
@@ -56,20 +56,20 @@ macro_rules! akh_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::AKH_NAME_TAKEN))?;
-                Self::record(&mut tx, EventKind::AkhUpdated, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::AkhUpdated, None, id, serde_json::json!({})).await?;
                 let akh = Self::akh_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(akh)
             }
 
             async fn delete_akh(&self, id: &str) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 Self::akh_in(&mut tx, id).await?;
                 sqlx::query("DELETE FROM akhs WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, EventKind::AkhDeleted, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::AkhDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

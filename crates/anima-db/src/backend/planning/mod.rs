@@ -28,7 +28,7 @@ use anima_core::{
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, SqliteStore, known_permissions, page_of};
+use super::{Ordered, PostgresStore, SqliteStore, known_permissions, page_of};
 use crate::{
     AkhStore, Page, PlanStore, ProjectFilter, ProjectStore, StoreError, StoreResult,
     WorkItemFilter, WorkItemStore, WorkflowStore,

@@ -10,7 +10,7 @@ macro_rules! plan_sql {
                 let id = new_id();
                 let now = now_micros();
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                Self::writable_project(&mut tx, &plan.project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &plan.project_id).await?;
                 Self::workflow_in(&mut tx, &plan.workflow_id).await?;
                 sqlx::query(
                     "INSERT INTO plans (id, project_id, title, description, workflow_id, created_at, updated_at) \
@@ -25,7 +25,7 @@ macro_rules! plan_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
-                Self::record(&mut tx, EventKind::PlanCreated, Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
+                Self::record(&mut tx, ordered, EventKind::PlanCreated, Some(&plan.project_id), &id, serde_json::json!({ "title": plan.title })).await?;
                 let created = Self::plan_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(created)
@@ -60,7 +60,7 @@ macro_rules! plan_sql {
             async fn update_plan(&self, id: &str, changes: PlanChanges) -> StoreResult<Plan> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::plan_project(&mut tx, id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::plan_in(&mut tx, id).await?;
                 if let Some(workflow_id) = &changes.workflow_id {
                     Self::workflow_in(&mut tx, workflow_id).await?;
@@ -76,7 +76,7 @@ macro_rules! plan_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NOT_FOUND))?;
-                Self::record(&mut tx, EventKind::PlanUpdated, Some(&project_id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::PlanUpdated, Some(&project_id), id, serde_json::json!({})).await?;
                 let plan = Self::plan_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(plan)
@@ -85,12 +85,12 @@ macro_rules! plan_sql {
             async fn delete_plan(&self, id: &str) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::plan_project(&mut tx, id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("DELETE FROM plans WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, EventKind::PlanDeleted, Some(&project_id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::PlanDeleted, Some(&project_id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

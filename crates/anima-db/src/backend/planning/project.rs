@@ -9,7 +9,7 @@ macro_rules! project_sql {
             async fn create_project(&self, name: &str, description: &str, owner_id: &str) -> StoreResult<Project> {
                 let id = new_id();
                 let now = now_micros();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&id).await?;
                 Self::user_in(&mut tx, owner_id).await?;
                 sqlx::query(
                     "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
@@ -30,7 +30,7 @@ macro_rules! project_sql {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, EventKind::ProjectCreated, Some(&id), &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, ordered, EventKind::ProjectCreated, Some(&id), &id, serde_json::json!({ "name": name })).await?;
                 let project = Self::project_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(project)
@@ -59,7 +59,7 @@ macro_rules! project_sql {
 
             async fn update_project(&self, id: &str, changes: ProjectChanges) -> StoreResult<Project> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                Self::writable_project(&mut tx, id).await?;
+                let ordered = Self::writable_project(&mut tx, id).await?;
                 let current = Self::project_in(&mut tx, id).await?;
                 sqlx::query("UPDATE projects SET name = $2, description = $3, updated_at = $4 WHERE id = $1")
                     .bind(id)
@@ -68,7 +68,7 @@ macro_rules! project_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, EventKind::ProjectUpdated, Some(id), id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::ProjectUpdated, Some(id), id, serde_json::json!({})).await?;
                 let project = Self::project_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(project)
@@ -76,13 +76,13 @@ macro_rules! project_sql {
 
             async fn archive_project(&self, id: &str) -> StoreResult<Project> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                if Self::lock_project(&mut tx, id).await? == ProjectStatus::Active {
+                if let (ordered, ProjectStatus::Active) = Self::lock_project(&mut tx, id).await? {
                     sqlx::query("UPDATE projects SET status = 'archived', updated_at = $2 WHERE id = $1")
                         .bind(id)
                         .bind(now_micros())
                         .execute(&mut *tx)
                         .await?;
-                    Self::record(&mut tx, EventKind::ProjectArchived, Some(id), id, serde_json::json!({})).await?;
+                    Self::record(&mut tx, ordered, EventKind::ProjectArchived, Some(id), id, serde_json::json!({})).await?;
                 }
                 let project = Self::project_in(&mut tx, id).await?;
                 self.commit(tx).await?;
@@ -106,7 +106,7 @@ macro_rules! project_sql {
 
             async fn add_member(&self, project_id: &str, user_id: &str, role_id: &str, by: Option<&str>) -> StoreResult<Member> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                Self::writable_project(&mut tx, project_id).await?;
+                let ordered = Self::writable_project(&mut tx, project_id).await?;
                 let role = Self::role_in(&mut tx, role_id).await?;
                 Self::user_in(&mut tx, user_id).await?;
                 let current = Self::member_in(&mut tx, project_id, user_id).await?;
@@ -132,7 +132,7 @@ macro_rules! project_sql {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
-                Self::record(&mut tx, EventKind::MemberAdded, Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
+                Self::record(&mut tx, ordered, EventKind::MemberAdded, Some(project_id), user_id, serde_json::json!({ "role_id": role_id })).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id)
                     .await?
                     .ok_or_else(|| DomainError::internal("binding vanished inside its transaction"))?;
@@ -142,7 +142,7 @@ macro_rules! project_sql {
 
             async fn remove_member(&self, project_id: &str, user_id: &str, by: Option<&str>) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                Self::writable_project(&mut tx, project_id).await?;
+                let ordered = Self::writable_project(&mut tx, project_id).await?;
                 let member = Self::member_in(&mut tx, project_id, user_id).await?.ok_or_else(|| {
                     DomainError::not_found(
                         reason::MEMBER_NOT_FOUND,
@@ -161,7 +161,7 @@ macro_rules! project_sql {
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record(&mut tx, EventKind::MemberRemoved, Some(project_id), user_id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::MemberRemoved, Some(project_id), user_id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -172,12 +172,14 @@ macro_rules! project_sql {
         }
 
         impl $store {
-            /// Takes the project's row for the rest of the transaction and
-            /// returns its status.
+            /// Takes the project's ordering lock for the rest of the
+            /// transaction, before its first write, and returns the
+            /// project's status.
             pub(in crate::backend) async fn lock_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> StoreResult<ProjectStatus> {
+            ) -> StoreResult<(Ordered, ProjectStatus)> {
+                let ordered = Self::order_writes(&mut *conn, id).await?;
                 let status: String = sqlx::query(Self::LOCK_PROJECT)
                     .bind(id)
                     .fetch_optional(&mut *conn)
@@ -185,7 +187,7 @@ macro_rules! project_sql {
                     .ok_or_else(|| project_not_found(id))?
                     .try_get("status")
                     ?;
-                stored(&status)
+                Ok((ordered, stored(&status)?))
             }
 
             /// Locks a project that must accept writes and takes the next
@@ -195,7 +197,8 @@ macro_rules! project_sql {
             pub(in crate::backend) async fn next_work_item_number(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 project_id: &str,
-            ) -> StoreResult<i64> {
+            ) -> StoreResult<(Ordered, i64)> {
+                let ordered = Self::order_writes(&mut *conn, project_id).await?;
                 let row = sqlx::query(
                     "UPDATE projects SET work_item_seq = work_item_seq + 1 WHERE id = $1 \
                      RETURNING status, work_item_seq",
@@ -208,7 +211,7 @@ macro_rules! project_sql {
                 if stored::<ProjectStatus>(&status)? == ProjectStatus::Archived {
                     return Err(archived().into());
                 }
-                row.try_get("work_item_seq").map_err(StoreError::from)
+                Ok((ordered, row.try_get("work_item_seq")?))
             }
 
             /// Fails unless the project exists; for reads, which take no lock.
@@ -228,10 +231,10 @@ macro_rules! project_sql {
             pub(in crate::backend) async fn writable_project(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: &str,
-            ) -> StoreResult<()> {
+            ) -> StoreResult<Ordered> {
                 match Self::lock_project(conn, id).await? {
-                    ProjectStatus::Active => Ok(()),
-                    ProjectStatus::Archived => Err(archived().into()),
+                    (ordered, ProjectStatus::Active) => Ok(ordered),
+                    (_, ProjectStatus::Archived) => Err(archived().into()),
                 }
             }
 

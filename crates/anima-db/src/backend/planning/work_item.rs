@@ -19,7 +19,7 @@ macro_rules! work_item_sql {
                     (None, None) => Some(Self::workflow_in(&mut tx, STANDARD_WORKFLOW_ID).await?),
                     (None, Some(_)) => None,
                 };
-                let number = Self::next_work_item_number(&mut tx, &item.project_id).await?;
+                let (ordered, number) = Self::next_work_item_number(&mut tx, &item.project_id).await?;
                 let plan_workflow_id: Option<String> = match &item.plan_id {
                     Some(plan_id) => Some(
                         sqlx::query("SELECT workflow_id FROM plans WHERE id = $1 AND project_id = $2")
@@ -79,6 +79,7 @@ macro_rules! work_item_sql {
                 .await?;
                 Self::record_for(
                     &mut tx,
+                    ordered,
                     EventKind::WorkItemCreated,
                     Some(&item.project_id),
                     Some(&id),
@@ -175,7 +176,7 @@ macro_rules! work_item_sql {
             async fn update_work_item(&self, id: &str, changes: WorkItemChanges, actor: &Actor) -> StoreResult<WorkItem> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::work_item_in(&mut tx, id).await?;
                 let now = now_micros();
 
@@ -232,7 +233,7 @@ macro_rules! work_item_sql {
                     )
                     .await?;
                 }
-                Self::record_for(&mut tx, EventKind::WorkItemUpdated, Some(&project_id), Some(id), id, serde_json::json!({
+                Self::record_for(&mut tx, ordered, EventKind::WorkItemUpdated, Some(&project_id), Some(id), id, serde_json::json!({
                     "key": current.key.to_string(),
                 })).await?;
                 let updated = Self::work_item_in(&mut tx, id).await?;
@@ -243,12 +244,12 @@ macro_rules! work_item_sql {
             async fn delete_work_item(&self, id: &str) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("DELETE FROM work_items WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, EventKind::WorkItemDeleted, Some(&project_id), Some(id), id, serde_json::json!({})).await?;
+                Self::record_for(&mut tx, ordered, EventKind::WorkItemDeleted, Some(&project_id), Some(id), id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
 
@@ -277,7 +278,7 @@ macro_rules! work_item_sql {
             ) -> StoreResult<WorkItem> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 let current = Self::work_item_in(&mut tx, work_item_id).await?;
                 if let Some(base) = base_revision_id {
                     if base != current.description_revision_id {
@@ -316,7 +317,7 @@ macro_rules! work_item_sql {
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, EventKind::WorkItemReverted, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, ordered, EventKind::WorkItemReverted, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "key": current.key.to_string(),
                     "revision": target.number,
                 })).await?;
@@ -328,14 +329,14 @@ macro_rules! work_item_sql {
             async fn set_capabilities(&self, work_item_id: &str, capabilities: Vec<Capability>) -> StoreResult<Vec<Capability>> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let project_id = Self::work_item_project(&mut tx, work_item_id).await?;
-                Self::writable_project(&mut tx, &project_id).await?;
+                let ordered = Self::writable_project(&mut tx, &project_id).await?;
                 sqlx::query("UPDATE work_items SET capabilities = $2, updated_at = $3 WHERE id = $1")
                     .bind(work_item_id)
                     .bind(to_json(&capabilities))
                     .bind(now_micros())
                     .execute(&mut *tx)
                     .await?;
-                Self::record_for(&mut tx, EventKind::WorkItemCapabilitiesChanged, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
+                Self::record_for(&mut tx, ordered, EventKind::WorkItemCapabilitiesChanged, Some(&project_id), Some(work_item_id), work_item_id, serde_json::json!({
                     "count": capabilities.len(),
                 })).await?;
                 self.commit(tx).await?;

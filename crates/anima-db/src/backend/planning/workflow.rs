@@ -25,7 +25,7 @@ macro_rules! workflow_sql {
 
             async fn create_workflow(&self, name: &str, description: &str, phases: Vec<Phase>) -> StoreResult<Workflow> {
                 let id = new_id();
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(&id).await?;
                 sqlx::query(
                     "INSERT INTO workflows (id, name, description, phases, builtin, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
@@ -38,14 +38,14 @@ macro_rules! workflow_sql {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
-                Self::record(&mut tx, EventKind::WorkflowCreated, None, &id, serde_json::json!({ "name": name })).await?;
+                Self::record(&mut tx, ordered, EventKind::WorkflowCreated, None, &id, serde_json::json!({ "name": name })).await?;
                 let workflow = Self::workflow_in(&mut tx, &id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
             }
 
             async fn update_workflow(&self, id: &str, changes: WorkflowChanges) -> StoreResult<Workflow> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let current = Self::workflow_in(&mut tx, id).await?;
                 if current.builtin {
                     return Err(builtin_workflow(&current).into());
@@ -75,14 +75,14 @@ macro_rules! workflow_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_NAME_TAKEN))?;
-                Self::record(&mut tx, EventKind::WorkflowUpdated, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::WorkflowUpdated, None, id, serde_json::json!({})).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
                 self.commit(tx).await?;
                 Ok(workflow)
             }
 
             async fn delete_workflow(&self, id: &str) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let (mut tx, ordered) = self.begin_ordered(id).await?;
                 let workflow = Self::workflow_in(&mut tx, id).await?;
                 if workflow.builtin {
                     return Err(builtin_workflow(&workflow).into());
@@ -107,7 +107,7 @@ macro_rules! workflow_sql {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::conflict(e, reason::WORKFLOW_IN_USE))?;
-                Self::record(&mut tx, EventKind::WorkflowDeleted, None, id, serde_json::json!({})).await?;
+                Self::record(&mut tx, ordered, EventKind::WorkflowDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
         }

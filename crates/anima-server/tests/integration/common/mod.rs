@@ -74,14 +74,11 @@ impl TestServer {
         }
     }
 
-    /// Id of the newest outbox event: unchanged means nothing changed.
+    /// Id of the newest outbox event, once every committed event is
+    /// readable: unchanged means nothing changed.
     pub async fn last_event_id(&self) -> i64 {
-        self.store
-            .events_after(0, i64::MAX)
-            .await
-            .expect("events")
-            .last()
-            .map_or(0, |event| event.id)
+        anima_db::testing::settle_events(&*self.store).await;
+        self.store.last_event().await.expect("last event").id
     }
 
     /// Creates a user directly in the store (fast: hashes once per test
