@@ -8,6 +8,7 @@ use std::{path::PathBuf, time::Duration};
 mod ai;
 mod desktop;
 mod mail;
+mod revocation;
 
 use anima_bench::{
     Backend, ServerUnderTest, authed,
@@ -44,6 +45,9 @@ enum Command {
     Read(Options),
     /// GetWorkItem with and without authentication and RBAC.
     Auth(Options),
+    /// How long a session logged out on one of two instances (PostgreSQL)
+    /// still works on the other.
+    Revocation(Options),
     /// ListWorkItems: the first page against a page deep into a big project.
     PageDepth(Options),
     /// Resident memory of the server idle and after the write load.
@@ -139,11 +143,20 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => return serve::run(args).await,
             Command::All(o) => (
                 o,
-                vec!["write", "read", "auth", "page-depth", "footprint", "ai"],
+                vec![
+                    "write",
+                    "read",
+                    "auth",
+                    "revocation",
+                    "page-depth",
+                    "footprint",
+                    "ai",
+                ],
             ),
             Command::Write(o) => (o, vec!["write"]),
             Command::Read(o) => (o, vec!["read"]),
             Command::Auth(o) => (o, vec!["auth"]),
+            Command::Revocation(o) => (o, vec!["revocation"]),
             Command::PageDepth(o) => (o, vec!["page-depth"]),
             Command::Footprint(o) => (o, vec!["footprint"]),
             Command::Ai(o) => (o, vec!["ai"]),
@@ -173,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 "write" => write(&options).await,
                 "read" => read(&options).await,
                 "auth" => auth(&options).await,
+                "revocation" => revocation::scenario(&options).await,
                 "page-depth" => page_depth(&options).await,
                 "footprint" => footprint(&options).await,
                 "mail" => mail::scenario(&options).await,

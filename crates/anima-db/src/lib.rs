@@ -124,6 +124,14 @@ pub trait Store:
     /// events — this process's, and on PostgreSQL other instances' too
     /// (LISTEN/NOTIFY). Readers re-read the outbox when it changes.
     fn commits(&self) -> watch::Receiver<u64>;
+
+    /// Whether [`Self::commits`] hears every instance's commits: the number
+    /// of the connection that brings other instances' (PostgreSQL LISTEN),
+    /// counting up with each reconnection, and 0 while it is down, when
+    /// other instances' changes arrive only by polling. A cache that other
+    /// instances' events keep fresh is trusted only while it is not 0, and
+    /// flushed when it changes. Always 1 on SQLite: one process owns it.
+    fn feed(&self) -> watch::Receiver<u64>;
 }
 
 /// Users, login sessions and roles.

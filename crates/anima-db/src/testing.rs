@@ -152,3 +152,18 @@ pub async fn migrate_postgres_to(url: &str, version: i64) {
         .await
         .expect("migrate");
 }
+
+/// Ends every PostgreSQL backend of the database at `url` that listens for
+/// events (an outage of each instance's LISTEN connection); returns how
+/// many.
+pub async fn terminate_listeners(url: &str) -> usize {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate the LISTEN backends");
+    ended.into_iter().filter(|ended| *ended).count()
+}

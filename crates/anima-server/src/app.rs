@@ -91,10 +91,10 @@ impl Api {
             .routes
             .into_axum_router()
             .layer(axum::middleware::from_fn_with_state(
-                self.authenticator,
+                self.authenticator.clone(),
                 authorize,
             ));
-        Self::with_http(grpc, self.store, self.limits)
+        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
     }
 
     /// The same services behind [`trust_every_caller`] instead: for
@@ -108,16 +108,22 @@ impl Api {
             .layer(axum::middleware::from_fn(
                 crate::middleware::trust_every_caller,
             ));
-        Self::with_http(grpc, self.store, self.limits)
+        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
     }
 
-    fn with_http(grpc: Router, store: Arc<dyn Store>, limits: RateLimiter) -> Router {
+    fn with_http(
+        grpc: Router,
+        store: Arc<dyn Store>,
+        limits: RateLimiter,
+        authenticator: &Authenticator,
+    ) -> Router {
         let backend = store.backend();
         let http = Router::new().route(
             "/healthz",
             get(move || async move { format!("ok {backend}\n") }),
         );
-        grpc.merge(http).merge(mcp::router(store, limits))
+        let cache = authenticator.cache().clone();
+        grpc.merge(http).merge(mcp::router(store, limits, cache))
     }
 }
 
@@ -156,7 +162,7 @@ pub async fn api(
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthServiceServer::new(AuthApi::new(store.clone(), authenticator.clone(), throttle));
-    let team = TeamServiceServer::new(TeamApi::new(store.clone()));
+    let team = TeamServiceServer::new(TeamApi::new(store.clone(), authenticator.clone()));
     health_reporter
         .set_serving::<AuthServiceServer<AuthApi>>()
         .await;

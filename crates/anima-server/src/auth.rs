@@ -13,18 +13,13 @@ use anima_core::{
 };
 use anima_db::Store;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::config::{ServerConfig, ServiceToken};
+use crate::{
+    auth_cache::AuthCache,
+    config::{ServerConfig, ServiceToken},
+};
 
-/// The form in which tokens are stored and compared: SHA-256, hex. A fast
-/// hash is right here because tokens carry full entropy, unlike passwords.
-pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
+pub use anima_core::secret::token_hash;
 
 /// An internal service that holds a token of anima-server's: each may call
 /// only its own RPCs (see [`crate::rbac::ACCESS`]).
@@ -92,6 +87,8 @@ pub enum Caller {
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Store>,
+    /// Sessions and permissions already looked up; see [`AuthCache`].
+    cache: Arc<AuthCache>,
     idle_timeout_micros: i64,
     /// See [`ServerConfig::service_tokens`].
     service_tokens: Arc<[ServiceToken]>,
@@ -107,6 +104,7 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>, config: &ServerConfig) -> anyhow::Result<Self> {
         config.check_service_tokens()?;
         Ok(Self {
+            cache: Arc::new(AuthCache::new(&*store)),
             store,
             idle_timeout_micros: i64::try_from(config.session_idle_timeout().as_micros())
                 .unwrap_or(i64::MAX),
@@ -152,14 +150,23 @@ impl Authenticator {
                 "the token is not valid; log in again",
             )
         };
-        let (session, user) = self
-            .store
-            .session_with_user(&hash)
+        let (mut session, mut user) = self
+            .cache
+            .session(&*self.store, &hash)
             .await?
             .ok_or_else(invalid)?;
         let now = now_micros();
         if now - session.last_used_at > self.idle_timeout_micros {
+            // Another instance may have used it since this one cached it.
+            (session, user) = self
+                .cache
+                .reread_session(&*self.store, &hash)
+                .await?
+                .ok_or_else(invalid)?;
+        }
+        if now - session.last_used_at > self.idle_timeout_micros {
             self.store.delete_session(&hash).await?;
+            self.cache.forget_session(&hash);
             return Err(DomainError::unauthenticated(
                 reason::SESSION_EXPIRED,
                 "the session expired after being idle; log in again",
@@ -170,6 +177,7 @@ impl Authenticator {
         }
         if now - session.last_used_at > TOUCH_INTERVAL_MICROS {
             self.store.touch_session(&hash, now).await?;
+            self.cache.touched(&hash, now);
         }
         Ok(Caller::User {
             user,
@@ -183,7 +191,13 @@ impl Authenticator {
     /// Does not count as use (a stream that only listens keeps no session
     /// alive).
     pub async fn check_session(&self, token_hash: &str) -> Result<(), DomainError> {
-        let Some((session, user)) = self.store.session_with_user(token_hash).await? else {
+        let mut found = self.cache.session(&*self.store, token_hash).await?;
+        if found.as_ref().is_some_and(|(session, _)| {
+            now_micros() - session.last_used_at > self.idle_timeout_micros
+        }) {
+            found = self.cache.reread_session(&*self.store, token_hash).await?;
+        }
+        let Some((session, user)) = found else {
             return Err(DomainError::unauthenticated(
                 reason::UNAUTHENTICATED,
                 "the session ended (logged out, password changed or revoked); log in again",
@@ -202,6 +216,13 @@ impl Authenticator {
             ));
         }
         Ok(())
+    }
+
+    /// This instance's cache of sessions and permissions. Handlers that
+    /// change either tell it before they return; other instances hear of
+    /// the change through the event.
+    pub fn cache(&self) -> &Arc<AuthCache> {
+        &self.cache
     }
 
     /// Opens a session for a user and returns its token (shown once).

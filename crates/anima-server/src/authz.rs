@@ -9,7 +9,7 @@ use anima_db::Store;
 use axum::extract::ConnectInfo;
 use tonic::Request;
 
-use crate::{auth::Caller, rbac::Access};
+use crate::{auth::Caller, auth_cache::AuthCache, rbac::Access};
 
 /// What the middleware learnt about a request, attached to its extensions.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub struct RequestContext {
     pub caller: Option<Caller>,
     /// The access rule of the RPC.
     pub access: Access,
+    /// Where project permissions are looked up first; `None` reads the
+    /// store every time.
+    pub cache: Option<Arc<AuthCache>>,
 }
 
 /// The context the middleware attached. Its absence means the service was
@@ -53,7 +56,7 @@ pub async fn require_project(
     let Access::Project(permission) = context.access else {
         return Ok(());
     };
-    require_permission(store, context.caller.as_ref(), project_id, permission).await
+    require_permission(store, context, project_id, permission).await
 }
 
 /// The work item `raw_id` (named `what` in errors), once the caller holds
@@ -89,16 +92,19 @@ pub async fn authorized_work_item(
 /// whose rule is not one project permission (e.g. lists across projects).
 pub async fn require_permission(
     store: &Arc<dyn Store>,
-    caller: Option<&Caller>,
+    context: &RequestContext,
     project_id: &str,
     permission: Permission,
 ) -> Result<(), DomainError> {
-    match caller {
+    match context.caller.as_ref() {
         #[cfg(feature = "trust-every-caller")]
         Some(Caller::Unchecked) => Ok(()),
         Some(Caller::Service { .. }) => Err(denied(permission)),
         Some(Caller::User { user, .. }) => {
-            let granted = store.project_permissions(&user.id, project_id).await?;
+            let granted = match &context.cache {
+                Some(cache) => cache.permissions(&**store, &user.id, project_id).await?,
+                None => Arc::new(store.project_permissions(&user.id, project_id).await?),
+            };
             if granted.contains(&permission) {
                 Ok(())
             } else {

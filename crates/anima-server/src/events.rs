@@ -181,7 +181,7 @@ impl EventHub {
         streams_per_user: usize,
     ) -> Arc<Self> {
         let (live, _) = broadcast::channel(capacity.max(1));
-        let tailer = tokio::spawn(tail(store.clone(), live.clone()));
+        let tailer = tokio::spawn(tail(store.clone(), live.clone(), authenticator.clone()));
         Arc::new(Self {
             store,
             authenticator,
@@ -271,7 +271,11 @@ impl EventHub {
         };
         self.authenticator.check_session(token_hash).await?;
         if let Some((project_id, permission)) = &reader.needs {
-            let held = self.store.project_permissions(user_id, project_id).await?;
+            let held = self
+                .authenticator
+                .cache()
+                .permissions(&*self.store, user_id, project_id)
+                .await?;
             if !held.contains(permission) {
                 return Err(DomainError::permission_denied(format!(
                     "you no longer hold {permission} in this project"
@@ -378,8 +382,13 @@ fn slow_consumer(cursor: i64) -> DomainError {
 }
 
 /// Reads the outbox after every commit signal (or poll) and broadcasts what
-/// is new, in position order.
-async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
+/// is new, in position order, after showing it to the authenticator's
+/// session cache (so a stream's recheck never meets a stale session).
+async fn tail(
+    store: Arc<dyn Store>,
+    live: broadcast::Sender<Arc<Event>>,
+    authenticator: Authenticator,
+) {
     let mut commits = store.commits();
     let mut head = loop {
         match store.last_event().await {
@@ -393,12 +402,17 @@ async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
     let mut held_back_wait = HELD_BACK_FIRST_WAIT / 2;
     loop {
         commits.borrow_and_update();
+        // Asked before the read: a writer that ends between the two is then
+        // caught by the read or by the quick look again below, never left
+        // to the slow poll.
+        let held_back = store.events_held_back().await;
         loop {
             match store.events_after(head, REPLAY_BATCH).await {
                 Ok(batch) => {
                     let complete = (batch.len() as i64) < REPLAY_BATCH;
                     for event in batch {
                         head = event.position();
+                        authenticator.cache().observe(&event);
                         // No subscriber is not an error: nobody is watching.
                         let _ = live.send(Arc::new(event));
                     }
@@ -416,7 +430,7 @@ async fn tail(store: Arc<dyn Store>, live: broadcast::Sender<Arc<Event>>) {
         // delivered when it ends, which may bring no commit signal (it
         // wrote no event, or runs in another database of the cluster):
         // look again soon, backing off, while any wait.
-        let wait = match store.events_held_back().await {
+        let wait = match held_back {
             Ok(true) => {
                 held_back_wait = (held_back_wait * 2).min(HELD_BACK_MAX_WAIT);
                 held_back_wait

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod auth_cache;
 pub mod authz;
 pub mod config;
 pub mod error;

@@ -48,9 +48,11 @@ pub async fn authorize(
     if let Err(err) = rbac::check_caller(access, caller.as_ref()) {
         return refuse(err);
     }
-    request
-        .extensions_mut()
-        .insert(RequestContext { caller, access });
+    request.extensions_mut().insert(RequestContext {
+        caller,
+        access,
+        cache: Some(authenticator.cache().clone()),
+    });
     next.run(request).await
 }
 
@@ -70,6 +72,7 @@ pub async fn trust_every_caller(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestContext {
         caller: Some(crate::auth::Caller::Unchecked),
         access,
+        cache: None,
     });
     next.run(request).await
 }

@@ -146,6 +146,7 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
+                Self::after_older_writers(&mut tx).await?;
                 Self::record(&mut tx, ordered, EventKind::UserUpdated, None, id, serde_json::json!({})).await?;
                 let updated = Self::user_in(&mut tx, id).await?;
                 self.commit(tx).await?;
@@ -198,6 +199,7 @@ macro_rules! accounts_sql {
                 if current.is_admin && !current.disabled {
                     Self::keep_an_admin(&mut tx).await?;
                 }
+                Self::after_older_writers(&mut tx).await?;
                 Self::record(&mut tx, ordered, EventKind::UserDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }
@@ -349,6 +351,7 @@ macro_rules! accounts_sql {
                 if deleted == 0 {
                     return Ok(false);
                 }
+                Self::after_older_writers(&mut tx).await?;
                 Self::record(&mut tx, ordered, EventKind::LoginClosed, None, &user_id, serde_json::json!({ "sessions": 1 })).await?;
                 self.commit(tx).await?;
                 Ok(true)
@@ -365,6 +368,7 @@ macro_rules! accounts_sql {
                 .await?
                 .rows_affected();
                 if closed > 0 {
+                    Self::after_older_writers(&mut tx).await?;
                     Self::record(&mut tx, ordered, EventKind::LoginClosed, None, user_id, serde_json::json!({ "sessions": closed })).await?;
                 }
                 self.commit(tx).await?;
@@ -441,6 +445,7 @@ macro_rules! accounts_sql {
                         .await?;
                     Self::set_permissions(&mut tx, id, permissions).await?;
                 }
+                Self::after_older_writers(&mut tx).await?;
                 Self::record(&mut tx, ordered, EventKind::RoleUpdated, None, id, serde_json::json!({})).await?;
                 let role = Self::role_in(&mut tx, id).await?;
                 self.commit(tx).await?;
@@ -472,6 +477,7 @@ macro_rules! accounts_sql {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                Self::after_older_writers(&mut tx).await?;
                 Self::record(&mut tx, ordered, EventKind::RoleDeleted, None, id, serde_json::json!({})).await?;
                 self.commit(tx).await
             }

@@ -207,10 +207,15 @@ macro_rules! common_sql {
                 if id == 0 {
                     return Ok(Some(EventPosition::default()));
                 }
-                let row = sqlx::query("SELECT txid FROM events WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                // Only an event readers may take: a cursor beyond the
+                // horizon would pass over events still to commit below it.
+                let row = sqlx::query(concat!(
+                    "SELECT txid FROM events WHERE id = $1 AND ",
+                    $visible
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
                 row.map(|row| Ok(EventPosition { txid: row.try_get("txid")?, id }))
                     .transpose()
             }
@@ -218,6 +223,11 @@ macro_rules! common_sql {
             fn commits(&self) -> watch::Receiver<u64> {
                 self.listen_for_other_writers();
                 self.commits.subscribe()
+            }
+
+            fn feed(&self) -> watch::Receiver<u64> {
+                self.listen_for_other_writers();
+                self.feed.subscribe()
             }
         }
         impl $store {
@@ -285,6 +295,36 @@ macro_rules! common_sql {
                     }
                 }
                 Ok(Ordered(()))
+            }
+
+            /// Waits, before a change that takes access away commits, until
+            /// every transaction that began writing before it has ended
+            /// (PostgreSQL): events are delivered by transaction, so an event
+            /// of an older writer that committed after the change would be
+            /// delivered before it, to a reader the change shuts out. Gives
+            /// up after two seconds (an older writer waiting on this one's
+            /// locks), leaving that writer's events as they fall.
+            async fn after_older_writers(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> StoreResult<()> {
+                let Some(oldest) = Self::OLDEST_WRITER else {
+                    return Ok(());
+                };
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                let mut pause = Duration::from_millis(1);
+                while !sqlx::query(oldest)
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get::<bool, _>("oldest")?
+                {
+                    if std::time::Instant::now() >= deadline {
+                        tracing::warn!("an older writer still runs; revoking without waiting for it");
+                        break;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Ok(())
             }
 
             /// Opens a write transaction holding the ordering lock of `key`.
@@ -372,6 +412,8 @@ macro_rules! common_sql {
 pub struct PostgresStore {
     pool: PgPool,
     commits: Arc<watch::Sender<u64>>,
+    /// See [`Store::feed`]: 0 until the LISTEN connection is up.
+    feed: Arc<watch::Sender<u64>>,
     listening: Arc<Once>,
 }
 
@@ -397,6 +439,10 @@ impl PostgresStore {
          set_config('statement_timeout', '30s', true) AS bounded \
          FROM pg_advisory_xact_lock(1634626913, hashtext($1))",
     );
+    /// Whether this transaction is the oldest one running (it has written,
+    /// so it has an id).
+    const OLDEST_WRITER: Option<&'static str> =
+        Some("SELECT pg_snapshot_xmin(pg_current_snapshot()) = pg_current_xact_id() AS oldest");
     /// The project's status, read after its ordering lock is held (so
     /// after every earlier writer of the project committed): writes into
     /// one project (key numbering, archiving, owner checks) are serialised
@@ -434,6 +480,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             commits: Arc::new(watch::channel(0).0),
+            feed: Arc::new(watch::channel(0).0),
             listening: Arc::new(Once::new()),
         };
         store.seed_roles().await?;
@@ -447,8 +494,10 @@ impl PostgresStore {
         self.listening.call_once(|| {
             let pool = self.pool.clone();
             let commits = Arc::downgrade(&self.commits);
+            let feed = self.feed.clone();
             tokio::spawn(async move {
                 let mut listener = None;
+                let mut connections = 0;
                 loop {
                     let Some(signal) = commits.upgrade() else {
                         return;
@@ -456,7 +505,11 @@ impl PostgresStore {
                     if listener.is_none() {
                         match PgListener::connect_with(&pool).await {
                             Ok(mut connected) => match connected.listen(EVENTS_CHANNEL).await {
-                                Ok(()) => listener = Some(connected),
+                                Ok(()) => {
+                                    listener = Some(connected);
+                                    connections += 1;
+                                    feed.send_replace(connections);
+                                }
                                 Err(err) => tracing::warn!(%err, "cannot LISTEN for events"),
                             },
                             Err(err) => tracing::warn!(%err, "cannot connect to LISTEN for events"),
@@ -478,14 +531,19 @@ impl PostgresStore {
                             }
                         }
                         Ok(Ok(None)) => {
-                            // The connection dropped; the next call
-                            // reconnects. Readers look again meanwhile.
+                            // The connection dropped: reconnect (as a new
+                            // feed). Readers look again meanwhile, and
+                            // nothing heard from other instances is
+                            // complete until it is back.
+                            feed.send_replace(0);
+                            listener = None;
                             if let Some(signal) = commits.upgrade() {
                                 signal.send_modify(|count| *count = count.wrapping_add(1));
                             }
                         }
                         Ok(Err(err)) => {
                             tracing::warn!(%err, "lost the LISTEN connection; reconnecting");
+                            feed.send_replace(0);
                             listener = None;
                         }
                         Err(_elapsed) => {}
@@ -510,6 +568,8 @@ common_sql!(
 pub struct SqliteStore {
     pool: SqlitePool,
     commits: Arc<watch::Sender<u64>>,
+    /// See [`Store::feed`]: always 1.
+    feed: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -522,6 +582,8 @@ impl SqliteStore {
     const ADVISORY_LOCK: Option<&'static str> = None;
     /// One writer at a time commits in id order: nothing to order.
     const ORDER_WRITES: Option<&'static str> = None;
+    /// No other writer runs beside this one.
+    const OLDEST_WRITER: Option<&'static str> = None;
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
     /// Inserts an outbox row. One process owns the file, so the commit
@@ -554,6 +616,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             commits: Arc::new(watch::channel(0).0),
+            feed: Arc::new(watch::channel(1).0),
         };
         store.seed_roles().await?;
         store.seed_workflows().await?;

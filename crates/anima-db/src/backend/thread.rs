@@ -53,7 +53,7 @@ macro_rules! decision_select {
 }
 
 macro_rules! thread_sql {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $db:ty, $visible:literal) => {
         #[async_trait]
         impl ThreadStore for $store {
             async fn post_message(&self, message: NewMessage) -> StoreResult<Message> {
@@ -271,13 +271,15 @@ macro_rules! thread_sql {
             }
 
             async fn recent_events(&self, reader: &str, limit: i64) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query(
+                // Only events streams may deliver yet: their ids are cursors.
+                let rows = sqlx::query(concat!(
                     "SELECT e.id, e.txid, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
                      FROM events e WHERE e.project_id IN (SELECT b.project_id FROM role_bindings b \
                        JOIN role_permissions rp ON rp.role_id = b.role_id \
-                       WHERE b.user_id = $1 AND rp.permission = 'dashboard.read') \
-                     ORDER BY e.txid DESC, e.id DESC LIMIT $2",
-                )
+                       WHERE b.user_id = $1 AND rp.permission = 'dashboard.read') AND ",
+                    $visible,
+                    " ORDER BY e.txid DESC, e.id DESC LIMIT $2"
+                ))
                 .bind(reader)
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -459,5 +461,10 @@ macro_rules! thread_sql {
     };
 }
 
-thread_sql!(PostgresStore, sqlx::Postgres);
-thread_sql!(SqliteStore, sqlx::Sqlite);
+// Events as `Store::events_after` hands them out (see `common_sql!`).
+thread_sql!(
+    PostgresStore,
+    sqlx::Postgres,
+    "txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+);
+thread_sql!(SqliteStore, sqlx::Sqlite, "TRUE");

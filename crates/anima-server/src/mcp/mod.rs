@@ -39,11 +39,12 @@ use serde_json::json;
 pub use access::{TOOLS, ToolAccess, ToolScope};
 pub use tools::AgentTools;
 
-use crate::{auth::token_hash, limits::RateLimiter};
+use crate::{auth::token_hash, auth_cache::AuthCache, limits::RateLimiter};
 
 /// The `/mcp` route: token check, then the MCP service.
-/// `limits` meters each session's writes (`mcp_writes_per_minute`).
-pub fn router(store: Arc<dyn Store>, limits: RateLimiter) -> Router {
+/// `limits` meters each session's writes (`mcp_writes_per_minute`); tokens
+/// are looked up in `cache` first.
+pub fn router(store: Arc<dyn Store>, limits: RateLimiter, cache: Arc<AuthCache>) -> Router {
     let tools_store = store.clone();
     // Bearer tokens, not the Host header, protect this endpoint, and agents
     // reach it through whatever name their sandbox resolves.
@@ -60,7 +61,10 @@ pub fn router(store: Arc<dyn Store>, limits: RateLimiter) -> Router {
         );
     Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(store, authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            (store, cache),
+            authenticate,
+        ))
 }
 
 /// Why a request to `/mcp` was refused, as JSON with a stable reason.
@@ -76,7 +80,7 @@ fn refuse(status: StatusCode, reason: &str, message: &str) -> Response {
 /// Looks the bearer token up on every request and attaches its scope.
 /// Tokens are never logged.
 pub async fn authenticate(
-    State(store): State<Arc<dyn Store>>,
+    State((store, cache)): State<(Arc<dyn Store>, Arc<AuthCache>)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -94,7 +98,7 @@ pub async fn authenticate(
             "send the agent session's token as Authorization: Bearer <token>",
         );
     };
-    match store.mcp_token(&token_hash(token)).await {
+    match cache.mcp_token(&*store, &token_hash(token)).await {
         Ok(TokenState::Valid(scope)) => {
             request.extensions_mut().insert(scope);
             next.run(request).await

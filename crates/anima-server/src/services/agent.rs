@@ -275,6 +275,7 @@ impl AgentSessionApi {
                 SessionChange::default(),
             )
             .await?;
+        forget_agent_session(context, &session.id);
         // Kept or not, the agent stops; keeping spares only the workspace.
         if let Some(provider) = &self.provider
             && let Err(err) = provider.destroy(&stopped).await
@@ -294,6 +295,7 @@ impl AgentSessionApi {
     ) -> Result<pb::RevokeSessionTokenResponse, DomainError> {
         let session = self.authorized_session(context, &request.id).await?;
         let revoked = self.store.revoke_agent_tokens(&session.id).await?;
+        forget_agent_session(context, &session.id);
         Ok(pb::RevokeSessionTokenResponse {
             revoked: i64::try_from(revoked).unwrap_or(i64::MAX),
         })
@@ -584,3 +586,12 @@ impl AgentAuditApi {
 grpc_service!(AgentAuditApi: AgentAuditService {
     report_login(pb::LoginReport) -> pb::ReportLoginResponse;
 });
+
+/// Tells this instance's MCP token cache that a session's tokens stopped
+/// working, before the RPC returns (other instances hear of it through the
+/// event).
+fn forget_agent_session(context: &RequestContext, session_id: &str) {
+    if let Some(cache) = &context.cache {
+        cache.forget_agent_session(session_id);
+    }
+}

@@ -133,6 +133,7 @@ impl AuthApi {
                 },
             )
             .await?;
+        self.authenticator.cache().forget_user(&user.id);
         Ok(())
     }
 }
@@ -155,6 +156,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         if let Caller::User { token_hash, .. } = authz::caller(&request).into_status()? {
             self.store.delete_session(token_hash).await.into_status()?;
+            self.authenticator.cache().forget_session(token_hash);
         }
         Ok(Response::new(pb::LogoutResponse {}))
     }

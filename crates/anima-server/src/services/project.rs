@@ -175,6 +175,7 @@ impl ProjectApi {
             .store
             .add_member(&project_id, &user_id, &role_id, acting_user(context))
             .await?;
+        forget_member(context, &user_id, &project_id);
         Ok(pb::ProjectMember::from(member))
     }
 
@@ -189,7 +190,16 @@ impl ProjectApi {
         self.store
             .remove_member(&project_id, &user_id, acting_user(context))
             .await?;
+        forget_member(context, &user_id, &project_id);
         Ok(pb::RemoveProjectMemberResponse {})
+    }
+}
+
+/// Tells this instance's permission cache that a membership changed, before
+/// the RPC returns (other instances hear of it through the event).
+fn forget_member(context: &RequestContext, user_id: &str, project_id: &str) {
+    if let Some(cache) = &context.cache {
+        cache.forget_member(user_id, project_id);
     }
 }
 

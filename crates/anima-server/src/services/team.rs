@@ -16,7 +16,7 @@ use anima_proto::v1::{self as pb, team_service_server::TeamService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::Caller,
+    auth::{Authenticator, Caller},
     authz,
     error::{IntoStatus, to_status},
     password::hash_password,
@@ -27,6 +27,9 @@ use crate::{
 #[derive(Clone)]
 pub struct TeamApi {
     store: Arc<dyn Store>,
+    /// Told of account changes, so this instance's session cache never
+    /// outlives them.
+    authenticator: Authenticator,
 }
 
 const USER_PATHS: &[&str] = &[
@@ -45,8 +48,11 @@ const MAX_PREFERENCES: usize = 100;
 
 impl TeamApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, authenticator: Authenticator) -> Self {
+        Self {
+            store,
+            authenticator,
+        }
     }
 
     async fn create_user(&self, request: pb::CreateUserRequest) -> Result<pb::User, DomainError> {
@@ -137,12 +143,16 @@ impl TeamApi {
         }
         // The store refuses to remove the last active admin (LAST_ADMIN),
         // in the same transaction as the change.
-        Ok(pb::User::from(self.store.update_user(&id, changes).await?))
+        let updated = self.store.update_user(&id, changes).await?;
+        self.authenticator.cache().forget_user(&id);
+        Ok(pb::User::from(updated))
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), DomainError> {
         let id = parse_id(id, "id")?;
-        Ok(self.store.delete_user(&id).await?)
+        self.store.delete_user(&id).await?;
+        self.authenticator.cache().forget_user(&id);
+        Ok(())
     }
 
     async fn create_role(&self, request: pb::CreateRoleRequest) -> Result<pb::Role, DomainError> {
@@ -186,7 +196,9 @@ impl TeamApi {
                 _ => unreachable!("update_mask::validate admits only ROLE_PATHS"),
             }
         }
-        Ok(pb::Role::from(self.store.update_role(&id, changes).await?))
+        let role = self.store.update_role(&id, changes).await?;
+        self.authenticator.cache().forget_permissions();
+        Ok(pb::Role::from(role))
     }
 }
 
@@ -344,6 +356,7 @@ impl TeamService for TeamApi {
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
         let id = parse_id(&request.get_ref().id, "id").into_status()?;
         self.store.delete_role(&id).await.into_status()?;
+        self.authenticator.cache().forget_permissions();
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }
 

@@ -392,13 +392,7 @@ impl ThreadApi {
             _ => None,
         };
         if let Some(project_id) = &project_id {
-            require_permission(
-                &self.store,
-                context.caller.as_ref(),
-                project_id,
-                Permission::ThreadRead,
-            )
-            .await?;
+            require_permission(&self.store, context, project_id, Permission::ThreadRead).await?;
         }
         let filter = DecisionFilter {
             project_id,

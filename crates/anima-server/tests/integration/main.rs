@@ -11,5 +11,6 @@ mod multi_instance;
 mod outbox;
 mod planning;
 mod rbac_matrix;
+mod revocation;
 mod security;
 mod threads;

@@ -1618,6 +1618,7 @@ async fn project_rpcs_by_role_and_membership(backend: Backend) {
                     session_created_at: 0,
                 }),
                 access,
+                cache: None,
             };
             let allowed = expected
                 .as_bytes()

@@ -1,11 +1,11 @@
 //! Planning: projects and members, plans, work items with their description
 //! history and capabilities, workflows and Akhs.
 //!
-//! Every write into a project first takes the project's row
-//! ([`PostgresStore::LOCK_PROJECT`]), which serialises writers of one
-//! project: key numbering, the stale-revision check, the last-Owner check
-//! and the archived check all read a state nobody else can change before
-//! the transaction commits.
+//! Every write into a project first takes the project's ordering lock
+//! (`lock_project`), which serialises writers of one project: key
+//! numbering, the stale-revision check, the last-Owner check and the
+//! archived check all read a state nobody else can change before the
+//! transaction commits.
 
 use std::str::FromStr;
 

@@ -1,4 +1,5 @@
-//! Projects and their members: the project row is the lock every write into a project takes.
+//! Projects and their members, and the project's ordering lock that every
+//! write into a project takes first.
 
 use super::*;
 

@@ -1,0 +1,310 @@
+//! Issue 23: sessions are checked from memory, yet a change that ends one
+//! is effective on the instance that made it before its RPC returns, and
+//! on another instance within one event delivery; a LISTEN connection
+//! killed meanwhile changes nothing. Two `anima-server` processes on one
+//! PostgreSQL database.
+
+use std::time::{Duration, Instant};
+
+use anima_core::permission::DEFAULT_ROLES;
+use anima_db::testing::{HeldWriter, TempDatabase};
+use anima_proto::v1::{
+    self as pb, auth_service_client::AuthServiceClient,
+    project_service_client::ProjectServiceClient, team_service_client::TeamServiceClient,
+};
+use tonic::{Code, transport::Channel};
+
+use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed};
+
+const ANN_PASSWORD: &str = "ann's long password";
+/// Longest another instance may take to hear of a change.
+const PROPAGATION: Duration = Duration::from_secs(10);
+
+async fn login(channel: &Channel, username: &str, password: &str) -> String {
+    AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token
+}
+
+/// What WhoAmI answers `token` on `channel`: Ok, or the status code.
+async fn who_am_i(channel: &Channel, token: &str) -> Result<(), Code> {
+    AuthServiceClient::new(channel.clone())
+        .who_am_i(authed(token, pb::WhoAmIRequest {}))
+        .await
+        .map(drop)
+        .map_err(|status| status.code())
+}
+
+/// Whether `token` may read the project on `channel`: Ok, or the code.
+async fn read_project(channel: &Channel, token: &str, project_id: &str) -> Result<(), Code> {
+    ProjectServiceClient::new(channel.clone())
+        .get_project(authed(
+            token,
+            pb::GetProjectRequest {
+                id: project_id.into(),
+            },
+        ))
+        .await
+        .map(drop)
+        .map_err(|status| status.code())
+}
+
+/// An older writer kept open across a change: the change's event is held
+/// back behind it, so until [`HeldWriter::commit`] only what the changing
+/// instance did before its RPC returned can make it refuse.
+async fn hold_events(database_url: &str, project_id: &str) -> HeldWriter {
+    HeldWriter::begin(database_url, project_id, project_id).await
+}
+
+/// Polls `call` until it is refused with `code`, failing after
+/// [`PROPAGATION`].
+async fn refused_soon<F, Fut>(what: &str, code: Code, mut call: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Code>>,
+{
+    let deadline = Instant::now() + PROPAGATION;
+    loop {
+        match call().await {
+            Err(refused) if refused == code => return,
+            outcome => assert!(
+                Instant::now() < deadline,
+                "{what}: still {outcome:?} after {PROPAGATION:?}"
+            ),
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocations_reach_both_instances_without_stale_sessions() {
+    let db = TempDatabase::postgres().await;
+    let (a, b) = (Instance::start(&db.url), Instance::start(&db.url));
+    let (a, b, _instances) = (a.channel().await, b.channel().await, (a, b));
+    let admin = login(&a, "admin", ADMIN_PASSWORD).await;
+    let ann = TeamServiceClient::new(a.clone())
+        .create_user(authed(
+            &admin,
+            pb::CreateUserRequest {
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password: ANN_PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ann")
+        .into_inner();
+    let project = ProjectServiceClient::new(a.clone())
+        .create_project(authed(
+            &admin,
+            pb::CreateProjectRequest {
+                name: "Shared".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+
+    // Logout on A.
+    let token = login(&a, "ann", ANN_PASSWORD).await;
+    assert_eq!(who_am_i(&a, &token).await, Ok(()));
+    assert_eq!(who_am_i(&b, &token).await, Ok(()), "B has it cached now");
+    let held = hold_events(&db.url, &project.id).await;
+    AuthServiceClient::new(a.clone())
+        .logout(authed(&token, pb::LogoutRequest {}))
+        .await
+        .expect("logout");
+    assert_eq!(who_am_i(&a, &token).await, Err(Code::Unauthenticated));
+    held.commit().await;
+    refused_soon("logout on B", Code::Unauthenticated, || {
+        who_am_i(&b, &token)
+    })
+    .await;
+
+    // Disabled on A by the admin.
+    let token = login(&b, "ann", ANN_PASSWORD).await;
+    assert_eq!(who_am_i(&a, &token).await, Ok(()));
+    assert_eq!(who_am_i(&b, &token).await, Ok(()));
+    let set_disabled = |disabled: bool| {
+        let (a, admin, id) = (a.clone(), admin.clone(), ann.id.clone());
+        async move {
+            TeamServiceClient::new(a)
+                .update_user(authed(
+                    &admin,
+                    pb::UpdateUserRequest {
+                        user: Some(pb::User {
+                            id,
+                            disabled,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["disabled".into()],
+                        }),
+                        password: String::new(),
+                    },
+                ))
+                .await
+                .expect("update ann");
+        }
+    };
+    let held = hold_events(&db.url, &project.id).await;
+    set_disabled(true).await;
+    assert_eq!(who_am_i(&a, &token).await, Err(Code::Unauthenticated));
+    held.commit().await;
+    refused_soon("disabling on B", Code::Unauthenticated, || {
+        who_am_i(&b, &token)
+    })
+    .await;
+    set_disabled(false).await;
+
+    // A password change on A ends every other session.
+    let kept = login(&a, "ann", ANN_PASSWORD).await;
+    let other = login(&b, "ann", ANN_PASSWORD).await;
+    assert_eq!(who_am_i(&a, &other).await, Ok(()));
+    assert_eq!(who_am_i(&b, &other).await, Ok(()));
+    let held = hold_events(&db.url, &project.id).await;
+    AuthServiceClient::new(a.clone())
+        .change_password(authed(
+            &kept,
+            pb::ChangePasswordRequest {
+                current_password: ANN_PASSWORD.into(),
+                new_password: "ann's new long password".into(),
+            },
+        ))
+        .await
+        .expect("change password");
+    assert_eq!(who_am_i(&a, &other).await, Err(Code::Unauthenticated));
+    held.commit().await;
+    refused_soon("password change on B", Code::Unauthenticated, || {
+        who_am_i(&b, &other)
+    })
+    .await;
+    assert_eq!(
+        who_am_i(&b, &kept).await,
+        Ok(()),
+        "the changing session stays"
+    );
+
+    // Membership removed, and a role edited, on A.
+    let member = |role_id: &'static str| {
+        let (a, admin, project_id, user_id) =
+            (a.clone(), admin.clone(), project.id.clone(), ann.id.clone());
+        async move {
+            ProjectServiceClient::new(a)
+                .add_project_member(authed(
+                    &admin,
+                    pb::AddProjectMemberRequest {
+                        project_id,
+                        user_id,
+                        role_id: role_id.into(),
+                    },
+                ))
+                .await
+                .expect("add ann");
+        }
+    };
+    member(DEFAULT_ROLES[3].id).await;
+    assert_eq!(read_project(&a, &kept, &project.id).await, Ok(()));
+    assert_eq!(read_project(&b, &kept, &project.id).await, Ok(()));
+    let held = hold_events(&db.url, &project.id).await;
+    ProjectServiceClient::new(a.clone())
+        .remove_project_member(authed(
+            &admin,
+            pb::RemoveProjectMemberRequest {
+                project_id: project.id.clone(),
+                user_id: ann.id.clone(),
+            },
+        ))
+        .await
+        .expect("remove ann");
+    assert_eq!(
+        read_project(&a, &kept, &project.id).await,
+        Err(Code::PermissionDenied)
+    );
+    held.commit().await;
+    refused_soon("removal on B", Code::PermissionDenied, || {
+        read_project(&b, &kept, &project.id)
+    })
+    .await;
+
+    let mut team = TeamServiceClient::new(a.clone());
+    let readers = team
+        .create_role(authed(
+            &admin,
+            pb::CreateRoleRequest {
+                name: "Readers".into(),
+                description: String::new(),
+                permissions: vec!["project.read".into()],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    ProjectServiceClient::new(a.clone())
+        .add_project_member(authed(
+            &admin,
+            pb::AddProjectMemberRequest {
+                project_id: project.id.clone(),
+                user_id: ann.id.clone(),
+                role_id: readers.id.clone(),
+            },
+        ))
+        .await
+        .expect("add ann as reader");
+    assert_eq!(read_project(&a, &kept, &project.id).await, Ok(()));
+    assert_eq!(read_project(&b, &kept, &project.id).await, Ok(()));
+    let held = hold_events(&db.url, &project.id).await;
+    team.update_role(authed(
+        &admin,
+        pb::UpdateRoleRequest {
+            role: Some(pb::Role {
+                id: readers.id.clone(),
+                permissions: vec!["thread.read".into()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["permissions".into()],
+            }),
+        },
+    ))
+    .await
+    .expect("edit the role");
+    assert_eq!(
+        read_project(&a, &kept, &project.id).await,
+        Err(Code::PermissionDenied)
+    );
+    held.commit().await;
+    refused_soon("role edit on B", Code::PermissionDenied, || {
+        read_project(&b, &kept, &project.id)
+    })
+    .await;
+
+    // The LISTEN connections die; a logout on A during the outage still
+    // reaches B.
+    let late = login(&a, "ann", "ann's new long password").await;
+    assert_eq!(who_am_i(&b, &late).await, Ok(()));
+    assert_eq!(
+        anima_db::testing::terminate_listeners(&db.url).await,
+        2,
+        "each instance had a LISTEN connection"
+    );
+    AuthServiceClient::new(a.clone())
+        .logout(authed(&late, pb::LogoutRequest {}))
+        .await
+        .expect("logout during the outage");
+    assert_eq!(who_am_i(&a, &late).await, Err(Code::Unauthenticated));
+    refused_soon(
+        "logout on B during the outage",
+        Code::Unauthenticated,
+        || who_am_i(&b, &late),
+    )
+    .await;
+}
