@@ -116,6 +116,12 @@ pub trait Store:
     /// it ends, so a reader that was told of a commit looks again soon.
     async fn events_held_back(&self) -> StoreResult<bool>;
 
+    /// The committed events after `after` that wait behind an older writer
+    /// ([`Self::events_held_back`]), for a cache that must forget what
+    /// they changed at once and needs no order; a stream must never take
+    /// them from here.
+    async fn held_back_events(&self, after: EventPosition, limit: i64) -> StoreResult<Vec<Event>>;
+
     /// Where the event `id` stands; `None` when there is no such event.
     /// Id 0 is the start. Clients resume by event id; the server maps it.
     async fn event_position(&self, id: i64) -> StoreResult<Option<EventPosition>>;

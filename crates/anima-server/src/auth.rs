@@ -177,7 +177,7 @@ impl Authenticator {
         }
         if now - session.last_used_at > TOUCH_INTERVAL_MICROS {
             self.store.touch_session(&hash, now).await?;
-            self.cache.touched(&hash, now);
+            self.cache.touched(&hash);
         }
         Ok(Caller::User {
             user,
@@ -189,15 +189,11 @@ impl Authenticator {
     /// Whether the session with this token hash is still open: not logged
     /// out or revoked, not idle past the timeout, its user not disabled.
     /// Does not count as use (a stream that only listens keeps no session
-    /// alive).
+    /// alive). Read from the database, not the cache: streams recheck when
+    /// a replayed event says something changed, which may be ahead of what
+    /// this instance's cache has heard of.
     pub async fn check_session(&self, token_hash: &str) -> Result<(), DomainError> {
-        let mut found = self.cache.session(&*self.store, token_hash).await?;
-        if found.as_ref().is_some_and(|(session, _)| {
-            now_micros() - session.last_used_at > self.idle_timeout_micros
-        }) {
-            found = self.cache.reread_session(&*self.store, token_hash).await?;
-        }
-        let Some((session, user)) = found else {
+        let Some((session, user)) = self.store.session_with_user(token_hash).await? else {
             return Err(DomainError::unauthenticated(
                 reason::UNAUTHENTICATED,
                 "the session ended (logged out, password changed or revoked); log in again",

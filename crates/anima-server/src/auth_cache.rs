@@ -18,7 +18,7 @@ use std::{
     hash::Hash,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -32,8 +32,10 @@ use anima_db::{Store, StoreResult, TokenState};
 use quick_cache::sync::Cache;
 use tokio::sync::watch;
 
-/// Sessions kept at most (a few hundred bytes each).
+/// Sessions kept at most.
 pub const SESSION_ENTRIES: usize = 10_000;
+/// Bytes the sessions (with their users, preferences included) may take.
+pub const SESSION_BYTES: u64 = 16 * 1024 * 1024;
 /// (user, project) permission sets kept at most.
 pub const PERMISSION_ENTRIES: usize = 50_000;
 /// Live MCP tokens kept at most.
@@ -42,9 +44,32 @@ pub const MCP_TOKEN_ENTRIES: usize = 10_000;
 /// A session and its user.
 type SessionEntry = Arc<(AuthSession, User)>;
 
+/// A session entry's weight: roughly the bytes it holds, since a user's
+/// preferences (which they edit themselves) make some far larger than
+/// others.
+#[derive(Clone)]
+struct SessionWeight;
+
+impl quick_cache::Weighter<String, SessionEntry> for SessionWeight {
+    fn weight(&self, key: &String, entry: &SessionEntry) -> u64 {
+        let (session, user) = &**entry;
+        let preferences: usize = user
+            .preferences
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
+        (256 + key.len()
+            + session.user_id.len()
+            + user.username.len()
+            + user.display_name.len()
+            + user.email.len()
+            + preferences) as u64
+    }
+}
+
 /// See the module documentation.
 pub struct AuthCache {
-    sessions: Cache<String, SessionEntry>,
+    sessions: Cache<String, SessionEntry, SessionWeight>,
     permissions: Cache<(String, String), Arc<Vec<Permission>>>,
     /// Only live tokens: a refusal is read again each time.
     mcp_tokens: Cache<String, Arc<McpScope>>,
@@ -55,6 +80,9 @@ pub struct AuthCache {
     feed: watch::Receiver<u64>,
     /// The feed connection the entries were read under.
     filled_under: AtomicU64,
+    /// Whether this instance's event tailer reads the outbox now: the
+    /// cache hears of other instances' changes only through it.
+    following: AtomicBool,
 }
 
 /// Sizes only: entries hold sessions, never shown.
@@ -72,12 +100,23 @@ impl AuthCache {
     /// An empty cache over `store`'s feed.
     pub fn new(store: &dyn Store) -> Self {
         Self {
-            sessions: Cache::new(SESSION_ENTRIES),
+            sessions: Cache::with_weighter(SESSION_ENTRIES, SESSION_BYTES, SessionWeight),
             permissions: Cache::new(PERMISSION_ENTRIES),
             mcp_tokens: Cache::new(MCP_TOKEN_ENTRIES),
             epoch: AtomicU64::new(0),
             feed: store.feed(),
             filled_under: AtomicU64::new(0),
+            following: AtomicBool::new(false),
+        }
+    }
+
+    /// Told by the event tailer whether its last read of the outbox
+    /// succeeded. Until it does (at start, or while the store fails) the
+    /// cache is bypassed, and emptied when it is back: changes made
+    /// meanwhile may not have been observed.
+    pub fn set_following(&self, following: bool) {
+        if following != self.following.swap(following, Ordering::SeqCst) {
+            self.clear();
         }
     }
 
@@ -85,21 +124,24 @@ impl AuthCache {
     /// when the feed reconnected since it was filled); `None` to bypass.
     fn usable(&self) -> Option<u64> {
         let feed = *self.feed.borrow();
-        if feed == 0 {
+        if feed == 0 || !self.following.load(Ordering::SeqCst) {
             return None;
         }
-        if self.filled_under.swap(feed, Ordering::SeqCst) != feed {
-            // Events may have been missed while the feed was down.
+        if self.filled_under.load(Ordering::SeqCst) != feed {
+            // Events may have been missed while the feed was down. Emptied
+            // before the new number is stored, so nobody takes an entry
+            // from before the outage meanwhile.
             self.clear();
+            self.filled_under.store(feed, Ordering::SeqCst);
         }
         Some(feed)
     }
 
     /// `read` from the database, kept in `cache` under `key` unless a
     /// change may have raced the read.
-    async fn read_through<K, V>(
+    async fn read_through<K, V, W>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &Cache<K, V, W>,
         key: K,
         feed: u64,
         read: impl Future<Output = StoreResult<Option<V>>>,
@@ -107,6 +149,7 @@ impl AuthCache {
     where
         K: Eq + Hash + Clone,
         V: Clone,
+        W: quick_cache::Weighter<K, V> + Clone,
     {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let found = read.await?;
@@ -152,16 +195,11 @@ impl AuthCache {
         self.session(store, token_hash).await
     }
 
-    /// Records that the session was used at `now` (the store was told).
-    pub fn touched(&self, token_hash: &str, now: i64) {
-        if let Some(entry) = self.sessions.get(token_hash) {
-            let (mut session, user) = (*entry).clone();
-            session.last_used_at = now;
-            // Only over an entry still there: a forgotten one stays gone.
-            let _ = self
-                .sessions
-                .replace(token_hash.to_owned(), Arc::new((session, user)), true);
-        }
+    /// Records that the session was used (the store was told, at most once
+    /// a minute): the entry is read afresh next time, rather than patched,
+    /// so a change that raced the touch is never written back over.
+    pub fn touched(&self, token_hash: &str) {
+        self.forget_session(token_hash);
     }
 
     /// What `user_id` may do in `project_id`.
@@ -275,6 +313,12 @@ impl AuthCache {
             EventKind::RoleUpdated | EventKind::RoleDeleted => self.forget_permissions(),
             EventKind::AgentSessionStatus | EventKind::AgentSessionTokenRevoked => {
                 self.forget_agent_session(&event.entity_id);
+            }
+            // Its sessions and their tokens went with it.
+            EventKind::WorkItemDeleted => {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                self.mcp_tokens
+                    .retain(|_, scope| scope.work_item_id != event.entity_id);
             }
             _ => {}
         }

@@ -271,11 +271,9 @@ impl EventHub {
         };
         self.authenticator.check_session(token_hash).await?;
         if let Some((project_id, permission)) = &reader.needs {
-            let held = self
-                .authenticator
-                .cache()
-                .permissions(&*self.store, user_id, project_id)
-                .await?;
+            // From the database, not the cache: a replayed event may be
+            // ahead of what this instance's cache has heard of.
+            let held = self.store.project_permissions(user_id, project_id).await?;
             if !held.contains(permission) {
                 return Err(DomainError::permission_denied(format!(
                     "you no longer hold {permission} in this project"
@@ -399,6 +397,8 @@ async fn tail(
             }
         }
     };
+    // Held-back events already shown to the cache (see below).
+    let mut forgotten_early = std::collections::HashSet::new();
     let mut held_back_wait = HELD_BACK_FIRST_WAIT / 2;
     loop {
         commits.borrow_and_update();
@@ -409,6 +409,7 @@ async fn tail(
         loop {
             match store.events_after(head, REPLAY_BATCH).await {
                 Ok(batch) => {
+                    authenticator.cache().set_following(true);
                     let complete = (batch.len() as i64) < REPLAY_BATCH;
                     for event in batch {
                         head = event.position();
@@ -421,10 +422,32 @@ async fn tail(
                     }
                 }
                 Err(err) => {
+                    // Changes may pass unobserved: the cache stands aside.
+                    authenticator.cache().set_following(false);
                     tracing::warn!(%err, "event tailer cannot read the outbox; retrying");
                     break;
                 }
             }
+        }
+        // What waits behind an older writer reaches streams only when that
+        // writer ends, but the cache forgets what it changed now: a
+        // revocation must not wait on somebody else's transaction.
+        if matches!(held_back, Ok(true)) {
+            match store.held_back_events(head, REPLAY_BATCH).await {
+                Ok(waiting) => {
+                    for event in waiting {
+                        if forgotten_early.insert(event.id) {
+                            authenticator.cache().observe(&event);
+                        }
+                    }
+                }
+                Err(err) => {
+                    authenticator.cache().set_following(false);
+                    tracing::warn!(%err, "event tailer cannot read the outbox; retrying");
+                }
+            }
+        } else {
+            forgotten_early.clear();
         }
         // Events that committed behind an older writer still running are
         // delivered when it ends, which may bring no commit signal (it

@@ -203,6 +203,25 @@ macro_rules! common_sql {
                 Ok(row.try_get("held")?)
             }
 
+            async fn held_back_events(
+                &self,
+                after: EventPosition,
+                limit: i64,
+            ) -> StoreResult<Vec<Event>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
+                     FROM events WHERE (txid, id) > ($1, $2) AND NOT (",
+                    $visible,
+                    ") ORDER BY txid, id LIMIT $3"
+                ))
+                .bind(after.txid)
+                .bind(after.id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(crate::backend::rows::event).collect()
+            }
+
             async fn event_position(&self, id: i64) -> StoreResult<Option<EventPosition>> {
                 if id == 0 {
                     return Ok(Some(EventPosition::default()));

@@ -80,6 +80,41 @@ pub(crate) fn authed<T>(token: &str, message: T) -> Request<T> {
     request
 }
 
+/// Logs `username` in on `channel` and returns the session token.
+pub(crate) async fn login(channel: &Channel, username: &str, password: &str) -> String {
+    AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token
+}
+
+/// Posts a human message to the thread of `work_item_id`.
+pub(crate) async fn post(
+    threads: &mut ThreadServiceClient<Channel>,
+    token: &str,
+    work_item_id: &str,
+    body: String,
+) -> pb::Message {
+    threads
+        .post_message(authed(
+            token,
+            pb::PostMessageRequest {
+                work_item_id: work_item_id.into(),
+                kind: pb::MessageKind::Human as i32,
+                body,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("post")
+        .into_inner()
+}
+
 pub(crate) async fn subscribe(
     channel: Channel,
     token: &str,
@@ -129,15 +164,7 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
     let b = Instance::start(&db.url);
     let store = db.open().await;
 
-    let token = AuthServiceClient::new(a.channel().await)
-        .login(pb::LoginRequest {
-            username: "admin".into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await
-        .expect("login on A")
-        .into_inner()
-        .token;
+    let token = login(&a.channel().await, "admin", ADMIN_PASSWORD).await;
     let project = ProjectServiceClient::new(a.channel().await)
         .create_project(authed(
             &token,
@@ -176,18 +203,7 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
         writers.push(tokio::spawn(async move {
             let mut threads = ThreadServiceClient::new(channel);
             for n in 0..MESSAGES / WRITERS {
-                threads
-                    .post_message(authed(
-                        &token,
-                        pb::PostMessageRequest {
-                            work_item_id: work_item_id.clone(),
-                            kind: pb::MessageKind::Human as i32,
-                            body: format!("{writer}/{n}"),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .expect("post through A");
+                post(&mut threads, &token, &work_item_id, format!("{writer}/{n}")).await;
             }
         }));
     }

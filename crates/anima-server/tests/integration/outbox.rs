@@ -12,14 +12,14 @@ use std::{
 
 use anima_db::testing::{HeldWriter, TempDatabase, settle_events};
 use anima_proto::v1::{
-    self as pb, auth_service_client::AuthServiceClient,
-    dashboard_service_client::DashboardServiceClient, project_service_client::ProjectServiceClient,
-    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
+    self as pb, dashboard_service_client::DashboardServiceClient,
+    project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
 };
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, subscribe};
+use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, login, post, subscribe};
 
 const PROJECTS: usize = 8;
 const WRITERS: usize = 16;
@@ -27,18 +27,6 @@ const POSTS_PER_WRITER: usize = 300;
 const READERS: usize = 4;
 /// How long a reader may wait for the next update before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn login(channel: Channel) -> String {
-    AuthServiceClient::new(channel)
-        .login(pb::LoginRequest {
-            username: "admin".into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .token
-}
 
 /// A project with one work item; returns (project id, work item id).
 async fn project_with_item(channel: Channel, token: &str, name: &str) -> (String, String) {
@@ -149,7 +137,7 @@ async fn parallel_writers_and_resuming_readers_on_two_instances() {
     let b = Instance::start(&db.url);
     let store = db.open().await;
     let instances = [a.channel().await, b.channel().await];
-    let token = login(instances[0].clone()).await;
+    let token = login(&instances[0], "admin", ADMIN_PASSWORD).await;
     let mut items = Vec::new();
     for n in 0..PROJECTS {
         let (_, item) = project_with_item(instances[n % 2].clone(), &token, &format!("P{n}")).await;
@@ -178,20 +166,8 @@ async fn parallel_writers_and_resuming_readers_on_two_instances() {
             tokio::spawn(async move {
                 let mut posted = Vec::with_capacity(POSTS_PER_WRITER);
                 for n in 0..POSTS_PER_WRITER {
-                    let message = threads
-                        .post_message(authed(
-                            &token,
-                            pb::PostMessageRequest {
-                                work_item_id: work_item_id.clone(),
-                                kind: pb::MessageKind::Human as i32,
-                                body: format!("{writer}/{n}"),
-                                ..Default::default()
-                            },
-                        ))
-                        .await
-                        .expect("post")
-                        .into_inner();
-                    posted.push(message.id);
+                    let body = format!("{writer}/{n}");
+                    posted.push(post(&mut threads, &token, &work_item_id, body).await.id);
                 }
                 posted
             })
@@ -240,7 +216,7 @@ async fn a_writer_held_open_delays_later_events_and_loses_none() {
     let a = Instance::start(&db.url);
     let store = db.open().await;
     let channel = a.channel().await;
-    let token = login(channel.clone()).await;
+    let token = login(&channel, "admin", ADMIN_PASSWORD).await;
     let (project_id, item) = project_with_item(channel.clone(), &token, "Held").await;
     settle_events(&*store).await;
     let cursor = store.last_event().await.expect("cursor");
@@ -250,20 +226,8 @@ async fn a_writer_held_open_delays_later_events_and_loses_none() {
     let mut threads = ThreadServiceClient::new(channel.clone());
     let mut posted = Vec::new();
     for n in 0..20 {
-        let message = threads
-            .post_message(authed(
-                &token,
-                pb::PostMessageRequest {
-                    work_item_id: item.clone(),
-                    kind: pb::MessageKind::Human as i32,
-                    body: format!("after the held writer {n}"),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("post")
-            .into_inner();
-        posted.push(message.id);
+        let body = format!("after the held writer {n}");
+        posted.push(post(&mut threads, &token, &item, body).await.id);
     }
     // Committed, but behind the open writer: not readable yet.
     assert!(store.events_held_back().await.expect("held back"));

@@ -14,23 +14,11 @@ use anima_proto::v1::{
 };
 use tonic::{Code, transport::Channel};
 
-use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed};
+use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, login};
 
 const ANN_PASSWORD: &str = "ann's long password";
 /// Longest another instance may take to hear of a change.
 const PROPAGATION: Duration = Duration::from_secs(10);
-
-async fn login(channel: &Channel, username: &str, password: &str) -> String {
-    AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: username.into(),
-            password: password.into(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .token
-}
 
 /// What WhoAmI answers `token` on `channel`: Ok, or the status code.
 async fn who_am_i(channel: &Channel, token: &str) -> Result<(), Code> {
