@@ -295,4 +295,20 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         || who_am_i(&b, &late),
     )
     .await;
+
+    // The account deleted on A.
+    let last = login(&b, "ann", "ann's new long password").await;
+    assert_eq!(who_am_i(&a, &last).await, Ok(()));
+    assert_eq!(who_am_i(&b, &last).await, Ok(()));
+    let held = hold_events(&db.url, &project.id).await;
+    TeamServiceClient::new(a.clone())
+        .delete_user(authed(&admin, pb::DeleteUserRequest { id: ann.id.clone() }))
+        .await
+        .expect("delete ann");
+    assert_eq!(who_am_i(&a, &last).await, Err(Code::Unauthenticated));
+    held.commit().await;
+    refused_soon("deletion on B", Code::Unauthenticated, || {
+        who_am_i(&b, &last)
+    })
+    .await;
 }
