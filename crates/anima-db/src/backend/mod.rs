@@ -5,6 +5,13 @@
 //! both backends; the few dialect differences are associated constants of
 //! the store types.
 
+/// The columns of an outbox event, as `rows::event` reads them.
+macro_rules! event_select {
+    () => {
+        "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at FROM events"
+    };
+}
+
 mod accounts;
 mod agent;
 mod document;
@@ -140,18 +147,13 @@ macro_rules! common_sql {
                 after: EventPosition,
                 limit: i64,
             ) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
-                     FROM events WHERE (txid, id) > ($1, $2) AND ",
+                let sql = concat!(
+                    event_select!(),
+                    " WHERE (txid, id) > ($1, $2) AND ",
                     $visible,
                     " ORDER BY txid, id LIMIT $3"
-                ))
-                .bind(after.txid)
-                .bind(after.id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(crate::backend::rows::event).collect()
+                );
+                self.events_page(sql, after, limit).await
             }
 
             async fn work_item_events_after(
@@ -161,8 +163,8 @@ macro_rules! common_sql {
                 limit: i64,
             ) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query(concat!(
-                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
-                     FROM events WHERE work_item_id = $1 AND (txid, id) > ($2, $3) AND ",
+                    event_select!(),
+                    " WHERE work_item_id = $1 AND (txid, id) > ($2, $3) AND ",
                     $visible,
                     " ORDER BY txid, id LIMIT $4"
                 ))
@@ -208,18 +210,13 @@ macro_rules! common_sql {
                 after: EventPosition,
                 limit: i64,
             ) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT id, txid, kind, project_id, entity_id, work_item_id, payload, created_at \
-                     FROM events WHERE (txid, id) > ($1, $2) AND NOT (",
+                let sql = concat!(
+                    event_select!(),
+                    " WHERE (txid, id) > ($1, $2) AND NOT (",
                     $visible,
                     ") ORDER BY txid, id LIMIT $3"
-                ))
-                .bind(after.txid)
-                .bind(after.id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(crate::backend::rows::event).collect()
+                );
+                self.events_page(sql, after, limit).await
             }
 
             async fn event_position(&self, id: i64) -> StoreResult<Option<EventPosition>> {
@@ -250,6 +247,23 @@ macro_rules! common_sql {
             }
         }
         impl $store {
+
+            /// The events `sql` selects after the position `after` (`$1`,
+            /// `$2`), at most `limit` (`$3`).
+            async fn events_page(
+                &self,
+                sql: &'static str,
+                after: EventPosition,
+                limit: i64,
+            ) -> StoreResult<Vec<Event>> {
+                let rows = sqlx::query(sql)
+                    .bind(after.txid)
+                    .bind(after.id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(crate::backend::rows::event).collect()
+            }
 
             /// The one row `sql` selects by `id` (its only parameter), read
             /// by `read`; `missing` when there is none.

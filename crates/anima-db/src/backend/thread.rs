@@ -273,12 +273,12 @@ macro_rules! thread_sql {
             async fn recent_events(&self, reader: &str, limit: i64) -> StoreResult<Vec<Event>> {
                 // Only events streams may deliver yet: their ids are cursors.
                 let rows = sqlx::query(concat!(
-                    "SELECT e.id, e.txid, e.kind, e.project_id, e.entity_id, e.work_item_id, e.payload, e.created_at \
-                     FROM events e WHERE e.project_id IN (SELECT b.project_id FROM role_bindings b \
+                    event_select!(),
+                    " WHERE project_id IN (SELECT b.project_id FROM role_bindings b \
                        JOIN role_permissions rp ON rp.role_id = b.role_id \
                        WHERE b.user_id = $1 AND rp.permission = 'dashboard.read') AND ",
                     $visible,
-                    " ORDER BY e.txid DESC, e.id DESC LIMIT $2"
+                    " ORDER BY txid DESC, id DESC LIMIT $2"
                 ))
                 .bind(reader)
                 .bind(limit)

@@ -115,6 +115,43 @@ pub(crate) async fn post(
         .into_inner()
 }
 
+/// A new project named `name`, made by the holder of `token`.
+pub(crate) async fn create_project(channel: &Channel, token: &str, name: &str) -> pb::Project {
+    ProjectServiceClient::new(channel.clone())
+        .create_project(authed(
+            token,
+            pb::CreateProjectRequest {
+                name: name.into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner()
+}
+
+/// A project with one work item; returns (project id, work item id).
+pub(crate) async fn project_with_item(
+    channel: Channel,
+    token: &str,
+    name: &str,
+) -> (String, String) {
+    let project = create_project(&channel, token, name).await;
+    let item = WorkItemServiceClient::new(channel)
+        .create_work_item(authed(
+            token,
+            pb::CreateWorkItemRequest {
+                project_id: project.id.clone(),
+                title: format!("{name} thread"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("item")
+        .into_inner();
+    (project.id, item.id)
+}
+
 pub(crate) async fn subscribe(
     channel: Channel,
     token: &str,
@@ -165,41 +202,19 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
     let store = db.open().await;
 
     let token = login(&a.channel().await, "admin", ADMIN_PASSWORD).await;
-    let project = ProjectServiceClient::new(a.channel().await)
-        .create_project(authed(
-            &token,
-            pb::CreateProjectRequest {
-                name: "Shared".into(),
-                description: String::new(),
-            },
-        ))
-        .await
-        .expect("project")
-        .into_inner();
-    let item = WorkItemServiceClient::new(a.channel().await)
-        .create_work_item(authed(
-            &token,
-            pb::CreateWorkItemRequest {
-                project_id: project.id,
-                title: "Busy thread".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("item")
-        .into_inner();
+    let (_, item_id) = project_with_item(a.channel().await, &token, "Shared").await;
     anima_db::testing::settle_events(&*store).await;
     let cursor = store.last_event().await.expect("cursor").id;
 
     // Two subscribers on B before anything is posted through A.
-    let mut steady = subscribe(b.channel().await, &token, &item.id, cursor).await;
-    let mut flaky = subscribe(b.channel().await, &token, &item.id, cursor).await;
+    let mut steady = subscribe(b.channel().await, &token, &item_id, cursor).await;
+    let mut flaky = subscribe(b.channel().await, &token, &item_id, cursor).await;
 
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let channel = a.channel().await;
         let token = token.clone();
-        let work_item_id = item.id.clone();
+        let work_item_id = item_id.clone();
         writers.push(tokio::spawn(async move {
             let mut threads = ThreadServiceClient::new(channel);
             for n in 0..MESSAGES / WRITERS {
@@ -225,7 +240,7 @@ async fn instances_deliver_each_others_events_and_resume_without_gaps() {
     let bodies: BTreeSet<&str> = all.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies.len(), MESSAGES);
 
-    let mut resumed = subscribe(b.channel().await, &token, &item.id, resume_after).await;
+    let mut resumed = subscribe(b.channel().await, &token, &item_id, resume_after).await;
     let (second_part, _) = take_messages(&mut resumed, MESSAGES - first_part.len()).await;
     let union: Vec<i64> = first_part
         .iter()

@@ -13,13 +13,14 @@ use std::{
 use anima_db::testing::{HeldWriter, TempDatabase, settle_events};
 use anima_proto::v1::{
     self as pb, dashboard_service_client::DashboardServiceClient,
-    project_service_client::ProjectServiceClient, thread_service_client::ThreadServiceClient,
-    work_item_service_client::WorkItemServiceClient,
+    thread_service_client::ThreadServiceClient,
 };
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, login, post, subscribe};
+use crate::multi_instance::{
+    ADMIN_PASSWORD, Instance, authed, login, post, project_with_item, subscribe,
+};
 
 const PROJECTS: usize = 8;
 const WRITERS: usize = 16;
@@ -27,34 +28,6 @@ const POSTS_PER_WRITER: usize = 300;
 const READERS: usize = 4;
 /// How long a reader may wait for the next update before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A project with one work item; returns (project id, work item id).
-async fn project_with_item(channel: Channel, token: &str, name: &str) -> (String, String) {
-    let project = ProjectServiceClient::new(channel.clone())
-        .create_project(authed(
-            token,
-            pb::CreateProjectRequest {
-                name: name.into(),
-                description: String::new(),
-            },
-        ))
-        .await
-        .expect("project")
-        .into_inner();
-    let item = WorkItemServiceClient::new(channel)
-        .create_work_item(authed(
-            token,
-            pb::CreateWorkItemRequest {
-                project_id: project.id.clone(),
-                title: format!("{name} thread"),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("item")
-        .into_inner();
-    (project.id, item.id)
-}
 
 /// A message the dashboard stream delivered: its event and what it says.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -14,7 +14,7 @@ use anima_proto::v1::{
 };
 use tonic::{Code, transport::Channel};
 
-use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, login};
+use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, create_project, login};
 
 const ANN_PASSWORD: &str = "ann's long password";
 /// Longest another instance may take to hear of a change.
@@ -89,17 +89,7 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         .await
         .expect("ann")
         .into_inner();
-    let project = ProjectServiceClient::new(a.clone())
-        .create_project(authed(
-            &admin,
-            pb::CreateProjectRequest {
-                name: "Shared".into(),
-                description: String::new(),
-            },
-        ))
-        .await
-        .expect("project")
-        .into_inner();
+    let project = create_project(&a, &admin, "Shared").await;
 
     // Logout on A.
     let token = login(&a, "ann", ANN_PASSWORD).await;
