@@ -53,6 +53,9 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// writer, doubling up to [`HELD_BACK_MAX_WAIT`].
 const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(50);
+/// How many held-back events the tailer shows the auth cache early, per
+/// commit signal; beyond them, a change reaches the cache on delivery.
+const HELD_BACK_PEEK: i64 = 10 * REPLAY_BATCH;
 
 /// What a live stream yields.
 #[derive(Debug, Clone)]
@@ -397,8 +400,10 @@ async fn tail(
             }
         }
     };
-    // Held-back events already shown to the cache (see below).
+    // Held-back events already shown to the cache (see below), and
+    // whether a commit was signalled since the last look at them.
     let mut forgotten_early = std::collections::HashSet::new();
+    let mut signalled = true;
     let mut held_back_wait = HELD_BACK_FIRST_WAIT / 2;
     loop {
         commits.borrow_and_update();
@@ -432,18 +437,31 @@ async fn tail(
         // What waits behind an older writer reaches streams only when that
         // writer ends, but the cache forgets what it changed now: a
         // revocation must not wait on somebody else's transaction.
+        // Looked at only after a commit signal (a held-back event is
+        // new only then), at most HELD_BACK_PEEK events deep.
         if matches!(held_back, Ok(true)) {
-            match store.held_back_events(head, REPLAY_BATCH).await {
-                Ok(waiting) => {
-                    for event in waiting {
-                        if forgotten_early.insert(event.id) {
-                            authenticator.cache().observe(&event);
+            if signalled {
+                let mut after = head;
+                for _ in 0..HELD_BACK_PEEK / REPLAY_BATCH {
+                    match store.held_back_events(after, REPLAY_BATCH).await {
+                        Ok(waiting) => {
+                            let complete = (waiting.len() as i64) < REPLAY_BATCH;
+                            for event in waiting {
+                                after = event.position();
+                                if forgotten_early.insert(event.id) {
+                                    authenticator.cache().observe(&event);
+                                }
+                            }
+                            if complete {
+                                break;
+                            }
+                        }
+                        Err(err) => {
+                            authenticator.cache().set_following(false);
+                            tracing::warn!(%err, "event tailer cannot read the outbox; retrying");
+                            break;
                         }
                     }
-                }
-                Err(err) => {
-                    authenticator.cache().set_following(false);
-                    tracing::warn!(%err, "event tailer cannot read the outbox; retrying");
                 }
             }
         } else {
@@ -468,8 +486,9 @@ async fn tail(
                 if changed.is_err() {
                     return;
                 }
+                signalled = true;
             }
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait) => signalled = false,
         }
     }
 }
