@@ -294,6 +294,9 @@ pub async fn commits_signal_and_dashboard_reads(store: &dyn Store) {
     assert_eq!(counts[0].status, WorkItemStatus::Done);
     assert_eq!(counts[0].count, 1);
 
+    // Recent events are those streams may deliver: wait until every
+    // committed one is (other tests share the PostgreSQL horizon).
+    crate::testing::settle_events(store).await;
     let recent = store.recent_events(&owner.id, 10).await.expect("recent");
     let kinds: Vec<&str> = recent.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
