@@ -309,14 +309,6 @@ pub trait WorkItemStore: Send + Sync {
     async fn create_work_item(&self, item: NewWorkItem) -> StoreResult<WorkItem>;
     /// A work item by id.
     async fn get_work_item(&self, id: &str) -> StoreResult<WorkItem>;
-    /// A work item by id and whether `user_id` holds `permission` in its
-    /// project, in one query: the read path of every work-item RPC.
-    async fn get_work_item_for_user(
-        &self,
-        id: &str,
-        user_id: &str,
-        permission: Permission,
-    ) -> StoreResult<(WorkItem, bool)>;
     /// A work item by its key within a project.
     async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> StoreResult<WorkItem>;
     /// Work items of a project in key order.

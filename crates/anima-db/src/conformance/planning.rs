@@ -7,7 +7,7 @@ use anima_core::{
     capability::{Capability, CapabilityKind},
     error::reason,
     paging::PageRequest,
-    permission::{DEFAULT_ROLES, Permission},
+    permission::DEFAULT_ROLES,
     planning::{
         Actor, AkhChanges, DescriptionEdit, NewPlan, NewWorkItem, PlanChanges, Priority,
         ProjectChanges, ProjectStatus, RevisionCause, WorkItemChanges, WorkItemKey, WorkItemStatus,
@@ -277,20 +277,8 @@ pub async fn work_item_keys_and_lists(store: &dyn Store) {
         .expect("find");
     assert_eq!(found, created[2]);
 
-    // The one-query read path answers the permission with the item.
-    let stranger = store.create_user(new_user("stranger")).await.expect("user");
-    let (read, permitted) = store
-        .get_work_item_for_user(&first.id, &owner.id, Permission::WorkItemRead)
-        .await
-        .expect("read as owner");
-    assert_eq!((&read, permitted), (first, true));
-    let (_, permitted) = store
-        .get_work_item_for_user(&first.id, &stranger.id, Permission::WorkItemRead)
-        .await
-        .expect("read as stranger");
-    assert!(!permitted, "a non-member holds nothing in the project");
     let err = store
-        .get_work_item_for_user(MISSING, &owner.id, Permission::WorkItemRead)
+        .get_work_item(MISSING)
         .await
         .expect_err("no such item");
     assert_eq!(err.reason, reason::WORK_ITEM_NOT_FOUND);

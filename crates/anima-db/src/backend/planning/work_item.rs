@@ -15,8 +15,8 @@ macro_rules! work_item_sql {
                 // outright is read before the lock, which then holds only
                 // the writes. A plan's workflow must be read under it.
                 let named_workflow = match (&item.workflow_id, &item.plan_id) {
-                    (Some(id), _) => Some(Self::workflow_in(&mut tx, id).await?),
-                    (None, None) => Some(Self::workflow_in(&mut tx, STANDARD_WORKFLOW_ID).await?),
+                    (Some(id), _) => Some(Self::starting_workflow(&mut tx, id).await?),
+                    (None, None) => Some(Self::starting_workflow(&mut tx, STANDARD_WORKFLOW_ID).await?),
                     (None, Some(_)) => None,
                 };
                 let (ordered, number) = Self::next_work_item_number(&mut tx, &item.project_id).await?;
@@ -37,7 +37,7 @@ macro_rules! work_item_sql {
                     Some(workflow) => workflow,
                     None => {
                         let id = plan_workflow_id.as_deref().unwrap_or(STANDARD_WORKFLOW_ID);
-                        Self::workflow_in(&mut tx, id).await?
+                        Self::starting_workflow(&mut tx, id).await?
                     }
                 };
                 let workflow_id = workflow.id.clone();
@@ -113,30 +113,6 @@ macro_rules! work_item_sql {
             async fn get_work_item(&self, id: &str) -> StoreResult<WorkItem> {
                 let mut conn = self.pool.acquire().await?;
                 Self::work_item_in(&mut conn, id).await
-            }
-
-            async fn get_work_item_for_user(
-                &self,
-                id: &str,
-                user_id: &str,
-                permission: Permission,
-            ) -> StoreResult<(WorkItem, bool)> {
-                let row = sqlx::query(concat!(
-                    work_item_select!(
-                        ", EXISTS (SELECT 1 FROM role_bindings rb \
-                         JOIN role_permissions rp ON rp.role_id = rb.role_id \
-                         WHERE rb.user_id = $2 AND rb.project_id = w.project_id \
-                         AND rp.permission = $3) AS permitted"
-                    ),
-                    " WHERE w.id = $1"
-                ))
-                .bind(id)
-                .bind(user_id)
-                .bind(permission.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| work_item_not_found(&format!("with id {id}")))?;
-                Ok((crate::backend::rows::work_item(&row)?, row.try_get("permitted")?))
             }
 
             async fn find_work_item(&self, project_id: &str, key: WorkItemKey) -> StoreResult<WorkItem> {
