@@ -77,7 +77,7 @@ impl InboundMail {
 /// Parses raw RFC 5322 bytes. Never fails: unparseable input becomes a
 /// mail with its bytes as the body, for a human to look at.
 pub fn parse(raw: &[u8]) -> InboundMail {
-    let fallback_id = format!("sha256-{}@anima.invalid", hex(&Sha256::digest(raw)));
+    let fallback_id = format!("sha256-{}@anima.invalid", hex::encode(Sha256::digest(raw)));
     let Some(message) = MessageParser::default().parse(raw) else {
         return InboundMail {
             from: String::new(),
@@ -202,10 +202,6 @@ fn header_addresses(value: &HeaderValue<'_>) -> Vec<String> {
         HeaderValue::Text(text) => vec![text.trim_matches(['<', '>', ' ']).to_owned()],
         _ => Vec::new(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -106,10 +106,7 @@ impl Logins {
         let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
         let mut name = [0u8; 12];
         rand::rng().fill_bytes(&mut name);
-        let username = format!(
-            "login-{}",
-            name.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let username = format!("login-{}", hex::encode(name));
         let private_key_pem = key.to_openssh(LineEnding::LF)?.to_string();
         let host_public_key = self.host_key.public_key().to_openssh()?;
         let expire_time = SystemTime::now() + CREDENTIAL_LIFETIME;

@@ -31,10 +31,7 @@ fn document_not_found(id: &str) -> DomainError {
 }
 
 fn sha256_hex(content: &[u8]) -> String {
-    Sha256::digest(content)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(content))
 }
 
 /// `LIKE` pattern for a substring, with the wildcards in it escaped.
