@@ -55,6 +55,11 @@ impl Instance {
         Self { child, url }
     }
 
+    /// Its address, `127.0.0.1:port`.
+    pub(crate) fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
     pub(crate) async fn channel(&self) -> Channel {
         Channel::from_shared(self.url.clone())
             .expect("url")

@@ -2,19 +2,31 @@
 //! is effective on the instance that made it before its RPC returns, and
 //! on another instance within one event delivery; a LISTEN connection
 //! killed meanwhile changes nothing. Two `anima-server` processes on one
-//! PostgreSQL database.
+//! PostgreSQL database, reached over gRPC and `/mcp`.
 
 use std::time::{Duration, Instant};
 
-use anima_core::permission::DEFAULT_ROLES;
-use anima_db::testing::{HeldWriter, TempDatabase};
-use anima_proto::v1::{
-    self as pb, auth_service_client::AuthServiceClient,
-    project_service_client::ProjectServiceClient, team_service_client::TeamServiceClient,
+use anima_core::{
+    Permission,
+    agent::NewSession,
+    permission::DEFAULT_ROLES,
+    secret::{new_token, token_hash},
 };
+use anima_db::{
+    AgentStore, AkhStore, PostgresStore,
+    testing::{HeldWriter, TempDatabase},
+};
+use anima_proto::v1::{
+    self as pb, agent_session_service_client::AgentSessionServiceClient,
+    auth_service_client::AuthServiceClient, project_service_client::ProjectServiceClient,
+    team_service_client::TeamServiceClient,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::{Code, transport::Channel};
 
-use crate::multi_instance::{ADMIN_PASSWORD, Instance, authed, create_project, login};
+use crate::multi_instance::{
+    ADMIN_PASSWORD, Instance, authed, create_project, login, project_with_item,
+};
 
 const ANN_PASSWORD: &str = "ann's long password";
 /// Longest another instance may take to hear of a change.
@@ -41,6 +53,33 @@ async fn read_project(channel: &Channel, token: &str, project_id: &str) -> Resul
         .await
         .map(drop)
         .map_err(|status| status.code())
+}
+
+/// Whether `/mcp` at `address` lets an agent with `token` begin: Ok, or
+/// `Unauthenticated` for the 401 of a refused token.
+async fn mcp_initialize(address: &str, token: &str) -> Result<(), Code> {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    // Only the status line: an accepted exchange may stay open as a stream.
+    let mut status = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status)
+        .await
+        .expect("status line");
+    match status.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some("401") => Err(Code::Unauthenticated),
+        _ => panic!("unexpected answer from /mcp: {status}"),
+    }
 }
 
 /// An older writer kept open across a change: the change's event is held
@@ -299,6 +338,112 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
     held.commit().await;
     refused_soon("deletion on B", Code::Unauthenticated, || {
         who_am_i(&b, &last)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn role_downgrades_and_agent_token_revocations_reach_both_instances() {
+    let db = TempDatabase::postgres().await;
+    let instances = (Instance::start(&db.url), Instance::start(&db.url));
+    let (a, b) = (instances.0.channel().await, instances.1.channel().await);
+    let admin = login(&a, "admin", ADMIN_PASSWORD).await;
+    let (project_id, item_id) = project_with_item(a.clone(), &admin, "Agents").await;
+
+    // A member moved on A to a role that no longer grants reading.
+    let ann = TeamServiceClient::new(a.clone())
+        .create_user(authed(
+            &admin,
+            pb::CreateUserRequest {
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password: ANN_PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ann")
+        .into_inner();
+    let thread_readers = TeamServiceClient::new(a.clone())
+        .create_role(authed(
+            &admin,
+            pb::CreateRoleRequest {
+                name: "Thread readers".into(),
+                description: String::new(),
+                permissions: vec!["thread.read".into()],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    let bind = |role_id: String| {
+        let (a, admin, project_id, user_id) =
+            (a.clone(), admin.clone(), project_id.clone(), ann.id.clone());
+        async move {
+            ProjectServiceClient::new(a)
+                .add_project_member(authed(
+                    &admin,
+                    pb::AddProjectMemberRequest {
+                        project_id,
+                        user_id,
+                        role_id,
+                    },
+                ))
+                .await
+                .expect("bind ann");
+        }
+    };
+    bind(DEFAULT_ROLES[2].id.into()).await;
+    let token = login(&a, "ann", ANN_PASSWORD).await;
+    assert_eq!(read_project(&a, &token, &project_id).await, Ok(()));
+    assert_eq!(read_project(&b, &token, &project_id).await, Ok(()));
+    let held = hold_events(&db.url, &project_id).await;
+    bind(thread_readers.id).await;
+    assert_eq!(
+        read_project(&a, &token, &project_id).await,
+        Err(Code::PermissionDenied)
+    );
+    held.commit().await;
+    refused_soon("role downgrade on B", Code::PermissionDenied, || {
+        read_project(&b, &token, &project_id)
+    })
+    .await;
+
+    // An agent's MCP token, known to both instances, revoked on A.
+    let store = PostgresStore::connect(&db.url).await.expect("store");
+    let akh = store
+        .create_akh("Thoth", "careful", "#112233")
+        .await
+        .expect("akh");
+    let agent_token = new_token();
+    let session = store
+        .create_agent_session(NewSession {
+            work_item_id: item_id,
+            akh_id: akh.id,
+            keep_after_stop: false,
+            token_hash: token_hash(&agent_token),
+            permissions: vec![Permission::WorkItemRead],
+        })
+        .await
+        .expect("session");
+    let (on_a, on_b) = (instances.0.address(), instances.1.address());
+    assert_eq!(mcp_initialize(on_a, &agent_token).await, Ok(()));
+    assert_eq!(mcp_initialize(on_b, &agent_token).await, Ok(()));
+    let held = hold_events(&db.url, &project_id).await;
+    AgentSessionServiceClient::new(a.clone())
+        .revoke_session_token(authed(
+            &admin,
+            pb::RevokeSessionTokenRequest { id: session.id },
+        ))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        mcp_initialize(on_a, &agent_token).await,
+        Err(Code::Unauthenticated)
+    );
+    held.commit().await;
+    refused_soon("token revocation on B", Code::Unauthenticated, || {
+        mcp_initialize(on_b, &agent_token)
     })
     .await;
 }
