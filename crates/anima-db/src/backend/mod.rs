@@ -23,7 +23,7 @@ mod thread;
 
 use std::{
     str::FromStr,
-    sync::{Arc, Once},
+    sync::{Arc, Once, Weak},
     time::Duration,
 };
 
@@ -41,7 +41,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::{Page, Store, StoreResult, migrations};
 
@@ -415,7 +415,6 @@ macro_rules! common_sql {
                     .bind(work_item_id)
                     .bind(payload.to_string())
                     .bind(now_micros())
-                    .bind(EVENTS_CHANNEL)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -426,6 +425,7 @@ macro_rules! common_sql {
                 tx.commit().await?;
                 self.commits
                     .send_modify(|count| *count = count.wrapping_add(1));
+                self.announce_commit();
                 Ok(())
             }
 
@@ -476,6 +476,8 @@ pub struct PostgresStore {
     /// See [`Store::feed`]: 0 until the LISTEN connection is up.
     feed: Arc<watch::Sender<u64>>,
     listening: Arc<Once>,
+    /// Wakes [`Self::announce_commits`].
+    committed: Arc<Notify>,
 }
 
 impl PostgresStore {
@@ -509,13 +511,11 @@ impl PostgresStore {
     /// one project (key numbering, archiving, owner checks) are serialised
     /// by that lock.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
-    /// Inserts an outbox row with its transaction's id and, in the same
-    /// round trip, announces it on the channel (`$7`); PostgreSQL delivers
-    /// the notification at commit to every instance listening.
-    const INSERT_EVENT: &'static str = "WITH event AS (INSERT INTO events \
+    /// Inserts an outbox row with its transaction's id. Other instances
+    /// hear of it from [`Self::announce_commits`] once it committed.
+    const INSERT_EVENT: &'static str = "INSERT INTO events \
          (kind, project_id, entity_id, work_item_id, payload, created_at, txid) \
-         VALUES ($1, $2, $3, $4, $5, $6, pg_current_xact_id()::text::bigint) RETURNING id) \
-         SELECT pg_notify($7, '') FROM event";
+         VALUES ($1, $2, $3, $4, $5, $6, pg_current_xact_id()::text::bigint)";
 
     /// Connects, migrates and seeds the built-in roles and workflows.
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -541,10 +541,50 @@ impl PostgresStore {
             commits: Arc::new(watch::channel(0).0),
             feed: Arc::new(watch::channel(0).0),
             listening: Arc::new(Once::new()),
+            committed: Arc::new(Notify::new()),
         };
+        Self::announce_commits(store.pool.clone(), Arc::downgrade(&store.committed));
         store.seed_roles().await?;
         store.seed_workflows().await?;
         Ok(store)
+    }
+
+    /// Has [`Self::announce_commits`] tell other instances of a commit.
+    fn announce_commit(&self) {
+        self.committed.notify_one();
+    }
+
+    /// Tells other instances that this one committed, with a NOTIFY of its
+    /// own after the commit, never inside a writing transaction: PostgreSQL
+    /// serialises the commits of every transaction that notified, holding a
+    /// database-wide lock from queueing the notification until the commit
+    /// is flushed, so writers of different projects could not share a WAL
+    /// flush. Commits made while a NOTIFY is on its way are announced
+    /// together by the next. If one cannot be sent, the other instances
+    /// find the events when they next poll. The task ends once the store
+    /// is dropped.
+    fn announce_commits(pool: PgPool, committed: Weak<Notify>) {
+        tokio::spawn(async move {
+            loop {
+                let Some(signal) = committed.upgrade() else {
+                    return;
+                };
+                // Wake up now and then to notice a dropped store.
+                let woken = tokio::time::timeout(Duration::from_secs(5), signal.notified()).await;
+                drop(signal);
+                if woken.is_err() {
+                    continue;
+                }
+                let sent = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(EVENTS_CHANNEL)
+                    .execute(&pool)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::warn!(%err, "cannot announce commits to other instances; they poll meanwhile");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
     }
 
     /// Relays other instances' commits (PostgreSQL NOTIFY) into the commit
@@ -646,10 +686,10 @@ impl SqliteStore {
     /// Writers are serialised already; reading the status is enough.
     const LOCK_PROJECT: &'static str = "SELECT status FROM projects WHERE id = $1";
     /// Inserts an outbox row. One process owns the file, so the commit
-    /// signal reaches every reader; `$7` (the channel) goes unused.
+    /// signal reaches every reader.
     const INSERT_EVENT: &'static str = "INSERT INTO events \
          (kind, project_id, entity_id, work_item_id, payload, created_at) \
-         SELECT $1, $2, $3, $4, $5, $6 WHERE $7 IS NOT NULL";
+         VALUES ($1, $2, $3, $4, $5, $6)";
 
     /// Opens (creating if missing), migrates and seeds the built-in roles
     /// and workflows.
@@ -682,6 +722,9 @@ impl SqliteStore {
 
     /// One process owns the database file: local commits are all there is.
     fn listen_for_other_writers(&self) {}
+
+    /// Nobody else to tell.
+    fn announce_commit(&self) {}
 }
 
 // One writer commits in id order: every stored event may be read.
