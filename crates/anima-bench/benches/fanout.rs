@@ -39,7 +39,13 @@ struct Fanout {
 
 impl Fanout {
     async fn start(backend: Backend, subscribers: usize) -> anyhow::Result<Self> {
-        let server = ServerUnderTest::start(backend).await?;
+        // Every subscriber is the admin: lift the per-user limit on live
+        // streams (32 by default) above the largest case.
+        let server = ServerUnderTest::start_with_env(
+            backend,
+            &[("ANIMA_RATE_LIMITS_OPEN_STREAMS_PER_USER", "10000")],
+        )
+        .await?;
         let token = server.admin_token().await?;
         let (_, item) = server
             .project_with_item(

@@ -56,11 +56,17 @@ pub struct ServerUnderTest {
 impl ServerUnderTest {
     /// Starts `anima up` on a new database of the given backend.
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_with_env(backend, &[]).await
+    }
+
+    /// Starts `anima up` on a new database of the given backend with these
+    /// extra environment variables (settings, e.g. a raised limit).
+    pub async fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let database = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
             Backend::Postgres => TempDatabase::postgres().await,
         };
-        let mut server = Self::anima(&database.url, &[], &[])?;
+        let mut server = Self::anima(&database.url, &[], env)?;
         server._database = Some(database);
         Ok(server)
     }
