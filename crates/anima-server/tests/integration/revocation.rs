@@ -41,6 +41,55 @@ async fn who_am_i(channel: &Channel, token: &str) -> Result<(), Code> {
         .map_err(|status| status.code())
 }
 
+/// The account the tests take access away from.
+async fn create_ann(channel: &Channel, admin: &str) -> pb::User {
+    TeamServiceClient::new(channel.clone())
+        .create_user(authed(
+            admin,
+            pb::CreateUserRequest {
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password: ANN_PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ann")
+        .into_inner()
+}
+
+/// A role granting only `permission`.
+async fn create_role(channel: &Channel, admin: &str, name: &str, permission: &str) -> pb::Role {
+    TeamServiceClient::new(channel.clone())
+        .create_role(authed(
+            admin,
+            pb::CreateRoleRequest {
+                name: name.into(),
+                description: String::new(),
+                permissions: vec![permission.into()],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner()
+}
+
+/// Binds `user_id` to `role_id` in the project: adds the member, or
+/// changes the member's role.
+async fn bind(channel: &Channel, admin: &str, project_id: &str, user_id: &str, role_id: &str) {
+    ProjectServiceClient::new(channel.clone())
+        .add_project_member(authed(
+            admin,
+            pb::AddProjectMemberRequest {
+                project_id: project_id.into(),
+                user_id: user_id.into(),
+                role_id: role_id.into(),
+            },
+        ))
+        .await
+        .expect("bind the member");
+}
+
 /// Whether `token` may read the project on `channel`: Ok, or the code.
 async fn read_project(channel: &Channel, token: &str, project_id: &str) -> Result<(), Code> {
     ProjectServiceClient::new(channel.clone())
@@ -115,19 +164,7 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
     let (a, b) = (Instance::start(&db.url), Instance::start(&db.url));
     let (a, b, _instances) = (a.channel().await, b.channel().await, (a, b));
     let admin = login(&a, "admin", ADMIN_PASSWORD).await;
-    let ann = TeamServiceClient::new(a.clone())
-        .create_user(authed(
-            &admin,
-            pb::CreateUserRequest {
-                username: "ann".into(),
-                display_name: "Ann".into(),
-                password: ANN_PASSWORD.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("ann")
-        .into_inner();
+    let ann = create_ann(&a, &admin).await;
     let project = create_project(&a, &admin, "Shared").await;
 
     // Logout on A.
@@ -211,24 +248,7 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
     );
 
     // Membership removed, and a role edited, on A.
-    let member = |role_id: &'static str| {
-        let (a, admin, project_id, user_id) =
-            (a.clone(), admin.clone(), project.id.clone(), ann.id.clone());
-        async move {
-            ProjectServiceClient::new(a)
-                .add_project_member(authed(
-                    &admin,
-                    pb::AddProjectMemberRequest {
-                        project_id,
-                        user_id,
-                        role_id: role_id.into(),
-                    },
-                ))
-                .await
-                .expect("add ann");
-        }
-    };
-    member(DEFAULT_ROLES[3].id).await;
+    bind(&a, &admin, &project.id, &ann.id, DEFAULT_ROLES[3].id).await;
     assert_eq!(read_project(&a, &kept, &project.id).await, Ok(()));
     assert_eq!(read_project(&b, &kept, &project.id).await, Ok(()));
     let held = hold_events(&db.url, &project.id).await;
@@ -252,48 +272,27 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
     })
     .await;
 
-    let mut team = TeamServiceClient::new(a.clone());
-    let readers = team
-        .create_role(authed(
-            &admin,
-            pb::CreateRoleRequest {
-                name: "Readers".into(),
-                description: String::new(),
-                permissions: vec!["project.read".into()],
-            },
-        ))
-        .await
-        .expect("role")
-        .into_inner();
-    ProjectServiceClient::new(a.clone())
-        .add_project_member(authed(
-            &admin,
-            pb::AddProjectMemberRequest {
-                project_id: project.id.clone(),
-                user_id: ann.id.clone(),
-                role_id: readers.id.clone(),
-            },
-        ))
-        .await
-        .expect("add ann as reader");
+    let readers = create_role(&a, &admin, "Readers", "project.read").await;
+    bind(&a, &admin, &project.id, &ann.id, &readers.id).await;
     assert_eq!(read_project(&a, &kept, &project.id).await, Ok(()));
     assert_eq!(read_project(&b, &kept, &project.id).await, Ok(()));
     let held = hold_events(&db.url, &project.id).await;
-    team.update_role(authed(
-        &admin,
-        pb::UpdateRoleRequest {
-            role: Some(pb::Role {
-                id: readers.id.clone(),
-                permissions: vec!["thread.read".into()],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["permissions".into()],
-            }),
-        },
-    ))
-    .await
-    .expect("edit the role");
+    TeamServiceClient::new(a.clone())
+        .update_role(authed(
+            &admin,
+            pb::UpdateRoleRequest {
+                role: Some(pb::Role {
+                    id: readers.id.clone(),
+                    permissions: vec!["thread.read".into()],
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["permissions".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("edit the role");
     assert_eq!(
         read_project(&a, &kept, &project.id).await,
         Err(Code::PermissionDenied)
@@ -351,54 +350,14 @@ async fn role_downgrades_and_agent_token_revocations_reach_both_instances() {
     let (project_id, item_id) = project_with_item(a.clone(), &admin, "Agents").await;
 
     // A member moved on A to a role that no longer grants reading.
-    let ann = TeamServiceClient::new(a.clone())
-        .create_user(authed(
-            &admin,
-            pb::CreateUserRequest {
-                username: "ann".into(),
-                display_name: "Ann".into(),
-                password: ANN_PASSWORD.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("ann")
-        .into_inner();
-    let thread_readers = TeamServiceClient::new(a.clone())
-        .create_role(authed(
-            &admin,
-            pb::CreateRoleRequest {
-                name: "Thread readers".into(),
-                description: String::new(),
-                permissions: vec!["thread.read".into()],
-            },
-        ))
-        .await
-        .expect("role")
-        .into_inner();
-    let bind = |role_id: String| {
-        let (a, admin, project_id, user_id) =
-            (a.clone(), admin.clone(), project_id.clone(), ann.id.clone());
-        async move {
-            ProjectServiceClient::new(a)
-                .add_project_member(authed(
-                    &admin,
-                    pb::AddProjectMemberRequest {
-                        project_id,
-                        user_id,
-                        role_id,
-                    },
-                ))
-                .await
-                .expect("bind ann");
-        }
-    };
-    bind(DEFAULT_ROLES[2].id.into()).await;
+    let ann = create_ann(&a, &admin).await;
+    let thread_readers = create_role(&a, &admin, "Thread readers", "thread.read").await;
+    bind(&a, &admin, &project_id, &ann.id, DEFAULT_ROLES[2].id).await;
     let token = login(&a, "ann", ANN_PASSWORD).await;
     assert_eq!(read_project(&a, &token, &project_id).await, Ok(()));
     assert_eq!(read_project(&b, &token, &project_id).await, Ok(()));
     let held = hold_events(&db.url, &project_id).await;
-    bind(thread_readers.id).await;
+    bind(&a, &admin, &project_id, &ann.id, &thread_readers.id).await;
     assert_eq!(
         read_project(&a, &token, &project_id).await,
         Err(Code::PermissionDenied)
