@@ -130,6 +130,55 @@ macro_rules! work_item_select {
     };
 }
 
+/// The rows of a new work item and of its first revision, by the
+/// parameters `create_work_item` binds: $1 id, $2 project, $3 plan,
+/// $4 number, $5 title, $6 revision id, $7 priority, $8 workflow,
+/// $9 phase, $10 author, $11 time, $12 description; its event takes
+/// $13 kind and $14 payload.
+macro_rules! new_work_item_rows {
+    (item) => {
+        "INSERT INTO work_items (id, project_id, plan_id, number, title, description_revision_id, \
+         status, priority, workflow_id, phase_id, phase_changed_by, phase_changed_at, capabilities, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11, '[]', $11, $11)"
+    };
+    // Number 1, and the item already points at it: none of
+    // insert_revision's extra work is needed.
+    (revision) => {
+        "INSERT INTO description_revisions (id, work_item_id, number, text, author, cause, \
+         reverted_from, source_message_id, created_at) \
+         VALUES ($6, $1, 1, $12, $10, 'create', NULL, NULL, $11)"
+    };
+}
+
+impl PostgresStore {
+    /// A new work item, its first revision and its event in one
+    /// statement: one round trip inside the project's ordering lock
+    /// instead of three (PostgreSQL checks the revision's reference to
+    /// the item at the statement's end).
+    const INSERT_NEW_WORK_ITEM: &'static str = concat!(
+        "WITH item AS (",
+        new_work_item_rows!(item),
+        "), revision AS (",
+        new_work_item_rows!(revision),
+        ") INSERT INTO events (kind, project_id, entity_id, work_item_id, payload, created_at, txid) \
+         VALUES ($13, $2, $1, $1, $14, $11, pg_current_xact_id()::text::bigint)"
+    );
+}
+
+impl SqliteStore {
+    /// The same three rows as three statements of one query (SQLite has
+    /// no data-modifying `WITH`; the file is local, so no round trip is
+    /// saved or lost).
+    const INSERT_NEW_WORK_ITEM: &'static str = concat!(
+        new_work_item_rows!(item),
+        "; ",
+        new_work_item_rows!(revision),
+        "; INSERT INTO events (kind, project_id, entity_id, work_item_id, payload, created_at) \
+         VALUES ($13, $2, $1, $1, $14, $11)"
+    );
+}
+
 macro_rules! member_select {
     () => {
         "SELECT b.project_id, b.user_id, u.username, b.role_id, r.name AS role_name \

@@ -45,48 +45,26 @@ macro_rules! work_item_sql {
                     .phases
                     .first()
                     .ok_or_else(|| DomainError::internal(format!("workflow {workflow_id} has no phases")))?;
-                sqlx::query(
-                    "INSERT INTO work_items (id, project_id, plan_id, number, title, description_revision_id, \
-                     status, priority, workflow_id, phase_id, phase_changed_by, phase_changed_at, capabilities, \
-                     created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11, '[]', $11, $11)",
-                )
-                .bind(&id)
-                .bind(&item.project_id)
-                .bind(item.plan_id.as_deref())
-                .bind(number)
-                .bind(&item.title)
-                .bind(&revision_id)
-                .bind(item.priority.as_str())
-                .bind(&workflow_id)
-                .bind(&first_phase.id)
-                .bind(item.author.to_json())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                // The first revision: number 1, and the item already points
-                // at it, so none of insert_revision's extra work is needed.
-                sqlx::query(
-                    "INSERT INTO description_revisions (id, work_item_id, number, text, author, cause, \
-                     reverted_from, source_message_id, created_at) VALUES ($1, $2, 1, $3, $4, 'create', NULL, NULL, $5)",
-                )
-                .bind(&revision_id)
-                .bind(&id)
-                .bind(&item.description)
-                .bind(item.author.to_json())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                Self::record_for(
-                    &mut tx,
-                    ordered,
-                    EventKind::WorkItemCreated,
-                    Some(&item.project_id),
-                    Some(&id),
-                    &id,
-                    serde_json::json!({ "key": WorkItemKey(number).to_string() }),
-                )
-                .await?;
+                // The event is recorded under the ordering lock `ordered`
+                // proves, like every event `record_for` writes.
+                let _recorded: Ordered = ordered;
+                sqlx::query(Self::INSERT_NEW_WORK_ITEM)
+                    .bind(&id)
+                    .bind(&item.project_id)
+                    .bind(item.plan_id.as_deref())
+                    .bind(number)
+                    .bind(&item.title)
+                    .bind(&revision_id)
+                    .bind(item.priority.as_str())
+                    .bind(&workflow_id)
+                    .bind(&first_phase.id)
+                    .bind(item.author.to_json())
+                    .bind(now)
+                    .bind(&item.description)
+                    .bind(EventKind::WorkItemCreated.as_str())
+                    .bind(serde_json::json!({ "key": WorkItemKey(number).to_string() }).to_string())
+                    .execute(&mut *tx)
+                    .await?;
                 self.commit(tx).await?;
                 // Everything it holds was just written; reading it back
                 // inside the project lock would only hold writers longer.
