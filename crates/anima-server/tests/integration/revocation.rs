@@ -158,6 +158,25 @@ where
     }
 }
 
+/// Checks a change made on A while `held` keeps its event back: `probe`
+/// is refused with `code` on A at once (A forgot before its RPC
+/// returned), and on B within [`PROPAGATION`] once the writer ended.
+async fn refused_on_a_then_b<T, F, Fut>(
+    what: &str,
+    code: Code,
+    held: HeldWriter,
+    (a, b): (T, T),
+    probe: F,
+) where
+    T: Copy,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Code>>,
+{
+    assert_eq!(probe(a).await, Err(code), "{what} on A");
+    held.commit().await;
+    refused_soon(&format!("{what} on B"), code, || probe(b)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocations_reach_both_instances_without_stale_sessions() {
     let db = TempDatabase::postgres().await;
@@ -176,10 +195,8 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         .logout(authed(&token, pb::LogoutRequest {}))
         .await
         .expect("logout");
-    assert_eq!(who_am_i(&a, &token).await, Err(Code::Unauthenticated));
-    held.commit().await;
-    refused_soon("logout on B", Code::Unauthenticated, || {
-        who_am_i(&b, &token)
+    refused_on_a_then_b("logout", Code::Unauthenticated, held, (&a, &b), |side| {
+        who_am_i(side, &token)
     })
     .await;
 
@@ -211,10 +228,8 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
     };
     let held = hold_events(&db.url, &project.id).await;
     set_disabled(true).await;
-    assert_eq!(who_am_i(&a, &token).await, Err(Code::Unauthenticated));
-    held.commit().await;
-    refused_soon("disabling on B", Code::Unauthenticated, || {
-        who_am_i(&b, &token)
+    refused_on_a_then_b("disabling", Code::Unauthenticated, held, (&a, &b), |side| {
+        who_am_i(side, &token)
     })
     .await;
     set_disabled(false).await;
@@ -235,11 +250,13 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         ))
         .await
         .expect("change password");
-    assert_eq!(who_am_i(&a, &other).await, Err(Code::Unauthenticated));
-    held.commit().await;
-    refused_soon("password change on B", Code::Unauthenticated, || {
-        who_am_i(&b, &other)
-    })
+    refused_on_a_then_b(
+        "password change",
+        Code::Unauthenticated,
+        held,
+        (&a, &b),
+        |side| who_am_i(side, &other),
+    )
     .await;
     assert_eq!(
         who_am_i(&b, &kept).await,
@@ -262,13 +279,8 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         ))
         .await
         .expect("remove ann");
-    assert_eq!(
-        read_project(&a, &kept, &project.id).await,
-        Err(Code::PermissionDenied)
-    );
-    held.commit().await;
-    refused_soon("removal on B", Code::PermissionDenied, || {
-        read_project(&b, &kept, &project.id)
+    refused_on_a_then_b("removal", Code::PermissionDenied, held, (&a, &b), |side| {
+        read_project(side, &kept, &project.id)
     })
     .await;
 
@@ -293,14 +305,13 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         ))
         .await
         .expect("edit the role");
-    assert_eq!(
-        read_project(&a, &kept, &project.id).await,
-        Err(Code::PermissionDenied)
-    );
-    held.commit().await;
-    refused_soon("role edit on B", Code::PermissionDenied, || {
-        read_project(&b, &kept, &project.id)
-    })
+    refused_on_a_then_b(
+        "role edit",
+        Code::PermissionDenied,
+        held,
+        (&a, &b),
+        |side| read_project(side, &kept, &project.id),
+    )
     .await;
 
     // The LISTEN connections die; a logout on A during the outage still
@@ -333,10 +344,8 @@ async fn revocations_reach_both_instances_without_stale_sessions() {
         .delete_user(authed(&admin, pb::DeleteUserRequest { id: ann.id.clone() }))
         .await
         .expect("delete ann");
-    assert_eq!(who_am_i(&a, &last).await, Err(Code::Unauthenticated));
-    held.commit().await;
-    refused_soon("deletion on B", Code::Unauthenticated, || {
-        who_am_i(&b, &last)
+    refused_on_a_then_b("deletion", Code::Unauthenticated, held, (&a, &b), |side| {
+        who_am_i(side, &last)
     })
     .await;
 }
@@ -358,14 +367,13 @@ async fn role_downgrades_and_agent_token_revocations_reach_both_instances() {
     assert_eq!(read_project(&b, &token, &project_id).await, Ok(()));
     let held = hold_events(&db.url, &project_id).await;
     bind(&a, &admin, &project_id, &ann.id, &thread_readers.id).await;
-    assert_eq!(
-        read_project(&a, &token, &project_id).await,
-        Err(Code::PermissionDenied)
-    );
-    held.commit().await;
-    refused_soon("role downgrade on B", Code::PermissionDenied, || {
-        read_project(&b, &token, &project_id)
-    })
+    refused_on_a_then_b(
+        "role downgrade",
+        Code::PermissionDenied,
+        held,
+        (&a, &b),
+        |side| read_project(side, &token, &project_id),
+    )
     .await;
 
     // An agent's MCP token, known to both instances, revoked on A.
@@ -396,13 +404,12 @@ async fn role_downgrades_and_agent_token_revocations_reach_both_instances() {
         ))
         .await
         .expect("revoke");
-    assert_eq!(
-        mcp_initialize(on_a, &agent_token).await,
-        Err(Code::Unauthenticated)
-    );
-    held.commit().await;
-    refused_soon("token revocation on B", Code::Unauthenticated, || {
-        mcp_initialize(on_b, &agent_token)
-    })
+    refused_on_a_then_b(
+        "token revocation",
+        Code::Unauthenticated,
+        held,
+        (on_a, on_b),
+        |side| mcp_initialize(side, &agent_token),
+    )
     .await;
 }
