@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anima_agent::{AgentOptions, audit::ServerAudit, login::LoginOptions};
 use clap::Parser;
-use tonic::{Request, Status};
 
 /// Runs the internal agent provider service.
 #[derive(Parser)]
@@ -74,20 +73,15 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    anima_core::service_token::check_strength("ANIMA_AGENT_TOKEN", &args.token)
-        .map_err(anyhow::Error::msg)?;
-    let expected = [args.token.clone()];
-    let check = move |request: Request<()>| {
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
-        if anima_core::service_token::header_matches_any(presented, &expected) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("a valid service token is required"))
-        }
-    };
+    // The token is required even on loopback: sandboxes run commands.
+    anyhow::ensure!(!args.token.trim().is_empty(), "ANIMA_AGENT_TOKEN is empty");
+    let check = anima_proto::service_auth::ServiceTokens::configured(
+        "anima-agent",
+        "ANIMA_AGENT_TOKEN",
+        vec![args.token.clone()],
+        args.listen,
+    )
+    .map_err(anyhow::Error::msg)?;
     anima_agent::sandbox::LocalSandboxes::new(&args.sandboxes, args.sandbox_user.as_str())
         .check()
         .map_err(|why| anyhow::anyhow!("sandboxes cannot run here: {why}"))?;

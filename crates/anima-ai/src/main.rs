@@ -2,9 +2,7 @@
 //! any number can run behind a load balancer.
 
 use anima_ai::AiConfig;
-use anima_core::error::reason;
 use clap::Parser;
-use tonic::{Request, Status};
 
 /// Runs the internal AI service. Tiers and the model directory come from
 /// the `[ai]` section of `anima.toml` and `ANIMA_AI_*` variables
@@ -36,82 +34,21 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let tokens: Vec<String> = args
-        .tokens
-        .into_iter()
-        .map(|token| token.trim().to_owned())
-        .filter(|token| !token.is_empty())
-        .collect();
-    for token in &tokens {
-        anima_core::service_token::check_strength("a token of ANIMA_AI_TOKENS", token)
-            .map_err(anyhow::Error::msg)?;
-    }
-    anyhow::ensure!(
-        !tokens.is_empty() || args.listen.ip().is_loopback(),
-        "anima-ai on {} would answer anyone: set ANIMA_AI_TOKENS, or listen on loopback",
-        args.listen
-    );
+    let tokens = anima_proto::service_auth::ServiceTokens::configured(
+        "anima-ai",
+        "ANIMA_AI_TOKENS",
+        args.tokens,
+        args.listen,
+    )
+    .map_err(anyhow::Error::msg)?;
     let config = AiConfig::load(args.config.as_deref())?;
     let service = anima_ai::service(config)?;
     println!("anima-ai listening on {}", args.listen);
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            service,
-            move |request: Request<()>| check_token(&tokens, request),
+            service, tokens,
         ))
         .serve(args.listen)
         .await?;
     Ok(())
-}
-
-/// Lets a request through when no tokens are configured (loopback only) or
-/// when it carries one of them.
-fn check_token(tokens: &[String], request: Request<()>) -> Result<Request<()>, Status> {
-    if tokens.is_empty() {
-        return Ok(request);
-    }
-    let presented = request
-        .metadata()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok());
-    if anima_core::service_token::header_matches_any(presented, tokens) {
-        Ok(request)
-    } else {
-        Err(anima_proto::status::to_status(
-            anima_core::DomainError::unauthenticated(
-                reason::UNAUTHENTICATED,
-                "anima-ai needs one of its service tokens",
-            ),
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_auth(value: Option<&str>) -> Request<()> {
-        let mut request = Request::new(());
-        if let Some(value) = value {
-            request
-                .metadata_mut()
-                .insert("authorization", value.parse().expect("header"));
-        }
-        request
-    }
-
-    #[test]
-    fn only_configured_tokens_pass() {
-        let tokens = vec!["old".to_owned(), "new".to_owned()];
-        assert!(check_token(&tokens, with_auth(Some("Bearer new"))).is_ok());
-        assert!(check_token(&tokens, with_auth(Some("Bearer old"))).is_ok());
-        for refused in [None, Some("Bearer other"), Some("new")] {
-            let status = check_token(&tokens, with_auth(refused)).expect_err("refused");
-            assert_eq!(status.code(), tonic::Code::Unauthenticated);
-        }
-        assert!(
-            check_token(&[], with_auth(None)).is_ok(),
-            "loopback without tokens"
-        );
-    }
 }

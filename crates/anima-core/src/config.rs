@@ -1,5 +1,5 @@
 //! The configuration file, `anima.toml`: one TOML table per component
-//! (`[server]`, `[ai]`, `[mail]`, `[agent]`), and every key
+//! (`[server]`, `[ai]`, `[mail]`, `[agent]`, `[library]`), and every key
 //! also as an `ANIMA_*` variable, which wins over the file.
 //!
 //! A variable's name follows from the key: `ANIMA_`, the section's prefix
@@ -41,11 +41,12 @@ use toml::{Table, Value};
 
 /// The sections of `anima.toml` and the prefix of their variables, after
 /// `ANIMA_`.
-pub const SECTIONS: [(&str, &str); 4] = [
+pub const SECTIONS: [(&str, &str); 5] = [
     ("server", ""),
     ("ai", "AI_"),
     ("mail", "MAIL_"),
     ("agent", "AGENT_"),
+    ("library", "LIBRARY_"),
 ];
 
 /// Variables read before `anima.toml`, and what replaced each.

@@ -194,6 +194,13 @@ pub mod reason {
     pub const DOCUMENT_NOT_FOUND: &str = "DOCUMENT_NOT_FOUND";
     /// The document is bigger than the library takes.
     pub const DOCUMENT_TOO_LARGE: &str = "DOCUMENT_TOO_LARGE";
+    /// Content that must not be empty is.
+    pub const EMPTY_CONTENT: &str = "EMPTY_CONTENT";
+    /// The library holds no blob with this SHA-256.
+    pub const BLOB_NOT_FOUND: &str = "BLOB_NOT_FOUND";
+    /// The client's stream broke off before the upload was complete;
+    /// nothing was stored.
+    pub const UPLOAD_INTERRUPTED: &str = "UPLOAD_INTERRUPTED";
     /// No mailbox serves the project, so its mail cannot be sent.
     pub const NO_MAILBOX: &str = "NO_MAILBOX";
     /// The work item is not in one of the mailbox's projects.

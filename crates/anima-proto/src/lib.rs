@@ -1,11 +1,13 @@
 //! Generated protobuf messages, tonic clients and servers for the Anima API
 //! (`proto/anima/v1`), and how a domain error travels on the wire
 //! ([`status`]) and a capability ([`capability`]), which every service
-//! shares; how people spell a workflow phase ([`phase`]).
+//! shares; how people spell a workflow phase ([`phase`]); the service-token
+//! gate of the internal services ([`service_auth`]).
 
 pub mod capability;
 pub mod convert;
 pub mod phase;
+pub mod service_auth;
 pub mod status;
 
 /// Version 1 of the Anima API.

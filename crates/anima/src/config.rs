@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file: one section per component. The
-/// standalone binaries (anima-server, anima-ai, anima-mail) read their own
-/// sections of the same file.
+/// standalone binaries (anima-server, anima-ai, anima-mail, anima-library)
+/// read their own sections of the same file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnimaConfig {
@@ -21,6 +21,8 @@ pub struct AnimaConfig {
     pub mail: anima_mail::worker::MailConfig,
     /// `[agent]`: who runs agent sessions and what their sandboxes run.
     pub agent: anima_server::config::AgentConfig,
+    /// `[library]`: where documents' bytes are kept.
+    pub library: anima_library::LibrarySettings,
 }
 
 impl AnimaConfig {
@@ -34,6 +36,7 @@ impl AnimaConfig {
     pub fn check(&self) -> anyhow::Result<()> {
         self.server.check().context("[server]")?;
         anima_ai::AiConfig::from_settings(self.ai.clone()).context("[ai]")?;
+        self.library.check().context("[library]")?;
         if self.mail.is_enabled() {
             self.mail.check_settings().context("[mail]")?;
         }
@@ -104,7 +107,12 @@ mod tests {
         let variables = anima_core::config::variables(&AnimaConfig::default()).expect("keys");
         let names: BTreeSet<&str> = variables.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), variables.len(), "{variables:#?}");
-        for name in ["ANIMA_LISTEN", "ANIMA_AI_MODEL_DIR", "ANIMA_MAIL_JMAP_URL"] {
+        for name in [
+            "ANIMA_LISTEN",
+            "ANIMA_AI_MODEL_DIR",
+            "ANIMA_MAIL_JMAP_URL",
+            "ANIMA_LIBRARY_STORE",
+        ] {
             assert!(names.contains(name), "{name} missing");
         }
         assert!(names.contains("ANIMA_AGENT_COMMAND"));

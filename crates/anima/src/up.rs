@@ -53,6 +53,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ai,
         mut mail,
         agent: mut agent_config,
+        // Read by anima-library; hosted here once DocumentService uses it.
+        library: _,
     } = crate::config::AnimaConfig::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;

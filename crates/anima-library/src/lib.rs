@@ -1,0 +1,132 @@
+//! anima-library, Seshat's Library: the internal service that keeps the
+//! bytes of documents ([`blobs`]), reached over gRPC (`LibraryService`)
+//! by anima-server the way it reaches PostgreSQL. It trusts only service
+//! tokens; which user may read which document is decided in anima-server,
+//! which keeps documents' metadata.
+//!
+//! `anima up` hosts it in process; the `anima-library` binary runs it
+//! alone. Configuration is the `[library]` section of `anima.toml` and
+//! its `ANIMA_LIBRARY_*` variables.
+
+pub mod blobs;
+mod service;
+
+use std::{path::Path, sync::Arc};
+
+use anima_proto::v1::library_service_server::LibraryServiceServer;
+use anyhow::Context;
+pub use blobs::{BlobMeta, BlobStore, DEFAULT_MAX_BLOB_BYTES};
+use object_store::{aws::AmazonS3Builder, prefix::PrefixStore};
+use serde::{Deserialize, Serialize};
+pub use service::{Library, MAX_CHUNK_BYTES};
+
+/// `[library]` of `anima.toml`, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LibrarySettings {
+    /// Where blobs are kept: a directory (`/srv/anima/library` or
+    /// `file:///srv/anima/library`), or `s3://BUCKET/PREFIX` for any
+    /// S3-compatible store, with its endpoint, region and credentials
+    /// from the usual `AWS_*` variables. Empty: `library` in the data
+    /// directory.
+    pub store: String,
+    /// The most bytes one document may have.
+    pub max_blob_bytes: u64,
+}
+
+impl Default for LibrarySettings {
+    fn default() -> Self {
+        Self {
+            store: String::new(),
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+        }
+    }
+}
+
+/// The one section anima-library reads on its own.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct LibrarySection {
+    library: LibrarySettings,
+}
+
+impl LibrarySettings {
+    /// The `[library]` section of `anima.toml` (if given) with its
+    /// `ANIMA_LIBRARY_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let section: LibrarySection = anima_core::config::read(file)?;
+        Ok(section.library)
+    }
+
+    /// Where the blobs go, checked without touching it.
+    fn location(&self) -> anyhow::Result<Location<'_>> {
+        anyhow::ensure!(self.max_blob_bytes > 0, "max_blob_bytes must be above 0");
+        let store = self.store.trim();
+        if let Some(location) = store.strip_prefix("s3://") {
+            let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+            anyhow::ensure!(!bucket.is_empty(), "store {store:?} names no bucket");
+            return Ok(Location::S3 {
+                bucket,
+                prefix: prefix.trim_matches('/'),
+            });
+        }
+        match store.strip_prefix("file://").unwrap_or(store) {
+            "" => Ok(Location::DataDir),
+            directory => {
+                let directory = Path::new(directory);
+                anyhow::ensure!(
+                    directory.is_absolute(),
+                    "store {store:?}: write an absolute directory, file:///DIR or s3://BUCKET/PREFIX"
+                );
+                Ok(Location::Directory(directory))
+            }
+        }
+    }
+
+    /// Refuses what [`LibrarySettings::open`] would, without opening.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.location().map(drop)
+    }
+
+    /// Opens the configured store; `data_dir` holds the default one.
+    pub fn open(&self, data_dir: Option<&Path>) -> anyhow::Result<BlobStore> {
+        let directory = match self.location()? {
+            Location::S3 { bucket, prefix } => {
+                // The endpoint, region and credentials come from the usual
+                // `AWS_*` variables, so an operator's set-up for other
+                // tools works here too.
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .with_context(|| format!("store {:?}", self.store))?;
+                let store: Arc<dyn object_store::ObjectStore> = match prefix {
+                    "" => Arc::new(s3),
+                    prefix => Arc::new(PrefixStore::new(s3, prefix)),
+                };
+                return Ok(BlobStore::new(store, self.max_blob_bytes));
+            }
+            Location::DataDir => data_dir
+                .context("no data directory for the library; set [library] store")?
+                .join("library"),
+            Location::Directory(directory) => directory.to_owned(),
+        };
+        BlobStore::in_directory(&directory, self.max_blob_bytes)
+            .with_context(|| format!("library store {}", directory.display()))
+    }
+}
+
+/// Where [`LibrarySettings::store`] points.
+enum Location<'a> {
+    /// `library` in the data directory.
+    DataDir,
+    /// A directory of the host.
+    Directory(&'a Path),
+    /// An S3-compatible bucket, under a prefix.
+    S3 { bucket: &'a str, prefix: &'a str },
+}
+
+/// The tonic service to mount on a server, with its messages allowed up to
+/// one upload chunk in size.
+pub fn service(blobs: BlobStore) -> LibraryServiceServer<Library> {
+    LibraryServiceServer::new(Library::new(blobs)).max_decoding_message_size(MAX_CHUNK_BYTES + 1024)
+}

@@ -1,0 +1,71 @@
+//! The `anima-library` binary: LibraryService on its own listener, for a
+//! deployment that runs the library apart from anima-server.
+
+use anima_library::LibrarySettings;
+use anima_proto::service_auth::ServiceTokens;
+use clap::Parser;
+
+/// Runs Seshat's Library, the internal service that keeps documents'
+/// bytes. Where they are kept comes from the `[library]` section of
+/// `anima.toml` and `ANIMA_LIBRARY_*` variables (`anima config check`
+/// lists them).
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// `anima.toml`, of which this reads the `[library]` section.
+    #[arg(long, env = "ANIMA_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Listen address.
+    #[arg(long, env = "ANIMA_LIBRARY_LISTEN", default_value = "127.0.0.1:7437")]
+    listen: std::net::SocketAddr,
+    /// Bearer tokens callers must present (comma-separated; several may be
+    /// valid at once while they rotate). Required unless listening on
+    /// loopback only.
+    #[arg(
+        long,
+        env = "ANIMA_LIBRARY_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Holds `library/` when `[library] store` is not set (default: the
+    /// user's data directory, `anima` in it).
+    #[arg(long, env = "ANIMA_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // S3 stores speak TLS through rustls on ring, as every Anima client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tokens = ServiceTokens::configured(
+        "anima-library",
+        "ANIMA_LIBRARY_TOKENS",
+        args.tokens,
+        args.listen,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let data_dir = args
+        .data_dir
+        .or_else(|| dirs::data_dir().map(|dir| dir.join("anima")));
+    let blobs = LibrarySettings::load(args.config.as_deref())?.open(data_dir.as_deref())?;
+    let swept = blobs.sweep_uploads().await?;
+    if swept > 0 {
+        tracing::info!(swept, "removed uploads left by a crash");
+    }
+    println!("anima-library listening on {}", args.listen);
+    tonic::transport::Server::builder()
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            anima_library::service(blobs),
+            tokens,
+        ))
+        .serve(args.listen)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! LibraryService over gRPC: the wire's side of [`BlobStore`]. Every
+//! failure is a domain error with its reason, as from anima-server.
+
+use anima_core::{DomainError, error::reason, paging::PageRequest};
+use anima_proto::{
+    convert::{micros, timestamp},
+    status::to_status,
+    v1::{self as pb, library_service_server::LibraryService},
+};
+use futures_util::{StreamExt, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::blobs::{BlobMeta, BlobStore, parse_sha256};
+
+/// The most bytes one message of an upload may carry.
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Bytes per message of a download.
+const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// A stream of download chunks.
+type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
+
+/// The service over one blob store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Library {
+    blobs: BlobStore,
+}
+
+impl Library {
+    /// The service over `blobs`.
+    pub fn new(blobs: BlobStore) -> Self {
+        Self { blobs }
+    }
+}
+
+impl From<BlobMeta> for pb::Blob {
+    fn from(blob: BlobMeta) -> Self {
+        pb::Blob {
+            sha256: blob.sha256,
+            size_bytes: i64::try_from(blob.size_bytes).unwrap_or(i64::MAX),
+            stored_time: timestamp(blob.stored_at),
+        }
+    }
+}
+
+fn upload_failed(status: Status) -> DomainError {
+    DomainError::new(
+        anima_core::ErrorCode::Aborted,
+        reason::UPLOAD_INTERRUPTED,
+        format!("the upload ended early: {}", status.message()),
+    )
+}
+
+#[tonic::async_trait]
+impl LibraryService for Library {
+    async fn put_blob(&self, request: Request<Streaming<pb::PutBlobRequest>>) -> Reply<pb::Blob> {
+        let mut messages = request.into_inner();
+        // The first message carries the limit; it is read before anything
+        // is stored, so a bad limit costs nothing.
+        let first = match messages.message().await {
+            Ok(Some(first)) => first,
+            Ok(None) => {
+                return Err(to_status(DomainError::invalid_argument(
+                    reason::EMPTY_CONTENT,
+                    "the content is empty",
+                )));
+            }
+            Err(status) => return Err(to_status(upload_failed(status))),
+        };
+        let max_bytes = match u64::try_from(first.max_bytes) {
+            Ok(0) => None,
+            Ok(max) => Some(max),
+            Err(_) => {
+                return Err(to_status(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    "max_bytes must not be negative",
+                )));
+            }
+        };
+        let chunks = futures_util::stream::once(async { Ok(first) })
+            .chain(messages)
+            .map_err(upload_failed)
+            .and_then(|message| async move {
+                if message.chunk.len() > MAX_CHUNK_BYTES {
+                    return Err(DomainError::invalid_argument(
+                        reason::INVALID_FIELD,
+                        format!("a chunk may have at most {MAX_CHUNK_BYTES} bytes"),
+                    ));
+                }
+                Ok(message.chunk)
+            });
+        let stored = self.blobs.put(chunks, max_bytes).await.map_err(to_status)?;
+        Ok(Response::new(stored.into()))
+    }
+
+    async fn get_blob(&self, request: Request<pb::GetBlobRequest>) -> Reply<BlobChunks> {
+        let content = self
+            .blobs
+            .get(&request.into_inner().sha256)
+            .await
+            .map_err(to_status)?;
+        // Stores read in their own sizes (a whole file part, a network
+        // buffer): cut to messages well below gRPC's 4 MiB default.
+        let chunks = content
+            .map_ok(|bytes| {
+                futures_util::stream::iter(
+                    bytes
+                        .chunks(DOWNLOAD_CHUNK_BYTES)
+                        .map(|chunk| Ok(chunk.to_vec()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .try_flatten()
+            .map(|chunk| {
+                chunk
+                    .map(|chunk| pb::BlobChunk { chunk })
+                    .map_err(to_status)
+            });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn delete_blob(
+        &self,
+        request: Request<pb::DeleteBlobRequest>,
+    ) -> Reply<pb::DeleteBlobResponse> {
+        let request = request.into_inner();
+        let stored_before = request.stored_before.as_ref().map(micros).ok_or_else(|| {
+            to_status(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "stored_before is required",
+            ))
+        })?;
+        let deleted = self
+            .blobs
+            .delete(&request.sha256, stored_before)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteBlobResponse { deleted }))
+    }
+
+    async fn list_blobs(
+        &self,
+        request: Request<pb::ListBlobsRequest>,
+    ) -> Reply<pb::ListBlobsResponse> {
+        let request = request.into_inner();
+        let page = PageRequest::parse(request.page_size, &request.page_token, "blobs")
+            .map_err(to_status)?;
+        let after = match page.after.as_deref() {
+            Some(after) => Some(parse_sha256(after).map_err(to_status)?),
+            None => None,
+        };
+        let limit = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
+        let mut blobs = self.blobs.list(after, limit).await.map_err(to_status)?;
+        let next_page_token = page.finish(&mut blobs, |blob| blob.sha256.clone());
+        Ok(Response::new(pb::ListBlobsResponse {
+            blobs: blobs.into_iter().map(pb::Blob::from).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_library_stats(
+        &self,
+        _request: Request<pb::GetLibraryStatsRequest>,
+    ) -> Reply<pb::LibraryStats> {
+        let (blobs, blob_bytes) = self.blobs.stats().await.map_err(to_status)?;
+        Ok(Response::new(pb::LibraryStats {
+            blobs: i64::try_from(blobs).unwrap_or(i64::MAX),
+            blob_bytes: i64::try_from(blob_bytes).unwrap_or(i64::MAX),
+        }))
+    }
+}

@@ -1,0 +1,375 @@
+//! LibraryService as a separate process: the `anima-library` binary over a
+//! real gRPC connection, with its blobs in a temporary directory.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anima_proto::v1::{self as pb, library_service_client::LibraryServiceClient};
+use sha2::{Digest, Sha256};
+use tonic::{Code, Request, Status, transport::Channel};
+
+const TOKEN: &str = "library-test-token-library-test-token";
+
+/// A running `anima-library`; killed when dropped.
+struct Library {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+impl Library {
+    fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let address = free_address();
+        let child = Command::new(env!("CARGO_BIN_EXE_anima-library"))
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("ANIMA_LIBRARY_TOKENS", TOKEN)
+            .envs(env.iter().copied())
+            .env_remove("ANIMA_CONFIG")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start anima-library");
+        Self { child, address }
+    }
+
+    async fn client(&self) -> LibraryServiceClient<Channel> {
+        for _ in 0..200 {
+            if let Ok(client) =
+                LibraryServiceClient::connect(format!("http://{}", self.address)).await
+            {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("anima-library did not start listening on {}", self.address);
+    }
+}
+
+fn authed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("header"),
+    );
+    request
+}
+
+fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+/// `len` bytes that differ from chunk to chunk, so a mix-up shows.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8)
+        .collect()
+}
+
+fn chunks_of(content: &[u8], max_bytes: i64) -> Vec<pb::PutBlobRequest> {
+    content
+        .chunks(256 * 1024)
+        .enumerate()
+        .map(|(index, chunk)| pb::PutBlobRequest {
+            chunk: chunk.to_vec(),
+            max_bytes: if index == 0 { max_bytes } else { 0 },
+        })
+        .collect()
+}
+
+async fn put(
+    client: &mut LibraryServiceClient<Channel>,
+    content: &[u8],
+) -> Result<pb::Blob, Status> {
+    client
+        .put_blob(authed(tokio_stream::iter(chunks_of(content, 0))))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn get(client: &mut LibraryServiceClient<Channel>, sha256: &str) -> Result<Vec<u8>, Status> {
+    let mut stream = client
+        .get_blob(authed(pb::GetBlobRequest {
+            sha256: sha256.into(),
+        }))
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        content.extend_from_slice(&chunk.chunk);
+    }
+    Ok(content)
+}
+
+async fn stats(client: &mut LibraryServiceClient<Channel>) -> (i64, i64) {
+    let stats = client
+        .get_library_stats(authed(pb::GetLibraryStatsRequest {}))
+        .await
+        .expect("stats")
+        .into_inner();
+    (stats.blobs, stats.blob_bytes)
+}
+
+/// Files under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn blobs_round_trip_by_content_and_are_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &[]);
+    let mut client = library.client().await;
+    let spec = content(3 * 1024 * 1024 + 17, 1);
+    let stored = put(&mut client, &spec).await.expect("put");
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(&spec)));
+    assert_eq!(stored.size_bytes, spec.len() as i64);
+    assert!(stored.stored_time.is_some());
+    assert_eq!(get(&mut client, &stored.sha256).await.expect("get"), spec);
+
+    let again = put(&mut client, &spec).await.expect("put the same bytes");
+    assert_eq!(again.sha256, stored.sha256);
+    let other = put(&mut client, b"a note").await.expect("put a note");
+    assert_eq!(stats(&mut client).await, (2, spec.len() as i64 + 6));
+
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_blobs(authed(pb::ListBlobsRequest {
+                page_size: 1,
+                page_token,
+            }))
+            .await
+            .expect("list")
+            .into_inner();
+        listed.extend(page.blobs.into_iter().map(|blob| blob.sha256));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut expected = vec![stored.sha256.clone(), other.sha256];
+    expected.sort();
+    assert_eq!(listed, expected, "every blob once, in SHA-256 order");
+}
+
+#[tokio::test]
+async fn uploads_past_the_limit_are_refused_while_streaming_and_leave_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &[("ANIMA_LIBRARY_MAX_BLOB_BYTES", "4194304")]);
+    let mut client = library.client().await;
+
+    // A stream that never ends: only a refusal while it streams ends the
+    // call.
+    let endless = tokio_stream::iter(std::iter::repeat_with(|| pb::PutBlobRequest {
+        chunk: vec![7; 512 * 1024],
+        max_bytes: 0,
+    }));
+    let status = client
+        .put_blob(authed(endless))
+        .await
+        .expect_err("past the library's limit");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "DOCUMENT_TOO_LARGE");
+
+    // The caller's own, lower limit holds too.
+    let status = client
+        .put_blob(authed(tokio_stream::iter(chunks_of(
+            &content(2_000_000, 2),
+            1_000_000,
+        ))))
+        .await
+        .expect_err("past the caller's limit");
+    assert_eq!(reason(&status), "DOCUMENT_TOO_LARGE");
+
+    let status = client
+        .put_blob(authed(tokio_stream::iter(Vec::<pb::PutBlobRequest>::new())))
+        .await
+        .expect_err("empty");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "EMPTY_CONTENT");
+
+    assert_eq!(stats(&mut client).await, (0, 0));
+    assert_eq!(files_under(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test]
+async fn bad_names_and_missing_tokens_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &[]);
+    let mut client = library.client().await;
+    for name in ["../../etc/passwd", "ABC", &"A".repeat(64), ""] {
+        let status = get(&mut client, name).await.expect_err("bad name");
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}");
+        assert_eq!(reason(&status), "INVALID_FIELD");
+    }
+    let status = get(&mut client, &"0".repeat(64))
+        .await
+        .expect_err("no such blob");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(reason(&status), "BLOB_NOT_FOUND");
+
+    let status = client
+        .get_library_stats(pb::GetLibraryStatsRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut wrong = Request::new(pb::GetLibraryStatsRequest {});
+    wrong.metadata_mut().insert(
+        "authorization",
+        "Bearer not-the-token-not-the-token-not-the"
+            .parse()
+            .expect("header"),
+    );
+    let status = client
+        .get_library_stats(wrong)
+        .await
+        .expect_err("wrong token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_blob_stored_again_survives_a_delete_meant_for_the_old_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &[]);
+    let mut client = library.client().await;
+    let first = put(&mut client, b"patch v1").await.expect("put");
+    let found_unreferenced_at = first.stored_time.expect("stored time");
+
+    // A new upload of the same bytes, after the sweep looked: kept.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    put(&mut client, b"patch v1").await.expect("put again");
+    let delete = |stored_before| pb::DeleteBlobRequest {
+        sha256: first.sha256.clone(),
+        stored_before: Some(stored_before),
+    };
+    let kept = client
+        .delete_blob(authed(delete(found_unreferenced_at)))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(!kept.deleted);
+    assert_eq!(
+        get(&mut client, &first.sha256).await.expect("get"),
+        b"patch v1"
+    );
+
+    let later = prost_types::Timestamp {
+        seconds: found_unreferenced_at.seconds + 3600,
+        nanos: 0,
+    };
+    let deleted = client
+        .delete_blob(authed(delete(later)))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(deleted.deleted);
+    let status = get(&mut client, &first.sha256).await.expect_err("gone");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = client
+        .delete_blob(authed(pb::DeleteBlobRequest {
+            sha256: first.sha256.clone(),
+            stored_before: None,
+        }))
+        .await
+        .expect_err("no stored_before");
+    assert_eq!(reason(&status), "FIELD_REQUIRED");
+}
+
+#[tokio::test]
+async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = content(6 * 1024 * 1024, 3);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<pb::PutBlobRequest>(4);
+    // `library` in the data directory, as nothing else is configured.
+    let store = dir.path().join("library");
+    {
+        let mut library = Library::start(dir.path(), &[]);
+        let mut client = library.client().await;
+        let upload = tokio::spawn(async move {
+            client
+                .put_blob(authed(tokio_stream::wrappers::ReceiverStream::new(
+                    receiver,
+                )))
+                .await
+        });
+        // All but the last bit: far enough to have written a part to disk.
+        for message in chunks_of(&spec[..spec.len() - 512 * 1024], 0) {
+            sender.send(message).await.expect("send");
+        }
+        let written = |dir: &Path| {
+            files_under(&dir.join("uploads"))
+                .iter()
+                .any(|file| file.metadata().is_ok_and(|meta| meta.len() > 0))
+        };
+        for _ in 0..400 {
+            if written(&store) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(written(&store), "the upload reached the disk");
+        library.child.kill().expect("kill");
+        library.child.wait().expect("wait");
+        let status = upload
+            .await
+            .expect("join")
+            .expect_err("the library died mid-upload");
+        assert_ne!(status.code(), Code::Ok);
+    }
+    assert!(
+        !files_under(&store.join("uploads")).is_empty(),
+        "the crash left its upload behind"
+    );
+    assert!(
+        files_under(&store.join("blobs")).is_empty(),
+        "nothing under blobs/"
+    );
+
+    let library = Library::start(dir.path(), &[]);
+    let mut client = library.client().await;
+    assert_eq!(stats(&mut client).await, (0, 0));
+    let listed = client
+        .list_blobs(authed(pb::ListBlobsRequest::default()))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.blobs.is_empty());
+    let stored = put(&mut client, &spec).await.expect("the retry");
+    assert_eq!(get(&mut client, &stored.sha256).await.expect("get"), spec);
+}
