@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anima_core::{document::MAX_DOCUMENT_SIZE, skill::MAX_SKILL_BYTES};
+use anima_core::{document::MAX_UPLOAD_CHUNK, skill::MAX_SKILL_BYTES};
 use anima_proto::v1::{
     self as pb, agent_session_service_client::AgentSessionServiceClient,
     akh_service_client::AkhServiceClient, auth_service_client::AuthServiceClient,
@@ -15,6 +15,7 @@ use anima_proto::v1::{
     workflow_service_client::WorkflowServiceClient,
 };
 use anyhow::Context;
+use futures_util::{Stream, StreamExt};
 use tonic::{
     Request,
     metadata::{Ascii, MetadataValue},
@@ -143,8 +144,8 @@ pub trait Services {
     /// DocumentService, taking messages as large as the largest document.
     fn documents(&self) -> DocumentServiceClient<Channel> {
         DocumentServiceClient::new(self.channel())
-            .max_decoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
-            .max_encoding_message_size(MAX_DOCUMENT_SIZE + MESSAGE_ROOM)
+            .max_decoding_message_size(MAX_UPLOAD_CHUNK + MESSAGE_ROOM)
+            .max_encoding_message_size(MAX_UPLOAD_CHUNK + MESSAGE_ROOM)
     }
 
     /// SkillService, taking messages as large as the largest bundle.
@@ -373,7 +374,6 @@ unary_requests! {
     UpdateUserRequest => team.update_user -> User,
     UpdateWorkItemRequest => work_items.update_work_item -> WorkItem,
     UpdateWorkflowRequest => workflows.update_workflow -> Workflow,
-    UploadDocumentRequest => documents.upload_document -> Document,
     WhoAmIRequest => auth.who_am_i -> WhoAmIResponse,
 }
 
@@ -381,6 +381,65 @@ impl Session {
     /// Sends `request` with the session's token and answers the reply.
     pub async fn call<R: UnaryRequest>(&self, request: R) -> Result<R::Reply, tonic::Status> {
         Ok(request.call_on(self).await?.into_inner())
+    }
+
+    /// Uploads a document: `metadata` (its `content` left empty), then
+    /// the bytes of `chunks` (each at most
+    /// [`MAX_UPLOAD_CHUNK`]). A chunk that fails cancels the upload, so the
+    /// server stores nothing of it, and its error is returned.
+    pub async fn upload_document<E>(
+        &self,
+        metadata: pb::UploadDocumentRequest,
+        chunks: impl Stream<Item = Result<Vec<u8>, E>> + Send + 'static,
+    ) -> anyhow::Result<pb::Document>
+    where
+        E: Into<anyhow::Error> + Send + 'static,
+    {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let mut documents = self.documents();
+        let call = documents
+            .upload_document(self.request(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+        let feed = async move {
+            sender.send(metadata).await.ok();
+            let mut chunks = std::pin::pin!(chunks);
+            while let Some(chunk) = chunks.next().await {
+                let message = pb::UploadDocumentRequest {
+                    content: chunk.map_err(Into::into)?,
+                    ..Default::default()
+                };
+                if sender.send(message).await.is_err() {
+                    // The server answered already (a refusal): its answer
+                    // says why.
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::pin!(call, feed);
+        let mut fed = false;
+        loop {
+            tokio::select! {
+                reply = &mut call => return Ok(reply?.into_inner()),
+                // Returning drops the call, which cancels the upload.
+                outcome = &mut feed, if !fed => {
+                    outcome?;
+                    fed = true;
+                }
+            }
+        }
+    }
+
+    /// A document's bytes, chunk by chunk.
+    pub async fn download_document(
+        &self,
+        id: &str,
+    ) -> Result<tonic::Streaming<pb::DocumentChunk>, tonic::Status> {
+        let request = self.request(pb::DownloadDocumentRequest { id: id.to_owned() });
+        Ok(self
+            .documents()
+            .download_document(request)
+            .await?
+            .into_inner())
     }
 
     /// Every row `request` lists, page after page ([`PAGE_SIZE`] rows a

@@ -1,6 +1,7 @@
 //! The library's documents: a file (markdown, text, a patch, a mail's
 //! attachment) with its title, type and size, kept in one project and
-//! optionally on one of its work items. Content is stored once per SHA-256.
+//! optionally on one of its work items. The bytes are kept by Seshat's
+//! Library (anima-library), once per SHA-256; a document names them.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +10,10 @@ use crate::planning::Actor;
 /// The largest document the library takes: 100 MiB. A mailbox's size
 /// limit cannot exceed it, so every attachment of mail it takes fits.
 pub const MAX_DOCUMENT_SIZE: usize = 100 * 1024 * 1024;
+
+/// The most bytes one message of a streamed upload carries (to
+/// DocumentService and to the library).
+pub const MAX_UPLOAD_CHUNK: usize = 1024 * 1024;
 
 /// Characters of text kept per document for search.
 pub const MAX_SEARCH_TEXT: usize = 1024 * 1024;
@@ -52,7 +57,16 @@ pub struct Document {
     pub created_at: i64,
 }
 
-/// A document to store.
+/// Bytes the library holds, as a document names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+    /// Content size in bytes.
+    pub size_bytes: i64,
+}
+
+/// A document to store, once the library holds its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDocument {
     /// Its project.
@@ -65,8 +79,10 @@ pub struct NewDocument {
     pub doc_type: DocumentType,
     /// MIME type.
     pub media_type: String,
-    /// The bytes.
-    pub content: Vec<u8>,
+    /// Its bytes in the library.
+    pub blob: StoredBlob,
+    /// Its searchable text ([`searchable_text`]).
+    pub text: Option<String>,
     /// Who adds it.
     pub author: Actor,
 }
@@ -82,7 +98,8 @@ pub struct DocumentHit {
 
 /// The searchable text of content: the content itself when it is UTF-8
 /// text by type (text/*, markdown, patches), cut to [`MAX_SEARCH_TEXT`]
-/// characters; `None` for binary files.
+/// characters; `None` for binary files. `content` may be only the start
+/// of the content ([`SEARCH_TEXT_BYTES`] suffice), cut inside a character.
 pub fn searchable_text(doc_type: DocumentType, media_type: &str, content: &[u8]) -> Option<String> {
     let textual = matches!(
         doc_type,
@@ -91,9 +108,20 @@ pub fn searchable_text(doc_type: DocumentType, media_type: &str, content: &[u8])
     if !textual {
         return None;
     }
-    let text = std::str::from_utf8(content).ok()?;
+    let text = match std::str::from_utf8(content) {
+        Ok(text) => text,
+        // Only an incomplete character at the very end: the cut.
+        Err(error) if error.error_len().is_none() => {
+            std::str::from_utf8(&content[..error.valid_up_to()]).ok()?
+        }
+        Err(_) => return None,
+    };
     Some(text.chars().take(MAX_SEARCH_TEXT).collect())
 }
+
+/// Bytes of a document's start that hold all of its searchable text (a
+/// character has at most four).
+pub const SEARCH_TEXT_BYTES: usize = 4 * MAX_SEARCH_TEXT;
 
 /// About `width` characters of `text` around the first case-insensitive
 /// occurrence of `query`, or `None` when it does not occur.
@@ -131,6 +159,16 @@ mod tests {
         assert_eq!(
             searchable_text(DocumentType::Text, "text/plain", &[0xff, 0xfe]),
             None
+        );
+        assert_eq!(
+            searchable_text(
+                DocumentType::Text,
+                "text/plain",
+                "Grüße".as_bytes()[..3].as_ref()
+            )
+            .as_deref(),
+            Some("Gr"),
+            "the start of a longer content, cut inside a character"
         );
     }
 

@@ -205,6 +205,9 @@ pub mod reason {
     pub const NO_MAILBOX: &str = "NO_MAILBOX";
     /// The work item is not in one of the mailbox's projects.
     pub const WORK_ITEM_NOT_IN_MAILBOX: &str = "WORK_ITEM_NOT_IN_MAILBOX";
+    /// This server has no library to keep documents in (`library_url` is
+    /// not set).
+    pub const NO_LIBRARY_SERVICE: &str = "NO_LIBRARY_SERVICE";
     /// This server has no anima-ai to ask (`ai_url` is not set).
     pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
     /// anima-ai failed in a way it did not name.

@@ -473,15 +473,18 @@ pub struct NewInbound {
     pub files: Vec<MailFile>,
 }
 
-/// An attachment of a fetched mail, to store as a library document.
+/// An attachment of a fetched mail, to store as a library document; the
+/// library holds its bytes already.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailFile {
     /// File name as sent.
     pub file_name: String,
     /// MIME type.
     pub media_type: String,
-    /// The bytes.
-    pub content: Vec<u8>,
+    /// Its bytes in the library.
+    pub blob: crate::document::StoredBlob,
+    /// Its searchable text.
+    pub text: Option<String>,
 }
 
 /// A queued outbound mail handed to a sender.

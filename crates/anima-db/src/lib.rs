@@ -739,17 +739,15 @@ pub struct DocumentFilter {
     pub work_item_id: Option<String>,
 }
 
-/// The library: documents and their content.
+/// The library's documents: their metadata and text; their bytes are in
+/// Seshat's Library.
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
-    /// Stores a document in an active project (on one of its work items,
-    /// if named); content over the library's limit is
-    /// `INVALID_ARGUMENT`/`DOCUMENT_TOO_LARGE`.
+    /// Records a document in an active project (on one of its work items,
+    /// if named) whose bytes the library holds.
     async fn create_document(&self, document: NewDocument) -> StoreResult<Document>;
-    /// A document by id, without its content.
+    /// A document by id.
     async fn get_document(&self, id: &str) -> StoreResult<Document>;
-    /// A document's content.
-    async fn document_content(&self, id: &str) -> StoreResult<Vec<u8>>;
     /// Documents in creation order.
     async fn list_documents(
         &self,
@@ -766,6 +764,15 @@ pub trait DocumentStore: Send + Sync {
         query: &str,
         limit: i64,
     ) -> StoreResult<Vec<DocumentHit>>;
+    /// Whether a document names the bytes with this SHA-256 (the library's
+    /// sweep keeps those).
+    async fn names_blob(&self, sha256: &str) -> StoreResult<bool>;
+    /// The next document content still kept in the database (as before
+    /// the library), after SHA-256 `after`: its SHA-256 and bytes.
+    async fn next_legacy_blob(&self, after: &str) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// Drops a content the library now holds from the database, unless a
+    /// skill file still has it.
+    async fn forget_legacy_blob(&self, sha256: &str) -> StoreResult<()>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://…`), creating the

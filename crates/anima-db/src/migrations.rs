@@ -88,6 +88,11 @@ const COMMON: &[Step] = &[
         "event order",
         include_str!("../migrations/common/0016_event_order.sql"),
     ),
+    (
+        17,
+        "documents in the library",
+        include_str!("../migrations/common/0017_documents_in_library.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

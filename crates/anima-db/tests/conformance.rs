@@ -76,3 +76,46 @@ async fn events_from_before_the_event_order_migration_stay_readable() {
         "the new event comes after every old one"
     );
 }
+
+/// Documents stored before the library (schema 16, their bytes in
+/// `blobs`) stay readable, and their bytes are handed over once: the
+/// server reads them with `next_legacy_blob` and drops them with
+/// `forget_legacy_blob`, which keeps what a skill file still uses.
+#[tokio::test]
+async fn documents_from_before_the_library_hand_their_bytes_over() {
+    use sqlx::Connection;
+
+    let db = TempDatabase::postgres().await;
+    anima_db::testing::migrate_postgres_to(&db.url, 16).await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    for statement in [
+        "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 'Old', '', 'active', 0, 0)",
+        "INSERT INTO blobs (sha256, size_bytes, content) VALUES ('a1', 3, 'old'::bytea)",
+        "INSERT INTO blobs (sha256, size_bytes, content) VALUES ('b2', 4, 'kept'::bytea)",
+        "INSERT INTO documents (id, project_id, work_item_id, title, doc_type, media_type, \
+         size_bytes, sha256, text, created_by, created_at) VALUES \
+         ('00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-000000000001', NULL, \
+          'old.txt', 'text', 'text/plain', 3, 'a1', 'old', '{\"kind\":\"service\",\"name\":\"test\"}', 0)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect(statement);
+    }
+    let store = db.open().await;
+    let document = store
+        .get_document("00000000-0000-7000-8000-00000000000a")
+        .await
+        .expect("an old document is still there");
+    assert_eq!(document.sha256, "a1");
+    assert_eq!(
+        store.next_legacy_blob("").await.expect("next"),
+        Some(("a1".into(), b"old".to_vec())),
+        "only bytes a document names are handed over"
+    );
+    assert_eq!(store.next_legacy_blob("a1").await.expect("next"), None);
+    store.forget_legacy_blob("a1").await.expect("forget");
+    assert_eq!(store.next_legacy_blob("").await.expect("next"), None);
+    assert!(store.names_blob("a1").await.expect("named"));
+}

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::blobs::{BlobMeta, BlobStore, parse_sha256};
 
 /// The most bytes one message of an upload may carry.
-pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+pub const MAX_CHUNK_BYTES: usize = anima_core::document::MAX_UPLOAD_CHUNK;
 
 /// Bytes per message of a download.
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;

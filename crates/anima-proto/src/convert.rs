@@ -560,25 +560,26 @@ pub fn parse_document_type(raw: i32) -> Result<Option<DocumentType>, DomainError
     }
 }
 
-/// A document on the wire, with `content` when it was asked for.
-pub fn document(document: Document, content: Vec<u8>) -> pb::Document {
-    let doc_type = match document.doc_type {
-        DocumentType::Markdown => pb::DocumentType::Markdown,
-        DocumentType::Text => pb::DocumentType::Text,
-        DocumentType::Patch => pb::DocumentType::Patch,
-        DocumentType::Attachment => pb::DocumentType::Attachment,
-    };
-    pb::Document {
-        id: document.id,
-        project_id: document.project_id,
-        work_item_id: document.work_item_id.unwrap_or_default(),
-        title: document.title,
-        r#type: doc_type as i32,
-        media_type: document.media_type,
-        size_bytes: document.size_bytes,
-        sha256: document.sha256,
-        content,
-        create_time: timestamp(document.created_at),
+/// A document's metadata on the wire (its bytes are downloaded apart).
+impl From<Document> for pb::Document {
+    fn from(document: Document) -> Self {
+        let doc_type = match document.doc_type {
+            DocumentType::Markdown => pb::DocumentType::Markdown,
+            DocumentType::Text => pb::DocumentType::Text,
+            DocumentType::Patch => pb::DocumentType::Patch,
+            DocumentType::Attachment => pb::DocumentType::Attachment,
+        };
+        pb::Document {
+            id: document.id,
+            project_id: document.project_id,
+            work_item_id: document.work_item_id.unwrap_or_default(),
+            title: document.title,
+            r#type: doc_type as i32,
+            media_type: document.media_type,
+            size_bytes: document.size_bytes,
+            sha256: document.sha256,
+            create_time: timestamp(document.created_at),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use anima_proto::v1::{
     work_item_service_server::WorkItemServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
+use anyhow::Context;
 use axum::{Router, routing::get};
 use tonic::{service::Routes, transport::Channel};
 
@@ -26,6 +27,7 @@ use crate::{
     auth::{Authenticator, LoginThrottle},
     config::ServerConfig,
     events::EventHub,
+    library::{GrpcLibrary, Library, NoLibrary},
     limits::RateLimiter,
     mcp,
     middleware::authorize,
@@ -52,27 +54,36 @@ use crate::{
     zones::NetworkZones,
 };
 
-/// The largest gRPC message of the services that carry files (documents,
-/// fetched mail with its attachments): the library's limit, with room for
-/// the rest of the message.
+/// The largest gRPC message of MailWorkerService, which carries fetched
+/// mail with its attachments: the library's limit, with room for the rest
+/// of the message.
 const MAX_FILE_MESSAGE: usize = anima_core::document::MAX_DOCUMENT_SIZE + 4 * 1024 * 1024;
 
 /// The largest message of SkillService: a whole skill version.
 const MAX_SKILL_MESSAGE: usize = anima_core::skill::MAX_SKILL_BYTES + 4 * 1024 * 1024;
 
+/// Internal services hosted in this process (see [`crate::in_process`]),
+/// each used instead of its configured URL.
+#[derive(Default)]
+pub struct Hosted {
+    /// anima-ai, instead of `ai_url`.
+    pub ai: Option<Channel>,
+    /// anima-library, instead of `library_url`.
+    pub library: Option<Channel>,
+}
+
 /// Builds the whole HTTP router: every API service behind the auth
-/// middleware, gRPC health and reflection, `/healthz`. `hosted_ai` is
-/// anima-ai hosted in this process (see [`crate::in_process`]), used instead
-/// of `ai_url`; agent sessions go to `provider` (see
-/// [`crate::agents::from_config`]; tests pass a double that records what it is
-/// asked). Internal services are never served on the listener.
+/// middleware, gRPC health and reflection, `/healthz`. Agent sessions go
+/// to `provider` (see [`crate::agents::from_config`]; tests pass a double
+/// that records what it is asked). Internal services are never served on
+/// the listener.
 pub async fn router(
     store: Arc<dyn Store>,
     config: &ServerConfig,
-    hosted_ai: Option<Channel>,
+    hosted: Hosted,
     provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Router> {
-    Ok(api(store, config, hosted_ai, provider).await?.into_router())
+    Ok(api(store, config, hosted, provider).await?.into_router())
 }
 
 /// The API's services before any caller is checked; [`Api::into_router`]
@@ -127,14 +138,46 @@ impl Api {
     }
 }
 
-/// Builds every service of the API (see [`Api`]).
+/// Builds every service of the API (see [`Api`]), once the documents'
+/// bytes kept in the database before the library have moved to it. Without
+/// a library (none hosted, no `library_url`) documents are refused.
 pub async fn api(
     store: Arc<dyn Store>,
     config: &ServerConfig,
-    hosted_ai: Option<Channel>,
+    hosted: Hosted,
     provider: Option<Arc<dyn AgentProvider>>,
 ) -> anyhow::Result<Api> {
     let authenticator = Authenticator::new(store.clone(), config)?;
+    let library: Option<Arc<dyn Library>> = match (hosted.library, config.library_url.as_str()) {
+        (Some(channel), _) => Some(Arc::new(GrpcLibrary::hosted(channel))),
+        (None, "") => None,
+        (None, url) => Some(Arc::new(GrpcLibrary::remote(url, &config.library_token)?)),
+    };
+    let library: Arc<dyn Library> = match library {
+        Some(library) => {
+            let moved = crate::library::move_legacy_blobs(&*store, &*library)
+                .await
+                .context("handing documents' bytes from the database to the library")?;
+            if moved > 0 {
+                tracing::info!(
+                    moved,
+                    "documents' bytes moved from the database to the library"
+                );
+            }
+            tokio::spawn(crate::library::sweep_forever(
+                store.clone(),
+                library.clone(),
+            ));
+            library
+        }
+        None => {
+            tracing::warn!(
+                "no library_url: documents and mail with attachments are refused \
+                 (`anima up` hosts a library itself)"
+            );
+            Arc::new(NoLibrary)
+        }
+    };
     let hub = EventHub::start(
         store.clone(),
         authenticator.clone(),
@@ -146,7 +189,7 @@ pub async fn api(
     let secrets = Arc::new(SecretStores::new(config.secret_stores.clone())?);
     let zones = Arc::new(NetworkZones::new(config.network_zones.clone())?);
     let limits = RateLimiter::new(store.clone(), config.rate_limits);
-    let ai = match hosted_ai {
+    let ai = match hosted.ai {
         Some(channel) => Ai::hosted(channel),
         None => Ai::from_config(config)?,
     }
@@ -220,13 +263,16 @@ pub async fn api(
             &config.mail_domains,
         )))
         .add_service(
-            MailWorkerServiceServer::new(MailWorkerApi::new(store.clone(), ai))
+            MailWorkerServiceServer::new(MailWorkerApi::new(store.clone(), ai, library.clone()))
                 .max_decoding_message_size(MAX_FILE_MESSAGE),
         )
         .add_service(
-            DocumentServiceServer::new(DocumentApi::new(store.clone(), limits.clone()))
-                .max_decoding_message_size(MAX_FILE_MESSAGE)
-                .max_encoding_message_size(MAX_FILE_MESSAGE),
+            DocumentServiceServer::new(DocumentApi::new(
+                store.clone(),
+                library.clone(),
+                limits.clone(),
+            ))
+            .max_decoding_message_size(crate::services::document::MAX_CHUNK_MESSAGE),
         )
         .add_service(AkhServiceServer::new(AkhApi::new(store.clone())))
         .add_service(DashboardServiceServer::new(DashboardApi::new(

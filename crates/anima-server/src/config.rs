@@ -79,6 +79,13 @@ pub struct ServerConfig {
     pub ai_url: String,
     /// The service token anima-server presents to anima-ai.
     pub ai_token: String,
+    /// Where anima-library, which keeps documents' bytes, answers
+    /// (`http://host:port`); empty refuses documents and mail with
+    /// attachments (`FAILED_PRECONDITION`/`NO_LIBRARY_SERVICE`). `anima
+    /// up` hosts the library itself.
+    pub library_url: String,
+    /// The service token anima-server presents to anima-library.
+    pub library_token: String,
 }
 
 /// Per-user rate limits, shared by every instance; 0 turns one off. A
@@ -227,6 +234,8 @@ impl Default for ServerConfig {
             network_zones: BTreeMap::new(),
             ai_url: String::new(),
             ai_token: String::new(),
+            library_url: String::new(),
+            library_token: String::new(),
         }
     }
 }

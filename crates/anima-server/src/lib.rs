@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod in_process;
+pub mod library;
 pub mod limits;
 pub mod listener;
 pub mod mcp;
@@ -29,6 +30,6 @@ pub mod services;
 pub mod supervisor;
 pub mod zones;
 
-pub use app::{Bootstrap, bootstrap_admin, router};
+pub use app::{Bootstrap, Hosted, bootstrap_admin, router};
 pub use config::ServerConfig;
 pub use listener::{Listener, serve};

@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let listener = anima_server::Listener::bind(&config).await?;
     let provider = anima_server::agents::from_config(&agent)?;
-    let router = anima_server::router(store, &config, None, provider).await?;
+    let router =
+        anima_server::router(store, &config, anima_server::Hosted::default(), provider).await?;
     // On stdout, for scripts and tests that start it on port 0.
     println!(
         "anima-server listening on {}://{}",

@@ -22,7 +22,8 @@ pub enum Access {
     /// One internal service only (its service token).
     Service(InternalService),
     /// Served by an internal service's own listener (anima-ai,
-    /// anima-agent; in-process under `anima up`), never by anima-server's.
+    /// anima-agent, anima-library; in-process under `anima up`), never by
+    /// anima-server's.
     Internal,
 }
 
@@ -176,6 +177,7 @@ access_table! {
     "DocumentService" => {
         "ListDocuments": Project(DocumentRead),
         "GetDocument": Project(DocumentRead),
+        "DownloadDocument": Project(DocumentRead),
         "UploadDocument": Project(DocumentWrite),
         "DeleteDocument": Project(DocumentWrite),
         "SearchDocuments": Project(DocumentRead),
@@ -210,6 +212,13 @@ access_table! {
         "DeploySkills": Internal,
         "GetVMStatus": Internal,
         "GetLoginCredentials": Internal,
+    }
+    "LibraryService" => {
+        "PutBlob": Internal,
+        "GetBlob": Internal,
+        "DeleteBlob": Internal,
+        "ListBlobs": Internal,
+        "GetLibraryStats": Internal,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `anima up`: anima-server with anima-ai and anima-agent hosted in the same
+//! `anima up`: anima-server with anima-ai, anima-agent and anima-library hosted in the same
 //! process and on the same listener, on an embedded SQLite database unless
 //! told otherwise.
 
@@ -53,8 +53,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ai,
         mut mail,
         agent: mut agent_config,
-        // Read by anima-library; hosted here once DocumentService uses it.
-        library: _,
+        library,
     } = crate::config::AnimaConfig::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -145,6 +144,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => None,
     };
     let sandboxes = data_dir
+        .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join("sandboxes");
     let sandbox_user = match agent_config.sandbox_user.as_str() {
@@ -170,12 +170,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         login,
     })
     .await?;
-    // anima-ai and anima-agent answer over in-memory channels, never on
-    // the listener.
-    let hosted = anima_server::in_process::channel(
-        Routes::new(anima_ai::service(anima_ai::AiConfig::from_settings(ai)?)?).add_service(agent),
-    );
-    let hosted_ai = config.ai_url.is_empty().then(|| hosted.clone());
+    // Seshat's Library, unless the server is pointed at one elsewhere.
+    let blobs = match config.library_url.as_str() {
+        "" => {
+            let blobs = library.open(data_dir.as_deref()).context("[library]")?;
+            blobs.sweep_uploads().await?;
+            Some(anima_library::service(blobs))
+        }
+        _ => None,
+    };
+    // anima-ai, anima-agent and anima-library answer over in-memory
+    // channels, never on the listener.
+    let mut routes =
+        Routes::new(anima_ai::service(anima_ai::AiConfig::from_settings(ai)?)?).add_service(agent);
+    if let Some(blobs) = blobs.clone() {
+        routes = routes.add_service(blobs);
+    }
+    let hosted = anima_server::in_process::channel(routes);
+    let hosted_services = anima_server::Hosted {
+        ai: config.ai_url.is_empty().then(|| hosted.clone()),
+        library: blobs.is_some().then(|| hosted.clone()),
+    };
     let provider = if local_agent {
         Some(Arc::new(anima_server::agents::RemoteProvider::hosted(
             hosted,
@@ -185,7 +200,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         anima_server::agents::from_config(&agent_config)?
     };
-    let api = anima_server::app::api(store.clone(), &config, hosted_ai, provider).await?;
+    let api = anima_server::app::api(store.clone(), &config, hosted_services, provider).await?;
     #[cfg(feature = "bench")]
     let router = match args.trust_every_caller {
         true => api.into_router_trusting_every_caller(),

@@ -164,25 +164,13 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
         }
         DocumentCommand::Get { global, id, output } => {
             let session = session_for(&global).await?;
-            let document = session
-                .call(pb::GetDocumentRequest {
-                    id,
-                    include_content: output.is_some(),
-                })
-                .await?;
+            let document = session.call(pb::GetDocumentRequest { id }).await?;
             match output {
-                Some(path) if path.as_os_str() == "-" => {
-                    use std::io::Write;
-                    std::io::stdout().write_all(&document.content)?;
-                }
                 Some(path) => {
-                    std::fs::write(&path, &document.content)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!(
-                        "{} bytes written to {}",
-                        document.content.len(),
-                        path.display()
-                    );
+                    let written = download(&session, &document.id, &path).await?;
+                    if path.as_os_str() != "-" {
+                        eprintln!("{written} bytes written to {}", path.display());
+                    }
                 }
                 None if global.json => output::json(&document_json(&document)),
                 None => output::table(DOCUMENT_HEADER, &[document_row(&document)]),
@@ -201,8 +189,9 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                 Some(name) => name.parse()?,
                 None => type_of(&file),
             };
-            let content =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let opened = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let title = match title {
                 Some(title) => title,
                 None => file
@@ -214,16 +203,18 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             let session = session_for(&global).await?;
             let (project_id, work_item_id) =
                 scope(&session, project.as_deref(), work_item.as_deref()).await?;
+            let metadata = pb::UploadDocumentRequest {
+                project_id,
+                work_item_id,
+                title,
+                r#type: wire_type(doc_type) as i32,
+                media_type,
+                content: Vec::new(),
+            };
             let document = session
-                .call(pb::UploadDocumentRequest {
-                    project_id,
-                    work_item_id,
-                    title,
-                    r#type: wire_type(doc_type) as i32,
-                    media_type,
-                    content,
-                })
-                .await?;
+                .upload_document(metadata, file_chunks(opened))
+                .await
+                .with_context(|| format!("uploading {}", file.display()))?;
             output::one(global.json, &document);
         }
         DocumentCommand::Delete { global, id } => {
@@ -279,4 +270,69 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A file's bytes as upload chunks, read as they are sent.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = vec![0; UPLOAD_CHUNK];
+        let read = file.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(read);
+        Ok(Some((chunk, file)))
+    })
+}
+
+/// Bytes per upload message (well under the server's limit of one MiB).
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Writes a document's bytes to `path` (`-`: standard output) as they
+/// arrive; a file is written beside its name and renamed when complete,
+/// so a download that breaks off leaves no partial file. Returns the bytes
+/// written.
+async fn download(
+    session: &anima_client::Session,
+    id: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let mut chunks = session.download_document(id).await?;
+    let mut written = 0u64;
+    if path.as_os_str() == "-" {
+        let mut stdout = tokio::io::stdout();
+        while let Some(chunk) = chunks.message().await? {
+            stdout.write_all(&chunk.content).await?;
+            written += chunk.content.len() as u64;
+        }
+        stdout.flush().await?;
+        return Ok(written);
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let received: anyhow::Result<()> = async {
+        while let Some(chunk) = chunks.message().await? {
+            file.write_all(&chunk.content).await?;
+            written += chunk.content.len() as u64;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = received {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(error);
+    }
+    tokio::fs::rename(&partial, path)
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(written)
 }

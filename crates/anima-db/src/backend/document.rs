@@ -1,10 +1,13 @@
-//! The library's documents and their content, stored once per SHA-256;
-//! a blob goes when its last document does. Search matches titles and the
-//! text of textual documents (case-insensitive substring).
+//! The library's documents: their metadata and searchable text, naming
+//! their bytes in Seshat's Library by SHA-256. Search matches titles and
+//! the text of textual documents (case-insensitive substring).
+//!
+//! Documents' bytes were once rows of `blobs` (which skill files still
+//! use); [`DocumentStore::next_legacy_blob`] hands those to the library.
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentHit, MAX_DOCUMENT_SIZE, NewDocument, searchable_text, snippet},
+    document::{Document, DocumentHit, NewDocument, snippet},
     error::reason,
     event::EventKind,
     id::new_id,
@@ -18,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Ordered, PostgresStore, SqliteStore, page_of, planning::to_json};
-use crate::{DocumentFilter, DocumentStore, Page, StoreError, StoreResult};
+use crate::{DocumentFilter, DocumentStore, Page, StoreResult};
 
 /// Characters of context a search hit shows.
 const SNIPPET_WIDTH: usize = 160;
@@ -66,19 +69,6 @@ macro_rules! document_sql {
             async fn get_document(&self, id: &str) -> StoreResult<Document> {
                 let mut conn = self.pool.acquire().await?;
                 Self::document_in(&mut conn, id).await
-            }
-
-            async fn document_content(&self, id: &str) -> StoreResult<Vec<u8>> {
-                sqlx::query(
-                    "SELECT b.content FROM documents d JOIN blobs b ON b.sha256 = d.sha256 \
-                     WHERE d.id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| document_not_found(id))?
-                .try_get("content")
-                .map_err(StoreError::from)
             }
 
             async fn list_documents(
@@ -136,11 +126,43 @@ macro_rules! document_sql {
                     })
                     .collect()
             }
+
+            async fn names_blob(&self, sha256: &str) -> StoreResult<bool> {
+                let named: Option<i32> = sqlx::query_scalar("SELECT 1 FROM documents WHERE sha256 = $1 LIMIT 1")
+                    .bind(sha256)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(named.is_some())
+            }
+
+            async fn next_legacy_blob(&self, after: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+                let row = sqlx::query(
+                    "SELECT b.sha256, b.content FROM blobs b WHERE b.sha256 > $1 \
+                     AND EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = b.sha256) \
+                     ORDER BY b.sha256 LIMIT 1",
+                )
+                .bind(after)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| Ok((row.try_get("sha256")?, row.try_get("content")?)))
+                    .transpose()
+            }
+
+            async fn forget_legacy_blob(&self, sha256: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM blobs WHERE sha256 = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM skill_files WHERE sha256 = $1)",
+                )
+                .bind(sha256)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
         }
 
         impl $store {
-            /// Stores content unless the same bytes are stored already;
-            /// their SHA-256 and size.
+            /// Stores a skill file's content unless the same bytes are
+            /// stored already; their SHA-256 and size.
             pub(super) async fn put_blob(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 content: Vec<u8>,
@@ -159,23 +181,13 @@ macro_rules! document_sql {
                 Ok((sha256, size_bytes))
             }
 
-            /// Stores a document (and its content, unless a document with
-            /// the same bytes has it already) inside a write.
+            /// Records a document whose bytes the library holds, inside a
+            /// write.
             pub(super) async fn insert_document(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 ordered: Ordered,
                 document: NewDocument,
             ) -> StoreResult<Document> {
-                if document.content.len() > MAX_DOCUMENT_SIZE {
-                    return Err(DomainError::invalid_argument(
-                        reason::DOCUMENT_TOO_LARGE,
-                        format!(
-                            "{} is {} bytes; the library takes up to {MAX_DOCUMENT_SIZE}",
-                            document.title,
-                            document.content.len()
-                        ),
-                    ).into());
-                }
                 if let Some(work_item_id) = &document.work_item_id {
                     if Self::work_item_project(conn, work_item_id).await? != document.project_id {
                         return Err(DomainError::invalid_argument(
@@ -184,8 +196,6 @@ macro_rules! document_sql {
                         ).into());
                     }
                 }
-                let text = searchable_text(document.doc_type, &document.media_type, &document.content);
-                let (sha256, size_bytes) = Self::put_blob(conn, document.content).await?;
                 let created = Document {
                     id: new_id(),
                     project_id: document.project_id,
@@ -193,8 +203,8 @@ macro_rules! document_sql {
                     title: document.title,
                     doc_type: document.doc_type,
                     media_type: document.media_type,
-                    size_bytes,
-                    sha256,
+                    size_bytes: document.blob.size_bytes,
+                    sha256: document.blob.sha256,
                     created_by: document.author,
                     created_at: now_micros(),
                 };
@@ -211,7 +221,7 @@ macro_rules! document_sql {
                 .bind(&created.media_type)
                 .bind(created.size_bytes)
                 .bind(&created.sha256)
-                .bind(text)
+                .bind(document.text)
                 .bind(to_json(&created.created_by))
                 .bind(created.created_at)
                 .execute(&mut *conn)
@@ -229,8 +239,8 @@ macro_rules! document_sql {
                 Ok(created)
             }
 
-            /// Deletes a document inside a write, and its content when no
-            /// other document has the same bytes.
+            /// Deletes a document inside a write. Its bytes stay in the
+            /// library until its sweep finds no document naming them.
             pub(super) async fn remove_document(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 ordered: Ordered,
@@ -241,14 +251,6 @@ macro_rules! document_sql {
                     .bind(&document.id)
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query(
-                    "DELETE FROM blobs WHERE sha256 = $1 \
-                     AND NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM skill_files WHERE sha256 = $1)",
-                )
-                .bind(&document.sha256)
-                .execute(&mut *conn)
-                .await?;
                 Self::record_for(
                     conn,
                     ordered,

@@ -399,7 +399,8 @@ macro_rules! mail_sql {
                             title: file.file_name.clone(),
                             doc_type: DocumentType::Attachment,
                             media_type: file.media_type.clone(),
-                            content: file.content,
+                            blob: file.blob,
+                            text: file.text,
                             author: Actor::Email { address: mail.content.email.from.clone() },
                         })
                         .await?;

@@ -2,7 +2,7 @@
 
 use anima_core::{
     ErrorCode,
-    document::{DocumentType, MAX_DOCUMENT_SIZE, NewDocument},
+    document::{DocumentType, NewDocument, StoredBlob, searchable_text},
     error::reason,
     mail::{InboundState, MailFile, NewInbound},
     paging::PageRequest,
@@ -19,6 +19,14 @@ fn page() -> PageRequest {
     PageRequest::parse(50, "", "documents").expect("page")
 }
 
+/// How the library would name `content`.
+pub fn stored(content: &[u8]) -> StoredBlob {
+    StoredBlob {
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
+        size_bytes: content.len() as i64,
+    }
+}
+
 fn text(project_id: &str, title: &str, content: &str, by: &Actor) -> NewDocument {
     NewDocument {
         project_id: project_id.into(),
@@ -26,14 +34,16 @@ fn text(project_id: &str, title: &str, content: &str, by: &Actor) -> NewDocument
         title: title.into(),
         doc_type: DocumentType::Markdown,
         media_type: "text/markdown".into(),
-        content: content.as_bytes().to_vec(),
+        blob: stored(content.as_bytes()),
+        text: searchable_text(DocumentType::Markdown, "text/markdown", content.as_bytes()),
         author: by.clone(),
     }
 }
 
-/// Documents keep their bytes (once per SHA-256, until the last goes),
-/// list by project and work item, and are found by title or text.
-pub async fn documents_keep_content_once(store: &dyn Store) {
+/// Documents name their bytes in the library by SHA-256 (the same bytes,
+/// the same name, while any document names them), list by project and
+/// work item, and are found by title or text.
+pub async fn documents_name_their_bytes(store: &dyn Store) {
     let owner = store
         .create_user(new_user("librarian"))
         .await
@@ -80,26 +90,16 @@ pub async fn documents_keep_content_once(store: &dyn Store) {
         .create_document(NewDocument {
             doc_type: DocumentType::Attachment,
             media_type: "application/octet-stream".into(),
-            content: vec![0, 159, 146, 150, 255],
+            blob: stored(&[0, 159, 146, 150, 255]),
+            text: None,
             ..text(&project.id, "dump.bin", "", &by)
         })
         .await
         .expect("binary");
-    assert_eq!(
-        store.document_content(&binary.id).await.expect("content"),
-        [0, 159, 146, 150, 255]
-    );
+    assert_eq!(binary.size_bytes, 5);
     assert_eq!(store.get_document(&guide.id).await.expect("get"), guide);
 
     for (bad, code, why) in [
-        (
-            NewDocument {
-                content: vec![b'x'; MAX_DOCUMENT_SIZE + 1],
-                ..text(&project.id, "huge", "", &by)
-            },
-            ErrorCode::InvalidArgument,
-            reason::DOCUMENT_TOO_LARGE,
-        ),
         (
             NewDocument {
                 work_item_id: Some(item.id.clone()),
@@ -178,13 +178,17 @@ pub async fn documents_keep_content_once(store: &dyn Store) {
     );
 
     store.delete_document(&guide.id, &by).await.expect("delete");
-    assert_eq!(
-        store.document_content(&copy.id).await.expect("still there"),
-        b"Run the EXPORT with --full; 100% of rows."
+    assert!(
+        store.names_blob(&copy.sha256).await.expect("named"),
+        "the copy still names the bytes"
     );
     let err = store.get_document(&guide.id).await.expect_err("gone");
     assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
     store.delete_document(&copy.id, &by).await.expect("delete");
+    assert!(
+        !store.names_blob(&copy.sha256).await.expect("named"),
+        "no document names the bytes: the library's sweep may take them"
+    );
     let err = store
         .delete_document(&copy.id, &by)
         .await
@@ -210,10 +214,12 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
         .await
         .expect("mailbox");
     let files = |name: &str| {
+        let content = format!("contents of {name}");
         vec![MailFile {
             file_name: name.into(),
             media_type: "text/plain".into(),
-            content: format!("contents of {name}").into_bytes(),
+            blob: stored(content.as_bytes()),
+            text: Some(content),
         }]
     };
     let on_item = || async {
@@ -241,17 +247,20 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
     let (record, _) = store.receive_mail(posted.clone()).await.expect("post");
     let attachment = &record.content.attachments[0];
     assert_eq!(attachment.file_name, "crash.log");
-    assert_eq!(
-        store
-            .document_content(&attachment.document_id)
-            .await
-            .expect("content"),
-        b"contents of crash.log"
-    );
     let document = store
         .get_document(&attachment.document_id)
         .await
         .expect("document");
+    assert_eq!(document.sha256, stored(b"contents of crash.log").sha256);
+    assert_eq!(
+        store
+            .search_documents(&project.id, "contents of crash", 10)
+            .await
+            .expect("search")
+            .len(),
+        1,
+        "the attachment's text is searchable"
+    );
     assert_eq!(document.doc_type, DocumentType::Attachment);
     assert_eq!(
         document.created_by,

@@ -728,7 +728,7 @@ macro_rules! conformance_suite {
             received_mail_posts_once,
             mailbox_lifecycle,
             outbound_mail_is_leased_once,
-            documents_keep_content_once,
+            documents_name_their_bytes,
             mail_attachments_become_documents,
             skills_are_versioned_and_immutable
         );

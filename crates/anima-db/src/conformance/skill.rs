@@ -67,8 +67,8 @@ pub async fn skills_are_versioned_and_immutable(store: &dyn Store) {
         reason::SKILL_NOT_FOUND
     );
 
-    // The same text as a library document: deleting the document keeps
-    // the skill's file.
+    // The same text as a library document: handing documents' old bytes
+    // to the library, or deleting the document, keeps the skill's file.
     let owner = store.create_user(new_user("skilled")).await.expect("user");
     let project = store
         .create_project("Skills", "", &owner.id)
@@ -82,11 +82,19 @@ pub async fn skills_are_versioned_and_immutable(store: &dyn Store) {
             title: "notes".into(),
             doc_type: anima_core::document::DocumentType::Markdown,
             media_type: "text/plain".into(),
-            content: b"Start at main.".to_vec(),
+            blob: super::document::stored(b"Start at main."),
+            text: None,
             author: by.clone(),
         })
         .await
         .expect("document");
+    let (legacy, _) = store
+        .next_legacy_blob("")
+        .await
+        .expect("legacy")
+        .expect("the skill's row holds the document's bytes");
+    assert_eq!(legacy, document.sha256);
+    store.forget_legacy_blob(&legacy).await.expect("forget");
     store
         .delete_document(&document.id, &by)
         .await

@@ -1,11 +1,13 @@
 //! DocumentService: the library's documents, read and written in their
-//! project's name. Mail attachments arrive here through ReceiveMail.
+//! project's name; their bytes stream to and from Seshat's Library
+//! ([`crate::library`]) and never sit whole in memory. Mail attachments
+//! arrive through ReceiveMail.
 
 use std::sync::Arc;
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentType, NewDocument},
+    document::{Document, DocumentType, NewDocument, SEARCH_TEXT_BYTES, searchable_text},
     error::reason,
     id::parse_id,
     paging::PageRequest,
@@ -14,12 +16,20 @@ use anima_core::{
 use anima_db::{DocumentFilter, Store};
 use anima_proto::convert;
 use anima_proto::v1::{self as pb, document_service_server::DocumentService};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+use tonic::Streaming;
 
-use super::{actor_of, grpc_service, optional_id};
+use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
     authz::{RequestContext, authorized_work_item, require_project},
+    library::Library,
     limits::{Metered, RateLimiter},
 };
+
+/// The largest message of DocumentService: an upload chunk (1 MiB, as
+/// the library takes them) with room for the first message's metadata.
+pub const MAX_CHUNK_MESSAGE: usize = anima_core::document::MAX_UPLOAD_CHUNK + 64 * 1024;
 
 /// Search hits when the request names no limit, and the most it may ask.
 const DEFAULT_HITS: i32 = 20;
@@ -29,13 +39,19 @@ const MAX_HITS: i32 = 100;
 #[derive(Clone)]
 pub struct DocumentApi {
     store: Arc<dyn Store>,
+    library: Arc<dyn Library>,
     limits: RateLimiter,
 }
 
 impl DocumentApi {
-    /// Builds the service; `limits` meters uploads.
-    pub fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
-        Self { store, limits }
+    /// Builds the service over the documents of `store` and the bytes of
+    /// `library`; `limits` meters uploads.
+    pub fn new(store: Arc<dyn Store>, library: Arc<dyn Library>, limits: RateLimiter) -> Self {
+        Self {
+            store,
+            library,
+            limits,
+        }
     }
 
     /// The document, once the caller holds the RPC's permission in its
@@ -95,11 +111,7 @@ impl DocumentApi {
         };
         let page = self.store.list_documents(&filter, &page).await?;
         Ok(pb::ListDocumentsResponse {
-            documents: page
-                .items
-                .into_iter()
-                .map(|document| convert::document(document, Vec::new()))
-                .collect(),
+            documents: page.items.into_iter().map(pb::Document::from).collect(),
             next_page_token: page.next_page_token,
         })
     }
@@ -110,47 +122,87 @@ impl DocumentApi {
         request: pb::GetDocumentRequest,
     ) -> Result<pb::Document, DomainError> {
         let document = self.authorized_document(context, &request.id).await?;
-        let content = if request.include_content {
-            self.store.document_content(&document.id).await?
-        } else {
-            Vec::new()
-        };
-        Ok(convert::document(document, content))
+        Ok(document.into())
+    }
+
+    async fn download_document(
+        &self,
+        context: &RequestContext,
+        request: pb::DownloadDocumentRequest,
+    ) -> Result<ResponseStream<pb::DocumentChunk>, DomainError> {
+        let document = self.authorized_document(context, &request.id).await?;
+        let content = self.library.get(&document.sha256).await?;
+        Ok(content
+            .map_ok(|content| pb::DocumentChunk { content })
+            .map_err(crate::error::to_status)
+            .boxed())
     }
 
     async fn upload_document(
         &self,
         context: &RequestContext,
-        request: pb::UploadDocumentRequest,
+        mut request: Streaming<pb::UploadDocumentRequest>,
     ) -> Result<pb::Document, DomainError> {
-        validate::name("title", &request.title)?;
-        let doc_type = convert::parse_document_type(request.r#type)?.ok_or_else(|| {
+        let first = request
+            .message()
+            .await
+            .map_err(interrupted)?
+            .ok_or_else(|| {
+                DomainError::invalid_argument(reason::EMPTY_CONTENT, "the upload is empty")
+            })?;
+        validate::name("title", &first.title)?;
+        let doc_type = convert::parse_document_type(first.r#type)?.ok_or_else(|| {
             DomainError::invalid_argument(reason::FIELD_REQUIRED, "type is required")
         })?;
-        let media_type = match request.media_type.trim() {
+        let media_type = match first.media_type.trim() {
             "" => default_media_type(doc_type).to_owned(),
             media_type => media_type.to_owned(),
         };
         validate::max_chars("media_type", &media_type, 255)?;
         let (project_id, work_item_id) = self
-            .scope(context, &request.project_id, &request.work_item_id)
+            .scope(context, &first.project_id, &first.work_item_id)
             .await?;
         self.limits
             .take_for(Metered::Upload, context.caller.as_ref())
             .await?;
+        // The start of the content, which holds its searchable text, is
+        // kept on the way through; the rest only passes.
+        let start = Arc::new(Mutex::new(Vec::new()));
+        let kept = start.clone();
+        let content = futures_util::stream::once(async { Ok(first.content) })
+            .chain(
+                request
+                    .map_err(interrupted)
+                    .map_ok(|message| message.content),
+            )
+            .and_then(move |chunk| {
+                let kept = kept.clone();
+                async move {
+                    let mut kept = kept.lock().await;
+                    let room = SEARCH_TEXT_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    Ok(chunk)
+                }
+            })
+            // A first message with metadata only is no chunk.
+            .try_filter(|chunk| std::future::ready(!chunk.is_empty()))
+            .boxed();
+        let blob = self.library.put(content).await?;
+        let text = searchable_text(doc_type, &media_type, &start.lock().await);
         let document = self
             .store
             .create_document(NewDocument {
                 project_id,
                 work_item_id,
-                title: request.title,
+                title: first.title,
                 doc_type,
                 media_type,
-                content: request.content,
+                blob,
+                text,
                 author: actor_of(context.caller.as_ref())?,
             })
             .await?;
-        Ok(convert::document(document, Vec::new()))
+        Ok(document.into())
     }
 
     async fn delete_document(
@@ -198,7 +250,7 @@ impl DocumentApi {
             hits: hits
                 .into_iter()
                 .map(|hit| pb::SearchHit {
-                    document: Some(convert::document(hit.document, Vec::new())),
+                    document: Some(hit.document.into()),
                     snippet: hit.snippet,
                     // Substring search has no graded relevance: every hit matches.
                     score: 1.0,
@@ -218,10 +270,33 @@ fn default_media_type(doc_type: DocumentType) -> &'static str {
     }
 }
 
+/// A client's upload stream that failed: a message over the limit, or a
+/// stream that broke off.
+fn interrupted(status: tonic::Status) -> DomainError {
+    if status.code() == tonic::Code::OutOfRange {
+        return DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            format!(
+                "each message of an upload may carry at most {} bytes of content; \
+                 nothing was stored",
+                anima_core::document::MAX_UPLOAD_CHUNK
+            ),
+        );
+    }
+    DomainError::aborted(
+        reason::UPLOAD_INTERRUPTED,
+        format!(
+            "the upload ended early, nothing was stored: {}",
+            status.message()
+        ),
+    )
+}
+
 grpc_service!(DocumentApi: DocumentService {
     list_documents(pb::ListDocumentsRequest) -> pb::ListDocumentsResponse;
     get_document(pb::GetDocumentRequest) -> pb::Document;
-    upload_document(pb::UploadDocumentRequest) -> pb::Document;
+    download_document(pb::DownloadDocumentRequest) -> ResponseStream<pb::DocumentChunk>;
+    upload_document(Streaming<pb::UploadDocumentRequest>) -> pb::Document;
     delete_document(pb::DeleteDocumentRequest) -> pb::DeleteDocumentResponse;
     search_documents(pb::SearchDocumentsRequest) -> pb::SearchDocumentsResponse;
 });

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
+    document::{DocumentType, searchable_text},
     error::reason,
     id::parse_id,
     mail::{
@@ -20,19 +21,48 @@ use anima_proto::convert;
 use anima_proto::v1::{self as pb, mail_worker_service_server::MailWorkerService};
 
 use super::{grpc_service, mailbox::project_ids};
-use crate::{ai::Ai, authz::RequestContext};
+use crate::{
+    ai::Ai,
+    authz::RequestContext,
+    library::{Library, content_of},
+};
 
 /// The MailWorkerService implementation.
 #[derive(Clone)]
 pub struct MailWorkerApi {
     store: Arc<dyn Store>,
     ai: Ai,
+    /// Where attachments' bytes go.
+    library: Arc<dyn Library>,
 }
 
 impl MailWorkerApi {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, ai: Ai) -> Self {
-        Self { store, ai }
+    pub fn new(store: Arc<dyn Store>, ai: Ai, library: Arc<dyn Library>) -> Self {
+        Self { store, ai, library }
+    }
+
+    /// An attachment as the worker sends it, its bytes handed to the
+    /// library; a missing name or type gets a neutral one rather than
+    /// refusing the mail.
+    async fn mail_file(&self, file: pb::MailFile) -> Result<MailFile, DomainError> {
+        let file_name = match file.file_name.trim() {
+            "" => "attachment".to_owned(),
+            name => name.chars().take(255).collect(),
+        };
+        let media_type = match file.media_type.trim() {
+            "" => "application/octet-stream".to_owned(),
+            media_type => media_type.to_owned(),
+        };
+        validate::max_chars("files.media_type", &media_type, 255)?;
+        let text = searchable_text(DocumentType::Attachment, &media_type, &file.content);
+        let blob = self.library.put(content_of(file.content)).await?;
+        Ok(MailFile {
+            file_name,
+            media_type,
+            blob,
+            text,
+        })
     }
 
     /// A work item as routing sees it.
@@ -280,11 +310,12 @@ impl MailWorkerApi {
         }
         validate::max_chars("email.message_id", &email.message_id, 998)?;
         rules::body(&request.body)?;
-        let files = request
-            .files
-            .into_iter()
-            .map(mail_file)
-            .collect::<Result<Vec<_>, _>>()?;
+        // Stored before the mail is recorded: bytes of a mail that then
+        // fails (or was received already) are the sweep's to take.
+        let mut files = Vec::with_capacity(request.files.len());
+        for file in request.files {
+            files.push(self.mail_file(file).await?);
+        }
         let work_item_id = super::optional_id(&request.work_item_id, "work_item_id")?;
         let suggestion =
             super::optional_id(&request.suggested_work_item_id, "suggested_work_item_id")?.map(
@@ -315,25 +346,6 @@ impl MailWorkerApi {
             new,
         })
     }
-}
-
-/// An attachment as the worker sends it; a missing name or type gets a
-/// neutral one rather than refusing the mail.
-fn mail_file(file: pb::MailFile) -> Result<MailFile, DomainError> {
-    let file_name = match file.file_name.trim() {
-        "" => "attachment".to_owned(),
-        name => name.chars().take(255).collect(),
-    };
-    let media_type = match file.media_type.trim() {
-        "" => "application/octet-stream".to_owned(),
-        media_type => media_type.to_owned(),
-    };
-    validate::max_chars("files.media_type", &media_type, 255)?;
-    Ok(MailFile {
-        file_name,
-        media_type,
-        content: file.content,
-    })
 }
 
 impl MailWorkerApi {

@@ -800,7 +800,7 @@ async fn short_service_tokens_are_refused_at_start() {
         }],
         ..ServerConfig::default()
     };
-    let err = anima_server::router(db.open().await, &config, None, None)
+    let err = anima_server::router(db.open().await, &config, Default::default(), None)
         .await
         .expect_err("short token");
     assert!(format!("{err:#}").contains("at least 32"), "{err:#}");

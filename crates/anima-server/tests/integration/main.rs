@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod library;
 mod mail;
 mod mcp;
 mod multi_instance;

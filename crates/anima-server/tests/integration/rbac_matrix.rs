@@ -148,6 +148,7 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     // The library.
     ("ListDocuments", "DDAAAADD"),
     ("GetDocument", "DDAAAADD"),
+    ("DownloadDocument", "DDAAAADD"),
     ("UploadDocument", "DDAAADDD"),
     ("DeleteDocument", "DDAAADDD"),
     ("SearchDocuments", "DDAAAADD"),
@@ -1421,6 +1422,11 @@ async fn call_document(
     fresh: &str,
 ) -> Result<(), Code> {
     let mut documents = server.documents();
+    let stored = server
+        .blobs
+        .put(futures_util::stream::iter([Ok(b"# notes".to_vec())]), None)
+        .await
+        .expect("bytes in the library");
     let document = server
         .store
         .create_document(NewDocument {
@@ -1429,7 +1435,11 @@ async fn call_document(
             title: format!("{fresh}.md"),
             doc_type: DocumentType::Markdown,
             media_type: "text/markdown".into(),
-            content: b"# notes".to_vec(),
+            blob: anima_core::document::StoredBlob {
+                sha256: stored.sha256,
+                size_bytes: stored.size_bytes as i64,
+            },
+            text: Some("# notes".into()),
             author: Actor::Service {
                 name: "matrix".into(),
             },
@@ -1448,25 +1458,41 @@ async fn call_document(
             .await
             .map(drop),
         "GetDocument" => documents
-            .get_document(authed(
-                token,
-                pb::GetDocumentRequest {
-                    id: document.id,
-                    include_content: true,
-                },
-            ))
+            .get_document(authed(token, pb::GetDocumentRequest { id: document.id }))
             .await
             .map(drop),
+        "DownloadDocument" => {
+            match documents
+                .download_document(authed(
+                    token,
+                    pb::DownloadDocumentRequest { id: document.id },
+                ))
+                .await
+            {
+                Ok(reply) => {
+                    let mut chunks = reply.into_inner();
+                    let mut content = Vec::new();
+                    while let Some(chunk) =
+                        chunks.message().await.map_err(|status| status.code())?
+                    {
+                        content.extend(chunk.content);
+                    }
+                    assert_eq!(content, b"# notes");
+                    Ok(())
+                }
+                Err(status) => Err(status),
+            }
+        }
         "UploadDocument" => documents
             .upload_document(authed(
                 token,
-                pb::UploadDocumentRequest {
+                tokio_stream::iter([pb::UploadDocumentRequest {
                     project_id: fixture.project_id.clone(),
                     title: format!("{fresh}-upload.txt"),
                     r#type: pb::DocumentType::Text as i32,
                     content: b"text".to_vec(),
                     ..Default::default()
-                },
+                }]),
             ))
             .await
             .map(drop),
@@ -1570,6 +1596,7 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("MailboxService/DismissInboundMail", "OA--"),
     ("DocumentService/ListDocuments", "OAMV"),
     ("DocumentService/GetDocument", "OAMV"),
+    ("DocumentService/DownloadDocument", "OAMV"),
     ("DocumentService/UploadDocument", "OAM-"),
     ("DocumentService/DeleteDocument", "OAM-"),
     ("DocumentService/SearchDocuments", "OAMV"),

@@ -662,7 +662,8 @@ async fn open_streams_are_limited_per_user(backend: Backend) {
 }
 
 /// Uploads are metered per user (each is up to 100 MiB of storage): past
-/// `uploads_per_hour` one is refused and nothing is stored.
+/// `uploads_per_hour` one is refused before its bytes are read, and
+/// nothing is stored.
 async fn uploads_are_limited_per_user(backend: Backend) {
     let mut config = ServerConfig::default();
     config.rate_limits.uploads_per_hour = 1;
@@ -679,11 +680,19 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         ..Default::default()
     };
     documents
-        .upload_document(authed(&ada, upload("first.txt")))
+        .upload_document(authed(&ada, tokio_stream::iter([upload("first.txt")])))
         .await
         .expect("within the limit");
+    // Bytes that never end: only a refusal before they are read ends
+    // the call.
+    let endless = tokio_stream::iter(std::iter::once(upload("second.txt")).chain(
+        std::iter::repeat_with(|| pb::UploadDocumentRequest {
+            content: vec![0; 512 * 1024],
+            ..Default::default()
+        }),
+    ));
     let refused = documents
-        .upload_document(authed(&ada, upload("second.txt")))
+        .upload_document(authed(&ada, endless))
         .await
         .expect_err("over the limit");
     assert_rate_limited(
@@ -703,4 +712,9 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         .into_inner()
         .documents;
     assert_eq!(listed.len(), 1);
+    assert_eq!(
+        server.blobs.stats().await.expect("stats"),
+        (1, 5),
+        "the library holds the first upload's bytes only"
+    );
 }

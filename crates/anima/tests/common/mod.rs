@@ -229,6 +229,17 @@ impl Up {
         }
     }
 
+    /// The most memory the process has held so far (`VmHWM`), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// Sends it a signal by name (`HUP`, `INT`, …).
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")

@@ -28,8 +28,25 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
     pub channel: Channel,
-    _db: TempDatabase,
+    /// The blobs of the library the server uses, hosted in process.
+    pub blobs: anima_library::BlobStore,
+    /// Where those blobs are.
+    pub library_dir: tempfile::TempDir,
+    pub db: TempDatabase,
     _server: tokio::task::JoinHandle<()>,
+}
+
+/// A library in a temporary directory, hosted in process: its blobs and
+/// the channel a server reaches it by.
+pub fn hosted_library() -> (anima_library::BlobStore, Channel, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("library directory");
+    let blobs =
+        anima_library::BlobStore::in_directory(dir.path(), anima_library::DEFAULT_MAX_BLOB_BYTES)
+            .expect("library");
+    let channel = anima_server::in_process::channel(tonic::service::Routes::new(
+        anima_library::service(blobs.clone()),
+    ));
+    (blobs, channel, dir)
 }
 
 impl TestServer {
@@ -43,8 +60,23 @@ impl TestServer {
 
     pub async fn start_with_provider(
         backend: Backend,
+        config: ServerConfig,
+        provider: Option<Arc<dyn AgentProvider>>,
+    ) -> Self {
+        Self::launch(backend, config, provider, true).await
+    }
+
+    /// A server with no library (a standalone anima-server without
+    /// `library_url`).
+    pub async fn start_without_library(backend: Backend) -> Self {
+        Self::launch(backend, ServerConfig::default(), None, false).await
+    }
+
+    async fn launch(
+        backend: Backend,
         mut config: ServerConfig,
         provider: Option<Arc<dyn AgentProvider>>,
+        with_library: bool,
     ) -> Self {
         let db = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
@@ -52,7 +84,12 @@ impl TestServer {
         };
         let store = db.open().await;
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let router = anima_server::router(store.clone(), &config, None, provider)
+        let (blobs, library, library_dir) = hosted_library();
+        let hosted = anima_server::Hosted {
+            ai: None,
+            library: with_library.then_some(library),
+        };
+        let router = anima_server::router(store.clone(), &config, hosted, provider)
             .await
             .expect("router");
         let listener = anima_server::Listener::bind(&config).await.expect("bind");
@@ -69,7 +106,9 @@ impl TestServer {
             addr,
             store,
             channel,
-            _db: db,
+            blobs,
+            library_dir,
+            db,
             _server: server,
         }
     }

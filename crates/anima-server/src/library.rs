@@ -1,0 +1,320 @@
+//! anima-server's side of Seshat's Library (anima-library), which keeps
+//! documents' bytes: one client trait ([`Library`]) and its gRPC client
+//! ([`GrpcLibrary`]), so pointing at another library service is
+//! configuration (`library_url`; `anima up` hosts one in process).
+//!
+//! anima-server keeps documents' metadata and decides who may read them;
+//! the library only holds bytes by SHA-256. Two duties follow:
+//! - [`move_legacy_blobs`] hands the bytes documents kept in the database
+//!   (before the library) to it, once, at start;
+//! - [`sweep_unnamed_blobs`] deletes bytes no document names any more.
+//!   Bytes stored again within [`SWEEP_GRACE`] are kept: an upload whose
+//!   document is about to be recorded is never taken.
+
+use std::time::Duration;
+
+use anima_core::{DomainError, ErrorCode, document::StoredBlob, error::reason, model::now_micros};
+use anima_db::Store;
+use anima_proto::v1::{self as pb, library_service_client::LibraryServiceClient};
+use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
+use tonic::{
+    Code, Status,
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+use tonic_types::StatusExt;
+
+/// Bytes per message of an upload to the library.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// How long bytes stored again are safe from the sweep: far longer than
+/// an upload takes to be recorded as a document.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(3600);
+
+/// How often each instance sweeps.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// A document's bytes as they are read.
+pub type Content = BoxStream<'static, Result<Vec<u8>, DomainError>>;
+
+/// The library as anima-server uses it.
+#[tonic::async_trait]
+pub trait Library: Send + Sync + 'static {
+    /// Stores the bytes of `chunks`; an error from `chunks` ends the
+    /// upload with nothing stored and is returned.
+    async fn put(&self, chunks: Content) -> Result<StoredBlob, DomainError>;
+    /// The bytes with this SHA-256.
+    async fn get(&self, sha256: &str) -> Result<Content, DomainError>;
+    /// A page of the stored blobs' SHA-256s, and the next page's token.
+    async fn list(&self, page_token: String) -> Result<(Vec<String>, String), DomainError>;
+    /// Deletes the bytes unless they were stored at or after
+    /// `stored_before` (microseconds); whether they went.
+    async fn delete(&self, sha256: &str, stored_before: i64) -> Result<bool, DomainError>;
+}
+
+/// What stands in for the library when none is configured: every call
+/// is refused with `FAILED_PRECONDITION`/`NO_LIBRARY_SERVICE`, so the
+/// rest of the server works without documents.
+pub struct NoLibrary;
+
+fn no_library() -> DomainError {
+    DomainError::failed_precondition(
+        reason::NO_LIBRARY_SERVICE,
+        "this server has no library configured (library_url / ANIMA_LIBRARY_URL), \
+         so it keeps no documents",
+    )
+}
+
+#[tonic::async_trait]
+impl Library for NoLibrary {
+    async fn put(&self, _chunks: Content) -> Result<StoredBlob, DomainError> {
+        Err(no_library())
+    }
+    async fn get(&self, _sha256: &str) -> Result<Content, DomainError> {
+        Err(no_library())
+    }
+    async fn list(&self, _page_token: String) -> Result<(Vec<String>, String), DomainError> {
+        Err(no_library())
+    }
+    async fn delete(&self, _sha256: &str, _stored_before: i64) -> Result<bool, DomainError> {
+        Err(no_library())
+    }
+}
+
+/// Reasons the library answers with that mean the same here.
+const PASSED_THROUGH: &[&str] = &[
+    reason::DOCUMENT_TOO_LARGE,
+    reason::EMPTY_CONTENT,
+    reason::BLOB_NOT_FOUND,
+    reason::UPLOAD_INTERRUPTED,
+    reason::STORAGE_UNAVAILABLE,
+];
+
+/// The library's status as a domain error; its refusing our token is our
+/// misconfiguration, reported as internal.
+fn from_status(status: Status) -> DomainError {
+    let wire_reason = status.get_details_error_info().map(|info| info.reason);
+    let passed = wire_reason
+        .as_deref()
+        .and_then(|wire| PASSED_THROUGH.iter().find(|known| **known == wire))
+        .copied();
+    let code = match status.code() {
+        Code::InvalidArgument => ErrorCode::InvalidArgument,
+        Code::NotFound => ErrorCode::NotFound,
+        Code::Aborted => ErrorCode::Aborted,
+        Code::Unavailable | Code::DeadlineExceeded => ErrorCode::Unavailable,
+        Code::Unauthenticated | Code::PermissionDenied => {
+            return DomainError::internal(format!(
+                "the library refused this server's token (check library_token): {}",
+                status.message()
+            ));
+        }
+        _ => ErrorCode::Internal,
+    };
+    match (passed, code) {
+        (Some(reason), _) => DomainError::new(code, reason, status.message()),
+        (None, ErrorCode::Unavailable) => DomainError::new(
+            code,
+            reason::STORAGE_UNAVAILABLE,
+            format!("the library is unreachable: {}", status.message()),
+        ),
+        (None, _) => DomainError::internal(format!("the library failed: {}", status.message())),
+    }
+}
+
+/// [`Library`] over gRPC: a library service elsewhere, or hosted in this
+/// process ([`crate::in_process`]).
+#[derive(Clone)]
+pub struct GrpcLibrary {
+    client: LibraryServiceClient<Channel>,
+    /// The `authorization` it presents (none in process).
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl GrpcLibrary {
+    /// The library at `url`, presenting `token`; connects on first use.
+    pub fn remote(url: &str, token: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())?.connect_lazy();
+        let authorization = format!("Bearer {token}").parse().map_err(|_| {
+            anyhow::anyhow!("the configured library_token is not a valid header value")
+        })?;
+        Ok(Self {
+            client: LibraryServiceClient::new(channel),
+            authorization: Some(authorization),
+        })
+    }
+
+    /// The library hosted in this process.
+    pub fn hosted(channel: Channel) -> Self {
+        Self {
+            client: LibraryServiceClient::new(channel),
+            authorization: None,
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        request
+    }
+}
+
+#[tonic::async_trait]
+impl Library for GrpcLibrary {
+    async fn put(&self, mut chunks: Content) -> Result<StoredBlob, DomainError> {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<pb::PutBlobRequest>(2);
+        let mut client = self.client.clone();
+        let call =
+            client.put_blob(self.request(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+        let feed = async move {
+            while let Some(chunk) = chunks.next().await {
+                let message = pb::PutBlobRequest {
+                    chunk: chunk?,
+                    max_bytes: 0,
+                };
+                if sender.send(message).await.is_err() {
+                    // The library answered already (a refusal): its
+                    // answer says why.
+                    break;
+                }
+            }
+            Ok::<(), DomainError>(())
+        };
+        tokio::pin!(call, feed);
+        let mut fed = false;
+        loop {
+            tokio::select! {
+                reply = &mut call => {
+                    let blob = reply.map_err(from_status)?.into_inner();
+                    return Ok(StoredBlob {
+                        sha256: blob.sha256,
+                        size_bytes: blob.size_bytes,
+                    });
+                }
+                // Returning drops the call, which cancels the upload: the
+                // library stores nothing of a stream that broke off.
+                outcome = &mut feed, if !fed => {
+                    outcome?;
+                    fed = true;
+                }
+            }
+        }
+    }
+
+    async fn get(&self, sha256: &str) -> Result<Content, DomainError> {
+        let chunks = self
+            .client
+            .clone()
+            .get_blob(self.request(pb::GetBlobRequest {
+                sha256: sha256.to_owned(),
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok(chunks
+            .map_ok(|chunk| chunk.chunk)
+            .map_err(from_status)
+            .boxed())
+    }
+
+    async fn list(&self, page_token: String) -> Result<(Vec<String>, String), DomainError> {
+        let page = self
+            .client
+            .clone()
+            .list_blobs(self.request(pb::ListBlobsRequest {
+                page_size: 500,
+                page_token,
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok((
+            page.blobs.into_iter().map(|blob| blob.sha256).collect(),
+            page.next_page_token,
+        ))
+    }
+
+    async fn delete(&self, sha256: &str, stored_before: i64) -> Result<bool, DomainError> {
+        let answer = self
+            .client
+            .clone()
+            .delete_blob(self.request(pb::DeleteBlobRequest {
+                sha256: sha256.to_owned(),
+                stored_before: anima_proto::convert::timestamp(stored_before),
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok(answer.deleted)
+    }
+}
+
+/// `content` as an upload stream of [`CHUNK_BYTES`] pieces.
+pub fn content_of(content: Vec<u8>) -> Content {
+    let chunks: Vec<Result<Vec<u8>, DomainError>> = content
+        .chunks(CHUNK_BYTES)
+        .map(|chunk| Ok(chunk.to_vec()))
+        .collect();
+    futures_util::stream::iter(chunks).boxed()
+}
+
+/// Hands the documents' bytes still kept in the database to the library
+/// and drops them there; returns how many moved. Run at start, before the
+/// API answers, so every document's bytes are in the library.
+pub async fn move_legacy_blobs(store: &dyn Store, library: &dyn Library) -> anyhow::Result<u64> {
+    let mut after = String::new();
+    let mut moved = 0;
+    while let Some((sha256, content)) = store.next_legacy_blob(&after).await? {
+        let stored = library.put(content_of(content)).await?;
+        anyhow::ensure!(
+            stored.sha256 == sha256,
+            "the database's blob {sha256} has bytes whose SHA-256 is {}; left in place",
+            stored.sha256
+        );
+        store.forget_legacy_blob(&sha256).await?;
+        moved += 1;
+        after = sha256;
+    }
+    Ok(moved)
+}
+
+/// Deletes the library's bytes that no document names and that were not
+/// stored again within `grace`; returns how many went.
+pub async fn sweep_unnamed_blobs(
+    store: &dyn Store,
+    library: &dyn Library,
+    grace: Duration,
+) -> Result<u64, DomainError> {
+    let stored_before = now_micros() - i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    let mut page_token = String::new();
+    let mut deleted = 0;
+    loop {
+        let (blobs, next) = library.list(page_token).await?;
+        for sha256 in blobs {
+            if !store.names_blob(&sha256).await? && library.delete(&sha256, stored_before).await? {
+                deleted += 1;
+            }
+        }
+        if next.is_empty() {
+            return Ok(deleted);
+        }
+        page_token = next;
+    }
+}
+
+/// Sweeps every [`SWEEP_EVERY`], for as long as the server runs.
+pub async fn sweep_forever(store: std::sync::Arc<dyn Store>, library: std::sync::Arc<dyn Library>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match sweep_unnamed_blobs(&*store, &*library, SWEEP_GRACE).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "the library's sweep deleted unnamed blobs"),
+            Err(error) => tracing::warn!(%error, "the library's sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Documents through the library: uploads stream into anima-library
+//! (hosted in process, its blobs in a temporary directory) and never sit
+//! whole in memory, downloads stream back, bad uploads store nothing, the
+//! sweep takes bytes no document names, and bytes kept in the database
+//! before the library move to it.
+
+use std::time::Duration;
+
+use anima_client::Services;
+use anima_proto::v1::{self as pb, document_service_client::DocumentServiceClient};
+use anima_server::library::{GrpcLibrary, Library, move_legacy_blobs, sweep_unnamed_blobs};
+use tonic::{Code, transport::Channel};
+
+use crate::common::{Backend, TestServer, authed, code_and_reason};
+
+on_both_backends!(
+    without_a_library_documents_are_refused,
+    documents_stream_into_the_library_and_back,
+    bad_uploads_store_nothing,
+    the_sweep_takes_bytes_no_document_names,
+    bytes_kept_in_the_database_move_to_the_library,
+);
+
+/// `len` bytes that differ from chunk to chunk, so a mix-up shows.
+fn content(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 11) as u8)
+        .collect()
+}
+
+async fn owner_and_project(server: &TestServer) -> (String, pb::Project) {
+    server.user("ada", false).await;
+    let token = server.login("ada").await;
+    let project = server
+        .projects()
+        .create_project(authed(
+            &token,
+            pb::CreateProjectRequest {
+                name: "Library".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner();
+    (token, project)
+}
+
+fn upload_of(project: &pb::Project, title: &str, content: &[u8]) -> Vec<pb::UploadDocumentRequest> {
+    let mut messages = vec![pb::UploadDocumentRequest {
+        project_id: project.id.clone(),
+        title: title.into(),
+        r#type: pb::DocumentType::Markdown as i32,
+        ..Default::default()
+    }];
+    messages.extend(
+        content
+            .chunks(300 * 1024)
+            .map(|chunk| pb::UploadDocumentRequest {
+                content: chunk.to_vec(),
+                ..Default::default()
+            }),
+    );
+    messages
+}
+
+async fn upload(
+    documents: &mut DocumentServiceClient<Channel>,
+    token: &str,
+    messages: Vec<pb::UploadDocumentRequest>,
+) -> Result<pb::Document, tonic::Status> {
+    documents
+        .upload_document(authed(token, tokio_stream::iter(messages)))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn download(
+    documents: &mut DocumentServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut chunks = documents
+        .download_document(authed(token, pb::DownloadDocumentRequest { id: id.into() }))
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = chunks.message().await? {
+        content.extend(chunk.content);
+    }
+    Ok(content)
+}
+
+/// The library's client over the test server's blobs.
+fn library_of(server: &TestServer) -> GrpcLibrary {
+    GrpcLibrary::hosted(anima_server::in_process::channel(
+        tonic::service::Routes::new(anima_library::service(server.blobs.clone())),
+    ))
+}
+
+/// A standalone server without `library_url` works, and refuses what
+/// needs the library with a reason that names the setting.
+async fn without_a_library_documents_are_refused(backend: Backend) {
+    let server = TestServer::start_without_library(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let status = upload(
+        &mut server.documents(),
+        &token,
+        upload_of(&project, "notes.md", b"notes"),
+    )
+    .await
+    .expect_err("no library");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::FailedPrecondition, "NO_LIBRARY_SERVICE".into())
+    );
+    assert!(status.message().contains("library_url"), "{status:?}");
+}
+
+async fn documents_stream_into_the_library_and_back(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+    // Text past a chunk's size, with an identifier near its end.
+    let mut spec = "# Export\n".repeat(200_000).into_bytes();
+    spec.extend_from_slice(b"Retry on ERR_CONN_RESET.\n");
+    let stored = upload(
+        &mut documents,
+        &token,
+        upload_of(&project, "spec.md", &spec),
+    )
+    .await
+    .expect("upload");
+    assert_eq!(stored.size_bytes, spec.len() as i64);
+    assert_eq!(
+        stored.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spec))
+    );
+    assert_eq!(
+        download(&mut documents, &token, &stored.id)
+            .await
+            .expect("download"),
+        spec
+    );
+    let found = documents
+        .get_document(authed(
+            &token,
+            pb::GetDocumentRequest {
+                id: stored.id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(found, stored);
+
+    let hits = documents
+        .search_documents(authed(
+            &token,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: "ERR_CONN_RESET".into(),
+                limit: 5,
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert!(
+        hits.is_empty(),
+        "text past the searchable start is not kept"
+    );
+    let hits = documents
+        .search_documents(authed(
+            &token,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: "# export".into(),
+                limit: 5,
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), 1, "the start of the text is searchable");
+
+    let binary = content(2 * 1024 * 1024 + 5);
+    let mut messages = upload_of(&project, "dump.bin", &binary);
+    messages[0].r#type = pb::DocumentType::Attachment as i32;
+    let first = upload(&mut documents, &token, messages.clone())
+        .await
+        .expect("binary");
+    let copy = upload(&mut documents, &token, messages)
+        .await
+        .expect("the same bytes again");
+    assert_eq!(copy.sha256, first.sha256);
+    assert_ne!(copy.id, first.id, "two documents");
+    assert_eq!(
+        server.blobs.stats().await.expect("stats"),
+        (2, (spec.len() + binary.len()) as u64),
+        "the same bytes are kept once"
+    );
+    assert_eq!(
+        download(&mut documents, &token, &copy.id)
+            .await
+            .expect("download"),
+        binary
+    );
+
+    // Someone outside the project reads nothing of it.
+    server.user("eve", false).await;
+    let eve = server.login("eve").await;
+    let (code, _) = code_and_reason(
+        &download(&mut documents, &eve, &stored.id)
+            .await
+            .expect_err("not a member"),
+    );
+    assert_eq!(code, Code::PermissionDenied);
+}
+
+async fn bad_uploads_store_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+
+    let status = upload(&mut documents, &token, upload_of(&project, "empty.md", b""))
+        .await
+        .expect_err("empty");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::InvalidArgument, "EMPTY_CONTENT".into())
+    );
+
+    // 101 MiB, sent as an endless stream: refused while it streams.
+    let endless = tokio_stream::iter(upload_of(&project, "huge.bin", b"").into_iter().chain(
+        std::iter::repeat_with(|| pb::UploadDocumentRequest {
+            content: vec![1; 1024 * 1024],
+            ..Default::default()
+        }),
+    ));
+    let status = documents
+        .upload_document(authed(&token, endless))
+        .await
+        .expect_err("past 100 MiB");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::InvalidArgument, "DOCUMENT_TOO_LARGE".into())
+    );
+
+    let oversized = vec![pb::UploadDocumentRequest {
+        content: vec![2; 2 * 1024 * 1024],
+        ..upload_of(&project, "one-message.bin", b"")[0].clone()
+    }];
+    let status = upload(&mut documents, &token, oversized)
+        .await
+        .expect_err("a message over the chunk limit");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::InvalidArgument, "INVALID_FIELD".into())
+    );
+
+    let mut untitled = upload_of(&project, "", b"notes");
+    untitled[0].title.clear();
+    let status = upload(&mut documents, &token, untitled)
+        .await
+        .expect_err("no title");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // A client whose file fails to read half-way: the upload is
+    // cancelled, and the library drops what it had.
+    let session = anima_client::Session::new(server.channel.clone(), &token).expect("session");
+    let half_read = futures_util::stream::iter(
+        (0..8)
+            .map(|_| Ok(vec![3; 256 * 1024]))
+            .chain(std::iter::once(Err(std::io::Error::other("disk gone")))),
+    );
+    let error = session
+        .upload_document(upload_of(&project, "broken.bin", b"")[0].clone(), half_read)
+        .await
+        .expect_err("the read failed");
+    assert!(format!("{error:#}").contains("disk gone"), "{error:#}");
+    let uploads = server.library_dir.path().join("uploads");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&uploads).is_ok_and(|mut entries| entries.next().is_some()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cancelled upload is still in {}",
+            uploads.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let listed = documents
+        .list_documents(authed(
+            &token,
+            pb::ListDocumentsRequest {
+                project_id: project.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .documents;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(server.blobs.stats().await.expect("stats"), (0, 0));
+}
+
+async fn the_sweep_takes_bytes_no_document_names(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+    let kept = upload(
+        &mut documents,
+        &token,
+        upload_of(&project, "kept.md", b"kept"),
+    )
+    .await
+    .expect("upload");
+    let deleted = upload(
+        &mut documents,
+        &token,
+        upload_of(&project, "gone.md", b"gone"),
+    )
+    .await
+    .expect("upload");
+    documents
+        .delete_document(authed(
+            &token,
+            pb::DeleteDocumentRequest {
+                id: deleted.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    let library = library_of(&server);
+    // An upload whose document was never recorded.
+    library
+        .put(anima_server::library::content_of(b"orphan".to_vec()))
+        .await
+        .expect("put");
+    assert_eq!(server.blobs.stats().await.expect("stats").0, 3);
+
+    let within_grace = sweep_unnamed_blobs(&*server.store, &library, Duration::from_secs(3600))
+        .await
+        .expect("sweep");
+    assert_eq!(within_grace, 0, "bytes stored within the grace are kept");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let swept = sweep_unnamed_blobs(&*server.store, &library, Duration::ZERO)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 2, "the deleted document's bytes and the orphan");
+    assert_eq!(
+        server.blobs.stats().await.expect("stats"),
+        (1, 4),
+        "only what a document names"
+    );
+    assert_eq!(
+        download(&mut documents, &token, &kept.id)
+            .await
+            .expect("download"),
+        b"kept"
+    );
+}
+
+async fn bytes_kept_in_the_database_move_to_the_library(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let old = b"written before the library".to_vec();
+    let sha256 = anima_db::testing::keep_bytes_in_database(&server.db.url, &old).await;
+    let document = server
+        .store
+        .create_document(anima_core::document::NewDocument {
+            project_id: project.id.clone(),
+            work_item_id: None,
+            title: "old.txt".into(),
+            doc_type: anima_core::document::DocumentType::Text,
+            media_type: "text/plain".into(),
+            blob: anima_core::document::StoredBlob {
+                sha256,
+                size_bytes: old.len() as i64,
+            },
+            text: None,
+            author: anima_core::planning::Actor::Service {
+                name: "test".into(),
+            },
+        })
+        .await
+        .expect("document");
+    let mut documents = server.documents();
+    let (code, reason) = code_and_reason(
+        &download(&mut documents, &token, &document.id)
+            .await
+            .expect_err("not in the library yet"),
+    );
+    assert_eq!((code, reason.as_str()), (Code::NotFound, "BLOB_NOT_FOUND"));
+
+    let moved = move_legacy_blobs(&*server.store, &library_of(&server))
+        .await
+        .expect("move");
+    assert_eq!(moved, 1);
+    assert_eq!(
+        download(&mut documents, &token, &document.id)
+            .await
+            .expect("download"),
+        old
+    );
+    assert_eq!(
+        server.store.next_legacy_blob("").await.expect("legacy"),
+        None,
+        "the database keeps it no more"
+    );
+    assert_eq!(
+        move_legacy_blobs(&*server.store, &library_of(&server))
+            .await
+            .expect("again"),
+        0
+    );
+}
