@@ -384,9 +384,9 @@ impl Session {
     }
 
     /// Uploads a document: `metadata` (its `content` left empty), then
-    /// the bytes of `chunks` (each at most
-    /// [`MAX_UPLOAD_CHUNK`]). A chunk that fails cancels the upload, so the
-    /// server stores nothing of it, and its error is returned.
+    /// the bytes of `chunks` (each at most [`MAX_UPLOAD_CHUNK`]), then the
+    /// `last` mark. A chunk that fails ends the upload without that mark,
+    /// so the server stores nothing of it, and its error is returned.
     pub async fn upload_document<E>(
         &self,
         metadata: pb::UploadDocumentRequest,
@@ -399,6 +399,9 @@ impl Session {
         let mut documents = self.documents();
         let call = documents
             .upload_document(self.request(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+        // The server takes the upload as complete only with its `last`
+        // message, so an error here (which drops the sender) can never
+        // pass for the end.
         let feed = async move {
             sender.send(metadata).await.ok();
             let mut chunks = std::pin::pin!(chunks);
@@ -410,9 +413,14 @@ impl Session {
                 if sender.send(message).await.is_err() {
                     // The server answered already (a refusal): its answer
                     // says why.
-                    break;
+                    return anyhow::Ok(());
                 }
             }
+            let last = pb::UploadDocumentRequest {
+                last: true,
+                ..Default::default()
+            };
+            let _ = sender.send(last).await;
             anyhow::Ok(())
         };
         tokio::pin!(call, feed);

@@ -51,10 +51,22 @@ pub struct Document {
     pub size_bytes: i64,
     /// SHA-256 of the content, lower-case hex.
     pub sha256: String,
+    /// Why search has no text of it, when it has none.
+    pub not_indexed_reason: Option<String>,
     /// Who added it.
     pub created_by: Actor,
     /// Microseconds since the epoch.
     pub created_at: i64,
+}
+
+/// What search has of a document: the text the library read from it, or
+/// why there is none (it is kept and listed all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchText {
+    /// Its text, at most [`MAX_SEARCH_TEXT`] characters.
+    Text(String),
+    /// Why it has no text (a binary file, a PDF that cannot be read).
+    NotIndexed(String),
 }
 
 /// Bytes the library holds, as a document names them.
@@ -81,8 +93,8 @@ pub struct NewDocument {
     pub media_type: String,
     /// Its bytes in the library.
     pub blob: StoredBlob,
-    /// Its searchable text ([`searchable_text`]).
-    pub text: Option<String>,
+    /// What search has of it.
+    pub text: SearchText,
     /// Who adds it.
     pub author: Actor,
 }
@@ -96,31 +108,8 @@ pub struct DocumentHit {
     pub snippet: String,
 }
 
-/// The searchable text of content: the content itself when it is UTF-8
-/// text by type (text/*, markdown, patches), cut to [`MAX_SEARCH_TEXT`]
-/// characters; `None` for binary files. `content` may be only the start
-/// of the content ([`SEARCH_TEXT_BYTES`] suffice), cut inside a character.
-pub fn searchable_text(doc_type: DocumentType, media_type: &str, content: &[u8]) -> Option<String> {
-    let textual = matches!(
-        doc_type,
-        DocumentType::Markdown | DocumentType::Text | DocumentType::Patch
-    ) || media_type.starts_with("text/");
-    if !textual {
-        return None;
-    }
-    let text = match std::str::from_utf8(content) {
-        Ok(text) => text,
-        // Only an incomplete character at the very end: the cut.
-        Err(error) if error.error_len().is_none() => {
-            std::str::from_utf8(&content[..error.valid_up_to()]).ok()?
-        }
-        Err(_) => return None,
-    };
-    Some(text.chars().take(MAX_SEARCH_TEXT).collect())
-}
-
-/// Bytes of a document's start that hold all of its searchable text (a
-/// character has at most four).
+/// Bytes of a textual document's start that hold all of its searchable
+/// text (a character has at most four).
 pub const SEARCH_TEXT_BYTES: usize = 4 * MAX_SEARCH_TEXT;
 
 /// About `width` characters of `text` around the first case-insensitive
@@ -145,32 +134,6 @@ pub fn snippet(text: &str, query: &str, width: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_text_is_searchable() {
-        assert_eq!(
-            searchable_text(DocumentType::Attachment, "text/plain", b"log line").as_deref(),
-            Some("log line")
-        );
-        assert_eq!(
-            searchable_text(DocumentType::Attachment, "application/pdf", b"%PDF"),
-            None
-        );
-        assert_eq!(
-            searchable_text(DocumentType::Text, "text/plain", &[0xff, 0xfe]),
-            None
-        );
-        assert_eq!(
-            searchable_text(
-                DocumentType::Text,
-                "text/plain",
-                "Grüße".as_bytes()[..3].as_ref()
-            )
-            .as_deref(),
-            Some("Gr"),
-            "the start of a longer content, cut inside a character"
-        );
-    }
 
     #[test]
     fn snippets_surround_the_match() {

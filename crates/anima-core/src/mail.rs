@@ -483,8 +483,8 @@ pub struct MailFile {
     pub media_type: String,
     /// Its bytes in the library.
     pub blob: crate::document::StoredBlob,
-    /// Its searchable text.
-    pub text: Option<String>,
+    /// What search has of it.
+    pub text: crate::document::SearchText,
 }
 
 /// A queued outbound mail handed to a sender.

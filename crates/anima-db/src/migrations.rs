@@ -93,6 +93,11 @@ const COMMON: &[Step] = &[
         "documents in the library",
         include_str!("../migrations/common/0017_documents_in_library.sql"),
     ),
+    (
+        18,
+        "document text reasons",
+        include_str!("../migrations/common/0018_document_text_reasons.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -128,9 +128,12 @@ impl BlobStore {
         }
     }
 
-    /// Blobs in the directory `root` (created if missing).
+    /// Blobs in the directory `root` (created if missing), which only
+    /// this user may enter: documents are as private as the database.
     pub fn in_directory(root: &std::path::Path, max_blob_bytes: u64) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(root)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
         let store = LocalFileSystem::new_with_prefix(root)?;
         Ok(Self {
             local_root: Some(root.to_owned()),
@@ -200,6 +203,7 @@ impl BlobStore {
         let sha256 = hex::encode(hasher.finalize());
         let path = blob_path(&sha256);
         let _publishing = self.publishing.lock().await;
+        self.stamp_now(&upload_path).await?;
         self.store
             .rename(&upload_path, &path)
             .await
@@ -210,6 +214,33 @@ impl BlobStore {
             .await
             .map_err(|error| storage_failed("read a blob's size", error))?;
         meta_of(&stored).ok_or_else(|| DomainError::internal(format!("blob {path} has no name")))
+    }
+
+    /// Marks an upload as stored now: a rename keeps a file's time, which
+    /// is that of its last write, and [`BlobStore::delete`] must not take
+    /// bytes just stored for an old copy. (An object store's rename is a
+    /// copy, which is new anyway.)
+    async fn stamp_now(&self, upload: &StorePath) -> Result<(), DomainError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(upload.as_ref());
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::options()
+                .write(true)
+                .open(&file)?
+                .set_modified(std::time::SystemTime::now())
+        })
+        .await
+        .map_err(|error| DomainError::internal(format!("stamping an upload: {error}")))?
+        .map_err(|error| {
+            tracing::warn!(%error, "library storage: stamp an upload");
+            DomainError::new(
+                anima_core::ErrorCode::Unavailable,
+                reason::STORAGE_UNAVAILABLE,
+                "the library's storage failed to store a blob",
+            )
+        })
     }
 
     /// The blob's size and when it was stored.
@@ -239,6 +270,25 @@ impl BlobStore {
         }
     }
 
+    /// The first `limit` bytes of the blob, and whether that is all of it.
+    pub async fn read_start(
+        &self,
+        sha256: &str,
+        limit: usize,
+    ) -> Result<(Vec<u8>, bool), DomainError> {
+        let mut chunks = self.get(sha256).await?;
+        let mut start = Vec::new();
+        while let Some(chunk) = chunks.try_next().await? {
+            let room = limit - start.len();
+            if chunk.len() > room {
+                start.extend_from_slice(&chunk[..room]);
+                return Ok((start, false));
+            }
+            start.extend_from_slice(&chunk);
+        }
+        Ok((start, true))
+    }
+
     /// Deletes the blob unless it was stored at or after `stored_before`
     /// (microseconds); whether it was deleted.
     pub async fn delete(&self, sha256: &str, stored_before: i64) -> Result<bool, DomainError> {
@@ -259,55 +309,47 @@ impl BlobStore {
         }
     }
 
-    /// Up to `limit` blobs after the SHA-256 `after`, in SHA-256 order.
-    pub async fn list(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<BlobMeta>, DomainError> {
-        let prefix = StorePath::from("blobs");
-        let listing = match after {
-            Some(after) => self
-                .store
-                .list_with_offset(Some(&prefix), &blob_path(parse_sha256(after)?)),
-            None => self.store.list(Some(&prefix)),
-        };
-        // Stores list in no promised order (the local one walks the
-        // directory), so the whole listing is sorted; the library keeps a
-        // page of metadata per call, never content.
-        let mut blobs: Vec<BlobMeta> = listing
+    /// Every blob, in the order the store lists them: one walk of the
+    /// store, never more than one entry in memory.
+    pub fn list(&self) -> BoxStream<'static, Result<BlobMeta, DomainError>> {
+        self.store
+            .list(Some(&StorePath::from("blobs")))
             .map_err(|error| storage_failed("list blobs", error))
             .try_filter_map(|meta| async move { Ok(meta_of(&meta)) })
-            .try_filter(|blob| {
-                let keep = after.is_none_or(|after| blob.sha256.as_str() > after);
-                async move { keep }
-            })
-            .try_collect()
-            .await?;
-        blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
-        blobs.truncate(limit);
-        Ok(blobs)
+            .boxed()
     }
 
     /// How many blobs there are and their bytes in all.
     pub async fn stats(&self) -> Result<(u64, u64), DomainError> {
-        self.store
-            .list(Some(&StorePath::from("blobs")))
-            .map_err(|error| storage_failed("list blobs", error))
-            .try_fold((0u64, 0u64), |(count, bytes), meta| async move {
-                Ok((count + 1, bytes + meta.size))
+        self.list()
+            .try_fold((0u64, 0u64), |(count, bytes), blob| async move {
+                Ok((count + 1, bytes + blob.size_bytes))
             })
             .await
     }
 
-    /// Removes uploads untouched for a day: a crashed upload's leftovers.
-    /// In a directory these are the store's staging files, which
-    /// `object_store` does not list, so they are found on disk; an S3
-    /// bucket's incomplete multipart parts are for its lifecycle rules to
-    /// expire. Returns how many went.
+    /// Removes uploads untouched for a day: what a crash or a cancelled
+    /// upload left. In a directory these include the store's staging
+    /// files, which `object_store` does not list, so they are found on
+    /// disk; in an object store, complete uploads never renamed are listed
+    /// (incomplete multipart parts are for the bucket's lifecycle rules to
+    /// expire). Returns how many went.
     pub async fn sweep_uploads(&self) -> anyhow::Result<usize> {
         let Some(root) = self.local_root.clone() else {
-            return Ok(0);
+            let cutoff = anima_core::model::now_micros()
+                - i64::try_from(ABANDONED_UPLOAD.as_micros()).unwrap_or(i64::MAX);
+            let old: Vec<StorePath> = self
+                .store
+                .list(Some(&StorePath::from("uploads")))
+                .try_filter_map(|meta| async move {
+                    Ok((meta.last_modified.timestamp_micros() < cutoff).then_some(meta.location))
+                })
+                .try_collect()
+                .await?;
+            for path in &old {
+                self.store.delete(path).await?;
+            }
+            return Ok(old.len());
         };
         tokio::task::spawn_blocking(move || {
             let uploads = root.join("uploads");
@@ -328,5 +370,18 @@ impl BlobStore {
             Ok(removed)
         })
         .await?
+    }
+
+    /// Sweeps old uploads every hour, for as long as the library runs.
+    pub async fn sweep_uploads_forever(self) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match self.sweep_uploads().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed uploads left by a crash"),
+                Err(error) => tracing::warn!(%error, "sweeping old uploads failed"),
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! anima-library, Seshat's Library: the internal service that keeps the
-//! bytes of documents ([`blobs`]), reached over gRPC (`LibraryService`)
+//! bytes of documents ([`blobs`]) and reads their text ([`extract`]),
+//! reached over gRPC (`LibraryService`)
 //! by anima-server the way it reaches PostgreSQL. It trusts only service
 //! tokens; which user may read which document is decided in anima-server,
 //! which keeps documents' metadata.
@@ -9,6 +10,7 @@
 //! its `ANIMA_LIBRARY_*` variables.
 
 pub mod blobs;
+pub mod extract;
 mod service;
 
 use std::{path::Path, sync::Arc};

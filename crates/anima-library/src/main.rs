@@ -19,8 +19,8 @@ struct Args {
     #[arg(long, env = "ANIMA_LIBRARY_LISTEN", default_value = "127.0.0.1:7437")]
     listen: std::net::SocketAddr,
     /// Bearer tokens callers must present (comma-separated; several may be
-    /// valid at once while they rotate). Required unless listening on
-    /// loopback only.
+    /// valid at once while they rotate). Required, even on loopback: the
+    /// library holds every project's documents.
     #[arg(
         long,
         env = "ANIMA_LIBRARY_TOKENS",
@@ -44,6 +44,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     // S3 stores speak TLS through rustls on ring, as every Anima client.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    anyhow::ensure!(
+        args.tokens.iter().any(|token| !token.trim().is_empty()),
+        "set ANIMA_LIBRARY_TOKENS: the library holds every project's documents, \
+         so it answers only anima-server (`openssl rand -base64 32` makes one)"
+    );
     let tokens = ServiceTokens::configured(
         "anima-library",
         "ANIMA_LIBRARY_TOKENS",
@@ -55,10 +60,7 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .or_else(|| dirs::data_dir().map(|dir| dir.join("anima")));
     let blobs = LibrarySettings::load(args.config.as_deref())?.open(data_dir.as_deref())?;
-    let swept = blobs.sweep_uploads().await?;
-    if swept > 0 {
-        tracing::info!(swept, "removed uploads left by a crash");
-    }
+    tokio::spawn(blobs.clone().sweep_uploads_forever());
     println!("anima-library listening on {}", args.listen);
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(

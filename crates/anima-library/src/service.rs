@@ -1,19 +1,26 @@
 //! LibraryService over gRPC: the wire's side of [`BlobStore`]. Every
 //! failure is a domain error with its reason, as from anima-server.
 
-use anima_core::{DomainError, error::reason, paging::PageRequest};
+use anima_core::{DomainError, error::reason};
 use anima_proto::{
     convert::{micros, timestamp},
     status::to_status,
+    upload::{UPLOAD_IDLE, broken_upload, upload_chunks},
     v1::{self as pb, library_service_server::LibraryService},
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::blobs::{BlobMeta, BlobStore, parse_sha256};
+use crate::{
+    blobs::{BlobMeta, BlobStore},
+    extract::{self, Extracted},
+};
 
 /// The most bytes one message of an upload may carry.
 pub const MAX_CHUNK_BYTES: usize = anima_core::document::MAX_UPLOAD_CHUNK;
+
+/// Every blob, as the store lists them.
+type Listing = tonic::codegen::BoxStream<pb::Blob>;
 
 /// Bytes per message of a download.
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
@@ -46,14 +53,6 @@ impl From<BlobMeta> for pb::Blob {
     }
 }
 
-fn upload_failed(status: Status) -> DomainError {
-    DomainError::new(
-        anima_core::ErrorCode::Aborted,
-        reason::UPLOAD_INTERRUPTED,
-        format!("the upload ended early: {}", status.message()),
-    )
-}
-
 #[tonic::async_trait]
 impl LibraryService for Library {
     async fn put_blob(&self, request: Request<Streaming<pb::PutBlobRequest>>) -> Reply<pb::Blob> {
@@ -68,7 +67,7 @@ impl LibraryService for Library {
                     "the content is empty",
                 )));
             }
-            Err(status) => return Err(to_status(upload_failed(status))),
+            Err(status) => return Err(to_status(broken_upload(&status))),
         };
         let max_bytes = match u64::try_from(first.max_bytes) {
             Ok(0) => None,
@@ -80,18 +79,7 @@ impl LibraryService for Library {
                 )));
             }
         };
-        let chunks = futures_util::stream::once(async { Ok(first) })
-            .chain(messages)
-            .map_err(upload_failed)
-            .and_then(|message| async move {
-                if message.chunk.len() > MAX_CHUNK_BYTES {
-                    return Err(DomainError::invalid_argument(
-                        reason::INVALID_FIELD,
-                        format!("a chunk may have at most {MAX_CHUNK_BYTES} bytes"),
-                    ));
-                }
-                Ok(message.chunk)
-            });
+        let chunks = upload_chunks(first, messages, UPLOAD_IDLE);
         let stored = self.blobs.put(chunks, max_bytes).await.map_err(to_status)?;
         Ok(Response::new(stored.into()))
     }
@@ -141,23 +129,49 @@ impl LibraryService for Library {
         Ok(Response::new(pb::DeleteBlobResponse { deleted }))
     }
 
-    async fn list_blobs(
+    async fn list_blobs(&self, _request: Request<pb::ListBlobsRequest>) -> Reply<Listing> {
+        let blobs = self.blobs.list();
+        Ok(Response::new(
+            blobs.map_ok(pb::Blob::from).map_err(to_status).boxed(),
+        ))
+    }
+
+    async fn extract_text(
         &self,
-        request: Request<pb::ListBlobsRequest>,
-    ) -> Reply<pb::ListBlobsResponse> {
+        request: Request<pb::ExtractTextRequest>,
+    ) -> Reply<pb::ExtractTextResponse> {
         let request = request.into_inner();
-        let page = PageRequest::parse(request.page_size, &request.page_token, "blobs")
-            .map_err(to_status)?;
-        let after = match page.after.as_deref() {
-            Some(after) => Some(parse_sha256(after).map_err(to_status)?),
-            None => None,
+        let Some(format) =
+            extract::format_of(&request.doc_type, &request.media_type, &request.file_name)
+        else {
+            let media_type = match request.media_type.trim() {
+                "" => "binary",
+                media_type => media_type,
+            };
+            return Ok(Response::new(pb::ExtractTextResponse {
+                not_indexed_reason: format!("no text is read from a {media_type} file"),
+                ..Default::default()
+            }));
         };
-        let limit = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
-        let mut blobs = self.blobs.list(after, limit).await.map_err(to_status)?;
-        let next_page_token = page.finish(&mut blobs, |blob| blob.sha256.clone());
-        Ok(Response::new(pb::ListBlobsResponse {
-            blobs: blobs.into_iter().map(pb::Blob::from).collect(),
-            next_page_token,
+        let (start, complete) = self
+            .blobs
+            .read_start(&request.sha256, format.bytes_read())
+            .await
+            .map_err(to_status)?;
+        let extracted =
+            tokio::task::spawn_blocking(move || extract::extract(format, &start, complete))
+                .await
+                .map_err(|error| {
+                    to_status(DomainError::internal(format!("reading text: {error}")))
+                })?;
+        let (text, not_indexed_reason) = match extracted {
+            Extracted::Text(text) => (text, String::new()),
+            Extracted::NotIndexed(why) => (String::new(), why),
+        };
+        Ok(Response::new(pb::ExtractTextResponse {
+            text,
+            not_indexed_reason,
+            format: format.as_str().into(),
         }))
     }
 

@@ -51,15 +51,20 @@ impl Library {
     }
 
     async fn client(&self) -> LibraryServiceClient<Channel> {
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
             if let Ok(client) =
                 LibraryServiceClient::connect(format!("http://{}", self.address)).await
             {
                 return client;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "anima-library did not start listening on {}",
+                self.address
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("anima-library did not start listening on {}", self.address);
     }
 }
 
@@ -87,15 +92,37 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// `content` as an upload: the limit in the first message, `last` on the
+/// final one.
 fn chunks_of(content: &[u8], max_bytes: i64) -> Vec<pb::PutBlobRequest> {
-    content
+    let mut messages: Vec<pb::PutBlobRequest> = content
         .chunks(256 * 1024)
-        .enumerate()
-        .map(|(index, chunk)| pb::PutBlobRequest {
+        .map(|chunk| pb::PutBlobRequest {
             chunk: chunk.to_vec(),
-            max_bytes: if index == 0 { max_bytes } else { 0 },
+            ..Default::default()
         })
-        .collect()
+        .collect();
+    messages.push(pb::PutBlobRequest {
+        last: true,
+        ..Default::default()
+    });
+    messages[0].max_bytes = max_bytes;
+    messages
+}
+
+/// Every blob the library lists.
+async fn listed(client: &mut LibraryServiceClient<Channel>) -> Vec<String> {
+    let mut blobs = client
+        .list_blobs(authed(pb::ListBlobsRequest {}))
+        .await
+        .expect("list")
+        .into_inner();
+    let mut listed = Vec::new();
+    while let Some(blob) = blobs.message().await.expect("listing") {
+        listed.push(blob.sha256);
+    }
+    listed.sort();
+    listed
 }
 
 async fn put(
@@ -154,6 +181,13 @@ async fn blobs_round_trip_by_content_and_are_stored_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let library = Library::start(dir.path(), &[]);
     let mut client = library.client().await;
+    // Only this user may enter the store: documents are private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("library"))
+        .expect("the store")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     let spec = content(3 * 1024 * 1024 + 17, 1);
     let stored = put(&mut client, &spec).await.expect("put");
     assert_eq!(stored.sha256, hex::encode(Sha256::digest(&spec)));
@@ -166,26 +200,21 @@ async fn blobs_round_trip_by_content_and_are_stored_once() {
     let other = put(&mut client, b"a note").await.expect("put a note");
     assert_eq!(stats(&mut client).await, (2, spec.len() as i64 + 6));
 
-    let mut listed = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_blobs(authed(pb::ListBlobsRequest {
-                page_size: 1,
-                page_token,
-            }))
-            .await
-            .expect("list")
-            .into_inner();
-        listed.extend(page.blobs.into_iter().map(|blob| blob.sha256));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
     let mut expected = vec![stored.sha256.clone(), other.sha256];
     expected.sort();
-    assert_eq!(listed, expected, "every blob once, in SHA-256 order");
+    assert_eq!(listed(&mut client).await, expected, "every blob once");
+
+    // A stream that ends without its last message broke off: nothing is
+    // stored of it.
+    let mut broken = chunks_of(&content(700_000, 9), 0);
+    broken.pop();
+    let status = client
+        .put_blob(authed(tokio_stream::iter(broken)))
+        .await
+        .expect_err("no last message");
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(reason(&status), "UPLOAD_INTERRUPTED");
+    assert_eq!(listed(&mut client).await, expected);
 }
 
 #[tokio::test]
@@ -198,7 +227,7 @@ async fn uploads_past_the_limit_are_refused_while_streaming_and_leave_nothing() 
     // call.
     let endless = tokio_stream::iter(std::iter::repeat_with(|| pb::PutBlobRequest {
         chunk: vec![7; 512 * 1024],
-        max_bytes: 0,
+        ..Default::default()
     }));
     let status = client
         .put_blob(authed(endless))
@@ -218,7 +247,7 @@ async fn uploads_past_the_limit_are_refused_while_streaming_and_leave_nothing() 
     assert_eq!(reason(&status), "DOCUMENT_TOO_LARGE");
 
     let status = client
-        .put_blob(authed(tokio_stream::iter(Vec::<pb::PutBlobRequest>::new())))
+        .put_blob(authed(tokio_stream::iter(chunks_of(b"", 0))))
         .await
         .expect_err("empty");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -337,13 +366,15 @@ async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_ret
                 .iter()
                 .any(|file| file.metadata().is_ok_and(|meta| meta.len() > 0))
         };
-        for _ in 0..400 {
-            if written(&store) {
-                break;
-            }
+        // A deadline, not a measure: a loaded machine may take its time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !written(&store) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the upload never reached the disk"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(written(&store), "the upload reached the disk");
         library.child.kill().expect("kill");
         library.child.wait().expect("wait");
         let status = upload
@@ -364,12 +395,26 @@ async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_ret
     let library = Library::start(dir.path(), &[]);
     let mut client = library.client().await;
     assert_eq!(stats(&mut client).await, (0, 0));
-    let listed = client
-        .list_blobs(authed(pb::ListBlobsRequest::default()))
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(listed.blobs.is_empty());
+    assert!(listed(&mut client).await.is_empty());
     let stored = put(&mut client, &spec).await.expect("the retry");
     assert_eq!(get(&mut client, &stored.sha256).await.expect("get"), spec);
+}
+
+/// The library holds every project's documents: it does not start without
+/// a service token, not even on loopback.
+#[test]
+fn the_library_will_not_start_without_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_anima-library"))
+        .arg("--listen")
+        .arg(free_address().to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("ANIMA_LIBRARY_TOKENS")
+        .env_remove("ANIMA_CONFIG")
+        .output()
+        .expect("run anima-library");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("ANIMA_LIBRARY_TOKENS"), "{said}");
 }

@@ -579,6 +579,7 @@ impl From<Document> for pb::Document {
             size_bytes: document.size_bytes,
             sha256: document.sha256,
             create_time: timestamp(document.created_at),
+            not_indexed_reason: document.not_indexed_reason.unwrap_or_default(),
         }
     }
 }

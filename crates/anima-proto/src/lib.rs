@@ -2,13 +2,15 @@
 //! (`proto/anima/v1`), and how a domain error travels on the wire
 //! ([`status`]) and a capability ([`capability`]), which every service
 //! shares; how people spell a workflow phase ([`phase`]); the service-token
-//! gate of the internal services ([`service_auth`]).
+//! gate of the internal services ([`service_auth`]); how streamed uploads
+//! are read ([`upload`]).
 
 pub mod capability;
 pub mod convert;
 pub mod phase;
 pub mod service_auth;
 pub mod status;
+pub mod upload;
 
 /// Version 1 of the Anima API.
 pub mod v1 {

@@ -13,7 +13,12 @@
 
 use std::time::Duration;
 
-use anima_core::{DomainError, ErrorCode, document::StoredBlob, error::reason, model::now_micros};
+use anima_core::{
+    DomainError, ErrorCode,
+    document::{DocumentType, SearchText, StoredBlob},
+    error::reason,
+    model::now_micros,
+};
 use anima_db::Store;
 use anima_proto::v1::{self as pb, library_service_client::LibraryServiceClient};
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
@@ -45,11 +50,39 @@ pub trait Library: Send + Sync + 'static {
     async fn put(&self, chunks: Content) -> Result<StoredBlob, DomainError>;
     /// The bytes with this SHA-256.
     async fn get(&self, sha256: &str) -> Result<Content, DomainError>;
-    /// A page of the stored blobs' SHA-256s, and the next page's token.
-    async fn list(&self, page_token: String) -> Result<(Vec<String>, String), DomainError>;
+    /// Every stored blob's SHA-256, as the library lists them.
+    async fn list(&self) -> Result<BoxStream<'static, Result<String, DomainError>>, DomainError>;
     /// Deletes the bytes unless they were stored at or after
     /// `stored_before` (microseconds); whether they went.
     async fn delete(&self, sha256: &str, stored_before: i64) -> Result<bool, DomainError>;
+    /// The searchable text of the stored bytes of a document of this
+    /// type, MIME type and file name, or why it has none.
+    async fn extract_text(
+        &self,
+        sha256: &str,
+        doc_type: DocumentType,
+        media_type: &str,
+        file_name: &str,
+    ) -> Result<SearchText, DomainError>;
+}
+
+/// What search gets of a document just stored: its text, or why it has
+/// none; a library that fails to read it leaves the document stored and
+/// unsearchable (with the reason) rather than failing the upload.
+pub async fn search_text_of(
+    library: &dyn Library,
+    sha256: &str,
+    doc_type: DocumentType,
+    media_type: &str,
+    file_name: &str,
+) -> SearchText {
+    library
+        .extract_text(sha256, doc_type, media_type, file_name)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, sha256, "the library could not read a document's text");
+            SearchText::NotIndexed(format!("its text could not be read ({})", error.message))
+        })
 }
 
 /// What stands in for the library when none is configured: every call
@@ -73,10 +106,19 @@ impl Library for NoLibrary {
     async fn get(&self, _sha256: &str) -> Result<Content, DomainError> {
         Err(no_library())
     }
-    async fn list(&self, _page_token: String) -> Result<(Vec<String>, String), DomainError> {
+    async fn list(&self) -> Result<BoxStream<'static, Result<String, DomainError>>, DomainError> {
         Err(no_library())
     }
     async fn delete(&self, _sha256: &str, _stored_before: i64) -> Result<bool, DomainError> {
+        Err(no_library())
+    }
+    async fn extract_text(
+        &self,
+        _sha256: &str,
+        _doc_type: DocumentType,
+        _media_type: &str,
+        _file_name: &str,
+    ) -> Result<SearchText, DomainError> {
         Err(no_library())
     }
 }
@@ -170,18 +212,25 @@ impl Library for GrpcLibrary {
         let mut client = self.client.clone();
         let call =
             client.put_blob(self.request(tokio_stream::wrappers::ReceiverStream::new(receiver)));
+        // A stream that ends without its `last` message is refused, so an
+        // error here (which drops the sender) can never pass for the end.
         let feed = async move {
             while let Some(chunk) = chunks.next().await {
                 let message = pb::PutBlobRequest {
                     chunk: chunk?,
-                    max_bytes: 0,
+                    ..Default::default()
                 };
                 if sender.send(message).await.is_err() {
                     // The library answered already (a refusal): its
                     // answer says why.
-                    break;
+                    return Ok(());
                 }
             }
+            let last = pb::PutBlobRequest {
+                last: true,
+                ..Default::default()
+            };
+            let _ = sender.send(last).await;
             Ok::<(), DomainError>(())
         };
         tokio::pin!(call, feed);
@@ -221,21 +270,18 @@ impl Library for GrpcLibrary {
             .boxed())
     }
 
-    async fn list(&self, page_token: String) -> Result<(Vec<String>, String), DomainError> {
-        let page = self
+    async fn list(&self) -> Result<BoxStream<'static, Result<String, DomainError>>, DomainError> {
+        let blobs = self
             .client
             .clone()
-            .list_blobs(self.request(pb::ListBlobsRequest {
-                page_size: 500,
-                page_token,
-            }))
+            .list_blobs(self.request(pb::ListBlobsRequest {}))
             .await
             .map_err(from_status)?
             .into_inner();
-        Ok((
-            page.blobs.into_iter().map(|blob| blob.sha256).collect(),
-            page.next_page_token,
-        ))
+        Ok(blobs
+            .map_ok(|blob| blob.sha256)
+            .map_err(from_status)
+            .boxed())
     }
 
     async fn delete(&self, sha256: &str, stored_before: i64) -> Result<bool, DomainError> {
@@ -251,6 +297,31 @@ impl Library for GrpcLibrary {
             .into_inner();
         Ok(answer.deleted)
     }
+
+    async fn extract_text(
+        &self,
+        sha256: &str,
+        doc_type: DocumentType,
+        media_type: &str,
+        file_name: &str,
+    ) -> Result<SearchText, DomainError> {
+        let answer = self
+            .client
+            .clone()
+            .extract_text(self.request(pb::ExtractTextRequest {
+                sha256: sha256.to_owned(),
+                doc_type: doc_type.as_str().to_owned(),
+                media_type: media_type.to_owned(),
+                file_name: file_name.to_owned(),
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok(match answer.not_indexed_reason.as_str() {
+            "" => SearchText::Text(answer.text),
+            _ => SearchText::NotIndexed(answer.not_indexed_reason),
+        })
+    }
 }
 
 /// `content` as an upload stream of [`CHUNK_BYTES`] pieces.
@@ -264,19 +335,30 @@ pub fn content_of(content: Vec<u8>) -> Content {
 
 /// Hands the documents' bytes still kept in the database to the library
 /// and drops them there; returns how many moved. Run at start, before the
-/// API answers, so every document's bytes are in the library.
+/// API answers, so every document's bytes are in the library. Bytes the
+/// library refuses (or whose SHA-256 is not their name) stay in the
+/// database, said in the log, rather than stopping the server.
 pub async fn move_legacy_blobs(store: &dyn Store, library: &dyn Library) -> anyhow::Result<u64> {
     let mut after = String::new();
     let mut moved = 0;
     while let Some((sha256, content)) = store.next_legacy_blob(&after).await? {
-        let stored = library.put(content_of(content)).await?;
-        anyhow::ensure!(
-            stored.sha256 == sha256,
-            "the database's blob {sha256} has bytes whose SHA-256 is {}; left in place",
-            stored.sha256
-        );
-        store.forget_legacy_blob(&sha256).await?;
-        moved += 1;
+        match library.put(content_of(content)).await {
+            Ok(stored) if stored.sha256 == sha256 => {
+                store.forget_legacy_blob(&sha256).await?;
+                moved += 1;
+            }
+            Ok(stored) => tracing::warn!(
+                sha256,
+                actual = stored.sha256,
+                "a document's bytes in the database do not match their SHA-256; left there"
+            ),
+            Err(error) if error.code == ErrorCode::Unavailable => return Err(error.into()),
+            Err(error) => tracing::warn!(
+                sha256,
+                %error,
+                "the library refused a document's bytes from the database; left there"
+            ),
+        }
         after = sha256;
     }
     Ok(moved)
@@ -290,20 +372,14 @@ pub async fn sweep_unnamed_blobs(
     grace: Duration,
 ) -> Result<u64, DomainError> {
     let stored_before = now_micros() - i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
-    let mut page_token = String::new();
+    let mut blobs = library.list().await?;
     let mut deleted = 0;
-    loop {
-        let (blobs, next) = library.list(page_token).await?;
-        for sha256 in blobs {
-            if !store.names_blob(&sha256).await? && library.delete(&sha256, stored_before).await? {
-                deleted += 1;
-            }
+    while let Some(sha256) = blobs.try_next().await? {
+        if !store.names_blob(&sha256).await? && library.delete(&sha256, stored_before).await? {
+            deleted += 1;
         }
-        if next.is_empty() {
-            return Ok(deleted);
-        }
-        page_token = next;
     }
+    Ok(deleted)
 }
 
 /// Sweeps every [`SWEEP_EVERY`], for as long as the server runs.

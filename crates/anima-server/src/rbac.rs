@@ -219,6 +219,7 @@ access_table! {
         "DeleteBlob": Internal,
         "ListBlobs": Internal,
         "GetLibraryStats": Internal,
+        "ExtractText": Internal,
     }
 }
 

@@ -174,7 +174,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let blobs = match config.library_url.as_str() {
         "" => {
             let blobs = library.open(data_dir.as_deref()).context("[library]")?;
-            blobs.sweep_uploads().await?;
+            tokio::spawn(blobs.clone().sweep_uploads_forever());
             Some(anima_library::service(blobs))
         }
         _ => None,

@@ -64,6 +64,7 @@ async def tools(url, token, other_key):
                 expected = {
                     "get_work_item", "get_thread", "get_workflow_phase", "post_message",
                     "list_tasks", "create_task", "update_task_status", "request_human_decision",
+                    "search_library", "read_document",
                 }
                 check(expected <= names, f"list_tools offers {sorted(expected)}")
                 schema = next(t for t in (await session.list_tools()).tools if t.name == "post_message")

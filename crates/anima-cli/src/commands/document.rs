@@ -124,6 +124,8 @@ fn document_json(document: &pb::Document) -> Value {
         "size_bytes": document.size_bytes,
         "sha256": document.sha256,
         "create_time": time(&document.create_time),
+        "searchable": document.not_indexed_reason.is_empty(),
+        "not_indexed_reason": document.not_indexed_reason,
     })
 }
 
@@ -135,10 +137,22 @@ fn document_row(document: &pb::Document) -> Vec<String> {
         document.media_type.clone(),
         document.size_bytes.to_string(),
         time(&document.create_time),
+        match document.not_indexed_reason.as_str() {
+            "" => "yes".into(),
+            why => format!("no: {why}"),
+        },
     ]
 }
 
-const DOCUMENT_HEADER: &[&str] = &["ID", "TITLE", "TYPE", "MEDIA TYPE", "BYTES", "CREATED"];
+const DOCUMENT_HEADER: &[&str] = &[
+    "ID",
+    "TITLE",
+    "TYPE",
+    "MEDIA TYPE",
+    "BYTES",
+    "CREATED",
+    "SEARCHABLE",
+];
 
 output::impl_row!(pb::Document, DOCUMENT_HEADER, document_json, document_row);
 
@@ -209,7 +223,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                 title,
                 r#type: wire_type(doc_type) as i32,
                 media_type,
-                content: Vec::new(),
+                ..Default::default()
             };
             let document = session
                 .upload_document(metadata, file_chunks(opened))

@@ -7,7 +7,7 @@
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentHit, NewDocument, snippet},
+    document::{Document, DocumentHit, NewDocument, SearchText, snippet},
     error::reason,
     event::EventKind,
     id::new_id,
@@ -50,7 +50,7 @@ fn contains_pattern(query: &str) -> String {
 macro_rules! document_select {
     () => {
         "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, sha256, \
-         created_by, created_at FROM documents"
+         not_indexed_reason, created_by, created_at FROM documents"
     };
 }
 
@@ -106,7 +106,7 @@ macro_rules! document_sql {
             ) -> StoreResult<Vec<DocumentHit>> {
                 let rows = sqlx::query(
                     "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, \
-                     sha256, created_by, created_at, text FROM documents \
+                     sha256, not_indexed_reason, created_by, created_at, text FROM documents \
                      WHERE project_id = $1 AND (LOWER(title) LIKE $2 ESCAPE '\\' \
                      OR LOWER(text) LIKE $2 ESCAPE '\\') ORDER BY id DESC LIMIT $3",
                 )
@@ -205,13 +205,17 @@ macro_rules! document_sql {
                     media_type: document.media_type,
                     size_bytes: document.blob.size_bytes,
                     sha256: document.blob.sha256,
+                    not_indexed_reason: match &document.text {
+                        SearchText::Text(_) => None,
+                        SearchText::NotIndexed(why) => Some(why.clone()),
+                    },
                     created_by: document.author,
                     created_at: now_micros(),
                 };
                 sqlx::query(
                     "INSERT INTO documents (id, project_id, work_item_id, title, doc_type, media_type, \
-                     size_bytes, sha256, text, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     size_bytes, sha256, text, not_indexed_reason, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&created.id)
                 .bind(&created.project_id)
@@ -221,7 +225,11 @@ macro_rules! document_sql {
                 .bind(&created.media_type)
                 .bind(created.size_bytes)
                 .bind(&created.sha256)
-                .bind(document.text)
+                .bind(match document.text {
+                    SearchText::Text(text) => Some(text),
+                    SearchText::NotIndexed(_) => None,
+                })
+                .bind(created.not_indexed_reason.as_deref())
                 .bind(to_json(&created.created_by))
                 .bind(created.created_at)
                 .execute(&mut *conn)

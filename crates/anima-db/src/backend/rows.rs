@@ -140,6 +140,7 @@ pub(super) fn document(row: &impl StoredRow) -> StoreResult<Document> {
         media_type: row.col("media_type")?,
         size_bytes: row.col("size_bytes")?,
         sha256: row.col("sha256")?,
+        not_indexed_reason: row.col("not_indexed_reason")?,
         created_by: stored_json(&created_by)?,
         created_at: row.col("created_at")?,
     })

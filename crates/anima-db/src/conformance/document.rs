@@ -2,7 +2,7 @@
 
 use anima_core::{
     ErrorCode,
-    document::{DocumentType, NewDocument, StoredBlob, searchable_text},
+    document::{DocumentType, NewDocument, SearchText, StoredBlob},
     error::reason,
     mail::{InboundState, MailFile, NewInbound},
     paging::PageRequest,
@@ -35,7 +35,7 @@ fn text(project_id: &str, title: &str, content: &str, by: &Actor) -> NewDocument
         doc_type: DocumentType::Markdown,
         media_type: "text/markdown".into(),
         blob: stored(content.as_bytes()),
-        text: searchable_text(DocumentType::Markdown, "text/markdown", content.as_bytes()),
+        text: SearchText::Text(content.into()),
         author: by.clone(),
     }
 }
@@ -91,12 +91,18 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
             doc_type: DocumentType::Attachment,
             media_type: "application/octet-stream".into(),
             blob: stored(&[0, 159, 146, 150, 255]),
-            text: None,
+            text: SearchText::NotIndexed("no text is read from a binary file".into()),
             ..text(&project.id, "dump.bin", "", &by)
         })
         .await
         .expect("binary");
     assert_eq!(binary.size_bytes, 5);
+    assert_eq!(
+        binary.not_indexed_reason.as_deref(),
+        Some("no text is read from a binary file"),
+        "kept and listed, with the reason search has no text of it"
+    );
+    assert_eq!(guide.not_indexed_reason, None);
     assert_eq!(store.get_document(&guide.id).await.expect("get"), guide);
 
     for (bad, code, why) in [
@@ -219,7 +225,7 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
             file_name: name.into(),
             media_type: "text/plain".into(),
             blob: stored(content.as_bytes()),
-            text: Some(content),
+            text: SearchText::Text(content),
         }]
     };
     let on_item = || async {

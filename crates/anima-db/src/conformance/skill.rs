@@ -83,7 +83,7 @@ pub async fn skills_are_versioned_and_immutable(store: &dyn Store) {
             doc_type: anima_core::document::DocumentType::Markdown,
             media_type: "text/plain".into(),
             blob: super::document::stored(b"Start at main."),
-            text: None,
+            text: anima_core::document::SearchText::Text("Start at main.".into()),
             author: by.clone(),
         })
         .await

@@ -12,6 +12,9 @@ pub enum ToolScope {
     WorkItem,
     /// The token's agent session (its tasks).
     Session,
+    /// The token's project (its documents); naming another project's
+    /// document is refused (`OUT_OF_SCOPE`).
+    Project,
 }
 
 /// One tool's rule.
@@ -68,6 +71,14 @@ pub const TOOLS: &[(&str, ToolAccess)] = &[
         "request_human_decision",
         rule(Permission::DecisionRequest, ToolScope::WorkItem, true),
     ),
+    (
+        "search_library",
+        rule(Permission::DocumentRead, ToolScope::Project, false),
+    ),
+    (
+        "read_document",
+        rule(Permission::DocumentRead, ToolScope::Project, false),
+    ),
 ];
 
 /// The rule of the tool named `tool`.
@@ -110,6 +121,8 @@ mod tests {
             ("create_task", TaskUpdate, Session, true),
             ("update_task_status", TaskUpdate, Session, true),
             ("request_human_decision", DecisionRequest, WorkItem, true),
+            ("search_library", DocumentRead, Project, false),
+            ("read_document", DocumentRead, Project, false),
         ];
         for (tool, permission, scope, writes) in expected {
             assert_eq!(

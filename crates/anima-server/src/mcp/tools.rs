@@ -5,6 +5,7 @@ use std::{future::Future, sync::Arc};
 use anima_core::{
     DomainError, Permission,
     agent::{MAX_TASK_NOTE_CHARS, McpScope, TaskStatus},
+    document::SearchText,
     error::reason,
     paging::PageRequest,
     planning::Actor,
@@ -31,14 +32,28 @@ use super::{
     access::{self, ToolScope},
     description_uri, out_of_scope, protocol_error, scope_in, scope_of, tool_result,
     views::{
-        DecisionView, MessageView, PhaseView, PostedView, TaskView, TasksView, ThreadPageView,
-        WorkItemView,
+        DecisionView, DocumentTextView, LibraryHitView, LibraryHitsView, MessageView, PhaseView,
+        PostedView, TaskView, TasksView, ThreadPageView, WorkItemView,
     },
 };
-use crate::limits::{Metered, RateLimiter};
+use crate::{
+    library::{Library, search_text_of},
+    limits::{Metered, RateLimiter},
+};
 
 /// Most messages one `get_thread` call returns.
 const MAX_THREAD_PAGE: u32 = 200;
+
+/// Hits `search_library` answers unless asked, and the most it may.
+const DEFAULT_LIBRARY_HITS: u32 = 10;
+const MAX_LIBRARY_HITS: u32 = 50;
+
+/// Characters of a search query, at most (as DocumentService takes).
+const MAX_QUERY_CHARS: usize = 500;
+
+/// Characters `read_document` answers unless asked, and the most it may.
+const DEFAULT_READ_CHARS: u32 = 20_000;
+const MAX_READ_CHARS: u32 = 50_000;
 
 /// Arguments naming the work item; optional, since a token has exactly one.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -116,18 +131,47 @@ pub struct DecisionArgs {
     pub choices: Option<Vec<String>>,
 }
 
+/// Arguments of `search_library`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchLibraryArgs {
+    /// Words to find, at most 500 characters.
+    pub query: String,
+    /// How many hits (1 to 50, default 10).
+    pub limit: Option<u32>,
+}
+
+/// Arguments of `read_document`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadDocumentArgs {
+    /// The document's id, as search_library answers it.
+    pub document_id: String,
+    /// Characters to skip (default 0): where the previous part's
+    /// next_offset said.
+    pub offset: Option<u64>,
+    /// How many characters (1 to 50,000, default 20,000).
+    pub max_chars: Option<u32>,
+}
+
 /// The tools an agent session may call.
 #[derive(Clone)]
 pub struct AgentTools {
     store: Arc<dyn Store>,
+    library: Arc<dyn Library>,
     limits: RateLimiter,
     tool_router: ToolRouter<Self>,
 }
 
 impl AgentTools {
-    pub(super) fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        library: Arc<dyn Library>,
+        limits: RateLimiter,
+    ) -> Self {
         Self {
             store,
+            library,
             limits,
             tool_router: Self::tool_router(),
         }
@@ -453,6 +497,95 @@ impl AgentTools {
                 Ok(DecisionView::from(decision))
             },
         )
+        .await
+    }
+
+    /// Documents of the session's project whose title or text has the words.
+    #[tool(
+        description = "Search the documents of the session's project (specs, mail attachments, patches, notes) by words in their title or text; answers each hit's id, title, type and a snippet around the match."
+    )]
+    async fn search_library(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<SearchLibraryArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let query = args.query.trim().to_owned();
+        let limit = args.limit.unwrap_or(DEFAULT_LIBRARY_HITS);
+        let valid = validate::max_chars("query", &query, MAX_QUERY_CHARS).and_then(|()| {
+            if query.is_empty() {
+                Err(DomainError::invalid_argument(
+                    reason::FIELD_REQUIRED,
+                    "query is required",
+                ))
+            } else if limit == 0 || limit > MAX_LIBRARY_HITS {
+                Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("limit must be 1 to {MAX_LIBRARY_HITS}"),
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        self.run("search_library", &parts, None, valid, |scope| async move {
+            let hits = self
+                .store
+                .search_documents(&scope.project_id, &query, i64::from(limit))
+                .await?;
+            Ok(LibraryHitsView {
+                hits: hits.into_iter().map(LibraryHitView::from).collect(),
+            })
+        })
+        .await
+    }
+
+    /// A document's text, a part at a time.
+    #[tool(
+        description = "Read the text of a document of the session's project (as search_library finds them), a part at a time: offset and max_chars count characters; next_offset, when present, continues."
+    )]
+    async fn read_document(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<ReadDocumentArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let max_chars = args.max_chars.unwrap_or(DEFAULT_READ_CHARS);
+        let valid = if max_chars == 0 || max_chars > MAX_READ_CHARS {
+            Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                format!("max_chars must be 1 to {MAX_READ_CHARS}"),
+            ))
+        } else {
+            Ok(())
+        };
+        self.run("read_document", &parts, None, valid, |scope| async move {
+            // Another project's document, and none at all, answer alike.
+            let document = match anima_core::id::parse_id(&args.document_id, "document_id") {
+                Ok(id) => self.store.get_document(&id).await.ok(),
+                Err(_) => None,
+            }
+            .filter(|document| document.project_id == scope.project_id)
+            .ok_or_else(out_of_scope)?;
+            let text = match &document.not_indexed_reason {
+                Some(_) => String::new(),
+                None => match search_text_of(
+                    &*self.library,
+                    &document.sha256,
+                    document.doc_type,
+                    &document.media_type,
+                    &document.title,
+                )
+                .await
+                {
+                    SearchText::Text(text) => text,
+                    SearchText::NotIndexed(_) => String::new(),
+                },
+            };
+            Ok(DocumentTextView::new(
+                document,
+                &text,
+                args.offset.unwrap_or(0),
+                max_chars,
+            ))
+        })
         .await
     }
 }

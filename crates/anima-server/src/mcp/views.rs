@@ -4,6 +4,7 @@
 use anima_core::{
     agent::Task,
     capability::Capability,
+    document::{Document, DocumentHit},
     planning::{Actor, Plan, WorkItem},
     thread::{Decision, Message, MessageKind},
     workflow::Phase,
@@ -154,6 +155,77 @@ impl From<Decision> for DecisionView {
         Self {
             id: decision.id,
             state: decision.state.as_str(),
+        }
+    }
+}
+
+/// `search_library`: the hits, best first.
+#[derive(Serialize)]
+pub struct LibraryHitsView {
+    /// The hits.
+    pub hits: Vec<LibraryHitView>,
+}
+
+/// One document that matched, and the text around the match.
+#[derive(Serialize)]
+pub struct LibraryHitView {
+    document_id: String,
+    title: String,
+    r#type: &'static str,
+    media_type: String,
+    work_item_id: Option<String>,
+    snippet: String,
+}
+
+impl From<DocumentHit> for LibraryHitView {
+    fn from(hit: DocumentHit) -> Self {
+        Self {
+            document_id: hit.document.id,
+            title: hit.document.title,
+            r#type: hit.document.doc_type.as_str(),
+            media_type: hit.document.media_type,
+            work_item_id: hit.document.work_item_id,
+            snippet: hit.snippet,
+        }
+    }
+}
+
+/// `read_document`: a part of a document's text.
+#[derive(Serialize)]
+pub struct DocumentTextView {
+    document_id: String,
+    title: String,
+    media_type: String,
+    size_bytes: i64,
+    /// Why it has no text, when it has none.
+    not_indexed_reason: Option<String>,
+    total_chars: u64,
+    offset: u64,
+    text: String,
+    /// Where the next part starts; absent after the last.
+    next_offset: Option<u64>,
+}
+
+impl DocumentTextView {
+    /// `max_chars` characters of `text` from `offset`.
+    pub fn new(document: Document, text: &str, offset: u64, max_chars: u32) -> Self {
+        let total_chars = text.chars().count() as u64;
+        let part: String = text
+            .chars()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(max_chars as usize)
+            .collect();
+        let end = offset.saturating_add(part.chars().count() as u64);
+        Self {
+            document_id: document.id,
+            title: document.title,
+            media_type: document.media_type,
+            size_bytes: document.size_bytes,
+            not_indexed_reason: document.not_indexed_reason,
+            total_chars,
+            offset,
+            text: part,
+            next_offset: (end < total_chars).then_some(end),
         }
     }
 }

@@ -7,23 +7,25 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentType, NewDocument, SEARCH_TEXT_BYTES, searchable_text},
+    document::{Document, DocumentType, NewDocument},
     error::reason,
     id::parse_id,
     paging::PageRequest,
     validate,
 };
 use anima_db::{DocumentFilter, Store};
-use anima_proto::convert;
-use anima_proto::v1::{self as pb, document_service_server::DocumentService};
+use anima_proto::{
+    convert,
+    upload::{UPLOAD_IDLE, broken_upload, upload_chunks},
+    v1::{self as pb, document_service_server::DocumentService},
+};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::sync::Mutex;
 use tonic::Streaming;
 
 use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
     authz::{RequestContext, authorized_work_item, require_project},
-    library::Library,
+    library::{Library, search_text_of},
     limits::{Metered, RateLimiter},
 };
 
@@ -143,10 +145,10 @@ impl DocumentApi {
         context: &RequestContext,
         mut request: Streaming<pb::UploadDocumentRequest>,
     ) -> Result<pb::Document, DomainError> {
-        let first = request
+        let mut first = request
             .message()
             .await
-            .map_err(interrupted)?
+            .map_err(|status| broken_upload(&status))?
             .ok_or_else(|| {
                 DomainError::invalid_argument(reason::EMPTY_CONTENT, "the upload is empty")
             })?;
@@ -165,36 +167,19 @@ impl DocumentApi {
         self.limits
             .take_for(Metered::Upload, context.caller.as_ref())
             .await?;
-        // The start of the content, which holds its searchable text, is
-        // kept on the way through; the rest only passes.
-        let start = Arc::new(Mutex::new(Vec::new()));
-        let kept = start.clone();
-        let content = futures_util::stream::once(async { Ok(first.content) })
-            .chain(
-                request
-                    .map_err(interrupted)
-                    .map_ok(|message| message.content),
-            )
-            .and_then(move |chunk| {
-                let kept = kept.clone();
-                async move {
-                    let mut kept = kept.lock().await;
-                    let room = SEARCH_TEXT_BYTES.saturating_sub(kept.len());
-                    kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
-                    Ok(chunk)
-                }
-            })
-            // A first message with metadata only is no chunk.
-            .try_filter(|chunk| std::future::ready(!chunk.is_empty()))
-            .boxed();
-        let blob = self.library.put(content).await?;
-        let text = searchable_text(doc_type, &media_type, &start.lock().await);
+        let title = std::mem::take(&mut first.title);
+        let blob = self
+            .library
+            .put(upload_chunks(first, request, UPLOAD_IDLE))
+            .await?;
+        let text =
+            search_text_of(&*self.library, &blob.sha256, doc_type, &media_type, &title).await;
         let document = self
             .store
             .create_document(NewDocument {
                 project_id,
                 work_item_id,
-                title: first.title,
+                title,
                 doc_type,
                 media_type,
                 blob,
@@ -268,28 +253,6 @@ fn default_media_type(doc_type: DocumentType) -> &'static str {
         DocumentType::Patch => "text/x-diff",
         DocumentType::Attachment => "application/octet-stream",
     }
-}
-
-/// A client's upload stream that failed: a message over the limit, or a
-/// stream that broke off.
-fn interrupted(status: tonic::Status) -> DomainError {
-    if status.code() == tonic::Code::OutOfRange {
-        return DomainError::invalid_argument(
-            reason::INVALID_FIELD,
-            format!(
-                "each message of an upload may carry at most {} bytes of content; \
-                 nothing was stored",
-                anima_core::document::MAX_UPLOAD_CHUNK
-            ),
-        );
-    }
-    DomainError::aborted(
-        reason::UPLOAD_INTERRUPTED,
-        format!(
-            "the upload ended early, nothing was stored: {}",
-            status.message()
-        ),
-    )
 }
 
 grpc_service!(DocumentApi: DocumentService {

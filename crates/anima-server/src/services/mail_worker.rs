@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
-    document::{DocumentType, searchable_text},
+    document::DocumentType,
     error::reason,
     id::parse_id,
     mail::{
@@ -24,7 +24,7 @@ use super::{grpc_service, mailbox::project_ids};
 use crate::{
     ai::Ai,
     authz::RequestContext,
-    library::{Library, content_of},
+    library::{Library, content_of, search_text_of},
 };
 
 /// The MailWorkerService implementation.
@@ -55,8 +55,15 @@ impl MailWorkerApi {
             media_type => media_type.to_owned(),
         };
         validate::max_chars("files.media_type", &media_type, 255)?;
-        let text = searchable_text(DocumentType::Attachment, &media_type, &file.content);
         let blob = self.library.put(content_of(file.content)).await?;
+        let text = search_text_of(
+            &*self.library,
+            &blob.sha256,
+            DocumentType::Attachment,
+            &media_type,
+            &file_name,
+        )
+        .await;
         Ok(MailFile {
             file_name,
             media_type,

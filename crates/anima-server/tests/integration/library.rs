@@ -16,6 +16,7 @@ use crate::common::{Backend, TestServer, authed, code_and_reason};
 on_both_backends!(
     without_a_library_documents_are_refused,
     documents_stream_into_the_library_and_back,
+    the_library_reads_the_text_of_what_it_keeps,
     bad_uploads_store_nothing,
     the_sweep_takes_bytes_no_document_names,
     bytes_kept_in_the_database_move_to_the_library,
@@ -61,6 +62,10 @@ fn upload_of(project: &pb::Project, title: &str, content: &[u8]) -> Vec<pb::Uplo
                 ..Default::default()
             }),
     );
+    messages.push(pb::UploadDocumentRequest {
+        last: true,
+        ..Default::default()
+    });
     messages
 }
 
@@ -220,6 +225,116 @@ async fn documents_stream_into_the_library_and_back(backend: Backend) {
     assert_eq!(code, Code::PermissionDenied);
 }
 
+async fn search(
+    documents: &mut DocumentServiceClient<Channel>,
+    token: &str,
+    project: &pb::Project,
+    query: &str,
+) -> Vec<String> {
+    documents
+        .search_documents(authed(
+            token,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: query.into(),
+                limit: 10,
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits
+        .into_iter()
+        .filter_map(|hit| hit.document.map(|document| document.title))
+        .collect()
+}
+
+/// HTML is searched as the text it shows, a patch by the files it
+/// changes; a file with no text is kept and listed with the reason.
+async fn the_library_reads_the_text_of_what_it_keeps(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+    let typed = |title: &str, doc_type: pb::DocumentType, media_type: &str, content: &[u8]| {
+        let mut messages = upload_of(&project, title, content);
+        messages[0].r#type = doc_type as i32;
+        messages[0].media_type = media_type.into();
+        messages
+    };
+    let html =
+        b"<html><body><p>Checkout fails with <b>ERR_CONN_RESET</b> on Safari.</p></body></html>";
+    let mail = upload(
+        &mut documents,
+        &token,
+        typed("body.html", pb::DocumentType::Attachment, "text/html", html),
+    )
+    .await
+    .expect("html");
+    assert_eq!(mail.not_indexed_reason, "");
+    let diff = b"--- a/src/export.rs\n+++ b/src/export.rs\n@@ -1 +1 @@\n-buffer\n+stream\n";
+    upload(
+        &mut documents,
+        &token,
+        typed("fix", pb::DocumentType::Patch, "", diff),
+    )
+    .await
+    .expect("patch");
+    let dump = upload(
+        &mut documents,
+        &token,
+        typed(
+            "dump.bin",
+            pb::DocumentType::Attachment,
+            "application/octet-stream",
+            &[0, 159, 146, 150, 255],
+        ),
+    )
+    .await
+    .expect("binary");
+    assert_eq!(
+        dump.not_indexed_reason,
+        "no text is read from a application/octet-stream file"
+    );
+    let lying = upload(
+        &mut documents,
+        &token,
+        typed(
+            "notes.txt",
+            pb::DocumentType::Text,
+            "text/plain",
+            &[0x50, 0x4b, 0, 0xff],
+        ),
+    )
+    .await
+    .expect("binary declared as text is kept");
+    assert!(
+        lying.not_indexed_reason.contains("not UTF-8 text"),
+        "{}",
+        lying.not_indexed_reason
+    );
+
+    assert_eq!(
+        search(
+            &mut documents,
+            &token,
+            &project,
+            "fails with ERR_CONN_RESET on"
+        )
+        .await,
+        ["body.html"],
+        "the words across the markup"
+    );
+    assert!(
+        search(&mut documents, &token, &project, "<b>")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search(&mut documents, &token, &project, "Patch of 1 file").await,
+        ["fix"]
+    );
+}
+
 async fn bad_uploads_store_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (token, project) = owner_and_project(&server).await;
@@ -234,12 +349,14 @@ async fn bad_uploads_store_nothing(backend: Backend) {
     );
 
     // 101 MiB, sent as an endless stream: refused while it streams.
-    let endless = tokio_stream::iter(upload_of(&project, "huge.bin", b"").into_iter().chain(
-        std::iter::repeat_with(|| pb::UploadDocumentRequest {
-            content: vec![1; 1024 * 1024],
-            ..Default::default()
-        }),
-    ));
+    let metadata = upload_of(&project, "huge.bin", b"").swap_remove(0);
+    let endless =
+        tokio_stream::iter(std::iter::once(metadata).chain(std::iter::repeat_with(|| {
+            pb::UploadDocumentRequest {
+                content: vec![1; 1024 * 1024],
+                ..Default::default()
+            }
+        })));
     let status = documents
         .upload_document(authed(&token, endless))
         .await
@@ -259,6 +376,18 @@ async fn bad_uploads_store_nothing(backend: Backend) {
     assert_eq!(
         code_and_reason(&status),
         (Code::InvalidArgument, "INVALID_FIELD".into())
+    );
+
+    // A client that closes its stream without the last message (as one
+    // that fails mid-way may): nothing is kept.
+    let mut unfinished = upload_of(&project, "unfinished.md", b"half of it");
+    unfinished.pop();
+    let status = upload(&mut documents, &token, unfinished)
+        .await
+        .expect_err("no last message");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::Aborted, "UPLOAD_INTERRUPTED".into())
     );
 
     let mut untitled = upload_of(&project, "", b"notes");
@@ -382,7 +511,7 @@ async fn bytes_kept_in_the_database_move_to_the_library(backend: Backend) {
                 sha256,
                 size_bytes: old.len() as i64,
             },
-            text: None,
+            text: anima_core::document::SearchText::Text("written before the library".into()),
             author: anima_core::planning::Actor::Service {
                 name: "test".into(),
             },

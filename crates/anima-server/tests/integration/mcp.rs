@@ -28,6 +28,7 @@ on_both_backends!(
     a_lost_sandbox_fails_its_session,
     the_dashboard_shows_the_sessions_at_work,
     an_agent_session_writes_at_a_bounded_rate,
+    agents_search_and_read_their_own_projects_documents,
 );
 
 struct Setup {
@@ -787,4 +788,158 @@ async fn the_dashboard_shows_the_sessions_at_work(backend: Backend) {
         [("Busy".to_owned(), 0), ("Idle".to_owned(), 0)]
     );
     assert_eq!(project_stats().await, Some((0, 1)));
+}
+
+/// Uploads `content` as a document of `project_id`; its id.
+async fn document(
+    setup: &Setup,
+    project_id: &str,
+    title: &str,
+    doc_type: pb::DocumentType,
+    content: &[u8],
+) -> String {
+    let messages = vec![
+        pb::UploadDocumentRequest {
+            project_id: project_id.into(),
+            title: title.into(),
+            r#type: doc_type as i32,
+            content: content.to_vec(),
+            ..Default::default()
+        },
+        pb::UploadDocumentRequest {
+            last: true,
+            ..Default::default()
+        },
+    ];
+    setup
+        .server
+        .documents()
+        .upload_document(authed(&setup.token, tokio_stream::iter(messages)))
+        .await
+        .expect("upload")
+        .into_inner()
+        .id
+}
+
+async fn agents_search_and_read_their_own_projects_documents(backend: Backend) {
+    let setup = setup(backend).await;
+    let item = work_item(&setup, "Agents", "Fix the checkout").await;
+    let other = work_item(&setup, "Elsewhere", "Other work").await;
+    let spec = format!(
+        "# Checkout\nRetry once on ERR_CONN_RESET, then tell the customer.\n{}",
+        "Padding line of the spec.\n".repeat(100)
+    );
+    let spec_id = document(
+        &setup,
+        &item.project_id,
+        "checkout.md",
+        pb::DocumentType::Markdown,
+        spec.as_bytes(),
+    )
+    .await;
+    let dump_id = document(
+        &setup,
+        &item.project_id,
+        "core.bin",
+        pb::DocumentType::Attachment,
+        &[0, 1, 2, 255],
+    )
+    .await;
+    let secret_id = document(
+        &setup,
+        &other.project_id,
+        "secret.md",
+        pb::DocumentType::Markdown,
+        b"Elsewhere's notes on ERR_CONN_RESET.",
+    )
+    .await;
+    let (_, token) = start(&setup, &item).await;
+    let client = connect(&setup.server, &token).await.expect("connect");
+
+    let found = call(
+        &client,
+        "search_library",
+        json!({"query": "err_conn_reset"}),
+    )
+    .await
+    .expect("search");
+    let hits = found["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 1, "only the session's project: {found}");
+    assert_eq!(hits[0]["document_id"], spec_id.as_str());
+    assert!(
+        hits[0]["snippet"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ERR_CONN_RESET"),
+        "{found}"
+    );
+
+    let first = call(
+        &client,
+        "read_document",
+        json!({"document_id": spec_id, "max_chars": 100}),
+    )
+    .await
+    .expect("read");
+    let total = spec.chars().count() as u64;
+    assert_eq!(first["total_chars"], total);
+    assert_eq!(first["text"], spec.chars().take(100).collect::<String>());
+    assert_eq!(first["next_offset"], 100);
+    let last = call(
+        &client,
+        "read_document",
+        json!({"document_id": spec_id, "offset": total - 10}),
+    )
+    .await
+    .expect("read the end");
+    assert_eq!(
+        last["text"].as_str().map(|text| text.chars().count()),
+        Some(10)
+    );
+    assert!(last["next_offset"].is_null(), "{last}");
+
+    let binary = call(&client, "read_document", json!({"document_id": dump_id}))
+        .await
+        .expect("read a binary file");
+    assert_eq!(binary["text"], "");
+    assert!(
+        binary["not_indexed_reason"]
+            .as_str()
+            .is_some_and(|why| !why.is_empty()),
+        "{binary}"
+    );
+
+    let elsewhere = call(&client, "read_document", json!({"document_id": secret_id}))
+        .await
+        .expect_err("another project's document");
+    let missing = call(
+        &client,
+        "read_document",
+        json!({"document_id": "00000000-0000-7000-8000-00000000dead"}),
+    )
+    .await
+    .expect_err("no such document");
+    assert!(elsewhere.contains("OUT_OF_SCOPE"), "{elsewhere}");
+    assert_eq!(
+        elsewhere, missing,
+        "the same answer whether it exists or not"
+    );
+    for (arguments, why) in [
+        (json!({"query": ""}), "FIELD_REQUIRED"),
+        (json!({"query": "x".repeat(501)}), "FIELD_TOO_LONG"),
+        (json!({"query": "x", "limit": 0}), "INVALID_FIELD"),
+    ] {
+        let refused = call(&client, "search_library", arguments)
+            .await
+            .expect_err("bad search");
+        assert!(refused.contains(why), "{refused}");
+    }
+    let refused = call(
+        &client,
+        "read_document",
+        json!({"document_id": spec_id, "max_chars": 50_001}),
+    )
+    .await
+    .expect_err("too much at once");
+    assert!(refused.contains("INVALID_FIELD"), "{refused}");
 }

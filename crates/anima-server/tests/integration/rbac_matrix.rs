@@ -1439,7 +1439,7 @@ async fn call_document(
                 sha256: stored.sha256,
                 size_bytes: stored.size_bytes as i64,
             },
-            text: Some("# notes".into()),
+            text: anima_core::document::SearchText::Text("# notes".into()),
             author: Actor::Service {
                 name: "matrix".into(),
             },
@@ -1491,6 +1491,7 @@ async fn call_document(
                     title: format!("{fresh}-upload.txt"),
                     r#type: pb::DocumentType::Text as i32,
                     content: b"text".to_vec(),
+                    last: true,
                     ..Default::default()
                 }]),
             ))

@@ -677,6 +677,7 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         title: title.into(),
         r#type: pb::DocumentType::Text as i32,
         content: b"notes".to_vec(),
+        last: true,
         ..Default::default()
     };
     documents
@@ -685,12 +686,16 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         .expect("within the limit");
     // Bytes that never end: only a refusal before they are read ends
     // the call.
-    let endless = tokio_stream::iter(std::iter::once(upload("second.txt")).chain(
-        std::iter::repeat_with(|| pb::UploadDocumentRequest {
+    let second = pb::UploadDocumentRequest {
+        last: false,
+        ..upload("second.txt")
+    };
+    let endless = tokio_stream::iter(std::iter::once(second).chain(std::iter::repeat_with(|| {
+        pb::UploadDocumentRequest {
             content: vec![0; 512 * 1024],
             ..Default::default()
-        }),
-    ));
+        }
+    })));
     let refused = documents
         .upload_document(authed(&ada, endless))
         .await

@@ -1,0 +1,469 @@
+//! Text out of documents, for search: markdown, plain text and source
+//! code as they are, a patch with the files it changes named first, HTML
+//! (mail) as readable text, PDF through `pdf-extract`. A document with no
+//! text to read (a binary file, a PDF that fails to parse or has no text
+//! layer, bytes declared as text that are not) gets the reason instead,
+//! shown beside it: it is kept and listed, only not searchable.
+
+use anima_core::document::{MAX_SEARCH_TEXT, SEARCH_TEXT_BYTES};
+
+/// The most bytes of a PDF read for its text: parsing holds the whole
+/// file, and more than this is rarely text anyone searches.
+pub const MAX_PDF_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most bytes of HTML read for its text (markup is most of it).
+pub const MAX_HTML_BYTES: usize = 8 * 1024 * 1024;
+
+/// Columns of HTML's text lines: wide enough that paragraphs stay whole.
+const HTML_LINE_WIDTH: usize = 4096;
+
+/// What a document's text is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Markdown.
+    Markdown,
+    /// Plain text.
+    Text,
+    /// A unified diff.
+    Patch,
+    /// HTML, such as a mail's body.
+    Html,
+    /// Source code or a configuration file.
+    Code,
+    /// PDF.
+    Pdf,
+}
+
+impl Format {
+    /// How the format is named on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Markdown => "markdown",
+            Format::Text => "text",
+            Format::Patch => "patch",
+            Format::Html => "html",
+            Format::Code => "code",
+            Format::Pdf => "pdf",
+        }
+    }
+
+    /// The most bytes of the document this format reads.
+    pub fn bytes_read(self) -> usize {
+        match self {
+            Format::Pdf => MAX_PDF_BYTES,
+            Format::Html => MAX_HTML_BYTES,
+            _ => SEARCH_TEXT_BYTES,
+        }
+    }
+}
+
+/// File extensions of source code and configuration read as text.
+const CODE_EXTENSIONS: &[&str] = &[
+    "rs",
+    "py",
+    "js",
+    "mjs",
+    "ts",
+    "tsx",
+    "jsx",
+    "go",
+    "java",
+    "kt",
+    "c",
+    "h",
+    "cc",
+    "cpp",
+    "hpp",
+    "cs",
+    "rb",
+    "php",
+    "swift",
+    "scala",
+    "sh",
+    "bash",
+    "zsh",
+    "sql",
+    "toml",
+    "yaml",
+    "yml",
+    "json",
+    "xml",
+    "proto",
+    "slint",
+    "css",
+    "scss",
+    "lua",
+    "pl",
+    "r",
+    "ex",
+    "exs",
+    "erl",
+    "hs",
+    "ml",
+    "ini",
+    "cfg",
+    "conf",
+    "dockerfile",
+    "makefile",
+    "gradle",
+];
+
+/// MIME types of source code and configuration outside `text/*`.
+const CODE_MEDIA_TYPES: &[&str] = &[
+    "application/javascript",
+    "application/json",
+    "application/xml",
+    "application/toml",
+    "application/yaml",
+    "application/x-yaml",
+    "application/x-sh",
+    "application/sql",
+    "application/x-httpd-php",
+];
+
+/// How to read a document's text from what it says it is: its type
+/// (`markdown`, `text`, `patch`, `attachment`), MIME type and file name;
+/// `None` when it is not text.
+pub fn format_of(doc_type: &str, media_type: &str, file_name: &str) -> Option<Format> {
+    let media_type = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let extension = file_name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase())
+        .unwrap_or_else(|| file_name.to_ascii_lowercase());
+    let format = if media_type == "application/pdf" || extension == "pdf" {
+        Format::Pdf
+    } else if media_type == "text/html" || extension == "html" || extension == "htm" {
+        Format::Html
+    } else if doc_type == "patch"
+        || matches!(media_type.as_str(), "text/x-diff" | "text/x-patch")
+        || extension == "diff"
+        || extension == "patch"
+    {
+        Format::Patch
+    } else if doc_type == "markdown" || media_type == "text/markdown" || extension == "md" {
+        Format::Markdown
+    } else if CODE_MEDIA_TYPES.contains(&media_type.as_str())
+        || media_type.starts_with("text/x-")
+        || CODE_EXTENSIONS.contains(&extension.as_str())
+    {
+        Format::Code
+    } else if doc_type == "text" || media_type.starts_with("text/") || extension == "txt" {
+        Format::Text
+    } else {
+        return None;
+    };
+    Some(format)
+}
+
+/// A document's searchable text, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extracted {
+    /// The text (at most [`MAX_SEARCH_TEXT`] characters).
+    Text(String),
+    /// Why there is no text.
+    NotIndexed(String),
+}
+
+/// The text of `content` read as `format`; `complete` says whether
+/// `content` is the whole document or only its first
+/// [`Format::bytes_read`] bytes. CPU work (PDF parsing above all): call
+/// it on a blocking thread.
+pub fn extract(format: Format, content: &[u8], complete: bool) -> Extracted {
+    let text = match format {
+        Format::Markdown | Format::Text | Format::Code => match decode(content, complete) {
+            Ok(text) => text.to_owned(),
+            Err(why) => return Extracted::NotIndexed(why),
+        },
+        Format::Patch => match decode(content, complete) {
+            Ok(text) => patch_text(text),
+            Err(why) => return Extracted::NotIndexed(why),
+        },
+        // No decoration (`**bold**`) and no wrapping: search matches the
+        // words as they are shown, and a phrase must not break at a line.
+        Format::Html => match html2text::config::plain_no_decorate()
+            .string_from_read(content, HTML_LINE_WIDTH)
+        {
+            Ok(text) => text,
+            Err(error) => {
+                return Extracted::NotIndexed(format!("the HTML could not be read: {error}"));
+            }
+        },
+        Format::Pdf if !complete => {
+            return Extracted::NotIndexed(format!(
+                "the PDF is larger than the {} MiB whose text is read",
+                MAX_PDF_BYTES / (1024 * 1024)
+            ));
+        }
+        Format::Pdf => match pdf_text(content) {
+            Ok(text) => text,
+            Err(why) => return Extracted::NotIndexed(why),
+        },
+    };
+    let text: String = text.chars().take(MAX_SEARCH_TEXT).collect();
+    if text.trim().is_empty() {
+        return Extracted::NotIndexed(match format {
+            Format::Pdf => "the PDF has no text layer (a scan?)".into(),
+            _ => "there is no text in it".into(),
+        });
+    }
+    Extracted::Text(text)
+}
+
+/// `content` as UTF-8 text; the start of a longer content may end inside
+/// a character. Bytes that are not text (invalid UTF-8, NUL) are refused.
+fn decode(content: &[u8], complete: bool) -> Result<&str, String> {
+    let not_text = || "it is declared as text, but its bytes are not UTF-8 text".to_owned();
+    let text = match std::str::from_utf8(content) {
+        Ok(text) => text,
+        Err(error) if !complete && error.error_len().is_none() => {
+            std::str::from_utf8(&content[..error.valid_up_to()]).map_err(|_| not_text())?
+        }
+        Err(_) => return Err(not_text()),
+    };
+    if text.contains('\0') {
+        return Err(not_text());
+    }
+    Ok(text)
+}
+
+/// A unified diff with the files it changes named first, so a search for
+/// a file finds the patch. Written here: the diff crates parse into
+/// structures to apply, and only the file names are wanted.
+fn patch_text(diff: &str) -> String {
+    let mut files: Vec<&str> = Vec::new();
+    let mut hunks = 0;
+    for line in diff.lines() {
+        if let Some(path) = line
+            .strip_prefix("+++ ")
+            .or_else(|| line.strip_prefix("--- "))
+        {
+            let path = path.split('\t').next().unwrap_or_default().trim();
+            let path = path
+                .strip_prefix("a/")
+                .or_else(|| path.strip_prefix("b/"))
+                .unwrap_or(path);
+            if path != "/dev/null" && !files.contains(&path) {
+                files.push(path);
+            }
+        } else if line.starts_with("@@") {
+            hunks += 1;
+        }
+    }
+    if files.is_empty() {
+        return diff.to_owned();
+    }
+    format!(
+        "Patch of {} file{} in {hunks} hunk{}: {}\n\n{diff}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        if hunks == 1 { "" } else { "s" },
+        files.join(", ")
+    )
+}
+
+/// A PDF's text. `pdf-extract` panics on some malformed files, so a panic
+/// is caught and reported like any other failure to parse.
+fn pdf_text(content: &[u8]) -> Result<String, String> {
+    let parsed = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(content));
+    match parsed {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(error)) => Err(format!("the PDF could not be read: {error}")),
+        Err(_) => Err("the PDF could not be read: its structure is broken".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-page PDF showing `text`, made with lopdf (what pdf-extract
+    /// reads with).
+    pub(crate) fn pdf_with(text: &str) -> Vec<u8> {
+        use lopdf::{
+            Document, Object, Stream,
+            content::{Content, Operation},
+            dictionary,
+        };
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font",
+            "Subtype" => "Type1",
+            "BaseFont" => "Courier",
+        });
+        let resources_id = doc.add_object(dictionary! {
+            "Font" => dictionary! { "F1" => font_id },
+        });
+        let content = Content {
+            operations: vec![
+                Operation::new("BT", vec![]),
+                Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                Operation::new("Td", vec![72.into(), 700.into()]),
+                Operation::new("Tj", vec![Object::string_literal(text)]),
+                Operation::new("ET", vec![]),
+            ],
+        };
+        let content_id = doc.add_object(Stream::new(
+            dictionary! {},
+            content.encode().expect("content"),
+        ));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "Contents" => content_id,
+        });
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages",
+                "Kids" => vec![page_id.into()],
+                "Count" => 1,
+                "Resources" => resources_id,
+                "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            }),
+        );
+        let catalog_id = doc.add_object(dictionary! {
+            "Type" => "Catalog",
+            "Pages" => pages_id,
+        });
+        doc.trailer.set("Root", catalog_id);
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("save");
+        bytes
+    }
+
+    fn text_of(doc_type: &str, media_type: &str, name: &str, content: &[u8]) -> Extracted {
+        let format = format_of(doc_type, media_type, name).expect("a text format");
+        extract(format, content, true)
+    }
+
+    #[test]
+    fn formats_follow_type_media_type_and_name() {
+        assert_eq!(
+            format_of("attachment", "application/pdf", "x"),
+            Some(Format::Pdf)
+        );
+        assert_eq!(format_of("attachment", "", "Report.PDF"), Some(Format::Pdf));
+        assert_eq!(
+            format_of("attachment", "text/html; charset=utf-8", ""),
+            Some(Format::Html)
+        );
+        assert_eq!(format_of("patch", "text/plain", "fix"), Some(Format::Patch));
+        assert_eq!(format_of("attachment", "", "fix.diff"), Some(Format::Patch));
+        assert_eq!(
+            format_of("markdown", "text/markdown", "spec"),
+            Some(Format::Markdown)
+        );
+        assert_eq!(
+            format_of("attachment", "text/x-rust", "lib"),
+            Some(Format::Code)
+        );
+        assert_eq!(
+            format_of("attachment", "application/octet-stream", "main.rs"),
+            Some(Format::Code)
+        );
+        assert_eq!(format_of("text", "", "notes"), Some(Format::Text));
+        assert_eq!(
+            format_of("attachment", "application/octet-stream", "dump.bin"),
+            None
+        );
+        assert_eq!(format_of("attachment", "image/png", "shot.png"), None);
+    }
+
+    #[test]
+    fn text_markdown_and_code_are_read_as_they_are() {
+        assert_eq!(
+            text_of(
+                "markdown",
+                "text/markdown",
+                "spec.md",
+                "# Export\nUse `--full`.".as_bytes()
+            ),
+            Extracted::Text("# Export\nUse `--full`.".into())
+        );
+        assert_eq!(
+            text_of("attachment", "", "retry.rs", b"fn on_err_conn_reset() {}"),
+            Extracted::Text("fn on_err_conn_reset() {}".into())
+        );
+        let Extracted::NotIndexed(why) =
+            text_of("text", "text/plain", "x.txt", &[0x50, 0x4b, 0, 0xff])
+        else {
+            panic!("binary declared as text");
+        };
+        assert!(why.contains("not UTF-8 text"), "{why}");
+        assert!(matches!(
+            text_of("text", "text/plain", "blank.txt", b"  \n\t"),
+            Extracted::NotIndexed(_)
+        ));
+        // The start of a longer text may end inside a character.
+        assert_eq!(
+            extract(Format::Text, &"Grüße".as_bytes()[..3], false),
+            Extracted::Text("Gr".into())
+        );
+    }
+
+    #[test]
+    fn a_patch_names_its_files_first() {
+        let diff = "diff --git a/src/export.rs b/src/export.rs\n\
+                    --- a/src/export.rs\n+++ b/src/export.rs\n\
+                    @@ -1,2 +1,2 @@\n-buffer rows\n+stream rows\n\
+                    --- /dev/null\n+++ b/docs/export.md\n@@ -0,0 +1 @@\n+# Export\n";
+        let Extracted::Text(text) = text_of("patch", "text/x-diff", "fix.patch", diff.as_bytes())
+        else {
+            panic!("a patch has text");
+        };
+        assert!(
+            text.starts_with("Patch of 2 files in 2 hunks: src/export.rs, docs/export.md\n"),
+            "{text}"
+        );
+        assert!(text.ends_with(diff), "the diff itself follows");
+    }
+
+    #[test]
+    fn html_mail_becomes_readable_text() {
+        let html = b"<html><body><p>Checkout fails with <b>ERR_CONN_RESET</b> on Safari.</p>\
+                     <script>tracking()</script></body></html>";
+        let Extracted::Text(text) = text_of("attachment", "text/html", "", html) else {
+            panic!("HTML has text");
+        };
+        assert!(text.contains("Checkout fails with"), "{text}");
+        assert!(text.contains("ERR_CONN_RESET"), "{text}");
+        assert!(text.contains("fails with ERR_CONN_RESET on"), "{text}");
+        assert!(!text.contains("<b>") && !text.contains("**"), "{text}");
+    }
+
+    #[test]
+    fn pdfs_give_their_text_or_the_reason_they_cannot() {
+        let pdf = pdf_with("Quarterly VAT report for the web shop");
+        let Extracted::Text(text) = text_of("attachment", "application/pdf", "vat.pdf", &pdf)
+        else {
+            panic!("the PDF has text");
+        };
+        assert!(text.contains("Quarterly VAT report"), "{text}");
+
+        let Extracted::NotIndexed(why) = text_of(
+            "attachment",
+            "application/pdf",
+            "broken.pdf",
+            b"%PDF-1.5\nnot really",
+        ) else {
+            panic!("a broken PDF has no text");
+        };
+        assert!(why.starts_with("the PDF could not be read"), "{why}");
+        let mut cut = pdf.clone();
+        cut.truncate(pdf.len() / 2);
+        assert!(matches!(
+            text_of("attachment", "application/pdf", "cut.pdf", &cut),
+            Extracted::NotIndexed(_)
+        ));
+        assert!(matches!(
+            extract(Format::Pdf, &pdf, false),
+            Extracted::NotIndexed(why) if why.contains("larger than")
+        ));
+    }
+}
