@@ -56,6 +56,9 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The caller already holds as many live streams as one user may.
     pub const TOO_MANY_STREAMS: &str = "TOO_MANY_STREAMS";
+    /// The user already has the most uploads in progress this server
+    /// allows.
+    pub const TOO_MANY_UPLOADS: &str = "TOO_MANY_UPLOADS";
     /// Too much work is queued (e.g. password checks); retry shortly.
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     /// The caller lacks the permission for the RPC.

@@ -286,6 +286,7 @@ pub async fn api(
                 store.clone(),
                 library.clone(),
                 limits.clone(),
+                config.rate_limits.open_uploads_per_user as usize,
             ))
             .max_decoding_message_size(crate::services::document::MAX_CHUNK_MESSAGE),
         )

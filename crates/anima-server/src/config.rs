@@ -109,6 +109,9 @@ pub struct RateLimits {
     /// Live streams (threads, sessions, dashboards) one user may hold open
     /// at once, per server instance.
     pub open_streams_per_user: u32,
+    /// Uploads one user may have in progress at once, per server
+    /// instance (each holds a few MiB of buffers until it ends).
+    pub open_uploads_per_user: u32,
 }
 
 impl Default for RateLimits {
@@ -120,6 +123,7 @@ impl Default for RateLimits {
             mcp_writes_per_minute: 120,
             mail_classifications_per_hour: 600,
             open_streams_per_user: 32,
+            open_uploads_per_user: 4,
         }
     }
 }

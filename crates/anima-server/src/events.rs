@@ -24,9 +24,8 @@
 //! after, instead of the server buffering for it without bound.
 
 use std::{
-    collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -43,6 +42,7 @@ use tokio_stream::Stream;
 use crate::{
     auth::{Authenticator, Caller},
     authz::RequestContext,
+    limits::{OpenPerUser, OpenSlot},
 };
 
 /// Events replayed from the outbox per read.
@@ -138,30 +138,10 @@ pub struct EventHub {
     live: broadcast::Sender<Arc<Event>>,
     heartbeat: Duration,
     tailer: JoinHandle<()>,
-    /// Live streams each user holds open on this instance.
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    /// The most one user may hold open here; 0 for no limit.
-    streams_per_user: usize,
-}
-
-/// A user's place among their open streams, given back when the stream
-/// ends (the client went away, or access ended).
-struct StreamSlot {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    user_id: String,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.open.lock()
-            && let Some(count) = open.get_mut(&self.user_id)
-        {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.user_id);
-            }
-        }
-    }
+    /// Live streams each user holds open on this instance; a place is
+    /// given back when its stream ends (the client went away, or access
+    /// ended).
+    open: OpenPerUser,
 }
 
 impl Drop for EventHub {
@@ -191,39 +171,28 @@ impl EventHub {
             live,
             heartbeat,
             tailer,
-            open: Arc::default(),
-            streams_per_user,
+            open: OpenPerUser::new(streams_per_user),
         })
     }
 
     /// Takes one of the reader's stream places, or refuses
     /// (`RESOURCE_EXHAUSTED`/`TOO_MANY_STREAMS`): each open stream holds a
     /// task, a broadcast subscription and periodic checks.
-    fn reserve(&self, reader: &Reader) -> Result<Option<StreamSlot>, DomainError> {
+    fn reserve(&self, reader: &Reader) -> Result<Option<OpenSlot>, DomainError> {
         let Some((user_id, _)) = &reader.session else {
             return Ok(None);
         };
-        let mut open = self
-            .open
-            .lock()
-            .map_err(|_| DomainError::internal("the stream registry is poisoned"))?;
-        let count = open.entry(user_id.clone()).or_default();
-        if self.streams_per_user > 0 && *count >= self.streams_per_user {
-            return Err(DomainError::new(
+        self.open.take(user_id).map(Some).ok_or_else(|| {
+            DomainError::new(
                 ErrorCode::ResourceExhausted,
                 reason::TOO_MANY_STREAMS,
                 format!(
                     "you already follow {} live streams on this server, the most allowed; \
                      close one first",
-                    self.streams_per_user
+                    self.open.most()
                 ),
-            ));
-        }
-        *count += 1;
-        Ok(Some(StreamSlot {
-            open: self.open.clone(),
-            user_id: user_id.clone(),
-        }))
+            )
+        })
     }
 
     /// Where a stream resumes after the event `after` (0: the start).

@@ -112,3 +112,67 @@ impl RateLimiter {
         }
     }
 }
+
+/// How many of something held open (live streams, uploads) each user has
+/// on this instance, up to a most. Counted in memory, per instance: what
+/// it bounds (tasks, buffers) is this process's.
+#[derive(Debug, Clone, Default)]
+pub struct OpenPerUser {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// The most one user may hold; 0 for no limit.
+    most: usize,
+}
+
+/// A user's place, given back when dropped.
+#[derive(Debug)]
+pub struct OpenSlot {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user_id: String,
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+impl OpenPerUser {
+    /// At most `most` per user (0: no limit).
+    pub fn new(most: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            most,
+        }
+    }
+
+    /// The most one user may hold.
+    pub fn most(&self) -> usize {
+        self.most
+    }
+
+    /// One of `user_id`'s places, or `None` when they hold the most.
+    pub fn take(&self, user_id: &str) -> Option<OpenSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(user_id.to_owned()).or_default();
+        if self.most > 0 && *count >= self.most {
+            return None;
+        }
+        *count += 1;
+        Some(OpenSlot {
+            open: self.open.clone(),
+            user_id: user_id.to_owned(),
+        })
+    }
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anima_core::{
-    DomainError,
+    DomainError, ErrorCode,
     document::{Document, DocumentType, NewDocument},
     error::reason,
     id::parse_id,
@@ -24,9 +24,10 @@ use tonic::Streaming;
 
 use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
+    auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
     library::{Library, search_text_of},
-    limits::{Metered, RateLimiter},
+    limits::{Metered, OpenPerUser, RateLimiter},
 };
 
 /// The largest message of DocumentService: an upload chunk (1 MiB, as
@@ -43,16 +44,25 @@ pub struct DocumentApi {
     store: Arc<dyn Store>,
     library: Arc<dyn Library>,
     limits: RateLimiter,
+    /// Uploads each user has in progress here.
+    uploading: OpenPerUser,
 }
 
 impl DocumentApi {
     /// Builds the service over the documents of `store` and the bytes of
-    /// `library`; `limits` meters uploads.
-    pub fn new(store: Arc<dyn Store>, library: Arc<dyn Library>, limits: RateLimiter) -> Self {
+    /// `library`; `limits` meters uploads, `uploads_per_user` caps those
+    /// in progress at once.
+    pub fn new(
+        store: Arc<dyn Store>,
+        library: Arc<dyn Library>,
+        limits: RateLimiter,
+        uploads_per_user: usize,
+    ) -> Self {
         Self {
             store,
             library,
             limits,
+            uploading: OpenPerUser::new(uploads_per_user),
         }
     }
 
@@ -164,6 +174,22 @@ impl DocumentApi {
         let (project_id, work_item_id) = self
             .scope(context, &first.project_id, &first.work_item_id)
             .await?;
+        let _uploading = match context.caller.as_ref() {
+            Some(Caller::User { user, .. }) => {
+                Some(self.uploading.take(&user.id).ok_or_else(|| {
+                    DomainError::new(
+                        ErrorCode::ResourceExhausted,
+                        reason::TOO_MANY_UPLOADS,
+                        format!(
+                            "you already have {} uploads in progress, the most allowed; \
+                             wait for one to end",
+                            self.uploading.most()
+                        ),
+                    )
+                })?)
+            }
+            _ => None,
+        };
         self.limits
             .take_for(Metered::Upload, context.caller.as_ref())
             .await?;

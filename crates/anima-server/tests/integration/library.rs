@@ -18,6 +18,7 @@ on_both_backends!(
     documents_stream_into_the_library_and_back,
     the_library_reads_the_text_of_what_it_keeps,
     bad_uploads_store_nothing,
+    uploads_in_progress_are_limited_per_user,
     the_sweep_takes_bytes_no_document_names,
     bytes_kept_in_the_database_move_to_the_library,
 );
@@ -435,6 +436,86 @@ async fn bad_uploads_store_nothing(backend: Backend) {
         .documents;
     assert!(listed.is_empty(), "{listed:?}");
     assert_eq!(server.blobs.stats().await.expect("stats"), (0, 0));
+}
+
+/// Each upload in progress holds buffers: one user keeps at most
+/// `open_uploads_per_user` of them open; a place is free again once an
+/// upload ends.
+async fn uploads_in_progress_are_limited_per_user(backend: Backend) {
+    let mut config = anima_server::ServerConfig::default();
+    config.rate_limits.open_uploads_per_user = 1;
+    let server = TestServer::start_with(backend, config).await;
+    let (token, project) = owner_and_project(&server).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut held = server.documents();
+    let first_token = token.clone();
+    let first = tokio::spawn(async move {
+        held.upload_document(authed(
+            &first_token,
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        ))
+        .await
+    });
+    let mut messages = upload_of(&project, "slow.md", b"the first half");
+    let last = messages.pop().expect("the last message");
+    for message in messages {
+        sender.send(message).await.expect("send");
+    }
+    // Once its bytes reach the library, the held upload has its place.
+    let uploads = server.library_dir.path().join("uploads");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&uploads).is_ok_and(|mut entries| entries.next().is_some()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held upload never reached the library"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut documents = server.documents();
+    let refused = upload(
+        &mut documents,
+        &token,
+        upload_of(&project, "second.md", b"2"),
+    )
+    .await
+    .expect_err("one upload in progress is the most");
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::ResourceExhausted, "TOO_MANY_UPLOADS".into())
+    );
+    sender.send(last).await.expect("send the last message");
+    let stored = first.await.expect("join").expect("the held upload ends");
+    assert_eq!(stored.into_inner().title, "slow.md");
+    upload(
+        &mut documents,
+        &token,
+        upload_of(&project, "next.md", b"next"),
+    )
+    .await
+    .expect("a place is free again");
+
+    // Another user is not held up by this one's uploads.
+    server.user("bo", false).await;
+    let bo = server.login("bo").await;
+    let bo_project = owner_project(&server, &bo).await;
+    upload(&mut documents, &bo, upload_of(&bo_project, "bo.md", b"bo"))
+        .await
+        .expect("bo's upload");
+}
+
+async fn owner_project(server: &TestServer, token: &str) -> pb::Project {
+    server
+        .projects()
+        .create_project(authed(
+            token,
+            pb::CreateProjectRequest {
+                name: "Bo's".into(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("project")
+        .into_inner()
 }
 
 async fn the_sweep_takes_bytes_no_document_names(backend: Backend) {
