@@ -385,3 +385,70 @@ impl BlobStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&[u8]]) -> BoxStream<'static, Result<Vec<u8>, DomainError>> {
+        let parts: Vec<Result<Vec<u8>, DomainError>> =
+            parts.iter().map(|part| Ok(part.to_vec())).collect();
+        futures_util::stream::iter(parts).boxed()
+    }
+
+    /// The paths an object store (not a directory) takes: a rename that is
+    /// a copy, no file times to stamp, old uploads found by listing.
+    /// `object_store`'s in-memory store stands in for a bucket, as no
+    /// S3-compatible server runs here.
+    #[tokio::test]
+    async fn an_object_store_keeps_blobs_the_same_way() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let blobs = BlobStore::new(memory.clone(), 16);
+        let stored = blobs
+            .put(chunks(&[b"spec ", b"v1"]), None)
+            .await
+            .expect("put");
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(b"spec v1")));
+        assert_eq!(stored.size_bytes, 7);
+        assert_eq!(
+            blobs.read_start(&stored.sha256, 100).await.expect("read"),
+            (b"spec v1".to_vec(), true)
+        );
+        assert_eq!(
+            blobs.read_start(&stored.sha256, 4).await.expect("read"),
+            (b"spec".to_vec(), false)
+        );
+        let listed: Vec<BlobMeta> = blobs.list().try_collect().await.expect("list");
+        assert_eq!(listed, std::slice::from_ref(&stored));
+
+        let too_large = blobs
+            .put(chunks(&[b"0123456789", b"0123456789"]), None)
+            .await
+            .expect_err("past 16 bytes");
+        assert_eq!(too_large.reason, reason::DOCUMENT_TOO_LARGE);
+        assert_eq!(blobs.stats().await.expect("stats"), (1, 7));
+
+        assert!(
+            !blobs
+                .delete(&stored.sha256, stored.stored_at)
+                .await
+                .expect("delete"),
+            "stored at that time: kept"
+        );
+        assert!(
+            blobs
+                .delete(&stored.sha256, i64::MAX)
+                .await
+                .expect("delete")
+        );
+        assert_eq!(blobs.stats().await.expect("stats"), (0, 0));
+
+        // A complete upload never renamed (its library stopped in between)
+        // is swept once it is a day old, and not before.
+        memory
+            .put(&StorePath::from("uploads/left"), b"half".to_vec().into())
+            .await
+            .expect("leftover");
+        assert_eq!(blobs.sweep_uploads().await.expect("sweep"), 0);
+    }
+}
