@@ -145,11 +145,11 @@ impl LibraryService for Library {
             extract::format_of(&request.doc_type, &request.media_type, &request.file_name)
         else {
             let media_type = match request.media_type.trim() {
-                "" => "binary",
+                "" => "application/octet-stream",
                 media_type => media_type,
             };
             return Ok(Response::new(pb::ExtractTextResponse {
-                not_indexed_reason: format!("no text is read from a {media_type} file"),
+                not_indexed_reason: format!("no text is read from {media_type} files"),
                 ..Default::default()
             }));
         };

@@ -294,7 +294,7 @@ async fn the_library_reads_the_text_of_what_it_keeps(backend: Backend) {
     .expect("binary");
     assert_eq!(
         dump.not_indexed_reason,
-        "no text is read from a application/octet-stream file"
+        "no text is read from application/octet-stream files"
     );
     let lying = upload(
         &mut documents,
