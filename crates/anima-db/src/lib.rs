@@ -764,6 +764,9 @@ pub trait DocumentStore: Send + Sync {
         query: &str,
         limit: i64,
     ) -> StoreResult<Vec<DocumentHit>>;
+    /// The searchable text of a document (what its library read on
+    /// arrival), if it has any.
+    async fn document_text(&self, id: &str) -> StoreResult<Option<String>>;
     /// Whether a document names the bytes with this SHA-256 (the library's
     /// sweep keeps those).
     async fn names_blob(&self, sha256: &str) -> StoreResult<bool>;

@@ -4,6 +4,12 @@
 //! text to read (a binary file, a PDF that fails to parse or has no text
 //! layer, bytes declared as text that are not) gets the reason instead,
 //! shown beside it: it is kept and listed, only not searchable.
+//!
+//! A PDF is read in a child process ([`PdfReader`]) under memory and CPU
+//! limits and a deadline: anyone who can mail an attachment can hand the
+//! library a PDF that overflows pdf-extract's stack, inflates a stream to
+//! gigabytes or draws itself without end, and none of that may take the
+//! service (under `anima up`, the whole server) down.
 
 use anima_core::document::{MAX_SEARCH_TEXT, SEARCH_TEXT_BYTES};
 
@@ -266,8 +272,9 @@ fn patch_text(diff: &str) -> String {
     )
 }
 
-/// A PDF's text. `pdf-extract` panics on some malformed files, so a panic
-/// is caught and reported like any other failure to parse.
+/// A PDF's text, read in this process: only a [`PdfReader`] child calls
+/// it on untrusted input. `pdf-extract` panics on some malformed files, so
+/// a panic is caught and reported like any other failure to parse.
 fn pdf_text(content: &[u8]) -> Result<String, String> {
     let parsed = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(content));
     match parsed {
@@ -277,65 +284,133 @@ fn pdf_text(content: &[u8]) -> Result<String, String> {
     }
 }
 
+/// The first argument that makes a binary a PDF reader instead of itself
+/// ([`serve_pdf_reader_if_asked`]).
+pub const PDF_READER_ARG: &str = "__anima-read-pdf";
+
+/// The memory a PDF reader may map, and the CPU seconds it may use.
+const PDF_READER_MEMORY: u64 = 1024 * 1024 * 1024;
+const PDF_READER_CPU_SECONDS: u64 = 30;
+
+/// How long a PDF reader may take before it is killed.
+const PDF_READER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// PDF readers running at once.
+const PDF_READERS: usize = 2;
+
+/// The exit code of a reader that found no text (the reason on stdout).
+const NO_TEXT: i32 = 3;
+
+/// Reads PDFs in child processes of a binary that calls
+/// [`serve_pdf_reader_if_asked`] first thing in `main` (`anima` and
+/// `anima-library` do): one at a time per permit, each under limits.
+#[derive(Debug, Clone)]
+pub struct PdfReader {
+    program: std::path::PathBuf,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl PdfReader {
+    /// Readers that run `program` (a binary that serves them).
+    pub fn new(program: std::path::PathBuf) -> Self {
+        Self {
+            program,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(PDF_READERS)),
+        }
+    }
+
+    /// Readers that run this very binary.
+    pub fn this_binary() -> std::io::Result<Self> {
+        Ok(Self::new(std::env::current_exe()?))
+    }
+
+    /// The text of `content`, a whole PDF, read by a child process.
+    pub async fn read(&self, content: Vec<u8>) -> Extracted {
+        let gone = || Extracted::NotIndexed("the PDF could not be read".into());
+        let Ok(_permit) = self.permits.acquire().await else {
+            return gone();
+        };
+        let child = tokio::process::Command::new(&self.program)
+            .arg(PDF_READER_ARG)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                tracing::warn!(%error, program = %self.program.display(), "starting a PDF reader");
+                return gone();
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // A reader that dies early closes the pipe; its exit says why.
+                let _ = stdin.write_all(&content).await;
+            });
+        }
+        match tokio::time::timeout(PDF_READER_DEADLINE, child.wait_with_output()).await {
+            Err(_) => Extracted::NotIndexed(format!(
+                "reading the PDF took longer than {} s",
+                PDF_READER_DEADLINE.as_secs()
+            )),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "waiting for a PDF reader");
+                gone()
+            }
+            Ok(Ok(output)) => {
+                let said = String::from_utf8_lossy(&output.stdout).into_owned();
+                match output.status.code() {
+                    Some(0) => Extracted::Text(said),
+                    Some(NO_TEXT) => Extracted::NotIndexed(said),
+                    // Killed by its limits (memory, CPU, stack).
+                    _ => Extracted::NotIndexed(
+                        "the PDF could not be read within the memory and time it may take".into(),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// When this process was started as a PDF reader (its first argument is
+/// [`PDF_READER_ARG`]): limits itself, reads a PDF from standard input,
+/// writes its text (or, with exit code 3, why it has none) to standard
+/// output and exits. Otherwise returns at once. Call it first in `main`.
+pub fn serve_pdf_reader_if_asked() {
+    if std::env::args().nth(1).as_deref() != Some(PDF_READER_ARG) {
+        return;
+    }
+    use std::io::{Read, Write};
+    let limited = rlimit::setrlimit(rlimit::Resource::AS, PDF_READER_MEMORY, PDF_READER_MEMORY)
+        .and_then(|()| {
+            rlimit::setrlimit(
+                rlimit::Resource::CPU,
+                PDF_READER_CPU_SECONDS,
+                PDF_READER_CPU_SECONDS,
+            )
+        });
+    if limited.is_err() {
+        std::process::exit(1);
+    }
+    let mut content = Vec::new();
+    let read = std::io::stdin()
+        .take(MAX_PDF_BYTES as u64)
+        .read_to_end(&mut content);
+    let (code, said) = match read.map(|_| extract(Format::Pdf, &content, true)) {
+        Ok(Extracted::Text(text)) => (0, text),
+        Ok(Extracted::NotIndexed(why)) => (NO_TEXT, why),
+        Err(_) => (1, String::new()),
+    };
+    let written = std::io::stdout().write_all(said.as_bytes());
+    std::process::exit(if written.is_ok() { code } else { 1 });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A one-page PDF showing `text`, made with lopdf (what pdf-extract
-    /// reads with).
-    pub(crate) fn pdf_with(text: &str) -> Vec<u8> {
-        use lopdf::{
-            Document, Object, Stream,
-            content::{Content, Operation},
-            dictionary,
-        };
-        let mut doc = Document::with_version("1.5");
-        let pages_id = doc.new_object_id();
-        let font_id = doc.add_object(dictionary! {
-            "Type" => "Font",
-            "Subtype" => "Type1",
-            "BaseFont" => "Courier",
-        });
-        let resources_id = doc.add_object(dictionary! {
-            "Font" => dictionary! { "F1" => font_id },
-        });
-        let content = Content {
-            operations: vec![
-                Operation::new("BT", vec![]),
-                Operation::new("Tf", vec!["F1".into(), 12.into()]),
-                Operation::new("Td", vec![72.into(), 700.into()]),
-                Operation::new("Tj", vec![Object::string_literal(text)]),
-                Operation::new("ET", vec![]),
-            ],
-        };
-        let content_id = doc.add_object(Stream::new(
-            dictionary! {},
-            content.encode().expect("content"),
-        ));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page",
-            "Parent" => pages_id,
-            "Contents" => content_id,
-        });
-        doc.objects.insert(
-            pages_id,
-            Object::Dictionary(dictionary! {
-                "Type" => "Pages",
-                "Kids" => vec![page_id.into()],
-                "Count" => 1,
-                "Resources" => resources_id,
-                "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-            }),
-        );
-        let catalog_id = doc.add_object(dictionary! {
-            "Type" => "Catalog",
-            "Pages" => pages_id,
-        });
-        doc.trailer.set("Root", catalog_id);
-        let mut bytes = Vec::new();
-        doc.save_to(&mut bytes).expect("save");
-        bytes
-    }
 
     fn text_of(doc_type: &str, media_type: &str, name: &str, content: &[u8]) -> Extracted {
         let format = format_of(doc_type, media_type, name).expect("a text format");
@@ -435,35 +510,5 @@ mod tests {
         assert!(text.contains("ERR_CONN_RESET"), "{text}");
         assert!(text.contains("fails with ERR_CONN_RESET on"), "{text}");
         assert!(!text.contains("<b>") && !text.contains("**"), "{text}");
-    }
-
-    #[test]
-    fn pdfs_give_their_text_or_the_reason_they_cannot() {
-        let pdf = pdf_with("Quarterly VAT report for the web shop");
-        let Extracted::Text(text) = text_of("attachment", "application/pdf", "vat.pdf", &pdf)
-        else {
-            panic!("the PDF has text");
-        };
-        assert!(text.contains("Quarterly VAT report"), "{text}");
-
-        let Extracted::NotIndexed(why) = text_of(
-            "attachment",
-            "application/pdf",
-            "broken.pdf",
-            b"%PDF-1.5\nnot really",
-        ) else {
-            panic!("a broken PDF has no text");
-        };
-        assert!(why.starts_with("the PDF could not be read"), "{why}");
-        let mut cut = pdf.clone();
-        cut.truncate(pdf.len() / 2);
-        assert!(matches!(
-            text_of("attachment", "application/pdf", "cut.pdf", &cut),
-            Extracted::NotIndexed(_)
-        ));
-        assert!(matches!(
-            extract(Format::Pdf, &pdf, false),
-            Extracted::NotIndexed(why) if why.contains("larger than")
-        ));
     }
 }

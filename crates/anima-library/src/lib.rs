@@ -18,6 +18,7 @@ use std::{path::Path, sync::Arc};
 use anima_proto::v1::library_service_server::LibraryServiceServer;
 use anyhow::Context;
 pub use blobs::{BlobMeta, BlobStore, DEFAULT_MAX_BLOB_BYTES};
+pub use extract::{PdfReader, serve_pdf_reader_if_asked};
 use object_store::{aws::AmazonS3Builder, prefix::PrefixStore};
 use serde::{Deserialize, Serialize};
 pub use service::{Library, MAX_CHUNK_BYTES};
@@ -128,7 +129,9 @@ enum Location<'a> {
 }
 
 /// The tonic service to mount on a server, with its messages allowed up to
-/// one upload chunk in size.
-pub fn service(blobs: BlobStore) -> LibraryServiceServer<Library> {
-    LibraryServiceServer::new(Library::new(blobs)).max_decoding_message_size(MAX_CHUNK_BYTES + 1024)
+/// one upload chunk in size; `pdf` reads PDFs' text (without one, PDFs are
+/// kept but not searched).
+pub fn service(blobs: BlobStore, pdf: Option<PdfReader>) -> LibraryServiceServer<Library> {
+    LibraryServiceServer::new(Library::new(blobs, pdf))
+        .max_decoding_message_size(MAX_CHUNK_BYTES + 1024)
 }

@@ -36,6 +36,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    anima_library::serve_pdf_reader_if_asked();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -61,13 +62,16 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| dirs::data_dir().map(|dir| dir.join("anima")));
     let blobs = LibrarySettings::load(args.config.as_deref())?.open(data_dir.as_deref())?;
     tokio::spawn(blobs.clone().sweep_uploads_forever());
-    println!("anima-library listening on {}", args.listen);
+    // Bound before it says where: with port 0 the system picks one, and
+    // the line names it.
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("anima-library listening on {}", listener.local_addr()?);
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            anima_library::service(blobs),
+            anima_library::service(blobs, Some(anima_library::PdfReader::this_binary()?)),
             tokens,
         ))
-        .serve(args.listen)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     blobs::{BlobMeta, BlobStore},
-    extract::{self, Extracted},
+    extract::{self, Extracted, Format, PdfReader},
 };
 
 /// The most bytes one message of an upload may carry.
@@ -34,12 +34,14 @@ type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
 #[derive(Clone, Debug)]
 pub struct Library {
     blobs: BlobStore,
+    /// Who reads PDFs; without one, PDFs are kept but not searched.
+    pdf: Option<PdfReader>,
 }
 
 impl Library {
-    /// The service over `blobs`.
-    pub fn new(blobs: BlobStore) -> Self {
-        Self { blobs }
+    /// The service over `blobs`, reading PDFs with `pdf`.
+    pub fn new(blobs: BlobStore, pdf: Option<PdfReader>) -> Self {
+        Self { blobs, pdf }
     }
 }
 
@@ -158,12 +160,18 @@ impl LibraryService for Library {
             .read_start(&request.sha256, format.bytes_read())
             .await
             .map_err(to_status)?;
-        let extracted =
-            tokio::task::spawn_blocking(move || extract::extract(format, &start, complete))
+        let extracted = match (format, &self.pdf) {
+            (Format::Pdf, _) if !complete => extract::extract(format, &start, complete),
+            (Format::Pdf, Some(reader)) => reader.read(start).await,
+            (Format::Pdf, None) => {
+                Extracted::NotIndexed("this library does not read the text of PDFs".into())
+            }
+            _ => tokio::task::spawn_blocking(move || extract::extract(format, &start, complete))
                 .await
                 .map_err(|error| {
                     to_status(DomainError::internal(format!("reading text: {error}")))
-                })?;
+                })?,
+        };
         let (text, not_indexed_reason) = match extracted {
             Extracted::Text(text) => (text, String::new()),
             Extracted::NotIndexed(why) => (String::new(), why),

@@ -2,7 +2,8 @@
 //! real gRPC connection, with its blobs in a temporary directory.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -27,26 +28,30 @@ impl Drop for Library {
     }
 }
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
 impl Library {
+    /// Starts it on a port the system picks, and reads which from what it
+    /// prints (a port picked here could be taken by a parallel test).
     fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let address = free_address();
-        let child = Command::new(env!("CARGO_BIN_EXE_anima-library"))
-            .arg("--listen")
-            .arg(address.to_string())
-            .arg("--data-dir")
+        let mut child = Command::new(env!("CARGO_BIN_EXE_anima-library"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("ANIMA_LIBRARY_TOKENS", TOKEN)
             .envs(env.iter().copied())
             .env_remove("ANIMA_CONFIG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("start anima-library");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix("anima-library listening on ")
+                    .and_then(|address| address.parse().ok())
+            })
+            .expect("anima-library printed its address");
+        std::thread::spawn(move || lines.for_each(drop));
         Self { child, address }
     }
 
@@ -357,8 +362,11 @@ async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_ret
                 )))
                 .await
         });
-        // All but the last bit: far enough to have written a part to disk.
-        for message in chunks_of(&spec[..spec.len() - 512 * 1024], 0) {
+        // All but the last bit (and no `last` message): far enough to
+        // have written a part to disk.
+        let mut messages = chunks_of(&spec[..spec.len() - 512 * 1024], 0);
+        messages.pop();
+        for message in messages {
             sender.send(message).await.expect("send");
         }
         let written = |dir: &Path| {
@@ -406,9 +414,7 @@ async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_ret
 fn the_library_will_not_start_without_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Command::new(env!("CARGO_BIN_EXE_anima-library"))
-        .arg("--listen")
-        .arg(free_address().to_string())
-        .arg("--data-dir")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env_remove("ANIMA_LIBRARY_TOKENS")
         .env_remove("ANIMA_CONFIG")
@@ -417,4 +423,136 @@ fn the_library_will_not_start_without_a_token() {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("ANIMA_LIBRARY_TOKENS"), "{said}");
+}
+
+/// A one-page PDF, made with lopdf (what pdf-extract reads with), whose
+/// page shows `text` and, when `self_drawing`, also draws a form that
+/// draws itself: pdf-extract follows it until its stack overflows.
+fn pdf(text: &str, self_drawing: bool) -> Vec<u8> {
+    use lopdf::{
+        Document, Object, Stream,
+        content::{Content, Operation},
+        dictionary,
+    };
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Courier",
+    });
+    let form_id = doc.new_object_id();
+    let mut operations = vec![
+        Operation::new("BT", vec![]),
+        Operation::new("Tf", vec!["F1".into(), 12.into()]),
+        Operation::new("Td", vec![72.into(), 700.into()]),
+        Operation::new("Tj", vec![Object::string_literal(text)]),
+        Operation::new("ET", vec![]),
+    ];
+    if self_drawing {
+        operations.push(Operation::new("Do", vec!["X0".into()]));
+    }
+    let resources = dictionary! {
+        "Font" => dictionary! { "F1" => font_id },
+        "XObject" => dictionary! { "X0" => form_id },
+    };
+    let form = Content {
+        operations: vec![Operation::new("Do", vec!["X0".into()])],
+    };
+    doc.objects.insert(
+        form_id,
+        Object::Stream(Stream::new(
+            dictionary! {
+                "Type" => "XObject",
+                "Subtype" => "Form",
+                "BBox" => vec![0.into(), 0.into(), 10.into(), 10.into()],
+                "Resources" => resources.clone(),
+            },
+            form.encode().expect("form"),
+        )),
+    );
+    let resources_id = doc.add_object(resources);
+    let content = Content { operations };
+    let content_id = doc.add_object(Stream::new(
+        dictionary! {},
+        content.encode().expect("content"),
+    ));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => vec![page_id.into()],
+            "Count" => 1,
+            "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! {
+        "Type" => "Catalog",
+        "Pages" => pages_id,
+    });
+    doc.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).expect("save");
+    bytes
+}
+
+async fn text_of(
+    client: &mut LibraryServiceClient<Channel>,
+    content: &[u8],
+) -> pb::ExtractTextResponse {
+    let stored = put(client, content).await.expect("put");
+    client
+        .extract_text(authed(pb::ExtractTextRequest {
+            sha256: stored.sha256,
+            doc_type: "attachment".into(),
+            media_type: "application/pdf".into(),
+            file_name: "report.pdf".into(),
+        }))
+        .await
+        .expect("extract")
+        .into_inner()
+}
+
+/// PDFs are read in a child process under limits: a PDF that breaks the
+/// reader (here, one that draws itself without end) costs that child, not
+/// the library, which says why the PDF has no text and goes on serving.
+#[tokio::test]
+async fn pdfs_are_read_apart_so_a_hostile_one_cannot_take_the_library_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &[]);
+    let mut client = library.client().await;
+
+    let report = text_of(
+        &mut client,
+        &pdf("Quarterly VAT report for the web shop", false),
+    )
+    .await;
+    assert_eq!(report.format, "pdf");
+    assert_eq!(report.not_indexed_reason, "");
+    assert!(report.text.contains("Quarterly VAT report"), "{report:?}");
+
+    let hostile = text_of(&mut client, &pdf("Innocent looking", true)).await;
+    assert_eq!(hostile.text, "");
+    assert_eq!(
+        hostile.not_indexed_reason,
+        "the PDF could not be read within the memory and time it may take",
+        "the reader died (its stack overflowed)"
+    );
+    let broken = text_of(&mut client, b"%PDF-1.5\nnot really a PDF").await;
+    assert!(
+        broken
+            .not_indexed_reason
+            .starts_with("the PDF could not be read"),
+        "{broken:?}"
+    );
+
+    // Still serving.
+    let again = text_of(&mut client, &pdf("Second report", false)).await;
+    assert!(again.text.contains("Second report"), "{again:?}");
 }

@@ -74,11 +74,15 @@ pub fn upload_chunks<M: UploadPart>(
         rest: S,
         pending: Option<(Vec<u8>, bool)>,
         done: bool,
+        /// When the upload is silent for too long: only bytes move it,
+        /// so empty messages cannot keep an upload open.
+        idle_at: tokio::time::Instant,
     }
     let state = Reading {
         rest: Box::pin(rest),
         pending: Some(first.into_part()),
         done: false,
+        idle_at: tokio::time::Instant::now() + idle,
     };
     futures_util::stream::try_unfold(state, move |mut state| async move {
         loop {
@@ -87,7 +91,7 @@ pub fn upload_chunks<M: UploadPart>(
             }
             let (chunk, last) = match state.pending.take() {
                 Some(part) => part,
-                None => match tokio::time::timeout(idle, state.rest.next()).await {
+                None => match tokio::time::timeout_at(state.idle_at, state.rest.next()).await {
                     Err(_) => {
                         return Err(interrupted(format!(
                             "the upload sent nothing for {} s",
@@ -108,6 +112,7 @@ pub fn upload_chunks<M: UploadPart>(
             }
             state.done = last;
             if !chunk.is_empty() {
+                state.idle_at = tokio::time::Instant::now() + idle;
                 return Ok(Some((chunk, state)));
             }
         }
@@ -173,6 +178,18 @@ mod tests {
             read(part(b"a", false), futures_util::stream::pending()).await,
             Err("UPLOAD_INTERRUPTED".into()),
             "a stalled upload"
+        );
+        let empty_forever =
+            futures_util::stream::iter(std::iter::repeat_with(|| Ok(part(b"", false)))).then(
+                |message| async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    message
+                },
+            );
+        assert_eq!(
+            read(part(b"a", false), empty_forever).await,
+            Err("UPLOAD_INTERRUPTED".into()),
+            "empty messages do not keep an upload open"
         );
         assert_eq!(
             read(

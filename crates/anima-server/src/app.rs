@@ -92,7 +92,6 @@ pub struct Api {
     routes: Routes,
     authenticator: Authenticator,
     store: Arc<dyn Store>,
-    library: Arc<dyn Library>,
     limits: RateLimiter,
 }
 
@@ -106,13 +105,7 @@ impl Api {
                 self.authenticator.clone(),
                 authorize,
             ));
-        Self::with_http(
-            grpc,
-            self.store,
-            self.library,
-            self.limits,
-            &self.authenticator,
-        )
+        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
     }
 
     /// The same services behind [`trust_every_caller`] instead: for
@@ -126,19 +119,12 @@ impl Api {
             .layer(axum::middleware::from_fn(
                 crate::middleware::trust_every_caller,
             ));
-        Self::with_http(
-            grpc,
-            self.store,
-            self.library,
-            self.limits,
-            &self.authenticator,
-        )
+        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
     }
 
     fn with_http(
         grpc: Router,
         store: Arc<dyn Store>,
-        library: Arc<dyn Library>,
         limits: RateLimiter,
         authenticator: &Authenticator,
     ) -> Router {
@@ -148,8 +134,7 @@ impl Api {
             get(move || async move { format!("ok {backend}\n") }),
         );
         let cache = authenticator.cache().clone();
-        grpc.merge(http)
-            .merge(mcp::router(store, library, limits, cache))
+        grpc.merge(http).merge(mcp::router(store, limits, cache))
     }
 }
 
@@ -301,7 +286,6 @@ pub async fn api(
         routes,
         authenticator,
         store,
-        library,
         limits,
     })
 }

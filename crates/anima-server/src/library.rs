@@ -80,8 +80,10 @@ pub async fn search_text_of(
         .extract_text(sha256, doc_type, media_type, file_name)
         .await
         .unwrap_or_else(|error| {
+            // The details are for the log: they may name this server's
+            // configuration.
             tracing::warn!(%error, sha256, "the library could not read a document's text");
-            SearchText::NotIndexed(format!("its text could not be read ({})", error.message))
+            SearchText::NotIndexed("the library could not read its text when it arrived".into())
         })
 }
 

@@ -26,6 +26,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // `anima up` reads untrusted PDFs in child processes of this binary.
+    anima_library::serve_pdf_reader_if_asked();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -175,7 +175,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "" => {
             let blobs = library.open(data_dir.as_deref()).context("[library]")?;
             tokio::spawn(blobs.clone().sweep_uploads_forever());
-            Some(anima_library::service(blobs))
+            let pdf = anima_library::PdfReader::this_binary()?;
+            Some(anima_library::service(blobs, Some(pdf)))
         }
         _ => None,
     };

@@ -127,6 +127,15 @@ macro_rules! document_sql {
                     .collect()
             }
 
+            async fn document_text(&self, id: &str) -> StoreResult<Option<String>> {
+                let text: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT text FROM documents WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                text.ok_or_else(|| document_not_found(id).into())
+            }
+
             async fn names_blob(&self, sha256: &str) -> StoreResult<bool> {
                 let named: Option<i32> = sqlx::query_scalar("SELECT 1 FROM documents WHERE sha256 = $1 LIMIT 1")
                     .bind(sha256)

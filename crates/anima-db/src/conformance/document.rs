@@ -103,6 +103,15 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
         "kept and listed, with the reason search has no text of it"
     );
     assert_eq!(guide.not_indexed_reason, None);
+    assert_eq!(
+        store
+            .document_text(&guide.id)
+            .await
+            .expect("text")
+            .as_deref(),
+        Some("Run the EXPORT with --full; 100% of rows.")
+    );
+    assert_eq!(store.document_text(&binary.id).await.expect("text"), None);
     assert_eq!(store.get_document(&guide.id).await.expect("get"), guide);
 
     for (bad, code, why) in [
@@ -189,6 +198,8 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
         "the copy still names the bytes"
     );
     let err = store.get_document(&guide.id).await.expect_err("gone");
+    assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
+    let err = store.document_text(&guide.id).await.expect_err("gone");
     assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
     store.delete_document(&copy.id, &by).await.expect("delete");
     assert!(

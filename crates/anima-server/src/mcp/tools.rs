@@ -5,7 +5,6 @@ use std::{future::Future, sync::Arc};
 use anima_core::{
     DomainError, Permission,
     agent::{MAX_TASK_NOTE_CHARS, McpScope, TaskStatus},
-    document::SearchText,
     error::reason,
     paging::PageRequest,
     planning::Actor,
@@ -36,10 +35,7 @@ use super::{
         PostedView, TaskView, TasksView, ThreadPageView, WorkItemView,
     },
 };
-use crate::{
-    library::{Library, search_text_of},
-    limits::{Metered, RateLimiter},
-};
+use crate::limits::{Metered, RateLimiter};
 
 /// Most messages one `get_thread` call returns.
 const MAX_THREAD_PAGE: u32 = 200;
@@ -158,20 +154,14 @@ pub struct ReadDocumentArgs {
 #[derive(Clone)]
 pub struct AgentTools {
     store: Arc<dyn Store>,
-    library: Arc<dyn Library>,
     limits: RateLimiter,
     tool_router: ToolRouter<Self>,
 }
 
 impl AgentTools {
-    pub(super) fn new(
-        store: Arc<dyn Store>,
-        library: Arc<dyn Library>,
-        limits: RateLimiter,
-    ) -> Self {
+    pub(super) fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
         Self {
             store,
-            library,
             limits,
             tool_router: Self::tool_router(),
         }
@@ -564,21 +554,13 @@ impl AgentTools {
             }
             .filter(|document| document.project_id == scope.project_id)
             .ok_or_else(out_of_scope)?;
-            let text = match &document.not_indexed_reason {
-                Some(_) => String::new(),
-                None => match search_text_of(
-                    &*self.library,
-                    &document.sha256,
-                    document.doc_type,
-                    &document.media_type,
-                    &document.title,
-                )
-                .await
-                {
-                    SearchText::Text(text) => text,
-                    SearchText::NotIndexed(_) => String::new(),
-                },
-            };
+            // What the library read on arrival: reading a document again
+            // costs nothing but the query.
+            let text = self
+                .store
+                .document_text(&document.id)
+                .await?
+                .unwrap_or_default();
             Ok(DocumentTextView::new(
                 document,
                 &text,

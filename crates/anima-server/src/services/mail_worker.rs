@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError,
-    document::DocumentType,
+    document::{DocumentType, SearchText},
     error::reason,
     id::parse_id,
     mail::{
@@ -27,6 +27,9 @@ use crate::{
     library::{Library, content_of, search_text_of},
 };
 
+/// How long reading the text of one mail's attachments may take in all.
+const MAIL_TEXT_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The MailWorkerService implementation.
 #[derive(Clone)]
 pub struct MailWorkerApi {
@@ -45,7 +48,11 @@ impl MailWorkerApi {
     /// An attachment as the worker sends it, its bytes handed to the
     /// library; a missing name or type gets a neutral one rather than
     /// refusing the mail.
-    async fn mail_file(&self, file: pb::MailFile) -> Result<MailFile, DomainError> {
+    async fn mail_file(
+        &self,
+        file: pb::MailFile,
+        read_by: tokio::time::Instant,
+    ) -> Result<MailFile, DomainError> {
         let file_name = match file.file_name.trim() {
             "" => "attachment".to_owned(),
             name => name.chars().take(255).collect(),
@@ -56,14 +63,21 @@ impl MailWorkerApi {
         };
         validate::max_chars("files.media_type", &media_type, 255)?;
         let blob = self.library.put(content_of(file.content)).await?;
-        let text = search_text_of(
+        let reading = search_text_of(
             &*self.library,
             &blob.sha256,
             DocumentType::Attachment,
             &media_type,
             &file_name,
-        )
-        .await;
+        );
+        let text = tokio::time::timeout_at(read_by, reading)
+            .await
+            .unwrap_or_else(|_| {
+                SearchText::NotIndexed(format!(
+                    "its text was not read: the mail's attachments took longer than {} s",
+                    MAIL_TEXT_BUDGET.as_secs()
+                ))
+            });
         Ok(MailFile {
             file_name,
             media_type,
@@ -318,10 +332,13 @@ impl MailWorkerApi {
         validate::max_chars("email.message_id", &email.message_id, 998)?;
         rules::body(&request.body)?;
         // Stored before the mail is recorded: bytes of a mail that then
-        // fails (or was received already) are the sweep's to take.
+        // fails (or was received already) are the sweep's to take. Reading
+        // their text has a budget per mail, so the mail is recorded well
+        // within the sweep's grace however many attachments it has.
+        let read_by = tokio::time::Instant::now() + MAIL_TEXT_BUDGET;
         let mut files = Vec::with_capacity(request.files.len());
         for file in request.files {
-            files.push(self.mail_file(file).await?);
+            files.push(self.mail_file(file, read_by).await?);
         }
         let work_item_id = super::optional_id(&request.work_item_id, "work_item_id")?;
         let suggestion =

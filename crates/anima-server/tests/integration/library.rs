@@ -100,7 +100,7 @@ async fn download(
 /// The library's client over the test server's blobs.
 fn library_of(server: &TestServer) -> GrpcLibrary {
     GrpcLibrary::hosted(anima_server::in_process::channel(
-        tonic::service::Routes::new(anima_library::service(server.blobs.clone())),
+        tonic::service::Routes::new(anima_library::service(server.blobs.clone(), None)),
     ))
 }
 

@@ -44,7 +44,8 @@ pub fn hosted_library() -> (anima_library::BlobStore, Channel, tempfile::TempDir
         anima_library::BlobStore::in_directory(dir.path(), anima_library::DEFAULT_MAX_BLOB_BYTES)
             .expect("library");
     let channel = anima_server::in_process::channel(tonic::service::Routes::new(
-        anima_library::service(blobs.clone()),
+        // This test binary serves no PDF readers: PDFs are kept unsearched.
+        anima_library::service(blobs.clone(), None),
     ));
     (blobs, channel, dir)
 }
