@@ -224,6 +224,23 @@ impl Client {
             .await
     }
 
+    /// A project's documents whose title or text holds `query`, with the
+    /// text around the match.
+    pub async fn search_documents(
+        &self,
+        project_id: &str,
+        query: &str,
+    ) -> Result<Vec<pb::SearchHit>, tonic::Status> {
+        self.session
+            .call(pb::SearchDocumentsRequest {
+                project_id: project_id.to_owned(),
+                query: query.to_owned(),
+                limit: 50,
+            })
+            .await
+            .map(|found| found.hits)
+    }
+
     /// A project's members and their roles.
     pub async fn members(&self, project_id: &str) -> Result<Vec<pb::ProjectMember>, tonic::Status> {
         self.session

@@ -470,16 +470,13 @@ pub fn size(bytes: i64) -> String {
 }
 
 /// The library: documents whose title contains `search` (any case),
-/// newest first.
+/// newest first; what the cache can answer without the server.
 pub fn document_rows(
     documents: &[pb::Document],
     projects: &[pb::Project],
     search: &str,
 ) -> Vec<DocumentRow> {
-    let names: HashMap<&str, &str> = projects
-        .iter()
-        .map(|project| (project.id.as_str(), project.name.as_str()))
-        .collect();
+    let names = project_names(projects);
     let search = search.trim().to_lowercase();
     let mut found: Vec<&pb::Document> = documents
         .iter()
@@ -488,24 +485,61 @@ pub fn document_rows(
     found.sort_by_key(|document| std::cmp::Reverse(document.create_time.map(|t| t.seconds)));
     found
         .into_iter()
-        .map(|document| DocumentRow {
-            id: document.id.as_str().into(),
-            title: document.title.as_str().into(),
-            kind: document_type(document.r#type).into(),
-            size: size(document.size_bytes).into(),
-            project: names
-                .get(document.project_id.as_str())
-                .copied()
-                .unwrap_or_default()
-                .into(),
-            time: document
-                .create_time
-                .as_ref()
-                .map(short_time)
-                .unwrap_or_default()
-                .into(),
+        .map(|document| document_row(document, &names, ""))
+        .collect()
+}
+
+/// The library as the server's search found it (titles and text), with
+/// the text around each match, in the order found.
+pub fn search_rows(hits: &[pb::SearchHit], projects: &[pb::Project]) -> Vec<DocumentRow> {
+    let names = project_names(projects);
+    hits.iter()
+        .filter_map(|hit| {
+            let document = hit.document.as_ref()?;
+            let snippet = match hit.snippet.as_str() {
+                // A title match shows the title as its snippet.
+                snippet if snippet == document.title => "",
+                snippet => snippet,
+            };
+            Some(document_row(document, &names, snippet))
         })
         .collect()
+}
+
+fn project_names(projects: &[pb::Project]) -> HashMap<&str, &str> {
+    projects
+        .iter()
+        .map(|project| (project.id.as_str(), project.name.as_str()))
+        .collect()
+}
+
+fn document_row(
+    document: &pb::Document,
+    names: &HashMap<&str, &str>,
+    snippet: &str,
+) -> DocumentRow {
+    DocumentRow {
+        id: document.id.as_str().into(),
+        title: document.title.as_str().into(),
+        kind: document_type(document.r#type).into(),
+        size: size(document.size_bytes).into(),
+        project: names
+            .get(document.project_id.as_str())
+            .copied()
+            .unwrap_or_default()
+            .into(),
+        time: document
+            .create_time
+            .as_ref()
+            .map(short_time)
+            .unwrap_or_default()
+            .into(),
+        snippet: snippet.into(),
+        not_searchable: match document.not_indexed_reason.as_str() {
+            "" => "".into(),
+            why => format!("Not searchable: {why}").into(),
+        },
+    }
 }
 
 /// Workflows, built-ins first, with their phases and skills in order.
@@ -904,6 +938,37 @@ mod tests {
             ]
         );
         assert_eq!(document_rows(&documents, &[], "").len(), 3);
+
+        let hit = |document: pb::Document, snippet: &str| pb::SearchHit {
+            snippet: snippet.into(),
+            document: Some(document),
+            score: 1.0,
+        };
+        let rows = search_rows(
+            &[
+                hit(
+                    document("2", "notes.md", 30, 900),
+                    "pay the invoice by Friday",
+                ),
+                hit(
+                    document("1", "Invoice March.pdf", 10, 10),
+                    "Invoice March.pdf",
+                ),
+            ],
+            &[project("p", "Shop", 0)],
+        );
+        let shown: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|row| (row.title.as_str(), row.snippet.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("notes.md", "pay the invoice by Friday"),
+                ("Invoice March.pdf", "")
+            ],
+            "the server's order; a title match needs no snippet"
+        );
     }
 
     #[test]

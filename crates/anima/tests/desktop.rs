@@ -214,6 +214,16 @@ async fn online(
             .any(|document| document.title == "Window spec.md")
     })
     .await?;
+    // Words only the text holds: the server's search finds them, and the
+    // row shows the text around them.
+    element(window, "search documents")?.set_accessible_value("four PANES");
+    until(runtime, "the search finds the words in the text", || {
+        let rows: Vec<_> = window.get_documents().iter().collect();
+        rows.len() == 1
+            && rows[0].title == "Window spec.md"
+            && rows[0].snippet.contains("Four panes")
+    })
+    .await?;
     element(window, "search documents")?.set_accessible_value("invoice");
     until(runtime, "the search narrows the library", || {
         window.get_documents().row_count() == 0

@@ -73,6 +73,8 @@ struct State {
     dashboard: Option<JoinHandle<()>>,
     /// What the library is filtered by.
     search: String,
+    /// What the server found for it (titles and text), once it answered.
+    search_hits: Option<(String, Vec<pb::SearchHit>)>,
     /// The signed-in user's preferences.
     preferences: Preferences,
     /// Whether a loop is waiting for the server to answer again.
