@@ -112,6 +112,9 @@ pub struct RateLimits {
     /// Uploads one user may have in progress at once, per server
     /// instance (each holds a few MiB of buffers until it ends).
     pub open_uploads_per_user: u32,
+    /// Library searches (`search_library`) one agent session may make over
+    /// MCP per minute: each scans its project's documents' text.
+    pub mcp_searches_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -124,6 +127,7 @@ impl Default for RateLimits {
             mail_classifications_per_hour: 600,
             open_streams_per_user: 32,
             open_uploads_per_user: 4,
+            mcp_searches_per_minute: 30,
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Metered {
     /// A write an agent session makes over MCP (a post, a task, a
     /// decision request), per session.
     McpWrite,
+    /// A search of the library an agent session makes over MCP, per
+    /// session: each scans the project's documents' text.
+    McpSearch,
 }
 
 /// The configured limits over the shared counters. Cheap to clone.
@@ -80,6 +83,12 @@ impl RateLimiter {
                 MINUTE,
                 "mcp",
                 "writes by this agent session",
+            ),
+            Metered::McpSearch => (
+                self.limits.mcp_searches_per_minute,
+                MINUTE,
+                "mcp-search",
+                "library searches by this agent session",
             ),
         };
         if limit == 0 {

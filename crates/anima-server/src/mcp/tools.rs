@@ -517,6 +517,9 @@ impl AgentTools {
             }
         });
         self.run("search_library", &parts, None, valid, |scope| async move {
+            self.limits
+                .take(Metered::McpSearch, &scope.session_id)
+                .await?;
             let hits = self
                 .store
                 .search_documents(&scope.project_id, &query, i64::from(limit))

@@ -29,6 +29,7 @@ on_both_backends!(
     the_dashboard_shows_the_sessions_at_work,
     an_agent_session_writes_at_a_bounded_rate,
     agents_search_and_read_their_own_projects_documents,
+    an_agent_session_searches_at_a_bounded_rate,
 );
 
 struct Setup {
@@ -942,4 +943,27 @@ async fn agents_search_and_read_their_own_projects_documents(backend: Backend) {
     .await
     .expect_err("too much at once");
     assert!(refused.contains("INVALID_FIELD"), "{refused}");
+}
+
+/// Each library search scans the project's text: a session makes at most
+/// `mcp_searches_per_minute` of them.
+async fn an_agent_session_searches_at_a_bounded_rate(backend: Backend) {
+    let mut config = anima_server::ServerConfig::default();
+    config.rate_limits.mcp_searches_per_minute = 2;
+    let setup = setup_with(backend, config).await;
+    let item = work_item(&setup, "Agents", "Search a lot").await;
+    let (_, token) = start(&setup, &item).await;
+    let client = connect(&setup.server, &token).await.expect("connect");
+    for _ in 0..2 {
+        call(&client, "search_library", json!({"query": "anything"}))
+            .await
+            .expect("within the limit");
+    }
+    let refused = call(&client, "search_library", json!({"query": "anything"}))
+        .await
+        .expect_err("past the limit");
+    assert!(refused.contains("RATE_LIMITED"), "{refused}");
+    call(&client, "get_work_item", json!({}))
+        .await
+        .expect("other reads are not held up");
 }
