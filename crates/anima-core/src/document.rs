@@ -59,6 +59,12 @@ pub struct Document {
     pub created_at: i64,
 }
 
+/// How the library names bytes: their SHA-256, lower-case hex.
+pub fn content_sha256(content: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(content))
+}
+
 /// What search has of a document: the text the library read from it, or
 /// why there is none (it is kept and listed all the same).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,7 +171,7 @@ pub async fn terminate_listeners(url: &str) -> usize {
 /// Keeps `content` in the database at `url` the way documents' bytes were
 /// kept before the library (a row of `blobs`); returns its SHA-256.
 pub async fn keep_bytes_in_database(url: &str, content: &[u8]) -> String {
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content));
+    let sha256 = anima_core::document::content_sha256(content);
     const INSERT: &str = "INSERT INTO blobs (sha256, size_bytes, content) VALUES ($1, $2, $3)";
     let size_bytes = content.len() as i64;
     if url.starts_with("postgres") {

@@ -7,7 +7,7 @@
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentHit, NewDocument, SearchText, snippet},
+    document::{Document, DocumentHit, NewDocument, SearchText, content_sha256, snippet},
     error::reason,
     event::EventKind,
     id::new_id,
@@ -17,7 +17,6 @@ use anima_core::{
 };
 use async_trait::async_trait;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Ordered, PostgresStore, SqliteStore, page_of, planning::to_json};
@@ -31,10 +30,6 @@ fn document_not_found(id: &str) -> DomainError {
         reason::DOCUMENT_NOT_FOUND,
         format!("no document with id {id}"),
     )
-}
-
-fn sha256_hex(content: &[u8]) -> String {
-    hex::encode(Sha256::digest(content))
 }
 
 /// `LIKE` pattern for a substring, with the wildcards in it escaped.
@@ -176,7 +171,7 @@ macro_rules! document_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 content: Vec<u8>,
             ) -> StoreResult<(String, i64)> {
-                let sha256 = sha256_hex(&content);
+                let sha256 = content_sha256(&content);
                 let size_bytes = content.len() as i64;
                 sqlx::query(
                     "INSERT INTO blobs (sha256, size_bytes, content) VALUES ($1, $2, $3) \

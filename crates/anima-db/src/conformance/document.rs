@@ -22,7 +22,7 @@ fn page() -> PageRequest {
 /// How the library would name `content`.
 pub fn stored(content: &[u8]) -> StoredBlob {
     StoredBlob {
-        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
+        sha256: anima_core::document::content_sha256(content),
         size_bytes: content.len() as i64,
     }
 }

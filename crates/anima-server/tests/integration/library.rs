@@ -11,7 +11,7 @@ use anima_proto::v1::{self as pb, document_service_client::DocumentServiceClient
 use anima_server::library::{GrpcLibrary, Library, move_legacy_blobs, sweep_unnamed_blobs};
 use tonic::{Code, transport::Channel};
 
-use crate::common::{Backend, TestServer, authed, code_and_reason};
+use crate::common::{Backend, TestServer, authed, code_and_reason, endless_upload};
 
 on_both_backends!(
     without_a_library_documents_are_refused,
@@ -138,10 +138,7 @@ async fn documents_stream_into_the_library_and_back(backend: Backend) {
     .await
     .expect("upload");
     assert_eq!(stored.size_bytes, spec.len() as i64);
-    assert_eq!(
-        stored.sha256,
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spec))
-    );
+    assert_eq!(stored.sha256, anima_core::document::content_sha256(&spec));
     assert_eq!(
         download(&mut documents, &token, &stored.id)
             .await
@@ -351,15 +348,8 @@ async fn bad_uploads_store_nothing(backend: Backend) {
 
     // 101 MiB, sent as an endless stream: refused while it streams.
     let metadata = upload_of(&project, "huge.bin", b"").swap_remove(0);
-    let endless =
-        tokio_stream::iter(std::iter::once(metadata).chain(std::iter::repeat_with(|| {
-            pb::UploadDocumentRequest {
-                content: vec![1; 1024 * 1024],
-                ..Default::default()
-            }
-        })));
     let status = documents
-        .upload_document(authed(&token, endless))
+        .upload_document(authed(&token, endless_upload(metadata)))
         .await
         .expect_err("past 100 MiB");
     assert_eq!(

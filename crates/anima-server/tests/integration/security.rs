@@ -4,7 +4,9 @@
 use anima_client::Services;
 use std::time::Duration;
 
-use crate::common::{Backend, PASSWORD, TestServer, authed, code_and_reason, failure};
+use crate::common::{
+    Backend, PASSWORD, TestServer, authed, code_and_reason, endless_upload, failure,
+};
 use anima_core::permission::DEFAULT_ROLES;
 use anima_proto::v1::{self as pb};
 use anima_server::{ServerConfig, config::ProjectCreators};
@@ -690,14 +692,8 @@ async fn uploads_are_limited_per_user(backend: Backend) {
         last: false,
         ..upload("second.txt")
     };
-    let endless = tokio_stream::iter(std::iter::once(second).chain(std::iter::repeat_with(|| {
-        pb::UploadDocumentRequest {
-            content: vec![0; 512 * 1024],
-            ..Default::default()
-        }
-    })));
     let refused = documents
-        .upload_document(authed(&ada, endless))
+        .upload_document(authed(&ada, endless_upload(second)))
         .await
         .expect_err("over the limit");
     assert_rate_limited(

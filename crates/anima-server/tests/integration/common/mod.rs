@@ -163,6 +163,19 @@ async fn password_hash() -> String {
     .clone()
 }
 
+/// An upload that starts with `first` and then sends 1 MiB chunks for
+/// ever: only a refusal while it streams ends the call.
+pub fn endless_upload(
+    first: pb::UploadDocumentRequest,
+) -> impl tokio_stream::Stream<Item = pb::UploadDocumentRequest> {
+    tokio_stream::iter(std::iter::once(first).chain(std::iter::repeat_with(|| {
+        pb::UploadDocumentRequest {
+            content: vec![1; 1024 * 1024],
+            ..Default::default()
+        }
+    })))
+}
+
 /// A request carrying `authorization: Bearer <token>`.
 pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
