@@ -18,6 +18,9 @@ pub const MAX_UPLOAD_CHUNK: usize = 1024 * 1024;
 /// Characters of text kept per document for search.
 pub const MAX_SEARCH_TEXT: usize = 1024 * 1024;
 
+/// The most characters of a library search's query.
+pub const MAX_QUERY_CHARS: usize = 500;
+
 named_enum!(
     /// What a document is.
     DocumentType, "document type" {
@@ -105,50 +108,6 @@ pub struct NewDocument {
     pub author: Actor,
 }
 
-/// A search hit: the document and the text around the match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocumentHit {
-    /// The document.
-    pub document: Document,
-    /// Text around the first match (the title when only it matched).
-    pub snippet: String,
-}
-
 /// Bytes of a textual document's start that hold all of its searchable
 /// text (a character has at most four).
 pub const SEARCH_TEXT_BYTES: usize = 4 * MAX_SEARCH_TEXT;
-
-/// About `width` characters of `text` around the first case-insensitive
-/// occurrence of `query`, or `None` when it does not occur.
-pub fn snippet(text: &str, query: &str, width: usize) -> Option<String> {
-    let lower = text.to_lowercase();
-    let needle = query.to_lowercase();
-    let at = lower.find(&needle)?;
-    // Lower-casing can change byte lengths; count characters instead.
-    let start_char = lower[..at].chars().count().saturating_sub(width / 2);
-    Some(
-        text.chars()
-            .skip(start_char)
-            .take(width)
-            .collect::<String>()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snippets_surround_the_match() {
-        let text = "Alpha beta gamma delta epsilon zeta eta theta";
-        assert_eq!(snippet(text, "DELTA", 12).as_deref(), Some("gamma delta"));
-        assert_eq!(snippet(text, "omega", 12), None);
-        assert_eq!(
-            snippet("Äpfel und Birnen", "birnen", 40).as_deref(),
-            Some("Äpfel und Birnen")
-        );
-    }
-}

@@ -23,7 +23,7 @@ use anima_core::{
         SessionStatus, Task, TaskStatus, TerminalEvent,
     },
     capability::Capability,
-    document::{Document, DocumentHit, NewDocument},
+    document::{Document, NewDocument},
     mail::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
         OutboundClaim, OutboundOutcome,
@@ -756,14 +756,6 @@ pub trait DocumentStore: Send + Sync {
     ) -> StoreResult<Page<Document>>;
     /// Deletes a document of an active project.
     async fn delete_document(&self, id: &str, by: &Actor) -> StoreResult<()>;
-    /// A project's documents whose title or text contains `query`
-    /// (case-insensitive), newest first, at most `limit`.
-    async fn search_documents(
-        &self,
-        project_id: &str,
-        query: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<DocumentHit>>;
     /// The searchable text of a document (what its library read on
     /// arrival), if it has any.
     async fn document_text(&self, id: &str) -> StoreResult<Option<String>>;

@@ -236,6 +236,7 @@ impl Client {
                 project_id: project_id.to_owned(),
                 query: query.to_owned(),
                 limit: 50,
+                ..Default::default()
             })
             .await
             .map(|found| found.hits)

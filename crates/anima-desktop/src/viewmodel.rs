@@ -943,6 +943,7 @@ mod tests {
             snippet: snippet.into(),
             document: Some(document),
             score: 1.0,
+            chunk: 0,
         };
         let rows = search_rows(
             &[

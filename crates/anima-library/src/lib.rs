@@ -1,6 +1,8 @@
 //! anima-library, Seshat's Library: the internal service that keeps the
-//! bytes of documents ([`blobs`]) and reads their text ([`extract`]),
-//! reached over gRPC (`LibraryService`)
+//! bytes of documents ([`blobs`]), reads their text ([`extract`]) and finds
+//! documents by their words and their meaning ([`indexer`]: chunks from
+//! [`chunk`], words and vectors in [`index`], the vector graph in
+//! [`vectors`], fusion in [`search`]), reached over gRPC (`LibraryService`)
 //! by anima-server the way it reaches PostgreSQL. It trusts only service
 //! tokens; which user may read which document is decided in anima-server,
 //! which keeps documents' metadata.
@@ -10,8 +12,13 @@
 //! its `ANIMA_LIBRARY_*` variables.
 
 pub mod blobs;
+pub mod chunk;
 pub mod extract;
+pub mod index;
+pub mod indexer;
+pub mod search;
 mod service;
+pub mod vectors;
 
 use std::{path::Path, sync::Arc};
 
@@ -19,6 +26,7 @@ use anima_proto::v1::library_service_server::LibraryServiceServer;
 use anyhow::Context;
 pub use blobs::{BlobMeta, BlobStore, DEFAULT_MAX_BLOB_BYTES};
 pub use extract::{PdfReader, serve_pdf_reader_if_asked};
+pub use indexer::{Embeddings, Indexer};
 use object_store::{aws::AmazonS3Builder, prefix::PrefixStore};
 use serde::{Deserialize, Serialize};
 pub use service::{Library, MAX_CHUNK_BYTES};
@@ -35,6 +43,21 @@ pub struct LibrarySettings {
     pub store: String,
     /// The most bytes one document may have.
     pub max_blob_bytes: u64,
+    /// The search index's database: `sqlite://PATH` or `postgres://…`
+    /// (its tables may share anima-server's database). Empty:
+    /// `library-index.db` in the data directory. One library process
+    /// writes an index at a time.
+    pub index: String,
+    /// anima-ai, for the chunks' vectors (the `anima-library` binary;
+    /// `anima up` uses the anima-ai it hosts or is configured with).
+    /// Empty: documents are found by their words alone.
+    pub ai_url: String,
+    /// The service token anima-ai takes from the library.
+    pub ai_token: String,
+    /// The embedding model's `tokenizer.json`, which measures chunks.
+    /// Empty: all-MiniLM-L6-v2's where scripts/setup-debian installs it;
+    /// without one, chunks are measured in characters.
+    pub tokenizer: String,
 }
 
 impl Default for LibrarySettings {
@@ -42,6 +65,10 @@ impl Default for LibrarySettings {
         Self {
             store: String::new(),
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            index: String::new(),
+            ai_url: String::new(),
+            ai_token: String::new(),
+            tokenizer: String::new(),
         }
     }
 }
@@ -88,7 +115,52 @@ impl LibrarySettings {
 
     /// Refuses what [`LibrarySettings::open`] would, without opening.
     pub fn check(&self) -> anyhow::Result<()> {
-        self.location().map(drop)
+        self.location()?;
+        self.embeddings()?;
+        Ok(())
+    }
+
+    /// anima-ai as `ai_url` and `ai_token` name it, if they do.
+    pub fn embeddings(&self) -> anyhow::Result<Option<Embeddings>> {
+        match (self.ai_url.trim(), self.ai_token.trim()) {
+            ("", _) => Ok(None),
+            (_, "") => anyhow::bail!("ai_url is set without ai_token"),
+            (url, token) => Embeddings::remote(url, token).map(Some),
+        }
+    }
+
+    /// Opens the search index (created on first use) with `ai` for its
+    /// vectors; `data_dir` holds the default one. The caller runs
+    /// [`Indexer::embed_forever`].
+    pub async fn open_index(
+        &self,
+        data_dir: Option<&Path>,
+        ai: Option<Embeddings>,
+    ) -> anyhow::Result<Arc<Indexer>> {
+        let url = match self.index.trim() {
+            "" => {
+                let dir =
+                    data_dir.context("no data directory for the index; set [library] index")?;
+                let path = dir.join("library-index.db");
+                create_private(&path)?;
+                format!("sqlite://{}", path.display())
+            }
+            url => url.to_owned(),
+        };
+        let store = index::open(&url).await?;
+        let tokenizer = match self.tokenizer.trim() {
+            "" => dirs::data_dir()
+                .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
+                .filter(|path| path.is_file()),
+            path => Some(std::path::PathBuf::from(path)),
+        };
+        let chunker = chunk::Chunker::new(tokenizer.as_deref());
+        tracing::info!(
+            measure = chunker.measure(),
+            vectors = ai.is_some(),
+            "library index open"
+        );
+        Ok(Indexer::new(store, chunker, ai))
     }
 
     /// Opens the configured store; `data_dir` holds the default one.
@@ -128,10 +200,31 @@ enum Location<'a> {
     S3 { bucket: &'a str, prefix: &'a str },
 }
 
+/// Creates the index's file readable by this user alone (it holds every
+/// project's text); SQLite gives its journal files the same mode.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(())
+}
+
 /// The tonic service to mount on a server, with its messages allowed up to
-/// one upload chunk in size; `pdf` reads PDFs' text (without one, PDFs are
-/// kept but not searched).
-pub fn service(blobs: BlobStore, pdf: Option<PdfReader>) -> LibraryServiceServer<Library> {
-    LibraryServiceServer::new(Library::new(blobs, pdf))
-        .max_decoding_message_size(MAX_CHUNK_BYTES + 1024)
+/// one upload chunk or one document's text in size; `pdf` reads PDFs' text
+/// (without one, PDFs are kept but not searched).
+pub fn service(
+    blobs: BlobStore,
+    pdf: Option<PdfReader>,
+    indexer: Arc<Indexer>,
+) -> LibraryServiceServer<Library> {
+    LibraryServiceServer::new(Library::new(blobs, pdf, indexer)).max_decoding_message_size(
+        MAX_CHUNK_BYTES.max(anima_core::document::SEARCH_TEXT_BYTES) + 64 * 1024,
+    )
 }

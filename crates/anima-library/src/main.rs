@@ -6,7 +6,7 @@ use anima_proto::service_auth::ServiceTokens;
 use clap::Parser;
 
 /// Runs Seshat's Library, the internal service that keeps documents'
-/// bytes. Where they are kept comes from the `[library]` section of
+/// bytes and finds them by their words and meaning. Where they are kept comes from the `[library]` section of
 /// `anima.toml` and `ANIMA_LIBRARY_*` variables (`anima config check`
 /// lists them).
 #[derive(Parser)]
@@ -28,8 +28,9 @@ struct Args {
         hide_env_values = true
     )]
     tokens: Vec<String>,
-    /// Holds `library/` when `[library] store` is not set (default: the
-    /// user's data directory, `anima` in it).
+    /// Holds `library/` and `library-index.db` when `[library] store` and
+    /// `index` are not set (default: the user's data directory, `anima` in
+    /// it).
     #[arg(long, env = "ANIMA_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
 }
@@ -60,15 +61,24 @@ async fn main() -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .or_else(|| dirs::data_dir().map(|dir| dir.join("anima")));
-    let blobs = LibrarySettings::load(args.config.as_deref())?.open(data_dir.as_deref())?;
+    let settings = LibrarySettings::load(args.config.as_deref())?;
+    let blobs = settings.open(data_dir.as_deref())?;
     tokio::spawn(blobs.clone().sweep_uploads_forever());
+    let indexer = settings
+        .open_index(data_dir.as_deref(), settings.embeddings()?)
+        .await?;
+    tokio::spawn(indexer.clone().embed_forever());
     // Bound before it says where: with port 0 the system picks one, and
     // the line names it.
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("anima-library listening on {}", listener.local_addr()?);
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            anima_library::service(blobs, Some(anima_library::PdfReader::this_binary()?)),
+            anima_library::service(
+                blobs,
+                Some(anima_library::PdfReader::this_binary()?),
+                indexer,
+            ),
             tokens,
         ))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))

@@ -11,9 +11,13 @@ use anima_proto::{
 use futures_util::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use std::sync::Arc;
+
 use crate::{
     blobs::{BlobMeta, BlobStore},
     extract::{self, Extracted, Format, PdfReader},
+    index::{IndexedDocument, SearchScope},
+    indexer::Indexer,
 };
 
 /// The most bytes one message of an upload may carry.
@@ -30,19 +34,37 @@ type Reply<T> = Result<Response<T>, Status>;
 /// A stream of download chunks.
 type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
 
-/// The service over one blob store. Cheap to clone.
-#[derive(Clone, Debug)]
+/// Search hits when a request names no limit, and the most it may ask.
+const DEFAULT_HITS: i32 = 20;
+const MAX_HITS: i32 = 100;
+
+/// Every document indexed.
+type IndexedDocuments = tonic::codegen::BoxStream<pb::IndexedDocument>;
+
+/// The service over one blob store and one index. Cheap to clone.
+#[derive(Clone)]
 pub struct Library {
     blobs: BlobStore,
     /// Who reads PDFs; without one, PDFs are kept but not searched.
     pdf: Option<PdfReader>,
+    indexer: Arc<Indexer>,
 }
 
 impl Library {
-    /// The service over `blobs`, reading PDFs with `pdf`.
-    pub fn new(blobs: BlobStore, pdf: Option<PdfReader>) -> Self {
-        Self { blobs, pdf }
+    /// The service over `blobs` and `indexer`, reading PDFs with `pdf`.
+    pub fn new(blobs: BlobStore, pdf: Option<PdfReader>, indexer: Arc<Indexer>) -> Self {
+        Self {
+            blobs,
+            pdf,
+            indexer,
+        }
     }
+}
+
+/// An id the server sent, checked (ids are UUIDs; anything else is a
+/// caller's fault, refused before it reaches the index).
+fn checked_id(raw: &str, field: &str) -> Result<String, Status> {
+    anima_core::id::parse_id(raw, field).map_err(to_status)
 }
 
 impl From<BlobMeta> for pb::Blob {
@@ -188,9 +210,139 @@ impl LibraryService for Library {
         _request: Request<pb::GetLibraryStatsRequest>,
     ) -> Reply<pb::LibraryStats> {
         let (blobs, blob_bytes) = self.blobs.stats().await.map_err(to_status)?;
+        let (index, model) = self.indexer.stats().await.map_err(to_status)?;
         Ok(Response::new(pb::LibraryStats {
             blobs: i64::try_from(blobs).unwrap_or(i64::MAX),
             blob_bytes: i64::try_from(blob_bytes).unwrap_or(i64::MAX),
+            documents: index.documents,
+            chunks: index.chunks,
+            chunks_embedded: index.embedded,
+            model: model.unwrap_or_default(),
+        }))
+    }
+
+    async fn index_document(
+        &self,
+        request: Request<pb::IndexDocumentRequest>,
+    ) -> Reply<pb::IndexDocumentResponse> {
+        let request = request.into_inner();
+        let document = IndexedDocument {
+            id: checked_id(&request.document_id, "document_id")?,
+            project_id: checked_id(&request.project_id, "project_id")?,
+            work_item_id: match request.work_item_id.as_str() {
+                "" => None,
+                raw => Some(checked_id(raw, "work_item_id")?),
+            },
+            doc_type: request.doc_type,
+            title: request.title,
+        };
+        anima_core::validate::name("title", &document.title).map_err(to_status)?;
+        if request.text.len() > anima_core::document::SEARCH_TEXT_BYTES {
+            return Err(to_status(DomainError::invalid_argument(
+                reason::FIELD_TOO_LONG,
+                format!(
+                    "the text has {} bytes; the most indexed is {}",
+                    request.text.len(),
+                    anima_core::document::SEARCH_TEXT_BYTES
+                ),
+            )));
+        }
+        let indexed = self
+            .indexer
+            .index(document, &request.media_type, request.text)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::IndexDocumentResponse {
+            chunks: i32::try_from(indexed.chunks).unwrap_or(i32::MAX),
+            forgotten: indexed.forgotten,
+        }))
+    }
+
+    async fn forget_document(
+        &self,
+        request: Request<pb::ForgetDocumentRequest>,
+    ) -> Reply<pb::ForgetDocumentResponse> {
+        let id = checked_id(&request.into_inner().document_id, "document_id")?;
+        self.indexer.forget(&id).await.map_err(to_status)?;
+        Ok(Response::new(pb::ForgetDocumentResponse {}))
+    }
+
+    async fn list_indexed_documents(
+        &self,
+        _request: Request<pb::ListIndexedDocumentsRequest>,
+    ) -> Reply<IndexedDocuments> {
+        let documents = self.indexer.documents().await.map_err(to_status)?;
+        Ok(Response::new(
+            futures_util::stream::iter(documents.into_iter().map(|document| {
+                Ok(pb::IndexedDocument {
+                    document_id: document.id,
+                    project_id: document.project_id,
+                    work_item_id: document.work_item_id.unwrap_or_default(),
+                    title: document.title,
+                })
+            }))
+            .boxed(),
+        ))
+    }
+
+    async fn search_chunks(
+        &self,
+        request: Request<pb::SearchChunksRequest>,
+    ) -> Reply<pb::SearchChunksResponse> {
+        let request = request.into_inner();
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(to_status(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "query is required",
+            )));
+        }
+        anima_core::validate::max_chars("query", query, anima_core::document::MAX_QUERY_CHARS)
+            .map_err(to_status)?;
+        let limit = match request.limit {
+            0 => DEFAULT_HITS,
+            1..=MAX_HITS => request.limit,
+            _ => {
+                return Err(to_status(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("limit must be between 1 and {MAX_HITS}"),
+                )));
+            }
+        };
+        if request.project_ids.is_empty() {
+            return Err(to_status(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "project_ids is required: the projects the caller may read",
+            )));
+        }
+        let scope = SearchScope {
+            project_ids: request.project_ids,
+            work_item_id: match request.work_item_id.as_str() {
+                "" => None,
+                raw => Some(checked_id(raw, "work_item_id")?),
+            },
+            doc_types: request.doc_types,
+        };
+        let found = self
+            .indexer
+            .search(query, &scope, limit as usize)
+            .await
+            .map_err(to_status)?;
+        let rank = |rank: Option<usize>| rank.map_or(0, |rank| i32::try_from(rank).unwrap_or(0));
+        Ok(Response::new(pb::SearchChunksResponse {
+            hits: found
+                .hits
+                .into_iter()
+                .map(|hit| pb::ChunkHit {
+                    document_id: hit.document_id,
+                    chunk: hit.chunk,
+                    snippet: hit.snippet,
+                    score: hit.score,
+                    lexical_rank: rank(hit.lexical_rank),
+                    vector_rank: rank(hit.vector_rank),
+                })
+                .collect(),
+            model: found.model.unwrap_or_default(),
         }))
     }
 }

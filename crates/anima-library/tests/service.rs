@@ -259,7 +259,10 @@ async fn uploads_past_the_limit_are_refused_while_streaming_and_leave_nothing() 
     assert_eq!(reason(&status), "EMPTY_CONTENT");
 
     assert_eq!(stats(&mut client).await, (0, 0));
-    assert_eq!(files_under(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_under(&dir.path().join("library")),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[tokio::test]

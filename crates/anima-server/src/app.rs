@@ -92,6 +92,7 @@ pub struct Api {
     routes: Routes,
     authenticator: Authenticator,
     store: Arc<dyn Store>,
+    library: Arc<dyn Library>,
     limits: RateLimiter,
 }
 
@@ -105,7 +106,13 @@ impl Api {
                 self.authenticator.clone(),
                 authorize,
             ));
-        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
+        Self::with_http(
+            grpc,
+            self.store,
+            self.library,
+            self.limits,
+            &self.authenticator,
+        )
     }
 
     /// The same services behind [`trust_every_caller`] instead: for
@@ -119,12 +126,19 @@ impl Api {
             .layer(axum::middleware::from_fn(
                 crate::middleware::trust_every_caller,
             ));
-        Self::with_http(grpc, self.store, self.limits, &self.authenticator)
+        Self::with_http(
+            grpc,
+            self.store,
+            self.library,
+            self.limits,
+            &self.authenticator,
+        )
     }
 
     fn with_http(
         grpc: Router,
         store: Arc<dyn Store>,
+        library: Arc<dyn Library>,
         limits: RateLimiter,
         authenticator: &Authenticator,
     ) -> Router {
@@ -134,7 +148,8 @@ impl Api {
             get(move || async move { format!("ok {backend}\n") }),
         );
         let cache = authenticator.cache().clone();
-        grpc.merge(http).merge(mcp::router(store, limits, cache))
+        grpc.merge(http)
+            .merge(mcp::router(store, library, limits, cache))
     }
 }
 
@@ -286,6 +301,7 @@ pub async fn api(
         routes,
         authenticator,
         store,
+        library,
         limits,
     })
 }

@@ -13,13 +13,16 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use anima_core::{
     DomainError, ErrorCode,
-    document::{DocumentType, SearchText, StoredBlob},
+    document::{Document, DocumentType, SearchText, StoredBlob},
     error::reason,
     model::now_micros,
+    paging::PageRequest,
 };
-use anima_db::Store;
+use anima_db::{DocumentFilter, Store};
 use anima_proto::v1::{self as pb, library_service_client::LibraryServiceClient};
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 use tonic::{
@@ -41,6 +44,47 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// A document's bytes as they are read.
 pub type Content = BoxStream<'static, Result<Vec<u8>, DomainError>>;
+
+/// A search of the library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LibraryQuery {
+    /// What is sought (checked by the caller: 1 to 500 characters).
+    pub query: String,
+    /// Only documents of these projects: those the caller may read.
+    pub project_ids: Vec<String>,
+    /// Only documents of this work item.
+    pub work_item_id: Option<String>,
+    /// Only documents of these types (none: all).
+    pub doc_types: Vec<DocumentType>,
+    /// The most hits.
+    pub limit: i32,
+}
+
+/// One document the library found: its best chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LibraryHit {
+    /// The document.
+    pub document_id: String,
+    /// Which of its chunks, from 0.
+    pub chunk: i32,
+    /// The chunk's text around the match.
+    pub snippet: String,
+    /// Higher is better.
+    pub score: f64,
+}
+
+/// A document as the library's index has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedDocument {
+    /// Its id.
+    pub id: String,
+    /// Its project when indexed.
+    pub project_id: String,
+    /// Its work item when indexed.
+    pub work_item_id: Option<String>,
+    /// Its title when indexed.
+    pub title: String,
+}
 
 /// The library as anima-server uses it.
 #[tonic::async_trait]
@@ -64,6 +108,15 @@ pub trait Library: Send + Sync + 'static {
         media_type: &str,
         file_name: &str,
     ) -> Result<SearchText, DomainError>;
+    /// Makes the document searchable by `text` (`None`: by its title
+    /// alone), in place of what it was indexed with before.
+    async fn index(&self, document: &Document, text: Option<String>) -> Result<(), DomainError>;
+    /// Takes the document out of search for good.
+    async fn forget(&self, document_id: &str) -> Result<(), DomainError>;
+    /// Every document indexed.
+    async fn indexed(&self) -> Result<Vec<IndexedDocument>, DomainError>;
+    /// The documents that best match, best first.
+    async fn search(&self, query: LibraryQuery) -> Result<Vec<LibraryHit>, DomainError>;
 }
 
 /// What search gets of a document just stored: its text, or why it has
@@ -121,6 +174,18 @@ impl Library for NoLibrary {
         _media_type: &str,
         _file_name: &str,
     ) -> Result<SearchText, DomainError> {
+        Err(no_library())
+    }
+    async fn index(&self, _document: &Document, _text: Option<String>) -> Result<(), DomainError> {
+        Err(no_library())
+    }
+    async fn forget(&self, _document_id: &str) -> Result<(), DomainError> {
+        Err(no_library())
+    }
+    async fn indexed(&self) -> Result<Vec<IndexedDocument>, DomainError> {
+        Err(no_library())
+    }
+    async fn search(&self, _query: LibraryQuery) -> Result<Vec<LibraryHit>, DomainError> {
         Err(no_library())
     }
 }
@@ -324,6 +389,170 @@ impl Library for GrpcLibrary {
             _ => SearchText::NotIndexed(answer.not_indexed_reason),
         })
     }
+
+    async fn index(&self, document: &Document, text: Option<String>) -> Result<(), DomainError> {
+        self.client
+            .clone()
+            .index_document(self.request(pb::IndexDocumentRequest {
+                document_id: document.id.clone(),
+                project_id: document.project_id.clone(),
+                work_item_id: document.work_item_id.clone().unwrap_or_default(),
+                doc_type: document.doc_type.as_str().to_owned(),
+                media_type: document.media_type.clone(),
+                title: document.title.clone(),
+                text: text.unwrap_or_default(),
+            }))
+            .await
+            .map_err(from_status)?;
+        Ok(())
+    }
+
+    async fn forget(&self, document_id: &str) -> Result<(), DomainError> {
+        self.client
+            .clone()
+            .forget_document(self.request(pb::ForgetDocumentRequest {
+                document_id: document_id.to_owned(),
+            }))
+            .await
+            .map_err(from_status)?;
+        Ok(())
+    }
+
+    async fn indexed(&self) -> Result<Vec<IndexedDocument>, DomainError> {
+        self.client
+            .clone()
+            .list_indexed_documents(self.request(pb::ListIndexedDocumentsRequest {}))
+            .await
+            .map_err(from_status)?
+            .into_inner()
+            .map_ok(|document| IndexedDocument {
+                id: document.document_id,
+                project_id: document.project_id,
+                work_item_id: Some(document.work_item_id).filter(|id| !id.is_empty()),
+                title: document.title,
+            })
+            .map_err(from_status)
+            .try_collect()
+            .await
+    }
+
+    async fn search(&self, query: LibraryQuery) -> Result<Vec<LibraryHit>, DomainError> {
+        let answer = self
+            .client
+            .clone()
+            .search_chunks(
+                self.request(pb::SearchChunksRequest {
+                    query: query.query,
+                    project_ids: query.project_ids,
+                    work_item_id: query.work_item_id.unwrap_or_default(),
+                    doc_types: query
+                        .doc_types
+                        .iter()
+                        .map(|kind| kind.as_str().to_owned())
+                        .collect(),
+                    limit: query.limit,
+                }),
+            )
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        Ok(answer
+            .hits
+            .into_iter()
+            .map(|hit| LibraryHit {
+                document_id: hit.document_id,
+                chunk: hit.chunk,
+                snippet: hit.snippet,
+                score: hit.score,
+            })
+            .collect())
+    }
+}
+
+/// Indexes the documents with these ids as the store has them now, and
+/// forgets those it no longer has. Failures are logged: the next
+/// [`reconcile_index`] mends what they left.
+pub async fn index_documents(store: &dyn Store, library: &dyn Library, ids: &[String]) {
+    for id in ids {
+        let outcome = match store.get_document(id).await {
+            Ok(document) => match store.document_text(id).await {
+                Ok(text) => library.index(&document, text).await,
+                Err(error) => Err(error.into()),
+            },
+            Err(error) if error.reason == reason::DOCUMENT_NOT_FOUND => library.forget(id).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%error, document = %id, "the library's index is behind on a document");
+        }
+    }
+}
+
+/// Brings the library's index in line with the store: documents it lacks
+/// or has in another place (project, work item, title) are indexed again,
+/// documents the store no longer has are forgotten; returns how many of
+/// each. Run at start and with every sweep, so an index call that failed
+/// (the library was down) or a document moved by mail triage is mended.
+pub async fn reconcile_index(
+    store: &dyn Store,
+    library: &dyn Library,
+) -> Result<(usize, usize), DomainError> {
+    // The index first: a document recorded after this listing is at worst
+    // indexed twice; one deleted after it is forgotten below.
+    let mut indexed: HashMap<String, IndexedDocument> = library
+        .indexed()
+        .await?
+        .into_iter()
+        .map(|document| (document.id.clone(), document))
+        .collect();
+    let mut stale = Vec::new();
+    let mut page = PageRequest::parse(100, "", "documents")?;
+    loop {
+        let documents = store
+            .list_documents(&DocumentFilter::default(), &page)
+            .await?;
+        for document in &documents.items {
+            let current = indexed.remove(&document.id).is_some_and(|indexed| {
+                indexed.project_id == document.project_id
+                    && indexed.work_item_id == document.work_item_id
+                    && indexed.title == document.title
+            });
+            if !current {
+                stale.push(document.id.clone());
+            }
+        }
+        if documents.next_page_token.is_empty() {
+            break;
+        }
+        page = PageRequest::parse(100, &documents.next_page_token, "documents")?;
+    }
+    let gone: Vec<String> = indexed.into_keys().collect();
+    index_documents(store, library, &stale).await;
+    index_documents(store, library, &gone).await;
+    Ok((stale.len(), gone.len()))
+}
+
+/// The documents of `query` that the library found and the store still
+/// has in one of the query's projects, with what the library said of each.
+pub async fn find_documents(
+    store: &dyn Store,
+    library: &dyn Library,
+    query: LibraryQuery,
+) -> Result<Vec<(Document, LibraryHit)>, DomainError> {
+    let projects = query.project_ids.clone();
+    let hits = library.search(query).await?;
+    let mut found = Vec::with_capacity(hits.len());
+    for hit in hits {
+        // The index may lag a deletion or a move by a moment: the store
+        // has the last word on what exists and where.
+        match store.get_document(&hit.document_id).await {
+            Ok(document) if projects.contains(&document.project_id) => found.push((document, hit)),
+            Ok(_) => {}
+            Err(error) if error.reason == reason::DOCUMENT_NOT_FOUND => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(found)
 }
 
 /// `content` as an upload stream of [`CHUNK_BYTES`] pieces.
@@ -384,11 +613,19 @@ pub async fn sweep_unnamed_blobs(
     Ok(deleted)
 }
 
-/// Sweeps every [`SWEEP_EVERY`], for as long as the server runs.
+/// Reconciles the index and sweeps every [`SWEEP_EVERY`] (the first time
+/// at once), for as long as the server runs.
 pub async fn sweep_forever(store: std::sync::Arc<dyn Store>, library: std::sync::Arc<dyn Library>) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
+        match reconcile_index(&*store, &*library).await {
+            Ok((0, 0)) => {}
+            Ok((indexed, forgotten)) => {
+                tracing::info!(indexed, forgotten, "the library's index caught up")
+            }
+            Err(error) => tracing::warn!(%error, "reconciling the library's index failed"),
+        }
         match sweep_unnamed_blobs(&*store, &*library, SWEEP_GRACE).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "the library's sweep deleted unnamed blobs"),

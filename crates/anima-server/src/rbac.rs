@@ -220,6 +220,10 @@ access_table! {
         "ListBlobs": Internal,
         "GetLibraryStats": Internal,
         "ExtractText": Internal,
+        "IndexDocument": Internal,
+        "ForgetDocument": Internal,
+        "ListIndexedDocuments": Internal,
+        "SearchChunks": Internal,
     }
 }
 

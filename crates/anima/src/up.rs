@@ -170,20 +170,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         login,
     })
     .await?;
+    let ai = anima_ai::service(anima_ai::AiConfig::from_settings(ai)?)?;
     // Seshat's Library, unless the server is pointed at one elsewhere.
     let blobs = match config.library_url.as_str() {
         "" => {
             let blobs = library.open(data_dir.as_deref()).context("[library]")?;
             tokio::spawn(blobs.clone().sweep_uploads_forever());
             let pdf = anima_library::PdfReader::this_binary()?;
-            Some(anima_library::service(blobs, Some(pdf)))
+            // Its vectors come from the anima-ai named in [library], else
+            // the one the server uses: hosted here or at ai_url.
+            let embeddings = match (library.embeddings()?, config.ai_url.as_str()) {
+                (Some(named), _) => named,
+                (None, "") => anima_library::Embeddings::hosted(anima_server::in_process::channel(
+                    Routes::new(ai.clone()),
+                )),
+                (None, url) => anima_library::Embeddings::remote(url, &config.ai_token)?,
+            };
+            let indexer = library
+                .open_index(data_dir.as_deref(), Some(embeddings))
+                .await
+                .context("[library] index")?;
+            tokio::spawn(indexer.clone().embed_forever());
+            Some(anima_library::service(blobs, Some(pdf), indexer))
         }
         _ => None,
     };
     // anima-ai, anima-agent and anima-library answer over in-memory
     // channels, never on the listener.
-    let mut routes =
-        Routes::new(anima_ai::service(anima_ai::AiConfig::from_settings(ai)?)?).add_service(agent);
+    let mut routes = Routes::new(ai).add_service(agent);
     if let Some(blobs) = blobs.clone() {
         routes = routes.add_service(blobs);
     }

@@ -255,6 +255,7 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                     project_id,
                     query,
                     limit,
+                    ..Default::default()
                 })
                 .await?
                 .hits;
@@ -265,6 +266,8 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
                             json!({
                                 "document": hit.document.as_ref().map(document_json),
                                 "snippet": hit.snippet,
+                                "score": hit.score,
+                                "chunk": hit.chunk,
                             })
                         })
                         .collect(),

@@ -1,13 +1,13 @@
 //! The library's documents: their metadata and searchable text, naming
-//! their bytes in Seshat's Library by SHA-256. Search matches titles and
-//! the text of textual documents (case-insensitive substring).
+//! their bytes in Seshat's Library by SHA-256. Search is the library's
+//! (anima-library's index), which anima-server keeps in step.
 //!
 //! Documents' bytes were once rows of `blobs` (which skill files still
 //! use); [`DocumentStore::next_legacy_blob`] hands those to the library.
 
 use anima_core::{
     DomainError,
-    document::{Document, DocumentHit, NewDocument, SearchText, content_sha256, snippet},
+    document::{Document, NewDocument, SearchText, content_sha256},
     error::reason,
     event::EventKind,
     id::new_id,
@@ -22,24 +22,11 @@ use sqlx::Row;
 use super::{Ordered, PostgresStore, SqliteStore, page_of, planning::to_json};
 use crate::{DocumentFilter, DocumentStore, Page, StoreResult};
 
-/// Characters of context a search hit shows.
-const SNIPPET_WIDTH: usize = 160;
-
 fn document_not_found(id: &str) -> DomainError {
     DomainError::not_found(
         reason::DOCUMENT_NOT_FOUND,
         format!("no document with id {id}"),
     )
-}
-
-/// `LIKE` pattern for a substring, with the wildcards in it escaped.
-fn contains_pattern(query: &str) -> String {
-    let escaped = query
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
 }
 
 macro_rules! document_select {
@@ -91,35 +78,6 @@ macro_rules! document_sql {
                 let ordered = Self::writable_project(&mut tx, &document.project_id).await?;
                 Self::remove_document(&mut tx, ordered, &document, by).await?;
                 self.commit(tx).await
-            }
-
-            async fn search_documents(
-                &self,
-                project_id: &str,
-                query: &str,
-                limit: i64,
-            ) -> StoreResult<Vec<DocumentHit>> {
-                let rows = sqlx::query(
-                    "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, \
-                     sha256, not_indexed_reason, created_by, created_at, text FROM documents \
-                     WHERE project_id = $1 AND (LOWER(title) LIKE $2 ESCAPE '\\' \
-                     OR LOWER(text) LIKE $2 ESCAPE '\\') ORDER BY id DESC LIMIT $3",
-                )
-                .bind(project_id)
-                .bind(contains_pattern(query))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|row| {
-                        let document = crate::backend::rows::document(row)?;
-                        let text: Option<String> = row.try_get("text")?;
-                        let snippet = text
-                            .and_then(|text| snippet(&text, query, SNIPPET_WIDTH))
-                            .unwrap_or_else(|| document.title.clone());
-                        Ok(DocumentHit { document, snippet })
-                    })
-                    .collect()
             }
 
             async fn document_text(&self, id: &str) -> StoreResult<Option<String>> {
@@ -289,13 +247,3 @@ macro_rules! document_sql {
 
 document_sql!(PostgresStore, sqlx::Postgres);
 document_sql!(SqliteStore, sqlx::Sqlite);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_wildcards_in_a_query_match_themselves() {
-        assert_eq!(contains_pattern("50%_Off\\"), "%50\\%\\_off\\\\%");
-    }
-}

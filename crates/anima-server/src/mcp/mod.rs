@@ -39,12 +39,17 @@ use serde_json::json;
 pub use access::{TOOLS, ToolAccess, ToolScope};
 pub use tools::AgentTools;
 
-use crate::{auth::token_hash, auth_cache::AuthCache, limits::RateLimiter};
+use crate::{auth::token_hash, auth_cache::AuthCache, library::Library, limits::RateLimiter};
 
 /// The `/mcp` route: token check, then the MCP service.
-/// `limits` meters each session's writes (`mcp_writes_per_minute`); tokens
+/// `library` answers `search_library`; `limits` meters each session's writes (`mcp_writes_per_minute`); tokens
 /// are looked up in `cache` first.
-pub fn router(store: Arc<dyn Store>, limits: RateLimiter, cache: Arc<AuthCache>) -> Router {
+pub fn router(
+    store: Arc<dyn Store>,
+    library: Arc<dyn Library>,
+    limits: RateLimiter,
+    cache: Arc<AuthCache>,
+) -> Router {
     let tools_store = store.clone();
     // Bearer tokens, not the Host header, protect this endpoint, and agents
     // reach it through whatever name their sandbox resolves.
@@ -55,7 +60,13 @@ pub fn router(store: Arc<dyn Store>, limits: RateLimiter, cache: Arc<AuthCache>)
         .disable_allowed_hosts();
     let service: StreamableHttpService<AgentTools, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(AgentTools::new(tools_store.clone(), limits.clone())),
+            move || {
+                Ok(AgentTools::new(
+                    tools_store.clone(),
+                    library.clone(),
+                    limits.clone(),
+                ))
+            },
             Default::default(),
             config,
         );

@@ -35,7 +35,10 @@ use super::{
         PostedView, TaskView, TasksView, ThreadPageView, WorkItemView,
     },
 };
-use crate::limits::{Metered, RateLimiter};
+use crate::{
+    library::{Library, LibraryQuery, find_documents},
+    limits::{Metered, RateLimiter},
+};
 
 /// Most messages one `get_thread` call returns.
 const MAX_THREAD_PAGE: u32 = 200;
@@ -43,9 +46,6 @@ const MAX_THREAD_PAGE: u32 = 200;
 /// Hits `search_library` answers unless asked, and the most it may.
 const DEFAULT_LIBRARY_HITS: u32 = 10;
 const MAX_LIBRARY_HITS: u32 = 50;
-
-/// Characters of a search query, at most (as DocumentService takes).
-const MAX_QUERY_CHARS: usize = 500;
 
 /// Characters `read_document` answers unless asked, and the most it may.
 const DEFAULT_READ_CHARS: u32 = 20_000;
@@ -154,14 +154,20 @@ pub struct ReadDocumentArgs {
 #[derive(Clone)]
 pub struct AgentTools {
     store: Arc<dyn Store>,
+    library: Arc<dyn Library>,
     limits: RateLimiter,
     tool_router: ToolRouter<Self>,
 }
 
 impl AgentTools {
-    pub(super) fn new(store: Arc<dyn Store>, limits: RateLimiter) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        library: Arc<dyn Library>,
+        limits: RateLimiter,
+    ) -> Self {
         Self {
             store,
+            library,
             limits,
             tool_router: Self::tool_router(),
         }
@@ -490,9 +496,9 @@ impl AgentTools {
         .await
     }
 
-    /// Documents of the session's project whose title or text has the words.
+    /// Documents of the session's project that match by words or meaning.
     #[tool(
-        description = "Search the documents of the session's project (specs, mail attachments, patches, notes) by words in their title or text; answers each hit's id, title, type and a snippet around the match."
+        description = "Search the documents of the session's project (specs, mail attachments, patches, notes) by what they are about or by exact words and identifiers (WI-12, ERR_CONN_RESET, a function name); answers the best matches first, each with its id, title, type and a snippet of the matching part."
     )]
     async fn search_library(
         &self,
@@ -501,31 +507,39 @@ impl AgentTools {
     ) -> Result<CallToolResult, ErrorData> {
         let query = args.query.trim().to_owned();
         let limit = args.limit.unwrap_or(DEFAULT_LIBRARY_HITS);
-        let valid = validate::max_chars("query", &query, MAX_QUERY_CHARS).and_then(|()| {
-            if query.is_empty() {
-                Err(DomainError::invalid_argument(
-                    reason::FIELD_REQUIRED,
-                    "query is required",
-                ))
-            } else if limit == 0 || limit > MAX_LIBRARY_HITS {
-                Err(DomainError::invalid_argument(
-                    reason::INVALID_FIELD,
-                    format!("limit must be 1 to {MAX_LIBRARY_HITS}"),
-                ))
-            } else {
-                Ok(())
-            }
-        });
+        let valid = validate::max_chars("query", &query, anima_core::document::MAX_QUERY_CHARS)
+            .and_then(|()| {
+                if query.is_empty() {
+                    Err(DomainError::invalid_argument(
+                        reason::FIELD_REQUIRED,
+                        "query is required",
+                    ))
+                } else if limit == 0 || limit > MAX_LIBRARY_HITS {
+                    Err(DomainError::invalid_argument(
+                        reason::INVALID_FIELD,
+                        format!("limit must be 1 to {MAX_LIBRARY_HITS}"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
         self.run("search_library", &parts, None, valid, |scope| async move {
             self.limits
                 .take(Metered::McpSearch, &scope.session_id)
                 .await?;
-            let hits = self
-                .store
-                .search_documents(&scope.project_id, &query, i64::from(limit))
-                .await?;
+            let found = find_documents(
+                &*self.store,
+                &*self.library,
+                LibraryQuery {
+                    query,
+                    project_ids: vec![scope.project_id.clone()],
+                    limit: i32::try_from(limit).unwrap_or(i32::MAX),
+                    ..Default::default()
+                },
+            )
+            .await?;
             Ok(LibraryHitsView {
-                hits: hits.into_iter().map(LibraryHitView::from).collect(),
+                hits: found.into_iter().map(LibraryHitView::from).collect(),
             })
         })
         .await

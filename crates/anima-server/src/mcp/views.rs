@@ -4,12 +4,14 @@
 use anima_core::{
     agent::Task,
     capability::Capability,
-    document::{Document, DocumentHit},
+    document::Document,
     planning::{Actor, Plan, WorkItem},
     thread::{Decision, Message, MessageKind},
     workflow::Phase,
 };
 use serde::Serialize;
+
+use crate::library::LibraryHit;
 
 /// `get_work_item`: the work item and its plan.
 #[derive(Serialize)]
@@ -177,14 +179,14 @@ pub struct LibraryHitView {
     snippet: String,
 }
 
-impl From<DocumentHit> for LibraryHitView {
-    fn from(hit: DocumentHit) -> Self {
+impl From<(Document, LibraryHit)> for LibraryHitView {
+    fn from((document, hit): (Document, LibraryHit)) -> Self {
         Self {
-            document_id: hit.document.id,
-            title: hit.document.title,
-            r#type: hit.document.doc_type.as_str(),
-            media_type: hit.document.media_type,
-            work_item_id: hit.document.work_item_id,
+            document_id: document.id,
+            title: document.title,
+            r#type: document.doc_type.as_str(),
+            media_type: document.media_type,
+            work_item_id: document.work_item_id,
             snippet: hit.snippet,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, ErrorCode,
-    document::{Document, DocumentType, NewDocument},
+    document::{Document, DocumentType, NewDocument, SearchText},
     error::reason,
     id::parse_id,
     paging::PageRequest,
@@ -26,7 +26,7 @@ use super::{ResponseStream, actor_of, grpc_service, optional_id};
 use crate::{
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
-    library::{Library, search_text_of},
+    library::{Library, LibraryQuery, find_documents, search_text_of},
     limits::{Metered, OpenPerUser, RateLimiter},
 };
 
@@ -200,6 +200,10 @@ impl DocumentApi {
             .await?;
         let text =
             search_text_of(&*self.library, &blob.sha256, doc_type, &media_type, &title).await;
+        let indexed_text = match &text {
+            SearchText::Text(text) => Some(text.clone()),
+            SearchText::NotIndexed(_) => None,
+        };
         let document = self
             .store
             .create_document(NewDocument {
@@ -213,6 +217,11 @@ impl DocumentApi {
                 author: actor_of(context.caller.as_ref())?,
             })
             .await?;
+        // The document is stored either way; an index the library could not
+        // update now is mended by the next reconciliation.
+        if let Err(error) = self.library.index(&document, indexed_text).await {
+            tracing::warn!(%error, document = %document.id, "indexing a new document failed");
+        }
         Ok(document.into())
     }
 
@@ -225,6 +234,9 @@ impl DocumentApi {
         self.store
             .delete_document(&document.id, &actor_of(context.caller.as_ref())?)
             .await?;
+        if let Err(error) = self.library.forget(&document.id).await {
+            tracing::warn!(%error, document = %document.id, "unindexing a deleted document failed");
+        }
         Ok(pb::DeleteDocumentResponse {})
     }
 
@@ -233,7 +245,6 @@ impl DocumentApi {
         context: &RequestContext,
         request: pb::SearchDocumentsRequest,
     ) -> Result<pb::SearchDocumentsResponse, DomainError> {
-        let project_id = parse_id(&request.project_id, "project_id")?;
         let query = request.query.trim();
         if query.is_empty() {
             return Err(DomainError::invalid_argument(
@@ -241,7 +252,7 @@ impl DocumentApi {
                 "query is required",
             ));
         }
-        validate::max_chars("query", query, 500)?;
+        validate::max_chars("query", query, anima_core::document::MAX_QUERY_CHARS)?;
         let limit = match request.limit {
             0 => DEFAULT_HITS,
             1..=MAX_HITS => request.limit,
@@ -252,19 +263,47 @@ impl DocumentApi {
                 ));
             }
         };
-        require_project(&self.store, context, &project_id).await?;
-        let hits = self
-            .store
-            .search_documents(&project_id, query, i64::from(limit))
+        if request.project_id.is_empty() {
+            return Err(DomainError::invalid_argument(
+                reason::FIELD_REQUIRED,
+                "project_id is required",
+            ));
+        }
+        let (project_id, work_item_id) = self
+            .scope(context, &request.project_id, &request.work_item_id)
             .await?;
+        let doc_types = request
+            .types
+            .iter()
+            .map(|raw| {
+                convert::parse_document_type(*raw)?.ok_or_else(|| {
+                    DomainError::invalid_argument(
+                        reason::INVALID_FIELD,
+                        "types must not hold DOCUMENT_TYPE_UNSPECIFIED",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = find_documents(
+            &*self.store,
+            &*self.library,
+            LibraryQuery {
+                query: query.to_owned(),
+                project_ids: vec![project_id],
+                work_item_id,
+                doc_types,
+                limit,
+            },
+        )
+        .await?;
         Ok(pb::SearchDocumentsResponse {
-            hits: hits
+            hits: found
                 .into_iter()
-                .map(|hit| pb::SearchHit {
-                    document: Some(hit.document.into()),
+                .map(|(document, hit)| pb::SearchHit {
+                    document: Some(document.into()),
                     snippet: hit.snippet,
-                    // Substring search has no graded relevance: every hit matches.
-                    score: 1.0,
+                    score: hit.score,
+                    chunk: hit.chunk,
                 })
                 .collect(),
         })

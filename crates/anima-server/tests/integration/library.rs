@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use anima_client::Services;
-use anima_proto::v1::{self as pb, document_service_client::DocumentServiceClient};
+use anima_proto::v1::{
+    self as pb, document_service_client::DocumentServiceClient,
+    library_service_client::LibraryServiceClient,
+};
 use anima_server::library::{GrpcLibrary, Library, move_legacy_blobs, sweep_unnamed_blobs};
 use tonic::{Code, transport::Channel};
 
@@ -21,6 +24,7 @@ on_both_backends!(
     uploads_in_progress_are_limited_per_user,
     the_sweep_takes_bytes_no_document_names,
     bytes_kept_in_the_database_move_to_the_library,
+    documents_are_found_by_identifier_and_by_meaning,
 );
 
 /// `len` bytes that differ from chunk to chunk, so a mix-up shows.
@@ -97,11 +101,9 @@ async fn download(
     Ok(content)
 }
 
-/// The library's client over the test server's blobs.
+/// The library's client, as the test server has it.
 fn library_of(server: &TestServer) -> GrpcLibrary {
-    GrpcLibrary::hosted(anima_server::in_process::channel(
-        tonic::service::Routes::new(anima_library::service(server.blobs.clone(), None)),
-    ))
+    GrpcLibrary::hosted(server.library.clone())
 }
 
 /// A standalone server without `library_url` works, and refuses what
@@ -164,6 +166,7 @@ async fn documents_stream_into_the_library_and_back(backend: Backend) {
                 project_id: project.id.clone(),
                 query: "ERR_CONN_RESET".into(),
                 limit: 5,
+                ..Default::default()
             },
         ))
         .await
@@ -181,6 +184,7 @@ async fn documents_stream_into_the_library_and_back(backend: Backend) {
                 project_id: project.id.clone(),
                 query: "# export".into(),
                 limit: 5,
+                ..Default::default()
             },
         ))
         .await
@@ -236,6 +240,7 @@ async fn search(
                 project_id: project.id.clone(),
                 query: query.into(),
                 limit: 10,
+                ..Default::default()
             },
         ))
         .await
@@ -323,9 +328,10 @@ async fn the_library_reads_the_text_of_what_it_keeps(backend: Backend) {
         "the words across the markup"
     );
     assert!(
-        search(&mut documents, &token, &project, "<b>")
+        search(&mut documents, &token, &project, "<blink>")
             .await
-            .is_empty()
+            .is_empty(),
+        "the markup is not in the text"
     );
     assert_eq!(
         search(&mut documents, &token, &project, "Patch of 1 file").await,
@@ -618,4 +624,171 @@ async fn bytes_kept_in_the_database_move_to_the_library(backend: Backend) {
             .expect("again"),
         0
     );
+}
+
+/// Waits until the library has computed a vector for every chunk.
+async fn vectors_settle(server: &TestServer) -> pb::LibraryStats {
+    let mut library = LibraryServiceClient::new(server.library.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = library
+            .get_library_stats(pb::GetLibraryStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner();
+        if !stats.model.is_empty() && stats.chunks_embedded == stats.chunks {
+            return stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vectors were not computed: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each document is found first by an identifier in it and by a question
+/// that shares no telling word with it; filters and deletions hold.
+async fn documents_are_found_by_identifier_and_by_meaning(backend: Backend) {
+    let server = TestServer::start_searching_by_meaning(backend).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+    let corpus: [(&str, pb::DocumentType, &str); 4] = [
+        (
+            "retry-policy.md",
+            pb::DocumentType::Markdown,
+            "# Retry policy\n\nWhen the upstream connection drops with ERR_CONN_RESET, \
+             the exporter waits with exponential backoff before it tries again, at most \
+             five times.",
+        ),
+        (
+            "onboarding.md",
+            pb::DocumentType::Markdown,
+            "# Onboarding\n\nNew team members get a laptop, an account on the build \
+             server and a mentor for their first two weeks.",
+        ),
+        (
+            "cache.patch",
+            pb::DocumentType::Patch,
+            "--- a/src/cache.rs\n+++ b/src/cache.rs\n@@ -1,3 +1,3 @@\n\
+             -fn evict_oldest(entries: &mut Vec<Entry>) {\n\
+             +fn evict_oldest(entries: &mut VecDeque<Entry>) {\n",
+        ),
+        (
+            "kuchen.txt",
+            pb::DocumentType::Text,
+            "Rezept für Apfelkuchen: Äpfel schälen, den Teig kneten und eine Stunde backen.",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (title, kind, text) in corpus {
+        let mut messages = upload_of(&project, title, text.as_bytes());
+        messages[0].r#type = kind as i32;
+        ids.push(
+            upload(&mut documents, &token, messages)
+                .await
+                .expect("upload")
+                .id,
+        );
+    }
+    let stats = vectors_settle(&server).await;
+    assert_eq!(stats.documents, 4);
+    let top = |query: &'static str| {
+        let mut documents = server.documents();
+        let token = token.clone();
+        let project_id = project.id.clone();
+        async move {
+            let hits = documents
+                .search_documents(authed(
+                    &token,
+                    pb::SearchDocumentsRequest {
+                        project_id,
+                        query: query.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search")
+                .into_inner()
+                .hits;
+            hits.first()
+                .and_then(|hit| hit.document.as_ref())
+                .map(|document| document.title.clone())
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(top("ERR_CONN_RESET").await, "retry-policy.md");
+    assert_eq!(top("evict_oldest").await, "cache.patch");
+    assert_eq!(top("Apfelkuchen backen").await, "kuchen.txt");
+    assert_eq!(
+        top("How do we welcome people who just joined the company?").await,
+        "onboarding.md"
+    );
+    assert_eq!(
+        top("what happens if the network link fails").await,
+        "retry-policy.md"
+    );
+
+    // Filters: a type, and a work item that holds none of them.
+    let patches = documents
+        .search_documents(authed(
+            &token,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: "code change".into(),
+                types: vec![pb::DocumentType::Patch as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert!(patches.iter().all(|hit| {
+        hit.document
+            .as_ref()
+            .is_some_and(|document| document.title == "cache.patch")
+    }));
+    let status = documents
+        .search_documents(authed(
+            &token,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: "x".repeat(10_000),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("too long");
+    assert_eq!(code_and_reason(&status).0, Code::InvalidArgument);
+
+    // Someone outside the project is refused, and finds nothing of it.
+    server.user("eve", false).await;
+    let eve = server.login("eve").await;
+    let status = documents
+        .search_documents(authed(
+            &eve,
+            pb::SearchDocumentsRequest {
+                project_id: project.id.clone(),
+                query: "ERR_CONN_RESET".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("not a member");
+    assert_eq!(code_and_reason(&status).0, Code::PermissionDenied);
+
+    // A deleted document leaves the index with its vectors.
+    documents
+        .delete_document(authed(
+            &token,
+            pb::DeleteDocumentRequest { id: ids[0].clone() },
+        ))
+        .await
+        .expect("delete");
+    assert_ne!(top("ERR_CONN_RESET").await, "retry-policy.md");
+    let stats = vectors_settle(&server).await;
+    assert_eq!(stats.documents, 3);
+    let indexed = library_of(&server).indexed().await.expect("indexed");
+    assert!(indexed.iter().all(|document| document.id != ids[0]));
 }

@@ -1508,6 +1508,7 @@ async fn call_document(
                     project_id: fixture.project_id.clone(),
                     query: "notes".into(),
                     limit: 5,
+                    ..Default::default()
                 },
             ))
             .await

@@ -30,22 +30,47 @@ pub struct TestServer {
     pub channel: Channel,
     /// The blobs of the library the server uses, hosted in process.
     pub blobs: anima_library::BlobStore,
-    /// Where those blobs are.
+    /// The channel the server reaches that library by.
+    pub library: Channel,
+    /// Where those blobs (and the library's index, in `index/`) are.
     pub library_dir: tempfile::TempDir,
     pub db: TempDatabase,
     _server: tokio::task::JoinHandle<()>,
 }
 
+/// How a test server's library finds documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// By their words alone: no anima-ai, so no model is loaded.
+    ByWords,
+    /// By words and meaning, with vectors from anima-ai (the real model
+    /// where it is installed) hosted in process.
+    ByMeaning,
+}
+
 /// A library in a temporary directory, hosted in process: its blobs and
 /// the channel a server reaches it by.
-pub fn hosted_library() -> (anima_library::BlobStore, Channel, tempfile::TempDir) {
+pub async fn hosted_library(
+    search: Search,
+) -> (anima_library::BlobStore, Channel, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("library directory");
     let blobs =
         anima_library::BlobStore::in_directory(dir.path(), anima_library::DEFAULT_MAX_BLOB_BYTES)
             .expect("library");
+    let ai = (search == Search::ByMeaning).then(|| {
+        let ai = anima_ai::service(anima_ai::AiConfig::default()).expect("anima-ai");
+        anima_library::Embeddings::hosted(anima_server::in_process::channel(
+            tonic::service::Routes::new(ai),
+        ))
+    });
+    let indexer = anima_library::LibrarySettings::default()
+        .open_index(Some(&dir.path().join("index")), ai)
+        .await
+        .expect("index");
+    tokio::spawn(indexer.clone().embed_forever());
     let channel = anima_server::in_process::channel(tonic::service::Routes::new(
         // This test binary serves no PDF readers: PDFs are kept unsearched.
-        anima_library::service(blobs.clone(), None),
+        anima_library::service(blobs.clone(), None, indexer),
     ));
     (blobs, channel, dir)
 }
@@ -64,20 +89,31 @@ impl TestServer {
         config: ServerConfig,
         provider: Option<Arc<dyn AgentProvider>>,
     ) -> Self {
-        Self::launch(backend, config, provider, true).await
+        Self::launch(backend, config, provider, Some(Search::ByWords)).await
+    }
+
+    /// A server whose library finds documents by meaning too.
+    pub async fn start_searching_by_meaning(backend: Backend) -> Self {
+        Self::launch(
+            backend,
+            ServerConfig::default(),
+            None,
+            Some(Search::ByMeaning),
+        )
+        .await
     }
 
     /// A server with no library (a standalone anima-server without
     /// `library_url`).
     pub async fn start_without_library(backend: Backend) -> Self {
-        Self::launch(backend, ServerConfig::default(), None, false).await
+        Self::launch(backend, ServerConfig::default(), None, None).await
     }
 
     async fn launch(
         backend: Backend,
         mut config: ServerConfig,
         provider: Option<Arc<dyn AgentProvider>>,
-        with_library: bool,
+        library_search: Option<Search>,
     ) -> Self {
         let db = match backend {
             Backend::Sqlite => TempDatabase::sqlite(),
@@ -85,10 +121,11 @@ impl TestServer {
         };
         let store = db.open().await;
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let (blobs, library, library_dir) = hosted_library();
+        let (blobs, library, library_dir) =
+            hosted_library(library_search.unwrap_or(Search::ByWords)).await;
         let hosted = anima_server::Hosted {
             ai: None,
-            library: with_library.then_some(library),
+            library: library_search.map(|_| library.clone()),
         };
         let router = anima_server::router(store.clone(), &config, hosted, provider)
             .await
@@ -108,6 +145,7 @@ impl TestServer {
             store,
             channel,
             blobs,
+            library,
             library_dir,
             db,
             _server: server,

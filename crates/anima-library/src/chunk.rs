@@ -1,0 +1,182 @@
+//! Documents' text in chunks the embedding model can read whole: split by
+//! `text-splitter` along markdown structure (headings, blocks, items) or,
+//! for other text, along paragraphs, lines and sentences; sized in the
+//! model's own tokens, with some overlap so that a sentence cut at a
+//! border is whole in one of the two chunks.
+
+use std::{ops::RangeInclusive, path::Path, sync::Arc};
+
+use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
+use tokenizers::Tokenizer;
+
+use crate::extract::Format;
+
+/// Tokens per chunk: all-MiniLM-L6-v2 reads 256, and the title goes in
+/// front of every chunk it embeds. A chunk stops at a structural border
+/// once it has the lower bound.
+const CHUNK_TOKENS: RangeInclusive<usize> = 120..=200;
+/// Tokens two neighbouring chunks share.
+const OVERLAP_TOKENS: usize = 32;
+/// Characters per token where no tokenizer is at hand (English prose
+/// averages about four).
+const CHARS_PER_TOKEN: usize = 4;
+
+/// How chunks are measured.
+#[derive(Clone)]
+enum Sizer {
+    /// In the embedding model's tokens.
+    Tokens(Arc<Tokenizer>),
+    /// In characters, about four per token.
+    Characters,
+}
+
+impl ChunkSizer for Sizer {
+    fn size(&self, chunk: &str) -> usize {
+        match self {
+            Sizer::Tokens(tokenizer) => tokenizer
+                .encode_fast(chunk, false)
+                .map(|encoding| encoding.len())
+                // A tokenizer that fails on some text: measure it the
+                // other way rather than lose the document.
+                .unwrap_or_else(|_| chunk.chars().count().div_ceil(CHARS_PER_TOKEN)),
+            Sizer::Characters => chunk.chars().count(),
+        }
+    }
+}
+
+/// Splits text into chunks. Cheap to clone.
+#[derive(Clone)]
+pub struct Chunker {
+    text: Arc<TextSplitter<Sizer>>,
+    markdown: Arc<MarkdownSplitter<Sizer>>,
+    measure: &'static str,
+}
+
+impl Chunker {
+    /// Chunks measured by the tokenizer in `tokenizer_json` (the model's
+    /// `tokenizer.json`), or by characters when it cannot be read (logged).
+    pub fn new(tokenizer_json: Option<&Path>) -> Self {
+        let tokenizer = tokenizer_json.and_then(|path| match Tokenizer::from_file(path) {
+            Ok(mut tokenizer) => {
+                // Measured whole: truncation would under-count long text.
+                tokenizer.with_padding(None);
+                tokenizer.with_truncation(None).ok()?;
+                Some(tokenizer)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    path = %path.display(), %error,
+                    "no tokenizer for sizing chunks; measuring them in characters"
+                );
+                None
+            }
+        });
+        let (sizer, capacity, overlap, measure) = match tokenizer {
+            Some(tokenizer) => (
+                Sizer::Tokens(Arc::new(tokenizer)),
+                CHUNK_TOKENS,
+                OVERLAP_TOKENS,
+                "tokens",
+            ),
+            None => (
+                Sizer::Characters,
+                CHUNK_TOKENS.start() * CHARS_PER_TOKEN..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
+                OVERLAP_TOKENS * CHARS_PER_TOKEN,
+                "characters",
+            ),
+        };
+        let config = || {
+            ChunkConfig::new(capacity.clone())
+                .with_sizer(sizer.clone())
+                .with_overlap(overlap)
+                .expect("the overlap is smaller than a chunk")
+        };
+        Self {
+            text: Arc::new(TextSplitter::new(config())),
+            markdown: Arc::new(MarkdownSplitter::new(config())),
+            measure,
+        }
+    }
+
+    /// What chunks are measured in: `tokens` or `characters`.
+    pub fn measure(&self) -> &'static str {
+        self.measure
+    }
+
+    /// The chunks of `text` read as `format`, in order. CPU work: call it
+    /// on a blocking thread.
+    pub fn split(&self, text: &str, format: Option<Format>) -> Vec<String> {
+        let chunks: Vec<String> = match format {
+            Some(Format::Markdown) => self.markdown.chunks(text).map(str::to_owned).collect(),
+            _ => self.text.chunks(text).map(str::to_owned).collect(),
+        };
+        chunks
+            .into_iter()
+            .filter(|chunk| !chunk.trim().is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_splits_at_headings_and_chunks_overlap() {
+        let chunker = Chunker::new(None);
+        assert_eq!(chunker.measure(), "characters");
+        let section = |title: &str| {
+            format!(
+                "# {title}\n\n{}\n\n",
+                "This sentence is about the section and nothing else. ".repeat(12)
+            )
+        };
+        let text = format!("{}{}", section("Alpha"), section("Beta"));
+        let chunks = chunker.split(&text, Some(Format::Markdown));
+        assert!(chunks.len() >= 2, "{chunks:?}");
+        assert!(chunks.iter().all(|chunk| chunk.chars().count() <= 800));
+        // A heading starts a chunk rather than ending one.
+        assert!(
+            chunks.iter().any(|chunk| chunk.starts_with("# Beta")),
+            "{chunks:?}"
+        );
+        assert!(
+            chunks
+                .iter()
+                .all(|chunk| !chunk.trim_end().ends_with("# Beta"))
+        );
+        let long = "word ".repeat(1000);
+        let pieces = chunker.split(&long, Some(Format::Text));
+        assert!(pieces.len() > 1);
+        assert!(chunker.split(" \n\n ", Some(Format::Text)).is_empty());
+    }
+
+    #[test]
+    fn the_models_tokenizer_measures_chunks_when_it_is_installed() {
+        let Some(path) = dirs::data_dir()
+            .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
+            .filter(|path| path.is_file())
+        else {
+            // scripts/setup-debian installs it; CI always has it.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the model is not installed"
+            );
+            return;
+        };
+        let chunker = Chunker::new(Some(&path));
+        assert_eq!(chunker.measure(), "tokens");
+        let text = "Tokenizers split words into word pieces. ".repeat(200);
+        let chunks = chunker.split(&text, Some(Format::Text));
+        assert!(chunks.len() > 1);
+        let mut tokenizer = Tokenizer::from_file(&path).expect("tokenizer");
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).expect("no truncation");
+        for chunk in &chunks {
+            let tokens = tokenizer
+                .encode_fast(chunk.as_str(), false)
+                .map(|e| e.len());
+            assert!(tokens.is_ok_and(|tokens| tokens <= *CHUNK_TOKENS.end()));
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The search index: documents as anima-server names them, their chunks,
+//! each chunk's words (SQLite FTS5 or PostgreSQL `tsvector`) and vector.
+//! One trait, [`IndexStore`], two backends that share their SQL where the
+//! dialects agree ([`sql`]); the conformance suite (`tests/index.rs`) runs
+//! unchanged against both.
+//!
+//! A forgotten document keeps a row marked `forgotten`, and indexing takes
+//! that row's lock before it writes chunks: a document deleted while it is
+//! being indexed, or whose index request arrives after its deletion, never
+//! leaves chunks behind.
+
+mod sql;
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anima_core::{DomainError, ErrorCode, error::reason};
+use anyhow::Context;
+use async_trait::async_trait;
+pub use sql::{PostgresIndex, SqliteIndex};
+use sqlx::{
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+/// A document as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedDocument {
+    /// anima-server's id.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// Its work item, if any.
+    pub work_item_id: Option<String>,
+    /// markdown, text, patch, attachment.
+    pub doc_type: String,
+    /// Its title (searched with every chunk).
+    pub title: String,
+}
+
+/// What a search may see of the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchScope {
+    /// Only documents of these projects (none: nothing is found).
+    pub project_ids: Vec<String>,
+    /// Only documents of this work item.
+    pub work_item_id: Option<String>,
+    /// Only documents of these types (none: every type).
+    pub doc_types: Vec<String>,
+}
+
+impl SearchScope {
+    /// Whether a chunk of a document with these fields is in scope.
+    pub fn admits(&self, project_id: &str, work_item_id: Option<&str>, doc_type: &str) -> bool {
+        self.project_ids.iter().any(|id| id == project_id)
+            && self
+                .work_item_id
+                .as_deref()
+                .is_none_or(|wanted| work_item_id == Some(wanted))
+            && (self.doc_types.is_empty() || self.doc_types.iter().any(|kind| kind == doc_type))
+    }
+}
+
+/// Where a chunk belongs, as search filters it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkPlace {
+    /// The chunk's key (its row's sequence number).
+    pub seq: i64,
+    /// Its document's project, work item and type.
+    pub project_id: String,
+    /// Its document's work item.
+    pub work_item_id: Option<String>,
+    /// Its document's type.
+    pub doc_type: String,
+}
+
+/// A chunk waiting for its vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChunk {
+    /// Where it belongs.
+    pub place: ChunkPlace,
+    /// Its document's title.
+    pub title: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// A chunk as search shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Its key.
+    pub seq: i64,
+    /// Its document.
+    pub document_id: String,
+    /// Its place in the document, from 0.
+    pub ordinal: i32,
+    /// Its text.
+    pub text: String,
+}
+
+/// What indexing a document did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// Its chunks were stored; these chunks' vectors (of the chunks it had
+    /// before) are gone.
+    Stored {
+        /// The keys of vectors removed with the old chunks.
+        removed: Vec<i64>,
+    },
+    /// The document was forgotten before: nothing was stored.
+    Forgotten,
+}
+
+/// How much the index holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Documents indexed (not forgotten).
+    pub documents: i64,
+    /// Their chunks.
+    pub chunks: i64,
+    /// Chunks with a vector of the model asked about.
+    pub embedded: i64,
+}
+
+/// Failures of the index, as callers see them.
+pub type IndexResult<T> = Result<T, DomainError>;
+
+/// The index over one database.
+#[async_trait]
+pub trait IndexStore: Send + Sync + 'static {
+    /// Stores `document` with these chunks (text only; vectors come
+    /// later), replacing the chunks it had; nothing when it was forgotten.
+    async fn replace_document(
+        &self,
+        document: &IndexedDocument,
+        chunks: &[String],
+    ) -> IndexResult<Replaced>;
+    /// Forgets the document for good; the keys of the vectors removed.
+    async fn forget_document(&self, id: &str) -> IndexResult<Vec<i64>>;
+    /// Every document indexed and not forgotten.
+    async fn documents(&self) -> IndexResult<Vec<IndexedDocument>>;
+    /// Up to `limit` chunks without a vector of `model` (any vector, when
+    /// `model` is `None`), oldest first.
+    async fn pending_chunks(
+        &self,
+        model: Option<&str>,
+        limit: i64,
+    ) -> IndexResult<Vec<PendingChunk>>;
+    /// Sets chunks' vectors; the keys of the chunks that still existed.
+    async fn set_vectors(&self, model: &str, vectors: &[(i64, Vec<f32>)]) -> IndexResult<Vec<i64>>;
+    /// Up to `limit` vectors of `model` with keys above `after`, in key
+    /// order, with their chunks' places (to build the vector index).
+    async fn vectors(
+        &self,
+        model: &str,
+        after: i64,
+        limit: i64,
+    ) -> IndexResult<Vec<(ChunkPlace, Vec<f32>)>>;
+    /// The keys of up to `limit` chunks in scope that contain the query's
+    /// words, best first (BM25 on SQLite, `ts_rank` on PostgreSQL).
+    async fn lexical(
+        &self,
+        query: &crate::search::Terms,
+        scope: &SearchScope,
+        limit: i64,
+    ) -> IndexResult<Vec<i64>>;
+    /// These chunks, in no particular order; missing ones are left out.
+    async fn chunks(&self, seqs: &[i64]) -> IndexResult<Vec<StoredChunk>>;
+    /// Counts, with vectors counted for `model`.
+    async fn stats(&self, model: Option<&str>) -> IndexResult<IndexStats>;
+}
+
+/// The index named by `url` (`sqlite://PATH` or `postgres://…`), created
+/// and migrated on first use.
+pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting to the index database")?;
+        migrator(POSTGRES)
+            .run(&pool)
+            .await
+            .context("migrating the index")?;
+        return Ok(std::sync::Arc::new(PostgresIndex::new(pool)));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .with_context(|| format!("index {url:?}: write sqlite://PATH or postgres://…"))?;
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {path}"))?;
+    migrator(SQLITE)
+        .run(&pool)
+        .await
+        .context("migrating the index")?;
+    Ok(std::sync::Arc::new(SqliteIndex::new(pool)))
+}
+
+/// Migrations: version, description, SQL.
+type Step = (i64, &'static str, &'static str);
+
+const SQLITE: &[Step] = &[(
+    1,
+    "index",
+    include_str!("../../migrations/sqlite/0001_index.sql"),
+)];
+const POSTGRES: &[Step] = &[(
+    1,
+    "index",
+    include_str!("../../migrations/postgres/0001_index.sql"),
+)];
+
+/// The library's migrations, recorded in a table of their own so that its
+/// index may share a database with anima-server's tables.
+fn migrator(steps: &[Step]) -> Migrator {
+    let mut migrator = Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(*sql),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator.dangerous_set_table_name("_anima_library_migrations");
+    migrator
+}
+
+/// A database failure, logged here with its details and reported as the
+/// index being unavailable.
+pub(crate) fn unavailable(error: sqlx::Error) -> DomainError {
+    tracing::error!(%error, "the library's index failed");
+    DomainError::new(
+        ErrorCode::Unavailable,
+        reason::STORAGE_UNAVAILABLE,
+        "the library's index is unavailable",
+    )
+}

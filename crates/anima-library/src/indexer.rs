@@ -1,0 +1,398 @@
+//! The library's search side. A document's text is split into chunks when
+//! it is indexed, so its words are found at once; a background embedder
+//! then asks anima-ai for the chunks' vectors, a batch at a time, and
+//! keeps the model's id with each; a search fuses the chunks found by
+//! words with those found by meaning.
+//!
+//! Every write that changes which vectors exist (indexing, forgetting,
+//! setting vectors, rebuilding the graph) happens under one lock, database
+//! first, graph second: a document forgotten while its vectors are being
+//! computed loses them in the database and the graph alike.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use anima_core::{DomainError, ErrorCode, error::reason};
+use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
+use tokio::sync::{Mutex, Notify};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+
+use crate::{
+    chunk::Chunker,
+    extract::format_of,
+    index::{IndexStats, IndexStore, IndexedDocument, Replaced, SearchScope},
+    search::{Terms, fuse, snippet},
+    vectors::Vectors,
+};
+
+/// Chunks embedded per request to anima-ai (one forward pass).
+const EMBED_BATCH: i64 = 32;
+/// Characters of a chunk sent to be embedded.
+const EMBED_CHARS: usize = 4_000;
+/// Candidates each half of a search ranks before fusion.
+const CANDIDATES: usize = 50;
+/// Vectors less similar to the query than this are not matches, however
+/// near they are compared with the rest.
+const MIN_SIMILARITY: f32 = 0.2;
+/// How long a search waits for the query's vector before it ranks by
+/// words alone.
+const QUERY_VECTOR_WAIT: Duration = Duration::from_secs(5);
+/// How often the embedder looks for work nobody announced (another
+/// process's writes, a failure before).
+const EMBED_POLL: Duration = Duration::from_secs(30);
+/// Characters of a chunk a hit shows.
+const SNIPPET_CHARS: usize = 200;
+
+/// anima-ai as the library reaches it: for vectors only.
+#[derive(Clone)]
+pub struct Embeddings {
+    client: AnimaAiServiceClient<Channel>,
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl Embeddings {
+    /// anima-ai over `channel`, in the same process (no token).
+    pub fn hosted(channel: Channel) -> Self {
+        Self {
+            client: AnimaAiServiceClient::new(channel),
+            token: None,
+        }
+    }
+
+    /// anima-ai at `url`, with its service token.
+    pub fn remote(url: &str, token: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let token = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the anima-ai token is not a valid header value"))?;
+        Ok(Self {
+            client: AnimaAiServiceClient::new(channel),
+            token: Some(token),
+        })
+    }
+
+    /// One vector per text, and the model that made them.
+    async fn embed(&self, texts: Vec<String>) -> Result<(Vec<Vec<f32>>, String), DomainError> {
+        let mut request = tonic::Request::new(pb::EmbedRequest { texts });
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        let answer = self
+            .client
+            .clone()
+            .embed(request)
+            .await
+            .map_err(|status| {
+                DomainError::new(
+                    ErrorCode::Unavailable,
+                    reason::MODEL_UNAVAILABLE,
+                    format!("anima-ai gave no vectors: {}", status.message()),
+                )
+            })?
+            .into_inner();
+        Ok((
+            answer
+                .vectors
+                .into_iter()
+                .map(|vector| vector.values)
+                .collect(),
+            answer.model,
+        ))
+    }
+}
+
+/// One chunk a search found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Its document.
+    pub document_id: String,
+    /// Its place in the document.
+    pub chunk: i32,
+    /// Its text around the query's first word in it.
+    pub snippet: String,
+    /// Its fused score.
+    pub score: f64,
+    /// Its rank by words, if found so.
+    pub lexical_rank: Option<usize>,
+    /// Its rank by meaning, if found so.
+    pub vector_rank: Option<usize>,
+}
+
+/// What a search found, and the model its query's vector came from
+/// (`None`: it ranked by words alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// Best first, one per document.
+    pub hits: Vec<Hit>,
+    /// The model, when meaning took part.
+    pub model: Option<String>,
+}
+
+/// What indexing a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indexed {
+    /// Chunks stored.
+    pub chunks: usize,
+    /// Whether it had been forgotten (nothing stored).
+    pub forgotten: bool,
+}
+
+/// The index, its vectors and the way to anima-ai. Shared by the service
+/// and the background embedder.
+pub struct Indexer {
+    store: Arc<dyn IndexStore>,
+    vectors: Vectors,
+    chunker: Chunker,
+    ai: Option<Embeddings>,
+    writing: Mutex<()>,
+    pending: Notify,
+}
+
+impl Indexer {
+    /// The indexer over `store`, splitting with `chunker`, embedding through
+    /// `ai` (without it, search is by words alone).
+    pub fn new(store: Arc<dyn IndexStore>, chunker: Chunker, ai: Option<Embeddings>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            vectors: Vectors::new(),
+            chunker,
+            ai,
+            writing: Mutex::new(()),
+            pending: Notify::new(),
+        })
+    }
+
+    /// The vector index (for measuring it).
+    pub fn vectors(&self) -> &Vectors {
+        &self.vectors
+    }
+
+    /// Splits `text` (empty: the document is found by its title alone) and
+    /// stores its chunks in place of the document's old ones; their vectors
+    /// follow in the background.
+    pub async fn index(
+        &self,
+        document: IndexedDocument,
+        media_type: &str,
+        text: String,
+    ) -> Result<Indexed, DomainError> {
+        let format = format_of(&document.doc_type, media_type, &document.title);
+        let chunker = self.chunker.clone();
+        let mut chunks = tokio::task::spawn_blocking(move || chunker.split(&text, format))
+            .await
+            .map_err(|error| DomainError::internal(format!("splitting failed: {error}")))?;
+        if chunks.is_empty() {
+            chunks.push(String::new());
+        }
+        let _writing = self.writing.lock().await;
+        match self.store.replace_document(&document, &chunks).await? {
+            Replaced::Stored { removed } => {
+                self.vectors.remove(&removed)?;
+                self.pending.notify_one();
+                Ok(Indexed {
+                    chunks: chunks.len(),
+                    forgotten: false,
+                })
+            }
+            Replaced::Forgotten => Ok(Indexed {
+                chunks: 0,
+                forgotten: true,
+            }),
+        }
+    }
+
+    /// Removes the document's chunks and vectors for good.
+    pub async fn forget(&self, document_id: &str) -> Result<(), DomainError> {
+        let _writing = self.writing.lock().await;
+        let removed = self.store.forget_document(document_id).await?;
+        self.vectors.remove(&removed)
+    }
+
+    /// Every document indexed.
+    pub async fn documents(&self) -> Result<Vec<IndexedDocument>, DomainError> {
+        self.store.documents().await
+    }
+
+    /// Counts, and the model vectors come from (once known).
+    pub async fn stats(&self) -> Result<(IndexStats, Option<String>), DomainError> {
+        let model = self.vectors.model();
+        Ok((self.store.stats(model.as_deref()).await?, model))
+    }
+
+    /// Up to `limit` chunks in `scope` that match `query` by words or by
+    /// meaning, best first, one per document.
+    pub async fn search(
+        &self,
+        query: &str,
+        scope: &SearchScope,
+        limit: usize,
+    ) -> Result<Found, DomainError> {
+        let terms = Terms::of(query);
+        let lexical = self.store.lexical(&terms, scope, CANDIDATES as i64).await?;
+        let mut model = None;
+        let mut semantic = Vec::new();
+        if let Some((vector, answered)) = self.query_vector(query).await
+            && let Some(nearest) = self.vectors.search(&answered, &vector, scope, CANDIDATES)?
+        {
+            semantic = nearest
+                .into_iter()
+                .filter(|(_, similarity)| *similarity >= MIN_SIMILARITY)
+                .map(|(seq, _)| seq)
+                .collect();
+            model = Some(answered);
+        }
+        let fused = fuse(&lexical, &semantic);
+        let seqs: Vec<i64> = fused.iter().map(|hit| hit.seq).collect();
+        let chunks: HashMap<i64, _> = self
+            .store
+            .chunks(&seqs)
+            .await?
+            .into_iter()
+            .map(|chunk| (chunk.seq, chunk))
+            .collect();
+        let mut documents = HashSet::new();
+        let mut hits = Vec::new();
+        for fused in fused {
+            // A chunk replaced or forgotten since it was ranked is skipped.
+            let Some(chunk) = chunks.get(&fused.seq) else {
+                continue;
+            };
+            if !documents.insert(chunk.document_id.clone()) {
+                continue;
+            }
+            hits.push(Hit {
+                document_id: chunk.document_id.clone(),
+                chunk: chunk.ordinal,
+                snippet: snippet(&chunk.text, terms.words(), SNIPPET_CHARS),
+                score: fused.score,
+                lexical_rank: fused.lexical_rank,
+                vector_rank: fused.vector_rank,
+            });
+            if hits.len() == limit {
+                break;
+            }
+        }
+        Ok(Found { hits, model })
+    }
+
+    /// The query's vector and its model; `None` (logged) when anima-ai is
+    /// not configured, fails or is slow: the search ranks by words then.
+    async fn query_vector(&self, query: &str) -> Option<(Vec<f32>, String)> {
+        let ai = self.ai.as_ref()?;
+        match tokio::time::timeout(QUERY_VECTOR_WAIT, ai.embed(vec![query.to_owned()])).await {
+            Ok(Ok((mut vectors, model))) if vectors.len() == 1 => Some((vectors.remove(0), model)),
+            Ok(Ok(_)) => {
+                tracing::warn!("anima-ai answered a query with the wrong number of vectors");
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "searching by words alone");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("anima-ai was slow to embed a query; searching by words alone");
+                None
+            }
+        }
+    }
+
+    /// Computes vectors for chunks that lack them, for as long as the
+    /// process runs; without anima-ai it returns at once.
+    pub async fn embed_forever(self: Arc<Self>) {
+        let Some(ai) = self.ai.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.embed_some(&ai).await {
+                Ok(true) => backoff = Duration::from_secs(1),
+                Ok(false) => {
+                    backoff = Duration::from_secs(1);
+                    let _ = tokio::time::timeout(EMBED_POLL, self.pending.notified()).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "computing vectors failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// One batch of chunks embedded; whether there was one. Before the
+    /// first batch (and when anima-ai's model changes) the graph of the
+    /// model's vectors is built from the database.
+    async fn embed_some(&self, ai: &Embeddings) -> Result<bool, DomainError> {
+        let model = self.vectors.model();
+        let batch = self
+            .store
+            .pending_chunks(model.as_deref(), EMBED_BATCH)
+            .await?;
+        let texts: Vec<String> = match batch.is_empty() {
+            // Nothing to embed: learn the model, so searches can use the
+            // vectors already stored.
+            true if model.is_none() => vec!["Seshat's Library".to_owned()],
+            true => return Ok(false),
+            false => batch
+                .iter()
+                .map(|chunk| {
+                    // The model reads 256 tokens at most; more characters
+                    // than this only fill the request.
+                    let text: String = chunk.text.chars().take(EMBED_CHARS).collect();
+                    match text.is_empty() {
+                        true => chunk.title.clone(),
+                        false => format!("{}\n\n{text}", chunk.title),
+                    }
+                })
+                .collect(),
+        };
+        let (vectors, answered) = ai.embed(texts).await?;
+        let dimensions = vectors.first().map_or(0, Vec::len);
+        if dimensions == 0 || vectors.iter().any(|vector| vector.len() != dimensions) {
+            return Err(DomainError::internal("anima-ai answered without vectors"));
+        }
+        let _writing = self.writing.lock().await;
+        if model.as_deref() != Some(answered.as_str()) {
+            self.vectors
+                .build(&*self.store, &answered, dimensions)
+                .await?;
+        }
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        if vectors.len() != batch.len() {
+            return Err(DomainError::internal(
+                "anima-ai answered with the wrong number of vectors",
+            ));
+        }
+        let pairs: Vec<(i64, Vec<f32>)> = batch
+            .iter()
+            .zip(vectors)
+            .map(|(chunk, vector)| (chunk.place.seq, vector))
+            .collect();
+        let updated: HashSet<i64> = self
+            .store
+            .set_vectors(&answered, &pairs)
+            .await?
+            .into_iter()
+            .collect();
+        let added: Vec<_> = batch
+            .into_iter()
+            .zip(pairs)
+            .filter(|(chunk, _)| updated.contains(&chunk.place.seq))
+            .map(|(chunk, (_, vector))| (chunk.place, vector))
+            .collect();
+        self.vectors.add(&answered, &added)?;
+        Ok(true)
+    }
+}

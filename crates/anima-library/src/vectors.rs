@@ -1,0 +1,367 @@
+//! The vector index: the vectors of one embedding model in an HNSW graph
+//! (usearch), built from the index database when the library starts or the
+//! model changes, then kept in step as vectors are set and chunks go. The
+//! database stays the truth; this is its searchable copy in memory.
+//!
+//! A search whose scope holds few vectors compares the query with each of
+//! them (exact); beyond [`EXACT_UP_TO`] it walks the graph, skipping
+//! vectors out of scope.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+};
+
+use anima_core::DomainError;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::index::{ChunkPlace, IndexStore, SearchScope};
+
+/// Vectors in scope up to which a search compares them all.
+pub const EXACT_UP_TO: usize = 10_000;
+
+/// Vectors read from the database per query while building.
+const BUILD_PAGE: i64 = 2_000;
+
+/// Candidates the graph search keeps (HNSW's `ef`): recall against exact
+/// search at 100,000 vectors is measured in docs/benchmarks.md.
+const EXPANSION_SEARCH: usize = 160;
+
+/// Where a vector's chunk belongs (shared strings: a project's thousands
+/// of chunks hold its id once).
+struct Place {
+    project_id: Arc<str>,
+    work_item_id: Option<Arc<str>>,
+    doc_type: Arc<str>,
+}
+
+impl Place {
+    fn admitted_by(&self, scope: &SearchScope) -> bool {
+        scope.admits(
+            &self.project_id,
+            self.work_item_id.as_deref(),
+            &self.doc_type,
+        )
+    }
+}
+
+/// The graph of one model's vectors and their places.
+struct Graph {
+    model: String,
+    index: Index,
+    places: HashMap<u64, Place>,
+    names: HashSet<Arc<str>>,
+}
+
+impl Graph {
+    fn new(model: &str, dimensions: usize) -> Result<Self, DomainError> {
+        let index = Index::new(&IndexOptions {
+            dimensions,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::F32,
+            connectivity: 0,
+            expansion_add: 0,
+            expansion_search: EXPANSION_SEARCH,
+            multi: false,
+        })
+        .map_err(failed)?;
+        Ok(Self {
+            model: model.to_owned(),
+            index,
+            places: HashMap::new(),
+            names: HashSet::new(),
+        })
+    }
+
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(name) = self.names.get(name) {
+            return name.clone();
+        }
+        let name: Arc<str> = name.into();
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn add(&mut self, place: &ChunkPlace, vector: &[f32]) -> Result<(), DomainError> {
+        if vector.len() != self.index.dimensions() {
+            return Err(DomainError::internal(format!(
+                "a vector of {} dimensions for an index of {}",
+                vector.len(),
+                self.index.dimensions()
+            )));
+        }
+        let key = place.seq as u64;
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(failed)?;
+        }
+        if self.index.size() + 1 > self.index.capacity() {
+            let capacity = (self.index.capacity() * 2).max(1024);
+            self.index.reserve(capacity).map_err(failed)?;
+        }
+        self.index.add(key, vector).map_err(failed)?;
+        let place = Place {
+            project_id: self.name(&place.project_id),
+            work_item_id: place.work_item_id.as_deref().map(|id| self.name(id)),
+            doc_type: self.name(&place.doc_type),
+        };
+        self.places.insert(key, place);
+        Ok(())
+    }
+}
+
+/// The vector index. Shared by the embedder (which writes) and searches.
+#[derive(Default)]
+pub struct Vectors {
+    graph: RwLock<Option<Graph>>,
+}
+
+impl Vectors {
+    /// An index without a model yet: searches by meaning find nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The model whose vectors it holds, once built.
+    pub fn model(&self) -> Option<String> {
+        self.read().as_ref().map(|graph| graph.model.clone())
+    }
+
+    /// How many vectors it holds.
+    pub fn len(&self) -> usize {
+        self.read().as_ref().map_or(0, |graph| graph.places.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Graph>> {
+        self.graph
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Graph>> {
+        self.graph
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Builds the graph of `model`'s vectors (of `dimensions` each) from
+    /// `store` and puts it in place of the one before. The caller keeps
+    /// writes out meanwhile.
+    pub async fn build(
+        &self,
+        store: &dyn IndexStore,
+        model: &str,
+        dimensions: usize,
+    ) -> Result<(), DomainError> {
+        let mut graph = Graph::new(model, dimensions)?;
+        let mut after = 0;
+        loop {
+            let page = store.vectors(model, after, BUILD_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.seq;
+            let wanted = graph.index.size() + page.len();
+            if wanted > graph.index.capacity() {
+                graph
+                    .index
+                    .reserve(wanted.next_power_of_two())
+                    .map_err(failed)?;
+            }
+            // Adding is CPU work (a graph search per vector).
+            for (place, vector) in &page {
+                graph.add(place, vector)?;
+            }
+            tokio::task::yield_now().await;
+        }
+        tracing::info!(model, vectors = graph.places.len(), "vector index built");
+        *self.write() = Some(graph);
+        Ok(())
+    }
+
+    /// Adds vectors of `model` (ignored when the index holds another).
+    pub fn add(&self, model: &str, vectors: &[(ChunkPlace, Vec<f32>)]) -> Result<(), DomainError> {
+        let mut guard = self.write();
+        let Some(graph) = guard.as_mut().filter(|graph| graph.model == model) else {
+            return Ok(());
+        };
+        for (place, vector) in vectors {
+            graph.add(place, vector)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the vectors of these chunks.
+    pub fn remove(&self, seqs: &[i64]) -> Result<(), DomainError> {
+        let mut guard = self.write();
+        let Some(graph) = guard.as_mut() else {
+            return Ok(());
+        };
+        for seq in seqs {
+            let key = *seq as u64;
+            if graph.places.remove(&key).is_some() {
+                graph.index.remove(key).map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of up to `limit` chunks in `scope` nearest to `query`,
+    /// nearest first, with their cosine similarity; `None` when the index
+    /// holds no vectors of `model` (the query's vector is not comparable
+    /// with them).
+    pub fn search(
+        &self,
+        model: &str,
+        query: &[f32],
+        scope: &SearchScope,
+        limit: usize,
+    ) -> Result<Option<Vec<(i64, f32)>>, DomainError> {
+        let guard = self.read();
+        let Some(graph) = guard.as_ref().filter(|graph| graph.model == model) else {
+            return Ok(None);
+        };
+        if graph.places.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        if query.len() != graph.index.dimensions() {
+            return Ok(None);
+        }
+        let in_scope: Vec<u64> = graph
+            .places
+            .iter()
+            .filter(|(_, place)| place.admitted_by(scope))
+            .map(|(key, _)| *key)
+            .take(EXACT_UP_TO + 1)
+            .collect();
+        if in_scope.len() <= EXACT_UP_TO {
+            return exact(graph, query, &in_scope, limit).map(Some);
+        }
+        let matches = graph
+            .index
+            .filtered_search(query, limit, |key| {
+                graph
+                    .places
+                    .get(&key)
+                    .is_some_and(|place| place.admitted_by(scope))
+            })
+            .map_err(failed)?;
+        Ok(Some(
+            matches
+                .keys
+                .iter()
+                .zip(&matches.distances)
+                .map(|(key, distance)| (*key as i64, 1.0 - distance))
+                .collect(),
+        ))
+    }
+
+    /// The nearest `limit` of every vector in the index by exact search,
+    /// for measuring the graph's recall against it.
+    pub fn exact_search(
+        &self,
+        model: &str,
+        query: &[f32],
+        limit: usize,
+    ) -> Result<Option<Vec<(i64, f32)>>, DomainError> {
+        let guard = self.read();
+        let Some(graph) = guard.as_ref().filter(|graph| graph.model == model) else {
+            return Ok(None);
+        };
+        let keys: Vec<u64> = graph.places.keys().copied().collect();
+        exact(graph, query, &keys, limit).map(Some)
+    }
+}
+
+/// The `limit` keys among `keys` whose vectors are nearest to `query`,
+/// nearest first, with their cosine similarity.
+fn exact(
+    graph: &Graph,
+    query: &[f32],
+    keys: &[u64],
+    limit: usize,
+) -> Result<Vec<(i64, f32)>, DomainError> {
+    let query_norm = norm(query);
+    let mut vector = vec![0.0_f32; graph.index.dimensions()];
+    let mut scored: Vec<(f32, u64)> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if graph.index.get(*key, &mut vector).map_err(failed)? == 0 {
+            continue;
+        }
+        let dot: f32 = vector.iter().zip(query).map(|(a, b)| a * b).sum();
+        let cosine = dot / (norm(&vector) * query_norm).max(f32::MIN_POSITIVE);
+        scored.push((cosine, *key));
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(scored
+        .into_iter()
+        .take(limit)
+        .map(|(cosine, key)| (key as i64, cosine))
+        .collect())
+}
+
+fn norm(vector: &[f32]) -> f32 {
+    vector.iter().map(|value| value * value).sum::<f32>().sqrt()
+}
+
+/// usearch's failures are the library's own faults.
+fn failed(error: impl std::fmt::Display) -> DomainError {
+    DomainError::internal(format!("the vector index failed: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(seq: i64, project: &str) -> ChunkPlace {
+        ChunkPlace {
+            seq,
+            project_id: project.into(),
+            work_item_id: None,
+            doc_type: "text".into(),
+        }
+    }
+
+    fn scope(projects: &[&str]) -> SearchScope {
+        SearchScope {
+            project_ids: projects.iter().map(|id| (*id).to_owned()).collect(),
+            ..SearchScope::default()
+        }
+    }
+
+    #[test]
+    fn searches_stay_in_scope_and_follow_removals() {
+        let vectors = Vectors::new();
+        *vectors.write() = Some(Graph::new("m", 2).expect("graph"));
+        vectors
+            .add(
+                "m",
+                &[
+                    (place(1, "a"), vec![1.0, 0.0]),
+                    (place(2, "a"), vec![0.6, 0.8]),
+                    (place(3, "b"), vec![1.0, 0.01]),
+                ],
+            )
+            .expect("added");
+        let nearest = |projects: &[&str]| {
+            vectors
+                .search("m", &[1.0, 0.0], &scope(projects), 10)
+                .expect("searched")
+                .map(|found| found.into_iter().map(|(key, _)| key).collect::<Vec<_>>())
+        };
+        assert_eq!(nearest(&["a"]), Some(vec![1, 2]));
+        assert_eq!(nearest(&["a", "b"]), Some(vec![1, 3, 2]));
+        assert_eq!(nearest(&[]), Some(vec![]));
+        vectors.remove(&[1]).expect("removed");
+        assert_eq!(nearest(&["a"]), Some(vec![2]));
+        // Another model's query vector is not comparable.
+        assert_eq!(
+            vectors
+                .search("other", &[1.0, 0.0], &scope(&["a"]), 10)
+                .expect("searched"),
+            None
+        );
+    }
+}

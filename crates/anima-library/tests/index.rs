@@ -1,0 +1,225 @@
+//! The index's conformance suite: the same tests on SQLite and on
+//! PostgreSQL (a throw-away database on the test server).
+
+use std::sync::Arc;
+
+use anima_db::testing::TempDatabase;
+use anima_library::{
+    index::{self, IndexStore, IndexedDocument, Replaced, SearchScope},
+    search::Terms,
+};
+
+const PROJECT: &str = "0190a000-0000-7000-8000-000000000001";
+const OTHER: &str = "0190a000-0000-7000-8000-000000000002";
+const ITEM: &str = "0190a000-0000-7000-8000-0000000000aa";
+
+/// An index on a fresh database of each backend.
+async fn indexes() -> Vec<(TempDatabase, Arc<dyn IndexStore>)> {
+    let mut indexes = Vec::new();
+    for db in [TempDatabase::sqlite(), TempDatabase::postgres().await] {
+        let store = index::open(&db.url).await.expect("open index");
+        indexes.push((db, store));
+    }
+    indexes
+}
+
+fn document(id: &str, project: &str, doc_type: &str, title: &str) -> IndexedDocument {
+    IndexedDocument {
+        id: id.into(),
+        project_id: project.into(),
+        work_item_id: None,
+        doc_type: doc_type.into(),
+        title: title.into(),
+    }
+}
+
+fn scope(projects: &[&str]) -> SearchScope {
+    SearchScope {
+        project_ids: projects.iter().map(|id| (*id).to_owned()).collect(),
+        ..SearchScope::default()
+    }
+}
+
+async fn documents_found(store: &dyn IndexStore, query: &str, scope: &SearchScope) -> Vec<String> {
+    let seqs = store
+        .lexical(&Terms::of(query), scope, 10)
+        .await
+        .expect("lexical");
+    let chunks = store.chunks(&seqs).await.expect("chunks");
+    seqs.iter()
+        .filter_map(|seq| chunks.iter().find(|chunk| chunk.seq == *seq))
+        .map(|chunk| chunk.document_id.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn words_identifiers_and_scopes_are_found_on_both_backends() {
+    for (_db, store) in indexes().await {
+        let store = &*store;
+        let spec = document("d1", PROJECT, "markdown", "Retry policy");
+        let patch = IndexedDocument {
+            work_item_id: Some(ITEM.into()),
+            ..document("d2", PROJECT, "patch", "cache fix")
+        };
+        let elsewhere = document("d3", OTHER, "text", "Elsewhere");
+        store
+            .replace_document(
+                &spec,
+                &["Reconnect after ERR_CONN_RESET as WI-12 says.".into()],
+            )
+            .await
+            .expect("spec");
+        store
+            .replace_document(
+                &patch,
+                &["-fn evict_oldest() {}\n+fn evict_newest() {}".into()],
+            )
+            .await
+            .expect("patch");
+        store
+            .replace_document(&elsewhere, &["ERR_CONN_RESET, Größe und Äpfel".into()])
+            .await
+            .expect("other");
+        let mine = scope(&[PROJECT]);
+        assert_eq!(
+            documents_found(store, "ERR_CONN_RESET", &mine).await,
+            ["d1"]
+        );
+        assert_eq!(documents_found(store, "wi-12", &mine).await, ["d1"]);
+        assert_eq!(documents_found(store, "evict_oldest", &mine).await, ["d2"]);
+        assert_eq!(
+            documents_found(store, "retry", &mine).await,
+            ["d1"],
+            "titles count"
+        );
+        assert!(documents_found(store, "\"*) OR (", &mine).await.is_empty());
+        assert_eq!(
+            documents_found(store, "Äpfel", &scope(&[OTHER])).await,
+            ["d3"]
+        );
+        assert!(
+            documents_found(store, "ERR_CONN_RESET", &scope(&[]))
+                .await
+                .is_empty()
+        );
+        let patches = SearchScope {
+            doc_types: vec!["patch".into()],
+            ..scope(&[PROJECT, OTHER])
+        };
+        assert_eq!(
+            documents_found(store, "evict_oldest ERR_CONN_RESET", &patches).await,
+            ["d2"]
+        );
+        let item = SearchScope {
+            work_item_id: Some(ITEM.into()),
+            ..scope(&[PROJECT])
+        };
+        assert_eq!(
+            documents_found(store, "evict_oldest ERR_CONN_RESET", &item).await,
+            ["d2"]
+        );
+
+        // Indexing again replaces the chunks.
+        store
+            .replace_document(&spec, &["Nothing about resets any more.".into()])
+            .await
+            .expect("again");
+        assert!(
+            documents_found(store, "ERR_CONN_RESET", &mine)
+                .await
+                .is_empty()
+        );
+        let stats = store.stats(None).await.expect("stats");
+        assert_eq!((stats.documents, stats.chunks), (3, 3));
+    }
+}
+
+#[tokio::test]
+async fn forgotten_documents_keep_no_chunks_and_never_come_back() {
+    for (_db, store) in indexes().await {
+        let store = &*store;
+        let doc = document("d1", PROJECT, "text", "Notes");
+        store
+            .replace_document(&doc, &["alpha".into(), "beta".into()])
+            .await
+            .expect("index");
+        let pending = store.pending_chunks(None, 10).await.expect("pending");
+        assert_eq!(pending.len(), 2);
+        let vectors: Vec<(i64, Vec<f32>)> = pending
+            .iter()
+            .map(|chunk| (chunk.place.seq, vec![1.0, 0.0]))
+            .collect();
+        assert_eq!(
+            store.set_vectors("m", &vectors).await.expect("set").len(),
+            2
+        );
+        assert!(
+            store
+                .pending_chunks(Some("m"), 10)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .pending_chunks(Some("newer"), 10)
+                .await
+                .expect("stale")
+                .len(),
+            2,
+            "another model's vectors are embedded again"
+        );
+        assert_eq!(store.vectors("m", 0, 10).await.expect("vectors").len(), 2);
+
+        let removed = store.forget_document("d1").await.expect("forget");
+        assert_eq!(removed.len(), 2, "both vectors go");
+        assert_eq!(store.stats(Some("m")).await.expect("stats").chunks, 0);
+        assert!(store.documents().await.expect("documents").is_empty());
+        // A late index request stores nothing; late vectors set nothing.
+        assert_eq!(
+            store
+                .replace_document(&doc, &["gamma".into()])
+                .await
+                .expect("late"),
+            Replaced::Forgotten
+        );
+        assert!(
+            store
+                .set_vectors("m", &vectors)
+                .await
+                .expect("late")
+                .is_empty()
+        );
+        assert_eq!(store.stats(Some("m")).await.expect("stats").chunks, 0);
+    }
+}
+
+/// Forgetting while indexing, many times over: whichever comes first,
+/// nothing of a forgotten document stays.
+#[tokio::test]
+async fn forgetting_while_indexing_leaves_no_orphans() {
+    for (_db, store) in indexes().await {
+        for round in 0..20 {
+            let id = format!("race-{round}");
+            let doc = document(&id, PROJECT, "text", "Race");
+            let chunks: Vec<String> = (0..50).map(|n| format!("chunk {n}")).collect();
+            let indexing = {
+                let store = store.clone();
+                let doc = doc.clone();
+                tokio::spawn(async move { store.replace_document(&doc, &chunks).await })
+            };
+            let forgetting = {
+                let store = store.clone();
+                let id = id.clone();
+                tokio::spawn(async move { store.forget_document(&id).await })
+            };
+            indexing.await.expect("joined").expect("indexed");
+            forgetting.await.expect("joined").expect("forgotten");
+            let left = store
+                .lexical(&Terms::of("chunk"), &scope(&[PROJECT]), 100)
+                .await
+                .expect("lexical");
+            assert!(left.is_empty(), "round {round}: {} chunks left", left.len());
+        }
+    }
+}
