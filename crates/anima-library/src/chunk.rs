@@ -21,35 +21,63 @@ const OVERLAP_TOKENS: usize = 32;
 /// averages about four).
 const CHARS_PER_TOKEN: usize = 4;
 
-/// How chunks are measured.
-#[derive(Clone)]
-enum Sizer {
-    /// In the embedding model's tokens.
-    Tokens(Arc<Tokenizer>),
-    /// In characters, about four per token.
-    Characters,
+/// A text's tokens, counted once: text-splitter measures many candidate
+/// chunks of it (a binary search per chunk), and tokenizing each again
+/// made splitting a long document take many seconds.
+struct Tokens {
+    /// Where the text starts in memory: the splitter hands out slices of
+    /// it, and a slice's address says where in the text it is.
+    base: usize,
+    len: usize,
+    /// Each token's first byte in the text, in order.
+    starts: Vec<usize>,
+    tokenizer: Arc<Tokenizer>,
 }
 
-impl ChunkSizer for Sizer {
-    fn size(&self, chunk: &str) -> usize {
-        match self {
-            Sizer::Tokens(tokenizer) => tokenizer
-                .encode_fast(chunk, false)
-                .map(|encoding| encoding.len())
-                // A tokenizer that fails on some text: measure it the
-                // other way rather than lose the document.
-                .unwrap_or_else(|_| chunk.chars().count().div_ceil(CHARS_PER_TOKEN)),
-            Sizer::Characters => chunk.chars().count(),
+impl Tokens {
+    fn of(tokenizer: &Arc<Tokenizer>, text: &str) -> Self {
+        // `encode`, not `encode_fast`: only it computes the (byte) offsets.
+        let starts = tokenizer
+            .encode(text, false)
+            .map(|encoding| {
+                encoding
+                    .get_offsets()
+                    .iter()
+                    .map(|(start, _)| *start)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            base: text.as_ptr() as usize,
+            len: text.len(),
+            starts,
+            tokenizer: tokenizer.clone(),
         }
+    }
+}
+
+impl ChunkSizer for Tokens {
+    fn size(&self, chunk: &str) -> usize {
+        let start = (chunk.as_ptr() as usize).wrapping_sub(self.base);
+        if start <= self.len && chunk.len() <= self.len - start && !self.starts.is_empty() {
+            let before = |at: usize| self.starts.partition_point(|token| *token < at);
+            return before(start + chunk.len()) - before(start);
+        }
+        // Not a slice of the text (or a tokenizer that failed on it):
+        // measured on its own.
+        self.tokenizer
+            .encode_fast(chunk, false)
+            .map(|encoding| encoding.len())
+            .unwrap_or_else(|_| chunk.chars().count().div_ceil(CHARS_PER_TOKEN))
     }
 }
 
 /// Splits text into chunks. Cheap to clone.
 #[derive(Clone)]
 pub struct Chunker {
-    text: Arc<TextSplitter<Sizer>>,
-    markdown: Arc<MarkdownSplitter<Sizer>>,
-    measure: &'static str,
+    /// The model's tokenizer; without one, chunks are measured in
+    /// characters.
+    tokenizer: Option<Arc<Tokenizer>>,
 }
 
 impl Chunker {
@@ -61,7 +89,7 @@ impl Chunker {
                 // Measured whole: truncation would under-count long text.
                 tokenizer.with_padding(None);
                 tokenizer.with_truncation(None).ok()?;
-                Some(tokenizer)
+                Some(Arc::new(tokenizer))
             }
             Err(error) => {
                 tracing::warn!(
@@ -71,49 +99,63 @@ impl Chunker {
                 None
             }
         });
-        let (sizer, capacity, overlap, measure) = match tokenizer {
-            Some(tokenizer) => (
-                Sizer::Tokens(Arc::new(tokenizer)),
-                CHUNK_TOKENS,
-                OVERLAP_TOKENS,
-                "tokens",
-            ),
-            None => (
-                Sizer::Characters,
-                CHUNK_TOKENS.start() * CHARS_PER_TOKEN..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
-                OVERLAP_TOKENS * CHARS_PER_TOKEN,
-                "characters",
-            ),
-        };
-        let config = || {
-            ChunkConfig::new(capacity.clone())
-                .with_sizer(sizer.clone())
-                .with_overlap(overlap)
-                .expect("the overlap is smaller than a chunk")
-        };
-        Self {
-            text: Arc::new(TextSplitter::new(config())),
-            markdown: Arc::new(MarkdownSplitter::new(config())),
-            measure,
-        }
+        Self { tokenizer }
     }
 
     /// What chunks are measured in: `tokens` or `characters`.
     pub fn measure(&self) -> &'static str {
-        self.measure
+        match self.tokenizer {
+            Some(_) => "tokens",
+            None => "characters",
+        }
     }
 
     /// The chunks of `text` read as `format`, in order. CPU work: call it
     /// on a blocking thread.
     pub fn split(&self, text: &str, format: Option<Format>) -> Vec<String> {
-        let chunks: Vec<String> = match format {
-            Some(Format::Markdown) => self.markdown.chunks(text).map(str::to_owned).collect(),
-            _ => self.text.chunks(text).map(str::to_owned).collect(),
+        let chunks = match &self.tokenizer {
+            Some(tokenizer) => split_with(
+                ChunkConfig::new(CHUNK_TOKENS).with_sizer(Tokens::of(tokenizer, text)),
+                OVERLAP_TOKENS,
+                text,
+                format,
+            ),
+            None => split_with(
+                ChunkConfig::new(
+                    CHUNK_TOKENS.start() * CHARS_PER_TOKEN..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
+                ),
+                OVERLAP_TOKENS * CHARS_PER_TOKEN,
+                text,
+                format,
+            ),
         };
         chunks
             .into_iter()
             .filter(|chunk| !chunk.trim().is_empty())
             .collect()
+    }
+}
+
+/// The chunks of `text` by `config` with `overlap`: along markdown's
+/// structure for markdown, along paragraphs, lines and sentences else.
+fn split_with<S: ChunkSizer>(
+    config: ChunkConfig<S>,
+    overlap: usize,
+    text: &str,
+    format: Option<Format>,
+) -> Vec<String> {
+    let config = config
+        .with_overlap(overlap)
+        .expect("the overlap is smaller than a chunk");
+    match format {
+        Some(Format::Markdown) => MarkdownSplitter::new(config)
+            .chunks(text)
+            .map(str::to_owned)
+            .collect(),
+        _ => TextSplitter::new(config)
+            .chunks(text)
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

@@ -275,6 +275,7 @@ pub async fn api(
         .add_service(RepositoryServiceServer::new(NotYetImplemented))
         .add_service(MailboxServiceServer::new(MailboxApi::new(
             store.clone(),
+            library.clone(),
             &config.mail_domains,
         )))
         .add_service(

@@ -22,6 +22,7 @@ use super::{actor_of, grpc_service, mask_paths};
 use crate::{
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
+    library::{Library, index_documents},
 };
 
 const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
@@ -34,17 +35,32 @@ const MAX_SIZE_LIMIT: i64 = MAX_DOCUMENT_SIZE as i64;
 #[derive(Clone)]
 pub struct MailboxApi {
     store: Arc<dyn Store>,
+    /// Whose index follows attachments that triage moves or dismisses.
+    library: Arc<dyn Library>,
     /// The domains Anima may make addresses in (server configuration).
     mail_domains: Arc<[String]>,
 }
 
 impl MailboxApi {
     /// Builds the service; addresses may be made in `mail_domains` only.
-    pub fn new(store: Arc<dyn Store>, mail_domains: &[String]) -> Self {
+    pub fn new(store: Arc<dyn Store>, library: Arc<dyn Library>, mail_domains: &[String]) -> Self {
         Self {
             store,
+            library,
             mail_domains: mail_domains.into(),
         }
+    }
+
+    /// The library's index follows the mail's attachments (moved to the
+    /// work item's project, or gone with a dismissed mail).
+    async fn reindex_attachments(&self, mail: &anima_core::mail::InboundRecord) {
+        let attachments: Vec<String> = mail
+            .content
+            .attachments
+            .iter()
+            .map(|attachment| attachment.document_id.clone())
+            .collect();
+        index_documents(&*self.store, &*self.library, &attachments).await;
     }
 
     /// The mailbox, once the caller holds the RPC's permission in every
@@ -282,6 +298,7 @@ impl MailboxApi {
         let item = authorized_work_item(&self.store, context, &target, "work_item_id").await?;
         let by = actor_of(context.caller.as_ref())?;
         let posted = self.store.post_inbound(&id, &item.id, &by).await?;
+        self.reindex_attachments(&posted).await;
         Ok(pb::InboundMail::from(posted))
     }
 
@@ -294,9 +311,9 @@ impl MailboxApi {
         let record = self.store.get_inbound(&id).await?;
         self.served_mailbox(context, &record.mailbox_id).await?;
         let by = actor_of(context.caller.as_ref())?;
-        Ok(pb::InboundMail::from(
-            self.store.dismiss_inbound(&id, &by).await?,
-        ))
+        let dismissed = self.store.dismiss_inbound(&id, &by).await?;
+        self.reindex_attachments(&dismissed).await;
+        Ok(pb::InboundMail::from(dismissed))
     }
 }
 

@@ -374,7 +374,14 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
     let triaged = worker(&server)
         .receive_mail(authed(
             WORKER_TOKEN,
-            receive(pb::InboundMailState::Triage, "t1@x"),
+            pb::ReceiveMailRequest {
+                files: vec![pb::MailFile {
+                    file_name: "crash.log".into(),
+                    media_type: "text/plain".into(),
+                    content: b"exporter died with ERR_CONN_RESET".to_vec(),
+                }],
+                ..receive(pb::InboundMailState::Triage, "t1@x")
+            },
         ))
         .await
         .expect("triage")
@@ -436,6 +443,31 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
         .into_inner();
     assert_eq!(assigned.state, pb::InboundMailState::Posted as i32);
     assert!(!assigned.posted_message_id.is_empty());
+    // Its attachment is searchable under the work item it went to.
+    let hits = server
+        .documents()
+        .search_documents(authed(
+            &token,
+            pb::SearchDocumentsRequest {
+                project_id: project_id.clone(),
+                work_item_id: item_id.clone(),
+                query: "ERR_CONN_RESET".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert_eq!(
+        hits.iter()
+            .filter_map(|hit| hit
+                .document
+                .as_ref()
+                .map(|document| document.title.as_str()))
+            .collect::<Vec<_>>(),
+        ["crash.log"]
+    );
 
     // Without anima-ai, classification fails clearly; the worker then
     // leaves the mail in triage.
