@@ -362,6 +362,8 @@ unary_requests! {
     RevertDescriptionRequest => work_items.revert_description -> WorkItem,
     RotateMailboxRequest => mailboxes.rotate_mailbox -> Mailbox,
     SearchDocumentsRequest => documents.search_documents -> SearchDocumentsResponse,
+    GetLibraryStatusRequest => documents.get_library_status -> LibraryStatus,
+    ReindexLibraryRequest => documents.reindex_library -> ReindexLibraryResponse,
     StartSessionRequest => sessions.start_session -> AgentSession,
     StopSessionRequest => sessions.stop_session -> AgentSession,
     SummarizeThreadRequest => threads.summarize_thread -> SummarizeThreadResponse,

@@ -138,6 +138,17 @@ pub struct Found {
     pub model: Option<String>,
 }
 
+/// Which rankings a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// Words and meaning, fused: what searches use.
+    Fused,
+    /// Words alone (BM25 / `ts_rank`).
+    Words,
+    /// Meaning alone (vector similarity).
+    Meaning,
+}
+
 /// What indexing a document did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Indexed {
@@ -223,6 +234,19 @@ impl Indexer {
         self.store.documents().await
     }
 
+    /// Has vectors computed again (all of them with `all`, else those of
+    /// another model, which the embedder takes anyway); how many chunks
+    /// wait for one.
+    pub async fn reindex(&self, all: bool) -> Result<i64, DomainError> {
+        if all {
+            let _writing = self.writing.lock().await;
+            self.store.mark_all_for_embedding().await?;
+        }
+        self.pending.notify_one();
+        let (stats, _) = self.stats().await?;
+        Ok(stats.chunks - stats.embedded)
+    }
+
     /// Counts, and the model vectors come from (once known).
     pub async fn stats(&self) -> Result<(IndexStats, Option<String>), DomainError> {
         let model = self.vectors.model();
@@ -230,18 +254,23 @@ impl Indexer {
     }
 
     /// Up to `limit` chunks in `scope` that match `query` by words or by
-    /// meaning, best first, one per document.
+    /// meaning (as `ranking` says), best first, one per document.
     pub async fn search(
         &self,
         query: &str,
         scope: &SearchScope,
         limit: usize,
+        ranking: Ranking,
     ) -> Result<Found, DomainError> {
         let terms = Terms::of(query);
-        let lexical = self.store.lexical(&terms, scope, CANDIDATES as i64).await?;
+        let lexical = match ranking {
+            Ranking::Meaning => Vec::new(),
+            _ => self.store.lexical(&terms, scope, CANDIDATES as i64).await?,
+        };
         let mut model = None;
         let mut semantic = Vec::new();
-        if let Some((vector, answered)) = self.query_vector(query).await
+        if ranking != Ranking::Words
+            && let Some((vector, answered)) = self.query_vector(query).await
             && let Some(nearest) = self.vectors.search(&answered, &vector, scope, CANDIDATES)?
         {
             semantic = nearest

@@ -17,7 +17,7 @@ use crate::{
     blobs::{BlobMeta, BlobStore},
     extract::{self, Extracted, Format, PdfReader},
     index::{IndexedDocument, SearchScope},
-    indexer::Indexer,
+    indexer::{Indexer, Ranking},
 };
 
 /// The most bytes one message of an upload may carry.
@@ -221,6 +221,15 @@ impl LibraryService for Library {
         }))
     }
 
+    async fn reindex(&self, request: Request<pb::ReindexRequest>) -> Reply<pb::ReindexResponse> {
+        let pending = self
+            .indexer
+            .reindex(request.into_inner().all)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReindexResponse { pending }))
+    }
+
     async fn index_document(
         &self,
         request: Request<pb::IndexDocumentRequest>,
@@ -325,7 +334,7 @@ impl LibraryService for Library {
         };
         let found = self
             .indexer
-            .search(query, &scope, limit as usize)
+            .search(query, &scope, limit as usize, Ranking::Fused)
             .await
             .map_err(to_status)?;
         let rank = |rank: Option<usize>| rank.map_or(0, |rank| i32::try_from(rank).unwrap_or(0));

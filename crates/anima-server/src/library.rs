@@ -117,6 +117,11 @@ pub trait Library: Send + Sync + 'static {
     async fn indexed(&self) -> Result<Vec<IndexedDocument>, DomainError>;
     /// The documents that best match, best first.
     async fn search(&self, query: LibraryQuery) -> Result<Vec<LibraryHit>, DomainError>;
+    /// How much the library holds and how far its vectors are.
+    async fn stats(&self) -> Result<pb::LibraryStats, DomainError>;
+    /// Has vectors computed again (all, or those of another model); how
+    /// many chunks wait for one.
+    async fn reindex(&self, all: bool) -> Result<i64, DomainError>;
 }
 
 /// What search gets of a document just stored: its text, or why it has
@@ -186,6 +191,12 @@ impl Library for NoLibrary {
         Err(no_library())
     }
     async fn search(&self, _query: LibraryQuery) -> Result<Vec<LibraryHit>, DomainError> {
+        Err(no_library())
+    }
+    async fn stats(&self) -> Result<pb::LibraryStats, DomainError> {
+        Err(no_library())
+    }
+    async fn reindex(&self, _all: bool) -> Result<i64, DomainError> {
         Err(no_library())
     }
 }
@@ -466,6 +477,27 @@ impl Library for GrpcLibrary {
                 score: hit.score,
             })
             .collect())
+    }
+
+    async fn stats(&self) -> Result<pb::LibraryStats, DomainError> {
+        Ok(self
+            .client
+            .clone()
+            .get_library_stats(self.request(pb::GetLibraryStatsRequest {}))
+            .await
+            .map_err(from_status)?
+            .into_inner())
+    }
+
+    async fn reindex(&self, all: bool) -> Result<i64, DomainError> {
+        Ok(self
+            .client
+            .clone()
+            .reindex(self.request(pb::ReindexRequest { all }))
+            .await
+            .map_err(from_status)?
+            .into_inner()
+            .pending)
     }
 }
 

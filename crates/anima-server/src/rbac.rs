@@ -181,6 +181,8 @@ access_table! {
         "UploadDocument": Project(DocumentWrite),
         "DeleteDocument": Project(DocumentWrite),
         "SearchDocuments": Project(DocumentRead),
+        "GetLibraryStatus": ServerAdmin,
+        "ReindexLibrary": ServerAdmin,
     }
     "AkhService" => {
         "ListAkhs": Authenticated,
@@ -224,6 +226,7 @@ access_table! {
         "ForgetDocument": Internal,
         "ListIndexedDocuments": Internal,
         "SearchChunks": Internal,
+        "Reindex": Internal,
     }
 }
 

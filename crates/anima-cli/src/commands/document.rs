@@ -69,19 +69,58 @@ pub enum DocumentCommand {
         /// Document id.
         id: String,
     },
-    /// Find a project's documents whose title or text contains a phrase.
+    /// Find a project's documents by words, identifiers (WI-12,
+    /// ERR_CONN_RESET) or what they are about, best first.
     Search {
         #[command(flatten)]
         global: GlobalArgs,
         /// Project id or name.
         #[arg(long, short, env = "ANIMA_PROJECT")]
         project: String,
-        /// The phrase (case-insensitive).
+        /// Words, identifiers or a question (at most 500 characters).
         query: String,
         /// Most hits to show (1–100).
         #[arg(long, default_value_t = 20)]
         limit: i32,
     },
+    /// Server admins: compute the library's vectors again, and follow it
+    /// until every chunk has one. Without --all, only vectors another
+    /// embedding model made (the library does that by itself after a model
+    /// change; this shows how far it is).
+    Reindex {
+        #[command(flatten)]
+        global: GlobalArgs,
+        /// Every vector, also those the current model made.
+        #[arg(long)]
+        all: bool,
+        /// Start it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// Shows the library's vectors being computed until every chunk has one.
+async fn follow_reindex(session: &anima_client::Session) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {pos}/{len} chunks ({per_sec}, {eta} left)",
+        )?
+        .progress_chars("=> "),
+    );
+    loop {
+        let status = session.call(pb::GetLibraryStatusRequest {}).await?;
+        bar.set_length(u64::try_from(status.chunks).unwrap_or(0));
+        bar.set_position(u64::try_from(status.chunks_embedded).unwrap_or(0));
+        bar.set_message(match status.model.as_str() {
+            "" => "waiting for anima-ai".to_owned(),
+            model => model.to_owned(),
+        });
+        if !status.model.is_empty() && status.chunks_embedded >= status.chunks {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 fn type_name(raw: i32) -> &'static str {
@@ -241,6 +280,26 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             } else {
                 println!("deleted {id}");
             }
+        }
+        DocumentCommand::Reindex {
+            global,
+            all,
+            no_wait,
+        } => {
+            let session = session_for(&global).await?;
+            let pending = session
+                .call(pb::ReindexLibraryRequest { all })
+                .await?
+                .pending;
+            if no_wait || global.json {
+                if global.json {
+                    output::json(&json!({"pending": pending}));
+                } else {
+                    println!("{pending} chunks wait for a vector");
+                }
+                return Ok(());
+            }
+            follow_reindex(&session).await?;
         }
         DocumentCommand::Search {
             global,

@@ -166,6 +166,9 @@ pub trait IndexStore: Send + Sync + 'static {
     ) -> IndexResult<Vec<i64>>;
     /// These chunks, in no particular order; missing ones are left out.
     async fn chunks(&self, seqs: &[i64]) -> IndexResult<Vec<StoredChunk>>;
+    /// Marks every chunk's vector as wanting a new one (it stays until
+    /// replaced); how many were marked.
+    async fn mark_all_for_embedding(&self) -> IndexResult<i64>;
     /// Counts, with vectors counted for `model`.
     async fn stats(&self, model: Option<&str>) -> IndexResult<IndexStats>;
 }

@@ -337,6 +337,18 @@ macro_rules! index_sql {
                     .map_err(unavailable)
             }
 
+            async fn mark_all_for_embedding(&self) -> IndexResult<i64> {
+                // An empty model matches no model's name: the embedder takes
+                // these again, and the old vector answers until then.
+                let marked = sqlx::query(
+                    "UPDATE library_chunks SET model = '' WHERE vector IS NOT NULL",
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(i64::try_from(marked.rows_affected()).unwrap_or(i64::MAX))
+            }
+
             async fn stats(&self, model: Option<&str>) -> IndexResult<IndexStats> {
                 let row = sqlx::query(
                     "SELECT \

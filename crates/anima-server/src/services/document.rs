@@ -310,6 +310,33 @@ impl DocumentApi {
     }
 }
 
+impl DocumentApi {
+    async fn get_library_status(
+        &self,
+        _context: &RequestContext,
+        _request: pb::GetLibraryStatusRequest,
+    ) -> Result<pb::LibraryStatus, DomainError> {
+        let stats = self.library.stats().await?;
+        Ok(pb::LibraryStatus {
+            documents: stats.documents,
+            chunks: stats.chunks,
+            chunks_embedded: stats.chunks_embedded,
+            model: stats.model,
+            blobs: stats.blobs,
+            blob_bytes: stats.blob_bytes,
+        })
+    }
+
+    async fn reindex_library(
+        &self,
+        _context: &RequestContext,
+        request: pb::ReindexLibraryRequest,
+    ) -> Result<pb::ReindexLibraryResponse, DomainError> {
+        let pending = self.library.reindex(request.all).await?;
+        Ok(pb::ReindexLibraryResponse { pending })
+    }
+}
+
 /// The MIME type of a document uploaded without one.
 fn default_media_type(doc_type: DocumentType) -> &'static str {
     match doc_type {
@@ -327,4 +354,6 @@ grpc_service!(DocumentApi: DocumentService {
     upload_document(Streaming<pb::UploadDocumentRequest>) -> pb::Document;
     delete_document(pb::DeleteDocumentRequest) -> pb::DeleteDocumentResponse;
     search_documents(pb::SearchDocumentsRequest) -> pb::SearchDocumentsResponse;
+    get_library_status(pb::GetLibraryStatusRequest) -> pb::LibraryStatus;
+    reindex_library(pb::ReindexLibraryRequest) -> pb::ReindexLibraryResponse;
 });

@@ -791,4 +791,31 @@ async fn documents_are_found_by_identifier_and_by_meaning(backend: Backend) {
     assert_eq!(stats.documents, 3);
     let indexed = library_of(&server).indexed().await.expect("indexed");
     assert!(indexed.iter().all(|document| document.id != ids[0]));
+
+    // A server admin has every vector computed again; searches keep
+    // answering meanwhile, and the status shows it through.
+    server.user("root", true).await;
+    let root = server.login("root").await;
+    let pending = documents
+        .reindex_library(authed(&root, pb::ReindexLibraryRequest { all: true }))
+        .await
+        .expect("reindex")
+        .into_inner()
+        .pending;
+    assert_eq!(pending, stats.chunks, "every chunk waits for a new vector");
+    assert_eq!(top("evict_oldest").await, "cache.patch");
+    vectors_settle(&server).await;
+    let status = documents
+        .get_library_status(authed(&root, pb::GetLibraryStatusRequest {}))
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        (status.documents, status.chunks_embedded),
+        (3, status.chunks)
+    );
+    assert_eq!(
+        top("How do we welcome people who just joined the company?").await,
+        "onboarding.md"
+    );
 }

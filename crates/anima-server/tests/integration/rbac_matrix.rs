@@ -152,6 +152,8 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("UploadDocument", "DDAAADDD"),
     ("DeleteDocument", "DDAAADDD"),
     ("SearchDocuments", "DDAAAADD"),
+    ("GetLibraryStatus", "DADDDDDD"),
+    ("ReindexLibrary", "DADDDDDD"),
 ];
 
 /// Services whose every RPC is in `IMPLEMENTED` (plus the public Login).
@@ -1241,7 +1243,11 @@ async fn call_agent(
             ))
             .await
             .map(drop),
-        other if other.ends_with("Document") || other.ends_with("Documents") => {
+        other
+            if other.ends_with("Document")
+                || other.ends_with("Documents")
+                || other.contains("Library") =>
+        {
             return call_document(server, fixture, other, token, fresh).await;
         }
         other => return call_mailbox(server, fixture, other, token, fresh).await,
@@ -1511,6 +1517,14 @@ async fn call_document(
                     ..Default::default()
                 },
             ))
+            .await
+            .map(drop),
+        "GetLibraryStatus" => documents
+            .get_library_status(authed(token, pb::GetLibraryStatusRequest {}))
+            .await
+            .map(drop),
+        "ReindexLibrary" => documents
+            .reindex_library(authed(token, pb::ReindexLibraryRequest { all: false }))
             .await
             .map(drop),
         other => panic!("no call for {other}"),
