@@ -11,6 +11,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -46,6 +47,8 @@ const QUERY_VECTOR_WAIT: Duration = Duration::from_secs(5);
 /// How often the embedder looks for work nobody announced (another
 /// process's writes, a failure before).
 const EMBED_POLL: Duration = Duration::from_secs(30);
+/// How often, at most, the vector graph is saved while it changes.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(300);
 /// Characters of a chunk a hit shows.
 const SNIPPET_CHARS: usize = 200;
 
@@ -165,19 +168,28 @@ pub struct Indexer {
     vectors: Vectors,
     chunker: Chunker,
     ai: Option<Embeddings>,
+    /// Where the vector graph is saved, so a start need not build it.
+    snapshot: Option<PathBuf>,
     writing: Mutex<()>,
     pending: Notify,
 }
 
 impl Indexer {
     /// The indexer over `store`, splitting with `chunker`, embedding through
-    /// `ai` (without it, search is by words alone).
-    pub fn new(store: Arc<dyn IndexStore>, chunker: Chunker, ai: Option<Embeddings>) -> Arc<Self> {
+    /// `ai` (without it, search is by words alone), saving the vector graph
+    /// in `snapshot` (without it, every start builds the graph).
+    pub fn new(
+        store: Arc<dyn IndexStore>,
+        chunker: Chunker,
+        ai: Option<Embeddings>,
+        snapshot: Option<PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             vectors: Vectors::new(),
             chunker,
             ai,
+            snapshot,
             writing: Mutex::new(()),
             pending: Notify::new(),
         })
@@ -342,11 +354,16 @@ impl Indexer {
             return;
         };
         let mut backoff = Duration::from_secs(1);
+        let mut saved = tokio::time::Instant::now();
         loop {
             match self.embed_some(&ai).await {
                 Ok(true) => backoff = Duration::from_secs(1),
                 Ok(false) => {
                     backoff = Duration::from_secs(1);
+                    if saved.elapsed() >= SNAPSHOT_EVERY {
+                        self.save_vectors().await;
+                        saved = tokio::time::Instant::now();
+                    }
                     let _ = tokio::time::timeout(EMBED_POLL, self.pending.notified()).await;
                 }
                 Err(error) => {
@@ -355,6 +372,18 @@ impl Indexer {
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
+        }
+    }
+
+    /// Saves the vector graph if it changed since it was last saved.
+    async fn save_vectors(&self) {
+        let Some(dir) = &self.snapshot else { return };
+        if !self.vectors.changed() {
+            return;
+        }
+        let _writing = self.writing.lock().await;
+        if let Err(error) = self.vectors.save(&*self.store, dir).await {
+            tracing::warn!(%error, "saving the vector graph failed");
         }
     }
 
@@ -393,8 +422,14 @@ impl Indexer {
         let _writing = self.writing.lock().await;
         if model.as_deref() != Some(answered.as_str()) {
             self.vectors
-                .build(&*self.store, &answered, dimensions)
-                .await?;
+                .open(
+                    &*self.store,
+                    &answered,
+                    dimensions,
+                    self.snapshot.as_deref(),
+                )
+                .await
+                .map(drop)?;
         }
         if batch.is_empty() {
             return Ok(false);

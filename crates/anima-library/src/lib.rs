@@ -130,17 +130,16 @@ impl LibrarySettings {
     }
 
     /// Opens the search index (created on first use) with `ai` for its
-    /// vectors; `data_dir` holds the default one. The caller runs
-    /// [`Indexer::embed_forever`].
+    /// vectors; `data_dir` holds the default one and the saved vector graph
+    /// (`library-vectors/`). The caller runs [`Indexer::embed_forever`].
     pub async fn open_index(
         &self,
         data_dir: Option<&Path>,
         ai: Option<Embeddings>,
     ) -> anyhow::Result<Arc<Indexer>> {
+        let dir = data_dir.context("no data directory for the library's index")?;
         let url = match self.index.trim() {
             "" => {
-                let dir =
-                    data_dir.context("no data directory for the index; set [library] index")?;
                 let path = dir.join("library-index.db");
                 create_private(&path)?;
                 format!("sqlite://{}", path.display())
@@ -160,7 +159,12 @@ impl LibrarySettings {
             vectors = ai.is_some(),
             "library index open"
         );
-        Ok(Indexer::new(store, chunker, ai))
+        Ok(Indexer::new(
+            store,
+            chunker,
+            ai,
+            Some(dir.join("library-vectors")),
+        ))
     }
 
     /// Opens the configured store; `data_dir` holds the default one.

@@ -9,13 +9,31 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, RwLock},
+    path::Path,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use anima_core::DomainError;
+use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use crate::index::{ChunkPlace, IndexStore, SearchScope};
+use crate::index::{ChunkPlace, Fingerprint, IndexStore, SearchScope};
+
+/// The graph's file in the snapshot directory, and what it holds.
+const GRAPH_FILE: &str = "graph.usearch";
+const SNAPSHOT_FILE: &str = "graph.json";
+
+/// What a saved graph holds: it is used only while the database's vectors
+/// of its model still have its fingerprint.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct Snapshot {
+    model: String,
+    dimensions: usize,
+    fingerprint: Fingerprint,
+}
 
 /// Vectors in scope up to which a search compares them all.
 pub const EXACT_UP_TO: usize = 10_000;
@@ -82,6 +100,17 @@ impl Graph {
         name
     }
 
+    /// Records where a vector's chunk belongs.
+    fn place(&mut self, place: &ChunkPlace) {
+        let key = place.seq as u64;
+        let place = Place {
+            project_id: self.name(&place.project_id),
+            work_item_id: place.work_item_id.as_deref().map(|id| self.name(id)),
+            doc_type: self.name(&place.doc_type),
+        };
+        self.places.insert(key, place);
+    }
+
     fn add(&mut self, place: &ChunkPlace, vector: &[f32]) -> Result<(), DomainError> {
         if vector.len() != self.index.dimensions() {
             return Err(DomainError::internal(format!(
@@ -99,20 +128,26 @@ impl Graph {
             self.index.reserve(capacity).map_err(failed)?;
         }
         self.index.add(key, vector).map_err(failed)?;
-        let place = Place {
-            project_id: self.name(&place.project_id),
-            work_item_id: place.work_item_id.as_deref().map(|id| self.name(id)),
-            doc_type: self.name(&place.doc_type),
-        };
-        self.places.insert(key, place);
+        self.place(place);
         Ok(())
     }
+}
+
+/// How [`Vectors::open`] came by the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// From the saved graph.
+    Loaded,
+    /// From the database's vectors.
+    Built,
 }
 
 /// The vector index. Shared by the embedder (which writes) and searches.
 #[derive(Default)]
 pub struct Vectors {
-    graph: RwLock<Option<Graph>>,
+    graph: Arc<RwLock<Option<Graph>>>,
+    /// Whether it changed since it was last saved.
+    changed: AtomicBool,
 }
 
 impl Vectors {
@@ -178,7 +213,149 @@ impl Vectors {
         }
         tracing::info!(model, vectors = graph.places.len(), "vector index built");
         *self.write() = Some(graph);
+        self.changed.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The graph of `model`'s vectors: the one saved in `snapshot` when it
+    /// holds exactly the database's vectors of the model, else built from
+    /// `store` (and saved there); which of the two. The caller keeps
+    /// writes out meanwhile.
+    pub async fn open(
+        &self,
+        store: &dyn IndexStore,
+        model: &str,
+        dimensions: usize,
+        snapshot: Option<&Path>,
+    ) -> Result<Opened, DomainError> {
+        if let Some(dir) = snapshot {
+            match self.load(store, model, dimensions, dir).await {
+                Ok(true) => return Ok(Opened::Loaded),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, dir = %dir.display(), "the saved vector graph could not be read; building it again");
+                }
+            }
+        }
+        self.build(store, model, dimensions).await?;
+        if let Some(dir) = snapshot {
+            self.save(store, dir).await?;
+        }
+        Ok(Opened::Built)
+    }
+
+    /// Loads the graph saved in `dir` if it is the current one of `model`.
+    async fn load(
+        &self,
+        store: &dyn IndexStore,
+        model: &str,
+        dimensions: usize,
+        dir: &Path,
+    ) -> Result<bool, DomainError> {
+        let Ok(saved) = std::fs::read(dir.join(SNAPSHOT_FILE)) else {
+            return Ok(false);
+        };
+        let Ok(saved) = serde_json::from_slice::<Snapshot>(&saved) else {
+            return Ok(false);
+        };
+        let current = Snapshot {
+            model: model.to_owned(),
+            dimensions,
+            fingerprint: store.fingerprint(model).await?,
+        };
+        if saved != current {
+            return Ok(false);
+        }
+        let file = dir.join(GRAPH_FILE);
+        let mut graph = tokio::task::spawn_blocking({
+            let model = model.to_owned();
+            move || -> Result<Graph, DomainError> {
+                let graph = Graph::new(&model, dimensions)?;
+                graph.index.load(&file.to_string_lossy()).map_err(failed)?;
+                Ok(graph)
+            }
+        })
+        .await
+        .map_err(failed)??;
+        let mut after = 0;
+        loop {
+            let page = store.places(model, after, BUILD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for place in &page {
+                graph.place(place);
+            }
+        }
+        if graph.places.len() != graph.index.size() {
+            return Ok(false);
+        }
+        graph.index.change_expansion_search(EXPANSION_SEARCH);
+        tracing::info!(model, vectors = graph.places.len(), "vector index loaded");
+        *self.write() = Some(graph);
+        self.changed.store(false, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Saves the graph in `dir` (created, this user's alone) with the
+    /// fingerprint of what it holds. The caller keeps writes out meanwhile.
+    pub async fn save(&self, store: &dyn IndexStore, dir: &Path) -> Result<(), DomainError> {
+        let Some((model, dimensions)) = self
+            .read()
+            .as_ref()
+            .map(|graph| (graph.model.clone(), graph.index.dimensions()))
+        else {
+            return Ok(());
+        };
+        let snapshot = Snapshot {
+            fingerprint: store.fingerprint(&model).await?,
+            model,
+            dimensions,
+        };
+        let json = serde_json::to_vec(&snapshot).map_err(failed)?;
+        let graph = self.graph.clone();
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(failed)?;
+            // Without its description a graph is never used: a crash
+            // between the two files leaves it to be built again.
+            match std::fs::remove_file(dir.join(SNAPSHOT_FILE)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(failed(error));
+                }
+                _ => {}
+            }
+            let partial = dir.join(format!("{GRAPH_FILE}.partial"));
+            {
+                let guard = graph
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let Some(graph) = guard.as_ref() else {
+                    return Ok(());
+                };
+                graph
+                    .index
+                    .save(&partial.to_string_lossy())
+                    .map_err(failed)?;
+            }
+            std::fs::rename(&partial, dir.join(GRAPH_FILE)).map_err(failed)?;
+            let partial = dir.join(format!("{SNAPSHOT_FILE}.partial"));
+            std::fs::write(&partial, json).map_err(failed)?;
+            std::fs::rename(&partial, dir.join(SNAPSHOT_FILE)).map_err(failed)
+        })
+        .await
+        .map_err(failed)??;
+        self.changed.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the graph changed since it was built, loaded or saved.
+    pub fn changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
     }
 
     /// Adds vectors of `model` (ignored when the index holds another).
@@ -190,6 +367,7 @@ impl Vectors {
         for (place, vector) in vectors {
             graph.add(place, vector)?;
         }
+        self.changed.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -203,6 +381,7 @@ impl Vectors {
             let key = *seq as u64;
             if graph.places.remove(&key).is_some() {
                 graph.index.remove(key).map_err(failed)?;
+                self.changed.store(true, Ordering::Relaxed);
             }
         }
         Ok(())

@@ -111,6 +111,17 @@ pub enum Replaced {
     Forgotten,
 }
 
+/// The count, highest and sum of the keys of one model's vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    /// How many.
+    pub count: i64,
+    /// The highest key.
+    pub max_seq: i64,
+    /// The sum of the keys.
+    pub sum_seq: i64,
+}
+
 /// How much the index holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -156,6 +167,14 @@ pub trait IndexStore: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> IndexResult<Vec<(ChunkPlace, Vec<f32>)>>;
+    /// Up to `limit` places of chunks with vectors of `model` and keys above
+    /// `after`, in key order (to rebuild the graph's filters from a
+    /// snapshot, without the vectors).
+    async fn places(&self, model: &str, after: i64, limit: i64) -> IndexResult<Vec<ChunkPlace>>;
+    /// What identifies the set of `model`'s vectors: a graph saved with the
+    /// same fingerprint holds exactly them (a chunk's vector of one model
+    /// never changes; new chunks get new keys).
+    async fn fingerprint(&self, model: &str) -> IndexResult<Fingerprint>;
     /// The keys of up to `limit` chunks in scope that contain the query's
     /// words, best first (BM25 on SQLite, `ts_rank` on PostgreSQL).
     async fn lexical(

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{
-    ChunkPlace, IndexResult, IndexStats, IndexStore, IndexedDocument, PendingChunk, Replaced,
-    SearchScope, StoredChunk, unavailable,
+    ChunkPlace, Fingerprint, IndexResult, IndexStats, IndexStore, IndexedDocument, PendingChunk,
+    Replaced, SearchScope, StoredChunk, unavailable,
 };
 use crate::search::Terms;
 
@@ -293,6 +293,48 @@ macro_rules! index_sql {
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(unavailable)
+            }
+
+            async fn places(
+                &self,
+                model: &str,
+                after: i64,
+                limit: i64,
+            ) -> IndexResult<Vec<ChunkPlace>> {
+                let rows = sqlx::query(
+                    "SELECT c.seq, d.project_id, d.work_item_id, d.doc_type \
+                     FROM library_chunks c JOIN library_documents d ON d.id = c.document_id \
+                     WHERE c.model = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
+                )
+                .bind(model)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                rows.iter()
+                    .map(Self::place)
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(unavailable)
+            }
+
+            async fn fingerprint(&self, model: &str) -> IndexResult<Fingerprint> {
+                // Sums as text: PostgreSQL's SUM of BIGINT is NUMERIC.
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS count, COALESCE(MAX(seq), 0) AS max_seq, \
+                     CAST(COALESCE(SUM(seq), 0) AS TEXT) AS sum_seq \
+                     FROM library_chunks WHERE model = $1",
+                )
+                .bind(model)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                let sum: String = row.try_get("sum_seq").map_err(unavailable)?;
+                Ok(Fingerprint {
+                    count: row.try_get("count").map_err(unavailable)?,
+                    max_seq: row.try_get("max_seq").map_err(unavailable)?,
+                    sum_seq: sum.parse().unwrap_or(-1),
+                })
             }
 
             async fn lexical(
