@@ -157,7 +157,7 @@ fn accuracy(embedder: &Embedder, set: &MailSet) -> anyhow::Result<Score> {
 }
 
 /// AnimaAiService on a loopback port of this process.
-async fn serve(config: AiConfig) -> anyhow::Result<std::net::SocketAddr> {
+pub(crate) async fn serve(config: AiConfig) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(

@@ -7,6 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 mod ai;
 mod desktop;
+mod library;
 mod mail;
 mod revocation;
 
@@ -55,6 +56,10 @@ enum Command {
     /// anima-ai's local model: ClassifyMail accuracy on the labelled mail
     /// set, and Embed and ClassifyMail throughput over gRPC.
     Ai(Options),
+    /// anima-library's search: relevance of words, meaning and the two
+    /// fused on the labelled set, and latency, throughput, memory and the
+    /// vector graph's recall at 100,000 chunks.
+    Library(Options),
     /// anima-mail's routing throughput (mails/s) on a private Cyrus: needs
     /// `scripts/setup-debian --with-mail-server` and root, so `all` leaves
     /// it out.
@@ -151,6 +156,7 @@ fn main() -> anyhow::Result<()> {
                     "page-depth",
                     "footprint",
                     "ai",
+                    "library",
                 ],
             ),
             Command::Write(o) => (o, vec!["write"]),
@@ -160,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             Command::PageDepth(o) => (o, vec!["page-depth"]),
             Command::Footprint(o) => (o, vec!["footprint"]),
             Command::Ai(o) => (o, vec!["ai"]),
+            Command::Library(o) => (o, vec!["library"]),
             Command::Mail(o) => (o, vec!["mail"]),
             Command::Desktop(o) => (o, vec!["desktop"]),
         };
@@ -191,6 +198,7 @@ fn main() -> anyhow::Result<()> {
                 "footprint" => footprint(&options).await,
                 "mail" => mail::scenario(&options).await,
                 "desktop" => desktop::scenario(&options).await,
+                "library" => library::scenario(&options).await,
                 _ => ai::scenario(&options).await,
             }
             .with_context(|| format!("scenario {scenario}"))?;

@@ -292,8 +292,7 @@ impl Indexer {
                 .collect();
             model = Some(answered);
         }
-        let fused = fuse(&lexical, &semantic);
-        let seqs: Vec<i64> = fused.iter().map(|hit| hit.seq).collect();
+        let seqs: Vec<i64> = lexical.iter().chain(&semantic).copied().collect();
         let chunks: HashMap<i64, _> = self
             .store
             .chunks(&seqs)
@@ -301,6 +300,16 @@ impl Indexer {
             .into_iter()
             .map(|chunk| (chunk.seq, chunk))
             .collect();
+        let weighed: Vec<(i64, f64)> = lexical
+            .iter()
+            .map(|seq| {
+                let coverage = chunks.get(seq).map_or(0.0, |chunk| {
+                    terms.coverage(&format!("{}\n{}", chunk.title, chunk.text))
+                });
+                (*seq, coverage * coverage)
+            })
+            .collect();
+        let fused = fuse(&weighed, &semantic);
         let mut documents = HashSet::new();
         let mut hits = Vec::new();
         for fused in fused {

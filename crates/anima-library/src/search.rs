@@ -95,6 +95,29 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+impl Terms {
+    /// The share of the terms that `text` holds (as whole words, phrases
+    /// in order): a chunk found by one common word of a long question
+    /// holds little of it, one found by the identifier asked for holds it
+    /// all.
+    pub fn coverage(&self, text: &str) -> f64 {
+        if self.phrases.is_empty() {
+            return 0.0;
+        }
+        let words: Vec<String> = words(text).collect();
+        let held = self
+            .phrases
+            .iter()
+            .filter(|phrase| {
+                words
+                    .windows(phrase.len())
+                    .any(|window| window == phrase.as_slice())
+            })
+            .count();
+        held as f64 / self.phrases.len() as f64
+    }
+}
+
 /// One chunk's place in the fused ranking.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fused {
@@ -108,24 +131,28 @@ pub struct Fused {
     pub vector_rank: Option<usize>,
 }
 
-/// Both rankings (best first) fused by reciprocal rank, best first; ties
-/// keep the lexical order, then the key.
-pub fn fuse(lexical: &[i64], vector: &[i64]) -> Vec<Fused> {
+/// Both rankings (best first) fused by reciprocal rank, best first; each
+/// lexical hit weighs as much as its weight (its [`Terms::coverage`]), so
+/// words that match only a little of a question do not outrank what its
+/// meaning found. Ties keep the lexical order, then the key.
+pub fn fuse(lexical: &[(i64, f64)], vector: &[i64]) -> Vec<Fused> {
     let mut fused: HashMap<i64, Fused> = HashMap::new();
-    for (ranking, is_lexical) in [(lexical, true), (vector, false)] {
-        for (index, seq) in ranking.iter().enumerate() {
-            let hit = fused.entry(*seq).or_insert(Fused {
-                seq: *seq,
-                score: 0.0,
-                lexical_rank: None,
-                vector_rank: None,
-            });
-            let rank = index + 1;
-            hit.score += 1.0 / (RRF_K + rank as f64);
-            match is_lexical {
-                true => hit.lexical_rank = Some(rank),
-                false => hit.vector_rank = Some(rank),
-            }
+    let weighted = lexical.iter().map(|(seq, weight)| (*seq, *weight, true));
+    let vector = vector.iter().map(|seq| (*seq, 1.0, false));
+    let mut ranks = [0_usize; 2];
+    for (seq, weight, is_lexical) in weighted.chain(vector) {
+        let rank = &mut ranks[usize::from(!is_lexical)];
+        *rank += 1;
+        let hit = fused.entry(seq).or_insert(Fused {
+            seq,
+            score: 0.0,
+            lexical_rank: None,
+            vector_rank: None,
+        });
+        hit.score += weight / (RRF_K + *rank as f64);
+        match is_lexical {
+            true => hit.lexical_rank = Some(*rank),
+            false => hit.vector_rank = Some(*rank),
         }
     }
     let mut ranked: Vec<Fused> = fused.into_values().collect();
@@ -189,7 +216,7 @@ mod tests {
 
     #[test]
     fn fusion_rewards_agreement() {
-        let fused = fuse(&[1, 2, 3], &[3, 4]);
+        let fused = fuse(&[(1, 1.0), (2, 1.0), (3, 1.0)], &[3, 4]);
         let order: Vec<i64> = fused.iter().map(|hit| hit.seq).collect();
         // 3 is found by both, so it beats 1, the best of one ranking alone.
         // 2 and 4 tie (both second in one ranking): words come first.
@@ -197,6 +224,17 @@ mod tests {
         assert_eq!(fused[0].lexical_rank, Some(3));
         assert_eq!(fused[0].vector_rank, Some(1));
         assert_eq!(fused[3].lexical_rank, None);
+        // A lexical hit that holds half the query weighs half.
+        let fused = fuse(&[(1, 0.5)], &[2]);
+        assert_eq!(fused[0].seq, 2);
+    }
+
+    #[test]
+    fn coverage_counts_whole_words_and_phrases() {
+        let terms = Terms::of("how do I reset ERR_CONN_RESET quickly");
+        assert_eq!(terms.coverage("Reset after err-conn-reset."), 2.0 / 3.0);
+        assert_eq!(terms.coverage("resetting connections"), 0.0);
+        assert_eq!(Terms::default().coverage("anything"), 0.0);
     }
 
     #[test]

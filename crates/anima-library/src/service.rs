@@ -38,6 +38,9 @@ type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
 const DEFAULT_HITS: i32 = 20;
 const MAX_HITS: i32 = 100;
 
+/// The most characters of a document's title the index takes.
+const MAX_TITLE_CHARS: usize = 1_000;
+
 /// Every document indexed.
 type IndexedDocuments = tonic::codegen::BoxStream<pb::IndexedDocument>;
 
@@ -245,7 +248,10 @@ impl LibraryService for Library {
             doc_type: request.doc_type,
             title: request.title,
         };
-        anima_core::validate::name("title", &document.title).map_err(to_status)?;
+        // Titles are anima-server's (mail attachments' names run to 255
+        // characters); the bound only keeps a chunk's row small.
+        anima_core::validate::max_chars("title", &document.title, MAX_TITLE_CHARS)
+            .map_err(to_status)?;
         if request.text.len() > anima_core::document::SEARCH_TEXT_BYTES {
             return Err(to_status(DomainError::invalid_argument(
                 reason::FIELD_TOO_LONG,

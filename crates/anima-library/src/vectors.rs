@@ -41,9 +41,15 @@ pub const EXACT_UP_TO: usize = 10_000;
 /// Vectors read from the database per query while building.
 const BUILD_PAGE: i64 = 2_000;
 
-/// Candidates the graph search keeps (HNSW's `ef`): recall against exact
-/// search at 100,000 vectors is measured in docs/benchmarks.md.
-const EXPANSION_SEARCH: usize = 160;
+/// The graph's shape: links per node, and candidates kept while adding
+/// (HNSW's `M` and `efConstruction`) and while searching (`ef`). Above
+/// usearch's defaults (16, 128, 64): the library's graph is built rarely
+/// and saved, searches wait for the query's embedding far longer than for
+/// the graph, and recall against exact search at 100,000 vectors (in
+/// docs/benchmarks.md) is what counts.
+const CONNECTIVITY: usize = 32;
+const EXPANSION_ADD: usize = 200;
+const EXPANSION_SEARCH: usize = 400;
 
 /// Where a vector's chunk belongs (shared strings: a project's thousands
 /// of chunks hold its id once).
@@ -77,8 +83,8 @@ impl Graph {
             dimensions,
             metric: MetricKind::Cos,
             quantization: ScalarKind::F32,
-            connectivity: 0,
-            expansion_add: 0,
+            connectivity: CONNECTIVITY,
+            expansion_add: EXPANSION_ADD,
             expansion_search: EXPANSION_SEARCH,
             multi: false,
         })

@@ -520,6 +520,23 @@ pub async fn index_documents(store: &dyn Store, library: &dyn Library, ids: &[St
     }
 }
 
+/// Indexes a mail's attachments as the store has them now (recorded,
+/// moved to a work item's project by triage, or gone with a dismissed
+/// mail).
+pub async fn index_attachments(
+    store: &dyn Store,
+    library: &dyn Library,
+    mail: &anima_core::mail::InboundRecord,
+) {
+    let attachments: Vec<String> = mail
+        .content
+        .attachments
+        .iter()
+        .map(|attachment| attachment.document_id.clone())
+        .collect();
+    index_documents(store, library, &attachments).await;
+}
+
 /// Brings the library's index in line with the store: documents it lacks
 /// or has in another place (project, work item, title) are indexed again,
 /// documents the store no longer has are forgotten; returns how many of

@@ -94,6 +94,8 @@ pub struct StoredChunk {
     pub document_id: String,
     /// Its place in the document, from 0.
     pub ordinal: i32,
+    /// Its document's title.
+    pub title: String,
     /// Its text.
     pub text: String,
 }

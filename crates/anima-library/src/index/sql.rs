@@ -38,7 +38,7 @@ impl SqliteIndex {
          ORDER BY bm25(library_chunks_fts, 2.0, 1.0), c.seq LIMIT $5";
 
     /// Chunks whose keys are in the JSON array `$1`.
-    const CHUNKS: &str = "SELECT seq, document_id, ordinal, text FROM library_chunks \
+    const CHUNKS: &str = "SELECT seq, document_id, ordinal, title, text FROM library_chunks \
          WHERE seq IN (SELECT value FROM json_each($1))";
 
     fn match_expression(terms: &Terms) -> String {
@@ -66,7 +66,7 @@ impl PostgresIndex {
          AND ($4 = '[]' OR d.doc_type IN (SELECT jsonb_array_elements_text($4::jsonb))) \
          ORDER BY ts_rank(c.words, q, 1) DESC, c.seq LIMIT $5";
 
-    const CHUNKS: &str = "SELECT seq, document_id, ordinal, text FROM library_chunks \
+    const CHUNKS: &str = "SELECT seq, document_id, ordinal, title, text FROM library_chunks \
          WHERE seq IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)";
 
     fn match_expression(terms: &Terms) -> String {
@@ -96,6 +96,17 @@ fn json_list<T: serde::Serialize>(values: &[T]) -> String {
 macro_rules! index_sql {
     ($store:ident, $db:ty) => {
         impl $store {
+            /// Every row read by `read`, failures as the index's.
+            fn read_all<T>(
+                rows: &[<$db as sqlx::Database>::Row],
+                read: impl Fn(&<$db as sqlx::Database>::Row) -> Result<T, sqlx::Error>,
+            ) -> IndexResult<Vec<T>> {
+                rows.iter()
+                    .map(read)
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(unavailable)
+            }
+
             fn place(row: &<$db as sqlx::Database>::Row) -> Result<ChunkPlace, sqlx::Error> {
                 Ok(ChunkPlace {
                     seq: row.try_get("seq")?,
@@ -203,8 +214,7 @@ macro_rules! index_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-                rows.iter()
-                    .map(|row| {
+                Self::read_all(&rows, |row| {
                         Ok(IndexedDocument {
                             id: row.try_get("id")?,
                             project_id: row.try_get("project_id")?,
@@ -212,9 +222,7 @@ macro_rules! index_sql {
                             doc_type: row.try_get("doc_type")?,
                             title: row.try_get("title")?,
                         })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(unavailable)
+                })
             }
 
             async fn pending_chunks(
@@ -232,16 +240,13 @@ macro_rules! index_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-                rows.iter()
-                    .map(|row| {
+                Self::read_all(&rows, |row| {
                         Ok(PendingChunk {
                             place: Self::place(row)?,
                             title: row.try_get("title")?,
                             text: row.try_get("text")?,
                         })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(unavailable)
+                })
             }
 
             async fn set_vectors(
@@ -286,13 +291,10 @@ macro_rules! index_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-                rows.iter()
-                    .map(|row| {
+                Self::read_all(&rows, |row| {
                         let bytes: Vec<u8> = row.try_get("vector")?;
                         Ok((Self::place(row)?, vector_of(&bytes)))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(unavailable)
+                })
             }
 
             async fn places(
@@ -312,10 +314,7 @@ macro_rules! index_sql {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-                rows.iter()
-                    .map(Self::place)
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(unavailable)
+                Self::read_all(&rows, Self::place)
             }
 
             async fn fingerprint(&self, model: &str) -> IndexResult<Fingerprint> {
@@ -366,17 +365,15 @@ macro_rules! index_sql {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(unavailable)?;
-                rows.iter()
-                    .map(|row| {
+                Self::read_all(&rows, |row| {
                         Ok(StoredChunk {
                             seq: row.try_get("seq")?,
                             document_id: row.try_get("document_id")?,
                             ordinal: row.try_get("ordinal")?,
+                            title: row.try_get("title")?,
                             text: row.try_get("text")?,
                         })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(unavailable)
+                })
             }
 
             async fn mark_all_for_embedding(&self) -> IndexResult<i64> {

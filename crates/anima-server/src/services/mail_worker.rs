@@ -24,7 +24,7 @@ use super::{grpc_service, mailbox::project_ids};
 use crate::{
     ai::Ai,
     authz::RequestContext,
-    library::{Library, content_of, index_documents, search_text_of},
+    library::{Library, content_of, index_attachments, search_text_of},
 };
 
 /// How long reading the text of one mail's attachments may take in all.
@@ -366,13 +366,7 @@ impl MailWorkerApi {
             })
             .await?;
         if new {
-            let attachments: Vec<String> = record
-                .content
-                .attachments
-                .iter()
-                .map(|attachment| attachment.document_id.clone())
-                .collect();
-            index_documents(&*self.store, &*self.library, &attachments).await;
+            index_attachments(&*self.store, &*self.library, &record).await;
         }
         Ok(pb::ReceiveMailResponse {
             mail: Some(pb::InboundMail::from(record)),

@@ -22,7 +22,7 @@ use super::{actor_of, grpc_service, mask_paths};
 use crate::{
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_project},
-    library::{Library, index_documents},
+    library::{Library, index_attachments},
 };
 
 const MAILBOX_PATHS: &[&str] = &["display_name", "rules", "max_size_bytes"];
@@ -49,18 +49,6 @@ impl MailboxApi {
             library,
             mail_domains: mail_domains.into(),
         }
-    }
-
-    /// The library's index follows the mail's attachments (moved to the
-    /// work item's project, or gone with a dismissed mail).
-    async fn reindex_attachments(&self, mail: &anima_core::mail::InboundRecord) {
-        let attachments: Vec<String> = mail
-            .content
-            .attachments
-            .iter()
-            .map(|attachment| attachment.document_id.clone())
-            .collect();
-        index_documents(&*self.store, &*self.library, &attachments).await;
     }
 
     /// The mailbox, once the caller holds the RPC's permission in every
@@ -298,7 +286,7 @@ impl MailboxApi {
         let item = authorized_work_item(&self.store, context, &target, "work_item_id").await?;
         let by = actor_of(context.caller.as_ref())?;
         let posted = self.store.post_inbound(&id, &item.id, &by).await?;
-        self.reindex_attachments(&posted).await;
+        index_attachments(&*self.store, &*self.library, &posted).await;
         Ok(pb::InboundMail::from(posted))
     }
 
@@ -312,7 +300,7 @@ impl MailboxApi {
         self.served_mailbox(context, &record.mailbox_id).await?;
         let by = actor_of(context.caller.as_ref())?;
         let dismissed = self.store.dismiss_inbound(&id, &by).await?;
-        self.reindex_attachments(&dismissed).await;
+        index_attachments(&*self.store, &*self.library, &dismissed).await;
         Ok(pb::InboundMail::from(dismissed))
     }
 }
