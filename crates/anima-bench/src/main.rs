@@ -58,7 +58,8 @@ enum Command {
     Ai(Options),
     /// anima-library's search: relevance of words, meaning and the two
     /// fused on the labelled set, and latency, throughput, memory and the
-    /// vector graph's recall at 100,000 chunks.
+    /// vector graph's recall at 100,000 chunks. It embeds a thousand chunks
+    /// with the local model (minutes on two cores), so `all` leaves it out.
     Library(Options),
     /// anima-mail's routing throughput (mails/s) on a private Cyrus: needs
     /// `scripts/setup-debian --with-mail-server` and root, so `all` leaves
@@ -156,7 +157,6 @@ fn main() -> anyhow::Result<()> {
                     "page-depth",
                     "footprint",
                     "ai",
-                    "library",
                 ],
             ),
             Command::Write(o) => (o, vec!["write"]),

@@ -56,8 +56,21 @@ impl Tokens {
     }
 }
 
+/// Characters per token no chunk may exceed: a word the tokenizer does
+/// not know is one token however long, so a text of such words would
+/// otherwise make one chunk of a whole document.
+const MAX_CHARS_PER_TOKEN: usize = 8;
+
 impl ChunkSizer for Tokens {
     fn size(&self, chunk: &str) -> usize {
+        self.tokens(chunk)
+            .max(chunk.len().div_ceil(MAX_CHARS_PER_TOKEN))
+    }
+}
+
+impl Tokens {
+    /// The tokens of `chunk`.
+    fn tokens(&self, chunk: &str) -> usize {
         let start = (chunk.as_ptr() as usize).wrapping_sub(self.base);
         if start <= self.len && chunk.len() <= self.len - start && !self.starts.is_empty() {
             let before = |at: usize| self.starts.partition_point(|token| *token < at);
@@ -191,6 +204,29 @@ mod tests {
         let pieces = chunker.split(&long, Some(Format::Text));
         assert!(pieces.len() > 1);
         assert!(chunker.split(" \n\n ", Some(Format::Text)).is_empty());
+    }
+
+    #[test]
+    fn words_the_tokenizer_does_not_know_still_make_small_chunks() {
+        let Some(path) = dirs::data_dir()
+            .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
+            .filter(|path| path.is_file())
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the model is not installed"
+            );
+            return;
+        };
+        // Each "word" is one unknown token of 150 characters.
+        let text = format!("{} ", "ж".repeat(150)).repeat(2_000);
+        let chunks = Chunker::new(Some(&path)).split(&text, Some(Format::Text));
+        assert!(chunks.len() > 100, "{} chunks", chunks.len());
+        assert!(
+            chunks
+                .iter()
+                .all(|chunk| chunk.len() <= CHUNK_TOKENS.end() * MAX_CHARS_PER_TOKEN + 400)
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
 const DEFAULT_HITS: i32 = 20;
 const MAX_HITS: i32 = 100;
 
+/// The most projects or types one search may name.
+const MAX_SCOPE_ENTRIES: usize = 64;
+
 /// The most characters of a document's title the index takes.
 const MAX_TITLE_CHARS: usize = 1_000;
 
@@ -324,6 +327,16 @@ impl LibraryService for Library {
                 )));
             }
         };
+        // Each chunk is matched against these lists: anima-server sends one
+        // project and a few types, and longer lists are not its.
+        if request.project_ids.len() > MAX_SCOPE_ENTRIES
+            || request.doc_types.len() > MAX_SCOPE_ENTRIES
+        {
+            return Err(to_status(DomainError::invalid_argument(
+                reason::FIELD_TOO_LONG,
+                format!("project_ids and doc_types take at most {MAX_SCOPE_ENTRIES} entries"),
+            )));
+        }
         if request.project_ids.is_empty() {
             return Err(to_status(DomainError::invalid_argument(
                 reason::FIELD_REQUIRED,

@@ -115,6 +115,9 @@ pub struct RateLimits {
     /// Library searches (`search_library`) one agent session may make over
     /// MCP per minute: each scans its project's documents' text.
     pub mcp_searches_per_minute: u32,
+    /// Library searches (SearchDocuments) one user may make per minute:
+    /// each embeds its query in anima-ai and ranks the index's chunks.
+    pub searches_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -128,6 +131,7 @@ impl Default for RateLimits {
             open_streams_per_user: 32,
             open_uploads_per_user: 4,
             mcp_searches_per_minute: 30,
+            searches_per_minute: 60,
         }
     }
 }

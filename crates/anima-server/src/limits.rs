@@ -44,6 +44,8 @@ pub enum Metered {
     /// A search of the library an agent session makes over MCP, per
     /// session: each scans the project's documents' text.
     McpSearch,
+    /// A search of the library a user makes, per user.
+    Search,
 }
 
 /// The configured limits over the shared counters. Cheap to clone.
@@ -89,6 +91,12 @@ impl RateLimiter {
                 MINUTE,
                 "mcp-search",
                 "library searches by this agent session",
+            ),
+            Metered::Search => (
+                self.limits.searches_per_minute,
+                MINUTE,
+                "search",
+                "library searches",
             ),
         };
         if limit == 0 {

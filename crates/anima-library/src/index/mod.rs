@@ -212,7 +212,8 @@ pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
     }
     let path = url
         .strip_prefix("sqlite://")
-        .with_context(|| format!("index {url:?}: write sqlite://PATH or postgres://…"))?;
+        // The URL is not repeated: a mistyped one may hold a password.
+        .context("[library] index: write sqlite://PATH or postgres://…")?;
     if let Some(dir) = Path::new(path)
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())

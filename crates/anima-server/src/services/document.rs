@@ -272,18 +272,26 @@ impl DocumentApi {
         let (project_id, work_item_id) = self
             .scope(context, &request.project_id, &request.work_item_id)
             .await?;
-        let doc_types = request
-            .types
-            .iter()
-            .map(|raw| {
-                convert::parse_document_type(*raw)?.ok_or_else(|| {
-                    DomainError::invalid_argument(
-                        reason::INVALID_FIELD,
-                        "types must not hold DOCUMENT_TYPE_UNSPECIFIED",
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut doc_types = Vec::new();
+        for raw in &request.types {
+            let doc_type = convert::parse_document_type(*raw)?.ok_or_else(|| {
+                DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    "types must not hold DOCUMENT_TYPE_UNSPECIFIED",
+                )
+            })?;
+            // Each type once: the library matches every chunk against them.
+            if doc_types.contains(&doc_type) {
+                return Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    "types names a type twice",
+                ));
+            }
+            doc_types.push(doc_type);
+        }
+        self.limits
+            .take_for(Metered::Search, context.caller.as_ref())
+            .await?;
         let found = find_documents(
             &*self.store,
             &*self.library,

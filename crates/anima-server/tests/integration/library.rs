@@ -25,6 +25,7 @@ on_both_backends!(
     the_sweep_takes_bytes_no_document_names,
     bytes_kept_in_the_database_move_to_the_library,
     documents_are_found_by_identifier_and_by_meaning,
+    searches_are_metered_per_user_and_filters_are_bounded,
 );
 
 /// `len` bytes that differ from chunk to chunk, so a mix-up shows.
@@ -817,5 +818,44 @@ async fn documents_are_found_by_identifier_and_by_meaning(backend: Backend) {
     assert_eq!(
         top("How do we welcome people who just joined the company?").await,
         "onboarding.md"
+    );
+}
+
+/// Each search embeds its query and ranks chunks: a user's searches are
+/// metered, and a filter that names a type twice is refused.
+async fn searches_are_metered_per_user_and_filters_are_bounded(backend: Backend) {
+    let mut config = anima_server::ServerConfig::default();
+    config.rate_limits.searches_per_minute = 2;
+    let server = TestServer::start_with(backend, config).await;
+    let (token, project) = owner_and_project(&server).await;
+    let mut documents = server.documents();
+    let search = |types: Vec<i32>| pb::SearchDocumentsRequest {
+        project_id: project.id.clone(),
+        query: "anything".into(),
+        types,
+        ..Default::default()
+    };
+    let patch = pb::DocumentType::Patch as i32;
+    let status = documents
+        .search_documents(authed(&token, search(vec![patch, patch])))
+        .await
+        .expect_err("a type twice");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::InvalidArgument, "INVALID_FIELD".into())
+    );
+    for _ in 0..2 {
+        documents
+            .search_documents(authed(&token, search(vec![patch])))
+            .await
+            .expect("within the limit");
+    }
+    let status = documents
+        .search_documents(authed(&token, search(Vec::new())))
+        .await
+        .expect_err("past the limit");
+    assert_eq!(
+        code_and_reason(&status),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
     );
 }
