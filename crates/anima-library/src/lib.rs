@@ -139,13 +139,12 @@ impl LibrarySettings {
     ) -> anyhow::Result<Arc<Indexer>> {
         let dir = data_dir.context("no data directory for the library's index")?;
         let url = match self.index.trim() {
-            "" => {
-                let path = dir.join("library-index.db");
-                create_private(&path)?;
-                format!("sqlite://{}", path.display())
-            }
+            "" => format!("sqlite://{}", dir.join("library-index.db").display()),
             url => url.to_owned(),
         };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            create_private(Path::new(path))?;
+        }
         let store = index::open(&url).await?;
         let tokenizer = match self.tokenizer.trim() {
             "" => dirs::data_dir()
@@ -204,19 +203,24 @@ enum Location<'a> {
     S3 { bucket: &'a str, prefix: &'a str },
 }
 
-/// Creates the index's file readable by this user alone (it holds every
-/// project's text); SQLite gives its journal files the same mode.
+/// Makes the index's file readable by this user alone (it holds every
+/// project's text), also one that exists already; SQLite gives its journal
+/// files the same mode.
 fn create_private(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        // Never through a link someone else placed.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))?;
     Ok(())
 }
 

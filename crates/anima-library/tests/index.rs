@@ -223,3 +223,41 @@ async fn forgetting_while_indexing_leaves_no_orphans() {
         }
     }
 }
+
+/// The index holds every project's text: its file is this user's alone,
+/// also where the configuration names it and a file was there before.
+#[tokio::test]
+async fn the_index_file_is_private_wherever_it_is() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let named = dir.path().join("named.db");
+    std::fs::write(&named, b"").expect("an empty file left by someone");
+    std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    for (index, path) in [
+        (String::new(), dir.path().join("library-index.db")),
+        (format!("sqlite://{}", named.display()), named.clone()),
+    ] {
+        let settings = anima_library::LibrarySettings {
+            index,
+            ..Default::default()
+        };
+        settings
+            .open_index(Some(dir.path()), None)
+            .await
+            .expect("open");
+        let mode = std::fs::metadata(&path)
+            .expect("index file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+    // A link in its place is not followed.
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.db"), &link).expect("symlink");
+    let settings = anima_library::LibrarySettings {
+        index: format!("sqlite://{}", link.display()),
+        ..Default::default()
+    };
+    assert!(settings.open_index(Some(dir.path()), None).await.is_err());
+    assert!(!dir.path().join("elsewhere.db").exists());
+}
