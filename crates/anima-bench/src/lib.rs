@@ -200,20 +200,25 @@ impl ServerUnderTest {
         Ok((project, item))
     }
 
-    /// The server's resident memory now and at its peak, in KiB, from
-    /// `/proc/PID/status` (`VmRSS`, `VmHWM`).
+    /// The server's resident memory now and at its peak, in KiB.
     pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kib| kib.parse().ok())
-                .with_context(|| format!("{name} missing from /proc status"))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        memory_kib(&self.pid()?.to_string())
     }
+}
+
+/// A process's resident memory now and at its peak, in KiB, from
+/// `/proc/PROCESS/status` (`VmRSS`, `VmHWM`); `process` is a pid or `self`.
+pub fn memory_kib(process: &str) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .with_context(|| format!("{name} missing from /proc status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 impl Drop for ServerUnderTest {

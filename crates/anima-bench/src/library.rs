@@ -27,10 +27,11 @@ use std::{
 
 use anima_ai::AiConfig;
 use anima_bench::load::measure;
+use anima_core::document::DocumentType;
 use anima_library::{
     Embeddings, Indexer,
     chunk::Chunker,
-    index::{self, IndexStore, IndexedDocument, SearchScope},
+    index::{self, IndexStore, IndexedDocument, PendingChunk, SearchScope},
     indexer::Ranking,
 };
 use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
@@ -88,14 +89,6 @@ fn labelled_set() -> anyhow::Result<(Vec<Document>, Vec<Query>)> {
     Ok((documents, queries))
 }
 
-fn media_type(doc_type: &str) -> &'static str {
-    match doc_type {
-        "markdown" => "text/markdown",
-        "patch" => "text/x-diff",
-        _ => "text/plain",
-    }
-}
-
 pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
     let config = AiConfig::load(None)?;
     let tokenizer = config
@@ -133,7 +126,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
         indexer
             .index(
                 indexed(document),
-                media_type(&document.r#type),
+                document_type(document)?.default_media_type(),
                 document.text.clone(),
             )
             .await?;
@@ -249,6 +242,13 @@ async fn search_latency(
         },
     )
     .await
+}
+
+fn document_type(document: &Document) -> anyhow::Result<DocumentType> {
+    document
+        .r#type
+        .parse()
+        .with_context(|| format!("document {}", document.id))
 }
 
 fn indexed(document: &Document) -> IndexedDocument {
@@ -429,10 +429,7 @@ impl Scale {
         for batch in sample.chunks(EMBED_BATCH) {
             let answer = ai_client
                 .embed(pb::EmbedRequest {
-                    texts: batch
-                        .iter()
-                        .map(|chunk| format!("{}\n\n{}", chunk.title, chunk.text))
-                        .collect(),
+                    texts: batch.iter().map(PendingChunk::embedding_text).collect(),
                 })
                 .await?
                 .into_inner();
@@ -469,7 +466,7 @@ impl Scale {
             store.set_vectors(&model, &vectors).await?;
         }
 
-        let before = rss_kib()?;
+        let before = anima_bench::memory_kib("self")?.0;
         let started = Instant::now();
         tokio::spawn(indexer.clone().embed_forever());
         while indexer.vectors().len() < chunks
@@ -481,7 +478,7 @@ impl Scale {
             "vector graph of {chunks} vectors built in {:.1} s; resident memory {:.0} MiB before, {:.0} MiB after (the process holds the model too)",
             started.elapsed().as_secs_f64(),
             before as f64 / 1024.0,
-            rss_kib()? as f64 / 1024.0
+            anima_bench::memory_kib("self")?.0 as f64 / 1024.0
         ));
         // What a restart costs with the graph saved.
         let snapshot = dir.path().join("vectors");
@@ -560,15 +557,4 @@ fn graph_recall(indexer: &Indexer, base: &[Vec<f32>], model: &str) -> anyhow::Re
         total += found as f64 / exact.len().max(1) as f64;
     }
     Ok(total / RECALL_QUERIES as f64)
-}
-
-/// This process's resident memory, in KiB.
-fn rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .context("VmRSS missing from /proc/self/status")
 }

@@ -35,6 +35,18 @@ named_enum!(
     }
 );
 
+impl DocumentType {
+    /// The MIME type of a document of this type that names none.
+    pub fn default_media_type(self) -> &'static str {
+        match self {
+            DocumentType::Markdown => "text/markdown",
+            DocumentType::Text => "text/plain",
+            DocumentType::Patch => "text/x-diff",
+            DocumentType::Attachment => "application/octet-stream",
+        }
+    }
+}
+
 /// A stored document, without its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {

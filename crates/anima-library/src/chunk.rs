@@ -4,7 +4,11 @@
 //! model's own tokens, with some overlap so that a sentence cut at a
 //! border is whole in one of the two chunks.
 
-use std::{ops::RangeInclusive, path::Path, sync::Arc};
+use std::{
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
@@ -83,6 +87,14 @@ impl Tokens {
             .map(|encoding| encoding.len())
             .unwrap_or_else(|_| chunk.chars().count().div_ceil(CHARS_PER_TOKEN))
     }
+}
+
+/// all-MiniLM-L6-v2's `tokenizer.json` where scripts/setup-debian installs
+/// the model (anima-ai's default model directory), if it is there.
+pub fn default_tokenizer() -> Option<PathBuf> {
+    dirs::data_dir()
+        .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
+        .filter(|path| path.is_file())
 }
 
 /// Splits text into chunks. Cheap to clone.
@@ -208,10 +220,7 @@ mod tests {
 
     #[test]
     fn words_the_tokenizer_does_not_know_still_make_small_chunks() {
-        let Some(path) = dirs::data_dir()
-            .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
-            .filter(|path| path.is_file())
-        else {
+        let Some(path) = default_tokenizer() else {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "the model is not installed"
@@ -231,10 +240,7 @@ mod tests {
 
     #[test]
     fn the_models_tokenizer_measures_chunks_when_it_is_installed() {
-        let Some(path) = dirs::data_dir()
-            .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
-            .filter(|path| path.is_file())
-        else {
+        let Some(path) = default_tokenizer() else {
             // scripts/setup-debian installs it; CI always has it.
             assert!(
                 std::env::var_os("CI").is_none(),

@@ -27,7 +27,7 @@ use tonic::{
 use crate::{
     chunk::Chunker,
     extract::format_of,
-    index::{IndexStats, IndexStore, IndexedDocument, Replaced, SearchScope},
+    index::{IndexStats, IndexStore, IndexedDocument, PendingChunk, Replaced, SearchScope},
     search::{Terms, fuse, snippet},
     vectors::Vectors,
 };
@@ -111,6 +111,20 @@ impl Embeddings {
                 .collect(),
             answer.model,
         ))
+    }
+}
+
+impl PendingChunk {
+    /// What the model reads of the chunk: its document's title, then its
+    /// text (the title alone when it has none).
+    pub fn embedding_text(&self) -> String {
+        // The model reads 256 tokens at most; more characters than this
+        // only fill the request.
+        let text: String = self.text.chars().take(EMBED_CHARS).collect();
+        match text.is_empty() {
+            true => self.title.clone(),
+            false => format!("{}\n\n{text}", self.title),
+        }
     }
 }
 
@@ -410,18 +424,7 @@ impl Indexer {
             // vectors already stored.
             true if model.is_none() => vec!["Seshat's Library".to_owned()],
             true => return Ok(false),
-            false => batch
-                .iter()
-                .map(|chunk| {
-                    // The model reads 256 tokens at most; more characters
-                    // than this only fill the request.
-                    let text: String = chunk.text.chars().take(EMBED_CHARS).collect();
-                    match text.is_empty() {
-                        true => chunk.title.clone(),
-                        false => format!("{}\n\n{text}", chunk.title),
-                    }
-                })
-                .collect(),
+            false => batch.iter().map(PendingChunk::embedding_text).collect(),
         };
         let (vectors, answered) = ai.embed(texts).await?;
         let dimensions = vectors.first().map_or(0, Vec::len);

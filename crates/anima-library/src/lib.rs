@@ -147,9 +147,7 @@ impl LibrarySettings {
         }
         let store = index::open(&url).await?;
         let tokenizer = match self.tokenizer.trim() {
-            "" => dirs::data_dir()
-                .map(|dir| dir.join("anima/models/all-MiniLM-L6-v2/tokenizer.json"))
-                .filter(|path| path.is_file()),
+            "" => chunk::default_tokenizer(),
             path => Some(std::path::PathBuf::from(path)),
         };
         let chunker = chunk::Chunker::new(tokenizer.as_deref());

@@ -192,7 +192,7 @@ impl Vectors {
     /// Builds the graph of `model`'s vectors (of `dimensions` each) from
     /// `store` and puts it in place of the one before. The caller keeps
     /// writes out meanwhile.
-    pub async fn build(
+    async fn build(
         &self,
         store: &dyn IndexStore,
         model: &str,

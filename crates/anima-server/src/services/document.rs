@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, ErrorCode,
-    document::{Document, DocumentType, NewDocument, SearchText},
+    document::{Document, NewDocument, SearchText},
     error::reason,
     id::parse_id,
     paging::PageRequest,
@@ -167,7 +167,7 @@ impl DocumentApi {
             DomainError::invalid_argument(reason::FIELD_REQUIRED, "type is required")
         })?;
         let media_type = match first.media_type.trim() {
-            "" => default_media_type(doc_type).to_owned(),
+            "" => doc_type.default_media_type().to_owned(),
             media_type => media_type.to_owned(),
         };
         validate::max_chars("media_type", &media_type, 255)?;
@@ -342,16 +342,6 @@ impl DocumentApi {
     ) -> Result<pb::ReindexLibraryResponse, DomainError> {
         let pending = self.library.reindex(request.all).await?;
         Ok(pb::ReindexLibraryResponse { pending })
-    }
-}
-
-/// The MIME type of a document uploaded without one.
-fn default_media_type(doc_type: DocumentType) -> &'static str {
-    match doc_type {
-        DocumentType::Markdown => "text/markdown",
-        DocumentType::Text => "text/plain",
-        DocumentType::Patch => "text/x-diff",
-        DocumentType::Attachment => "application/octet-stream",
     }
 }
 
