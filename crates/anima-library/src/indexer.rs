@@ -421,8 +421,11 @@ impl Indexer {
             .await?;
         let texts: Vec<String> = match batch.is_empty() {
             // Nothing to embed: learn the model, so searches can use the
-            // vectors already stored.
-            true if model.is_none() => vec!["Seshat's Library".to_owned()],
+            // vectors already stored; an empty library has none, and its
+            // start need not load the model.
+            true if model.is_none() && self.store.stats(None).await?.chunks > 0 => {
+                vec!["Seshat's Library".to_owned()]
+            }
             true => return Ok(false),
             false => batch.iter().map(PendingChunk::embedding_text).collect(),
         };
