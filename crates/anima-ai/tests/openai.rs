@@ -159,7 +159,9 @@ async fn harness(adjust: impl FnOnce(&mut AiConfig)) -> Harness {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AnimaAiServiceServer::new(service.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
     );
     let client = AnimaAiServiceClient::connect(format!("http://{address}"))
         .await

@@ -15,7 +15,9 @@ async fn client(config: AiConfig) -> AnimaAiServiceClient<Channel> {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(anima_ai::service(config).expect("service"))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
     );
     AnimaAiServiceClient::connect(format!("http://{address}"))
         .await

@@ -163,7 +163,11 @@ pub(crate) async fn serve(config: AiConfig) -> anyhow::Result<std::net::SocketAd
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(anima_ai::service(config)?)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(
+                // Answers leave at once: without TCP_NODELAY, Nagle's algorithm
+                // held small replies for the peer's delayed ACK (about 40 ms).
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
     );
     Ok(address)
 }

@@ -81,7 +81,11 @@ async fn main() -> anyhow::Result<()> {
             ),
             tokens,
         ))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(
+            // Answers leave at once: without TCP_NODELAY, Nagle's algorithm
+            // held small replies for the peer's delayed ACK (about 40 ms).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await?;
     Ok(())
 }
