@@ -263,7 +263,7 @@ fn indexed(document: &Document) -> IndexedDocument {
 
 fn scope() -> SearchScope {
     SearchScope {
-        project_ids: vec![PROJECT.into()],
+        project_ids: [PROJECT.into()].into(),
         ..SearchScope::default()
     }
 }

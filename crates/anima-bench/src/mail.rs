@@ -102,7 +102,7 @@ pub async fn scenario(options: &Options) -> anyhow::Result<Outcome> {
     let new_mailbox = |address: &str| NewMailbox {
         address: address.into(),
         display_name: "Desk".into(),
-        project_ids: vec![project.id.clone()],
+        project_ids: [project.id.clone()].into(),
         rules: ScreeningRules::default(),
         max_size: 25 * 1024 * 1024,
         adopted: false,

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use anima_core::{DomainError, ErrorCode, error::reason};
+use anima_core::{DomainError, ErrorCode, error::reason, model::now_micros};
 use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
 use tokio::sync::{Mutex, Notify};
 use tonic::{
@@ -49,6 +49,9 @@ const QUERY_VECTOR_WAIT: Duration = Duration::from_secs(5);
 const EMBED_POLL: Duration = Duration::from_secs(30);
 /// How often, at most, the vector graph is saved while it changes.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(300);
+/// How long a forgotten document's id is kept to turn away late index
+/// requests (anima-server's hourly reconciliation mends anything later).
+const FORGOTTEN_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Characters of a chunk a hit shows.
 const SNIPPET_CHARS: usize = 200;
 
@@ -179,7 +182,7 @@ pub struct Indexed {
 /// and the background embedder.
 pub struct Indexer {
     store: Arc<dyn IndexStore>,
-    vectors: Vectors,
+    vectors: Arc<Vectors>,
     chunker: Chunker,
     ai: Option<Embeddings>,
     /// Where the vector graph is saved, so a start need not build it.
@@ -200,7 +203,7 @@ impl Indexer {
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            vectors: Vectors::new(),
+            vectors: Arc::new(Vectors::new()),
             chunker,
             ai,
             snapshot,
@@ -252,7 +255,10 @@ impl Indexer {
     pub async fn forget(&self, document_id: &str) -> Result<(), DomainError> {
         let _writing = self.writing.lock().await;
         let removed = self.store.forget_document(document_id).await?;
-        self.vectors.remove(&removed)
+        self.vectors.remove(&removed)?;
+        let before = now_micros().saturating_sub(FORGOTTEN_KEPT.as_micros() as i64);
+        self.store.prune_forgotten(before).await?;
+        Ok(())
     }
 
     /// Every document indexed.
@@ -289,23 +295,25 @@ impl Indexer {
         ranking: Ranking,
     ) -> Result<Found, DomainError> {
         let terms = Terms::of(query);
-        let lexical = match ranking {
-            Ranking::Meaning => Vec::new(),
-            _ => self.store.lexical(&terms, scope, CANDIDATES as i64).await?,
+        // The two halves run at once: the query's embedding, the slower
+        // part, overlaps the search by words.
+        let by_words = async {
+            match ranking {
+                Ranking::Meaning => Ok(Vec::new()),
+                _ => self.store.lexical(&terms, scope, CANDIDATES as i64).await,
+            }
         };
-        let mut model = None;
-        let mut semantic = Vec::new();
-        if ranking != Ranking::Words
-            && let Some((vector, answered)) = self.query_vector(query).await
-            && let Some(nearest) = self.vectors.search(&answered, &vector, scope, CANDIDATES)?
-        {
-            semantic = nearest
-                .into_iter()
-                .filter(|(_, similarity)| *similarity >= MIN_SIMILARITY)
-                .map(|(seq, _)| seq)
-                .collect();
-            model = Some(answered);
-        }
+        let by_meaning = async {
+            match ranking {
+                Ranking::Words => Ok(None),
+                _ => self.nearest(query, scope).await,
+            }
+        };
+        let (lexical, nearest) = tokio::try_join!(by_words, by_meaning)?;
+        let (semantic, model) = match nearest {
+            Some((semantic, model)) => (semantic, Some(model)),
+            None => (Vec::new(), None),
+        };
         let seqs: Vec<i64> = lexical.iter().chain(&semantic).copied().collect();
         let chunks: HashMap<i64, _> = self
             .store
@@ -347,6 +355,36 @@ impl Indexer {
             }
         }
         Ok(Found { hits, model })
+    }
+
+    /// The chunks in `scope` similar enough to `query`, nearest first, and
+    /// the model that compared them; `None` when the search is by words
+    /// alone (no query vector, or no vectors of its model yet).
+    async fn nearest(
+        &self,
+        query: &str,
+        scope: &SearchScope,
+    ) -> Result<Option<(Vec<i64>, String)>, DomainError> {
+        let Some((vector, model)) = self.query_vector(query).await else {
+            return Ok(None);
+        };
+        // A search of the graph is CPU work of a few milliseconds: off the
+        // runtime's workers, which serve every other request meanwhile.
+        let vectors = self.vectors.clone();
+        let scope = scope.clone();
+        tokio::task::spawn_blocking(move || {
+            let nearest = vectors.search(&model, &vector, &scope, CANDIDATES)?;
+            Ok(nearest.map(|nearest| {
+                let similar = nearest
+                    .into_iter()
+                    .filter(|(_, similarity)| *similarity >= MIN_SIMILARITY)
+                    .map(|(seq, _)| seq)
+                    .collect();
+                (similar, model)
+            }))
+        })
+        .await
+        .map_err(|err| DomainError::internal(format!("the vector search failed: {err}")))?
     }
 
     /// The query's vector and its model; `None` (logged) when anima-ai is

@@ -1,7 +1,7 @@
 //! LibraryService over gRPC: the wire's side of [`BlobStore`]. Every
 //! failure is a domain error with its reason, as from anima-server.
 
-use anima_core::{DomainError, error::reason};
+use anima_core::{DomainError, document::MAX_SEARCH_PROJECTS, error::reason};
 use anima_proto::{
     convert::{micros, timestamp},
     status::to_status,
@@ -38,8 +38,8 @@ type BlobChunks = tonic::codegen::BoxStream<pb::BlobChunk>;
 const DEFAULT_HITS: i32 = 20;
 const MAX_HITS: i32 = 100;
 
-/// The most projects or types one search may name.
-const MAX_SCOPE_ENTRIES: usize = 64;
+/// The most types one search may name.
+const MAX_TYPES: usize = 64;
 
 /// The most characters of a document's title the index takes.
 const MAX_TITLE_CHARS: usize = 1_000;
@@ -327,14 +327,14 @@ impl LibraryService for Library {
                 )));
             }
         };
-        // Each chunk is matched against these lists: anima-server sends one
-        // project and a few types, and longer lists are not its.
-        if request.project_ids.len() > MAX_SCOPE_ENTRIES
-            || request.doc_types.len() > MAX_SCOPE_ENTRIES
-        {
+        // Each chunk is matched against these lists: anima-server sends the
+        // caller's projects and a few types, and longer lists are not its.
+        if request.project_ids.len() > MAX_SEARCH_PROJECTS || request.doc_types.len() > MAX_TYPES {
             return Err(to_status(DomainError::invalid_argument(
                 reason::FIELD_TOO_LONG,
-                format!("project_ids and doc_types take at most {MAX_SCOPE_ENTRIES} entries"),
+                format!(
+                    "a search names at most {MAX_SEARCH_PROJECTS} projects and {MAX_TYPES} types"
+                ),
             )));
         }
         if request.project_ids.is_empty() {
@@ -344,7 +344,7 @@ impl LibraryService for Library {
             )));
         }
         let scope = SearchScope {
-            project_ids: request.project_ids,
+            project_ids: request.project_ids.into_iter().collect(),
             work_item_id: match request.work_item_id.as_str() {
                 "" => None,
                 raw => Some(checked_id(raw, "work_item_id")?),

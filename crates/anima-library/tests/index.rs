@@ -191,6 +191,31 @@ async fn forgotten_documents_keep_no_chunks_and_never_come_back() {
                 .is_empty()
         );
         assert_eq!(store.stats(Some("m")).await.expect("stats").chunks, 0);
+        // Only what was forgotten before the cut-off is pruned; then the id
+        // is free again.
+        let forgotten_at = anima_core::model::now_micros();
+        assert_eq!(
+            store
+                .prune_forgotten(forgotten_at - 60_000_000)
+                .await
+                .expect("prune"),
+            0
+        );
+        assert_eq!(
+            store
+                .prune_forgotten(forgotten_at + 1)
+                .await
+                .expect("prune"),
+            1
+        );
+        assert!(matches!(
+            store
+                .replace_document(&doc, &["delta".into()])
+                .await
+                .expect("index"),
+            Replaced::Stored { .. }
+        ));
+        assert_eq!(store.documents().await.expect("documents").len(), 1);
     }
 }
 

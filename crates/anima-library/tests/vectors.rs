@@ -24,7 +24,9 @@ async fn anima_ai() -> Embeddings {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
     );
     Embeddings::remote(&format!("http://{address}"), "test").expect("client")
 }
@@ -83,7 +85,7 @@ async fn index(indexer: &Indexer, id: &str, title: &str, text: &str) {
 
 async fn best_by_meaning(indexer: &Indexer, query: &str) -> Option<String> {
     let scope = SearchScope {
-        project_ids: vec![PROJECT.into()],
+        project_ids: [PROJECT.into()].into(),
         ..SearchScope::default()
     };
     indexer

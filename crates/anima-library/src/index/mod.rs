@@ -11,7 +11,7 @@
 
 mod sql;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{collections::BTreeSet, path::Path, str::FromStr, time::Duration};
 
 use anima_core::{DomainError, ErrorCode, error::reason};
 use anyhow::Context;
@@ -41,8 +41,9 @@ pub struct IndexedDocument {
 /// What a search may see of the index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SearchScope {
-    /// Only documents of these projects (none: nothing is found).
-    pub project_ids: Vec<String>,
+    /// Only documents of these projects (none: nothing is found); a set,
+    /// since every chunk a search looks at is checked against it.
+    pub project_ids: BTreeSet<String>,
     /// Only documents of this work item.
     pub work_item_id: Option<String>,
     /// Only documents of these types (none: every type).
@@ -52,7 +53,7 @@ pub struct SearchScope {
 impl SearchScope {
     /// Whether a chunk of a document with these fields is in scope.
     pub fn admits(&self, project_id: &str, work_item_id: Option<&str>, doc_type: &str) -> bool {
-        self.project_ids.iter().any(|id| id == project_id)
+        self.project_ids.contains(project_id)
             && self
                 .work_item_id
                 .as_deref()
@@ -148,8 +149,14 @@ pub trait IndexStore: Send + Sync + 'static {
         document: &IndexedDocument,
         chunks: &[String],
     ) -> IndexResult<Replaced>;
-    /// Forgets the document for good; the keys of the vectors removed.
+    /// Forgets the document for good (its row keeps only its id, so that
+    /// a late index request never brings it back); the keys of the
+    /// vectors removed.
     async fn forget_document(&self, id: &str) -> IndexResult<Vec<i64>>;
+    /// Drops what is left of documents forgotten before `before` (µs since
+    /// the epoch): no late request comes that late, and the ids would
+    /// otherwise pile up forever; how many went.
+    async fn prune_forgotten(&self, before: i64) -> IndexResult<u64>;
     /// Every document indexed and not forgotten.
     async fn documents(&self) -> IndexResult<Vec<IndexedDocument>>;
     /// Up to `limit` chunks without a vector of `model` (any vector, when

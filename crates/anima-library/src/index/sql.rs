@@ -89,7 +89,7 @@ fn vector_of(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn json_list<T: serde::Serialize>(values: &[T]) -> String {
+fn json_list<T: serde::Serialize + ?Sized>(values: &T) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
 
@@ -194,7 +194,8 @@ macro_rules! index_sql {
                     "INSERT INTO library_documents \
                      (id, project_id, doc_type, title, forgotten, indexed_at) \
                      VALUES ($1, '', '', '', TRUE, $2) \
-                     ON CONFLICT (id) DO UPDATE SET forgotten = TRUE",
+                     ON CONFLICT (id) DO UPDATE SET forgotten = TRUE, project_id = '', \
+                     work_item_id = NULL, doc_type = '', title = '', indexed_at = $2",
                 )
                 .bind(id)
                 .bind(now_micros())
@@ -204,6 +205,17 @@ macro_rules! index_sql {
                 let removed = Self::remove_chunks(&mut tx, id).await.map_err(unavailable)?;
                 tx.commit().await.map_err(unavailable)?;
                 Ok(removed)
+            }
+
+            async fn prune_forgotten(&self, before: i64) -> IndexResult<u64> {
+                sqlx::query(
+                    "DELETE FROM library_documents WHERE forgotten = TRUE AND indexed_at < $1",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(unavailable)
             }
 
             async fn documents(&self) -> IndexResult<Vec<IndexedDocument>> {
