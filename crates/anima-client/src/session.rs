@@ -339,6 +339,7 @@ unary_requests! {
     DraftDescriptionRequest => work_items.draft_description -> DraftDescriptionResponse,
     GetDashboardRequest => dashboards.get_dashboard -> Dashboard,
     GetDocumentRequest => documents.get_document -> Document,
+    GetDocumentTextRequest => documents.get_document_text -> DocumentText,
     GetMailboxRequest => mailboxes.get_mailbox -> Mailbox,
     GetPlanRequest => plans.get_plan -> Plan,
     GetProjectRequest => projects.get_project -> Project,

@@ -21,6 +21,10 @@ pub const MAX_SEARCH_TEXT: usize = 1024 * 1024;
 /// The most characters of a library search's query.
 pub const MAX_QUERY_CHARS: usize = 500;
 
+/// The most projects one search of the library looks in (a search without
+/// a project looks in every project of the caller's).
+pub const MAX_SEARCH_PROJECTS: usize = 1_000;
+
 named_enum!(
     /// What a document is.
     DocumentType, "document type" {
@@ -123,3 +127,32 @@ pub struct NewDocument {
 /// Bytes of a textual document's start that hold all of its searchable
 /// text (a character has at most four).
 pub const SEARCH_TEXT_BYTES: usize = 4 * MAX_SEARCH_TEXT;
+
+/// A part of a document's text, as readers page through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextPart {
+    /// At most the asked-for characters, from `offset` on.
+    pub text: String,
+    /// Characters of the whole text.
+    pub total_chars: u64,
+    /// Where the next part starts; `None` after the last.
+    pub next_offset: Option<u64>,
+}
+
+impl TextPart {
+    /// `max_chars` characters of `text` from character `offset` on.
+    pub fn of(text: &str, offset: u64, max_chars: usize) -> Self {
+        let total_chars = text.chars().count() as u64;
+        let part: String = text
+            .chars()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(max_chars)
+            .collect();
+        let end = offset.saturating_add(part.chars().count() as u64);
+        Self {
+            text: part,
+            total_chars,
+            next_offset: (end < total_chars).then_some(end),
+        }
+    }
+}

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use tonic::{Request, Streaming};
 
+/// Characters of a document's text the reader shows (the server's most).
+const READ_CHARS: i32 = 100_000;
+
 /// A logged-in connection to anima-server.
 #[derive(Clone)]
 pub struct Client {
@@ -224,22 +227,28 @@ impl Client {
             .await
     }
 
-    /// A project's documents whose title or text holds `query`, with the
-    /// text around the match.
-    pub async fn search_documents(
-        &self,
-        project_id: &str,
-        query: &str,
-    ) -> Result<Vec<pb::SearchHit>, tonic::Status> {
+    /// Documents of every project the user may read that match `query` by
+    /// words or by meaning, best first, with the text around the match.
+    pub async fn search_documents(&self, query: &str) -> Result<Vec<pb::SearchHit>, tonic::Status> {
         self.session
             .call(pb::SearchDocumentsRequest {
-                project_id: project_id.to_owned(),
                 query: query.to_owned(),
                 limit: 50,
                 ..Default::default()
             })
             .await
             .map(|found| found.hits)
+    }
+
+    /// The start of a document's text, as the library read it.
+    pub async fn document_text(&self, id: &str) -> Result<pb::DocumentText, tonic::Status> {
+        self.session
+            .call(pb::GetDocumentTextRequest {
+                id: id.to_owned(),
+                max_chars: READ_CHARS,
+                ..Default::default()
+            })
+            .await
     }
 
     /// A project's members and their roles.

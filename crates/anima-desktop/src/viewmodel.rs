@@ -8,8 +8,8 @@ use prost_types::Timestamp;
 use slint::{ModelRc, SharedString, VecModel};
 
 use crate::ui::{
-    CapabilityRow, DecisionRow, DocumentRow, MessageRow, PersonRow, PhaseChip, PlanRow, ProjectRow,
-    RevisionRow, SessionRow, SkillRow, WorkItemRow, WorkflowRow,
+    CapabilityRow, DecisionRow, DocumentRow, DocumentText, MessageRow, PersonRow, PhaseChip,
+    PlanRow, ProjectRow, RevisionRow, SessionRow, SkillRow, WorkItemRow, WorkflowRow,
 };
 
 /// Names the UI shows for ids it knows (users, Akhs, projects).
@@ -542,6 +542,53 @@ fn document_row(
     }
 }
 
+/// A document opened in the reader: its text, one line about it, and a
+/// note when part of the text, or all of it, is not shown.
+pub fn document_text(text: &pb::DocumentText, projects: &[pb::Project]) -> DocumentText {
+    let document = text.document.clone().unwrap_or_default();
+    let row = document_row(&document, &project_names(projects), "");
+    let about = [row.project, row.kind, row.size, row.time]
+        .iter()
+        .filter(|part| !part.is_empty())
+        .map(SharedString::as_str)
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let note = if !document.not_indexed_reason.is_empty() {
+        format!("No text to show: {}", document.not_indexed_reason)
+    } else if text.next_offset > 0 {
+        format!(
+            "The first {} of {} characters are shown.",
+            grouped(text.next_offset),
+            grouped(text.total_chars)
+        )
+    } else {
+        String::new()
+    };
+    DocumentText {
+        id: document.id.into(),
+        title: document.title.into(),
+        about: about.into(),
+        text: text.text.as_str().into(),
+        note: note.into(),
+    }
+}
+
+/// A number with its thousands grouped: 100,000.
+fn grouped(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (n, digit) in digits.chars().enumerate() {
+        if n > 0 && (digits.len() - n).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if value < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
 /// Workflows, built-ins first, with their phases and skills in order.
 pub fn workflow_rows(workflows: &[pb::Workflow]) -> Vec<WorkflowRow> {
     let mut sorted: Vec<&pb::Workflow> = workflows.iter().collect();
@@ -724,6 +771,54 @@ mod tests {
             }),
             ..pb::Project::default()
         }
+    }
+
+    #[test]
+    fn the_reader_says_what_it_does_not_show() {
+        let document = pb::Document {
+            id: "d".into(),
+            project_id: "a".into(),
+            title: "Spec.md".into(),
+            r#type: pb::DocumentType::Markdown as i32,
+            size_bytes: 2048,
+            ..pb::Document::default()
+        };
+        let part = pb::DocumentText {
+            document: Some(document.clone()),
+            text: "# Spec".into(),
+            total_chars: 1_234_567,
+            next_offset: 100_000,
+            ..pb::DocumentText::default()
+        };
+        let reading = document_text(&part, &[project("a", "Alpha", 0)]);
+        assert_eq!(reading.title, "Spec.md");
+        assert!(reading.about.starts_with("Alpha · "), "{}", reading.about);
+        assert_eq!(
+            reading.note,
+            "The first 100,000 of 1,234,567 characters are shown."
+        );
+        let whole = pb::DocumentText {
+            next_offset: 0,
+            total_chars: 6,
+            ..part.clone()
+        };
+        assert_eq!(document_text(&whole, &[]).note, "");
+        let unread = pb::DocumentText {
+            document: Some(pb::Document {
+                not_indexed_reason: "the PDF cannot be parsed".into(),
+                ..document
+            }),
+            text: String::new(),
+            ..part
+        };
+        assert_eq!(
+            document_text(&unread, &[]).note,
+            "No text to show: the PDF cannot be parsed"
+        );
+        assert_eq!(
+            (grouped(0), grouped(999), grouped(-1000)),
+            ("0".into(), "999".into(), "-1,000".into())
+        );
     }
 
     #[test]

@@ -588,6 +588,10 @@ pub async fn find_documents(
     library: &dyn Library,
     query: LibraryQuery,
 ) -> Result<Vec<(Document, LibraryHit)>, DomainError> {
+    // Someone in no project finds nothing (the library wants a scope).
+    if query.project_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let projects = query.project_ids.clone();
     let hits = library.search(query).await?;
     let mut found = Vec::with_capacity(hits.len());

@@ -177,6 +177,7 @@ access_table! {
     "DocumentService" => {
         "ListDocuments": Project(DocumentRead),
         "GetDocument": Project(DocumentRead),
+        "GetDocumentText": Project(DocumentRead),
         "DownloadDocument": Project(DocumentRead),
         "UploadDocument": Project(DocumentWrite),
         "DeleteDocument": Project(DocumentWrite),

@@ -1,6 +1,7 @@
 //! The desktop client against a real `anima up` process, driven through
 //! Slint's testing backend (no display): log in, open a project and a work
-//! item, post a message and see it in the thread; see a message posted
+//! item, post a message and see it in the thread; search the library by
+//! words and by meaning and open what it finds; see a message posted
 //! elsewhere arrive live and a new decision announced; keep preferences and
 //! the profile on the server; then, with the server gone, open again from
 //! the cache, read-only, under the offline banner, and come back online by
@@ -20,7 +21,7 @@ use slint::{ComponentHandle, Model, platform::Key};
 
 mod common;
 
-use common::{Up, cli};
+use common::{Up, cli, found_first};
 
 /// Waits on the UI thread's executor without blocking it: a timer on the
 /// Tokio runtime wakes the UI task.
@@ -218,15 +219,33 @@ async fn online(
     // row shows the text around them.
     element(window, "search documents")?.set_accessible_value("four PANES");
     until(runtime, "the search finds the words in the text", || {
-        let rows: Vec<_> = window.get_documents().iter().collect();
-        rows.len() == 1
-            && rows[0].title == "Window spec.md"
-            && rows[0].snippet.contains("Four panes")
+        window.get_documents().row_data(0).is_some_and(|first| {
+            first.title == "Window spec.md" && first.snippet.contains("Four panes")
+        })
     })
     .await?;
-    element(window, "search documents")?.set_accessible_value("invoice");
-    until(runtime, "the search narrows the library", || {
-        window.get_documents().row_count() == 0
+    // A question that shares no word with the rota finds it by meaning
+    // (once the library has its vectors), and the row opens it.
+    element(window, "search documents")?
+        .set_accessible_value("who is on duty during the winter vacation");
+    until(runtime, "the search finds the rota by meaning", || {
+        window
+            .get_documents()
+            .row_data(0)
+            .is_some_and(|first| first.title == "Holiday rota.md")
+    })
+    .await?;
+    element(window, "open document Holiday rota.md")?.invoke_accessible_default_action();
+    until(runtime, "the rota opens on its text", || {
+        let reading = window.get_reading();
+        reading.title == "Holiday rota.md"
+            && reading.text.contains("Christmas break")
+            && reading.about.starts_with("Desk · ")
+    })
+    .await?;
+    element(window, "back to the library")?.invoke_accessible_default_action();
+    until(runtime, "the list is back", || {
+        window.get_reading().id.is_empty()
     })
     .await?;
 
@@ -444,18 +463,34 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
         ],
         "",
     );
-    let spec = dir.path().join("Window spec.md");
-    std::fs::write(&spec, "# The window\n\nFour panes.").expect("spec");
-    cli(
+    for (title, text) in [
+        ("Window spec.md", "# The window\n\nFour panes."),
+        (
+            "Holiday rota.md",
+            "# Holiday rota\n\nWho covers the support desk over the Christmas break: \
+             Ada until the 27th, then Grace.",
+        ),
+    ] {
+        let path = dir.path().join(title);
+        std::fs::write(&path, text).expect("a document");
+        cli(
+            &config,
+            &[
+                "doc",
+                "upload",
+                path.to_str().expect("path"),
+                "--project",
+                "Desk",
+            ],
+            "",
+        );
+    }
+    // The desktop asks once per query: the vectors are there before it does.
+    found_first(
         &config,
-        &[
-            "doc",
-            "upload",
-            spec.to_str().expect("path"),
-            "--project",
-            "Desk",
-        ],
-        "",
+        "Desk",
+        "who is on duty during the winter vacation",
+        "Holiday rota.md",
     );
     let cache = dir.path().join("desktop.sqlite");
 

@@ -16,7 +16,7 @@ use tonic_reflection::pb::v1::{
 
 mod common;
 
-use common::{ANIMA, TestCa, Up, cli, cli_fails, cli_with_env, run};
+use common::{ANIMA, TestCa, Up, cli, cli_fails, cli_with_env, found_first, found_titles, run};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -1513,6 +1513,8 @@ async fn sessions_get_their_phase_skills_and_follow_phase_changes() {
 /// uses the official MCP SDK with its session's token to read its work
 /// item, create a task, post as its Akh and complete the task; the thread
 /// and the task list show it, the session completes, its token is dead.
+/// An agent in a sandbox works on its item through MCP, and finds and
+/// reads its project's documents there (and no other project's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandboxed_agent_works_through_mcp() {
     use anima_proto::v1::{
@@ -1595,6 +1597,82 @@ async fn a_sandboxed_agent_works_through_mcp() {
     let item_id = item["id"].as_str().expect("id").to_owned();
     let akh = json(&cli(&config, &["akh", "create", "Thoth", "--json"], ""));
 
+    // The library: a spec and, on the work item, a patch; another
+    // project holds a document the agent must not reach.
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).expect("files");
+    let write = |name: &str, text: &str| {
+        let path = files.join(name);
+        std::fs::write(&path, text).expect("a file to upload");
+        path.display().to_string()
+    };
+    let spec = write(
+        "retry-spec.md",
+        "# Exporter retries\n\nWhen the upstream connection drops with ERR_CONN_RESET, \
+         the exporter waits with exponential backoff and tries again, at most five times.\n",
+    );
+    let patch = write(
+        "cache.patch",
+        "--- a/src/cache.rs\n+++ b/src/cache.rs\n@@ -1,3 +1,3 @@\n\
+         -fn evict_oldest(entries: &mut Vec<Entry>) {\n\
+         +fn evict_oldest(entries: &mut VecDeque<Entry>) {\n",
+    );
+    let vault = write(
+        "vault.md",
+        "# Signing keys\n\nThe release signing key rotates every quarter; VAULT_ROTATE_7 \
+         tracks the next rotation.\n",
+    );
+    cli(
+        &config,
+        &["doc", "upload", "--project", "Sandboxed", &spec],
+        "",
+    );
+    cli(
+        &config,
+        &[
+            "doc",
+            "upload",
+            "--project",
+            "Sandboxed",
+            "--work-item",
+            &item_id,
+            &patch,
+        ],
+        "",
+    );
+    cli(&config, &["project", "create", "Vault"], "");
+    let foreign = json(&cli(
+        &config,
+        &["doc", "upload", "--project", "Vault", &vault, "--json"],
+        "",
+    ));
+    // Each is found by an identifier in it and by a paraphrase.
+    let paraphrase = "what happens if the network link fails";
+    found_first(&config, "Sandboxed", paraphrase, "retry-spec.md");
+    found_first(&config, "Sandboxed", "ERR_CONN_RESET", "retry-spec.md");
+    found_first(&config, "Sandboxed", "evict_oldest", "cache.patch");
+    found_first(
+        &config,
+        "Sandboxed",
+        "a code change to how the oldest items are dropped",
+        "cache.patch",
+    );
+    found_first(&config, "Vault", "when is the key replaced", "vault.md");
+    assert!(found_titles(&config, "Sandboxed", "VAULT_ROTATE_7").is_empty());
+    // What the agent looks for, beside its script.
+    std::fs::write(
+        scripts.path().join("library.json"),
+        serde_json::json!({
+            "paraphrase": paraphrase,
+            "title": "retry-spec.md",
+            "identifier": "ERR_CONN_RESET",
+            "foreign_identifier": "VAULT_ROTATE_7",
+            "foreign_id": foreign["id"],
+        })
+        .to_string(),
+    )
+    .expect("library.json");
+
     let (channel, token) = up.admin_channel().await;
     // A human watching the thread sees the agent's post arrive.
     let mut live = ThreadServiceClient::new(channel.clone())
@@ -1657,6 +1735,13 @@ async fn a_sandboxed_agent_works_through_mcp() {
         .find(|message| message.body == "Thoth is on WI-1")
         .expect("the agent's post is in the thread");
     assert_eq!(posted.kind(), pb::MessageKind::Akh);
+    assert!(
+        thread
+            .messages
+            .iter()
+            .any(|message| message.body == "Thoth read retry-spec.md"),
+        "the agent read the document it found"
+    );
     let tasks = sessions
         .list_tasks(with_token(
             &token,

@@ -19,7 +19,7 @@ use anima_proto::v1 as pb;
 
 mod common;
 
-use common::{ANIMA, cli};
+use common::{ANIMA, cli, found_first};
 const ADMIN_PASSWORD: &str = "mail-test-admin-password";
 const ITEMS: usize = 10;
 const TITLES: [&str; ITEMS] = [
@@ -821,6 +821,10 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
         ),
         &format!(
             "--b\r\nContent-Type: text/plain\r\n\r\nWorks now, thanks!\r\n\
+             --b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Disposition: attachment; filename=crash-report.txt\r\n\r\n\
+             The nightly export stopped with ERR_EXPORT_STALLED after 40,000 rows: \
+             the warehouse closed the connection while the job was still writing.\r\n\
              --b\r\nContent-Type: application/octet-stream\r\n\
              Content-Disposition: attachment; filename=export.bin\r\n\
              Content-Transfer-Encoding: base64\r\n\r\n{encoded}--b--"
@@ -870,24 +874,47 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
     assert_eq!(mails[0]["state"], "posted");
     assert!(cli(cli_dir.path(), &["mail", "triage", &desk_id], "").contains("ID"));
 
-    // The reply's attachment is a document on the work item, byte for byte.
+    // The reply's attachments are documents on the work item, byte for
+    // byte; the report is found by its identifier and by what it is about.
     let documents = cli(
         cli_dir.path(),
         &["doc", "list", "--work-item", &item_id, "--json"],
         "",
     );
     let documents: serde_json::Value = serde_json::from_str(&documents).expect("json");
-    assert_eq!(documents.as_array().map(Vec::len), Some(1), "{documents}");
-    assert_eq!(documents[0]["title"], "export.bin");
-    assert_eq!(documents[0]["type"], "attachment");
-    assert_eq!(documents[0]["size_bytes"], export.len());
+    assert_eq!(documents.as_array().map(Vec::len), Some(2), "{documents}");
+    let titled = |title: &str| {
+        documents
+            .as_array()
+            .and_then(|all| all.iter().find(|document| document["title"] == title))
+            .unwrap_or_else(|| panic!("no {title} in {documents}"))
+            .clone()
+    };
+    let report = titled("crash-report.txt");
+    assert_eq!(report["type"], "attachment");
+    assert_eq!(report["searchable"], true, "{report}");
+    found_first(
+        cli_dir.path(),
+        "Shop",
+        "ERR_EXPORT_STALLED",
+        "crash-report.txt",
+    );
+    found_first(
+        cli_dir.path(),
+        "Shop",
+        "why did the overnight data dump break off",
+        "crash-report.txt",
+    );
+    let export_document = titled("export.bin");
+    assert_eq!(export_document["type"], "attachment");
+    assert_eq!(export_document["size_bytes"], export.len());
     let saved = cli_dir.path().join("export.bin");
     cli(
         cli_dir.path(),
         &[
             "doc",
             "get",
-            documents[0]["id"].as_str().expect("id"),
+            export_document["id"].as_str().expect("id"),
             "--output",
             saved.to_str().expect("path"),
         ],
@@ -906,14 +933,18 @@ async fn outbound_mail_arrives_and_the_reply_threads_back() {
                 .is_some_and(|e| e.message_id == "reply-1@example.org")
         })
         .expect("reply");
-    assert_eq!(
-        reply_message
-            .attachments
-            .first()
-            .map(|a| a.document_id.as_str()),
-        documents[0]["id"].as_str(),
-        "the message links its attachment"
-    );
+    let mut linked: Vec<&str> = reply_message
+        .attachments
+        .iter()
+        .map(|a| a.document_id.as_str())
+        .collect();
+    linked.sort_unstable();
+    let mut expected = [
+        report["id"].as_str().expect("id"),
+        export_document["id"].as_str().expect("id"),
+    ];
+    expected.sort_unstable();
+    assert_eq!(linked, expected, "the message links its attachments");
 
     // No mailbox serves the other project: its mail fails, and says why.
     let orphan = post_outbound(&api, &orphan_item, &customer, "Nowhere").await;

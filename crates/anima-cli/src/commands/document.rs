@@ -69,14 +69,14 @@ pub enum DocumentCommand {
         /// Document id.
         id: String,
     },
-    /// Find a project's documents by words, identifiers (WI-12,
-    /// ERR_CONN_RESET) or what they are about, best first.
+    /// Find documents by words, identifiers (WI-12, ERR_CONN_RESET) or
+    /// what they are about, best first.
     Search {
         #[command(flatten)]
         global: GlobalArgs,
-        /// Project id or name.
+        /// Project id or name [default: every project you may read].
         #[arg(long, short, env = "ANIMA_PROJECT")]
-        project: String,
+        project: Option<String>,
         /// Words, identifiers or a question (at most 500 characters).
         query: String,
         /// Most hits to show (1–100).
@@ -308,7 +308,10 @@ pub async fn document(command: DocumentCommand) -> anyhow::Result<()> {
             limit,
         } => {
             let session = session_for(&global).await?;
-            let project_id = project_id(&session, &project).await?;
+            let project_id = match project {
+                Some(project) => project_id(&session, &project).await?,
+                None => String::new(),
+            };
             let hits = session
                 .call(pb::SearchDocumentsRequest {
                     project_id,

@@ -1,12 +1,16 @@
-//! The library: documents and search. A search shows the cached
-//! documents whose title matches at once, then what the server finds in
-//! titles and text, with the text around each match (offline, titles
-//! only).
+//! The library: documents, search and the reader. A search shows the
+//! cached documents whose title matches at once, then, once typing
+//! pauses, what the server finds in every project by words and by
+//! meaning, with the text around each match (offline, titles only). A
+//! document opens on its text as the library read it.
 
 use super::*;
 
 /// The longest query the server searches for.
 const MAX_QUERY_CHARS: usize = 500;
+/// How long typing pauses before the server is asked: one search per
+/// query, not per keystroke (searches are metered per user).
+const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl Controller {
     pub(super) async fn show_library(&self) {
@@ -72,15 +76,15 @@ impl Controller {
             return;
         }
         let Some(client) = self.client() else { return };
-        let projects: Vec<pb::Project> =
-            self.cache.list(Kind::Project, "").await.unwrap_or_default();
-        let mut hits = Vec::new();
-        for project in &projects {
-            match client.search_documents(&project.id, query).await {
-                Ok(found) => hits.extend(found),
-                Err(status) => return self.failed(&status),
-            }
+        tokio::time::sleep(SEARCH_PAUSE).await;
+        let still_wanted = |state: &State| state.search == text;
+        if !self.state.lock().is_ok_and(|state| still_wanted(&state)) {
+            return;
         }
+        let hits = match client.search_documents(query).await {
+            Ok(hits) => hits,
+            Err(status) => return self.failed(&status),
+        };
         if let Ok(mut state) = self.state.lock() {
             // A later search may have replaced this one meanwhile.
             if state.search != text {
@@ -89,5 +93,25 @@ impl Controller {
             state.search_hits = Some((text, hits));
         }
         self.show_library().await;
+    }
+
+    /// Shows a document's text in place of the list.
+    pub(super) async fn open_document(self: Arc<Self>, id: String) {
+        let Some(client) = self.client() else {
+            return self.notice("The document's text comes from the server; it is not reachable.");
+        };
+        let text = match client.document_text(&id).await {
+            Ok(text) => text,
+            Err(status) => return self.failed(&status),
+        };
+        let projects: Vec<pb::Project> =
+            self.cache.list(Kind::Project, "").await.unwrap_or_default();
+        let reading = viewmodel::document_text(&text, &projects);
+        self.ui(move |window| window.set_reading(reading));
+    }
+
+    /// Back from the reader to the list.
+    pub(super) async fn close_document(self: Arc<Self>) {
+        self.ui(|window| window.set_reading(DocumentText::default()));
     }
 }

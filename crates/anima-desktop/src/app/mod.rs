@@ -31,7 +31,7 @@ use crate::{
     cache::{Cache, Key, Kind},
     client::{Client, describe},
     session::SessionTokens,
-    ui::{AppWindow, Screen},
+    ui::{AppWindow, DocumentText, Screen},
     viewmodel::{self, Names, Preferences},
 };
 
@@ -193,6 +193,8 @@ impl Controller {
             on_opened => opened(screen);
             on_send_email => send_email(to, subject, body);
             on_search_documents => search(text);
+            on_open_document => open_document(id);
+            on_close_document => close_document();
             on_create_workflow => create_workflow(name, phases);
             on_edit_workflow => edit_workflow(id);
             on_save_workflow => save_workflow(id, name, phases);

@@ -4,7 +4,7 @@
 use anima_core::{
     agent::Task,
     capability::Capability,
-    document::Document,
+    document::{Document, TextPart},
     planning::{Actor, Plan, WorkItem},
     thread::{Decision, Message, MessageKind},
     workflow::Phase,
@@ -211,23 +211,17 @@ pub struct DocumentTextView {
 impl DocumentTextView {
     /// `max_chars` characters of `text` from `offset`.
     pub fn new(document: Document, text: &str, offset: u64, max_chars: u32) -> Self {
-        let total_chars = text.chars().count() as u64;
-        let part: String = text
-            .chars()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(max_chars as usize)
-            .collect();
-        let end = offset.saturating_add(part.chars().count() as u64);
+        let part = TextPart::of(text, offset, max_chars as usize);
         Self {
             document_id: document.id,
             title: document.title,
             media_type: document.media_type,
             size_bytes: document.size_bytes,
             not_indexed_reason: document.not_indexed_reason,
-            total_chars,
+            total_chars: part.total_chars,
             offset,
-            text: part,
-            next_offset: (end < total_chars).then_some(end),
+            text: part.text,
+            next_offset: part.next_offset,
         }
     }
 }

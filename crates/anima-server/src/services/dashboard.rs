@@ -10,13 +10,13 @@ use anima_core::{
     DomainError, Permission, event::Subject, model::Event, paging::PageRequest,
     planning::WorkItemStatus, thread::DecisionState,
 };
-use anima_db::{DecisionFilter, Page, ProjectFilter, SessionFilter, Store, StoreResult};
+use anima_db::{DecisionFilter, ProjectFilter, SessionFilter, Store};
 use anima_proto::convert;
 use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 
-use super::{ResponseStream, grpc_service};
+use super::{ResponseStream, every_page, grpc_service};
 use crate::{
     auth::Caller,
     authz::RequestContext,
@@ -34,24 +34,6 @@ const PLANS_PER_PROJECT: i32 = 50;
 pub struct DashboardApi {
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
-}
-
-/// Reads every page of a list.
-async fn all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, DomainError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: Future<Output = StoreResult<Page<T>>>,
-{
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = fetch(PageRequest::parse(500, &token, "dashboard")?).await?;
-        rows.extend(page.items);
-        if page.next_page_token.is_empty() {
-            return Ok(rows);
-        }
-        token = page.next_page_token;
-    }
 }
 
 impl DashboardApi {
@@ -74,7 +56,7 @@ impl DashboardApi {
             member: member.clone(),
             status: None,
         };
-        let projects = all(|page| {
+        let projects = every_page("dashboard", |page| {
             let filter = filter.clone();
             async move { self.store.list_projects(&filter, &page).await }
         })
@@ -124,7 +106,7 @@ impl DashboardApi {
                     .map(|count| count.count)
                     .sum::<i64>()
             };
-            let decisions = all(|page| {
+            let decisions = every_page("dashboard", |page| {
                 let filter = DecisionFilter {
                     project_id: Some(project.id.clone()),
                     state: Some(DecisionState::Open),
@@ -133,7 +115,7 @@ impl DashboardApi {
                 async move { self.store.list_decisions(&filter, &page).await }
             })
             .await?;
-            let sessions = all(|page| {
+            let sessions = every_page("dashboard", |page| {
                 let filter = SessionFilter {
                     project_id: Some(project.id.clone()),
                     active_only: true,

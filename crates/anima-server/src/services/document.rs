@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use anima_core::{
-    DomainError, ErrorCode,
-    document::{Document, NewDocument, SearchText},
+    DomainError, ErrorCode, Permission,
+    document::{Document, MAX_SEARCH_PROJECTS, NewDocument, SearchText, TextPart},
     error::reason,
     id::parse_id,
     paging::PageRequest,
     validate,
 };
-use anima_db::{DocumentFilter, Store};
+use anima_db::{DocumentFilter, ProjectFilter, Store};
 use anima_proto::{
     convert,
     upload::{UPLOAD_IDLE, broken_upload, upload_chunks},
@@ -22,10 +22,10 @@ use anima_proto::{
 use futures_util::{StreamExt, TryStreamExt};
 use tonic::Streaming;
 
-use super::{ResponseStream, actor_of, grpc_service, optional_id};
+use super::{ResponseStream, actor_of, every_page, grpc_service, optional_id};
 use crate::{
     auth::Caller,
-    authz::{RequestContext, authorized_work_item, require_project},
+    authz::{RequestContext, authorized_work_item, require_permission, require_project},
     library::{Library, LibraryQuery, find_documents, search_text_of},
     limits::{Metered, OpenPerUser, RateLimiter},
 };
@@ -37,6 +37,10 @@ pub const MAX_CHUNK_MESSAGE: usize = anima_core::document::MAX_UPLOAD_CHUNK + 64
 /// Search hits when the request names no limit, and the most it may ask.
 const DEFAULT_HITS: i32 = 20;
 const MAX_HITS: i32 = 100;
+/// Characters of a document's text one GetDocumentText answers by default,
+/// and the most it may ask for.
+const DEFAULT_TEXT_CHARS: i32 = 20_000;
+const MAX_TEXT_CHARS: i32 = 100_000;
 
 /// The DocumentService implementation.
 #[derive(Clone)]
@@ -108,6 +112,46 @@ impl DocumentApi {
         Ok((item.project_id, Some(item.id)))
     }
 
+    /// Every project of the caller's in which they may read documents: a
+    /// search that names no project looks in all of them.
+    async fn searchable_projects(
+        &self,
+        context: &RequestContext,
+    ) -> Result<Vec<String>, DomainError> {
+        let member = match context.caller.as_ref() {
+            Some(Caller::User { user, .. }) => Some(user.id.clone()),
+            _ => None,
+        };
+        let filter = ProjectFilter {
+            member,
+            status: None,
+        };
+        let projects = every_page("document-search", |page| {
+            let filter = filter.clone();
+            async move { self.store.list_projects(&filter, &page).await }
+        })
+        .await?;
+        let mut readable = Vec::new();
+        for project in projects {
+            match require_permission(&self.store, context, &project.id, Permission::DocumentRead)
+                .await
+            {
+                Ok(()) => readable.push(project.id),
+                Err(err) if err.code == ErrorCode::PermissionDenied => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if readable.len() > MAX_SEARCH_PROJECTS {
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                format!(
+                    "you may read more than {MAX_SEARCH_PROJECTS} projects: name the project to search"
+                ),
+            ));
+        }
+        Ok(readable)
+    }
+
     async fn list_documents(
         &self,
         context: &RequestContext,
@@ -135,6 +179,41 @@ impl DocumentApi {
     ) -> Result<pb::Document, DomainError> {
         let document = self.authorized_document(context, &request.id).await?;
         Ok(document.into())
+    }
+
+    async fn get_document_text(
+        &self,
+        context: &RequestContext,
+        request: pb::GetDocumentTextRequest,
+    ) -> Result<pb::DocumentText, DomainError> {
+        let max_chars = match request.max_chars {
+            0 => DEFAULT_TEXT_CHARS,
+            1..=MAX_TEXT_CHARS => request.max_chars,
+            _ => {
+                return Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("max_chars must be between 1 and {MAX_TEXT_CHARS}"),
+                ));
+            }
+        };
+        let offset = u64::try_from(request.offset).map_err(|_| {
+            DomainError::invalid_argument(reason::INVALID_FIELD, "offset must not be negative")
+        })?;
+        let document = self.authorized_document(context, &request.id).await?;
+        let text = self
+            .store
+            .document_text(&document.id)
+            .await?
+            .unwrap_or_default();
+        let part = TextPart::of(&text, offset, max_chars as usize);
+        let count = |chars: u64| i64::try_from(chars).unwrap_or(i64::MAX);
+        Ok(pb::DocumentText {
+            document: Some(document.into()),
+            text: part.text,
+            offset: request.offset,
+            total_chars: count(part.total_chars),
+            next_offset: part.next_offset.map_or(0, count),
+        })
     }
 
     async fn download_document(
@@ -263,15 +342,15 @@ impl DocumentApi {
                 ));
             }
         };
-        if request.project_id.is_empty() {
-            return Err(DomainError::invalid_argument(
-                reason::FIELD_REQUIRED,
-                "project_id is required",
-            ));
-        }
-        let (project_id, work_item_id) = self
-            .scope(context, &request.project_id, &request.work_item_id)
-            .await?;
+        let (project_ids, work_item_id) =
+            if request.project_id.is_empty() && request.work_item_id.is_empty() {
+                (self.searchable_projects(context).await?, None)
+            } else {
+                let (project_id, work_item_id) = self
+                    .scope(context, &request.project_id, &request.work_item_id)
+                    .await?;
+                (vec![project_id], work_item_id)
+            };
         let mut doc_types = Vec::new();
         for raw in &request.types {
             let doc_type = convert::parse_document_type(*raw)?.ok_or_else(|| {
@@ -297,7 +376,7 @@ impl DocumentApi {
             &*self.library,
             LibraryQuery {
                 query: query.to_owned(),
-                project_ids: vec![project_id],
+                project_ids,
                 work_item_id,
                 doc_types,
                 limit,
@@ -348,6 +427,7 @@ impl DocumentApi {
 grpc_service!(DocumentApi: DocumentService {
     list_documents(pb::ListDocumentsRequest) -> pb::ListDocumentsResponse;
     get_document(pb::GetDocumentRequest) -> pb::Document;
+    get_document_text(pb::GetDocumentTextRequest) -> pb::DocumentText;
     download_document(pb::DownloadDocumentRequest) -> ResponseStream<pb::DocumentChunk>;
     upload_document(Streaming<pb::UploadDocumentRequest>) -> pb::Document;
     delete_document(pb::DeleteDocumentRequest) -> pb::DeleteDocumentResponse;

@@ -22,7 +22,8 @@ pub mod unimplemented;
 pub mod work_item;
 pub mod workflow;
 
-use anima_core::{DomainError, planning::Actor, update_mask};
+use anima_core::{DomainError, paging::PageRequest, planning::Actor, update_mask};
+use anima_db::{Page, StoreResult};
 use prost_types::FieldMask;
 
 use crate::auth::Caller;
@@ -100,6 +101,24 @@ pub(crate) fn mask_paths(
         .into_iter()
         .map(str::to_owned)
         .collect())
+}
+
+/// Reads every page of a list; `what` names the list in its page tokens.
+pub(crate) async fn every_page<T, F, Fut>(what: &str, mut fetch: F) -> Result<Vec<T>, DomainError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = fetch(PageRequest::parse(500, &token, what)?).await?;
+        rows.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return Ok(rows);
+        }
+        token = page.next_page_token;
+    }
 }
 
 /// An optional id: empty is `None`, anything else must parse.

@@ -682,9 +682,9 @@ async fn documents_are_found_by_identifier_and_by_meaning(backend: Backend) {
         ),
     ];
     let mut ids = Vec::new();
-    for (title, kind, text) in corpus {
+    for (title, kind, text) in &corpus {
         let mut messages = upload_of(&project, title, text.as_bytes());
-        messages[0].r#type = kind as i32;
+        messages[0].r#type = *kind as i32;
         ids.push(
             upload(&mut documents, &token, messages)
                 .await
@@ -778,6 +778,68 @@ async fn documents_are_found_by_identifier_and_by_meaning(backend: Backend) {
         .await
         .expect_err("not a member");
     assert_eq!(code_and_reason(&status).0, Code::PermissionDenied);
+    // A search that names no project looks in the caller's own projects:
+    // the owner's finds the document, the outsider's finds nothing.
+    let everywhere = |token: String| {
+        let mut documents = server.documents();
+        async move {
+            documents
+                .search_documents(authed(
+                    &token,
+                    pb::SearchDocumentsRequest {
+                        query: "ERR_CONN_RESET".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search everywhere")
+                .into_inner()
+                .hits
+        }
+    };
+    let mine = everywhere(token.clone()).await;
+    assert_eq!(
+        mine.first()
+            .and_then(|hit| hit.document.as_ref())
+            .map(|d| d.id.clone()),
+        Some(ids[0].clone())
+    );
+    assert!(everywhere(eve.clone()).await.is_empty());
+
+    // Its text, a part at a time; eve cannot read it.
+    let part = documents
+        .get_document_text(authed(
+            &token,
+            pb::GetDocumentTextRequest {
+                id: ids[0].clone(),
+                offset: 2,
+                max_chars: 12,
+            },
+        ))
+        .await
+        .expect("text")
+        .into_inner();
+    assert_eq!(part.text, "Retry policy");
+    assert_eq!(part.next_offset, 14);
+    assert_eq!(part.total_chars as usize, corpus[0].2.chars().count());
+    for (reader, offset, max_chars, code) in [
+        (&token, -1, 0, Code::InvalidArgument),
+        (&token, 0, 100_001, Code::InvalidArgument),
+        (&eve, 0, 0, Code::PermissionDenied),
+    ] {
+        let status = documents
+            .get_document_text(authed(
+                reader,
+                pb::GetDocumentTextRequest {
+                    id: ids[0].clone(),
+                    offset,
+                    max_chars,
+                },
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(code_and_reason(&status).0, code);
+    }
 
     // A deleted document leaves the index with its vectors.
     documents

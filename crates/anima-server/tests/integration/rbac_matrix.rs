@@ -148,6 +148,7 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     // The library.
     ("ListDocuments", "DDAAAADD"),
     ("GetDocument", "DDAAAADD"),
+    ("GetDocumentText", "DDAAAADD"),
     ("DownloadDocument", "DDAAAADD"),
     ("UploadDocument", "DDAAADDD"),
     ("DeleteDocument", "DDAAADDD"),
@@ -1243,11 +1244,7 @@ async fn call_agent(
             ))
             .await
             .map(drop),
-        other
-            if other.ends_with("Document")
-                || other.ends_with("Documents")
-                || other.contains("Library") =>
-        {
+        other if other.contains("Document") || other.contains("Library") => {
             return call_document(server, fixture, other, token, fresh).await;
         }
         other => return call_mailbox(server, fixture, other, token, fresh).await,
@@ -1467,6 +1464,16 @@ async fn call_document(
             .get_document(authed(token, pb::GetDocumentRequest { id: document.id }))
             .await
             .map(drop),
+        "GetDocumentText" => documents
+            .get_document_text(authed(
+                token,
+                pb::GetDocumentTextRequest {
+                    id: document.id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|reply| assert_eq!(reply.into_inner().text, "# notes")),
         "DownloadDocument" => {
             match documents
                 .download_document(authed(
@@ -1612,6 +1619,7 @@ const PROJECT_RPCS: &[(&str, &str)] = &[
     ("MailboxService/DismissInboundMail", "OA--"),
     ("DocumentService/ListDocuments", "OAMV"),
     ("DocumentService/GetDocument", "OAMV"),
+    ("DocumentService/GetDocumentText", "OAMV"),
     ("DocumentService/DownloadDocument", "OAMV"),
     ("DocumentService/UploadDocument", "OAM-"),
     ("DocumentService/DeleteDocument", "OAM-"),

@@ -45,6 +45,43 @@ pub fn cli(config_dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
     cli_with_env(config_dir, args, stdin, &[])
 }
 
+/// The titles `anima doc search` answers in a project for `query`, best
+/// first.
+pub fn found_titles(config_dir: &Path, project: &str, query: &str) -> Vec<String> {
+    let found = cli(
+        config_dir,
+        &["doc", "search", "--project", project, query, "--json"],
+        "",
+    );
+    let found: serde_json::Value = serde_json::from_str(&found).expect("json");
+    found
+        .as_array()
+        .expect("an array of hits")
+        .iter()
+        .filter_map(|hit| hit["document"]["title"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `query` finds `title` first: a search by meaning finds a
+/// document once the library has computed its vectors (asked every
+/// 200 ms up to 300 times, a bound and not a speed requirement).
+pub fn found_first(config_dir: &Path, project: &str, query: &str, title: &str) {
+    for _ in 0..300 {
+        if found_titles(config_dir, project, query)
+            .first()
+            .map(String::as_str)
+            == Some(title)
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!(
+        "{query:?} does not find {title} first: {:?}",
+        found_titles(config_dir, project, query)
+    );
+}
+
 pub fn cli_with_env(
     config_dir: &std::path::Path,
     args: &[&str],
