@@ -68,14 +68,9 @@ impl Terms {
         self.phrases.iter().flatten().map(String::as_str)
     }
 
-    /// An FTS5 query that matches any of the terms (`"wi 12" OR "crash"`);
-    /// words are letters and digits only, so quoting them is safe.
-    pub fn fts5(&self) -> String {
-        self.phrases
-            .iter()
-            .map(|phrase| format!("\"{}\"", phrase.join(" ")))
-            .collect::<Vec<_>>()
-            .join(" OR ")
+    /// The terms, each as its words.
+    pub fn phrases(&self) -> &[Vec<String>] {
+        &self.phrases
     }
 
     /// A `tsquery` that matches any of the terms (`(wi <-> 12) | crash`).
@@ -86,6 +81,16 @@ impl Terms {
             .collect::<Vec<_>>()
             .join(" | ")
     }
+}
+
+/// An FTS5 query that matches any of `phrases` (`"wi 12" OR "crash"`);
+/// words are letters and digits only, so quoting them is safe.
+pub fn fts5_of<'a>(phrases: impl IntoIterator<Item = &'a Vec<String>>) -> String {
+    phrases
+        .into_iter()
+        .map(|phrase| format!("\"{}\"", phrase.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// The lower-case words of `text`: runs of letters and digits.
@@ -199,7 +204,10 @@ mod tests {
     #[test]
     fn identifiers_become_phrases_of_their_words() {
         let terms = Terms::of("why ERR_CONN_RESET in WI-12? crash");
-        assert_eq!(terms.fts5(), "\"err conn reset\" OR \"wi 12\" OR \"crash\"");
+        assert_eq!(
+            fts5_of(terms.phrases()),
+            "\"err conn reset\" OR \"wi 12\" OR \"crash\""
+        );
         assert_eq!(
             terms.tsquery(),
             "(err <-> conn <-> reset) | (wi <-> 12) | (crash)"

@@ -286,3 +286,61 @@ async fn the_index_file_is_private_wherever_it_is() {
     assert!(settings.open_index(Some(dir.path()), None).await.is_err());
     assert!(!dir.path().join("elsewhere.db").exists());
 }
+
+/// On SQLite, a word in more than a thousand chunks does not pick
+/// candidates while a rarer word of the query does (BM25 would score every
+/// chunk holding it); a query of such words alone takes the newest chunks
+/// holding the rarest, in scope.
+#[tokio::test]
+async fn common_words_do_not_pick_candidates_on_sqlite() {
+    let db = TempDatabase::sqlite();
+    let store = index::open(&db.url).await.expect("open index");
+    let many: Vec<String> = (0..1_100).map(|n| format!("widget number {n}")).collect();
+    store
+        .replace_document(&document("common", PROJECT, "text", "Parts"), &many)
+        .await
+        .expect("common");
+    store
+        .replace_document(
+            &document("rare", PROJECT, "text", "Gears"),
+            &["a widget with a zephyr gear".into()],
+        )
+        .await
+        .expect("rare");
+    store
+        .replace_document(
+            &document("other", OTHER, "text", "Elsewhere"),
+            &["widget zephyr widget zephyr".into()],
+        )
+        .await
+        .expect("other");
+    let in_scope = scope(&[PROJECT]);
+    let found = store
+        .lexical(&Terms::of("widget zephyr"), &in_scope, 10)
+        .await
+        .expect("lexical");
+    assert_eq!(found.len(), 1, "only the chunk with the telling word");
+    assert_eq!(
+        documents_found(&*store, "widget zephyr", &in_scope).await,
+        ["rare"]
+    );
+    // "widget" alone: the newest ten chunks that hold it, in scope.
+    let newest = store
+        .lexical(&Terms::of("widget"), &in_scope, 10)
+        .await
+        .expect("lexical");
+    let chunks = store.chunks(&newest).await.expect("chunks");
+    assert_eq!(newest.len(), 10);
+    assert!(
+        newest.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first"
+    );
+    assert!(chunks.iter().all(|chunk| chunk.document_id != "other"));
+    assert_eq!(
+        chunks
+            .iter()
+            .find(|chunk| chunk.seq == newest[0])
+            .map(|chunk| chunk.document_id.as_str()),
+        Some("rare")
+    );
+}

@@ -248,16 +248,30 @@ pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
 /// Migrations: version, description, SQL.
 type Step = (i64, &'static str, &'static str);
 
-const SQLITE: &[Step] = &[(
-    1,
-    "index",
-    include_str!("../../migrations/sqlite/0001_index.sql"),
-)];
-const POSTGRES: &[Step] = &[(
-    1,
-    "index",
-    include_str!("../../migrations/postgres/0001_index.sql"),
-)];
+const SQLITE: &[Step] = &[
+    (
+        1,
+        "index",
+        include_str!("../../migrations/sqlite/0001_index.sql"),
+    ),
+    (
+        2,
+        "vocabulary",
+        include_str!("../../migrations/sqlite/0002_vocabulary.sql"),
+    ),
+];
+const POSTGRES: &[Step] = &[
+    (
+        1,
+        "index",
+        include_str!("../../migrations/postgres/0001_index.sql"),
+    ),
+    (
+        2,
+        "forgotten",
+        include_str!("../../migrations/postgres/0002_forgotten.sql"),
+    ),
+];
 
 /// The library's migrations, recorded in a table of their own so that its
 /// index may share a database with anima-server's tables.

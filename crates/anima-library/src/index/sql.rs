@@ -2,6 +2,8 @@
 //! agree, instantiated per backend by `index_sql!`; the full-text query
 //! and lists of values differ and are associated constants.
 
+use std::collections::{HashMap, HashSet};
+
 use anima_core::model::now_micros;
 use async_trait::async_trait;
 use sqlx::{PgPool, Row, SqlitePool};
@@ -10,7 +12,11 @@ use super::{
     ChunkPlace, Fingerprint, IndexResult, IndexStats, IndexStore, IndexedDocument, PendingChunk,
     Replaced, SearchScope, StoredChunk, unavailable,
 };
-use crate::search::Terms;
+use crate::search::{Terms, fts5_of};
+
+/// Chunks a word may be in and still pick a search's candidates by itself
+/// (also when that is less than a hundredth of the chunks).
+const COMMON_WORD_CHUNKS: i64 = 1_000;
 
 /// The index on SQLite (FTS5, BM25).
 pub struct SqliteIndex {
@@ -37,12 +43,68 @@ impl SqliteIndex {
          AND ($4 = '[]' OR d.doc_type IN (SELECT value FROM json_each($4))) \
          ORDER BY bm25(library_chunks_fts, 2.0, 1.0), c.seq LIMIT $5";
 
+    /// As [`Self::LEXICAL`], newest first: no ranking by BM25, which would
+    /// score every chunk that holds the words.
+    const LEXICAL_NEWEST: &str = "SELECT c.seq FROM library_chunks_fts \
+         JOIN library_chunks c ON c.seq = library_chunks_fts.rowid \
+         JOIN library_documents d ON d.id = c.document_id \
+         WHERE library_chunks_fts MATCH $1 \
+         AND d.project_id IN (SELECT value FROM json_each($2)) \
+         AND ($3 IS NULL OR d.work_item_id = $3) \
+         AND ($4 = '[]' OR d.doc_type IN (SELECT value FROM json_each($4))) \
+         ORDER BY library_chunks_fts.rowid DESC LIMIT $5";
+
     /// Chunks whose keys are in the JSON array `$1`.
     const CHUNKS: &str = "SELECT seq, document_id, ordinal, title, text FROM library_chunks \
          WHERE seq IN (SELECT value FROM json_each($1))";
 
-    fn match_expression(terms: &Terms) -> String {
-        terms.fts5()
+    /// The FTS5 query for `terms` and the SQL that ranks with it. BM25 has
+    /// to score every chunk that holds any of the words, so a word common
+    /// to more than [`COMMON_WORD_CHUNKS`] chunks (or a hundredth of them
+    /// all) does not pick candidates, much as Lucene's common-terms query
+    /// treats such words: what they add to a chunk's score is small, and
+    /// the search weighs every word of the query in the candidates it
+    /// keeps. When every word is that common, the newest chunks holding
+    /// the rarest term are the candidates.
+    async fn lexical_plan(&self, terms: &Terms) -> IndexResult<(String, &'static str)> {
+        let words: HashSet<&str> = terms.words().collect();
+        let words: Vec<&str> = words.into_iter().collect();
+        let found: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT term, doc FROM library_chunks_vocabulary \
+             WHERE term IN (SELECT value FROM json_each($1))",
+        )
+        .bind(json_list(&words))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let holding: HashMap<String, i64> = found.into_iter().collect();
+        // The highest key is the number of chunks ever stored: near enough.
+        let chunks: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM library_chunks")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let common = (chunks / 100).max(COMMON_WORD_CHUNKS);
+        // A phrase is in at most as many chunks as its rarest word.
+        let chunks_with = |phrase: &Vec<String>| {
+            phrase
+                .iter()
+                .map(|word| holding.get(word).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0)
+        };
+        let telling: Vec<&Vec<String>> = terms
+            .phrases()
+            .iter()
+            .filter(|phrase| chunks_with(phrase) <= common)
+            .collect();
+        if !telling.is_empty() {
+            return Ok((fts5_of(telling), Self::LEXICAL));
+        }
+        let rarest = terms
+            .phrases()
+            .iter()
+            .min_by_key(|phrase| chunks_with(phrase));
+        Ok((fts5_of(rarest), Self::LEXICAL_NEWEST))
     }
 }
 
@@ -69,8 +131,10 @@ impl PostgresIndex {
     const CHUNKS: &str = "SELECT seq, document_id, ordinal, title, text FROM library_chunks \
          WHERE seq IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)";
 
-    fn match_expression(terms: &Terms) -> String {
-        terms.tsquery()
+    /// The `tsquery` for `terms`; PostgreSQL's GIN index and `ts_rank`
+    /// (which needs no counts across chunks) take every word.
+    async fn lexical_plan(&self, terms: &Terms) -> IndexResult<(String, &'static str)> {
+        Ok((terms.tsquery(), Self::LEXICAL))
     }
 }
 
@@ -357,8 +421,9 @@ macro_rules! index_sql {
                 if query.is_empty() || scope.project_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                sqlx::query_scalar(Self::LEXICAL)
-                    .bind(Self::match_expression(query))
+                let (expression, sql) = self.lexical_plan(query).await?;
+                sqlx::query_scalar(sql)
+                    .bind(expression)
                     .bind(json_list(&scope.project_ids))
                     .bind(scope.work_item_id.as_deref())
                     .bind(json_list(&scope.doc_types))

@@ -42,6 +42,13 @@ const MAX_HITS: i32 = 100;
 const DEFAULT_TEXT_CHARS: i32 = 20_000;
 const MAX_TEXT_CHARS: i32 = 100_000;
 
+fn too_many_projects() -> DomainError {
+    DomainError::invalid_argument(
+        reason::INVALID_FIELD,
+        format!("you are in more than {MAX_SEARCH_PROJECTS} projects: name the project to search"),
+    )
+}
+
 /// The DocumentService implementation.
 #[derive(Clone)]
 pub struct DocumentApi {
@@ -131,6 +138,9 @@ impl DocumentApi {
             async move { self.store.list_projects(&filter, &page).await }
         })
         .await?;
+        if projects.len() > MAX_SEARCH_PROJECTS {
+            return Err(too_many_projects());
+        }
         let mut readable = Vec::new();
         for project in projects {
             match require_permission(&self.store, context, &project.id, Permission::DocumentRead)
@@ -140,14 +150,6 @@ impl DocumentApi {
                 Err(err) if err.code == ErrorCode::PermissionDenied => {}
                 Err(err) => return Err(err),
             }
-        }
-        if readable.len() > MAX_SEARCH_PROJECTS {
-            return Err(DomainError::invalid_argument(
-                reason::INVALID_FIELD,
-                format!(
-                    "you may read more than {MAX_SEARCH_PROJECTS} projects: name the project to search"
-                ),
-            ));
         }
         Ok(readable)
     }
@@ -342,15 +344,6 @@ impl DocumentApi {
                 ));
             }
         };
-        let (project_ids, work_item_id) =
-            if request.project_id.is_empty() && request.work_item_id.is_empty() {
-                (self.searchable_projects(context).await?, None)
-            } else {
-                let (project_id, work_item_id) = self
-                    .scope(context, &request.project_id, &request.work_item_id)
-                    .await?;
-                (vec![project_id], work_item_id)
-            };
         let mut doc_types = Vec::new();
         for raw in &request.types {
             let doc_type = convert::parse_document_type(*raw)?.ok_or_else(|| {
@@ -368,9 +361,19 @@ impl DocumentApi {
             }
             doc_types.push(doc_type);
         }
+        // Metered first: finding the caller's projects costs too.
         self.limits
             .take_for(Metered::Search, context.caller.as_ref())
             .await?;
+        let (project_ids, work_item_id) =
+            if request.project_id.is_empty() && request.work_item_id.is_empty() {
+                (self.searchable_projects(context).await?, None)
+            } else {
+                let (project_id, work_item_id) = self
+                    .scope(context, &request.project_id, &request.work_item_id)
+                    .await?;
+                (vec![project_id], work_item_id)
+            };
         let found = find_documents(
             &*self.store,
             &*self.library,
