@@ -18,6 +18,24 @@ use crate::search::{Terms, fts5_of};
 /// (also when that is less than a hundredth of the chunks).
 const COMMON_WORD_CHUNKS: i64 = 1_000;
 
+/// The SQLite search by words, in the order given.
+macro_rules! sqlite_lexical {
+    ($order:literal) => {
+        concat!(
+            "SELECT c.seq FROM library_chunks_fts \
+             JOIN library_chunks c ON c.seq = library_chunks_fts.rowid \
+             JOIN library_documents d ON d.id = c.document_id \
+             WHERE library_chunks_fts MATCH $1 \
+             AND d.project_id IN (SELECT value FROM json_each($2)) \
+             AND ($3 IS NULL OR d.work_item_id = $3) \
+             AND ($4 = '[]' OR d.doc_type IN (SELECT value FROM json_each($4))) \
+             ORDER BY ",
+            $order,
+            " LIMIT $5"
+        )
+    };
+}
+
 /// The index on SQLite (FTS5, BM25).
 pub struct SqliteIndex {
     pool: SqlitePool,
@@ -34,25 +52,11 @@ impl SqliteIndex {
 
     /// Keys of chunks in scope whose words match `$1` (an FTS5 query), best
     /// first; `$2` and `$4` are JSON arrays, `$3` a work item or NULL.
-    const LEXICAL: &str = "SELECT c.seq FROM library_chunks_fts \
-         JOIN library_chunks c ON c.seq = library_chunks_fts.rowid \
-         JOIN library_documents d ON d.id = c.document_id \
-         WHERE library_chunks_fts MATCH $1 \
-         AND d.project_id IN (SELECT value FROM json_each($2)) \
-         AND ($3 IS NULL OR d.work_item_id = $3) \
-         AND ($4 = '[]' OR d.doc_type IN (SELECT value FROM json_each($4))) \
-         ORDER BY bm25(library_chunks_fts, 2.0, 1.0), c.seq LIMIT $5";
+    const LEXICAL: &str = sqlite_lexical!("bm25(library_chunks_fts, 2.0, 1.0), c.seq");
 
     /// As [`Self::LEXICAL`], newest first: no ranking by BM25, which would
     /// score every chunk that holds the words.
-    const LEXICAL_NEWEST: &str = "SELECT c.seq FROM library_chunks_fts \
-         JOIN library_chunks c ON c.seq = library_chunks_fts.rowid \
-         JOIN library_documents d ON d.id = c.document_id \
-         WHERE library_chunks_fts MATCH $1 \
-         AND d.project_id IN (SELECT value FROM json_each($2)) \
-         AND ($3 IS NULL OR d.work_item_id = $3) \
-         AND ($4 = '[]' OR d.doc_type IN (SELECT value FROM json_each($4))) \
-         ORDER BY library_chunks_fts.rowid DESC LIMIT $5";
+    const LEXICAL_NEWEST: &str = sqlite_lexical!("library_chunks_fts.rowid DESC");
 
     /// Chunks whose keys are in the JSON array `$1`.
     const CHUNKS: &str = "SELECT seq, document_id, ordinal, title, text FROM library_chunks \
