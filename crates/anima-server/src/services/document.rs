@@ -42,13 +42,6 @@ const MAX_HITS: i32 = 100;
 const DEFAULT_TEXT_CHARS: i32 = 20_000;
 const MAX_TEXT_CHARS: i32 = 100_000;
 
-fn too_many_projects() -> DomainError {
-    DomainError::invalid_argument(
-        reason::INVALID_FIELD,
-        format!("you are in more than {MAX_SEARCH_PROJECTS} projects: name the project to search"),
-    )
-}
-
 /// The DocumentService implementation.
 #[derive(Clone)]
 pub struct DocumentApi {
@@ -139,7 +132,12 @@ impl DocumentApi {
         })
         .await?;
         if projects.len() > MAX_SEARCH_PROJECTS {
-            return Err(too_many_projects());
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                format!(
+                    "you are in more than {MAX_SEARCH_PROJECTS} projects: name the project to search"
+                ),
+            ));
         }
         let mut readable = Vec::new();
         for project in projects {
