@@ -21,6 +21,20 @@ pub const MAX_SEARCH_TEXT: usize = 1024 * 1024;
 /// The most characters of a library search's query.
 pub const MAX_QUERY_CHARS: usize = 500;
 
+/// A library search's query without its surrounding blanks: required, and
+/// at most [`MAX_QUERY_CHARS`] characters.
+pub fn search_query(raw: &str) -> Result<&str, crate::DomainError> {
+    let query = raw.trim();
+    if query.is_empty() {
+        return Err(crate::DomainError::invalid_argument(
+            crate::error::reason::FIELD_REQUIRED,
+            "query is required",
+        ));
+    }
+    crate::validate::max_chars("query", query, MAX_QUERY_CHARS)?;
+    Ok(query)
+}
+
 /// The most projects one search of the library looks in (a search without
 /// a project looks in every project of the caller's).
 pub const MAX_SEARCH_PROJECTS: usize = 1_000;

@@ -35,6 +35,23 @@ pub fn max_chars(field: &str, value: &str, limit: usize) -> Result<(), DomainErr
     Ok(())
 }
 
+/// A count a request may leave at 0 for `default`; otherwise 1 to `max`.
+pub fn count_or_default(
+    field: &str,
+    value: i32,
+    default: i32,
+    max: i32,
+) -> Result<i32, DomainError> {
+    match value {
+        0 => Ok(default),
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(DomainError::invalid_argument(
+            reason::INVALID_FIELD,
+            format!("{field} must be between 1 and {max}"),
+        )),
+    }
+}
+
 /// A username: a name without whitespace or control characters, so that it
 /// can be typed at a prompt and shown in a table unambiguously.
 pub fn username(value: &str) -> Result<(), DomainError> {

@@ -1,7 +1,12 @@
 //! LibraryService over gRPC: the wire's side of [`BlobStore`]. Every
 //! failure is a domain error with its reason, as from anima-server.
 
-use anima_core::{DomainError, document::MAX_SEARCH_PROJECTS, error::reason};
+use anima_core::{
+    DomainError,
+    document::{MAX_SEARCH_PROJECTS, search_query},
+    error::reason,
+    validate::count_or_default,
+};
 use anima_proto::{
     convert::{micros, timestamp},
     status::to_status,
@@ -308,25 +313,9 @@ impl LibraryService for Library {
         request: Request<pb::SearchChunksRequest>,
     ) -> Reply<pb::SearchChunksResponse> {
         let request = request.into_inner();
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(to_status(DomainError::invalid_argument(
-                reason::FIELD_REQUIRED,
-                "query is required",
-            )));
-        }
-        anima_core::validate::max_chars("query", query, anima_core::document::MAX_QUERY_CHARS)
-            .map_err(to_status)?;
-        let limit = match request.limit {
-            0 => DEFAULT_HITS,
-            1..=MAX_HITS => request.limit,
-            _ => {
-                return Err(to_status(DomainError::invalid_argument(
-                    reason::INVALID_FIELD,
-                    format!("limit must be between 1 and {MAX_HITS}"),
-                )));
-            }
-        };
+        let query = search_query(&request.query).map_err(to_status)?;
+        let limit =
+            count_or_default("limit", request.limit, DEFAULT_HITS, MAX_HITS).map_err(to_status)?;
         // Each chunk is matched against these lists: anima-server sends the
         // caller's projects and a few types, and longer lists are not its.
         if request.project_ids.len() > MAX_SEARCH_PROJECTS || request.doc_types.len() > MAX_TYPES {

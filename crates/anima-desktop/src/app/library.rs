@@ -77,8 +77,8 @@ impl Controller {
         }
         let Some(client) = self.client() else { return };
         tokio::time::sleep(SEARCH_PAUSE).await;
-        let still_wanted = |state: &State| state.search == text;
-        if !self.state.lock().is_ok_and(|state| still_wanted(&state)) {
+        // Typing went on: the newer query searches instead.
+        if !self.state.lock().is_ok_and(|state| state.search == text) {
             return;
         }
         let hits = match client.search_documents(query).await {

@@ -507,22 +507,16 @@ impl AgentTools {
     ) -> Result<CallToolResult, ErrorData> {
         let query = args.query.trim().to_owned();
         let limit = args.limit.unwrap_or(DEFAULT_LIBRARY_HITS);
-        let valid = validate::max_chars("query", &query, anima_core::document::MAX_QUERY_CHARS)
-            .and_then(|()| {
-                if query.is_empty() {
-                    Err(DomainError::invalid_argument(
-                        reason::FIELD_REQUIRED,
-                        "query is required",
-                    ))
-                } else if limit == 0 || limit > MAX_LIBRARY_HITS {
-                    Err(DomainError::invalid_argument(
-                        reason::INVALID_FIELD,
-                        format!("limit must be 1 to {MAX_LIBRARY_HITS}"),
-                    ))
-                } else {
-                    Ok(())
-                }
-            });
+        let valid = anima_core::document::search_query(&query).and_then(|_| {
+            if limit == 0 || limit > MAX_LIBRARY_HITS {
+                Err(DomainError::invalid_argument(
+                    reason::INVALID_FIELD,
+                    format!("limit must be 1 to {MAX_LIBRARY_HITS}"),
+                ))
+            } else {
+                Ok(())
+            }
+        });
         self.run("search_library", &parts, None, valid, |scope| async move {
             self.limits
                 .take(Metered::McpSearch, &scope.session_id)

@@ -10,13 +10,13 @@ use anima_core::{
     DomainError, Permission, event::Subject, model::Event, paging::PageRequest,
     planning::WorkItemStatus, thread::DecisionState,
 };
-use anima_db::{DecisionFilter, ProjectFilter, SessionFilter, Store};
+use anima_db::{DecisionFilter, SessionFilter, Store};
 use anima_proto::convert;
 use anima_proto::v1::{self as pb, dashboard_service_server::DashboardService};
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 
-use super::{ResponseStream, every_page, grpc_service};
+use super::{ResponseStream, every_page, grpc_service, member_projects};
 use crate::{
     auth::Caller,
     authz::RequestContext,
@@ -48,20 +48,8 @@ impl DashboardApi {
         &self,
         caller: Option<&Caller>,
     ) -> Result<Vec<(anima_core::planning::Project, bool)>, DomainError> {
-        let member = match caller {
-            Some(Caller::User { user, .. }) => Some(user.id.clone()),
-            _ => None,
-        };
-        let filter = ProjectFilter {
-            member: member.clone(),
-            status: None,
-        };
-        let projects = every_page("dashboard", |page| {
-            let filter = filter.clone();
-            async move { self.store.list_projects(&filter, &page).await }
-        })
-        .await?;
-        let Some(user_id) = member else {
+        let projects = member_projects(&*self.store, caller, "dashboard").await?;
+        let Some(Caller::User { user, .. }) = caller else {
             return Ok(projects
                 .into_iter()
                 .map(|project| (project, true))
@@ -71,7 +59,7 @@ impl DashboardApi {
         for project in projects {
             let permissions = self
                 .store
-                .project_permissions(&user_id, &project.id)
+                .project_permissions(&user.id, &project.id)
                 .await?;
             if permissions.contains(&Permission::DashboardRead) {
                 readable.push((project, permissions.contains(&Permission::ThreadRead)));

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, ErrorCode, Permission,
-    document::{Document, MAX_SEARCH_PROJECTS, NewDocument, SearchText, TextPart},
+    document::{Document, MAX_SEARCH_PROJECTS, NewDocument, SearchText, TextPart, search_query},
     error::reason,
     id::parse_id,
     paging::PageRequest,
     validate,
 };
-use anima_db::{DocumentFilter, ProjectFilter, Store};
+use anima_db::{DocumentFilter, Store};
 use anima_proto::{
     convert,
     upload::{UPLOAD_IDLE, broken_upload, upload_chunks},
@@ -22,7 +22,7 @@ use anima_proto::{
 use futures_util::{StreamExt, TryStreamExt};
 use tonic::Streaming;
 
-use super::{ResponseStream, actor_of, every_page, grpc_service, optional_id};
+use super::{ResponseStream, actor_of, grpc_service, member_projects, optional_id};
 use crate::{
     auth::Caller,
     authz::{RequestContext, authorized_work_item, require_permission, require_project},
@@ -118,19 +118,8 @@ impl DocumentApi {
         &self,
         context: &RequestContext,
     ) -> Result<Vec<String>, DomainError> {
-        let member = match context.caller.as_ref() {
-            Some(Caller::User { user, .. }) => Some(user.id.clone()),
-            _ => None,
-        };
-        let filter = ProjectFilter {
-            member,
-            status: None,
-        };
-        let projects = every_page("document-search", |page| {
-            let filter = filter.clone();
-            async move { self.store.list_projects(&filter, &page).await }
-        })
-        .await?;
+        let projects =
+            member_projects(&*self.store, context.caller.as_ref(), "document-search").await?;
         if projects.len() > MAX_SEARCH_PROJECTS {
             return Err(DomainError::invalid_argument(
                 reason::INVALID_FIELD,
@@ -186,16 +175,12 @@ impl DocumentApi {
         context: &RequestContext,
         request: pb::GetDocumentTextRequest,
     ) -> Result<pb::DocumentText, DomainError> {
-        let max_chars = match request.max_chars {
-            0 => DEFAULT_TEXT_CHARS,
-            1..=MAX_TEXT_CHARS => request.max_chars,
-            _ => {
-                return Err(DomainError::invalid_argument(
-                    reason::INVALID_FIELD,
-                    format!("max_chars must be between 1 and {MAX_TEXT_CHARS}"),
-                ));
-            }
-        };
+        let max_chars = validate::count_or_default(
+            "max_chars",
+            request.max_chars,
+            DEFAULT_TEXT_CHARS,
+            MAX_TEXT_CHARS,
+        )?;
         let offset = u64::try_from(request.offset).map_err(|_| {
             DomainError::invalid_argument(reason::INVALID_FIELD, "offset must not be negative")
         })?;
@@ -324,24 +309,8 @@ impl DocumentApi {
         context: &RequestContext,
         request: pb::SearchDocumentsRequest,
     ) -> Result<pb::SearchDocumentsResponse, DomainError> {
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(DomainError::invalid_argument(
-                reason::FIELD_REQUIRED,
-                "query is required",
-            ));
-        }
-        validate::max_chars("query", query, anima_core::document::MAX_QUERY_CHARS)?;
-        let limit = match request.limit {
-            0 => DEFAULT_HITS,
-            1..=MAX_HITS => request.limit,
-            _ => {
-                return Err(DomainError::invalid_argument(
-                    reason::INVALID_FIELD,
-                    format!("limit must be between 1 and {MAX_HITS}"),
-                ));
-            }
-        };
+        let query = search_query(&request.query)?;
+        let limit = validate::count_or_default("limit", request.limit, DEFAULT_HITS, MAX_HITS)?;
         let mut doc_types = Vec::new();
         for raw in &request.types {
             let doc_type = convert::parse_document_type(*raw)?.ok_or_else(|| {

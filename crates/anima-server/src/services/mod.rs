@@ -22,8 +22,13 @@ pub mod unimplemented;
 pub mod work_item;
 pub mod workflow;
 
-use anima_core::{DomainError, paging::PageRequest, planning::Actor, update_mask};
-use anima_db::{Page, StoreResult};
+use anima_core::{
+    DomainError,
+    paging::PageRequest,
+    planning::{Actor, Project},
+    update_mask,
+};
+use anima_db::{Page, ProjectFilter, Store, StoreResult};
 use prost_types::FieldMask;
 
 use crate::auth::Caller;
@@ -119,6 +124,27 @@ where
         }
         token = page.next_page_token;
     }
+}
+
+/// The projects `caller` is a member of (every project, for a caller that
+/// is not a user); `what` names the list in its page tokens.
+pub(crate) async fn member_projects(
+    store: &dyn Store,
+    caller: Option<&Caller>,
+    what: &str,
+) -> Result<Vec<Project>, DomainError> {
+    let filter = ProjectFilter {
+        member: match caller {
+            Some(Caller::User { user, .. }) => Some(user.id.clone()),
+            _ => None,
+        },
+        status: None,
+    };
+    every_page(what, |page| {
+        let filter = filter.clone();
+        async move { store.list_projects(&filter, &page).await }
+    })
+    .await
 }
 
 /// An optional id: empty is `None`, anything else must parse.
