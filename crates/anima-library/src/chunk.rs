@@ -1,6 +1,8 @@
 //! Documents' text in chunks the embedding model can read whole: split by
-//! `text-splitter` along markdown structure (headings, blocks, items) or,
-//! for other text, along paragraphs, lines and sentences; sized in the
+//! `text-splitter` along markdown structure (headings, blocks, items),
+//! along the syntax tree of source code in a language it has a tree-sitter
+//! grammar for (items, then the statements in them) or, for other text,
+//! along paragraphs, lines and sentences; sized in the
 //! model's own tokens, with some overlap so that a sentence cut at a
 //! border is whole in one of the two chunks.
 
@@ -10,10 +12,10 @@ use std::{
     sync::Arc,
 };
 
-use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
+use text_splitter::{ChunkConfig, ChunkSizer, CodeSplitter, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
-use crate::extract::Format;
+use crate::extract::{Format, Language};
 
 /// Tokens per chunk: all-MiniLM-L6-v2 reads 256, and the title goes in
 /// front of every chunk it embeds. A chunk stops at a structural border
@@ -64,6 +66,19 @@ impl Tokens {
 /// not know is one token however long, so a text of such words would
 /// otherwise make one chunk of a whole document.
 const MAX_CHARS_PER_TOKEN: usize = 8;
+
+/// The most work the code splitter is given, in bytes of text times the
+/// depth of their syntax tree; beyond it code is split as plain text. The
+/// splitter's time grows with both, about a quarter of a microsecond per
+/// byte and level here: a 200 KB expression `x + x + …`, a tree 50,000
+/// deep, took 48 s, time anyone able to attach a file could make the
+/// library spend. This much is about two seconds; ordinary source files
+/// (up to a few hundred KB, trees twenty deep) stay inside it.
+const MAX_CODE_SPLITTING_WORK: usize = 8 << 20;
+/// The deepest syntax tree code is split along, however short: time grows
+/// faster than linearly with depth alone (a few KB of parentheses nested
+/// 1,000 deep took 0.4 s, 2,000 deep 3.6 s).
+const MAX_CODE_DEPTH: usize = 256;
 
 impl ChunkSizer for Tokens {
     fn size(&self, chunk: &str) -> usize {
@@ -140,15 +155,18 @@ impl Chunker {
     pub fn split(&self, text: &str, format: Option<Format>) -> Vec<String> {
         let chunks = match &self.tokenizer {
             Some(tokenizer) => split_with(
-                ChunkConfig::new(CHUNK_TOKENS).with_sizer(Tokens::of(tokenizer, text)),
+                || ChunkConfig::new(CHUNK_TOKENS).with_sizer(Tokens::of(tokenizer, text)),
                 OVERLAP_TOKENS,
                 text,
                 format,
             ),
             None => split_with(
-                ChunkConfig::new(
-                    CHUNK_TOKENS.start() * CHARS_PER_TOKEN..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
-                ),
+                || {
+                    ChunkConfig::new(
+                        CHUNK_TOKENS.start() * CHARS_PER_TOKEN
+                            ..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
+                    )
+                },
                 OVERLAP_TOKENS * CHARS_PER_TOKEN,
                 text,
                 format,
@@ -157,31 +175,90 @@ impl Chunker {
         chunks
             .into_iter()
             .filter(|chunk| !chunk.trim().is_empty())
+            .map(str::to_owned)
             .collect()
     }
 }
 
 /// The chunks of `text` by `config` with `overlap`: along markdown's
-/// structure for markdown, along paragraphs, lines and sentences else.
+/// structure for markdown, along the syntax tree for code in a known
+/// language, along paragraphs, lines and sentences else.
 fn split_with<S: ChunkSizer>(
-    config: ChunkConfig<S>,
+    config: impl Fn() -> ChunkConfig<S>,
     overlap: usize,
     text: &str,
     format: Option<Format>,
-) -> Vec<String> {
-    let config = config
-        .with_overlap(overlap)
-        .expect("the overlap is smaller than a chunk");
+) -> Vec<&str> {
+    let config = || {
+        config()
+            .with_overlap(overlap)
+            .expect("the overlap is smaller than a chunk")
+    };
+    let as_text = || TextSplitter::new(config()).chunks(text).collect();
     match format {
-        Some(Format::Markdown) => MarkdownSplitter::new(config)
-            .chunks(text)
-            .map(str::to_owned)
-            .collect(),
-        _ => TextSplitter::new(config)
-            .chunks(text)
-            .map(str::to_owned)
-            .collect(),
+        Some(Format::Markdown) => MarkdownSplitter::new(config()).chunks(text).collect(),
+        Some(Format::Code(Some(language))) => {
+            let grammar = grammar(language);
+            if !code_splitting_affordable(&grammar, text) {
+                return as_text();
+            }
+            match CodeSplitter::new(grammar, config()) {
+                Ok(splitter) => splitter.chunks(text).collect(),
+                // The grammar loaded for measuring the tree.
+                Err(_) => as_text(),
+            }
+        }
+        _ => as_text(),
     }
+}
+
+/// Whether splitting `text` along its syntax tree stays within
+/// [`MAX_CODE_SPLITTING_WORK`] and [`MAX_CODE_DEPTH`]. Parsing is linear
+/// in the text, and so is the walk, which stops at the first node too
+/// deep.
+fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str) -> bool {
+    let max_depth = (MAX_CODE_SPLITTING_WORK / text.len().max(1)).min(MAX_CODE_DEPTH);
+    if max_depth == 0 {
+        return false;
+    }
+    let mut parser = tree_sitter::Parser::new();
+    if let Err(error) = parser.set_language(grammar) {
+        // Only a grammar built for another tree-sitter version fails, and
+        // the tests below load each one.
+        tracing::warn!(%error, "splitting code as plain text");
+        return false;
+    }
+    let Some(tree) = parser.parse(text, None) else {
+        return false;
+    };
+    let mut cursor = tree.walk();
+    loop {
+        if cursor.depth() as usize > max_depth {
+            return false;
+        }
+        if cursor.goto_first_child() {
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                return true;
+            }
+        }
+    }
+}
+
+/// The tree-sitter grammar of `language`.
+fn grammar(language: Language) -> tree_sitter::Language {
+    tree_sitter::Language::new(match language {
+        Language::Rust => tree_sitter_rust::LANGUAGE,
+        Language::Python => tree_sitter_python::LANGUAGE,
+        Language::JavaScript => tree_sitter_javascript::LANGUAGE,
+        Language::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
+        Language::Tsx => tree_sitter_typescript::LANGUAGE_TSX,
+        Language::Go => tree_sitter_go::LANGUAGE,
+        Language::Java => tree_sitter_java::LANGUAGE,
+        Language::C => tree_sitter_c::LANGUAGE,
+    })
 }
 
 #[cfg(test)]
@@ -216,6 +293,83 @@ mod tests {
         let pieces = chunker.split(&long, Some(Format::Text));
         assert!(pieces.len() > 1);
         assert!(chunker.split(" \n\n ", Some(Format::Text)).is_empty());
+    }
+
+    #[test]
+    fn code_splits_between_functions_where_prose_splits_inside_them() {
+        // Functions of different lengths, each with a blank line where a
+        // split by paragraphs may cut it; a chunk holds two or three.
+        let functions: Vec<String> = (0..12)
+            .map(|n| {
+                let sums = "    total += input.len() * 3;\n".repeat(n % 4 + 1);
+                format!(
+                    "fn step_{n}(input: &[u8]) -> usize {{\n    let mut total = {n};\n{sums}\n    // The checksum of step {n} wraps at a million.\n    total % 1_000_000\n}}\n\n"
+                )
+            })
+            .collect();
+        let source = functions.concat();
+        let whole = |chunks: &[String]| {
+            functions
+                .iter()
+                .all(|function| chunks.iter().any(|chunk| chunk.contains(function.trim())))
+        };
+        let chunker = Chunker::new(None);
+        let code = chunker.split(&source, Some(Format::Code(Some(Language::Rust))));
+        assert!(code.len() > 2, "{code:#?}");
+        assert!(whole(&code), "{code:#?}");
+        assert!(!whole(&chunker.split(&source, Some(Format::Text))));
+    }
+
+    #[test]
+    fn code_too_deep_or_too_long_for_its_depth_is_split_as_text() {
+        let rust = grammar(Language::Rust);
+        let ordinary = "fn f(x: u8) -> u8 {\n    if x > 3 { x } else { x + 1 }\n}\n".repeat(1000);
+        assert!(code_splitting_affordable(&rust, &ordinary));
+        // A sum is a tree as deep as it has terms.
+        let sum = |terms: usize| format!("fn f() {{ {}1 }}", "x + ".repeat(terms));
+        assert!(code_splitting_affordable(&rust, &sum(100)));
+        assert!(!code_splitting_affordable(&rust, &sum(MAX_CODE_DEPTH)));
+        let sums = format!("{}\n", sum(100)).repeat(MAX_CODE_SPLITTING_WORK / 100 / 400);
+        assert!(!code_splitting_affordable(&rust, &sums));
+        let chunks =
+            Chunker::new(None).split(&sum(50_000), Some(Format::Code(Some(Language::Rust))));
+        assert!(chunks.len() > 100);
+    }
+
+    #[test]
+    fn code_nested_without_end_splits_on_a_small_stack() {
+        // Hostile source: anyone may attach a file. Tokio's blocking
+        // threads, where splitting runs, have 2 MiB of stack.
+        let depth = 100_000;
+        let source = format!("fn f() {{ {}1{} }}", "(".repeat(depth), ")".repeat(depth));
+        let chunks = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                Chunker::new(None).split(&source, Some(Format::Code(Some(Language::Rust))))
+            })
+            .expect("a thread")
+            .join()
+            .expect("splitting deeply nested code did not overflow the stack");
+        assert!(chunks.concat().matches('(').count() >= depth);
+    }
+
+    #[test]
+    fn every_grammar_fits_the_splitters_tree_sitter() {
+        for language in [
+            Language::Rust,
+            Language::Python,
+            Language::JavaScript,
+            Language::TypeScript,
+            Language::Tsx,
+            Language::Go,
+            Language::Java,
+            Language::C,
+        ] {
+            assert!(
+                CodeSplitter::new(grammar(language), 100).is_ok(),
+                "{language:?}"
+            );
+        }
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub enum Format {
     Patch,
     /// HTML, such as a mail's body.
     Html,
-    /// Source code or a configuration file.
-    Code,
+    /// Source code or a configuration file, and its language where the
+    /// library knows its syntax.
+    Code(Option<Language>),
     /// PDF.
     Pdf,
 }
@@ -48,7 +49,7 @@ impl Format {
             Format::Text => "text",
             Format::Patch => "patch",
             Format::Html => "html",
-            Format::Code => "code",
+            Format::Code(_) => "code",
             Format::Pdf => "pdf",
         }
     }
@@ -63,20 +64,10 @@ impl Format {
     }
 }
 
-/// File extensions of source code and configuration read as text.
+/// File extensions of source code and configuration read as text, beside
+/// those of a [`Language`].
 const CODE_EXTENSIONS: &[&str] = &[
-    "rs",
-    "py",
-    "js",
-    "mjs",
-    "ts",
-    "tsx",
-    "jsx",
-    "go",
-    "java",
     "kt",
-    "c",
-    "h",
     "cc",
     "cpp",
     "hpp",
@@ -113,6 +104,49 @@ const CODE_EXTENSIONS: &[&str] = &[
     "makefile",
     "gradle",
 ];
+
+/// A programming language whose syntax the library splits code along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// Rust.
+    Rust,
+    /// Python.
+    Python,
+    /// JavaScript, JSX included.
+    JavaScript,
+    /// TypeScript.
+    TypeScript,
+    /// TypeScript with JSX.
+    Tsx,
+    /// Go.
+    Go,
+    /// Java.
+    Java,
+    /// C.
+    C,
+}
+
+impl Language {
+    /// The language of a file with this (lowercase) extension or MIME
+    /// type, if it is one of those above.
+    fn of(extension: &str, media_type: &str) -> Option<Self> {
+        let language = match (extension, media_type) {
+            ("rs", _) | (_, "text/x-rust" | "text/rust") => Language::Rust,
+            ("py" | "pyi", _) | (_, "text/x-python" | "application/x-python") => Language::Python,
+            ("js" | "mjs" | "cjs" | "jsx", _)
+            | (_, "text/javascript" | "application/javascript") => Language::JavaScript,
+            ("ts" | "mts" | "cts", _) | (_, "text/x-typescript" | "application/typescript") => {
+                Language::TypeScript
+            }
+            ("tsx", _) => Language::Tsx,
+            ("go", _) | (_, "text/x-go") => Language::Go,
+            ("java", _) | (_, "text/x-java" | "text/x-java-source") => Language::Java,
+            ("c" | "h", _) | (_, "text/x-c" | "text/x-csrc" | "text/x-chdr") => Language::C,
+            _ => return None,
+        };
+        Some(language)
+    }
+}
 
 /// MIME types of source code and configuration outside `text/*`.
 const CODE_MEDIA_TYPES: &[&str] = &[
@@ -153,11 +187,13 @@ pub fn format_of(doc_type: &str, media_type: &str, file_name: &str) -> Option<Fo
         Format::Patch
     } else if doc_type == "markdown" || media_type == "text/markdown" || extension == "md" {
         Format::Markdown
+    } else if let Some(language) = Language::of(&extension, &media_type) {
+        Format::Code(Some(language))
     } else if CODE_MEDIA_TYPES.contains(&media_type.as_str())
         || media_type.starts_with("text/x-")
         || CODE_EXTENSIONS.contains(&extension.as_str())
     {
-        Format::Code
+        Format::Code(None)
     } else if doc_type == "text" || media_type.starts_with("text/") || extension == "txt" {
         Format::Text
     } else {
@@ -181,7 +217,7 @@ pub enum Extracted {
 /// it on a blocking thread.
 pub fn extract(format: Format, content: &[u8], complete: bool) -> Extracted {
     let text = match format {
-        Format::Markdown | Format::Text | Format::Code => match decode(content, complete) {
+        Format::Markdown | Format::Text | Format::Code(_) => match decode(content, complete) {
             Ok(text) => text.to_owned(),
             Err(why) => return Extracted::NotIndexed(why),
         },
@@ -436,11 +472,23 @@ mod tests {
         );
         assert_eq!(
             format_of("attachment", "text/x-rust", "lib"),
-            Some(Format::Code)
+            Some(Format::Code(Some(Language::Rust)))
         );
         assert_eq!(
             format_of("attachment", "application/octet-stream", "main.rs"),
-            Some(Format::Code)
+            Some(Format::Code(Some(Language::Rust)))
+        );
+        assert_eq!(
+            format_of("attachment", "text/javascript", "app"),
+            Some(Format::Code(Some(Language::JavaScript)))
+        );
+        assert_eq!(
+            format_of("attachment", "", "View.TSX"),
+            Some(Format::Code(Some(Language::Tsx)))
+        );
+        assert_eq!(
+            format_of("attachment", "", "deploy.yaml"),
+            Some(Format::Code(None))
         );
         assert_eq!(format_of("text", "", "notes"), Some(Format::Text));
         assert_eq!(
