@@ -7,6 +7,7 @@ use std::{
     sync::{Mutex, mpsc},
 };
 
+use anima_core::text::words;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
@@ -262,13 +263,6 @@ fn embed_batch(
         .sqrt()?
         .clamp(1e-12, f64::MAX)?;
     Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
-}
-
-/// Lowercased word tokens (letters and digits, any script).
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
 }
 
 /// Words that say nothing about which work item a text is about, in the

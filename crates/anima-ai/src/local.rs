@@ -4,7 +4,9 @@
 //! cite the sources their sentences came from. It does not reason, so the
 //! reasoning tier is never served by it.
 
-use crate::embed::{Embedder, cosine, words};
+use anima_core::text::words;
+
+use crate::embed::{Embedder, cosine};
 
 /// A text to draw sentences from, with the id callers cite it by.
 #[derive(Debug, Clone)]

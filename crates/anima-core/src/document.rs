@@ -154,17 +154,12 @@ pub struct TextPart {
 }
 
 impl TextPart {
-    /// `max_chars` characters of `text` from character `offset` on.
-    pub fn of(text: &str, offset: u64, max_chars: usize) -> Self {
-        let total_chars = text.chars().count() as u64;
-        let part: String = text
-            .chars()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(max_chars)
-            .collect();
-        let end = offset.saturating_add(part.chars().count() as u64);
+    /// `text`, read from character `offset` on of a text `total_chars`
+    /// long.
+    pub fn at(offset: u64, text: String, total_chars: u64) -> Self {
+        let end = offset.saturating_add(text.chars().count() as u64);
         Self {
-            text: part,
+            text,
             total_chars,
             next_offset: (end < total_chars).then_some(end),
         }

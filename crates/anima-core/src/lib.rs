@@ -23,6 +23,7 @@ pub mod planning;
 pub mod secret;
 pub mod service_token;
 pub mod skill;
+pub mod text;
 pub mod thread;
 pub mod update_mask;
 pub mod validate;

@@ -23,7 +23,7 @@ use anima_core::{
         SessionStatus, Task, TaskStatus, TerminalEvent,
     },
     capability::Capability,
-    document::{Document, NewDocument},
+    document::{Document, NewDocument, TextPart},
     mail::{
         InboundRecord, InboundState, Mailbox, MailboxChanges, MailboxState, NewInbound, NewMailbox,
         OutboundClaim, OutboundOutcome,
@@ -759,6 +759,15 @@ pub trait DocumentStore: Send + Sync {
     /// The searchable text of a document (what its library read on
     /// arrival), if it has any.
     async fn document_text(&self, id: &str) -> StoreResult<Option<String>>;
+    /// At most `max_chars` characters of a document's searchable text from
+    /// character `offset` on, cut in the database: the text may hold a
+    /// million characters, and a reader pages through it.
+    async fn document_text_part(
+        &self,
+        id: &str,
+        offset: u64,
+        max_chars: usize,
+    ) -> StoreResult<TextPart>;
     /// Whether a document names the bytes with this SHA-256 (the library's
     /// sweep keeps those).
     async fn names_blob(&self, sha256: &str) -> StoreResult<bool>;

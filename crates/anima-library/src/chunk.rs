@@ -67,17 +67,19 @@ impl Tokens {
 /// otherwise make one chunk of a whole document.
 const MAX_CHARS_PER_TOKEN: usize = 8;
 
-/// The most work the code splitter is given, in bytes of text times the
-/// depth of their syntax tree; beyond it code is split as plain text. The
-/// splitter's time grows with both, about a quarter of a microsecond per
-/// byte and level here: a 200 KB expression `x + x + …`, a tree 50,000
-/// deep, took 48 s, time anyone able to attach a file could make the
-/// library spend. This much is about two seconds; ordinary source files
-/// (up to a few hundred KB, trees twenty deep) stay inside it.
-const MAX_CODE_SPLITTING_WORK: usize = 8 << 20;
-/// The deepest syntax tree code is split along, however short: time grows
-/// faster than linearly with depth alone (a few KB of parentheses nested
-/// 1,000 deep took 0.4 s, 2,000 deep 3.6 s).
+/// Bytes of text one run of a splitter is given. text-splitter's work
+/// grows with the square of its text (per chunk it sorts the structure
+/// left in the text): a megabyte of one-character lines took 33 s as
+/// markdown or code and 4 s as plain text, time anyone able to attach a
+/// file could make the library spend. Longer text is split in windows of
+/// this size, cut at a blank line or a line's end where one is near (then
+/// the same megabyte takes 2 s as markdown, 5 s as C).
+const WINDOW_BYTES: usize = 32 * 1024;
+
+/// The deepest syntax tree code is split along; deeper code is split as
+/// plain text. Within a window the code splitter's time grows with the
+/// tree's depth too (a few KB of parentheses nested 1,000 deep took
+/// 0.4 s, 2,000 deep 3.6 s); real code stays far shallower.
 const MAX_CODE_DEPTH: usize = 256;
 
 impl ChunkSizer for Tokens {
@@ -153,31 +155,64 @@ impl Chunker {
     /// The chunks of `text` read as `format`, in order. CPU work: call it
     /// on a blocking thread.
     pub fn split(&self, text: &str, format: Option<Format>) -> Vec<String> {
-        let chunks = match &self.tokenizer {
-            Some(tokenizer) => split_with(
-                || ChunkConfig::new(CHUNK_TOKENS).with_sizer(Tokens::of(tokenizer, text)),
-                OVERLAP_TOKENS,
-                text,
-                format,
-            ),
-            None => split_with(
-                || {
-                    ChunkConfig::new(
-                        CHUNK_TOKENS.start() * CHARS_PER_TOKEN
-                            ..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
-                    )
-                },
-                OVERLAP_TOKENS * CHARS_PER_TOKEN,
-                text,
-                format,
-            ),
-        };
-        chunks
-            .into_iter()
+        let tokens = self
+            .tokenizer
+            .as_ref()
+            .map(|tokenizer| Tokens::of(tokenizer, text));
+        windows(text)
+            .flat_map(|window| match &tokens {
+                Some(tokens) => split_with(
+                    || ChunkConfig::new(CHUNK_TOKENS).with_sizer(tokens),
+                    OVERLAP_TOKENS,
+                    window,
+                    format,
+                ),
+                None => split_with(
+                    || {
+                        ChunkConfig::new(
+                            CHUNK_TOKENS.start() * CHARS_PER_TOKEN
+                                ..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN,
+                        )
+                    },
+                    OVERLAP_TOKENS * CHARS_PER_TOKEN,
+                    window,
+                    format,
+                ),
+            })
             .filter(|chunk| !chunk.trim().is_empty())
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// `text` in consecutive pieces of at most [`WINDOW_BYTES`], each cut
+/// after a blank line in its second half if it has one, else after a
+/// line's end there, else at a character's border.
+fn windows(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = if rest.len() <= WINDOW_BYTES {
+            rest.len()
+        } else {
+            let mut limit = WINDOW_BYTES;
+            while !rest.is_char_boundary(limit) {
+                limit -= 1;
+            }
+            let head = &rest[..limit];
+            let half = limit / 2;
+            head.rfind("\n\n")
+                .filter(|at| *at >= half)
+                .map(|at| at + 2)
+                .or_else(|| head.rfind('\n').filter(|at| *at >= half).map(|at| at + 1))
+                .unwrap_or(limit)
+        };
+        let (window, after) = rest.split_at(end);
+        rest = after;
+        Some(window)
+    })
 }
 
 /// The chunks of `text` by `config` with `overlap`: along markdown's
@@ -212,15 +247,10 @@ fn split_with<S: ChunkSizer>(
     }
 }
 
-/// Whether splitting `text` along its syntax tree stays within
-/// [`MAX_CODE_SPLITTING_WORK`] and [`MAX_CODE_DEPTH`]. Parsing is linear
-/// in the text, and so is the walk, which stops at the first node too
-/// deep.
+/// Whether `text` parses into a syntax tree at most [`MAX_CODE_DEPTH`]
+/// deep. Parsing is linear in the text, and so is the walk, which stops
+/// at the first node too deep.
 fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str) -> bool {
-    let max_depth = (MAX_CODE_SPLITTING_WORK / text.len().max(1)).min(MAX_CODE_DEPTH);
-    if max_depth == 0 {
-        return false;
-    }
     let mut parser = tree_sitter::Parser::new();
     if let Err(error) = parser.set_language(grammar) {
         // Only a grammar built for another tree-sitter version fails, and
@@ -233,7 +263,7 @@ fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str) -> boo
     };
     let mut cursor = tree.walk();
     loop {
-        if cursor.depth() as usize > max_depth {
+        if cursor.depth() as usize > MAX_CODE_DEPTH {
             return false;
         }
         if cursor.goto_first_child() {
@@ -321,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn code_too_deep_or_too_long_for_its_depth_is_split_as_text() {
+    fn code_too_deep_is_split_as_text() {
         let rust = grammar(Language::Rust);
         let ordinary = "fn f(x: u8) -> u8 {\n    if x > 3 { x } else { x + 1 }\n}\n".repeat(1000);
         assert!(code_splitting_affordable(&rust, &ordinary));
@@ -329,11 +359,36 @@ mod tests {
         let sum = |terms: usize| format!("fn f() {{ {}1 }}", "x + ".repeat(terms));
         assert!(code_splitting_affordable(&rust, &sum(100)));
         assert!(!code_splitting_affordable(&rust, &sum(MAX_CODE_DEPTH)));
-        let sums = format!("{}\n", sum(100)).repeat(MAX_CODE_SPLITTING_WORK / 100 / 400);
-        assert!(!code_splitting_affordable(&rust, &sums));
         let chunks =
             Chunker::new(None).split(&sum(50_000), Some(Format::Code(Some(Language::Rust))));
         assert!(chunks.len() > 100);
+    }
+
+    #[test]
+    fn long_text_is_split_in_windows_cut_at_lines() {
+        let lines = "Zeile für Zeile, ein Satz.\n".repeat(5_000);
+        let pieces: Vec<&str> = windows(&lines).collect();
+        assert!(pieces.len() > 3);
+        assert_eq!(pieces.concat(), lines);
+        assert!(pieces.iter().all(|piece| piece.len() <= WINDOW_BYTES));
+        assert!(pieces.iter().all(|piece| piece.ends_with('\n')));
+        // No line to cut at: at a character's border.
+        let wide = "ж".repeat(WINDOW_BYTES);
+        let pieces: Vec<&str> = windows(&wide).collect();
+        assert_eq!(pieces.concat(), wide);
+        assert!(pieces.iter().all(|piece| piece.len() <= WINDOW_BYTES));
+        assert_eq!(windows("").count(), 0);
+        // A megabyte of one-character lines (quadratic work for one
+        // splitter run: half a minute as markdown) splits whole.
+        let flat = "a;\n".repeat(350_000);
+        for format in [
+            Format::Markdown,
+            Format::Code(Some(Language::C)),
+            Format::Text,
+        ] {
+            let chunks = Chunker::new(None).split(&flat, Some(format));
+            assert!(chunks.len() > 1_000, "{format:?}");
+        }
     }
 
     #[test]

@@ -246,7 +246,13 @@ pub fn extract(format: Format, content: &[u8], complete: bool) -> Extracted {
             Err(why) => return Extracted::NotIndexed(why),
         },
     };
-    let text: String = text.chars().take(MAX_SEARCH_TEXT).collect();
+    // No NUL: SQLite's length and substr stop at one, and PostgreSQL
+    // refuses text holding one (a PDF's font map can produce it).
+    let text: String = text
+        .chars()
+        .filter(|c| *c != '\0')
+        .take(MAX_SEARCH_TEXT)
+        .collect();
     if text.trim().is_empty() {
         return Extracted::NotIndexed(match format {
             Format::Pdf => "the PDF has no text layer (a scan?)".into(),

@@ -18,7 +18,7 @@ use std::{
 
 use anima_core::{DomainError, ErrorCode, error::reason, model::now_micros};
 use anima_proto::v1::{self as pb, anima_ai_service_client::AnimaAiServiceClient};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::Channel,
@@ -38,6 +38,8 @@ const EMBED_BATCH: i64 = 32;
 const EMBED_CHARS: usize = 4_000;
 /// Candidates each half of a search ranks before fusion.
 const CANDIDATES: usize = 50;
+/// Documents split at once (each on a blocking thread of its own).
+const SPLITTING_AT_ONCE: usize = 2;
 /// Vectors less similar to the query than this are not matches, however
 /// near they are compared with the rest.
 const MIN_SIMILARITY: f32 = 0.2;
@@ -189,6 +191,9 @@ pub struct Indexer {
     snapshot: Option<PathBuf>,
     writing: Mutex<()>,
     pending: Notify,
+    /// Documents being split at once: a hostile megabyte costs a core
+    /// seconds (see `chunk.rs`), and uploads must not take every one.
+    splitting: Semaphore,
 }
 
 impl Indexer {
@@ -209,6 +214,7 @@ impl Indexer {
             snapshot,
             writing: Mutex::new(()),
             pending: Notify::new(),
+            splitting: Semaphore::new(SPLITTING_AT_ONCE),
         })
     }
 
@@ -228,9 +234,15 @@ impl Indexer {
     ) -> Result<Indexed, DomainError> {
         let format = format_of(&document.doc_type, media_type, &document.title);
         let chunker = self.chunker.clone();
+        let splitting = self
+            .splitting
+            .acquire()
+            .await
+            .map_err(|_| DomainError::internal("the indexer is closing"))?;
         let mut chunks = tokio::task::spawn_blocking(move || chunker.split(&text, format))
             .await
             .map_err(|error| DomainError::internal(format!("splitting failed: {error}")))?;
+        drop(splitting);
         if chunks.is_empty() {
             chunks.push(String::new());
         }
@@ -295,31 +307,32 @@ impl Indexer {
         ranking: Ranking,
     ) -> Result<Found, DomainError> {
         let terms = Terms::of(query);
-        // The two halves run at once: the query's embedding, the slower
-        // part, overlaps the search by words.
+        // The two halves run at once, each reading its own chunks: the
+        // query's embedding, the slower part, overlaps the search by words
+        // and the reading of what it found.
         let by_words = async {
-            match ranking {
-                Ranking::Meaning => Ok(Vec::new()),
-                _ => self.store.lexical(&terms, scope, CANDIDATES as i64).await,
+            if ranking == Ranking::Meaning {
+                return Ok((Vec::new(), Vec::new()));
             }
+            let lexical = self.store.lexical(&terms, scope, CANDIDATES as i64).await?;
+            let chunks = self.store.chunks(&lexical).await?;
+            Ok((lexical, chunks))
         };
         let by_meaning = async {
-            match ranking {
-                Ranking::Words => Ok(None),
-                _ => self.nearest(query, scope).await,
+            if ranking == Ranking::Words {
+                return Ok((Vec::new(), None, Vec::new()));
             }
+            let Some((semantic, model)) = self.nearest(query, scope).await? else {
+                return Ok((Vec::new(), None, Vec::new()));
+            };
+            let chunks = self.store.chunks(&semantic).await?;
+            Ok((semantic, Some(model), chunks))
         };
-        let (lexical, nearest) = tokio::try_join!(by_words, by_meaning)?;
-        let (semantic, model) = match nearest {
-            Some((semantic, model)) => (semantic, Some(model)),
-            None => (Vec::new(), None),
-        };
-        let seqs: Vec<i64> = lexical.iter().chain(&semantic).copied().collect();
-        let chunks: HashMap<i64, _> = self
-            .store
-            .chunks(&seqs)
-            .await?
+        let ((lexical, lexical_chunks), (semantic, model, semantic_chunks)) =
+            tokio::try_join!(by_words, by_meaning)?;
+        let chunks: HashMap<i64, _> = lexical_chunks
             .into_iter()
+            .chain(semantic_chunks)
             .map(|chunk| (chunk.seq, chunk))
             .collect();
         let weighed: Vec<(i64, f64)> = lexical

@@ -145,7 +145,7 @@ impl LibrarySettings {
         if let Some(path) = url.strip_prefix("sqlite://") {
             create_private(Path::new(path))?;
         }
-        let store = index::open(&url).await?;
+        let store = index::open_writer(&url).await?;
         let tokenizer = match self.tokenizer.trim() {
             "" => chunk::default_tokenizer(),
             path => Some(std::path::PathBuf::from(path)),
@@ -203,8 +203,9 @@ enum Location<'a> {
 
 /// Makes the index's file readable by this user alone (it holds every
 /// project's text), also one that exists already; SQLite gives its journal
-/// files the same mode.
-fn create_private(path: &Path) -> anyhow::Result<()> {
+/// files the same mode. Returns it open (the index's writer lock is such a
+/// file).
+pub(crate) fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -219,7 +220,7 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", path.display()))?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("making {} private", path.display()))?;
-    Ok(())
+    Ok(file)
 }
 
 /// The tonic service to mount on a server, with its messages allowed up to

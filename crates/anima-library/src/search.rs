@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use anima_core::text::words;
+
 /// The most terms of a query used: more add little and cost every row.
 const MAX_TERMS: usize = 32;
 
@@ -91,13 +93,6 @@ pub fn fts5_of<'a>(phrases: impl IntoIterator<Item = &'a Vec<String>>) -> String
         .map(|phrase| format!("\"{}\"", phrase.join(" ")))
         .collect::<Vec<_>>()
         .join(" OR ")
-}
-
-/// The lower-case words of `text`: runs of letters and digits.
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
 }
 
 impl Terms {

@@ -344,3 +344,34 @@ async fn common_words_do_not_pick_candidates_on_sqlite() {
         Some("rare")
     );
 }
+
+/// Each library service keeps a vector graph of what it writes: a second
+/// process writing the same index is refused while the first lives.
+#[tokio::test]
+async fn one_process_writes_an_index_at_a_time() {
+    for db in [TempDatabase::sqlite(), TempDatabase::postgres().await] {
+        let writer = index::open_writer(&db.url).await.expect("the first writer");
+        let refused = index::open_writer(&db.url)
+            .await
+            .err()
+            .expect("a second writer is refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("another anima-library process"),
+            "{refused:#}"
+        );
+        index::open(&db.url).await.expect("a reader still opens it");
+        drop(writer);
+        // PostgreSQL ends the lock once it sees the connection close.
+        let mut tries = 0;
+        while let Err(error) = index::open_writer(&db.url).await {
+            tries += 1;
+            assert!(
+                tries < 100,
+                "still refused after the writer ended: {error:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -7,7 +7,7 @@
 
 use anima_core::{
     DomainError,
-    document::{Document, NewDocument, SearchText, content_sha256},
+    document::{Document, NewDocument, SearchText, TextPart, content_sha256},
     error::reason,
     event::EventKind,
     id::new_id,
@@ -87,6 +87,33 @@ macro_rules! document_sql {
                         .fetch_optional(&self.pool)
                         .await?;
                 text.ok_or_else(|| document_not_found(id).into())
+            }
+
+            async fn document_text_part(
+                &self,
+                id: &str,
+                offset: u64,
+                max_chars: usize,
+            ) -> StoreResult<TextPart> {
+                // Both databases count characters from 1, PostgreSQL's
+                // substr in 32-bit integers (a text holds at most
+                // MAX_SEARCH_TEXT characters, far fewer).
+                let bound = |n: u64| n.min(i32::MAX as u64 - 1) as i32;
+                let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT substr(text, $2, $3), CAST(length(text) AS BIGINT) \
+                     FROM documents WHERE id = $1",
+                )
+                .bind(id)
+                .bind(bound(offset) + 1)
+                .bind(bound(max_chars as u64))
+                .fetch_optional(&self.pool)
+                .await?;
+                let (text, total_chars) = row.ok_or_else(|| document_not_found(id))?;
+                Ok(TextPart::at(
+                    offset,
+                    text.unwrap_or_default(),
+                    total_chars.map_or(0, |chars| u64::try_from(chars).unwrap_or(0)),
+                ))
             }
 
             async fn names_blob(&self, sha256: &str) -> StoreResult<bool> {

@@ -2,7 +2,7 @@
 
 use anima_core::{
     ErrorCode,
-    document::{DocumentType, NewDocument, SearchText, StoredBlob},
+    document::{DocumentType, NewDocument, SearchText, StoredBlob, TextPart},
     error::reason,
     mail::{InboundState, MailFile, NewInbound},
     paging::PageRequest,
@@ -112,6 +112,53 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
         Some("Run the EXPORT with --full; 100% of rows.")
     );
     assert_eq!(store.document_text(&binary.id).await.expect("text"), None);
+
+    // Pages are cut in characters, not bytes, on both databases.
+    let notes = store
+        .create_document(text(&project.id, "Notizen", "Grüße aus Köln — 東京", &by))
+        .await
+        .expect("notes");
+    let part = |offset: u64, max_chars: usize| {
+        let id = notes.id.clone();
+        async move {
+            store
+                .document_text_part(&id, offset, max_chars)
+                .await
+                .expect("part")
+        }
+    };
+    assert_eq!(
+        part(0, 5).await,
+        TextPart {
+            text: "Grüße".into(),
+            total_chars: 19,
+            next_offset: Some(5),
+        }
+    );
+    assert_eq!(part(15, 100).await.text, "— 東京");
+    assert_eq!(part(15, 100).await.next_offset, None);
+    for far in [19, 10_000_000, u64::MAX] {
+        assert_eq!(
+            part(far, 3).await,
+            TextPart {
+                text: String::new(),
+                total_chars: 19,
+                next_offset: None,
+            }
+        );
+    }
+    assert_eq!(part(0, usize::MAX).await.text, "Grüße aus Köln — 東京");
+    assert_eq!(
+        store
+            .document_text_part(&binary.id, 0, 10)
+            .await
+            .expect("no text"),
+        TextPart {
+            text: String::new(),
+            total_chars: 0,
+            next_offset: None,
+        }
+    );
     assert_eq!(store.get_document(&guide.id).await.expect("get"), guide);
 
     for (bad, code, why) in [
@@ -149,7 +196,7 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
             ..DocumentFilter::default()
         })
         .await,
-        ["Export guide", "Copy", "dump.bin"]
+        ["Export guide", "Copy", "dump.bin", "Notizen"]
     );
     assert_eq!(
         listed(DocumentFilter {
@@ -168,6 +215,11 @@ pub async fn documents_name_their_bytes(store: &dyn Store) {
     let err = store.get_document(&guide.id).await.expect_err("gone");
     assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
     let err = store.document_text(&guide.id).await.expect_err("gone");
+    assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
+    let err = store
+        .document_text_part(&guide.id, 0, 10)
+        .await
+        .expect_err("gone");
     assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);
     store.delete_document(&copy.id, &by).await.expect("delete");
     assert!(

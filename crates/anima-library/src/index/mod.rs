@@ -18,6 +18,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 pub use sql::{PostgresIndex, SqliteIndex};
 use sqlx::{
+    Connection,
     migrate::{Migration, MigrationType, Migrator},
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -202,9 +203,66 @@ pub trait IndexStore: Send + Sync + 'static {
 }
 
 /// The index named by `url` (`sqlite://PATH` or `postgres://…`), created
-/// and migrated on first use.
+/// and migrated on first use, for a process that does not keep a vector
+/// graph of it (tools, tests, benchmarks); a library service opens it with
+/// [`open_writer`].
 pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
+    open_as(url, false).await
+}
+
+/// [`open`], once no other process writes the index, which then cannot
+/// until this one drops it. Each library service keeps a vector graph in
+/// step with what it writes itself; a second one writing the same index
+/// would leave each graph without the other's vectors.
+pub async fn open_writer(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
+    open_as(url, true).await
+}
+
+/// The advisory lock key on PostgreSQL ("animaLib"): locks are per database,
+/// so indexes in different databases do not meet.
+const WRITER_LOCK_KEY: i64 = 0x616e_696d_614c_6962;
+
+/// What stops a second process writing an index while this one does.
+pub(crate) enum Writer {
+    /// A session advisory lock on PostgreSQL, held by a connection of its
+    /// own (it ends with the connection).
+    Postgres {
+        _connection: std::sync::Mutex<sqlx::PgConnection>,
+    },
+    /// An exclusive lock on a file beside the SQLite database (the kernel
+    /// ends it with the process).
+    Sqlite { _file: std::fs::File },
+}
+
+/// Refuses `url`'s index when another process writes it.
+fn already_written() -> anyhow::Error {
+    anyhow::anyhow!(
+        "another anima-library process writes this index; run one library service per index \
+         and point the other servers at it ([library] url)"
+    )
+}
+
+async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let writer = match writer {
+            true => {
+                let mut connection = sqlx::PgConnection::connect(url)
+                    .await
+                    .context("connecting to the index database")?;
+                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(WRITER_LOCK_KEY)
+                    .fetch_one(&mut connection)
+                    .await
+                    .context("locking the index")?;
+                if !locked {
+                    return Err(already_written());
+                }
+                Some(Writer::Postgres {
+                    _connection: std::sync::Mutex::new(connection),
+                })
+            }
+            false => None,
+        };
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -215,7 +273,7 @@ pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
             .run(&pool)
             .await
             .context("migrating the index")?;
-        return Ok(std::sync::Arc::new(PostgresIndex::new(pool)));
+        return Ok(std::sync::Arc::new(PostgresIndex::new(pool, writer)));
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -227,6 +285,26 @@ pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let writer = match writer {
+        true => {
+            // Beside the database file the options name (a query string
+            // is not part of it).
+            let file_path = path.split_once('?').map_or(path, |(file, _)| file);
+            if file_path.is_empty() || file_path == ":memory:" {
+                anyhow::bail!("a library service's index must be a file: [library] index");
+            }
+            let lock = format!("{file_path}.writer");
+            let file = crate::create_private(Path::new(&lock))?;
+            match file.try_lock() {
+                Ok(()) => Some(Writer::Sqlite { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => return Err(already_written()),
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(error).with_context(|| format!("locking {lock}"));
+                }
+            }
+        }
+        false => None,
+    };
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -242,7 +320,7 @@ pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
         .run(&pool)
         .await
         .context("migrating the index")?;
-    Ok(std::sync::Arc::new(SqliteIndex::new(pool)))
+    Ok(std::sync::Arc::new(SqliteIndex::new(pool, writer)))
 }
 
 /// Migrations: version, description, SQL.

@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{
     ChunkPlace, Fingerprint, IndexResult, IndexStats, IndexStore, IndexedDocument, PendingChunk,
-    Replaced, SearchScope, StoredChunk, unavailable,
+    Replaced, SearchScope, StoredChunk, Writer, unavailable,
 };
 use crate::search::{Terms, fts5_of};
 
@@ -39,11 +39,16 @@ macro_rules! sqlite_lexical {
 /// The index on SQLite (FTS5, BM25).
 pub struct SqliteIndex {
     pool: SqlitePool,
+    /// Held while this process writes the index ([`super::open_writer`]).
+    _writer: Option<Writer>,
 }
 
 impl SqliteIndex {
-    pub(super) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: SqlitePool, writer: Option<Writer>) -> Self {
+        Self {
+            pool,
+            _writer: writer,
+        }
     }
 
     /// Writers take the database's write lock at once, so two writers never
@@ -115,11 +120,16 @@ impl SqliteIndex {
 /// The index on PostgreSQL (`tsvector`, `ts_rank`).
 pub struct PostgresIndex {
     pool: PgPool,
+    /// Held while this process writes the index ([`super::open_writer`]).
+    _writer: Option<Writer>,
 }
 
 impl PostgresIndex {
-    pub(super) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: PgPool, writer: Option<Writer>) -> Self {
+        Self {
+            pool,
+            _writer: writer,
+        }
     }
 
     const BEGIN_WRITE: &str = "BEGIN";

@@ -567,16 +567,14 @@ impl AgentTools {
             .ok_or_else(out_of_scope)?;
             // What the library read on arrival: reading a document again
             // costs nothing but the query.
-            let text = self
+            let part = self
                 .store
-                .document_text(&document.id)
-                .await?
-                .unwrap_or_default();
+                .document_text_part(&document.id, args.offset.unwrap_or(0), max_chars as usize)
+                .await?;
             Ok(DocumentTextView::new(
                 document,
-                &text,
+                part,
                 args.offset.unwrap_or(0),
-                max_chars,
             ))
         })
         .await

@@ -209,9 +209,8 @@ pub struct DocumentTextView {
 }
 
 impl DocumentTextView {
-    /// `max_chars` characters of `text` from `offset`.
-    pub fn new(document: Document, text: &str, offset: u64, max_chars: u32) -> Self {
-        let part = TextPart::of(text, offset, max_chars as usize);
+    /// `part` of `document`'s text, read from `offset` on.
+    pub fn new(document: Document, part: TextPart, offset: u64) -> Self {
         Self {
             document_id: document.id,
             title: document.title,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anima_core::{
     DomainError, ErrorCode, Permission,
-    document::{Document, MAX_SEARCH_PROJECTS, NewDocument, SearchText, TextPart, search_query},
+    document::{Document, MAX_SEARCH_PROJECTS, NewDocument, SearchText, search_query},
     error::reason,
     id::parse_id,
     paging::PageRequest,
@@ -185,12 +185,10 @@ impl DocumentApi {
             DomainError::invalid_argument(reason::INVALID_FIELD, "offset must not be negative")
         })?;
         let document = self.authorized_document(context, &request.id).await?;
-        let text = self
+        let part = self
             .store
-            .document_text(&document.id)
-            .await?
-            .unwrap_or_default();
-        let part = TextPart::of(&text, offset, max_chars as usize);
+            .document_text_part(&document.id, offset, max_chars as usize)
+            .await?;
         let count = |chars: u64| i64::try_from(chars).unwrap_or(i64::MAX);
         Ok(pb::DocumentText {
             document: Some(document.into()),
