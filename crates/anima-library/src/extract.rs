@@ -461,47 +461,44 @@ mod tests {
 
     #[test]
     fn formats_follow_type_media_type_and_name() {
-        assert_eq!(
-            format_of("attachment", "application/pdf", "x"),
-            Some(Format::Pdf)
-        );
-        assert_eq!(format_of("attachment", "", "Report.PDF"), Some(Format::Pdf));
-        assert_eq!(
-            format_of("attachment", "text/html; charset=utf-8", ""),
-            Some(Format::Html)
-        );
-        assert_eq!(format_of("patch", "text/plain", "fix"), Some(Format::Patch));
-        assert_eq!(format_of("attachment", "", "fix.diff"), Some(Format::Patch));
-        assert_eq!(
-            format_of("markdown", "text/markdown", "spec"),
-            Some(Format::Markdown)
-        );
-        assert_eq!(
-            format_of("attachment", "text/x-rust", "lib"),
-            Some(Format::Code(Some(Language::Rust)))
-        );
-        assert_eq!(
-            format_of("attachment", "application/octet-stream", "main.rs"),
-            Some(Format::Code(Some(Language::Rust)))
-        );
-        assert_eq!(
-            format_of("attachment", "text/javascript", "app"),
-            Some(Format::Code(Some(Language::JavaScript)))
-        );
-        assert_eq!(
-            format_of("attachment", "", "View.TSX"),
-            Some(Format::Code(Some(Language::Tsx)))
-        );
-        assert_eq!(
-            format_of("attachment", "", "deploy.yaml"),
-            Some(Format::Code(None))
-        );
-        assert_eq!(format_of("text", "", "notes"), Some(Format::Text));
-        assert_eq!(
-            format_of("attachment", "application/octet-stream", "dump.bin"),
-            None
-        );
-        assert_eq!(format_of("attachment", "image/png", "shot.png"), None);
+        let rust = Some(Format::Code(Some(Language::Rust)));
+        for (doc_type, media_type, name, format) in [
+            ("attachment", "application/pdf", "x", Some(Format::Pdf)),
+            ("attachment", "", "Report.PDF", Some(Format::Pdf)),
+            (
+                "attachment",
+                "text/html; charset=utf-8",
+                "",
+                Some(Format::Html),
+            ),
+            ("patch", "text/plain", "fix", Some(Format::Patch)),
+            ("attachment", "", "fix.diff", Some(Format::Patch)),
+            ("markdown", "text/markdown", "spec", Some(Format::Markdown)),
+            ("attachment", "text/x-rust", "lib", rust),
+            ("attachment", "application/octet-stream", "main.rs", rust),
+            (
+                "attachment",
+                "text/javascript",
+                "app",
+                Some(Format::Code(Some(Language::JavaScript))),
+            ),
+            (
+                "attachment",
+                "",
+                "View.TSX",
+                Some(Format::Code(Some(Language::Tsx))),
+            ),
+            ("attachment", "", "deploy.yaml", Some(Format::Code(None))),
+            ("text", "", "notes", Some(Format::Text)),
+            ("attachment", "application/octet-stream", "dump.bin", None),
+            ("attachment", "image/png", "shot.png", None),
+        ] {
+            assert_eq!(
+                format_of(doc_type, media_type, name),
+                format,
+                "{doc_type} {media_type:?} {name:?}"
+            );
+        }
     }
 
     #[test]

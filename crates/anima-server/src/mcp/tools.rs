@@ -567,15 +567,12 @@ impl AgentTools {
             .ok_or_else(out_of_scope)?;
             // What the library read on arrival: reading a document again
             // costs nothing but the query.
+            let offset = args.offset.unwrap_or(0);
             let part = self
                 .store
-                .document_text_part(&document.id, args.offset.unwrap_or(0), max_chars as usize)
+                .document_text_part(&document.id, offset, max_chars as usize)
                 .await?;
-            Ok(DocumentTextView::new(
-                document,
-                part,
-                args.offset.unwrap_or(0),
-            ))
+            Ok(DocumentTextView::new(document, part, offset))
         })
         .await
     }
