@@ -90,6 +90,11 @@ pub struct Document {
     pub created_by: Actor,
     /// Microseconds since the epoch.
     pub created_at: i64,
+    /// An attachment of mail that waits for review (held, or in triage):
+    /// kept for the review and listed in its project, but neither searched
+    /// nor shown to agents until someone posts the mail to a work item, so
+    /// what an unchecked sender sent never reaches an agent by itself.
+    pub awaits_review: bool,
 }
 
 /// How the library names bytes: their SHA-256, lower-case hex.

@@ -211,6 +211,9 @@ pub mod reason {
     /// This server has no library to keep documents in (`library_url` is
     /// not set).
     pub const NO_LIBRARY_SERVICE: &str = "NO_LIBRARY_SERVICE";
+    /// Another library service took over the index this one wrote (this
+    /// one lost its writer lock); it writes no more.
+    pub const INDEX_TAKEN_OVER: &str = "INDEX_TAKEN_OVER";
     /// This server has no anima-ai to ask (`ai_url` is not set).
     pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
     /// anima-ai failed in a way it did not name.

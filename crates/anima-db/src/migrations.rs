@@ -98,6 +98,11 @@ const COMMON: &[Step] = &[
         "document text reasons",
         include_str!("../migrations/common/0018_document_text_reasons.sql"),
     ),
+    (
+        19,
+        "documents awaiting review",
+        include_str!("../migrations/common/0019_documents_awaiting_review.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

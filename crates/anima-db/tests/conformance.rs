@@ -119,3 +119,64 @@ async fn documents_from_before_the_library_hand_their_bytes_over() {
     assert_eq!(store.next_legacy_blob("").await.expect("next"), None);
     assert!(store.names_blob("a1").await.expect("named"));
 }
+
+/// Attachments of mail held or in triage before documents knew they await
+/// review (schema 18) are marked by the mail they came with, and no other
+/// document is.
+#[tokio::test]
+async fn attachments_of_held_mail_from_before_await_review() {
+    use sqlx::Connection;
+
+    let db = TempDatabase::postgres().await;
+    anima_db::testing::migrate_postgres_to(&db.url, 18).await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let project = "00000000-0000-7000-8000-000000000001";
+    let document = |id: &str| {
+        format!(
+            "INSERT INTO documents (id, project_id, work_item_id, title, doc_type, media_type, \
+             size_bytes, sha256, text, created_by, created_at) VALUES ('{id}', '{project}', NULL, \
+             'a.txt', 'attachment', 'text/plain', 1, 'a1', 'a', \
+             '{{\"kind\":\"email\",\"address\":\"ann@example.org\"}}', 0)"
+        )
+    };
+    let mail = |id: &str, state: &str, document: &str| {
+        format!(
+            "INSERT INTO inbound_mail (id, mailbox_id, message_id, state, reason, sender, \
+             subject, created_at, content) VALUES ('{id}', 'm', '{id}@x', '{state}', '', \
+             'ann@example.org', '', 0, \
+             '{{\"attachments\":[{{\"document_id\":\"{document}\",\"file_name\":\"a.txt\"}}]}}')"
+        )
+    };
+    for statement in [
+        format!(
+            "INSERT INTO projects (id, name, description, status, created_at, updated_at) \
+             VALUES ('{project}', 'Old', '', 'active', 0, 0)"
+        ),
+        "INSERT INTO mailboxes (id, address, display_name, rules, max_size, created_at) \
+         VALUES ('m', 'desk@x', '', '{}', 1, 0)"
+            .into(),
+        document("d-held"),
+        document("d-triage"),
+        document("d-dismissed"),
+        document("d-orphan"),
+        mail("held", "held", "d-held"),
+        mail("triage", "triage", "d-triage"),
+        mail("dismissed", "dismissed", "d-dismissed"),
+    ] {
+        // Test data written here, no input.
+        sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut conn)
+            .await
+            .expect(&statement);
+    }
+    let store = db.open().await;
+    for (id, awaits) in [
+        ("d-held", true),
+        ("d-triage", true),
+        ("d-dismissed", false),
+        ("d-orphan", false),
+    ] {
+        let document = store.get_document(id).await.expect("document");
+        assert_eq!(document.awaits_review, awaits, "{id}");
+    }
+}

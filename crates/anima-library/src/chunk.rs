@@ -7,9 +7,11 @@
 //! border is whole in one of the two chunks.
 
 use std::{
-    ops::RangeInclusive,
+    cell::Cell,
+    ops::{ControlFlow, RangeInclusive},
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use text_splitter::{ChunkConfig, ChunkSizer, CodeSplitter, MarkdownSplitter, TextSplitter};
@@ -81,6 +83,13 @@ const WINDOW_BYTES: usize = 32 * 1024;
 /// tree's depth too (a few KB of parentheses nested 1,000 deep took
 /// 0.4 s, 2,000 deep 3.6 s); real code stays far shallower.
 const MAX_CODE_DEPTH: usize = 256;
+
+/// The longest the code of one document may take to parse, in all of its
+/// windows; what is left once it is spent is split as plain text. A
+/// window parses in milliseconds; this bounds input that finds a grammar's
+/// worst case (tree-sitter's error recovery is not linear in every
+/// grammar). The code splitter parses each window that passed once more.
+const PARSE_BUDGET: Duration = Duration::from_secs(4);
 
 impl ChunkSizer for Tokens {
     fn size(&self, chunk: &str) -> usize {
@@ -159,6 +168,7 @@ impl Chunker {
             .tokenizer
             .as_ref()
             .map(|tokenizer| Tokens::of(tokenizer, text));
+        let parse_budget = Cell::new(PARSE_BUDGET);
         windows(text)
             .flat_map(|window| match &tokens {
                 Some(tokens) => split_with(
@@ -166,6 +176,7 @@ impl Chunker {
                     OVERLAP_TOKENS,
                     window,
                     format,
+                    &parse_budget,
                 ),
                 None => split_with(
                     || {
@@ -177,6 +188,7 @@ impl Chunker {
                     OVERLAP_TOKENS * CHARS_PER_TOKEN,
                     window,
                     format,
+                    &parse_budget,
                 ),
             })
             .filter(|chunk| !chunk.trim().is_empty())
@@ -217,13 +229,15 @@ fn windows(text: &str) -> impl Iterator<Item = &str> {
 
 /// The chunks of `text` by `config` with `overlap`: along markdown's
 /// structure for markdown, along the syntax tree for code in a known
-/// language, along paragraphs, lines and sentences else.
-fn split_with<S: ChunkSizer>(
+/// language (while `parse_budget` lasts, which parsing it takes from),
+/// along paragraphs, lines and sentences else.
+fn split_with<'t, S: ChunkSizer>(
     config: impl Fn() -> ChunkConfig<S>,
     overlap: usize,
-    text: &str,
+    text: &'t str,
     format: Option<Format>,
-) -> Vec<&str> {
+    parse_budget: &Cell<Duration>,
+) -> Vec<&'t str> {
     let config = || {
         config()
             .with_overlap(overlap)
@@ -234,7 +248,10 @@ fn split_with<S: ChunkSizer>(
         Some(Format::Markdown) => MarkdownSplitter::new(config()).chunks(text).collect(),
         Some(Format::Code(Some(language))) => {
             let grammar = grammar(language);
-            if !code_splitting_affordable(&grammar, text) {
+            let started = Instant::now();
+            let affordable = code_splitting_affordable(&grammar, text, parse_budget.get());
+            parse_budget.set(parse_budget.get().saturating_sub(started.elapsed()));
+            if !affordable {
                 return as_text();
             }
             match CodeSplitter::new(grammar, config()) {
@@ -247,10 +264,10 @@ fn split_with<S: ChunkSizer>(
     }
 }
 
-/// Whether `text` parses into a syntax tree at most [`MAX_CODE_DEPTH`]
-/// deep. Parsing is linear in the text, and so is the walk, which stops
-/// at the first node too deep.
-fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str) -> bool {
+/// Whether `text` parses within `time` into a syntax tree at most
+/// [`MAX_CODE_DEPTH`] deep. The walk is linear in the tree, and stops at
+/// the first node too deep.
+fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str, time: Duration) -> bool {
     let mut parser = tree_sitter::Parser::new();
     if let Err(error) = parser.set_language(grammar) {
         // Only a grammar built for another tree-sitter version fails, and
@@ -258,7 +275,21 @@ fn code_splitting_affordable(grammar: &tree_sitter::Language, text: &str) -> boo
         tracing::warn!(%error, "splitting code as plain text");
         return false;
     }
-    let Some(tree) = parser.parse(text, None) else {
+    let started = Instant::now();
+    let mut give_up_late = |_: &tree_sitter::ParseState| match started.elapsed() > time {
+        true => ControlFlow::Break(()),
+        false => ControlFlow::Continue(()),
+    };
+    let bytes = text.as_bytes();
+    let Some(tree) = parser.parse_with_options(
+        &mut |offset, _| bytes.get(offset..).unwrap_or_default(),
+        None,
+        Some(tree_sitter::ParseOptions::new().progress_callback(&mut give_up_late)),
+    ) else {
+        tracing::warn!(
+            bytes = text.len(),
+            "code took too long to parse: split as plain text"
+        );
         return false;
     };
     let mut cursor = tree.walk();
@@ -348,17 +379,46 @@ mod tests {
         assert!(code.len() > 2, "{code:#?}");
         assert!(whole(&code), "{code:#?}");
         assert!(!whole(&chunker.split(&source, Some(Format::Text))));
+
+        // Once a document's parse budget is spent, its code is split as text.
+        let split = |format, budget| -> Vec<String> {
+            let chars =
+                CHUNK_TOKENS.start() * CHARS_PER_TOKEN..=CHUNK_TOKENS.end() * CHARS_PER_TOKEN;
+            let overlap = OVERLAP_TOKENS * CHARS_PER_TOKEN;
+            split_with(
+                || ChunkConfig::new(chars.clone()),
+                overlap,
+                &source,
+                Some(format),
+                &Cell::new(budget),
+            )
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+        };
+        let rust = Format::Code(Some(Language::Rust));
+        assert!(whole(&split(rust, PARSE_BUDGET)));
+        assert_eq!(
+            split(rust, Duration::ZERO),
+            split(Format::Text, PARSE_BUDGET)
+        );
     }
 
     #[test]
     fn code_too_deep_is_split_as_text() {
         let rust = grammar(Language::Rust);
         let ordinary = "fn f(x: u8) -> u8 {\n    if x > 3 { x } else { x + 1 }\n}\n".repeat(1000);
-        assert!(code_splitting_affordable(&rust, &ordinary));
+        assert!(code_splitting_affordable(&rust, &ordinary, PARSE_BUDGET));
         // A sum is a tree as deep as it has terms.
         let sum = |terms: usize| format!("fn f() {{ {}1 }}", "x + ".repeat(terms));
-        assert!(code_splitting_affordable(&rust, &sum(100)));
-        assert!(!code_splitting_affordable(&rust, &sum(MAX_CODE_DEPTH)));
+        assert!(code_splitting_affordable(&rust, &sum(100), PARSE_BUDGET));
+        assert!(!code_splitting_affordable(
+            &rust,
+            &sum(MAX_CODE_DEPTH),
+            PARSE_BUDGET
+        ));
+        // Code that takes longer to parse than it may is split as text.
+        assert!(!code_splitting_affordable(&rust, &ordinary, Duration::ZERO));
         let chunks =
             Chunker::new(None).split(&sum(50_000), Some(Format::Code(Some(Language::Rust))));
         assert!(chunks.len() > 100);

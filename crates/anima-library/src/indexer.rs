@@ -440,6 +440,9 @@ impl Indexer {
                     }
                     let _ = tokio::time::timeout(EMBED_POLL, self.pending.notified()).await;
                 }
+                // Its successor embeds from now on: asking anima-ai for
+                // vectors this one may not store would waste it.
+                Err(error) if error.reason == reason::INDEX_TAKEN_OVER => return,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "computing vectors failed");
                     tokio::time::sleep(backoff).await;

@@ -312,6 +312,9 @@ impl Vectors {
         else {
             return Ok(());
         };
+        // A graph saved by a process that lost the index to another would
+        // describe itself with the other's fingerprint.
+        store.check_writer().await?;
         let snapshot = Snapshot {
             fingerprint: store.fingerprint(&model).await?,
             model,

@@ -375,3 +375,86 @@ async fn one_process_writes_an_index_at_a_time() {
         }
     }
 }
+
+/// Ends `db`'s writer lock behind its holder's back, as a restart of
+/// PostgreSQL or an operator cleaning up files would.
+async fn lose_writer_lock(db: &TempDatabase) {
+    match db.url.strip_prefix("sqlite://") {
+        Some(path) => std::fs::remove_file(format!("{path}.writer")).expect("delete the lock file"),
+        None => {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            let ended: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_all(&mut connection)
+            .await
+            .expect("end the lock's connection");
+            assert_eq!(ended, [true], "one connection held the lock");
+        }
+    }
+}
+
+/// A writer whose lock ended unnoticed writes no more once another took
+/// the index over: its writes would be missing from the successor's
+/// vector graph, and the successor's from its own.
+#[tokio::test]
+async fn a_writer_that_lost_its_lock_writes_no_more() {
+    for db in [TempDatabase::sqlite(), TempDatabase::postgres().await] {
+        let first = index::open_writer(&db.url).await.expect("the first writer");
+        let before = document("d1", PROJECT, "markdown", "Before");
+        first
+            .replace_document(&before, &["written by the first".into()])
+            .await
+            .expect("the writer writes");
+        lose_writer_lock(&db).await;
+        let mut tries = 0;
+        let second = loop {
+            match index::open_writer(&db.url).await {
+                Ok(second) => break second,
+                Err(error) => {
+                    tries += 1;
+                    assert!(tries < 100, "no successor: {error:#}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let late = document("d2", PROJECT, "markdown", "Late");
+        let refusals = [
+            first
+                .replace_document(&late, &["too late".into()])
+                .await
+                .err(),
+            first.forget_document("d1").await.err(),
+            first.set_vectors("model", &[(1, vec![1.0])]).await.err(),
+            first.mark_all_for_embedding().await.err(),
+            first.prune_forgotten(i64::MAX).await.err(),
+            first.check_writer().await.err(),
+        ];
+        for refusal in refusals {
+            let refusal = refusal.expect("the first writer is refused");
+            assert_eq!(refusal.reason, "INDEX_TAKEN_OVER", "{refusal}");
+        }
+        second
+            .replace_document(
+                &document("d3", PROJECT, "markdown", "After"),
+                &["written by the second".into()],
+            )
+            .await
+            .expect("the successor writes");
+        second
+            .check_writer()
+            .await
+            .expect("the successor is the writer");
+        let mut kept: Vec<String> = second
+            .documents()
+            .await
+            .expect("documents")
+            .into_iter()
+            .map(|document| document.id)
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["d1", "d3"], "{}", db.url);
+    }
+}

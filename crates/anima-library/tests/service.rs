@@ -1,5 +1,6 @@
 //! LibraryService as a separate process: the `anima-library` binary over a
-//! real gRPC connection, with its blobs in a temporary directory.
+//! real gRPC connection, with its blobs in a temporary directory or in an
+//! S3-compatible store (moto's server, from the Python test clients).
 
 use std::{
     io::{BufRead, BufReader},
@@ -17,14 +18,17 @@ const TOKEN: &str = "library-test-token-library-test-token";
 
 /// A running `anima-library`; killed when dropped.
 struct Library {
-    child: Child,
+    process: Running,
     address: SocketAddr,
 }
 
-impl Drop for Library {
+/// A child process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -32,12 +36,19 @@ impl Library {
     /// Starts it on a port the system picks, and reads which from what it
     /// prints (a port picked here could be taken by a parallel test).
     fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_anima-library"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_anima-library"));
+        // The S3 client reads `AWS_*`: only what a test sets counts.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("ANIMA_LIBRARY_TOKENS", TOKEN)
-            .envs(env.iter().copied())
             .env_remove("ANIMA_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start anima-library");
@@ -52,7 +63,10 @@ impl Library {
             })
             .expect("anima-library printed its address");
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, address }
+        Self {
+            process: Running(child),
+            address,
+        }
     }
 
     async fn client(&self) -> LibraryServiceClient<Channel> {
@@ -222,6 +236,150 @@ async fn blobs_round_trip_by_content_and_are_stored_once() {
     assert_eq!(listed(&mut client).await, expected);
 }
 
+/// An S3-compatible server with one empty bucket; stopped when dropped.
+struct S3 {
+    _process: Running,
+    endpoint: String,
+}
+
+impl S3 {
+    const BUCKET: &str = "anima-library-test";
+
+    fn start() -> Self {
+        let python = std::env::var("ANIMA_TEST_PYTHON").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/anima-venv/bin/python",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let mut child = Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_server.py"))
+            .arg(Self::BUCKET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "no Python test clients at {python} ({error}); \
+                     run scripts/setup-debian --with-test-clients"
+                )
+            });
+        let endpoint = child
+            .stdout
+            .take()
+            .and_then(|stdout| BufReader::new(stdout).lines().next())
+            .and_then(Result::ok)
+            .filter(|line| line.starts_with("http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "moto's S3 server did not start; run scripts/setup-debian --with-test-clients"
+                )
+            });
+        Self {
+            _process: Running(child),
+            endpoint,
+        }
+    }
+
+    /// A library's settings for a store in the bucket, under `prefix`.
+    fn library_env(&self, prefix: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "ANIMA_LIBRARY_STORE",
+                format!("s3://{}/{prefix}", Self::BUCKET),
+            ),
+            (
+                "ANIMA_LIBRARY_MAX_BLOB_BYTES",
+                (16 * 1024 * 1024).to_string(),
+            ),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]
+    }
+}
+
+/// `env` as [`Library::start`] takes it.
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect()
+}
+
+/// Blobs in an S3-compatible store, through `object_store`'s S3 client:
+/// uploads in several parts, reads, the limit, deletes, and a restarted
+/// library that finds what its predecessor stored.
+#[tokio::test]
+async fn blobs_live_in_an_s3_compatible_store() {
+    let s3 = S3::start();
+    let env = s3.library_env("team/blobs");
+    let env = borrowed(&env);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = Library::start(dir.path(), &env);
+    let mut client = library.client().await;
+
+    // Three parts of an S3 multipart upload (5 MiB each but the last).
+    let spec = content(12 * 1024 * 1024 + 17, 3);
+    let stored = put(&mut client, &spec).await.expect("put");
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(&spec)));
+    assert_eq!(stored.size_bytes, spec.len() as i64);
+    assert_eq!(get(&mut client, &stored.sha256).await.expect("get"), spec);
+    let again = put(&mut client, &spec).await.expect("put the same bytes");
+    assert_eq!(again.sha256, stored.sha256);
+    let note = put(&mut client, b"a note").await.expect("put a note");
+
+    let endless = tokio_stream::iter(std::iter::repeat_with(|| pb::PutBlobRequest {
+        chunk: vec![7; 512 * 1024],
+        ..Default::default()
+    }));
+    let status = client
+        .put_blob(authed(endless))
+        .await
+        .expect_err("past the limit");
+    assert_eq!(reason(&status), "DOCUMENT_TOO_LARGE");
+    let mut expected = vec![stored.sha256.clone(), note.sha256.clone()];
+    expected.sort();
+    assert_eq!(listed(&mut client).await, expected);
+    assert_eq!(stats(&mut client).await, (2, spec.len() as i64 + 6));
+
+    let deleted = client
+        .delete_blob(authed(pb::DeleteBlobRequest {
+            sha256: note.sha256.clone(),
+            stored_before: Some(prost_types::Timestamp {
+                seconds: i64::from(i32::MAX),
+                nanos: 0,
+            }),
+        }))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(deleted.deleted);
+    let status = get(&mut client, &note.sha256).await.expect_err("gone");
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Nothing went to the data directory instead.
+    assert_eq!(
+        files_under(&dir.path().join("library")),
+        Vec::<std::path::PathBuf>::new()
+    );
+    drop(client);
+    drop(library);
+    let library = Library::start(dir.path(), &env);
+    let mut client = library.client().await;
+    assert_eq!(listed(&mut client).await, vec![stored.sha256.clone()]);
+    assert_eq!(get(&mut client, &stored.sha256).await.expect("get"), spec);
+
+    // Another prefix of the same bucket is another library.
+    let other_env = s3.library_env("other");
+    let other_env = borrowed(&other_env);
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Library::start(other_dir.path(), &other_env);
+    let mut other_client = other.client().await;
+    assert_eq!(listed(&mut other_client).await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn uploads_past_the_limit_are_refused_while_streaming_and_leave_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -386,8 +544,8 @@ async fn a_library_killed_mid_upload_lists_nothing_half_stored_and_takes_the_ret
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        library.child.kill().expect("kill");
-        library.child.wait().expect("wait");
+        library.process.0.kill().expect("kill");
+        library.process.0.wait().expect("wait");
         let status = upload
             .await
             .expect("join")

@@ -208,6 +208,7 @@ const PASSED_THROUGH: &[&str] = &[
     reason::BLOB_NOT_FOUND,
     reason::UPLOAD_INTERRUPTED,
     reason::STORAGE_UNAVAILABLE,
+    reason::INDEX_TAKEN_OVER,
 ];
 
 /// The library's status as a domain error; its refusing our token is our
@@ -502,11 +503,14 @@ impl Library for GrpcLibrary {
 }
 
 /// Indexes the documents with these ids as the store has them now, and
-/// forgets those it no longer has. Failures are logged: the next
-/// [`reconcile_index`] mends what they left.
+/// forgets those it no longer has; one that awaits review
+/// ([`Document::awaits_review`]) waits for its mail to be posted.
+/// Failures are logged: the next [`reconcile_index`] mends what they left.
 pub async fn index_documents(store: &dyn Store, library: &dyn Library, ids: &[String]) {
     for id in ids {
         let outcome = match store.get_document(id).await {
+            // Not forgotten: a forgotten id is never indexed again.
+            Ok(document) if document.awaits_review => Ok(()),
             Ok(document) => match store.document_text(id).await {
                 Ok(text) => library.index(&document, text).await,
                 Err(error) => Err(error.into()),
@@ -561,11 +565,14 @@ pub async fn reconcile_index(
             .list_documents(&DocumentFilter::default(), &page)
             .await?;
         for document in &documents.items {
+            // What awaits review is left as it is: not indexed, or indexed
+            // before its mail was held back from search (never found:
+            // `find_documents` drops it).
             let current = indexed.remove(&document.id).is_some_and(|indexed| {
                 indexed.project_id == document.project_id
                     && indexed.work_item_id == document.work_item_id
                     && indexed.title == document.title
-            });
+            }) || document.awaits_review;
             if !current {
                 stale.push(document.id.clone());
             }
@@ -599,7 +606,9 @@ pub async fn find_documents(
         // The index may lag a deletion or a move by a moment: the store
         // has the last word on what exists and where.
         match store.get_document(&hit.document_id).await {
-            Ok(document) if projects.contains(&document.project_id) => found.push((document, hit)),
+            Ok(document) if projects.contains(&document.project_id) && !document.awaits_review => {
+                found.push((document, hit))
+            }
             Ok(_) => {}
             Err(error) if error.reason == reason::DOCUMENT_NOT_FOUND => {}
             Err(error) => return Err(error.into()),

@@ -32,7 +32,7 @@ fn document_not_found(id: &str) -> DomainError {
 macro_rules! document_select {
     () => {
         "SELECT id, project_id, work_item_id, title, doc_type, media_type, size_bytes, sha256, \
-         not_indexed_reason, created_by, created_at FROM documents"
+         not_indexed_reason, created_by, created_at, awaits_review FROM documents"
     };
 }
 
@@ -43,7 +43,7 @@ macro_rules! document_sql {
             async fn create_document(&self, document: NewDocument) -> StoreResult<Document> {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let ordered = Self::writable_project(&mut tx, &document.project_id).await?;
-                let created = Self::insert_document(&mut tx, ordered, document).await?;
+                let created = Self::insert_document(&mut tx, ordered, document, false).await?;
                 self.commit(tx).await?;
                 Ok(created)
             }
@@ -176,6 +176,7 @@ macro_rules! document_sql {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 ordered: Ordered,
                 document: NewDocument,
+                awaits_review: bool,
             ) -> StoreResult<Document> {
                 if let Some(work_item_id) = &document.work_item_id {
                     if Self::work_item_project(conn, work_item_id).await? != document.project_id {
@@ -200,11 +201,13 @@ macro_rules! document_sql {
                     },
                     created_by: document.author,
                     created_at: now_micros(),
+                    awaits_review,
                 };
                 sqlx::query(
                     "INSERT INTO documents (id, project_id, work_item_id, title, doc_type, media_type, \
-                     size_bytes, sha256, text, not_indexed_reason, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     size_bytes, sha256, text, not_indexed_reason, created_by, created_at, \
+                     awaits_review) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&created.id)
                 .bind(&created.project_id)
@@ -221,6 +224,7 @@ macro_rules! document_sql {
                 .bind(created.not_indexed_reason.as_deref())
                 .bind(to_json(&created.created_by))
                 .bind(created.created_at)
+                .bind(created.awaits_review)
                 .execute(&mut *conn)
                 .await?;
                 Self::record_for(

@@ -402,7 +402,7 @@ macro_rules! mail_sql {
                             blob: file.blob,
                             text: file.text,
                             author: Actor::Email { address: mail.content.email.from.clone() },
-                        })
+                        }, state != InboundState::Posted)
                         .await?;
                         mail.content.attachments.push(AttachmentRef {
                             document_id: document.id,
@@ -464,7 +464,10 @@ macro_rules! mail_sql {
                     ).into());
                 }
                 for attachment in &record.content.attachments {
-                    sqlx::query("UPDATE documents SET work_item_id = $2, project_id = $3 WHERE id = $1")
+                    sqlx::query(
+                        "UPDATE documents SET work_item_id = $2, project_id = $3, awaits_review = FALSE \
+                         WHERE id = $1",
+                    )
                         .bind(&attachment.document_id)
                         .bind(work_item_id)
                         .bind(&project_id)

@@ -143,6 +143,7 @@ pub(super) fn document(row: &impl StoredRow) -> StoreResult<Document> {
         not_indexed_reason: row.col("not_indexed_reason")?,
         created_by: stored_json(&created_by)?,
         created_at: row.col("created_at")?,
+        awaits_review: row.col("awaits_review")?,
     })
 }
 

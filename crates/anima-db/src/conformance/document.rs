@@ -313,6 +313,7 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
     assert!(!new);
     assert_eq!(again, record);
     assert_eq!(on_item().await, ["crash.log"], "stored once");
+    assert!(!document.awaits_review, "posted at once");
 
     let (triaged, _) = store
         .receive_mail(NewInbound {
@@ -326,11 +327,21 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
         ["crash.log"],
         "not on the item while in triage"
     );
+    let awaits_review = |id: String| async move {
+        store
+            .get_document(&id)
+            .await
+            .expect("document")
+            .awaits_review
+    };
+    let screenshot = triaged.content.attachments[0].document_id.clone();
+    assert!(awaits_review(screenshot.clone()).await, "in triage");
     store
         .post_inbound(&triaged.id, &item.id, &by)
         .await
         .expect("assign");
     assert_eq!(on_item().await, ["crash.log", "screenshot.txt"]);
+    assert!(!awaits_review(screenshot).await, "posted");
 
     let (held, _) = store
         .receive_mail(NewInbound {
@@ -340,7 +351,7 @@ pub async fn mail_attachments_become_documents(store: &dyn Store) {
         .await
         .expect("held");
     let spam = held.content.attachments[0].document_id.clone();
-    store.get_document(&spam).await.expect("kept for review");
+    assert!(awaits_review(spam.clone()).await, "kept for review");
     store.dismiss_inbound(&held.id, &by).await.expect("dismiss");
     let err = store.get_document(&spam).await.expect_err("gone");
     assert_eq!(err.reason, reason::DOCUMENT_NOT_FOUND);

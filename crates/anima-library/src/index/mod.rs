@@ -200,6 +200,10 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn mark_all_for_embedding(&self) -> IndexResult<i64>;
     /// Counts, with vectors counted for `model`.
     async fn stats(&self, model: Option<&str>) -> IndexResult<IndexStats>;
+    /// Refuses (`INDEX_TAKEN_OVER`) when another process took over the
+    /// index this one writes ([`open_writer`]); what this one keeps beside
+    /// the index (its saved vector graph) is then no longer its to write.
+    async fn check_writer(&self) -> IndexResult<()>;
 }
 
 /// The index named by `url` (`sqlite://PATH` or `postgres://…`), created
@@ -222,8 +226,22 @@ pub async fn open_writer(url: &str) -> anyhow::Result<std::sync::Arc<dyn IndexSt
 /// so indexes in different databases do not meet.
 const WRITER_LOCK_KEY: i64 = 0x616e_696d_614c_6962;
 
+/// This process's right to write an index: the lock that keeps a second
+/// writer out, and the epoch it took with it, which each write checks (a
+/// lock can end unnoticed: PostgreSQL ends it with a connection that a
+/// restart, failover or `pg_terminate_backend` closes, and a lock file can
+/// be deleted). Whoever takes the lock next raises the epoch, so from then
+/// on this process's writes are refused instead of slipping past the
+/// successor's vector graph.
+pub(crate) struct Writer {
+    /// Held until this process ends or drops the index.
+    _lock: WriterLock,
+    /// The epoch taken with the lock.
+    pub(crate) epoch: i64,
+}
+
 /// What stops a second process writing an index while this one does.
-pub(crate) enum Writer {
+enum WriterLock {
     /// A session advisory lock on PostgreSQL, held by a connection of its
     /// own (it ends with the connection).
     Postgres {
@@ -232,6 +250,36 @@ pub(crate) enum Writer {
     /// An exclusive lock on a file beside the SQLite database (the kernel
     /// ends it with the process).
     Sqlite { _file: std::fs::File },
+}
+
+/// Raises the index's writer epoch (see [`Writer`]), returning the new one.
+const TAKE_EPOCH: &str = "UPDATE library_writer SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch";
+
+/// The right to write of a process that holds `lock`, once `take` raised
+/// the epoch.
+async fn writer_of(
+    lock: Option<WriterLock>,
+    take: impl Future<Output = Result<i64, sqlx::Error>>,
+) -> anyhow::Result<Option<Writer>> {
+    let Some(lock) = lock else {
+        return Ok(None);
+    };
+    let epoch = take.await.context("taking the index's writer epoch")?;
+    Ok(Some(Writer { _lock: lock, epoch }))
+}
+
+/// The error of a write by a process whose writer lock someone else holds
+/// now ([`Writer`]).
+pub(crate) fn taken_over() -> DomainError {
+    tracing::error!(
+        "another library service took this index over (this one lost its writer lock); \
+         writes are refused: restart this service, or stop it"
+    );
+    DomainError::new(
+        ErrorCode::Unavailable,
+        reason::INDEX_TAKEN_OVER,
+        "another library service writes this index now",
+    )
 }
 
 /// Refuses `url`'s index when another process writes it.
@@ -244,7 +292,7 @@ fn already_written() -> anyhow::Error {
 
 async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn IndexStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let writer = match writer {
+        let lock = match writer {
             true => {
                 let mut connection = sqlx::PgConnection::connect(url)
                     .await
@@ -257,7 +305,7 @@ async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn I
                 if !locked {
                     return Err(already_written());
                 }
-                Some(Writer::Postgres {
+                Some(WriterLock::Postgres {
                     _connection: std::sync::Mutex::new(connection),
                 })
             }
@@ -273,6 +321,7 @@ async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn I
             .run(&pool)
             .await
             .context("migrating the index")?;
+        let writer = writer_of(lock, sqlx::query_scalar(TAKE_EPOCH).fetch_one(&pool)).await?;
         return Ok(std::sync::Arc::new(PostgresIndex::new(pool, writer)));
     }
     let path = url
@@ -285,7 +334,7 @@ async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn I
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let writer = match writer {
+    let lock = match writer {
         true => {
             // Beside the database file the options name (a query string
             // is not part of it).
@@ -296,7 +345,7 @@ async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn I
             let lock = format!("{file_path}.writer");
             let file = crate::create_private(Path::new(&lock))?;
             match file.try_lock() {
-                Ok(()) => Some(Writer::Sqlite { _file: file }),
+                Ok(()) => Some(WriterLock::Sqlite { _file: file }),
                 Err(std::fs::TryLockError::WouldBlock) => return Err(already_written()),
                 Err(std::fs::TryLockError::Error(error)) => {
                     return Err(error).with_context(|| format!("locking {lock}"));
@@ -320,6 +369,7 @@ async fn open_as(url: &str, writer: bool) -> anyhow::Result<std::sync::Arc<dyn I
         .run(&pool)
         .await
         .context("migrating the index")?;
+    let writer = writer_of(lock, sqlx::query_scalar(TAKE_EPOCH).fetch_one(&pool)).await?;
     Ok(std::sync::Arc::new(SqliteIndex::new(pool, writer)))
 }
 
@@ -337,6 +387,11 @@ const SQLITE: &[Step] = &[
         "vocabulary",
         include_str!("../../migrations/sqlite/0002_vocabulary.sql"),
     ),
+    (
+        3,
+        "writer",
+        include_str!("../../migrations/sqlite/0003_writer.sql"),
+    ),
 ];
 const POSTGRES: &[Step] = &[
     (
@@ -348,6 +403,11 @@ const POSTGRES: &[Step] = &[
         2,
         "forgotten",
         include_str!("../../migrations/postgres/0002_forgotten.sql"),
+    ),
+    (
+        3,
+        "writer",
+        include_str!("../../migrations/postgres/0003_writer.sql"),
     ),
 ];
 

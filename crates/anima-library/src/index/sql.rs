@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{
     ChunkPlace, Fingerprint, IndexResult, IndexStats, IndexStore, IndexedDocument, PendingChunk,
-    Replaced, SearchScope, StoredChunk, Writer, unavailable,
+    Replaced, SearchScope, StoredChunk, Writer, taken_over, unavailable,
 };
 use crate::search::{Terms, fts5_of};
 
@@ -40,20 +40,21 @@ macro_rules! sqlite_lexical {
 pub struct SqliteIndex {
     pool: SqlitePool,
     /// Held while this process writes the index ([`super::open_writer`]).
-    _writer: Option<Writer>,
+    writer: Option<Writer>,
 }
 
 impl SqliteIndex {
     pub(super) fn new(pool: SqlitePool, writer: Option<Writer>) -> Self {
-        Self {
-            pool,
-            _writer: writer,
-        }
+        Self { pool, writer }
     }
 
     /// Writers take the database's write lock at once, so two writers never
     /// deadlock upgrading a read lock.
     const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+    /// The writer epoch; `BEGIN IMMEDIATE` already keeps it from changing
+    /// until commit.
+    const WRITER_EPOCH: &str = "SELECT epoch FROM library_writer WHERE id = 1";
 
     /// Keys of chunks in scope whose words match `$1` (an FTS5 query), best
     /// first; `$2` and `$4` are JSON arrays, `$3` a work item or NULL.
@@ -121,18 +122,19 @@ impl SqliteIndex {
 pub struct PostgresIndex {
     pool: PgPool,
     /// Held while this process writes the index ([`super::open_writer`]).
-    _writer: Option<Writer>,
+    writer: Option<Writer>,
 }
 
 impl PostgresIndex {
     pub(super) fn new(pool: PgPool, writer: Option<Writer>) -> Self {
-        Self {
-            pool,
-            _writer: writer,
-        }
+        Self { pool, writer }
     }
 
     const BEGIN_WRITE: &str = "BEGIN";
+
+    /// The writer epoch, locked until commit: a successor raising it waits
+    /// for this write to end, and sees it when it reads the index.
+    const WRITER_EPOCH: &str = "SELECT epoch FROM library_writer WHERE id = 1 FOR SHARE";
 
     const LEXICAL: &str = "SELECT c.seq FROM library_chunks c \
          JOIN library_documents d ON d.id = c.document_id, to_tsquery('simple', $1) q \
@@ -194,6 +196,22 @@ macro_rules! index_sql {
                 })
             }
 
+            /// A write transaction, once this process is still the index's
+            /// writer, if it is one ([`Writer`]).
+            async fn begin_write(&self) -> IndexResult<sqlx::Transaction<'static, $db>> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(unavailable)?;
+                if let Some(writer) = &self.writer {
+                    let epoch: i64 = sqlx::query_scalar(Self::WRITER_EPOCH)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    if epoch != writer.epoch {
+                        return Err(taken_over());
+                    }
+                }
+                Ok(tx)
+            }
+
             /// The keys of the document's chunks that have vectors, then
             /// its chunks deleted.
             async fn remove_chunks(
@@ -221,7 +239,7 @@ macro_rules! index_sql {
                 document: &IndexedDocument,
                 chunks: &[String],
             ) -> IndexResult<Replaced> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(unavailable)?;
+                let mut tx = self.begin_write().await?;
                 // The row's lock is held until commit: a forget that comes
                 // meanwhile waits, then removes what this stored; one that
                 // came before leaves `forgotten` set, and nothing is stored.
@@ -267,7 +285,7 @@ macro_rules! index_sql {
             }
 
             async fn forget_document(&self, id: &str) -> IndexResult<Vec<i64>> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(unavailable)?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO library_documents \
                      (id, project_id, doc_type, title, forgotten, indexed_at) \
@@ -286,14 +304,16 @@ macro_rules! index_sql {
             }
 
             async fn prune_forgotten(&self, before: i64) -> IndexResult<u64> {
-                sqlx::query(
+                let mut tx = self.begin_write().await?;
+                let pruned = sqlx::query(
                     "DELETE FROM library_documents WHERE forgotten = TRUE AND indexed_at < $1",
                 )
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map(|done| done.rows_affected())
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(pruned.rows_affected())
             }
 
             async fn documents(&self) -> IndexResult<Vec<IndexedDocument>> {
@@ -344,7 +364,7 @@ macro_rules! index_sql {
                 model: &str,
                 vectors: &[(i64, Vec<f32>)],
             ) -> IndexResult<Vec<i64>> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await.map_err(unavailable)?;
+                let mut tx = self.begin_write().await?;
                 let mut updated = Vec::with_capacity(vectors.len());
                 for (seq, vector) in vectors {
                     let done = sqlx::query(
@@ -470,13 +490,20 @@ macro_rules! index_sql {
             async fn mark_all_for_embedding(&self) -> IndexResult<i64> {
                 // An empty model matches no model's name: the embedder takes
                 // these again, and the old vector answers until then.
+                let mut tx = self.begin_write().await?;
                 let marked = sqlx::query(
                     "UPDATE library_chunks SET model = '' WHERE vector IS NOT NULL",
                 )
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
                 Ok(i64::try_from(marked.rows_affected()).unwrap_or(i64::MAX))
+            }
+
+            async fn check_writer(&self) -> IndexResult<()> {
+                // Rolled back when dropped.
+                self.begin_write().await.map(drop)
             }
 
             async fn stats(&self, model: Option<&str>) -> IndexResult<IndexStats> {

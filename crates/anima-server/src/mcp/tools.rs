@@ -563,7 +563,7 @@ impl AgentTools {
                 Ok(id) => self.store.get_document(&id).await.ok(),
                 Err(_) => None,
             }
-            .filter(|document| document.project_id == scope.project_id)
+            .filter(|document| document.project_id == scope.project_id && !document.awaits_review)
             .ok_or_else(out_of_scope)?;
             // What the library read on arrival: reading a document again
             // costs nothing but the query.

@@ -401,6 +401,30 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
         .expect("triage list")
         .into_inner();
     assert_eq!(listed.mails.len(), 1);
+    // What an unchecked sender attached is not searchable before someone
+    // posts the mail to a work item (agents search too).
+    let found = |work_item_id: &str| {
+        let mut documents = server.documents();
+        let request = pb::SearchDocumentsRequest {
+            project_id: project_id.clone(),
+            work_item_id: work_item_id.into(),
+            query: "ERR_CONN_RESET".into(),
+            ..Default::default()
+        };
+        let token = token.clone();
+        async move {
+            documents
+                .search_documents(authed(&token, request))
+                .await
+                .expect("search")
+                .into_inner()
+                .hits
+                .into_iter()
+                .filter_map(|hit| hit.document.map(|document| document.title))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("").await, Vec::<String>::new(), "in triage");
     // A reply to it waits beside it.
     let waiting = worker(&server)
         .find_thread_of_mail(authed(
@@ -444,30 +468,7 @@ async fn the_worker_routes_through_the_server(backend: Backend) {
     assert_eq!(assigned.state, pb::InboundMailState::Posted as i32);
     assert!(!assigned.posted_message_id.is_empty());
     // Its attachment is searchable under the work item it went to.
-    let hits = server
-        .documents()
-        .search_documents(authed(
-            &token,
-            pb::SearchDocumentsRequest {
-                project_id: project_id.clone(),
-                work_item_id: item_id.clone(),
-                query: "ERR_CONN_RESET".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("search")
-        .into_inner()
-        .hits;
-    assert_eq!(
-        hits.iter()
-            .filter_map(|hit| hit
-                .document
-                .as_ref()
-                .map(|document| document.title.as_str()))
-            .collect::<Vec<_>>(),
-        ["crash.log"]
-    );
+    assert_eq!(found(&item_id).await, ["crash.log"]);
 
     // Without anima-ai, classification fails clearly; the worker then
     // leaves the mail in triage.
