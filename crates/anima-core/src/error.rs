@@ -214,6 +214,24 @@ pub mod reason {
     /// Another library service took over the index this one wrote (this
     /// one lost its writer lock); it writes no more.
     pub const INDEX_TAKEN_OVER: &str = "INDEX_TAKEN_OVER";
+    /// The forge refused the repository's credential (401), or does not
+    /// let it read what was asked (403).
+    pub const FORGE_UNAUTHORIZED: &str = "FORGE_UNAUTHORIZED";
+    /// The forge limits requests with this credential for now; the message
+    /// says until when.
+    pub const FORGE_RATE_LIMITED: &str = "FORGE_RATE_LIMITED";
+    /// The forge has no such repository, pull request or issue (or hides
+    /// it from the credential).
+    pub const FORGE_NOT_FOUND: &str = "FORGE_NOT_FOUND";
+    /// The forge did not answer, or failed, and nothing it said before is
+    /// kept.
+    pub const FORGE_UNAVAILABLE: &str = "FORGE_UNAVAILABLE";
+    /// The forge answered something Anima cannot use (malformed, too
+    /// large, unexpected).
+    pub const FORGE_BAD_RESPONSE: &str = "FORGE_BAD_RESPONSE";
+    /// The forge redirected the request; Anima follows no redirect from a
+    /// forge, since the credential would go with it.
+    pub const FORGE_REDIRECTED: &str = "FORGE_REDIRECTED";
     /// This server has no anima-ai to ask (`ai_url` is not set).
     pub const NO_AI_SERVICE: &str = "NO_AI_SERVICE";
     /// anima-ai failed in a way it did not name.

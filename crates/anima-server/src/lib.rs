@@ -17,6 +17,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod forge;
 pub mod in_process;
 pub mod library;
 pub mod limits;

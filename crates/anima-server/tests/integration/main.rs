@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod forge;
 mod library;
 mod mail;
 mod mcp;
