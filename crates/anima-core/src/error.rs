@@ -214,6 +214,10 @@ pub mod reason {
     /// Another library service took over the index this one wrote (this
     /// one lost its writer lock); it writes no more.
     pub const INDEX_TAKEN_OVER: &str = "INDEX_TAKEN_OVER";
+    /// No repository with that id (or not one the caller may see).
+    pub const REPOSITORY_NOT_FOUND: &str = "REPOSITORY_NOT_FOUND";
+    /// The project has a repository by that name already.
+    pub const REPOSITORY_NAME_TAKEN: &str = "REPOSITORY_NAME_TAKEN";
     /// The forge refused the repository's credential (401), or does not
     /// let it read what was asked (403).
     pub const FORGE_UNAUTHORIZED: &str = "FORGE_UNAUTHORIZED";

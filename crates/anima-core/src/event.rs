@@ -88,6 +88,10 @@ named_enum!(
         DocumentCreated = "document.created",
         /// A library document was deleted.
         DocumentDeleted = "document.deleted",
+        /// A repository was added to a project.
+        RepositoryAdded = "repository.added",
+        /// A repository was removed from a project.
+        RepositoryRemoved = "repository.removed",
         /// An agent session started.
         AgentSessionStarted = "session.started",
         /// An agent session's status changed.
@@ -142,6 +146,8 @@ pub enum Subject {
     InboundMail,
     /// A library document.
     Document,
+    /// A project's repository.
+    Repository,
     /// An agent session.
     AgentSession,
     /// An agent session's task.
@@ -189,6 +195,7 @@ impl EventKind {
             | EventKind::MailboxRemoved => Subject::Mailbox,
             EventKind::MailReceived | EventKind::MailDismissed => Subject::InboundMail,
             EventKind::DocumentCreated | EventKind::DocumentDeleted => Subject::Document,
+            EventKind::RepositoryAdded | EventKind::RepositoryRemoved => Subject::Repository,
             EventKind::AgentSessionStarted
             | EventKind::AgentSessionStatus
             | EventKind::AgentSessionPhase
@@ -230,6 +237,7 @@ mod tests {
                     ("decision", Subject::Decision),
                     ("mailbox", Subject::Mailbox),
                     ("document", Subject::Document),
+                    ("repository", Subject::Repository),
                     ("task", Subject::Task),
                     ("skill", Subject::Skill),
                 ]

@@ -20,6 +20,7 @@ pub mod paging;
 pub mod path;
 pub mod permission;
 pub mod planning;
+pub mod repository;
 pub mod secret;
 pub mod service_token;
 pub mod skill;

@@ -29,6 +29,9 @@ impl StoreError {
                     reason::WORKFLOW_NAME_TAKEN => "a workflow with this name already exists",
                     reason::AKH_NAME_TAKEN => "an Akh with this name already exists",
                     reason::MAILBOX_EXISTS => "a mailbox with this address already exists",
+                    reason::REPOSITORY_NAME_TAKEN => {
+                        "the project has a repository with this name already"
+                    }
                     reason::SKILL_VERSION_EXISTS => {
                         "this skill version is published already (versions never change)"
                     }

@@ -38,6 +38,7 @@ use anima_core::{
         PlanChanges, Project, ProjectChanges, ProjectStatus, WorkItem, WorkItemChanges,
         WorkItemKey, WorkItemStatus,
     },
+    repository::{NewRepository, Repository},
     skill::{NewSkill, Skill},
     thread::{Decision, DecisionState, Message, NewDecision, NewMessage},
     workflow::{Phase, SkillRef, Workflow, WorkflowChanges},
@@ -86,6 +87,7 @@ pub trait Store:
     + AgentStore
     + MailStore
     + DocumentStore
+    + RepositoryStore
     + SkillStore
     + Send
     + Sync
@@ -714,6 +716,24 @@ pub trait AgentStore: Send + Sync {
         login_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<TerminalEvent>>;
+}
+
+/// A project's repositories.
+#[async_trait]
+pub trait RepositoryStore: Send + Sync {
+    /// A project's repositories, oldest first.
+    async fn list_repositories(
+        &self,
+        project_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Repository>>;
+    /// A repository by id (`REPOSITORY_NOT_FOUND`).
+    async fn get_repository(&self, id: &str) -> StoreResult<Repository>;
+    /// Adds a checked repository to its project (not an archived one);
+    /// `REPOSITORY_NAME_TAKEN` when the project has one by that name.
+    async fn add_repository(&self, repository: NewRepository) -> StoreResult<Repository>;
+    /// Removes a repository.
+    async fn remove_repository(&self, id: &str, by: &Actor) -> StoreResult<()>;
 }
 
 /// Versioned skill bundles.

@@ -103,6 +103,11 @@ const COMMON: &[Step] = &[
         "documents awaiting review",
         include_str!("../migrations/common/0019_documents_awaiting_review.sql"),
     ),
+    (
+        20,
+        "repositories",
+        include_str!("../migrations/common/0020_repositories.sql"),
+    ),
 ];
 
 fn migrator(foundation: Step) -> Migrator {

@@ -17,6 +17,7 @@ mod agent;
 mod document;
 mod mail;
 mod planning;
+mod repository;
 mod rows;
 mod skill;
 mod thread;

@@ -18,6 +18,7 @@ use anima_core::{
     planning::{
         Actor, Akh, DescriptionRevision, Member, Project, ProjectStats, WorkItem, WorkItemKey,
     },
+    repository::{Repository, RepositoryLocation},
     skill::Skill,
     thread::{AttachmentRef, Decision, EmailHeaders, Message},
     workflow::{SkillRef, Workflow},
@@ -144,6 +145,27 @@ pub(super) fn document(row: &impl StoredRow) -> StoreResult<Document> {
         created_by: stored_json(&created_by)?,
         created_at: row.col("created_at")?,
         awaits_review: row.col("awaits_review")?,
+    })
+}
+
+pub(super) fn repository(row: &impl StoredRow) -> StoreResult<Repository> {
+    let forge: String = row.col("forge")?;
+    let created_by: String = row.col("created_by")?;
+    Ok(Repository {
+        id: row.col("id")?,
+        project_id: row.col("project_id")?,
+        name: row.col("name")?,
+        forge: stored(&forge)?,
+        remote_url: row.col("remote_url")?,
+        location: RepositoryLocation {
+            web_base: row.col("web_base")?,
+            owner: row.col("owner")?,
+            name: row.col("repo")?,
+        },
+        default_branch: row.col("default_branch")?,
+        credential: row.col("credential")?,
+        created_by: stored_json(&created_by)?,
+        created_at: row.col("created_at")?,
     })
 }
 

@@ -20,12 +20,14 @@ mod agent;
 mod document;
 mod mail;
 mod planning;
+mod repository;
 mod skill;
 mod thread;
 pub use agent::*;
 pub use document::*;
 pub use mail::*;
 pub use planning::*;
+pub use repository::*;
 pub use skill::*;
 pub use thread::*;
 
@@ -730,6 +732,7 @@ macro_rules! conformance_suite {
             outbound_mail_is_leased_once,
             documents_name_their_bytes,
             mail_attachments_become_documents,
+            repositories_belong_to_a_project,
             skills_are_versioned_and_immutable
         );
 
