@@ -10,8 +10,9 @@ use anima_proto::v1::{
     dashboard_service_client::DashboardServiceClient,
     document_service_client::DocumentServiceClient, mailbox_service_client::MailboxServiceClient,
     plan_service_client::PlanServiceClient, project_service_client::ProjectServiceClient,
-    skill_service_client::SkillServiceClient, team_service_client::TeamServiceClient,
-    thread_service_client::ThreadServiceClient, work_item_service_client::WorkItemServiceClient,
+    repository_service_client::RepositoryServiceClient, skill_service_client::SkillServiceClient,
+    team_service_client::TeamServiceClient, thread_service_client::ThreadServiceClient,
+    work_item_service_client::WorkItemServiceClient,
     workflow_service_client::WorkflowServiceClient,
 };
 use anyhow::Context;
@@ -139,6 +140,11 @@ pub trait Services {
     /// AgentSessionService.
     fn sessions(&self) -> AgentSessionServiceClient<Channel> {
         AgentSessionServiceClient::new(self.channel())
+    }
+
+    /// RepositoryService: a project's repositories.
+    fn repositories(&self) -> RepositoryServiceClient<Channel> {
+        RepositoryServiceClient::new(self.channel())
     }
 
     /// DocumentService, taking messages as large as the largest document.

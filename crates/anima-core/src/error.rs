@@ -218,6 +218,9 @@ pub mod reason {
     pub const REPOSITORY_NOT_FOUND: &str = "REPOSITORY_NOT_FOUND";
     /// The project has a repository by that name already.
     pub const REPOSITORY_NAME_TAKEN: &str = "REPOSITORY_NAME_TAKEN";
+    /// The repository's forge is on a host the server is not configured to
+    /// read (`forge_hosts`).
+    pub const FORGE_HOST_NOT_ALLOWED: &str = "FORGE_HOST_NOT_ALLOWED";
     /// The forge refused the repository's credential (401), or does not
     /// let it read what was asked (403).
     pub const FORGE_UNAUTHORIZED: &str = "FORGE_UNAUTHORIZED";

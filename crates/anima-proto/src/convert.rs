@@ -16,6 +16,7 @@ use anima_core::{
         Actor, Akh, DescriptionRevision, Member, Plan, Priority, Project, ProjectStatus,
         RevisionCause, WorkItem, WorkItemStatus,
     },
+    repository::{ForgeKind, Repository},
     skill::Skill,
     thread::{
         AttachmentRef, Decision, DecisionState, DeliveryState, EmailHeaders, Message, MessageKind,
@@ -557,6 +558,49 @@ pub fn parse_document_type(raw: i32) -> Result<Option<DocumentType>, DomainError
         Ok(pb::DocumentType::Patch) => Ok(Some(DocumentType::Patch)),
         Ok(pb::DocumentType::Attachment) => Ok(Some(DocumentType::Attachment)),
         Err(_) => Err(unknown_enum("type", raw)),
+    }
+}
+
+/// A forge kind from the wire; unspecified is refused, since every
+/// repository is on one.
+pub fn parse_forge(raw: i32) -> Result<ForgeKind, DomainError> {
+    match pb::ForgeType::try_from(raw) {
+        Ok(pb::ForgeType::Github) => Ok(ForgeKind::GitHub),
+        Ok(pb::ForgeType::Gitea) => Ok(ForgeKind::Gitea),
+        Ok(pb::ForgeType::Gitlab) => Ok(ForgeKind::GitLab),
+        Ok(pb::ForgeType::PlainGit) => Ok(ForgeKind::PlainGit),
+        Ok(pb::ForgeType::Unspecified) => Err(DomainError::invalid_argument(
+            reason::FIELD_REQUIRED,
+            "forge is required: GitHub, Gitea, GitLab or plain git",
+        )),
+        Err(_) => Err(unknown_enum("forge", raw)),
+    }
+}
+
+/// A repository on the wire, with the reference of its credential (never
+/// a secret).
+impl From<Repository> for pb::Repository {
+    fn from(repository: Repository) -> Self {
+        let forge = match repository.forge {
+            ForgeKind::GitHub => pb::ForgeType::Github,
+            ForgeKind::Gitea => pb::ForgeType::Gitea,
+            ForgeKind::GitLab => pb::ForgeType::Gitlab,
+            ForgeKind::PlainGit => pb::ForgeType::PlainGit,
+        };
+        pb::Repository {
+            id: repository.id,
+            project_id: repository.project_id,
+            name: repository.name,
+            forge: forge as i32,
+            remote_url: repository.remote_url,
+            default_branch: repository.default_branch,
+            worktrees: Vec::new(),
+            create_time: timestamp(repository.created_at),
+            base_url: repository.location.web_base,
+            owner: repository.location.owner,
+            repo_name: repository.location.name,
+            credential: repository.credential.unwrap_or_default(),
+        }
     }
 }
 

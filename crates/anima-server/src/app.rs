@@ -43,10 +43,10 @@ use crate::{
         mailbox::MailboxApi,
         plan::PlanApi,
         project::ProjectApi,
+        repository::RepositoryApi,
         skill::SkillApi,
         team::TeamApi,
         thread::ThreadApi,
-        unimplemented::NotYetImplemented,
         work_item::WorkItemApi,
         workflow::WorkflowApi,
     },
@@ -266,13 +266,17 @@ pub async fn api(
             store.clone(),
             hub.clone(),
             provider,
-            secrets,
+            secrets.clone(),
             zones,
         )))
         .add_service(AgentAuditServiceServer::new(AgentAuditApi::new(
             store.clone(),
         )))
-        .add_service(RepositoryServiceServer::new(NotYetImplemented))
+        .add_service(RepositoryServiceServer::new(RepositoryApi::new(
+            store.clone(),
+            secrets.clone(),
+            &config.forge_hosts,
+        )))
         .add_service(MailboxServiceServer::new(MailboxApi::new(
             store.clone(),
             library.clone(),

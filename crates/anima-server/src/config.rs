@@ -35,6 +35,11 @@ pub struct ServerConfig {
     /// The mail domains project owners may make mailbox addresses in (e.g.
     /// `["shop.example"]`); none configured, no mailbox can be made.
     pub mail_domains: Vec<String>,
+    /// The forge hosts repositories may be on (`HOST` or `HOST:PORT`):
+    /// the server reads their APIs, so a project owner must not point it
+    /// at any other address. Plain git remotes are never read by the
+    /// server and need no entry.
+    pub forge_hosts: Vec<String>,
     /// Who may create projects (and so become their Owner): `everyone`
     /// signed in (the default) or only server `admins`.
     pub project_creators: ProjectCreators,
@@ -234,6 +239,9 @@ impl Default for ServerConfig {
             session_idle_timeout_secs: 8 * 60 * 60,
             project_creators: ProjectCreators::Everyone,
             mail_domains: Vec::new(),
+            forge_hosts: ["github.com", "gitlab.com", "gitea.com", "codeberg.org"]
+                .map(String::from)
+                .to_vec(),
             login_attempts_per_user_and_peer: 5,
             login_attempts_per_peer: 100,
             login_attempts_per_user: 30,
@@ -257,6 +265,17 @@ impl ServerConfig {
     /// guessable service tokens, bad secret stores or network zones.
     pub fn check(&self) -> anyhow::Result<()> {
         self.check_service_tokens()?;
+        for host in &self.forge_hosts {
+            let (name, port) = host.rsplit_once(':').unwrap_or((host, "443"));
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b"-.".contains(&b))
+                    && port.parse::<u16>().is_ok(),
+                "forge_hosts: {host:?} is not a lower-case HOST or HOST:PORT"
+            );
+        }
         SecretStores::new(self.secret_stores.clone())?;
         NetworkZones::new(self.network_zones.clone())?;
         Ok(())

@@ -137,6 +137,24 @@ impl SecretStores {
         Ok(())
     }
 
+    /// Refuses a credential reference whose store is not configured here
+    /// (`SECRET_STORE_UNKNOWN`) or that holds no value (`SECRET_NOT_FOUND`);
+    /// the value itself is read and dropped.
+    pub async fn check_reference(&self, reference: &str) -> Result<(), DomainError> {
+        let (store, key) = self.store_of(reference)?;
+        let store = store.clone();
+        let found = tokio::task::spawn_blocking(move || read(&store, &key).is_some())
+            .await
+            .map_err(|_| DomainError::internal("reading a secret stopped"))?;
+        match found {
+            true => Ok(()),
+            false => Err(DomainError::failed_precondition(
+                reason::SECRET_NOT_FOUND,
+                format!("{reference} has no value of at most {MAX_SECRET_BYTES} bytes"),
+            )),
+        }
+    }
+
     fn store_of(&self, reference: &str) -> Result<(&SecretStore, String), DomainError> {
         let (store, key) = secret_reference(reference).ok_or_else(|| {
             DomainError::invalid_argument(

@@ -15,10 +15,10 @@ pub mod mail_worker;
 pub mod mailbox;
 pub mod plan;
 pub mod project;
+pub mod repository;
 pub mod skill;
 pub mod team;
 pub mod thread;
-pub mod unimplemented;
 pub mod work_item;
 pub mod workflow;
 

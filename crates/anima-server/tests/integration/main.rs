@@ -13,6 +13,7 @@ mod multi_instance;
 mod outbox;
 mod planning;
 mod rbac_matrix;
+mod repositories;
 mod revocation;
 mod security;
 mod threads;
