@@ -63,6 +63,9 @@ pub enum Command {
     /// Skill bundles that workflow phases declare: list, get, publish.
     #[command(subcommand)]
     Skill(commands::SkillCommand),
+    /// A project's repositories: list, add, remove.
+    #[command(subcommand)]
+    Repo(commands::RepoCommand),
     /// The library: documents and mail attachments; list, get, upload, search.
     #[command(subcommand, name = "doc", alias = "document")]
     Document(commands::DocumentCommand),
@@ -89,6 +92,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Mailbox(command) => commands::mailbox(command).await,
         Command::Mail(command) => commands::mail(command).await,
         Command::Document(command) => commands::document(command).await,
+        Command::Repo(command) => commands::repo(command).await,
         Command::Skill(command) => commands::skill(command).await,
         Command::Session(command) => commands::session(command).await,
     }

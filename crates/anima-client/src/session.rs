@@ -222,6 +222,7 @@ list_replies! {
     ListPlansResponse => plans: Plan,
     ListProjectsResponse => projects: Project,
     ListProjectMembersResponse => members: ProjectMember,
+    ListRepositoriesResponse => repositories: Repository,
     ListUsersResponse => users: User,
     ListRolesResponse => roles: Role,
     ListDecisionsResponse => decisions: Decision,
@@ -280,6 +281,7 @@ paged_requests! {
     ListPlansRequest => plans.list_plans -> ListPlansResponse,
     ListProjectsRequest => projects.list_projects -> ListProjectsResponse,
     ListProjectMembersRequest => projects.list_project_members -> ListProjectMembersResponse,
+    ListRepositoriesRequest => repositories.list_repositories -> ListRepositoriesResponse,
     ListUsersRequest => team.list_users -> ListUsersResponse,
     ListRolesRequest => team.list_roles -> ListRolesResponse,
     ListDecisionsRequest => threads.list_decisions -> ListDecisionsResponse,
@@ -320,6 +322,7 @@ macro_rules! unary_requests {
 
 unary_requests! {
     AddProjectMemberRequest => projects.add_project_member -> ProjectMember,
+    AddRepositoryRequest => repositories.add_repository -> Repository,
     AdoptMailboxRequest => mailboxes.adopt_mailbox -> Mailbox,
     AnalyzePlanGapRequest => plans.analyze_plan_gap -> AnalyzePlanGapResponse,
     ArchiveProjectRequest => projects.archive_project -> Project,
@@ -364,6 +367,7 @@ unary_requests! {
     ProposeCapabilitiesRequest => work_items.propose_capabilities -> ProposeCapabilitiesResponse,
     PublishSkillRequest => skills.publish_skill -> Skill,
     RemoveProjectMemberRequest => projects.remove_project_member -> RemoveProjectMemberResponse,
+    RemoveRepositoryRequest => repositories.remove_repository -> RemoveRepositoryResponse,
     RequestDecisionRequest => threads.request_decision -> Decision,
     ResolveDecisionRequest => threads.resolve_decision -> Decision,
     RevertDescriptionRequest => work_items.revert_description -> WorkItem,

@@ -131,6 +131,12 @@ impl AddRepository<'_> {
             name => name.to_owned(),
         };
         validate::name("name", &name)?;
+        if name.chars().any(|c| c.is_control() || invisible(c)) {
+            return Err(DomainError::invalid_argument(
+                reason::INVALID_FIELD,
+                "name: control and invisible characters are not allowed",
+            ));
+        }
         let default_branch = match self.default_branch.trim() {
             "" => "main".to_owned(),
             branch => branch_name(branch)?.to_owned(),
@@ -167,15 +173,15 @@ fn branch_name(branch: &str) -> Result<&str, DomainError> {
     let valid = branch.len() <= 255
         && !branch.starts_with(['-', '/', '.'])
         && !branch.ends_with(['/', '.'])
-        && !branch.ends_with(".lock")
+        && !branch.split('/').any(|part| part.ends_with(".lock"))
         && !branch.contains("..")
         && !branch.contains("//")
         && !branch.contains("@{")
         && branch != "@"
         && !branch.split('/').any(|part| part.starts_with('.'))
-        && branch
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !"~^:?*[\\".contains(c));
+        && branch.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && !invisible(c) && !"~^:?*[\\".contains(c)
+        });
     match valid {
         true => Ok(branch),
         false => Err(DomainError::invalid_argument(
@@ -183,6 +189,12 @@ fn branch_name(branch: &str) -> Result<&str, DomainError> {
             format!("default_branch: {branch:?} is not a branch name git allows"),
         )),
     }
+}
+
+/// Characters that change how text around them reads without showing
+/// themselves: bidirectional controls, zero-width characters.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// The refusal of a remote URL, saying what one looks like.
@@ -223,9 +235,13 @@ fn parts(url: &str) -> Result<Parts<'_>, DomainError> {
         // scp-like: git@host:owner/name.git
         None => match url.split_once(':') {
             Some((authority, path)) if authority.contains('@') && !authority.contains('/') => {
-                let host = authority
-                    .rsplit_once('@')
-                    .map_or(authority, |(_, host)| host);
+                let host = match authority.rsplit_once('@') {
+                    Some((user, host)) => {
+                        ssh_user(user)?;
+                        host
+                    }
+                    None => authority,
+                };
                 return Ok(Parts {
                     scheme: "ssh",
                     host: valid_host(host)?,
@@ -246,7 +262,10 @@ fn parts(url: &str) -> Result<Parts<'_>, DomainError> {
     let host_port = match authority.rsplit_once('@') {
         // A user name belongs to ssh; a password in a web URL would be
         // a credential in clear.
-        Some((_, host_port)) if scheme == "ssh" => host_port,
+        Some((user, host_port)) if scheme == "ssh" => {
+            ssh_user(user)?;
+            host_port
+        }
         Some(_) => return Err(bad_remote("it holds a user name or password")),
         None => authority,
     };
@@ -278,6 +297,21 @@ fn origin(parts: &Parts<'_>) -> String {
             .map(|port| format!(":{port}"))
             .unwrap_or_default()
     )
+}
+
+/// An ssh user name as forges use them (`git`): no password, and nothing
+/// a command line could read as an option or a shell could expand.
+fn ssh_user(user: &str) -> Result<(), DomainError> {
+    let valid = !user.is_empty()
+        && user.len() <= 64
+        && !user.starts_with('-')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match valid {
+        true => Ok(()),
+        false => Err(bad_remote("its ssh user is not a plain user name")),
+    }
 }
 
 fn valid_host(host: &str) -> Result<&str, DomainError> {
@@ -518,6 +552,9 @@ mod tests {
             "https://github.com/a\n/b",
             "github.com/a/b",
             "https://github.com//b",
+            "ssh://user:secret@github.com/a/b",
+            "ssh://-oProxyCommand=x@github.com/a/b",
+            "$(id)@github.com:a/b",
         ] {
             let refused = locate(ForgeKind::GitHub, remote, None).expect_err(remote);
             assert_eq!(refused.reason, reason::INVALID_FIELD, "{remote:?}");
@@ -568,8 +605,27 @@ mod tests {
     #[test]
     fn bad_branches_and_tokens_in_clear_are_refused() {
         for branch in [
-            "-rf", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "a/", "/a",
-            "a.lock", "@", "a@{1}", ".hidden", "a/.b", "a//b", "a.",
+            "-rf",
+            "a..b",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a/",
+            "/a",
+            "a.lock",
+            "@",
+            "a@{1}",
+            ".hidden",
+            "a/.b",
+            "a//b",
+            "a.",
+            "a.lock/b",
+            "main\u{202E}",
         ] {
             let refused = AddRepository {
                 default_branch: branch,

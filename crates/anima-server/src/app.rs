@@ -27,6 +27,7 @@ use crate::{
     auth::{Authenticator, LoginThrottle},
     config::ServerConfig,
     events::EventHub,
+    forge::ForgeHosts,
     library::{GrpcLibrary, Library, NoLibrary},
     limits::RateLimiter,
     mcp,
@@ -275,7 +276,7 @@ pub async fn api(
         .add_service(RepositoryServiceServer::new(RepositoryApi::new(
             store.clone(),
             secrets.clone(),
-            &config.forge_hosts,
+            Arc::new(ForgeHosts::new(&config.forge_hosts)?),
         )))
         .add_service(MailboxServiceServer::new(MailboxApi::new(
             store.clone(),

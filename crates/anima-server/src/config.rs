@@ -35,10 +35,11 @@ pub struct ServerConfig {
     /// The mail domains project owners may make mailbox addresses in (e.g.
     /// `["shop.example"]`); none configured, no mailbox can be made.
     pub mail_domains: Vec<String>,
-    /// The forge hosts repositories may be on (`HOST` or `HOST:PORT`):
-    /// the server reads their APIs, so a project owner must not point it
-    /// at any other address. Plain git remotes are never read by the
-    /// server and need no entry.
+    /// The forge hosts repositories may be on (`HOST` or `HOST:PORT` over
+    /// https, `http://HOST[:PORT]` to allow plain http): the server reads
+    /// their APIs, so a project owner must not point it at any other
+    /// address. A plain git remote needs an entry only when it is given a
+    /// credential.
     pub forge_hosts: Vec<String>,
     /// Who may create projects (and so become their Owner): `everyone`
     /// signed in (the default) or only server `admins`.
@@ -265,17 +266,7 @@ impl ServerConfig {
     /// guessable service tokens, bad secret stores or network zones.
     pub fn check(&self) -> anyhow::Result<()> {
         self.check_service_tokens()?;
-        for host in &self.forge_hosts {
-            let (name, port) = host.rsplit_once(':').unwrap_or((host, "443"));
-            anyhow::ensure!(
-                !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || b"-.".contains(&b))
-                    && port.parse::<u16>().is_ok(),
-                "forge_hosts: {host:?} is not a lower-case HOST or HOST:PORT"
-            );
-        }
+        crate::forge::ForgeHosts::new(&self.forge_hosts)?;
         SecretStores::new(self.secret_stores.clone())?;
         NetworkZones::new(self.network_zones.clone())?;
         Ok(())

@@ -149,7 +149,11 @@ fn planning_through_the_cli(database_url: Option<&str>) {
     let up = Up::start_with_env(
         &dir.path().join("data"),
         database_url,
-        &[("ANIMA_CONFIG", &*config_file.to_string_lossy())],
+        &[
+            ("ANIMA_CONFIG", &*config_file.to_string_lossy()),
+            ("ANIMA_AGENT_SECRET_GITHUB_TOKEN", "ghp_not_a_real_token"),
+            ("ANIMA_FORGE_HOSTS", "github.com,http://git.example:3000"),
+        ],
     );
     let config = dir.path().join("config");
     up.login_admin(&config);
@@ -384,6 +388,92 @@ fn planning_through_the_cli(database_url: Option<&str>) {
         workflows.contains("Analysis → Implementation → Review & Audit"),
         "{workflows}"
     );
+
+    // Repositories: on a forge the administrator listed, read with a
+    // secret named by reference.
+    let added = json(&cli(
+        &config,
+        &[
+            "repo",
+            "add",
+            "git@github.com:team/docs.git",
+            "--forge",
+            "github",
+            "--project",
+            "Demo",
+            "--credential",
+            "agents://GITHUB_TOKEN",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(added["name"], "docs");
+    assert_eq!(added["default_branch"], "main");
+    assert_eq!(added["credential"], "agents://GITHUB_TOKEN");
+    let gitea = json(&cli(
+        &config,
+        &[
+            "repo",
+            "add",
+            "http://git.example:3000/team/site",
+            "--forge",
+            "gitea",
+            "--project",
+            "Demo",
+            "--name",
+            "Site",
+            "--json",
+        ],
+        "",
+    ));
+    for (args, reason) in [
+        (
+            vec![
+                "https://169.254.169.254/latest/meta-data",
+                "--forge",
+                "gitea",
+            ],
+            "FORGE_HOST_NOT_ALLOWED",
+        ),
+        (
+            vec![
+                "https://github.com/team/x",
+                "--forge",
+                "github",
+                "--credential",
+                "ghp_abc123",
+            ],
+            "INVALID_FIELD",
+        ),
+        (
+            vec![
+                "https://github.com/team/x",
+                "--forge",
+                "github",
+                "--credential",
+                "agents://NOPE",
+            ],
+            "SECRET_NOT_FOUND",
+        ),
+    ] {
+        let mut command = vec!["repo", "add", "--project", "Demo"];
+        command.extend(args);
+        let err = cli_fails(&config, &command);
+        assert!(err.contains(reason), "{command:?}: {err}");
+    }
+    cli(
+        &config,
+        &["repo", "remove", gitea["id"].as_str().expect("id")],
+        "",
+    );
+    let listed = cli(&config, &["repo", "list", "--project", "Demo"], "");
+    assert!(
+        listed.contains("docs")
+            && listed.contains("agents://GITHUB_TOKEN")
+            && !listed.contains("Site"),
+        "{listed}"
+    );
+    assert!(!listed.contains("ghp_not_a_real_token"), "{listed}");
 
     cli(&config, &["project", "archive", "Demo"], "");
     let err = cli_fails(

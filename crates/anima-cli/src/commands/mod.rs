@@ -20,6 +20,7 @@ mod document;
 mod mail;
 mod plan;
 mod project;
+mod repo;
 mod session;
 mod skill;
 mod thread;
@@ -31,6 +32,7 @@ pub use document::{DocumentCommand, document};
 pub use mail::{MailCommand, MailboxCommand, mail, mailbox};
 pub use plan::{PlanCommand, plan};
 pub use project::{ProjectCommand, project};
+pub use repo::{RepoCommand, repo};
 pub use session::{SessionCommand, session};
 pub use skill::{SkillCommand, skill};
 pub use thread::{

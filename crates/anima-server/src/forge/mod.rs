@@ -377,6 +377,70 @@ impl IssueFilter {
     }
 }
 
+/// The forges this server reads (`ServerConfig::forge_hosts`): `HOST` or
+/// `HOST:PORT` over https, `http://HOST[:PORT]` where an administrator
+/// allows plain http. A project owner names the forge of a repository;
+/// only these are ever asked, so none can point the server at the cloud's
+/// metadata address, the host's own ports or a token's wrong forge.
+#[derive(Debug, Clone, Default)]
+pub struct ForgeHosts {
+    /// Each as `scheme://host[:port]`, without the scheme's own port.
+    origins: Vec<String>,
+}
+
+impl ForgeHosts {
+    /// The configured entries, refused when one is not a lower-case host
+    /// with an optional port and `http://`.
+    pub fn new(entries: &[String]) -> anyhow::Result<Self> {
+        let origins = entries
+            .iter()
+            .map(|entry| {
+                let (scheme, authority) = match entry.trim().strip_prefix("http://") {
+                    Some(authority) => ("http", authority),
+                    None => ("https", entry.trim()),
+                };
+                let (host, port) = authority
+                    .rsplit_once(':')
+                    .map_or((authority, None), |(host, port)| (host, Some(port)));
+                let valid = !host.is_empty()
+                    && !host.starts_with(['.', '-'])
+                    && host.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b)
+                    })
+                    && port.is_none_or(|port| port.parse::<u16>().is_ok());
+                anyhow::ensure!(
+                    valid,
+                    "forge_hosts: {entry:?} is not a lower-case HOST, HOST:PORT or http://HOST"
+                );
+                Ok(origin(scheme, host, port))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { origins })
+    }
+
+    /// Whether the forge at `web_base` (`scheme://host[:port][/path]`) is
+    /// one of them.
+    pub fn admits(&self, web_base: &str) -> bool {
+        let Some((scheme, rest)) = web_base.split_once("://") else {
+            return false;
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = authority
+            .rsplit_once(':')
+            .map_or((authority, None), |(host, port)| (host, Some(port)));
+        let wanted = origin(scheme, &host.to_ascii_lowercase(), port);
+        self.origins.contains(&wanted)
+    }
+}
+
+/// `scheme://host[:port]`, the scheme's own port left out.
+fn origin(scheme: &str, host: &str, port: Option<&str>) -> String {
+    match (scheme, port) {
+        ("https", Some("443")) | ("http", Some("80")) | (_, None) => format!("{scheme}://{host}"),
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
+    }
+}
+
 /// How a forge wants a token sent.
 #[derive(Debug, Clone, Copy)]
 enum TokenHeader {
@@ -522,6 +586,46 @@ mod tests {
         ] {
             let refused = repo.page_url(elsewhere).expect_err(elsewhere);
             assert_eq!(refused.reason, reason::INVALID_PAGE_TOKEN, "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn only_the_listed_forges_are_admitted() {
+        let hosts = ForgeHosts::new(&[
+            "github.com".into(),
+            "git.example:3000".into(),
+            "http://gitea.lan".into(),
+        ])
+        .expect("hosts");
+        for admitted in [
+            "https://github.com",
+            "https://GitHub.com",
+            "https://github.com:443",
+            "https://git.example:3000/gitea",
+            "http://gitea.lan",
+            "http://gitea.lan:80",
+        ] {
+            assert!(hosts.admits(admitted), "{admitted}");
+        }
+        for refused in [
+            "http://github.com",
+            "https://github.com:8443",
+            "https://api.github.com",
+            "http://git.example:3000",
+            "https://gitea.lan",
+            "https://169.254.169.254",
+            "github.com",
+        ] {
+            assert!(!hosts.admits(refused), "{refused}");
+        }
+        for bad in [
+            "GitHub.com",
+            "github.com:x",
+            "https://github.com",
+            "",
+            "-x.example",
+        ] {
+            assert!(ForgeHosts::new(&[bad.into()]).is_err(), "{bad}");
         }
     }
 

@@ -20,6 +20,7 @@ use anima_proto::{
 use super::{actor_of, grpc_service};
 use crate::{
     authz::{RequestContext, require_project},
+    forge::ForgeHosts,
     secrets::SecretStores,
 };
 
@@ -28,21 +29,22 @@ use crate::{
 pub struct RepositoryApi {
     store: Arc<dyn Store>,
     secrets: Arc<SecretStores>,
-    /// Where forges may be (`ServerConfig::forge_hosts`), lower-cased.
-    forge_hosts: Arc<[String]>,
+    /// Where forges may be (`ServerConfig::forge_hosts`).
+    forge_hosts: Arc<ForgeHosts>,
 }
 
 impl RepositoryApi {
     /// Builds the service; repositories' forges must be on `forge_hosts`,
     /// and their credentials in `secrets`.
-    pub fn new(store: Arc<dyn Store>, secrets: Arc<SecretStores>, forge_hosts: &[String]) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<SecretStores>,
+        forge_hosts: Arc<ForgeHosts>,
+    ) -> Self {
         Self {
             store,
             secrets,
-            forge_hosts: forge_hosts
-                .iter()
-                .map(|host| host.trim().to_ascii_lowercase())
-                .collect(),
+            forge_hosts,
         }
     }
 
@@ -78,7 +80,9 @@ impl RepositoryApi {
         }
         .checked(&project_id, actor_of(context.caller.as_ref())?)?;
         require_project(&self.store, context, &project_id).await?;
-        if forge != ForgeKind::PlainGit {
+        // A plain git server is never read by the server: it needs no
+        // entry, unless a credential would go to it (a sandbox's clone).
+        if forge != ForgeKind::PlainGit || new.credential.is_some() {
             self.allowed_forge(&new.location.web_base)?;
         }
         if let Some(reference) = &new.credential {
@@ -101,29 +105,19 @@ impl RepositoryApi {
         Ok(pb::RemoveRepositoryResponse {})
     }
 
-    /// Refuses a forge whose host (with its port, if the web root names
-    /// one) the administrator has not listed.
+    /// Refuses a forge the administrator has not listed. The list is not
+    /// shown: it may name hosts of other teams.
     fn allowed_forge(&self, web_base: &str) -> Result<(), DomainError> {
-        let authority = web_base
-            .split_once("://")
-            .map_or(web_base, |(_, rest)| rest)
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        if self.forge_hosts.iter().any(|host| host == authority) {
-            return Ok(());
+        match self.forge_hosts.admits(web_base) {
+            true => Ok(()),
+            false => Err(DomainError::failed_precondition(
+                reason::FORGE_HOST_NOT_ALLOWED,
+                format!(
+                    "{web_base} is not a forge this server reads; a server administrator can \
+                     add it to forge_hosts (https unless an entry says http://)"
+                ),
+            )),
         }
-        let listed = match self.forge_hosts.is_empty() {
-            true => "none".to_owned(),
-            false => self.forge_hosts.join(", "),
-        };
-        Err(DomainError::failed_precondition(
-            reason::FORGE_HOST_NOT_ALLOWED,
-            format!(
-                "{authority} is not a forge this server reads (forge_hosts: {listed}); a \
-                 server administrator can add it"
-            ),
-        ))
     }
 }
 

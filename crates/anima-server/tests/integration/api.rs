@@ -907,11 +907,11 @@ async fn services_not_built_yet_answer_unimplemented_behind_auth(backend: Backen
     let token = server.login("ada").await;
     let mut repositories = RepositoryServiceClient::new(server.channel.clone());
     let anonymous = repositories
-        .list_repositories(pb::ListRepositoriesRequest::default())
+        .list_patches(pb::ListPatchesRequest::default())
         .await;
     assert_eq!(failure(anonymous).0, Code::Unauthenticated);
     let status = repositories
-        .list_repositories(authed(&token, pb::ListRepositoriesRequest::default()))
+        .list_patches(authed(&token, pb::ListPatchesRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

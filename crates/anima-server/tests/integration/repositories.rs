@@ -31,7 +31,7 @@ async fn server(backend: Backend, secrets: &tempfile::TempDir) -> TestServer {
                     path: secrets.path().to_owned(),
                 },
             )]),
-            forge_hosts: vec!["github.com".into(), "git.example:3000".into()],
+            forge_hosts: vec!["github.com".into(), "http://git.example:3000".into()],
             ..ServerConfig::default()
         },
     )
@@ -199,6 +199,7 @@ async fn bad_repositories_change_nothing(backend: Backend) {
         .await
         .expect("project");
     let token = server.login("owner").await;
+    let stranger_token = server.login("stranger").await;
     let github = |remote: &str| add(&project.id, pb::ForgeType::Github, remote);
     let before = server.last_event_id().await;
     let bad = [
@@ -278,6 +279,30 @@ async fn bad_repositories_change_nothing(backend: Backend) {
             ),
             "FORGE_HOST_NOT_ALLOWED",
         ),
+        // A token never travels in clear to a forge listed for https.
+        (
+            pb::AddRepositoryRequest {
+                credential: "team://github-token".into(),
+                ..github("http://github.com/a/b")
+            },
+            "FORGE_HOST_NOT_ALLOWED",
+        ),
+        // Nor to a plain git server nobody listed.
+        (
+            pb::AddRepositoryRequest {
+                credential: "team://github-token".into(),
+                ..add(
+                    &project.id,
+                    pb::ForgeType::PlainGit,
+                    "ssh://git@169.254.169.254/x.git",
+                )
+            },
+            "FORGE_HOST_NOT_ALLOWED",
+        ),
+        (
+            github("ssh://-oProxyCommand=touch@github.com/a/b"),
+            "INVALID_FIELD",
+        ),
         (
             add(&theirs.id, pb::ForgeType::Github, "https://github.com/a/b"),
             "PERMISSION_DENIED",
@@ -297,6 +322,7 @@ async fn bad_repositories_change_nothing(backend: Backend) {
         );
         assert_eq!(reason, expected, "{remote}");
     }
+    assert_eq!(server.last_event_id().await, before, "no event");
     server
         .repositories()
         .add_repository(authed(&token, github("https://github.com/team/shop")))
@@ -304,6 +330,20 @@ async fn bad_repositories_change_nothing(backend: Backend) {
         .expect("add");
     let after_one = server.last_event_id().await;
     assert!(after_one > before, "one addition, one event");
+    // Someone outside the project does not list its repositories.
+    let (code, _) = failure(
+        server
+            .repositories()
+            .list_repositories(authed(
+                &stranger_token,
+                pb::ListRepositoriesRequest {
+                    project_id: project.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_eq!(code, Code::PermissionDenied);
     let (code, reason) = failure(
         server
             .repositories()
