@@ -42,6 +42,8 @@ pub enum Kind {
     Session,
     /// A published skill version (scope: none).
     Skill,
+    /// A repository (scope: its project).
+    Repository,
     /// The signed-in account, with its preferences (one record).
     Account,
 }
@@ -61,6 +63,7 @@ impl Kind {
             Kind::Revision => "revision",
             Kind::Session => "session",
             Kind::Skill => "skill",
+            Kind::Repository => "repository",
             Kind::Account => "account",
         }
     }

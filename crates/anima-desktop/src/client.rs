@@ -217,6 +217,19 @@ impl Client {
             .await
     }
 
+    /// A project's repositories.
+    pub async fn repositories(
+        &self,
+        project_id: &str,
+    ) -> Result<Vec<pb::Repository>, tonic::Status> {
+        self.session
+            .list(pb::ListRepositoriesRequest {
+                project_id: project_id.to_owned(),
+                ..Default::default()
+            })
+            .await
+    }
+
     /// A project's documents.
     pub async fn documents(&self, project_id: &str) -> Result<Vec<pb::Document>, tonic::Status> {
         self.session

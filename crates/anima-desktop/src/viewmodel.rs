@@ -9,7 +9,8 @@ use slint::{ModelRc, SharedString, VecModel};
 
 use crate::ui::{
     CapabilityRow, DecisionRow, DocumentRow, DocumentText, MessageRow, PersonRow, PhaseChip,
-    PlanRow, ProjectRow, RevisionRow, SessionRow, SkillRow, WorkItemRow, WorkflowRow,
+    PlanRow, ProjectRow, RepositoryRow, RevisionRow, SessionRow, SkillRow, WorkItemRow,
+    WorkflowRow,
 };
 
 /// Names the UI shows for ids it knows (users, Akhs, projects).
@@ -447,6 +448,27 @@ pub fn plan_rows(plans: &[pb::Plan]) -> Vec<PlanRow> {
         })
         .collect();
     rows.sort_by_key(|row| row.title.to_lowercase());
+    rows
+}
+
+/// A project's repositories, by name.
+pub fn repository_rows(repositories: &[pb::Repository]) -> Vec<RepositoryRow> {
+    let mut rows: Vec<RepositoryRow> = repositories
+        .iter()
+        .map(|repository| RepositoryRow {
+            name: repository.name.as_str().into(),
+            forge: match pb::ForgeType::try_from(repository.forge) {
+                Ok(pb::ForgeType::Github) => "GitHub",
+                Ok(pb::ForgeType::Gitea) => "Gitea",
+                Ok(pb::ForgeType::Gitlab) => "GitLab",
+                _ => "git",
+            }
+            .into(),
+            remote: repository.remote_url.as_str().into(),
+            branch: repository.default_branch.as_str().into(),
+        })
+        .collect();
+    rows.sort_by_key(|row| row.name.to_lowercase());
     rows
 }
 

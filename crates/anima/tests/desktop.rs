@@ -125,14 +125,23 @@ async fn online(
     })
     .await?;
     element(window, "project Desk")?.invoke_accessible_default_action();
-    until(runtime, "the project's work items and skills load", || {
-        window.get_screen() == Screen::Project
-            && window.get_work_items().row_count() == 2
-            && window
-                .get_skills()
-                .iter()
-                .any(|skill| skill.name == "code-reading" && skill.version == "not published")
-    })
+    until(
+        runtime,
+        "the project's work items, repositories and skills load",
+        || {
+            window.get_screen() == Screen::Project
+                && window.get_work_items().row_count() == 2
+                && window
+                    .get_repositories()
+                    .iter()
+                    .map(|repository| (repository.name.to_string(), repository.forge.to_string()))
+                    .eq([("desk".to_owned(), "GitHub".to_owned())])
+                && window
+                    .get_skills()
+                    .iter()
+                    .any(|skill| skill.name == "code-reading" && skill.version == "not published")
+        },
+    )
     .await?;
     element(window, "work item WI-1")?.invoke_accessible_default_action();
     until(runtime, "the thread loads", || {
@@ -355,9 +364,11 @@ async fn offline(app: &App, runtime: &tokio::runtime::Handle) -> Result<(), Stri
     })
     .await?;
     element(window, "project Desk")?.invoke_accessible_default_action();
-    until(runtime, "the cached work items show", || {
-        window.get_work_items().row_count() == 2
-    })
+    until(
+        runtime,
+        "the cached work items and repositories show",
+        || window.get_work_items().row_count() == 2 && window.get_repositories().row_count() == 1,
+    )
     .await?;
     element(window, "work item WI-1")?.invoke_accessible_default_action();
     until(runtime, "the cached thread shows", || {
@@ -418,6 +429,19 @@ fn the_desktop_client_works_against_a_real_server_and_offline() {
     let config = dir.path().join("config");
     up.login_admin(&config);
     cli(&config, &["project", "create", "Desk"], "");
+    cli(
+        &config,
+        &[
+            "repo",
+            "add",
+            "git@github.com:team/desk.git",
+            "--forge",
+            "github",
+            "--project",
+            "Desk",
+        ],
+        "",
+    );
     cli(
         &config,
         &["user", "create", "grace", "--password-stdin"],

@@ -1,4 +1,4 @@
-//! A project: its plans and work items.
+//! A project: its plans, repositories and work items.
 
 use super::*;
 
@@ -13,7 +13,7 @@ impl Controller {
     }
 
     /// Shows the cached project: its plans, the skills its workflows need,
-    /// its work items.
+    /// its repositories, its work items.
     pub(super) async fn show_project(&self, id: &str) {
         let open = self
             .state
@@ -35,18 +35,24 @@ impl Controller {
             .await
             .unwrap_or_default();
         let skills: Vec<pb::Skill> = self.cache.list(Kind::Skill, "").await.unwrap_or_default();
+        let repositories: Vec<pb::Repository> = self
+            .cache
+            .list(Kind::Repository, id)
+            .await
+            .unwrap_or_default();
         self.ui(move |window| {
             window.set_project_name(project.map(|p| p.name).unwrap_or_default().into());
             window.set_plans(viewmodel::rows(viewmodel::plan_rows(&plans)));
             window.set_skills(viewmodel::rows(viewmodel::project_skill_rows(
                 &items, &workflows, &skills,
             )));
+            window.set_repositories(viewmodel::rows(viewmodel::repository_rows(&repositories)));
             window.set_work_items(viewmodel::rows(viewmodel::work_item_rows(&items)));
         });
     }
 
-    /// Fetches the project's work items and plans, the workflows and the
-    /// published skills.
+    /// Fetches the project's work items, plans and repositories, the
+    /// workflows and the published skills.
     pub(super) async fn load_project(self: Arc<Self>, id: String) {
         let Some(client) = self.client() else { return };
         let fetched = tokio::try_join!(
@@ -54,8 +60,9 @@ impl Controller {
             client.plans(&id),
             client.workflows(),
             client.skills(),
+            client.repositories(&id),
         );
-        let (items, plans, workflows, skills) = match fetched {
+        let (items, plans, workflows, skills, repositories) = match fetched {
             Ok(fetched) => fetched,
             Err(status) => return self.failed(&status),
         };
@@ -72,6 +79,11 @@ impl Controller {
                 .await?;
             self.cache
                 .replace_records(Kind::Workflow, "", &workflows, workflow_key)
+                .await?;
+            self.cache
+                .replace_records(Kind::Repository, &id, &repositories, |repository| {
+                    (repository.id.clone(), repository.name.to_lowercase())
+                })
                 .await?;
             self.cache
                 .replace_records(Kind::Skill, "", &skills, |skill| {
