@@ -411,6 +411,23 @@ impl WorkItemApi {
                 .await?;
         self.secrets.check(&capabilities)?;
         self.zones.check(&mut capabilities)?;
+        // A repository grant names one of this project's repositories;
+        // another project's answers as one that does not exist.
+        for granted in &capabilities {
+            if let capability::CapabilityKind::RepoAccess { repository_id, .. } = &granted.kind {
+                let theirs = match self.store.get_repository(repository_id).await {
+                    Ok(repository) => repository.project_id != item.project_id,
+                    Err(error) if error.reason == reason::REPOSITORY_NOT_FOUND => true,
+                    Err(error) => return Err(error.into()),
+                };
+                if theirs {
+                    return Err(DomainError::not_found(
+                        reason::REPOSITORY_NOT_FOUND,
+                        format!("this project has no repository {repository_id}"),
+                    ));
+                }
+            }
+        }
         let stored = self.store.set_capabilities(&item.id, capabilities).await?;
         Ok(pb::ListCapabilitiesResponse {
             capabilities: stored.into_iter().map(convert::capability).collect(),

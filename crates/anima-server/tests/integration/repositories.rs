@@ -173,6 +173,70 @@ async fn repositories_are_added_listed_and_removed(backend: Backend) {
         ["backend", "infra"]
     );
 
+    // A work item's sandbox may be granted this project's repositories,
+    // never another project's.
+    let elsewhere = server
+        .store
+        .create_project("Elsewhere", "", &owner)
+        .await
+        .expect("project");
+    let foreign = server
+        .repositories()
+        .add_repository(authed(
+            &token,
+            add(
+                &elsewhere.id,
+                pb::ForgeType::Github,
+                "https://github.com/other/secret",
+            ),
+        ))
+        .await
+        .expect("add elsewhere")
+        .into_inner();
+    let item = server
+        .store
+        .create_work_item(anima_core::planning::NewWorkItem {
+            project_id: project.id.clone(),
+            plan_id: None,
+            title: "Fix the build".into(),
+            description: String::new(),
+            priority: anima_core::planning::Priority::Medium,
+            workflow_id: None,
+            author: anima_core::planning::Actor::User { id: owner.clone() },
+        })
+        .await
+        .expect("item");
+    let grant = |repository_id: &str| pb::UpdateCapabilitiesRequest {
+        work_item_id: item.id.clone(),
+        capabilities: vec![pb::Capability {
+            id: String::new(),
+            kind: Some(pb::capability::Kind::RepoAccess(pb::RepoAccess {
+                repository_id: repository_id.into(),
+                write: true,
+            })),
+        }],
+    };
+    for repository_id in [foreign.id.as_str(), "0190a000-0000-7000-8000-000000000099"] {
+        let (code, reason) = failure(
+            server
+                .work_items()
+                .update_capabilities(authed(&token, grant(repository_id)))
+                .await,
+        );
+        assert_eq!(
+            (code, reason.as_str()),
+            (Code::NotFound, "REPOSITORY_NOT_FOUND"),
+            "{repository_id}"
+        );
+    }
+    let granted = server
+        .work_items()
+        .update_capabilities(authed(&token, grant(&backend_repo.id)))
+        .await
+        .expect("its own repository")
+        .into_inner();
+    assert_eq!(granted.capabilities.len(), 1);
+
     // Patches are not built yet, and say so.
     let (code, _) = failure(
         server
