@@ -141,18 +141,24 @@ impl SecretStores {
     /// (`SECRET_STORE_UNKNOWN`) or that holds no value (`SECRET_NOT_FOUND`);
     /// the value itself is read and dropped.
     pub async fn check_reference(&self, reference: &str) -> Result<(), DomainError> {
-        let (store, key) = self.store_of(reference)?;
-        let store = store.clone();
-        let found = tokio::task::spawn_blocking(move || read(&store, &key).is_some())
-            .await
-            .map_err(|_| DomainError::internal("reading a secret stopped"))?;
-        match found {
-            true => Ok(()),
-            false => Err(DomainError::failed_precondition(
+        match self.value_of(reference).await? {
+            Some(_) => Ok(()),
+            None => Err(DomainError::failed_precondition(
                 reason::SECRET_NOT_FOUND,
                 format!("{reference} has no value of at most {MAX_SECRET_BYTES} bytes"),
             )),
         }
+    }
+
+    /// The value `reference` names, if its store holds one within the size
+    /// cap; refused when the reference is malformed or names no
+    /// configured store.
+    async fn value_of(&self, reference: &str) -> Result<Option<Vec<u8>>, DomainError> {
+        let (store, key) = self.store_of(reference)?;
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || read(&store, &key))
+            .await
+            .map_err(|_| DomainError::internal("reading a secret stopped"))
     }
 
     fn store_of(&self, reference: &str) -> Result<(&SecretStore, String), DomainError> {
@@ -190,12 +196,7 @@ impl SecretStores {
             else {
                 continue;
             };
-            let (store, key) = self.store_of(reference)?;
-            let store = store.clone();
-            let read = tokio::task::spawn_blocking(move || read(&store, &key))
-                .await
-                .map_err(|_| DomainError::internal("reading a secret stopped"))?;
-            let value = read.ok_or_else(|| {
+            let value = self.value_of(reference).await?.ok_or_else(|| {
                 DomainError::failed_precondition(
                     reason::SECRET_NOT_FOUND,
                     format!(

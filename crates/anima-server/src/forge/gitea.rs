@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anima_core::DomainError;
 use async_trait::async_trait;
-use reqwest::Url;
 
 use super::{
     CiState, Client, Diff, Fetched, Forge, ForgePage, ForgeRepo, Issue, IssueComment, IssueFilter,
@@ -38,25 +37,9 @@ impl Gitea {
                 http,
                 token: TokenHeader::Gitea,
                 json: "application/json",
+                page_size: ("limit", PAGE_SIZE),
             },
         }
-    }
-
-    /// `tail` under the repository, with `query`, or the page handed back.
-    fn list_url(
-        repo: &ForgeRepo,
-        tail: &[&str],
-        query: &[(&str, &str)],
-        page: Option<&str>,
-    ) -> Result<Url, DomainError> {
-        if let Some(page) = page {
-            return repo.page_url(page);
-        }
-        let mut url = repo.repo_url(tail)?;
-        url.query_pairs_mut()
-            .extend_pairs(query)
-            .append_pair("limit", &PAGE_SIZE.to_string());
-        Ok(url)
     }
 }
 
@@ -80,10 +63,12 @@ impl Forge for Gitea {
         let number_text = number.to_string();
         let mut reviews = Vec::new();
         for page in 1..=MAX_REVIEW_PAGES {
-            let mut url = repo.repo_url(&["pulls", &number_text, "reviews"])?;
-            url.query_pairs_mut()
-                .append_pair("page", &page.to_string())
-                .append_pair("limit", &PAGE_SIZE.to_string());
+            let url = self.client.list_url(
+                repo,
+                None,
+                || repo.repo_url(&["pulls", &number_text, "reviews"]),
+                &[("page", &page.to_string())],
+            )?;
             let answer = self.client.json(repo, url).await?;
             oldest.include(&answer);
             let page: Vec<GhReview> = parse(repo, &answer)?;
@@ -130,11 +115,11 @@ impl Forge for Gitea {
         state: ListState,
         page: Option<&str>,
     ) -> Result<Fetched<ForgePage<PullRequest>>, DomainError> {
-        let url = Self::list_url(
+        let url = self.client.list_url(
             repo,
-            &["pulls"],
-            &[("state", state.github_name()), ("sort", "recentupdate")],
             page,
+            || repo.repo_url(&["pulls"]),
+            &[("state", state.github_name()), ("sort", "recentupdate")],
         )?;
         let answer = self.client.json(repo, url).await?;
         let pulls: Vec<GhPull> = parse(repo, &answer)?;
@@ -173,7 +158,9 @@ impl Forge for Gitea {
         if !labels.is_empty() {
             query.push(("labels", labels.as_str()));
         }
-        let url = Self::list_url(repo, &["issues"], &query, page)?;
+        let url = self
+            .client
+            .list_url(repo, page, || repo.repo_url(&["issues"]), &query)?;
         let answer = self.client.json(repo, url).await?;
         issue_page(repo, &answer, filter)
     }

@@ -5,7 +5,6 @@ use std::{collections::HashMap, sync::Arc};
 
 use anima_core::{DomainError, error::reason};
 use async_trait::async_trait;
-use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
@@ -36,25 +35,9 @@ impl GitHub {
                 http,
                 token: TokenHeader::Bearer,
                 json: JSON,
+                page_size: ("per_page", 100),
             },
         }
-    }
-
-    /// `tail` under the repository, with `query`, or the page handed back.
-    fn list_url(
-        repo: &ForgeRepo,
-        tail: &[&str],
-        query: &[(&str, &str)],
-        page: Option<&str>,
-    ) -> Result<Url, DomainError> {
-        if let Some(page) = page {
-            return repo.page_url(page);
-        }
-        let mut url = repo.repo_url(tail)?;
-        url.query_pairs_mut()
-            .extend_pairs(query)
-            .append_pair("per_page", "100");
-        Ok(url)
     }
 
     /// What the reviews add up to: each reviewer's latest approval, request
@@ -67,7 +50,12 @@ impl GitHub {
         oldest: &mut Fetched<()>,
     ) -> Result<ReviewState, DomainError> {
         let number = number.to_string();
-        let mut url = Self::list_url(repo, &["pulls", &number, "reviews"], &[], None)?;
+        let mut url = self.client.list_url(
+            repo,
+            None,
+            || repo.repo_url(&["pulls", &number, "reviews"]),
+            &[],
+        )?;
         let mut reviews = Vec::new();
         for _ in 0..MAX_REVIEW_PAGES {
             let answer = self.client.json(repo, url).await?;
@@ -100,8 +88,12 @@ impl GitHub {
             .await?;
         oldest.include(&statuses);
         let statuses: GhCombinedStatus = parse(repo, &statuses)?;
-        let mut url = repo.repo_url(&["commits", sha, "check-runs"])?;
-        url.query_pairs_mut().append_pair("per_page", "100");
+        let mut url = self.client.list_url(
+            repo,
+            None,
+            || repo.repo_url(&["commits", sha, "check-runs"]),
+            &[],
+        )?;
         let mut runs = Vec::new();
         for _ in 0..MAX_CHECK_PAGES {
             let answer = self.client.json(repo, url).await?;
@@ -252,15 +244,15 @@ impl Forge for GitHub {
         state: ListState,
         page: Option<&str>,
     ) -> Result<Fetched<ForgePage<PullRequest>>, DomainError> {
-        let url = Self::list_url(
+        let url = self.client.list_url(
             repo,
-            &["pulls"],
+            page,
+            || repo.repo_url(&["pulls"]),
             &[
                 ("state", state.github_name()),
                 ("sort", "created"),
                 ("direction", "desc"),
             ],
-            page,
         )?;
         let answer = self.client.json(repo, url).await?;
         let pulls: Vec<GhPull> = parse(repo, &answer)?;
@@ -301,7 +293,9 @@ impl Forge for GitHub {
         if !labels.is_empty() {
             query.push(("labels", labels.as_str()));
         }
-        let url = Self::list_url(repo, &["issues"], &query, page)?;
+        let url = self
+            .client
+            .list_url(repo, page, || repo.repo_url(&["issues"]), &query)?;
         let answer = self.client.json(repo, url).await?;
         issue_page(repo, &answer, filter)
     }
@@ -312,11 +306,11 @@ impl Forge for GitHub {
         number: u64,
         page: Option<&str>,
     ) -> Result<Fetched<ForgePage<IssueComment>>, DomainError> {
-        let url = Self::list_url(
+        let url = self.client.list_url(
             repo,
-            &["issues", &number.to_string(), "comments"],
-            &[],
             page,
+            || repo.repo_url(&["issues", &number.to_string(), "comments"]),
+            &[],
         )?;
         let answer = self.client.json(repo, url).await?;
         comment_page(repo, &answer)

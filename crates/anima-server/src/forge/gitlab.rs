@@ -31,6 +31,7 @@ impl GitLab {
                 http,
                 token: TokenHeader::PrivateToken,
                 json: "application/json",
+                page_size: ("per_page", 100),
             },
         }
     }
@@ -42,23 +43,6 @@ impl GitLab {
         let mut all = vec!["projects", project.as_str()];
         all.extend(segments);
         repo.url(&all)
-    }
-
-    /// A list under the project, with `query`, or the page handed back.
-    fn list_url(
-        repo: &ForgeRepo,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        page: Option<&str>,
-    ) -> Result<Url, DomainError> {
-        if let Some(page) = page {
-            return repo.page_url(page);
-        }
-        let mut url = Self::project_url(repo, segments)?;
-        url.query_pairs_mut()
-            .extend_pairs(query)
-            .append_pair("per_page", "100");
-        Ok(url)
     }
 
     /// The merge request's raw diff, at most `max_bytes` of it.
@@ -171,8 +155,12 @@ impl Forge for GitLab {
         let ci = match (&merge_request.head_pipeline, merge_request.sha.as_deref()) {
             (Some(pipeline), _) => ci_of(&pipeline.status),
             (None, Some(sha)) if !sha.is_empty() => {
-                let url =
-                    Self::list_url(repo, &["repository", "commits", sha, "statuses"], &[], None)?;
+                let url = self.client.list_url(
+                    repo,
+                    None,
+                    || Self::project_url(repo, &["repository", "commits", sha, "statuses"]),
+                    &[],
+                )?;
                 let statuses = self.client.json(repo, url).await?;
                 oldest.include(&statuses);
                 let statuses: Vec<GlStatus> = parse(repo, &statuses)?;
@@ -207,15 +195,15 @@ impl Forge for GitLab {
         state: ListState,
         page: Option<&str>,
     ) -> Result<Fetched<ForgePage<PullRequest>>, DomainError> {
-        let url = Self::list_url(
+        let url = self.client.list_url(
             repo,
-            &["merge_requests"],
+            page,
+            || Self::project_url(repo, &["merge_requests"]),
             &[
                 ("state", state_query(state)),
                 ("order_by", "created_at"),
                 ("sort", "desc"),
             ],
-            page,
         )?;
         let answer = self.client.json(repo, url).await?;
         let merge_requests: Vec<GlMergeRequest> = parse(repo, &answer)?;
@@ -265,7 +253,9 @@ impl Forge for GitLab {
         if !labels.is_empty() {
             query.push(("labels", labels.as_str()));
         }
-        let url = Self::list_url(repo, &["issues"], &query, page)?;
+        let url =
+            self.client
+                .list_url(repo, page, || Self::project_url(repo, &["issues"]), &query)?;
         let answer = self.client.json(repo, url).await?;
         let issues: Vec<GlIssue> = parse(repo, &answer)?;
         Ok(page_of(
@@ -284,12 +274,12 @@ impl Forge for GitLab {
         number: u64,
         page: Option<&str>,
     ) -> Result<Fetched<ForgePage<IssueComment>>, DomainError> {
-        let url = Self::list_url(
+        let url = self.client.list_url(
             repo,
-            &["issues", &number.to_string(), "notes"],
+            page,
+            || Self::project_url(repo, &["issues", &number.to_string(), "notes"]),
             // Newest first unless asked otherwise.
             &[("order_by", "created_at"), ("sort", "asc")],
-            page,
         )?;
         let answer = self.client.json(repo, url).await?;
         let notes: Vec<GlNote> = parse(repo, &answer)?;

@@ -458,9 +458,30 @@ struct Client {
     http: Arc<ForgeHttp>,
     token: TokenHeader,
     json: &'static str,
+    /// The query parameter of a page's size, and the size asked for.
+    page_size: (&'static str, usize),
 }
 
 impl Client {
+    /// The URL of a list: the page handed back (once it is the forge's),
+    /// else `first`'s with `query` and this forge's page size.
+    fn list_url(
+        &self,
+        repo: &ForgeRepo,
+        page: Option<&str>,
+        first: impl FnOnce() -> Result<Url, DomainError>,
+        query: &[(&str, &str)],
+    ) -> Result<Url, DomainError> {
+        if let Some(page) = page {
+            return repo.page_url(page);
+        }
+        let mut url = first()?;
+        url.query_pairs_mut()
+            .extend_pairs(query)
+            .append_pair(self.page_size.0, &self.page_size.1.to_string());
+        Ok(url)
+    }
+
     /// `GET url` with `repo`'s token.
     async fn get(
         &self,
